@@ -1,0 +1,104 @@
+"""Atomic file output: write to a temporary name in the same folder, then rename."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Iterator
+
+from .errors import OutputError
+
+
+def _file_mode() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
+FILE_MODE = _file_mode()  # what open() would give; mkstemp's own 0600 would hide artifacts from other users
+
+
+@contextlib.contextmanager
+def atomic_path(target: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary path beside ``target``; rename it onto ``target`` on success.
+
+    On any exception the temporary file is removed and ``target`` is left as it was.
+    """
+    target = Path(target)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        os.chmod(tmp_path, FILE_MODE)
+        os.replace(tmp_path, target)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp_path.unlink()
+        raise
+
+
+def write_json(target: str | os.PathLike, data: object) -> None:
+    """Write ``data`` as indented JSON, atomically."""
+    with atomic_path(target) as tmp:
+        tmp.write_text(json.dumps(data, indent=2, sort_keys=False) + "\n")
+
+
+class StagingDir:
+    """A hidden folder inside the output folder where a run writes all its files.
+
+    ``commit()`` renames each staged file into the output folder (each rename is atomic);
+    ``discard()`` removes the staging folder and, if this run created the output folder and
+    it is still empty, the output folder too. Nothing half-written ever appears under a
+    final name.
+    """
+
+    def __init__(self, output_dir: str | os.PathLike):
+        self.output_dir = Path(output_dir)
+        created = []
+        try:
+            missing = [p for p in [self.output_dir, *self.output_dir.parents] if not p.exists()]
+            for p in reversed(missing):
+                p.mkdir()
+                created.append(p)
+            self.path = Path(tempfile.mkdtemp(prefix=".cnnexport-staging-", dir=self.output_dir))
+        except OSError as exc:
+            for p in reversed(created):
+                with contextlib.suppress(OSError):
+                    p.rmdir()
+            raise OutputError(
+                f"cannot write to output directory '{output_dir}': {exc.strerror or exc}; "
+                "choose a writable folder with -o/--output-dir"
+            ) from None
+        self._created = created
+
+    def file(self, name: str) -> Path:
+        return self.path / name
+
+    def commit(self, names: list[str] | None = None) -> list[Path]:
+        """Move staged files (all, or ``names`` in that order) into the output folder."""
+        names = names if names is not None else sorted(p.name for p in self.path.iterdir())
+        final = []
+        try:
+            for name in names:
+                dest = self.output_dir / name
+                os.replace(self.path / name, dest)
+                final.append(dest)
+        except OSError as exc:
+            raise OutputError(
+                f"cannot move artifacts into '{self.output_dir}': {exc.strerror or exc}"
+            ) from None
+        finally:
+            self.discard(remove_created=False)
+        return final
+
+    def discard(self, remove_created: bool = True) -> None:
+        shutil.rmtree(self.path, ignore_errors=True)
+        if remove_created:
+            for p in reversed(self._created):
+                with contextlib.suppress(OSError):
+                    p.rmdir()

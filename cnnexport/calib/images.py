@@ -1,0 +1,81 @@
+"""Real photographs as model inputs: scikit-image's bundled samples and ImageNet preprocessing.
+
+Only numpy and Pillow are used; scikit-image is located on disk, not imported.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+# Natural colour photographs shipped inside the scikit-image wheel (no download needed).
+SAMPLE_PHOTOS = ("astronaut.png", "chelsea.png", "coffee.png", "rocket.jpg", "motorcycle_left.png",
+                 "hubble_deep_field.jpg", "retina.jpg")
+
+
+@dataclass(frozen=True)
+class Preprocess:
+    """Resize the shorter side to ``size / crop_fraction``, centre-crop ``size``, scale to [0, 1],
+    normalise per channel. ``channels=1`` converts to grayscale (LeNet-style inputs)."""
+
+    size: tuple[int, int] = (224, 224)
+    channels: int = 3
+    crop_fraction: float = 0.875
+    mean: tuple[float, ...] = IMAGENET_MEAN
+    std: tuple[float, ...] = IMAGENET_STD
+
+    def __call__(self, image) -> np.ndarray:
+        """PIL image -> float32 CHW array."""
+        from PIL import Image
+
+        image = image.convert("L" if self.channels == 1 else "RGB")
+        h, w = self.size
+        scale = max(h, w) / self.crop_fraction / min(image.size)
+        new_w, new_h = max(w, round(image.size[0] * scale)), max(h, round(image.size[1] * scale))
+        image = image.resize((new_w, new_h), Image.BILINEAR)
+        left, top = (new_w - w) // 2, (new_h - h) // 2
+        image = image.crop((left, top, left + w, top + h))
+        arr = np.asarray(image, dtype=np.float32) / 255.0
+        arr = arr[None] if arr.ndim == 2 else arr.transpose(2, 0, 1)
+        mean, std = self._stats()
+        return ((arr - mean) / std).astype(np.float32)
+
+    def _stats(self) -> tuple[np.ndarray, np.ndarray]:
+        mean, std = np.asarray(self.mean, np.float32), np.asarray(self.std, np.float32)
+        if self.channels != len(mean):
+            # Grayscale or other channel counts: use the mean of the given statistics for every channel.
+            mean = np.full(self.channels, mean.mean(), np.float32)
+            std = np.full(self.channels, std.mean(), np.float32)
+        return mean.reshape(-1, 1, 1), std.reshape(-1, 1, 1)
+
+
+def sample_image_paths() -> list[Path]:
+    """Paths of the colour photographs bundled with scikit-image (empty if it is not installed)."""
+    spec = importlib.util.find_spec("skimage")
+    if spec is None or not spec.submodule_search_locations:
+        return []
+    data_dir = Path(next(iter(spec.submodule_search_locations))) / "data"
+    return [data_dir / name for name in SAMPLE_PHOTOS if (data_dir / name).is_file()]
+
+
+def load_image(path: str | os.PathLike, preprocess: Preprocess) -> np.ndarray:
+    from PIL import Image
+
+    with Image.open(path) as image:
+        return preprocess(image)
+
+
+def sample_images(preprocess: Preprocess | None = None, limit: int | None = None) -> np.ndarray:
+    """The bundled photographs, preprocessed, as one NCHW float32 batch (N may be 0)."""
+    preprocess = preprocess or Preprocess()
+    paths = sample_image_paths()[:limit]
+    if not paths:
+        return np.zeros((0, preprocess.channels, *preprocess.size), np.float32)
+    return np.stack([load_image(p, preprocess) for p in paths])

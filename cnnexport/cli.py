@@ -1,0 +1,225 @@
+"""The ``cnnexport`` command. The only module that prints, wires the parts together and maps
+errors to exit codes (see ``cnnexport.errors.EXIT_CODES``). Heavy imports stay inside commands
+so that ``cnnexport --help`` is fast."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+from pathlib import Path
+
+import click
+
+from . import __version__
+from .errors import CnnexportError, UsageError
+
+_GROUP_FLAGS = ("--help", "-h", "--version")
+
+
+def _err_console():
+    from rich.console import Console
+
+    return Console(stderr=True)
+
+
+def _out_console():
+    """stdout console; wide when piped so tables are not squeezed to 80 columns."""
+    from rich.console import Console
+
+    return Console() if sys.stdout.isatty() else Console(width=160)
+
+
+def _fail(message: str, code: int) -> None:
+    click.echo(f"error: {message}", err=True)
+    sys.exit(code)
+
+
+class DefaultExportGroup(click.Group):
+    """``cnnexport resnet50 ...`` means ``cnnexport export resnet50 ...``; errors become one line."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if args and args[0] not in self.commands and args[0] not in _GROUP_FLAGS:
+            args = ["export", *args]
+        return super().parse_args(ctx, args)
+
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        try:
+            rv = super().main(args, prog_name or "cnnexport", complete_var, standalone_mode=False, **extra)
+        except click.UsageError as exc:
+            hint = f" (see '{exc.ctx.command_path} --help')" if exc.ctx else ""
+            _fail(exc.format_message().replace("\n", " ") + hint, 2)
+        except click.ClickException as exc:
+            _fail(exc.format_message().replace("\n", " "), exc.exit_code)
+        except (click.exceptions.Abort, KeyboardInterrupt):
+            _fail("interrupted; nothing half-written was left", 130)
+        except CnnexportError as exc:
+            _fail(str(exc).replace("\n", " "), exc.exit_code)
+        except Exception as exc:
+            if os.environ.get("CNNEXPORT_DEBUG"):
+                raise
+            _fail(f"internal error: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''} "
+                  "(a bug; rerun with CNNEXPORT_DEBUG=1 for the traceback and report it)", 1)
+        sys.exit(rv if isinstance(rv, int) else 0)
+
+
+@click.group(cls=DefaultExportGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="cnnexport")
+def cli() -> None:
+    """Export, verify and benchmark CNN classifiers.
+
+    \b
+    cnnexport resnet50 --fold-bn --onnx      (same as: cnnexport export resnet50 ...)
+    cnnexport list
+    """
+
+
+def parse_input_size(text: str, channels: int) -> tuple[int, int, int]:
+    """'224' -> (C, 224, 224); '224,192' or '224x192' -> (C, 224, 192); '1,32,32' -> (1, 32, 32)."""
+    parts = [p for p in text.replace("x", ",").replace(" ", ",").split(",") if p]
+    try:
+        dims = [int(p) for p in parts]
+    except ValueError:
+        dims = []
+    if not 1 <= len(dims) <= 3 or any(d <= 0 or d > 16384 for d in dims):
+        raise UsageError(f"bad --input-size '{text}': give H, HxW or C,H,W with positive integers, e.g. 224 or 3,224,224")
+    if len(dims) == 1:
+        return channels, dims[0], dims[0]
+    if len(dims) == 2:
+        return channels, dims[0], dims[1]
+    return dims[0], dims[1], dims[2]
+
+
+@cli.command("export")
+@click.argument("model")
+@click.option("--onnx", "want_onnx", is_flag=True, help="Write <model>.onnx (the default format).")
+@click.option("--fold-bn/--no-fold-bn", default=True, show_default=True,
+              help="Fold BatchNorm into the preceding conv before export.")
+@click.option("--exporter", type=click.Choice(["torchscript", "dynamo"]), default="torchscript", show_default=True)
+@click.option("--opset", type=int, default=18, show_default=True, help="ONNX opset.")
+@click.option("--batch", type=int, default=None, help="Static batch size (default: dynamic batch axis).")
+@click.option("--input-size", default=None, help="H, HxW or C,H,W (default: the model's own).")
+@click.option("--num-classes", type=int, default=None, help="Classifier outputs (default: the model's own).")
+@click.option("--weights", type=click.Path(dir_okay=False), default=None,
+              help="state_dict file: .pt/.pth (weights only) or .safetensors.")
+@click.option("-o", "--output-dir", type=click.Path(file_okay=False), default=None,
+              help="Output folder (default: exports/<model>/).")
+@click.option("--simplify/--no-simplify", default=True, show_default=True, help="Simplify with onnxsim.")
+@click.option("--atol", type=float, default=None,
+              help="Max abs error allowed (default: 1e-4 x max |reference output|).")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON on stdout, nothing else.")
+def export_cmd(model, want_onnx, fold_bn, exporter, opset, batch, input_size, num_classes, weights, output_dir,
+               simplify, atol, as_json):
+    """Prepare MODEL (a registry name or package.module:callable), export it and prove it matches PyTorch."""
+    if batch is not None and not 1 <= batch <= 4096:
+        raise UsageError(f"bad --batch {batch}: use 1..4096, or leave it out for a dynamic batch axis")
+    if num_classes is not None and num_classes < 1:
+        raise UsageError(f"bad --num-classes {num_classes}: must be at least 1")
+    from .exporter.pipeline import export
+    from .models import is_registered, load_model, model_info
+
+    channels, default_size = 3, (3, 224, 224)
+    if is_registered(model):
+        default_size = model_info(model).input_size
+        channels = default_size[0]
+    chw = parse_input_size(input_size, channels) if input_size else default_size
+    name = model.rpartition(":")[2] if ":" in model and not is_registered(model) else model
+    module = load_model(model, num_classes=num_classes, weights=weights)
+
+    console = _err_console()
+    with console.status("", spinner="dots") as status:
+        def on_stage(stage: str) -> None:
+            status.update(f"[bold]{name}[/]: {stage}")
+
+        report = export(module, (batch or 1, *chw), output_dir, name=name, fold_bn=fold_bn, exporter=exporter,
+                        opset=opset, dynamic_batch=batch is None, simplify=simplify, atol=atol, on_stage=on_stage)
+    if as_json:
+        click.echo(json.dumps(report, indent=2))
+    else:
+        _print_export_summary(report)
+
+
+def _print_export_summary(report: dict) -> None:
+    from rich.table import Table
+
+    console = _out_console()
+    g = report["graph"]
+    eq = {e["artifact"]: e for e in report["equivalence"]}
+    table = Table(title=f"{report['model']}: {report['params']:,} params, input "
+                        f"{'x'.join(map(str, report['input_shape']))} "
+                        f"({'dynamic' if report['dynamic_batch'] else 'static'} batch)")
+    table.add_column("")
+    rows = {"file": [], "format": [], "size": [], "max abs error": [], "max rel error": [], "cosine (min)": [],
+            "top-1 agreement": [], "check": []}
+    for a in report["artifacts"]:
+        e = eq.get(Path(a["path"]).name, {})
+        table.add_column(a["format"], justify="right")
+        rows["file"].append(Path(a["path"]).name)
+        rows["format"].append(f"{a['format']} {a['precision']}")
+        rows["size"].append(f"{a['size_bytes'] / 1e6:.1f} MB")
+        rows["max abs error"].append(f"{e.get('max_abs', float('nan')):.2e} (tol {e.get('tolerance', 0):.1e})")
+        rows["max rel error"].append(f"{e.get('max_rel', float('nan')):.2e}")
+        rows["cosine (min)"].append(f"{e.get('cosine', float('nan')):.7f}")
+        rows["top-1 agreement"].append(f"{e.get('top1_agreement', 0):.0%} of {e.get('samples', 0)}")
+        rows["check"].append("[green]passed[/]" if e.get("passed") else "[red]FAILED[/]")
+    for label, cells in rows.items():
+        table.add_row(label, *cells)
+    console.print(table)
+    p = report["prepare"]
+    console.print(f"graph: {g['nodes_before_simplify']} -> {g['nodes_after_simplify']} nodes ({g['simplifier']}), "
+                  f"{g['batchnorm_nodes']} BatchNormalization, {g['dropout_nodes']} Dropout; "
+                  f"folded {len(p['folded'])} BN into convs, {len(p['scale_shift'])} as scale+shift, "
+                  f"removed {p['dropout_removed']} dropout")
+    console.print(f"{report['exporter']} exporter, opset {report['opset']}; "
+                  + ", ".join(f"{k} {v:.1f}s" for k, v in report["timings_s"].items()))
+    for w in report["warnings"]:
+        console.print(f"[yellow]warning:[/] {w}")
+    console.print(f"written: {Path(report['artifacts'][0]['path']).parent}/ ({', '.join(rows['file'])}, report.json)")
+
+
+@cli.command("list")
+@click.argument("pattern", default="*")
+@click.option("--json", "as_json", is_flag=True, help="Print the registry as JSON.")
+def list_cmd(pattern, as_json):
+    """List registered models (PATTERN is a wildcard, e.g. 'resnet*')."""
+    from .models import list_models, model_info
+
+    infos = [model_info(n) for n in list_models(pattern)]
+    if as_json:
+        keys = ("name", "family", "input_size", "num_classes", "params", "macs", "source", "paper", "arxiv",
+                "torchvision_compatible")
+        click.echo(json.dumps([{k: getattr(i, k) for k in keys} for i in infos], indent=2))
+        return
+    from rich.table import Table
+
+    table = Table(title=f"cnnexport models ({len(infos)})")
+    for col in ("name", "family", "input", "params", "MACs", "source", "arXiv"):
+        table.add_column(col, justify="right" if col in ("params", "MACs") else "left", no_wrap=col == "name")
+    for i in infos:
+        table.add_row(i.name, i.family, "x".join(map(str, i.input_size)),
+                      f"{i.params:,}" if i.params else "-", _readable(i.macs) if i.macs else "-",
+                      i.source, i.arxiv)
+    _out_console().print(table)
+
+
+def _readable(n: float) -> str:
+    for unit, scale in (("G", 1e9), ("M", 1e6), ("K", 1e3)):
+        if abs(n) >= scale:
+            return f"{n / scale:.2f}{unit}"
+    return f"{n:.0f}"
+
+
+def _terminate(signum, _frame):
+    # Unwinds like Ctrl-C, so staged files are removed before the process exits.
+    raise SystemExit(128 + signum)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    signal.signal(signal.SIGTERM, _terminate)
+    cli.main(prog_name="cnnexport")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,79 @@
+"""User-facing errors. Each carries the process exit code the CLI maps it to.
+
+Every message is one line that names the problem and the fix. Library code raises these;
+only ``cli.py`` turns them into exit codes.
+"""
+
+from __future__ import annotations
+
+
+class CnnexportError(Exception):
+    """Base of all errors the CLI reports as one line without a traceback."""
+
+    exit_code = 1
+
+
+class UsageError(CnnexportError):
+    """A bad argument value: input size, batch, opset, tolerance."""
+
+    exit_code = 2
+
+
+class UnknownModelError(UsageError):
+    """A model name that is neither registered nor an importable ``module:callable``."""
+
+    exit_code = 2
+
+
+class WeightsError(CnnexportError):
+    """A weights file that is missing, corrupt, unsafe or does not fit the model."""
+
+    exit_code = 3
+
+
+class OutputError(CnnexportError):
+    """An output location that cannot be written."""
+
+    exit_code = 4
+
+
+class VerificationError(CnnexportError):
+    """An artifact whose outputs do not match the PyTorch reference within tolerance."""
+
+    exit_code = 5
+
+    def __init__(self, message: str, report: dict | None = None):
+        super().__init__(message)
+        self.report = report
+
+
+class MissingDependencyError(CnnexportError):
+    """An optional runtime or tool that is not installed; the message names the pip extra."""
+
+    exit_code = 6
+
+
+class ExportError(CnnexportError):
+    """The exporter, simplifier or a converter failed on this model."""
+
+    exit_code = 7
+
+
+class InvalidModelFileError(CnnexportError):
+    """A model file (ONNX, TFLite, IR) that is missing, corrupt or fails its checker."""
+
+    exit_code = 8
+
+
+EXIT_CODES = {
+    0: "success",
+    1: "unexpected internal error (a bug: please report it with CNNEXPORT_DEBUG=1 output)",
+    2: "bad usage: unknown model, bad option value (input size, batch, opset, tolerance)",
+    3: "weights file missing, corrupt, unsafe, or not fitting the model",
+    4: "output location cannot be written",
+    5: "an artifact does not compute what the PyTorch model computes (nothing was written)",
+    6: "an optional runtime or tool is not installed",
+    7: "export, simplification or conversion failed",
+    8: "a model file is missing, corrupt or fails its checker",
+    130: "interrupted (Ctrl-C); nothing half-written was left",
+}

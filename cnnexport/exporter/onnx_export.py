@@ -1,0 +1,109 @@
+"""PyTorch -> ONNX with the TorchScript (default) or dynamo exporter, one self-contained file."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import os
+import warnings
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from .._atomic import atomic_path
+from ..errors import ExportError, UsageError
+
+EXPORTERS = ("torchscript", "dynamo")
+DEFAULT_OPSET = 18
+INPUT_NAME, OUTPUT_NAME = "input", "output"
+_TWO_GB = 2**31
+
+
+def to_onnx(
+    module: nn.Module,
+    path: str | os.PathLike,
+    input_shape: tuple[int, ...],
+    *,
+    exporter: str = "torchscript",
+    opset: int = DEFAULT_OPSET,
+    dynamic_batch: bool = True,
+    keep_batchnorm: bool = False,
+) -> list[str]:
+    """Export ``module`` (already eval) to ``path`` atomically; return the exporter's warnings.
+
+    ``keep_batchnorm`` stops the exporters' own Conv+BN fusion, for ``--no-fold-bn``.
+    """
+    if exporter not in EXPORTERS:
+        raise UsageError(f"unknown exporter '{exporter}'; choose one of {', '.join(EXPORTERS)}")
+    if not 7 <= opset <= 23:
+        raise UsageError(f"opset {opset} is out of range; use 7..23 (default {DEFAULT_OPSET})")
+    example = torch.randn(*input_shape)
+    caught: list[warnings.WarningMessage] = []
+    with _quiet_torch_logs(), atomic_path(path) as tmp, warnings.catch_warnings(record=True) as caught, \
+            contextlib.redirect_stdout(io.StringIO()), torch.no_grad():
+        warnings.simplefilter("always")
+        try:
+            if exporter == "torchscript":
+                _export_torchscript(module, example, tmp, opset, dynamic_batch, keep_batchnorm)
+            else:
+                _export_dynamo(module, example, tmp, opset, dynamic_batch, keep_batchnorm)
+        except (ExportError, UsageError):
+            raise
+        except Exception as exc:
+            raise ExportError(f"the {exporter} exporter failed: {_first_line(exc)}"
+                              + ("; try --exporter dynamo" if exporter == "torchscript" else
+                                 "; try --exporter torchscript")) from None
+    return sorted({f"{w.category.__name__}: {str(w.message).splitlines()[0][:200]}" for w in caught
+                   if not issubclass(w.category, (DeprecationWarning, FutureWarning))
+                   and not any(s in str(w.message) for s in _EXPECTED_WARNINGS)})
+
+
+# Warnings that our own choice of options causes and that say nothing about the user's model.
+_EXPECTED_WARNINGS = ("constant folding be turned off",)
+
+
+@contextlib.contextmanager
+def _quiet_torch_logs():
+    """The dynamo exporter logs to stderr (e.g. 'torchvision is not installed'); library code stays silent."""
+    loggers = [logging.getLogger(n) for n in ("torch.onnx", "torch._dynamo", "torch.export", "onnxscript")]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        for lg, level in zip(loggers, levels):
+            lg.setLevel(level)
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = [line for line in str(exc).splitlines() if line.strip()]
+    return (lines[0] if lines else type(exc).__name__)[:300]
+
+
+def _export_torchscript(module, example, path: Path, opset: int, dynamic_batch: bool, keep_bn: bool) -> None:
+    dynamic_axes = {INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}} if dynamic_batch else None
+    torch.onnx.export(
+        module, (example,), str(path), dynamo=False, opset_version=opset,
+        input_names=[INPUT_NAME], output_names=[OUTPUT_NAME], dynamic_axes=dynamic_axes,
+        do_constant_folding=True,
+        # EVAL lets the exporter fuse Conv+BN by itself; PRESERVE (the module is in eval mode
+        # either way) keeps BatchNormalization nodes for --no-fold-bn.
+        training=torch.onnx.TrainingMode.PRESERVE if keep_bn else torch.onnx.TrainingMode.EVAL,
+    )
+
+
+def _export_dynamo(module, example, path: Path, opset: int, dynamic_batch: bool, keep_bn: bool) -> None:
+    dynamic_shapes = ({0: torch.export.Dim("batch", min=1, max=4096)},) if dynamic_batch else None
+    program = torch.onnx.export(
+        module, (example,), dynamo=True, opset_version=opset, input_names=[INPUT_NAME],
+        output_names=[OUTPUT_NAME], dynamic_shapes=dynamic_shapes, verbose=False,
+        # onnxscript's optimizer fuses BatchNormalization into Conv; skip it to keep BN nodes.
+        optimize=not keep_bn,
+    )
+    if program is None:
+        raise ExportError("the dynamo exporter returned no program")
+    size = sum(t.numel() * t.element_size() for t in module.state_dict().values())
+    program.save(str(path), external_data=size >= _TWO_GB)

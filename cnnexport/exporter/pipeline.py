@@ -1,0 +1,191 @@
+"""One export run: prepare -> ONNX -> check -> simplify -> check -> verify -> commit files.
+
+Every file is first written into a staging folder inside the output folder and moved to its
+final name only after every artifact has passed verification; a failure or an interrupt
+leaves nothing new behind and never touches files of an earlier run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import time
+from pathlib import Path
+from typing import Callable, Iterable, Iterator
+
+import numpy as np
+import torch
+from torch import nn
+
+from .._atomic import StagingDir, write_json
+from ..errors import UsageError, VerificationError
+from . import graph as graph_mod
+from .onnx_export import DEFAULT_OPSET, EXPORTERS, to_onnx
+from .prepare import prepare_with_summary
+from .report import new_report
+from .simplify import simplify as simplify_onnx
+from .verify import DEFAULT_RTOL, compare, make_inputs
+
+FORMATS = ("onnx",)
+StageCallback = Callable[[str], None]
+
+
+@contextlib.contextmanager
+def eval_mode(module: nn.Module) -> Iterator[nn.Module]:
+    """Temporarily put every submodule in eval mode, restoring each one's mode afterwards."""
+    modes = [(m, m.training) for m in module.modules()]
+    module.eval()
+    try:
+        yield module
+    finally:
+        for m, training in modes:
+            m.training = training
+
+
+def _first_tensor(out) -> torch.Tensor:
+    if isinstance(out, torch.Tensor):
+        return out
+    if isinstance(out, (tuple, list)) and out and isinstance(out[0], torch.Tensor):
+        return out[0]
+    if isinstance(out, dict) and out:
+        return next(iter(out.values()))
+    raise UsageError(f"the model returned {type(out).__name__}; cnnexport exports models that return a tensor")
+
+
+def _check_shape(input_shape: Iterable[int]) -> tuple[int, ...]:
+    try:
+        shape = tuple(int(d) for d in input_shape)
+    except (TypeError, ValueError):
+        raise UsageError(f"input shape {input_shape!r} must be a sequence of positive integers") from None
+    if len(shape) < 2 or any(d <= 0 for d in shape) or any(d > 65536 for d in shape):
+        raise UsageError(f"input shape {shape} must have a batch and at least one more dimension, each 1..65536")
+    return shape
+
+
+def _safe_name(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("._") or "model"
+
+
+def export(
+    module: nn.Module,
+    input_shape: Iterable[int] = (1, 3, 224, 224),
+    output_dir: str | os.PathLike | None = None,
+    *,
+    name: str | None = None,
+    fold_bn: bool = True,
+    formats: Iterable[str] = ("onnx",),
+    exporter: str = "torchscript",
+    opset: int = DEFAULT_OPSET,
+    dynamic_batch: bool = True,
+    simplify: bool = True,
+    atol: float | None = None,
+    rtol: float = DEFAULT_RTOL,
+    photos: bool = True,
+    on_stage: StageCallback | None = None,
+) -> dict:
+    """Export any ``nn.Module``; return the report (also written as ``report.json``).
+
+    ``input_shape`` includes the batch; with ``dynamic_batch`` the exported batch axis is
+    dynamic whatever that batch is. Raises a ``cnnexport.errors.CnnexportError`` subclass on
+    bad input or when an artifact does not match PyTorch (then nothing is written).
+    """
+    formats = tuple(formats)
+    unknown = [f for f in formats if f not in FORMATS]
+    if unknown or not formats:
+        raise UsageError(f"unknown format(s) {', '.join(unknown) or '(none)'}; available: {', '.join(FORMATS)}")
+    if exporter not in EXPORTERS:
+        raise UsageError(f"unknown exporter '{exporter}'; choose one of {', '.join(EXPORTERS)}")
+    if atol is not None and not (atol >= 0 and np.isfinite(atol)):
+        raise UsageError(f"--atol must be a finite number >= 0, got {atol}")
+    shape = _check_shape(input_shape)
+    name = _safe_name(name or type(module).__name__.lower())
+    stage = on_stage or (lambda _s: None)
+    report = new_report(name, sum(p.numel() for p in module.parameters()), shape)
+    report.update(dynamic_batch=dynamic_batch, exporter=exporter, opset=opset, fold_bn=fold_bn)
+    timings = report["timings_s"]
+
+    stage("prepare")
+    t0 = time.perf_counter()
+    prepared, summary = prepare_with_summary(module, fold_bn=fold_bn)
+    report["prepare"] = summary.as_dict()
+    report["warnings"].extend(summary.warnings)
+    example = torch.zeros(shape)
+    with torch.no_grad():
+        try:
+            _first_tensor(prepared(example))
+        except UsageError:
+            raise
+        except Exception as exc:
+            msg = next((ln for ln in str(exc).splitlines() if ln.strip()), type(exc).__name__)[:200]
+            raise UsageError(f"the model cannot take input shape {'x'.join(map(str, shape))} ({msg}); "
+                             "pass the size it expects with --input-size") from None
+    timings["prepare"] = round(time.perf_counter() - t0, 3)
+
+    staging = StagingDir(output_dir if output_dir is not None else Path("exports") / name)
+    try:
+        onnx_path = staging.file(f"{name}.onnx")
+        stage("export")
+        t0 = time.perf_counter()
+        report["warnings"].extend(to_onnx(prepared, onnx_path, shape, exporter=exporter, opset=opset,
+                                          dynamic_batch=dynamic_batch, keep_batchnorm=not fold_bn))
+        timings["export"] = round(time.perf_counter() - t0, 3)
+        facts = graph_mod.check(onnx_path)
+        nodes_before = facts.nodes
+
+        stage("simplify")
+        t0 = time.perf_counter()
+        simplifier = "none"
+        if simplify:
+            simplifier, warns = simplify_onnx(onnx_path, onnx_path, keep_batchnorm=not fold_bn)
+            report["warnings"].extend(warns)
+            facts = graph_mod.check(onnx_path)
+        timings["simplify"] = round(time.perf_counter() - t0, 3)
+        report["graph"] = {
+            "op_counts": facts.op_counts,
+            "batchnorm_nodes": facts.batchnorm_nodes,
+            "dropout_nodes": facts.dropout_nodes,
+            "nodes_before_simplify": nodes_before,
+            "nodes_after_simplify": facts.nodes,
+            "simplifier": simplifier,
+            "opset": facts.opset,
+            "inputs": facts.inputs,
+            "outputs": facts.outputs,
+        }
+
+        stage("verify")
+        t0 = time.perf_counter()
+        report["equivalence"] = [_verify_onnx(module, onnx_path, shape, dynamic_batch, atol, rtol, photos).as_dict()]
+        timings["verify"] = round(time.perf_counter() - t0, 3)
+        failed = [e for e in report["equivalence"] if not e["passed"]]
+        if failed:
+            raise VerificationError(
+                "; ".join(f"{e['artifact']} does not match PyTorch: max abs error {e['max_abs']:.3g} > tolerance "
+                          f"{e['tolerance']:.3g} (max rel {e['max_rel']:.3g}, cosine {e['cosine']:.6f}, top-1 "
+                          f"agreement {e['top1_agreement']:.0%})" for e in failed)
+                + "; nothing was written (raise --atol if this error is expected)",
+                report=report,
+            )
+
+        final_dir = staging.output_dir
+        report["artifacts"] = [{"format": "onnx", "precision": "fp32", "path": str(final_dir / onnx_path.name),
+                                "size_bytes": onnx_path.stat().st_size}]
+        write_json(staging.file("report.json"), report)
+        staging.commit([onnx_path.name, "report.json"])
+    except BaseException:
+        staging.discard()
+        raise
+    return report
+
+
+def _verify_onnx(module: nn.Module, onnx_path: Path, shape: tuple[int, ...], dynamic_batch: bool,
+                 atol: float | None, rtol: float, photos: bool):
+    from ..runtimes import load
+
+    runtime_model = load(onnx_path, "onnxruntime")
+    inputs = make_inputs(shape, dynamic_batch=dynamic_batch, photos=photos)
+    with eval_mode(module), torch.no_grad():
+        def reference(batch: np.ndarray) -> np.ndarray:
+            return _first_tensor(module(torch.from_numpy(batch))).numpy()
+
+        return compare(onnx_path.name, reference, lambda b: runtime_model.run(b)[0], inputs, atol=atol, rtol=rtol)

@@ -1,0 +1,38 @@
+"""The export report: versions of the tools used, and the report's stable top-level layout."""
+
+from __future__ import annotations
+
+import platform
+from importlib import metadata
+
+
+def package_version(name: str) -> str | None:
+    try:
+        return metadata.version(name)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def versions(*extra: str) -> dict[str, str | None]:
+    names = ("torch", "onnx", "onnxruntime", "onnxsim", *extra)
+    return {"python": platform.python_version(), **{n: package_version(n) for n in names}}
+
+
+def new_report(model: str, params: int, input_shape: tuple[int, ...]) -> dict:
+    """A report with every field present; later stages fill them in."""
+    return {
+        "model": model,
+        "params": params,
+        "input_shape": list(input_shape),
+        "dynamic_batch": True,
+        "exporter": None,
+        "opset": None,
+        "fold_bn": True,
+        "artifacts": [],
+        "prepare": {},
+        "graph": {},
+        "equivalence": [],
+        "timings_s": {},
+        "warnings": [],
+        "versions": versions(),
+    }

@@ -1,0 +1,102 @@
+"""Numerical equivalence between the PyTorch reference and an exported artifact.
+
+The inputs: random normal batches (batch 1 and 3 when the batch axis is dynamic) and real
+photographs. Figures: max absolute error, max relative error (relative to the reference's
+max magnitude), the lowest per-sample cosine similarity, and top-1 agreement.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Callable
+
+import numpy as np
+
+from ..calib import Preprocess, sample_images
+
+DEFAULT_RTOL = 1e-4  # default tolerance: max abs error <= DEFAULT_RTOL * max |reference|
+
+
+@dataclass
+class InputSet:
+    name: str
+    batches: list[np.ndarray]
+
+
+@dataclass
+class Equivalence:
+    artifact: str
+    max_abs: float
+    max_rel: float
+    cosine: float
+    top1_agreement: float
+    passed: bool
+    tolerance: float
+    samples: int
+    per_input: list[dict] = field(default_factory=list)
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def make_inputs(input_shape: tuple[int, ...], *, dynamic_batch: bool, seed: int = 0,
+                photos: bool = True) -> list[InputSet]:
+    """Random batches and real photographs shaped for the model (batch fixed when static)."""
+    rng = np.random.default_rng(seed)
+    batch, rest = input_shape[0], tuple(input_shape[1:])
+    sizes = (1, 3) if dynamic_batch else (batch,)
+    sets = [InputSet(f"random_b{b}", [rng.standard_normal((b, *rest)).astype(np.float32)]) for b in sizes]
+    if photos and len(rest) == 3:
+        images = sample_images(Preprocess(size=(rest[1], rest[2]), channels=rest[0]))
+        if len(images):
+            if dynamic_batch:
+                sets.append(InputSet("photos", [images]))
+            else:
+                reps = -(-batch // len(images)) * len(images)
+                images = np.resize(images, (max(reps, batch), *rest))
+                sets.append(InputSet("photos", [images[i:i + batch] for i in range(0, len(images) - batch + 1, batch)]))
+    return sets
+
+
+def _cosines(ref: np.ndarray, out: np.ndarray) -> np.ndarray:
+    r = ref.reshape(len(ref), -1).astype(np.float64)
+    o = out.reshape(len(out), -1).astype(np.float64)
+    denom = np.linalg.norm(r, axis=1) * np.linalg.norm(o, axis=1)
+    same = np.all(r == o, axis=1)
+    return np.where(same, 1.0, np.sum(r * o, axis=1) / np.maximum(denom, 1e-30))
+
+
+def compare(artifact: str, reference_fn: Callable[[np.ndarray], np.ndarray],
+            candidate_fn: Callable[[np.ndarray], np.ndarray], inputs: list[InputSet],
+            *, atol: float | None = None, rtol: float = DEFAULT_RTOL) -> Equivalence:
+    """Run every batch through both functions and summarise the differences.
+
+    The tolerance is ``atol`` when given, else ``rtol * max |reference output|``.
+    """
+    refs, outs, per_input = [], [], []
+    for s in inputs:
+        r = np.concatenate([np.asarray(reference_fn(b), np.float32) for b in s.batches])
+        o = np.concatenate([np.asarray(candidate_fn(b), np.float32) for b in s.batches])
+        if r.shape != o.shape:
+            raise ValueError(f"{artifact}: output shape {o.shape} differs from the reference's {r.shape} on {s.name}")
+        refs.append(r)
+        outs.append(o)
+        per_input.append(_figures(r, o) | {"input": s.name, "samples": len(r)})
+    ref = np.concatenate([r.reshape(len(r), -1) for r in refs])
+    out = np.concatenate([o.reshape(len(o), -1) for o in outs])
+    figures = _figures(ref, out)
+    tolerance = atol if atol is not None else rtol * float(np.abs(ref).max() or 1.0)
+    return Equivalence(artifact=artifact, passed=bool(figures["max_abs"] <= tolerance), tolerance=tolerance,
+                       samples=len(ref), per_input=per_input, **figures)
+
+
+def _figures(ref: np.ndarray, out: np.ndarray) -> dict:
+    diff = np.abs(ref.astype(np.float64) - out.astype(np.float64))
+    scale = float(np.abs(ref).max()) or 1.0
+    r2, o2 = ref.reshape(len(ref), -1), out.reshape(len(out), -1)
+    return {
+        "max_abs": float(diff.max()),
+        "max_rel": float(diff.max() / scale),
+        "cosine": float(_cosines(ref, out).min()),
+        "top1_agreement": float(np.mean(r2.argmax(1) == o2.argmax(1))),
+    }

@@ -1,0 +1,52 @@
+"""The model zoo: a registry of builders, one file per family.
+
+>>> from cnnexport.models import create_model, list_models
+>>> list_models("resnet*")
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+from typing import Mapping
+
+from torch import nn
+
+from . import resnet  # noqa: F401  (registers its builders)
+from ..errors import UnknownModelError
+from .registry import ModelInfo, is_registered, list_models, model_info, register_model
+from .weights import load_weights, read_state_dict
+
+__all__ = ["create_model", "list_models", "model_info", "register_model", "ModelInfo", "load_model",
+           "read_state_dict", "load_weights"]
+
+
+def create_model(name: str, num_classes: int | None = None, weights: str | os.PathLike | Mapping | None = None,
+                 **kwargs) -> nn.Module:
+    """Build a registered model in eval mode, optionally loading a state_dict (path or mapping)."""
+    info = model_info(name)
+    model = info.builder(num_classes=num_classes or info.num_classes, **kwargs)
+    if weights is not None:
+        sd = weights if isinstance(weights, Mapping) else read_state_dict(weights)
+        load_weights(model, sd, source=f"weights for {name}")
+    return model.eval()
+
+
+def load_model(spec: str, num_classes: int | None = None, weights: str | os.PathLike | None = None) -> nn.Module:
+    """A registry name, or ``package.module:callable`` returning an ``nn.Module``."""
+    if is_registered(spec) or ":" not in spec:
+        return create_model(spec, num_classes=num_classes, weights=weights)
+    module_name, _, attr = spec.partition(":")
+    try:
+        factory = getattr(importlib.import_module(module_name), attr)
+    except (ImportError, AttributeError) as exc:
+        raise UnknownModelError(
+            f"cannot import '{spec}' ({exc}); use a registry name or an importable 'package.module:callable'"
+        ) from None
+    kwargs = {"num_classes": num_classes} if num_classes is not None else {}
+    model = factory(**kwargs) if callable(factory) and not isinstance(factory, nn.Module) else factory
+    if not isinstance(model, nn.Module):
+        raise UnknownModelError(f"'{spec}' returned {type(model).__name__}, not a torch.nn.Module")
+    if weights is not None:
+        load_weights(model, read_state_dict(weights), source=f"weights for {spec}")
+    return model.eval()

@@ -1,0 +1,105 @@
+"""Reading weights files safely and loading them into a model with named mismatches.
+
+Only ``torch.load(weights_only=True)`` (no arbitrary unpickling) and safetensors are used.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Mapping
+
+import torch
+from torch import nn
+
+from ..errors import WeightsError
+
+_WRAPPER_KEYS = ("state_dict", "model", "model_state_dict", "net", "module")
+MAX_LISTED = 3
+
+
+def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
+    """Read a state_dict from .pt/.pth/.bin (torch, weights only) or .safetensors.
+
+    A checkpoint dict holding ``state_dict`` or ``model`` is unwrapped, and a ``module.``
+    prefix (DataParallel) is stripped.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise WeightsError(f"weights file '{path}' does not exist; pass a .pt/.pth/.safetensors state_dict to --weights")
+    if path.suffix == ".safetensors":
+        try:
+            from safetensors.torch import load_file
+        except ImportError:
+            raise WeightsError("reading .safetensors needs the safetensors package: pip install safetensors") from None
+        try:
+            obj = load_file(str(path))
+        except Exception as exc:  # safetensors raises its own SafetensorError types
+            raise WeightsError(f"weights file '{path}' is not a valid safetensors file ({_first_line(exc)})") from None
+    else:
+        try:
+            obj = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as exc:
+            msg = _first_line(exc)
+            if "weights_only" in msg or "Unsupported global" in msg or "Unpickl" in type(exc).__name__:
+                raise WeightsError(
+                    f"refusing to load '{path}': it holds Python objects beyond tensors, and unpickling them could run "
+                    "code; save only the state_dict (torch.save(model.state_dict(), path)) or use .safetensors"
+                ) from None
+            raise WeightsError(f"weights file '{path}' is corrupt or not a PyTorch checkpoint ({msg})") from None
+    return _unwrap(obj, path)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0][:200] if text else type(exc).__name__
+
+
+def _unwrap(obj: object, path: Path) -> dict[str, torch.Tensor]:
+    for _ in range(3):
+        if isinstance(obj, Mapping) and not _is_state_dict(obj):
+            inner = next((obj[k] for k in _WRAPPER_KEYS if k in obj and isinstance(obj[k], Mapping)), None)
+            if inner is None:
+                break
+            obj = inner
+    if not isinstance(obj, Mapping) or not _is_state_dict(obj):
+        raise WeightsError(
+            f"'{path}' holds no state_dict (expected a dict of tensors, or a checkpoint with a 'state_dict' or 'model' entry)"
+        )
+    sd = dict(obj)
+    if all(k.startswith("module.") for k in sd):
+        sd = {k[len("module."):]: v for k, v in sd.items()}
+    return sd
+
+
+def _is_state_dict(obj: Mapping) -> bool:
+    return len(obj) > 0 and all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in obj.items())
+
+
+def load_weights(model: nn.Module, state_dict: Mapping[str, torch.Tensor], *, source: str = "weights") -> None:
+    """Load ``state_dict`` strictly; a mismatch raises naming the first differing keys and shapes."""
+    own = model.state_dict()
+    shape_diff = [
+        f"{k} (file {list(v.shape)} vs model {list(own[k].shape)})"
+        for k, v in state_dict.items()
+        if k in own and tuple(v.shape) != tuple(own[k].shape)
+    ]
+    missing = [k for k in own if k not in state_dict]
+    unexpected = [k for k in state_dict if k not in own]
+    if shape_diff or missing or unexpected:
+        parts = []
+        if shape_diff:
+            parts.append("shape mismatch: " + ", ".join(shape_diff[:MAX_LISTED]) + _more(shape_diff))
+        if missing:
+            parts.append("missing in file: " + ", ".join(missing[:MAX_LISTED]) + _more(missing))
+        if unexpected:
+            parts.append("not in model: " + ", ".join(unexpected[:MAX_LISTED]) + _more(unexpected))
+        hint = ""
+        if any(d.startswith(("fc.", "classifier", "head")) for d in shape_diff):
+            hint = "; if only the classifier differs, pass --num-classes to match the checkpoint"
+        raise WeightsError(f"{source} do not fit the model: " + "; ".join(parts) + hint)
+    model.load_state_dict(state_dict, strict=True)
+
+
+def _more(items: list) -> str:
+    return f" (+{len(items) - MAX_LISTED} more)" if len(items) > MAX_LISTED else ""

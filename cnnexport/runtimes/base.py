@@ -1,0 +1,65 @@
+"""The one small interface every runtime adapter implements. No torch here."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import asdict, dataclass
+from typing import Sequence
+
+import numpy as np
+
+from ..errors import UsageError
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    """Name, shape (None for a dynamic dimension), numpy dtype name and layout of one tensor."""
+
+    name: str
+    shape: tuple[int | None, ...]
+    dtype: str
+    layout: str = "NCHW"
+
+    def check(self, array: np.ndarray) -> None:
+        """Raise naming what was expected and what was given when ``array`` does not fit."""
+        if array.dtype != np.dtype(self.dtype):
+            raise UsageError(f"input '{self.name}' expects dtype {self.dtype}, got {array.dtype}")
+        if len(array.shape) != len(self.shape) or any(
+            want is not None and want != got for want, got in zip(self.shape, array.shape)
+        ):
+            want = "x".join("?" if d is None else str(d) for d in self.shape)
+            raise UsageError(
+                f"input '{self.name}' expects shape {want} ({self.layout}), got {'x'.join(map(str, array.shape))}"
+            )
+
+
+class RuntimeModel(ABC):
+    """A loaded model file: describe its tensors, run numpy arrays through it."""
+
+    runtime: str = ""
+
+    @property
+    @abstractmethod
+    def inputs(self) -> list[TensorSpec]: ...
+
+    @property
+    @abstractmethod
+    def outputs(self) -> list[TensorSpec]: ...
+
+    @abstractmethod
+    def _run(self, arrays: Sequence[np.ndarray]) -> list[np.ndarray]: ...
+
+    @abstractmethod
+    def describe(self) -> dict:
+        """Runtime name, version, device, threads, provider or delegate."""
+
+    def run(self, *arrays: np.ndarray) -> list[np.ndarray]:
+        """Run one batch; inputs are checked against ``inputs`` first."""
+        if len(arrays) != len(self.inputs):
+            raise UsageError(f"{self.runtime} model takes {len(self.inputs)} input(s), got {len(arrays)}")
+        for spec, array in zip(self.inputs, arrays):
+            spec.check(array)
+        return self._run(arrays)
+
+    def spec_dicts(self) -> dict:
+        return {"inputs": [asdict(s) for s in self.inputs], "outputs": [asdict(s) for s in self.outputs]}

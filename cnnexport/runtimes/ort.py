@@ -1,0 +1,99 @@
+"""ONNX Runtime adapter (CPU EP; CUDA/TensorRT EPs when installed and asked for)."""
+
+from __future__ import annotations
+
+import os
+from typing import Sequence
+
+import numpy as np
+
+from ..errors import InvalidModelFileError, MissingDependencyError, UsageError
+from .base import RuntimeModel, TensorSpec
+
+_ORT_TYPES = {
+    "tensor(float)": "float32",
+    "tensor(float16)": "float16",
+    "tensor(double)": "float64",
+    "tensor(int8)": "int8",
+    "tensor(uint8)": "uint8",
+    "tensor(int32)": "int32",
+    "tensor(int64)": "int64",
+}
+_OPT_LEVELS = ("disable", "basic", "extended", "all")
+
+
+def import_onnxruntime():
+    try:
+        import onnxruntime
+    except ImportError:
+        raise MissingDependencyError("ONNX Runtime is not installed: pip install onnxruntime") from None
+    return onnxruntime
+
+
+class OnnxRuntimeModel(RuntimeModel):
+    runtime = "onnxruntime"
+
+    def __init__(self, path: str | os.PathLike, *, threads: int | None = None, optimization: str = "all",
+                 providers: Sequence[str] = ("CPUExecutionProvider",)):
+        ort = import_onnxruntime()
+        if optimization not in _OPT_LEVELS:
+            raise UsageError(f"unknown graph optimisation level '{optimization}'; choose one of {', '.join(_OPT_LEVELS)}")
+        available = ort.get_available_providers()
+        missing = [p for p in providers if p not in available]
+        if missing:
+            raise MissingDependencyError(
+                f"ONNX Runtime here has no {', '.join(missing)} (available: {', '.join(available)}); "
+                "install onnxruntime-gpu for CUDA/TensorRT"
+            )
+        options = ort.SessionOptions()
+        options.log_severity_level = 3
+        options.graph_optimization_level = {
+            "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
+            "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+            "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+            "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
+        }[optimization]
+        if threads:
+            options.intra_op_num_threads = threads
+            options.inter_op_num_threads = 1
+            # Spinning threads would steal cycles from other runtimes measured after this one.
+            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        self.path = str(path)
+        self.threads = threads
+        self.optimization = optimization
+        try:
+            self.session = ort.InferenceSession(self.path, options, providers=list(providers))
+        except Exception as exc:
+            first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
+            raise InvalidModelFileError(f"ONNX Runtime cannot load '{path}': {first}") from None
+        self._inputs = [self._spec(i) for i in self.session.get_inputs()]
+        self._outputs = [self._spec(o) for o in self.session.get_outputs()]
+
+    @staticmethod
+    def _spec(node) -> TensorSpec:
+        shape = tuple(d if isinstance(d, int) else None for d in node.shape)
+        return TensorSpec(node.name, shape, _ORT_TYPES.get(node.type, node.type), "NCHW")
+
+    @property
+    def inputs(self) -> list[TensorSpec]:
+        return self._inputs
+
+    @property
+    def outputs(self) -> list[TensorSpec]:
+        return self._outputs
+
+    def _run(self, arrays: Sequence[np.ndarray]) -> list[np.ndarray]:
+        feeds = {spec.name: np.ascontiguousarray(a) for spec, a in zip(self._inputs, arrays)}
+        return self.session.run(None, feeds)
+
+    def describe(self) -> dict:
+        import onnxruntime
+
+        return {
+            "runtime": self.runtime,
+            "version": onnxruntime.__version__,
+            "device": "cuda" if any("CUDA" in p or "Tensorrt" in p for p in self.session.get_providers()) else "cpu",
+            "threads": self.threads,
+            "providers": self.session.get_providers(),
+            "graph_optimization": self.optimization,
+        }
