@@ -1,0 +1,60 @@
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+DATA = Path(__file__).parent / "data"
+
+
+@pytest.fixture(scope="session")
+def torchvision_reference() -> dict:
+    """torchvision's own state_dict names/shapes and param counts (copied from shared/reference)."""
+    return json.loads((DATA / "torchvision_state_dicts.json").read_text())["models"]
+
+
+def randomize_bn_stats(model: nn.Module, seed: int = 0) -> nn.Module:
+    """Give every BatchNorm non-trivial running statistics and affine parameters, as training would."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, nn.modules.batchnorm._BatchNorm):
+                n = m.num_features
+                m.running_mean.copy_(torch.randn(n, generator=g) * 0.5)
+                m.running_var.copy_(torch.rand(n, generator=g) * 2 + 0.1)
+                m.weight.copy_(torch.rand(n, generator=g) + 0.5)
+                m.bias.copy_(torch.randn(n, generator=g) * 0.2)
+    return model
+
+
+class SmallNet(nn.Module):
+    """Conv-BN-ReLU, a depthwise conv with BN, dropout, a BN nothing can absorb, and a classifier."""
+
+    def __init__(self, num_classes: int = 10):
+        super().__init__()
+        self.features = nn.Sequential(
+            nn.Conv2d(3, 8, 3, padding=1, bias=False), nn.BatchNorm2d(8), nn.ReLU(),
+            nn.Conv2d(8, 8, 3, padding=1, groups=8), nn.BatchNorm2d(8), nn.ReLU(),
+        )
+        self.post = nn.BatchNorm2d(16)  # after a concatenation: no conv to fold into
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.drop = nn.Dropout(0.5)
+        self.fc = nn.Linear(16, num_classes)
+
+    def forward(self, x):
+        y = self.features(x)
+        y = self.post(torch.cat([y, y * 0.5], dim=1))
+        return self.fc(self.drop(torch.flatten(self.pool(y), 1)))
+
+
+@pytest.fixture
+def small_net() -> nn.Module:
+    torch.manual_seed(0)
+    return randomize_bn_stats(SmallNet()).eval()
+
+
+def make_small_net(num_classes: int = 10) -> nn.Module:
+    """Entry point for 'package.module:callable' tests."""
+    torch.manual_seed(0)
+    return randomize_bn_stats(SmallNet(num_classes))

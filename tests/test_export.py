@@ -1,0 +1,157 @@
+"""The export pipeline: graph facts read from the saved file, equivalence, atomic output."""
+
+import json
+
+import numpy as np
+import onnx
+import pytest
+import torch
+from torch import nn
+
+import cnnexport
+from cnnexport.errors import OutputError, UsageError, VerificationError
+from cnnexport.exporter import check
+from conftest import SmallNet, randomize_bn_stats
+
+REPORT_KEYS = {"model", "params", "input_shape", "artifacts", "graph", "equivalence", "timings_s", "warnings",
+               "versions"}
+GRAPH_KEYS = {"op_counts", "batchnorm_nodes", "dropout_nodes", "nodes_before_simplify", "nodes_after_simplify"}
+EQ_KEYS = {"artifact", "max_abs", "max_rel", "cosine", "top1_agreement", "passed"}
+
+
+def _ops(path) -> dict:
+    counts = {}
+    for node in onnx.load(str(path)).graph.node:
+        counts[node.op_type] = counts.get(node.op_type, 0) + 1
+    return counts
+
+
+def _export(model, tmp_path, **kw):
+    return cnnexport.export(model, (1, 3, 32, 32), tmp_path / "out", name="small", **kw)
+
+
+@pytest.mark.parametrize("exporter", ["torchscript", "dynamo"])
+def test_fold_bn_export_has_no_batchnorm_or_dropout(small_net, tmp_path, exporter):
+    report = _export(small_net, tmp_path, exporter=exporter)
+    path = tmp_path / "out" / "small.onnx"
+    ops = _ops(path)  # read from the saved file, independently of the report
+    assert "BatchNormalization" not in ops and "Dropout" not in ops
+    assert ops["Conv"] == 2 and ops.get("Mul", 0) >= 1 and ops.get("Add", 0) >= 1  # the unfoldable BN
+    assert report["graph"]["op_counts"] == {k: v for k, v in sorted(ops.items(), key=lambda kv: (-kv[1], kv[0]))}
+    assert report["graph"]["batchnorm_nodes"] == 0 and report["graph"]["dropout_nodes"] == 0
+    assert report["exporter"] == exporter and report["opset"] == 18
+    assert onnx.load(str(path)).opset_import[0].version == 18
+    onnx.checker.check_model(str(path), full_check=True)
+
+
+@pytest.mark.parametrize("exporter", ["torchscript", "dynamo"])
+def test_no_fold_bn_keeps_batchnorm_nodes(small_net, tmp_path, exporter):
+    report = _export(small_net, tmp_path, exporter=exporter, fold_bn=False)
+    ops = _ops(tmp_path / "out" / "small.onnx")
+    assert ops["BatchNormalization"] == 3 == report["graph"]["batchnorm_nodes"]
+    assert "Dropout" not in ops
+    assert report["equivalence"][0]["passed"]
+
+
+def test_report_fields_and_files(small_net, tmp_path):
+    report = _export(small_net, tmp_path)
+    assert REPORT_KEYS <= set(report)
+    assert GRAPH_KEYS <= set(report["graph"])
+    assert report["graph"]["nodes_after_simplify"] <= report["graph"]["nodes_before_simplify"]
+    (eq,) = report["equivalence"]
+    assert EQ_KEYS <= set(eq) and eq["passed"] and eq["cosine"] > 0.99999 and eq["top1_agreement"] == 1.0
+    assert {p["input"] for p in eq["per_input"]} == {"random_b1", "random_b3", "photos"}
+    assert eq["max_abs"] <= eq["tolerance"]
+    (art,) = report["artifacts"]
+    assert art["format"] == "onnx" and art["precision"] == "fp32"
+    assert art["size_bytes"] == (tmp_path / "out" / "small.onnx").stat().st_size
+    assert set(report["timings_s"]) == {"prepare", "export", "simplify", "verify"}
+    assert set(report["versions"]) >= {"torch", "onnx", "onnxruntime", "onnxsim", "python"}
+    assert report["params"] == sum(p.numel() for p in small_net.parameters())
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["report.json", "small.onnx"]
+    assert json.loads((tmp_path / "out" / "report.json").read_text()) == report
+
+
+def test_dynamic_batch_axis_runs_at_several_batch_sizes(small_net, tmp_path):
+    import onnxruntime as ort
+
+    _export(small_net, tmp_path)
+    facts = check(tmp_path / "out" / "small.onnx")
+    assert facts.dynamic_batch and facts.inputs[0]["shape"][1:] == [3, 32, 32]
+    session = ort.InferenceSession(str(tmp_path / "out" / "small.onnx"))
+    for b in (1, 5):
+        x = np.random.default_rng(b).standard_normal((b, 3, 32, 32)).astype(np.float32)
+        with torch.no_grad():
+            np.testing.assert_allclose(session.run(None, {"input": x})[0], small_net(torch.from_numpy(x)).numpy(),
+                                       atol=1e-4)
+
+
+def test_static_batch(small_net, tmp_path):
+    report = cnnexport.export(small_net, (2, 3, 32, 32), tmp_path / "o", name="small", dynamic_batch=False)
+    facts = check(tmp_path / "o" / "small.onnx")
+    assert not facts.dynamic_batch and facts.inputs[0]["shape"] == [2, 3, 32, 32]
+    assert {p["input"] for p in report["equivalence"][0]["per_input"]} == {"random_b2", "photos"}
+
+
+def test_no_simplify_keeps_node_count(small_net, tmp_path):
+    report = _export(small_net, tmp_path, simplify=False)
+    g = report["graph"]
+    assert g["nodes_before_simplify"] == g["nodes_after_simplify"] and g["simplifier"] == "none"
+
+
+def test_training_mode_model_exports_eval_graph_and_says_so(tmp_path):
+    model = randomize_bn_stats(SmallNet()).train()
+    report = _export(model, tmp_path)
+    assert report["prepare"]["was_training"] and any("training mode" in w for w in report["warnings"])
+    assert report["equivalence"][0]["passed"]  # the reference was computed in eval mode
+    assert model.training  # and the caller's module was left as it was
+
+
+class TraceUnsafe(nn.Module):
+    """Its output changes from call to call; a traced export freezes one call."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3)
+        self.calls = 0
+
+    def forward(self, x):
+        self.calls += 1
+        return self.conv(x).mean((2, 3)) * self.calls
+
+
+def test_failed_verification_leaves_nothing_and_keeps_earlier_artifacts(tmp_path, small_net):
+    out = tmp_path / "out"
+    with pytest.raises(VerificationError, match="does not match PyTorch") as exc:
+        cnnexport.export(TraceUnsafe(), (1, 3, 16, 16), out, name="unsafe")
+    assert not out.exists()  # the run created the folder and removed it again
+    assert exc.value.report["equivalence"][0]["passed"] is False
+    # an earlier run's files in the same folder are not touched
+    _export(small_net, tmp_path)
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    with pytest.raises(VerificationError):
+        cnnexport.export(TraceUnsafe(), (1, 3, 16, 16), out, name="small")
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+
+
+def test_atol_overrides_the_tolerance(small_net, tmp_path):
+    report = _export(small_net, tmp_path, atol=0.5)
+    assert report["equivalence"][0]["tolerance"] == 0.5
+
+
+def test_bad_inputs_raise_usage_errors(small_net, tmp_path):
+    with pytest.raises(UsageError, match="cannot take input shape"):
+        cnnexport.export(small_net, (1, 1, 32, 32), tmp_path / "x")
+    with pytest.raises(UsageError, match="input shape"):
+        cnnexport.export(small_net, (1, 3, -4, 32), tmp_path / "x")
+    with pytest.raises(UsageError, match="exporter"):
+        cnnexport.export(small_net, (1, 3, 32, 32), tmp_path / "x", exporter="tf")
+    assert not (tmp_path / "x").exists()
+
+
+def test_unwritable_output_dir(small_net, tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    with pytest.raises(OutputError, match="cannot write to output directory"):
+        cnnexport.export(small_net, (1, 3, 32, 32), blocker / "sub")
+    assert blocker.read_text() == "not a folder"

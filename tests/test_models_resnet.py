@@ -1,0 +1,81 @@
+"""ResNets: torchvision's state_dict layout, parameter counts, checkpoint loading."""
+
+import pytest
+import torch
+
+from cnnexport.errors import UnknownModelError, WeightsError
+from cnnexport.models import create_model, list_models, load_weights, model_info, read_state_dict
+
+RESNETS = ["resnet18", "resnet34", "resnet50", "resnet101", "resnet152"]
+
+
+def test_registry_lists_resnets_with_wildcards():
+    assert set(RESNETS) <= set(list_models())
+    assert list_models("resnet1*") == ["resnet101", "resnet152", "resnet18"]
+
+
+@pytest.mark.parametrize("name", RESNETS)
+def test_state_dict_names_and_shapes_equal_torchvision(name, torchvision_reference):
+    ref = torchvision_reference[name]
+    model = create_model(name)
+    ours = {k: list(v.shape) for k, v in model.state_dict().items()}
+    assert list(ours) == list(ref["state_dict"])  # same names, same order
+    assert ours == ref["state_dict"]
+    assert sum(p.numel() for p in model.parameters()) == ref["params"] == model_info(name).params
+
+
+def test_resnet50_has_exactly_the_published_parameter_count():
+    assert sum(p.numel() for p in create_model("resnet50").parameters()) == 25_557_032
+
+
+def test_initialisation_is_he_for_convs_and_identity_for_bn():
+    model = create_model("resnet50")
+    w = model.layer3[0].conv2.weight  # fan_out = 256 * 3 * 3
+    assert abs(w.std().item() - (2 / (256 * 9)) ** 0.5) < 0.1 * (2 / (256 * 9)) ** 0.5
+    assert torch.all(model.bn1.weight == 1) and torch.all(model.bn1.bias == 0)
+
+
+@pytest.mark.parametrize("suffix", [".pt", ".pth", ".safetensors"])
+def test_saved_state_dict_loads_back_strictly(tmp_path, suffix):
+    torch.manual_seed(1)
+    src = create_model("resnet18")
+    path = tmp_path / f"w{suffix}"
+    if suffix == ".safetensors":
+        from safetensors.torch import save_file
+
+        save_file(src.state_dict(), str(path))
+    else:
+        torch.save(src.state_dict(), path)
+    torch.manual_seed(2)
+    dst = create_model("resnet18", weights=path)
+    for k, v in src.state_dict().items():
+        assert torch.equal(v, dst.state_dict()[k]), k
+    x = torch.randn(1, 3, 64, 64)
+    assert torch.equal(src.eval()(x), dst(x))
+
+
+@pytest.mark.parametrize("wrap", ["state_dict", "model"])
+def test_checkpoint_dicts_are_unwrapped(tmp_path, wrap):
+    src = create_model("resnet18")
+    path = tmp_path / "ckpt.pth"
+    sd = {f"module.{k}": v for k, v in src.state_dict().items()}  # DataParallel prefix too
+    torch.save({wrap: sd, "epoch": 3}, path)
+    assert set(read_state_dict(path)) == set(src.state_dict())
+
+
+def test_mismatch_names_the_keys_and_shapes(tmp_path):
+    path = tmp_path / "w.pt"
+    torch.save(create_model("resnet18", num_classes=10).state_dict(), path)
+    with pytest.raises(WeightsError) as exc:
+        create_model("resnet18", weights=path)
+    msg = str(exc.value)
+    assert "fc.weight (file [10, 512] vs model [1000, 512])" in msg and "--num-classes" in msg
+    with pytest.raises(WeightsError, match=r"not in model: layer1\.2\.conv1\.weight.*\(\+\d+ more\)"):
+        load_weights(create_model("resnet18"), create_model("resnet34").state_dict())
+    with pytest.raises(WeightsError, match=r"missing in file: layer1\.2\.conv1\.weight"):
+        load_weights(create_model("resnet34"), create_model("resnet18").state_dict())
+
+
+def test_unknown_model_suggests_close_names():
+    with pytest.raises(UnknownModelError, match="did you mean resnet50"):
+        create_model("resnet5O")
