@@ -109,6 +109,7 @@ def export(
     t0 = time.perf_counter()
     prepared, summary = prepare_with_summary(module, fold_bn=fold_bn)
     report["prepare"] = summary.as_dict()
+    report["params"] -= summary.aux_params  # the deployed model's parameters
     report["warnings"].extend(summary.warnings)
     example = torch.zeros(shape)
     with torch.no_grad():

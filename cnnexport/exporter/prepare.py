@@ -40,6 +40,8 @@ class PrepareSummary:
     folded: list[dict] = field(default_factory=list)
     scale_shift: list[dict] = field(default_factory=list)
     dropout_removed: list[str] = field(default_factory=list)
+    aux_removed: list[str] = field(default_factory=list)
+    aux_params: int = 0
     warnings: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict:
@@ -48,6 +50,7 @@ class PrepareSummary:
             "folded": self.folded,
             "scale_shift": self.scale_shift,
             "dropout_removed": len(self.dropout_removed),
+            "aux_removed": self.aux_removed,
         }
 
 
@@ -62,6 +65,7 @@ def prepare_with_summary(module: nn.Module, *, fold_bn: bool = True) -> tuple[nn
     prepared = copy.deepcopy(module).eval()
     for p in prepared.parameters():
         p.requires_grad_(False)
+    _remove_aux_heads(prepared, summary)
     _remove_dropout(prepared, summary)
     if fold_bn:
         _fold_batchnorms(prepared, summary)
@@ -73,6 +77,19 @@ def prepare_with_summary(module: nn.Module, *, fold_bn: bool = True) -> tuple[nn
 def _set_submodule(root: nn.Module, name: str, new: nn.Module) -> None:
     parent_name, _, child = name.rpartition(".")
     setattr(root.get_submodule(parent_name) if parent_name else root, child, new)
+
+
+def _remove_aux_heads(model: nn.Module, summary: PrepareSummary) -> None:
+    """Training-only auxiliary classifiers (GoogLeNet, Inception v3 list them in ``aux_heads``)."""
+    for name, mod in list(model.named_modules()):
+        for head in getattr(mod, "aux_heads", ()):
+            sub = getattr(mod, head, None)
+            if isinstance(sub, nn.Module):
+                summary.aux_params += sum(p.numel() for p in sub.parameters())
+                setattr(mod, head, None)
+                summary.aux_removed.append(f"{name}.{head}" if name else head)
+        if getattr(mod, "aux_heads", ()) and hasattr(mod, "aux_logits"):
+            mod.aux_logits = False
 
 
 def _remove_dropout(model: nn.Module, summary: PrepareSummary) -> None:

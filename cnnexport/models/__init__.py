@@ -12,7 +12,8 @@ from typing import Mapping
 
 from torch import nn
 
-from . import resnet  # noqa: F401  (registers its builders)
+# Importing a family's file registers its builders.
+from . import alexnet, densenet, inception, lenet, mobilenet, resnet, shufflenet, squeezenet, vgg  # noqa: F401
 from ..errors import UnknownModelError
 from .registry import ModelInfo, is_registered, list_models, model_info, register_model
 from .weights import load_weights, read_state_dict
@@ -25,6 +26,8 @@ def create_model(name: str, num_classes: int | None = None, weights: str | os.Pa
                  **kwargs) -> nn.Module:
     """Build a registered model in eval mode, optionally loading a state_dict (path or mapping)."""
     info = model_info(name)
+    if weights is not None:
+        kwargs = {**info.weights_kwargs, **kwargs}
     model = info.builder(num_classes=num_classes or info.num_classes, **kwargs)
     if weights is not None:
         sd = weights if isinstance(weights, Mapping) else read_state_dict(weights)

@@ -29,6 +29,8 @@ class ModelInfo:
     paper: str = ""
     arxiv: str = ""
     torchvision_compatible: bool = False
+    # Builder arguments torchvision applies when it loads its own checkpoint (e.g. transform_input).
+    weights_kwargs: dict = field(default_factory=dict, compare=False)
 
 
 _REGISTRY: dict[str, ModelInfo] = {}
@@ -45,6 +47,7 @@ def register_model(
     paper: str = "",
     arxiv: str = "",
     torchvision_compatible: bool = False,
+    weights_kwargs: dict | None = None,
 ) -> Callable[[Callable], Callable]:
     """Decorator recording a builder function under its own name."""
 
@@ -64,6 +67,7 @@ def register_model(
             paper=paper,
             arxiv=arxiv,
             torchvision_compatible=torchvision_compatible,
+            weights_kwargs=dict(weights_kwargs or {}),
         )
         return builder
 

@@ -160,3 +160,113 @@ def resnet101(**kwargs) -> ResNet:
 @register_model(params=60_192_808, macs=11_510_000_000, **_TV)
 def resnet152(**kwargs) -> ResNet:
     return _resnet(Bottleneck, [3, 8, 36, 3], **kwargs)
+
+
+@register_model(params=68_883_240, macs=11_400_000_000, **_TV)
+def wide_resnet50_2(**kwargs) -> ResNet:
+    return _resnet(Bottleneck, [3, 4, 6, 3], width_per_group=128, **kwargs)
+
+
+RESNEXT = dict(family="resnext", source="torchvision", paper="Aggregated Residual Transformations for Deep Neural "
+               "Networks", arxiv="1611.05431", torchvision_compatible=True)
+
+
+@register_model(params=25_028_904, macs=4_230_000_000, **RESNEXT)
+def resnext50_32x4d(**kwargs) -> ResNet:
+    return _resnet(Bottleneck, [3, 4, 6, 3], groups=32, width_per_group=4, **kwargs)
+
+
+@register_model(params=88_791_336, macs=16_410_000_000, **RESNEXT)
+def resnext101_32x8d(**kwargs) -> ResNet:
+    return _resnet(Bottleneck, [3, 4, 23, 3], groups=32, width_per_group=8, **kwargs)
+
+
+# --- CIFAR ResNets (paper section 4.2): 3 stages of 2n 3x3 layers, 16/32/64 channels -----------------
+
+class CifarBasicBlock(nn.Module):
+    """Two 3x3 convs. Shortcut option "A": subsample and zero-pad channels (no parameters);
+    option "B": 1x1 projection + BN where the shape changes."""
+
+    def __init__(self, inplanes: int, planes: int, stride: int = 1, shortcut: str = "A"):
+        super().__init__()
+        self.conv1 = conv3x3(inplanes, planes, stride)
+        self.bn1 = nn.BatchNorm2d(planes)
+        self.conv2 = conv3x3(planes, planes)
+        self.bn2 = nn.BatchNorm2d(planes)
+        self.relu = nn.ReLU(inplace=True)
+        self.stride = stride
+        self.pad = planes - inplanes
+        self.downsample = None
+        if (stride != 1 or inplanes != planes) and shortcut == "B":
+            self.downsample = nn.Sequential(conv1x1(inplanes, planes, stride), nn.BatchNorm2d(planes))
+        elif shortcut not in ("A", "B"):
+            raise ValueError(f"shortcut must be 'A' or 'B', got {shortcut!r}")
+        self.option_a = self.downsample is None and (stride != 1 or inplanes != planes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.downsample is not None:
+            identity = self.downsample(x)
+        elif self.option_a:
+            identity = nn.functional.pad(x[:, :, ::self.stride, ::self.stride],
+                                         (0, 0, 0, 0, self.pad // 2, self.pad - self.pad // 2))
+        else:
+            identity = x
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        return self.relu(out + identity)
+
+
+def init_cifar_resnet(module: nn.Module) -> None:
+    """He initialisation (the paper's [13]) for convs and linears."""
+    if isinstance(module, (nn.Conv2d, nn.Linear)):
+        nn.init.kaiming_normal_(module.weight)
+    elif isinstance(module, nn.BatchNorm2d):
+        nn.init.ones_(module.weight)
+        nn.init.zeros_(module.bias)
+
+
+class CifarResNet(nn.Module):
+    def __init__(self, depth: int, num_classes: int = 10, shortcut: str = "A", in_chans: int = 3):
+        super().__init__()
+        if (depth - 2) % 6:
+            raise ValueError(f"CIFAR ResNet depth must be 6n+2, got {depth}")
+        n = (depth - 2) // 6
+        self.conv1 = conv3x3(in_chans, 16)
+        self.bn1 = nn.BatchNorm2d(16)
+        self.relu = nn.ReLU(inplace=True)
+        inplanes, stages = 16, []
+        for planes, stride in ((16, 1), (32, 2), (64, 2)):
+            blocks = []
+            for i in range(n):
+                blocks.append(CifarBasicBlock(inplanes, planes, stride if i == 0 else 1, shortcut))
+                inplanes = planes
+            stages.append(nn.Sequential(*blocks))
+        self.layer1, self.layer2, self.layer3 = stages
+        self.avgpool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(64, num_classes)
+        self.apply(init_cifar_resnet)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.relu(self.bn1(self.conv1(x)))
+        x = self.layer3(self.layer2(self.layer1(x)))
+        return self.fc(torch.flatten(self.avgpool(x), 1))
+
+
+# Published: the paper's Table 6 (params, option A).
+_CIFAR = dict(family="resnet_cifar", input_size=(3, 32, 32), num_classes=10, source="paper, Table 6",
+              paper=RESNET_PAPER, arxiv=RESNET_ARXIV)
+
+
+@register_model(params=270_000, **_CIFAR)
+def resnet20(shortcut: str = "A", **kwargs) -> CifarResNet:
+    return CifarResNet(20, shortcut=shortcut, **kwargs)
+
+
+@register_model(params=460_000, **_CIFAR)
+def resnet32(shortcut: str = "A", **kwargs) -> CifarResNet:
+    return CifarResNet(32, shortcut=shortcut, **kwargs)
+
+
+@register_model(params=850_000, **_CIFAR)
+def resnet56(shortcut: str = "A", **kwargs) -> CifarResNet:
+    return CifarResNet(56, shortcut=shortcut, **kwargs)
