@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib
 import os
+from pathlib import Path
 from typing import Mapping
 
 from torch import nn
@@ -18,14 +19,27 @@ from ..errors import UnknownModelError
 from .registry import ModelInfo, is_registered, list_models, model_info, register_model
 from .weights import load_weights, read_state_dict
 
-__all__ = ["create_model", "list_models", "model_info", "register_model", "ModelInfo", "load_model",
+__all__ = ["create_model", "bundled_weights", "list_models", "model_info", "register_model", "ModelInfo", "load_model",
            "read_state_dict", "load_weights"]
+
+
+# Weights trained by this project and shipped in the package: (model, tag) -> file in models/weights/.
+BUNDLED_WEIGHTS = {("lenet5", "digits"): "lenet5_digits.safetensors"}
+_WEIGHTS_DIR = Path(__file__).parent / "weights"
+
+
+def bundled_weights(name: str) -> list[str]:
+    """Tags of the shipped weights for ``name`` (pass one as ``weights=``, e.g. ``'digits'``)."""
+    return sorted(tag for model, tag in BUNDLED_WEIGHTS if model == name)
 
 
 def create_model(name: str, num_classes: int | None = None, weights: str | os.PathLike | Mapping | None = None,
                  **kwargs) -> nn.Module:
-    """Build a registered model in eval mode, optionally loading a state_dict (path or mapping)."""
+    """Build a registered model in eval mode, optionally loading weights: a state_dict mapping, a
+    .pt/.pth/.safetensors path, or the tag of weights shipped with cnnexport (``bundled_weights(name)``)."""
     info = model_info(name)
+    if isinstance(weights, str) and (name, weights) in BUNDLED_WEIGHTS:
+        weights = _WEIGHTS_DIR / BUNDLED_WEIGHTS[(name, weights)]
     if weights is not None:
         kwargs = {**info.weights_kwargs, **kwargs}
     model = info.builder(num_classes=num_classes or info.num_classes, **kwargs)

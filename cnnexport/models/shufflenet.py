@@ -201,7 +201,8 @@ def _register_v1(groups: int, scale: float) -> None:
 
     builder.__name__ = builder.__qualname__ = name
     builder.__doc__ = f"ShuffleNetV1 {scale}x, g={groups}."
-    source = ("paper, Table 1" if scale == 1.0 else "ShuffleNetV2 paper, Table 8") if macs else ""
+    source = ("paper, Table 1" if scale == 1.0 else "ShuffleNetV2 paper, Table 8") if macs else \
+        "none published (the papers list 1x for every g, other scales for g=3 only)"
     register_model("shufflenet_v1", macs=macs, source=source, paper=V1_PAPER, arxiv="1707.01083")(builder)
     globals()[name] = builder
 

@@ -1,0 +1,41 @@
+"""The really trained model: LeNet-5 on scikit-learn's digits, shipped with the package."""
+
+import json
+
+import numpy as np
+import torch
+from click.testing import CliRunner
+
+from cnnexport.calib.digits import TEST_SIZE, load_digits
+from cnnexport.cli import cli
+from cnnexport.models import bundled_weights, create_model
+from cnnexport.models.digits_training import accuracy
+
+
+def test_split_is_fixed_and_disjoint():
+    a, b = load_digits(), load_digits()
+    assert a.x_train.shape == (1797 - TEST_SIZE, 1, 32, 32) and a.x_test.shape == (TEST_SIZE, 1, 32, 32)
+    assert np.array_equal(a.y_test, b.y_test) and np.array_equal(a.x_train, b.x_train)
+    assert -1.0 <= a.x_train.min() and a.x_train.max() <= 1.0
+    assert set(np.unique(a.y_test)) == set(range(10))
+    # no test image is also a training image
+    train = {x.tobytes() for x in a.x_train}
+    assert not any(x.tobytes() in train for x in a.x_test)
+
+
+def test_shipped_lenet5_reaches_its_accuracy_on_the_held_out_digits():
+    assert bundled_weights("lenet5") == ["digits"]
+    model = create_model("lenet5", weights="digits")
+    data = load_digits()
+    acc = accuracy(model, data.x_test, data.y_test)
+    assert acc >= 0.98, acc
+    untrained = create_model("lenet5")
+    assert accuracy(untrained, data.x_test, data.y_test) < 0.5  # the weights are what makes it work
+
+
+def test_trained_lenet5_exports_and_verifies(tmp_path):
+    result = CliRunner().invoke(cli, ["lenet5", "--weights", "digits", "-o", str(tmp_path), "--json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["equivalence"][0]["passed"] and report["input_shape"] == [1, 1, 32, 32]
+    assert {p["input"] for p in report["equivalence"][0]["per_input"]} == {"random_b1", "random_b3", "photos"}
