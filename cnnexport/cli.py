@@ -178,6 +178,45 @@ def _print_export_summary(report: dict) -> None:
     console.print(f"written: {Path(report['artifacts'][0]['path']).parent}/ ({', '.join(rows['file'])}, report.json)")
 
 
+@cli.command("fold")
+@click.argument("model", type=click.Path(dir_okay=False))
+@click.option("-o", "--output", type=click.Path(dir_okay=False), default=None,
+              help="Folded file (default: <model>.folded.onnx beside the input).")
+@click.option("--atol", type=float, default=None, help="Max abs error allowed (default: 1e-4 x max |output|).")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON on stdout, nothing else.")
+def fold_cmd(model, output, atol, as_json):
+    """Fold BatchNormalization into Conv/ConvTranspose/Gemm and drop Dropout/Identity in an ONNX file."""
+    from .exporter.onnx_fold import fold_file
+
+    src = Path(model)
+    dst = Path(output) if output else src.with_name(src.stem + ".folded.onnx")
+    if dst.resolve() == src.resolve():
+        raise UsageError("-o/--output must differ from the input file")
+    if not dst.parent.is_dir():
+        raise UsageError(f"output folder '{dst.parent}' does not exist")
+    result = fold_file(src, dst, atol=atol).as_dict()
+    result["output"] = str(dst)
+    if as_json:
+        click.echo(json.dumps(result, indent=2))
+        return
+    from rich.table import Table
+
+    table = Table(title=f"{src.name} -> {dst.name}")
+    for col in ("op", "before", "after"):
+        table.add_column(col, justify="left" if col == "op" else "right")
+    ops = sorted(set(result["op_counts_before"]) | set(result["op_counts_after"]))
+    for op in ops:
+        table.add_row(op, str(result["op_counts_before"].get(op, 0)), str(result["op_counts_after"].get(op, 0)))
+    table.add_row("[bold]nodes[/]", str(result["nodes_before"]), str(result["nodes_after"]))
+    console = _out_console()
+    console.print(table)
+    eq = result["equivalence"]
+    console.print(f"folded {len(result['folded'])} BatchNormalization; removed "
+                  + (", ".join(f"{n} {op}" for op, n in result["removed"].items()) or "nothing else")
+                  + f"; verified on {eq['samples']} random inputs: max abs error {eq['max_abs']:.2e}, cosine "
+                  f"{eq['cosine']:.7f} [green]passed[/]")
+
+
 @cli.command("list")
 @click.argument("pattern", default="*")
 @click.option("--json", "as_json", is_flag=True, help="Print the registry as JSON.")

@@ -1,11 +1,25 @@
-"""prepare -> ONNX export -> structural check -> simplify -> verify. Imports torch."""
+"""prepare -> ONNX export -> structural check -> simplify -> verify.
 
-from .graph import GraphFacts, check
-from .onnx_export import to_onnx
-from .pipeline import export
-from .prepare import PrepareSummary, ScaleShift, fold_conv_bn, prepare, prepare_with_summary
-from .simplify import simplify
-from .verify import compare, make_inputs
+Attributes load lazily: the ONNX-only parts (``graph``, ``onnx_fold``, ``verify``, ``simplify``)
+work where torch is not installed; ``prepare``, ``to_onnx`` and ``export`` import torch.
+"""
 
-__all__ = ["GraphFacts", "check", "to_onnx", "export", "PrepareSummary", "ScaleShift", "fold_conv_bn", "prepare",
-           "prepare_with_summary", "simplify", "compare", "make_inputs"]
+from importlib import import_module
+
+_ATTRS = {
+    "GraphFacts": "graph", "check": "graph",
+    "fold_file": "onnx_fold", "fold_model": "onnx_fold",
+    "simplify": "simplify",
+    "compare": "verify", "make_inputs": "verify",
+    "to_onnx": "onnx_export",
+    "export": "pipeline",
+    "PrepareSummary": "prepare", "ScaleShift": "prepare", "fold_conv_bn": "prepare", "prepare": "prepare",
+    "prepare_with_summary": "prepare", "fold_bn_into_next_conv": "prepare",
+}
+__all__ = sorted(_ATTRS)
+
+
+def __getattr__(name: str):
+    if name in _ATTRS:
+        return getattr(import_module(f".{_ATTRS[name]}", __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -149,6 +149,8 @@ def export(
             "nodes_before_simplify": nodes_before,
             "nodes_after_simplify": facts.nodes,
             "simplifier": simplifier,
+            "folded": summary.folded_counts(),
+            "kept_normalizations": summary.kept_normalizations,
             "opset": facts.opset,
             "inputs": facts.inputs,
             "outputs": facts.outputs,

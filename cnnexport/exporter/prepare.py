@@ -1,22 +1,64 @@
-"""Exact eval semantics before export: BatchNorm folded, dropout removed, always on a copy.
+"""Exact eval semantics before export, always on a copy of the caller's module.
 
-A BatchNorm whose input comes straight from a conv (and from nothing else) is folded into that
-conv:  w' = w * g / sqrt(v + eps),  b' = (b - m) * g / sqrt(v + eps) + beta.  A BatchNorm that
-no conv can absorb becomes ``ScaleShift`` (one Mul and one Add with constant tensors), so an
-exported graph never holds a BatchNormalization node.
+What ``prepare`` does, in order:
+
+1. drops training-only auxiliary heads (GoogLeNet, Inception v3 list them in ``aux_heads``);
+2. removes weight normalisation (both PyTorch APIs), materialising the weight;
+3. folds each ``TraditionalDropout``'s inference factor (1 - p) into the next linear layer's
+   weights (through ReLU, pooling and reshapes, which commute with a positive factor), or into
+   the previous one's; replaces every other dropout by the identity;
+4. folds each BatchNorm (and InstanceNorm with running statistics, which eval-mode computes the
+   same way) into the conv, linear or transposed conv before it:
+   w' = w * g / sqrt(v + eps),  b' = (b - m) * g / sqrt(v + eps) + beta;
+   or, when nothing before can absorb it, into an unpadded conv right after it; a BatchNorm that
+   no layer can absorb becomes ``ScaleShift`` (one Mul and one Add with constant tensors);
+5. records the normalisations that cannot be folded (statistics computed per sample).
+
+The module graph is read from a torch.fx trace; a model fx cannot trace is handled through
+``nn.Sequential`` adjacency instead, with a warning.
 """
 
 from __future__ import annotations
 
 import copy
+from collections import Counter
 from dataclasses import dataclass, field
 
 import torch
+import torch.nn.functional as F
 from torch import fx, nn
 
-_BATCHNORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
+from ..models.layers import TraditionalDropout
+
 _CONVS = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
+_CONV_TRANSPOSES = (nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)
+_LINEARS = (*_CONVS, *_CONV_TRANSPOSES, nn.Linear)
 _DROPOUTS = (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.AlphaDropout, nn.FeatureAlphaDropout)
+# Layers through which a positive scalar factor passes unchanged: f(c x) = c f(x) for c > 0.
+_HOMOGENEOUS_MODULES = (nn.Identity, nn.Flatten, nn.ReLU, nn.MaxPool1d, nn.MaxPool2d, nn.MaxPool3d, nn.AvgPool1d,
+                        nn.AvgPool2d, nn.AvgPool3d, nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d,
+                        nn.AdaptiveAvgPool3d, nn.AdaptiveMaxPool2d, *_DROPOUTS)
+_HOMOGENEOUS_FUNCTIONS = {torch.flatten, torch.relu, F.relu, F.max_pool2d, F.avg_pool2d, F.adaptive_avg_pool2d,
+                          torch.reshape, torch.squeeze, torch.unsqueeze, torch.mean}
+_HOMOGENEOUS_METHODS = {"flatten", "view", "reshape", "squeeze", "unsqueeze", "relu", "mean", "contiguous"}
+_KEPT_NORMS = {
+    nn.LayerNorm: "statistics computed per sample at inference; exported as LayerNormalization",
+    nn.GroupNorm: "statistics computed per sample at inference; exported as InstanceNormalization over the "
+                  "groups + per-channel Mul/Add (ONNX GroupNormalization before opset 21 scales per group)",
+    nn.InstanceNorm1d: "statistics computed per sample (no running statistics); exported as InstanceNormalization",
+    nn.InstanceNorm2d: "statistics computed per sample (no running statistics); exported as InstanceNormalization",
+    nn.InstanceNorm3d: "statistics computed per sample (no running statistics); exported as InstanceNormalization",
+    nn.LocalResponseNorm: "depends on each input's neighbouring channels; exported as LRN",
+}
+
+
+def _is_foldable_norm(m: nn.Module) -> bool:
+    """BatchNorm, or InstanceNorm with running statistics: eval mode is a per-channel affine map."""
+    if isinstance(m, nn.modules.batchnorm._BatchNorm):
+        return m.running_mean is not None and m.running_var is not None
+    if isinstance(m, nn.modules.instancenorm._InstanceNorm):
+        return m.track_running_stats and m.running_mean is not None
+    return False
 
 
 class ScaleShift(nn.Module):
@@ -40,6 +82,9 @@ class PrepareSummary:
     folded: list[dict] = field(default_factory=list)
     scale_shift: list[dict] = field(default_factory=list)
     dropout_removed: list[str] = field(default_factory=list)
+    dropout_folded: list[dict] = field(default_factory=list)
+    weight_norm_removed: list[str] = field(default_factory=list)
+    kept_normalizations: list[dict] = field(default_factory=list)
     aux_removed: list[str] = field(default_factory=list)
     aux_params: int = 0
     warnings: list[str] = field(default_factory=list)
@@ -50,8 +95,17 @@ class PrepareSummary:
             "folded": self.folded,
             "scale_shift": self.scale_shift,
             "dropout_removed": len(self.dropout_removed),
+            "dropout_folded": self.dropout_folded,
+            "weight_norm_removed": self.weight_norm_removed,
             "aux_removed": self.aux_removed,
         }
+
+    def folded_counts(self) -> list[dict]:
+        """What was folded into what, with counts (the report's ``graph.folded``)."""
+        rows = Counter((f["type"], f["into_type"], f["kind"]) for f in self.folded)
+        rows.update((d["type"], d["into_type"], d["kind"]) for d in self.dropout_folded)
+        rows.update((s["type"], "Mul+Add (scale and shift)", "scale_shift") for s in self.scale_shift)
+        return [{"what": w, "into": i, "kind": k, "count": n} for (w, i, k), n in sorted(rows.items())]
 
 
 def prepare(module: nn.Module, *, fold_bn: bool = True) -> nn.Module:
@@ -62,35 +116,139 @@ def prepare(module: nn.Module, *, fold_bn: bool = True) -> nn.Module:
 def prepare_with_summary(module: nn.Module, *, fold_bn: bool = True) -> tuple[nn.Module, PrepareSummary]:
     """``prepare`` plus a record of every change made."""
     summary = PrepareSummary(was_training=module.training)
-    prepared = copy.deepcopy(module).eval()
+    prepared = _deepcopy(module).eval()
+    _remove_aux_heads(prepared, summary)
+    _remove_weight_norm(prepared, summary)
     for p in prepared.parameters():
         p.requires_grad_(False)
-    _remove_aux_heads(prepared, summary)
+    graph = _trace(prepared, summary)
+    _fold_traditional_dropout(prepared, graph, summary)
     _remove_dropout(prepared, summary)
     if fold_bn:
-        _fold_batchnorms(prepared, summary)
+        _fold_batchnorms(prepared, graph, summary)
+    _record_kept_norms(prepared, summary, fold_bn)
     if summary.was_training:
         summary.warnings.append("the model was in training mode; it was exported in eval mode")
     return prepared, summary
 
 
-def _set_submodule(root: nn.Module, name: str, new: nn.Module) -> None:
+# --- helpers ---------------------------------------------------------------------------------------
+
+def _deepcopy(module: nn.Module) -> nn.Module:
+    """``copy.deepcopy``, also for modules with legacy ``weight_norm``: after a forward pass their
+    ``weight`` is a non-leaf tensor, which deepcopy refuses; a detached stand-in is used meanwhile."""
+    stash = []
+    for m in module.modules():
+        for hook in m._forward_pre_hooks.values():
+            value = getattr(m, getattr(hook, "name", ""), None) if type(hook).__name__ == "WeightNorm" else None
+            if isinstance(value, torch.Tensor) and not value.is_leaf:
+                stash.append((m, hook.name, value))
+                setattr(m, hook.name, value.detach())
+    try:
+        return copy.deepcopy(module)
+    finally:
+        for m, name, value in stash:
+            setattr(m, name, value)
+
+
+def _set_submodule(root: nn.Module, name: str, new: nn.Module | None) -> None:
     parent_name, _, child = name.rpartition(".")
     setattr(root.get_submodule(parent_name) if parent_name else root, child, new)
 
 
+class _Tracer(fx.Tracer):
+    """torch.nn's layers and ``TraditionalDropout`` stay single nodes."""
+
+    def is_leaf_module(self, m: nn.Module, qualname: str) -> bool:
+        return isinstance(m, TraditionalDropout) or super().is_leaf_module(m, qualname)
+
+
+def _trace(model: nn.Module, summary: PrepareSummary) -> fx.Graph | None:
+    try:
+        return _Tracer().trace(model)
+    except Exception as exc:
+        summary.warnings.append(
+            f"torch.fx could not trace the model ({type(exc).__name__}); BatchNorm and dropout folded only between "
+            "neighbours inside nn.Sequential"
+        )
+        return None
+
+
+def _module(node, modules: dict) -> nn.Module | None:
+    return modules.get(node.target) if isinstance(node, fx.Node) and node.op == "call_module" else None
+
+
+def _called_once(graph: fx.Graph, target: str) -> bool:
+    return sum(1 for n in graph.nodes if n.op == "call_module" and n.target == target) == 1
+
+
+def _is_homogeneous(node: fx.Node, modules: dict) -> bool:
+    if node.op == "call_module":
+        return isinstance(modules.get(node.target), _HOMOGENEOUS_MODULES)
+    if node.op == "call_function":
+        return node.target in _HOMOGENEOUS_FUNCTIONS
+    return node.op == "call_method" and node.target in _HOMOGENEOUS_METHODS
+
+
+def _describe(node) -> str:
+    if not isinstance(node, fx.Node):
+        return "a constant"
+    if node.op == "placeholder":
+        return "the model input"
+    if node.op == "call_module":
+        return f"{node.target}"
+    target = getattr(node.target, "__name__", str(node.target))
+    return {"cat": "a concatenation", "add": "an addition", "iadd": "an addition"}.get(target, f"'{target}'")
+
+
+# --- aux heads and weight norm ---------------------------------------------------------------------
+
 def _remove_aux_heads(model: nn.Module, summary: PrepareSummary) -> None:
-    """Training-only auxiliary classifiers (GoogLeNet, Inception v3 list them in ``aux_heads``)."""
     for name, mod in list(model.named_modules()):
-        for head in getattr(mod, "aux_heads", ()):
+        heads = getattr(mod, "aux_heads", ())
+        for head in heads:
             sub = getattr(mod, head, None)
             if isinstance(sub, nn.Module):
                 summary.aux_params += sum(p.numel() for p in sub.parameters())
                 setattr(mod, head, None)
                 summary.aux_removed.append(f"{name}.{head}" if name else head)
-        if getattr(mod, "aux_heads", ()) and hasattr(mod, "aux_logits"):
+        if heads and hasattr(mod, "aux_logits"):
             mod.aux_logits = False
 
+
+def _remove_weight_norm(model: nn.Module, summary: PrepareSummary) -> None:
+    """Both APIs: ``parametrizations.weight_norm`` and the legacy ``utils.weight_norm`` hook."""
+    from torch.nn.utils import parametrize
+
+    for name, mod in list(model.named_modules()):
+        if parametrize.is_parametrized(mod):
+            kinds = {p: [type(f).__name__ for f in mod.parametrizations[p]] for p in mod.parametrizations.keys()}
+            if all(k == ["_WeightNorm"] for k in kinds.values()):
+                _set_submodule(model, name, _unparametrized(mod, list(kinds)))
+                summary.weight_norm_removed += [f"{name}.{p}" if name else p for p in kinds]
+            else:
+                summary.warnings.append(f"'{name}' has parametrizations other than weight norm; left in place")
+        for hook in list(mod._forward_pre_hooks.values()):
+            if type(hook).__name__ == "WeightNorm":
+                torch.nn.utils.remove_weight_norm(mod, hook.name)
+                summary.weight_norm_removed.append(f"{name}.{hook.name}" if name else hook.name)
+
+
+def _unparametrized(mod: nn.Module, names: list[str]) -> nn.Module:
+    """A plain copy of a parametrized module with the parametrized tensors materialised.
+
+    ``parametrize.remove_parametrizations`` would delete the properties from the generated
+    ``Parametrized*`` class, which the caller's module (of which ``mod`` is a deep copy) shares.
+    """
+    values = {n: getattr(mod, n).detach().clone() for n in names}
+    plain = object.__new__(type(mod).__bases__[0])  # copy.copy would hit the parametrized class's pickling guard
+    plain.__dict__.update(mod.__dict__)
+    plain._modules = {k: v for k, v in mod._modules.items() if k != "parametrizations"}
+    plain._parameters = {**mod._parameters, **{n: nn.Parameter(v, requires_grad=False) for n, v in values.items()}}
+    return plain
+
+
+# --- dropout ---------------------------------------------------------------------------------------
 
 def _remove_dropout(model: nn.Module, summary: PrepareSummary) -> None:
     for name, mod in list(model.named_modules()):
@@ -99,88 +257,223 @@ def _remove_dropout(model: nn.Module, summary: PrepareSummary) -> None:
             summary.dropout_removed.append(name)
 
 
-def _conv_bn_pairs(model: nn.Module, summary: PrepareSummary) -> list[tuple[str, str]]:
-    """(conv, bn) module names where the BN's only input is the conv's only use.
+@torch.no_grad()
+def _scale_layer(layer: nn.Module, factor: float, with_bias: bool) -> None:
+    layer.weight.mul_(factor)
+    if with_bias and layer.bias is not None:
+        layer.bias.mul_(factor)
 
-    Found on a torch.fx trace; when the model cannot be traced, falls back to adjacent
-    modules inside ``nn.Sequential`` containers.
-    """
-    try:
-        graph = fx.symbolic_trace(model).graph
-    except Exception as exc:
-        summary.warnings.append(
-            f"torch.fx could not trace the model ({type(exc).__name__}); BatchNorm folded only where a conv directly "
-            "precedes it inside nn.Sequential"
-        )
-        return _sequential_pairs(model)
-    pairs = []
+
+def _fold_traditional_dropout(model: nn.Module, graph: fx.Graph | None, summary: PrepareSummary) -> None:
     modules = dict(model.named_modules())
+    for name, mod in list(modules.items()):
+        if not isinstance(mod, TraditionalDropout):
+            continue
+        factor = 1.0 - mod.p
+        target = _dropout_target(model, graph, name, modules)
+        if target is None:
+            from ..errors import ExportError
+
+            raise ExportError(f"TraditionalDropout '{name}' has no linear layer next to it to absorb its (1-p) factor "
+                              "(put it directly before or after a Linear/Conv)")
+        layer_name, direction = target
+        layer = modules[layer_name]
+        _scale_layer(layer, factor, with_bias=direction == "previous")
+        _set_submodule(model, name, nn.Identity())
+        summary.dropout_folded.append({"dropout": name, "into": layer_name, "factor": factor,
+                                       "type": "TraditionalDropout", "into_type": type(layer).__name__,
+                                       "kind": f"{direction}_layer"})
+
+
+def _dropout_target(model, graph, name: str, modules: dict) -> tuple[str, str] | None:
+    if graph is None:
+        return _sequential_neighbour(model, name)
+    node = next((n for n in graph.nodes if n.op == "call_module" and n.target == name), None)
+    if node is None or not _called_once(graph, name):
+        return None
+    cur = node  # forward: through homogeneous ops to the next linear layer, which gets the factor on its weight
+    while len(cur.users) == 1:
+        nxt = next(iter(cur.users))
+        if nxt.args and nxt.args[0] is cur and isinstance(_module(nxt, modules), _LINEARS) \
+                and _called_once(graph, nxt.target):
+            return nxt.target, "next"
+        if not (nxt.args and nxt.args[0] is cur and _is_homogeneous(nxt, modules)):
+            break
+        cur = nxt
+    cur = node.args[0] if node.args else None  # backward: the previous linear layer, weight and bias
+    seen = node
+    while isinstance(cur, fx.Node) and len(cur.users) == 1 and next(iter(cur.users)) is seen:
+        if isinstance(_module(cur, modules), _LINEARS) and _called_once(graph, cur.target):
+            return cur.target, "previous"
+        if not _is_homogeneous(cur, modules):
+            break
+        seen, cur = cur, cur.args[0] if cur.args else None
+    return None
+
+
+def _sequential_neighbour(model: nn.Module, name: str) -> tuple[str, str] | None:
+    parent_name, _, child = name.rpartition(".")
+    parent = model.get_submodule(parent_name) if parent_name else model
+    if not isinstance(parent, nn.Sequential):
+        return None
+    names = [n for n, _ in parent.named_children()]
+    i = names.index(child)
+    prefix = f"{parent_name}." if parent_name else ""
+    for j in range(i + 1, len(names)):
+        m = parent[j]
+        if isinstance(m, _LINEARS):
+            return prefix + names[j], "next"
+        if not isinstance(m, _HOMOGENEOUS_MODULES):
+            break
+    for j in range(i - 1, -1, -1):
+        m = parent[j]
+        if isinstance(m, _LINEARS):
+            return prefix + names[j], "previous"
+        if not isinstance(m, _HOMOGENEOUS_MODULES):
+            break
+    return None
+
+
+# --- batchnorm -------------------------------------------------------------------------------------
+
+def bn_scale_shift(bn: nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
+    """Eval-mode BN (or InstanceNorm with running stats) as y = x * scale + shift, in float64."""
+    var = bn.running_var.double()
+    mean = bn.running_mean.double()
+    gamma = bn.weight.double() if getattr(bn, "weight", None) is not None else torch.ones_like(var)
+    beta = bn.bias.double() if getattr(bn, "bias", None) is not None else torch.zeros_like(var)
+    scale = gamma / torch.sqrt(var + bn.eps)
+    return scale, beta - mean * scale
+
+
+def _with_params(layer: nn.Module, weight: torch.Tensor, bias: torch.Tensor) -> nn.Module:
+    fused = copy.deepcopy(layer)
+    dtype = layer.weight.dtype
+    fused.weight = nn.Parameter(weight.to(dtype), requires_grad=False)
+    fused.bias = nn.Parameter(bias.to(dtype), requires_grad=False)
+    return fused
+
+
+@torch.no_grad()
+def fold_conv_bn(layer: nn.Module, bn: nn.Module) -> nn.Module:
+    """A conv/linear/transposed conv computing ``layer`` followed by eval-mode ``bn``
+    (grouped and depthwise convs included)."""
+    scale, shift = bn_scale_shift(bn)
+    w = layer.weight.double()
+    if isinstance(layer, _CONV_TRANSPOSES):  # weight: (in, out / groups, *k); output channels on axis 1 per group
+        g = layer.groups
+        grouped = w.reshape(g, w.shape[0] // g, w.shape[1], *w.shape[2:])
+        w_new = (grouped * scale.reshape(g, 1, -1, *([1] * (w.dim() - 2)))).reshape(w.shape)
+    else:
+        w_new = w * scale.reshape(-1, *([1] * (w.dim() - 1)))
+    bias = layer.bias.double() if layer.bias is not None else torch.zeros_like(scale)
+    return _with_params(layer, w_new, bias * scale + shift)
+
+
+@torch.no_grad()
+def fold_bn_into_next_conv(bn: nn.Module, conv: nn.Conv2d) -> nn.Module:
+    """A conv computing eval-mode ``bn`` followed by ``conv``. Exact only without padding: a padded
+    border would see the shift where the original sees zeros."""
+    s, t = bn_scale_shift(bn)
+    w = conv.weight.double()
+    out, cin_g = w.shape[0], w.shape[1]
+    group = torch.arange(out) // (out // conv.groups)
+    idx = group[:, None] * cin_g + torch.arange(cin_g)[None, :]  # input channel seen by weight[o, i]
+    tail = (1,) * (w.dim() - 2)
+    bias = conv.bias.double() if conv.bias is not None else torch.zeros(out, dtype=torch.float64)
+    bias = bias + (w * t[idx].reshape(out, cin_g, *tail)).sum(dim=tuple(range(1, w.dim())))
+    return _with_params(conv, w * s[idx].reshape(out, cin_g, *tail), bias)
+
+
+def _unpadded(conv: nn.Module) -> bool:
+    return isinstance(conv, _CONVS) and (conv.padding == "valid" or all(p == 0 for p in conv.padding))
+
+
+def _fold_batchnorms(model: nn.Module, graph: fx.Graph | None, summary: PrepareSummary) -> None:
+    modules = dict(model.named_modules())
+    done: set[str] = set()
+    for bn_name, layer_name, kind in _bn_fold_plan(model, graph, modules):
+        bn, layer = modules[bn_name], model.get_submodule(layer_name)
+        fused = fold_conv_bn(layer, bn) if kind == "previous" else fold_bn_into_next_conv(bn, layer)
+        _set_submodule(model, layer_name, fused)
+        _set_submodule(model, bn_name, nn.Identity())
+        done.add(bn_name)
+        summary.folded.append({"batchnorm": bn_name, "into": layer_name, "kind": kind, "type": type(bn).__name__,
+                               "into_type": type(layer).__name__})
+    reasons = _unfoldable_reasons(graph, modules)
+    for name, mod in modules.items():
+        if name in done or not _is_foldable_norm(mod):
+            continue
+        scale, shift = bn_scale_shift(mod)
+        dtype = mod.running_mean.dtype
+        _set_submodule(model, name, ScaleShift(scale.to(dtype), shift.to(dtype)))
+        summary.scale_shift.append({"batchnorm": name, "type": type(mod).__name__,
+                                    "reason": reasons.get(name, "no conv or linear layer next to it")})
+
+
+def _bn_fold_plan(model, graph, modules) -> list[tuple[str, str, str]]:
+    """(bn, layer, 'previous' | 'next') for every BN a neighbouring layer can absorb."""
+    if graph is None:
+        return _sequential_pairs(model)
+    # Applied in graph order on the current modules, so one conv may absorb the BN before it and the one after it.
+    plan = []
     for node in graph.nodes:
-        if node.op != "call_module" or not isinstance(modules.get(node.target), _BATCHNORMS):
+        bn = _module(node, modules)
+        if bn is None or not _is_foldable_norm(bn) or not _called_once(graph, node.target):
             continue
         src = node.args[0] if node.args else None
-        if (
-            isinstance(src, fx.Node)
-            and src.op == "call_module"
-            and isinstance(modules.get(src.target), _CONVS)
-            and len(src.users) == 1
-            and _calls_of(graph, src.target) == 1
-        ):
-            pairs.append((src.target, node.target))
-    return pairs
+        src_mod = _module(src, modules)
+        if isinstance(src_mod, _LINEARS) and len(src.users) == 1 and _called_once(graph, src.target) \
+                and _out_features(src_mod) == bn.num_features:
+            plan.append((node.target, src.target, "previous"))
+            continue
+        if len(node.users) == 1:
+            nxt = next(iter(node.users))
+            nxt_mod = _module(nxt, modules)
+            if _unpadded(nxt_mod) and nxt.args[0] is node and _called_once(graph, nxt.target) \
+                    and nxt_mod.in_channels == bn.num_features:
+                plan.append((node.target, nxt.target, "next"))
+    return plan
 
 
-def _calls_of(graph: fx.Graph, target: str) -> int:
-    return sum(1 for n in graph.nodes if n.op == "call_module" and n.target == target)
+def _out_features(layer: nn.Module) -> int:
+    return layer.out_features if isinstance(layer, nn.Linear) else layer.out_channels
 
 
-def _sequential_pairs(model: nn.Module) -> list[tuple[str, str]]:
+def _unfoldable_reasons(graph, modules) -> dict[str, str]:
+    if graph is None:
+        return {}
+    reasons = {}
+    for node in graph.nodes:
+        if _is_foldable_norm(_module(node, modules)):
+            src = node.args[0] if node.args else None
+            users = ", ".join(_describe(u) for u in node.users) or "nothing"
+            reasons[node.target] = (f"its input comes from {_describe(src)}, not from a conv or linear layer, and "
+                                    f"its output feeds {users}, not an unpadded conv")
+    return reasons
+
+
+def _sequential_pairs(model: nn.Module) -> list[tuple[str, str, str]]:
     pairs = []
     for name, mod in model.named_modules():
         if isinstance(mod, nn.Sequential):
             children = list(mod.named_children())
             for (a_name, a), (b_name, b) in zip(children, children[1:]):
-                if isinstance(a, _CONVS) and isinstance(b, _BATCHNORMS):
+                if isinstance(a, _LINEARS) and _is_foldable_norm(b) and _out_features(a) == b.num_features:
                     prefix = f"{name}." if name else ""
-                    pairs.append((prefix + a_name, prefix + b_name))
+                    pairs.append((prefix + b_name, prefix + a_name, "previous"))
     return pairs
 
 
-def bn_scale_shift(bn: nn.modules.batchnorm._BatchNorm) -> tuple[torch.Tensor, torch.Tensor]:
-    """Eval-mode BN as y = x * scale + shift, computed in float64."""
-    var = bn.running_var.double() if bn.running_var is not None else torch.ones(bn.num_features, dtype=torch.float64)
-    mean = bn.running_mean.double() if bn.running_mean is not None else torch.zeros(bn.num_features, dtype=torch.float64)
-    gamma = bn.weight.double() if bn.weight is not None else torch.ones_like(var)
-    beta = bn.bias.double() if bn.bias is not None else torch.zeros_like(var)
-    scale = gamma / torch.sqrt(var + bn.eps)
-    return scale, beta - mean * scale
+def _record_kept_norms(model: nn.Module, summary: PrepareSummary, fold_bn: bool) -> None:
+    counts: Counter = Counter()
+    for mod in model.modules():
+        for cls in _KEPT_NORMS:
+            if type(mod) is cls and not _is_foldable_norm(mod):
+                counts[cls] += 1
+        if not fold_bn and _is_foldable_norm(mod):
+            counts[type(mod)] += 1
+    for cls, n in counts.items():
+        reason = _KEPT_NORMS.get(cls, "--no-fold-bn: kept as BatchNormalization on request")
+        summary.kept_normalizations.append({"type": cls.__name__, "count": n, "reason": reason})
 
-
-@torch.no_grad()
-def fold_conv_bn(conv: nn.Module, bn: nn.modules.batchnorm._BatchNorm) -> nn.Module:
-    """A conv computing conv followed by eval-mode ``bn`` (grouped and depthwise included)."""
-    scale, shift = bn_scale_shift(bn)
-    fused = copy.deepcopy(conv)
-    w = conv.weight.double()
-    fused.weight = nn.Parameter(
-        (w * scale.reshape(-1, *([1] * (w.dim() - 1)))).to(conv.weight.dtype), requires_grad=False
-    )
-    bias = conv.bias.double() if conv.bias is not None else torch.zeros_like(scale)
-    fused.bias = nn.Parameter((bias * scale + shift).to(conv.weight.dtype), requires_grad=False)
-    return fused
-
-
-def _fold_batchnorms(model: nn.Module, summary: PrepareSummary) -> None:
-    for conv_name, bn_name in _conv_bn_pairs(model, summary):
-        bn = model.get_submodule(bn_name)
-        if not bn.track_running_stats or bn.running_mean is None:
-            continue
-        _set_submodule(model, conv_name, fold_conv_bn(model.get_submodule(conv_name), bn))
-        _set_submodule(model, bn_name, nn.Identity())
-        summary.folded.append({"batchnorm": bn_name, "into": conv_name, "kind": "conv"})
-    for name, mod in list(model.named_modules()):
-        if isinstance(mod, _BATCHNORMS) and mod.track_running_stats and mod.running_mean is not None:
-            scale, shift = bn_scale_shift(mod)
-            dtype = mod.running_mean.dtype
-            _set_submodule(model, name, ScaleShift(scale.to(dtype), shift.to(dtype)))
-            summary.scale_shift.append({"batchnorm": name, "reason": "no conv directly before it to absorb it"})

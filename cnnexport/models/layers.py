@@ -53,3 +53,27 @@ def init_he_fan_out(module: nn.Module) -> None:
     elif isinstance(module, nn.Linear):
         nn.init.normal_(module.weight, 0, 0.01)
         nn.init.zeros_(module.bias)
+
+
+class TraditionalDropout(nn.Module):
+    """Dropout as in the original papers (e.g. AlexNet): training drops units WITHOUT rescaling the
+    kept ones; inference multiplies every unit by (1 - p), the expected keep rate.
+
+    (``nn.Dropout`` is inverted dropout: training scales kept units by 1/(1-p), inference is the
+    identity.) ``cnnexport.exporter.prepare`` folds the (1 - p) factor into the next linear layer's
+    weights, or the previous one's, so the exported graph holds no Dropout and no extra Mul.
+    """
+
+    def __init__(self, p: float = 0.5):
+        super().__init__()
+        if not 0.0 <= p < 1.0:
+            raise ValueError(f"dropout probability must be in [0, 1), got {p}")
+        self.p = p
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.training:
+            return x * (torch.rand_like(x) >= self.p).to(x.dtype)
+        return x * (1.0 - self.p)
+
+    def extra_repr(self) -> str:
+        return f"p={self.p}"

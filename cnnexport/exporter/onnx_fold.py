@@ -1,0 +1,226 @@
+"""Folding inside ONNX files made elsewhere: BatchNormalization into the Conv, ConvTranspose or
+Gemm before it; Dropout and Identity nodes removed. numpy and onnx only (no torch), so
+``cnnexport fold`` runs on a deploy machine too."""
+
+from __future__ import annotations
+
+import os
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .._atomic import atomic_path
+from ..errors import InvalidModelFileError, VerificationError
+
+_PRODUCERS = ("Conv", "ConvTranspose", "Gemm")
+
+
+@dataclass
+class FoldResult:
+    op_counts_before: dict[str, int]
+    op_counts_after: dict[str, int]
+    folded: list[dict] = field(default_factory=list)
+    removed: dict[str, int] = field(default_factory=dict)
+    equivalence: dict | None = None
+
+    def as_dict(self) -> dict:
+        return {
+            "nodes_before": sum(self.op_counts_before.values()),
+            "nodes_after": sum(self.op_counts_after.values()),
+            "op_counts_before": self.op_counts_before,
+            "op_counts_after": self.op_counts_after,
+            "folded": self.folded,
+            "removed": self.removed,
+            "equivalence": self.equivalence,
+        }
+
+
+class _Graph:
+    """Indexes over one ONNX graph for rewiring."""
+
+    def __init__(self, model):
+        self.model = model
+        self.graph = model.graph
+        self.inits = {i.name: i for i in self.graph.initializer}
+        self.outputs = {o.name for o in self.graph.output}
+        self.inputs = {i.name for i in self.graph.input}
+
+    def consumers(self, name: str) -> list:
+        return [n for n in self.graph.node if name in n.input]
+
+    def producer(self, name: str):
+        return next((n for n in self.graph.node if name in n.output), None)
+
+    def const(self, name: str) -> np.ndarray | None:
+        from onnx import numpy_helper
+
+        return numpy_helper.to_array(self.inits[name]) if name in self.inits else None
+
+    def add_const(self, name: str, array: np.ndarray) -> str:
+        from onnx import numpy_helper
+
+        base, k = name, 0
+        while name in self.inits:
+            k += 1
+            name = f"{base}_{k}"
+        tensor = numpy_helper.from_array(array, name)
+        self.graph.initializer.append(tensor)
+        self.inits[name] = tensor
+        return name
+
+    def rename(self, old: str, new: str) -> None:
+        for node in self.graph.node:
+            node.input[:] = [new if i == old else i for i in node.input]
+            node.output[:] = [new if o == old else o for o in node.output]
+
+    def bypass(self, node) -> bool:
+        """Remove a one-input pass-through node, connecting its consumers to its input."""
+        src, dst = node.input[0], node.output[0]
+        if any(o for o in node.output[1:] if self.consumers(o) or o in self.outputs):
+            return False  # e.g. Dropout's mask output is used
+        if dst in self.outputs:
+            prod = self.producer(src)
+            if prod is None or src in self.outputs or len(self.consumers(src)) != 1:
+                return False
+            self.graph.node.remove(node)
+            self.rename(src, dst)
+            return True
+        for consumer in self.consumers(dst):
+            consumer.input[:] = [src if i == dst else i for i in consumer.input]
+        self.graph.node.remove(node)
+        return True
+
+    def prune_initializers(self) -> None:
+        used = {i for n in self.graph.node for i in n.input} | self.outputs
+        for init in list(self.graph.initializer):
+            if init.name not in used:
+                self.graph.initializer.remove(init)
+                self.inits.pop(init.name, None)
+
+
+def _attr(node, name: str, default):
+    from onnx import helper
+
+    for a in node.attribute:
+        if a.name == name:
+            return helper.get_attribute_value(a)
+    return default
+
+
+def _set_attr(node, name: str, value) -> None:
+    from onnx import helper
+
+    for a in list(node.attribute):
+        if a.name == name:
+            node.attribute.remove(a)
+    node.attribute.append(helper.make_attribute(name, value))
+
+
+def _fold_bn(g: _Graph, bn) -> dict | None:
+    if len([o for o in bn.output if o]) != 1 or _attr(bn, "training_mode", 0):
+        return None
+    prod = g.producer(bn.input[0])
+    params = [g.const(i) for i in bn.input[1:5]]
+    if prod is None or prod.op_type not in _PRODUCERS or any(p is None for p in params):
+        return None
+    if len(g.consumers(prod.output[0])) != 1 or prod.output[0] in g.outputs:
+        return None
+    gamma, beta, mean, var = (p.astype(np.float64) for p in params)
+    scale = gamma / np.sqrt(var + _attr(bn, "epsilon", 1e-5))
+    shift = beta - mean * scale
+    w = g.const(prod.input[1])
+    if w is None:
+        return None
+    dtype = w.dtype
+    w = w.astype(np.float64)
+    if prod.op_type == "Conv":
+        w_new = w * scale.reshape(-1, *([1] * (w.ndim - 1)))
+    elif prod.op_type == "ConvTranspose":
+        groups = _attr(prod, "group", 1)
+        grouped = w.reshape(groups, w.shape[0] // groups, w.shape[1], *w.shape[2:])
+        w_new = (grouped * scale.reshape(groups, 1, -1, *([1] * (w.ndim - 2)))).reshape(w.shape)
+    else:  # Gemm: Y = alpha * A @ B' + beta * C, B' = B.T when transB
+        w_new = w * (scale[:, None] if _attr(prod, "transB", 0) else scale[None, :])
+    if prod.op_type == "Gemm":
+        c = g.const(prod.input[2]) if len(prod.input) > 2 and prod.input[2] else np.zeros(1)
+        if c is None:
+            return None
+        bias_new = c.astype(np.float64) * _attr(prod, "beta", 1.0) * scale + shift
+        _set_attr(prod, "beta", 1.0)
+    else:
+        b = g.const(prod.input[2]) if len(prod.input) > 2 and prod.input[2] else np.zeros_like(scale)
+        if b is None:
+            return None
+        bias_new = b.astype(np.float64) * scale + shift
+    inputs = list(prod.input) + [""] * (3 - len(prod.input))
+    inputs[1] = g.add_const(f"{prod.input[1]}_bnfolded", w_new.astype(dtype))
+    inputs[2] = g.add_const(f"{prod.output[0]}_bias_bnfolded", bias_new.astype(dtype))
+    prod.input[:] = inputs[:3]
+    old_out = prod.output[0]
+    prod.output[0] = bn.output[0]
+    g.graph.node.remove(bn)
+    return {"batchnorm": bn.name or bn.output[0], "into": prod.name or old_out, "into_type": prod.op_type}
+
+
+def fold_model(model) -> tuple[object, list[dict], dict[str, int]]:
+    """Fold BN into producers and remove Dropout/Identity in ``model`` (modified in place)."""
+    g = _Graph(model)
+    folded = [f for bn in [n for n in g.graph.node if n.op_type == "BatchNormalization"]
+              if (f := _fold_bn(g, bn)) is not None]
+    removed: Counter = Counter()
+    for node in [n for n in g.graph.node if n.op_type in ("Dropout", "Identity")]:
+        if g.bypass(node):
+            removed[node.op_type] += 1
+    g.prune_initializers()
+    return model, folded, dict(removed)
+
+
+def _count_ops(model) -> dict[str, int]:
+    counts = Counter(n.op_type for n in model.graph.node)
+    return dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
+
+
+def _random_feeds(session, batch: int, seed: int) -> list[np.ndarray]:
+    rng = np.random.default_rng(seed)
+    feeds = []
+    for i, spec in enumerate(session.inputs):
+        shape = [d if d is not None else (batch if axis == 0 else 1) for axis, d in enumerate(spec.shape)]
+        feeds.append(rng.standard_normal(shape).astype(spec.dtype))
+    return feeds
+
+
+def fold_file(src: str | os.PathLike, dst: str | os.PathLike, *, atol: float | None = None,
+              rtol: float = 1e-4) -> FoldResult:
+    """Fold ``src`` into ``dst`` and verify the result against the original with ONNX Runtime on
+    random inputs (batch 1 and 3 on a dynamic batch axis). Nothing is written if verification fails."""
+    import onnx
+
+    from ..runtimes import load
+    from . import graph as graph_mod
+    from .verify import InputSet, compare
+
+    graph_mod.check(src)
+    model = onnx.load(str(src))
+    before = _count_ops(model)
+    model, folded, removed = fold_model(model)
+    try:
+        onnx.checker.check_model(model, full_check=True)
+    except Exception as exc:  # a bug here, not the user's: report it plainly
+        raise InvalidModelFileError(f"folding produced an invalid graph ({str(exc).splitlines()[0][:200]})") from None
+    dst = Path(dst)
+    with atomic_path(dst) as tmp:
+        onnx.save(model, str(tmp))
+        original, candidate = load(src, "onnxruntime"), load(tmp, "onnxruntime")
+        dynamic = any(s.shape and s.shape[0] is None for s in original.inputs)
+        if len(original.inputs) != 1:
+            raise InvalidModelFileError("fold verifies single-input models only; this one has "
+                                        f"{len(original.inputs)} inputs")
+        sets = [InputSet(f"random_b{b}", [_random_feeds(original, b, b)[0]]) for b in ((1, 3) if dynamic else (1,))]
+        eq = compare(dst.name, lambda x: original.run(x)[0], lambda x: candidate.run(x)[0], sets, atol=atol,
+                     rtol=rtol)
+        if not eq.passed:
+            raise VerificationError(f"the folded graph does not match the original: max abs error {eq.max_abs:.3g} > "
+                                    f"tolerance {eq.tolerance:.3g}; nothing was written")
+    return FoldResult(before, _count_ops(model), folded, removed, eq.as_dict())
