@@ -178,6 +178,149 @@ def _print_export_summary(report: dict) -> None:
     console.print(f"written: {Path(report['artifacts'][0]['path']).parent}/ ({', '.join(rows['file'])}, report.json)")
 
 
+@cli.command("profile")
+@click.argument("model")
+@click.option("--input-size", default=None, help="H, HxW or C,H,W (default: the model's own).")
+@click.option("--batch", type=int, default=1, show_default=True)
+@click.option("--num-classes", type=int, default=None)
+@click.option("--weights", type=click.Path(dir_okay=False), default=None)
+@click.option("--per-layer", is_flag=True, help="Show every layer.")
+@click.option("--against-onnx", is_flag=True, help="Also export the model and profile the ONNX file; compare.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON on stdout, nothing else.")
+@click.option("--csv", "as_csv", is_flag=True, help="Print the per-layer table as CSV on stdout.")
+@click.option("--tensorboard", "tb_dir", type=click.Path(file_okay=False), default=None,
+              help="Write weight histograms before/after BN folding and sample images for TensorBoard.")
+def profile_cmd(model, input_size, batch, num_classes, weights, per_layer, against_onnx, as_json, as_csv, tb_dir):
+    """Params, MACs, memory access cost (ShuffleNetV2's MAC) and activation memory of MODEL or an .onnx file."""
+    if as_json and as_csv:
+        raise UsageError("choose one of --json and --csv")
+    if not 1 <= batch <= 4096:
+        raise UsageError(f"bad --batch {batch}: use 1..4096")
+    published = None
+    if model.endswith(".onnx"):
+        if against_onnx or tb_dir or weights:
+            raise UsageError("--against-onnx, --tensorboard and --weights need a PyTorch model, not an .onnx file")
+        from .exporter.profile_onnx import profile_onnx
+
+        shape = None
+        if input_size or batch != 1:
+            from .exporter.graph import check
+
+            dims = check(model).inputs[0]["shape"]
+            chw = tuple(d if isinstance(d, int) else 1 for d in dims[1:])
+            if input_size:
+                chw = parse_input_size(input_size, chw[0] if chw else 3)
+            shape = (batch, *chw)
+        result = profile_onnx(model, shape).as_dict()
+    else:
+        from .exporter.profile_torch import profile_module
+        from .models import is_registered, load_model, model_info
+
+        chw = model_info(model).input_size if is_registered(model) else (3, 224, 224)
+        if input_size:
+            chw = parse_input_size(input_size, chw[0])
+        if is_registered(model):
+            info = model_info(model)
+            published = {"params": info.params, "macs": info.macs, "source": info.source}
+        module = load_model(model, num_classes=num_classes, weights=weights)
+        shape = (batch, *chw)
+        try:
+            prof = profile_module(module, shape)
+        except RuntimeError as exc:
+            raise UsageError(f"the model cannot take input shape {'x'.join(map(str, shape))} "
+                             f"({str(exc).splitlines()[0][:160]}); pass --input-size") from None
+        result = prof.as_dict()
+        if published and input_size is None and batch == 1:
+            result["published"] = published
+        if against_onnx:
+            result["against_onnx"] = _profile_against_onnx(module, shape, prof)
+        if tb_dir:
+            from .calib import Preprocess, sample_images
+            from .exporter.tensorboard import write_tensorboard
+
+            imgs = sample_images(Preprocess(size=(chw[1], chw[2]), channels=chw[0]))
+            result["tensorboard"] = write_tensorboard(module, tb_dir, imgs)
+    _print_profile(model, result, per_layer, as_json, as_csv)
+
+
+def _profile_against_onnx(module, shape, prof) -> dict:
+    import tempfile
+
+    from .exporter.onnx_export import to_onnx
+    from .exporter.prepare import prepare
+    from .exporter.profile_onnx import compare, profile_onnx
+    from .exporter.simplify import simplify
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "model.onnx"
+        to_onnx(prepare(module), path, shape)
+        simplify(path, path)
+        return compare(prof, profile_onnx(path, shape))
+
+
+def _print_profile(model: str, result: dict, per_layer: bool, as_json: bool, as_csv: bool) -> None:
+    from .exporter.costs import clever_format
+
+    if as_json:
+        click.echo(json.dumps(result, indent=2))
+        return
+    if as_csv:
+        import csv
+        import io
+
+        buf = io.StringIO()
+        writer = csv.writer(buf)
+        writer.writerow(["name", "type", "params", "macs", "memory_access_bytes", "elementwise_ops", "output_shape"])
+        for layer in result["layers"]:
+            writer.writerow([layer["name"], layer["type"], layer["params"], layer["macs"],
+                             layer["memory_access_bytes"], layer["elementwise_ops"],
+                             "x".join(map(str, layer["output_shape"]))])
+        click.echo(buf.getvalue(), nl=False)
+        return
+    from rich.table import Table
+
+    console = _out_console()
+    if per_layer:
+        table = Table(title=f"{model}: per layer")
+        for col in ("layer", "type", "params", "MACs", "memory access", "intensity", "output"):
+            table.add_column(col, justify="left" if col in ("layer", "type", "output") else "right")
+        for layer in result["layers"]:
+            mem = layer["memory_access_bytes"]
+            table.add_row(layer["name"], layer["type"], clever_format(layer["params"]), clever_format(layer["macs"]),
+                          clever_format(mem, "%.2f") + "B", f"{layer['macs'] / mem:.2f}" if mem else "-",
+                          "x".join(map(str, layer["output_shape"])))
+        console.print(table)
+    table = Table(title=f"{model} ({result['source']}, input {'x'.join(map(str, result['input_shape']))})")
+    table.add_column("")
+    table.add_column("value", justify="right")
+    table.add_column("", justify="left")
+    pub = result.get("published") or {}
+    table.add_row("params", clever_format(result["params"]),
+                  f"published {clever_format(pub['params'])} ({result['params'] / pub['params']:.3f}x)"
+                  if pub.get("params") else "")
+    table.add_row("MACs (\"FLOPs\")", clever_format(result["macs"]),
+                  f"published {clever_format(pub['macs'])} ({result['macs'] / pub['macs']:.3f}x)"
+                  if pub.get("macs") else "")
+    table.add_row("memory access (fp32)", clever_format(result["memory_access_bytes"], "%.2f") + "B",
+                  f"{clever_format(result['memory_access_elements'])} elements; int8 "
+                  f"{clever_format(result['memory_access_bytes_int8'], '%.2f')}B")
+    table.add_row("activation memory (fp32)", clever_format(result["activation_bytes"], "%.2f") + "B", "")
+    table.add_row("arithmetic intensity", f"{result['arithmetic_intensity']:.2f}", "MACs per byte accessed (fp32)")
+    table.add_row("element-wise ops", clever_format(result["elementwise_ops"]), "BN, activations, additions, pooling")
+    console.print(table)
+    for note in result.get("notes", []):
+        console.print(f"[yellow]note:[/] {note}")
+    if "against_onnx" in result:
+        cmp = result["against_onnx"]
+        console.print("ONNX vs PyTorch: " + ", ".join(f"{k} {v['ratio']:.4f}x" for k, v in cmp["totals"].items()
+                                                      if v["ratio"] is not None))
+        for why in cmp["why_they_differ"]:
+            console.print(f"  why: {why}")
+    if "tensorboard" in result:
+        tb = result["tensorboard"]
+        console.print(f"TensorBoard: {tb['histograms']} histograms, {tb['images']} images in {tb['logdir']}")
+
+
 @cli.command("fold")
 @click.argument("model", type=click.Path(dir_okay=False))
 @click.option("-o", "--output", type=click.Path(dir_okay=False), default=None,

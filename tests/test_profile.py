@@ -1,0 +1,183 @@
+"""The profiler: params, MACs, memory access cost; PyTorch vs ONNX; thop; ShuffleNetV2's equations."""
+
+import json
+import math
+
+import pytest
+import torch
+from click.testing import CliRunner
+from hypothesis import assume, given, settings, strategies as st
+
+from cnnexport.cli import cli
+from cnnexport.exporter.costs import (clever_format, conv1x1_flops, conv1x1_mac, conv1x1_mac_lower_bound,
+                                      group_conv1x1_mac)
+from cnnexport.exporter.onnx_export import to_onnx
+from cnnexport.exporter.prepare import prepare
+from cnnexport.exporter.profile_onnx import compare, profile_onnx
+from cnnexport.exporter.profile_torch import profile_module
+from cnnexport.exporter.simplify import simplify
+from cnnexport.models import create_model, list_models, model_info
+
+WITH_MACS = [n for n in list_models() if model_info(n).macs]
+
+
+@pytest.mark.parametrize("name", WITH_MACS)
+def test_macs_and_params_match_the_published_figures(name):
+    info = model_info(name)
+    prof = profile_module(create_model(name), (1, *info.input_size))
+    tolerance = 0.01 if info.source.startswith("torchvision") and "paper" not in info.source else 0.02
+    assert abs(prof.macs - info.macs) <= tolerance * info.macs, (prof.macs, info.macs)
+    if info.torchvision_compatible:  # googlenet, inception_v3: without the training-only aux heads, as published
+        assert prof.params == info.params
+
+
+def test_design_figures():
+    """The figures DESIGN.md quotes, to its precision."""
+    for name, params, gmacs in (("resnet50", 25_557_032, 4.09), ("mobilenet_v2", 3_504_872, 0.30),
+                                ("shufflenet_v2_x1_0", 2_278_604, 0.146), ("densenet121", 7_978_856, 2.83),
+                                ("vgg16", 138_357_544, 15.47)):
+        prof = profile_module(create_model(name), (1, 3, 224, 224))
+        assert prof.params == params
+        assert abs(prof.macs / 1e9 - gmacs) <= 0.01 * gmacs, name
+
+
+def test_every_layer_kind_is_counted():
+    prof = profile_module(create_model("shufflenet_v2_x0_5"), (1, 3, 64, 64))
+    types = {layer.type for layer in prof.layers}
+    assert {"Conv2d", "BatchNorm2d", "ReLU", "MaxPool2d", "Linear", "cat", "clone"} <= types  # clone: the shuffle
+    conv = next(layer for layer in prof.layers if layer.name == "conv1.0")
+    # 3x3 stride-2 conv 3->24 on 64x64: output 24x32x32, 27 MACs per output, MAC = in + out + weights
+    assert conv.macs == 24 * 32 * 32 * 27 and conv.memory_access == 3 * 64 * 64 + 24 * 32 * 32 + 648
+    lrn = profile_module(create_model("alexnet_lrn"), (1, 3, 227, 227))
+    assert lrn.macs > 0 and any(layer.type == "LocalResponseNorm" and layer.memory_access for layer in lrn.layers)
+    dw = profile_module(create_model("mobilenet_v2"), (1, 3, 224, 224))
+    depthwise = next(layer for layer in dw.layers if layer.name == "features.1.conv.0.0")
+    assert depthwise.macs == 32 * 112 * 112 * 9  # groups = channels: 9 MACs per output
+
+
+def test_conv_transpose_and_dilation():
+    model = torch.nn.Sequential(torch.nn.Conv2d(4, 8, 3, dilation=2, groups=2),
+                                torch.nn.ConvTranspose2d(8, 6, 2, stride=2, groups=2))
+    prof = profile_module(model, (1, 4, 10, 10))
+    conv, deconv = prof.layers
+    assert conv.macs == 8 * 6 * 6 * (4 // 2) * 9
+    assert deconv.macs == 8 * 6 * 6 * (6 // 2) * 4  # every input element times out/groups x k x k
+
+
+@pytest.mark.parametrize("name", ["resnet18", "mobilenet_v2", "shufflenet_v2_x1_0", "densenet121", "googlenet",
+                                  "squeezenet1_1", "lenet5"])
+def test_pytorch_and_onnx_totals_agree(name, tmp_path):
+    info = model_info(name)
+    shape = (1, *info.input_size)
+    model = create_model(name)
+    path = tmp_path / "m.onnx"
+    to_onnx(prepare(model), path, shape)
+    simplify(path, path)
+    t, o = profile_module(model, shape), profile_onnx(path)
+    assert o.input_shape == list(shape)
+    assert abs(o.macs - t.macs) <= 0.01 * t.macs
+    assert abs(o.params - t.params) <= 0.01 * t.params
+    result = compare(t, o)
+    if any(layer.type == "BatchNorm2d" for layer in t.layers):
+        assert any("BatchNorm layers were folded" in why for why in result["why_they_differ"])
+
+
+def _thop_leaves(info: dict, prefix=""):
+    for name, (ops, params, children) in info.items():
+        full = f"{prefix}{name}"
+        if children:
+            yield from _thop_leaves(children, full + ".")
+        else:
+            yield full, ops, params
+
+
+@pytest.mark.parametrize("name", ["resnet18", "mobilenet_v2", "shufflenet_v2_x1_0", "squeezenet1_1", "alexnet",
+                                  "densenet121"])
+def test_conv_and_linear_macs_equal_thops(name):
+    import thop
+
+    model = create_model(name)
+    shape = (1, *model_info(name).input_size)
+    _, params, layers = thop.profile(model, inputs=(torch.randn(shape),), verbose=False, ret_layer_info=True)
+    ours = {layer.name: layer for layer in profile_module(model, shape).layers}
+    modules = dict(model.named_modules())
+    checked = 0
+    for layer_name, ops, _ in _thop_leaves(layers):
+        if isinstance(modules.get(layer_name), (torch.nn.Conv2d, torch.nn.Linear)):
+            assert ours[layer_name].macs == ops, layer_name
+            checked += 1
+    assert checked >= 8 and params == sum(p.numel() for p in model.parameters())
+
+
+# --- ShuffleNetV2's Eq. 1 and Eq. 2 ----------------------------------------------------------------
+
+@settings(max_examples=200, deadline=None)
+@given(h=st.integers(1, 64), w=st.integers(1, 64), c=st.integers(1, 512), k=st.integers(1, 16))
+def test_eq1_mac_is_minimal_at_equal_channels_for_fixed_flops(h, w, c, k):
+    c1, c2 = c, c * k * k  # same FLOPs as c1 = c2 = c*k, since c1*c2 = (c*k)^2
+    balanced = conv1x1_mac(h, w, c * k, c * k)
+    assert conv1x1_flops(h, w, c1, c2) == conv1x1_flops(h, w, c * k, c * k)
+    assert conv1x1_mac(h, w, c1, c2) >= balanced
+    assert math.isclose(balanced, conv1x1_mac_lower_bound(h, w, conv1x1_flops(h, w, c * k, c * k)), rel_tol=1e-9)
+    assert conv1x1_mac(h, w, c1, c2) >= conv1x1_mac_lower_bound(h, w, conv1x1_flops(h, w, c1, c2)) * (1 - 1e-12)
+
+
+@settings(max_examples=200, deadline=None)
+@given(h=st.integers(1, 64), c1=st.integers(1, 256), c2=st.integers(1, 256), g=st.sampled_from([1, 2, 4, 8]),
+       g2=st.sampled_from([2, 4, 8]))
+def test_eq2_group_conv_mac_grows_with_groups_at_fixed_flops(h, c1, c2, g, g2):
+    assume(g2 > g)
+    b = conv1x1_flops(h, h, c1, c2, g)
+    c2_wider = c2 * g2 / g  # widen the output so FLOPs stay B with more groups
+    assert math.isclose(conv1x1_flops(h, h, c1, c2_wider, g2), b)
+    assert group_conv1x1_mac(h, h, c1, c2_wider, g2) > group_conv1x1_mac(h, h, c1, c2, g)
+    assert math.isclose(group_conv1x1_mac(h, h, c1, c2, g), h * h * c1 + b * g / c1 + b / (h * h))
+
+
+def test_clever_format():
+    assert clever_format(4_089_184_256) == "4.089G" and clever_format(25_557_032, "%.2f") == "25.56M"
+    assert clever_format(648) == "648" and clever_format(1500) == "1.500K"
+
+
+# --- CLI and TensorBoard ----------------------------------------------------------------------------
+
+def test_profile_cli_json_csv_and_onnx(tmp_path):
+    runner = CliRunner()
+    result = runner.invoke(cli, ["profile", "resnet18", "--json"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert {"params", "macs", "memory_access_bytes", "activation_bytes", "layers"} <= set(data)
+    assert {"name", "type", "params", "macs", "memory_access_bytes", "output_shape"} <= set(data["layers"][0])
+    assert data["memory_access_bytes"] == 4 * data["memory_access_bytes_int8"]
+    assert data["published"]["macs"] == model_info("resnet18").macs
+    csv_out = runner.invoke(cli, ["profile", "lenet5", "--csv"]).stdout.splitlines()
+    assert csv_out[0].startswith("name,type,params,macs") and len(csv_out) > 8
+    to_onnx(prepare(create_model("resnet18")), tmp_path / "r.onnx", (1, 3, 224, 224))
+    onnx_json = json.loads(runner.invoke(cli, ["profile", str(tmp_path / "r.onnx"), "--batch", "2", "--json"]).stdout)
+    assert onnx_json["source"] == "onnx" and onnx_json["input_shape"] == [2, 3, 224, 224]
+    torch_json = json.loads(runner.invoke(cli, ["profile", "resnet18", "--batch", "2", "--json"]).stdout)
+    assert onnx_json["macs"] == torch_json["macs"] == 2 * data["macs"]
+    wrong = runner.invoke(cli, ["profile", str(tmp_path / "r.onnx"), "--input-size", "112"])
+    assert wrong.exit_code == 2 and "does not fit the model's input" in wrong.stderr
+    table = runner.invoke(cli, ["profile", "mobilenet_v2", "--per-layer", "--against-onnx"])
+    assert table.exit_code == 0 and "features.1.conv.0.0" in table.stdout and "why:" in table.stdout
+
+
+def test_profile_bad_input(tmp_path):
+    result = CliRunner().invoke(cli, ["profile", "lenet5", "--input-size", "8"])
+    assert result.exit_code == 2 and result.stderr.startswith("error: ") and "input shape" in result.stderr
+    (tmp_path / "x.onnx").write_bytes(b"junk")
+    assert CliRunner().invoke(cli, ["profile", str(tmp_path / "x.onnx")]).exit_code == 8
+
+
+def test_tensorboard_event_file_holds_the_expected_tags(tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    result = CliRunner().invoke(cli, ["profile", "resnet18", "--tensorboard", str(tmp_path / "tb")])
+    assert result.exit_code == 0, result.output
+    acc = EventAccumulator(str(tmp_path / "tb"), size_guidance={"histograms": 0, "images": 0})
+    acc.Reload()
+    tags = acc.Tags()
+    assert "weights_before_fold/conv1" in tags["histograms"] and "weights_after_fold/conv1" in tags["histograms"]
+    assert len([t for t in tags["histograms"] if t.startswith("weights_after_fold/")]) == 21  # 20 convs + fc
+    assert "inputs/samples" in tags["images"] and "weight_range_growth_after_fold" in tags["scalars"]
