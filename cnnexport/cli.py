@@ -13,7 +13,7 @@ from pathlib import Path
 import click
 
 from . import __version__
-from .errors import CnnexportError, UsageError
+from .errors import CnnexportError, UsageError, VerificationError
 
 _GROUP_FLAGS = ("--help", "-h", "--version")
 
@@ -93,7 +93,12 @@ def parse_input_size(text: str, channels: int) -> tuple[int, int, int]:
 
 @cli.command("export")
 @click.argument("model")
-@click.option("--onnx", "want_onnx", is_flag=True, help="Write <model>.onnx (the default format).")
+@click.option("--onnx", "want_onnx", is_flag=True, help="Write <model>.onnx (always written).")
+@click.option("--openvino", "want_openvino", is_flag=True, help="Also write OpenVINO IR (<model>.xml + .bin).")
+@click.option("--tflite", "want_tflite", is_flag=True, help="Also write <model>.tflite (litert-torch).")
+@click.option("--tflite-layout", type=click.Choice(["nhwc", "nchw"]), default="nhwc", show_default=True,
+              help="Input layout of the .tflite file.")
+@click.option("--ncnn", "want_ncnn", is_flag=True, help="Also write <model>.ncnn.param + .bin (pnnx).")
 @click.option("--fold-bn/--no-fold-bn", default=True, show_default=True,
               help="Fold BatchNorm into the preceding conv before export.")
 @click.option("--exporter", type=click.Choice(["torchscript", "dynamo"]), default="torchscript", show_default=True)
@@ -109,8 +114,8 @@ def parse_input_size(text: str, channels: int) -> tuple[int, int, int]:
 @click.option("--atol", type=float, default=None,
               help="Max abs error allowed (default: 1e-4 x max |reference output|).")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON on stdout, nothing else.")
-def export_cmd(model, want_onnx, fold_bn, exporter, opset, batch, input_size, num_classes, weights, output_dir,
-               simplify, atol, as_json):
+def export_cmd(model, want_onnx, want_openvino, want_tflite, tflite_layout, want_ncnn, fold_bn, exporter, opset,
+               batch, input_size, num_classes, weights, output_dir, simplify, atol, as_json):
     """Prepare MODEL (a registry name or package.module:callable), export it and prove it matches PyTorch."""
     if batch is not None and not 1 <= batch <= 4096:
         raise UsageError(f"bad --batch {batch}: use 1..4096, or leave it out for a dynamic batch axis")
@@ -132,8 +137,11 @@ def export_cmd(model, want_onnx, fold_bn, exporter, opset, batch, input_size, nu
         def on_stage(stage: str) -> None:
             status.update(f"[bold]{name}[/]: {stage}")
 
+        formats = ["onnx"] + [f for f, on in (("openvino", want_openvino), ("tflite", want_tflite),
+                                              ("ncnn", want_ncnn)) if on]
         report = export(module, (batch or 1, *chw), output_dir, name=name, fold_bn=fold_bn, exporter=exporter,
-                        opset=opset, dynamic_batch=batch is None, simplify=simplify, atol=atol, on_stage=on_stage)
+                        opset=opset, dynamic_batch=batch is None, simplify=simplify, atol=atol, formats=formats,
+                        tflite_layout=tflite_layout, on_stage=on_stage)
     if as_json:
         click.echo(json.dumps(report, indent=2))
     else:
@@ -156,7 +164,7 @@ def _print_export_summary(report: dict) -> None:
         e = eq.get(Path(a["path"]).name, {})
         table.add_column(a["format"], justify="right")
         rows["file"].append(Path(a["path"]).name)
-        rows["format"].append(f"{a['format']} {a['precision']}")
+        rows["format"].append(f"{a['format']} {a['precision']} {a['layout']}")
         rows["size"].append(f"{a['size_bytes'] / 1e6:.1f} MB")
         rows["max abs error"].append(f"{e.get('max_abs', float('nan')):.2e} (tol {e.get('tolerance', 0):.1e})")
         rows["max rel error"].append(f"{e.get('max_rel', float('nan')):.2e}")
@@ -175,7 +183,9 @@ def _print_export_summary(report: dict) -> None:
                   + ", ".join(f"{k} {v:.1f}s" for k, v in report["timings_s"].items()))
     for w in report["warnings"]:
         console.print(f"[yellow]warning:[/] {w}")
-    console.print(f"written: {Path(report['artifacts'][0]['path']).parent}/ ({', '.join(rows['file'])}, report.json)")
+    files = [f for a in report["artifacts"] for f in a["files"]]
+    console.print(f"written: {Path(report['artifacts'][0]['path']).parent}/ ({', '.join(files)}, reference.npz, "
+                  "report.json)")
 
 
 @cli.command("profile")
@@ -319,6 +329,128 @@ def _print_profile(model: str, result: dict, per_layer: bool, as_json: bool, as_
     if "tensorboard" in result:
         tb = result["tensorboard"]
         console.print(f"TensorBoard: {tb['histograms']} histograms, {tb['images']} images in {tb['logdir']}")
+
+
+def _int_list(text: str, option: str) -> list[int]:
+    try:
+        values = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        values = []
+    if not values or any(v < 1 or v > 4096 for v in values):
+        raise UsageError(f"bad {option} '{text}': give comma-separated integers 1..4096, e.g. 1,2")
+    return values
+
+
+def _load_artifact(path: str, runtime: str | None, threads: int | None = None):
+    from .runtimes import load, runtime_for
+
+    runtime = runtime or runtime_for(path)
+    return load(path, runtime, **({"threads": threads} if threads else {}))
+
+
+@cli.command("verify")
+@click.argument("artifact", type=click.Path(dir_okay=False))
+@click.option("--reference", "reference", type=click.Path(dir_okay=False), required=True,
+              help="reference.npz written by the export (inputs and PyTorch's outputs).")
+@click.option("--runtime", default=None, help="onnxruntime, openvino, tflite or ncnn (default: by extension).")
+@click.option("--atol", type=float, default=None, help="Max abs error allowed (default: 1e-4 x max |reference|).")
+@click.option("--json", "as_json", is_flag=True, help="Print the figures as JSON on stdout, nothing else.")
+def verify_cmd(artifact, reference, runtime, atol, as_json):
+    """Check ARTIFACT against the reference outputs saved at export time. Needs no torch."""
+    from .runtimes import run_nchw
+    from .exporter.verify import compare, load_reference
+
+    if not Path(reference).is_file():
+        raise UsageError(f"reference file '{reference}' does not exist (the export writes reference.npz)")
+    try:
+        inputs, refs, meta = load_reference(reference)
+    except Exception as exc:
+        raise UsageError(f"'{reference}' is not a cnnexport reference.npz ({type(exc).__name__})") from None
+    model = _load_artifact(artifact, runtime)
+    eq = compare(Path(artifact).name, refs, lambda b: run_nchw(model, b), inputs, atol=atol,
+                 rtol=meta.get("rtol", 1e-4)).as_dict()
+    eq["runtime"] = model.describe()
+    if as_json:
+        click.echo(json.dumps(eq, indent=2))
+    else:
+        status = "[green]passed[/]" if eq["passed"] else "[red]FAILED[/]"
+        _out_console().print(f"{eq['artifact']} on {eq['runtime']['runtime']} {eq['runtime']['version']}: "
+                             f"max abs error {eq['max_abs']:.2e} (tolerance {eq['tolerance']:.1e}), max rel "
+                             f"{eq['max_rel']:.2e}, cosine {eq['cosine']:.7f}, top-1 agreement "
+                             f"{eq['top1_agreement']:.0%} of {eq['samples']} {status}")
+    if not eq["passed"]:
+        raise VerificationError(f"{eq['artifact']} does not match the reference: max abs error {eq['max_abs']:.3g} > "
+                                f"tolerance {eq['tolerance']:.3g}")
+
+
+@cli.command("bench")
+@click.argument("artifacts", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@click.option("--runtime", default=None, help="Force a runtime (default: by each file's extension).")
+@click.option("--batch", default="1", show_default=True, help="Batch sizes, e.g. 1,8 (static-batch files: theirs).")
+@click.option("--threads", default="1", show_default=True, help="Thread counts, e.g. 1,2.")
+@click.option("--warmup", type=int, default=10, show_default=True)
+@click.option("--runs", type=int, default=50, show_default=True, help="Minimum timed runs.")
+@click.option("--min-time", type=float, default=1.0, show_default=True, help="Minimum seconds of timed runs.")
+@click.option("--json", "as_json", is_flag=True, help="Print the JSON rows on stdout, nothing else.")
+@click.option("--csv", "as_csv", is_flag=True, help="Print CSV rows on stdout.")
+def bench_cmd(artifacts, runtime, batch, threads, warmup, runs, min_time, as_json, as_csv):
+    """Latency of exported files on their runtimes (warm-up, >= RUNS timed runs, median/p90/p99). Needs no torch."""
+    import numpy as np
+
+    from .bench.latency import measure
+    from .bench.machine import cpu_facts
+    from .runtimes import run_nchw
+
+    if warmup < 0 or runs < 1 or min_time < 0:
+        raise UsageError("--warmup must be >= 0, --runs >= 1 and --min-time >= 0")
+    batches, thread_counts = _int_list(batch, "--batch"), _int_list(threads, "--threads")
+    machine = cpu_facts()
+    rows = []
+    for path in artifacts:
+        for n_threads in thread_counts:
+            model = _load_artifact(path, runtime, n_threads)
+            spec = model.inputs[0]
+            for b in batches:
+                static = spec.shape[0] if spec.shape else None
+                if static is not None and static != b:
+                    continue  # a static-batch file runs at its own batch only
+                shape = [b if i == 0 else (d if d is not None else 224) for i, d in enumerate(spec.shape)]
+                if spec.layout == "NHWC":
+                    shape = [shape[0], shape[3], shape[1], shape[2]]
+                x = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
+                timing = measure(lambda: run_nchw(model, x), warmup=warmup, min_runs=runs, min_time_s=min_time)
+                rows.append({"artifact": Path(path).name, **model.describe(), "batch": b, "threads": n_threads,
+                             **timing.as_dict(), "images_per_s": b / (timing.median_ms / 1e3), "machine": machine})
+        if not any(r["artifact"] == Path(path).name for r in rows):
+            raise UsageError(f"'{path}' has a static batch of {static}; pass --batch {static}")
+    _print_bench(rows, as_json, as_csv)
+
+
+def _print_bench(rows: list[dict], as_json: bool, as_csv: bool) -> None:
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    cols = ("artifact", "runtime", "version", "batch", "threads", "first_ms", "median_ms", "p90_ms", "p99_ms",
+            "min_ms", "runs", "images_per_s")
+    if as_csv:
+        import csv
+        import io
+
+        buf = io.StringIO()
+        writer = csv.DictWriter(buf, fieldnames=cols, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+        click.echo(buf.getvalue(), nl=False)
+        return
+    from rich.table import Table
+
+    table = Table(title=f"latency on {rows[0]['machine']['cpu']}" if rows else "latency")
+    for col in cols:
+        table.add_column(col.replace("_ms", " ms").replace("_", " "),
+                         justify="left" if col in ("artifact", "runtime", "version") else "right")
+    for r in rows:
+        table.add_row(*[f"{r[c]:.2f}" if isinstance(r[c], float) else str(r[c]) for c in cols])
+    _out_console().print(table)
 
 
 @cli.command("fold")

@@ -45,7 +45,7 @@ class Preprocess:
         arr = np.asarray(image, dtype=np.float32) / 255.0
         arr = arr[None] if arr.ndim == 2 else arr.transpose(2, 0, 1)
         mean, std = self._stats()
-        return ((arr - mean) / std).astype(np.float32)
+        return np.ascontiguousarray((arr - mean) / std, dtype=np.float32)
 
     def _stats(self) -> tuple[np.ndarray, np.ndarray]:
         mean, std = np.asarray(self.mean, np.float32), np.asarray(self.std, np.float32)

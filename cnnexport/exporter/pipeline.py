@@ -11,6 +11,7 @@ import contextlib
 import os
 import re
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
@@ -25,9 +26,9 @@ from .onnx_export import DEFAULT_OPSET, EXPORTERS, to_onnx
 from .prepare import prepare_with_summary
 from .report import new_report
 from .simplify import simplify as simplify_onnx
-from .verify import DEFAULT_RTOL, compare, make_inputs
+from .verify import DEFAULT_RTOL, compare, make_inputs, reference_outputs, save_reference
 
-FORMATS = ("onnx",)
+FORMATS = ("onnx", "openvino", "tflite", "ncnn")
 StageCallback = Callable[[str], None]
 
 
@@ -82,15 +83,18 @@ def export(
     atol: float | None = None,
     rtol: float = DEFAULT_RTOL,
     photos: bool = True,
+    tflite_layout: str = "nhwc",
     on_stage: StageCallback | None = None,
 ) -> dict:
     """Export any ``nn.Module``; return the report (also written as ``report.json``).
 
-    ``input_shape`` includes the batch; with ``dynamic_batch`` the exported batch axis is
-    dynamic whatever that batch is. Raises a ``cnnexport.errors.CnnexportError`` subclass on
-    bad input or when an artifact does not match PyTorch (then nothing is written).
+    ``formats``: any of onnx, openvino, tflite, ncnn (ONNX is always written: the others start
+    from it or are checked beside it). ``input_shape`` includes the batch; with ``dynamic_batch``
+    the ONNX/OpenVINO batch axis is dynamic whatever that batch is (TFLite and ncnn take the
+    given batch). Raises a ``cnnexport.errors.CnnexportError`` subclass on bad input or when an
+    artifact does not match PyTorch (then nothing is written).
     """
-    formats = tuple(formats)
+    formats = tuple(dict.fromkeys(formats))
     unknown = [f for f in formats if f not in FORMATS]
     if unknown or not formats:
         raise UsageError(f"unknown format(s) {', '.join(unknown) or '(none)'}; available: {', '.join(FORMATS)}")
@@ -111,10 +115,9 @@ def export(
     report["prepare"] = summary.as_dict()
     report["params"] -= summary.aux_params  # the deployed model's parameters
     report["warnings"].extend(summary.warnings)
-    example = torch.zeros(shape)
     with torch.no_grad():
         try:
-            _first_tensor(prepared(example))
+            _first_tensor(prepared(torch.zeros(shape)))
         except UsageError:
             raise
         except Exception as exc:
@@ -125,40 +128,21 @@ def export(
 
     staging = StagingDir(output_dir if output_dir is not None else Path("exports") / name)
     try:
-        onnx_path = staging.file(f"{name}.onnx")
-        stage("export")
-        t0 = time.perf_counter()
-        report["warnings"].extend(to_onnx(prepared, onnx_path, shape, exporter=exporter, opset=opset,
-                                          dynamic_batch=dynamic_batch, keep_batchnorm=not fold_bn))
-        timings["export"] = round(time.perf_counter() - t0, 3)
-        facts = graph_mod.check(onnx_path)
-        nodes_before = facts.nodes
-
-        stage("simplify")
-        t0 = time.perf_counter()
-        simplifier = "none"
-        if simplify:
-            simplifier, warns = simplify_onnx(onnx_path, onnx_path, keep_batchnorm=not fold_bn)
-            report["warnings"].extend(warns)
-            facts = graph_mod.check(onnx_path)
-        timings["simplify"] = round(time.perf_counter() - t0, 3)
-        report["graph"] = {
-            "op_counts": facts.op_counts,
-            "batchnorm_nodes": facts.batchnorm_nodes,
-            "dropout_nodes": facts.dropout_nodes,
-            "nodes_before_simplify": nodes_before,
-            "nodes_after_simplify": facts.nodes,
-            "simplifier": simplifier,
-            "folded": summary.folded_counts(),
-            "kept_normalizations": summary.kept_normalizations,
-            "opset": facts.opset,
-            "inputs": facts.inputs,
-            "outputs": facts.outputs,
-        }
+        artifacts = _export_onnx(prepared, summary, staging, name, shape, report, stage, exporter=exporter,
+                                 opset=opset, dynamic_batch=dynamic_batch, simplify=simplify, fold_bn=fold_bn)
+        for fmt in formats:
+            if fmt != "onnx":
+                stage(f"convert {fmt}")
+                t0 = time.perf_counter()
+                artifacts.append(_CONVERTERS[fmt](prepared, staging, name, shape, artifacts[0], tflite_layout))
+                timings[f"convert_{fmt}"] = round(time.perf_counter() - t0, 3)
 
         stage("verify")
         t0 = time.perf_counter()
-        report["equivalence"] = [_verify_onnx(module, onnx_path, shape, dynamic_batch, atol, rtol, photos).as_dict()]
+        inputs = make_inputs(shape, dynamic_batch=dynamic_batch, photos=photos)
+        with eval_mode(module), torch.no_grad():
+            refs = reference_outputs(lambda b: _first_tensor(module(torch.from_numpy(b))).numpy(), inputs)
+        report["equivalence"] = [_verify(a, refs, inputs, atol, rtol).as_dict() for a in artifacts]
         timings["verify"] = round(time.perf_counter() - t0, 3)
         failed = [e for e in report["equivalence"] if not e["passed"]]
         if failed:
@@ -169,26 +153,95 @@ def export(
                 + "; nothing was written (raise --atol if this error is expected)",
                 report=report,
             )
-
+        save_reference(staging.file("reference.npz"), inputs, refs,
+                       {"model": name, "input_layout": "NCHW", "rtol": rtol, "atol": atol})
         final_dir = staging.output_dir
-        report["artifacts"] = [{"format": "onnx", "precision": "fp32", "path": str(final_dir / onnx_path.name),
-                                "size_bytes": onnx_path.stat().st_size}]
+        report["artifacts"] = [a.entry(final_dir) for a in artifacts]
         write_json(staging.file("report.json"), report)
-        staging.commit([onnx_path.name, "report.json"])
+        staging.commit([f.name for a in artifacts for f in a.files] + ["reference.npz", "report.json"])
     except BaseException:
         staging.discard()
         raise
     return report
 
 
-def _verify_onnx(module: nn.Module, onnx_path: Path, shape: tuple[int, ...], dynamic_batch: bool,
-                 atol: float | None, rtol: float, photos: bool):
-    from ..runtimes import load
+@dataclass
+class _Artifact:
+    format: str
+    files: list[Path]  # the first is the one a runtime loads
+    runtime: str
+    precision: str = "fp32"
+    layout: str = "NCHW"
 
-    runtime_model = load(onnx_path, "onnxruntime")
-    inputs = make_inputs(shape, dynamic_batch=dynamic_batch, photos=photos)
-    with eval_mode(module), torch.no_grad():
-        def reference(batch: np.ndarray) -> np.ndarray:
-            return _first_tensor(module(torch.from_numpy(batch))).numpy()
+    def entry(self, final_dir: Path) -> dict:
+        main = self.files[0]
+        return {"format": self.format, "precision": self.precision, "path": str(final_dir / main.name),
+                "size_bytes": sum(f.stat().st_size for f in self.files),
+                "files": [f.name for f in self.files], "runtime": self.runtime, "layout": self.layout}
 
-        return compare(onnx_path.name, reference, lambda b: runtime_model.run(b)[0], inputs, atol=atol, rtol=rtol)
+
+def _export_onnx(prepared, summary, staging, name, shape, report, stage, *, exporter, opset, dynamic_batch,
+                 simplify, fold_bn) -> list[_Artifact]:
+    timings = report["timings_s"]
+    onnx_path = staging.file(f"{name}.onnx")
+    stage("export")
+    t0 = time.perf_counter()
+    report["warnings"].extend(to_onnx(prepared, onnx_path, shape, exporter=exporter, opset=opset,
+                                      dynamic_batch=dynamic_batch, keep_batchnorm=not fold_bn))
+    timings["export"] = round(time.perf_counter() - t0, 3)
+    facts = graph_mod.check(onnx_path)
+    nodes_before = facts.nodes
+    stage("simplify")
+    t0 = time.perf_counter()
+    simplifier = "none"
+    if simplify:
+        simplifier, warns = simplify_onnx(onnx_path, onnx_path, keep_batchnorm=not fold_bn)
+        report["warnings"].extend(warns)
+        facts = graph_mod.check(onnx_path)
+    timings["simplify"] = round(time.perf_counter() - t0, 3)
+    report["graph"] = {
+        "op_counts": facts.op_counts,
+        "batchnorm_nodes": facts.batchnorm_nodes,
+        "dropout_nodes": facts.dropout_nodes,
+        "nodes_before_simplify": nodes_before,
+        "nodes_after_simplify": facts.nodes,
+        "simplifier": simplifier,
+        "folded": summary.folded_counts(),
+        "kept_normalizations": summary.kept_normalizations,
+        "opset": facts.opset,
+        "inputs": facts.inputs,
+        "outputs": facts.outputs,
+    }
+    return [_Artifact("onnx", [onnx_path], "onnxruntime")]
+
+
+def _to_openvino(prepared, staging, name, shape, onnx_artifact, _layout) -> _Artifact:
+    from .convert_openvino import to_openvino
+
+    return _Artifact("openvino", to_openvino(onnx_artifact.files[0], staging.file(f"{name}.xml")), "openvino")
+
+
+def _to_tflite(prepared, staging, name, shape, _onnx, layout) -> _Artifact:
+    from .convert_tflite import to_tflite
+
+    path = to_tflite(prepared, staging.file(f"{name}.tflite"), shape, layout=layout)
+    return _Artifact("tflite", [path], "tflite", layout=layout.upper() if len(shape) == 4 else "NCHW")
+
+
+def _to_ncnn(prepared, staging, name, shape, _onnx, _layout) -> _Artifact:
+    from .convert_ncnn import to_ncnn
+
+    return _Artifact("ncnn", to_ncnn(prepared, staging.file(f"{name}.ncnn.param"), shape), "ncnn")
+
+
+_CONVERTERS = {"openvino": _to_openvino, "tflite": _to_tflite, "ncnn": _to_ncnn}
+
+
+def _verify(artifact: _Artifact, refs, inputs, atol, rtol):
+    from ..runtimes import load, run_nchw
+
+    options = {"layout": artifact.layout} if artifact.runtime == "tflite" else {}
+    if artifact.runtime == "ncnn":
+        options = {"input_shape": tuple(np.concatenate(inputs[0].batches).shape)}
+    model = load(artifact.files[0], artifact.runtime, **options)
+    return compare(artifact.files[0].name, refs, lambda b: run_nchw(model, b), inputs, atol=atol, rtol=rtol)

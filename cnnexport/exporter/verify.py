@@ -7,6 +7,7 @@ max magnitude), the lowest per-sample cosine similarity, and top-1 agreement.
 
 from __future__ import annotations
 
+import json
 from dataclasses import asdict, dataclass, field
 from typing import Callable
 
@@ -66,28 +67,53 @@ def _cosines(ref: np.ndarray, out: np.ndarray) -> np.ndarray:
     return np.where(same, 1.0, np.sum(r * o, axis=1) / np.maximum(denom, 1e-30))
 
 
-def compare(artifact: str, reference_fn: Callable[[np.ndarray], np.ndarray],
+def reference_outputs(reference_fn: Callable[[np.ndarray], np.ndarray], inputs: list[InputSet]) -> list[np.ndarray]:
+    """The reference's outputs for every input set (each set's batches concatenated)."""
+    return [np.concatenate([np.asarray(reference_fn(b), np.float32) for b in s.batches]) for s in inputs]
+
+
+def compare(artifact: str, reference: Callable[[np.ndarray], np.ndarray] | list[np.ndarray],
             candidate_fn: Callable[[np.ndarray], np.ndarray], inputs: list[InputSet],
             *, atol: float | None = None, rtol: float = DEFAULT_RTOL) -> Equivalence:
-    """Run every batch through both functions and summarise the differences.
-
-    The tolerance is ``atol`` when given, else ``rtol * max |reference output|``.
-    """
-    refs, outs, per_input = [], [], []
-    for s in inputs:
-        r = np.concatenate([np.asarray(reference_fn(b), np.float32) for b in s.batches])
-        o = np.concatenate([np.asarray(candidate_fn(b), np.float32) for b in s.batches])
-        if r.shape != o.shape:
+    """Run every batch through the candidate and compare with the reference (a function, or its
+    outputs from ``reference_outputs``). The tolerance is ``atol`` when given, else
+    ``rtol * max |reference output|``."""
+    refs = reference if isinstance(reference, list) else reference_outputs(reference, inputs)
+    outs, per_input = [], []
+    for s, r in zip(inputs, refs):
+        o = np.concatenate([np.asarray(candidate_fn(b), np.float32).reshape(len(b), -1) for b in s.batches])
+        if o.shape != r.reshape(len(r), -1).shape:
             raise ValueError(f"{artifact}: output shape {o.shape} differs from the reference's {r.shape} on {s.name}")
-        refs.append(r)
         outs.append(o)
-        per_input.append(_figures(r, o) | {"input": s.name, "samples": len(r)})
+        per_input.append(_figures(r.reshape(len(r), -1), o) | {"input": s.name, "samples": len(r)})
     ref = np.concatenate([r.reshape(len(r), -1) for r in refs])
-    out = np.concatenate([o.reshape(len(o), -1) for o in outs])
+    out = np.concatenate(outs)
     figures = _figures(ref, out)
     tolerance = atol if atol is not None else rtol * float(np.abs(ref).max() or 1.0)
     return Equivalence(artifact=artifact, passed=bool(figures["max_abs"] <= tolerance), tolerance=tolerance,
                        samples=len(ref), per_input=per_input, **figures)
+
+
+def save_reference(path, inputs: list[InputSet], refs: list[np.ndarray], meta: dict) -> None:
+    """``reference.npz``: each input set and the reference's outputs for it, plus metadata, for
+    ``cnnexport verify`` on a machine without torch."""
+    arrays = {}
+    for s, r in zip(inputs, refs):
+        arrays[f"input__{s.name}"] = np.concatenate(s.batches)
+        arrays[f"output__{s.name}"] = r
+    arrays["meta"] = np.array(json.dumps(meta))
+    with open(path, "wb") as f:
+        np.savez(f, **arrays)
+
+
+def load_reference(path) -> tuple[list[InputSet], list[np.ndarray], dict]:
+    """Read ``reference.npz`` (numbers only: loaded with allow_pickle=False)."""
+    with np.load(path, allow_pickle=False) as data:
+        names = [k[len("input__"):] for k in data.files if k.startswith("input__")]
+        inputs = [InputSet(n, [data[f"input__{n}"]]) for n in names]
+        refs = [data[f"output__{n}"] for n in names]
+        meta = json.loads(str(data["meta"])) if "meta" in data.files else {}
+    return inputs, refs, meta
 
 
 def _figures(ref: np.ndarray, out: np.ndarray) -> dict:

@@ -1,4 +1,5 @@
-"""Runtime adapters behind one interface (``RuntimeModel``). Never imports torch."""
+"""Runtime adapters behind one interface (``RuntimeModel``). Never imports torch (the PyTorch
+baseline adapter imports it lazily, only when asked for)."""
 
 from __future__ import annotations
 
@@ -8,16 +9,44 @@ from pathlib import Path
 from ..errors import UsageError
 from .base import RuntimeModel, TensorSpec
 
-__all__ = ["RuntimeModel", "TensorSpec", "load", "RUNTIMES"]
+__all__ = ["RuntimeModel", "TensorSpec", "load", "RUNTIMES", "runtime_for", "run_nchw"]
 
-RUNTIMES = ("onnxruntime",)
+RUNTIMES = ("onnxruntime", "openvino", "tflite", "ncnn", "torch")
+ALIASES = {"ort": "onnxruntime", "ov": "openvino", "litert": "tflite", "pytorch": "torch"}
+_BY_SUFFIX = {".onnx": "onnxruntime", ".xml": "openvino", ".tflite": "tflite", ".param": "ncnn"}
+
+
+def runtime_for(path: str | os.PathLike) -> str | None:
+    """The default runtime for a model file, from its extension."""
+    return _BY_SUFFIX.get(Path(path).suffix.lower())
 
 
 def load(path: str | os.PathLike, runtime: str | None = None, **options) -> RuntimeModel:
-    """Load a model file with the given runtime (default: chosen by the file's extension)."""
-    runtime = runtime or {".onnx": "onnxruntime"}.get(Path(path).suffix)
-    if runtime in ("onnxruntime", "ort"):
-        from .ort import OnnxRuntimeModel
+    """Load a model file with ``runtime`` (default: chosen by the file's extension)."""
+    runtime = ALIASES.get(runtime, runtime) or runtime_for(path)
+    if not Path(path).is_file():
+        from ..errors import InvalidModelFileError
 
-        return OnnxRuntimeModel(path, **options)
-    raise UsageError(f"no runtime for '{path}' (runtime={runtime!r}); supported: {', '.join(RUNTIMES)}")
+        raise InvalidModelFileError(f"model file '{path}' does not exist")
+    if runtime == "onnxruntime":
+        from .ort import OnnxRuntimeModel as cls
+    elif runtime == "openvino":
+        from .openvino import OpenVinoModel as cls
+    elif runtime == "tflite":
+        from .tflite import TfliteModel as cls
+    elif runtime == "ncnn":
+        from .ncnn import NcnnModel as cls
+    else:
+        raise UsageError(f"no runtime for '{path}' (runtime={runtime!r}); choose one of "
+                         f"{', '.join(r for r in RUNTIMES if r != 'torch')}")
+    return cls(path, **options)
+
+
+def run_nchw(model: RuntimeModel, batch):
+    """First output for an NCHW batch, transposed to NHWC for a model that takes NHWC, and split into
+    the model's static batch when it has one."""
+    import numpy as np
+
+    if model.inputs[0].layout == "NHWC" and batch.ndim == 4:
+        batch = np.ascontiguousarray(batch.transpose(0, 2, 3, 1))
+    return model.run_batches(batch)

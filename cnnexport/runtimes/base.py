@@ -61,5 +61,14 @@ class RuntimeModel(ABC):
             spec.check(array)
         return self._run(arrays)
 
+    def run_batches(self, x: np.ndarray) -> np.ndarray:
+        """First output for a batch of any size: split into the model's static batch when it has one."""
+        static = self.inputs[0].shape[0] if self.inputs[0].shape else None
+        if static is None or static == len(x):
+            return self.run(x)[0]
+        if len(x) % static:
+            raise UsageError(f"batch of {len(x)} cannot be split into this model's static batch of {static}")
+        return np.concatenate([self.run(x[i:i + static])[0] for i in range(0, len(x), static)])
+
     def spec_dicts(self) -> dict:
         return {"inputs": [asdict(s) for s in self.inputs], "outputs": [asdict(s) for s in self.outputs]}

@@ -1,0 +1,40 @@
+"""Silence what native libraries print (pnnx, LiteRT, OpenVINO write to the process's file
+descriptors, which ``contextlib.redirect_stdout`` cannot catch). Library code never prints."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+import tempfile
+from typing import Iterator
+
+
+@contextlib.contextmanager
+def quiet_fds() -> Iterator[list[str]]:
+    """Redirect fds 1 and 2 to a temporary file for the duration; yields a list that receives the
+    captured lines afterwards (to quote in an error message)."""
+    captured: list[str] = []
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    saved = [os.dup(1), os.dup(2)]
+    with tempfile.TemporaryFile(mode="w+b") as sink:
+        os.dup2(sink.fileno(), 1)
+        os.dup2(sink.fileno(), 2)
+        try:
+            with contextlib.redirect_stdout(open(os.devnull, "w")) as devnull:
+                try:
+                    yield captured
+                finally:
+                    devnull.close()
+        finally:
+            for stream in (sys.stdout, sys.stderr):
+                with contextlib.suppress(Exception):
+                    stream.flush()
+            os.dup2(saved[0], 1)
+            os.dup2(saved[1], 2)
+            for fd in saved:
+                os.close(fd)
+            sink.seek(0)
+            captured.extend(sink.read().decode(errors="replace").splitlines())

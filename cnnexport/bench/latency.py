@@ -1,0 +1,49 @@
+"""The latency protocol (DESIGN.md): warm-up runs not counted, the first run reported on its own,
+at least ``min_runs`` timed runs and at least ``min_time_s`` of timing, then median, p90, p99,
+min, mean and std. numpy only; the timer is injectable so the statistics can be tested."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass
+from typing import Callable
+
+import numpy as np
+
+
+@dataclass
+class Timing:
+    first_ms: float
+    runs: int
+    median_ms: float
+    p90_ms: float
+    p99_ms: float
+    min_ms: float
+    mean_ms: float
+    std_ms: float
+    total_s: float
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def measure(fn: Callable[[], object], *, warmup: int = 10, min_runs: int = 50, min_time_s: float = 1.0,
+            max_runs: int = 100_000, timer: Callable[[], float] = time.perf_counter) -> Timing:
+    """Time ``fn``: the first call alone, ``warmup`` uncounted calls, then timed calls until both
+    ``min_runs`` and ``min_time_s`` are reached (or ``max_runs``)."""
+    start = timer()
+    fn()
+    first = timer() - start
+    for _ in range(warmup):
+        fn()
+    samples: list[float] = []
+    began = timer()
+    while len(samples) < max_runs and (len(samples) < min_runs or sum(samples) < min_time_s):
+        t0 = timer()
+        fn()
+        samples.append(timer() - t0)
+    ms = np.asarray(samples) * 1e3
+    return Timing(first_ms=first * 1e3, runs=len(samples), median_ms=float(np.median(ms)),
+                  p90_ms=float(np.percentile(ms, 90)), p99_ms=float(np.percentile(ms, 99)), min_ms=float(ms.min()),
+                  mean_ms=float(ms.mean()), std_ms=float(ms.std(ddof=1)) if len(ms) > 1 else 0.0,
+                  total_s=timer() - began)

@@ -1,0 +1,71 @@
+"""ncnn adapter (the ``.ncnn.param`` + ``.ncnn.bin`` pair); CPU threads. ncnn runs one image at a
+time: a batch is run image by image."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from ..errors import InvalidModelFileError, MissingDependencyError
+from .base import RuntimeModel, TensorSpec
+
+
+def import_ncnn():
+    try:
+        import ncnn
+    except ImportError:
+        raise MissingDependencyError("ncnn is not installed: pip install 'cnnexport[ncnn]'") from None
+    return ncnn
+
+
+class NcnnModel(RuntimeModel):
+    runtime = "ncnn"
+
+    def __init__(self, path: str | os.PathLike, *, threads: int | None = None, input_shape: tuple | None = None):
+        ncnn = import_ncnn()
+        param = Path(path)
+        binary = param.with_suffix(".bin")
+        if not param.is_file() or not binary.is_file():
+            raise InvalidModelFileError(f"ncnn needs '{param}' and '{binary}' side by side")
+        self.path, self.threads = str(param), threads
+        self.net = ncnn.Net()
+        self.net.opt.use_vulkan_compute = False
+        if threads:
+            self.net.opt.num_threads = int(threads)
+        if self.net.load_param(str(param)) != 0 or self.net.load_model(str(binary)) != 0:
+            raise InvalidModelFileError(f"ncnn cannot load '{param}'")
+        chw = tuple(input_shape[1:]) if input_shape else (None, None, None)
+        self._inputs = [TensorSpec(n, (None, *chw), "float32", "NCHW") for n in self.net.input_names()]
+        self._outputs = [TensorSpec(n, (None,), "float32", "") for n in self.net.output_names()]
+
+    @property
+    def inputs(self) -> list[TensorSpec]:
+        return self._inputs
+
+    @property
+    def outputs(self) -> list[TensorSpec]:
+        return self._outputs
+
+    def _run(self, arrays: Sequence[np.ndarray]) -> list[np.ndarray]:
+        ncnn = import_ncnn()
+        results: list[list[np.ndarray]] = [[] for _ in self._outputs]
+        for i in range(len(arrays[0])):
+            ex = self.net.create_extractor()
+            # ncnn.Mat wraps the numpy buffer: own C-ordered copies, kept alive until extraction is done
+            owned = [np.array(array[i], dtype=np.float32, order="C", copy=True) for array in arrays]
+            mats = [ncnn.Mat(a) for a in owned]
+            for spec, mat in zip(self._inputs, mats):
+                ex.input(spec.name, mat)
+            for k, spec in enumerate(self._outputs):
+                _, out = ex.extract(spec.name)
+                results[k].append(np.array(out).reshape(-1))
+        return [np.stack(r) for r in results]
+
+    def describe(self) -> dict:
+        import ncnn
+
+        return {"runtime": self.runtime, "version": ncnn.__version__, "device": "cpu", "threads": self.threads,
+                "file": Path(self.path).name}

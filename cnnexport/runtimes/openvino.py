@@ -1,0 +1,77 @@
+"""OpenVINO adapter: IR (.xml + .bin) or ONNX files; CPU (GPU when present), LATENCY/THROUGHPUT hint."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from ..errors import InvalidModelFileError, MissingDependencyError, UsageError
+from .base import RuntimeModel, TensorSpec
+
+_HINTS = ("LATENCY", "THROUGHPUT", "CUMULATIVE_THROUGHPUT")
+
+
+def import_openvino():
+    try:
+        import openvino
+    except ImportError:
+        raise MissingDependencyError("OpenVINO is not installed: pip install 'cnnexport[openvino]'") from None
+    return openvino
+
+
+class OpenVinoModel(RuntimeModel):
+    runtime = "openvino"
+
+    def __init__(self, path: str | os.PathLike, *, device: str = "CPU", threads: int | None = None,
+                 hint: str = "LATENCY", precision: str = "f32"):
+        ov = import_openvino()
+        if hint.upper() not in _HINTS:
+            raise UsageError(f"unknown OpenVINO performance hint '{hint}'; choose one of {', '.join(_HINTS)}")
+        core = ov.Core()
+        device = device.upper()
+        if device not in core.available_devices and device != "AUTO":
+            raise MissingDependencyError(f"OpenVINO device {device} is not available here "
+                                         f"(available: {', '.join(core.available_devices)})")
+        config = {"PERFORMANCE_HINT": hint.upper()}
+        if device == "CPU":
+            # Keep fp32 math: on CPUs with bf16/AMX OpenVINO would otherwise lower the precision itself.
+            config["INFERENCE_PRECISION_HINT"] = precision
+            if threads:
+                config["INFERENCE_NUM_THREADS"] = int(threads)
+        self.path, self.device, self.threads, self.hint = str(path), device, threads, hint.upper()
+        try:
+            model = core.read_model(self.path)
+            self.compiled = core.compile_model(model, device, config)
+        except Exception as exc:
+            first = next((ln for ln in str(exc).splitlines() if ln.strip()), type(exc).__name__)[:300]
+            raise InvalidModelFileError(f"OpenVINO cannot load '{path}': {first}") from None
+        self.request = self.compiled.create_infer_request()
+        self._inputs = [self._spec(p) for p in self.compiled.inputs]
+        self._outputs = [self._spec(p) for p in self.compiled.outputs]
+
+    @staticmethod
+    def _spec(port) -> TensorSpec:
+        shape = tuple(d.get_length() if d.is_static else None for d in port.get_partial_shape())
+        name = next(iter(port.get_names()), "") if port.get_names() else ""
+        return TensorSpec(name, shape, np.dtype(port.get_element_type().to_dtype()).name, "NCHW")
+
+    @property
+    def inputs(self) -> list[TensorSpec]:
+        return self._inputs
+
+    @property
+    def outputs(self) -> list[TensorSpec]:
+        return self._outputs
+
+    def _run(self, arrays: Sequence[np.ndarray]) -> list[np.ndarray]:
+        result = self.request.infer([np.ascontiguousarray(a) for a in arrays])
+        return [np.array(result[port]) for port in self.compiled.outputs]
+
+    def describe(self) -> dict:
+        import openvino
+
+        return {"runtime": self.runtime, "version": openvino.__version__, "device": self.device.lower(),
+                "threads": self.threads, "hint": self.hint, "file": Path(self.path).name}

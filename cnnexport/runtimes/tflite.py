@@ -1,0 +1,91 @@
+"""TFLite/LiteRT adapter: ``ai-edge-litert`` (or ``tflite-runtime`` if that is what is installed), XNNPACK."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from .._quiet import quiet_fds
+from ..errors import InvalidModelFileError, MissingDependencyError
+from .base import RuntimeModel, TensorSpec
+
+
+def import_interpreter():
+    """LiteRT's Interpreter class and the package it came from."""
+    try:
+        from ai_edge_litert.interpreter import Interpreter
+
+        return Interpreter, "ai-edge-litert"
+    except ImportError:
+        pass
+    try:
+        from tflite_runtime.interpreter import Interpreter
+
+        return Interpreter, "tflite-runtime"
+    except ImportError:
+        raise MissingDependencyError("the TFLite/LiteRT runtime is not installed: pip install ai-edge-litert "
+                                     "(or 'cnnexport[tflite]' to convert as well)") from None
+
+
+def guess_layout(shape: tuple) -> str:
+    """NHWC when a 4-D input's last axis looks like channels and its second does not."""
+    if len(shape) == 4 and shape[3] in (1, 3, 4) and (shape[1] or 0) > 4:
+        return "NHWC"
+    return "NCHW"
+
+
+class TfliteModel(RuntimeModel):
+    runtime = "tflite"
+
+    def __init__(self, path: str | os.PathLike, *, threads: int | None = None, xnnpack: bool = True,
+                 layout: str | None = None):
+        interpreter_cls, self.package = import_interpreter()
+        self.path, self.threads, self.xnnpack = str(path), threads, xnnpack
+        try:
+            kwargs = {"model_path": self.path, "num_threads": threads}
+            if not xnnpack:
+                kwargs["experimental_op_resolver_type"] = _builtin_without_defaults()
+            with quiet_fds():  # LiteRT logs "Created TensorFlow Lite XNNPACK delegate" on the process's stderr
+                self.interpreter = interpreter_cls(**kwargs)
+                self.interpreter.allocate_tensors()
+        except Exception as exc:
+            first = next((ln for ln in str(exc).splitlines() if ln.strip()), type(exc).__name__)[:300]
+            raise InvalidModelFileError(f"LiteRT cannot load '{path}': {first}") from None
+        ins, outs = self.interpreter.get_input_details(), self.interpreter.get_output_details()
+        self._in_index = [d["index"] for d in ins]
+        self._out_index = [d["index"] for d in outs]
+        self.quantization = {"inputs": [d["quantization"] for d in ins], "outputs": [d["quantization"] for d in outs]}
+        self._inputs = [TensorSpec(d["name"], tuple(int(x) for x in d["shape"]), np.dtype(d["dtype"]).name,
+                                   layout or guess_layout(tuple(d["shape"]))) for d in ins]
+        self._outputs = [TensorSpec(d["name"], tuple(int(x) for x in d["shape"]), np.dtype(d["dtype"]).name, "")
+                         for d in outs]
+
+    @property
+    def inputs(self) -> list[TensorSpec]:
+        return self._inputs
+
+    @property
+    def outputs(self) -> list[TensorSpec]:
+        return self._outputs
+
+    def _run(self, arrays: Sequence[np.ndarray]) -> list[np.ndarray]:
+        for index, array in zip(self._in_index, arrays):
+            self.interpreter.set_tensor(index, np.ascontiguousarray(array))
+        self.interpreter.invoke()
+        return [self.interpreter.get_tensor(i).copy() for i in self._out_index]
+
+    def describe(self) -> dict:
+        from importlib import metadata
+
+        return {"runtime": self.runtime, "version": metadata.version(self.package), "package": self.package,
+                "device": "cpu", "threads": self.threads, "delegate": "XNNPACK" if self.xnnpack else "none",
+                "layout": self._inputs[0].layout, "file": Path(self.path).name}
+
+
+def _builtin_without_defaults():
+    from ai_edge_litert.interpreter import OpResolverType
+
+    return OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES

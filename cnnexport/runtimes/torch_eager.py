@@ -1,0 +1,50 @@
+"""PyTorch eager as the baseline runtime (CPU or CUDA). The only adapter that imports torch, lazily."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+
+from ..errors import MissingDependencyError
+from .base import RuntimeModel, TensorSpec
+
+
+class TorchModel(RuntimeModel):
+    runtime = "torch"
+
+    def __init__(self, module, input_shape: tuple[int, ...], *, device: str = "cpu", threads: int | None = None):
+        try:
+            import torch
+        except ImportError:
+            raise MissingDependencyError("PyTorch is not installed: the torch baseline needs it") from None
+        if device.startswith("cuda") and not torch.cuda.is_available():
+            raise MissingDependencyError("CUDA is not available to PyTorch here")
+        if threads:
+            torch.set_num_threads(int(threads))
+        self.torch, self.device, self.threads = torch, device, threads
+        self.module = module.eval().to(device)
+        self._inputs = [TensorSpec("input", (None, *input_shape[1:]), "float32", "NCHW")]
+        self._outputs = [TensorSpec("output", (None,), "float32", "")]
+
+    @property
+    def inputs(self) -> list[TensorSpec]:
+        return self._inputs
+
+    @property
+    def outputs(self) -> list[TensorSpec]:
+        return self._outputs
+
+    def _run(self, arrays: Sequence[np.ndarray]) -> list[np.ndarray]:
+        torch = self.torch
+        with torch.inference_mode():
+            out = self.module(torch.from_numpy(arrays[0]).to(self.device))
+            if self.device.startswith("cuda"):
+                torch.cuda.synchronize()
+        return [out.float().cpu().numpy()]
+
+    def describe(self) -> dict:
+        torch = self.torch
+        return {"runtime": self.runtime, "version": torch.__version__, "device": self.device,
+                "threads": torch.get_num_threads(),
+                "gpu": torch.cuda.get_device_name() if self.device.startswith("cuda") else None}
