@@ -53,20 +53,35 @@ class PartialConv(nn.Module):
             groups.setdefault(len(row), []).append(row)
         self.fan_ins = sorted(groups)  # one grouped conv per fan-in size: 3, 4, 6
         order = [row for n in self.fan_ins for row in groups[n]]
-        self.register_buffer("index", torch.tensor([i for row in order for i in row]), persistent=False)
+        # The gather as slices of consecutive channels (20 of them): runs everywhere, ncnn included,
+        # where a Gather/index_select is not supported.
+        self.runs = _runs([i for row in order for i in row])
         self.splits = [len(groups[n]) * n for n in self.fan_ins]
         self.convs = nn.ModuleList(
             nn.Conv2d(len(groups[n]) * n, len(groups[n]), kernel_size, groups=len(groups[n])) for n in self.fan_ins
         )
         # output channel of each table row, so maps come out in the paper's order 0..15
         position = {row: k for k, row in enumerate(order)}
-        self.register_buffer("reorder", torch.tensor([position[row] for row in table]), persistent=False)
+        self.out_runs = _runs([position[row] for row in table])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        gathered = torch.index_select(x, 1, self.index)
+        gathered = torch.cat([x[:, a:b] for a, b in self.runs], dim=1)
         parts = torch.split(gathered, self.splits, dim=1)
         out = torch.cat([conv(p) for conv, p in zip(self.convs, parts)], dim=1)
-        return torch.index_select(out, 1, self.reorder)
+        if self.out_runs == [(0, out.shape[1])]:
+            return out  # Table I already lists the maps grouped by fan-in
+        return torch.cat([out[:, a:b] for a, b in self.out_runs], dim=1)
+
+
+def _runs(index: list[int]) -> list[tuple[int, int]]:
+    """[0, 1, 2, 1, 2, 3, 5] -> [(0, 3), (1, 4), (5, 6)]: consecutive channels as slices."""
+    runs: list[tuple[int, int]] = []
+    for i in index:
+        if runs and runs[-1][1] == i:
+            runs[-1] = (runs[-1][0], i + 1)
+        else:
+            runs.append((i, i + 1))
+    return runs
 
 
 class LeNet5(nn.Module):

@@ -9,6 +9,7 @@ from typing import Sequence
 
 import numpy as np
 
+from .._quiet import quiet_fds
 from ..errors import InvalidModelFileError, MissingDependencyError
 from .base import RuntimeModel, TensorSpec
 
@@ -33,10 +34,17 @@ class NcnnModel(RuntimeModel):
         self.path, self.threads = str(param), threads
         self.net = ncnn.Net()
         self.net.opt.use_vulkan_compute = False
+        # fp32 end to end: ncnn stores activations in fp16/bf16 on CPUs that support it unless told not to
+        for flag in ("use_fp16_storage", "use_fp16_packed", "use_fp16_arithmetic", "use_bf16_storage"):
+            if hasattr(self.net.opt, flag):
+                setattr(self.net.opt, flag, False)
         if threads:
             self.net.opt.num_threads = int(threads)
-        if self.net.load_param(str(param)) != 0 or self.net.load_model(str(binary)) != 0:
-            raise InvalidModelFileError(f"ncnn cannot load '{param}'")
+        with quiet_fds() as log:  # ncnn prints its complaints to the process's stderr
+            ok = self.net.load_param(str(param)) == 0 and self.net.load_model(str(binary)) == 0
+        if not ok:
+            detail = f": {log[-1].strip()}" if log else ""
+            raise InvalidModelFileError(f"ncnn cannot load '{param.name}'{detail}")
         chw = tuple(input_shape[1:]) if input_shape else (None, None, None)
         self._inputs = [TensorSpec(n, (None, *chw), "float32", "NCHW") for n in self.net.input_names()]
         self._outputs = [TensorSpec(n, (None,), "float32", "") for n in self.net.output_names()]
@@ -68,4 +76,4 @@ class NcnnModel(RuntimeModel):
         import ncnn
 
         return {"runtime": self.runtime, "version": ncnn.__version__, "device": "cpu", "threads": self.threads,
-                "file": Path(self.path).name}
+                "precision": "fp32 (fp16/bf16 storage off)", "file": Path(self.path).name}

@@ -1,0 +1,105 @@
+"""Which zoo model converts and verifies on which runtime: one ONNX export per model, then each
+converter and each runtime's equivalence check on its own, failures recorded with the error.
+
+    python benchmarks/coverage.py [--models 'resnet*'] [--formats onnx,openvino,tflite,ncnn]
+
+Appends to benchmarks/results/coverage.json (resumable: models already there are skipped unless
+--redo); scripts/coverage_table.py turns it into the README's table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+import traceback
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from cnnexport.exporter.pipeline import _CONVERTERS, _Artifact, _first_tensor, _verify
+from cnnexport.exporter.onnx_export import to_onnx
+from cnnexport.exporter.prepare import prepare
+from cnnexport.exporter.simplify import simplify
+from cnnexport.exporter.verify import make_inputs, reference_outputs
+from cnnexport.exporter.report import versions
+from cnnexport.models import create_model, list_models, model_info
+
+RESULTS = Path(__file__).parent / "results" / "coverage.json"
+
+
+class _Dir:
+    def __init__(self, path: Path):
+        self.path = path
+
+    def file(self, name: str) -> Path:
+        return self.path / name
+
+
+def _error(exc: BaseException) -> str:
+    return next((ln for ln in str(exc).splitlines() if ln.strip()), type(exc).__name__)[:300]
+
+
+def cover(name: str, formats: list[str]) -> list[dict]:
+    info = model_info(name)
+    shape = (1, *info.input_size)
+    torch.manual_seed(0)
+    model = create_model(name)
+    prepared = prepare(model)
+    inputs = make_inputs(shape, dynamic_batch=True)
+    with torch.no_grad():
+        refs = reference_outputs(lambda b: _first_tensor(model(torch.from_numpy(b))).numpy(), inputs)
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        d = _Dir(Path(tmp))
+        onnx_path = d.file(f"{name}.onnx")
+        t0 = time.perf_counter()
+        to_onnx(prepared, onnx_path, shape)
+        simplify(onnx_path, onnx_path)
+        onnx_s = time.perf_counter() - t0
+        onnx_artifact = _Artifact("onnx", [onnx_path], "onnxruntime")
+        for fmt in formats:
+            row = {"model": name, "format": fmt, "converts": False, "verifies": False}
+            t0 = time.perf_counter()
+            try:
+                artifact = onnx_artifact if fmt == "onnx" else _CONVERTERS[fmt](prepared, d, name, shape,
+                                                                                 onnx_artifact, "nhwc")
+                row["converts"] = True
+                row["convert_s"] = round(onnx_s if fmt == "onnx" else time.perf_counter() - t0, 2)
+                eq = _verify(artifact, refs, inputs, None, 1e-4)
+                row.update(verifies=eq.passed, max_rel=eq.max_rel, cosine=eq.cosine,
+                           top1_agreement=eq.top1_agreement)
+                if not eq.passed:
+                    row["error"] = f"max rel error {eq.max_rel:.2e} over tolerance"
+            except Exception as exc:  # recorded, not raised: the table lists failures with the error
+                row["error"] = _error(exc)
+                row["trace_tail"] = traceback.format_exc().splitlines()[-1][:300]
+            rows.append(row)
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--models", default="*")
+    parser.add_argument("--formats", default="onnx,openvino,tflite,ncnn")
+    parser.add_argument("--redo", action="store_true")
+    args = parser.parse_args()
+    formats = args.formats.split(",")
+    data = json.loads(RESULTS.read_text()) if RESULTS.is_file() else {"rows": []}
+    done = {(r["model"], r["format"]) for r in data["rows"]}
+    for name in list_models(args.models):
+        todo = [f for f in formats if args.redo or (name, f) not in done]
+        if not todo:
+            continue
+        new = cover(name, todo)
+        data["rows"] = [r for r in data["rows"] if not (r["model"] == name and r["format"] in todo)] + new
+        data["versions"] = versions("openvino", "ai-edge-litert", "litert-torch", "ncnn", "pnnx")
+        RESULTS.parent.mkdir(parents=True, exist_ok=True)
+        RESULTS.write_text(json.dumps(data, indent=1) + "\n")
+        print(name, " ".join(f"{r['format']}:{'ok' if r['verifies'] else 'FAIL'}" for r in new), flush=True)
+
+
+if __name__ == "__main__":
+    main()

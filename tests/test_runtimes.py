@@ -1,0 +1,173 @@
+"""Runtime adapters, conversion to every format, NHWC handling, the torch-free deploy side."""
+
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+
+import cnnexport
+from cnnexport.cli import cli
+from cnnexport.errors import UsageError
+from cnnexport.models import create_model
+from cnnexport.runtimes import load, run_nchw
+from conftest import SmallNet, randomize_bn_stats
+
+ALL_FORMATS = ("onnx", "openvino", "tflite", "ncnn")
+RUNTIME_OF = {"onnx": "onnxruntime", "openvino": "openvino", "tflite": "tflite", "ncnn": "ncnn"}
+
+
+@pytest.fixture(scope="module")
+def small_export(tmp_path_factory):
+    out = tmp_path_factory.mktemp("small")
+    torch.manual_seed(0)
+    model = randomize_bn_stats(SmallNet()).eval()
+    report = cnnexport.export(model, (1, 3, 32, 32), out, name="small", formats=ALL_FORMATS)
+    return out, report, model
+
+
+def test_every_format_is_written_listed_and_verified(small_export):
+    out, report, _ = small_export
+    assert [a["format"] for a in report["artifacts"]] == list(ALL_FORMATS)
+    for a in report["artifacts"]:
+        assert a["runtime"] == RUNTIME_OF[a["format"]] and a["precision"] == "fp32"
+        assert all((out / f).is_file() for f in a["files"])
+        assert a["size_bytes"] == sum((out / f).stat().st_size for f in a["files"])
+    assert {Path(a["path"]).name for a in report["artifacts"]} == {"small.onnx", "small.xml", "small.tflite",
+                                                                     "small.ncnn.param"}
+    eq = {e["artifact"]: e for e in report["equivalence"]}
+    assert len(eq) == 4 and all(e["passed"] and e["top1_agreement"] == 1.0 for e in eq.values())
+    assert (out / "reference.npz").is_file()
+    assert not [p for p in out.iterdir() if p.name.startswith(".")]  # no staging left
+
+
+@pytest.mark.parametrize("fmt", ALL_FORMATS)
+def test_each_adapter_runs_and_describes_itself(small_export, fmt):
+    out, report, model = small_export
+    artifact = next(a for a in report["artifacts"] if a["format"] == fmt)
+    rt = load(out / artifact["files"][0], threads=1)
+    info = rt.describe()
+    assert info["runtime"] == RUNTIME_OF[fmt] and info["version"] and info["threads"] == 1
+    x = np.random.default_rng(5).standard_normal((2, 3, 32, 32)).astype(np.float32)
+    with torch.no_grad():
+        expected = model(torch.from_numpy(x)).numpy()
+    np.testing.assert_allclose(run_nchw(rt, x).reshape(2, -1), expected, atol=1e-4)
+
+
+def test_wrong_shape_or_dtype_names_expected_and_given(small_export):
+    out, _, _ = small_export
+    for name in ("small.onnx", "small.xml", "small.tflite"):
+        rt = load(out / name)
+        spec = rt.inputs[0]
+        good = np.zeros([d or 1 for d in spec.shape], np.float32)
+        with pytest.raises(UsageError, match=r"expects dtype float32, got float64"):
+            rt.run(good.astype(np.float64))
+        with pytest.raises(UsageError, match=r"expects shape .*got 1x3x31x32|expects shape .*got 1x31x32x3"):
+            bad = np.zeros((1, 3, 31, 32) if spec.layout == "NCHW" else (1, 31, 32, 3), np.float32)
+            rt.run(bad)
+
+
+def test_tflite_layouts(tmp_path):
+    model = randomize_bn_stats(SmallNet()).eval()
+    for layout in ("nhwc", "nchw"):
+        report = cnnexport.export(model, (1, 3, 32, 32), tmp_path / layout, name="m", formats=("tflite",),
+                                  tflite_layout=layout, photos=False)
+        tfl = next(a for a in report["artifacts"] if a["format"] == "tflite")
+        assert tfl["layout"] == layout.upper()
+        rt = load(tmp_path / layout / "m.tflite")
+        assert rt.inputs[0].shape == ((1, 32, 32, 3) if layout == "nhwc" else (1, 3, 32, 32))
+        assert rt.inputs[0].layout == layout.upper()
+        assert next(e for e in report["equivalence"] if e["artifact"] == "m.tflite")["passed"]
+
+
+@pytest.mark.parametrize("name", ["shufflenet_v2_x1_0", "mobilenet_v2"])
+def test_shufflenet_and_mobilenet_through_every_runtime(name, tmp_path):
+    torch.manual_seed(0)
+    model = randomize_bn_stats(create_model(name))
+    report = cnnexport.export(model, (1, 3, 224, 224), tmp_path, name=name, formats=ALL_FORMATS)
+    for e in report["equivalence"]:
+        assert e["passed"] and e["cosine"] > 0.99999 and e["top1_agreement"] == 1.0, e
+        assert {p["input"] for p in e["per_input"]} == {"random_b1", "random_b3", "photos"}
+    # the channel shuffle survived NCHW -> NHWC: the .tflite takes NHWC and still matches
+    assert next(a for a in report["artifacts"] if a["format"] == "tflite")["layout"] == "NHWC"
+
+
+def test_verify_and_bench_commands(small_export):
+    out, _, _ = small_export
+    runner = CliRunner()
+    for name in ("small.onnx", "small.xml", "small.tflite", "small.ncnn.param"):
+        result = runner.invoke(cli, ["verify", str(out / name), "--reference", str(out / "reference.npz"), "--json"])
+        assert result.exit_code == 0, result.output
+        assert json.loads(result.stdout)["passed"]
+    result = runner.invoke(cli, ["bench", str(out / "small.onnx"), str(out / "small.tflite"), "--threads", "1,2",
+                                 "--runs", "5", "--min-time", "0", "--warmup", "1", "--json"])
+    assert result.exit_code == 0, result.output
+    rows = json.loads(result.stdout)
+    assert len(rows) == 4 and {r["threads"] for r in rows} == {1, 2}
+    for r in rows:
+        assert r["runs"] >= 5 and r["min_ms"] <= r["median_ms"] <= r["p90_ms"] <= r["p99_ms"]
+        assert r["machine"]["cpu"] and "avx2" in r["machine"]["isa"]
+
+
+def test_verify_fails_on_a_different_model(small_export, tmp_path):
+    out, _, _ = small_export
+    other = randomize_bn_stats(SmallNet(), seed=7).eval()
+    cnnexport.export(other, (1, 3, 32, 32), tmp_path, name="other", photos=False)
+    result = CliRunner().invoke(cli, ["verify", str(tmp_path / "other.onnx"), "--reference",
+                                      str(out / "reference.npz")])
+    assert result.exit_code == 5 and "does not match the reference" in result.stderr
+
+
+BLOCK = textwrap.dedent("""
+    import sys
+    class Block:
+        def __init__(self, names): self.names = names
+        def find_spec(self, name, path=None, target=None):
+            if name.split(".")[0] in self.names:
+                raise ImportError(f"{name} is blocked in this test")
+    sys.meta_path.insert(0, Block(set(sys.argv[1].split(","))))
+    sys.argv = ["cnnexport"] + sys.argv[2:]
+    from cnnexport.cli import main
+    main()
+""")
+
+
+def _run_blocked(blocked: str, *args):
+    return subprocess.run([sys.executable, "-c", BLOCK, blocked, *args], capture_output=True, text=True, timeout=300)
+
+
+def test_deploy_side_runs_where_torch_cannot_be_imported(small_export):
+    out, _, _ = small_export
+    for name in ("small.onnx", "small.xml", "small.tflite", "small.ncnn.param"):
+        proc = _run_blocked("torch", "verify", str(out / name), "--reference", str(out / "reference.npz"), "--json")
+        assert proc.returncode == 0, proc.stderr
+        assert json.loads(proc.stdout)["passed"]
+    proc = _run_blocked("torch", "bench", str(out / "small.onnx"), "--runs", "3", "--min-time", "0", "--json")
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)[0]["runtime"] == "onnxruntime"
+    proc = _run_blocked("torch", "profile", str(out / "small.onnx"), "--json")
+    assert proc.returncode == 0 and json.loads(proc.stdout)["source"] == "onnx"
+    # and the block is real: a command that needs torch fails cleanly
+    proc = _run_blocked("torch", "export", "resnet18")
+    assert proc.returncode != 0 and "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize("blocked,args,extra", [
+    ("openvino", ["verify", "small.xml", "--reference", "reference.npz"], "cnnexport[openvino]"),
+    ("ai_edge_litert,tflite_runtime", ["verify", "small.tflite", "--reference", "reference.npz"], "ai-edge-litert"),
+    ("ncnn", ["verify", "small.ncnn.param", "--reference", "reference.npz"], "cnnexport[ncnn]"),
+    ("litert_torch", ["export", "lenet5", "--tflite", "-o", "x"], "cnnexport[tflite]"),
+])
+def test_missing_runtime_names_the_extra(small_export, blocked, args, extra):
+    out, _, _ = small_export
+    args = [str(out / a) if (out / a).exists() else a for a in args]
+    proc = subprocess.run([sys.executable, "-c", BLOCK, blocked, *args], capture_output=True, text=True,
+                          timeout=300, cwd=out)
+    assert proc.returncode == 6, proc.stderr
+    assert extra in proc.stderr and proc.stderr.startswith("error: ") and "Traceback" not in proc.stderr
+    assert not (out / "x").exists()
