@@ -453,6 +453,84 @@ def _print_bench(rows: list[dict], as_json: bool, as_csv: bool) -> None:
     _out_console().print(table)
 
 
+@cli.command("quantize")
+@click.argument("model", type=click.Path(dir_okay=False))
+@click.option("--calib", "calib", required=True,
+              help="Calibration data: 'samples' (bundled photos), 'digits', an image folder, or a .npy/.npz file.")
+@click.option("--eval", "eval_source", default=None,
+              help="Evaluation data (default: the digits test split for 'digits', else held-out part of --calib).")
+@click.option("--calib-count", type=int, default=200, show_default=True, help="Samples drawn from --calib.")
+@click.option("--calib-method", type=click.Choice(["minmax", "entropy", "percentile"]), default="minmax",
+              show_default=True)
+@click.option("--keep-float", default="", help="Keep layers in float: first, last or first,last.")
+@click.option("--per-channel/--per-tensor", default=True, show_default=True)
+@click.option("--reduce-range", type=click.Choice(["auto", "on", "off"]), default="auto", show_default=True,
+              help="7-bit weights; auto: on for x86 CPUs without VNNI.")
+@click.option("-o", "--output", type=click.Path(dir_okay=False), default=None,
+              help="Default: <model>.int8.onnx beside the input.")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON on stdout, nothing else.")
+def quantize_cmd(model, calib, eval_source, calib_count, calib_method, keep_float, per_channel, reduce_range, output,
+                 as_json):
+    """Static int8 (ONNX Runtime QDQ) with calibration data; accuracy measured on data calibration never saw."""
+    from .calib import Preprocess, check_disjoint, check_fits, load_samples, split
+    from .calib.sources import RECOMMENDED_MIN
+    from .exporter.graph import check
+    from .exporter.quantize_ort import int8_figures, quantize_onnx
+    from .runtimes import load
+
+    if calib_count < 2:
+        raise UsageError("--calib-count must be at least 2")
+    src = Path(model)
+    dst = Path(output) if output else src.with_name(src.stem + ".int8.onnx")
+    if dst.resolve() == src.resolve():
+        raise UsageError("-o/--output must differ from the input file")
+    facts = check(src)
+    shape = tuple(d if isinstance(d, int) else 1 for d in facts.inputs[0]["shape"])
+    pre = Preprocess(size=(shape[2], shape[3]), channels=shape[1]) if len(shape) == 4 else Preprocess()
+    labels = None
+    pool = load_samples(calib, pre, calib_count)
+    check_fits(pool, shape)
+    if eval_source:
+        calibration = pool
+        evaluation = load_samples(eval_source, pre, None)
+        check_fits(evaluation, shape, "evaluation")
+    elif calib == "digits":
+        from .calib.digits import load_digits
+
+        test = load_digits(size=shape[2], channels=shape[1])
+        calibration, evaluation, labels = pool, test.x_test, test.y_test
+    else:
+        calibration, evaluation = split(pool)
+    check_disjoint(calibration, evaluation)
+    warnings = []
+    if len(calibration) < RECOMMENDED_MIN:
+        warnings.append(f"only {len(calibration)} calibration samples (fewer than {RECOMMENDED_MIN}): int8 ranges "
+                        "may not cover real inputs; NNCF and Ultralytics recommend 300")
+    keep = tuple(k for k in keep_float.split(",") if k)
+    info = quantize_onnx(src, dst, calibration, method=calib_method, per_channel=per_channel, keep_float=keep,
+                         reduce_range=None if reduce_range == "auto" else reduce_range == "on")
+    fp32, int8 = load(src), load(dst)
+    figures = int8_figures(fp32.run_batches(evaluation), int8.run_batches(evaluation), labels)
+    result = {"input": str(src), "output": str(dst), "quantization": info, "evaluation": figures,
+              "sizes_bytes": {"fp32": src.stat().st_size, "int8": dst.stat().st_size}, "warnings": warnings}
+    if as_json:
+        click.echo(json.dumps(result, indent=2))
+        return
+    console = _out_console()
+    console.print(f"{dst.name}: QDQ int8 ({calib_method}, {'per-channel' if per_channel else 'per-tensor'}, "
+                  f"reduce_range {'on' if info['reduce_range'] else 'off'}: {info['reduce_range_reason']}), "
+                  f"{info['calibration_samples']} calibration samples, {src.stat().st_size / 1e6:.1f} MB -> "
+                  f"{dst.stat().st_size / 1e6:.1f} MB")
+    line = (f"on {figures['samples']} held-out samples: top-1 agreement {figures['top1_agreement']:.1%}, cosine "
+            f"{figures['cosine_mean']:.4f} (min {figures['cosine_min']:.4f}), SQNR {figures['sqnr_db']:.1f} dB")
+    if labels is not None:
+        line += (f"; accuracy fp32 {figures['accuracy_fp32']:.2%} -> int8 {figures['accuracy_int8']:.2%} "
+                 f"({figures['accuracy_drop_points']:+.2f} points drop)")
+    console.print(line)
+    for w in warnings:
+        console.print(f"[yellow]warning:[/] {w}")
+
+
 @cli.command("fold")
 @click.argument("model", type=click.Path(dir_okay=False))
 @click.option("-o", "--output", type=click.Path(dir_okay=False), default=None,

@@ -25,6 +25,12 @@ class UnknownModelError(UsageError):
     exit_code = 2
 
 
+class CalibrationError(UsageError):
+    """Calibration or evaluation data that is empty, unreadable, the wrong shape, or overlapping."""
+
+    exit_code = 2
+
+
 class WeightsError(CnnexportError):
     """A weights file that is missing, corrupt, unsafe or does not fit the model."""
 

@@ -68,7 +68,7 @@ def test_report_fields_and_files(small_net, tmp_path):
     assert set(report["timings_s"]) == {"prepare", "export", "simplify", "verify"}
     assert set(report["versions"]) >= {"torch", "onnx", "onnxruntime", "onnxsim", "python"}
     assert report["params"] == sum(p.numel() for p in small_net.parameters())
-    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["report.json", "small.onnx"]
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["reference.npz", "report.json", "small.onnx"]
     assert json.loads((tmp_path / "out" / "report.json").read_text()) == report
 
 

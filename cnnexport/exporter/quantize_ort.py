@@ -1,0 +1,130 @@
+"""ONNX Runtime static int8 (QDQ) with real calibration data; no torch.
+
+Per-channel weights by default, ``quant_pre_process`` first, MinMax/Entropy/Percentile
+calibration, and ``reduce_range`` switched on where the CPU would otherwise saturate: x86 with
+AVX2 but no VNNI multiplies u8 x s8 pairs with ``vpmaddubsw``, whose 16-bit sums can overflow;
+7-bit weights avoid that.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from .._atomic import atomic_path
+from ..errors import CalibrationError, ExportError, UsageError
+
+METHODS = ("minmax", "entropy", "percentile")
+KEEP_FLOAT = ("first", "last")
+
+
+def decide_reduce_range(isa: dict, machine: str = "x86_64") -> tuple[bool, str]:
+    """Whether to quantize weights to 7 bits, and why, from the CPU's ISA flags."""
+    vnni = isa.get("avx512_vnni") or isa.get("avx_vnni")
+    if machine not in ("x86_64", "AMD64", "i386", "i686"):
+        return False, f"{machine}: no u8 x s8 saturation issue"
+    if vnni:
+        return False, "x86 with VNNI: int8 dot products accumulate in 32 bits"
+    if isa.get("avx2") or isa.get("avx512f"):
+        return True, ("x86 with AVX2/AVX-512 but no VNNI: vpmaddubsw's 16-bit sums can saturate; "
+                      "weights quantized to 7 bits (reduce_range)")
+    return False, "x86 without AVX2: reference kernels, no saturation"
+
+
+def _first_and_last(model) -> dict[str, str]:
+    compute = [n for n in model.graph.node if n.op_type in ("Conv", "ConvTranspose", "Gemm", "MatMul")]
+    if not compute:
+        return {}
+    return {"first": compute[0].name, "last": compute[-1].name}
+
+
+def _ensure_names(model) -> None:
+    for i, node in enumerate(model.graph.node):
+        if not node.name:
+            node.name = f"{node.op_type}_{i}"
+
+
+def quantize_onnx(src: str | os.PathLike, dst: str | os.PathLike, calibration: np.ndarray, *,
+                  method: str = "minmax", per_channel: bool = True, reduce_range: bool | None = None,
+                  keep_float: tuple[str, ...] = (), isa: dict | None = None, machine: str | None = None) -> dict:
+    """Write the int8 QDQ model ``dst``; returns what was done (for the report)."""
+    import onnx
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    from ..bench.machine import cpu_facts
+    from ..calib.readers import OrtCalibrationReader
+
+    if method not in METHODS:
+        raise UsageError(f"unknown calibration method '{method}'; choose one of {', '.join(METHODS)}")
+    bad = [k for k in keep_float if k not in KEEP_FLOAT]
+    if bad:
+        raise UsageError(f"--keep-float takes {', '.join(KEEP_FLOAT)}; got {', '.join(bad)}")
+    if len(calibration) == 0:
+        raise CalibrationError("the calibration set is empty")
+    facts = cpu_facts()
+    isa = facts["isa"] if isa is None else isa
+    auto, reason = decide_reduce_range(isa, machine or facts["machine"])
+    if reduce_range is None:
+        reduce_range = auto
+    else:
+        reason = f"set by the caller ({'on' if reduce_range else 'off'}); the CPU check says: {reason}"
+    with tempfile.TemporaryDirectory() as tmp:
+        pre = Path(tmp) / "pre.onnx"
+        try:
+            with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+                quant_pre_process(str(src), str(pre), skip_symbolic_shape=True)
+        except Exception:
+            pre = Path(src)  # pre-processing is an optimisation; quantize the file as it is
+        model = onnx.load(str(pre))
+        _ensure_names(model)
+        named = Path(tmp) / "named.onnx"
+        onnx.save(model, str(named))
+        ends = _first_and_last(model)
+        exclude = [ends[k] for k in keep_float if k in ends]
+        input_name = model.graph.input[0].name
+        reader = OrtCalibrationReader(calibration.astype(np.float32), input_name)
+        calibrate = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
+                     "percentile": CalibrationMethod.Percentile}[method]
+        with atomic_path(dst) as out:
+            try:
+                quantize_static(str(named), str(out), reader, quant_format=QuantFormat.QDQ, per_channel=per_channel,
+                                reduce_range=reduce_range, activation_type=QuantType.QInt8,
+                                weight_type=QuantType.QInt8, nodes_to_exclude=exclude or None,
+                                calibrate_method=calibrate,
+                                extra_options={"CalibMovingAverage": False, "CalibTensorRangeSymmetric": False})
+            except Exception as exc:
+                first = next((ln for ln in str(exc).splitlines() if ln.strip()), type(exc).__name__)[:300]
+                raise ExportError(f"ONNX Runtime quantization failed: {first}") from None
+            q = onnx.load(str(out))
+    ops = [n.op_type for n in q.graph.node]
+    return {"runtime": "onnxruntime", "format": "QDQ", "method": method, "per_channel": per_channel,
+            "reduce_range": reduce_range, "reduce_range_reason": reason, "keep_float": list(keep_float),
+            "excluded_nodes": exclude, "calibration_samples": int(len(calibration)),
+            "quantize_nodes": ops.count("QuantizeLinear"), "dequantize_nodes": ops.count("DequantizeLinear")}
+
+
+def sqnr_db(reference: np.ndarray, quantized: np.ndarray) -> float:
+    """Signal-to-quantization-noise ratio: 10 log10(sum ref^2 / sum (ref - q)^2)."""
+    ref = reference.astype(np.float64).ravel()
+    noise = ref - quantized.astype(np.float64).ravel()
+    power = float(np.sum(noise ** 2))
+    return float("inf") if power == 0 else float(10 * np.log10(np.sum(ref ** 2) / power))
+
+
+def int8_figures(fp32: np.ndarray, int8: np.ndarray, labels: np.ndarray | None = None) -> dict:
+    """Top-1 agreement, cosine (mean and min per sample), SQNR; accuracies when labels are given."""
+    a, b = fp32.reshape(len(fp32), -1).astype(np.float64), int8.reshape(len(int8), -1).astype(np.float64)
+    cos = np.sum(a * b, 1) / np.maximum(np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1), 1e-30)
+    out = {"samples": int(len(a)), "top1_agreement": float(np.mean(a.argmax(1) == b.argmax(1))),
+           "cosine_mean": float(cos.mean()), "cosine_min": float(cos.min()), "sqnr_db": sqnr_db(a, b)}
+    if labels is not None:
+        out["accuracy_fp32"] = float(np.mean(a.argmax(1) == labels))
+        out["accuracy_int8"] = float(np.mean(b.argmax(1) == labels))
+        out["accuracy_drop_points"] = 100 * (out["accuracy_fp32"] - out["accuracy_int8"])
+    return out

@@ -1,0 +1,136 @@
+"""int8 with calibration data: readers on real images, ONNX Runtime QDQ, accuracy on held-out data."""
+
+import json
+from collections import Counter
+
+import numpy as np
+import onnx
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+
+import cnnexport
+from cnnexport.calib import (OrtCalibrationReader, Preprocess, check_disjoint, image_folder, load_samples,
+                             representative_dataset, sample_image_paths, split)
+from cnnexport.cli import cli
+from cnnexport.errors import CalibrationError
+from cnnexport.exporter.quantize_ort import decide_reduce_range, int8_figures, quantize_onnx, sqnr_db
+from cnnexport.models import create_model
+from cnnexport.runtimes import load
+
+
+@pytest.fixture(scope="module")
+def photo_folder(tmp_path_factory):
+    """The bundled photographs saved as jpg/png/bmp in nested folders, as a user's folder would be."""
+    root = tmp_path_factory.mktemp("photos")
+    for i, path in enumerate(sample_image_paths()):
+        sub = root / ("a" if i % 2 else "b" / __import__("pathlib").Path("deeper"))
+        sub.mkdir(parents=True, exist_ok=True)
+        with Image.open(path) as img:
+            img.convert("RGB").save(sub / f"img{i}.{('jpg', 'png', 'bmp')[i % 3]}")
+    (root / "notes.txt").write_text("not an image")
+    return root
+
+
+def test_image_folder_reads_every_image_recursively(photo_folder):
+    x = image_folder(photo_folder, Preprocess(size=(64, 48)))
+    assert x.shape == (len(sample_image_paths()), 3, 64, 48) and x.dtype == np.float32
+    assert -3 < x.min() < 0 < x.max() < 3  # ImageNet-normalised
+    gray = image_folder(photo_folder, Preprocess(size=(32, 32), channels=1))
+    assert gray.shape[1:] == (1, 32, 32)
+
+
+def test_readers_feed_every_sample():
+    x = load_samples("samples", Preprocess(size=(32, 32)), 20)
+    assert len(x) == 20 and len({s.tobytes() for s in x}) == 20  # crops beyond the 7 photos are distinct
+    reader = OrtCalibrationReader(x, "input", batch_size=3)
+    batches = iter(reader.get_next, None)
+    sizes = [b["input"].shape[0] for b in batches]
+    assert sizes == [3] * 6 + [2] and len(reader) == 7
+    reader.rewind()
+    np.testing.assert_array_equal(reader.get_next()["input"], x[:3])
+    rep = list(representative_dataset(x[:2]))
+    assert len(rep) == 2 and rep[0][0].shape == (1, 32, 32, 3)
+
+
+def test_split_is_disjoint_and_overlap_is_refused():
+    x = load_samples("samples", Preprocess(size=(16, 16)), 30)
+    calib, evaluation = split(x)
+    assert len(calib) + len(evaluation) == 30
+    check_disjoint(calib, evaluation)
+    with pytest.raises(CalibrationError, match="also calibration samples"):
+        check_disjoint(calib, np.concatenate([evaluation, calib[:2]]))
+
+
+@pytest.mark.parametrize("flags,expected", [
+    ({"avx2": True, "avx512f": False, "avx512_vnni": False, "avx_vnni": False}, True),
+    ({"avx2": True, "avx512f": True, "avx512_vnni": False, "avx_vnni": False}, True),
+    ({"avx2": True, "avx512f": True, "avx512_vnni": True, "avx_vnni": False}, False),
+    ({"avx2": True, "avx512f": False, "avx512_vnni": False, "avx_vnni": True}, False),
+])
+def test_reduce_range_follows_the_cpu_flags(flags, expected):
+    decision, reason = decide_reduce_range(flags, "x86_64")
+    assert decision is expected and ("VNNI" in reason)
+    assert decide_reduce_range(flags, "aarch64")[0] is False
+
+
+def test_sqnr():
+    ref = np.ones(100)
+    assert sqnr_db(ref, ref) == float("inf")
+    assert abs(sqnr_db(ref, ref + 0.1) - 20.0) < 1e-9  # signal 1, noise 0.1: 20 dB
+
+
+def test_lenet5_digits_int8_costs_under_one_point(tmp_path):
+    cnnexport.export(create_model("lenet5", weights="digits"), (1, 1, 32, 32), tmp_path, name="lenet5",
+                     photos=False)
+    result = CliRunner().invoke(cli, ["quantize", str(tmp_path / "lenet5.onnx"), "--calib", "digits", "--json"])
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.stdout)
+    q = out["quantization"]
+    assert q["quantize_nodes"] > 0 and q["dequantize_nodes"] > 0 and q["per_channel"]
+    ops = Counter(n.op_type for n in onnx.load(str(tmp_path / "lenet5.int8.onnx")).graph.node)
+    assert ops["QuantizeLinear"] == q["quantize_nodes"] and ops["DequantizeLinear"] == q["dequantize_nodes"]
+    ev = out["evaluation"]
+    assert ev["samples"] == 450 and ev["accuracy_fp32"] >= 0.98
+    assert ev["accuracy_drop_points"] < 1.0, ev
+    assert ev["sqnr_db"] > 20 and ev["top1_agreement"] > 0.98
+
+
+def test_resnet18_int8_on_real_photographs(tmp_path):
+    cnnexport.export(create_model("resnet18"), (1, 3, 224, 224), tmp_path, name="resnet18", photos=False)
+    out_path = tmp_path / "r8.onnx"
+    result = CliRunner().invoke(cli, ["quantize", str(tmp_path / "resnet18.onnx"), "--calib", "samples",
+                                      "--calib-count", "40", "--keep-float", "first,last", "-o", str(out_path),
+                                      "--json"])
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.stdout)
+    assert len(out["quantization"]["excluded_nodes"]) == 2
+    assert out["evaluation"]["cosine_mean"] >= 0.98 and "sqnr_db" in out["evaluation"]
+    assert any("fewer than 100" in w for w in out["warnings"])
+    assert out["sizes_bytes"]["int8"] < 0.4 * out["sizes_bytes"]["fp32"]
+
+
+def test_calibration_errors(tmp_path, photo_folder):
+    cnnexport.export(create_model("lenet5"), (1, 1, 32, 32), tmp_path, name="m", photos=False)
+    model = str(tmp_path / "m.onnx")
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "junk").mkdir()
+    (tmp_path / "junk" / "a.png").write_bytes(b"not a png")
+    np.save(tmp_path / "rgb.npy", np.zeros((10, 3, 32, 32), np.float32))
+    cases = [(str(tmp_path / "empty"), "holds no .jpg/.png/.bmp"), (str(tmp_path / "junk"), "could be read"),
+             (str(tmp_path / "nope"), "does not exist"), (str(tmp_path / "rgb.npy"), "wrong channel count")]
+    for source, message in cases:
+        result = CliRunner().invoke(cli, ["quantize", model, "--calib", source])
+        assert result.exit_code == 2 and message in result.stderr, (source, result.stderr)
+        assert result.stderr.startswith("error: ")
+    assert not (tmp_path / "m.int8.onnx").exists()
+    result = CliRunner().invoke(cli, ["quantize", model, "--calib", "digits", "--eval", "digits"])
+    assert result.exit_code == 2 and "also calibration samples" in result.stderr
+
+
+def test_int8_figures_with_labels():
+    a = np.eye(4)[[0, 1, 2, 3]] * 5
+    b = a.copy()
+    b[3] = np.eye(4)[0] * 5
+    fig = int8_figures(a, b, np.array([0, 1, 2, 3]))
+    assert fig["top1_agreement"] == 0.75 and fig["accuracy_fp32"] == 1.0 and fig["accuracy_drop_points"] == 25.0
