@@ -460,6 +460,8 @@ def _print_bench(rows: list[dict], as_json: bool, as_csv: bool) -> None:
 @click.option("--eval", "eval_source", default=None,
               help="Evaluation data (default: the digits test split for 'digits', else held-out part of --calib).")
 @click.option("--calib-count", type=int, default=200, show_default=True, help="Samples drawn from --calib.")
+@click.option("--runtime", type=click.Choice(["onnxruntime", "openvino"]), default="onnxruntime", show_default=True,
+              help="onnxruntime: QDQ .int8.onnx; openvino: NNCF .int8.xml + .bin.")
 @click.option("--calib-method", type=click.Choice(["minmax", "entropy", "percentile"]), default="minmax",
               show_default=True)
 @click.option("--keep-float", default="", help="Keep layers in float: first, last or first,last.")
@@ -469,8 +471,8 @@ def _print_bench(rows: list[dict], as_json: bool, as_csv: bool) -> None:
 @click.option("-o", "--output", type=click.Path(dir_okay=False), default=None,
               help="Default: <model>.int8.onnx beside the input.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON on stdout, nothing else.")
-def quantize_cmd(model, calib, eval_source, calib_count, calib_method, keep_float, per_channel, reduce_range, output,
-                 as_json):
+def quantize_cmd(model, calib, eval_source, calib_count, runtime, calib_method, keep_float, per_channel, reduce_range,
+                 output, as_json):
     """Static int8 (ONNX Runtime QDQ) with calibration data; accuracy measured on data calibration never saw."""
     from .calib import Preprocess, check_disjoint, check_fits, load_samples, split
     from .calib.sources import RECOMMENDED_MIN
@@ -481,9 +483,12 @@ def quantize_cmd(model, calib, eval_source, calib_count, calib_method, keep_floa
     if calib_count < 2:
         raise UsageError("--calib-count must be at least 2")
     src = Path(model)
-    dst = Path(output) if output else src.with_name(src.stem + ".int8.onnx")
+    suffix = ".int8.onnx" if runtime == "onnxruntime" else ".int8.xml"
+    dst = Path(output) if output else src.with_name(src.stem + suffix)
     if dst.resolve() == src.resolve():
         raise UsageError("-o/--output must differ from the input file")
+    if runtime == "openvino" and dst.suffix != ".xml":
+        raise UsageError("an OpenVINO int8 output must end in .xml")
     facts = check(src)
     shape = tuple(d if isinstance(d, int) else 1 for d in facts.inputs[0]["shape"])
     pre = Preprocess(size=(shape[2], shape[3]), channels=shape[1]) if len(shape) == 4 else Preprocess()
@@ -507,20 +512,29 @@ def quantize_cmd(model, calib, eval_source, calib_count, calib_method, keep_floa
         warnings.append(f"only {len(calibration)} calibration samples (fewer than {RECOMMENDED_MIN}): int8 ranges "
                         "may not cover real inputs; NNCF and Ultralytics recommend 300")
     keep = tuple(k for k in keep_float.split(",") if k)
-    info = quantize_onnx(src, dst, calibration, method=calib_method, per_channel=per_channel, keep_float=keep,
-                         reduce_range=None if reduce_range == "auto" else reduce_range == "on")
+    if runtime == "openvino":
+        from .exporter.quantize_openvino import quantize_openvino
+
+        info = quantize_openvino(src, dst, calibration)
+    else:
+        info = quantize_onnx(src, dst, calibration, method=calib_method, per_channel=per_channel, keep_float=keep,
+                             reduce_range=None if reduce_range == "auto" else reduce_range == "on")
     fp32, int8 = load(src), load(dst)
     figures = int8_figures(fp32.run_batches(evaluation), int8.run_batches(evaluation), labels)
     result = {"input": str(src), "output": str(dst), "quantization": info, "evaluation": figures,
-              "sizes_bytes": {"fp32": src.stat().st_size, "int8": dst.stat().st_size}, "warnings": warnings}
+              "sizes_bytes": {"fp32": src.stat().st_size,
+                              "int8": dst.stat().st_size + (dst.with_suffix(".bin").stat().st_size
+                                                            if dst.suffix == ".xml" else 0)},
+              "warnings": warnings}
     if as_json:
         click.echo(json.dumps(result, indent=2))
         return
     console = _out_console()
-    console.print(f"{dst.name}: QDQ int8 ({calib_method}, {'per-channel' if per_channel else 'per-tensor'}, "
-                  f"reduce_range {'on' if info['reduce_range'] else 'off'}: {info['reduce_range_reason']}), "
-                  f"{info['calibration_samples']} calibration samples, {src.stat().st_size / 1e6:.1f} MB -> "
-                  f"{dst.stat().st_size / 1e6:.1f} MB")
+    how = (f"QDQ int8 ({calib_method}, {'per-channel' if per_channel else 'per-tensor'}, reduce_range "
+           f"{'on' if info['reduce_range'] else 'off'}: {info['reduce_range_reason']})" if runtime == "onnxruntime"
+           else f"OpenVINO int8 via NNCF (overflow fix {info['overflow_fix']}: {info['overflow_fix_reason']})")
+    console.print(f"{dst.name}: {how}, {info['calibration_samples']} calibration samples, "
+                  f"{result['sizes_bytes']['fp32'] / 1e6:.1f} MB -> {result['sizes_bytes']['int8'] / 1e6:.1f} MB")
     line = (f"on {figures['samples']} held-out samples: top-1 agreement {figures['top1_agreement']:.1%}, cosine "
             f"{figures['cosine_mean']:.4f} (min {figures['cosine_min']:.4f}), SQNR {figures['sqnr_db']:.1f} dB")
     if labels is not None:

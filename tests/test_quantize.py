@@ -134,3 +134,18 @@ def test_int8_figures_with_labels():
     b[3] = np.eye(4)[0] * 5
     fig = int8_figures(a, b, np.array([0, 1, 2, 3]))
     assert fig["top1_agreement"] == 0.75 and fig["accuracy_fp32"] == 1.0 and fig["accuracy_drop_points"] == 25.0
+
+
+def test_openvino_nncf_int8_on_digits(tmp_path):
+    cnnexport.export(create_model("lenet5", weights="digits"), (1, 1, 32, 32), tmp_path, name="lenet5",
+                     photos=False)
+    result = CliRunner().invoke(cli, ["quantize", str(tmp_path / "lenet5.onnx"), "--calib", "digits", "--runtime",
+                                      "openvino", "--json"])
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.stdout)
+    assert out["output"].endswith("lenet5.int8.xml") and (tmp_path / "lenet5.int8.bin").is_file()
+    assert out["quantization"]["fake_quantize_nodes"] > 0
+    assert out["quantization"]["overflow_fix"] in ("enable", "first_layer_only")
+    assert out["evaluation"]["accuracy_drop_points"] < 1.0 and out["evaluation"]["samples"] == 450
+    rt = load(tmp_path / "lenet5.int8.xml")
+    assert rt.describe()["runtime"] == "openvino"
