@@ -470,9 +470,10 @@ def _print_bench(rows: list[dict], as_json: bool, as_csv: bool) -> None:
               help="7-bit weights; auto: on for x86 CPUs without VNNI.")
 @click.option("-o", "--output", type=click.Path(dir_okay=False), default=None,
               help="Default: <model>.int8.onnx beside the input.")
+@click.option("--per-layer", is_flag=True, help="ONNX Runtime: per-layer SQNR, worst layers first.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON on stdout, nothing else.")
 def quantize_cmd(model, calib, eval_source, calib_count, runtime, calib_method, keep_float, per_channel, reduce_range,
-                 output, as_json):
+                 output, per_layer, as_json):
     """Static int8 (ONNX Runtime QDQ) with calibration data; accuracy measured on data calibration never saw."""
     from .calib import Preprocess, check_disjoint, check_fits, load_samples, split
     from .calib.sources import RECOMMENDED_MIN
@@ -526,10 +527,23 @@ def quantize_cmd(model, calib, eval_source, calib_count, runtime, calib_method, 
                               "int8": dst.stat().st_size + (dst.with_suffix(".bin").stat().st_size
                                                             if dst.suffix == ".xml" else 0)},
               "warnings": warnings}
+    if per_layer and runtime == "onnxruntime":
+        from .exporter.quantize_ort import per_layer_sqnr
+
+        result["per_layer_sqnr"] = per_layer_sqnr(src, dst, evaluation[:32])
     if as_json:
         click.echo(json.dumps(result, indent=2))
         return
     console = _out_console()
+    if "per_layer_sqnr" in result:
+        from rich.table import Table
+
+        table = Table(title="per-layer SQNR, float vs int8 activations (worst first)")
+        for col in ("tensor", "SQNR dB", "own quantization SQNR dB"):
+            table.add_column(col, justify="left" if col == "tensor" else "right")
+        for row in result["per_layer_sqnr"][:15]:
+            table.add_row(row["tensor"], f"{row['sqnr_db']:.1f}", f"{row['qdq_sqnr_db']:.1f}")
+        console.print(table)
     how = (f"QDQ int8 ({calib_method}, {'per-channel' if per_channel else 'per-tensor'}, reduce_range "
            f"{'on' if info['reduce_range'] else 'off'}: {info['reduce_range_reason']})" if runtime == "onnxruntime"
            else f"OpenVINO int8 via NNCF (overflow fix {info['overflow_fix']}: {info['overflow_fix_reason']})")

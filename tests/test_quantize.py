@@ -83,9 +83,12 @@ def test_sqnr():
 def test_lenet5_digits_int8_costs_under_one_point(tmp_path):
     cnnexport.export(create_model("lenet5", weights="digits"), (1, 1, 32, 32), tmp_path, name="lenet5",
                      photos=False)
-    result = CliRunner().invoke(cli, ["quantize", str(tmp_path / "lenet5.onnx"), "--calib", "digits", "--json"])
+    result = CliRunner().invoke(cli, ["quantize", str(tmp_path / "lenet5.onnx"), "--calib", "digits", "--per-layer",
+                                      "--json"])
     assert result.exit_code == 0, result.output
     out = json.loads(result.stdout)
+    sqnr = [row["sqnr_db"] for row in out["per_layer_sqnr"]]
+    assert len(sqnr) > 10 and sqnr == sorted(sqnr) and all(s > 10 for s in sqnr)  # worst first
     q = out["quantization"]
     assert q["quantize_nodes"] > 0 and q["dequantize_nodes"] > 0 and q["per_channel"]
     ops = Counter(n.op_type for n in onnx.load(str(tmp_path / "lenet5.int8.onnx")).graph.node)

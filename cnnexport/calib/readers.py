@@ -26,6 +26,11 @@ class OrtCalibrationReader:
     def rewind(self) -> None:
         self._pos = 0
 
+    def __iter__(self) -> Iterator[dict]:
+        """All feeds from the start (ONNX Runtime's qdq_loss_debug iterates over the reader)."""
+        self.rewind()
+        return iter(self.get_next, None)
+
     def __len__(self) -> int:
         return -(-len(self.samples) // self.batch_size)
 

@@ -128,3 +128,27 @@ def int8_figures(fp32: np.ndarray, int8: np.ndarray, labels: np.ndarray | None =
         out["accuracy_int8"] = float(np.mean(b.argmax(1) == labels))
         out["accuracy_drop_points"] = 100 * (out["accuracy_fp32"] - out["accuracy_int8"])
     return out
+
+
+def per_layer_sqnr(float_model: str | os.PathLike, qdq_model: str | os.PathLike, samples: np.ndarray) -> list[dict]:
+    """SQNR (dB) of every quantized activation, float model vs int8 model (``qdq_loss_debug``), worst
+    first: the layers to keep in float (``--keep-float``) are at the top."""
+    import onnx
+    from onnxruntime.quantization.qdq_loss_debug import (collect_activations, compute_activation_error,
+                                                         create_activation_matching,
+                                                         modify_model_output_intermediate_tensors)
+
+    from ..calib.readers import OrtCalibrationReader
+
+    input_name = onnx.load(str(float_model), load_external_data=False).graph.input[0].name
+    with tempfile.TemporaryDirectory() as tmp:
+        aug_f, aug_q = Path(tmp) / "f.onnx", Path(tmp) / "q.onnx"
+        with contextlib.redirect_stdout(io.StringIO()):
+            modify_model_output_intermediate_tensors(str(float_model), str(aug_f))
+            modify_model_output_intermediate_tensors(str(qdq_model), str(aug_q))
+            f_act = collect_activations(str(aug_f), OrtCalibrationReader(samples, input_name))
+            q_act = collect_activations(str(aug_q), OrtCalibrationReader(samples, input_name))
+        errors = compute_activation_error(create_activation_matching(q_act, f_act))
+    rows = [{"tensor": name, "sqnr_db": float(err["xmodel_err"]), "qdq_sqnr_db": float(err.get("qdq_err", np.nan))}
+            for name, err in errors.items() if "xmodel_err" in err]
+    return sorted(rows, key=lambda r: r["sqnr_db"])
