@@ -152,3 +152,25 @@ def test_openvino_nncf_int8_on_digits(tmp_path):
     assert out["evaluation"]["accuracy_drop_points"] < 1.0 and out["evaluation"]["samples"] == 450
     rt = load(tmp_path / "lenet5.int8.xml")
     assert rt.describe()["runtime"] == "openvino"
+
+
+def test_export_int8_flag_writes_and_checks_int8_artifacts(tmp_path):
+    result = CliRunner().invoke(cli, ["lenet5", "--weights", "digits", "--openvino", "--int8", "--calib", "digits",
+                                      "-o", str(tmp_path), "--json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    int8 = [a for a in report["artifacts"] if a["precision"] == "int8"]
+    assert [Path_name(a["path"]) for a in int8] == ["lenet5.int8.onnx", "lenet5.int8.xml"]
+    eq = {e["artifact"]: e for e in report["equivalence"]}
+    for name in ("lenet5.int8.onnx", "lenet5.int8.xml"):
+        assert eq[name]["passed"] and eq[name]["cosine_mean"] >= 0.98 and eq[name]["samples"] == 450
+    assert [q["runtime"] for q in report["quantization"]] == ["onnxruntime", "openvino"]
+    assert "quantize" in report["timings_s"]
+    missing = CliRunner().invoke(cli, ["lenet5", "--int8", "-o", str(tmp_path / "x")])
+    assert missing.exit_code == 2 and "--calib" in missing.stderr and not (tmp_path / "x").exists()
+
+
+def Path_name(p: str) -> str:
+    from pathlib import Path
+
+    return Path(p).name

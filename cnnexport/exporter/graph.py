@@ -8,6 +8,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .._onnx_safety import check_external_data
 from ..errors import InvalidModelFileError
 
 
@@ -55,6 +56,7 @@ def check(path: str | os.PathLike, *, full_check: bool = True) -> GraphFacts:
     path = Path(path)
     if not path.is_file():
         raise InvalidModelFileError(f"ONNX file '{path}' does not exist")
+    check_external_data(path)
     try:
         # The path form of the checker also handles models with external data.
         onnx.checker.check_model(str(path), full_check=full_check)

@@ -84,6 +84,9 @@ def export(
     rtol: float = DEFAULT_RTOL,
     photos: bool = True,
     tflite_layout: str = "nhwc",
+    int8: bool = False,
+    calib: str | np.ndarray | None = None,
+    calib_count: int = 200,
     on_stage: StageCallback | None = None,
 ) -> dict:
     """Export any ``nn.Module``; return the report (also written as ``report.json``).
@@ -91,8 +94,11 @@ def export(
     ``formats``: any of onnx, openvino, tflite, ncnn (ONNX is always written: the others start
     from it or are checked beside it). ``input_shape`` includes the batch; with ``dynamic_batch``
     the ONNX/OpenVINO batch axis is dynamic whatever that batch is (TFLite and ncnn take the
-    given batch). Raises a ``cnnexport.errors.CnnexportError`` subclass on bad input or when an
-    artifact does not match PyTorch (then nothing is written).
+    given batch). ``int8`` adds ``<name>.int8.onnx`` (ONNX Runtime QDQ) and, with openvino,
+    ``<name>.int8.xml`` (NNCF), calibrated on ``calib`` ('samples', 'digits', a folder, an array
+    file or an NCHW array) and checked on held-out samples (mean cosine >= 0.98 with PyTorch).
+    Raises a ``cnnexport.errors.CnnexportError`` subclass on bad input or when an artifact does
+    not match PyTorch (then nothing is written).
     """
     formats = tuple(dict.fromkeys(formats))
     unknown = [f for f in formats if f not in FORMATS]
@@ -103,6 +109,8 @@ def export(
     if atol is not None and not (atol >= 0 and np.isfinite(atol)):
         raise UsageError(f"--atol must be a finite number >= 0, got {atol}")
     shape = _check_shape(input_shape)
+    if int8 and calib is None:
+        raise UsageError("--int8 needs calibration data: --calib samples, digits, an image folder or a .npy/.npz file")
     name = _safe_name(name or type(module).__name__.lower())
     stage = on_stage or (lambda _s: None)
     report = new_report(name, sum(p.numel() for p in module.parameters()), shape)
@@ -137,18 +145,31 @@ def export(
                 artifacts.append(_CONVERTERS[fmt](prepared, staging, name, shape, artifacts[0], tflite_layout))
                 timings[f"convert_{fmt}"] = round(time.perf_counter() - t0, 3)
 
+        int8_artifacts, heldout = [], None
+        if int8:
+            stage("quantize")
+            t0 = time.perf_counter()
+            int8_artifacts, heldout = _quantize(staging, name, shape, artifacts, calib, calib_count, report)
+            timings["quantize"] = round(time.perf_counter() - t0, 3)
+
         stage("verify")
         t0 = time.perf_counter()
         inputs = make_inputs(shape, dynamic_batch=dynamic_batch, photos=photos)
         with eval_mode(module), torch.no_grad():
-            refs = reference_outputs(lambda b: _first_tensor(module(torch.from_numpy(b))).numpy(), inputs)
+            def forward(b: np.ndarray) -> np.ndarray:
+                return _first_tensor(module(torch.from_numpy(b))).numpy()
+
+            refs = reference_outputs(forward, inputs)
+            held_refs = reference_outputs(forward, heldout) if heldout else None
         report["equivalence"] = [_verify(a, refs, inputs, atol, rtol).as_dict() for a in artifacts]
+        report["equivalence"] += [_verify_int8(a, held_refs, heldout) for a in int8_artifacts]
+        artifacts += int8_artifacts
         timings["verify"] = round(time.perf_counter() - t0, 3)
         failed = [e for e in report["equivalence"] if not e["passed"]]
         if failed:
             raise VerificationError(
-                "; ".join(f"{e['artifact']} does not match PyTorch: max abs error {e['max_abs']:.3g} > tolerance "
-                          f"{e['tolerance']:.3g} (max rel {e['max_rel']:.3g}, cosine {e['cosine']:.6f}, top-1 "
+                "; ".join(f"{e['artifact']} does not match PyTorch: max abs error {e['max_abs']:.3g} vs tolerance "
+                          f"{e['tolerance']} (max rel {e['max_rel']:.3g}, cosine {e['cosine']:.6f}, top-1 "
                           f"agreement {e['top1_agreement']:.0%})" for e in failed)
                 + "; nothing was written (raise --atol if this error is expected)",
                 report=report,
@@ -235,6 +256,56 @@ def _to_ncnn(prepared, staging, name, shape, _onnx, _layout) -> _Artifact:
 
 
 _CONVERTERS = {"openvino": _to_openvino, "tflite": _to_tflite, "ncnn": _to_ncnn}
+INT8_MIN_COSINE = 0.98  # int8 tolerance: mean per-sample cosine with PyTorch's logits on held-out samples
+
+
+def _quantize(staging, name, shape, artifacts, calib, calib_count, report) -> tuple[list[_Artifact], list]:
+    """int8 files for ONNX Runtime (and OpenVINO when its fp32 IR is asked for), and the held-out inputs."""
+    from ..calib import Preprocess, check_disjoint, check_fits, load_samples, split
+    from ..calib.sources import RECOMMENDED_MIN
+    from .quantize_ort import quantize_onnx
+    from .verify import InputSet
+
+    if len(shape) != 4:
+        raise UsageError("--int8 supports image models (N, C, H, W inputs)")
+    pre = Preprocess(size=(shape[2], shape[3]), channels=shape[1])
+    pool = calib if isinstance(calib, np.ndarray) else load_samples(calib, pre, calib_count)
+    check_fits(pool, shape)
+    if isinstance(calib, str) and calib == "digits":
+        from ..calib.digits import load_digits
+
+        calibration, evaluation = pool, load_digits(size=shape[2], channels=shape[1]).x_test
+    else:
+        calibration, evaluation = split(pool)
+    check_disjoint(calibration, evaluation)
+    if len(calibration) < RECOMMENDED_MIN:
+        report["warnings"].append(f"only {len(calibration)} calibration samples (fewer than {RECOMMENDED_MIN}): "
+                                  "int8 ranges may not cover real inputs")
+    onnx_path = artifacts[0].files[0]
+    out = [_Artifact("onnx", [staging.file(f"{name}.int8.onnx")], "onnxruntime", precision="int8")]
+    report["quantization"] = [quantize_onnx(onnx_path, out[0].files[0], calibration)]
+    if any(a.format == "openvino" for a in artifacts):
+        from .quantize_openvino import quantize_openvino
+
+        xml = staging.file(f"{name}.int8.xml")
+        report["quantization"].append(quantize_openvino(onnx_path, xml, calibration))
+        out.append(_Artifact("openvino", [xml, xml.with_suffix(".bin")], "openvino", precision="int8"))
+    batch = shape[0]
+    usable = len(evaluation) - len(evaluation) % batch
+    return out, [InputSet("heldout", [evaluation[i:i + batch] for i in range(0, usable, batch)])]
+
+
+def _verify_int8(artifact: _Artifact, refs, heldout) -> dict:
+    from ..runtimes import load, run_nchw
+    from .quantize_ort import int8_figures
+
+    model = load(artifact.files[0], artifact.runtime)
+    outs = np.concatenate([run_nchw(model, b) for b in heldout[0].batches])
+    fig = int8_figures(refs[0], outs)
+    eq = compare(artifact.files[0].name, refs, lambda b: run_nchw(model, b), heldout, atol=float("inf")).as_dict()
+    eq.update(passed=fig["cosine_mean"] >= INT8_MIN_COSINE, tolerance=f"mean cosine >= {INT8_MIN_COSINE}",
+              cosine_mean=fig["cosine_mean"], sqnr_db=fig["sqnr_db"], precision="int8")
+    return eq
 
 
 def _verify(artifact: _Artifact, refs, inputs, atol, rtol):

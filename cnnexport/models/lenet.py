@@ -56,20 +56,21 @@ class PartialConv(nn.Module):
         # The gather as slices of consecutive channels (20 of them): runs everywhere, ncnn included,
         # where a Gather/index_select is not supported.
         self.runs = _runs([i for row in order for i in row])
-        self.splits = [len(groups[n]) * n for n in self.fan_ins]
+        ends = [sum(len(groups[n]) * n for n in self.fan_ins[:k + 1]) for k in range(len(self.fan_ins))]
+        self.split_ranges = list(zip([0] + ends[:-1], ends))  # each grouped conv's slice of the gathered maps
         self.convs = nn.ModuleList(
             nn.Conv2d(len(groups[n]) * n, len(groups[n]), kernel_size, groups=len(groups[n])) for n in self.fan_ins
         )
         # output channel of each table row, so maps come out in the paper's order 0..15
         position = {row: k for k, row in enumerate(order)}
         self.out_runs = _runs([position[row] for row in table])
+        self.reorder_out = self.out_runs != [(0, len(table))]  # Table I already lists maps grouped by fan-in
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         gathered = torch.cat([x[:, a:b] for a, b in self.runs], dim=1)
-        parts = torch.split(gathered, self.splits, dim=1)
-        out = torch.cat([conv(p) for conv, p in zip(self.convs, parts)], dim=1)
-        if self.out_runs == [(0, out.shape[1])]:
-            return out  # Table I already lists the maps grouped by fan-in
+        out = torch.cat([conv(gathered[:, a:b]) for conv, (a, b) in zip(self.convs, self.split_ranges)], dim=1)
+        if not self.reorder_out:
+            return out
         return torch.cat([out[:, a:b] for a, b in self.out_runs], dim=1)
 
 

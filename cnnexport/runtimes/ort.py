@@ -7,6 +7,7 @@ from typing import Sequence
 
 import numpy as np
 
+from .._onnx_safety import check_external_data
 from ..errors import InvalidModelFileError, MissingDependencyError, UsageError
 from .base import RuntimeModel, TensorSpec
 
@@ -58,6 +59,7 @@ class OnnxRuntimeModel(RuntimeModel):
             options.inter_op_num_threads = 1
             # Spinning threads would steal cycles from other runtimes measured after this one.
             options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        check_external_data(path)
         self.path = str(path)
         self.threads = threads
         self.optimization = optimization
