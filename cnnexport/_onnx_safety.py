@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from .errors import InvalidModelFileError
+from .errors import InvalidModelFileError, first_line
 
 
 def check_external_data(path: str | os.PathLike) -> list[str]:
@@ -17,7 +17,7 @@ def check_external_data(path: str | os.PathLike) -> list[str]:
     try:
         model = onnx.load(str(path), load_external_data=False)
     except Exception as exc:
-        first = next((ln for ln in str(exc).splitlines() if ln.strip()), type(exc).__name__)[:200]
+        first = first_line(exc, 200)
         raise InvalidModelFileError(f"'{path}' is not a valid ONNX model: {first}") from None
     folder = path.resolve().parent
     locations = []

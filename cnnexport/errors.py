@@ -7,6 +7,11 @@ only ``cli.py`` turns them into exit codes.
 from __future__ import annotations
 
 
+def first_line(exc: BaseException, limit: int = 300) -> str:
+    """The first non-empty line of an exception's message (or its type), for one-line errors."""
+    return next((ln for ln in str(exc).splitlines() if ln.strip()), type(exc).__name__)[:limit]
+
+
 class CnnexportError(Exception):
     """Base of all errors the CLI reports as one line without a traceback."""
 

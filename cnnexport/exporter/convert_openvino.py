@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from ..errors import ExportError
+from ..errors import ExportError, first_line
 from ..runtimes.openvino import import_openvino
 
 
@@ -21,6 +21,6 @@ def to_openvino(onnx_path: str | os.PathLike, xml_path: str | os.PathLike) -> li
         model = ov.convert_model(str(onnx_path))
         ov.save_model(model, str(xml_path), compress_to_fp16=False)
     except Exception as exc:
-        first = next((ln for ln in str(exc).splitlines() if ln.strip()), type(exc).__name__)[:300]
+        first = first_line(exc)
         raise ExportError(f"OpenVINO conversion failed: {first}") from None
     return [xml_path, xml_path.with_suffix(".bin")]

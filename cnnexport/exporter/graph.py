@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .._onnx_safety import check_external_data
-from ..errors import InvalidModelFileError
+from ..errors import InvalidModelFileError, first_line
 
 
 @dataclass
@@ -62,7 +62,7 @@ def check(path: str | os.PathLike, *, full_check: bool = True) -> GraphFacts:
         onnx.checker.check_model(str(path), full_check=full_check)
         model = onnx.load(str(path), load_external_data=False)
     except Exception as exc:
-        first = next((ln for ln in str(exc).splitlines() if ln.strip()), type(exc).__name__)[:300]
+        first = first_line(exc)
         raise InvalidModelFileError(f"'{path}' is not a valid ONNX model: {first}") from None
     counter: Counter = Counter()
     _count_ops(model.graph, counter)

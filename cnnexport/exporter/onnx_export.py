@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from .._atomic import atomic_path
-from ..errors import ExportError, UsageError
+from ..errors import ExportError, UsageError, first_line
 
 EXPORTERS = ("torchscript", "dynamo")
 DEFAULT_OPSET = 18
@@ -52,7 +52,7 @@ def to_onnx(
         except (ExportError, UsageError):
             raise
         except Exception as exc:
-            raise ExportError(f"the {exporter} exporter failed: {_first_line(exc)}"
+            raise ExportError(f"the {exporter} exporter failed: {first_line(exc)}"
                               + ("; try --exporter dynamo" if exporter == "torchscript" else
                                  "; try --exporter torchscript")) from None
     return sorted({f"{w.category.__name__}: {str(w.message).splitlines()[0][:200]}" for w in caught
@@ -77,10 +77,6 @@ def _quiet_torch_logs():
         for lg, level in zip(loggers, levels):
             lg.setLevel(level)
 
-
-def _first_line(exc: BaseException) -> str:
-    lines = [line for line in str(exc).splitlines() if line.strip()]
-    return (lines[0] if lines else type(exc).__name__)[:300]
 
 
 def _export_torchscript(module, example, path: Path, opset: int, dynamic_batch: bool, keep_bn: bool) -> None:

@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from .._atomic import StagingDir, write_json
-from ..errors import UsageError, VerificationError
+from ..errors import UsageError, VerificationError, first_line
 from . import graph as graph_mod
 from .onnx_export import DEFAULT_OPSET, EXPORTERS, to_onnx
 from .prepare import prepare_with_summary
@@ -129,7 +129,7 @@ def export(
         except UsageError:
             raise
         except Exception as exc:
-            msg = next((ln for ln in str(exc).splitlines() if ln.strip()), type(exc).__name__)[:200]
+            msg = first_line(exc, 200)
             raise UsageError(f"the model cannot take input shape {'x'.join(map(str, shape))} ({msg}); "
                              "pass the size it expects with --input-size") from None
     timings["prepare"] = round(time.perf_counter() - t0, 3)

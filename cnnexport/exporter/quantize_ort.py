@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from .._atomic import atomic_path
-from ..errors import CalibrationError, ExportError, UsageError
+from ..errors import CalibrationError, ExportError, UsageError, first_line
 
 METHODS = ("minmax", "entropy", "percentile")
 KEEP_FLOAT = ("first", "last")
@@ -99,7 +99,7 @@ def quantize_onnx(src: str | os.PathLike, dst: str | os.PathLike, calibration: n
                                 calibrate_method=calibrate,
                                 extra_options={"CalibMovingAverage": False, "CalibTensorRangeSymmetric": False})
             except Exception as exc:
-                first = next((ln for ln in str(exc).splitlines() if ln.strip()), type(exc).__name__)[:300]
+                first = first_line(exc)
                 raise ExportError(f"ONNX Runtime quantization failed: {first}") from None
             q = onnx.load(str(out))
     ops = [n.op_type for n in q.graph.node]

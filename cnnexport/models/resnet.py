@@ -207,8 +207,10 @@ class CifarBasicBlock(nn.Module):
         if self.downsample is not None:
             identity = self.downsample(x)
         elif self.option_a:
-            identity = nn.functional.pad(x[:, :, ::self.stride, ::self.stride],
-                                         (0, 0, 0, 0, self.pad // 2, self.pad - self.pad // 2))
+            # x[:, :, ::s, ::s] as a 1x1 pooling with stride s: the same values, and a layer every converter
+            # knows (ncnn has no strided slice)
+            sub = nn.functional.max_pool2d(x, kernel_size=1, stride=self.stride)
+            identity = nn.functional.pad(sub, (0, 0, 0, 0, self.pad // 2, self.pad - self.pad // 2))
         else:
             identity = x
         out = self.relu(self.bn1(self.conv1(x)))

@@ -12,7 +12,7 @@ from typing import Mapping
 import torch
 from torch import nn
 
-from ..errors import WeightsError
+from ..errors import WeightsError, first_line
 
 _WRAPPER_KEYS = ("state_dict", "model", "model_state_dict", "net", "module")
 MAX_LISTED = 3
@@ -35,12 +35,12 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
         try:
             obj = load_file(str(path))
         except Exception as exc:  # safetensors raises its own SafetensorError types
-            raise WeightsError(f"weights file '{path}' is not a valid safetensors file ({_first_line(exc)})") from None
+            raise WeightsError(f"weights file '{path}' is not a valid safetensors file ({first_line(exc)})") from None
     else:
         try:
             obj = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as exc:
-            msg = _first_line(exc)
+            msg = first_line(exc)
             if "weights_only" in msg or "Unsupported global" in msg or "Unpickl" in type(exc).__name__:
                 raise WeightsError(
                     f"refusing to load '{path}': it holds Python objects beyond tensors, and unpickling them could run "
@@ -49,10 +49,6 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
             raise WeightsError(f"weights file '{path}' is corrupt or not a PyTorch checkpoint ({msg})") from None
     return _unwrap(obj, path)
 
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0][:200] if text else type(exc).__name__
 
 
 def _unwrap(obj: object, path: Path) -> dict[str, torch.Tensor]:

@@ -34,17 +34,20 @@ class TensorSpec:
 
 
 class RuntimeModel(ABC):
-    """A loaded model file: describe its tensors, run numpy arrays through it."""
+    """A loaded model file: describe its tensors, run numpy arrays through it. Adapters set
+    ``_inputs`` and ``_outputs`` when they load."""
 
     runtime: str = ""
+    _inputs: list[TensorSpec]
+    _outputs: list[TensorSpec]
 
     @property
-    @abstractmethod
-    def inputs(self) -> list[TensorSpec]: ...
+    def inputs(self) -> list[TensorSpec]:
+        return self._inputs
 
     @property
-    @abstractmethod
-    def outputs(self) -> list[TensorSpec]: ...
+    def outputs(self) -> list[TensorSpec]:
+        return self._outputs
 
     @abstractmethod
     def _run(self, arrays: Sequence[np.ndarray]) -> list[np.ndarray]: ...

@@ -49,14 +49,6 @@ class NcnnModel(RuntimeModel):
         self._inputs = [TensorSpec(n, (None, *chw), "float32", "NCHW") for n in self.net.input_names()]
         self._outputs = [TensorSpec(n, (None,), "float32", "") for n in self.net.output_names()]
 
-    @property
-    def inputs(self) -> list[TensorSpec]:
-        return self._inputs
-
-    @property
-    def outputs(self) -> list[TensorSpec]:
-        return self._outputs
-
     def _run(self, arrays: Sequence[np.ndarray]) -> list[np.ndarray]:
         ncnn = import_ncnn()
         results: list[list[np.ndarray]] = [[] for _ in self._outputs]

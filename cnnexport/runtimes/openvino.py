@@ -8,7 +8,7 @@ from typing import Sequence
 
 import numpy as np
 
-from ..errors import InvalidModelFileError, MissingDependencyError, UsageError
+from ..errors import InvalidModelFileError, MissingDependencyError, UsageError, first_line
 from .base import RuntimeModel, TensorSpec
 
 _HINTS = ("LATENCY", "THROUGHPUT", "CUMULATIVE_THROUGHPUT")
@@ -46,7 +46,7 @@ class OpenVinoModel(RuntimeModel):
             model = core.read_model(self.path)
             self.compiled = core.compile_model(model, device, config)
         except Exception as exc:
-            first = next((ln for ln in str(exc).splitlines() if ln.strip()), type(exc).__name__)[:300]
+            first = first_line(exc)
             raise InvalidModelFileError(f"OpenVINO cannot load '{path}': {first}") from None
         self.request = self.compiled.create_infer_request()
         self._inputs = [self._spec(p) for p in self.compiled.inputs]
@@ -57,14 +57,6 @@ class OpenVinoModel(RuntimeModel):
         shape = tuple(d.get_length() if d.is_static else None for d in port.get_partial_shape())
         name = next(iter(port.get_names()), "") if port.get_names() else ""
         return TensorSpec(name, shape, np.dtype(port.get_element_type().to_dtype()).name, "NCHW")
-
-    @property
-    def inputs(self) -> list[TensorSpec]:
-        return self._inputs
-
-    @property
-    def outputs(self) -> list[TensorSpec]:
-        return self._outputs
 
     def _run(self, arrays: Sequence[np.ndarray]) -> list[np.ndarray]:
         result = self.request.infer([np.ascontiguousarray(a) for a in arrays])

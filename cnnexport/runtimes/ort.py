@@ -8,7 +8,7 @@ from typing import Sequence
 import numpy as np
 
 from .._onnx_safety import check_external_data
-from ..errors import InvalidModelFileError, MissingDependencyError, UsageError
+from ..errors import InvalidModelFileError, MissingDependencyError, UsageError, first_line
 from .base import RuntimeModel, TensorSpec
 
 _ORT_TYPES = {
@@ -66,8 +66,7 @@ class OnnxRuntimeModel(RuntimeModel):
         try:
             self.session = ort.InferenceSession(self.path, options, providers=list(providers))
         except Exception as exc:
-            first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
-            raise InvalidModelFileError(f"ONNX Runtime cannot load '{path}': {first}") from None
+            raise InvalidModelFileError(f"ONNX Runtime cannot load '{path}': {first_line(exc)}") from None
         self._inputs = [self._spec(i) for i in self.session.get_inputs()]
         self._outputs = [self._spec(o) for o in self.session.get_outputs()]
 
@@ -75,14 +74,6 @@ class OnnxRuntimeModel(RuntimeModel):
     def _spec(node) -> TensorSpec:
         shape = tuple(d if isinstance(d, int) else None for d in node.shape)
         return TensorSpec(node.name, shape, _ORT_TYPES.get(node.type, node.type), "NCHW")
-
-    @property
-    def inputs(self) -> list[TensorSpec]:
-        return self._inputs
-
-    @property
-    def outputs(self) -> list[TensorSpec]:
-        return self._outputs
 
     def _run(self, arrays: Sequence[np.ndarray]) -> list[np.ndarray]:
         feeds = {spec.name: np.ascontiguousarray(a) for spec, a in zip(self._inputs, arrays)}

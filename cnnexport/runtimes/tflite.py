@@ -9,7 +9,7 @@ from typing import Sequence
 import numpy as np
 
 from .._quiet import quiet_fds
-from ..errors import InvalidModelFileError, MissingDependencyError
+from ..errors import InvalidModelFileError, MissingDependencyError, first_line
 from .base import RuntimeModel, TensorSpec
 
 
@@ -52,7 +52,7 @@ class TfliteModel(RuntimeModel):
                 self.interpreter = interpreter_cls(**kwargs)
                 self.interpreter.allocate_tensors()
         except Exception as exc:
-            first = next((ln for ln in str(exc).splitlines() if ln.strip()), type(exc).__name__)[:300]
+            first = first_line(exc)
             raise InvalidModelFileError(f"LiteRT cannot load '{path}': {first}") from None
         ins, outs = self.interpreter.get_input_details(), self.interpreter.get_output_details()
         self._in_index = [d["index"] for d in ins]
@@ -62,14 +62,6 @@ class TfliteModel(RuntimeModel):
                                    layout or guess_layout(tuple(d["shape"]))) for d in ins]
         self._outputs = [TensorSpec(d["name"], tuple(int(x) for x in d["shape"]), np.dtype(d["dtype"]).name, "")
                          for d in outs]
-
-    @property
-    def inputs(self) -> list[TensorSpec]:
-        return self._inputs
-
-    @property
-    def outputs(self) -> list[TensorSpec]:
-        return self._outputs
 
     def _run(self, arrays: Sequence[np.ndarray]) -> list[np.ndarray]:
         for index, array in zip(self._in_index, arrays):

@@ -27,14 +27,6 @@ class TorchModel(RuntimeModel):
         self._inputs = [TensorSpec("input", (None, *input_shape[1:]), "float32", "NCHW")]
         self._outputs = [TensorSpec("output", (None,), "float32", "")]
 
-    @property
-    def inputs(self) -> list[TensorSpec]:
-        return self._inputs
-
-    @property
-    def outputs(self) -> list[TensorSpec]:
-        return self._outputs
-
     def _run(self, arrays: Sequence[np.ndarray]) -> list[np.ndarray]:
         torch = self.torch
         with torch.inference_mode():
