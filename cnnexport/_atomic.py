@@ -48,6 +48,27 @@ def write_json(target: str | os.PathLike, data: object) -> None:
         tmp.write_text(json.dumps(data, indent=2, sort_keys=False) + "\n")
 
 
+STAGING_PREFIX = ".cnnexport-staging-"
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _remove_stale_staging(folder: Path) -> None:
+    """Staging folders left by a run that was killed (SIGKILL, power loss): their process is gone."""
+    for entry in folder.glob(f"{STAGING_PREFIX}*"):
+        pid = entry.name[len(STAGING_PREFIX):].split("-", 1)[0]
+        if entry.is_dir() and pid.isdigit() and not _pid_alive(int(pid)):
+            shutil.rmtree(entry, ignore_errors=True)
+
+
 class StagingDir:
     """A hidden folder inside the output folder where a run writes all its files.
 
@@ -65,7 +86,8 @@ class StagingDir:
             for p in reversed(missing):
                 p.mkdir()
                 created.append(p)
-            self.path = Path(tempfile.mkdtemp(prefix=".cnnexport-staging-", dir=self.output_dir))
+            _remove_stale_staging(self.output_dir)
+            self.path = Path(tempfile.mkdtemp(prefix=f"{STAGING_PREFIX}{os.getpid()}-", dir=self.output_dir))
         except OSError as exc:
             for p in reversed(created):
                 with contextlib.suppress(OSError):

@@ -44,3 +44,36 @@ def test_external_data_inside_the_folder_is_read(tmp_path):
     path = _model_with_external(tmp_path, "w.bin")
     out = load(path).run(np.ones((1, 4), np.float32))[0]
     np.testing.assert_allclose(out, np.full((1, 4), 4.0))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sig,delay", [("SIGTERM", 2.0), ("SIGINT", 4.0), ("SIGKILL", 5.0)])
+def test_killed_export_leaves_no_artifact_and_keeps_the_earlier_one(tmp_path, sig, delay):
+    """Kill a real `cnnexport` process at several points (export, simplify, conversion, verification):
+    no new file under a final name, the earlier run's files byte-identical, and a re-run succeeds."""
+    import shutil
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    exe = shutil.which("cnnexport", path=str(Path(sys.executable).parent)) or "cnnexport"
+    out = tmp_path / "out"
+    cmd = [exe, "resnet18", "--input-size", "96", "--openvino", "-o", str(out)]
+    subprocess.run(cmd, check=True, capture_output=True, timeout=600)
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    proc = subprocess.Popen([*cmd, "--exporter", "dynamo"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    time.sleep(delay)
+    proc.send_signal(getattr(signal, sig))
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode != 0
+    if sig != "SIGKILL":
+        assert b"Traceback" not in err
+    visible = {p.name: p.read_bytes() for p in out.iterdir() if not p.name.startswith(".")}
+    assert visible == before
+    if sig != "SIGKILL":
+        assert not list(out.glob(".cnnexport-staging-*"))  # cleaned up on the way out
+    subprocess.run([*cmd, "--exporter", "dynamo"], check=True, capture_output=True, timeout=600)
+    assert not list(out.glob(".cnnexport-staging-*"))  # a killed run's staging folder is removed by the next run
+    assert set(p.name for p in out.iterdir()) == set(before)
