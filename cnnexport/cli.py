@@ -28,7 +28,7 @@ def _out_console():
     """stdout console; wide when piped so tables are not squeezed to 80 columns."""
     from rich.console import Console
 
-    return Console() if sys.stdout.isatty() else Console(width=160)
+    return Console() if sys.stdout.isatty() else Console(width=200)
 
 
 def _fail(message: str, code: int) -> None:
@@ -621,12 +621,13 @@ def list_cmd(pattern, as_json):
     from rich.table import Table
 
     table = Table(title=f"cnnexport models ({len(infos)})")
-    for col in ("name", "family", "input", "params", "MACs", "source", "arXiv"):
-        table.add_column(col, justify="right" if col in ("params", "MACs") else "left", no_wrap=col == "name")
+    for col in ("name", "family", "input", "classes", "params", "MACs", "source", "paper", "arXiv"):
+        table.add_column(col, justify="right" if col in ("params", "MACs", "classes") else "left",
+                         no_wrap=col == "name")
     for i in infos:
-        table.add_row(i.name, i.family, "x".join(map(str, i.input_size)),
+        table.add_row(i.name, i.family, "x".join(map(str, i.input_size)), str(i.num_classes),
                       f"{i.params:,}" if i.params else "-", _readable(i.macs) if i.macs else "-",
-                      i.source, i.arxiv)
+                      i.source, i.paper, i.arxiv or "-")
     _out_console().print(table)
 
 

@@ -162,6 +162,7 @@ def test_deploy_side_runs_where_torch_cannot_be_imported(small_export):
     ("ai_edge_litert,tflite_runtime", ["verify", "small.tflite", "--reference", "reference.npz"], "ai-edge-litert"),
     ("ncnn", ["verify", "small.ncnn.param", "--reference", "reference.npz"], "cnnexport[ncnn]"),
     ("litert_torch", ["export", "lenet5", "--tflite", "-o", "x"], "cnnexport[tflite]"),
+    ("tensorboard", ["profile", "lenet5", "--tensorboard", "x"], "cnnexport[tensorboard]"),
 ])
 def test_missing_runtime_names_the_extra(small_export, blocked, args, extra):
     out, _, _ = small_export
@@ -171,3 +172,29 @@ def test_missing_runtime_names_the_extra(small_export, blocked, args, extra):
     assert proc.returncode == 6, proc.stderr
     assert extra in proc.stderr and proc.stderr.startswith("error: ") and "Traceback" not in proc.stderr
     assert not (out / "x").exists()
+
+
+def test_torch_eager_baseline_adapter():
+    from cnnexport.runtimes.torch_eager import TorchModel
+
+    model = randomize_bn_stats(SmallNet()).eval()
+    rt = TorchModel(model, (1, 3, 32, 32), threads=1)
+    x = np.random.default_rng(1).standard_normal((3, 3, 32, 32)).astype(np.float32)
+    with torch.no_grad():
+        np.testing.assert_array_equal(rt.run(x)[0], model(torch.from_numpy(x)).numpy())
+    info = rt.describe()
+    assert info["runtime"] == "torch" and info["device"] == "cpu" and info["threads"] == 1
+    with pytest.raises(UsageError, match="expects dtype float32"):
+        rt.run(x.astype(np.float16))
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_torch_eager_cuda():
+    from cnnexport.runtimes.torch_eager import TorchModel
+
+    model = randomize_bn_stats(SmallNet()).eval()
+    rt = TorchModel(model, (1, 3, 32, 32), device="cuda")
+    x = np.random.default_rng(1).standard_normal((2, 3, 32, 32)).astype(np.float32)
+    with torch.no_grad():
+        np.testing.assert_allclose(rt.run(x)[0], model(torch.from_numpy(x)).numpy(), atol=1e-4)
