@@ -100,7 +100,8 @@ def parse_input_size(text: str, channels: int) -> tuple[int, int, int]:
               help="Input layout of the .tflite file.")
 @click.option("--ncnn", "want_ncnn", is_flag=True, help="Also write <model>.ncnn.param + .bin (pnnx).")
 @click.option("--int8", "want_int8", is_flag=True,
-              help="Also write <model>.int8.onnx (and .int8.xml with --openvino), calibrated on --calib.")
+              help="Also write <model>.int8.onnx (+ .int8.xml with --openvino, .int8.tflite with --tflite), "
+                   "calibrated on --calib.")
 @click.option("--calib", default=None, help="Calibration data for --int8: samples, digits, a folder, .npy/.npz.")
 @click.option("--calib-count", type=int, default=200, show_default=True, help="Samples drawn from --calib.")
 @click.option("--fold-bn/--no-fold-bn", default=True, show_default=True,
@@ -467,8 +468,9 @@ def _print_bench(rows: list[dict], as_json: bool, as_csv: bool) -> None:
 @click.option("--eval", "eval_source", default=None,
               help="Evaluation data (default: the digits test split for 'digits', else held-out part of --calib).")
 @click.option("--calib-count", type=int, default=200, show_default=True, help="Samples drawn from --calib.")
-@click.option("--runtime", type=click.Choice(["onnxruntime", "openvino"]), default="onnxruntime", show_default=True,
-              help="onnxruntime: QDQ .int8.onnx; openvino: NNCF .int8.xml + .bin.")
+@click.option("--runtime", type=click.Choice(["onnxruntime", "openvino", "tflite"]), default=None,
+              help="onnxruntime: QDQ .int8.onnx; openvino: NNCF .int8.xml + .bin; tflite: full-integer .int8.tflite "
+                   "(default: by the input's extension).")
 @click.option("--calib-method", type=click.Choice(["minmax", "entropy", "percentile"]), default="minmax",
               show_default=True)
 @click.option("--keep-float", default="", help="Keep layers in float: first, last or first,last.")
@@ -486,19 +488,26 @@ def quantize_cmd(model, calib, eval_source, calib_count, runtime, calib_method, 
     from .calib.sources import RECOMMENDED_MIN
     from .exporter.graph import check
     from .exporter.quantize_ort import int8_figures, quantize_onnx
-    from .runtimes import load
+    from .runtimes import load, run_nchw
 
     if calib_count < 2:
         raise UsageError("--calib-count must be at least 2")
     src = Path(model)
-    suffix = ".int8.onnx" if runtime == "onnxruntime" else ".int8.xml"
+    runtime = runtime or ("tflite" if src.suffix == ".tflite" else "onnxruntime")
+    if runtime == "tflite" and src.suffix != ".tflite":
+        raise UsageError("TFLite int8 starts from an fp32 .tflite file (cnnexport MODEL --tflite makes one)")
+    suffix = {"onnxruntime": ".int8.onnx", "openvino": ".int8.xml", "tflite": ".int8.tflite"}[runtime]
     dst = Path(output) if output else src.with_name(src.stem + suffix)
     if dst.resolve() == src.resolve():
         raise UsageError("-o/--output must differ from the input file")
     if runtime == "openvino" and dst.suffix != ".xml":
         raise UsageError("an OpenVINO int8 output must end in .xml")
-    facts = check(src)
-    shape = tuple(d if isinstance(d, int) else 1 for d in facts.inputs[0]["shape"])
+    if runtime == "tflite":
+        spec = load(src).inputs[0]
+        shape = (1, spec.shape[3], spec.shape[1], spec.shape[2]) if spec.layout == "NHWC" else spec.shape
+    else:
+        facts = check(src)
+        shape = tuple(d if isinstance(d, int) else 1 for d in facts.inputs[0]["shape"])
     pre = Preprocess(size=(shape[2], shape[3]), channels=shape[1]) if len(shape) == 4 else Preprocess()
     labels = None
     pool = load_samples(calib, pre, calib_count)
@@ -524,11 +533,15 @@ def quantize_cmd(model, calib, eval_source, calib_count, runtime, calib_method, 
         from .exporter.quantize_openvino import quantize_openvino
 
         info = quantize_openvino(src, dst, calibration)
+    elif runtime == "tflite":
+        from .exporter.quantize_tflite import quantize_tflite
+
+        info = quantize_tflite(src, dst, calibration, layout=load(src).inputs[0].layout)
     else:
         info = quantize_onnx(src, dst, calibration, method=calib_method, per_channel=per_channel, keep_float=keep,
                              reduce_range=None if reduce_range == "auto" else reduce_range == "on")
     fp32, int8 = load(src), load(dst)
-    figures = int8_figures(fp32.run_batches(evaluation), int8.run_batches(evaluation), labels)
+    figures = int8_figures(run_nchw(fp32, evaluation), run_nchw(int8, evaluation), labels)
     result = {"input": str(src), "output": str(dst), "quantization": info, "evaluation": figures,
               "sizes_bytes": {"fp32": src.stat().st_size,
                               "int8": dst.stat().st_size + (dst.with_suffix(".bin").stat().st_size
@@ -553,7 +566,8 @@ def quantize_cmd(model, calib, eval_source, calib_count, runtime, calib_method, 
         console.print(table)
     how = (f"QDQ int8 ({calib_method}, {'per-channel' if per_channel else 'per-tensor'}, reduce_range "
            f"{'on' if info['reduce_range'] else 'off'}: {info['reduce_range_reason']})" if runtime == "onnxruntime"
-           else f"OpenVINO int8 via NNCF (overflow fix {info['overflow_fix']}: {info['overflow_fix_reason']})")
+           else f"OpenVINO int8 via NNCF (overflow fix {info['overflow_fix']}: {info['overflow_fix_reason']})"
+           if runtime == "openvino" else f"TFLite full integer, int8 input/output ({info['method']})")
     console.print(f"{dst.name}: {how}, {info['calibration_samples']} calibration samples, "
                   f"{result['sizes_bytes']['fp32'] / 1e6:.1f} MB -> {result['sizes_bytes']['int8'] / 1e6:.1f} MB")
     line = (f"on {figures['samples']} held-out samples: top-1 agreement {figures['top1_agreement']:.1%}, cosine "

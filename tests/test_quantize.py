@@ -155,16 +155,24 @@ def test_openvino_nncf_int8_on_digits(tmp_path):
 
 
 def test_export_int8_flag_writes_and_checks_int8_artifacts(tmp_path):
-    result = CliRunner().invoke(cli, ["lenet5", "--weights", "digits", "--openvino", "--int8", "--calib", "digits",
-                                      "-o", str(tmp_path), "--json"])
+    result = CliRunner().invoke(cli, ["lenet5", "--weights", "digits", "--openvino", "--tflite", "--int8", "--calib",
+                                      "digits", "-o", str(tmp_path), "--json"])
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
     int8 = [a for a in report["artifacts"] if a["precision"] == "int8"]
-    assert [Path_name(a["path"]) for a in int8] == ["lenet5.int8.onnx", "lenet5.int8.xml"]
+    assert [Path_name(a["path"]) for a in int8] == ["lenet5.int8.onnx", "lenet5.int8.xml", "lenet5.int8.tflite"]
     eq = {e["artifact"]: e for e in report["equivalence"]}
-    for name in ("lenet5.int8.onnx", "lenet5.int8.xml"):
+    for name in ("lenet5.int8.onnx", "lenet5.int8.xml", "lenet5.int8.tflite"):
         assert eq[name]["passed"] and eq[name]["cosine_mean"] >= 0.98 and eq[name]["samples"] == 450
-    assert [q["runtime"] for q in report["quantization"]] == ["onnxruntime", "openvino"]
+    assert [q["runtime"] for q in report["quantization"]] == ["onnxruntime", "openvino", "tflite"]
+    # the .tflite is fully integer: int8 input and output, int8 weights
+    from ai_edge_litert.interpreter import Interpreter
+
+    interp = Interpreter(model_path=str(tmp_path / "lenet5.int8.tflite"))
+    assert interp.get_input_details()[0]["dtype"] == np.int8 and interp.get_output_details()[0]["dtype"] == np.int8
+    assert sum(d["dtype"] == np.int8 for d in interp.get_tensor_details()) > 10
+    tfl = load(tmp_path / "lenet5.int8.tflite").describe()
+    assert tfl["io_dtype"] == "int8" and tfl["io_quantization"]["input"][0] > 0
     assert "quantize" in report["timings_s"]
     missing = CliRunner().invoke(cli, ["lenet5", "--int8", "-o", str(tmp_path / "x")])
     assert missing.exit_code == 2 and "--calib" in missing.stderr and not (tmp_path / "x").exists()
@@ -174,3 +182,13 @@ def Path_name(p: str) -> str:
     from pathlib import Path
 
     return Path(p).name
+
+
+def test_tflite_full_integer_on_digits(tmp_path):
+    cnnexport.export(create_model("lenet5", weights="digits"), (1, 1, 32, 32), tmp_path, name="lenet5",
+                     formats=("tflite",), photos=False)
+    result = CliRunner().invoke(cli, ["quantize", str(tmp_path / "lenet5.tflite"), "--calib", "digits", "--json"])
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.stdout)
+    assert out["output"].endswith("lenet5.int8.tflite") and out["quantization"]["runtime"] == "tflite"
+    assert out["evaluation"]["accuracy_drop_points"] < 1.0

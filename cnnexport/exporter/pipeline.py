@@ -95,7 +95,7 @@ def export(
     from it or are checked beside it). ``input_shape`` includes the batch; with ``dynamic_batch``
     the ONNX/OpenVINO batch axis is dynamic whatever that batch is (TFLite and ncnn take the
     given batch). ``int8`` adds ``<name>.int8.onnx`` (ONNX Runtime QDQ) and, with openvino,
-    ``<name>.int8.xml`` (NNCF), calibrated on ``calib`` ('samples', 'digits', a folder, an array
+    ``<name>.int8.xml`` (NNCF), with tflite ``<name>.int8.tflite`` (full integer), calibrated on ``calib`` ('samples', 'digits', a folder, an array
     file or an NCHW array) and checked on held-out samples (mean cosine >= 0.98 with PyTorch).
     Raises a ``cnnexport.errors.CnnexportError`` subclass on bad input or when an artifact does
     not match PyTorch (then nothing is written).
@@ -290,6 +290,13 @@ def _quantize(staging, name, shape, artifacts, calib, calib_count, report) -> tu
         xml = staging.file(f"{name}.int8.xml")
         report["quantization"].append(quantize_openvino(onnx_path, xml, calibration))
         out.append(_Artifact("openvino", [xml, xml.with_suffix(".bin")], "openvino", precision="int8"))
+    tfl = next((a for a in artifacts if a.format == "tflite"), None)
+    if tfl is not None:
+        from .quantize_tflite import quantize_tflite
+
+        path = staging.file(f"{name}.int8.tflite")
+        report["quantization"].append(quantize_tflite(tfl.files[0], path, calibration, layout=tfl.layout))
+        out.append(_Artifact("tflite", [path], "tflite", precision="int8", layout=tfl.layout))
     batch = shape[0]
     usable = len(evaluation) - len(evaluation) % batch
     return out, [InputSet("heldout", [evaluation[i:i + batch] for i in range(0, usable, batch)])]
@@ -299,7 +306,8 @@ def _verify_int8(artifact: _Artifact, refs, heldout) -> dict:
     from ..runtimes import load, run_nchw
     from .quantize_ort import int8_figures
 
-    model = load(artifact.files[0], artifact.runtime)
+    model = load(artifact.files[0], artifact.runtime, **({"layout": artifact.layout}
+                                                         if artifact.runtime == "tflite" else {}))
     outs = np.concatenate([run_nchw(model, b) for b in heldout[0].batches])
     fig = int8_figures(refs[0], outs)
     eq = compare(artifact.files[0].name, refs, lambda b: run_nchw(model, b), heldout, atol=float("inf")).as_dict()

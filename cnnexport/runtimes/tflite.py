@@ -57,24 +57,49 @@ class TfliteModel(RuntimeModel):
         ins, outs = self.interpreter.get_input_details(), self.interpreter.get_output_details()
         self._in_index = [d["index"] for d in ins]
         self._out_index = [d["index"] for d in outs]
-        self.quantization = {"inputs": [d["quantization"] for d in ins], "outputs": [d["quantization"] for d in outs]}
-        self._inputs = [TensorSpec(d["name"], tuple(int(x) for x in d["shape"]), np.dtype(d["dtype"]).name,
-                                   layout or guess_layout(tuple(d["shape"]))) for d in ins]
-        self._outputs = [TensorSpec(d["name"], tuple(int(x) for x in d["shape"]), np.dtype(d["dtype"]).name, "")
-                         for d in outs]
+        # Fully integer models (int8 input/output): callers feed and get float; the scale and zero point
+        # convert at the boundary, as a mobile app does.
+        self._in_q = [_qparams(d) for d in ins]
+        self._out_q = [_qparams(d) for d in outs]
+        self.quantization = {"inputs": [d["quantization"] for d in ins], "outputs": [d["quantization"] for d in outs],
+                             "io_dtype": np.dtype(ins[0]["dtype"]).name}
+        self._inputs = [TensorSpec(d["name"], tuple(int(x) for x in d["shape"]),
+                                   "float32" if q else np.dtype(d["dtype"]).name,
+                                   layout or guess_layout(tuple(d["shape"]))) for d, q in zip(ins, self._in_q)]
+        self._outputs = [TensorSpec(d["name"], tuple(int(x) for x in d["shape"]),
+                                    "float32" if q else np.dtype(d["dtype"]).name, "")
+                         for d, q in zip(outs, self._out_q)]
 
     def _run(self, arrays: Sequence[np.ndarray]) -> list[np.ndarray]:
-        for index, array in zip(self._in_index, arrays):
+        for index, array, q in zip(self._in_index, arrays, self._in_q):
+            if q:
+                scale, zero, dtype = q
+                info = np.iinfo(dtype)
+                array = np.clip(np.round(array / scale + zero), info.min, info.max).astype(dtype)
             self.interpreter.set_tensor(index, np.ascontiguousarray(array))
         self.interpreter.invoke()
-        return [self.interpreter.get_tensor(i).copy() for i in self._out_index]
+        outs = []
+        for index, q in zip(self._out_index, self._out_q):
+            out = self.interpreter.get_tensor(index).copy()
+            outs.append(((out.astype(np.float32) - q[1]) * q[0]).astype(np.float32) if q else out)
+        return outs
 
     def describe(self) -> dict:
         from importlib import metadata
 
         return {"runtime": self.runtime, "version": metadata.version(self.package), "package": self.package,
                 "device": "cpu", "threads": self.threads, "delegate": "XNNPACK" if self.xnnpack else "none",
-                "layout": self._inputs[0].layout, "file": Path(self.path).name}
+                "layout": self._inputs[0].layout, "io_dtype": self.quantization["io_dtype"],
+                "io_quantization": {"input": self._in_q[0][:2] if self._in_q[0] else None,
+                                    "output": self._out_q[0][:2] if self._out_q and self._out_q[0] else None},
+                "file": Path(self.path).name}
+
+
+def _qparams(detail: dict) -> tuple[float, int, np.dtype] | None:
+    """(scale, zero point, dtype) of an integer input/output tensor; None for float ones."""
+    scale, zero = detail.get("quantization", (0.0, 0))
+    dtype = np.dtype(detail["dtype"])
+    return (float(scale), int(zero), dtype) if dtype.kind in "iu" and scale else None
 
 
 def _builtin_without_defaults():
