@@ -188,3 +188,12 @@ def test_script_help_and_error_in_subprocess(tmp_path):
     proc = subprocess.run([exe, "vgg99"], capture_output=True, text=True, timeout=120, cwd=tmp_path)
     assert proc.returncode == 2 and proc.stderr.startswith("error: unknown model 'vgg99'")
     assert "Traceback" not in proc.stderr
+
+
+def test_help_does_not_import_torch():
+    code = ("import sys\nfrom click.testing import CliRunner\nfrom cnnexport.cli import cli\n"
+            "r = CliRunner().invoke(cli, ['--help'])\nassert r.exit_code == 0\n"
+            "heavy = [m for m in ('torch', 'onnx', 'onnxruntime', 'openvino') if m in sys.modules]\n"
+            "assert not heavy, heavy\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
