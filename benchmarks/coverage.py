@@ -16,7 +16,6 @@ import time
 import traceback
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from cnnexport.exporter.pipeline import _CONVERTERS, _Artifact, _first_tensor, _verify

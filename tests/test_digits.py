@@ -3,7 +3,6 @@
 import json
 
 import numpy as np
-import torch
 from click.testing import CliRunner
 
 from cnnexport.calib.digits import TEST_SIZE, load_digits

@@ -1,7 +1,6 @@
 """Untrusted model files and bad inputs: refused with one line, nothing read or written."""
 
 import numpy as np
-import onnx
 import pytest
 from click.testing import CliRunner
 from onnx import TensorProto, helper, numpy_helper

@@ -40,7 +40,6 @@ def to_onnx(
     if not 7 <= opset <= 23:
         raise UsageError(f"opset {opset} is out of range; use 7..23 (default {DEFAULT_OPSET})")
     example = torch.randn(*input_shape)
-    caught: list[warnings.WarningMessage] = []
     with _quiet_torch_logs(), atomic_path(path) as tmp, warnings.catch_warnings(record=True) as caught, \
             contextlib.redirect_stdout(io.StringIO()), torch.no_grad():
         warnings.simplefilter("always")

@@ -6,7 +6,7 @@ ResNeXt reuses ``Bottleneck`` with ``groups``/``width_per_group``.
 
 from __future__ import annotations
 
-from typing import Callable, Type
+from typing import Type
 
 import torch
 from torch import nn
