@@ -104,6 +104,8 @@ def parse_input_size(text: str, channels: int) -> tuple[int, int, int]:
                    "calibrated on --calib.")
 @click.option("--calib", default=None, help="Calibration data for --int8: samples, digits, a folder, .npy/.npz.")
 @click.option("--calib-count", type=int, default=200, show_default=True, help="Samples drawn from --calib.")
+@click.option("--int8-min-cosine", type=float, default=0.98, show_default=True,
+              help="int8 check: mean cosine with PyTorch's logits on held-out samples.")
 @click.option("--fold-bn/--no-fold-bn", default=True, show_default=True,
               help="Fold BatchNorm into the preceding conv before export.")
 @click.option("--exporter", type=click.Choice(["torchscript", "dynamo"]), default="torchscript", show_default=True)
@@ -120,7 +122,8 @@ def parse_input_size(text: str, channels: int) -> tuple[int, int, int]:
               help="Max abs error allowed (default: 1e-4 x max |reference output|).")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON on stdout, nothing else.")
 def export_cmd(model, want_onnx, want_openvino, want_tflite, tflite_layout, want_ncnn, want_int8, calib, calib_count,
-               fold_bn, exporter, opset, batch, input_size, num_classes, weights, output_dir, simplify, atol, as_json):
+               int8_min_cosine, fold_bn, exporter, opset, batch, input_size, num_classes, weights, output_dir,
+               simplify, atol, as_json):
     """Prepare MODEL (a registry name or package.module:callable), export it and prove it matches PyTorch."""
     if batch is not None and not 1 <= batch <= 4096:
         raise UsageError(f"bad --batch {batch}: use 1..4096, or leave it out for a dynamic batch axis")
@@ -147,7 +150,7 @@ def export_cmd(model, want_onnx, want_openvino, want_tflite, tflite_layout, want
         report = export(module, (batch or 1, *chw), output_dir, name=name, fold_bn=fold_bn, exporter=exporter,
                         opset=opset, dynamic_batch=batch is None, simplify=simplify, atol=atol, formats=formats,
                         tflite_layout=tflite_layout, int8=want_int8, calib=calib, calib_count=calib_count,
-                        on_stage=on_stage)
+                        int8_min_cosine=int8_min_cosine, on_stage=on_stage)
     if as_json:
         click.echo(json.dumps(report, indent=2))
     else:

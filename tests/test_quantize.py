@@ -192,3 +192,11 @@ def test_tflite_full_integer_on_digits(tmp_path):
     out = json.loads(result.stdout)
     assert out["output"].endswith("lenet5.int8.tflite") and out["quantization"]["runtime"] == "tflite"
     assert out["evaluation"]["accuracy_drop_points"] < 1.0
+
+
+def test_int8_tolerance_is_enforced(tmp_path):
+    """An int8 file that misses the cosine bar is refused like an fp32 mismatch: exit 5, nothing written."""
+    result = CliRunner().invoke(cli, ["lenet5", "--weights", "digits", "--int8", "--calib", "digits",
+                                      "--int8-min-cosine", "1.01", "-o", str(tmp_path / "o")])
+    assert result.exit_code == 5 and "lenet5.int8.onnx does not match PyTorch" in result.stderr
+    assert not (tmp_path / "o").exists()
