@@ -505,8 +505,9 @@ def quantize_cmd(model, calib, eval_source, calib_count, runtime, calib_method, 
         raise UsageError("-o/--output must differ from the input file")
     if runtime == "openvino" and dst.suffix != ".xml":
         raise UsageError("an OpenVINO int8 output must end in .xml")
-    if runtime == "tflite":
-        spec = load(src).inputs[0]
+    fp32 = load(src) if runtime == "tflite" else None
+    if fp32 is not None:
+        spec = fp32.inputs[0]
         shape = (1, spec.shape[3], spec.shape[1], spec.shape[2]) if spec.layout == "NHWC" else spec.shape
     else:
         facts = check(src)
@@ -539,11 +540,11 @@ def quantize_cmd(model, calib, eval_source, calib_count, runtime, calib_method, 
     elif runtime == "tflite":
         from .exporter.quantize_tflite import quantize_tflite
 
-        info = quantize_tflite(src, dst, calibration, layout=load(src).inputs[0].layout)
+        info = quantize_tflite(src, dst, calibration, layout=spec.layout)
     else:
         info = quantize_onnx(src, dst, calibration, method=calib_method, per_channel=per_channel, keep_float=keep,
                              reduce_range=None if reduce_range == "auto" else reduce_range == "on")
-    fp32, int8 = load(src), load(dst)
+    fp32, int8 = fp32 or load(src), load(dst)
     figures = int8_figures(run_nchw(fp32, evaluation), run_nchw(int8, evaluation), labels)
     result = {"input": str(src), "output": str(dst), "quantization": info, "evaluation": figures,
               "sizes_bytes": {"fp32": src.stat().st_size,

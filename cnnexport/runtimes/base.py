@@ -8,7 +8,17 @@ from typing import Sequence
 
 import numpy as np
 
-from ..errors import UsageError
+from ..errors import MissingDependencyError, UsageError
+
+
+def require(module: str, install_hint: str):
+    """Import an optional runtime package, or raise naming what installs it."""
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        raise MissingDependencyError(f"{install_hint}") from None
 
 
 @dataclass(frozen=True)

@@ -10,16 +10,12 @@ from typing import Sequence
 import numpy as np
 
 from .._quiet import quiet_fds
-from ..errors import InvalidModelFileError, MissingDependencyError
-from .base import RuntimeModel, TensorSpec
+from ..errors import InvalidModelFileError
+from .base import RuntimeModel, TensorSpec, require
 
 
 def import_ncnn():
-    try:
-        import ncnn
-    except ImportError:
-        raise MissingDependencyError("ncnn is not installed: pip install 'cnnexport[ncnn]'") from None
-    return ncnn
+    return require("ncnn", "ncnn is not installed: pip install 'cnnexport[ncnn]'")
 
 
 class NcnnModel(RuntimeModel):

@@ -9,17 +9,13 @@ from typing import Sequence
 import numpy as np
 
 from ..errors import InvalidModelFileError, MissingDependencyError, UsageError, first_line
-from .base import RuntimeModel, TensorSpec
+from .base import RuntimeModel, TensorSpec, require
 
 _HINTS = ("LATENCY", "THROUGHPUT", "CUMULATIVE_THROUGHPUT")
 
 
 def import_openvino():
-    try:
-        import openvino
-    except ImportError:
-        raise MissingDependencyError("OpenVINO is not installed: pip install 'cnnexport[openvino]'") from None
-    return openvino
+    return require("openvino", "OpenVINO is not installed: pip install 'cnnexport[openvino]'")
 
 
 class OpenVinoModel(RuntimeModel):

@@ -9,7 +9,7 @@ import numpy as np
 
 from .._onnx_safety import check_external_data
 from ..errors import InvalidModelFileError, MissingDependencyError, UsageError, first_line
-from .base import RuntimeModel, TensorSpec
+from .base import RuntimeModel, TensorSpec, require
 
 _ORT_TYPES = {
     "tensor(float)": "float32",
@@ -24,11 +24,7 @@ _OPT_LEVELS = ("disable", "basic", "extended", "all")
 
 
 def import_onnxruntime():
-    try:
-        import onnxruntime
-    except ImportError:
-        raise MissingDependencyError("ONNX Runtime is not installed: pip install onnxruntime") from None
-    return onnxruntime
+    return require("onnxruntime", "ONNX Runtime is not installed: pip install onnxruntime")
 
 
 class OnnxRuntimeModel(RuntimeModel):
