@@ -13,7 +13,7 @@ from pathlib import Path
 import click
 
 from . import __version__
-from .errors import CnnexportError, UsageError, VerificationError
+from .errors import CnnexportError, OutputError, UsageError, VerificationError
 
 _GROUP_FLAGS = ("--help", "-h", "--version")
 
@@ -130,11 +130,11 @@ def export_cmd(model, want_onnx, want_openvino, want_tflite, tflite_layout, want
     if num_classes is not None and num_classes < 1:
         raise UsageError(f"bad --num-classes {num_classes}: must be at least 1")
     from .exporter.pipeline import export
-    from .models import is_registered, load_model, model_info
+    from .models import bundled_input_size, is_registered, load_model, model_info
 
     channels, default_size = 3, (3, 224, 224)
     if is_registered(model):
-        default_size = model_info(model).input_size
+        default_size = bundled_input_size(model, weights) or model_info(model).input_size
         channels = default_size[0]
     chw = parse_input_size(input_size, channels) if input_size else default_size
     name = model.rpartition(":")[2] if ":" in model and not is_registered(model) else model
@@ -395,73 +395,178 @@ def verify_cmd(artifact, reference, runtime, atol, as_json):
 
 
 @cli.command("bench")
-@click.argument("artifacts", nargs=-1, required=True, type=click.Path(dir_okay=False))
-@click.option("--runtime", default=None, help="Force a runtime (default: by each file's extension).")
-@click.option("--batch", default="1", show_default=True, help="Batch sizes, e.g. 1,8 (static-batch files: theirs).")
+@click.argument("targets", nargs=-1, required=True)
+@click.option("--runtime", default=None,
+              help="Runtimes: ort,openvino,tflite,ncnn,torch (default: a file's own; for a model: ort,torch).")
+@click.option("--precision", default="fp32", show_default=True, help="fp32, int8 or fp32,int8 (for a model name).")
+@click.option("--batch", default="1", show_default=True, help="Batch sizes, e.g. 1,8.")
 @click.option("--threads", default="1", show_default=True, help="Thread counts, e.g. 1,2.")
+@click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True)
+@click.option("--baseline", default=None, help="Runtime the speed-up column divides by (default: torch if measured).")
+@click.option("--rounds", type=int, default=3, show_default=True, help="Rounds, interleaved across configurations.")
 @click.option("--warmup", type=int, default=10, show_default=True)
-@click.option("--runs", type=int, default=50, show_default=True, help="Minimum timed runs.")
+@click.option("--runs", type=int, default=50, show_default=True, help="Minimum timed runs per round.")
 @click.option("--min-time", type=float, default=1.0, show_default=True, help="Minimum seconds of timed runs.")
+@click.option("--max-time", type=float, default=None, help="Stop a slow configuration after this many seconds "
+              "(once it has 10 runs).")
+@click.option("--no-ceiling", is_flag=True, help="Skip measuring the sgemm ceiling.")
+@click.option("--pick", is_flag=True, help="Name the fastest artifact per precision, with the evidence.")
+@click.option("-o", "--output-dir", type=click.Path(file_okay=False), default=None,
+              help="For a model name: where the exported files go (default: a temporary folder).")
+@click.option("--save", type=click.Path(dir_okay=False), default=None, help="Also write the JSON rows to this file.")
 @click.option("--json", "as_json", is_flag=True, help="Print the JSON rows on stdout, nothing else.")
 @click.option("--csv", "as_csv", is_flag=True, help="Print CSV rows on stdout.")
-def bench_cmd(artifacts, runtime, batch, threads, warmup, runs, min_time, as_json, as_csv):
-    """Latency of exported files on their runtimes (warm-up, >= RUNS timed runs, median/p90/p99). Needs no torch."""
-    import numpy as np
+def bench_cmd(targets, runtime, precision, batch, threads, device, baseline, rounds, warmup, runs, min_time, max_time,
+              no_ceiling, pick, output_dir, save, as_json, as_csv):
+    """Latency of a zoo MODEL (exported first) or of exported files, across runtimes, precisions, batches
+    and threads. Each measurement runs in its own process; rounds are interleaved. Files need no torch."""
+    import tempfile
 
-    from .bench.latency import measure
+    from .bench import matrix, plan
     from .bench.machine import cpu_facts
-    from .runtimes import run_nchw
 
-    if warmup < 0 or runs < 1 or min_time < 0:
-        raise UsageError("--warmup must be >= 0, --runs >= 1 and --min-time >= 0")
+    if warmup < 0 or runs < 1 or min_time < 0 or (max_time is not None and max_time <= 0):
+        raise UsageError("--warmup must be >= 0, --runs >= 1, --min-time >= 0 and --max-time > 0")
+    if rounds < 1 or rounds > 100:
+        raise UsageError("--rounds must be 1..100")
     batches, thread_counts = _int_list(batch, "--batch"), _int_list(threads, "--threads")
-    machine = cpu_facts()
-    rows = []
-    for path in artifacts:
-        for n_threads in thread_counts:
-            model = _load_artifact(path, runtime, n_threads)
-            spec = model.inputs[0]
-            for b in batches:
-                static = spec.shape[0] if spec.shape else None
-                if static is not None and static != b:
-                    continue  # a static-batch file runs at its own batch only
-                shape = [b if i == 0 else (d if d is not None else 224) for i, d in enumerate(spec.shape)]
-                if spec.layout == "NHWC":
-                    shape = [shape[0], shape[3], shape[1], shape[2]]
-                x = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
-                timing = measure(lambda: run_nchw(model, x), warmup=warmup, min_runs=runs, min_time_s=min_time)
-                rows.append({"artifact": Path(path).name, **model.describe(), "batch": b, "threads": n_threads,
-                             **timing.as_dict(), "images_per_s": b / (timing.median_ms / 1e3), "machine": machine})
-        if not any(r["artifact"] == Path(path).name for r in rows):
-            raise UsageError(f"'{path}' has a static batch of {static}; pass --batch {static}")
-    _print_bench(rows, as_json, as_csv)
+    precisions = plan.parse_precisions(precision)
+    runtimes = plan.parse_runtimes(runtime) if runtime is not None else None
+    matrix.check_device(device)
+    is_model = len(targets) == 1 and not Path(targets[0]).exists() and Path(targets[0]).suffix == ""
+    notes: list[str] = []
+    with tempfile.TemporaryDirectory(prefix="cnnexport-bench-") as tmp:
+        if is_model:
+            runtimes = runtimes or ["onnxruntime", "torch"]
+            out = Path(output_dir) if output_dir else Path(tmp)
+            with _stage_status(f"exporting {targets[0]}") as on_stage:
+                jobs, notes, _ = plan.model_jobs(targets[0], runtimes, precisions, batches, thread_counts, device,
+                                                 out, on_stage=on_stage)
+        else:
+            jobs = plan.artifact_jobs(list(targets), runtimes or [], batches, thread_counts, device)
+        if not jobs:
+            raise UsageError("nothing to measure: check --runtime and --precision")
+        timing = {"warmup": warmup, "min_runs": runs, "min_time_s": min_time, "max_time_s": max_time}
+        _run_with_progress(jobs, rounds, timing, quiet=as_json or as_csv)
+    ceilings = {} if no_ceiling or device == "cuda" else {t: matrix.sgemm_ceiling(t)["gflops"] for t in thread_counts}
+    baseline = plan.parse_runtimes(baseline)[0] if baseline else ("torch" if any(j.runtime == "torch" for j in jobs)
+                                                                 else None)
+    matrix.raise_if_all_failed(jobs)
+    rows = matrix.rows_from(jobs, machine=cpu_facts(), ceilings=ceilings, baseline=baseline)
+    problems = matrix.failures(jobs)
+    result = {"rows": rows, "ceilings_gflops": ceilings, "notes": notes + problems}
+    if pick:
+        result["pick"] = matrix.pick(rows)
+    if save:
+        from ._atomic import write_json
+
+        try:
+            write_json(Path(save), result)
+        except OSError as exc:
+            raise OutputError(f"cannot write '{save}': {exc.strerror or exc}; choose a writable path") from None
+    _print_bench(result, as_json, as_csv)
 
 
-def _print_bench(rows: list[dict], as_json: bool, as_csv: bool) -> None:
-    if as_json:
-        click.echo(json.dumps(rows, indent=2))
+class _stage_status:
+    """A status line that follows the export's stages (silent when stderr is not a terminal)."""
+
+    def __init__(self, title: str):
+        self.title, self.status = title, None
+
+    def __enter__(self):
+        console = _err_console()
+        if console.is_terminal:
+            self.status = console.status(self.title)
+            self.status.__enter__()
+        return lambda stage: self.status.update(f"{self.title}: {stage}") if self.status else None
+
+    def __exit__(self, *exc):
+        if self.status:
+            self.status.__exit__(*exc)
+
+
+def _run_with_progress(jobs, rounds: int, timing: dict, quiet: bool) -> None:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from .bench.matrix import run_jobs
+
+    console = _err_console()
+    if quiet or not console.is_terminal:
+        run_jobs(jobs, rounds=rounds, timing=timing)
         return
-    cols = ("artifact", "runtime", "version", "batch", "threads", "first_ms", "median_ms", "p90_ms", "p99_ms",
-            "min_ms", "runs", "images_per_s")
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=console, transient=True) as progress:
+        task = progress.add_task("measuring", total=rounds * len(jobs))
+        run_jobs(jobs, rounds=rounds, timing=timing,
+                 on_progress=lambda done, total, label: progress.update(task, completed=done, description=label))
+
+
+BENCH_COLUMNS = ("model", "artifact", "runtime", "precision", "batch", "threads", "median_ms", "p90_ms", "p99_ms",
+                 "min_ms", "spread", "images_per_s", "macs", "gmacs_per_s", "ceiling_fraction", "speedup", "int8_speedup")
+
+
+def _print_bench(result: dict, as_json: bool, as_csv: bool) -> None:
+    rows = result["rows"]
+    if as_json:
+        click.echo(json.dumps(result, indent=2))
+        return
     if as_csv:
         import csv
         import io
 
         buf = io.StringIO()
-        writer = csv.DictWriter(buf, fieldnames=cols, extrasaction="ignore")
+        fields = [f for f in BENCH_COLUMNS] + ["version", "first_ms", "runs", "mean_ms", "std_ms", "rounds",
+                                                "ceiling_gflops", "baseline", "device"]
+        writer = csv.DictWriter(buf, fieldnames=fields, extrasaction="ignore")
         writer.writeheader()
         writer.writerows(rows)
         click.echo(buf.getvalue(), nl=False)
         return
     from rich.table import Table
 
-    table = Table(title=f"latency on {rows[0]['machine']['cpu']}" if rows else "latency")
-    for col in cols:
-        table.add_column(col.replace("_ms", " ms").replace("_", " "),
-                         justify="left" if col in ("artifact", "runtime", "version") else "right")
+    machine = rows[0]["machine"]
+    isa = ", ".join(k for k, v in machine["isa"].items() if v) or "no listed ISA extension"
+    ceil = ", ".join(f"{g:.0f} GFLOP/s at {t} thread{'s' if int(t) > 1 else ''}"
+                     for t, g in result["ceilings_gflops"].items())
+    table = Table(title=f"latency on {machine['cpu']} ({isa})" + (f"; sgemm ceiling {ceil}" if ceil else ""))
+    heads = {"median_ms": "median ms", "p90_ms": "p90 ms", "p99_ms": "p99 ms", "min_ms": "min ms",
+             "spread": "spread", "images_per_s": "img/s", "gmacs_per_s": "GMAC/s", "ceiling_fraction": "% ceiling",
+             "speedup": f"x vs {rows[0]['baseline']}" if rows[0]["baseline"] else "speed-up",
+             "int8_speedup": "int8 x fp32"}
+    show = [c for c in BENCH_COLUMNS if any(r.get(c) is not None for r in rows)]
+    for col in show:
+        table.add_column(heads.get(col, col), justify="left" if col in ("model", "artifact", "runtime", "precision")
+                         else "right")
     for r in rows:
-        table.add_row(*[f"{r[c]:.2f}" if isinstance(r[c], float) else str(r[c]) for c in cols])
-    _out_console().print(table)
+        cells = []
+        for c in show:
+            v = r.get(c)
+            if v is None:
+                cells.append("-")
+            elif c == "macs":
+                cells.append(_readable(v))
+            elif c in ("spread", "ceiling_fraction"):
+                cells.append(f"{v:.0%}")
+            elif c in ("speedup", "int8_speedup"):
+                cells.append(f"{v:.2f}x")
+            elif isinstance(v, float):
+                cells.append(f"{v:.2f}" if v < 1000 else f"{v:.0f}")
+            else:
+                cells.append(str(v))
+        table.add_row(*cells)
+    console = _out_console()
+    console.print(table)
+    for p in result.get("pick", []):
+        evidence = (f"{p['median_ms']:.2f} ms vs {p['runner_up']} {p['runner_up_median_ms']:.2f} ms "
+                    f"({p['margin']:.2f}x; " + ("beyond the spread of the rounds)" if p["beyond_noise"]
+                                                 else "one round, no spread measured: use --rounds 3)"
+                                                 if p["beyond_noise"] is None
+                                                 else "within the spread of the rounds: a tie here)")
+                    if p["runner_up"] else "the only candidate")
+        console.print(f"pick {p['precision']} batch {p['batch']} threads {p['threads']}: [bold]{p['artifact']}[/] "
+                      f"on {p['runtime']}: {evidence}")
+    for note in result.get("notes", []):
+        console.print(f"[yellow]note:[/] {note}")
 
 
 @cli.command("quantize")

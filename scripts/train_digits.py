@@ -1,8 +1,8 @@
 """Train a zoo model on scikit-learn's digits and write the weights shipped in cnnexport/models/weights/.
 
     python scripts/train_digits.py                                   # LeNet-5, 1x32x32
-    python scripts/train_digits.py --model mobilenet_v2_0_35 --channels 3 --lr 3e-3
-                                                                     # depthwise network, 3x32x32
+    python scripts/train_digits.py --model shufflenet_v2_x0_5 --channels 3 --size 64 --epochs 40
+                                                                     # depthwise network, 3x64x64
 
 The split is fixed (cnnexport.calib.digits): 1,347 training images, 450 test images, never mixed.
 """
@@ -28,15 +28,16 @@ def main() -> None:
     parser.add_argument("--model", default="lenet5")
     parser.add_argument("--epochs", type=int, default=30)
     parser.add_argument("--channels", type=int, default=1)
+    parser.add_argument("--size", type=int, default=32, help="Digits upsampled to SIZE x SIZE.")
     parser.add_argument("--lr", type=float, default=1e-2)
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    data = load_digits(size=32, channels=args.channels)
+    data = load_digits(size=args.size, channels=args.channels)
     torch.manual_seed(0)  # the initial weights too
     model = train_classifier(create_model(args.model, num_classes=10), data.x_train, data.y_train,
                              epochs=args.epochs, lr=args.lr)
-    result = {"model": args.model, "epochs": args.epochs, "input": [args.channels, 32, 32], "lr": args.lr, "train_images": len(data.y_train),
+    result = {"model": args.model, "epochs": args.epochs, "input": [args.channels, args.size, args.size], "lr": args.lr, "train_images": len(data.y_train),
               "test_images": len(data.y_test), "train_accuracy": accuracy(model, data.x_train, data.y_train),
               "test_accuracy": accuracy(model, data.x_test, data.y_test)}
     path = WEIGHTS_DIR / f"{args.model}_digits.safetensors"

@@ -105,9 +105,9 @@ def test_verify_and_bench_commands(small_export):
         assert result.exit_code == 0, result.output
         assert json.loads(result.stdout)["passed"]
     result = runner.invoke(cli, ["bench", str(out / "small.onnx"), str(out / "small.tflite"), "--threads", "1,2",
-                                 "--runs", "5", "--min-time", "0", "--warmup", "1", "--json"])
+                                 "--runs", "5", "--min-time", "0", "--warmup", "1", "--rounds", "1", "--json"])
     assert result.exit_code == 0, result.output
-    rows = json.loads(result.stdout)
+    rows = json.loads(result.stdout)["rows"]
     assert len(rows) == 4 and {r["threads"] for r in rows} == {1, 2}
     for r in rows:
         assert r["runs"] >= 5 and r["min_ms"] <= r["median_ms"] <= r["p90_ms"] <= r["p99_ms"]
@@ -147,9 +147,10 @@ def test_deploy_side_runs_where_torch_cannot_be_imported(small_export):
         proc = _run_blocked("torch", "verify", str(out / name), "--reference", str(out / "reference.npz"), "--json")
         assert proc.returncode == 0, proc.stderr
         assert json.loads(proc.stdout)["passed"]
-    proc = _run_blocked("torch", "bench", str(out / "small.onnx"), "--runs", "3", "--min-time", "0", "--json")
+    proc = _run_blocked("torch", "bench", str(out / "small.onnx"), "--runs", "3", "--min-time", "0", "--rounds", "1",
+                        "--json")
     assert proc.returncode == 0, proc.stderr
-    assert json.loads(proc.stdout)[0]["runtime"] == "onnxruntime"
+    assert json.loads(proc.stdout)["rows"][0]["runtime"] == "onnxruntime"
     proc = _run_blocked("torch", "profile", str(out / "small.onnx"), "--json")
     assert proc.returncode == 0 and json.loads(proc.stdout)["source"] == "onnx"
     # and the block is real: a command that needs torch fails cleanly

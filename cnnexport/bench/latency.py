@@ -1,6 +1,6 @@
 """The latency protocol (DESIGN.md): warm-up runs not counted, the first run reported on its own,
-at least ``min_runs`` timed runs and at least ``min_time_s`` of timing, then median, p90, p99,
-min, mean and std. numpy only; the timer is injectable so the statistics can be tested."""
+at least ``min_runs`` timed runs and at least ``min_time_s`` of timing (a slow model may stop at
+``max_time_s`` once it has ``floor_runs``), then median, p90, p99, min, mean and std. numpy only; the timer is injectable so the statistics can be tested."""
 
 from __future__ import annotations
 
@@ -28,9 +28,11 @@ class Timing:
 
 
 def measure(fn: Callable[[], object], *, warmup: int = 10, min_runs: int = 50, min_time_s: float = 1.0,
-            max_runs: int = 100_000, timer: Callable[[], float] = time.perf_counter) -> Timing:
+            max_runs: int = 100_000, max_time_s: float | None = None, floor_runs: int = 10,
+            timer: Callable[[], float] = time.perf_counter) -> Timing:
     """Time ``fn``: the first call alone, ``warmup`` uncounted calls, then timed calls until both
-    ``min_runs`` and ``min_time_s`` are reached (or ``max_runs``)."""
+    ``min_runs`` and ``min_time_s`` are reached (or ``max_runs``; or ``max_time_s`` of timed calls
+    once there are ``floor_runs``, so a 1-second model does not take a minute per row)."""
     start = timer()
     fn()
     first = timer() - start
@@ -39,6 +41,8 @@ def measure(fn: Callable[[], object], *, warmup: int = 10, min_runs: int = 50, m
     samples: list[float] = []
     began = timer()
     while len(samples) < max_runs and (len(samples) < min_runs or sum(samples) < min_time_s):
+        if max_time_s is not None and len(samples) >= floor_runs and sum(samples) >= max_time_s:
+            break
         t0 = timer()
         fn()
         samples.append(timer() - t0)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping
 
@@ -19,12 +20,24 @@ from ..errors import UnknownModelError
 from .registry import ModelInfo, is_registered, list_models, model_info, register_model
 from .weights import load_weights, read_state_dict
 
-__all__ = ["create_model", "bundled_weights", "list_models", "model_info", "register_model", "ModelInfo", "load_model",
+__all__ = ["create_model", "bundled_weights", "bundled_input_size", "list_models", "model_info", "register_model", "ModelInfo", "load_model",
            "read_state_dict", "load_weights"]
 
 
-# Weights trained by this project and shipped in the package: (model, tag) -> file in models/weights/.
-BUNDLED_WEIGHTS = {("lenet5", "digits"): "lenet5_digits.safetensors"}
+@dataclass(frozen=True)
+class BundledWeights:
+    """Weights trained by this project (scripts/train_digits.py) and shipped in models/weights/."""
+
+    file: str
+    num_classes: int
+    input_size: tuple[int, int, int]
+
+
+BUNDLED_WEIGHTS = {
+    ("lenet5", "digits"): BundledWeights("lenet5_digits.safetensors", 10, (1, 32, 32)),
+    # The depthwise network: the digits upsampled to 64x64 (at 32x32 its last stage would see 1x1).
+    ("shufflenet_v2_x0_5", "digits"): BundledWeights("shufflenet_v2_x0_5_digits.safetensors", 10, (3, 64, 64)),
+}
 _WEIGHTS_DIR = Path(__file__).parent / "weights"
 
 
@@ -33,13 +46,20 @@ def bundled_weights(name: str) -> list[str]:
     return sorted(tag for model, tag in BUNDLED_WEIGHTS if model == name)
 
 
+def bundled_input_size(name: str, weights) -> tuple[int, int, int] | None:
+    """The input size the shipped weights ``weights`` of ``name`` were trained at, if they are shipped."""
+    entry = BUNDLED_WEIGHTS.get((name, weights)) if isinstance(weights, str) else None
+    return entry.input_size if entry else None
+
+
 def create_model(name: str, num_classes: int | None = None, weights: str | os.PathLike | Mapping | None = None,
                  **kwargs) -> nn.Module:
     """Build a registered model in eval mode, optionally loading weights: a state_dict mapping, a
     .pt/.pth/.safetensors path, or the tag of weights shipped with cnnexport (``bundled_weights(name)``)."""
     info = model_info(name)
     if isinstance(weights, str) and (name, weights) in BUNDLED_WEIGHTS:
-        weights = _WEIGHTS_DIR / BUNDLED_WEIGHTS[(name, weights)]
+        entry = BUNDLED_WEIGHTS[(name, weights)]
+        weights, num_classes = _WEIGHTS_DIR / entry.file, num_classes or entry.num_classes
     if weights is not None:
         kwargs = {**info.weights_kwargs, **kwargs}
     model = info.builder(num_classes=num_classes or info.num_classes, **kwargs)

@@ -1,5 +1,7 @@
 """ncnn adapter (the ``.ncnn.param`` + ``.ncnn.bin`` pair); CPU threads. ncnn runs one image at a
-time: a batch is run image by image."""
+time: a batch is run image by image. A .param file holds no input shape: it is given, or read from
+the report.json cnnexport wrote beside it, so that a wrong shape is refused before ncnn sees it
+(ncnn itself crashes on one)."""
 
 from __future__ import annotations
 
@@ -12,6 +14,20 @@ import numpy as np
 from .._quiet import quiet_fds
 from ..errors import InvalidModelFileError
 from .base import RuntimeModel, TensorSpec, require
+
+
+def _shape_from_report(param: Path) -> tuple | None:
+    """The input shape cnnexport recorded beside the file (an ncnn .param does not hold one)."""
+    import json
+
+    report = param.with_name("report.json")
+    try:
+        data = json.loads(report.read_text())
+        if any(Path(a["path"]).name == param.name for a in data.get("artifacts", [])):
+            return tuple(data["input_shape"])
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    return None
 
 
 def import_ncnn():
@@ -41,6 +57,7 @@ class NcnnModel(RuntimeModel):
         if not ok:
             detail = f": {log[-1].strip()}" if log else ""
             raise InvalidModelFileError(f"ncnn cannot load '{param.name}'{detail}")
+        input_shape = input_shape or _shape_from_report(param)
         chw = tuple(input_shape[1:]) if input_shape else (None, None, None)
         self._inputs = [TensorSpec(n, (None, *chw), "float32", "NCHW") for n in self.net.input_names()]
         self._outputs = [TensorSpec(n, (None,), "float32", "") for n in self.net.output_names()]

@@ -1,0 +1,145 @@
+"""One latency measurement in its own process, so runtimes never share thread pools or spin
+against each other: ``python -m cnnexport.bench.worker '<job json>'`` prints one JSON object.
+
+Job kinds (``job["kind"]``):
+- ``artifact``: a model file on a runtime (``path``, ``runtime``, ``threads``, ``batch``, ``device``);
+- ``torch``: a zoo model in PyTorch eager, or replayed from a CUDA graph (``model``,
+  ``input_shape``, ``cuda_graph``); imports torch, the others do not;
+- ``sgemm``: the machine's float32 matrix-multiply ceiling with ``threads`` threads;
+- ``cuda_probe``: whether PyTorch sees a CUDA device.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+THREAD_ENV = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+
+
+def _timing_options(job: dict) -> dict:
+    return {k: job[k] for k in ("warmup", "min_runs", "min_time_s", "max_time_s") if k in job}
+
+
+def _input(shape: list[int], layout: str):
+    import numpy as np
+
+    x = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
+    return x if layout != "NHWC" else np.ascontiguousarray(x)
+
+
+def run_artifact(job: dict) -> dict:
+    from ..runtimes import load, run_nchw
+    from .latency import measure
+
+    options: dict = {"threads": job["threads"]}
+    if job.get("device", "cpu") == "cuda":
+        if job["runtime"] != "onnxruntime":
+            from ..errors import UsageError
+
+            raise UsageError(f"--device cuda is supported for onnxruntime and torch, not {job['runtime']}")
+        options["providers"] = ("CUDAExecutionProvider",)
+    model = load(job["path"], job["runtime"], **options)
+    spec = model.inputs[0]
+    static = spec.shape[0] if spec.shape else None
+    batch = job["batch"]
+    if static is not None and batch % static:
+        return {"skipped": f"static batch {static} does not divide batch {batch}"}
+    dims = list(spec.shape[1:])
+    if not dims or None in dims:
+        from ..errors import UsageError
+
+        raise UsageError(f"'{job['path']}' does not say its input size; bench a file cnnexport exported "
+                         "(its report.json records it) or one with a static input shape")
+    shape = [batch, dims[2], dims[0], dims[1]] if spec.layout == "NHWC" else [batch, *dims]
+    x = _input(shape, "NCHW")
+    timing = measure(lambda: run_nchw(model, x), **_timing_options(job))
+    # A static-batch file (TFLite, ncnn: batch 1) runs a larger batch as consecutive calls.
+    return {**timing.as_dict(), **model.describe(), "static_batch": static}
+
+
+def run_torch(job: dict) -> dict:
+    import torch
+
+    from ..models import create_model
+    from ..runtimes.torch_eager import TorchModel
+    from .latency import measure
+
+    module = create_model(job["model"], **job.get("model_kwargs", {}))
+    shape = [job["batch"], *job["input_shape"][1:]]
+    model = TorchModel(module, tuple(shape), device=job.get("device", "cpu"), threads=job["threads"])
+    x = _input(shape, "NCHW")
+    fn = lambda: model.run(x)  # noqa: E731
+    describe = model.describe()
+    if job.get("cuda_graph"):
+        static_in = torch.from_numpy(x).cuda()
+        stream = torch.cuda.Stream()
+        stream.wait_stream(torch.cuda.current_stream())
+        with torch.inference_mode(), torch.cuda.stream(stream):
+            for _ in range(3):
+                model.module(static_in)
+        torch.cuda.current_stream().wait_stream(stream)
+        graph = torch.cuda.CUDAGraph()
+        with torch.inference_mode(), torch.cuda.graph(graph):
+            static_out = model.module(static_in)
+
+        def fn():
+            graph.replay()
+            torch.cuda.synchronize()
+            return static_out
+        describe["runtime"] = "torch-cudagraph"
+    timing = measure(fn, **_timing_options(job))
+    return {**timing.as_dict(), **describe}
+
+
+def run_sgemm(job: dict) -> dict:
+    """GFLOP/s of a square float32 matmul (numpy's BLAS, threads set by the environment)."""
+    import numpy as np
+
+    from .latency import measure
+
+    n = job.get("n", 2048)
+    rng = np.random.default_rng(0)
+    a, b = rng.standard_normal((n, n), dtype=np.float32), rng.standard_normal((n, n), dtype=np.float32)
+    out = np.empty((n, n), dtype=np.float32)
+    timing = measure(lambda: np.matmul(a, b, out=out), warmup=3, min_runs=10, min_time_s=1.0, max_time_s=5.0)
+    return {"n": n, "gflops": 2 * n ** 3 / (timing.median_ms / 1e3) / 1e9, **timing.as_dict()}
+
+
+def run_cuda_probe(job: dict) -> dict:
+    """Whether PyTorch sees a CUDA device, and its name."""
+    try:
+        import torch
+    except ImportError:
+        return {"cuda": False, "gpu": None}
+    ok = torch.cuda.is_available()
+    return {"cuda": ok, "gpu": torch.cuda.get_device_name() if ok else None}
+
+
+KINDS = {"artifact": run_artifact, "torch": run_torch, "sgemm": run_sgemm, "cuda_probe": run_cuda_probe}
+
+
+def worker_env(threads: int) -> dict:
+    """The environment for a worker limited to ``threads`` threads."""
+    env = dict(os.environ)
+    env.update({k: str(threads) for k in THREAD_ENV})
+    return env
+
+
+def main(argv: list[str]) -> int:
+    from ..errors import CnnexportError, first_line
+
+    job = json.loads(argv[0])
+    try:
+        result = KINDS[job["kind"]](job)
+    except CnnexportError as exc:
+        result = {"error": first_line(exc), "error_type": type(exc).__name__}
+    except Exception as exc:  # reported as a failed row, not a crash of the whole matrix
+        result = {"error": f"{type(exc).__name__}: {first_line(exc)}", "error_type": "InternalError"}
+    sys.stdout.write("\n" + json.dumps(result) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,172 @@
+"""The latency protocol on a fake timer, the benchmark matrix's derived figures, and `cnnexport bench`
+on real exported files and on a zoo model name."""
+
+import json
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+import cnnexport
+from cnnexport.bench.latency import measure
+from cnnexport.bench.matrix import ROW_FIELDS, Job, pick, rows_from, run_jobs, spread
+from cnnexport.cli import cli
+from cnnexport.models import create_model
+
+
+class FakeClock:
+    """Each call of the measured function advances the clock by the next scripted duration."""
+
+    def __init__(self, durations_s):
+        self.now, self.durations, self.calls = 0.0, list(durations_s), 0
+
+    def timer(self):
+        return self.now
+
+    def fn(self):
+        self.now += self.durations[self.calls % len(self.durations)]
+        self.calls += 1
+
+
+def test_protocol_statistics_on_a_fake_timer():
+    rng = np.random.default_rng(3)
+    timed = rng.uniform(0.001, 0.005, 60)
+    first, warmup = 0.5, [0.2] * 4
+    clock = FakeClock([first, *warmup, *timed])
+    t = measure(clock.fn, warmup=4, min_runs=60, min_time_s=0.0, timer=clock.timer)
+    ms = timed * 1e3
+    assert t.runs == 60 and clock.calls == 65  # first + 4 warm-up + 60 timed
+    assert t.first_ms == pytest.approx(first * 1e3)  # the first run is reported alone, not in the statistics
+    assert t.median_ms == pytest.approx(np.median(ms))
+    assert t.p90_ms == pytest.approx(np.percentile(ms, 90)) and t.p99_ms == pytest.approx(np.percentile(ms, 99))
+    assert t.min_ms == pytest.approx(ms.min()) and t.mean_ms == pytest.approx(ms.mean())
+    assert t.std_ms == pytest.approx(ms.std(ddof=1))
+    assert max(warmup) * 1e3 > t.p99_ms  # warm-up runs are not counted
+
+
+def test_protocol_runs_until_both_minimum_runs_and_minimum_time():
+    clock = FakeClock([0.01])
+    t = measure(clock.fn, warmup=0, min_runs=5, min_time_s=1.0, timer=clock.timer)
+    assert t.runs == 100  # 5 runs are only 0.05 s: the minimum time decides
+    clock = FakeClock([0.5])
+    t = measure(clock.fn, warmup=0, min_runs=50, min_time_s=1.0, max_time_s=8.0, floor_runs=10, timer=clock.timer)
+    assert t.runs == 16  # a slow model stops at max_time once it has its floor of runs
+    clock = FakeClock([2.0])
+    t = measure(clock.fn, warmup=0, min_runs=50, min_time_s=1.0, max_time_s=1.0, floor_runs=10, timer=clock.timer)
+    assert t.runs == 10
+
+
+def _job(runtime, precision, medians, macs=1e9, batch=1, threads=2):
+    job = Job("m", runtime, precision, batch, threads, {"kind": "artifact", "path": f"/x/m.{runtime}.{precision}"},
+              macs=macs)
+    job.medians = list(medians)
+    job.result = {"runtime": runtime, "version": "1", "first_ms": 1.0, "runs": 50, "median_ms": float(np.median(medians)),
+                  "p90_ms": 1.0, "p99_ms": 1.0, "min_ms": 1.0, "mean_ms": 1.0, "std_ms": 0.1}
+    return job
+
+
+def test_rows_derive_throughput_ceiling_fraction_and_speedups():
+    jobs = [_job("torch", "fp32", [100, 110, 90]), _job("onnxruntime", "fp32", [40, 50, 45]),
+            _job("onnxruntime", "int8", [20, 25, 30])]
+    rows = rows_from(jobs, machine={"cpu": "x"}, ceilings={2: 100.0}, baseline="torch")
+    assert all(set(ROW_FIELDS) <= set(r) for r in rows)
+    torch_row, ort, int8 = rows
+    assert ort["gmacs_per_s"] == pytest.approx(1e9 / 0.045 / 1e9)
+    assert ort["ceiling_fraction"] == pytest.approx(2 * ort["gmacs_per_s"] / 100.0)
+    assert ort["speedup"] == pytest.approx(100 / 45) and torch_row["speedup"] == pytest.approx(1.0)
+    assert int8["int8_speedup"] == pytest.approx(45 / 25) and ort["int8_speedup"] is None
+    assert ort["spread"] == pytest.approx(spread([40, 50, 45])) == pytest.approx(10 / 45)
+
+
+def test_pick_ranks_only_beyond_the_spread():
+    a, b, c = _job("onnxruntime", "fp32", [10, 11, 12]), _job("openvino", "fp32", [13, 14, 15]), \
+        _job("tflite", "fp32", [11.5, 12.5, 13.5])
+    rows = rows_from([a, b], machine={}, baseline=None)
+    (p,) = pick(rows)
+    assert p["runtime"] == "onnxruntime" and p["beyond_noise"] and p["margin"] == pytest.approx(14 / 11)
+    (p,) = pick(rows_from([a, c], machine={}, baseline=None))
+    assert p["runtime"] == "onnxruntime" and p["beyond_noise"] is False  # 12 >= 11.5: the rounds overlap
+
+
+def test_rounds_are_interleaved_and_rotated():
+    order = []
+
+    def worker(spec):
+        order.append(spec["path"])
+        return {"median_ms": 1.0, "runtime": "r"}
+
+    jobs = [Job("m", "r", "fp32", 1, 1, {"kind": "artifact", "path": p}) for p in "abc"]
+    run_jobs(jobs, rounds=3, worker=worker)
+    assert order == list("abcbcacab")
+    assert all(len(j.medians) == 3 for j in jobs)
+
+
+def test_a_failing_configuration_is_reported_not_fatal():
+    def worker(spec):
+        return {"error": "boom"} if spec["path"] == "b" else {"median_ms": 1.0}
+
+    jobs = [Job("m", "r", "fp32", 1, 1, {"kind": "artifact", "path": p}) for p in "ab"]
+    run_jobs(jobs, rounds=2, worker=worker)
+    assert jobs[0].medians == [1.0, 1.0] and jobs[1].error == "boom" and jobs[1].medians == []
+
+
+@pytest.fixture(scope="module")
+def lenet_files(tmp_path_factory):
+    out = tmp_path_factory.mktemp("bench")
+    cnnexport.export(create_model("lenet5", weights="digits"), (1, 1, 32, 32), out, name="lenet5",
+                     formats=("onnx", "tflite", "ncnn"),
+                     photos=False)
+    return out
+
+
+def test_bench_files_json_rows_carry_every_field(lenet_files):
+    files = [str(lenet_files / f) for f in ("lenet5.onnx", "lenet5.tflite", "lenet5.ncnn.param")]
+    result = CliRunner().invoke(cli, ["bench", *files, "--batch", "1,4", "--threads", "1", "--rounds", "2", "--runs",
+                                      "3", "--min-time", "0", "--warmup", "1", "--pick", "--json"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    rows = data["rows"]
+    assert len(rows) == 6 and {(r["runtime"], r["batch"]) for r in rows} == {
+        (rt, b) for rt in ("onnxruntime", "tflite", "ncnn") for b in (1, 4)}
+    for r in rows:
+        assert set(ROW_FIELDS) <= set(r)
+        assert r["rounds"] == 2 and len(r["round_medians_ms"]) == 2 and r["runs"] >= 3
+        assert r["min_ms"] <= r["p90_ms"] <= r["p99_ms"]
+        assert r["macs"] > 0 and r["gmacs_per_s"] > 0 and 0 < r["ceiling_fraction"] < 1.5
+        assert r["machine"]["cpu"] and "avx512_vnni" in r["machine"]["isa"]
+    assert data["ceilings_gflops"]["1"] > 1
+    assert {p["batch"] for p in data["pick"]} == {1, 4}
+
+
+def test_bench_model_name_exports_then_measures_fp32_and_int8(tmp_path):
+    result = CliRunner().invoke(cli, ["bench", "lenet5", "--runtime", "ort,torch", "--precision", "fp32,int8",
+                                      "--rounds", "1", "--runs", "3", "--min-time", "0", "--warmup", "1",
+                                      "--no-ceiling", "-o", str(tmp_path), "--json"])
+    assert result.exit_code == 0, result.output
+    rows = {(r["runtime"], r["precision"]): r for r in json.loads(result.stdout)["rows"]}
+    assert set(rows) == {("torch", "fp32"), ("onnxruntime", "fp32"), ("onnxruntime", "int8")}
+    assert rows[("torch", "fp32")]["speedup"] == pytest.approx(1.0)
+    assert rows[("onnxruntime", "int8")]["int8_speedup"] > 0 and rows[("onnxruntime", "fp32")]["speedup"] > 0
+    assert (tmp_path / "lenet5.int8.onnx").is_file()
+
+
+@pytest.mark.parametrize("args,code,message", [
+    (["lenet5", "--runtime", "tensorrtx"], 2, "unknown runtime"),
+    (["lenet5", "--precision", "fp16"], 2, "bad --precision"),
+    (["lenet5", "--rounds", "0"], 2, "--rounds"),
+    (["lenet5", "--batch", "0"], 2, "bad --batch"),
+    (["no_such_model.onnx"], 8, "does not exist"),
+])
+def test_bench_bad_input_is_one_line(args, code, message):
+    result = CliRunner().invoke(cli, ["bench", *args])
+    assert result.exit_code == code, result.output
+    assert message in result.stderr and "Traceback" not in result.output
+
+
+def test_bench_cuda_without_a_gpu_is_a_missing_dependency():
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("a CUDA device is present")
+    result = CliRunner().invoke(cli, ["bench", "lenet5", "--device", "cuda"])
+    assert result.exit_code == 6 and "no CUDA device" in result.stderr
