@@ -13,7 +13,7 @@ from pathlib import Path
 import click
 
 from . import __version__
-from .errors import CnnexportError, OutputError, UsageError, VerificationError
+from .errors import CnnexportError, ExportError, OutputError, UsageError, VerificationError
 
 _GROUP_FLAGS = ("--help", "-h", "--version")
 
@@ -668,10 +668,10 @@ def quantize_cmd(model, calib, eval_source, calib_count, runtime, calib_method, 
         from rich.table import Table
 
         table = Table(title="per-layer SQNR, float vs int8 activations (worst first)")
-        for col in ("tensor", "SQNR dB", "own quantization SQNR dB"):
-            table.add_column(col, justify="left" if col == "tensor" else "right")
+        for col in ("tensor", "op", "SQNR dB", "own quantization SQNR dB"):
+            table.add_column(col, justify="left" if col in ("tensor", "op") else "right")
         for row in result["per_layer_sqnr"][:15]:
-            table.add_row(row["tensor"], f"{row['sqnr_db']:.1f}", f"{row['qdq_sqnr_db']:.1f}")
+            table.add_row(row["tensor"], row["op"], f"{row['sqnr_db']:.1f}", f"{row['qdq_sqnr_db']:.1f}")
         console.print(table)
     how = (f"QDQ int8 ({calib_method}, {'per-channel' if per_channel else 'per-tensor'}, reduce_range "
            f"{'on' if info['reduce_range'] else 'off'}: {info['reduce_range_reason']})" if runtime == "onnxruntime"
@@ -726,6 +726,168 @@ def fold_cmd(model, output, atol, as_json):
                   + (", ".join(f"{n} {op}" for op, n in result["removed"].items()) or "nothing else")
                   + f"; verified on {eq['samples']} random inputs: max abs error {eq['max_abs']:.2e}, cosine "
                   f"{eq['cosine']:.7f} [green]passed[/]")
+
+
+@cli.group("study")
+def study_group() -> None:
+    """The FLOPs-vs-speed study: ShuffleNetV2's guidelines G1-G4, and the zoo's latency against MACs."""
+
+
+def _study_common(fn):
+    options = [
+        click.option("--runtime", default="ort", show_default=True, help="Runtimes: ort,openvino,tflite,ncnn,torch."),
+        click.option("--threads", type=int, default=2, show_default=True),
+        click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True),
+        click.option("--rounds", type=int, default=3, show_default=True, help="Rounds, interleaved across runtimes."),
+        click.option("--runs", type=int, default=30, show_default=True, help="Minimum timed runs per round."),
+        click.option("--min-time", type=float, default=0.5, show_default=True),
+        click.option("--max-time", type=float, default=3.0, show_default=True,
+                     help="Stop a slow configuration after this many seconds (once it has 10 runs)."),
+        click.option("-o", "--output-dir", type=click.Path(file_okay=False), default=None,
+                     help="Where the exported networks go (default: a temporary folder)."),
+        click.option("--save", type=click.Path(dir_okay=False), default=None, help="Write the results as JSON here."),
+        click.option("--json", "as_json", is_flag=True, help="Print the results as JSON on stdout, nothing else."),
+    ]
+    for option in reversed(options):
+        fn = option(fn)
+    return fn
+
+
+def _check_study_args(threads, rounds, runs, min_time, max_time, device):
+    from .bench.matrix import check_device
+
+    if not 1 <= threads <= 4096 or not 1 <= rounds <= 100 or runs < 1 or min_time < 0 or max_time <= 0:
+        raise UsageError("--threads must be 1..4096, --rounds 1..100, --runs >= 1, --min-time >= 0, --max-time > 0")
+    check_device(device)
+    return {"warmup": 5, "min_runs": runs, "min_time_s": min_time, "max_time_s": max_time}
+
+
+def _run_study(fn, output_dir, save, as_json, **kwargs) -> dict:
+    import tempfile
+
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    console = _err_console()
+    with tempfile.TemporaryDirectory(prefix="cnnexport-study-") as tmp:
+        out = Path(output_dir) if output_dir else Path(tmp)
+        if as_json or not console.is_terminal:
+            result = fn(out_dir=out, **kwargs)
+        else:
+            with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                          console=console, transient=True) as progress:
+                task = progress.add_task("exporting", total=None)
+                result = fn(out_dir=out, on_stage=lambda s: progress.update(task, description=s),
+                            on_progress=lambda done, total, label: progress.update(
+                                task, completed=done, total=total, description=f"measuring {label}"), **kwargs)
+    if not result["rows"]:
+        raise ExportError("nothing could be measured: " + (result["failures"][0] if result["failures"] else "no rows"))
+    if save:
+        from ._atomic import write_json
+
+        try:
+            write_json(Path(save), result)
+        except OSError as exc:
+            raise OutputError(f"cannot write '{save}': {exc.strerror or exc}; choose a writable path") from None
+    if as_json:
+        click.echo(json.dumps(result, indent=2))
+    return result
+
+
+@study_group.command("guidelines")
+@click.option("--guidelines", "which", default="G1,G2,G3,G4", show_default=True)
+@click.option("--widths", default="1,2,4", show_default=True, help="Channel width multipliers of the paper's tables.")
+@_study_common
+def study_guidelines_cmd(which, widths, runtime, threads, device, rounds, runs, min_time, max_time, output_dir, save,
+                         as_json):
+    """G1-G4 on the paper's micro-networks (56x56, 10 blocks, the paper's channel settings), per runtime."""
+    from .bench.plan import parse_runtimes
+    from .study.run import parse_guidelines, parse_widths, study_guidelines
+
+    timing = _check_study_args(threads, rounds, runs, min_time, max_time, device)
+    result = _run_study(study_guidelines, output_dir, save, as_json, runtimes=parse_runtimes(runtime),
+                        guidelines=parse_guidelines(which), widths=parse_widths(widths), threads=threads,
+                        device=device, rounds=rounds, timing=timing)
+    if not as_json:
+        _print_guidelines(result)
+
+
+def _print_guidelines(result: dict) -> None:
+    from rich.table import Table
+
+    console = _out_console()
+    for t in result["tables"]:
+        if not any(r["median_ms"] for r in t["rows"]):
+            continue
+        table = Table(title=f"{t['guideline']} x{t['width']} on {t['runtime']}: {t['verdict']['verdict'].upper()}")
+        for col in ("config", "MMACs", "median ms", "spread", "speed vs row 1", "paper GPU", "paper ARM"):
+            table.add_column(col, justify="left" if col == "config" else "right")
+        for r in t["rows"]:
+            fmt = lambda v, f: f.format(v) if v is not None else "-"  # noqa: E731
+            table.add_row(r["config"], f"{r['macs'] / 1e6:.0f}", fmt(r["median_ms"], "{:.2f}"),
+                          fmt(r["spread"], "{:.0%}"), fmt(r["ratio"], "{:.2f}"), fmt(r["paper_gpu_ratio"], "{:.2f}"),
+                          fmt(r["paper_arm_ratio"], "{:.2f}"))
+        console.print(table)
+        if "detail" in t["verdict"]:
+            console.print(f"  {t['verdict']['claim']}: [bold]{t['verdict']['verdict']}[/] ({t['verdict']['detail']})")
+    for failure in result["failures"]:
+        console.print(f"[yellow]note:[/] {failure}")
+
+
+@study_group.command("zoo")
+@click.option("--models", default="*", show_default=True, help="Registry wildcard(s), comma-separated.")
+@click.option("--batch", default="1", show_default=True, help="Batch sizes, e.g. 1,8.")
+@click.option("--plot", type=click.Path(dir_okay=False), default="latency_vs_macs.png", show_default=True,
+              help="Where the log-log plot of latency against MACs goes.")
+@click.option("--no-plain", is_flag=True, help="Skip measuring a plain torch.onnx.export beside cnnexport's graph.")
+@_study_common
+def study_zoo_cmd(models, batch, plot, no_plain, runtime, threads, device, rounds, runs, min_time, max_time, output_dir,
+                  save, as_json):
+    """Every zoo model on every runtime: latency against MACs (Spearman, log-log plot, GMAC/s, Table 8)."""
+    from .bench.plan import parse_runtimes
+    from .models import list_models
+    from .study.run import study_zoo
+
+    timing = _check_study_args(threads, rounds, runs, min_time, max_time, device)
+    names = sorted({n for pattern in models.split(",") if pattern.strip() for n in list_models(pattern.strip())})
+    if not names:
+        raise UsageError(f"no model matches '{models}' (see cnnexport list)")
+    result = _run_study(study_zoo, output_dir, save, as_json, models=names, runtimes=parse_runtimes(runtime),
+                        batches=_int_list(batch, "--batch"), threads=threads, device=device, rounds=rounds,
+                        timing=timing, plot=plot, plain=not no_plain)
+    if not as_json:
+        _print_zoo(result)
+
+
+def _print_zoo(result: dict) -> None:
+    from rich.table import Table
+
+    console = _out_console()
+    for key, summary in result["summary"].items():
+        table = Table(title=f"latency vs MACs, {key}: Spearman rank correlation per runtime")
+        for col in ("runtime", "models", "Spearman"):
+            table.add_column(col, justify="left" if col == "runtime" else "right")
+        for runtime, s in summary.items():
+            table.add_row(runtime, str(s["models"]), f"{s['spearman_macs_latency']:.2f}")
+        console.print(table)
+    runtimes = sorted({rt for row in result["table8"] for rt in row["latency_ms"]})
+    table = Table(title="Table 8 at matched MACs: latency here, paper's MFLOPs and top-1 error beside")
+    for col in ("budget", "model", "paper MFLOPs", "paper top-1 err", "MMACs here", *[f"{rt} ms" for rt in runtimes]):
+        table.add_column(col, justify="left" if col in ("model",) else "right")
+    for r in result["table8"]:
+        table.add_row(f"~{r['budget_mflops']}M", r["paper_name"], str(r["paper_mflops"]), f"{r['paper_top1_err']:.1f}",
+                      f"{r['macs'] / 1e6:.0f}" if r["macs"] else "-",
+                      *[f"{r['latency_ms'][rt]:.2f}" if rt in r["latency_ms"] else "-" for rt in runtimes])
+    console.print(table)
+    plain = result["plain_export"]
+    if plain:
+        slower = [p for p in plain if p["slower_beyond_spread"]]
+        console.print(f"cnnexport's graph vs a plain torch.onnx.export: {len(plain) - len(slower)} of {len(plain)} "
+                      "not slower beyond the spread" + (": slower: " + ", ".join(
+                          f"{p['model']} on {p['runtime']} ({p['ratio']:.2f}x)" for p in slower) if slower else ""))
+    if "plot" in result:
+        console.print(f"plot: {result['plot']}")
+    for failure in result["failures"]:
+        console.print(f"[yellow]note:[/] {failure}")
 
 
 @cli.command("list")

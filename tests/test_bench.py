@@ -88,26 +88,31 @@ def test_pick_ranks_only_beyond_the_spread():
     assert p["runtime"] == "onnxruntime" and p["beyond_noise"] is False  # 12 >= 11.5: the rounds overlap
 
 
-def test_rounds_are_interleaved_and_rotated():
-    order = []
-
+def _fake_worker(log, fail=()):
     def worker(spec):
-        order.append(spec["path"])
-        return {"median_ms": 1.0, "runtime": "r"}
+        assert spec["kind"] == "many"
+        log.append([j["path"] for j in spec["jobs"]])
+        return {"results": [{"error": "boom"} if j["path"] in fail else {"median_ms": 1.0, "runtime": j["runtime"]}
+                            for j in spec["jobs"]]}
+    return worker
 
-    jobs = [Job("m", "r", "fp32", 1, 1, {"kind": "artifact", "path": p}) for p in "abc"]
-    run_jobs(jobs, rounds=3, worker=worker)
-    assert order == list("abcbcacab")
+
+def test_rounds_are_interleaved_by_runtime_and_rotated():
+    calls = []
+    jobs = [Job("m", rt, "fp32", 1, 1, {"kind": "artifact", "path": p, "runtime": rt})
+            for p, rt in (("a1", "A"), ("a2", "A"), ("b", "B"), ("c", "C"))]
+    run_jobs(jobs, rounds=3, worker=_fake_worker(calls))
+    # one process per runtime per round, runtimes rotated round by round
+    assert calls == [["a1", "a2"], ["b"], ["c"], ["b"], ["c"], ["a2", "a1"], ["c"], ["a1", "a2"], ["b"]]
     assert all(len(j.medians) == 3 for j in jobs)
 
 
 def test_a_failing_configuration_is_reported_not_fatal():
-    def worker(spec):
-        return {"error": "boom"} if spec["path"] == "b" else {"median_ms": 1.0}
-
-    jobs = [Job("m", "r", "fp32", 1, 1, {"kind": "artifact", "path": p}) for p in "ab"]
-    run_jobs(jobs, rounds=2, worker=worker)
+    calls = []
+    jobs = [Job("m", "r", "fp32", 1, 1, {"kind": "artifact", "path": p, "runtime": "r"}) for p in "ab"]
+    run_jobs(jobs, rounds=2, worker=_fake_worker(calls, fail={"b"}))
     assert jobs[0].medians == [1.0, 1.0] and jobs[1].error == "boom" and jobs[1].medians == []
+    assert calls == [["a", "b"], ["a"]]  # a failed configuration is not measured again
 
 
 @pytest.fixture(scope="module")

@@ -92,32 +92,46 @@ def sgemm_ceiling(threads: int, n: int = 2048) -> dict:
     return result
 
 
+def _record(job: Job, result: dict) -> None:
+    if "error" in result:
+        job.error, job.error_type = result["error"], result.get("error_type")
+    elif "skipped" in result:
+        job.error = f"skipped: {result['skipped']}"
+    else:
+        job.medians.append(result["median_ms"])
+        # Keep the round whose median is closest to the median of the rounds' medians.
+        mid = statistics.median(job.medians)
+        if job.result is None or abs(result["median_ms"] - mid) < abs(job.result["median_ms"] - mid):
+            job.result = result
+
+
 def run_jobs(jobs: list[Job], *, rounds: int = 3, timing: dict | None = None,
              on_progress: Callable[[int, int, str], None] | None = None,
              worker: Callable[[dict], dict] = call_worker) -> None:
-    """Measure every job ``rounds`` times, rounds interleaved across jobs (job order rotated each
-    round so no configuration always runs first). Fills ``job.medians`` and ``job.result``."""
+    """Measure every job ``rounds`` times. Jobs of one runtime (and thread count) share one fresh
+    process per round; rounds are interleaved across runtimes, their order rotated each round so no
+    runtime always runs first. Fills ``job.medians`` and ``job.result``."""
     if rounds < 1:
         raise UsageError("--rounds must be at least 1")
+    groups: dict[tuple, list[Job]] = {}
+    for job in jobs:
+        groups.setdefault((job.runtime, job.threads, job.device), []).append(job)
+    order = list(groups.values())
     total, done = rounds * len(jobs), 0
     for r in range(rounds):
-        shift = r % len(jobs) if jobs else 0
-        for job in jobs[shift:] + jobs[:shift]:
-            if job.error is None:
-                result = worker({**job.spec, **(timing or {})})
-                if "error" in result:
-                    job.error, job.error_type = result["error"], result.get("error_type")
-                elif "skipped" in result:
-                    job.error = f"skipped: {result['skipped']}"
-                else:
-                    job.medians.append(result["median_ms"])
-                    # Keep the round whose median is the median of the rounds' medians.
-                    if job.result is None or abs(result["median_ms"] - statistics.median(job.medians)) < abs(
-                            job.result["median_ms"] - statistics.median(job.medians)):
-                        job.result = result
-            done += 1
+        shift = r % len(order) if order else 0
+        for group in order[shift:] + order[:shift]:
+            inner = r % len(group)  # the first job in a fresh process runs colder: rotate that too
+            live = [job for job in group[inner:] + group[:inner] if job.error is None]
+            if live:
+                answer = worker({"kind": "many", "threads": live[0].threads,
+                                 "jobs": [{**job.spec, **(timing or {})} for job in live]})
+                results = answer.get("results") or [answer] * len(live)  # a crashed worker fails them all
+                for job, result in zip(live, results):
+                    _record(job, result)
+            done += len(group)
             if on_progress:
-                on_progress(done, total, job.label)
+                on_progress(done, total, group[-1].label)
 
 
 def spread(medians: list[float]) -> float:

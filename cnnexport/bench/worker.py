@@ -6,7 +6,8 @@ Job kinds (``job["kind"]``):
 - ``torch``: a zoo model in PyTorch eager, or replayed from a CUDA graph (``model``,
   ``input_shape``, ``cuda_graph``); imports torch, the others do not;
 - ``sgemm``: the machine's float32 matrix-multiply ceiling with ``threads`` threads;
-- ``cuda_probe``: whether PyTorch sees a CUDA device.
+- ``cuda_probe``: whether PyTorch sees a CUDA device;
+- ``many``: a list of jobs of one runtime run one after the other in this process.
 """
 
 from __future__ import annotations
@@ -66,7 +67,13 @@ def run_torch(job: dict) -> dict:
     from ..runtimes.torch_eager import TorchModel
     from .latency import measure
 
-    module = create_model(job["model"], **job.get("model_kwargs", {}))
+    if ":" in job["model"]:  # package.module:builder, e.g. the study's micro-networks
+        import importlib
+
+        mod, _, attr = job["model"].partition(":")
+        module = getattr(importlib.import_module(mod), attr)(**job.get("model_kwargs", {}))
+    else:
+        module = create_model(job["model"], **job.get("model_kwargs", {}))
     shape = [job["batch"], *job["input_shape"][1:]]
     model = TorchModel(module, tuple(shape), device=job.get("device", "cpu"), threads=job["threads"])
     x = _input(shape, "NCHW")
@@ -117,7 +124,25 @@ def run_cuda_probe(job: dict) -> dict:
     return {"cuda": ok, "gpu": torch.cuda.get_device_name() if ok else None}
 
 
-KINDS = {"artifact": run_artifact, "torch": run_torch, "sgemm": run_sgemm, "cuda_probe": run_cuda_probe}
+def run_one(job: dict) -> dict:
+    """One job; a failure becomes ``{"error": ...}`` so the rest of the matrix still runs."""
+    from ..errors import CnnexportError, first_line
+
+    try:
+        return KINDS[job["kind"]](job)
+    except CnnexportError as exc:
+        return {"error": first_line(exc), "error_type": type(exc).__name__}
+    except Exception as exc:
+        return {"error": f"{type(exc).__name__}: {first_line(exc)}", "error_type": "InternalError"}
+
+
+def run_many(job: dict) -> dict:
+    """Several jobs of one runtime, one after the other, in this one process."""
+    return {"results": [run_one(sub) for sub in job["jobs"]]}
+
+
+KINDS = {"artifact": run_artifact, "torch": run_torch, "sgemm": run_sgemm, "cuda_probe": run_cuda_probe,
+         "many": run_many}
 
 
 def worker_env(threads: int) -> dict:
@@ -128,15 +153,7 @@ def worker_env(threads: int) -> dict:
 
 
 def main(argv: list[str]) -> int:
-    from ..errors import CnnexportError, first_line
-
-    job = json.loads(argv[0])
-    try:
-        result = KINDS[job["kind"]](job)
-    except CnnexportError as exc:
-        result = {"error": first_line(exc), "error_type": type(exc).__name__}
-    except Exception as exc:  # reported as a failed row, not a crash of the whole matrix
-        result = {"error": f"{type(exc).__name__}: {first_line(exc)}", "error_type": "InternalError"}
+    result = run_one(json.loads(argv[0]))
     sys.stdout.write("\n" + json.dumps(result) + "\n")
     return 0
 

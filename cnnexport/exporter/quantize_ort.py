@@ -130,6 +130,18 @@ def int8_figures(fp32: np.ndarray, int8: np.ndarray, labels: np.ndarray | None =
     return out
 
 
+def _op_kind(node, graph) -> str:
+    """The op type, with depthwise / grouped convolutions named as such (where int8 usually hurts)."""
+    if node.op_type != "Conv":
+        return node.op_type
+    group = next((a.i for a in node.attribute if a.name == "group"), 1)
+    if group == 1:
+        return "Conv"
+    weight = next((i for i in graph.initializer if i.name == node.input[1]), None)
+    depthwise = weight is not None and weight.dims[1] == 1
+    return f"Conv {'depthwise' if depthwise else f'group={group}'}"
+
+
 def per_layer_sqnr(float_model: str | os.PathLike, qdq_model: str | os.PathLike, samples: np.ndarray) -> list[dict]:
     """SQNR (dB) of every quantized activation, float model vs int8 model (``qdq_loss_debug``), worst
     first: the layers to keep in float (``--keep-float``) are at the top."""
@@ -140,7 +152,9 @@ def per_layer_sqnr(float_model: str | os.PathLike, qdq_model: str | os.PathLike,
 
     from ..calib.readers import OrtCalibrationReader
 
-    input_name = onnx.load(str(float_model), load_external_data=False).graph.input[0].name
+    graph = onnx.load(str(float_model), load_external_data=False).graph
+    input_name = graph.input[0].name
+    producers = {out: _op_kind(node, graph) for node in graph.node for out in node.output}
     with tempfile.TemporaryDirectory() as tmp:
         aug_f, aug_q = Path(tmp) / "f.onnx", Path(tmp) / "q.onnx"
         with contextlib.redirect_stdout(io.StringIO()):
@@ -149,6 +163,7 @@ def per_layer_sqnr(float_model: str | os.PathLike, qdq_model: str | os.PathLike,
             f_act = collect_activations(str(aug_f), OrtCalibrationReader(samples, input_name))
             q_act = collect_activations(str(aug_q), OrtCalibrationReader(samples, input_name))
         errors = compute_activation_error(create_activation_matching(q_act, f_act))
-    rows = [{"tensor": name, "sqnr_db": float(err["xmodel_err"]), "qdq_sqnr_db": float(err.get("qdq_err", np.nan))}
+    rows = [{"tensor": name, "op": producers.get(name, "?"), "sqnr_db": float(err["xmodel_err"]),
+             "qdq_sqnr_db": float(err.get("qdq_err", np.nan))}
             for name, err in errors.items() if "xmodel_err" in err]
     return sorted(rows, key=lambda r: r["sqnr_db"])

@@ -1,0 +1,205 @@
+"""Turning benchmark rows into the study's tables, verdicts, rank correlations and plots. No torch."""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+
+import numpy as np
+
+from .paper import BLOCKS, CLAIMS, GUIDELINES, SPATIAL, TABLE8, MicroNet
+
+# Which row of each guideline table the paper expects fastest, and which slowest.
+EXPECTED = {"G1": ("1:1", "1:12"), "G2": ("g=1", "g=8"), "G3": ("1-fragment", "4-fragment-series"),
+            "G4": ("no ReLU, no shortcut", "ReLU + shortcut")}
+
+
+def micronet_name(net: MicroNet, width: int) -> str:
+    label = net.label.replace(":", "to").replace("=", "").replace(", ", "_").replace(" + ", "_").replace(" ", "_")
+    return f"{net.guideline.lower()}_{label.replace('-', '_').lower()}_x{width}"
+
+
+def series_width(c: int, fragments: int) -> int:
+    """Inner width m of a k-fragment series block c -> m -> ... -> m -> c with the FLOPs of one c -> c
+    convolution: 2cm + (k - 2)m^2 = c^2."""
+    if fragments == 1:
+        return c
+    if fragments == 2:
+        return round(c / 2)
+    k = fragments - 2
+    return round((-2 * c + math.sqrt(4 * c * c + 4 * k * c * c)) / (2 * k))
+
+
+def block_macs(block: str, s: dict) -> int:
+    """Multiply-accumulates of one block on the 56x56 map."""
+    hw = SPATIAL * SPATIAL
+    if block == "conv1x1_pair":
+        return 2 * hw * s["c1"] * s["c2"]
+    if block == "group_conv1x1":
+        return hw * s["c"] * s["c"] // s["groups"]
+    if block == "fragments":
+        c, k = s["c"], s["fragments"]
+        if s["parallel"]:
+            return hw * c * (c // k) * k
+        m = series_width(c, k)
+        return hw * c * c if k == 1 else hw * (2 * c * m + (k - 2) * m * m)
+    if block == "bottleneck":
+        return 11 * hw * s["c"] * s["c"]  # 1x1 + 3x3 + 1x1 at c channels
+    raise ValueError(f"unknown block {block}")
+
+
+def micronet_macs(net: MicroNet, width: int) -> int:
+    """Multiply-accumulates of the whole micro-network (the paper's FLOPs)."""
+    return BLOCKS * block_macs(net.block, net.at_width(width))
+
+
+def micronet_memory_access(net: MicroNet, width: int) -> float:
+    """Memory access cost of the network by Eq. 1 / Eq. 2 (G1, G2), in elements."""
+    from ..exporter.costs import conv1x1_mac, group_conv1x1_mac
+
+    s, hw = net.at_width(width), SPATIAL
+    if net.block == "conv1x1_pair":
+        return BLOCKS * (conv1x1_mac(hw, hw, s["c1"], s["c2"]) + conv1x1_mac(hw, hw, s["c2"], s["c1"]))
+    if net.block == "group_conv1x1":
+        return BLOCKS * group_conv1x1_mac(hw, hw, s["c"], s["c"], s["groups"])
+    raise ValueError(f"Eq. 1/2 cover 1x1 convolutions, not {net.block}")
+
+
+def _ranked(a: list[float], b: list[float]) -> bool:
+    return max(a) < min(b)
+
+
+def guideline_table(guideline: str, width: int, rows: list[dict], runtime: str) -> dict:
+    """Our latencies for one guideline, width and runtime beside the paper's, as ratios to the first row."""
+    nets = GUIDELINES[guideline]
+    found = {r["model"]: r for r in rows if r["runtime"] == runtime}
+    lines = []
+    for net in nets:
+        row = found.get(micronet_name(net, width))
+        lines.append({"config": net.label, "macs": micronet_macs(net, width), "row": row})
+    first = lines[0]["row"]
+    out = []
+    for net, line in zip(nets, lines):
+        row = line["row"]
+        out.append({
+            "config": line["config"], "macs": line["macs"],
+            "median_ms": row["median_ms"] if row else None,
+            "spread": row["spread"] if row else None,
+            "round_medians_ms": row["round_medians_ms"] if row else None,
+            # throughput relative to the first row, as the paper's tables read
+            "ratio": first["median_ms"] / row["median_ms"] if row and first else None,
+            "paper_gpu_ratio": net.paper_gpu / nets[0].paper_gpu if width == 1 else None,
+            "paper_arm_ratio": net.paper_arm / nets[0].paper_arm if width == 1 else None,
+        })
+    return {"guideline": guideline, "width": width, "runtime": runtime, "rows": out,
+            "verdict": verdict(guideline, out)}
+
+
+def verdict(guideline: str, table_rows: list[dict]) -> dict:
+    """holds / does not hold / inconclusive: the paper's expected-fastest configuration against its
+    expected-slowest, ranked only when their round medians do not overlap."""
+    best_label, worst_label = EXPECTED[guideline]
+    by = {r["config"]: r for r in table_rows}
+    best, worst = by.get(best_label), by.get(worst_label)
+    measured = [r for r in table_rows if r["median_ms"] is not None]
+    if not best or not worst or best["median_ms"] is None or worst["median_ms"] is None:
+        return {"verdict": "not measured", "claim": CLAIMS[guideline]}
+    fastest = min(measured, key=lambda r: r["median_ms"])["config"]
+    spread = max(r["spread"] for r in measured)
+    ratio = worst["median_ms"] / best["median_ms"]
+    if fastest == best_label and _ranked(best["round_medians_ms"], worst["round_medians_ms"]):
+        word = "holds"
+    elif _ranked(worst["round_medians_ms"], best["round_medians_ms"]):
+        word = "does not hold"
+    else:
+        word = "inconclusive"
+    return {"verdict": word, "claim": CLAIMS[guideline], "fastest": fastest,
+            "expected_slowdown": ratio, "max_spread": spread,
+            "detail": f"{worst_label} takes {ratio:.2f}x the time of {best_label}; fastest: {fastest}; "
+                      f"round spread up to {spread:.0%}"}
+
+
+def spearman(x: list[float], y: list[float]) -> float:
+    """Spearman's rank correlation (average ranks for ties)."""
+    def ranks(v):
+        v = np.asarray(v, dtype=float)
+        order = v.argsort(kind="mergesort")
+        r = np.empty(len(v))
+        r[order] = np.arange(len(v))
+        for value in np.unique(v):
+            tie = v == value
+            r[tie] = r[tie].mean()
+        return r
+    if len(x) < 2:
+        return float("nan")
+    rx, ry = ranks(x), ranks(y)
+    if rx.std() == 0 or ry.std() == 0:
+        return float("nan")
+    return float(np.corrcoef(rx, ry)[0, 1])
+
+
+def zoo_summary(rows: list[dict], batch: int = 1) -> dict:
+    """Per runtime: Spearman(MACs, latency), and achieved GMAC/s per model; at ``batch``."""
+    out = {}
+    for runtime in sorted({r["runtime"] for r in rows}):
+        sel = [r for r in rows if r["runtime"] == runtime and r["batch"] == batch and r["precision"] == "fp32"
+               and r.get("macs")]
+        out[runtime] = {
+            "models": len(sel),
+            "spearman_macs_latency": spearman([r["macs"] for r in sel], [r["median_ms"] for r in sel]),
+            "gmacs_per_s": {r["model"]: r["gmacs_per_s"] for r in sorted(sel, key=lambda r: r["macs"])},
+        }
+    return out
+
+
+def table8(rows: list[dict], batch: int = 1) -> list[dict]:
+    """Table-8-style comparison: the four families at about 40, 150, 300 and 600 MMACs, per runtime,
+    our latency beside the paper's MFLOPs and top-1 error."""
+    out = []
+    for budget, entries in TABLE8.items():
+        for e in entries:
+            ours = {r["runtime"]: r["median_ms"] for r in rows
+                    if r["model"] == e.model and r["batch"] == batch and r["precision"] == "fp32"}
+            macs = next((r["macs"] for r in rows if r["model"] == e.model and r.get("macs")), None)
+            out.append({"budget_mflops": budget, "model": e.model, "paper_name": e.paper_name,
+                        "paper_mflops": e.mflops, "paper_top1_err": e.top1_err,
+                        "macs": macs, "latency_ms": ours})
+    return out
+
+
+def plot_latency_vs_macs(rows: list[dict], path: str | os.PathLike, batch: int = 1) -> Path:
+    """Log-log scatter of latency against MACs, one panel per runtime, every model labelled (PNG)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from .._atomic import atomic_path
+
+    runtimes = sorted({r["runtime"] for r in rows if r["batch"] == batch})
+    cols = min(2, len(runtimes)) or 1
+    n_rows = math.ceil(len(runtimes) / cols) or 1
+    fig, axes = plt.subplots(n_rows, cols, figsize=(8 * cols, 6.5 * n_rows), squeeze=False)
+    summary = zoo_summary(rows, batch)
+    for ax, runtime in zip(axes.flat, runtimes):
+        sel = [r for r in rows if r["runtime"] == runtime and r["batch"] == batch and r.get("macs")
+               and r["precision"] == "fp32"]
+        xs, ys = [r["macs"] / 1e6 for r in sel], [r["median_ms"] for r in sel]
+        ax.scatter(xs, ys, s=14)
+        for r, x, y in zip(sel, xs, ys):
+            ax.annotate(r["model"], (x, y), fontsize=6, xytext=(2, 2), textcoords="offset points")
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("MMACs (multiply-adds)")
+        ax.set_ylabel(f"median latency, ms (batch {batch})")
+        ax.set_title(f"{runtime}: Spearman {summary[runtime]['spearman_macs_latency']:.2f}")
+        ax.grid(True, which="both", alpha=0.3)
+    for ax in list(axes.flat)[len(runtimes):]:
+        ax.axis("off")
+    fig.tight_layout()
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=110, format="png")
+    plt.close(fig)
+    return path

@@ -1,0 +1,178 @@
+"""Running the study: export the networks, measure them with the benchmark matrix, analyse.
+
+``study_guidelines`` builds the paper's micro-networks; ``study_zoo`` the registry's models, plus a
+plain ``torch.onnx.export`` of each (no folding, no simplification) measured on the same runtimes,
+so that cnnexport's graphs can be checked never to be slower than the plain export.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable
+
+from ..bench.machine import cpu_facts
+from ..bench.matrix import Job, artifact_job, failures, rows_from, run_jobs, sgemm_ceiling, torch_job
+from ..bench.plan import FORMAT_OF
+from ..errors import UsageError
+from .analysis import guideline_table, micronet_macs, micronet_name, plot_latency_vs_macs, table8, zoo_summary
+from .paper import GUIDELINES, WIDTHS
+
+Progress = Callable[[int, int, str], None]
+Stage = Callable[[str], None]
+MICRONET_BUILDER = "cnnexport.study.micronets:build"
+
+
+def _export(module, shape, out_dir: Path, name: str, runtimes: list[str]) -> dict:
+    import cnnexport
+
+    formats = [FORMAT_OF[r] for r in runtimes if r in FORMAT_OF] or ["onnx"]
+    return cnnexport.export(module, shape, out_dir / name, name=name, formats=formats, photos=False)
+
+
+def _artifact_jobs(report: dict, folder: Path, model: str, runtimes: list[str], batches: list[int],
+                   threads: list[int], device: str, macs: float) -> list[Job]:
+    jobs = []
+    for art in report["artifacts"]:
+        if art["runtime"] in runtimes and art["precision"] == "fp32":
+            for t in threads:
+                for b in batches:
+                    jobs.append(artifact_job(folder / Path(art["path"]).name, art["runtime"], b, t, model=model,
+                                             device=device, macs=macs))
+    return jobs
+
+
+def parse_widths(text: str) -> list[int]:
+    try:
+        widths = [int(w) for w in text.split(",") if w.strip()]
+    except ValueError:
+        widths = []
+    if not widths or any(w not in WIDTHS for w in widths):
+        raise UsageError(f"bad --widths '{text}'; choose from {','.join(map(str, WIDTHS))}")
+    return widths
+
+
+def parse_guidelines(text: str) -> list[str]:
+    names = [g.strip().upper() for g in text.split(",") if g.strip()]
+    if not names or any(g not in GUIDELINES for g in names):
+        raise UsageError(f"bad --guidelines '{text}'; choose from {','.join(GUIDELINES)}")
+    return names
+
+
+def study_guidelines(runtimes: list[str], out_dir: str | Path, *, guidelines: list[str] | None = None,
+                     widths: list[int] = (1, 2, 4), threads: int = 2, device: str = "cpu", rounds: int = 3,
+                     timing: dict | None = None, on_stage: Stage | None = None,
+                     on_progress: Progress | None = None) -> dict:
+    """Export and measure the G1-G4 micro-networks on ``runtimes``; tables and verdicts per runtime."""
+    from .micronets import build, input_shape
+
+    stage = on_stage or (lambda _s: None)
+    out_dir = Path(out_dir)
+    jobs: list[Job] = []
+    selected = guidelines or list(GUIDELINES)
+    for g in selected:
+        for width in widths:
+            for net in GUIDELINES[g]:
+                name, settings = micronet_name(net, width), net.at_width(width)
+                shape = input_shape(net.block, settings)
+                macs = micronet_macs(net, width)
+                stage(f"exporting {name}")
+                artifact_runtimes = [r for r in runtimes if r != "torch"]
+                if artifact_runtimes:
+                    report = _export(build(net.block, **settings), shape, out_dir, name, artifact_runtimes)
+                    jobs += _artifact_jobs(report, out_dir / name, name, artifact_runtimes, [1], [threads], device,
+                                           macs)
+                if "torch" in runtimes:
+                    job = torch_job(MICRONET_BUILDER, shape, 1, threads, device=device, macs=macs,
+                                    model_kwargs={"block": net.block, **settings})
+                    job.model = name
+                    jobs.append(job)
+    stage("measuring")
+    run_jobs(jobs, rounds=rounds, timing=timing, on_progress=on_progress)
+    ceiling = sgemm_ceiling(threads)["gflops"] if device == "cpu" else None
+    rows = rows_from(jobs, machine=cpu_facts(), ceilings={threads: ceiling} if ceiling else None)
+    measured = sorted({r["runtime"] for r in rows})
+    tables = [guideline_table(g, w, rows, rt) for rt in measured for g in selected for w in widths]
+    verdicts = {rt: {g: {f"x{t['width']}": t["verdict"] for t in tables if t["runtime"] == rt and t["guideline"] == g}
+                     for g in selected} for rt in measured}
+    return {"study": "guidelines", "threads": threads, "device": device, "rounds": rounds, "widths": list(widths),
+            "ceiling_gflops": ceiling, "machine": cpu_facts(), "tables": tables, "verdicts": verdicts, "rows": rows,
+            "failures": failures(jobs)}
+
+
+def _plain_export(module, shape, path: Path) -> None:
+    """What a user gets from torch.onnx.export alone: no BN folding, no simplification."""
+    import torch
+
+    from .._atomic import atomic_path
+    from .._quiet import quiet_fds
+
+    with atomic_path(path) as tmp, quiet_fds(), torch.no_grad():
+        torch.onnx.export(module.eval(), torch.zeros(shape), str(tmp), opset_version=18, dynamo=False,
+                          input_names=["input"], output_names=["output"],
+                          dynamic_axes={"input": {0: "batch"}, "output": {0: "batch"}})
+
+
+def study_zoo(models: list[str], runtimes: list[str], out_dir: str | Path, *, batches: list[int] = (1,),
+              threads: int = 2, device: str = "cpu", rounds: int = 3, timing: dict | None = None,
+              plot: str | Path | None = None, plain: bool = True, on_stage: Stage | None = None,
+              on_progress: Progress | None = None) -> dict:
+    """Every model on every runtime: rank correlation of MACs and latency, GMAC/s, Table 8, a plot."""
+    from ..exporter.profile_torch import profile_module
+    from ..models import create_model, model_info
+
+    stage = on_stage or (lambda _s: None)
+    out_dir = Path(out_dir)
+    jobs: list[Job] = []
+    plain_jobs: list[Job] = []
+    artifact_runtimes = [r for r in runtimes if r != "torch"]
+    for name in models:
+        shape = (1, *model_info(name).input_size)
+        module = create_model(name)
+        macs = profile_module(module, shape).macs
+        stage(f"exporting {name}")
+        if artifact_runtimes:
+            report = _export(module, shape, out_dir, name, artifact_runtimes)
+            jobs += _artifact_jobs(report, out_dir / name, name, artifact_runtimes, list(batches), [threads], device,
+                                   macs)
+        if plain and any(r in ("onnxruntime", "openvino") for r in runtimes):
+            path = out_dir / name / f"{name}.plain.onnx"
+            _plain_export(module, shape, path)
+            for rt in ("onnxruntime", "openvino"):
+                if rt in runtimes:
+                    job = artifact_job(path, rt, 1, threads, model=name, device=device, macs=macs)
+                    job.runtime = f"{rt} (plain torch.onnx.export)"
+                    plain_jobs.append(job)
+        if "torch" in runtimes:
+            jobs += [torch_job(name, shape, b, threads, device=device, macs=macs) for b in batches]
+    stage("measuring")
+    run_jobs(jobs + plain_jobs, rounds=rounds, timing=timing, on_progress=on_progress)
+    ceiling = sgemm_ceiling(threads)["gflops"] if device == "cpu" else None
+    machine = cpu_facts()
+    rows = rows_from(jobs, machine=machine, ceilings={threads: ceiling} if ceiling else None,
+                     baseline="torch" if "torch" in runtimes else None)
+    plain_rows = rows_from(plain_jobs, machine=machine)
+    result = {"study": "zoo", "threads": threads, "device": device, "rounds": rounds, "batches": list(batches),
+              "ceiling_gflops": ceiling, "machine": machine, "summary": {f"batch{b}": zoo_summary(rows, b)
+                                                                        for b in batches},
+              "table8": table8(rows), "plain_export": plain_comparison(rows, plain_rows), "rows": rows,
+              "plain_rows": plain_rows, "failures": failures(jobs + plain_jobs)}
+    if plot and rows:
+        result["plot"] = str(plot_latency_vs_macs(rows, plot))
+    return result
+
+
+def plain_comparison(rows: list[dict], plain_rows: list[dict]) -> list[dict]:
+    """cnnexport's graph against the plain export on the same runtime: slower only when the round
+    medians do not overlap."""
+    out = []
+    for p in plain_rows:
+        runtime = p["runtime"].split(" ")[0]
+        ours = next((r for r in rows if r["model"] == p["model"] and r["runtime"] == runtime and r["batch"] == 1
+                     and r["precision"] == "fp32"), None)
+        if ours is None:
+            continue
+        slower = min(ours["round_medians_ms"]) > max(p["round_medians_ms"])
+        out.append({"model": p["model"], "runtime": runtime, "cnnexport_ms": ours["median_ms"],
+                    "plain_ms": p["median_ms"], "ratio": p["median_ms"] / ours["median_ms"],
+                    "slower_beyond_spread": slower})
+    return out
