@@ -11,6 +11,7 @@ from torch import nn
 import cnnexport
 from cnnexport.errors import OutputError, UsageError, VerificationError
 from cnnexport.exporter import check
+from cnnexport.models import create_model
 from conftest import SmallNet, randomize_bn_stats
 
 REPORT_KEYS = {"model", "params", "input_shape", "artifacts", "graph", "equivalence", "timings_s", "warnings",
@@ -155,3 +156,19 @@ def test_unwritable_output_dir(small_net, tmp_path):
     with pytest.raises(OutputError, match="cannot write to output directory"):
         cnnexport.export(small_net, (1, 3, 32, 32), blocker / "sub")
     assert blocker.read_text() == "not a folder"
+
+
+def test_tflite_maxpool_padding_becomes_a_zero_pad_only_after_relu():
+    from cnnexport.exporter.prepare import prepare
+    from cnnexport.exporter.xnnpack_rewrites import zero_pad_maxpool_after_relu
+
+    model = prepare(create_model("resnet18"))
+    rewritten, changes = zero_pad_maxpool_after_relu(model)
+    assert len(changes) == 1 and isinstance(rewritten.maxpool[0], nn.ZeroPad2d)
+    assert isinstance(model.maxpool, nn.MaxPool2d)  # the original is left alone
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        assert torch.equal(model(x), rewritten(x))
+    # a pool whose input may be negative keeps its -inf padding
+    plain = nn.Sequential(nn.Conv2d(3, 4, 3), nn.MaxPool2d(3, 2, 1)).eval()
+    assert zero_pad_maxpool_after_relu(plain) == (plain, [])

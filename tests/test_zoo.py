@@ -233,3 +233,12 @@ def test_cifar_resnet_shortcut_options():
     assert sum(p.numel() for p in block.parameters()) == sum(
         p.numel() for m in (block.conv1, block.bn1, block.conv2, block.bn2) for p in m.parameters())
     assert isinstance(b.layer2[0].downsample[0], nn.Conv2d)
+
+
+@pytest.mark.parametrize("shape", [(1, 58, 7, 5), (3, 24, 4, 4)])
+def test_concat_shuffle_is_cat_then_channel_shuffle(shape):
+    from cnnexport.models.layers import concat_shuffle
+
+    a, b = torch.randn(shape), torch.randn(shape)
+    expected = channel_shuffle(torch.cat((a, b), 1), 2)
+    assert torch.equal(concat_shuffle(a, b), expected)

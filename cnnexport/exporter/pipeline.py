@@ -11,7 +11,7 @@ import contextlib
 import os
 import re
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
@@ -194,12 +194,14 @@ class _Artifact:
     runtime: str
     precision: str = "fp32"
     layout: str = "NCHW"
+    graph_changes: list[str] = field(default_factory=list)  # runtime-specific rewrites (xnnpack_rewrites)
 
     def entry(self, final_dir: Path) -> dict:
         main = self.files[0]
         return {"format": self.format, "precision": self.precision, "path": str(final_dir / main.name),
                 "size_bytes": sum(f.stat().st_size for f in self.files),
-                "files": [f.name for f in self.files], "runtime": self.runtime, "layout": self.layout}
+                "files": [f.name for f in self.files], "runtime": self.runtime, "layout": self.layout,
+                "graph_changes": self.graph_changes}
 
 
 def _export_onnx(prepared, summary, staging, name, shape, report, stage, *, exporter, opset, dynamic_batch,
@@ -246,8 +248,12 @@ def _to_openvino(prepared, staging, name, shape, onnx_artifact, _layout) -> _Art
 def _to_tflite(prepared, staging, name, shape, _onnx, layout) -> _Artifact:
     from .convert_tflite import to_tflite
 
-    path = to_tflite(prepared, staging.file(f"{name}.tflite"), shape, layout=layout)
-    return _Artifact("tflite", [path], "tflite", layout=layout.upper() if len(shape) == 4 else "NCHW")
+    from .xnnpack_rewrites import zero_pad_maxpool_after_relu
+
+    module, changes = zero_pad_maxpool_after_relu(prepared)
+    path = to_tflite(module, staging.file(f"{name}.tflite"), shape, layout=layout)
+    return _Artifact("tflite", [path], "tflite", layout=layout.upper() if len(shape) == 4 else "NCHW",
+                     graph_changes=changes)
 
 
 def _to_ncnn(prepared, staging, name, shape, _onnx, _layout) -> _Artifact:

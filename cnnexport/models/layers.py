@@ -40,6 +40,14 @@ def channel_shuffle(x: torch.Tensor, groups: int) -> torch.Tensor:
     return x.transpose(1, 2).reshape(-1, channels, height, width)
 
 
+def concat_shuffle(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """``channel_shuffle(torch.cat((a, b), 1), 2)`` as one interleave: channel 2i is a's i-th, 2i+1
+    is b's. Same numbers, a smaller graph: in an NHWC .tflite two transposes per block instead of
+    three (benchmarks/REPORT.md has the measured effect)."""
+    _, channels, height, width = a.shape
+    return torch.stack((a, b), 2).reshape(-1, 2 * channels, height, width)
+
+
 def init_he_fan_out(module: nn.Module) -> None:
     """He (fan_out) for convs with zero bias, identity BatchNorm, N(0, 0.01) linears (torchvision's
     MobileNet/VGG scheme), for ``Module.apply``."""

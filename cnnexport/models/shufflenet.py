@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .layers import channel_shuffle, make_divisible
+from .layers import channel_shuffle, concat_shuffle, make_divisible
 from .registry import register_model
 
 # --- ShuffleNetV2 ----------------------------------------------------------------------------------
@@ -48,10 +48,8 @@ class ShuffleV2Block(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.stride == 1:
             x1, x2 = x.chunk(2, dim=1)
-            out = torch.cat((x1, self.branch2(x2)), dim=1)
-        else:
-            out = torch.cat((self.branch1(x), self.branch2(x)), dim=1)
-        return channel_shuffle(out, 2)
+            return concat_shuffle(x1, self.branch2(x2))
+        return concat_shuffle(self.branch1(x), self.branch2(x))
 
 
 class ShuffleNetV2(nn.Module):

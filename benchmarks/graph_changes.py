@@ -1,0 +1,120 @@
+"""Graph-level changes, each measured against the graph without it (interleaved rounds, one process
+per runtime per round, same artifacts otherwise).
+
+    python benchmarks/graph_changes.py [--rounds 5] [--threads 2]
+
+1. TFLite: padded max-pool after a ReLU as zero PAD + MAX_POOL_2D instead of PADV2(-inf) +
+   MAX_POOL_2D (XNNPACK does not take PADV2): resnet50, shufflenet_v2_x1_0. Applied by the export.
+2. ShuffleNetV2's concat + channel shuffle as one interleave (stack + reshape), instead of
+   cat + reshape/transpose/reshape: TFLite and ONNX Runtime. Applied in the model.
+3. The same shuffle written channels-last (no transpose left in the .tflite at all). Rejected if slower.
+
+Writes benchmarks/results/graph_changes.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import statistics
+import tempfile
+from pathlib import Path
+
+import torch
+
+from cnnexport.bench.machine import cpu_facts
+from cnnexport.bench.matrix import artifact_job, rows_from, run_jobs
+from cnnexport.exporter.convert_tflite import to_tflite
+from cnnexport.exporter.onnx_export import to_onnx
+from cnnexport.exporter.prepare import prepare
+from cnnexport.exporter.report import versions
+from cnnexport.exporter.xnnpack_rewrites import zero_pad_maxpool_after_relu
+from cnnexport.models import create_model, shufflenet
+from cnnexport.models.layers import channel_shuffle
+
+RESULTS = Path(__file__).parent / "results" / "graph_changes.json"
+SHAPE = (1, 3, 224, 224)
+
+
+def _cat_then_shuffle(a, b):
+    return channel_shuffle(torch.cat((a, b), 1), 2)
+
+
+def _channels_last(a, b):
+    _, c, h, w = a.shape
+    pair = torch.stack((a.permute(0, 2, 3, 1), b.permute(0, 2, 3, 1)), -1)
+    return pair.reshape(-1, h, w, 2 * c).permute(0, 3, 1, 2)
+
+
+@contextlib.contextmanager
+def shuffle_as(fn):
+    original = shufflenet.concat_shuffle
+    shufflenet.concat_shuffle = fn
+    try:
+        yield
+    finally:
+        shufflenet.concat_shuffle = original
+
+
+def variants(tmp: Path) -> list[tuple[str, str, str, Path]]:
+    """(change, model, before/after, file)."""
+    out = []
+    for name in ("resnet50", "shufflenet_v2_x1_0"):
+        model = prepare(create_model(name))
+        before = to_tflite(model, tmp / f"{name}.padv2.tflite", SHAPE)
+        after = to_tflite(zero_pad_maxpool_after_relu(model)[0], tmp / f"{name}.zeropad.tflite", SHAPE)
+        out += [("max-pool padding as zero PAD (TFLite)", name, "before", before),
+                ("max-pool padding as zero PAD (TFLite)", name, "after", after)]
+    model = zero_pad_maxpool_after_relu(prepare(create_model("shufflenet_v2_x1_0")))[0]
+    for tag, fn in (("cat_shuffle", _cat_then_shuffle), ("stack_shuffle", shufflenet.concat_shuffle),
+                    ("channels_last_shuffle", _channels_last)):
+        with shuffle_as(fn):
+            out.append((tag, "shufflenet_v2_x1_0", "tflite", to_tflite(model, tmp / f"snv2.{tag}.tflite", SHAPE)))
+            if tag != "channels_last_shuffle":
+                path = tmp / f"snv2.{tag}.onnx"
+                to_onnx(model, path, SHAPE)
+                out.append((tag, "shufflenet_v2_x1_0", "onnx", path))
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        made = variants(Path(tmp))
+        jobs = [artifact_job(path, "tflite" if path.suffix == ".tflite" else "onnxruntime", 1, args.threads)
+                for *_, path in made]
+        run_jobs(jobs, rounds=args.rounds, timing={"warmup": 10, "min_runs": 50, "min_time_s": 1.0})
+    rows = rows_from(jobs, machine=cpu_facts())
+    by_file = {r["artifact"]: r for r in rows}
+    summary = lambda path: {k: by_file[path.name][k] for k in ("median_ms", "round_medians_ms", "spread")}  # noqa: E731
+    files = {(c, m, w): p for c, m, w, p in made}
+    changes = []
+    for name in ("resnet50", "shufflenet_v2_x1_0"):
+        key = "max-pool padding as zero PAD (TFLite)"
+        b, a = summary(files[(key, name, "before")]), summary(files[(key, name, "after")])
+        changes.append({"change": key, "model": name, "runtime": "tflite", "before": b, "after": a})
+    for runtime, ext in (("tflite", "tflite"), ("onnxruntime", "onnx")):
+        base = summary(files[("cat_shuffle", "shufflenet_v2_x1_0", ext)])
+        for tag in ("stack_shuffle", "channels_last_shuffle"):
+            if (tag, "shufflenet_v2_x1_0", ext) in files:
+                changes.append({"change": f"{tag.replace('_', ' ')} instead of cat + reshape/transpose/reshape",
+                                "model": "shufflenet_v2_x1_0", "runtime": runtime, "before": base,
+                                "after": summary(files[(tag, "shufflenet_v2_x1_0", ext)])})
+    for c in changes:
+        c["speedup"] = c["before"]["median_ms"] / c["after"]["median_ms"]
+        c["beyond_spread"] = (max(c["after"]["round_medians_ms"]) < min(c["before"]["round_medians_ms"])
+                              or max(c["before"]["round_medians_ms"]) < min(c["after"]["round_medians_ms"]))
+        print(f"{c['change']}, {c['model']} on {c['runtime']}: {c['speedup']:.2f}x "
+              f"({'beyond' if c['beyond_spread'] else 'within'} the spread)", flush=True)
+    out = {"benchmark": "graph_changes", "machine": cpu_facts(), "threads": args.threads, "rounds": args.rounds,
+           "versions": versions("ai-edge-litert", "litert-torch"), "changes": changes,
+           "median_of_medians_ms": {r["artifact"]: statistics.median(r["round_medians_ms"]) for r in rows}}
+    RESULTS.write_text(json.dumps(out, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,60 @@
+"""Regenerate every committed benchmark result and benchmarks/REPORT.md, in one command.
+
+    python benchmarks/run_all.py                 # everything (about two hours on 2 cores)
+    python benchmarks/run_all.py --only report   # re-render REPORT.md from the saved results
+    python benchmarks/run_all.py --only guidelines,zoo --runtime ort,openvino,tflite,torch
+
+Each step runs as its own process and saves its JSON under benchmarks/results/ before the next
+starts, so an interrupted run keeps what it finished. Steps: headline, int8_speed, int8_accuracy,
+graph_changes, guidelines, zoo, coverage (slow: converts every model to every format), report.
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).parent
+RESULTS = HERE / "results"
+STEPS = ("headline", "int8_speed", "int8_accuracy", "graph_changes", "guidelines", "zoo", "coverage", "report")
+
+
+def commands(runtime: str, threads: int, rounds: int) -> dict[str, list[str]]:
+    py, cli = sys.executable, [sys.executable, "-m", "cnnexport"]
+    common = ["--runtime", runtime, "--threads", str(threads), "--rounds", str(rounds)]
+    return {
+        "headline": [py, str(HERE / "headline_export.py")],
+        "int8_speed": [py, str(HERE / "int8_speed.py"), "--threads", str(threads)],
+        "int8_accuracy": [py, str(HERE / "int8_accuracy.py"), "--threads", str(threads)],
+        "graph_changes": [py, str(HERE / "graph_changes.py"), "--threads", str(threads)],
+        "guidelines": [*cli, "study", "guidelines", *common, "--save", str(RESULTS / "guidelines.json")],
+        "zoo": [*cli, "study", "zoo", *common, "--plot", str(HERE / "latency_vs_macs.png"),
+                "--save", str(RESULTS / "zoo.json")],
+        "coverage": [py, str(HERE / "coverage.py")],
+        "report": [py, str(HERE / "report.py")],
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--only", default=",".join(s for s in STEPS if s != "coverage"),
+                        help=f"comma-separated steps from {', '.join(STEPS)} (coverage only when named)")
+    parser.add_argument("--runtime", default="ort,openvino,tflite,torch")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--rounds", type=int, default=3)
+    args = parser.parse_args()
+    steps = [s.strip() for s in args.only.split(",") if s.strip()]
+    unknown = [s for s in steps if s not in STEPS]
+    if unknown:
+        parser.error(f"unknown step(s) {', '.join(unknown)}")
+    cmds = commands(args.runtime, args.threads, args.rounds)
+    for step in STEPS:
+        if step in steps:
+            print(f"== {step}: {' '.join(cmds[step][1:])}", flush=True)
+            subprocess.run(cmds[step], check=True)
+
+
+if __name__ == "__main__":
+    main()
