@@ -14,7 +14,7 @@ from cnnexport.calib import (OrtCalibrationReader, Preprocess, check_disjoint, i
                              representative_dataset, sample_image_paths, split)
 from cnnexport.cli import cli
 from cnnexport.errors import CalibrationError
-from cnnexport.exporter.quantize_ort import decide_reduce_range, int8_figures, sqnr_db
+from cnnexport.exporter.quantize_ort import decide_reduce_range, int8_figures, quantize_onnx, sqnr_db
 from cnnexport.models import create_model
 from cnnexport.runtimes import load
 
@@ -72,6 +72,24 @@ def test_reduce_range_follows_the_cpu_flags(flags, expected):
     decision, reason = decide_reduce_range(flags, "x86_64")
     assert decision is expected and ("VNNI" in reason)
     assert decide_reduce_range(flags, "aarch64")[0] is False
+
+
+def test_activation_type_follows_the_architecture(tmp_path):
+    from cnnexport.exporter.quantize_ort import decide_activation_type
+
+    assert decide_activation_type("x86_64")[0] == "uint8" and decide_activation_type("aarch64")[0] == "int8"
+    cnnexport.export(create_model("lenet5", weights="digits"), (1, 1, 32, 32), tmp_path, name="lenet5", photos=False)
+    from cnnexport.calib.digits import load_digits
+
+    calib = load_digits().x_train[:64]
+    for machine, dtype in (("x86_64", onnx.TensorProto.UINT8), ("aarch64", onnx.TensorProto.INT8)):
+        out = tmp_path / f"{machine}.onnx"
+        info = quantize_onnx(tmp_path / "lenet5.onnx", out, calib, machine=machine)
+        assert info["activation_type"] == ("uint8" if dtype == onnx.TensorProto.UINT8 else "int8")
+        model = onnx.load(str(out))
+        inits = {i.name: i for i in model.graph.initializer}
+        first_q = next(n for n in model.graph.node if n.op_type == "QuantizeLinear")
+        assert inits[first_q.input[2]].data_type == dtype  # the activations' zero point carries the type
 
 
 def test_sqnr():

@@ -1,0 +1,243 @@
+"""Render benchmarks/REPORT.md from the saved results (benchmarks/results/*.json); measures nothing.
+
+    python benchmarks/report.py
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+HERE = Path(__file__).parent
+RESULTS = HERE / "results"
+TARGET_MODELS = ("resnet50", "mobilenet_v2", "shufflenet_v2_x1_0")
+RUNTIME_ORDER = ("torch", "onnxruntime", "openvino", "tflite", "ncnn")
+
+
+def load(name: str) -> dict | None:
+    path = RESULTS / f"{name}.json"
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def fmt(v, spec: str = "{:.2f}", none: str = "-") -> str:
+    return none if v is None else spec.format(v)
+
+
+def table(head: list[str], rows: list[list[str]]) -> list[str]:
+    return ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)] + ["| " + " | ".join(r) + " |" for r in rows]
+
+
+def machine_section(results: list[dict]) -> list[str]:
+    m = next((r["machine"] for r in results if r and "machine" in r), None)
+    if not m:
+        return []
+    isa = ", ".join(f"{k} {'yes' if v else 'no'}" for k, v in m["isa"].items() if k in
+                    ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "amx_tile"))
+    return ["## Machine", "", f"{m['cpu']}, {m['logical_cores']} logical cores, {m['machine']}; {isa}. "
+            f"Python {m['python']}, {m['os']}. No GPU was lent to the session that measured these figures, so "
+            "every row is CPU; `--device cuda` rows appear when the same commands run on a CUDA machine.", ""]
+
+
+def protocol_section() -> list[str]:
+    return ["## Protocol", "",
+            "Warm-up runs are not counted and the first run is reported on its own; then at least `--runs` timed "
+            "runs and `--min-time` seconds (a slow configuration may stop at `--max-time` once it has 10 runs); "
+            "median, p90, p99, min, mean and std per round. Each runtime runs in a fresh process per round "
+            "(ONNX Runtime's spinning is off as well), rounds are interleaved across runtimes and their order "
+            "rotates, so no runtime slows another or always runs first. A row's figure is the median of its round "
+            "medians; its spread is (max - min) / median of the round medians, and two configurations are ranked "
+            "only when their round medians do not overlap. Every JSON row records runtime versions, CPU model, "
+            "ISA flags and the GPU name (none here). The ceiling is a 2048x2048 numpy sgemm measured in the same "
+            "run with the same thread count; a row's fraction of it is 2 x MACs / latency / ceiling.", ""]
+
+
+def targets_section(zoo: dict | None) -> list[str]:
+    if not zoo:
+        return []
+    rows = [r for r in zoo["rows"] if r["batch"] == 1 and r["model"] in TARGET_MODELS]
+    out = ["## Latency of the three target models (batch 1, "
+           f"{zoo['threads']} threads, fp32; ceiling {fmt(zoo['ceiling_gflops'], '{:.0f}')} GFLOP/s)", ""]
+    body = []
+    for model in TARGET_MODELS:
+        for rt in RUNTIME_ORDER:
+            r = next((x for x in rows if x["model"] == model and x["runtime"] == rt), None)
+            if r:
+                body.append([model, rt, fmt(r["median_ms"]), fmt(r["spread"], "{:.0%}"), fmt(r["speedup"], "{:.2f}x"),
+                             fmt(r["gmacs_per_s"], "{:.1f}"), fmt(r["ceiling_fraction"], "{:.0%}")])
+    out += table(["model", "runtime", "median ms", "spread", "x vs PyTorch eager", "GMAC/s", "of ceiling"], body)
+    out.append("")
+    for model, need in (("resnet50", 2.0), ("mobilenet_v2", 5.0), ("shufflenet_v2_x1_0", 5.0)):
+        cands = [x for x in rows if x["model"] == model and x["runtime"] != "torch" and x["speedup"]]
+        if cands:
+            best = min(cands, key=lambda x: x["median_ms"])
+            extra = (f", {best['ceiling_fraction']:.0%} of the ceiling (target >= 85%)"
+                     if model == "resnet50" and best["ceiling_fraction"] else "")
+            out.append(f"- {model}: fastest artifact {best['artifact']} on {best['runtime']}, "
+                       f"{best['speedup']:.2f}x PyTorch eager (target >= {need:.0f}x){extra}.")
+    out.append("")
+    return out
+
+
+def guidelines_section(g: dict | None) -> list[str]:
+    if not g:
+        return []
+    out = ["## ShuffleNetV2's guidelines on this machine", "",
+           f"`cnnexport study guidelines` ({g['threads']} threads, batch 1, {g['rounds']} rounds, widths "
+           f"{', '.join('x' + str(w) for w in g['widths'])}). Ratios are speed relative to each table's first row "
+           "(higher is faster), ours beside the paper's (x1 width: GPU = GTX 1080Ti, ARM = Snapdragon 810).", ""]
+    runtimes = sorted({t["runtime"] for t in g["tables"]}, key=lambda r: RUNTIME_ORDER.index(r)
+                      if r in RUNTIME_ORDER else 99)
+    for guideline in dict.fromkeys(t["guideline"] for t in g["tables"]):
+        tabs = [t for t in g["tables"] if t["guideline"] == guideline]
+        claim = next(t["verdict"]["claim"] for t in tabs)
+        out += [f"### {guideline}: {claim}", ""]
+        configs = [r["config"] for r in tabs[0]["rows"]]
+        head = ["config", "paper GPU", "paper ARM"] + [f"{rt} x{w}" for w in g["widths"] for rt in runtimes]
+        body = []
+        for i, config in enumerate(configs):
+            first = next(t for t in tabs if t["width"] == 1) if any(t["width"] == 1 for t in tabs) else tabs[0]
+            line = [config, fmt(first["rows"][i]["paper_gpu_ratio"]), fmt(first["rows"][i]["paper_arm_ratio"])]
+            for w in g["widths"]:
+                for rt in runtimes:
+                    t = next((t for t in tabs if t["width"] == w and t["runtime"] == rt), None)
+                    line.append(fmt(t["rows"][i]["ratio"]) if t else "-")
+            body.append(line)
+        out += table(head, body)
+        out.append("")
+        verdict_rows = []
+        for rt in runtimes:
+            for w in g["widths"]:
+                t = next((t for t in tabs if t["width"] == w and t["runtime"] == rt), None)
+                if t:
+                    v = t["verdict"]
+                    verdict_rows.append([rt, f"x{w}", f"**{v['verdict']}**", v.get("detail", "")])
+        out += table(["runtime", "width", "verdict", "evidence"], verdict_rows)
+        out.append("")
+    return out
+
+
+def zoo_section(zoo: dict | None) -> list[str]:
+    if not zoo:
+        return []
+    out = ["## FLOPs against latency across the zoo", "",
+           f"`cnnexport study zoo` ({len({r['model'] for r in zoo['rows']})} models, {zoo['threads']} threads, "
+           f"{zoo['rounds']} rounds).", ""]
+    for key, summary in zoo["summary"].items():
+        out += table(["runtime", "models", f"Spearman(MACs, latency), {key}"],
+                     [[rt, str(s["models"]), fmt(s["spearman_macs_latency"])] for rt, s in summary.items()])
+        out.append("")
+    if (HERE / "latency_vs_macs.png").is_file():
+        out += ["![latency against MACs, log-log, one panel per runtime](latency_vs_macs.png)", ""]
+    b1 = zoo["summary"].get("batch1", {})
+    rt_best = {rt: max(s["gmacs_per_s"].items(), key=lambda kv: kv[1]) for rt, s in b1.items() if s["gmacs_per_s"]}
+    rt_worst = {rt: min(s["gmacs_per_s"].items(), key=lambda kv: kv[1]) for rt, s in b1.items() if s["gmacs_per_s"]}
+    out += table(["runtime", "highest GMAC/s", "lowest GMAC/s"],
+                 [[rt, f"{rt_best[rt][0]} {rt_best[rt][1]:.1f}", f"{rt_worst[rt][0]} {rt_worst[rt][1]:.2f}"]
+                  for rt in rt_best])
+    out += ["", "### Table 8 at matched MACs", ""]
+    runtimes = sorted({rt for r in zoo["table8"] for rt in r["latency_ms"]},
+                      key=lambda r: RUNTIME_ORDER.index(r) if r in RUNTIME_ORDER else 99)
+    out += table(["budget", "network", "paper MFLOPs", "paper top-1 err %", "MMACs here"] + [f"{rt} ms" for rt in runtimes],
+                 [[f"~{r['budget_mflops']}M", r["paper_name"], str(r["paper_mflops"]), fmt(r["paper_top1_err"], "{:.1f}"),
+                   fmt(r["macs"] / 1e6 if r["macs"] else None, "{:.0f}")]
+                  + [fmt(r["latency_ms"].get(rt)) for rt in runtimes] for r in zoo["table8"]])
+    plain = zoo.get("plain_export", [])
+    if plain:
+        slower = [p for p in plain if p["slower_beyond_spread"]]
+        ratios = sorted(p["ratio"] for p in plain)
+        out += ["", "### cnnexport's graph against a plain `torch.onnx.export`", "",
+                f"{len(plain) - len(slower)} of {len(plain)} model/runtime pairs are not slower beyond the spread; "
+                f"plain/cnnexport latency ratio from {ratios[0]:.2f} to {ratios[-1]:.2f} (median "
+                f"{ratios[len(ratios) // 2]:.2f})."]
+        if slower:
+            out.append("Slower: " + ", ".join(f"{p['model']} on {p['runtime']} ({p['ratio']:.2f})" for p in slower) + ".")
+    if zoo.get("failures"):
+        out += ["", "Not measured: " + "; ".join(zoo["failures"]) + "."]
+    out.append("")
+    return out
+
+
+def int8_section(speed: dict | None, acc: dict | None) -> list[str]:
+    out = []
+    if speed:
+        out += ["## int8 against fp32", "", f"`benchmarks/int8_speed.py`, batch 1, {speed['threads']} threads.", ""]
+        body = []
+        for model, m in speed["models"].items():
+            for rt, s in m["int8_speedup_per_runtime"].items():
+                body.append([model, rt, f"{s:.2f}x"])
+            body.append([model, "best int8 / best fp32", f"{m['best_int8_vs_best_fp32']:.2f}x"])
+        out += table(["model", "runtime", "int8 speed-up"], body) + [""]
+    if acc:
+        out += ["### Accuracy on data calibration never saw", ""]
+        body = []
+        for model, d in acc["digits"].items():
+            for rt, f in d["per_runtime"].items():
+                body.append([model, rt, f"{f['accuracy_fp32']:.2%}", f"{f['accuracy_int8']:.2%}",
+                             f"{f['accuracy_drop_points']:+.2f}", f"{f['sqnr_db']:.1f}"])
+        out += table(["digits model", "runtime", "fp32 acc", "int8 acc", "drop (points)", "logit SQNR dB"], body) + [""]
+        for model, d in acc["digits"].items():
+            kinds = ", ".join(f"{k} {v['mean_sqnr_db']:.1f} dB mean / {v['min_sqnr_db']:.1f} min ({v['layers']})"
+                              for k, v in d["sqnr_by_op_kind"].items())
+            out.append(f"- {model} per-layer SQNR by op kind (ONNX Runtime): {kinds}.")
+        out.append("")
+        body = []
+        for model, z in acc["zoo"].items():
+            e = z["evaluation"]
+            worst = z["per_layer_sqnr_worst"][0]
+            body.append([model, f"{e['top1_agreement']:.0%}", f"{e['cosine_mean']:.4f}", f"{e['sqnr_db']:.1f}",
+                         f"{worst['op']} {worst['sqnr_db']:.1f} dB",
+                         f"{z['ort_total_ms']['fp32']:.1f} / {z['ort_total_ms']['int8']:.1f}"])
+        out += table(["zoo model (ONNX Runtime QDQ)", "top-1 agreement", "cosine", "SQNR dB", "worst layer",
+                      "ORT kernel ms fp32 / int8"], body) + [""]
+        for model, z in acc["zoo"].items():
+            prof = z["ort_op_profile_ms"]["int8"]
+            top = sorted(prof.items(), key=lambda kv: -kv[1]["ms_per_run"])[:5]
+            out.append(f"- {model} int8 on ONNX Runtime, time per op type: "
+                       + ", ".join(f"{op} {v['ms_per_run']:.2f} ms ({v['nodes']})" for op, v in top) + ".")
+        out.append("")
+    return out
+
+
+def graph_changes_section(gc: dict | None) -> list[str]:
+    if not gc:
+        return []
+    out = ["## Graph-level changes, each measured", "",
+           f"`benchmarks/graph_changes.py`, batch 1, {gc['threads']} threads, {gc['rounds']} rounds.", ""]
+    out += table(["change", "model", "runtime", "before ms", "after ms", "speed-up", "beyond spread"],
+                 [[c["change"], c["model"], c["runtime"], fmt(c["before"]["median_ms"]), fmt(c["after"]["median_ms"]),
+                   f"{c['speedup']:.2f}x", "yes" if c["beyond_spread"] else "no"] for c in gc["changes"]])
+    return out + [""]
+
+
+def headline_section(h: dict | None, cov: dict | None) -> list[str]:
+    out = []
+    if h:
+        out += ["## Export time", "", f"`{h['command']}` as a cold process: {h['median_s']['cnnexport']:.2f} s; a plain "
+                f"`torch.onnx.export` in a cold process: {h['median_s']['plain_torch_onnx_export']:.2f} s "
+                f"({h['ratio_cnnexport_to_plain']:.2f}x; {h['note']}).", ""]
+    if cov:
+        out += [f"Coverage: see the README's table (`benchmarks/results/coverage.json`).", ""]
+    return out
+
+
+def main() -> None:
+    names = ("zoo", "guidelines", "int8_speed", "int8_accuracy", "graph_changes", "headline_export", "coverage")
+    data = {n: load(n) for n in names}
+    lines = ["# Benchmark report", "",
+             "Generated by `python benchmarks/run_all.py` (all steps) or `python benchmarks/report.py` (this page "
+             "only) from `benchmarks/results/*.json`. Figures are this machine's; ratios travel better than "
+             "milliseconds.", ""]
+    lines += machine_section(list(data.values()))
+    lines += protocol_section()
+    lines += targets_section(data["zoo"])
+    lines += guidelines_section(data["guidelines"])
+    lines += zoo_section(data["zoo"])
+    lines += graph_changes_section(data["graph_changes"])
+    lines += int8_section(data["int8_speed"], data["int8_accuracy"])
+    lines += headline_section(data["headline_export"], data["coverage"])
+    (HERE / "REPORT.md").write_text("\n".join(lines).rstrip() + "\n")
+    print(f"wrote {HERE / 'REPORT.md'}")
+
+
+if __name__ == "__main__":
+    main()
