@@ -31,8 +31,13 @@ def _out_console():
     return Console() if sys.stdout.isatty() else Console(width=200)
 
 
+def _one_line(message: str) -> str:
+    """Control characters (from a path or a model name the user typed) escaped, so one error is one line."""
+    return "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in message)
+
+
 def _fail(message: str, code: int) -> None:
-    click.echo(f"error: {message}", err=True)
+    click.echo(f"error: {_one_line(message)}", err=True)
     sys.exit(code)
 
 
@@ -54,6 +59,8 @@ class DefaultExportGroup(click.Group):
             _fail(exc.format_message().replace("\n", " "), exc.exit_code)
         except (click.exceptions.Abort, KeyboardInterrupt):
             _fail("interrupted; nothing half-written was left", 130)
+        except _Terminated:
+            _fail("terminated (SIGTERM); nothing half-written was left", 143)
         except CnnexportError as exc:
             _fail(str(exc).replace("\n", " "), exc.exit_code)
         except Exception as exc:
@@ -923,9 +930,12 @@ def _readable(n: float) -> str:
     return f"{n:.0f}"
 
 
+class _Terminated(BaseException):
+    """SIGTERM, raised where the process is so that it unwinds like Ctrl-C: staged files are removed."""
+
+
 def _terminate(signum, _frame):
-    # Unwinds like Ctrl-C, so staged files are removed before the process exits.
-    raise SystemExit(128 + signum)
+    raise _Terminated(signum)
 
 
 def main() -> None:

@@ -6,6 +6,9 @@ only ``cli.py`` turns them into exit codes.
 
 from __future__ import annotations
 
+import errno
+import os
+
 
 def first_line(exc: BaseException, limit: int = 300) -> str:
     """The first non-empty line of an exception's message (or its type), for one-line errors."""
@@ -87,4 +90,25 @@ EXIT_CODES = {
     7: "export, simplification or conversion failed",
     8: "a model file is missing, corrupt or fails its checker",
     130: "interrupted (Ctrl-C); nothing half-written was left",
+    143: "terminated (SIGTERM); nothing half-written was left",
 }
+
+
+_DISK_ERRNOS = {errno.ENOSPC, errno.EFBIG, errno.EDQUOT}
+_DISK_MESSAGES = ("No space left on device", "File too large", "Disk quota exceeded")
+
+
+def disk_full(exc: BaseException) -> OutputError | None:
+    """An ``OutputError`` when ``exc`` (or what caused it) is a full disk, a file-size limit or a
+    quota; native converters report these only in their message, so the text is checked too."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        code = getattr(exc, "errno", None)
+        text = str(exc)
+        if code in _DISK_ERRNOS or any(m in text for m in _DISK_MESSAGES):
+            reason = os.strerror(code) if code in _DISK_ERRNOS else next(m for m in _DISK_MESSAGES if m in text)
+            return OutputError(f"no room to write the artifacts ({reason}): free disk space or choose another "
+                               "output folder; nothing was written")
+        exc = exc.__cause__ or exc.__context__
+    return None

@@ -78,3 +78,47 @@ def test_killed_export_leaves_no_artifact_and_keeps_the_earlier_one(tmp_path, si
     subprocess.run(cmd, check=True, capture_output=True, timeout=600)
     assert not list(out.glob(".cnnexport-staging-*"))  # a killed run's staging folder is removed by the next run
     assert set(p.name for p in out.iterdir()) == set(before)
+
+
+def _with_file_size_limit(limit_bytes: int):
+    """preexec_fn: the kernel refuses writes past ``limit_bytes`` (EFBIG), like a full small disk."""
+    import resource
+    import signal
+
+    def apply():
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # fail the write instead of killing the process
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit_bytes, limit_bytes))
+    return apply
+
+
+@pytest.mark.parametrize("limit", [200_000, 3_000_000])
+def test_full_disk_is_one_line_and_leaves_nothing(tmp_path, limit):
+    """A write that the file system refuses (kernel file-size limit: the ONNX file at 200 kB, the
+    OpenVINO weights at 3 MB) ends with exit 4, one line, and no file, staged or final."""
+    import shutil
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    exe = shutil.which("cnnexport", path=str(Path(sys.executable).parent)) or "cnnexport"
+    out = tmp_path / "out"
+    proc = subprocess.run([exe, "resnet18", "--input-size", "64", "--openvino", "-o", str(out)],
+                          capture_output=True, text=True, timeout=600, preexec_fn=_with_file_size_limit(limit))
+    lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+    assert proc.returncode == 4, proc.stderr
+    assert len(lines) == 1 and lines[0].startswith("error: no room to write") and "File too large" in lines[0]
+    assert not out.exists() or not any(out.iterdir())
+
+
+def test_model_over_the_protobuf_limit_is_refused_before_writing(tmp_path):
+    """A 2.5 GiB model (meta tensors: no memory used) gets a clear error and no output folder."""
+    import torch
+
+    import cnnexport
+    from cnnexport.errors import UsageError
+
+    with torch.device("meta"):
+        big = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 224 * 224, 4400))
+    with pytest.raises(UsageError, match="2 GiB single-file limit"):
+        cnnexport.export(big, (1, 3, 224, 224), tmp_path / "out")
+    assert not (tmp_path / "out").exists()

@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from .._quiet import quiet_fds
-from ..errors import ExportError, MissingDependencyError, first_line
+from ..errors import ExportError, MissingDependencyError, disk_full, first_line
 
 
 def to_ncnn(module: nn.Module, param_path: str | os.PathLike, input_shape: tuple[int, ...]) -> list[Path]:
@@ -32,7 +32,7 @@ def to_ncnn(module: nn.Module, param_path: str | os.PathLike, input_shape: tuple
                             ncnnparam=str(t / "m.ncnn.param"), ncnnbin=str(t / "m.ncnn.bin"), ncnnpy=str(t / "m_ncnn.py"))
         except Exception as exc:
             first = first_line(exc)
-            raise ExportError(f"ncnn conversion (pnnx) failed: {first}") from None
+            raise (disk_full(exc) or ExportError(f"ncnn conversion (pnnx) failed: {first}")) from None
         if not (t / "m.ncnn.param").is_file():
             raise ExportError("ncnn conversion (pnnx) wrote no .ncnn.param file")
         shutil.move(str(t / "m.ncnn.param"), param_path)

@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from .._quiet import quiet_fds
-from ..errors import ExportError, MissingDependencyError, UsageError, first_line
+from ..errors import ExportError, MissingDependencyError, UsageError, disk_full, first_line
 
 LAYOUTS = ("nhwc", "nchw")
 
@@ -48,7 +48,7 @@ def to_tflite(module: nn.Module, path: str | os.PathLike, input_shape: tuple[int
         raise
     except Exception as exc:
         first = first_line(exc)
-        raise ExportError(f"TFLite conversion (litert-torch) failed: {first}") from None
+        raise (disk_full(exc) or ExportError(f"TFLite conversion (litert-torch) failed: {first}")) from None
     finally:
         for lg, level in zip(loggers, levels):
             lg.setLevel(level)

@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from .._atomic import atomic_path
-from ..errors import ExportError, UsageError, first_line
+from ..errors import ExportError, UsageError, disk_full, first_line
 
 EXPORTERS = ("torchscript", "dynamo")
 DEFAULT_OPSET = 18
@@ -51,9 +51,9 @@ def to_onnx(
         except (ExportError, UsageError):
             raise
         except Exception as exc:
-            raise ExportError(f"the {exporter} exporter failed: {first_line(exc)}"
-                              + ("; try --exporter dynamo" if exporter == "torchscript" else
-                                 "; try --exporter torchscript")) from None
+            raise (disk_full(exc) or ExportError(f"the {exporter} exporter failed: {first_line(exc)}"
+                                                 + ("; try --exporter dynamo" if exporter == "torchscript" else
+                                                    "; try --exporter torchscript"))) from None
     return sorted({f"{w.category.__name__}: {str(w.message).splitlines()[0][:200]}" for w in caught
                    if not issubclass(w.category, (DeprecationWarning, FutureWarning))
                    and not any(s in str(w.message) for s in _EXPECTED_WARNINGS)})

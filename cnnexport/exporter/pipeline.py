@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from .._atomic import StagingDir, write_json
-from ..errors import UsageError, VerificationError, first_line
+from ..errors import OutputError, UsageError, VerificationError, disk_full, first_line
 from . import graph as graph_mod
 from .onnx_export import DEFAULT_OPSET, EXPORTERS, to_onnx
 from .prepare import prepare_with_summary
@@ -62,6 +62,19 @@ def _check_shape(input_shape: Iterable[int]) -> tuple[int, ...]:
     if len(shape) < 2 or any(d <= 0 for d in shape) or any(d > 65536 for d in shape):
         raise UsageError(f"input shape {shape} must have a batch and at least one more dimension, each 1..65536")
     return shape
+
+
+PROTOBUF_LIMIT = 2 ** 31  # one ONNX protobuf file cannot exceed 2 GiB
+
+
+def _check_protobuf_limit(module: nn.Module) -> None:
+    """Refuse, before writing anything, a model whose weights cannot fit one ONNX file (external-data
+    ONNX is not written by cnnexport yet). Reads sizes only, so it also works on meta tensors."""
+    size = sum(t.numel() * t.element_size() for t in [*module.parameters(), *module.buffers()])
+    if size >= PROTOBUF_LIMIT:
+        raise UsageError(f"the model's weights take {size / 2 ** 30:.1f} GiB, over ONNX's 2 GiB single-file limit; "
+                         "cnnexport does not write external-data ONNX yet: export it with "
+                         "torch.onnx.export(..., external_data=True), or shrink it (fp16, pruning)")
 
 
 def _safe_name(name: str) -> str:
@@ -120,6 +133,7 @@ def export(
 
     stage("prepare")
     t0 = time.perf_counter()
+    _check_protobuf_limit(module)
     prepared, summary = prepare_with_summary(module, fold_bn=fold_bn)
     report["prepare"] = summary.as_dict()
     report["params"] -= summary.aux_params  # the deployed model's parameters
@@ -181,6 +195,10 @@ def export(
         report["artifacts"] = [a.entry(final_dir) for a in artifacts]
         write_json(staging.file("report.json"), report)
         staging.commit([f.name for a in artifacts for f in a.files] + ["reference.npz", "report.json"])
+    except OSError as exc:
+        staging.discard()
+        raise (disk_full(exc) or OutputError(f"cannot write to '{staging.output_dir}': "
+                                             f"{exc.strerror or first_line(exc)}; choose a writable folder")) from None
     except BaseException:
         staging.discard()
         raise

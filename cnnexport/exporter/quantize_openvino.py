@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import CalibrationError, ExportError, MissingDependencyError, first_line
+from ..errors import CalibrationError, ExportError, MissingDependencyError, disk_full, first_line
 from ..runtimes.openvino import import_openvino
 from .quantize_ort import decide_reduce_range
 
@@ -46,7 +46,7 @@ def quantize_openvino(src: str | os.PathLike, dst_xml: str | os.PathLike, calibr
         ov.save_model(quantized, str(dst_xml), compress_to_fp16=False)
     except Exception as exc:
         first = first_line(exc)
-        raise ExportError(f"NNCF quantization failed: {first}") from None
+        raise (disk_full(exc) or ExportError(f"NNCF quantization failed: {first}")) from None
     fq = sum(1 for op in quantized.get_ops() if op.get_type_name() == "FakeQuantize")
     return {"runtime": "openvino", "format": "IR (FakeQuantize)", "method": "nncf (min-max, fast bias correction)",
             "overflow_fix": overflow.value, "overflow_fix_reason": reason, "fake_quantize_nodes": fq,

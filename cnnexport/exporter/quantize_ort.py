@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from .._atomic import atomic_path
-from ..errors import CalibrationError, ExportError, UsageError, first_line
+from ..errors import CalibrationError, ExportError, UsageError, disk_full, first_line
 
 METHODS = ("minmax", "entropy", "percentile")
 KEEP_FLOAT = ("first", "last")
@@ -114,7 +114,7 @@ def quantize_onnx(src: str | os.PathLike, dst: str | os.PathLike, calibration: n
                                 extra_options={"CalibMovingAverage": False, "CalibTensorRangeSymmetric": False})
             except Exception as exc:
                 first = first_line(exc)
-                raise ExportError(f"ONNX Runtime quantization failed: {first}") from None
+                raise (disk_full(exc) or ExportError(f"ONNX Runtime quantization failed: {first}")) from None
             q = onnx.load(str(out))
     ops = [n.op_type for n in q.graph.node]
     return {"runtime": "onnxruntime", "format": "QDQ", "method": method, "per_channel": per_channel,
