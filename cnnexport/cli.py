@@ -803,16 +803,19 @@ def _run_study(fn, output_dir, save, as_json, **kwargs) -> dict:
 @study_group.command("guidelines")
 @click.option("--guidelines", "which", default="G1,G2,G3,G4", show_default=True)
 @click.option("--widths", default="1,2,4", show_default=True, help="Channel width multipliers of the paper's tables.")
+@click.option("--batch", type=int, default=1, show_default=True, help="Batch size (the paper: 8 on GPU, 1 on ARM).")
 @_study_common
-def study_guidelines_cmd(which, widths, runtime, threads, device, rounds, runs, min_time, max_time, output_dir, save,
-                         as_json):
+def study_guidelines_cmd(which, widths, batch, runtime, threads, device, rounds, runs, min_time, max_time, output_dir,
+                         save, as_json):
     """G1-G4 on the paper's micro-networks (56x56, 10 blocks, the paper's channel settings), per runtime."""
     from .bench.plan import parse_runtimes
     from .study.run import parse_guidelines, parse_widths, study_guidelines
 
     timing = _check_study_args(threads, rounds, runs, min_time, max_time, device)
+    if not 1 <= batch <= 4096:
+        raise UsageError(f"bad --batch {batch}: use 1..4096")
     result = _run_study(study_guidelines, output_dir, save, as_json, runtimes=parse_runtimes(runtime),
-                        guidelines=parse_guidelines(which), widths=parse_widths(widths), threads=threads,
+                        guidelines=parse_guidelines(which), widths=parse_widths(widths), batch=batch, threads=threads,
                         device=device, rounds=rounds, timing=timing)
     if not as_json:
         _print_guidelines(result)

@@ -59,7 +59,8 @@ def parse_guidelines(text: str) -> list[str]:
 
 
 def study_guidelines(runtimes: list[str], out_dir: str | Path, *, guidelines: list[str] | None = None,
-                     widths: list[int] = (1, 2, 4), threads: int = 2, device: str = "cpu", rounds: int = 3,
+                     widths: list[int] = (1, 2, 4), batch: int = 1, threads: int = 2, device: str = "cpu",
+                     rounds: int = 3,
                      timing: dict | None = None, on_stage: Stage | None = None,
                      on_progress: Progress | None = None) -> dict:
     """Export and measure the G1-G4 micro-networks on ``runtimes``; tables and verdicts per runtime."""
@@ -79,13 +80,14 @@ def study_guidelines(runtimes: list[str], out_dir: str | Path, *, guidelines: li
                 artifact_runtimes = [r for r in runtimes if r != "torch"]
                 if artifact_runtimes:
                     report = _export(build(net.block, **settings), shape, out_dir, name, artifact_runtimes)
-                    jobs += _artifact_jobs(report, out_dir / name, name, artifact_runtimes, [1], [threads], device,
-                                           macs)
+                    jobs += _artifact_jobs(report, out_dir / name, name, artifact_runtimes, [batch], [threads],
+                                           device, macs)
                 if "torch" in runtimes:
-                    job = torch_job(MICRONET_BUILDER, shape, 1, threads, device=device, macs=macs,
-                                    model_kwargs={"block": net.block, **settings})
-                    job.model = name
-                    jobs.append(job)
+                    for graph in (False, True) if device == "cuda" else (False,):
+                        job = torch_job(MICRONET_BUILDER, shape, batch, threads, device=device, macs=macs,
+                                        cuda_graph=graph, model_kwargs={"block": net.block, **settings})
+                        job.model = name
+                        jobs.append(job)
     stage("measuring")
     run_jobs(jobs, rounds=rounds, timing=timing, on_progress=on_progress)
     ceiling = sgemm_ceiling(threads)["gflops"] if device == "cpu" else None
@@ -94,7 +96,8 @@ def study_guidelines(runtimes: list[str], out_dir: str | Path, *, guidelines: li
     tables = [guideline_table(g, w, rows, rt) for rt in measured for g in selected for w in widths]
     verdicts = {rt: {g: {f"x{t['width']}": t["verdict"] for t in tables if t["runtime"] == rt and t["guideline"] == g}
                      for g in selected} for rt in measured}
-    return {"study": "guidelines", "threads": threads, "device": device, "rounds": rounds, "widths": list(widths),
+    return {"study": "guidelines", "threads": threads, "device": device, "batch": batch, "rounds": rounds,
+            "widths": list(widths),
             "ceiling_gflops": ceiling, "machine": cpu_facts(), "tables": tables, "verdicts": verdicts, "rows": rows,
             "failures": failures(jobs)}
 
@@ -143,7 +146,9 @@ def study_zoo(models: list[str], runtimes: list[str], out_dir: str | Path, *, ba
                     job.runtime = f"{rt} (plain torch.onnx.export)"
                     plain_jobs.append(job)
         if "torch" in runtimes:
-            jobs += [torch_job(name, shape, b, threads, device=device, macs=macs) for b in batches]
+            for graph in (False, True) if device == "cuda" else (False,):
+                jobs += [torch_job(name, shape, b, threads, device=device, macs=macs, cuda_graph=graph)
+                         for b in batches]
     stage("measuring")
     run_jobs(jobs + plain_jobs, rounds=rounds, timing=timing, on_progress=on_progress)
     ceiling = sgemm_ceiling(threads)["gflops"] if device == "cpu" else None
