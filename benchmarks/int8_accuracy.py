@@ -33,6 +33,8 @@ from cnnexport.exporter.report import versions
 from cnnexport.models import BUNDLED_WEIGHTS, create_model
 from cnnexport.runtimes import load, run_nchw
 
+from _common import reestimate_bn
+
 RESULTS = Path(__file__).parent / "results" / "int8_accuracy.json"
 
 
@@ -60,20 +62,6 @@ def digits_model(name: str, tmp: Path) -> dict:
     layers = per_layer_sqnr(arts[("onnxruntime", "fp32")], arts[("onnxruntime", "int8")], test.x_test[:64])
     return {"input": list(shape), "calibration_samples": 300, "test_images": len(test.y_test),
             "per_runtime": per_runtime, "per_layer_sqnr_worst": layers[:10], "sqnr_by_op_kind": by_op_kind(layers)}
-
-
-def reestimate_bn(model, images: np.ndarray) -> None:
-    import torch
-
-    for m in model.modules():
-        if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
-            m.reset_running_stats()
-            m.momentum = None
-    model.train()
-    with torch.no_grad():
-        for i in range(0, len(images), 16):
-            model(torch.from_numpy(images[i:i + 16]))
-    model.eval()
 
 
 def ort_op_profile(path: Path, x: np.ndarray, threads: int, runs: int = 30) -> dict:

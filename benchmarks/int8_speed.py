@@ -30,22 +30,9 @@ from cnnexport.exporter.report import versions
 from cnnexport.models import create_model
 from cnnexport.runtimes import load, run_nchw
 
+from _common import reestimate_bn
+
 RESULTS = Path(__file__).parent / "results" / "int8_speed.json"
-
-
-def reestimate_bn(model, images: np.ndarray) -> None:
-    """BatchNorm running statistics from real images (cumulative average), then eval mode."""
-    import torch
-
-    for m in model.modules():
-        if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
-            m.reset_running_stats()
-            m.momentum = None
-    model.train()
-    with torch.no_grad():
-        for i in range(0, len(images), 16):
-            model(torch.from_numpy(images[i:i + 16]))
-    model.eval()
 
 
 def main() -> None:
