@@ -44,7 +44,9 @@ def test_design_figures():
 def test_every_layer_kind_is_counted():
     prof = profile_module(create_model("shufflenet_v2_x0_5"), (1, 3, 64, 64))
     types = {layer.type for layer in prof.layers}
-    assert {"Conv2d", "BatchNorm2d", "ReLU", "MaxPool2d", "Linear", "cat", "clone"} <= types  # clone: the shuffle
+    assert {"Conv2d", "BatchNorm2d", "ReLU", "MaxPool2d", "Linear", "stack"} <= types  # stack: concat + shuffle
+    shuffle = next(layer for layer in prof.layers if layer.name == "stage2.0/stack")
+    assert shuffle.memory_access == 2 * (2 * 24 * 8 * 8)  # both halves read, the interleaved map written once
     conv = next(layer for layer in prof.layers if layer.name == "conv1.0")
     # 3x3 stride-2 conv 3->24 on 64x64: output 24x32x32, 27 MACs per output, MAC = in + out + weights
     assert conv.macs == 24 * 32 * 32 * 27 and conv.memory_access == 3 * 64 * 64 + 24 * 32 * 32 + 648

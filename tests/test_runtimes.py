@@ -61,8 +61,8 @@ def test_each_adapter_runs_and_describes_itself(small_export, fmt):
 
 def test_wrong_shape_or_dtype_names_expected_and_given(small_export):
     out, _, _ = small_export
-    for name in ("small.onnx", "small.xml", "small.tflite"):
-        rt = load(out / name)
+    for name in ("small.onnx", "small.xml", "small.tflite", "small.ncnn.param"):
+        rt = load(out / name)  # ncnn: the input shape comes from the report.json beside the file
         spec = rt.inputs[0]
         good = np.zeros([d or 1 for d in spec.shape], np.float32)
         with pytest.raises(UsageError, match=r"expects dtype float32, got float64"):
@@ -70,6 +70,17 @@ def test_wrong_shape_or_dtype_names_expected_and_given(small_export):
         with pytest.raises(UsageError, match=r"expects shape .*got 1x3x31x32|expects shape .*got 1x31x32x3"):
             bad = np.zeros((1, 3, 31, 32) if spec.layout == "NCHW" else (1, 31, 32, 3), np.float32)
             rt.run(bad)
+
+
+def test_ncnn_without_a_known_input_shape_is_refused(small_export, tmp_path):
+    import shutil
+
+    out, _, _ = small_export
+    for f in ("small.ncnn.param", "small.ncnn.bin"):
+        shutil.copy(out / f, tmp_path / f)  # no report.json beside them
+    with pytest.raises(UsageError, match="does not record its input shape"):
+        load(tmp_path / "small.ncnn.param")
+    assert load(tmp_path / "small.ncnn.param", input_shape=(1, 3, 32, 32)).inputs[0].shape == (None, 3, 32, 32)
 
 
 def test_tflite_layouts(tmp_path):

@@ -58,7 +58,13 @@ class NcnnModel(RuntimeModel):
             detail = f": {log[-1].strip()}" if log else ""
             raise InvalidModelFileError(f"ncnn cannot load '{param.name}'{detail}")
         input_shape = input_shape or _shape_from_report(param)
-        chw = tuple(input_shape[1:]) if input_shape else (None, None, None)
+        if not input_shape:
+            from ..errors import UsageError
+
+            raise UsageError(f"'{param.name}' does not record its input shape (ncnn .param files do not) and no "
+                             "cnnexport report.json lies beside it: keep the report.json the export wrote, or pass "
+                             "input_shape=(N, C, H, W); ncnn would crash on a wrong one")
+        chw = tuple(input_shape[1:])
         self._inputs = [TensorSpec(n, (None, *chw), "float32", "NCHW") for n in self.net.input_names()]
         self._outputs = [TensorSpec(n, (None,), "float32", "") for n in self.net.output_names()]
 
