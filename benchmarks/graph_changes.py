@@ -24,7 +24,7 @@ from pathlib import Path
 import torch
 
 from cnnexport.bench.machine import cpu_facts
-from cnnexport.bench.matrix import artifact_job, rows_from, run_jobs
+from cnnexport.bench.matrix import artifact_job, faster_beyond_noise, rows_from, run_jobs
 from cnnexport.exporter.convert_tflite import to_tflite
 from cnnexport.exporter.onnx_export import to_onnx
 from cnnexport.exporter.prepare import prepare
@@ -106,8 +106,8 @@ def main() -> None:
                                 "after": summary(files[(tag, "shufflenet_v2_x1_0", ext)])})
     for c in changes:
         c["speedup"] = c["before"]["median_ms"] / c["after"]["median_ms"]
-        c["beyond_spread"] = (max(c["after"]["round_medians_ms"]) < min(c["before"]["round_medians_ms"])
-                              or max(c["before"]["round_medians_ms"]) < min(c["after"]["round_medians_ms"]))
+        before, after = c["before"]["round_medians_ms"], c["after"]["round_medians_ms"]
+        c["beyond_spread"] = faster_beyond_noise(after, before) or faster_beyond_noise(before, after)
         print(f"{c['change']}, {c['model']} on {c['runtime']}: {c['speedup']:.2f}x "
               f"({'beyond' if c['beyond_spread'] else 'within'} the spread)", flush=True)
     out = {"benchmark": "graph_changes", "machine": cpu_facts(), "threads": args.threads, "rounds": args.rounds,

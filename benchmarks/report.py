@@ -234,7 +234,7 @@ def headline_section(h: dict | None, cov: dict | None) -> list[str]:
                 f"`torch.onnx.export` in a cold process: {h['median_s']['plain_torch_onnx_export']:.2f} s "
                 f"({h['ratio_cnnexport_to_plain']:.2f}x; {h['note']}).", ""]
     if cov:
-        out += [f"Coverage: see the README's table (`benchmarks/results/coverage.json`).", ""]
+        out += ["Coverage: see the README's table (`benchmarks/results/coverage.json`).", ""]
     return out
 
 

@@ -811,12 +811,12 @@ def study_guidelines_cmd(which, widths, batch, runtime, threads, device, rounds,
     from .bench.plan import parse_runtimes
     from .study.run import parse_guidelines, parse_widths, study_guidelines
 
-    timing = _check_study_args(threads, rounds, runs, min_time, max_time, device)
+    runtimes, selected, width_list = parse_runtimes(runtime), parse_guidelines(which), parse_widths(widths)
     if not 1 <= batch <= 4096:
         raise UsageError(f"bad --batch {batch}: use 1..4096")
-    result = _run_study(study_guidelines, output_dir, save, as_json, runtimes=parse_runtimes(runtime),
-                        guidelines=parse_guidelines(which), widths=parse_widths(widths), batch=batch, threads=threads,
-                        device=device, rounds=rounds, timing=timing)
+    timing = _check_study_args(threads, rounds, runs, min_time, max_time, device)
+    result = _run_study(study_guidelines, output_dir, save, as_json, runtimes=runtimes, guidelines=selected,
+                        widths=width_list, batch=batch, threads=threads, device=device, rounds=rounds, timing=timing)
     if not as_json:
         _print_guidelines(result)
 
@@ -857,13 +857,13 @@ def study_zoo_cmd(models, batch, plot, no_plain, runtime, threads, device, round
     from .models import list_models
     from .study.run import study_zoo
 
-    timing = _check_study_args(threads, rounds, runs, min_time, max_time, device)
     names = sorted({n for pattern in models.split(",") if pattern.strip() for n in list_models(pattern.strip())})
     if not names:
         raise UsageError(f"no model matches '{models}' (see cnnexport list)")
-    result = _run_study(study_zoo, output_dir, save, as_json, models=names, runtimes=parse_runtimes(runtime),
-                        batches=_int_list(batch, "--batch"), threads=threads, device=device, rounds=rounds,
-                        timing=timing, plot=plot, plain=not no_plain)
+    runtimes, batches = parse_runtimes(runtime), _int_list(batch, "--batch")
+    timing = _check_study_args(threads, rounds, runs, min_time, max_time, device)
+    result = _run_study(study_zoo, output_dir, save, as_json, models=names, runtimes=runtimes, batches=batches,
+                        threads=threads, device=device, rounds=rounds, timing=timing, plot=plot, plain=not no_plain)
     if not as_json:
         _print_zoo(result)
 

@@ -58,14 +58,14 @@ def test_bench_options(tmp_path_factory, batch, threads, runtime, precision, rou
 
 
 @FUZZ
-@given(widths=numberish, guidelines=st.one_of(text, st.sampled_from(["G1", "g2,G9", ""])), threads=numberish,
-       models=model_names)
-def test_study_options(widths, guidelines, threads, models):
-    # a thread count of 0 keeps even valid widths/guidelines from starting a long run
+@given(widths=numberish, guidelines=st.one_of(text, st.sampled_from(["G1", "g2,G9", ""])), models=model_names,
+       runtime=runtime_lists)
+def test_study_options(widths, guidelines, models, runtime):
+    # widths, guidelines, models and runtimes are checked first; --threads 0 then stops a valid set
+    # before it starts a long run
     _check(CliRunner().invoke(cli, ["study", "guidelines", "--widths", widths, "--guidelines", guidelines,
-                                    "--threads", threads if threads.strip().lstrip("-").isdigit() and int(threads) < 1
-                                    else "0"]))
-    _check(CliRunner().invoke(cli, ["study", "zoo", "--models", models, "--threads", "0"]))
+                                    "--runtime", runtime, "--threads", "0"]))
+    _check(CliRunner().invoke(cli, ["study", "zoo", "--models", models, "--runtime", runtime, "--threads", "0"]))
 
 
 @FUZZ

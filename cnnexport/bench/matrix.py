@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from ..errors import CnnexportError, MissingDependencyError, UsageError, first_line
+from ..errors import CnnexportError, MissingDependencyError, UsageError
 from .worker import worker_env
 
 PRECISIONS = ("fp32", "int8")
@@ -193,9 +193,14 @@ def raise_if_all_failed(jobs: list[Job]) -> None:
         raise cls(f"nothing could be measured: {first.error}")
 
 
+def faster_beyond_noise(a_ms: list[float], b_ms: list[float]) -> bool:
+    """True when round medians ``a_ms`` are all below ``b_ms``: the two ranges do not overlap."""
+    return max(a_ms) < min(b_ms)
+
+
 def ranked(a: dict, b: dict) -> bool:
-    """True when ``a`` is faster than ``b`` beyond the noise: their round ranges do not overlap."""
-    return max(a["round_medians_ms"]) < min(b["round_medians_ms"])
+    """True when row ``a`` is faster than row ``b`` beyond the spread of their rounds."""
+    return faster_beyond_noise(a["round_medians_ms"], b["round_medians_ms"])
 
 
 def pick(rows: list[dict]) -> list[dict]:
@@ -231,10 +236,3 @@ def check_device(device: str) -> None:
             raise MissingDependencyError("--device cuda: no CUDA device is visible to PyTorch here (nvidia-smi, "
                                          "and a CUDA build of torch, are needed)")
 
-
-def load_rows(path: str | Path) -> list[dict]:
-    try:
-        data = json.loads(Path(path).read_text())
-    except (OSError, ValueError) as exc:
-        raise UsageError(f"cannot read benchmark rows from '{path}': {first_line(exc)}") from None
-    return data["rows"] if isinstance(data, dict) else data

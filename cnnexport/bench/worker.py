@@ -23,11 +23,11 @@ def _timing_options(job: dict) -> dict:
     return {k: job[k] for k in ("warmup", "min_runs", "min_time_s", "max_time_s") if k in job}
 
 
-def _input(shape: list[int], layout: str):
+def _input(shape: list[int]):
+    """A fixed random NCHW batch (``run_nchw`` transposes it for NHWC models)."""
     import numpy as np
 
-    x = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
-    return x if layout != "NHWC" else np.ascontiguousarray(x)
+    return np.random.default_rng(0).standard_normal(shape).astype(np.float32)
 
 
 def run_artifact(job: dict) -> dict:
@@ -54,7 +54,7 @@ def run_artifact(job: dict) -> dict:
         raise UsageError(f"'{job['path']}' does not say its input size; bench a file cnnexport exported "
                          "(its report.json records it) or one with a static input shape")
     shape = [batch, dims[2], dims[0], dims[1]] if spec.layout == "NHWC" else [batch, *dims]
-    x = _input(shape, "NCHW")
+    x = _input(shape)
     timing = measure(lambda: run_nchw(model, x), **_timing_options(job))
     # A static-batch file (TFLite, ncnn: batch 1) runs a larger batch as consecutive calls.
     return {**timing.as_dict(), **model.describe(), "static_batch": static}
@@ -76,7 +76,7 @@ def run_torch(job: dict) -> dict:
         module = create_model(job["model"], **job.get("model_kwargs", {}))
     shape = [job["batch"], *job["input_shape"][1:]]
     model = TorchModel(module, tuple(shape), device=job.get("device", "cpu"), threads=job["threads"])
-    x = _input(shape, "NCHW")
+    x = _input(shape)
     fn = lambda: model.run(x)  # noqa: E731
     describe = model.describe()
     if model.device.startswith("cuda") and not job.get("cuda_graph"):

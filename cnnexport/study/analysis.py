@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..bench.matrix import faster_beyond_noise
 from .paper import BLOCKS, CLAIMS, GUIDELINES, SPATIAL, TABLE8, MicroNet
 
 # Which row of each guideline table the paper expects fastest, and which slowest.
@@ -66,10 +67,6 @@ def micronet_memory_access(net: MicroNet, width: int) -> float:
     raise ValueError(f"Eq. 1/2 cover 1x1 convolutions, not {net.block}")
 
 
-def _ranked(a: list[float], b: list[float]) -> bool:
-    return max(a) < min(b)
-
-
 def guideline_table(guideline: str, width: int, rows: list[dict], runtime: str) -> dict:
     """Our latencies for one guideline, width and runtime beside the paper's, as ratios to the first row."""
     nets = GUIDELINES[guideline]
@@ -108,9 +105,9 @@ def verdict(guideline: str, table_rows: list[dict]) -> dict:
     fastest = min(measured, key=lambda r: r["median_ms"])["config"]
     spread = max(r["spread"] for r in measured)
     ratio = worst["median_ms"] / best["median_ms"]
-    if fastest == best_label and _ranked(best["round_medians_ms"], worst["round_medians_ms"]):
+    if fastest == best_label and faster_beyond_noise(best["round_medians_ms"], worst["round_medians_ms"]):
         word = "holds"
-    elif _ranked(worst["round_medians_ms"], best["round_medians_ms"]):
+    elif faster_beyond_noise(worst["round_medians_ms"], best["round_medians_ms"]):
         word = "does not hold"
     else:
         word = "inconclusive"

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Callable
 
 from ..bench.machine import cpu_facts
-from ..bench.matrix import Job, artifact_job, failures, rows_from, run_jobs, sgemm_ceiling, torch_job
+from ..bench.matrix import Job, artifact_job, failures, faster_beyond_noise, rows_from, run_jobs, sgemm_ceiling, torch_job
 from ..bench.plan import FORMAT_OF
 from ..errors import UsageError
 from .analysis import guideline_table, micronet_macs, micronet_name, plot_latency_vs_macs, table8, zoo_summary
@@ -176,7 +176,7 @@ def plain_comparison(rows: list[dict], plain_rows: list[dict]) -> list[dict]:
                      and r["precision"] == "fp32"), None)
         if ours is None:
             continue
-        slower = min(ours["round_medians_ms"]) > max(p["round_medians_ms"])
+        slower = faster_beyond_noise(p["round_medians_ms"], ours["round_medians_ms"])
         out.append({"model": p["model"], "runtime": runtime, "cnnexport_ms": ours["median_ms"],
                     "plain_ms": p["median_ms"], "ratio": p["median_ms"] / ours["median_ms"],
                     "slower_beyond_spread": slower})
