@@ -98,6 +98,10 @@ def parse_input_size(text: str, channels: int) -> tuple[int, int, int]:
     return dims[0], dims[1], dims[2]
 
 
+def _keep_float(value: str) -> tuple[str, ...]:
+    return tuple(k.strip() for k in value.split(",") if k.strip())
+
+
 @cli.command("export")
 @click.argument("model")
 @click.option("--onnx", "want_onnx", is_flag=True, help="Write <model>.onnx (always written).")
@@ -113,6 +117,9 @@ def parse_input_size(text: str, channels: int) -> tuple[int, int, int]:
 @click.option("--calib-count", type=int, default=200, show_default=True, help="Samples drawn from --calib.")
 @click.option("--int8-min-cosine", type=float, default=0.98, show_default=True,
               help="int8 check: mean cosine with PyTorch's logits on held-out samples.")
+@click.option("--keep-float", default="", metavar="LIST",
+              help="ONNX Runtime int8: nodes left in float: first, last, node-name globs ('/layer1/*'), or auto "
+                   "(the fewest modules that reach --int8-min-cosine on the calibration samples).")
 @click.option("--fold-bn/--no-fold-bn", default=True, show_default=True,
               help="Fold BatchNorm into the preceding conv before export.")
 @click.option("--exporter", type=click.Choice(["torchscript", "dynamo"]), default="torchscript", show_default=True)
@@ -129,7 +136,7 @@ def parse_input_size(text: str, channels: int) -> tuple[int, int, int]:
               help="Max abs error allowed (default: 1e-4 x max |reference output|).")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON on stdout, nothing else.")
 def export_cmd(model, want_onnx, want_openvino, want_tflite, tflite_layout, want_ncnn, want_int8, calib, calib_count,
-               int8_min_cosine, fold_bn, exporter, opset, batch, input_size, num_classes, weights, output_dir,
+               int8_min_cosine, keep_float, fold_bn, exporter, opset, batch, input_size, num_classes, weights, output_dir,
                simplify, atol, as_json):
     """Prepare MODEL (a registry name or package.module:callable), export it and prove it matches PyTorch."""
     if batch is not None and not 1 <= batch <= 4096:
@@ -157,7 +164,8 @@ def export_cmd(model, want_onnx, want_openvino, want_tflite, tflite_layout, want
         report = export(module, (batch or 1, *chw), output_dir, name=name, fold_bn=fold_bn, exporter=exporter,
                         opset=opset, dynamic_batch=batch is None, simplify=simplify, atol=atol, formats=formats,
                         tflite_layout=tflite_layout, int8=want_int8, calib=calib, calib_count=calib_count,
-                        int8_min_cosine=int8_min_cosine, on_stage=on_stage)
+                        int8_min_cosine=int8_min_cosine, keep_float=_keep_float(keep_float),
+                        on_stage=on_stage)
     if as_json:
         click.echo(json.dumps(report, indent=2))
     else:
@@ -199,6 +207,12 @@ def _print_export_summary(report: dict) -> None:
                   f"removed {p['dropout_removed']} dropout")
     console.print(f"{report['exporter']} exporter, opset {report['opset']}; "
                   + ", ".join(f"{k} {v:.1f}s" for k, v in report["timings_s"].items()))
+    if report.get("quantization"):
+        from .exporter.quantize_ort import describe_keep_float
+
+        kept = describe_keep_float(report["quantization"][0])
+        if kept:
+            console.print(f"int8 ONNX Runtime {kept}")
     for w in report["warnings"]:
         console.print(f"[yellow]warning:[/] {w}")
     files = [f for a in report["artifacts"] for f in a["files"]]
@@ -588,7 +602,11 @@ def _print_bench(result: dict, as_json: bool, as_csv: bool) -> None:
                    "(default: by the input's extension).")
 @click.option("--calib-method", type=click.Choice(["minmax", "entropy", "percentile"]), default="minmax",
               show_default=True)
-@click.option("--keep-float", default="", help="Keep layers in float: first, last or first,last.")
+@click.option("--keep-float", default="", metavar="LIST",
+              help="ONNX Runtime: nodes left in float: first, last, node-name globs ('/layer1/*'), or auto "
+                   "(the fewest modules that reach --min-cosine on the calibration samples).")
+@click.option("--min-cosine", type=float, default=0.99, show_default=True,
+              help="Target of --keep-float auto: mean logits cosine with the float model.")
 @click.option("--per-channel/--per-tensor", default=True, show_default=True)
 @click.option("--reduce-range", type=click.Choice(["auto", "on", "off"]), default="auto", show_default=True,
               help="7-bit weights; auto: on for x86 CPUs without VNNI.")
@@ -596,8 +614,8 @@ def _print_bench(result: dict, as_json: bool, as_csv: bool) -> None:
               help="Default: <model>.int8.onnx beside the input.")
 @click.option("--per-layer", is_flag=True, help="ONNX Runtime: per-layer SQNR, worst layers first.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON on stdout, nothing else.")
-def quantize_cmd(model, calib, eval_source, calib_count, runtime, calib_method, keep_float, per_channel, reduce_range,
-                 output, per_layer, as_json):
+def quantize_cmd(model, calib, eval_source, calib_count, runtime, calib_method, keep_float, min_cosine, per_channel,
+                 reduce_range, output, per_layer, as_json):
     """Static int8 (ONNX Runtime QDQ) with calibration data; accuracy measured on data calibration never saw."""
     from .calib import Preprocess, check_disjoint, check_fits, load_samples, split
     from .calib.sources import RECOMMENDED_MIN
@@ -626,6 +644,9 @@ def quantize_cmd(model, calib, eval_source, calib_count, runtime, calib_method, 
         shape = tuple(d if isinstance(d, int) else 1 for d in facts.inputs[0]["shape"])
     pre = Preprocess(size=(shape[2], shape[3]), channels=shape[1]) if len(shape) == 4 else Preprocess()
     labels = None
+    keep = _keep_float(keep_float)
+    if keep and runtime != "onnxruntime":
+        raise UsageError("--keep-float applies to ONNX Runtime int8 files (.onnx input)")
     pool = load_samples(calib, pre, calib_count)
     check_fits(pool, shape)
     if eval_source:
@@ -644,7 +665,6 @@ def quantize_cmd(model, calib, eval_source, calib_count, runtime, calib_method, 
     if len(calibration) < RECOMMENDED_MIN:
         warnings.append(f"only {len(calibration)} calibration samples (fewer than {RECOMMENDED_MIN}): int8 ranges "
                         "may not cover real inputs; NNCF and Ultralytics recommend 300")
-    keep = tuple(k for k in keep_float.split(",") if k)
     if runtime == "openvino":
         from .exporter.quantize_openvino import quantize_openvino
 
@@ -655,7 +675,12 @@ def quantize_cmd(model, calib, eval_source, calib_count, runtime, calib_method, 
         info = quantize_tflite(src, dst, calibration, layout=spec.layout)
     else:
         info = quantize_onnx(src, dst, calibration, method=calib_method, per_channel=per_channel, keep_float=keep,
+                             min_cosine=min_cosine,
                              reduce_range=None if reduce_range == "auto" else reduce_range == "on")
+    if runtime == "onnxruntime":
+        from .exporter.quantize_ort import keep_float_warning
+
+        warnings += [w for w in [keep_float_warning(info)] if w]
     fp32, int8 = fp32 or load(src), load(dst)
     figures = int8_figures(run_nchw(fp32, evaluation), run_nchw(int8, evaluation), labels)
     result = {"input": str(src), "output": str(dst), "quantization": info, "evaluation": figures,
@@ -692,6 +717,12 @@ def quantize_cmd(model, calib, eval_source, calib_count, runtime, calib_method, 
         line += (f"; accuracy fp32 {figures['accuracy_fp32']:.2%} -> int8 {figures['accuracy_int8']:.2%} "
                  f"({figures['accuracy_drop_points']:+.2f} points drop)")
     console.print(line)
+    if runtime == "onnxruntime":
+        from .exporter.quantize_ort import describe_keep_float
+
+        kept = describe_keep_float(info)
+        if kept:
+            console.print(kept)
     for w in warnings:
         console.print(f"[yellow]warning:[/] {w}")
 

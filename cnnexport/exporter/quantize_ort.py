@@ -18,9 +18,10 @@ import numpy as np
 
 from .._atomic import atomic_path
 from ..errors import CalibrationError, ExportError, UsageError, disk_full, first_line
+from .mixed_precision import COMPUTE_OPS, match_nodes, module_groups, search_float_groups
 
 METHODS = ("minmax", "entropy", "percentile")
-KEEP_FLOAT = ("first", "last")
+KEEP_FLOAT = ("first", "last", "auto")
 
 
 def decide_reduce_range(isa: dict, machine: str = "x86_64") -> tuple[bool, str]:
@@ -49,7 +50,7 @@ def decide_activation_type(machine: str = "x86_64") -> tuple[str, str]:
 
 
 def _first_and_last(model) -> dict[str, str]:
-    compute = [n for n in model.graph.node if n.op_type in ("Conv", "ConvTranspose", "Gemm", "MatMul")]
+    compute = [n for n in model.graph.node if n.op_type in COMPUTE_OPS]
     if not compute:
         return {}
     return {"first": compute[0].name, "last": compute[-1].name}
@@ -63,8 +64,13 @@ def _ensure_names(model) -> None:
 
 def quantize_onnx(src: str | os.PathLike, dst: str | os.PathLike, calibration: np.ndarray, *,
                   method: str = "minmax", per_channel: bool = True, reduce_range: bool | None = None,
-                  keep_float: tuple[str, ...] = (), isa: dict | None = None, machine: str | None = None) -> dict:
-    """Write the int8 QDQ model ``dst``; returns what was done (for the report)."""
+                  keep_float: tuple[str, ...] = (), min_cosine: float = 0.99, isa: dict | None = None,
+                  machine: str | None = None) -> dict:
+    """Write the int8 QDQ model ``dst``; returns what was done (for the report).
+
+    ``keep_float`` leaves nodes in float: ``first`` / ``last`` (the first and last Conv/Gemm/MatMul),
+    node-name globs (``/layer1/*``), or ``auto``: the fewest modules, found by measuring, that bring
+    the mean logits cosine with the float model on the calibration samples to ``min_cosine``."""
     import onnx
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
@@ -74,11 +80,10 @@ def quantize_onnx(src: str | os.PathLike, dst: str | os.PathLike, calibration: n
 
     if method not in METHODS:
         raise UsageError(f"unknown calibration method '{method}'; choose one of {', '.join(METHODS)}")
-    bad = [k for k in keep_float if k not in KEEP_FLOAT]
-    if bad:
-        raise UsageError(f"--keep-float takes {', '.join(KEEP_FLOAT)}; got {', '.join(bad)}")
     if len(calibration) == 0:
         raise CalibrationError("the calibration set is empty")
+    if "auto" in keep_float and not -1 <= min_cosine <= 1:
+        raise UsageError(f"the --keep-float auto target must be a cosine in [-1, 1], got {min_cosine}")
     facts = cpu_facts()
     isa = facts["isa"] if isa is None else isa
     auto, reason = decide_reduce_range(isa, machine or facts["machine"])
@@ -88,6 +93,8 @@ def quantize_onnx(src: str | os.PathLike, dst: str | os.PathLike, calibration: n
         reason = f"set by the caller ({'on' if reduce_range else 'off'}); the CPU check says: {reason}"
     activation, activation_reason = decide_activation_type(machine or facts["machine"])
     activation_q = QuantType.QUInt8 if activation == "uint8" else QuantType.QInt8
+    calibration = calibration.astype(np.float32)
+    search = None
     with tempfile.TemporaryDirectory() as tmp:
         pre = Path(tmp) / "pre.onnx"
         try:
@@ -100,28 +107,93 @@ def quantize_onnx(src: str | os.PathLike, dst: str | os.PathLike, calibration: n
         named = Path(tmp) / "named.onnx"
         onnx.save(model, str(named))
         ends = _first_and_last(model)
+        names = [n.name for n in model.graph.node]
         exclude = [ends[k] for k in keep_float if k in ends]
+        patterns = [k for k in keep_float if k not in KEEP_FLOAT]
+        if patterns:
+            exclude += match_nodes(patterns, names)
         input_name = model.graph.input[0].name
-        reader = OrtCalibrationReader(calibration.astype(np.float32), input_name)
         calibrate = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
                      "percentile": CalibrationMethod.Percentile}[method]
-        with atomic_path(dst) as out:
+        cache = Path(tmp) / "ranges.json"  # calibrate once; the auto search re-quantizes with these ranges
+
+        def quantize(out: Path, nodes: list[str]) -> None:
             try:
-                quantize_static(str(named), str(out), reader, quant_format=QuantFormat.QDQ, per_channel=per_channel,
-                                reduce_range=reduce_range, activation_type=activation_q,
-                                weight_type=QuantType.QInt8, nodes_to_exclude=exclude or None,
-                                calibrate_method=calibrate,
-                                extra_options={"CalibMovingAverage": False, "CalibTensorRangeSymmetric": False})
+                with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+                    quantize_static(str(named), str(out), OrtCalibrationReader(calibration, input_name),
+                                    quant_format=QuantFormat.QDQ, per_channel=per_channel,
+                                    reduce_range=reduce_range, activation_type=activation_q,
+                                    weight_type=QuantType.QInt8, nodes_to_exclude=sorted(set(nodes)) or None,
+                                    calibrate_method=calibrate, calibration_cache_path=str(cache),
+                                    extra_options={"CalibMovingAverage": False, "CalibTensorRangeSymmetric": False})
             except Exception as exc:
                 first = first_line(exc)
                 raise (disk_full(exc) or ExportError(f"ONNX Runtime quantization failed: {first}")) from None
+
+        if "auto" in keep_float:
+            search = _search_keep_float(named, model, calibration, quantize, exclude, min_cosine, Path(tmp))
+            exclude = exclude + search["nodes"]
+        with atomic_path(dst) as out:
+            quantize(out, exclude)
             q = onnx.load(str(out))
     ops = [n.op_type for n in q.graph.node]
-    return {"runtime": "onnxruntime", "format": "QDQ", "method": method, "per_channel": per_channel,
+    compute = [n.name for n in model.graph.node if n.op_type in COMPUTE_OPS]
+    info = {"runtime": "onnxruntime", "format": "QDQ", "method": method, "per_channel": per_channel,
             "reduce_range": reduce_range, "reduce_range_reason": reason, "activation_type": activation,
             "activation_type_reason": activation_reason, "keep_float": list(keep_float),
-            "excluded_nodes": exclude, "calibration_samples": int(len(calibration)),
+            "excluded_nodes": exclude, "float_compute_nodes": sum(1 for n in compute if n in set(exclude)),
+            "compute_nodes": len(compute), "calibration_samples": int(len(calibration)),
             "quantize_nodes": ops.count("QuantizeLinear"), "dequantize_nodes": ops.count("DequantizeLinear")}
+    if search is not None:
+        info["keep_float_search"] = {k: v for k, v in search.items() if k != "nodes"}
+    return info
+
+
+def describe_keep_float(info: dict) -> str | None:
+    """One line on what ``--keep-float`` left in float (None when nothing was)."""
+    search = info.get("keep_float_search")
+    if search and not search["groups"] and search["reached"]:
+        return (f"--keep-float auto: fully int8 already reaches cosine {search['baseline']:.4f} on "
+                f"{search['tune_samples']} calibration samples (target {search['target']}); nothing kept in float")
+    if not info.get("excluded_nodes"):
+        return None
+    line = f"kept in float: {info['float_compute_nodes']} of {info['compute_nodes']} compute nodes"
+    if search:
+        line += (f" ({', '.join(search['groups']) or 'none'}; cosine on {search['tune_samples']} calibration samples "
+                 f"{search['baseline']:.4f} -> {search['cosine']:.4f}, target {search['target']})")
+    return line
+
+
+def keep_float_warning(info: dict) -> str | None:
+    """A warning when ``--keep-float auto`` could not reach its target."""
+    search = info.get("keep_float_search")
+    if not search or search["reached"]:
+        return None
+    return (f"--keep-float auto reached cosine {search['cosine']:.4f}, short of {search['target']}, with every "
+            "module that helps in float; try --calib-method percentile or more calibration samples")
+
+
+AUTO_TUNE_SAMPLES = 32
+
+
+def _search_keep_float(named: Path, model, calibration: np.ndarray, quantize, fixed: list[str],
+                       min_cosine: float, tmp: Path) -> dict:
+    """``--keep-float auto``: modules kept in float, chosen by measuring int8 models on calibration samples
+    (never on the evaluation samples, which stay held out)."""
+    from ..runtimes.ort import OnnxRuntimeModel
+
+    tune = calibration[:AUTO_TUNE_SAMPLES]
+    reference = OnnxRuntimeModel(named).run_batches(tune)
+    trial = tmp / "trial.onnx"
+
+    def score(nodes: list[str]) -> float:
+        quantize(trial, fixed + nodes)
+        return int8_figures(reference, OnnxRuntimeModel(trial).run_batches(tune))["cosine_mean"]
+
+    groups = module_groups([(n.name, n.op_type) for n in model.graph.node if n.name not in set(fixed)])
+    result = search_float_groups(groups, score, min_cosine)
+    result["tune_samples"] = int(len(tune))
+    return result
 
 
 def sqnr_db(reference: np.ndarray, quantized: np.ndarray) -> float:
