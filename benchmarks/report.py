@@ -78,6 +78,33 @@ def targets_section(zoo: dict | None) -> list[str]:
     return out
 
 
+def targets_bench_section(benches: dict[str, dict | None]) -> list[str]:
+    """The three target models measured on every CPU runtime, ncnn included (`run_all.py --only targets`)."""
+    benches = {m: b for m, b in benches.items() if b}
+    if not benches:
+        return []
+    out = ["### The same three models on every CPU runtime, ncnn included", "",
+           "`cnnexport bench <model> --runtime ort,openvino,tflite,ncnn,torch --pick`, its own run per model, "
+           "with its own PyTorch eager baseline and sgemm ceiling (eager latency moves between runs: compare "
+           "with the table above).", ""]
+    body = []
+    for model, b in benches.items():
+        for r in sorted(b["rows"], key=lambda r: RUNTIME_ORDER.index(r["runtime"]) if r["runtime"] in RUNTIME_ORDER
+                        else 99):
+            body.append([model, r["runtime"], fmt(r["median_ms"]), fmt(r["spread"], "{:.0%}"),
+                         fmt(r["speedup"], "{:.2f}x"), fmt(r["gmacs_per_s"], "{:.1f}"),
+                         fmt(r["ceiling_fraction"], "{:.0%}")])
+    out += table(["model", "runtime", "median ms", "spread", "x vs PyTorch eager", "GMAC/s", "of ceiling"], body)
+    out.append("")
+    for model, b in benches.items():
+        for p in b.get("pick") or []:
+            out.append(f"- {model}, fastest {p['precision']}: {p['artifact']} on {p['runtime']}, {p['median_ms']:.2f} ms; "
+                       f"runner-up {p['runner_up']} {p['runner_up_median_ms']:.2f} ms ({p['margin']:.2f}x, "
+                       f"{'beyond' if p['beyond_noise'] else 'within'} the spread of the rounds).")
+    out.append("")
+    return out
+
+
 def _gpu(result: dict) -> str | None:
     return next((r.get("gpu") for r in result["rows"] if r.get("gpu")), None)
 
@@ -173,6 +200,26 @@ def int8_section(speed: dict | None, acc: dict | None) -> list[str]:
                 body.append([model, rt, f"{s:.2f}x"])
             body.append([model, "best int8 / best fp32", f"{m['best_int8_vs_best_fp32']:.2f}x"])
         out += table(["model", "runtime", "int8 speed-up"], body) + [""]
+        body = []
+        for model, m in speed["models"].items():
+            for r in m["rows"]:
+                body.append([model, r["artifact"], r["runtime"], r["precision"], f"{r['median_ms']:.2f}",
+                             f"{r['cosine_vs_pytorch']:.4f}", f"{r['top1_agreement']:.0%}"])
+        out += ["Every file, median of the rounds' medians, and its logits against PyTorch on the held-out crops "
+                "(`.int8-auto.onnx`: `--keep-float auto` for a 0.99 target, searched on the calibration "
+                "samples only):", ""]
+        out += table(["model", "file", "runtime", "precision", "median ms", "cosine", "top-1 agreement"], body) + [""]
+        for model, m in speed["models"].items():
+            auto = next(q for q in m["quantization"] if q.get("keep_float_search"))
+            search = auto["keep_float_search"]
+            best = m.get("best_int8_with_cosine_0.99")
+            reach = (f"the fastest int8 file with held-out cosine >= 0.99 is {best['artifact']}, {best['median_ms']:.2f} "
+                     f"ms, {best['speedup_vs_best_fp32']:.2f}x the best fp32 file" if best
+                     else "no int8 file reaches a held-out cosine of 0.99")
+            out.append(f"- {model}: `--keep-float auto` kept {auto['float_compute_nodes']} of {auto['compute_nodes']} "
+                       f"compute nodes in float ({', '.join(search['groups']) or 'none'}; calibration-sample cosine "
+                       f"{search['baseline']:.4f} -> {search['cosine']:.4f}); {reach}.")
+        out.append("")
     if acc:
         out += ["### Accuracy on data calibration never saw", ""]
         body = []
@@ -248,6 +295,7 @@ def main() -> None:
     lines += machine_section(list(data.values()))
     lines += protocol_section()
     lines += targets_section(data["zoo"])
+    lines += targets_bench_section({m: load(f"targets_{m}") for m in TARGET_MODELS})
     lines += guidelines_section(data["guidelines"])
     lines += zoo_section(data["zoo"])
     lines += gpu_section(data["guidelines_cuda"], data["zoo_cuda"])

@@ -6,7 +6,8 @@
 
 Each step runs as its own process and saves its JSON under benchmarks/results/ before the next
 starts, so an interrupted run keeps what it finished. Steps: headline, int8_speed, int8_accuracy,
-graph_changes, guidelines, zoo, coverage (slow: converts every model to every format), report.
+graph_changes, targets (the three target models on every CPU runtime, ncnn included, against PyTorch
+eager), guidelines, zoo, coverage (slow: converts every model to every format), report.
 """
 
 from __future__ import annotations
@@ -18,13 +19,16 @@ from pathlib import Path
 
 HERE = Path(__file__).parent
 RESULTS = HERE / "results"
-STEPS = ("headline", "int8_speed", "int8_accuracy", "graph_changes", "guidelines", "zoo", "coverage", "report")
+STEPS = ("headline", "int8_speed", "int8_accuracy", "graph_changes", "targets", "guidelines", "zoo", "coverage", "report")
+TARGET_MODELS = ("resnet50", "mobilenet_v2", "shufflenet_v2_x1_0")
 
 
-def commands(runtime: str, threads: int, rounds: int) -> dict[str, list[str]]:
+def commands(runtime: str, threads: int, rounds: int) -> dict[str, list[list[str]]]:
     py, cli = sys.executable, [sys.executable, "-m", "cnnexport"]
     common = ["--runtime", runtime, "--threads", str(threads), "--rounds", str(rounds)]
-    return {
+    targets = [[*cli, "bench", m, "--runtime", "ort,openvino,tflite,ncnn,torch", "--threads", str(threads),
+                "--rounds", str(rounds), "--pick", "--save", str(RESULTS / f"targets_{m}.json")] for m in TARGET_MODELS]
+    return {"targets": targets} | {name: [cmd] for name, cmd in {
         "headline": [py, str(HERE / "headline_export.py")],
         "int8_speed": [py, str(HERE / "int8_speed.py"), "--threads", str(threads)],
         "int8_accuracy": [py, str(HERE / "int8_accuracy.py"), "--threads", str(threads)],
@@ -34,7 +38,7 @@ def commands(runtime: str, threads: int, rounds: int) -> dict[str, list[str]]:
                 "--save", str(RESULTS / "zoo.json")],
         "coverage": [py, str(HERE / "coverage.py")],
         "report": [py, str(HERE / "report.py")],
-    }
+    }.items()}
 
 
 def main() -> None:
@@ -52,8 +56,9 @@ def main() -> None:
     cmds = commands(args.runtime, args.threads, args.rounds)
     for step in STEPS:
         if step in steps:
-            print(f"== {step}: {' '.join(cmds[step][1:])}", flush=True)
-            subprocess.run(cmds[step], check=True)
+            for cmd in cmds[step]:
+                print(f"== {step}: {' '.join(cmd[1:])}", flush=True)
+                subprocess.run(cmd, check=True)
 
 
 if __name__ == "__main__":

@@ -12,7 +12,7 @@ from cnnexport.calib import Preprocess, load_samples
 from cnnexport.cli import cli
 from cnnexport.errors import UsageError
 from cnnexport.exporter.mixed_precision import match_nodes, module_groups, module_of, search_float_groups
-from cnnexport.exporter.quantize_ort import AUTO_TUNE_SAMPLES, int8_figures, quantize_onnx
+from cnnexport.exporter.quantize_ort import AUTO_MARGIN, AUTO_TUNE_SAMPLES, auto_aim, int8_figures, quantize_onnx
 from cnnexport.models import create_model
 from cnnexport.runtimes import load
 
@@ -53,7 +53,9 @@ def test_search_adds_the_most_helpful_groups_until_the_target():
     assert result["gains"]["d"] == pytest.approx(-0.001)
     assert len(calls) == 1 + 4 + 1  # baseline, one per group, then b+c (b alone was already measured)
     unreachable = search_float_groups(groups, _additive(gains, 0.985, []), target=0.999)
-    assert not unreachable["reached"] and unreachable["groups"] == ["b", "c", "a"]  # d never helps: left int8
+    assert not unreachable["reached"] and unreachable["groups"] == ["b", "c", "a", "d"]  # d, no help alone, last
+    late = search_float_groups(groups, _additive(gains, 0.985, []), target=0.9915)
+    assert late["reached"] and late["groups"] == ["b", "c", "a"]
     done = search_float_groups(groups, _additive(gains, 0.995, calls := []), target=0.99)
     assert done["reached"] and done["groups"] == [] and len(calls) == 1
 
@@ -88,17 +90,20 @@ def test_auto_reaches_a_reachable_target_with_what_it_reports(resnet18_small, tm
     search = first["keep_float_search"]
     assert not search["reached"] and search["cosine"] > search["baseline"]
     assert len(search["gains"]) == 10  # conv1, 8 residual blocks, fc
-    # Half the best single gain above the baseline: one group, the best, is enough.
+    # Aiming half the best single gain above the baseline: one group, the best, is enough.
     best = max(search["gains"], key=search["gains"].get)
-    target = search["baseline"] + search["gains"][best] / 2
+    aim = search["baseline"] + search["gains"][best] / 2
+    target = (aim - AUTO_MARGIN) / (1 - AUTO_MARGIN)  # the target whose aim (with the margin) that is
+    assert auto_aim(target) == pytest.approx(aim) and target < aim
     info = quantize_onnx(src, tmp_path / "auto.onnx", x, keep_float=("auto",), min_cosine=target)
     assert info["keep_float_search"]["groups"] == [best] and info["keep_float_search"]["reached"]
+    assert info["keep_float_search"]["target"] == target and info["keep_float_search"]["aim"] == pytest.approx(aim)
     kept = _float_convs(tmp_path / "auto.onnx")
     assert kept and all(n.startswith(best + "/") for n in kept)
     # The written file scores what the search reported, on the same calibration samples.
     tune = x[:AUTO_TUNE_SAMPLES]
     cosine = int8_figures(load(src).run_batches(tune), load(tmp_path / "auto.onnx").run_batches(tune))["cosine_mean"]
-    assert cosine == pytest.approx(info["keep_float_search"]["cosine"], abs=1e-6) and cosine >= target
+    assert cosine == pytest.approx(info["keep_float_search"]["cosine"], abs=1e-6) and cosine >= aim
 
 
 def test_keep_float_errors_on_the_command_line(resnet18_small, tmp_path):
@@ -130,3 +135,23 @@ def test_export_keep_float_auto_records_the_search(tmp_path):
     q = json.loads(result.stdout)["quantization"][0]
     assert q["keep_float"] == ["auto"] and q["keep_float_search"]["target"] == 0.98
     assert q["keep_float_search"]["cosine"] >= 0.98 and np.isfinite(q["keep_float_search"]["baseline"])
+
+
+def test_bench_reads_the_precision_from_the_file_name():
+    from cnnexport.bench.matrix import precision_of
+
+    assert precision_of("out/resnet50.int8.onnx") == "int8"
+    assert precision_of("resnet50.int8-auto.onnx") == "int8"
+    assert precision_of("resnet50.onnx") == "fp32" and precision_of("int8net.onnx") == "fp32"
+
+
+def test_keep_float_warnings():
+    from cnnexport.exporter.quantize_ort import keep_float_warning
+
+    info = {"keep_float_search": {"reached": True, "cosine": 0.995, "aim": 0.991}, "float_compute_nodes": 8,
+            "compute_nodes": 54}
+    assert keep_float_warning(info) is None
+    assert "little faster than fp32" in keep_float_warning({**info, "float_compute_nodes": 50})
+    short = {**info, "keep_float_search": {"reached": False, "cosine": 0.98, "aim": 0.991}}
+    assert "0.9800 on calibration samples, short of its aim 0.9910" in keep_float_warning(short)
+    assert keep_float_warning({"float_compute_nodes": 0, "compute_nodes": 5}) is None

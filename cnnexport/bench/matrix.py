@@ -7,6 +7,7 @@ speed-up over a baseline. No torch (the PyTorch baseline runs in a worker that i
 from __future__ import annotations
 
 import json
+import re
 import statistics
 import subprocess
 import sys
@@ -26,8 +27,8 @@ ROW_FIELDS = ("model", "artifact", "runtime", "version", "precision", "device", 
 
 
 def precision_of(path: str | Path) -> str:
-    """fp32 or int8, from a cnnexport file name (``<model>.int8.onnx``)."""
-    return "int8" if ".int8." in Path(path).name else "fp32"
+    """fp32 or int8, from a cnnexport file name (``<model>.int8.onnx``, ``<model>.int8-auto.onnx``)."""
+    return "int8" if re.search(r"\.int8[.-]", Path(path).name) else "fp32"
 
 
 @dataclass

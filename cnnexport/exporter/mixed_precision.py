@@ -8,7 +8,7 @@ a real int8 model scored on real samples. No torch; the scorer is passed in.
 
 Search (1 + G + k scorings for G groups, k kept): score the fully int8 model; if it misses the
 target, score each group kept in float on its own, then keep groups in the order of their gain
-until the target is met.
+(those that did not help alone last) until the target is met.
 """
 
 from __future__ import annotations
@@ -64,7 +64,9 @@ def search_float_groups(groups: dict[str, list[str]], score: Callable[[list[str]
         return result
     gains = {g: score(list(nodes)) - baseline for g, nodes in groups.items()}
     result["gains"] = gains
-    order = sorted((g for g in gains if gains[g] > 0), key=lambda g: -gains[g])
+    # Helpful groups first; then the rest, since noise from several groups is not additive (a group that
+    # does not help alone can once its neighbours are float).
+    order = sorted(gains, key=lambda g: (gains[g] <= 0, -gains[g]))
     for g in order:
         result["groups"].append(g)
         result["nodes"] = [n for k in result["groups"] for n in groups[k]]
