@@ -155,3 +155,15 @@ def test_keep_float_warnings():
     short = {**info, "keep_float_search": {"reached": False, "cosine": 0.98, "aim": 0.991}}
     assert "0.9800 on calibration samples, short of its aim 0.9910" in keep_float_warning(short)
     assert keep_float_warning({"float_compute_nodes": 0, "compute_nodes": 5}) is None
+
+
+def test_per_layer_own_quantization_sqnr_of_a_relu_is_not_its_negative_half(resnet18_small, tmp_path):
+    """ONNX Runtime's QDQ graph drops a ReLU before a uint8 Q; its debug tool then records the pre-ReLU
+    tensor as the ReLU's 'before QDQ' value, which would put every ReLU at ~3 dB."""
+    from cnnexport.exporter.quantize_ort import per_layer_sqnr
+
+    src, x = resnet18_small
+    quantize_onnx(src, tmp_path / "q.onnx", x)
+    rows = per_layer_sqnr(src, tmp_path / "q.onnx", x[:8])
+    relus = [r["qdq_sqnr_db"] for r in rows if r["op"] == "Relu"]
+    assert len(relus) >= 8 and min(relus) > 20, relus  # 8-bit steps over a ReLU's range: ~30 dB or better

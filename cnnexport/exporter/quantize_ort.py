@@ -269,7 +269,14 @@ def per_layer_sqnr(float_model: str | os.PathLike, qdq_model: str | os.PathLike,
             modify_model_output_intermediate_tensors(str(qdq_model), str(aug_q))
             f_act = collect_activations(str(aug_f), OrtCalibrationReader(samples, input_name))
             q_act = collect_activations(str(aug_q), OrtCalibrationReader(samples, input_name))
-        errors = compute_activation_error(create_activation_matching(q_act, f_act))
+        matching = create_activation_matching(q_act, f_act)
+        for name, match in matching.items():
+            if producers.get(name) == "Relu" and match.get("pre_qdq"):
+                # The QDQ model drops a Relu before a uint8 Q (its zero point clamps at 0), so the tensor ONNX
+                # Runtime records "before QDQ" is the conv's output before the ReLU: apply the ReLU, or the
+                # own-quantization SQNR counts the negative half as noise (~3 dB for every ReLU).
+                match["pre_qdq"] = [np.maximum(a, 0) for a in match["pre_qdq"]]
+        errors = compute_activation_error(matching)
     rows = [{"tensor": name, "op": producers.get(name, "?"), "sqnr_db": float(err["xmodel_err"]),
              "qdq_sqnr_db": float(err.get("qdq_err", np.nan))}
             for name, err in errors.items() if "xmodel_err" in err]
