@@ -117,6 +117,8 @@ def _keep_float(value: str) -> tuple[str, ...]:
 @click.option("--calib-count", type=int, default=200, show_default=True, help="Samples drawn from --calib.")
 @click.option("--int8-min-cosine", type=float, default=0.98, show_default=True,
               help="int8 check: mean cosine with PyTorch's logits on held-out samples.")
+@click.option("--calib-method", type=click.Choice(["minmax", "entropy", "percentile"]), default="minmax",
+              show_default=True, help="ONNX Runtime int8 calibration method.")
 @click.option("--keep-float", default="", metavar="LIST",
               help="ONNX Runtime int8: nodes left in float: first, last, node-name globs ('/layer1/*'), or auto "
                    "(the fewest modules that reach --int8-min-cosine on the calibration samples).")
@@ -136,8 +138,8 @@ def _keep_float(value: str) -> tuple[str, ...]:
               help="Max abs error allowed (default: 1e-4 x max |reference output|).")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON on stdout, nothing else.")
 def export_cmd(model, want_onnx, want_openvino, want_tflite, tflite_layout, want_ncnn, want_int8, calib, calib_count,
-               int8_min_cosine, keep_float, fold_bn, exporter, opset, batch, input_size, num_classes, weights, output_dir,
-               simplify, atol, as_json):
+               int8_min_cosine, calib_method, keep_float, fold_bn, exporter, opset, batch, input_size, num_classes,
+               weights, output_dir, simplify, atol, as_json):
     """Prepare MODEL (a registry name or package.module:callable), export it and prove it matches PyTorch."""
     if batch is not None and not 1 <= batch <= 4096:
         raise UsageError(f"bad --batch {batch}: use 1..4096, or leave it out for a dynamic batch axis")
@@ -164,8 +166,8 @@ def export_cmd(model, want_onnx, want_openvino, want_tflite, tflite_layout, want
         report = export(module, (batch or 1, *chw), output_dir, name=name, fold_bn=fold_bn, exporter=exporter,
                         opset=opset, dynamic_batch=batch is None, simplify=simplify, atol=atol, formats=formats,
                         tflite_layout=tflite_layout, int8=want_int8, calib=calib, calib_count=calib_count,
-                        int8_min_cosine=int8_min_cosine, keep_float=_keep_float(keep_float),
-                        on_stage=on_stage)
+                        int8_min_cosine=int8_min_cosine, calib_method=calib_method,
+                        keep_float=_keep_float(keep_float), on_stage=on_stage)
     if as_json:
         click.echo(json.dumps(report, indent=2))
     else:

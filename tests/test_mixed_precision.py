@@ -167,3 +167,16 @@ def test_per_layer_own_quantization_sqnr_of_a_relu_is_not_its_negative_half(resn
     rows = per_layer_sqnr(src, tmp_path / "q.onnx", x[:8])
     relus = [r["qdq_sqnr_db"] for r in rows if r["op"] == "Relu"]
     assert len(relus) >= 8 and min(relus) > 20, relus  # 8-bit steps over a ReLU's range: ~30 dB or better
+
+
+def test_export_takes_the_calibration_method(tmp_path):
+    result = CliRunner().invoke(cli, ["export", "lenet5", "--weights", "digits", "--int8", "--calib", "digits",
+                                      "--calib-count", "120", "--calib-method", "percentile", "-o", str(tmp_path),
+                                      "--json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["quantization"][0]["method"] == "percentile"
+    assert next(e for e in report["equivalence"] if e["artifact"] == "lenet5.int8.onnx")["passed"]
+    result = CliRunner().invoke(cli, ["export", "lenet5", "--calib-method", "entropy", "-o", str(tmp_path / "e")])
+    assert result.exit_code == 2 and "--calib-method applies to int8 files" in result.stderr
+    assert not (tmp_path / "e").exists()

@@ -101,6 +101,7 @@ def export(
     calib: str | np.ndarray | None = None,
     calib_count: int = 200,
     int8_min_cosine: float = 0.98,
+    calib_method: str = "minmax",
     keep_float: tuple[str, ...] = (),
     on_stage: StageCallback | None = None,
 ) -> dict:
@@ -112,6 +113,7 @@ def export(
     given batch). ``int8`` adds ``<name>.int8.onnx`` (ONNX Runtime QDQ) and, with openvino,
     ``<name>.int8.xml`` (NNCF), with tflite ``<name>.int8.tflite`` (full integer), calibrated on ``calib`` ('samples', 'digits', a folder, an array
     file or an NCHW array) and checked on held-out samples (mean cosine >= ``int8_min_cosine`` with PyTorch).
+    ``calib_method`` (minmax, entropy, percentile) calibrates the ONNX Runtime int8 file;
     ``keep_float`` leaves nodes of the ONNX Runtime int8 file in float (see ``quantize_onnx``; with
     ``auto``, the fewest modules that reach ``int8_min_cosine`` on the calibration samples).
     Raises a ``cnnexport.errors.CnnexportError`` subclass on bad input or when an artifact does
@@ -130,6 +132,8 @@ def export(
         raise UsageError("--int8 needs calibration data: --calib samples, digits, an image folder or a .npy/.npz file")
     if keep_float and not int8:
         raise UsageError("--keep-float applies to int8 files: add --int8 --calib ...")
+    if calib_method != "minmax" and not int8:
+        raise UsageError("--calib-method applies to int8 files: add --int8 --calib ...")
     name = _safe_name(name or type(module).__name__.lower())
     stage = on_stage or (lambda _s: None)
     report = new_report(name, sum(p.numel() for p in module.parameters()), shape)
@@ -170,7 +174,7 @@ def export(
             stage("quantize")
             t0 = time.perf_counter()
             int8_artifacts, heldout = _quantize(staging, name, shape, artifacts, calib, calib_count, report,
-                                                keep_float, int8_min_cosine)
+                                                keep_float, int8_min_cosine, calib_method)
             timings["quantize"] = round(time.perf_counter() - t0, 3)
 
         stage("verify")
@@ -290,7 +294,7 @@ _CONVERTERS = {"openvino": _to_openvino, "tflite": _to_tflite, "ncnn": _to_ncnn}
 
 
 def _quantize(staging, name, shape, artifacts, calib, calib_count, report, keep_float=(),
-              min_cosine=0.98) -> tuple[list[_Artifact], list]:
+              min_cosine=0.98, method="minmax") -> tuple[list[_Artifact], list]:
     """int8 files for ONNX Runtime (and OpenVINO when its fp32 IR is asked for), and the held-out inputs."""
     from ..calib import Preprocess, check_disjoint, check_fits, load_samples, split
     from ..calib.sources import RECOMMENDED_MIN
@@ -314,8 +318,8 @@ def _quantize(staging, name, shape, artifacts, calib, calib_count, report, keep_
                                   "int8 ranges may not cover real inputs")
     onnx_path = artifacts[0].files[0]
     out = [_Artifact("onnx", [staging.file(f"{name}.int8.onnx")], "onnxruntime", precision="int8")]
-    report["quantization"] = [quantize_onnx(onnx_path, out[0].files[0], calibration, keep_float=tuple(keep_float),
-                                            min_cosine=min_cosine)]
+    report["quantization"] = [quantize_onnx(onnx_path, out[0].files[0], calibration, method=method,
+                                            keep_float=tuple(keep_float), min_cosine=min_cosine)]
     warning = keep_float_warning(report["quantization"][0])
     if warning:
         report["warnings"].append(warning)
