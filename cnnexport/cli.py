@@ -701,7 +701,10 @@ def quantize_cmd(model, calib, eval_source, calib_count, runtime, calib_method, 
     if "per_layer_sqnr" in result:
         from rich.table import Table
 
-        table = Table(title="per-layer SQNR, float vs int8 activations (worst first)")
+        table = Table(title="per-layer SQNR, float vs int8 activations (worst first)",
+                      caption="SQNR: error accumulated up to the tensor (where it ends up); own quantization: "
+                              "the tensor's own rounding (where it starts). --keep-float auto measures which "
+                              "modules to keep in float.")
         for col in ("tensor", "op", "SQNR dB", "own quantization SQNR dB"):
             table.add_column(col, justify="left" if col in ("tensor", "op") else "right")
         for row in result["per_layer_sqnr"][:15]:
