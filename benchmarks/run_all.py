@@ -28,7 +28,7 @@ def commands(runtime: str, threads: int, rounds: int) -> dict[str, list[list[str
     common = ["--runtime", runtime, "--threads", str(threads), "--rounds", str(rounds)]
     targets = [[*cli, "bench", m, "--runtime", "ort,openvino,tflite,ncnn,torch", "--threads", str(threads),
                 "--rounds", str(rounds), "--pick", "--save", str(RESULTS / f"targets_{m}.json")] for m in TARGET_MODELS]
-    return {"targets": targets} | {name: [cmd] for name, cmd in {
+    single = {
         "headline": [py, str(HERE / "headline_export.py")],
         "int8_speed": [py, str(HERE / "int8_speed.py"), "--threads", str(threads)],
         "int8_accuracy": [py, str(HERE / "int8_accuracy.py"), "--threads", str(threads)],
@@ -38,7 +38,8 @@ def commands(runtime: str, threads: int, rounds: int) -> dict[str, list[list[str
                 "--save", str(RESULTS / "zoo.json")],
         "coverage": [py, str(HERE / "coverage.py")],
         "report": [py, str(HERE / "report.py")],
-    }.items()}
+    }
+    return {"targets": targets, **{name: [cmd] for name, cmd in single.items()}}
 
 
 def main() -> None:

@@ -682,7 +682,8 @@ def quantize_cmd(model, calib, eval_source, calib_count, runtime, calib_method, 
     if runtime == "onnxruntime":
         from .exporter.quantize_ort import keep_float_warning
 
-        warnings += [w for w in [keep_float_warning(info)] if w]
+        if warning := keep_float_warning(info):
+            warnings.append(warning)
     fp32, int8 = fp32 or load(src), load(dst)
     figures = int8_figures(run_nchw(fp32, evaluation), run_nchw(int8, evaluation), labels)
     result = {"input": str(src), "output": str(dst), "quantization": info, "evaluation": figures,

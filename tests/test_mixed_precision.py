@@ -180,3 +180,15 @@ def test_export_takes_the_calibration_method(tmp_path):
     result = CliRunner().invoke(cli, ["export", "lenet5", "--calib-method", "entropy", "-o", str(tmp_path / "e")])
     assert result.exit_code == 2 and "--calib-method applies to int8 files" in result.stderr
     assert not (tmp_path / "e").exists()
+
+
+def test_per_layer_own_quantization_sqnr_of_a_relu6_clip_is_clamped_too(tmp_path):
+    """mobilenet_v2's ReLU6 is a Clip(0, 6), dropped before a Q in the same way."""
+    from cnnexport.exporter.quantize_ort import per_layer_sqnr
+
+    cnnexport.export(create_model("mobilenet_v2"), (1, 3, 64, 64), tmp_path, name="m", photos=False)
+    x = load_samples("samples", Preprocess(size=(64, 64)), 16)
+    quantize_onnx(tmp_path / "m.onnx", tmp_path / "q.onnx", x)
+    clips = [r["qdq_sqnr_db"] for r in per_layer_sqnr(tmp_path / "m.onnx", tmp_path / "q.onnx", x[:8])
+             if r["op"] == "Clip"]
+    assert len(clips) >= 30 and min(clips) > 20, clips

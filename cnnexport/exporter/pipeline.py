@@ -320,8 +320,7 @@ def _quantize(staging, name, shape, artifacts, calib, calib_count, report, keep_
     out = [_Artifact("onnx", [staging.file(f"{name}.int8.onnx")], "onnxruntime", precision="int8")]
     report["quantization"] = [quantize_onnx(onnx_path, out[0].files[0], calibration, method=method,
                                             keep_float=tuple(keep_float), min_cosine=min_cosine)]
-    warning = keep_float_warning(report["quantization"][0])
-    if warning:
+    if warning := keep_float_warning(report["quantization"][0]):
         report["warnings"].append(warning)
     if any(a.format == "openvino" for a in artifacts):
         from .quantize_openvino import quantize_openvino

@@ -141,10 +141,11 @@ def quantize_onnx(src: str | os.PathLike, dst: str | os.PathLike, calibration: n
             q = onnx.load(str(out))
     ops = [n.op_type for n in q.graph.node]
     compute = [n.name for n in model.graph.node if n.op_type in COMPUTE_OPS]
+    excluded = set(exclude)
     info = {"runtime": "onnxruntime", "format": "QDQ", "method": method, "per_channel": per_channel,
             "reduce_range": reduce_range, "reduce_range_reason": reason, "activation_type": activation,
             "activation_type_reason": activation_reason, "keep_float": list(keep_float),
-            "excluded_nodes": exclude, "float_compute_nodes": sum(1 for n in compute if n in set(exclude)),
+            "excluded_nodes": exclude, "float_compute_nodes": sum(1 for n in compute if n in excluded),
             "compute_nodes": len(compute), "calibration_samples": int(len(calibration)),
             "quantize_nodes": ops.count("QuantizeLinear"), "dequantize_nodes": ops.count("DequantizeLinear")}
     if search is not None:
@@ -210,9 +211,11 @@ def _search_keep_float(named: Path, model, calibration: np.ndarray, quantize, fi
         quantize(trial, fixed + nodes)
         return int8_figures(reference, OnnxRuntimeModel(trial).run_batches(tune))["cosine_mean"]
 
-    groups = module_groups([(n.name, n.op_type) for n in model.graph.node if n.name not in set(fixed)])
-    result = search_float_groups(groups, score, auto_aim(min_cosine))
-    result.update(target=min_cosine, aim=auto_aim(min_cosine), tune_samples=int(len(tune)))
+    kept = set(fixed)
+    groups = module_groups([(n.name, n.op_type) for n in model.graph.node if n.name not in kept])
+    aim = auto_aim(min_cosine)
+    result = search_float_groups(groups, score, aim)
+    result.update(target=min_cosine, aim=aim, tune_samples=int(len(tune)))
     return result
 
 
@@ -249,6 +252,37 @@ def _op_kind(node, graph) -> str:
     return f"Conv {'depthwise' if depthwise else f'group={group}'}"
 
 
+def _clamp_bounds(graph) -> dict[str, tuple[float, float]]:
+    """Output tensor -> the range its Relu or Clip clamps to (Clip's bounds from attributes or constant inputs)."""
+    from onnx import numpy_helper
+
+    consts = {i.name: i for i in graph.initializer}
+    consts.update({n.output[0]: n.attribute[0].t for n in graph.node
+                   if n.op_type == "Constant" and n.attribute and n.attribute[0].name == "value"})
+
+    def scalar(name: str, default: float) -> float | None:
+        if not name:
+            return default
+        tensor = consts.get(name)
+        try:
+            return float(numpy_helper.to_array(tensor)) if tensor is not None else None
+        except (ValueError, TypeError):  # external data not loaded, or not a scalar
+            return None
+
+    out = {}
+    for node in graph.node:
+        if node.op_type == "Relu":
+            out[node.output[0]] = (0.0, np.inf)
+        elif node.op_type == "Clip":
+            attrs = {a.name: a.f for a in node.attribute}
+            inputs = list(node.input) + ["", ""]
+            lo = scalar(inputs[1], attrs.get("min", -np.inf))
+            hi = scalar(inputs[2], attrs.get("max", np.inf))
+            if lo is not None and hi is not None:
+                out[node.output[0]] = (lo, hi)
+    return out
+
+
 def per_layer_sqnr(float_model: str | os.PathLike, qdq_model: str | os.PathLike, samples: np.ndarray) -> list[dict]:
     """SQNR (dB) of every quantized activation, float model vs int8 model (``qdq_loss_debug``), worst
     first: the layers to keep in float (``--keep-float``) are at the top."""
@@ -270,12 +304,14 @@ def per_layer_sqnr(float_model: str | os.PathLike, qdq_model: str | os.PathLike,
             f_act = collect_activations(str(aug_f), OrtCalibrationReader(samples, input_name))
             q_act = collect_activations(str(aug_q), OrtCalibrationReader(samples, input_name))
         matching = create_activation_matching(q_act, f_act)
+        # The QDQ model drops a Relu or Clip before a Q whose range already clamps (a uint8 zero point at 0), so
+        # the tensor ONNX Runtime records "before QDQ" is the input of that activation: clamp it as the float
+        # model does, or the own-quantization SQNR counts the clipped part as noise (~3 dB for every ReLU).
+        bounds = _clamp_bounds(graph)
         for name, match in matching.items():
-            if producers.get(name) == "Relu" and match.get("pre_qdq"):
-                # The QDQ model drops a Relu before a uint8 Q (its zero point clamps at 0), so the tensor ONNX
-                # Runtime records "before QDQ" is the conv's output before the ReLU: apply the ReLU, or the
-                # own-quantization SQNR counts the negative half as noise (~3 dB for every ReLU).
-                match["pre_qdq"] = [np.maximum(a, 0) for a in match["pre_qdq"]]
+            if name in bounds and match.get("pre_qdq"):
+                lo, hi = bounds[name]
+                match["pre_qdq"] = [np.clip(a, lo, hi) for a in match["pre_qdq"]]
         errors = compute_activation_error(matching)
     rows = [{"tensor": name, "op": producers.get(name, "?"), "sqnr_db": float(err["xmodel_err"]),
              "qdq_sqnr_db": float(err.get("qdq_err", np.nan))}

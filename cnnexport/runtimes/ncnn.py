@@ -12,7 +12,7 @@ from typing import Sequence
 import numpy as np
 
 from .._quiet import quiet_fds
-from ..errors import InvalidModelFileError
+from ..errors import InvalidModelFileError, UsageError
 from .base import RuntimeModel, TensorSpec, require
 
 
@@ -59,8 +59,6 @@ class NcnnModel(RuntimeModel):
             raise InvalidModelFileError(f"ncnn cannot load '{param.name}'{detail}")
         input_shape = input_shape or _shape_from_report(param)
         if not input_shape:
-            from ..errors import UsageError
-
             raise UsageError(f"'{param.name}' does not record its input shape (ncnn .param files do not) and no "
                              "cnnexport report.json lies beside it: keep the report.json the export wrote, or pass "
                              "input_shape=(N, C, H, W); ncnn would crash on a wrong one")

@@ -11,7 +11,8 @@ from pathlib import Path
 from typing import Callable
 
 from ..bench.machine import cpu_facts
-from ..bench.matrix import Job, artifact_job, failures, faster_beyond_noise, rows_from, run_jobs, sgemm_ceiling, torch_job
+from ..bench.matrix import (Job, artifact_job, failures, faster_beyond_noise, rows_from, run_jobs, sgemm_ceiling,
+                            torch_job)
 from ..bench.plan import FORMAT_OF
 from ..errors import UsageError
 from .analysis import guideline_table, micronet_macs, micronet_name, plot_latency_vs_macs, table8, zoo_summary
