@@ -52,23 +52,45 @@ class DefaultExportGroup(click.Group):
     def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
         try:
             rv = super().main(args, prog_name or "cnnexport", complete_var, standalone_mode=False, **extra)
-        except click.UsageError as exc:
-            hint = f" (see '{exc.ctx.command_path} --help')" if exc.ctx else ""
-            _fail(exc.format_message().replace("\n", " ") + hint, 2)
-        except click.ClickException as exc:
-            _fail(exc.format_message().replace("\n", " "), exc.exit_code)
-        except (click.exceptions.Abort, KeyboardInterrupt):
-            _fail("interrupted; nothing half-written was left", 130)
-        except _Terminated:
-            _fail("terminated (SIGTERM); nothing half-written was left", 143)
-        except CnnexportError as exc:
-            _fail(str(exc).replace("\n", " "), exc.exit_code)
-        except Exception as exc:
-            if os.environ.get("CNNEXPORT_DEBUG"):
+        except SystemExit:
+            raise
+        except BaseException as exc:
+            if _INTERRUPTS:  # also when a library turned the signal's exception into its own (OpenVINO does)
+                _fail(*_interrupted(_INTERRUPTS[0]))
+            if os.environ.get("CNNEXPORT_DEBUG") and _is_internal(exc):
                 raise
-            _fail(f"internal error: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''} "
-                  "(a bug; rerun with CNNEXPORT_DEBUG=1 for the traceback and report it)", 1)
+            _fail(*_failure(exc))
+        if _INTERRUPTS:  # the signal's exception was swallowed inside a library and the run went on
+            _fail(*_interrupted(_INTERRUPTS[0]))
         sys.exit(rv if isinstance(rv, int) else 0)
+
+
+def _is_internal(exc: BaseException) -> bool:
+    return isinstance(exc, Exception) and not isinstance(exc, (click.ClickException, click.exceptions.Abort,
+                                                               CnnexportError))
+
+
+def _interrupted(signum: int) -> tuple[str, int]:
+    if signum == signal.SIGTERM:
+        return "terminated (SIGTERM); nothing half-written was left", 143
+    return "interrupted; nothing half-written was left", 130
+
+
+def _failure(exc: BaseException) -> tuple[str, int]:
+    """The one-line message and exit code for an exception that escaped a command."""
+    if isinstance(exc, click.UsageError):
+        hint = f" (see '{exc.ctx.command_path} --help')" if exc.ctx else ""
+        return exc.format_message().replace("\n", " ") + hint, 2
+    if isinstance(exc, click.ClickException):
+        return exc.format_message().replace("\n", " "), exc.exit_code
+    if isinstance(exc, (click.exceptions.Abort, KeyboardInterrupt)):
+        return _interrupted(signal.SIGINT)
+    if isinstance(exc, _Terminated):
+        return _interrupted(signal.SIGTERM)
+    if isinstance(exc, CnnexportError):
+        return str(exc).replace("\n", " "), exc.exit_code
+    return (f"internal error: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''} "
+            "(a bug; rerun with CNNEXPORT_DEBUG=1 for the traceback and report it)", 1)
 
 
 @click.group(cls=DefaultExportGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -159,6 +181,7 @@ def export_cmd(model, want_onnx, want_openvino, want_tflite, tflite_layout, want
     console = _err_console()
     with console.status("", spinner="dots") as status:
         def on_stage(stage: str) -> None:
+            _check_interrupted()
             status.update(f"[bold]{name}[/]: {stage}")
 
         formats = ["onnx"] + [f for f, on in (("openvino", want_openvino), ("tflite", want_tflite),
@@ -501,7 +524,12 @@ class _stage_status:
         if console.is_terminal:
             self.status = console.status(self.title)
             self.status.__enter__()
-        return lambda stage: self.status.update(f"{self.title}: {stage}") if self.status else None
+        return self.update
+
+    def update(self, stage: str) -> None:
+        _check_interrupted()
+        if self.status:
+            self.status.update(f"{self.title}: {stage}")
 
     def __exit__(self, *exc):
         if self.status:
@@ -974,13 +1002,65 @@ class _Terminated(BaseException):
     """SIGTERM, raised where the process is so that it unwinds like Ctrl-C: staged files are removed."""
 
 
-def _terminate(signum, _frame):
-    raise _Terminated(signum)
+# Signals received by this process. The handlers raise where the main thread is, but a library may
+# swallow that exception (Python drops one raised in a garbage-collector callback: JAX installs one)
+# or wrap it (OpenVINO's frontend): the record still makes the run end as interrupted.
+_INTERRUPTS: list[int] = []
+
+
+def _on_signal(signum, frame):
+    if signum not in _INTERRUPTS:
+        _INTERRUPTS.append(signum)
+    if _inside_import(frame):
+        # An exception raised while a C extension initialises can abort the process (torch's import
+        # does, now and then): raise it once the import is done.
+        _deliver_again(signum)
+        return
+    raise _Terminated(signum) if signum == signal.SIGTERM else KeyboardInterrupt
+
+
+def _inside_import(frame) -> bool:
+    while frame is not None:
+        if frame.f_code.co_filename.startswith("<frozen importlib"):
+            return True
+        frame = frame.f_back
+    return False
+
+
+def _deliver_again(signum: int) -> None:
+    """Run the signal's handler again a moment later (from another thread, so that it lands in the
+    main thread's code of that moment, not here)."""
+    import _thread
+    import threading
+
+    timer = threading.Timer(0.05, _thread.interrupt_main, (signum,))
+    timer.daemon = True
+    timer.start()
+
+
+def _redeliver_swallowed_interrupt(unraisable) -> None:
+    """Deliver a signal again when Python swallowed its handler's exception, so that it is raised in
+    ordinary code and the run stops there rather than at the end."""
+    if unraisable.exc_type in (KeyboardInterrupt, _Terminated) and _INTERRUPTS:
+        _deliver_again(_INTERRUPTS[-1])
+    else:
+        sys.__unraisablehook__(unraisable)
+
+
+def _check_interrupted() -> None:
+    """Stop before the next stage when a signal arrived but its exception was swallowed."""
+    if _INTERRUPTS:
+        raise _Terminated(signal.SIGTERM) if _INTERRUPTS[0] == signal.SIGTERM else KeyboardInterrupt
 
 
 def main() -> None:
     """Console-script entry point."""
-    signal.signal(signal.SIGTERM, _terminate)
+    # A signal ignored by whoever started us (a background job's SIGINT) stays ignored.
+    if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+        signal.signal(signal.SIGINT, _on_signal)
+    if signal.getsignal(signal.SIGTERM) == signal.SIG_DFL:
+        signal.signal(signal.SIGTERM, _on_signal)
+    sys.unraisablehook = _redeliver_swallowed_interrupt
     cli.main(prog_name="cnnexport")
 
 

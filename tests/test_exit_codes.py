@@ -1,6 +1,7 @@
 """Every documented exit code, produced by a real bad input, with its one-line message; and the
 README documents exactly the codes the CLI uses."""
 
+import os
 import re
 import shutil
 import signal
@@ -35,6 +36,36 @@ class Histogram(nn.Module):
         return torch.histc(x, bins=4).unsqueeze(0)
 
 
+class _RaisesSignalWhenCollected:
+    def __init__(self, sig: int):
+        self.sig = sig
+
+    def __del__(self):
+        signal.raise_signal(self.sig)  # the handler's exception is raised here, where Python drops it
+
+
+class SignalSwallowed(nn.Module):
+    """A signal arrives where its exception is lost (as in JAX's garbage-collector callback)."""
+
+    def __init__(self, num_classes: int = 10):
+        super().__init__()
+        self.fc = nn.Linear(64, num_classes)
+        _RaisesSignalWhenCollected(getattr(signal, os.environ["SIGNAL_UNDER_TEST"]))
+
+    def forward(self, x):
+        return self.fc(x.flatten(1))
+
+
+class SignalWrapped(SignalSwallowed):
+    """A library turns the signal's exception into its own error (as OpenVINO's frontend does)."""
+
+    def __init__(self, num_classes: int = 10):
+        try:
+            signal.raise_signal(getattr(signal, os.environ["SIGNAL_UNDER_TEST"]))
+        except BaseException as exc:
+            raise RuntimeError("Check 'false' failed at input_model.cpp") from exc
+
+
 def _cases(tmp: Path) -> dict[int, list[str]]:
     (tmp / "file").write_text("not a folder")
     (tmp / "corrupt.onnx").write_bytes(b"\x08\x07garbage")
@@ -65,11 +96,20 @@ def test_each_documented_exit_code(tmp_path, code):
         assert not (tmp_path / folder).exists() or not any((tmp_path / folder).iterdir())
 
 
+def _foreground_signals() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
 @pytest.mark.parametrize("sig,code", [("SIGINT", 130), ("SIGTERM", 143)])
 def test_interrupt_exit_codes(tmp_path, sig, code):
     exe = shutil.which("cnnexport", path=str(Path(sys.executable).parent)) or "cnnexport"
+    # A harness that runs the suite in the background starts it with SIGINT ignored, and children
+    # inherit that (Python then installs no KeyboardInterrupt handler): start the CLI the way a
+    # shell starts a foreground command, with SIGINT at its default.
     proc = subprocess.Popen([exe, "resnet50", "--openvino", "--tflite", "-o", str(tmp_path / "o")],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=_foreground_signals)
     time.sleep(6)  # past the imports, inside a run that takes half a minute or more
     proc.send_signal(getattr(signal, sig))
     _, err = proc.communicate(timeout=120)
@@ -77,6 +117,19 @@ def test_interrupt_exit_codes(tmp_path, sig, code):
     lines = [ln for ln in err.splitlines() if ln.strip()]
     assert len(lines) == 1 and lines[0].startswith("error: ") and "nothing half-written" in lines[0], err
     assert not (tmp_path / "o").exists() or not [p for p in (tmp_path / "o").iterdir()]
+
+
+@pytest.mark.parametrize("model", ["SignalSwallowed", "SignalWrapped"])
+@pytest.mark.parametrize("sig,code", [("SIGINT", 130), ("SIGTERM", 143)])
+def test_interrupt_lost_inside_a_library_still_stops_the_run(tmp_path, model, sig, code):
+    exe = shutil.which("cnnexport", path=str(Path(sys.executable).parent)) or "cnnexport"
+    env = {**os.environ, "SIGNAL_UNDER_TEST": sig, "PYTHONPATH": str(ROOT / "tests")}
+    proc = subprocess.run([exe, f"test_exit_codes:{model}", "--input-size", "1,8,8", "-o", str(tmp_path / "o")],
+                          capture_output=True, text=True, env=env, timeout=300, preexec_fn=_foreground_signals)
+    assert proc.returncode == code, proc.stderr
+    lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and "nothing half-written" in lines[0], proc.stderr
+    assert not (tmp_path / "o").exists() or not list((tmp_path / "o").iterdir())
 
 
 def test_readme_documents_exactly_the_exit_codes():

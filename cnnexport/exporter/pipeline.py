@@ -199,6 +199,7 @@ def export(
                 + "; nothing was written (raise --atol, or lower --int8-min-cosine, if this error is expected)",
                 report=report,
             )
+        stage("write")
         save_reference(staging.file("reference.npz"), inputs, refs,
                        {"model": name, "input_layout": "NCHW", "rtol": rtol, "atol": atol})
         final_dir = staging.output_dir
