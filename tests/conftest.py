@@ -1,4 +1,5 @@
 import json
+import signal
 from pathlib import Path
 
 import pytest
@@ -58,3 +59,16 @@ def make_small_net(num_classes: int = 10) -> nn.Module:
     """Entry point for 'package.module:callable' tests."""
     torch.manual_seed(0)
     return randomize_bn_stats(SmallNet(num_classes))
+
+
+def _default_signals() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+@pytest.fixture
+def foreground_signals():
+    """A ``preexec_fn`` that starts a child the way a shell starts a foreground command, with SIGINT and
+    SIGTERM at their defaults: a harness that runs the suite in the background has SIGINT ignored, children
+    inherit that, and a process started so keeps ignoring it (as it should)."""
+    return _default_signals

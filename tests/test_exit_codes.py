@@ -96,20 +96,12 @@ def test_each_documented_exit_code(tmp_path, code):
         assert not (tmp_path / folder).exists() or not any((tmp_path / folder).iterdir())
 
 
-def _foreground_signals() -> None:
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
-
-
 @pytest.mark.parametrize("sig,code", [("SIGINT", 130), ("SIGTERM", 143)])
-def test_interrupt_exit_codes(tmp_path, sig, code):
+def test_interrupt_exit_codes(tmp_path, sig, code, foreground_signals):
     exe = shutil.which("cnnexport", path=str(Path(sys.executable).parent)) or "cnnexport"
-    # A harness that runs the suite in the background starts it with SIGINT ignored, and children
-    # inherit that (Python then installs no KeyboardInterrupt handler): start the CLI the way a
-    # shell starts a foreground command, with SIGINT at its default.
     proc = subprocess.Popen([exe, "resnet50", "--openvino", "--tflite", "-o", str(tmp_path / "o")],
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                            preexec_fn=_foreground_signals)
+                            preexec_fn=foreground_signals)
     time.sleep(6)  # past the imports, inside a run that takes half a minute or more
     proc.send_signal(getattr(signal, sig))
     _, err = proc.communicate(timeout=120)
@@ -121,15 +113,28 @@ def test_interrupt_exit_codes(tmp_path, sig, code):
 
 @pytest.mark.parametrize("model", ["SignalSwallowed", "SignalWrapped"])
 @pytest.mark.parametrize("sig,code", [("SIGINT", 130), ("SIGTERM", 143)])
-def test_interrupt_lost_inside_a_library_still_stops_the_run(tmp_path, model, sig, code):
+def test_interrupt_lost_inside_a_library_still_stops_the_run(tmp_path, model, sig, code, foreground_signals):
     exe = shutil.which("cnnexport", path=str(Path(sys.executable).parent)) or "cnnexport"
     env = {**os.environ, "SIGNAL_UNDER_TEST": sig, "PYTHONPATH": str(ROOT / "tests")}
     proc = subprocess.run([exe, f"test_exit_codes:{model}", "--input-size", "1,8,8", "-o", str(tmp_path / "o")],
-                          capture_output=True, text=True, env=env, timeout=300, preexec_fn=_foreground_signals)
+                          capture_output=True, text=True, env=env, timeout=300, preexec_fn=foreground_signals)
     assert proc.returncode == code, proc.stderr
     lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
     assert len(lines) == 1 and "nothing half-written" in lines[0], proc.stderr
     assert not (tmp_path / "o").exists() or not list((tmp_path / "o").iterdir())
+
+
+def test_an_ignored_sigint_stays_ignored(tmp_path):
+    """As a shell's background job: the run ignores Ctrl-C and finishes its files."""
+    exe = shutil.which("cnnexport", path=str(Path(sys.executable).parent)) or "cnnexport"
+    proc = subprocess.Popen([exe, "lenet5", "-o", str(tmp_path / "o")], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
+    time.sleep(2)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err
+    assert (tmp_path / "o" / "lenet5.onnx").is_file() and (tmp_path / "o" / "report.json").is_file()
 
 
 def test_readme_documents_exactly_the_exit_codes():

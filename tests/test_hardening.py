@@ -47,7 +47,7 @@ def test_external_data_inside_the_folder_is_read(tmp_path):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("sig,when", [("SIGTERM", 0.25), ("SIGINT", 0.5), ("SIGKILL", 0.7)])
-def test_killed_export_leaves_no_artifact_and_keeps_the_earlier_one(tmp_path, sig, when):
+def test_killed_export_leaves_no_artifact_and_keeps_the_earlier_one(tmp_path, sig, when, foreground_signals):
     """Kill a real `cnnexport` process at several points (export, simplify, conversion, verification):
     no new file under a final name, the earlier run's files byte-identical, and a re-run succeeds."""
     import shutil
@@ -64,7 +64,7 @@ def test_killed_export_leaves_no_artifact_and_keeps_the_earlier_one(tmp_path, si
     subprocess.run(cmd, check=True, capture_output=True, timeout=600)
     duration = time.perf_counter() - start  # the kill lands at a fraction of a whole run: export, convert, verify
     before = {p.name: p.read_bytes() for p in out.iterdir()}
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, preexec_fn=foreground_signals)
     time.sleep(when * duration)
     proc.send_signal(getattr(signal, sig))
     _, err = proc.communicate(timeout=120)
