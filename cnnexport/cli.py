@@ -16,6 +16,8 @@ from . import __version__
 from .errors import CnnexportError, ExportError, OutputError, UsageError, VerificationError
 
 _GROUP_FLAGS = ("--help", "-h", "--version")
+# quantize_ort.METHODS, spelled out so that --help does not import numpy
+CALIB_METHODS = ("minmax", "entropy", "percentile")
 
 
 def _err_console():
@@ -55,13 +57,13 @@ class DefaultExportGroup(click.Group):
         except SystemExit:
             raise
         except BaseException as exc:
-            if _INTERRUPTS:  # also when a library turned the signal's exception into its own (OpenVINO does)
-                _fail(*_interrupted(_INTERRUPTS[0]))
+            if _first_signal:  # also when a library turned the signal's exception into its own (OpenVINO does)
+                _fail(*_interrupted(_first_signal))
             if os.environ.get("CNNEXPORT_DEBUG") and _is_internal(exc):
                 raise
             _fail(*_failure(exc))
-        if _INTERRUPTS:  # the signal's exception was swallowed inside a library and the run went on
-            _fail(*_interrupted(_INTERRUPTS[0]))
+        if _first_signal:  # the signal's exception was swallowed inside a library and the run went on
+            _fail(*_interrupted(_first_signal))
         sys.exit(rv if isinstance(rv, int) else 0)
 
 
@@ -139,7 +141,7 @@ def _keep_float(value: str) -> tuple[str, ...]:
 @click.option("--calib-count", type=int, default=200, show_default=True, help="Samples drawn from --calib.")
 @click.option("--int8-min-cosine", type=float, default=0.98, show_default=True,
               help="int8 check: mean cosine with PyTorch's logits on held-out samples.")
-@click.option("--calib-method", type=click.Choice(["minmax", "entropy", "percentile"]), default="minmax",
+@click.option("--calib-method", type=click.Choice(CALIB_METHODS), default="minmax",
               show_default=True, help="ONNX Runtime int8 calibration method.")
 @click.option("--keep-float", default="", metavar="LIST",
               help="ONNX Runtime int8: nodes left in float: first, last, node-name globs ('/layer1/*'), or auto "
@@ -630,8 +632,7 @@ def _print_bench(result: dict, as_json: bool, as_csv: bool) -> None:
 @click.option("--runtime", type=click.Choice(["onnxruntime", "openvino", "tflite"]), default=None,
               help="onnxruntime: QDQ .int8.onnx; openvino: NNCF .int8.xml + .bin; tflite: full-integer .int8.tflite "
                    "(default: by the input's extension).")
-@click.option("--calib-method", type=click.Choice(["minmax", "entropy", "percentile"]), default="minmax",
-              show_default=True)
+@click.option("--calib-method", type=click.Choice(CALIB_METHODS), default="minmax", show_default=True)
 @click.option("--keep-float", default="", metavar="LIST",
               help="ONNX Runtime: nodes left in float: first, last, node-name globs ('/layer1/*'), or auto "
                    "(the fewest modules that reach --min-cosine on the calibration samples).")
@@ -1002,21 +1003,25 @@ class _Terminated(BaseException):
     """SIGTERM, raised where the process is so that it unwinds like Ctrl-C: staged files are removed."""
 
 
-# Signals received by this process. The handlers raise where the main thread is, but a library may
-# swallow that exception (Python drops one raised in a garbage-collector callback: JAX installs one)
-# or wrap it (OpenVINO's frontend): the record still makes the run end as interrupted.
-_INTERRUPTS: list[int] = []
+# The first signal this process received. The handler raises where the main thread is, but a library
+# may swallow that exception (Python drops one raised in a garbage-collector callback: JAX installs
+# one) or wrap it (OpenVINO's frontend): the record still makes the run end as interrupted.
+_first_signal: int | None = None
+
+
+def _signal_exception(signum: int) -> BaseException:
+    return _Terminated(signum) if signum == signal.SIGTERM else KeyboardInterrupt()
 
 
 def _on_signal(signum, frame):
-    if signum not in _INTERRUPTS:
-        _INTERRUPTS.append(signum)
+    global _first_signal
+    _first_signal = _first_signal or signum
     if _inside_import(frame):
         # An exception raised while a C extension initialises can abort the process (torch's import
         # does, now and then): raise it once the import is done.
         _deliver_again(signum)
         return
-    raise _Terminated(signum) if signum == signal.SIGTERM else KeyboardInterrupt
+    raise _signal_exception(signum)
 
 
 def _inside_import(frame) -> bool:
@@ -1041,16 +1046,16 @@ def _deliver_again(signum: int) -> None:
 def _redeliver_swallowed_interrupt(unraisable) -> None:
     """Deliver a signal again when Python swallowed its handler's exception, so that it is raised in
     ordinary code and the run stops there rather than at the end."""
-    if unraisable.exc_type in (KeyboardInterrupt, _Terminated) and _INTERRUPTS:
-        _deliver_again(_INTERRUPTS[-1])
+    if unraisable.exc_type in (KeyboardInterrupt, _Terminated) and _first_signal:
+        _deliver_again(_first_signal)
     else:
         sys.__unraisablehook__(unraisable)
 
 
 def _check_interrupted() -> None:
     """Stop before the next stage when a signal arrived but its exception was swallowed."""
-    if _INTERRUPTS:
-        raise _Terminated(signal.SIGTERM) if _INTERRUPTS[0] == signal.SIGTERM else KeyboardInterrupt
+    if _first_signal:
+        raise _signal_exception(_first_signal)
 
 
 def main() -> None:
