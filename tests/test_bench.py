@@ -8,7 +8,10 @@ import pytest
 from click.testing import CliRunner
 
 import cnnexport
-from cnnexport.bench.latency import measure
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from cnnexport.bench.latency import measure, summarize
 from cnnexport.bench.matrix import ROW_FIELDS, Job, pick, rows_from, run_jobs, spread
 from cnnexport.cli import cli
 from cnnexport.models import create_model
@@ -59,7 +62,7 @@ def test_protocol_runs_until_both_minimum_runs_and_minimum_time():
 def _job(runtime, precision, medians, macs=1e9, batch=1, threads=2):
     job = Job("m", runtime, precision, batch, threads, {"kind": "artifact", "path": f"/x/m.{runtime}.{precision}"},
               macs=macs)
-    job.medians = list(medians)
+    job.medians, job.samples_ms = list(medians), list(medians)
     job.result = {"runtime": runtime, "version": "1", "first_ms": 1.0, "runs": 50, "median_ms": float(np.median(medians)),
                   "p90_ms": 1.0, "p99_ms": 1.0, "min_ms": 1.0, "mean_ms": 1.0, "std_ms": 0.1}
     return job
@@ -95,6 +98,49 @@ def _fake_worker(log, fail=()):
         return {"results": [{"error": "boom"} if j["path"] in fail else {"median_ms": 1.0, "runtime": j["runtime"]}
                             for j in spec["jobs"]]}
     return worker
+
+
+def _rounds_worker(rounds_ms):
+    """A worker whose r-th call answers with the timed runs ``rounds_ms[r]`` (the protocol's own statistics)."""
+    calls = iter(rounds_ms)
+
+    def worker(spec):
+        samples = next(calls)
+        return {"results": [{**summarize(samples), "first_ms": 100.0 + len(samples), "samples_ms": samples,
+                             "runtime": "r"} for _ in spec["jobs"]]}
+    return worker
+
+
+def _row_of_rounds(rounds_ms):
+    job = Job("m", "r", "fp32", 1, 1, {"kind": "artifact", "path": "m.onnx", "runtime": "r"}, macs=1e6)
+    run_jobs([job], rounds=len(rounds_ms), worker=_rounds_worker(rounds_ms))
+    (row,) = rows_from([job], machine={}, baseline=None)
+    return row
+
+
+def test_every_figure_of_a_row_describes_the_same_runs():
+    # Round medians 10 / 20 / 30 and an even number of rounds: no single round is the row's median.
+    rounds = [[9.0, 10.0, 11.0], [19.0, 20.0, 60.0], [29.0, 30.0, 31.0], [1.0, 40.0, 41.0]]
+    row = _row_of_rounds(rounds)
+    pooled = [t for r in rounds for t in r]
+    assert row["runs"] == len(pooled) and row["rounds"] == 4
+    assert row["median_ms"] == pytest.approx(np.median(pooled))
+    assert row["p90_ms"] == pytest.approx(np.percentile(pooled, 90))
+    assert row["min_ms"] == 1.0 and row["mean_ms"] == pytest.approx(np.mean(pooled))
+    assert row["round_medians_ms"] == [10.0, 20.0, 30.0, 40.0]
+    assert row["spread"] == pytest.approx(spread([10.0, 20.0, 30.0, 40.0]))
+    assert row["first_ms"] == pytest.approx(103.0)
+    assert row["gmacs_per_s"] == pytest.approx(1e6 / (row["median_ms"] / 1e3) / 1e9)
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.lists(st.floats(0.001, 1e4, allow_nan=False), min_size=1, max_size=12), min_size=1, max_size=6))
+def test_row_statistics_are_ordered_for_any_rounds(rounds):
+    row = _row_of_rounds(rounds)
+    assert row["min_ms"] <= row["median_ms"] <= row["p90_ms"] <= row["p99_ms"]
+    assert row["min_ms"] <= row["mean_ms"] <= max(t for r in rounds for t in r)
+    assert row["runs"] == sum(map(len, rounds))
+    assert min(row["round_medians_ms"]) <= max(row["round_medians_ms"])
 
 
 def test_rounds_are_interleaved_by_runtime_and_rotated():

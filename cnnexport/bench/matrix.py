@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Callable
 
 from ..errors import CnnexportError, MissingDependencyError, UsageError
+from .latency import summarize
 from .worker import worker_env
 
 PRECISIONS = ("fp32", "int8")
@@ -43,8 +44,10 @@ class Job:
     spec: dict
     device: str = "cpu"
     macs: float | None = None  # per image
-    medians: list[float] = field(default_factory=list)
-    result: dict | None = None
+    medians: list[float] = field(default_factory=list)  # one per round: the spread between rounds
+    samples_ms: list[float] = field(default_factory=list)  # every round's timed runs, pooled
+    first_ms: list[float] = field(default_factory=list)  # each round's first (cold) run
+    result: dict | None = None  # the latest round's answer (runtime, version, device facts)
     error: str | None = None
     error_type: str | None = None
 
@@ -100,10 +103,10 @@ def _record(job: Job, result: dict) -> None:
         job.error = f"skipped: {result['skipped']}"
     else:
         job.medians.append(result["median_ms"])
-        # Keep the round whose median is closest to the median of the rounds' medians.
-        mid = statistics.median(job.medians)
-        if job.result is None or abs(result["median_ms"] - mid) < abs(job.result["median_ms"] - mid):
-            job.result = result
+        job.samples_ms.extend(result.get("samples_ms") or [result["median_ms"]])
+        if "first_ms" in result:
+            job.first_ms.append(result["first_ms"])
+        job.result = {k: v for k, v in result.items() if k != "samples_ms"}
 
 
 def run_jobs(jobs: list[Job], *, rounds: int = 3, timing: dict | None = None,
@@ -143,21 +146,23 @@ def spread(medians: list[float]) -> float:
 def rows_from(jobs: list[Job], *, machine: dict, ceilings: dict[int, float] | None = None,
               baseline: str | None = None) -> list[dict]:
     """One row per measured job, with derived fields; speed-up is against the ``baseline``
-    runtime's fp32 row at the same batch, threads and device."""
+    runtime's fp32 row at the same batch, threads and device. The distribution figures (median,
+    p90, p99, min, mean, std, runs) are of every round's timed runs pooled; the round medians give
+    the spread; ``first_ms`` is the median of the rounds' first (cold) runs."""
     rows = []
     for job in jobs:
         if job.result is None:
             continue
         res = job.result
-        median = statistics.median(job.medians)
+        stats = summarize(job.samples_ms)
+        median = stats["median_ms"]
         gmacs = job.macs * job.batch / (median / 1e3) / 1e9 if job.macs else None
         ceiling = (ceilings or {}).get(job.threads)
         row = {
             "model": job.model, "artifact": Path(job.spec["path"]).name if "path" in job.spec else None,
             "runtime": res.get("runtime", job.runtime), "version": res.get("version"), "precision": job.precision,
             "device": job.device, "batch": job.batch, "threads": job.threads,
-            **{k: res[k] for k in ("first_ms", "runs", "p90_ms", "p99_ms", "min_ms", "mean_ms", "std_ms")},
-            "median_ms": median, "images_per_s": job.batch / (median / 1e3), "macs": job.macs,
+            "first_ms": statistics.median(job.first_ms) if job.first_ms else None, **stats, "images_per_s": job.batch / (median / 1e3), "macs": job.macs,
             "gmacs_per_s": gmacs, "ceiling_gflops": ceiling,
             "ceiling_fraction": 2 * gmacs / ceiling if gmacs and ceiling else None,
             "baseline": baseline, "speedup": None, "int8_speedup": None, "rounds": len(job.medians), "round_medians_ms": job.medians,
