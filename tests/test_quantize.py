@@ -42,7 +42,7 @@ def test_image_folder_reads_every_image_recursively(photo_folder):
 
 def test_readers_feed_every_sample():
     x = load_samples("samples", Preprocess(size=(32, 32)), 20)
-    assert len(x) == 20 and len({s.tobytes() for s in x}) == 20  # crops beyond the 7 photos are distinct
+    assert len(x) == 20 and len({s.tobytes() for s in x}) == 20  # crops beyond the 6 photos are distinct
     reader = OrtCalibrationReader(x, "input", batch_size=3)
     batches = iter(reader.get_next, None)
     sizes = [b["input"].shape[0] for b in batches]

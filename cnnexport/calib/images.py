@@ -1,11 +1,8 @@
-"""Real photographs as model inputs: scikit-image's bundled samples and ImageNet preprocessing.
-
-Only numpy and Pillow are used; scikit-image is located on disk, not imported.
-"""
+"""Real photographs as model inputs: six public-domain / CC0 photographs shipped with the package
+(scikit-image's samples, see ``photos/README.md``) and ImageNet preprocessing. numpy and Pillow only."""
 
 from __future__ import annotations
 
-import importlib.util
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,9 +12,9 @@ import numpy as np
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
-# Natural colour photographs shipped inside the scikit-image wheel (no download needed).
-SAMPLE_PHOTOS = ("astronaut.png", "chelsea.png", "coffee.png", "rocket.jpg", "motorcycle_left.png",
-                 "hubble_deep_field.jpg", "retina.jpg")
+PHOTOS_DIR = Path(__file__).parent / "photos"
+# Natural colour photographs shipped with the package (licences in photos/README.md).
+SAMPLE_PHOTOS = ("astronaut.jpg", "chelsea.jpg", "coffee.jpg", "rocket.jpg", "hubble_deep_field.jpg", "retina.jpg")
 
 
 @dataclass(frozen=True)
@@ -57,12 +54,8 @@ class Preprocess:
 
 
 def sample_image_paths() -> list[Path]:
-    """Paths of the colour photographs bundled with scikit-image (empty if it is not installed)."""
-    spec = importlib.util.find_spec("skimage")
-    if spec is None or not spec.submodule_search_locations:
-        return []
-    data_dir = Path(next(iter(spec.submodule_search_locations))) / "data"
-    return [data_dir / name for name in SAMPLE_PHOTOS if (data_dir / name).is_file()]
+    """Paths of the colour photographs shipped with the package (empty only in a broken install)."""
+    return [PHOTOS_DIR / name for name in SAMPLE_PHOTOS if (PHOTOS_DIR / name).is_file()]
 
 
 def load_image(path: str | os.PathLike, preprocess: Preprocess) -> np.ndarray:

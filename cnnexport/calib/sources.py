@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import CalibrationError
-from .images import Preprocess, load_image, sample_image_paths
+from .images import PHOTOS_DIR, Preprocess, load_image, sample_image_paths
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
 RECOMMENDED_MIN = 100  # NNCF and Ultralytics warn below 300; int8 ranges from fewer than 100 samples are noisy
@@ -36,12 +36,12 @@ def image_folder(root: str | os.PathLike, preprocess: Preprocess, limit: int | N
 
 
 def sample_photos(preprocess: Preprocess, count: int | None = None, seed: int = 0) -> np.ndarray:
-    """The photographs bundled with scikit-image; beyond them, deterministic random crops of them."""
+    """The photographs shipped with the package; beyond them, deterministic random crops of them."""
     from PIL import Image
 
     paths = sample_image_paths()
     if not paths:
-        raise CalibrationError("the bundled sample photographs need scikit-image: pip install 'cnnexport[samples]'")
+        raise CalibrationError(f"the bundled sample photographs are missing from {PHOTOS_DIR}: reinstall cnnexport")
     count = count or len(paths)
     rng = np.random.default_rng(seed)
     out = []

@@ -180,6 +180,10 @@ def export(
         stage("verify")
         t0 = time.perf_counter()
         inputs = make_inputs(shape, dynamic_batch=dynamic_batch, photos=photos)
+        if photos and not any(s.name == "photos" for s in inputs):
+            report["warnings"].append(
+                f"verified on random inputs only: the sample photographs do not fit input {'x'.join(map(str, shape))}"
+                if len(shape) == 4 else "verified on random inputs only: the input is not an image (N, C, H, W)")
         with eval_mode(module), torch.no_grad():
             def forward(b: np.ndarray) -> np.ndarray:
                 return _first_tensor(module(torch.from_numpy(b))).numpy()

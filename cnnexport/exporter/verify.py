@@ -47,7 +47,7 @@ def make_inputs(input_shape: tuple[int, ...], *, dynamic_batch: bool, seed: int 
     batch, rest = input_shape[0], tuple(input_shape[1:])
     sizes = (1, 3) if dynamic_batch else (batch,)
     sets = [InputSet(f"random_b{b}", [rng.standard_normal((b, *rest)).astype(np.float32)]) for b in sizes]
-    if photos and len(rest) == 3:
+    if photos and len(rest) == 3 and rest[0] in (1, 3):
         images = sample_images(Preprocess(size=(rest[1], rest[2]), channels=rest[0]))
         if len(images):
             if dynamic_batch:
