@@ -364,17 +364,23 @@ def _print_profile(model: str, result: dict, per_layer: bool, as_json: bool, as_
     table.add_column("value", justify="right")
     table.add_column("", justify="left")
     pub = result.get("published") or {}
+    # Totals with nodes of unknown shape are lower bounds: the table itself says so.
+    low = result.get("totals_are_lower_bounds", False)
+    at_least = ">= " if low else ""
+    bound = f"lower bound: {result.get('unknown_shape_nodes')} nodes of unknown shape count as 0" if low else ""
     table.add_row("params", clever_format(result["params"]),
                   f"published {clever_format(pub['params'])} ({result['params'] / pub['params']:.3f}x)"
                   if pub.get("params") else "")
-    table.add_row("MACs (\"FLOPs\")", clever_format(result["macs"]),
-                  f"published {clever_format(pub['macs'])} ({result['macs'] / pub['macs']:.3f}x)"
-                  if pub.get("macs") else "")
-    table.add_row("memory access (fp32)", clever_format(result["memory_access_bytes"], "%.2f") + "B",
-                  f"{clever_format(result['memory_access_elements'])} elements; int8 "
+    table.add_row("MACs (\"FLOPs\")", at_least + clever_format(result["macs"]),
+                  bound or (f"published {clever_format(pub['macs'])} ({result['macs'] / pub['macs']:.3f}x)"
+                            if pub.get("macs") else ""))
+    table.add_row("memory access (fp32)", at_least + clever_format(result["memory_access_bytes"], "%.2f") + "B",
+                  bound or f"{clever_format(result['memory_access_elements'])} elements; int8 "
                   f"{clever_format(result['memory_access_bytes_int8'], '%.2f')}B")
-    table.add_row("activation memory (fp32)", clever_format(result["activation_bytes"], "%.2f") + "B", "")
-    table.add_row("arithmetic intensity", f"{result['arithmetic_intensity']:.2f}", "MACs per byte accessed (fp32)")
+    table.add_row("activation memory (fp32)", at_least + clever_format(result["activation_bytes"], "%.2f") + "B",
+                  bound)
+    table.add_row("arithmetic intensity", "-" if low else f"{result['arithmetic_intensity']:.2f}",
+                  "unknown: some costs are unknown" if low else "MACs per byte accessed (fp32)")
     table.add_row("element-wise ops", clever_format(result["elementwise_ops"]), "BN, activations, additions, pooling")
     console.print(table)
     for note in result.get("notes", []):

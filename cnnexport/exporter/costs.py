@@ -37,6 +37,12 @@ class Profile:
     params: int
     layers: list[LayerCost]
     notes: list[str] = field(default_factory=list)
+    unknown_shape_nodes: int = 0  # nodes whose output shape nobody could tell: their costs count as 0
+
+    @property
+    def complete(self) -> bool:
+        """False when some costs are unknown: the totals are then lower bounds."""
+        return self.unknown_shape_nodes == 0
 
     @property
     def macs(self) -> int:
@@ -63,6 +69,8 @@ class Profile:
             "activation_bytes": self.activation_elements * FP32_BYTES,
             "arithmetic_intensity": self.macs / mem_bytes if mem_bytes else 0.0,
             "elementwise_ops": sum(layer.elementwise_ops for layer in self.layers),
+            "unknown_shape_nodes": self.unknown_shape_nodes,
+            "totals_are_lower_bounds": not self.complete,
             "notes": self.notes,
         }
         if per_layer:

@@ -33,6 +33,32 @@ def _shapes(model) -> dict[str, list[int]]:
     return shapes
 
 
+def _shapes_from_a_run(model, input_shape: list[int], names: list[str]) -> dict[str, list[int]]:
+    """Shapes of ``names`` recorded from one ONNX Runtime run on zeros: what shape inference cannot
+    resolve (a plain export's Shape -> Gather -> Reshape channel shuffle) a run still knows. Empty
+    when the run fails."""
+    import numpy as np
+    import onnx
+    import onnxruntime as ort
+
+    probe = onnx.ModelProto()
+    probe.CopyFrom(model)
+    known = {o.name for o in probe.graph.output}
+    probe.graph.output.extend(onnx.ValueInfoProto(name=n) for n in names if n not in known)
+    inits = {i.name for i in model.graph.initializer}
+    (inp,) = [i for i in model.graph.input if i.name not in inits]
+    dtype = onnx.helper.tensor_dtype_to_np_dtype(inp.type.tensor_type.elem_type)
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    options.log_severity_level = 3
+    try:
+        session = ort.InferenceSession(probe.SerializeToString(), options, providers=["CPUExecutionProvider"])
+        outputs = session.run(None, {inp.name: np.zeros(input_shape, dtype)})
+    except Exception:  # a run is a fallback: the profile then says its totals are lower bounds
+        return {}
+    return {o.name: list(np.shape(v)) for o, v in zip(session.get_outputs(), outputs)}
+
+
 def _constant_nodes(model) -> dict:
     """Tensors held in Constant nodes (onnxsim stores some weights that way) by output name."""
     from onnx import numpy_helper
@@ -103,14 +129,19 @@ def profile_onnx(path: str | os.PathLike, input_shape: tuple[int, ...] | None = 
     model = onnx.load(str(path))
     shape = _fix_inputs(model, input_shape)
     shapes = _shapes(model)
+    unresolved = [o for n in model.graph.node if n.op_type != "Constant" for o in n.output if o and o not in shapes]
+    if unresolved:
+        shapes.update(_shapes_from_a_run(model, shape, unresolved))
     float_inits = {i.name: math.prod(i.dims) for i in model.graph.initializer
                    if numpy_helper.to_array(i).dtype.kind == "f"}
     float_inits.update({n: a.size for n, a in _constant_nodes(model).items() if a.dtype.kind == "f"})
     layers = [_node_cost(n, shapes, float_inits) for n in model.graph.node]
-    missing = [n.op_type for n, c in zip(model.graph.node, layers) if not c.output_shape]
-    notes = [f"shape inference left {len(missing)} node outputs unknown ({', '.join(sorted(set(missing)))}); "
-             "their costs count as 0"] if missing else []
-    return Profile(source="onnx", input_shape=shape, params=sum(float_inits.values()), layers=layers, notes=notes)
+    missing = [n.op_type for n, c in zip(model.graph.node, layers) if not c.output_shape and n.op_type != "Constant"]
+    notes = [f"{len(missing)} node outputs have unknown shapes ({', '.join(sorted(set(missing)))}) even after a "
+             "run: their costs count as 0, so MACs, memory access and activation memory are lower bounds"] \
+        if missing else []
+    return Profile(source="onnx", input_shape=shape, params=sum(float_inits.values()), layers=layers, notes=notes,
+                   unknown_shape_nodes=len(missing))
 
 
 def compare(torch_profile: Profile, onnx_profile: Profile) -> dict:
