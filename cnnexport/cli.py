@@ -106,8 +106,9 @@ def cli() -> None:
     """
 
 
-def parse_input_size(text: str, channels: int) -> tuple[int, int, int]:
-    """'224' -> (C, 224, 224); '224,192' or '224x192' -> (C, 224, 192); '1,32,32' -> (1, 32, 32)."""
+def parse_input_size(text: str, channels: int | None) -> tuple[int | None, int, int]:
+    """'224' -> (C, 224, 224); '224,192' or '224x192' -> (C, 224, 192); '1,32,32' -> (1, 32, 32).
+    ``channels`` None leaves C to the model file (bench on files)."""
     parts = [p for p in text.replace("x", ",").replace(" ", ",").split(",") if p]
     try:
         dims = [int(p) for p in parts]
@@ -455,6 +456,8 @@ def verify_cmd(artifact, reference, runtime, atol, as_json):
 @click.option("--precision", default="fp32", show_default=True, help="fp32, int8 or fp32,int8 (for a model name).")
 @click.option("--batch", default="1", show_default=True, help="Batch sizes, e.g. 1,8.")
 @click.option("--threads", default="1", show_default=True, help="Thread counts, e.g. 1,2.")
+@click.option("--input-size", default=None,
+              help="H, HxW or C,H,W: a model name's export size, or the size a file leaves dynamic.")
 @click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True)
 @click.option("--baseline", default=None, help="Runtime the speed-up column divides by (default: torch if measured).")
 @click.option("--rounds", type=int, default=3, show_default=True, help="Rounds, interleaved across configurations.")
@@ -470,7 +473,7 @@ def verify_cmd(artifact, reference, runtime, atol, as_json):
 @click.option("--save", type=click.Path(dir_okay=False), default=None, help="Also write the JSON rows to this file.")
 @click.option("--json", "as_json", is_flag=True, help="Print the JSON rows on stdout, nothing else.")
 @click.option("--csv", "as_csv", is_flag=True, help="Print CSV rows on stdout.")
-def bench_cmd(targets, runtime, precision, batch, threads, device, baseline, rounds, warmup, runs, min_time, max_time,
+def bench_cmd(targets, runtime, precision, batch, threads, input_size, device, baseline, rounds, warmup, runs, min_time, max_time,
               no_ceiling, pick, output_dir, save, as_json, as_csv):
     """Latency of a zoo MODEL (exported first) or of exported files, across runtimes, precisions, batches
     and threads. Each measurement runs in its own process; rounds are interleaved. Files need no torch."""
@@ -488,6 +491,14 @@ def bench_cmd(targets, runtime, precision, batch, threads, device, baseline, rou
     runtimes = plan.parse_runtimes(runtime) if runtime is not None else None
     matrix.check_device(device)
     is_model = len(targets) == 1 and not Path(targets[0]).exists() and Path(targets[0]).suffix == ""
+    size = None
+    if input_size:
+        channels = None
+        if is_model:
+            from .models import is_registered, model_info
+
+            channels = model_info(targets[0]).input_size[0] if is_registered(targets[0]) else 3
+        size = parse_input_size(input_size, channels)
     notes: list[str] = []
     with tempfile.TemporaryDirectory(prefix="cnnexport-bench-") as tmp:
         if is_model:
@@ -495,9 +506,9 @@ def bench_cmd(targets, runtime, precision, batch, threads, device, baseline, rou
             out = Path(output_dir) if output_dir else Path(tmp)
             with _stage_status(f"exporting {targets[0]}") as on_stage:
                 jobs, notes, _ = plan.model_jobs(targets[0], runtimes, precisions, batches, thread_counts, device,
-                                                 out, on_stage=on_stage)
+                                                 out, on_stage=on_stage, input_size=size)
         else:
-            jobs = plan.artifact_jobs(list(targets), runtimes or [], batches, thread_counts, device)
+            jobs = plan.artifact_jobs(list(targets), runtimes or [], batches, thread_counts, device, input_size=size)
         if not jobs:
             raise UsageError("nothing to measure: check --runtime and --precision")
         timing = {"warmup": warmup, "min_runs": runs, "min_time_s": min_time, "max_time_s": max_time}

@@ -102,3 +102,28 @@ def test_unknown_costs_make_the_profile_a_lower_bound_and_bench_leaves_gmacs_emp
     assert proc.returncode == 0, proc.stderr
     macs_line = next(line for line in proc.stdout.splitlines() if "MACs" in line)
     assert ">= " in macs_line and "lower bound" in macs_line
+
+
+def test_bench_measures_files_whose_input_size_is_dynamic(small_net, tmp_path):
+    """An OpenVINO IR converted from a torch module (every input dimension dynamic) and an ONNX file
+    with dynamic height and width: ``--input-size`` fills what they leave open."""
+    import openvino as ov
+    import torch
+
+    ov.save_model(ov.convert_model(small_net, example_input=torch.zeros(1, 3, 32, 32)), str(tmp_path / "net.xml"))
+    torch.onnx.export(small_net, torch.zeros(1, 3, 32, 32), str(tmp_path / "net.onnx"), dynamo=False,
+                      input_names=["x"], dynamic_axes={"x": {0: "n", 2: "h", 3: "w"}})
+    files = [str(tmp_path / "net.xml"), str(tmp_path / "net.onnx")]
+    quick = ["--runs", "3", "--min-time", "0", "--warmup", "1", "--rounds", "1", "--no-ceiling"]
+    refused = _cli("bench", files[0], *quick)
+    assert refused.returncode == 2 and "--input-size" in refused.stderr and "Traceback" not in refused.stderr
+    proc = _cli("bench", *files, "--input-size", "32", "--batch", "2", *quick, "--json")
+    assert proc.returncode == 0, proc.stderr
+    rows = json.loads(proc.stdout)["rows"]
+    assert {r["runtime"] for r in rows} == {"openvino", "onnxruntime"} and all(r["batch"] == 2 for r in rows)
+    onnx_row = next(r for r in rows if r["runtime"] == "onnxruntime")
+    from cnnexport.exporter.profile_torch import profile_module
+
+    assert onnx_row["macs"] == profile_module(small_net, (1, 3, 32, 32)).macs  # profiled at the size given
+    wrong = _cli("bench", files[1], "--input-size", "1,32,32", *quick)
+    assert wrong.returncode == 2 and "does not fit" in wrong.stderr

@@ -58,11 +58,15 @@ class Job:
 
 
 def artifact_job(path: str | Path, runtime: str, batch: int, threads: int, *, model: str | None = None,
-                 device: str = "cpu", macs: float | None = None) -> Job:
+                 device: str = "cpu", macs: float | None = None, input_size: tuple | None = None) -> Job:
+    """``input_size`` (C or None, H, W) fills what the file leaves dynamic."""
     path = Path(path)
-    return Job(model or path.name.split(".")[0], runtime, precision_of(path), batch, threads,
-               {"kind": "artifact", "path": str(path.resolve()), "runtime": runtime, "batch": batch,
-                "threads": threads, "device": device}, device=device, macs=macs)
+    spec = {"kind": "artifact", "path": str(path.resolve()), "runtime": runtime, "batch": batch,
+            "threads": threads, "device": device}
+    if input_size:
+        spec["input_size"] = list(input_size)
+    return Job(model or path.name.split(".")[0], runtime, precision_of(path), batch, threads, spec, device=device,
+               macs=macs)
 
 
 def torch_job(model: str, input_shape: tuple[int, ...], batch: int, threads: int, *, device: str = "cpu",

@@ -30,16 +30,26 @@ def parse_precisions(text: str) -> list[str]:
     return list(dict.fromkeys(names))
 
 
-def onnx_macs(path: str | Path) -> float | None:
-    """MACs per image of an ONNX file, or of the fp32 ONNX file beside another artifact."""
+def onnx_macs(path: str | Path, input_size: tuple | None = None) -> float | None:
+    """MACs per image of an ONNX file, or of the fp32 ONNX file beside another artifact, at its own
+    input size or ``input_size`` (C or None, H, W); None when they cannot be known."""
     path = Path(path)
     stem = path.name.split(".")[0]
     for candidate in (path, path.with_name(f"{stem}.onnx")):
         if candidate.suffix == ".onnx" and candidate.is_file():
             try:
+                from ..exporter.graph import check
                 from ..exporter.profile_onnx import profile_onnx
 
-                prof = profile_onnx(candidate)
+                dims = check(candidate, full_check=False).inputs[0]["shape"]
+                if input_size:
+                    c = input_size[0] if input_size[0] is not None else dims[1]
+                    shape = (1, c, *input_size[1:])
+                elif all(isinstance(d, int) for d in dims[1:]):
+                    shape = None  # its own size, a dynamic batch set to 1
+                else:
+                    return None  # dynamic spatial size: MACs at 1x1 would be wrong
+                prof = profile_onnx(candidate, shape)
                 # A lower bound would print a wrong GMAC/s and % of ceiling: leave them empty instead.
                 return prof.macs / prof.input_shape[0] if prof.complete else None
             except Exception:  # MACs are a nicety for artifacts; a file the profiler cannot read still runs
@@ -48,7 +58,7 @@ def onnx_macs(path: str | Path) -> float | None:
 
 
 def artifact_jobs(paths: list[str], runtimes: list[str], batches: list[int], threads: list[int],
-                  device: str) -> list[Job]:
+                  device: str, input_size: tuple | None = None) -> list[Job]:
     jobs = []
     for path in paths:
         if not Path(path).is_file():
@@ -59,11 +69,11 @@ def artifact_jobs(paths: list[str], runtimes: list[str], batches: list[int], thr
         chosen = [r for r in runtimes if r != "torch"] or ([own] if own else [])
         if not chosen:
             raise UsageError(f"no runtime for '{path}': give --runtime")
-        macs = onnx_macs(path)
+        macs = onnx_macs(path, input_size)
         for runtime in chosen:
             for t in threads:
                 for b in batches:
-                    jobs.append(artifact_job(path, runtime, b, t, device=device, macs=macs))
+                    jobs.append(artifact_job(path, runtime, b, t, device=device, macs=macs, input_size=input_size))
     return jobs
 
 

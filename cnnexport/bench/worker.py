@@ -41,23 +41,45 @@ def run_artifact(job: dict) -> dict:
 
             raise UsageError(f"--device cuda is supported for onnxruntime and torch, not {job['runtime']}")
         options["providers"] = ("CUDAExecutionProvider",)
+    size = job.get("input_size")  # [C or None, H, W] from --input-size
+    if size and job["runtime"] in ("openvino", "ncnn"):
+        # OpenVINO compiles the file's dynamic dimensions static; an ncnn .param holds no shape at all.
+        options["input_shape"] = (job["batch"], size[0] or 3, size[1], size[2])
     model = load(job["path"], job["runtime"], **options)
     spec = model.inputs[0]
     static = spec.shape[0] if spec.shape else None
     batch = job["batch"]
     if static is not None and batch % static:
         return {"skipped": f"static batch {static} does not divide batch {batch}"}
-    dims = list(spec.shape[1:])
-    if not dims or None in dims:
-        from ..errors import UsageError
-
-        raise UsageError(f"'{job['path']}' does not say its input size; bench a file cnnexport exported "
-                         "(its report.json records it) or one with a static input shape")
-    shape = [batch, dims[2], dims[0], dims[1]] if spec.layout == "NHWC" else [batch, *dims]
+    chw = nchw_input_size(spec, size, job["path"])
+    shape = [batch, *chw]
     x = _input(shape)
     timing = measure(lambda: run_nchw(model, x), **_timing_options(job))
     # A static-batch file (TFLite, ncnn: batch 1) runs a larger batch as consecutive calls.
     return {**timing.as_dict(), **model.describe(), "static_batch": static}
+
+
+def nchw_input_size(spec, size: list | None, path: str) -> list[int]:
+    """C, H, W to bench ``path`` at: the file's own, with ``size`` (``--input-size``: C may be None)
+    filling what the file leaves dynamic; a size that contradicts a fixed dimension is refused."""
+    from pathlib import Path
+
+    from ..errors import UsageError
+
+    dims = list(spec.shape[1:])
+    chw = [dims[2], dims[0], dims[1]] if spec.layout == "NHWC" and len(dims) == 3 else dims
+    fmt = lambda ds: "x".join("?" if d is None else str(d) for d in ds)  # noqa: E731
+    if size:
+        want = [size[0] if size[0] is not None else (chw[0] if len(chw) == 3 and chw[0] is not None else 3),
+                *size[1:]]
+        if len(chw) != 3 or any(d is not None and d != w for d, w in zip(chw, want)):
+            raise UsageError(f"'{Path(path).name}' takes input {fmt(chw)} (C,H,W); --input-size {fmt(want)} does "
+                             "not fit it")
+        return want
+    if len(chw) != 3 or None in chw:
+        raise UsageError(f"'{Path(path).name}' does not fix its input size ({fmt(chw) or 'no dimensions'}): pass "
+                         "--input-size (H, HxW or C,H,W)")
+    return chw
 
 
 def run_torch(job: dict) -> dict:

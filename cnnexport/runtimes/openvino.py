@@ -22,7 +22,9 @@ class OpenVinoModel(RuntimeModel):
     runtime = "openvino"
 
     def __init__(self, path: str | os.PathLike, *, device: str = "CPU", threads: int | None = None,
-                 hint: str = "LATENCY", precision: str = "f32"):
+                 hint: str = "LATENCY", precision: str = "f32", input_shape: tuple[int, ...] | None = None):
+        """``input_shape`` fills the dimensions the file leaves dynamic (an IR from ``ov.convert_model``)
+        so that the model compiles static, as ``benchmark_app -shape`` does; its fixed ones must match."""
         ov = import_openvino()
         if hint.upper() not in _HINTS:
             raise UsageError(f"unknown OpenVINO performance hint '{hint}'; choose one of {', '.join(_HINTS)}")
@@ -40,7 +42,11 @@ class OpenVinoModel(RuntimeModel):
         self.path, self.device, self.threads, self.hint = str(path), device, threads, hint.upper()
         try:
             model = core.read_model(self.path)
+            if input_shape is not None:
+                _fill_dynamic_dims(ov, model, input_shape, Path(self.path).name)
             self.compiled = core.compile_model(model, device, config)
+        except UsageError:
+            raise
         except Exception as exc:
             first = first_line(exc)
             raise InvalidModelFileError(f"OpenVINO cannot load '{path}': {first}") from None
@@ -63,3 +69,13 @@ class OpenVinoModel(RuntimeModel):
 
         return {"runtime": self.runtime, "version": openvino.__version__, "device": self.device.lower(),
                 "threads": self.threads, "hint": self.hint, "file": Path(self.path).name}
+
+
+def _fill_dynamic_dims(ov, model, input_shape: tuple[int, ...], name: str) -> None:
+    port = model.inputs[0]
+    dims = list(port.get_partial_shape())
+    if len(dims) != len(input_shape) or any(d.is_static and d.get_length() != s for d, s in zip(dims, input_shape)):
+        have = "x".join(str(d.get_length()) if d.is_static else "?" for d in dims)
+        raise UsageError(f"'{name}' takes input {have}; {'x'.join(map(str, input_shape))} does not fit it")
+    if any(d.is_dynamic for d in dims):
+        model.reshape({port: ov.PartialShape(list(input_shape))})
