@@ -210,8 +210,8 @@ def _print_export_summary(report: dict) -> None:
                         f"{'x'.join(map(str, report['input_shape']))} "
                         f"({'dynamic' if report['dynamic_batch'] else 'static'} batch)")
     table.add_column("")
-    rows = {"file": [], "format": [], "size": [], "max abs error": [], "max rel error": [], "cosine (min)": [],
-            "top-1 agreement": [], "check": []}
+    rows = {"file": [], "format": [], "size": [], "max abs error": [], "max rel error": [], "cosine": [],
+            "top-1 agreement": [], "accuracy (labels)": [], "check": []}
     for a in report["artifacts"]:
         e = eq.get(Path(a["path"]).name, {})
         table.add_column(a["format"], justify="right")
@@ -219,14 +219,21 @@ def _print_export_summary(report: dict) -> None:
         rows["format"].append(f"{a['format']} {a['precision']} {a['layout']}")
         rows["size"].append(f"{a['size_bytes'] / 1e6:.1f} MB")
         tol = e.get("tolerance", 0)
-        rows["max abs error"].append(f"{e.get('max_abs', float('nan')):.2e} (tol {tol:.1e})" if isinstance(tol, float)
-                                     else f"{e.get('max_abs', float('nan')):.2e} ({tol})")
+        rows["max abs error"].append(f"{e.get('max_abs', float('nan')):.2e}"
+                                     + (f" (tol {tol:.1e})" if isinstance(tol, float) else ""))
         rows["max rel error"].append(f"{e.get('max_rel', float('nan')):.2e}")
-        rows["cosine (min)"].append(f"{e.get('cosine', float('nan')):.7f}")
+        if "cosine_mean" in e:  # int8: the gate is on the mean, so the mean comes first
+            rows["cosine"].append(f"mean {e['cosine_mean']:.4f} (min {e['cosine_min']:.4f})")
+        else:
+            rows["cosine"].append(f"min {e.get('cosine', float('nan')):.7f}")
+        rows["accuracy (labels)"].append(
+            f"fp32 {e['accuracy_fp32']:.2%} -> int8 {e['accuracy_int8']:.2%}" if "accuracy_int8" in e else "")
         rows["top-1 agreement"].append(f"{e.get('top1_agreement', 0):.0%} of {e.get('samples', 0)}")
-        rows["check"].append("[green]passed[/]" if e.get("passed") else "[red]FAILED[/]")
+        rows["check"].append(("[green]passed[/]" if e.get("passed") else "[red]FAILED[/]")
+                             + (f" ({tol})" if isinstance(tol, str) else ""))
     for label, cells in rows.items():
-        table.add_row(label, *cells)
+        if any(cells):
+            table.add_row(label, *cells)
     console.print(table)
     p = report["prepare"]
     console.print(f"graph: {g['nodes_before_simplify']} -> {g['nodes_after_simplify']} nodes ({g['simplifier']}), "

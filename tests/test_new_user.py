@@ -127,3 +127,17 @@ def test_bench_measures_files_whose_input_size_is_dynamic(small_net, tmp_path):
     assert onnx_row["macs"] == profile_module(small_net, (1, 3, 32, 32)).macs  # profiled at the size given
     wrong = _cli("bench", files[1], "--input-size", "1,32,32", *quick)
     assert wrong.returncode == 2 and "does not fit" in wrong.stderr
+
+
+def test_export_int8_summary_shows_the_gated_mean_cosine_and_the_accuracy(tmp_path):
+    proc = _cli("lenet5", "--weights", "digits", "--int8", "--calib", "digits", "--calib-count", "100", "-o",
+                str(tmp_path))
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads((tmp_path / "report.json").read_text())
+    eq = next(e for e in report["equivalence"] if e["artifact"] == "lenet5.int8.onnx")
+    assert eq["tolerance"].startswith("mean cosine >=") and eq["cosine_min"] <= eq["cosine_mean"]
+    cosine_row = next(line for line in proc.stdout.splitlines() if line.startswith("│ cosine"))
+    assert f"mean {eq['cosine_mean']:.4f} (min {eq['cosine_min']:.4f})" in cosine_row
+    assert eq["samples"] == 450 and 0.9 < eq["accuracy_int8"] <= 1
+    accuracy_row = next(line for line in proc.stdout.splitlines() if line.startswith("│ accuracy"))
+    assert f"int8 {eq['accuracy_int8']:.2%}" in accuracy_row and f"fp32 {eq['accuracy_fp32']:.2%}" in accuracy_row

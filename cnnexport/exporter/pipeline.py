@@ -169,11 +169,11 @@ def export(
                 artifacts.append(_CONVERTERS[fmt](prepared, staging, name, shape, artifacts[0], tflite_layout))
                 timings[f"convert_{fmt}"] = round(time.perf_counter() - t0, 3)
 
-        int8_artifacts, heldout = [], None
+        int8_artifacts, heldout, labels = [], None, None
         if int8:
             stage("quantize")
             t0 = time.perf_counter()
-            int8_artifacts, heldout = _quantize(staging, name, shape, artifacts, calib, calib_count, report,
+            int8_artifacts, heldout, labels = _quantize(staging, name, shape, artifacts, calib, calib_count, report,
                                                 keep_float, int8_min_cosine, calib_method)
             timings["quantize"] = round(time.perf_counter() - t0, 3)
 
@@ -191,7 +191,7 @@ def export(
             refs = reference_outputs(forward, inputs)
             held_refs = reference_outputs(forward, heldout) if heldout else None
         report["equivalence"] = [_verify(a, refs, inputs, atol, rtol).as_dict() for a in artifacts]
-        report["equivalence"] += [_verify_int8(a, held_refs, heldout, int8_min_cosine) for a in int8_artifacts]
+        report["equivalence"] += [_verify_int8(a, held_refs, heldout, int8_min_cosine, labels) for a in int8_artifacts]
         artifacts += int8_artifacts
         timings["verify"] = round(time.perf_counter() - t0, 3)
         failed = [e for e in report["equivalence"] if not e["passed"]]
@@ -299,8 +299,9 @@ _CONVERTERS = {"openvino": _to_openvino, "tflite": _to_tflite, "ncnn": _to_ncnn}
 
 
 def _quantize(staging, name, shape, artifacts, calib, calib_count, report, keep_float=(),
-              min_cosine=0.98, method="minmax") -> tuple[list[_Artifact], list]:
-    """int8 files for ONNX Runtime (and OpenVINO when its fp32 IR is asked for), and the held-out inputs."""
+              min_cosine=0.98, method="minmax") -> tuple[list[_Artifact], list, np.ndarray | None]:
+    """int8 files for ONNX Runtime (and OpenVINO when its fp32 IR is asked for), the held-out inputs
+    and their labels when the calibration source has them (digits)."""
     from ..calib import Preprocess, check_disjoint, check_fits, load_samples, split
     from ..calib.sources import RECOMMENDED_MIN
     from .quantize_ort import keep_float_warning, quantize_onnx
@@ -314,9 +315,10 @@ def _quantize(staging, name, shape, artifacts, calib, calib_count, report, keep_
     if isinstance(calib, str) and calib == "digits":
         from ..calib.digits import load_digits
 
-        calibration, evaluation = pool, load_digits(size=shape[2], channels=shape[1]).x_test
+        test = load_digits(size=shape[2], channels=shape[1])
+        calibration, evaluation, labels = pool, test.x_test, test.y_test
     else:
-        calibration, evaluation = split(pool)
+        (calibration, evaluation), labels = split(pool), None
     check_disjoint(calibration, evaluation)
     if len(calibration) < RECOMMENDED_MIN:
         report["warnings"].append(f"only {len(calibration)} calibration samples (fewer than {RECOMMENDED_MIN}): "
@@ -342,22 +344,25 @@ def _quantize(staging, name, shape, artifacts, calib, calib_count, report, keep_
         out.append(_Artifact("tflite", [path], "tflite", precision="int8", layout=tfl.layout))
     batch = shape[0]
     usable = len(evaluation) - len(evaluation) % batch
-    return out, [InputSet("heldout", [evaluation[i:i + batch] for i in range(0, usable, batch)])]
+    heldout = InputSet("heldout", [evaluation[i:i + batch] for i in range(0, usable, batch)])
+    return out, [heldout], (labels[:usable] if labels is not None else None)
 
 
-def _verify_int8(artifact: _Artifact, refs, heldout, min_cosine: float) -> dict:
-    """int8 tolerance: mean per-sample cosine with PyTorch's logits on held-out samples."""
+def _verify_int8(artifact: _Artifact, refs, heldout, min_cosine: float, labels=None) -> dict:
+    """int8 tolerance: mean per-sample cosine with PyTorch's logits on held-out samples; accuracy of
+    both when the held-out samples have labels."""
     from ..runtimes import load, run_nchw
     from .quantize_ort import int8_figures
 
     model = load(artifact.files[0], artifact.runtime, **({"layout": artifact.layout}
                                                          if artifact.runtime == "tflite" else {}))
     outs = [run_nchw(model, b) for b in heldout[0].batches]  # run once; compare() reads these back
-    fig = int8_figures(refs[0], np.concatenate(outs))
+    fig = int8_figures(refs[0], np.concatenate(outs), labels)
     ran = iter(outs)
     eq = compare(artifact.files[0].name, refs, lambda _b: next(ran), heldout, atol=float("inf")).as_dict()
     eq.update(passed=fig["cosine_mean"] >= min_cosine, tolerance=f"mean cosine >= {min_cosine}",
-              cosine_mean=fig["cosine_mean"], sqnr_db=fig["sqnr_db"], precision="int8")
+              cosine_mean=fig["cosine_mean"], cosine_min=fig["cosine_min"], sqnr_db=fig["sqnr_db"], precision="int8",
+              **{k: fig[k] for k in ("accuracy_fp32", "accuracy_int8", "accuracy_drop_points") if k in fig})
     return eq
 
 
