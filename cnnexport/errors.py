@@ -8,11 +8,40 @@ from __future__ import annotations
 
 import errno
 import os
+import re
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+# Lines of a runtime's message that say where it failed, not why (OpenVINO: "Exception from
+# src/inference/src/cpp/core.cpp:84:", "Check 'x' failed at src/...cpp:219:").
+_WHERE_LINES = (re.compile(r"^Exception from \S+:\d+:?$"), re.compile(r"^Check '.*' failed at \S+:\d+:?$"))
+# torch.onnx's dynamo exporter puts its own banner first and the real cause under this heading.
+_SUMMARY = re.compile(r"## Exception summary\s+(?:<class '[\w.]+'>:\s*)?(.+)")
+
+
+def shorten(text: str, limit: int = 300) -> str:
+    """``text`` cut to ``limit`` characters at a word boundary, with an ellipsis when cut."""
+    if len(text) <= limit:
+        return text
+    cut = text[:limit - 3]
+    space = cut.rfind(" ")
+    return (cut[:space] if space > limit // 2 else cut).rstrip(" ,;:") + "..."
 
 
 def first_line(exc: BaseException, limit: int = 300) -> str:
     """The first non-empty line of an exception's message (or its type), for one-line errors."""
-    return next((ln for ln in str(exc).splitlines() if ln.strip()), type(exc).__name__)[:limit]
+    return shorten(next((ln for ln in str(exc).splitlines() if ln.strip()), type(exc).__name__), limit)
+
+
+def cause_line(exc: BaseException, limit: int = 300) -> str:
+    """The line of a multi-line library error that names the cause: colour codes stripped, the
+    dynamo exporter's banner and a runtime's "where it failed" lines skipped."""
+    text = _ANSI.sub("", str(exc))
+    summary = _SUMMARY.search(text)
+    if summary:
+        return shorten(summary.group(1).strip(), limit)
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    causes = [ln for ln in lines if not any(p.match(ln) for p in _WHERE_LINES)]
+    return shorten((causes or lines or [type(exc).__name__])[0], limit)
 
 
 class CnnexportError(Exception):

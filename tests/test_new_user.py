@@ -141,3 +141,74 @@ def test_export_int8_summary_shows_the_gated_mean_cosine_and_the_accuracy(tmp_pa
     assert eq["samples"] == 450 and 0.9 < eq["accuracy_int8"] <= 1
     accuracy_row = next(line for line in proc.stdout.splitlines() if line.startswith("│ accuracy"))
     assert f"int8 {eq['accuracy_int8']:.2%}" in accuracy_row and f"fp32 {eq['accuracy_fp32']:.2%}" in accuracy_row
+
+
+def _convnext_like():
+    """Two ConvNeXt blocks: depthwise conv, permute to NHWC, LayerNorm over the last axis,
+    Linear-GELU-Linear, permute back, layer scale, in-place residual add. A batch-1 example made
+    torch.export pin the batch here ("Invalid ranges [2:1]")."""
+    import torch
+    from torch import nn
+
+    class Block(nn.Module):
+        def __init__(self, c=8):
+            super().__init__()
+            self.dw = nn.Conv2d(c, c, 7, padding=3, groups=c)
+            self.norm = nn.LayerNorm(c)
+            self.fc1, self.act, self.fc2 = nn.Linear(c, 4 * c), nn.GELU(), nn.Linear(4 * c, c)
+            self.layer_scale = nn.Parameter(torch.full((c, 1, 1), 0.5))
+
+        def forward(self, x):
+            y = self.dw(x).permute(0, 2, 3, 1)
+            y = self.fc2(self.act(self.fc1(self.norm(y)))).permute(0, 3, 1, 2)
+            y = self.layer_scale * y
+            y += x
+            return y
+
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Conv2d(3, 8, 4, 4), Block(), Block(), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+                         nn.Linear(8, 5)).eval()
+
+
+def test_dynamo_keeps_the_batch_dynamic_through_permute_layernorm_linear(tmp_path):
+    from cnnexport.exporter.graph import check
+
+    report = cnnexport.export(_convnext_like(), (1, 3, 32, 32), tmp_path, name="cnx", exporter="dynamo")
+    assert check(tmp_path / "cnx.onnx").dynamic_batch
+    assert report["equivalence"][0]["passed"]
+    assert {p["input"] for p in report["equivalence"][0]["per_input"]} >= {"random_b1", "random_b3"}
+
+
+def test_dynamo_failure_names_its_cause_without_the_banner(tmp_path):
+    import pytest
+    import torch
+    from torch import nn
+
+    from cnnexport.errors import ExportError
+
+    class DataDependent(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(3, 4, 3)
+
+        def forward(self, x):
+            y = self.conv(x)
+            return (y * 2 if y.sum() > 0 else y).mean((2, 3))
+
+    class BranchesOnBatch(DataDependent):
+        def forward(self, x):
+            y = self.conv(x)
+            return (y * 2 if x.shape[0] == 2 else y).mean((2, 3))
+
+    with pytest.raises(ExportError) as info:
+        cnnexport.export(DataDependent().eval(), (1, 3, 16, 16), tmp_path / "a", exporter="dynamo")
+    message = str(info.value)
+    assert "data-dependent" in message and "\x1b" not in message and "step 1/3" not in message
+    assert "--exporter torchscript" in message and "--batch" not in message
+    with pytest.raises(ExportError) as info:
+        cnnexport.export(BranchesOnBatch().eval(), (1, 3, 16, 16), tmp_path / "b", exporter="dynamo")
+    assert "batch" in str(info.value) and "--batch N" in str(info.value)
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+    static = cnnexport.export(BranchesOnBatch().eval(), (2, 3, 16, 16), tmp_path / "c", exporter="dynamo",
+                              dynamic_batch=False)
+    assert static["equivalence"][0]["passed"]

@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from .._quiet import quiet_fds
-from ..errors import ExportError, MissingDependencyError, disk_full, first_line
+from ..errors import ExportError, MissingDependencyError, disk_full, cause_line
 
 
 def to_ncnn(module: nn.Module, param_path: str | os.PathLike, input_shape: tuple[int, ...]) -> list[Path]:
@@ -31,7 +31,7 @@ def to_ncnn(module: nn.Module, param_path: str | os.PathLike, input_shape: tuple
                             pnnxpy=str(t / "m_pnnx.py"), pnnxonnx=str(t / "m.pnnx.onnx"),
                             ncnnparam=str(t / "m.ncnn.param"), ncnnbin=str(t / "m.ncnn.bin"), ncnnpy=str(t / "m_ncnn.py"))
         except Exception as exc:
-            first = first_line(exc)
+            first = cause_line(exc)
             raise (disk_full(exc) or ExportError(f"ncnn conversion (pnnx) failed: {first}")) from None
         if not (t / "m.ncnn.param").is_file():
             raise ExportError("ncnn conversion (pnnx) wrote no .ncnn.param file")

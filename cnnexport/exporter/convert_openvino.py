@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from ..errors import ExportError, disk_full, first_line
+from ..errors import ExportError, disk_full, cause_line
 from ..runtimes.openvino import import_openvino
 
 
@@ -21,6 +21,6 @@ def to_openvino(onnx_path: str | os.PathLike, xml_path: str | os.PathLike) -> li
         model = ov.convert_model(str(onnx_path))
         ov.save_model(model, str(xml_path), compress_to_fp16=False)
     except Exception as exc:
-        first = first_line(exc)
+        first = cause_line(exc)
         raise (disk_full(exc) or ExportError(f"OpenVINO conversion failed: {first}")) from None
     return [xml_path, xml_path.with_suffix(".bin")]

@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from .._quiet import quiet_fds
-from ..errors import ExportError, MissingDependencyError, UsageError, disk_full, first_line
+from ..errors import ExportError, MissingDependencyError, UsageError, disk_full, cause_line
 
 LAYOUTS = ("nhwc", "nchw")
 
@@ -47,7 +47,7 @@ def to_tflite(module: nn.Module, path: str | os.PathLike, input_shape: tuple[int
     except (ExportError, UsageError):
         raise
     except Exception as exc:
-        first = first_line(exc)
+        first = cause_line(exc)
         raise (disk_full(exc) or ExportError(f"TFLite conversion (litert-torch) failed: {first}")) from None
     finally:
         for lg, level in zip(loggers, levels):

@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from .._atomic import atomic_path
-from ..errors import ExportError, UsageError, disk_full, first_line
+from ..errors import ExportError, UsageError, disk_full, cause_line
 
 EXPORTERS = ("torchscript", "dynamo")
 DEFAULT_OPSET = 18
@@ -40,6 +40,10 @@ def to_onnx(
     if not 7 <= opset <= 23:
         raise UsageError(f"opset {opset} is out of range; use 7..23 (default {DEFAULT_OPSET})")
     example = torch.randn(*input_shape)
+    if exporter == "dynamo" and dynamic_batch and input_shape[0] < 2:
+        # torch.export specialises a dimension whose example size is 1 (a batch-1 example pins the
+        # batch in ConvNeXt's permute -> LayerNorm -> Linear): trace a batch of 2 to keep it symbolic.
+        example = torch.randn(2, *input_shape[1:])
     with _quiet_torch_logs(), atomic_path(path) as tmp, warnings.catch_warnings(record=True) as caught, \
             contextlib.redirect_stdout(io.StringIO()), torch.no_grad():
         warnings.simplefilter("always")
@@ -51,12 +55,24 @@ def to_onnx(
         except (ExportError, UsageError):
             raise
         except Exception as exc:
-            raise (disk_full(exc) or ExportError(f"the {exporter} exporter failed: {first_line(exc)}"
-                                                 + ("; try --exporter dynamo" if exporter == "torchscript" else
-                                                    "; try --exporter torchscript"))) from None
+            raise (disk_full(exc) or ExportError(_failure_message(exc, exporter, dynamic_batch))) from None
     return sorted({f"{w.category.__name__}: {str(w.message).splitlines()[0][:200]}" for w in caught
                    if not issubclass(w.category, (DeprecationWarning, FutureWarning))
                    and not any(s in str(w.message) for s in _EXPECTED_WARNINGS)})
+
+
+_BATCH_CAUSES = ("batch", "Constraints violated", "specialized", "Invalid ranges")
+
+
+def _failure_message(exc: Exception, exporter: str, dynamic_batch: bool) -> str:
+    """The exporter's real cause in one line, and what to try: a static batch when the dynamic batch
+    axis is what failed, else the other exporter."""
+    cause = cause_line(exc)
+    hints = []
+    if dynamic_batch and exporter == "dynamo" and any(s in cause for s in _BATCH_CAUSES):
+        hints.append("the model fixes its batch size: export a static batch with --batch N")
+    hints.append("try --exporter dynamo" if exporter == "torchscript" else "try --exporter torchscript")
+    return f"the {exporter} exporter failed: {cause}; " + ", or ".join(hints)
 
 
 # Warnings that our own choice of options causes and that say nothing about the user's model.
@@ -66,7 +82,8 @@ _EXPECTED_WARNINGS = ("constant folding be turned off",)
 @contextlib.contextmanager
 def _quiet_torch_logs():
     """The dynamo exporter logs to stderr (e.g. 'torchvision is not installed'); library code stays silent."""
-    loggers = [logging.getLogger(n) for n in ("torch.onnx", "torch._dynamo", "torch.export", "onnxscript")]
+    loggers = [logging.getLogger(n) for n in ("torch.onnx", "torch._dynamo", "torch.export", "torch._guards",
+                                               "torch.fx.experimental.symbolic_shapes", "onnxscript")]
     levels = [lg.level for lg in loggers]
     for lg in loggers:
         lg.setLevel(logging.ERROR)
@@ -100,5 +117,10 @@ def _export_dynamo(module, example, path: Path, opset: int, dynamic_batch: bool,
     )
     if program is None:
         raise ExportError("the dynamo exporter returned no program")
+    batch_dim = program.model.graph.inputs[0].shape[0] if dynamic_batch else None
+    if isinstance(batch_dim, int):
+        # torch.export may specialise a dimension the model's code branches on rather than fail.
+        raise ExportError(f"the dynamo exporter fixed the batch axis at {batch_dim}: the model's code depends on "
+                          "the batch size; export a static batch with --batch N, or try --exporter torchscript")
     size = sum(t.numel() * t.element_size() for t in module.state_dict().values())
     program.save(str(path), external_data=size >= _TWO_GB)

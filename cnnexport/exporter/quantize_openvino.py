@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import CalibrationError, ExportError, MissingDependencyError, disk_full, first_line
+from ..errors import CalibrationError, ExportError, MissingDependencyError, disk_full, cause_line
 from ..runtimes.openvino import import_openvino
 from .quantize_ort import decide_reduce_range
 
@@ -45,7 +45,7 @@ def quantize_openvino(src: str | os.PathLike, dst_xml: str | os.PathLike, calibr
                                       advanced_parameters=AdvancedQuantizationParameters(overflow_fix=overflow))
         ov.save_model(quantized, str(dst_xml), compress_to_fp16=False)
     except Exception as exc:
-        first = first_line(exc)
+        first = cause_line(exc)
         raise (disk_full(exc) or ExportError(f"NNCF quantization failed: {first}")) from None
     fq = sum(1 for op in quantized.get_ops() if op.get_type_name() == "FakeQuantize")
     return {"runtime": "openvino", "format": "IR (FakeQuantize)", "method": "nncf (min-max, fast bias correction)",

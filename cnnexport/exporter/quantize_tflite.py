@@ -18,7 +18,7 @@ import numpy as np
 
 from .._atomic import atomic_path
 from .._quiet import quiet_fds
-from ..errors import CalibrationError, ExportError, MissingDependencyError, disk_full, first_line
+from ..errors import CalibrationError, ExportError, MissingDependencyError, disk_full, cause_line
 
 
 def quantize_tflite(src: str | os.PathLike, dst: str | os.PathLike, calibration: np.ndarray, *,
@@ -51,6 +51,6 @@ def quantize_tflite(src: str | os.PathLike, dst: str | os.PathLike, calibration:
                 with atomic_path(dst) as out:
                     out.write_bytes(staged.read_bytes())
     except Exception as exc:
-        raise (disk_full(exc) or ExportError(f"ai-edge-quantizer failed: {first_line(exc)}")) from None
+        raise (disk_full(exc) or ExportError(f"ai-edge-quantizer failed: {cause_line(exc)}")) from None
     return {"runtime": "tflite", "format": "full integer (int8 I/O)", "method": "ai-edge-quantizer static_wi8_ai8",
             "calibration_samples": int(len(calibration)), "layout": layout}

@@ -8,7 +8,7 @@ from typing import Sequence
 
 import numpy as np
 
-from ..errors import InvalidModelFileError, MissingDependencyError, UsageError, first_line
+from ..errors import InvalidModelFileError, MissingDependencyError, UsageError, cause_line
 from .base import RuntimeModel, TensorSpec, require
 
 _HINTS = ("LATENCY", "THROUGHPUT", "CUMULATIVE_THROUGHPUT")
@@ -48,7 +48,7 @@ class OpenVinoModel(RuntimeModel):
         except UsageError:
             raise
         except Exception as exc:
-            first = first_line(exc)
+            first = cause_line(exc)
             raise InvalidModelFileError(f"OpenVINO cannot load '{path}': {first}") from None
         self.request = self.compiled.create_infer_request()
         self._inputs = [self._spec(p) for p in self.compiled.inputs]

@@ -8,7 +8,7 @@ from typing import Sequence
 import numpy as np
 
 from .._onnx_safety import check_external_data
-from ..errors import InvalidModelFileError, MissingDependencyError, UsageError, first_line
+from ..errors import InvalidModelFileError, MissingDependencyError, UsageError, cause_line
 from .base import RuntimeModel, TensorSpec, require
 
 _ORT_TYPES = {
@@ -62,7 +62,7 @@ class OnnxRuntimeModel(RuntimeModel):
         try:
             self.session = ort.InferenceSession(self.path, options, providers=list(providers))
         except Exception as exc:
-            raise InvalidModelFileError(f"ONNX Runtime cannot load '{path}': {first_line(exc)}") from None
+            raise InvalidModelFileError(f"ONNX Runtime cannot load '{path}': {cause_line(exc)}") from None
         self._inputs = [self._spec(i) for i in self.session.get_inputs()]
         self._outputs = [self._spec(o) for o in self.session.get_outputs()]
 

@@ -9,7 +9,7 @@ from typing import Sequence
 import numpy as np
 
 from .._quiet import quiet_fds
-from ..errors import InvalidModelFileError, MissingDependencyError, first_line
+from ..errors import InvalidModelFileError, MissingDependencyError, cause_line
 from .base import RuntimeModel, TensorSpec
 
 
@@ -52,7 +52,7 @@ class TfliteModel(RuntimeModel):
                 self.interpreter = interpreter_cls(**kwargs)
                 self.interpreter.allocate_tensors()
         except Exception as exc:
-            first = first_line(exc)
+            first = cause_line(exc)
             raise InvalidModelFileError(f"LiteRT cannot load '{path}': {first}") from None
         ins, outs = self.interpreter.get_input_details(), self.interpreter.get_output_details()
         self._in_index = [d["index"] for d in ins]
