@@ -239,7 +239,9 @@ def _print_export_summary(report: dict) -> None:
     console.print(f"graph: {g['nodes_before_simplify']} -> {g['nodes_after_simplify']} nodes ({g['simplifier']}), "
                   f"{g['batchnorm_nodes']} BatchNormalization, {g['dropout_nodes']} Dropout; "
                   f"folded {len(p['folded'])} BN into convs, {len(p['scale_shift'])} as scale+shift, "
-                  f"removed {p['dropout_removed']} dropout")
+                  f"removed {p['dropout_removed']} train-only random ops"
+                  + (" (" + ", ".join(f"{t} x{n}" for t, n in p["train_only_removed"].items()) + ")"
+                     if p.get("train_only_removed") else ""))
     console.print(f"{report['exporter']} exporter, opset {report['opset']}; "
                   + ", ".join(f"{k} {v:.1f}s" for k, v in report["timings_s"].items()))
     if report.get("quantization"):

@@ -4,14 +4,18 @@ before its fix."""
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import cnnexport
 from cnnexport.calib import sample_image_paths
 
 
+CNNEXPORT = str(Path(sys.executable).with_name("cnnexport"))  # the console script, as a user runs it
+
+
 def _cli(*args, cwd=None, env=None, timeout=600):
-    return subprocess.run([sys.executable, "-m", "cnnexport", *args], capture_output=True, text=True, cwd=cwd,
-                          env=env, timeout=timeout)
+    # Not `python -m cnnexport`: that puts the current folder on sys.path by itself.
+    return subprocess.run([CNNEXPORT, *args], capture_output=True, text=True, cwd=cwd, env=env, timeout=timeout)
 
 
 def test_photo_check_runs_without_scikit_image(tmp_path):
@@ -212,3 +216,112 @@ def test_dynamo_failure_names_its_cause_without_the_banner(tmp_path):
     static = cnnexport.export(BranchesOnBatch().eval(), (2, 3, 16, 16), tmp_path / "c", exporter="dynamo",
                               dynamic_batch=False)
     assert static["equivalence"][0]["passed"]
+
+
+_USER_PACKAGE = '''
+import torch
+from torch import nn
+
+
+class LayerNorm2d(nn.LayerNorm):
+    """ConvNeXt's: a LayerNorm over the channels of an NCHW tensor (a subclass of nn.LayerNorm)."""
+
+    def forward(self, x):
+        return super().forward(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
+
+
+class StochasticDepth(nn.Module):
+    """torchvision's: drops whole residual branches while training, the identity at eval."""
+
+    def __init__(self, p):
+        super().__init__()
+        self.p = p
+
+    def forward(self, x):
+        if not self.training or self.p == 0:
+            return x
+        keep = torch.empty([x.shape[0]] + [1] * (x.dim() - 1)).bernoulli_(1 - self.p)
+        return x * keep / (1 - self.p)
+
+
+class DropPath(StochasticDepth):
+    """timm's name for the same thing."""
+
+
+class Net(nn.Module):
+    def __init__(self, num_classes=5):
+        super().__init__()
+        self.stem = nn.Conv2d(3, 8, 3, padding=1)
+        self.norm = LayerNorm2d(8)
+        self.body = nn.Conv2d(8, 8, 3, padding=1)
+        self.sd1, self.sd2, self.dp = StochasticDepth(0.1), StochasticDepth(0.2), DropPath(0.1)
+        self.head_norm = nn.LayerNorm(8)
+        self.drop = nn.Dropout(0.3)
+        self.fc = nn.Linear(8, num_classes)
+
+    def forward(self, x):
+        x = self.norm(self.stem(x))
+        x = x + self.sd1(self.body(x))
+        x = x + self.sd2(self.body(x)) + self.dp(x)
+        return self.fc(self.drop(self.head_norm(x.mean((2, 3)))))
+
+
+def build_net(num_classes=5):
+    torch.manual_seed(0)
+    return Net(num_classes)  # nn.Module's default: training mode
+'''
+
+
+def _user_project(root):
+    """A user's project folder: ``mypkg/models.py`` with ``build_net``, not installed."""
+    (root / "mypkg").mkdir(parents=True)
+    (root / "mypkg" / "__init__.py").write_text("")
+    (root / "mypkg" / "models.py").write_text(_USER_PACKAGE)
+    return root
+
+
+def test_export_from_the_users_own_project_folder(tmp_path):
+    """`cnnexport export mypkg.models:build_net` run in the folder that holds mypkg: subclassed
+    normalisations counted, stochastic depth listed, the training mode recorded as handed over."""
+    project = _user_project(tmp_path / "project")
+    proc = _cli("export", "mypkg.models:build_net", "--input-size", "16", "-o", str(tmp_path / "out"), "--json",
+                cwd=project)
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(proc.stdout)
+    kept = {k["type"]: k for k in report["graph"]["kept_normalizations"]}
+    assert kept["LayerNorm2d"]["count"] == 1 and kept["LayerNorm2d"]["kind"] == "LayerNorm"
+    assert kept["LayerNorm"]["count"] == 1
+    assert sum(k["count"] for k in kept.values()) == report["graph"]["op_counts"]["LayerNormalization"]
+    prep = report["prepare"]
+    assert prep["train_only_removed"] == {"Dropout": 1, "DropPath": 1, "StochasticDepth": 2}
+    assert prep["dropout_removed"] == 4
+    assert {m["module"] for m in prep["train_only_modules"]} == {"sd1", "sd2", "dp", "drop"}
+    assert prep["was_training"] is True
+    assert any("training mode" in w for w in report["warnings"])
+    assert report["equivalence"][0]["passed"]
+
+
+def test_a_module_that_cannot_be_imported_names_the_fix(tmp_path):
+    proc = _cli("export", "mypkg.models:build_net", cwd=tmp_path)
+    assert proc.returncode != 0 and "Traceback" not in proc.stderr
+    assert "PYTHONPATH" in proc.stderr and "pip install -e ." in proc.stderr and len(proc.stderr.splitlines()) == 1
+    project = _user_project(tmp_path / "p")
+    proc = _cli("export", "mypkg.models:no_such_builder", cwd=project)
+    assert proc.returncode != 0 and "has no 'no_such_builder'" in proc.stderr
+
+
+def test_a_random_op_that_is_not_the_identity_at_eval_is_kept(tmp_path):
+    import torch
+    from torch import nn
+
+    from cnnexport.exporter.prepare import prepare_with_summary
+
+    class NoisyDropout(nn.Module):  # its name says dropout, but it adds noise at eval too
+        def forward(self, x):
+            return x + 0.1
+
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), NoisyDropout(), nn.Dropout(0.5)).eval()
+    prepared, summary = prepare_with_summary(model)
+    assert summary.as_dict()["train_only_removed"] == {"Dropout": 1}
+    x = torch.randn(1, 3, 8, 8)
+    assert torch.equal(prepared(x), model(x))

@@ -21,6 +21,7 @@ The module graph is read from a torch.fx trace; a model fx cannot trace is handl
 from __future__ import annotations
 
 import copy
+import re
 from collections import Counter
 from dataclasses import dataclass, field
 
@@ -82,6 +83,7 @@ class PrepareSummary:
     folded: list[dict] = field(default_factory=list)
     scale_shift: list[dict] = field(default_factory=list)
     dropout_removed: list[str] = field(default_factory=list)
+    dropout_types: list[str] = field(default_factory=list)  # the class of each, in the same order
     dropout_folded: list[dict] = field(default_factory=list)
     weight_norm_removed: list[str] = field(default_factory=list)
     kept_normalizations: list[dict] = field(default_factory=list)
@@ -95,6 +97,9 @@ class PrepareSummary:
             "folded": self.folded,
             "scale_shift": self.scale_shift,
             "dropout_removed": len(self.dropout_removed),
+            # every train-only random op replaced by the identity: class -> count, and the modules
+            "train_only_removed": dict(sorted(Counter(self.dropout_types).items())),
+            "train_only_modules": [{"module": n, "type": t} for n, t in zip(self.dropout_removed, self.dropout_types)],
             "dropout_folded": self.dropout_folded,
             "weight_norm_removed": self.weight_norm_removed,
             "aux_removed": self.aux_removed,
@@ -250,11 +255,36 @@ def _unparametrized(mod: nn.Module, names: list[str]) -> nn.Module:
 
 # --- dropout ---------------------------------------------------------------------------------------
 
+# Train-only random ops of other libraries, known by class name: torchvision's StochasticDepth,
+# timm's DropPath / DropBlock2d, DropConnect and the like. Removed only when eval mode is the identity.
+_TRAIN_ONLY_NAME = re.compile(r"dropout|droppath|drop_path|stochasticdepth|dropblock|dropconnect|droplayer|shakedrop",
+                              re.IGNORECASE)
+
+
+def _is_train_only_random(mod: nn.Module) -> bool:
+    if isinstance(mod, _DROPOUTS):
+        return True
+    if isinstance(mod, TraditionalDropout) or not _TRAIN_ONLY_NAME.search(type(mod).__name__):
+        return False
+    return _identity_in_eval(mod)
+
+
+@torch.no_grad()
+def _identity_in_eval(mod: nn.Module) -> bool:
+    """Whether ``mod`` (in eval mode) returns its input unchanged, on a few shapes."""
+    try:
+        return all(torch.equal(mod(x), x) for x in (torch.randn(2, 8, 5, 5), torch.randn(2, 6, 8)))
+    except Exception:
+        return False
+
+
 def _remove_dropout(model: nn.Module, summary: PrepareSummary) -> None:
+    """Replace every train-only random op (torch's dropouts, stochastic depth / drop path) by the identity."""
     for name, mod in list(model.named_modules()):
-        if name and isinstance(mod, _DROPOUTS):
+        if name and not any(name.startswith(r + ".") for r in summary.dropout_removed) and _is_train_only_random(mod):
             _set_submodule(model, name, nn.Identity())
             summary.dropout_removed.append(name)
+            summary.dropout_types.append(type(mod).__name__)
 
 
 @torch.no_grad()
@@ -465,15 +495,25 @@ def _sequential_pairs(model: nn.Module) -> list[tuple[str, str, str]]:
     return pairs
 
 
+def _kept_norm_kind(mod: nn.Module) -> type | None:
+    """The torch normalisation class ``mod`` is (subclasses included: ConvNeXt's LayerNorm2d is a
+    LayerNorm), most specific first."""
+    matches = [cls for cls in _KEPT_NORMS if isinstance(mod, cls)]
+    return min(matches, key=lambda cls: -len(cls.__mro__)) if matches else None
+
+
 def _record_kept_norms(model: nn.Module, summary: PrepareSummary, fold_bn: bool) -> None:
     counts: Counter = Counter()
     for mod in model.modules():
-        for cls in _KEPT_NORMS:
-            if type(mod) is cls and not _is_foldable_norm(mod):
-                counts[cls] += 1
-        if not fold_bn and _is_foldable_norm(mod):
-            counts[type(mod)] += 1
-    for cls, n in counts.items():
-        reason = _KEPT_NORMS.get(cls, "--no-fold-bn: kept as BatchNormalization on request")
-        summary.kept_normalizations.append({"type": cls.__name__, "count": n, "reason": reason})
+        if _is_foldable_norm(mod):
+            if not fold_bn:
+                counts[(type(mod).__name__, None)] += 1
+        elif (kind := _kept_norm_kind(mod)) is not None:
+            counts[(type(mod).__name__, kind)] += 1
+    for (name, kind), n in counts.items():
+        reason = _KEPT_NORMS[kind] if kind else "--no-fold-bn: kept as BatchNormalization on request"
+        entry = {"type": name, "count": n, "reason": reason}
+        if kind is not None and kind.__name__ != name:
+            entry["kind"] = kind.__name__
+        summary.kept_normalizations.append(entry)
 

@@ -70,13 +70,27 @@ def create_model(name: str, num_classes: int | None = None, weights: str | os.Pa
 
 
 def load_model(spec: str, num_classes: int | None = None, weights: str | os.PathLike | None = None) -> nn.Module:
-    """A registry name, or ``package.module:callable`` returning an ``nn.Module``."""
+    """A registry name (in eval mode), or ``package.module:callable`` returning an ``nn.Module``, in
+    the mode the callable returned it (``prepare`` records it and exports in eval mode). The
+    current folder is on the import path for ``package.module``, as with ``python -m``."""
     if is_registered(spec) or ":" not in spec:
         return create_model(spec, num_classes=num_classes, weights=weights)
     module_name, _, attr = spec.partition(":")
     try:
-        factory = getattr(importlib.import_module(module_name), attr)
-    except (ImportError, AttributeError) as exc:
+        factory = getattr(_import_from_cwd(module_name), attr)
+    except ModuleNotFoundError as exc:
+        top = module_name.split(".")[0]
+        if exc.name and exc.name.split(".")[0] == top:
+            raise UnknownModelError(
+                f"cannot import '{spec}': no module named '{exc.name}' in the current folder or on the import path; "
+                f"run from the folder that holds '{top}', set PYTHONPATH to it, or install your project "
+                "(pip install -e .)") from None
+        raise UnknownModelError(f"'{module_name}' was found but its import failed: {exc}; install what it needs "
+                                "(pip install ...) and retry") from None
+    except AttributeError:
+        raise UnknownModelError(f"'{module_name}' has no '{attr}'; name a function or class that returns an "
+                                "nn.Module, e.g. 'package.module:build_net'") from None
+    except ImportError as exc:
         raise UnknownModelError(
             f"cannot import '{spec}' ({exc}); use a registry name or an importable 'package.module:callable'"
         ) from None
@@ -86,4 +100,15 @@ def load_model(spec: str, num_classes: int | None = None, weights: str | os.Path
         raise UnknownModelError(f"'{spec}' returned {type(model).__name__}, not a torch.nn.Module")
     if weights is not None:
         load_weights(model, read_state_dict(weights), source=f"weights for {spec}")
-    return model.eval()
+    return model
+
+
+def _import_from_cwd(module_name: str):
+    """Import ``module_name`` with the current folder first on ``sys.path`` (a console script's
+    ``sys.path[0]`` is its bin folder, not the folder the user runs it from)."""
+    import sys
+
+    cwd = os.getcwd()
+    if cwd not in sys.path and "" not in sys.path:
+        sys.path.insert(0, cwd)
+    return importlib.import_module(module_name)
