@@ -47,9 +47,24 @@ class DefaultExportGroup(click.Group):
     """``cnnexport resnet50 ...`` means ``cnnexport export resnet50 ...``; errors become one line."""
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
-        if args and args[0] not in self.commands and args[0] not in _GROUP_FLAGS:
+        if not args:  # the help, as `cnnexport --help` prints it (not an error squashed onto one line)
+            click.echo(ctx.get_help())
+            ctx.exit(0)
+        if args[0] not in self.commands and args[0] not in _GROUP_FLAGS:
+            self._refuse_mistyped_command(args[0])
             args = ["export", *args]
         return super().parse_args(ctx, args)
+
+    def _refuse_mistyped_command(self, word: str) -> None:
+        """``cnnexport verfy ...``: a word within 2 edits of a command that is no model is a typo."""
+        close = sorted((_edit_distance(word, c), c) for c in self.commands if not word.startswith("-"))
+        if not close or close[0][0] > 2 or ":" in word or Path(word).suffix:
+            return
+        from .models import is_registered
+
+        if not is_registered(word):
+            raise UsageError(f"'{word}' is neither a command nor a model: did you mean `cnnexport {close[0][1]}`? "
+                             "(see cnnexport --help, cnnexport list)")
 
     def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
         try:
@@ -65,6 +80,17 @@ class DefaultExportGroup(click.Group):
         if _first_signal:  # the signal's exception was swallowed inside a library and the run went on
             _fail(*_interrupted(_first_signal))
         sys.exit(rv if isinstance(rv, int) else 0)
+
+
+def _edit_distance(a: str, b: str) -> int:
+    """Levenshtein distance, with a swap of two neighbours counting as one edit ('lsit' -> 'list')."""
+    d = [[max(i, j) if min(i, j) == 0 else 0 for j in range(len(b) + 1)] for i in range(len(a) + 1)]
+    for i in range(1, len(a) + 1):
+        for j in range(1, len(b) + 1):
+            d[i][j] = min(d[i - 1][j] + 1, d[i][j - 1] + 1, d[i - 1][j - 1] + (a[i - 1] != b[j - 1]))
+            if i > 1 and j > 1 and a[i - 1] == b[j - 2] and a[i - 2] == b[j - 1]:
+                d[i][j] = min(d[i][j], d[i - 2][j - 2] + 1)
+    return d[len(a)][len(b)]
 
 
 def _is_internal(exc: BaseException) -> bool:
@@ -952,6 +978,13 @@ def study_zoo_cmd(models, batch, plot, no_plain, runtime, threads, device, round
     names = sorted({n for pattern in models.split(",") if pattern.strip() for n in list_models(pattern.strip())})
     if not names:
         raise UsageError(f"no model matches '{models}' (see cnnexport list)")
+    if plot:  # before the measurements, not after
+        try:
+            import matplotlib  # noqa: F401
+        except ImportError:
+            from .errors import MissingDependencyError
+
+            raise MissingDependencyError("the latency plot needs matplotlib: pip install 'cnnexport[study]'") from None
     runtimes, batches = parse_runtimes(runtime), _int_list(batch, "--batch")
     timing = _check_study_args(threads, rounds, runs, min_time, max_time, device)
     result = _run_study(study_zoo, output_dir, save, as_json, models=names, runtimes=runtimes, batches=batches,

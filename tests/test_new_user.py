@@ -18,18 +18,22 @@ def _cli(*args, cwd=None, env=None, timeout=600):
     return subprocess.run([CNNEXPORT, *args], capture_output=True, text=True, cwd=cwd, env=env, timeout=timeout)
 
 
+def _cli_without(package, *args, cwd=None):
+    """The CLI in a process where importing ``package`` fails, as on a machine without it."""
+    block = ("import sys, importlib.abc\n"
+             "class Absent(importlib.abc.MetaPathFinder):\n"
+             "    def find_spec(self, name, path=None, target=None):\n"
+             f"        if name.split('.')[0] == {package!r}: raise ModuleNotFoundError(name, name=name)\n"
+             "sys.meta_path.insert(0, Absent())\n"
+             "from cnnexport.cli import main; sys.argv = ['cnnexport'] + sys.argv[1:]; main()\n")
+    return subprocess.run([sys.executable, "-c", block, *args], capture_output=True, text=True, timeout=600, cwd=cwd)
+
+
 def test_photo_check_runs_without_scikit_image(tmp_path):
     """The quick start's `pip install .` has no scikit-image: the real-photograph check must still run."""
     assert len(sample_image_paths()) == 6
     assert all("cnnexport" in p.parts and p.stat().st_size < 100_000 for p in sample_image_paths())
-    block = ("import sys, importlib.abc\n"
-             "class NoSkimage(importlib.abc.MetaPathFinder):\n"
-             "    def find_spec(self, name, path=None, target=None):\n"
-             "        if name.split('.')[0] == 'skimage': raise ImportError('blocked')\n"
-             "sys.meta_path.insert(0, NoSkimage())\n"
-             "from cnnexport.cli import main; sys.argv = ['cnnexport'] + sys.argv[1:]; main()\n")
-    proc = subprocess.run([sys.executable, "-c", block, "lenet5", "--weights", "digits", "-o", str(tmp_path),
-                           "--json"], capture_output=True, text=True, timeout=600)
+    proc = _cli_without("skimage", "lenet5", "--weights", "digits", "-o", str(tmp_path), "--json")
     assert proc.returncode == 0, proc.stderr
     report = json.loads(proc.stdout)
     (eq,) = report["equivalence"]
@@ -325,3 +329,62 @@ def test_a_random_op_that_is_not_the_identity_at_eval_is_kept(tmp_path):
     assert summary.as_dict()["train_only_removed"] == {"Dropout": 1}
     x = torch.randn(1, 3, 8, 8)
     assert torch.equal(prepared(x), model(x))
+
+
+def test_missing_optional_extras_exit_6_and_samples_need_none(tmp_path):
+    cnnexport.export(__import__("cnnexport.models", fromlist=["x"]).create_model("lenet5", weights="digits"),
+                     (1, 1, 32, 32), tmp_path, name="lenet5", photos=False)
+    digits = _cli_without("sklearn", "quantize", str(tmp_path / "lenet5.onnx"), "--calib", "digits")
+    assert digits.returncode == 6 and "scikit-learn" in digits.stderr and "Traceback" not in digits.stderr
+    samples = _cli_without("skimage", "quantize", str(tmp_path / "lenet5.onnx"), "--calib", "samples",
+                           "--calib-count", "20", "-o", str(tmp_path / "s.int8.onnx"))
+    assert samples.returncode == 0, samples.stderr
+    plot = _cli_without("matplotlib", "study", "zoo", "--models", "lenet5")
+    assert plot.returncode == 6 and "matplotlib" in plot.stderr and "Traceback" not in plot.stderr
+
+
+def test_no_arguments_print_the_help():
+    proc = _cli()
+    assert proc.returncode == 0 and proc.stderr == ""
+    assert proc.stdout.startswith("Usage: cnnexport") and "Commands:" in proc.stdout and "verify" in proc.stdout
+
+
+def test_a_mistyped_command_is_not_read_as_a_model_name():
+    for typo, command in (("verfy", "verify"), ("lsit", "list"), ("benhc", "bench"), ("profil", "profile")):
+        proc = _cli(typo, "x.onnx")
+        assert proc.returncode == 2 and f"did you mean `cnnexport {command}`?" in proc.stderr, proc.stderr
+    unknown = _cli("resnt50")  # close to a model, not to a command: the model suggestion stays
+    assert unknown.returncode == 2 and "resnet50" in unknown.stderr and "cnnexport list`?" not in unknown.stderr
+
+
+def test_weights_that_are_no_checkpoint_or_another_models_bundle(tmp_path):
+    import torch
+
+    text = tmp_path / "notes.pth"
+    text.write_text("this is not a checkpoint\n")
+    proc = _cli("lenet5", "--weights", str(text), "-o", str(tmp_path / "o"))
+    assert proc.returncode == 3 and "is not a PyTorch checkpoint" in proc.stderr and "run code" not in proc.stderr
+    whole = tmp_path / "whole.pth"
+    torch.save({"w": torch.zeros(3)}, whole)
+    (tmp_path / "cut.pth").write_bytes(whole.read_bytes()[:300])
+    proc = _cli("lenet5", "--weights", str(tmp_path / "cut.pth"), "-o", str(tmp_path / "o"))
+    line = proc.stderr.strip()
+    assert proc.returncode == 3 and "corrupt" in line and len(proc.stderr.splitlines()) == 1
+    inner = line.split("checkpoint (", 1)[1]
+    if inner.endswith("...)"):  # cut: at a word boundary, never mid-word
+        kept, whole = inner[:-4], whole_message(tmp_path / "cut.pth")
+        assert whole.startswith(kept) and whole[len(kept)] in " ,;:."
+    proc = _cli("resnet50", "--weights", "digits", "-o", str(tmp_path / "o"))
+    assert proc.returncode == 3 and "ship for lenet5, shufflenet_v2_x0_5 only" in proc.stderr
+    assert not (tmp_path / "o").exists()
+
+
+def whole_message(path):
+    """The error torch.load gives for ``path``, whole and on one line."""
+    import torch
+
+    try:
+        torch.load(path, weights_only=True)
+    except Exception as exc:
+        return " ".join(str(exc).split())
+    return ""

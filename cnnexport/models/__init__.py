@@ -16,7 +16,7 @@ from torch import nn
 
 # Importing a family's file registers its builders.
 from . import alexnet, densenet, inception, lenet, mobilenet, resnet, shufflenet, squeezenet, vgg  # noqa: F401
-from ..errors import UnknownModelError
+from ..errors import UnknownModelError, WeightsError
 from .registry import ModelInfo, is_registered, list_models, model_info, register_model
 from .weights import load_weights, read_state_dict
 
@@ -60,6 +60,10 @@ def create_model(name: str, num_classes: int | None = None, weights: str | os.Pa
     if isinstance(weights, str) and (name, weights) in BUNDLED_WEIGHTS:
         entry = BUNDLED_WEIGHTS[(name, weights)]
         weights, num_classes = _WEIGHTS_DIR / entry.file, num_classes or entry.num_classes
+    elif isinstance(weights, str) and not Path(weights).exists() and weights in {tag for _, tag in BUNDLED_WEIGHTS}:
+        owners = sorted(m for m, tag in BUNDLED_WEIGHTS if tag == weights)
+        raise WeightsError(f"'{weights}' weights ship for {', '.join(owners)} only, not {name}; pass a "
+                           f".pt/.pth/.safetensors state_dict for {name} to --weights")
     if weights is not None:
         kwargs = {**info.weights_kwargs, **kwargs}
     model = info.builder(num_classes=num_classes or info.num_classes, **kwargs)

@@ -37,10 +37,18 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
         except Exception as exc:  # safetensors raises its own SafetensorError types
             raise WeightsError(f"weights file '{path}' is not a valid safetensors file ({first_line(exc)})") from None
     else:
+        with open(path, "rb") as f:
+            head = f.read(4)
+        # torch.save writes a zip (PK..); its legacy format and plain pickles start with a protocol
+        # byte (0x80). Anything else was never a checkpoint: do not let the unpickler guess.
+        if not head.startswith((b"PK\x03\x04", b"\x80")):
+            raise WeightsError(f"weights file '{path}' is not a PyTorch checkpoint (neither a torch.save zip nor a "
+                               "pickle: corrupt, or another format); pass a state_dict saved with torch.save, or "
+                               "a .safetensors file")
         try:
             obj = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as exc:
-            msg = first_line(exc)
+            msg = first_line(exc, 160)
             if "weights_only" in msg or "Unsupported global" in msg or "Unpickl" in type(exc).__name__:
                 raise WeightsError(
                     f"refusing to load '{path}': it holds Python objects beyond tensors, and unpickling them could run "

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from ..bench.matrix import faster_beyond_noise
+from ..errors import MissingDependencyError
 from .paper import BLOCKS, CLAIMS, GUIDELINES, SPATIAL, TABLE8, MicroNet
 
 # Which row of each guideline table the paper expects fastest, and which slowest.
@@ -167,7 +168,10 @@ def table8(rows: list[dict], batch: int = 1) -> list[dict]:
 
 def plot_latency_vs_macs(rows: list[dict], path: str | os.PathLike, batch: int = 1) -> Path:
     """Log-log scatter of latency against MACs, one panel per runtime, every model labelled (PNG)."""
-    import matplotlib
+    try:
+        import matplotlib
+    except ImportError:
+        raise MissingDependencyError("the latency plot needs matplotlib: pip install 'cnnexport[study]'") from None
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
