@@ -468,6 +468,15 @@ def verify_cmd(artifact, reference, runtime, atol, as_json):
     except Exception as exc:
         raise UsageError(f"'{reference}' is not a cnnexport reference.npz ({type(exc).__name__})") from None
     model = _load_artifact(artifact, runtime)
+    made_for = _reference_made_for(meta)
+    spec = model.inputs[0]
+    dims = list(spec.shape[1:])
+    chw = [dims[2], dims[0], dims[1]] if spec.layout == "NHWC" and len(dims) == 3 else dims
+    ref_chw = list(inputs[0].batches[0].shape[1:]) if inputs else []
+    if len(chw) != len(ref_chw) or any(d is not None and d != r for d, r in zip(chw, ref_chw)):
+        raise UsageError(f"'{reference}' holds {'x'.join(map(str, ref_chw))} inputs{made_for} but "
+                         f"'{Path(artifact).name}' takes {'x'.join('?' if d is None else str(d) for d in chw)}: "
+                         "pass the reference.npz written beside this file")
     eq = compare(Path(artifact).name, refs, lambda b: run_nchw(model, b), inputs, atol=atol,
                  rtol=meta.get("rtol", 1e-4)).as_dict()
     eq["runtime"] = model.describe()
@@ -480,8 +489,20 @@ def verify_cmd(artifact, reference, runtime, atol, as_json):
                              f"{eq['max_rel']:.2e}, cosine {eq['cosine']:.7f}, top-1 agreement "
                              f"{eq['top1_agreement']:.0%} of {eq['samples']} {status}")
     if not eq["passed"]:
+        name = Path(artifact).name
+        other = meta.get("model") and name.split(".")[0] != meta["model"] and name not in meta.get("files", [name])
         raise VerificationError(f"{eq['artifact']} does not match the reference: max abs error {eq['max_abs']:.3g} > "
-                                f"tolerance {eq['tolerance']:.3g}")
+                                f"tolerance {eq['tolerance']:.3g}, cosine {eq['cosine']:.3f}"
+                                + (f"; the reference was made{made_for}, not for '{name}': pass the reference.npz "
+                                   "written beside this file" if other else ""))
+
+
+def _reference_made_for(meta: dict) -> str:
+    """' for model 'lenet5' (lenet5.onnx, ...)' from a reference.npz's metadata, or ''."""
+    if not meta.get("model"):
+        return ""
+    files = meta.get("files") or []
+    return f" for model '{meta['model']}'" + (f" ({', '.join(files[:4])})" if files else "")
 
 
 @cli.command("bench")

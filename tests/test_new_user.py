@@ -388,3 +388,35 @@ def whole_message(path):
     except Exception as exc:
         return " ".join(str(exc).split())
     return ""
+
+
+def test_verify_names_a_reference_made_for_another_model(tmp_path):
+    from cnnexport.models import create_model
+
+    cnnexport.export(create_model("lenet5", weights="digits"), (1, 1, 32, 32), tmp_path / "a", name="lenet5",
+                     photos=False, formats=("onnx", "openvino"))
+    cnnexport.export(create_model("lenet5"), (1, 1, 32, 32), tmp_path / "b", name="untrained", photos=False)
+    cnnexport.export(create_model("resnet18"), (1, 3, 32, 32), tmp_path / "c", name="resnet18", photos=False)
+    ref = str(tmp_path / "a" / "reference.npz")
+    same_shape = _cli("verify", str(tmp_path / "b" / "untrained.onnx"), "--reference", ref)
+    assert same_shape.returncode == 5 and "made for model 'lenet5'" in same_shape.stderr
+    assert "not for 'untrained.onnx'" in same_shape.stderr
+    other_shape = _cli("verify", str(tmp_path / "c" / "resnet18.onnx"), "--reference", ref)
+    assert other_shape.returncode == 2 and "1x32x32 inputs for model 'lenet5'" in other_shape.stderr
+    assert "takes 3x32x32" in other_shape.stderr
+    assert _cli("verify", str(tmp_path / "a" / "lenet5.onnx"), "--reference", ref).returncode == 0
+    odd = tmp_path / "lenet5.weird"
+    odd.write_bytes((tmp_path / "a" / "lenet5.onnx").read_bytes())
+    proc = _cli("verify", str(odd), "--reference", ref)
+    assert proc.returncode == 2 and "None" not in proc.stderr and "'.weird' files" in proc.stderr
+
+
+def test_a_truncated_openvino_file_names_the_cause(tmp_path):
+    from cnnexport.models import create_model
+
+    cnnexport.export(create_model("lenet5"), (1, 1, 32, 32), tmp_path, name="lenet5", photos=False,
+                     formats=("onnx", "openvino"))
+    xml = tmp_path / "lenet5.xml"
+    xml.write_bytes(xml.read_bytes()[:3000])
+    proc = _cli("verify", str(xml), "--reference", str(tmp_path / "reference.npz"))
+    assert proc.returncode == 8 and "mismatch" in proc.stderr and "core.cpp" not in proc.stderr

@@ -205,7 +205,8 @@ def export(
             )
         stage("write")
         save_reference(staging.file("reference.npz"), inputs, refs,
-                       {"model": name, "input_layout": "NCHW", "rtol": rtol, "atol": atol})
+                       {"model": name, "input_layout": "NCHW", "rtol": rtol, "atol": atol,
+                        "files": [f.name for a in artifacts for f in a.files]})
         final_dir = staging.output_dir
         report["artifacts"] = [a.entry(final_dir) for a in artifacts]
         write_json(staging.file("report.json"), report)

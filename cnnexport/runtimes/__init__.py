@@ -36,8 +36,12 @@ def load(path: str | os.PathLike, runtime: str | None = None, **options) -> Runt
         from .tflite import TfliteModel as cls
     elif runtime == "ncnn":
         from .ncnn import NcnnModel as cls
+    elif runtime is None:
+        raise UsageError(f"no runtime reads '{Path(path).suffix or Path(path).name}' files ('{path}'): give a "
+                         f"{', '.join(_BY_SUFFIX)} file, or choose a runtime with --runtime "
+                         f"({', '.join(r for r in RUNTIMES if r != 'torch')})")
     else:
-        raise UsageError(f"no runtime for '{path}' (runtime={runtime!r}); choose one of "
+        raise UsageError(f"unknown runtime '{runtime}' for '{path}'; choose one of "
                          f"{', '.join(r for r in RUNTIMES if r != 'torch')}")
     return cls(path, **options)
 
