@@ -226,6 +226,13 @@ def export_cmd(model, want_onnx, want_openvino, want_tflite, tflite_layout, want
         _print_export_summary(report)
 
 
+def _tolerance_text(e: dict) -> str:
+    """'tol 1e-04 x max |output| 11.2' rather than a bare number that means nothing on tiny outputs."""
+    if e.get("tolerance_rule", "").endswith("max |output|"):
+        return f"tol {e['tolerance_rule']} {e['output_scale']:.3g}"
+    return f"tol {e['tolerance']:.1e}"
+
+
 def _print_export_summary(report: dict) -> None:
     from rich.table import Table
 
@@ -245,8 +252,8 @@ def _print_export_summary(report: dict) -> None:
         rows["format"].append(f"{a['format']} {a['precision']} {a['layout']}")
         rows["size"].append(f"{a['size_bytes'] / 1e6:.1f} MB")
         tol = e.get("tolerance", 0)
-        rows["max abs error"].append(f"{e.get('max_abs', float('nan')):.2e}"
-                                     + (f" (tol {tol:.1e})" if isinstance(tol, float) else ""))
+        rows["max abs error"].append(f"{e.get('max_abs', float('nan')):.2e}" + (f" ({_tolerance_text(e)})"
+                                                                                if isinstance(tol, float) else ""))
         rows["max rel error"].append(f"{e.get('max_rel', float('nan')):.2e}")
         if "cosine_mean" in e:  # int8: the gate is on the mean, so the mean comes first
             rows["cosine"].append(f"mean {e['cosine_mean']:.4f} (min {e['cosine_min']:.4f})")
@@ -485,7 +492,7 @@ def verify_cmd(artifact, reference, runtime, atol, as_json):
     else:
         status = "[green]passed[/]" if eq["passed"] else "[red]FAILED[/]"
         _out_console().print(f"{eq['artifact']} on {eq['runtime']['runtime']} {eq['runtime']['version']}: "
-                             f"max abs error {eq['max_abs']:.2e} (tolerance {eq['tolerance']:.1e}), max rel "
+                             f"max abs error {eq['max_abs']:.2e} ({_tolerance_text(eq)}), max rel "
                              f"{eq['max_rel']:.2e}, cosine {eq['cosine']:.7f}, top-1 agreement "
                              f"{eq['top1_agreement']:.0%} of {eq['samples']} {status}")
     if not eq["passed"]:
@@ -1054,6 +1061,8 @@ def list_cmd(pattern, as_json):
     from .models import list_models, model_info
 
     infos = [model_info(n) for n in list_models(pattern)]
+    if not infos:
+        raise UsageError(f"no model matches '{pattern}': run 'cnnexport list' to see them all")
     if as_json:
         keys = ("name", "family", "input_size", "num_classes", "params", "macs", "source", "paper", "arxiv",
                 "torchvision_compatible")

@@ -420,3 +420,50 @@ def test_a_truncated_openvino_file_names_the_cause(tmp_path):
     xml.write_bytes(xml.read_bytes()[:3000])
     proc = _cli("verify", str(xml), "--reference", str(tmp_path / "reference.npz"))
     assert proc.returncode == 8 and "mismatch" in proc.stderr and "core.cpp" not in proc.stderr
+
+
+def test_list_with_no_match_is_an_error():
+    proc = _cli("list", "foo*")
+    assert proc.returncode == 2 and "no model matches 'foo*'" in proc.stderr and proc.stdout == ""
+
+
+def test_papers_and_arxiv_ids_name_the_same_paper():
+    from cnnexport.models import model_info
+
+    tv, orig = model_info("alexnet"), model_info("alexnet_lrn")
+    assert tv.arxiv == "1404.5997" and "One weird trick" in tv.paper
+    assert orig.arxiv == "" and "NeurIPS 2012" in orig.paper and "Krizhevsky" in orig.paper
+
+
+def test_the_api_names_files_after_the_registry_name(tmp_path):
+    from cnnexport.models import create_model
+
+    report = cnnexport.export(create_model("resnet18"), (1, 3, 32, 32), tmp_path, photos=False)
+    assert report["model"] == "resnet18" and (tmp_path / "resnet18.onnx").is_file()
+
+
+def test_repository_hygiene():
+    root = Path(__file__).parents[1]
+    readme = (root / "README.md").read_text()
+    for link in ("DESIGN.md",):
+        assert link not in readme or (root / link).is_file()
+    ignored = (root / ".gitignore").read_text().split()
+    assert "out/" in ignored and "exports/" in ignored  # the README's example output folders
+
+
+def test_tiny_outputs_get_a_relative_tolerance_and_a_warning(tmp_path):
+    import torch
+    from torch import nn
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.Flatten(), nn.Linear(4 * 6 * 6, 5)).eval()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.mul_(1e-5)
+    report = cnnexport.export(model, (1, 3, 8, 8), tmp_path / "o", name="tiny", photos=False)
+    (eq,) = report["equivalence"]
+    assert eq["output_scale"] < 1e-6 and eq["tolerance"] == eq["output_scale"] * 1e-4
+    assert eq["tolerance_rule"] == "1e-04 x max |output|"
+    assert any("near zero" in w for w in report["warnings"])
+    big = cnnexport.export(nn.Sequential(nn.Conv2d(3, 4, 3)).eval(), (1, 3, 8, 8), tmp_path / "b", photos=False)
+    assert not any("near zero" in w for w in big["warnings"])

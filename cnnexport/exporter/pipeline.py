@@ -26,7 +26,7 @@ from .onnx_export import DEFAULT_OPSET, EXPORTERS, to_onnx
 from .prepare import prepare_with_summary
 from .report import new_report
 from .simplify import simplify as simplify_onnx
-from .verify import DEFAULT_RTOL, compare, make_inputs, reference_outputs, save_reference
+from .verify import DEFAULT_RTOL, compare, make_inputs, near_zero_warning, reference_outputs, save_reference
 
 FORMATS = ("onnx", "openvino", "tflite", "ncnn")
 StageCallback = Callable[[str], None]
@@ -134,7 +134,7 @@ def export(
         raise UsageError("--keep-float applies to int8 files: add --int8 --calib ...")
     if calib_method != "minmax" and not int8:
         raise UsageError("--calib-method applies to int8 files: add --int8 --calib ...")
-    name = _safe_name(name or type(module).__name__.lower())
+    name = _safe_name(name or getattr(module, "cnnexport_name", None) or type(module).__name__.lower())
     stage = on_stage or (lambda _s: None)
     report = new_report(name, sum(p.numel() for p in module.parameters()), shape)
     report.update(dynamic_batch=dynamic_batch, exporter=exporter, opset=opset, fold_bn=fold_bn)
@@ -191,6 +191,8 @@ def export(
             refs = reference_outputs(forward, inputs)
             held_refs = reference_outputs(forward, heldout) if heldout else None
         report["equivalence"] = [_verify(a, refs, inputs, atol, rtol).as_dict() for a in artifacts]
+        if report["equivalence"] and (warning := near_zero_warning(report["equivalence"][0]["output_scale"])):
+            report["warnings"].append(warning)
         report["equivalence"] += [_verify_int8(a, held_refs, heldout, int8_min_cosine, labels) for a in int8_artifacts]
         artifacts += int8_artifacts
         timings["verify"] = round(time.perf_counter() - t0, 3)

@@ -35,6 +35,8 @@ class Equivalence:
     tolerance: float
     samples: int
     per_input: list[dict] = field(default_factory=list)
+    output_scale: float = 0.0  # max |reference output|: the default tolerance is rtol times it
+    tolerance_rule: str = ""   # how ``tolerance`` was set, e.g. "1e-04 x max |output|" or "--atol"
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -89,9 +91,22 @@ def compare(artifact: str, reference: Callable[[np.ndarray], np.ndarray] | list[
     ref = np.concatenate([r.reshape(len(r), -1) for r in refs])
     out = np.concatenate(outs)
     figures = _figures(ref, out)
-    tolerance = atol if atol is not None else rtol * float(np.abs(ref).max() or 1.0)
+    scale = float(np.abs(ref).max())
+    tolerance = atol if atol is not None else rtol * (scale or 1.0)
+    rule = "--atol" if atol is not None else f"{rtol:.0e} x max |output|" if scale else f"{rtol:.0e} (outputs all 0)"
     return Equivalence(artifact=artifact, passed=bool(figures["max_abs"] <= tolerance), tolerance=tolerance,
-                       samples=len(ref), per_input=per_input, **figures)
+                       samples=len(ref), per_input=per_input, output_scale=scale, tolerance_rule=rule, **figures)
+
+
+NEAR_ZERO = 1e-6
+
+
+def near_zero_warning(scale: float) -> str | None:
+    """A warning when the reference outputs are so small that float rounding decides the checks."""
+    if scale >= NEAR_ZERO:
+        return None
+    return (f"PyTorch's outputs are near zero (max |output| {scale:.1e}): the tolerance scales with them, so "
+            "float rounding decides the check; is the model untrained or randomly initialised? (--weights)")
 
 
 def save_reference(path, inputs: list[InputSet], refs: list[np.ndarray], meta: dict) -> None:

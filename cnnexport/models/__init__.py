@@ -55,7 +55,8 @@ def bundled_input_size(name: str, weights) -> tuple[int, int, int] | None:
 def create_model(name: str, num_classes: int | None = None, weights: str | os.PathLike | Mapping | None = None,
                  **kwargs) -> nn.Module:
     """Build a registered model in eval mode, optionally loading weights: a state_dict mapping, a
-    .pt/.pth/.safetensors path, or the tag of weights shipped with cnnexport (``bundled_weights(name)``)."""
+    .pt/.pth/.safetensors path, or the tag of weights shipped with cnnexport (``bundled_weights(name)``).
+    The model carries its registry name as ``cnnexport_name``."""
     info = model_info(name)
     if isinstance(weights, str) and (name, weights) in BUNDLED_WEIGHTS:
         entry = BUNDLED_WEIGHTS[(name, weights)]
@@ -70,6 +71,7 @@ def create_model(name: str, num_classes: int | None = None, weights: str | os.Pa
     if weights is not None:
         sd = weights if isinstance(weights, Mapping) else read_state_dict(weights)
         load_weights(model, sd, source=f"weights for {name}")
+    model.cnnexport_name = name  # export() names the files after it: resnet50.onnx, not resnet.onnx
     return model.eval()
 
 

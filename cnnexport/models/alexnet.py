@@ -7,8 +7,10 @@ from torch import nn
 
 from .registry import register_model
 
-PAPER = "ImageNet Classification with Deep Convolutional Neural Networks"
-# The NIPS 2012 paper has no arXiv id; torchvision's variant follows "One weird trick" (arXiv 1404.5997).
+# The original network: Krizhevsky, Sutskever, Hinton, NeurIPS 2012 (no arXiv id).
+PAPER = "ImageNet Classification with Deep Convolutional Neural Networks (Krizhevsky et al., NeurIPS 2012)"
+# torchvision's single-GPU variant follows Krizhevsky's "One weird trick" paper, whose id this is.
+TRICK_PAPER = "One weird trick for parallelizing convolutional neural networks (Krizhevsky, 2014)"
 TRICK_ARXIV = "1404.5997"
 
 
@@ -84,7 +86,7 @@ def init_alexnet_paper(module: nn.Module) -> None:
         nn.init.zeros_(module.bias)
 
 
-@register_model("alexnet", params=61_100_840, macs=710_000_000, source="torchvision", paper=PAPER,
+@register_model("alexnet", params=61_100_840, macs=710_000_000, source="torchvision", paper=TRICK_PAPER,
                 arxiv=TRICK_ARXIV, torchvision_compatible=True)
 def alexnet(**kwargs) -> AlexNet:
     return AlexNet(**kwargs)
