@@ -1155,7 +1155,22 @@ def main() -> None:
     if signal.getsignal(signal.SIGTERM) == signal.SIG_DFL:
         signal.signal(signal.SIGTERM, _on_signal)
     sys.unraisablehook = _redeliver_swallowed_interrupt
+    _never_fork()
     cli.main(prog_name="cnnexport")
+
+
+def _never_fork() -> None:
+    """Processes that libraries start with ``multiprocessing`` (OpenVINO's telemetry sends each event
+    from one, out of a background thread) come from a fork server, not from a fork of this process:
+    once LiteRT's JAX stack or ONNX Runtime's thread pools run here, a forked child can deadlock
+    (JAX warns "os.fork() was called ... will likely lead to a deadlock")."""
+    import multiprocessing
+
+    method = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
+    try:
+        multiprocessing.set_start_method(method)
+    except RuntimeError:  # already chosen by whoever embeds the CLI
+        pass
 
 
 if __name__ == "__main__":

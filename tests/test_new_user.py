@@ -467,3 +467,21 @@ def test_tiny_outputs_get_a_relative_tolerance_and_a_warning(tmp_path):
     assert any("near zero" in w for w in report["warnings"])
     big = cnnexport.export(nn.Sequential(nn.Conv2d(3, 4, 3)).eval(), (1, 3, 8, 8), tmp_path / "b", photos=False)
     assert not any("near zero" in w for w in big["warnings"])
+
+
+def test_the_cli_never_forks_itself(tmp_path):
+    """Libraries' multiprocessing children (OpenVINO telemetry) must not be forks of a process that runs
+    JAX (LiteRT) and thread pools: no at-fork handler may run in the CLI's process."""
+    script = ("import os, sys, multiprocessing\n"
+              "os.register_at_fork(before=lambda: os.write(2, b'FORKED\\n'))\n"
+              "from cnnexport.cli import main\n"
+              "sys.argv = ['cnnexport'] + sys.argv[1:]\n"
+              "try:\n    main()\nexcept SystemExit as e:\n    assert not e.code, e.code\n"
+              "p = multiprocessing.Process(target=os.getpid); p.start(); p.join()\n"
+              "print(multiprocessing.get_start_method())\n")
+    env = {k: v for k, v in __import__("os").environ.items() if k not in ("CI", "TF_BUILD", "JENKINS_URL")}
+    proc = subprocess.run([sys.executable, "-c", script, "lenet5", "--openvino", "--tflite", "-o", str(tmp_path),
+                           "--json"], capture_output=True, text=True, timeout=600, env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert "FORKED" not in proc.stderr and "os.fork() was called" not in proc.stderr
+    assert proc.stdout.strip().splitlines()[-1] in ("forkserver", "spawn")
