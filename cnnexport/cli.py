@@ -20,10 +20,22 @@ _GROUP_FLAGS = ("--help", "-h", "--version")
 CALIB_METHODS = ("minmax", "entropy", "percentile")
 
 
-def _err_console():
+_terminal = None
+
+
+def _live_console():
+    """The console for spinners and progress bars. On a terminal it writes to its own copy of the
+    stderr descriptor: converters run with fds 1 and 2 redirected (pnnx, LiteRT and OpenVINO print
+    there), which would otherwise swallow every frame drawn meanwhile."""
+    global _terminal
     from rich.console import Console
 
-    return Console(stderr=True)
+    if not sys.stderr.isatty():
+        return Console(stderr=True)
+    if _terminal is None:
+        _terminal = os.fdopen(os.dup(sys.stderr.fileno()), "w", buffering=1, encoding=sys.stderr.encoding,
+                              errors="replace")
+    return Console(file=_terminal, force_terminal=True)
 
 
 def _out_console():
@@ -196,23 +208,20 @@ def export_cmd(model, want_onnx, want_openvino, want_tflite, tflite_layout, want
         raise UsageError(f"bad --batch {batch}: use 1..4096, or leave it out for a dynamic batch axis")
     if num_classes is not None and num_classes < 1:
         raise UsageError(f"bad --num-classes {num_classes}: must be at least 1")
-    from .exporter.pipeline import export
-    from .models import bundled_input_size, is_registered, load_model, model_info
+    from rich.markup import escape
 
-    channels, default_size = 3, (3, 224, 224)
-    if is_registered(model):
-        default_size = bundled_input_size(model, weights) or model_info(model).input_size
-        channels = default_size[0]
-    chw = parse_input_size(input_size, channels) if input_size else default_size
-    name = model.rpartition(":")[2] if ":" in model and not is_registered(model) else model
-    module = load_model(model, num_classes=num_classes, weights=weights)
+    name = model.rpartition(":")[2]  # a registry name, or the callable of package.module:callable
+    with _stage_status(f"[bold]{escape(name)}[/]") as on_stage:
+        on_stage("load")  # importing torch and building the model take seconds
+        from .exporter.pipeline import export
+        from .models import bundled_input_size, is_registered, load_model, model_info
 
-    console = _err_console()
-    with console.status("", spinner="dots") as status:
-        def on_stage(stage: str) -> None:
-            _check_interrupted()
-            status.update(f"[bold]{name}[/]: {stage}")
-
+        channels, default_size = 3, (3, 224, 224)
+        if is_registered(model):
+            default_size = bundled_input_size(model, weights) or model_info(model).input_size
+            channels = default_size[0]
+        chw = parse_input_size(input_size, channels) if input_size else default_size
+        module = load_model(model, num_classes=num_classes, weights=weights)
         formats = ["onnx"] + [f for f, on in (("openvino", want_openvino), ("tflite", want_tflite),
                                               ("ncnn", want_ncnn)) if on]
         report = export(module, (batch or 1, *chw), output_dir, name=name, fold_bn=fold_bn, exporter=exporter,
@@ -596,26 +605,28 @@ def bench_cmd(targets, runtime, precision, batch, threads, input_size, device, b
 
 
 class _stage_status:
-    """A status line that follows the export's stages (silent when stderr is not a terminal)."""
+    """A status line that names each stage as it starts (silent when stderr is not a terminal). A
+    process of its own draws it, so it keeps turning through native code (see ``_spinner``)."""
 
     def __init__(self, title: str):
-        self.title, self.status = title, None
+        self.title, self.spinner = title, None
 
     def __enter__(self):
-        console = _err_console()
-        if console.is_terminal:
-            self.status = console.status(self.title)
-            self.status.__enter__()
+        if sys.stderr.isatty():
+            from ._spinner import ProcessSpinner
+
+            self.spinner = ProcessSpinner(self.title)
+            self.spinner.__enter__()
         return self.update
 
     def update(self, stage: str) -> None:
         _check_interrupted()
-        if self.status:
-            self.status.update(f"{self.title}: {stage}")
+        if self.spinner:
+            self.spinner.update(f"{self.title}: {stage}")
 
     def __exit__(self, *exc):
-        if self.status:
-            self.status.__exit__(*exc)
+        if self.spinner:
+            self.spinner.__exit__(*exc)
 
 
 def _run_with_progress(jobs, rounds: int, timing: dict, quiet: bool) -> None:
@@ -623,7 +634,7 @@ def _run_with_progress(jobs, rounds: int, timing: dict, quiet: bool) -> None:
 
     from .bench.matrix import run_jobs
 
-    console = _err_console()
+    console = _live_console()
     if quiet or not console.is_terminal:
         run_jobs(jobs, rounds=rounds, timing=timing)
         return
@@ -920,7 +931,7 @@ def _run_study(fn, output_dir, save, as_json, **kwargs) -> dict:
 
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    console = _err_console()
+    console = _live_console()
     with tempfile.TemporaryDirectory(prefix="cnnexport-study-") as tmp:
         out = Path(output_dir) if output_dir else Path(tmp)
         if as_json or not console.is_terminal:

@@ -485,3 +485,49 @@ def test_the_cli_never_forks_itself(tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert "FORKED" not in proc.stderr and "os.fork() was called" not in proc.stderr
     assert proc.stdout.strip().splitlines()[-1] in ("forkserver", "spawn")
+
+
+def _frames_on_a_terminal(*args, cwd=None):
+    """Run the CLI on a pseudo-terminal; (seconds since start, status text) of every spinner frame drawn."""
+    import os
+    import pty
+    import re
+    import select
+    import time
+
+    pid, fd = pty.fork()
+    if pid == 0:  # the child: the CLI, with the terminal as stdin, stdout and stderr
+        if cwd:
+            os.chdir(cwd)
+        os.execv(CNNEXPORT, [CNNEXPORT, *args])
+    frames, start = [], time.monotonic()
+    while True:
+        ready, _, _ = select.select([fd], [], [], 1.0)
+        if not ready:
+            continue
+        try:
+            data = os.read(fd, 65536)
+        except OSError:  # the CLI exited and the terminal closed
+            break
+        if not data:
+            break
+        text = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", data.decode(errors="replace"))
+        frames += [(time.monotonic() - start, m.group(1).strip())
+                   for m in re.finditer(r"[⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏]\s*([^\r\n]*)", text)]
+    _, status = os.waitpid(pid, 0)
+    return frames, os.waitstatus_to_exitcode(status)
+
+
+def test_the_spinner_names_every_stage_and_keeps_turning_through_converters(tmp_path):
+    """The TFLite and ncnn converters run with fds 1 and 2 redirected and some native code holds the
+    GIL: the spinner (drawn by its own process) must still show each stage while it runs."""
+    frames, code = _frames_on_a_terminal("lenet5", "--weights", "digits", "--tflite", "--ncnn", "-o", str(tmp_path / "o"))
+    assert code == 0
+    stages = [text.split(": ", 1)[1] for _, text in frames if ": " in text]
+    for stage in ("load", "export", "simplify", "convert tflite", "convert ncnn", "verify"):
+        assert stage in stages, (stage, sorted(set(stages)))
+    order = [s for i, s in enumerate(stages) if i == 0 or stages[i - 1] != s]
+    assert order.index("convert tflite") < order.index("convert ncnn") < order.index("verify")
+    # frames keep coming (rich draws ~12 a second); a frozen display left gaps of 9-17 s
+    gaps = [b[0] - a[0] for a, b in zip(frames, frames[1:])]
+    assert max(gaps) < 3.0, max(gaps)
