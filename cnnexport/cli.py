@@ -545,8 +545,8 @@ def _reference_made_for(meta: dict) -> str:
 @click.option("--save", type=click.Path(dir_okay=False), default=None, help="Also write the JSON rows to this file.")
 @click.option("--json", "as_json", is_flag=True, help="Print the JSON rows on stdout, nothing else.")
 @click.option("--csv", "as_csv", is_flag=True, help="Print CSV rows on stdout.")
-def bench_cmd(targets, runtime, precision, batch, threads, input_size, device, baseline, rounds, warmup, runs, min_time, max_time,
-              no_ceiling, pick, output_dir, save, as_json, as_csv):
+def bench_cmd(targets, runtime, precision, batch, threads, input_size, device, baseline, rounds, warmup, runs,
+              min_time, max_time, no_ceiling, pick, output_dir, save, as_json, as_csv):
     """Latency of a zoo MODEL (exported first) or of exported files, across runtimes, precisions, batches
     and threads. Each measurement runs in its own process; rounds are interleaved. Files need no torch."""
     import tempfile

@@ -521,7 +521,8 @@ def _frames_on_a_terminal(*args, cwd=None):
 def test_the_spinner_names_every_stage_and_keeps_turning_through_converters(tmp_path):
     """The TFLite and ncnn converters run with fds 1 and 2 redirected and some native code holds the
     GIL: the spinner (drawn by its own process) must still show each stage while it runs."""
-    frames, code = _frames_on_a_terminal("lenet5", "--weights", "digits", "--tflite", "--ncnn", "-o", str(tmp_path / "o"))
+    frames, code = _frames_on_a_terminal("lenet5", "--weights", "digits", "--tflite", "--ncnn", "-o",
+                                         str(tmp_path / "o"))
     assert code == 0
     stages = [text.split(": ", 1)[1] for _, text in frames if ": " in text]
     for stage in ("load", "export", "simplify", "convert tflite", "convert ncnn", "verify"):
