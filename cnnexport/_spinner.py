@@ -48,14 +48,17 @@ def main() -> None:
     # Ctrl-C reaches the whole foreground group: the parent handles it and closes the pipe.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     from rich.console import Console
+    from rich.live import Live
+    from rich.spinner import Spinner
 
-    console = Console(stderr=True)
     first = sys.stdin.readline()
     if not first:
         return
-    with console.status(first.rstrip("\n"), spinner="dots") as status:
+    spinner = Spinner("dots", text=first.rstrip("\n"))
+    with Live(spinner, console=Console(stderr=True), transient=True, refresh_per_second=12.5) as live:
         for line in sys.stdin:
-            status.update(line.rstrip("\n"))
+            spinner.update(text=line.rstrip("\n"))
+            live.refresh()  # every stage is drawn when it starts, however soon the next one follows
 
 
 if __name__ == "__main__":
