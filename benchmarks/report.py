@@ -38,14 +38,33 @@ def machine_section(results: list[dict]) -> list[str]:
             "every row is CPU; `--device cuda` rows appear when the same commands run on a CUDA machine.", ""]
 
 
-def protocol_section() -> list[str]:
+def _rows(data) -> list[dict]:
+    """Every benchmark row (a dict with round medians) in the loaded results, wherever a step keeps them."""
+    if isinstance(data, dict):
+        if "round_medians_ms" in data:
+            return [data]
+        return [r for v in data.values() for r in _rows(v)]
+    if isinstance(data, list):
+        return [r for v in data for r in _rows(v)]
+    return []
+
+
+def protocol_section(results: list) -> list[str]:
+    rows = [r for d in results for r in _rows(d)]
+    old = [r for r in rows if r.get("statistics") != "pooled"]
+    statistics = ("A row's median, p90, p99, min, mean and std are those of every round's timed runs pooled, "
+                  "so they describe the same runs" if not old else
+                  f"{len(old)} of the {len(rows)} rows committed here were measured before cnnexport pooled the "
+                  "rounds: their median is the median of the round medians and their p90, p99, min, mean and std "
+                  "those of one round, so this page quotes their medians, spreads and ratios only; rows measured "
+                  "since (`statistics: pooled`) take every distribution figure from all rounds' timed runs pooled")
     return ["## Protocol", "",
             "Warm-up runs are not counted and the first run is reported on its own; then at least `--runs` timed "
-            "runs and `--min-time` seconds (a slow configuration may stop at `--max-time` once it has 10 runs); "
-            "median, p90, p99, min, mean and std per round. Each runtime runs in a fresh process per round "
+            "runs and `--min-time` seconds (a slow configuration may stop at `--max-time` once it has 10 runs). "
+            "Each runtime runs in a fresh process per round "
             "(ONNX Runtime's spinning is off as well), rounds are interleaved across runtimes and their order "
-            "rotates, so no runtime slows another or always runs first. A row's figure is the median of its round "
-            "medians; its spread is (max - min) / median of the round medians, and two configurations are ranked "
+            f"rotates, so no runtime slows another or always runs first. {statistics}. A row's spread is "
+            "(max - min) / median of its round medians, and two configurations are ranked "
             "only when their round medians do not overlap. Every JSON row records runtime versions, CPU model, "
             "ISA flags and the GPU name (none here). The ceiling is a 2048x2048 numpy sgemm measured in the same "
             "run with the same thread count; a row's fraction of it is 2 x MACs / latency / ceiling.", ""]
@@ -293,7 +312,7 @@ def main() -> None:
              "only) from `benchmarks/results/*.json`. Figures are this machine's; ratios travel better than "
              "milliseconds.", ""]
     lines += machine_section(list(data.values()))
-    lines += protocol_section()
+    lines += protocol_section([*data.values(), *(load(f"targets_{m}") for m in TARGET_MODELS)])
     lines += targets_section(data["zoo"])
     lines += targets_bench_section({m: load(f"targets_{m}") for m in TARGET_MODELS})
     lines += guidelines_section(data["guidelines"])

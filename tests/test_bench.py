@@ -127,7 +127,7 @@ def test_every_figure_of_a_row_describes_the_same_runs():
     assert row["median_ms"] == pytest.approx(np.median(pooled))
     assert row["p90_ms"] == pytest.approx(np.percentile(pooled, 90))
     assert row["min_ms"] == 1.0 and row["mean_ms"] == pytest.approx(np.mean(pooled))
-    assert row["round_medians_ms"] == [10.0, 20.0, 30.0, 40.0]
+    assert row["round_medians_ms"] == [10.0, 20.0, 30.0, 40.0] and row["statistics"] == "pooled"
     assert row["spread"] == pytest.approx(spread([10.0, 20.0, 30.0, 40.0]))
     assert row["first_ms"] == pytest.approx(103.0)
     assert row["gmacs_per_s"] == pytest.approx(1e6 / (row["median_ms"] / 1e3) / 1e9)

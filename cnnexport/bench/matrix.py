@@ -24,7 +24,7 @@ PRECISIONS = ("fp32", "int8")
 ROW_FIELDS = ("model", "artifact", "runtime", "version", "precision", "device", "batch", "threads", "first_ms",
               "runs", "median_ms", "p90_ms", "p99_ms", "min_ms", "mean_ms", "std_ms", "images_per_s", "macs",
               "gmacs_per_s", "ceiling_gflops", "ceiling_fraction", "baseline", "speedup", "int8_speedup", "rounds",
-              "round_medians_ms", "spread", "machine", "gpu")
+              "round_medians_ms", "statistics", "spread", "machine", "gpu")
 
 
 def precision_of(path: str | Path) -> str:
@@ -169,7 +169,8 @@ def rows_from(jobs: list[Job], *, machine: dict, ceilings: dict[int, float] | No
             "first_ms": statistics.median(job.first_ms) if job.first_ms else None, **stats, "images_per_s": job.batch / (median / 1e3), "macs": job.macs,
             "gmacs_per_s": gmacs, "ceiling_gflops": ceiling,
             "ceiling_fraction": 2 * gmacs / ceiling if gmacs and ceiling else None,
-            "baseline": baseline, "speedup": None, "int8_speedup": None, "rounds": len(job.medians), "round_medians_ms": job.medians,
+            "baseline": baseline, "speedup": None, "int8_speedup": None, "rounds": len(job.medians),
+            "round_medians_ms": job.medians, "statistics": "pooled",
             "spread": spread(job.medians), "machine": machine, "gpu": res.get("gpu"),
         }
         rows.append(row)
