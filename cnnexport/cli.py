@@ -69,13 +69,15 @@ class DefaultExportGroup(click.Group):
 
     def _refuse_mistyped_command(self, word: str) -> None:
         """``cnnexport verfy ...``: a word within 2 edits of a command that is no model is a typo."""
-        close = sorted((_edit_distance(word, c), c) for c in self.commands if not word.startswith("-"))
-        if not close or close[0][0] > 2 or ":" in word or Path(word).suffix:
+        if word.startswith("-") or ":" in word or Path(word).suffix:
+            return
+        distance, command = min((_edit_distance(word, c), c) for c in self.commands)
+        if distance > 2:
             return
         from .models import is_registered
 
         if not is_registered(word):
-            raise UsageError(f"'{word}' is neither a command nor a model: did you mean `cnnexport {close[0][1]}`? "
+            raise UsageError(f"'{word}' is neither a command nor a model: did you mean `cnnexport {command}`? "
                              "(see cnnexport --help, cnnexport list)")
 
     def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
@@ -485,9 +487,7 @@ def verify_cmd(artifact, reference, runtime, atol, as_json):
         raise UsageError(f"'{reference}' is not a cnnexport reference.npz ({type(exc).__name__})") from None
     model = _load_artifact(artifact, runtime)
     made_for = _reference_made_for(meta)
-    spec = model.inputs[0]
-    dims = list(spec.shape[1:])
-    chw = [dims[2], dims[0], dims[1]] if spec.layout == "NHWC" and len(dims) == 3 else dims
+    chw = model.inputs[0].chw
     ref_chw = list(inputs[0].batches[0].shape[1:]) if inputs else []
     if len(chw) != len(ref_chw) or any(d is not None and d != r for d, r in zip(chw, ref_chw)):
         raise UsageError(f"'{reference}' holds {'x'.join(map(str, ref_chw))} inputs{made_for} but "

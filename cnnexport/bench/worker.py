@@ -42,8 +42,9 @@ def run_artifact(job: dict) -> dict:
             raise UsageError(f"--device cuda is supported for onnxruntime and torch, not {job['runtime']}")
         options["providers"] = ("CUDAExecutionProvider",)
     size = job.get("input_size")  # [C or None, H, W] from --input-size
-    if size and job["runtime"] in ("openvino", "ncnn"):
-        # OpenVINO compiles the file's dynamic dimensions static; an ncnn .param holds no shape at all.
+    if size and job["runtime"] == "openvino":  # its dynamic dimensions compiled static (C None: the file's)
+        options["input_shape"] = (job["batch"], *size)
+    elif size and job["runtime"] == "ncnn":  # an ncnn .param holds no shape at all: C defaults to 3
         options["input_shape"] = (job["batch"], size[0] or 3, size[1], size[2])
     model = load(job["path"], job["runtime"], **options)
     spec = model.inputs[0]
@@ -66,8 +67,7 @@ def nchw_input_size(spec, size: list | None, path: str) -> list[int]:
 
     from ..errors import UsageError
 
-    dims = list(spec.shape[1:])
-    chw = [dims[2], dims[0], dims[1]] if spec.layout == "NHWC" and len(dims) == 3 else dims
+    chw = spec.chw
     fmt = lambda ds: "x".join("?" if d is None else str(d) for d in ds)  # noqa: E731
     if size:
         want = [size[0] if size[0] is not None else (chw[0] if len(chw) == 3 and chw[0] is not None else 3),

@@ -30,6 +30,12 @@ class TensorSpec:
     dtype: str
     layout: str = "NCHW"
 
+    @property
+    def chw(self) -> list[int | None]:
+        """The dimensions after the batch in NCHW order (an NHWC input's H, W, C reordered)."""
+        dims = list(self.shape[1:])
+        return [dims[2], dims[0], dims[1]] if self.layout == "NHWC" and len(dims) == 3 else dims
+
     def check(self, array: np.ndarray) -> None:
         """Raise naming what was expected and what was given when ``array`` does not fit."""
         if array.dtype != np.dtype(self.dtype):

@@ -71,11 +71,15 @@ class OpenVinoModel(RuntimeModel):
                 "threads": self.threads, "hint": self.hint, "file": Path(self.path).name}
 
 
-def _fill_dynamic_dims(ov, model, input_shape: tuple[int, ...], name: str) -> None:
+def _fill_dynamic_dims(ov, model, input_shape: tuple[int | None, ...], name: str) -> None:
+    """Reshape the first input's dynamic dimensions to ``input_shape`` (None: keep the file's)."""
     port = model.inputs[0]
     dims = list(port.get_partial_shape())
-    if len(dims) != len(input_shape) or any(d.is_static and d.get_length() != s for d, s in zip(dims, input_shape)):
+    if len(dims) != len(input_shape) or any(d.is_static and s is not None and d.get_length() != s
+                                            for d, s in zip(dims, input_shape)):
         have = "x".join(str(d.get_length()) if d.is_static else "?" for d in dims)
-        raise UsageError(f"'{name}' takes input {have}; {'x'.join(map(str, input_shape))} does not fit it")
+        raise UsageError(f"'{name}' takes input {have}; "
+                         f"{'x'.join('?' if s is None else str(s) for s in input_shape)} does not fit it")
     if any(d.is_dynamic for d in dims):
-        model.reshape({port: ov.PartialShape(list(input_shape))})
+        model.reshape({port: ov.PartialShape([d if d.is_static else s if s is not None else -1
+                                              for d, s in zip(dims, input_shape)])})
