@@ -23,7 +23,7 @@ from pathlib import Path
 
 import torch
 
-from cnnexport.bench.machine import cpu_facts
+from cnnexport.machine import cpu_facts
 from cnnexport.bench.matrix import artifact_job, faster_beyond_noise, rows_from, run_jobs
 from cnnexport.exporter.convert_tflite import to_tflite
 from cnnexport.exporter.onnx_export import to_onnx

@@ -18,7 +18,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from cnnexport.bench.machine import cpu_facts
+from cnnexport.machine import cpu_facts
 from cnnexport.exporter.report import versions
 
 RESULTS = Path(__file__).parent / "results"

@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 import cnnexport
-from cnnexport.bench.machine import cpu_facts
+from cnnexport.machine import cpu_facts
 from cnnexport.calib import Preprocess, sample_photos, split
 from cnnexport.calib.digits import load_digits
 from cnnexport.exporter.quantize_ort import int8_figures, per_layer_sqnr, quantize_onnx

@@ -30,7 +30,7 @@ import torch
 
 import cnnexport
 from cnnexport.bench.matrix import artifact_job, raise_if_all_failed, run_jobs
-from cnnexport.bench.machine import cpu_facts
+from cnnexport.machine import cpu_facts
 from cnnexport.calib import Preprocess, load_samples, sample_photos, split
 from cnnexport.exporter.quantize_ort import int8_figures, quantize_onnx
 from cnnexport.exporter.report import versions

@@ -552,7 +552,7 @@ def bench_cmd(targets, runtime, precision, batch, threads, input_size, device, b
     import tempfile
 
     from .bench import matrix, plan
-    from .bench.machine import cpu_facts
+    from .machine import cpu_facts
 
     if warmup < 0 or runs < 1 or min_time < 0 or (max_time is not None and max_time <= 0):
         raise UsageError("--warmup must be >= 0, --runs >= 1, --min-time >= 0 and --max-time > 0")

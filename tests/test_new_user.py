@@ -42,7 +42,7 @@ def test_photo_check_runs_without_scikit_image(tmp_path):
     assert report["warnings"] == []
 
 
-def test_an_input_photographs_cannot_fill_is_a_warning_not_a_silent_skip(small_net, tmp_path):
+def test_an_input_photographs_cannot_fill_is_a_warning_not_a_silent_skip(tmp_path):
     import torch
 
     two_channel = torch.nn.Sequential(torch.nn.Conv2d(2, 4, 3), torch.nn.Flatten(), torch.nn.LazyLinear(3))

@@ -4,7 +4,7 @@ What ``prepare`` does, in order:
 
 1. drops training-only auxiliary heads (GoogLeNet, Inception v3 list them in ``aux_heads``);
 2. removes weight normalisation (both PyTorch APIs), materialising the weight;
-3. folds each ``TraditionalDropout``'s inference factor (1 - p) into the next linear layer's
+3. folds each ``inference_scale`` a module declares (traditional dropout's 1 - p) into the next linear layer's
    weights (through ReLU, pooling and reshapes, which commute with a positive factor), or into
    the previous one's; replaces every other dropout by the identity;
 4. folds each BatchNorm (and InstanceNorm with running statistics, which eval-mode computes the
@@ -29,7 +29,6 @@ import torch
 import torch.nn.functional as F
 from torch import fx, nn
 
-from ..models.layers import TraditionalDropout
 
 _CONVS = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
 _CONV_TRANSPOSES = (nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)
@@ -51,6 +50,13 @@ _KEPT_NORMS = {
     nn.InstanceNorm3d: "statistics computed per sample (no running statistics); exported as InstanceNormalization",
     nn.LocalResponseNorm: "depends on each input's neighbouring channels; exported as LRN",
 }
+
+
+def _inference_scale(m: nn.Module) -> float | None:
+    """The factor a module declares its eval mode multiplies by (``inference_scale``: traditional
+    dropout's 1 - p, e.g. ``models.layers.TraditionalDropout``), or None."""
+    scale = getattr(type(m), "inference_scale", None) is not None and getattr(m, "inference_scale", None)
+    return float(scale) if isinstance(scale, (int, float)) and not isinstance(scale, bool) else None
 
 
 def _is_foldable_norm(m: nn.Module) -> bool:
@@ -162,10 +168,10 @@ def _set_submodule(root: nn.Module, name: str, new: nn.Module | None) -> None:
 
 
 class _Tracer(fx.Tracer):
-    """torch.nn's layers and ``TraditionalDropout`` stay single nodes."""
+    """torch.nn's layers and modules with an ``inference_scale`` stay single nodes."""
 
     def is_leaf_module(self, m: nn.Module, qualname: str) -> bool:
-        return isinstance(m, TraditionalDropout) or super().is_leaf_module(m, qualname)
+        return _inference_scale(m) is not None or super().is_leaf_module(m, qualname)
 
 
 def _trace(model: nn.Module, summary: PrepareSummary) -> fx.Graph | None:
@@ -264,7 +270,7 @@ _TRAIN_ONLY_NAME = re.compile(r"dropout|droppath|drop_path|stochasticdepth|dropb
 def _is_train_only_random(mod: nn.Module) -> bool:
     if isinstance(mod, _DROPOUTS):
         return True
-    if isinstance(mod, TraditionalDropout) or not _TRAIN_ONLY_NAME.search(type(mod).__name__):
+    if _inference_scale(mod) is not None or not _TRAIN_ONLY_NAME.search(type(mod).__name__):
         return False
     return _identity_in_eval(mod)
 
@@ -297,21 +303,21 @@ def _scale_layer(layer: nn.Module, factor: float, with_bias: bool) -> None:
 def _fold_traditional_dropout(model: nn.Module, graph: fx.Graph | None, summary: PrepareSummary) -> None:
     modules = dict(model.named_modules())
     for name, mod in list(modules.items()):
-        if not isinstance(mod, TraditionalDropout):
+        factor = _inference_scale(mod)
+        if factor is None:
             continue
-        factor = 1.0 - mod.p
         target = _dropout_target(model, graph, name, modules)
         if target is None:
             from ..errors import ExportError
 
-            raise ExportError(f"TraditionalDropout '{name}' has no linear layer next to it to absorb its (1-p) factor "
-                              "(put it directly before or after a Linear/Conv)")
+            raise ExportError(f"{type(mod).__name__} '{name}' has no linear layer next to it to absorb its inference "
+                              f"factor {factor:g} (put it directly before or after a Linear/Conv)")
         layer_name, direction = target
         layer = modules[layer_name]
         _scale_layer(layer, factor, with_bias=direction == "previous")
         _set_submodule(model, name, nn.Identity())
         summary.dropout_folded.append({"dropout": name, "into": layer_name, "factor": factor,
-                                       "type": "TraditionalDropout", "into_type": type(layer).__name__,
+                                       "type": type(mod).__name__, "into_type": type(layer).__name__,
                                        "kind": f"{direction}_layer"})
 
 

@@ -28,7 +28,7 @@ def quantize_openvino(src: str | os.PathLike, dst_xml: str | os.PathLike, calibr
         from nncf.quantization.advanced_parameters import AdvancedQuantizationParameters, OverflowFix
     except ImportError:
         raise MissingDependencyError("OpenVINO int8 needs NNCF: pip install 'cnnexport[openvino]'") from None
-    from ..bench.machine import cpu_facts
+    from ..machine import cpu_facts
     from ..calib.readers import nncf_dataset
 
     if len(calibration) == 0:

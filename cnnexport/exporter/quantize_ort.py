@@ -76,7 +76,7 @@ def quantize_onnx(src: str | os.PathLike, dst: str | os.PathLike, calibration: n
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
-    from ..bench.machine import cpu_facts
+    from ..machine import cpu_facts
     from ..calib.readers import OrtCalibrationReader
 
     if method not in METHODS:

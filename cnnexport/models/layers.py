@@ -78,10 +78,16 @@ class TraditionalDropout(nn.Module):
             raise ValueError(f"dropout probability must be in [0, 1), got {p}")
         self.p = p
 
+    @property
+    def inference_scale(self) -> float:
+        """The constant factor eval mode multiplies by: ``prepare`` folds a module's ``inference_scale``
+        into a neighbouring linear layer (any module may declare one)."""
+        return 1.0 - self.p
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.training:
             return x * (torch.rand_like(x) >= self.p).to(x.dtype)
-        return x * (1.0 - self.p)
+        return x * self.inference_scale
 
     def extra_repr(self) -> str:
         return f"p={self.p}"

@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable
 
-from ..bench.machine import cpu_facts
+from ..machine import cpu_facts
 from ..bench.matrix import (Job, artifact_job, failures, faster_beyond_noise, rows_from, run_jobs, sgemm_ceiling,
                             torch_job)
 from ..bench.plan import FORMAT_OF

@@ -1,4 +1,5 @@
-"""Facts about the machine a measurement ran on; recorded in every benchmark row. No torch."""
+"""Facts about the machine: recorded in every benchmark row, and read by the int8 flow (VNNI decides
+reduce_range). Below both the exporter and bench, so neither imports the other for it. No torch."""
 
 from __future__ import annotations
 

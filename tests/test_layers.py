@@ -1,0 +1,96 @@
+"""DESIGN.md's dependency rules, read from the source: which part of the package may import which,
+and the deploy side (runtimes, calib, bench) never loads torch."""
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+PACKAGE = Path(__file__).parents[1] / "cnnexport"
+LEAVES = {"errors", "_atomic", "_onnx_safety", "_quiet", "machine"}  # small modules below everything
+# Each part of the package and the parts it may import (besides itself).
+ALLOWED = {
+    "errors": set(),
+    "_atomic": {"errors"},
+    "_onnx_safety": {"errors"},
+    "_quiet": {"errors"},
+    "machine": set(),
+    "_spinner": set(),
+    "models": {"errors"},
+    "runtimes": {"errors", "_onnx_safety", "_quiet"},
+    "calib": {"errors"},
+    "exporter": {"models", "runtimes", "calib"} | LEAVES,
+    "bench": {"runtimes", "models"} | LEAVES,  # models: the PyTorch baseline, built in its worker process
+    "study": {"bench", "models", "runtimes", "calib"} | LEAVES,
+    "cli": {"exporter", "runtimes", "calib", "bench", "study", "models", "_spinner", "root"} | LEAVES,
+    "__main__": {"cli"},
+    "root": {"exporter"},  # cnnexport.export, the Python API
+}
+# Imports against the rules that the format-table redesign (issue 15) still has to remove: bench
+# and the study reach the exporter themselves instead of receiving the export function from the CLI.
+# Remove a line when its import goes; the test fails on a line that is no longer needed.
+KNOWN = {
+    ("bench/plan.py", "root"), ("bench/plan.py", "exporter"),
+    ("study/run.py", "root"), ("study/run.py", "exporter"), ("study/analysis.py", "exporter"),
+}
+
+
+def _part(module: str) -> str:
+    parts = module.split(".")
+    if len(parts) == 1:
+        return "root"
+    return parts[1] if (PACKAGE / parts[1]).is_dir() or (PACKAGE / f"{parts[1]}.py").is_file() else "root"
+
+
+def _imports(path: Path) -> set[str]:
+    """Every cnnexport module ``path`` imports, at module level or inside a function."""
+    module = ".".join(path.relative_to(PACKAGE.parent).with_suffix("").parts)
+    package = module if path.name == "__init__.py" else module.rpartition(".")[0]
+    package = package.removesuffix(".__init__")
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom):
+            base = package.split(".")[:len(package.split(".")) - node.level + 1] if node.level else []
+            target = ".".join(base + ([node.module] if node.module else []))
+            found |= {target} if node.module else {f"{target}.{a.name}" for a in node.names}
+        elif isinstance(node, ast.Import):
+            found |= {a.name for a in node.names}
+    return {t for t in found if t == "cnnexport" or t.startswith("cnnexport.")}
+
+
+def _edges() -> set[tuple[str, str, str]]:
+    out = set()
+    for path in PACKAGE.rglob("*.py"):
+        rel = path.relative_to(PACKAGE)
+        source = "root" if rel.as_posix() == "__init__.py" else rel.parts[0].removesuffix(".py")
+        for target in _imports(path):
+            part = _part(target)
+            if part != source:
+                out.add((rel.as_posix(), source, part))
+    return out
+
+
+def test_every_import_follows_the_dependency_rules():
+    edges = _edges()
+    assert {s for _, s, _ in edges} <= set(ALLOWED), "a new part of the package: give it a rule"
+    broken = {(f, t) for f, s, t in edges if t not in ALLOWED[s]}
+    assert broken - KNOWN == set(), f"imports against DESIGN.md's rules: {sorted(broken - KNOWN)}"
+    assert KNOWN - broken == set(), f"no longer needed, remove from KNOWN: {sorted(KNOWN - broken)}"
+
+
+def test_the_scan_sees_relative_and_function_level_imports(tmp_path):
+    probe = PACKAGE / "exporter" / "prepare.py"
+    assert "cnnexport.models.layers" not in _imports(probe)  # prepare reads `inference_scale` instead
+    assert "cnnexport.machine" in _imports(PACKAGE / "exporter" / "quantize_ort.py")  # inside a function
+    assert ("bench/plan.py", "bench", "root") in _edges()  # `import cnnexport` inside a function
+
+
+def test_the_deploy_side_never_loads_torch():
+    code = ("import sys\n"
+            "import cnnexport.runtimes, cnnexport.calib, cnnexport.bench.matrix, cnnexport.bench.plan, "
+            "cnnexport.bench.worker, cnnexport.bench.latency, cnnexport.machine, cnnexport.errors\n"
+            "from cnnexport.runtimes import load, run_nchw\n"
+            "print('torch' in sys.modules)\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "False"
