@@ -650,6 +650,8 @@ BENCH_COLUMNS = ("model", "artifact", "runtime", "precision", "batch", "threads"
 
 
 def _print_bench(result: dict, as_json: bool, as_csv: bool) -> None:
+    from .exporter.costs import clever_format
+
     rows = result["rows"]
     if as_json:
         click.echo(json.dumps(result, indent=2))
@@ -688,7 +690,7 @@ def _print_bench(result: dict, as_json: bool, as_csv: bool) -> None:
             if v is None:
                 cells.append("-")
             elif c == "macs":
-                cells.append(_readable(v))
+                cells.append(clever_format(v, "%.2f"))
             elif c in ("spread", "ceiling_fraction"):
                 cells.append(f"{v:.0%}")
             elif c in ("speedup", "int8_speedup"):
@@ -760,7 +762,7 @@ def quantize_cmd(model, calib, eval_source, calib_count, runtime, calib_method, 
     fp32 = load(src) if runtime == "tflite" else None
     if fp32 is not None:
         spec = fp32.inputs[0]
-        shape = (1, spec.shape[3], spec.shape[1], spec.shape[2]) if spec.layout == "NHWC" else spec.shape
+        shape = (1, *spec.chw) if spec.layout == "NHWC" else spec.shape
     else:
         facts = check(src)
         shape = tuple(d if isinstance(d, int) else 1 for d in facts.inputs[0]["shape"])
@@ -1069,6 +1071,7 @@ def _print_zoo(result: dict) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the registry as JSON.")
 def list_cmd(pattern, as_json):
     """List registered models (PATTERN is a wildcard, e.g. 'resnet*')."""
+    from .exporter.costs import clever_format
     from .models import list_models, model_info
 
     infos = [model_info(n) for n in list_models(pattern)]
@@ -1087,16 +1090,9 @@ def list_cmd(pattern, as_json):
                          no_wrap=col == "name")
     for i in infos:
         table.add_row(i.name, i.family, "x".join(map(str, i.input_size)), str(i.num_classes),
-                      f"{i.params:,}" if i.params else "-", _readable(i.macs) if i.macs else "-",
+                      f"{i.params:,}" if i.params else "-", clever_format(i.macs, "%.2f") if i.macs else "-",
                       i.source, i.paper, i.arxiv or "-")
     _out_console().print(table)
-
-
-def _readable(n: float) -> str:
-    for unit, scale in (("G", 1e9), ("M", 1e6), ("K", 1e3)):
-        if abs(n) >= scale:
-            return f"{n / scale:.2f}{unit}"
-    return f"{n:.0f}"
 
 
 class _Terminated(BaseException):

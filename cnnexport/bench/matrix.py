@@ -210,7 +210,7 @@ def faster_beyond_noise(a_ms: list[float], b_ms: list[float]) -> bool:
     return max(a_ms) < min(b_ms)
 
 
-def ranked(a: dict, b: dict) -> bool:
+def row_faster_beyond_noise(a: dict, b: dict) -> bool:
     """True when row ``a`` is faster than row ``b`` beyond the spread of their rounds."""
     return faster_beyond_noise(a["round_medians_ms"], b["round_medians_ms"])
 
@@ -233,7 +233,8 @@ def pick(rows: list[dict]) -> list[dict]:
             "runner_up_median_ms": runner["median_ms"] if runner else None,
             "margin": runner["median_ms"] / best["median_ms"] if runner else None,
             # None: a single round measures no spread, so the ranking is unconfirmed.
-            "beyond_noise": (ranked(best, runner) if best["rounds"] > 1 and runner["rounds"] > 1 else None)
+            "beyond_noise": (row_faster_beyond_noise(best, runner) if best["rounds"] > 1 and runner["rounds"] > 1
+                             else None)
             if runner else True,
         })
     return picks

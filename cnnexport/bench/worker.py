@@ -90,10 +90,9 @@ def run_torch(job: dict) -> dict:
     from .latency import measure
 
     if ":" in job["model"]:  # package.module:builder, e.g. the study's micro-networks
-        import importlib
+        from ..models import import_callable
 
-        mod, _, attr = job["model"].partition(":")
-        module = getattr(importlib.import_module(mod), attr)(**job.get("model_kwargs", {}))
+        module = import_callable(job["model"])(**job.get("model_kwargs", {}))
     else:
         module = create_model(job["model"], **job.get("model_kwargs", {}))
     shape = [job["batch"], *job["input_shape"][1:]]

@@ -229,9 +229,11 @@ def sqnr_db(reference: np.ndarray, quantized: np.ndarray) -> float:
 
 def int8_figures(fp32: np.ndarray, int8: np.ndarray, labels: np.ndarray | None = None) -> dict:
     """Top-1 agreement, cosine (mean and min per sample), SQNR; accuracies when labels are given."""
+    from .verify import cosines, top1_agreement
+
     a, b = fp32.reshape(len(fp32), -1).astype(np.float64), int8.reshape(len(int8), -1).astype(np.float64)
-    cos = np.sum(a * b, 1) / np.maximum(np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1), 1e-30)
-    out = {"samples": int(len(a)), "top1_agreement": float(np.mean(a.argmax(1) == b.argmax(1))),
+    cos = cosines(a, b)
+    out = {"samples": int(len(a)), "top1_agreement": top1_agreement(a, b),
            "cosine_mean": float(cos.mean()), "cosine_min": float(cos.min()), "sqnr_db": sqnr_db(a, b)}
     if labels is not None:
         out["accuracy_fp32"] = float(np.mean(a.argmax(1) == labels))

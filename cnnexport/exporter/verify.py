@@ -61,12 +61,18 @@ def make_inputs(input_shape: tuple[int, ...], *, dynamic_batch: bool, seed: int 
     return sets
 
 
-def _cosines(ref: np.ndarray, out: np.ndarray) -> np.ndarray:
+def cosines(ref: np.ndarray, out: np.ndarray) -> np.ndarray:
+    """Cosine similarity per sample (1 where the two are identical, zeros included)."""
     r = ref.reshape(len(ref), -1).astype(np.float64)
     o = out.reshape(len(out), -1).astype(np.float64)
     denom = np.linalg.norm(r, axis=1) * np.linalg.norm(o, axis=1)
     same = np.all(r == o, axis=1)
     return np.where(same, 1.0, np.sum(r * o, axis=1) / np.maximum(denom, 1e-30))
+
+
+def top1_agreement(ref: np.ndarray, out: np.ndarray) -> float:
+    """The fraction of samples whose arg-max class is the same in both."""
+    return float(np.mean(ref.reshape(len(ref), -1).argmax(1) == out.reshape(len(out), -1).argmax(1)))
 
 
 def reference_outputs(reference_fn: Callable[[np.ndarray], np.ndarray], inputs: list[InputSet]) -> list[np.ndarray]:
@@ -134,10 +140,9 @@ def load_reference(path) -> tuple[list[InputSet], list[np.ndarray], dict]:
 def _figures(ref: np.ndarray, out: np.ndarray) -> dict:
     diff = np.abs(ref.astype(np.float64) - out.astype(np.float64))
     scale = float(np.abs(ref).max()) or 1.0
-    r2, o2 = ref.reshape(len(ref), -1), out.reshape(len(out), -1)
     return {
         "max_abs": float(diff.max()),
         "max_rel": float(diff.max() / scale),
-        "cosine": float(_cosines(ref, out).min()),
-        "top1_agreement": float(np.mean(r2.argmax(1) == o2.argmax(1))),
+        "cosine": float(cosines(ref, out).min()),
+        "top1_agreement": top1_agreement(ref, out),
     }

@@ -20,8 +20,8 @@ from ..errors import UnknownModelError, WeightsError
 from .registry import ModelInfo, is_registered, list_models, model_info, register_model
 from .weights import load_weights, read_state_dict
 
-__all__ = ["create_model", "bundled_weights", "bundled_input_size", "list_models", "model_info", "register_model", "ModelInfo", "load_model",
-           "read_state_dict", "load_weights"]
+__all__ = ["create_model", "bundled_weights", "bundled_input_size", "list_models", "model_info", "register_model",
+           "ModelInfo", "load_model", "import_callable", "read_state_dict", "load_weights"]
 
 
 @dataclass(frozen=True)
@@ -81,9 +81,21 @@ def load_model(spec: str, num_classes: int | None = None, weights: str | os.Path
     current folder is on the import path for ``package.module``, as with ``python -m``."""
     if is_registered(spec) or ":" not in spec:
         return create_model(spec, num_classes=num_classes, weights=weights)
+    factory = import_callable(spec)
+    kwargs = {"num_classes": num_classes} if num_classes is not None else {}
+    model = factory(**kwargs) if callable(factory) and not isinstance(factory, nn.Module) else factory
+    if not isinstance(model, nn.Module):
+        raise UnknownModelError(f"'{spec}' returned {type(model).__name__}, not a torch.nn.Module")
+    if weights is not None:
+        load_weights(model, read_state_dict(weights), source=f"weights for {spec}")
+    return model
+
+
+def import_callable(spec: str):
+    """The object ``package.module:name`` names (a builder function or class, or a module instance)."""
     module_name, _, attr = spec.partition(":")
     try:
-        factory = getattr(_import_from_cwd(module_name), attr)
+        return getattr(_import_from_cwd(module_name), attr)
     except ModuleNotFoundError as exc:
         top = module_name.split(".")[0]
         if exc.name and exc.name.split(".")[0] == top:
@@ -100,13 +112,6 @@ def load_model(spec: str, num_classes: int | None = None, weights: str | os.Path
         raise UnknownModelError(
             f"cannot import '{spec}' ({exc}); use a registry name or an importable 'package.module:callable'"
         ) from None
-    kwargs = {"num_classes": num_classes} if num_classes is not None else {}
-    model = factory(**kwargs) if callable(factory) and not isinstance(factory, nn.Module) else factory
-    if not isinstance(model, nn.Module):
-        raise UnknownModelError(f"'{spec}' returned {type(model).__name__}, not a torch.nn.Module")
-    if weights is not None:
-        load_weights(model, read_state_dict(weights), source=f"weights for {spec}")
-    return model
 
 
 def _import_from_cwd(module_name: str):
