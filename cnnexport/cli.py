@@ -382,7 +382,7 @@ def _profile_against_onnx(module, shape, prof) -> dict:
 
 
 def _print_profile(model: str, result: dict, per_layer: bool, as_json: bool, as_csv: bool) -> None:
-    from .exporter.costs import clever_format
+    from .costs import clever_format
 
     if as_json:
         click.echo(json.dumps(result, indent=2))
@@ -578,9 +578,13 @@ def bench_cmd(targets, runtime, precision, batch, threads, input_size, device, b
             out = Path(output_dir) if output_dir else Path(tmp)
             with _stage_status(f"exporting {targets[0]}") as on_stage:
                 jobs, notes, _ = plan.model_jobs(targets[0], runtimes, precisions, batches, thread_counts, device,
-                                                 out, on_stage=on_stage, input_size=size)
+                                                 out, export=_export_fn(), macs_of=_macs_of, on_stage=on_stage,
+                                                 input_size=size)
         else:
-            jobs = plan.artifact_jobs(list(targets), runtimes or [], batches, thread_counts, device, input_size=size)
+            from .exporter.profile_onnx import macs_per_image
+
+            jobs = plan.artifact_jobs(list(targets), runtimes or [], batches, thread_counts, device, input_size=size,
+                                      macs_of_file=macs_per_image)
         if not jobs:
             raise UsageError("nothing to measure: check --runtime and --precision")
         timing = {"warmup": warmup, "min_runs": runs, "min_time_s": min_time, "max_time_s": max_time}
@@ -602,6 +606,19 @@ def bench_cmd(targets, runtime, precision, batch, threads, input_size, device, b
         except OSError as exc:
             raise OutputError(f"cannot write '{save}': {exc.strerror or exc}; choose a writable path") from None
     _print_bench(result, as_json, as_csv)
+
+
+def _export_fn():
+    """The export pipeline, which the CLI hands to bench and the study (they never import it)."""
+    from .exporter.pipeline import export
+
+    return export
+
+
+def _macs_of(module, shape) -> float:
+    from .exporter.profile_torch import profile_module
+
+    return profile_module(module, shape).macs
 
 
 class _stage_status:
@@ -650,7 +667,7 @@ BENCH_COLUMNS = ("model", "artifact", "runtime", "precision", "batch", "threads"
 
 
 def _print_bench(result: dict, as_json: bool, as_csv: bool) -> None:
-    from .exporter.costs import clever_format
+    from .costs import clever_format
 
     rows = result["rows"]
     if as_json:
@@ -974,8 +991,9 @@ def study_guidelines_cmd(which, widths, batch, runtime, threads, device, rounds,
     if not 1 <= batch <= 4096:
         raise UsageError(f"bad --batch {batch}: use 1..4096")
     timing = _check_study_args(threads, rounds, runs, min_time, max_time, device)
-    result = _run_study(study_guidelines, output_dir, save, as_json, runtimes=runtimes, guidelines=selected,
-                        widths=width_list, batch=batch, threads=threads, device=device, rounds=rounds, timing=timing)
+    result = _run_study(study_guidelines, output_dir, save, as_json, export=_export_fn(), runtimes=runtimes,
+                        guidelines=selected, widths=width_list, batch=batch, threads=threads, device=device,
+                        rounds=rounds, timing=timing)
     if not as_json:
         _print_guidelines(result)
 
@@ -1028,8 +1046,9 @@ def study_zoo_cmd(models, batch, plot, no_plain, runtime, threads, device, round
             raise MissingDependencyError("the latency plot needs matplotlib: pip install 'cnnexport[study]'") from None
     runtimes, batches = parse_runtimes(runtime), _int_list(batch, "--batch")
     timing = _check_study_args(threads, rounds, runs, min_time, max_time, device)
-    result = _run_study(study_zoo, output_dir, save, as_json, models=names, runtimes=runtimes, batches=batches,
-                        threads=threads, device=device, rounds=rounds, timing=timing, plot=plot, plain=not no_plain)
+    result = _run_study(study_zoo, output_dir, save, as_json, export=_export_fn(), macs_of=_macs_of, models=names,
+                        runtimes=runtimes, batches=batches, threads=threads, device=device, rounds=rounds,
+                        timing=timing, plot=plot, plain=not no_plain)
     if not as_json:
         _print_zoo(result)
 
@@ -1071,7 +1090,7 @@ def _print_zoo(result: dict) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the registry as JSON.")
 def list_cmd(pattern, as_json):
     """List registered models (PATTERN is a wildcard, e.g. 'resnet*')."""
-    from .exporter.costs import clever_format
+    from .costs import clever_format
     from .models import list_models, model_info
 
     infos = [model_info(n) for n in list_models(pattern)]

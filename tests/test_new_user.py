@@ -66,7 +66,7 @@ def _plain_shufflenet(tmp_path):
 
 
 def test_profile_of_a_plain_export_resolves_every_shape(tmp_path):
-    from cnnexport.bench.plan import onnx_macs
+    from cnnexport.exporter.profile_onnx import macs_per_image
     from cnnexport.exporter.profile_onnx import profile_onnx
     from cnnexport.exporter.profile_torch import profile_module
     from cnnexport.models import create_model
@@ -75,7 +75,7 @@ def test_profile_of_a_plain_export_resolves_every_shape(tmp_path):
     torch_macs = profile_module(create_model("shufflenet_v2_x1_0"), (1, 3, 224, 224)).macs
     assert prof.complete and prof.notes == []
     assert abs(prof.macs / torch_macs - 1) < 0.01 and 140e6 < prof.macs < 150e6
-    assert onnx_macs(tmp_path / "plain.onnx") == prof.macs
+    assert macs_per_image(tmp_path / "plain.onnx") == prof.macs
 
 
 def _mystery_onnx(path):
@@ -98,14 +98,14 @@ def _mystery_onnx(path):
 
 
 def test_unknown_costs_make_the_profile_a_lower_bound_and_bench_leaves_gmacs_empty(tmp_path):
-    from cnnexport.bench.plan import onnx_macs
+    from cnnexport.exporter.profile_onnx import macs_per_image
     from cnnexport.exporter.profile_onnx import profile_onnx
 
     path = _mystery_onnx(tmp_path / "mystery.onnx")
     prof = profile_onnx(path)
     assert not prof.complete and prof.unknown_shape_nodes == 2 and prof.macs == 36 * 4 * 27
     assert prof.as_dict()["totals_are_lower_bounds"] and "lower bounds" in prof.notes[0]
-    assert onnx_macs(path) is None  # bench: no GMAC/s or % of ceiling from a lower bound
+    assert macs_per_image(path) is None  # bench: no GMAC/s or % of ceiling from a lower bound
     proc = _cli("profile", str(path))
     assert proc.returncode == 0, proc.stderr
     macs_line = next(line for line in proc.stdout.splitlines() if "MACs" in line)

@@ -9,7 +9,7 @@ from click.testing import CliRunner
 from hypothesis import assume, given, settings, strategies as st
 
 from cnnexport.cli import cli
-from cnnexport.exporter.costs import (clever_format, conv1x1_flops, conv1x1_mac, conv1x1_mac_lower_bound,
+from cnnexport.costs import (clever_format, conv1x1_flops, conv1x1_mac, conv1x1_mac_lower_bound,
                                       group_conv1x1_mac)
 from cnnexport.exporter.onnx_export import to_onnx
 from cnnexport.exporter.prepare import prepare

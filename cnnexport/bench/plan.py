@@ -5,11 +5,17 @@ for a model name."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 from ..errors import UsageError
 from ..runtimes import ALIASES, RUNTIMES, runtime_for
 from .matrix import PRECISIONS, Job, artifact_job, torch_job
+
+# What the CLI passes in, so that bench never imports the exporter (DESIGN.md): the export pipeline,
+# MACs of a module at an input shape, MACs per image of a model file at an input size (None: unknown).
+ExportFn = Callable[..., dict]
+ModuleMacs = Callable[[Any, tuple], float]
+FileMacs = Callable[[str, "tuple | None"], "float | None"]
 
 FORMAT_OF = {"onnxruntime": "onnx", "openvino": "openvino", "tflite": "tflite", "ncnn": "ncnn"}
 INT8_RUNTIMES = ("onnxruntime", "openvino", "tflite")
@@ -30,35 +36,9 @@ def parse_precisions(text: str) -> list[str]:
     return list(dict.fromkeys(names))
 
 
-def onnx_macs(path: str | Path, input_size: tuple | None = None) -> float | None:
-    """MACs per image of an ONNX file, or of the fp32 ONNX file beside another artifact, at its own
-    input size or ``input_size`` (C or None, H, W); None when they cannot be known."""
-    path = Path(path)
-    stem = path.name.split(".")[0]
-    for candidate in (path, path.with_name(f"{stem}.onnx")):
-        if candidate.suffix == ".onnx" and candidate.is_file():
-            try:
-                from ..exporter.graph import check
-                from ..exporter.profile_onnx import profile_onnx
-
-                dims = check(candidate, full_check=False).inputs[0]["shape"]
-                if input_size:
-                    c = input_size[0] if input_size[0] is not None else dims[1]
-                    shape = (1, c, *input_size[1:])
-                elif all(isinstance(d, int) for d in dims[1:]):
-                    shape = None  # its own size, a dynamic batch set to 1
-                else:
-                    return None  # dynamic spatial size: MACs at 1x1 would be wrong
-                prof = profile_onnx(candidate, shape)
-                # A lower bound would print a wrong GMAC/s and % of ceiling: leave them empty instead.
-                return prof.macs / prof.input_shape[0] if prof.complete else None
-            except Exception:  # MACs are a nicety for artifacts; a file the profiler cannot read still runs
-                return None
-    return None
-
-
 def artifact_jobs(paths: list[str], runtimes: list[str], batches: list[int], threads: list[int],
-                  device: str, input_size: tuple | None = None) -> list[Job]:
+                  device: str, input_size: tuple | None = None, macs_of_file: FileMacs | None = None) -> list[Job]:
+    """Jobs for model files; ``macs_of_file(path, input_size)`` gives MACs per image, or None."""
     jobs = []
     for path in paths:
         if not Path(path).is_file():
@@ -69,7 +49,7 @@ def artifact_jobs(paths: list[str], runtimes: list[str], batches: list[int], thr
         chosen = [r for r in runtimes if r != "torch"] or ([own] if own else [])
         if not chosen:
             raise UsageError(f"no runtime for '{path}': give --runtime")
-        macs = onnx_macs(path, input_size)
+        macs = macs_of_file(path, input_size) if macs_of_file else None
         for runtime in chosen:
             for t in threads:
                 for b in batches:
@@ -78,11 +58,11 @@ def artifact_jobs(paths: list[str], runtimes: list[str], batches: list[int], thr
 
 
 def model_jobs(model: str, runtimes: list[str], precisions: list[str], batches: list[int], threads: list[int],
-               device: str, out_dir: str | Path, *, on_stage: Callable[[str], None] | None = None,
-               input_size: tuple[int, ...] | None = None, calib: str = "samples") -> tuple[list[Job], list[str], dict]:
-    """Export ``model`` into ``out_dir`` for the selected runtimes; jobs, notes and the export report."""
-    import cnnexport
-    from ..exporter.profile_torch import profile_module
+               device: str, out_dir: str | Path, *, export: ExportFn, macs_of: ModuleMacs,
+               on_stage: Callable[[str], None] | None = None, input_size: tuple[int, ...] | None = None,
+               calib: str = "samples") -> tuple[list[Job], list[str], dict]:
+    """Export ``model`` into ``out_dir`` for the selected runtimes with ``export`` (the pipeline, passed
+    in by the CLI); jobs, notes and the export report. ``macs_of(module, shape)`` counts its MACs."""
     from ..models import create_model, model_info
 
     info = model_info(model)
@@ -93,11 +73,11 @@ def model_jobs(model: str, runtimes: list[str], precisions: list[str], batches: 
     if "int8" in precisions and "ncnn" in runtimes:
         notes.append("ncnn: no int8 artifact (cnnexport quantizes for ONNX Runtime, OpenVINO and TFLite)")
     module = create_model(model)
-    macs = profile_module(module, shape).macs
+    macs = macs_of(module, shape)
     report = {}
     if formats:
-        report = cnnexport.export(module, shape, out_dir, name=model, formats=formats, int8=int8, calib=calib,
-                                  int8_min_cosine=0.0, on_stage=on_stage)
+        report = export(module, shape, out_dir, name=model, formats=formats, int8=int8, calib=calib,
+                        int8_min_cosine=0.0, on_stage=on_stage)
     jobs: list[Job] = []
     for t in threads:
         for b in batches:

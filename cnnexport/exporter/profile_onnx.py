@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import math
 import os
+from pathlib import Path
 
+from ..costs import LayerCost, Profile
 from ..errors import InvalidModelFileError, UsageError
-from .costs import LayerCost, Profile
+from .graph import check
 
 # Nodes that only reinterpret memory (no arithmetic, no traffic).
 _VIEWS = {"Reshape", "Flatten", "Squeeze", "Unsqueeze", "Identity", "Shape", "Constant", "Dropout"}
@@ -123,8 +125,6 @@ def profile_onnx(path: str | os.PathLike, input_shape: tuple[int, ...] | None = 
     import onnx
     from onnx import numpy_helper
 
-    from .graph import check
-
     check(path)
     model = onnx.load(str(path))
     shape = _fix_inputs(model, input_shape)
@@ -142,6 +142,30 @@ def profile_onnx(path: str | os.PathLike, input_shape: tuple[int, ...] | None = 
         if missing else []
     return Profile(source="onnx", input_shape=shape, params=sum(float_inits.values()), layers=layers, notes=notes,
                    unknown_shape_nodes=len(missing))
+
+
+def macs_per_image(path: str | os.PathLike, input_size: tuple | None = None) -> float | None:
+    """MACs per image of an ONNX file, or of the fp32 ONNX file beside another artifact, at its own
+    input size or ``input_size`` (C or None, H, W); None when they cannot be known."""
+    path = Path(path)
+    stem = path.name.split(".")[0]
+    for candidate in (path, path.with_name(f"{stem}.onnx")):
+        if candidate.suffix == ".onnx" and candidate.is_file():
+            try:
+                dims = check(candidate, full_check=False).inputs[0]["shape"]
+                if input_size:
+                    c = input_size[0] if input_size[0] is not None else dims[1]
+                    shape = (1, c, *input_size[1:])
+                elif all(isinstance(d, int) for d in dims[1:]):
+                    shape = None  # its own size, a dynamic batch set to 1
+                else:
+                    return None  # dynamic spatial size: MACs at 1x1 would be wrong
+                prof = profile_onnx(candidate, shape)
+                # A lower bound would print a wrong GMAC/s and % of ceiling: leave them empty instead.
+                return prof.macs / prof.input_shape[0] if prof.complete else None
+            except Exception:  # MACs are a nicety for artifacts; a file the profiler cannot read still runs
+                return None
+    return None
 
 
 def compare(torch_profile: Profile, onnx_profile: Profile) -> dict:

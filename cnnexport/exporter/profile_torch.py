@@ -15,7 +15,7 @@ import torch
 from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from .costs import LayerCost, Profile
+from ..costs import LayerCost, Profile
 
 aten = torch.ops.aten
 

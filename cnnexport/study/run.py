@@ -13,7 +13,7 @@ from typing import Callable
 from ..machine import cpu_facts
 from ..bench.matrix import (Job, artifact_job, failures, faster_beyond_noise, rows_from, run_jobs, sgemm_ceiling,
                             torch_job)
-from ..bench.plan import FORMAT_OF
+from ..bench.plan import FORMAT_OF, ExportFn, ModuleMacs
 from ..errors import UsageError
 from .analysis import guideline_table, micronet_macs, micronet_name, plot_latency_vs_macs, table8, zoo_summary
 from .paper import GUIDELINES, WIDTHS
@@ -23,11 +23,9 @@ Stage = Callable[[str], None]
 MICRONET_BUILDER = "cnnexport.study.micronets:build"
 
 
-def _export(module, shape, out_dir: Path, name: str, runtimes: list[str]) -> dict:
-    import cnnexport
-
+def _export(export: ExportFn, module, shape, out_dir: Path, name: str, runtimes: list[str]) -> dict:
     formats = [FORMAT_OF[r] for r in runtimes if r in FORMAT_OF] or ["onnx"]
-    return cnnexport.export(module, shape, out_dir / name, name=name, formats=formats, photos=False)
+    return export(module, shape, out_dir / name, name=name, formats=formats, photos=False)
 
 
 def _artifact_jobs(report: dict, folder: Path, model: str, runtimes: list[str], batches: list[int],
@@ -59,12 +57,12 @@ def parse_guidelines(text: str) -> list[str]:
     return names
 
 
-def study_guidelines(runtimes: list[str], out_dir: str | Path, *, guidelines: list[str] | None = None,
-                     widths: list[int] = (1, 2, 4), batch: int = 1, threads: int = 2, device: str = "cpu",
-                     rounds: int = 3,
-                     timing: dict | None = None, on_stage: Stage | None = None,
-                     on_progress: Progress | None = None) -> dict:
-    """Export and measure the G1-G4 micro-networks on ``runtimes``; tables and verdicts per runtime."""
+def study_guidelines(runtimes: list[str], out_dir: str | Path, *, export: ExportFn,
+                     guidelines: list[str] | None = None, widths: list[int] = (1, 2, 4), batch: int = 1,
+                     threads: int = 2, device: str = "cpu", rounds: int = 3, timing: dict | None = None,
+                     on_stage: Stage | None = None, on_progress: Progress | None = None) -> dict:
+    """Export (with ``export``, the pipeline the CLI passes in) and measure the G1-G4 micro-networks on
+    ``runtimes``; tables and verdicts per runtime."""
     from .micronets import build, input_shape
 
     stage = on_stage or (lambda _s: None)
@@ -80,7 +78,7 @@ def study_guidelines(runtimes: list[str], out_dir: str | Path, *, guidelines: li
                 stage(f"exporting {name}")
                 artifact_runtimes = [r for r in runtimes if r != "torch"]
                 if artifact_runtimes:
-                    report = _export(build(net.block, **settings), shape, out_dir, name, artifact_runtimes)
+                    report = _export(export, build(net.block, **settings), shape, out_dir, name, artifact_runtimes)
                     jobs += _artifact_jobs(report, out_dir / name, name, artifact_runtimes, [batch], [threads],
                                            device, macs)
                 if "torch" in runtimes:
@@ -116,12 +114,12 @@ def _plain_export(module, shape, path: Path) -> None:
                           dynamic_axes={"input": {0: "batch"}, "output": {0: "batch"}})
 
 
-def study_zoo(models: list[str], runtimes: list[str], out_dir: str | Path, *, batches: list[int] = (1,),
-              threads: int = 2, device: str = "cpu", rounds: int = 3, timing: dict | None = None,
-              plot: str | Path | None = None, plain: bool = True, on_stage: Stage | None = None,
-              on_progress: Progress | None = None) -> dict:
-    """Every model on every runtime: rank correlation of MACs and latency, GMAC/s, Table 8, a plot."""
-    from ..exporter.profile_torch import profile_module
+def study_zoo(models: list[str], runtimes: list[str], out_dir: str | Path, *, export: ExportFn, macs_of: ModuleMacs,
+              batches: list[int] = (1,), threads: int = 2, device: str = "cpu", rounds: int = 3,
+              timing: dict | None = None, plot: str | Path | None = None, plain: bool = True,
+              on_stage: Stage | None = None, on_progress: Progress | None = None) -> dict:
+    """Every model on every runtime: rank correlation of MACs and latency, GMAC/s, Table 8, a plot.
+    ``export`` and ``macs_of`` (the pipeline and the profiler) are passed in by the CLI."""
     from ..models import create_model, model_info
 
     stage = on_stage or (lambda _s: None)
@@ -132,10 +130,10 @@ def study_zoo(models: list[str], runtimes: list[str], out_dir: str | Path, *, ba
     for name in models:
         shape = (1, *model_info(name).input_size)
         module = create_model(name)
-        macs = profile_module(module, shape).macs
+        macs = macs_of(module, shape)
         stage(f"exporting {name}")
         if artifact_runtimes:
-            report = _export(module, shape, out_dir, name, artifact_runtimes)
+            report = _export(export, module, shape, out_dir, name, artifact_runtimes)
             jobs += _artifact_jobs(report, out_dir / name, name, artifact_runtimes, list(batches), [threads], device,
                                    macs)
         if plain and any(r in ("onnxruntime", "openvino") for r in runtimes):
