@@ -499,11 +499,7 @@ def verify_cmd(artifact, reference, runtime, atol, as_json):
     if as_json:
         click.echo(json.dumps(eq, indent=2))
     else:
-        status = "[green]passed[/]" if eq["passed"] else "[red]FAILED[/]"
-        _out_console().print(f"{eq['artifact']} on {eq['runtime']['runtime']} {eq['runtime']['version']}: "
-                             f"max abs error {eq['max_abs']:.2e} ({_tolerance_text(eq)}), max rel "
-                             f"{eq['max_rel']:.2e}, cosine {eq['cosine']:.7f}, top-1 agreement "
-                             f"{eq['top1_agreement']:.0%} of {eq['samples']} {status}")
+        _print_verify(eq)
     if not eq["passed"]:
         name = Path(artifact).name
         other = meta.get("model") and name.split(".")[0] != meta["model"] and name not in meta.get("files", [name])
@@ -511,6 +507,14 @@ def verify_cmd(artifact, reference, runtime, atol, as_json):
                                 f"tolerance {eq['tolerance']:.3g}, cosine {eq['cosine']:.3f}"
                                 + (f"; the reference was made{made_for}, not for '{name}': pass the reference.npz "
                                    "written beside this file" if other else ""))
+
+
+def _print_verify(eq: dict) -> None:
+    status = "[green]passed[/]" if eq["passed"] else "[red]FAILED[/]"
+    _out_console().print(f"{eq['artifact']} on {eq['runtime']['runtime']} {eq['runtime']['version']}: "
+                         f"max abs error {eq['max_abs']:.2e} ({_tolerance_text(eq)}), max rel "
+                         f"{eq['max_rel']:.2e}, cosine {eq['cosine']:.7f}, top-1 agreement "
+                         f"{eq['top1_agreement']:.0%} of {eq['samples']} {status}")
 
 
 def _reference_made_for(meta: dict) -> str:
@@ -837,6 +841,15 @@ def quantize_cmd(model, calib, eval_source, calib_count, runtime, calib_method, 
     if as_json:
         click.echo(json.dumps(result, indent=2))
         return
+    how = (f"QDQ int8 ({calib_method}, {'per-channel' if per_channel else 'per-tensor'}, reduce_range "
+           f"{'on' if info['reduce_range'] else 'off'}: {info['reduce_range_reason']})" if runtime == "onnxruntime"
+           else f"OpenVINO int8 via NNCF (overflow fix {info['overflow_fix']}: {info['overflow_fix_reason']})"
+           if runtime == "openvino" else f"TFLite full integer, int8 input/output ({info['method']})")
+    _print_quantize(result, how, ort=runtime == "onnxruntime", labelled=labels is not None)
+
+
+def _print_quantize(result: dict, how: str, ort: bool, labelled: bool) -> None:
+    info, figures = result["quantization"], result["evaluation"]
     console = _out_console()
     if "per_layer_sqnr" in result:
         from rich.table import Table
@@ -850,25 +863,21 @@ def quantize_cmd(model, calib, eval_source, calib_count, runtime, calib_method, 
         for row in result["per_layer_sqnr"][:15]:
             table.add_row(row["tensor"], row["op"], f"{row['sqnr_db']:.1f}", f"{row['qdq_sqnr_db']:.1f}")
         console.print(table)
-    how = (f"QDQ int8 ({calib_method}, {'per-channel' if per_channel else 'per-tensor'}, reduce_range "
-           f"{'on' if info['reduce_range'] else 'off'}: {info['reduce_range_reason']})" if runtime == "onnxruntime"
-           else f"OpenVINO int8 via NNCF (overflow fix {info['overflow_fix']}: {info['overflow_fix_reason']})"
-           if runtime == "openvino" else f"TFLite full integer, int8 input/output ({info['method']})")
-    console.print(f"{dst.name}: {how}, {info['calibration_samples']} calibration samples, "
+    console.print(f"{Path(result['output']).name}: {how}, {info['calibration_samples']} calibration samples, "
                   f"{result['sizes_bytes']['fp32'] / 1e6:.1f} MB -> {result['sizes_bytes']['int8'] / 1e6:.1f} MB")
     line = (f"on {figures['samples']} held-out samples: top-1 agreement {figures['top1_agreement']:.1%}, cosine "
             f"{figures['cosine_mean']:.4f} (min {figures['cosine_min']:.4f}), SQNR {figures['sqnr_db']:.1f} dB")
-    if labels is not None:
+    if labelled:
         line += (f"; accuracy fp32 {figures['accuracy_fp32']:.2%} -> int8 {figures['accuracy_int8']:.2%} "
                  f"({figures['accuracy_drop_points']:+.2f} points drop)")
     console.print(line)
-    if runtime == "onnxruntime":
+    if ort:
         from .exporter.quantize_ort import describe_keep_float
 
         kept = describe_keep_float(info)
         if kept:
             console.print(kept)
-    for w in warnings:
+    for w in result["warnings"]:
         console.print(f"[yellow]warning:[/] {w}")
 
 
@@ -892,10 +901,14 @@ def fold_cmd(model, output, atol, as_json):
     result["output"] = str(dst)
     if as_json:
         click.echo(json.dumps(result, indent=2))
-        return
+    else:
+        _print_fold(result, src.name, dst.name)
+
+
+def _print_fold(result: dict, src_name: str, dst_name: str) -> None:
     from rich.table import Table
 
-    table = Table(title=f"{src.name} -> {dst.name}")
+    table = Table(title=f"{src_name} -> {dst_name}")
     for col in ("op", "before", "after"):
         table.add_column(col, justify="left" if col == "op" else "right")
     ops = sorted(set(result["op_counts_before"]) | set(result["op_counts_after"]))
@@ -1090,7 +1103,6 @@ def _print_zoo(result: dict) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the registry as JSON.")
 def list_cmd(pattern, as_json):
     """List registered models (PATTERN is a wildcard, e.g. 'resnet*')."""
-    from .costs import clever_format
     from .models import list_models, model_info
 
     infos = [model_info(n) for n in list_models(pattern)]
@@ -1100,8 +1112,14 @@ def list_cmd(pattern, as_json):
         keys = ("name", "family", "input_size", "num_classes", "params", "macs", "source", "paper", "arxiv",
                 "torchvision_compatible")
         click.echo(json.dumps([{k: getattr(i, k) for k in keys} for i in infos], indent=2))
-        return
+    else:
+        _print_models(infos)
+
+
+def _print_models(infos: list) -> None:
     from rich.table import Table
+
+    from .costs import clever_format
 
     table = Table(title=f"cnnexport models ({len(infos)})")
     for col in ("name", "family", "input", "classes", "params", "MACs", "source", "paper", "arXiv"):
