@@ -1,6 +1,6 @@
-"""The ``cnnexport`` command. The only module that prints, wires the parts together and maps
-errors to exit codes (see ``cnnexport.errors.EXIT_CODES``). Heavy imports stay inside commands
-so that ``cnnexport --help`` is fast."""
+"""The ``cnnexport`` commands: options, calls into the package, and the error -> exit-code mapping
+(see ``cnnexport.errors.EXIT_CODES``). The only place that wires the parts together; ``render``
+prints. Heavy imports stay inside commands so that ``cnnexport --help`` is fast."""
 
 from __future__ import annotations
 
@@ -12,37 +12,16 @@ from pathlib import Path
 
 import click
 
-from . import __version__
-from .errors import CnnexportError, ExportError, OutputError, UsageError, VerificationError
+from .. import __version__
+from ..errors import CnnexportError, ExportError, OutputError, UsageError, VerificationError
+from .render import (ProgressBar, StageStatus, print_bench, print_export_summary, print_fold, print_guidelines,
+                     print_models, print_profile, print_quantize, print_verify, print_zoo)
+from .signals import Terminated, first_signal, install, interrupted
+
 
 _GROUP_FLAGS = ("--help", "-h", "--version")
 # quantize_ort.METHODS, spelled out so that --help does not import numpy
 CALIB_METHODS = ("minmax", "entropy", "percentile")
-
-
-_terminal = None
-
-
-def _live_console():
-    """The console for spinners and progress bars. On a terminal it writes to its own copy of the
-    stderr descriptor: converters run with fds 1 and 2 redirected (pnnx, LiteRT and OpenVINO print
-    there), which would otherwise swallow every frame drawn meanwhile."""
-    global _terminal
-    from rich.console import Console
-
-    if not sys.stderr.isatty():
-        return Console(stderr=True)
-    if _terminal is None:
-        _terminal = os.fdopen(os.dup(sys.stderr.fileno()), "w", buffering=1, encoding=sys.stderr.encoding,
-                              errors="replace")
-    return Console(file=_terminal, force_terminal=True)
-
-
-def _out_console():
-    """stdout console; wide when piped so tables are not squeezed to 80 columns."""
-    from rich.console import Console
-
-    return Console() if sys.stdout.isatty() else Console(width=200)
 
 
 def _one_line(message: str) -> str:
@@ -74,7 +53,7 @@ class DefaultExportGroup(click.Group):
         distance, command = min((_edit_distance(word, c), c) for c in self.commands)
         if distance > 2:
             return
-        from .models import is_registered
+        from ..models import is_registered
 
         if not is_registered(word):
             raise UsageError(f"'{word}' is neither a command nor a model: did you mean `cnnexport {command}`? "
@@ -86,13 +65,13 @@ class DefaultExportGroup(click.Group):
         except SystemExit:
             raise
         except BaseException as exc:
-            if _first_signal:  # also when a library turned the signal's exception into its own (OpenVINO does)
-                _fail(*_interrupted(_first_signal))
+            if first_signal():  # also when a library turned the signal's exception into its own (OpenVINO does)
+                _fail(*interrupted(first_signal()))
             if os.environ.get("CNNEXPORT_DEBUG") and _is_internal(exc):
                 raise
             _fail(*_failure(exc))
-        if _first_signal:  # the signal's exception was swallowed inside a library and the run went on
-            _fail(*_interrupted(_first_signal))
+        if first_signal():  # the signal's exception was swallowed inside a library and the run went on
+            _fail(*interrupted(first_signal()))
         sys.exit(rv if isinstance(rv, int) else 0)
 
 
@@ -112,12 +91,6 @@ def _is_internal(exc: BaseException) -> bool:
                                                                CnnexportError))
 
 
-def _interrupted(signum: int) -> tuple[str, int]:
-    if signum == signal.SIGTERM:
-        return "terminated (SIGTERM); nothing half-written was left", 143
-    return "interrupted; nothing half-written was left", 130
-
-
 def _failure(exc: BaseException) -> tuple[str, int]:
     """The one-line message and exit code for an exception that escaped a command."""
     if isinstance(exc, click.UsageError):
@@ -126,9 +99,9 @@ def _failure(exc: BaseException) -> tuple[str, int]:
     if isinstance(exc, click.ClickException):
         return exc.format_message().replace("\n", " "), exc.exit_code
     if isinstance(exc, (click.exceptions.Abort, KeyboardInterrupt)):
-        return _interrupted(signal.SIGINT)
-    if isinstance(exc, _Terminated):
-        return _interrupted(signal.SIGTERM)
+        return interrupted(signal.SIGINT)
+    if isinstance(exc, Terminated):
+        return interrupted(signal.SIGTERM)
     if isinstance(exc, CnnexportError):
         return str(exc).replace("\n", " "), exc.exit_code
     return (f"internal error: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''} "
@@ -213,10 +186,10 @@ def export_cmd(model, want_onnx, want_openvino, want_tflite, tflite_layout, want
     from rich.markup import escape
 
     name = model.rpartition(":")[2]  # a registry name, or the callable of package.module:callable
-    with _stage_status(f"[bold]{escape(name)}[/]") as on_stage:
+    with StageStatus(f"[bold]{escape(name)}[/]") as on_stage:
         on_stage("load")  # importing torch and building the model take seconds
-        from .exporter.pipeline import export
-        from .models import bundled_input_size, is_registered, load_model, model_info
+        from ..exporter.pipeline import export
+        from ..models import bundled_input_size, is_registered, load_model, model_info
 
         channels, default_size = 3, (3, 224, 224)
         if is_registered(model):
@@ -234,71 +207,7 @@ def export_cmd(model, want_onnx, want_openvino, want_tflite, tflite_layout, want
     if as_json:
         click.echo(json.dumps(report, indent=2))
     else:
-        _print_export_summary(report)
-
-
-def _tolerance_text(e: dict) -> str:
-    """'tol 1e-04 x max |output| 11.2' rather than a bare number that means nothing on tiny outputs."""
-    if e.get("tolerance_rule", "").endswith("max |output|"):
-        return f"tol {e['tolerance_rule']} {e['output_scale']:.3g}"
-    return f"tol {e['tolerance']:.1e}"
-
-
-def _print_export_summary(report: dict) -> None:
-    from rich.table import Table
-
-    console = _out_console()
-    g = report["graph"]
-    eq = {e["artifact"]: e for e in report["equivalence"]}
-    table = Table(title=f"{report['model']}: {report['params']:,} params, input "
-                        f"{'x'.join(map(str, report['input_shape']))} "
-                        f"({'dynamic' if report['dynamic_batch'] else 'static'} batch)")
-    table.add_column("")
-    rows = {"file": [], "format": [], "size": [], "max abs error": [], "max rel error": [], "cosine": [],
-            "top-1 agreement": [], "accuracy (labels)": [], "check": []}
-    for a in report["artifacts"]:
-        e = eq.get(Path(a["path"]).name, {})
-        table.add_column(a["format"], justify="right")
-        rows["file"].append(Path(a["path"]).name)
-        rows["format"].append(f"{a['format']} {a['precision']} {a['layout']}")
-        rows["size"].append(f"{a['size_bytes'] / 1e6:.1f} MB")
-        tol = e.get("tolerance", 0)
-        rows["max abs error"].append(f"{e.get('max_abs', float('nan')):.2e}" + (f" ({_tolerance_text(e)})"
-                                                                                if isinstance(tol, float) else ""))
-        rows["max rel error"].append(f"{e.get('max_rel', float('nan')):.2e}")
-        if "cosine_mean" in e:  # int8: the gate is on the mean, so the mean comes first
-            rows["cosine"].append(f"mean {e['cosine_mean']:.4f} (min {e['cosine_min']:.4f})")
-        else:
-            rows["cosine"].append(f"min {e.get('cosine', float('nan')):.7f}")
-        rows["accuracy (labels)"].append(
-            f"fp32 {e['accuracy_fp32']:.2%} -> int8 {e['accuracy_int8']:.2%}" if "accuracy_int8" in e else "")
-        rows["top-1 agreement"].append(f"{e.get('top1_agreement', 0):.0%} of {e.get('samples', 0)}")
-        rows["check"].append(("[green]passed[/]" if e.get("passed") else "[red]FAILED[/]")
-                             + (f" ({tol})" if isinstance(tol, str) else ""))
-    for label, cells in rows.items():
-        if any(cells):
-            table.add_row(label, *cells)
-    console.print(table)
-    p = report["prepare"]
-    console.print(f"graph: {g['nodes_before_simplify']} -> {g['nodes_after_simplify']} nodes ({g['simplifier']}), "
-                  f"{g['batchnorm_nodes']} BatchNormalization, {g['dropout_nodes']} Dropout; "
-                  f"folded {len(p['folded'])} BN into convs, {len(p['scale_shift'])} as scale+shift, "
-                  f"removed {p['dropout_removed']} train-only random ops"
-                  + (" (" + ", ".join(f"{t} x{n}" for t, n in p["train_only_removed"].items()) + ")"
-                     if p.get("train_only_removed") else ""))
-    console.print(f"{report['exporter']} exporter, opset {report['opset']}; "
-                  + ", ".join(f"{k} {v:.1f}s" for k, v in report["timings_s"].items()))
-    if report.get("quantization"):
-        from .exporter.quantize_ort import describe_keep_float
-
-        kept = describe_keep_float(report["quantization"][0])
-        if kept:
-            console.print(f"int8 ONNX Runtime {kept}")
-    for w in report["warnings"]:
-        console.print(f"[yellow]warning:[/] {w}")
-    files = [f for a in report["artifacts"] for f in a["files"]]
-    console.print(f"written: {Path(report['artifacts'][0]['path']).parent}/ ({', '.join(files)}, reference.npz, "
-                  "report.json)")
+        print_export_summary(report)
 
 
 @cli.command("profile")
@@ -323,11 +232,11 @@ def profile_cmd(model, input_size, batch, num_classes, weights, per_layer, again
     if model.endswith(".onnx"):
         if against_onnx or tb_dir or weights:
             raise UsageError("--against-onnx, --tensorboard and --weights need a PyTorch model, not an .onnx file")
-        from .exporter.profile_onnx import profile_onnx
+        from ..exporter.profile_onnx import profile_onnx
 
         shape = None
         if input_size or batch != 1:
-            from .exporter.graph import check
+            from ..exporter.graph import check
 
             dims = check(model).inputs[0]["shape"]
             chw = tuple(d if isinstance(d, int) else 1 for d in dims[1:])
@@ -336,8 +245,8 @@ def profile_cmd(model, input_size, batch, num_classes, weights, per_layer, again
             shape = (batch, *chw)
         result = profile_onnx(model, shape).as_dict()
     else:
-        from .exporter.profile_torch import profile_module
-        from .models import is_registered, load_model, model_info
+        from ..exporter.profile_torch import profile_module
+        from ..models import is_registered, load_model, model_info
 
         chw = model_info(model).input_size if is_registered(model) else (3, 224, 224)
         if input_size:
@@ -358,96 +267,27 @@ def profile_cmd(model, input_size, batch, num_classes, weights, per_layer, again
         if against_onnx:
             result["against_onnx"] = _profile_against_onnx(module, shape, prof)
         if tb_dir:
-            from .calib import Preprocess, sample_images
-            from .exporter.tensorboard import write_tensorboard
+            from ..calib import Preprocess, sample_images
+            from ..exporter.tensorboard import write_tensorboard
 
             imgs = sample_images(Preprocess(size=(chw[1], chw[2]), channels=chw[0]))
             result["tensorboard"] = write_tensorboard(module, tb_dir, imgs)
-    _print_profile(model, result, per_layer, as_json, as_csv)
+    print_profile(model, result, per_layer, as_json, as_csv)
 
 
 def _profile_against_onnx(module, shape, prof) -> dict:
     import tempfile
 
-    from .exporter.onnx_export import to_onnx
-    from .exporter.prepare import prepare
-    from .exporter.profile_onnx import compare, profile_onnx
-    from .exporter.simplify import simplify
+    from ..exporter.onnx_export import to_onnx
+    from ..exporter.prepare import prepare
+    from ..exporter.profile_onnx import compare, profile_onnx
+    from ..exporter.simplify import simplify
 
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "model.onnx"
         to_onnx(prepare(module), path, shape)
         simplify(path, path)
         return compare(prof, profile_onnx(path, shape))
-
-
-def _print_profile(model: str, result: dict, per_layer: bool, as_json: bool, as_csv: bool) -> None:
-    from .costs import clever_format
-
-    if as_json:
-        click.echo(json.dumps(result, indent=2))
-        return
-    if as_csv:
-        import csv
-        import io
-
-        buf = io.StringIO()
-        writer = csv.writer(buf)
-        writer.writerow(["name", "type", "params", "macs", "memory_access_bytes", "elementwise_ops", "output_shape"])
-        for layer in result["layers"]:
-            writer.writerow([layer["name"], layer["type"], layer["params"], layer["macs"],
-                             layer["memory_access_bytes"], layer["elementwise_ops"],
-                             "x".join(map(str, layer["output_shape"]))])
-        click.echo(buf.getvalue(), nl=False)
-        return
-    from rich.table import Table
-
-    console = _out_console()
-    if per_layer:
-        table = Table(title=f"{model}: per layer")
-        for col in ("layer", "type", "params", "MACs", "memory access", "intensity", "output"):
-            table.add_column(col, justify="left" if col in ("layer", "type", "output") else "right")
-        for layer in result["layers"]:
-            mem = layer["memory_access_bytes"]
-            table.add_row(layer["name"], layer["type"], clever_format(layer["params"]), clever_format(layer["macs"]),
-                          clever_format(mem, "%.2f") + "B", f"{layer['macs'] / mem:.2f}" if mem else "-",
-                          "x".join(map(str, layer["output_shape"])))
-        console.print(table)
-    table = Table(title=f"{model} ({result['source']}, input {'x'.join(map(str, result['input_shape']))})")
-    table.add_column("")
-    table.add_column("value", justify="right")
-    table.add_column("", justify="left")
-    pub = result.get("published") or {}
-    # Totals with nodes of unknown shape are lower bounds: the table itself says so.
-    low = result.get("totals_are_lower_bounds", False)
-    at_least = ">= " if low else ""
-    bound = f"lower bound: {result.get('unknown_shape_nodes')} nodes of unknown shape count as 0" if low else ""
-    table.add_row("params", clever_format(result["params"]),
-                  f"published {clever_format(pub['params'])} ({result['params'] / pub['params']:.3f}x)"
-                  if pub.get("params") else "")
-    table.add_row("MACs (\"FLOPs\")", at_least + clever_format(result["macs"]),
-                  bound or (f"published {clever_format(pub['macs'])} ({result['macs'] / pub['macs']:.3f}x)"
-                            if pub.get("macs") else ""))
-    table.add_row("memory access (fp32)", at_least + clever_format(result["memory_access_bytes"], "%.2f") + "B",
-                  bound or f"{clever_format(result['memory_access_elements'])} elements; int8 "
-                  f"{clever_format(result['memory_access_bytes_int8'], '%.2f')}B")
-    table.add_row("activation memory (fp32)", at_least + clever_format(result["activation_bytes"], "%.2f") + "B",
-                  bound)
-    table.add_row("arithmetic intensity", "-" if low else f"{result['arithmetic_intensity']:.2f}",
-                  "unknown: some costs are unknown" if low else "MACs per byte accessed (fp32)")
-    table.add_row("element-wise ops", clever_format(result["elementwise_ops"]), "BN, activations, additions, pooling")
-    console.print(table)
-    for note in result.get("notes", []):
-        console.print(f"[yellow]note:[/] {note}")
-    if "against_onnx" in result:
-        cmp = result["against_onnx"]
-        console.print("ONNX vs PyTorch: " + ", ".join(f"{k} {v['ratio']:.4f}x" for k, v in cmp["totals"].items()
-                                                      if v["ratio"] is not None))
-        for why in cmp["why_they_differ"]:
-            console.print(f"  why: {why}")
-    if "tensorboard" in result:
-        tb = result["tensorboard"]
-        console.print(f"TensorBoard: {tb['histograms']} histograms, {tb['images']} images in {tb['logdir']}")
 
 
 def _int_list(text: str, option: str) -> list[int]:
@@ -461,7 +301,7 @@ def _int_list(text: str, option: str) -> list[int]:
 
 
 def _load_artifact(path: str, runtime: str | None, threads: int | None = None):
-    from .runtimes import load, runtime_for
+    from ..runtimes import load, runtime_for
 
     runtime = runtime or runtime_for(path)
     return load(path, runtime, **({"threads": threads} if threads else {}))
@@ -476,8 +316,8 @@ def _load_artifact(path: str, runtime: str | None, threads: int | None = None):
 @click.option("--json", "as_json", is_flag=True, help="Print the figures as JSON on stdout, nothing else.")
 def verify_cmd(artifact, reference, runtime, atol, as_json):
     """Check ARTIFACT against the reference outputs saved at export time. Needs no torch."""
-    from .runtimes import run_nchw
-    from .exporter.verify import compare, load_reference
+    from ..runtimes import run_nchw
+    from ..exporter.verify import compare, load_reference
 
     if not Path(reference).is_file():
         raise UsageError(f"reference file '{reference}' does not exist (the export writes reference.npz)")
@@ -499,7 +339,7 @@ def verify_cmd(artifact, reference, runtime, atol, as_json):
     if as_json:
         click.echo(json.dumps(eq, indent=2))
     else:
-        _print_verify(eq)
+        print_verify(eq)
     if not eq["passed"]:
         name = Path(artifact).name
         other = meta.get("model") and name.split(".")[0] != meta["model"] and name not in meta.get("files", [name])
@@ -507,14 +347,6 @@ def verify_cmd(artifact, reference, runtime, atol, as_json):
                                 f"tolerance {eq['tolerance']:.3g}, cosine {eq['cosine']:.3f}"
                                 + (f"; the reference was made{made_for}, not for '{name}': pass the reference.npz "
                                    "written beside this file" if other else ""))
-
-
-def _print_verify(eq: dict) -> None:
-    status = "[green]passed[/]" if eq["passed"] else "[red]FAILED[/]"
-    _out_console().print(f"{eq['artifact']} on {eq['runtime']['runtime']} {eq['runtime']['version']}: "
-                         f"max abs error {eq['max_abs']:.2e} ({_tolerance_text(eq)}), max rel "
-                         f"{eq['max_rel']:.2e}, cosine {eq['cosine']:.7f}, top-1 agreement "
-                         f"{eq['top1_agreement']:.0%} of {eq['samples']} {status}")
 
 
 def _reference_made_for(meta: dict) -> str:
@@ -555,8 +387,8 @@ def bench_cmd(targets, runtime, precision, batch, threads, input_size, device, b
     and threads. Each measurement runs in its own process; rounds are interleaved. Files need no torch."""
     import tempfile
 
-    from .bench import matrix, plan
-    from .machine import cpu_facts
+    from ..bench import matrix, plan
+    from ..machine import cpu_facts
 
     if warmup < 0 or runs < 1 or min_time < 0 or (max_time is not None and max_time <= 0):
         raise UsageError("--warmup must be >= 0, --runs >= 1, --min-time >= 0 and --max-time > 0")
@@ -571,7 +403,7 @@ def bench_cmd(targets, runtime, precision, batch, threads, input_size, device, b
     if input_size:
         channels = None
         if is_model:
-            from .models import is_registered, model_info
+            from ..models import is_registered, model_info
 
             channels = model_info(targets[0]).input_size[0] if is_registered(targets[0]) else 3
         size = parse_input_size(input_size, channels)
@@ -580,19 +412,20 @@ def bench_cmd(targets, runtime, precision, batch, threads, input_size, device, b
         if is_model:
             runtimes = runtimes or ["onnxruntime", "torch"]
             out = Path(output_dir) if output_dir else Path(tmp)
-            with _stage_status(f"exporting {targets[0]}") as on_stage:
+            with StageStatus(f"exporting {targets[0]}") as on_stage:
                 jobs, notes, _ = plan.model_jobs(targets[0], runtimes, precisions, batches, thread_counts, device,
                                                  out, export=_export_fn(), macs_of=_macs_of, on_stage=on_stage,
                                                  input_size=size)
         else:
-            from .exporter.profile_onnx import macs_per_image
+            from ..exporter.profile_onnx import macs_per_image
 
             jobs = plan.artifact_jobs(list(targets), runtimes or [], batches, thread_counts, device, input_size=size,
                                       macs_of_file=macs_per_image)
         if not jobs:
             raise UsageError("nothing to measure: check --runtime and --precision")
         timing = {"warmup": warmup, "min_runs": runs, "min_time_s": min_time, "max_time_s": max_time}
-        _run_with_progress(jobs, rounds, timing, quiet=as_json or as_csv)
+        with ProgressBar(as_json or as_csv) as (_, on_progress):
+            matrix.run_jobs(jobs, rounds=rounds, timing=timing, on_progress=on_progress)
     ceilings = {} if no_ceiling or device == "cuda" else {t: matrix.sgemm_ceiling(t)["gflops"] for t in thread_counts}
     baseline = plan.parse_runtimes(baseline)[0] if baseline else ("torch" if any(j.runtime == "torch" for j in jobs)
                                                                  else None)
@@ -603,137 +436,31 @@ def bench_cmd(targets, runtime, precision, batch, threads, input_size, device, b
     if pick:
         result["pick"] = matrix.pick(rows)
     if save:
-        from ._atomic import write_json
+        _save(save, result)
+    print_bench(result, as_json, as_csv)
 
-        try:
-            write_json(Path(save), result)
-        except OSError as exc:
-            raise OutputError(f"cannot write '{save}': {exc.strerror or exc}; choose a writable path") from None
-    _print_bench(result, as_json, as_csv)
+
+def _save(path: str, result: dict) -> None:
+    """``--save``: the JSON result, written atomically."""
+    from .._atomic import write_json
+
+    try:
+        write_json(Path(path), result)
+    except OSError as exc:
+        raise OutputError(f"cannot write '{path}': {exc.strerror or exc}; choose a writable path") from None
 
 
 def _export_fn():
     """The export pipeline, which the CLI hands to bench and the study (they never import it)."""
-    from .exporter.pipeline import export
+    from ..exporter.pipeline import export
 
     return export
 
 
 def _macs_of(module, shape) -> float:
-    from .exporter.profile_torch import profile_module
+    from ..exporter.profile_torch import profile_module
 
     return profile_module(module, shape).macs
-
-
-class _stage_status:
-    """A status line that names each stage as it starts (silent when stderr is not a terminal). A
-    process of its own draws it, so it keeps turning through native code (see ``_spinner``)."""
-
-    def __init__(self, title: str):
-        self.title, self.spinner = title, None
-
-    def __enter__(self):
-        if sys.stderr.isatty():
-            from ._spinner import ProcessSpinner
-
-            self.spinner = ProcessSpinner(self.title)
-            self.spinner.__enter__()
-        return self.update
-
-    def update(self, stage: str) -> None:
-        _check_interrupted()
-        if self.spinner:
-            self.spinner.update(f"{self.title}: {stage}")
-
-    def __exit__(self, *exc):
-        if self.spinner:
-            self.spinner.__exit__(*exc)
-
-
-def _run_with_progress(jobs, rounds: int, timing: dict, quiet: bool) -> None:
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    from .bench.matrix import run_jobs
-
-    console = _live_console()
-    if quiet or not console.is_terminal:
-        run_jobs(jobs, rounds=rounds, timing=timing)
-        return
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  console=console, transient=True) as progress:
-        task = progress.add_task("measuring", total=rounds * len(jobs))
-        run_jobs(jobs, rounds=rounds, timing=timing,
-                 on_progress=lambda done, total, label: progress.update(task, completed=done, description=label))
-
-
-BENCH_COLUMNS = ("model", "artifact", "runtime", "precision", "batch", "threads", "median_ms", "p90_ms", "p99_ms",
-                 "min_ms", "spread", "images_per_s", "macs", "gmacs_per_s", "ceiling_fraction", "speedup", "int8_speedup")
-
-
-def _print_bench(result: dict, as_json: bool, as_csv: bool) -> None:
-    from .costs import clever_format
-
-    rows = result["rows"]
-    if as_json:
-        click.echo(json.dumps(result, indent=2))
-        return
-    if as_csv:
-        import csv
-        import io
-
-        buf = io.StringIO()
-        fields = [f for f in BENCH_COLUMNS] + ["version", "first_ms", "runs", "mean_ms", "std_ms", "rounds",
-                                                "ceiling_gflops", "baseline", "device"]
-        writer = csv.DictWriter(buf, fieldnames=fields, extrasaction="ignore")
-        writer.writeheader()
-        writer.writerows(rows)
-        click.echo(buf.getvalue(), nl=False)
-        return
-    from rich.table import Table
-
-    machine = rows[0]["machine"]
-    isa = ", ".join(k for k, v in machine["isa"].items() if v) or "no listed ISA extension"
-    ceil = ", ".join(f"{g:.0f} GFLOP/s at {t} thread{'s' if int(t) > 1 else ''}"
-                     for t, g in result["ceilings_gflops"].items())
-    table = Table(title=f"latency on {machine['cpu']} ({isa})" + (f"; sgemm ceiling {ceil}" if ceil else ""))
-    heads = {"median_ms": "median ms", "p90_ms": "p90 ms", "p99_ms": "p99 ms", "min_ms": "min ms",
-             "spread": "spread", "images_per_s": "img/s", "gmacs_per_s": "GMAC/s", "ceiling_fraction": "% ceiling",
-             "speedup": f"x vs {rows[0]['baseline']}" if rows[0]["baseline"] else "speed-up",
-             "int8_speedup": "int8 x fp32"}
-    show = [c for c in BENCH_COLUMNS if any(r.get(c) is not None for r in rows)]
-    for col in show:
-        table.add_column(heads.get(col, col), justify="left" if col in ("model", "artifact", "runtime", "precision")
-                         else "right")
-    for r in rows:
-        cells = []
-        for c in show:
-            v = r.get(c)
-            if v is None:
-                cells.append("-")
-            elif c == "macs":
-                cells.append(clever_format(v, "%.2f"))
-            elif c in ("spread", "ceiling_fraction"):
-                cells.append(f"{v:.0%}")
-            elif c in ("speedup", "int8_speedup"):
-                cells.append(f"{v:.2f}x")
-            elif isinstance(v, float):
-                cells.append(f"{v:.2f}" if v < 1000 else f"{v:.0f}")
-            else:
-                cells.append(str(v))
-        table.add_row(*cells)
-    console = _out_console()
-    console.print(table)
-    for p in result.get("pick", []):
-        evidence = (f"{p['median_ms']:.2f} ms vs {p['runner_up']} {p['runner_up_median_ms']:.2f} ms "
-                    f"({p['margin']:.2f}x; " + ("beyond the spread of the rounds)" if p["beyond_noise"]
-                                                 else "one round, no spread measured: use --rounds 3)"
-                                                 if p["beyond_noise"] is None
-                                                 else "within the spread of the rounds: a tie here)")
-                    if p["runner_up"] else "the only candidate")
-        console.print(f"pick {p['precision']} batch {p['batch']} threads {p['threads']}: [bold]{p['artifact']}[/] "
-                      f"on {p['runtime']}: {evidence}")
-    for note in result.get("notes", []):
-        console.print(f"[yellow]note:[/] {note}")
 
 
 @cli.command("quantize")
@@ -762,11 +489,11 @@ def _print_bench(result: dict, as_json: bool, as_csv: bool) -> None:
 def quantize_cmd(model, calib, eval_source, calib_count, runtime, calib_method, keep_float, min_cosine, per_channel,
                  reduce_range, output, per_layer, as_json):
     """Static int8 (ONNX Runtime QDQ) with calibration data; accuracy measured on data calibration never saw."""
-    from .calib import Preprocess, check_disjoint, check_fits, load_samples, split
-    from .calib.sources import RECOMMENDED_MIN
-    from .exporter.graph import check
-    from .exporter.quantize_ort import int8_figures, quantize_onnx
-    from .runtimes import load, run_nchw
+    from ..calib import Preprocess, check_disjoint, check_fits, load_samples, split
+    from ..calib.sources import RECOMMENDED_MIN
+    from ..exporter.graph import check
+    from ..exporter.quantize_ort import int8_figures, quantize_onnx
+    from ..runtimes import load, run_nchw
 
     if calib_count < 2:
         raise UsageError("--calib-count must be at least 2")
@@ -799,7 +526,7 @@ def quantize_cmd(model, calib, eval_source, calib_count, runtime, calib_method, 
         evaluation = load_samples(eval_source, pre, None)
         check_fits(evaluation, shape, "evaluation")
     elif calib == "digits":
-        from .calib.digits import load_digits
+        from ..calib.digits import load_digits
 
         test = load_digits(size=shape[2], channels=shape[1])
         calibration, evaluation, labels = pool, test.x_test, test.y_test
@@ -811,11 +538,11 @@ def quantize_cmd(model, calib, eval_source, calib_count, runtime, calib_method, 
         warnings.append(f"only {len(calibration)} calibration samples (fewer than {RECOMMENDED_MIN}): int8 ranges "
                         "may not cover real inputs; NNCF and Ultralytics recommend 300")
     if runtime == "openvino":
-        from .exporter.quantize_openvino import quantize_openvino
+        from ..exporter.quantize_openvino import quantize_openvino
 
         info = quantize_openvino(src, dst, calibration)
     elif runtime == "tflite":
-        from .exporter.quantize_tflite import quantize_tflite
+        from ..exporter.quantize_tflite import quantize_tflite
 
         info = quantize_tflite(src, dst, calibration, layout=spec.layout)
     else:
@@ -823,7 +550,7 @@ def quantize_cmd(model, calib, eval_source, calib_count, runtime, calib_method, 
                              min_cosine=min_cosine,
                              reduce_range=None if reduce_range == "auto" else reduce_range == "on")
     if runtime == "onnxruntime":
-        from .exporter.quantize_ort import keep_float_warning
+        from ..exporter.quantize_ort import keep_float_warning
 
         if warning := keep_float_warning(info):
             warnings.append(warning)
@@ -835,7 +562,7 @@ def quantize_cmd(model, calib, eval_source, calib_count, runtime, calib_method, 
                                                             if dst.suffix == ".xml" else 0)},
               "warnings": warnings}
     if per_layer and runtime == "onnxruntime":
-        from .exporter.quantize_ort import per_layer_sqnr
+        from ..exporter.quantize_ort import per_layer_sqnr
 
         result["per_layer_sqnr"] = per_layer_sqnr(src, dst, evaluation[:32])
     if as_json:
@@ -845,40 +572,7 @@ def quantize_cmd(model, calib, eval_source, calib_count, runtime, calib_method, 
            f"{'on' if info['reduce_range'] else 'off'}: {info['reduce_range_reason']})" if runtime == "onnxruntime"
            else f"OpenVINO int8 via NNCF (overflow fix {info['overflow_fix']}: {info['overflow_fix_reason']})"
            if runtime == "openvino" else f"TFLite full integer, int8 input/output ({info['method']})")
-    _print_quantize(result, how, ort=runtime == "onnxruntime", labelled=labels is not None)
-
-
-def _print_quantize(result: dict, how: str, ort: bool, labelled: bool) -> None:
-    info, figures = result["quantization"], result["evaluation"]
-    console = _out_console()
-    if "per_layer_sqnr" in result:
-        from rich.table import Table
-
-        table = Table(title="per-layer SQNR, float vs int8 activations (worst first)",
-                      caption="SQNR: error accumulated up to the tensor (where it ends up); own quantization: "
-                              "the tensor's own rounding (where it starts). --keep-float auto measures which "
-                              "modules to keep in float.")
-        for col in ("tensor", "op", "SQNR dB", "own quantization SQNR dB"):
-            table.add_column(col, justify="left" if col in ("tensor", "op") else "right")
-        for row in result["per_layer_sqnr"][:15]:
-            table.add_row(row["tensor"], row["op"], f"{row['sqnr_db']:.1f}", f"{row['qdq_sqnr_db']:.1f}")
-        console.print(table)
-    console.print(f"{Path(result['output']).name}: {how}, {info['calibration_samples']} calibration samples, "
-                  f"{result['sizes_bytes']['fp32'] / 1e6:.1f} MB -> {result['sizes_bytes']['int8'] / 1e6:.1f} MB")
-    line = (f"on {figures['samples']} held-out samples: top-1 agreement {figures['top1_agreement']:.1%}, cosine "
-            f"{figures['cosine_mean']:.4f} (min {figures['cosine_min']:.4f}), SQNR {figures['sqnr_db']:.1f} dB")
-    if labelled:
-        line += (f"; accuracy fp32 {figures['accuracy_fp32']:.2%} -> int8 {figures['accuracy_int8']:.2%} "
-                 f"({figures['accuracy_drop_points']:+.2f} points drop)")
-    console.print(line)
-    if ort:
-        from .exporter.quantize_ort import describe_keep_float
-
-        kept = describe_keep_float(info)
-        if kept:
-            console.print(kept)
-    for w in result["warnings"]:
-        console.print(f"[yellow]warning:[/] {w}")
+    print_quantize(result, how, ort=runtime == "onnxruntime", labelled=labels is not None)
 
 
 @cli.command("fold")
@@ -889,7 +583,7 @@ def _print_quantize(result: dict, how: str, ort: bool, labelled: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON on stdout, nothing else.")
 def fold_cmd(model, output, atol, as_json):
     """Fold BatchNormalization into Conv/ConvTranspose/Gemm and drop Dropout/Identity in an ONNX file."""
-    from .exporter.onnx_fold import fold_file
+    from ..exporter.onnx_fold import fold_file
 
     src = Path(model)
     dst = Path(output) if output else src.with_name(src.stem + ".folded.onnx")
@@ -902,26 +596,7 @@ def fold_cmd(model, output, atol, as_json):
     if as_json:
         click.echo(json.dumps(result, indent=2))
     else:
-        _print_fold(result, src.name, dst.name)
-
-
-def _print_fold(result: dict, src_name: str, dst_name: str) -> None:
-    from rich.table import Table
-
-    table = Table(title=f"{src_name} -> {dst_name}")
-    for col in ("op", "before", "after"):
-        table.add_column(col, justify="left" if col == "op" else "right")
-    ops = sorted(set(result["op_counts_before"]) | set(result["op_counts_after"]))
-    for op in ops:
-        table.add_row(op, str(result["op_counts_before"].get(op, 0)), str(result["op_counts_after"].get(op, 0)))
-    table.add_row("[bold]nodes[/]", str(result["nodes_before"]), str(result["nodes_after"]))
-    console = _out_console()
-    console.print(table)
-    eq = result["equivalence"]
-    console.print(f"folded {len(result['folded'])} BatchNormalization; removed "
-                  + (", ".join(f"{n} {op}" for op, n in result["removed"].items()) or "nothing else")
-                  + f"; verified on {eq['samples']} random inputs: max abs error {eq['max_abs']:.2e}, cosine "
-                  f"{eq['cosine']:.7f} [green]passed[/]")
+        print_fold(result, src.name, dst.name)
 
 
 @cli.group("study")
@@ -950,7 +625,7 @@ def _study_common(fn):
 
 
 def _check_study_args(threads, rounds, runs, min_time, max_time, device):
-    from .bench.matrix import check_device
+    from ..bench.matrix import check_device
 
     if not 1 <= threads <= 4096 or not 1 <= rounds <= 100 or runs < 1 or min_time < 0 or max_time <= 0:
         raise UsageError("--threads must be 1..4096, --rounds 1..100, --runs >= 1, --min-time >= 0, --max-time > 0")
@@ -961,29 +636,14 @@ def _check_study_args(threads, rounds, runs, min_time, max_time, device):
 def _run_study(fn, output_dir, save, as_json, **kwargs) -> dict:
     import tempfile
 
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    console = _live_console()
-    with tempfile.TemporaryDirectory(prefix="cnnexport-study-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="cnnexport-study-") as tmp, \
+            ProgressBar(as_json, "exporting") as (on_stage, on_progress):
         out = Path(output_dir) if output_dir else Path(tmp)
-        if as_json or not console.is_terminal:
-            result = fn(out_dir=out, **kwargs)
-        else:
-            with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                          console=console, transient=True) as progress:
-                task = progress.add_task("exporting", total=None)
-                result = fn(out_dir=out, on_stage=lambda s: progress.update(task, description=s),
-                            on_progress=lambda done, total, label: progress.update(
-                                task, completed=done, total=total, description=f"measuring {label}"), **kwargs)
+        result = fn(out_dir=out, on_stage=on_stage, on_progress=on_progress, **kwargs)
     if not result["rows"]:
         raise ExportError("nothing could be measured: " + (result["failures"][0] if result["failures"] else "no rows"))
     if save:
-        from ._atomic import write_json
-
-        try:
-            write_json(Path(save), result)
-        except OSError as exc:
-            raise OutputError(f"cannot write '{save}': {exc.strerror or exc}; choose a writable path") from None
+        _save(save, result)
     if as_json:
         click.echo(json.dumps(result, indent=2))
     return result
@@ -997,8 +657,8 @@ def _run_study(fn, output_dir, save, as_json, **kwargs) -> dict:
 def study_guidelines_cmd(which, widths, batch, runtime, threads, device, rounds, runs, min_time, max_time, output_dir,
                          save, as_json):
     """G1-G4 on the paper's micro-networks (56x56, 10 blocks, the paper's channel settings), per runtime."""
-    from .bench.plan import parse_runtimes
-    from .study.run import parse_guidelines, parse_widths, study_guidelines
+    from ..bench.plan import parse_runtimes
+    from ..study.run import parse_guidelines, parse_widths, study_guidelines
 
     runtimes, selected, width_list = parse_runtimes(runtime), parse_guidelines(which), parse_widths(widths)
     if not 1 <= batch <= 4096:
@@ -1008,29 +668,7 @@ def study_guidelines_cmd(which, widths, batch, runtime, threads, device, rounds,
                         guidelines=selected, widths=width_list, batch=batch, threads=threads, device=device,
                         rounds=rounds, timing=timing)
     if not as_json:
-        _print_guidelines(result)
-
-
-def _print_guidelines(result: dict) -> None:
-    from rich.table import Table
-
-    console = _out_console()
-    for t in result["tables"]:
-        if not any(r["median_ms"] for r in t["rows"]):
-            continue
-        table = Table(title=f"{t['guideline']} x{t['width']} on {t['runtime']}: {t['verdict']['verdict'].upper()}")
-        for col in ("config", "MMACs", "median ms", "spread", "speed vs row 1", "paper GPU", "paper ARM"):
-            table.add_column(col, justify="left" if col == "config" else "right")
-        for r in t["rows"]:
-            fmt = lambda v, f: f.format(v) if v is not None else "-"  # noqa: E731
-            table.add_row(r["config"], f"{r['macs'] / 1e6:.0f}", fmt(r["median_ms"], "{:.2f}"),
-                          fmt(r["spread"], "{:.0%}"), fmt(r["ratio"], "{:.2f}"), fmt(r["paper_gpu_ratio"], "{:.2f}"),
-                          fmt(r["paper_arm_ratio"], "{:.2f}"))
-        console.print(table)
-        if "detail" in t["verdict"]:
-            console.print(f"  {t['verdict']['claim']}: [bold]{t['verdict']['verdict']}[/] ({t['verdict']['detail']})")
-    for failure in result["failures"]:
-        console.print(f"[yellow]note:[/] {failure}")
+        print_guidelines(result)
 
 
 @study_group.command("zoo")
@@ -1043,9 +681,9 @@ def _print_guidelines(result: dict) -> None:
 def study_zoo_cmd(models, batch, plot, no_plain, runtime, threads, device, rounds, runs, min_time, max_time, output_dir,
                   save, as_json):
     """Every zoo model on every runtime: latency against MACs (Spearman, log-log plot, GMAC/s, Table 8)."""
-    from .bench.plan import parse_runtimes
-    from .models import list_models
-    from .study.run import study_zoo
+    from ..bench.plan import parse_runtimes
+    from ..models import list_models
+    from ..study.run import study_zoo
 
     names = sorted({n for pattern in models.split(",") if pattern.strip() for n in list_models(pattern.strip())})
     if not names:
@@ -1054,7 +692,7 @@ def study_zoo_cmd(models, batch, plot, no_plain, runtime, threads, device, round
         try:
             import matplotlib  # noqa: F401
         except ImportError:
-            from .errors import MissingDependencyError
+            from ..errors import MissingDependencyError
 
             raise MissingDependencyError("the latency plot needs matplotlib: pip install 'cnnexport[study]'") from None
     runtimes, batches = parse_runtimes(runtime), _int_list(batch, "--batch")
@@ -1063,39 +701,7 @@ def study_zoo_cmd(models, batch, plot, no_plain, runtime, threads, device, round
                         runtimes=runtimes, batches=batches, threads=threads, device=device, rounds=rounds,
                         timing=timing, plot=plot, plain=not no_plain)
     if not as_json:
-        _print_zoo(result)
-
-
-def _print_zoo(result: dict) -> None:
-    from rich.table import Table
-
-    console = _out_console()
-    for key, summary in result["summary"].items():
-        table = Table(title=f"latency vs MACs, {key}: Spearman rank correlation per runtime")
-        for col in ("runtime", "models", "Spearman"):
-            table.add_column(col, justify="left" if col == "runtime" else "right")
-        for runtime, s in summary.items():
-            table.add_row(runtime, str(s["models"]), f"{s['spearman_macs_latency']:.2f}")
-        console.print(table)
-    runtimes = sorted({rt for row in result["table8"] for rt in row["latency_ms"]})
-    table = Table(title="Table 8 at matched MACs: latency here, paper's MFLOPs and top-1 error beside")
-    for col in ("budget", "model", "paper MFLOPs", "paper top-1 err", "MMACs here", *[f"{rt} ms" for rt in runtimes]):
-        table.add_column(col, justify="left" if col in ("model",) else "right")
-    for r in result["table8"]:
-        table.add_row(f"~{r['budget_mflops']}M", r["paper_name"], str(r["paper_mflops"]), f"{r['paper_top1_err']:.1f}",
-                      f"{r['macs'] / 1e6:.0f}" if r["macs"] else "-",
-                      *[f"{r['latency_ms'][rt]:.2f}" if rt in r["latency_ms"] else "-" for rt in runtimes])
-    console.print(table)
-    plain = result["plain_export"]
-    if plain:
-        slower = [p for p in plain if p["slower_beyond_spread"]]
-        console.print(f"cnnexport's graph vs a plain torch.onnx.export: {len(plain) - len(slower)} of {len(plain)} "
-                      "not slower beyond the spread" + (": slower: " + ", ".join(
-                          f"{p['model']} on {p['runtime']} ({p['ratio']:.2f}x)" for p in slower) if slower else ""))
-    if "plot" in result:
-        console.print(f"plot: {result['plot']}")
-    for failure in result["failures"]:
-        console.print(f"[yellow]note:[/] {failure}")
+        print_zoo(result)
 
 
 @cli.command("list")
@@ -1103,7 +709,7 @@ def _print_zoo(result: dict) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the registry as JSON.")
 def list_cmd(pattern, as_json):
     """List registered models (PATTERN is a wildcard, e.g. 'resnet*')."""
-    from .models import list_models, model_info
+    from ..models import list_models, model_info
 
     infos = [model_info(n) for n in list_models(pattern)]
     if not infos:
@@ -1113,108 +719,13 @@ def list_cmd(pattern, as_json):
                 "torchvision_compatible")
         click.echo(json.dumps([{k: getattr(i, k) for k in keys} for i in infos], indent=2))
     else:
-        _print_models(infos)
-
-
-def _print_models(infos: list) -> None:
-    from rich.table import Table
-
-    from .costs import clever_format
-
-    table = Table(title=f"cnnexport models ({len(infos)})")
-    for col in ("name", "family", "input", "classes", "params", "MACs", "source", "paper", "arXiv"):
-        table.add_column(col, justify="right" if col in ("params", "MACs", "classes") else "left",
-                         no_wrap=col == "name")
-    for i in infos:
-        table.add_row(i.name, i.family, "x".join(map(str, i.input_size)), str(i.num_classes),
-                      f"{i.params:,}" if i.params else "-", clever_format(i.macs, "%.2f") if i.macs else "-",
-                      i.source, i.paper, i.arxiv or "-")
-    _out_console().print(table)
-
-
-class _Terminated(BaseException):
-    """SIGTERM, raised where the process is so that it unwinds like Ctrl-C: staged files are removed."""
-
-
-# The first signal this process received. The handler raises where the main thread is, but a library
-# may swallow that exception (Python drops one raised in a garbage-collector callback: JAX installs
-# one) or wrap it (OpenVINO's frontend): the record still makes the run end as interrupted.
-_first_signal: int | None = None
-
-
-def _signal_exception(signum: int) -> BaseException:
-    return _Terminated(signum) if signum == signal.SIGTERM else KeyboardInterrupt()
-
-
-def _on_signal(signum, frame):
-    global _first_signal
-    _first_signal = _first_signal or signum
-    if _inside_import(frame):
-        # An exception raised while a C extension initialises can abort the process (torch's import
-        # does, now and then): raise it once the import is done.
-        _deliver_again(signum)
-        return
-    raise _signal_exception(signum)
-
-
-def _inside_import(frame) -> bool:
-    while frame is not None:
-        if frame.f_code.co_filename.startswith("<frozen importlib"):
-            return True
-        frame = frame.f_back
-    return False
-
-
-def _deliver_again(signum: int) -> None:
-    """Run the signal's handler again a moment later (from another thread, so that it lands in the
-    main thread's code of that moment, not here)."""
-    import _thread
-    import threading
-
-    timer = threading.Timer(0.05, _thread.interrupt_main, (signum,))
-    timer.daemon = True
-    timer.start()
-
-
-def _redeliver_swallowed_interrupt(unraisable) -> None:
-    """Deliver a signal again when Python swallowed its handler's exception, so that it is raised in
-    ordinary code and the run stops there rather than at the end."""
-    if unraisable.exc_type in (KeyboardInterrupt, _Terminated) and _first_signal:
-        _deliver_again(_first_signal)
-    else:
-        sys.__unraisablehook__(unraisable)
-
-
-def _check_interrupted() -> None:
-    """Stop before the next stage when a signal arrived but its exception was swallowed."""
-    if _first_signal:
-        raise _signal_exception(_first_signal)
+        print_models(infos)
 
 
 def main() -> None:
     """Console-script entry point."""
-    # A signal ignored by whoever started us (a background job's SIGINT) stays ignored.
-    if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
-        signal.signal(signal.SIGINT, _on_signal)
-    if signal.getsignal(signal.SIGTERM) == signal.SIG_DFL:
-        signal.signal(signal.SIGTERM, _on_signal)
-    sys.unraisablehook = _redeliver_swallowed_interrupt
-    _never_fork()
+    install()
     cli.main(prog_name="cnnexport")
-
-
-def _never_fork() -> None:
-    """Processes that libraries start with ``multiprocessing`` (OpenVINO's telemetry sends each event
-    from one, out of a background thread) come from a fork server, not from a fork of this process:
-    once LiteRT's JAX stack or ONNX Runtime's thread pools run here, a forked child can deadlock
-    (JAX warns "os.fork() was called ... will likely lead to a deadlock")."""
-    import multiprocessing
-
-    method = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
-    try:
-        multiprocessing.set_start_method(method)
-    except RuntimeError:  # already chosen by whoever embeds the CLI
-        pass
 
 
 if __name__ == "__main__":

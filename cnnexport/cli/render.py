@@ -1,0 +1,427 @@
+"""What the CLI shows: rich tables of reports, the per-stage spinner and progress bars. Only the
+CLI imports this module; it prints, the rest of the package never does."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+import click
+
+from .signals import check_interrupted
+
+
+_terminal = None
+
+
+def live_console():
+    """The console for spinners and progress bars. On a terminal it writes to its own copy of the
+    stderr descriptor: converters run with fds 1 and 2 redirected (pnnx, LiteRT and OpenVINO print
+    there), which would otherwise swallow every frame drawn meanwhile."""
+    global _terminal
+    from rich.console import Console
+
+    if not sys.stderr.isatty():
+        return Console(stderr=True)
+    if _terminal is None:
+        _terminal = os.fdopen(os.dup(sys.stderr.fileno()), "w", buffering=1, encoding=sys.stderr.encoding,
+                              errors="replace")
+    return Console(file=_terminal, force_terminal=True)
+
+
+def out_console():
+    """stdout console; wide when piped so tables are not squeezed to 80 columns."""
+    from rich.console import Console
+
+    return Console() if sys.stdout.isatty() else Console(width=200)
+
+
+def tolerance_text(e: dict) -> str:
+    """'tol 1e-04 x max |output| 11.2' rather than a bare number that means nothing on tiny outputs."""
+    if e.get("tolerance_rule", "").endswith("max |output|"):
+        return f"tol {e['tolerance_rule']} {e['output_scale']:.3g}"
+    return f"tol {e['tolerance']:.1e}"
+
+
+def print_export_summary(report: dict) -> None:
+    from rich.table import Table
+
+    console = out_console()
+    g = report["graph"]
+    eq = {e["artifact"]: e for e in report["equivalence"]}
+    table = Table(title=f"{report['model']}: {report['params']:,} params, input "
+                        f"{'x'.join(map(str, report['input_shape']))} "
+                        f"({'dynamic' if report['dynamic_batch'] else 'static'} batch)")
+    table.add_column("")
+    rows = {"file": [], "format": [], "size": [], "max abs error": [], "max rel error": [], "cosine": [],
+            "top-1 agreement": [], "accuracy (labels)": [], "check": []}
+    for a in report["artifacts"]:
+        e = eq.get(Path(a["path"]).name, {})
+        table.add_column(a["format"], justify="right")
+        rows["file"].append(Path(a["path"]).name)
+        rows["format"].append(f"{a['format']} {a['precision']} {a['layout']}")
+        rows["size"].append(f"{a['size_bytes'] / 1e6:.1f} MB")
+        tol = e.get("tolerance", 0)
+        rows["max abs error"].append(f"{e.get('max_abs', float('nan')):.2e}" + (f" ({tolerance_text(e)})"
+                                                                                if isinstance(tol, float) else ""))
+        rows["max rel error"].append(f"{e.get('max_rel', float('nan')):.2e}")
+        if "cosine_mean" in e:  # int8: the gate is on the mean, so the mean comes first
+            rows["cosine"].append(f"mean {e['cosine_mean']:.4f} (min {e['cosine_min']:.4f})")
+        else:
+            rows["cosine"].append(f"min {e.get('cosine', float('nan')):.7f}")
+        rows["accuracy (labels)"].append(
+            f"fp32 {e['accuracy_fp32']:.2%} -> int8 {e['accuracy_int8']:.2%}" if "accuracy_int8" in e else "")
+        rows["top-1 agreement"].append(f"{e.get('top1_agreement', 0):.0%} of {e.get('samples', 0)}")
+        rows["check"].append(("[green]passed[/]" if e.get("passed") else "[red]FAILED[/]")
+                             + (f" ({tol})" if isinstance(tol, str) else ""))
+    for label, cells in rows.items():
+        if any(cells):
+            table.add_row(label, *cells)
+    console.print(table)
+    p = report["prepare"]
+    console.print(f"graph: {g['nodes_before_simplify']} -> {g['nodes_after_simplify']} nodes ({g['simplifier']}), "
+                  f"{g['batchnorm_nodes']} BatchNormalization, {g['dropout_nodes']} Dropout; "
+                  f"folded {len(p['folded'])} BN into convs, {len(p['scale_shift'])} as scale+shift, "
+                  f"removed {p['dropout_removed']} train-only random ops"
+                  + (" (" + ", ".join(f"{t} x{n}" for t, n in p["train_only_removed"].items()) + ")"
+                     if p.get("train_only_removed") else ""))
+    console.print(f"{report['exporter']} exporter, opset {report['opset']}; "
+                  + ", ".join(f"{k} {v:.1f}s" for k, v in report["timings_s"].items()))
+    if report.get("quantization"):
+        from ..exporter.quantize_ort import describe_keep_float
+
+        kept = describe_keep_float(report["quantization"][0])
+        if kept:
+            console.print(f"int8 ONNX Runtime {kept}")
+    for w in report["warnings"]:
+        console.print(f"[yellow]warning:[/] {w}")
+    files = [f for a in report["artifacts"] for f in a["files"]]
+    console.print(f"written: {Path(report['artifacts'][0]['path']).parent}/ ({', '.join(files)}, reference.npz, "
+                  "report.json)")
+
+
+def print_profile(model: str, result: dict, per_layer: bool, as_json: bool, as_csv: bool) -> None:
+    from ..costs import clever_format
+
+    if as_json:
+        click.echo(json.dumps(result, indent=2))
+        return
+    if as_csv:
+        import csv
+        import io
+
+        buf = io.StringIO()
+        writer = csv.writer(buf)
+        writer.writerow(["name", "type", "params", "macs", "memory_access_bytes", "elementwise_ops", "output_shape"])
+        for layer in result["layers"]:
+            writer.writerow([layer["name"], layer["type"], layer["params"], layer["macs"],
+                             layer["memory_access_bytes"], layer["elementwise_ops"],
+                             "x".join(map(str, layer["output_shape"]))])
+        click.echo(buf.getvalue(), nl=False)
+        return
+    from rich.table import Table
+
+    console = out_console()
+    if per_layer:
+        table = Table(title=f"{model}: per layer")
+        for col in ("layer", "type", "params", "MACs", "memory access", "intensity", "output"):
+            table.add_column(col, justify="left" if col in ("layer", "type", "output") else "right")
+        for layer in result["layers"]:
+            mem = layer["memory_access_bytes"]
+            table.add_row(layer["name"], layer["type"], clever_format(layer["params"]), clever_format(layer["macs"]),
+                          clever_format(mem, "%.2f") + "B", f"{layer['macs'] / mem:.2f}" if mem else "-",
+                          "x".join(map(str, layer["output_shape"])))
+        console.print(table)
+    table = Table(title=f"{model} ({result['source']}, input {'x'.join(map(str, result['input_shape']))})")
+    table.add_column("")
+    table.add_column("value", justify="right")
+    table.add_column("", justify="left")
+    pub = result.get("published") or {}
+    # Totals with nodes of unknown shape are lower bounds: the table itself says so.
+    low = result.get("totals_are_lower_bounds", False)
+    at_least = ">= " if low else ""
+    bound = f"lower bound: {result.get('unknown_shape_nodes')} nodes of unknown shape count as 0" if low else ""
+    table.add_row("params", clever_format(result["params"]),
+                  f"published {clever_format(pub['params'])} ({result['params'] / pub['params']:.3f}x)"
+                  if pub.get("params") else "")
+    table.add_row("MACs (\"FLOPs\")", at_least + clever_format(result["macs"]),
+                  bound or (f"published {clever_format(pub['macs'])} ({result['macs'] / pub['macs']:.3f}x)"
+                            if pub.get("macs") else ""))
+    table.add_row("memory access (fp32)", at_least + clever_format(result["memory_access_bytes"], "%.2f") + "B",
+                  bound or f"{clever_format(result['memory_access_elements'])} elements; int8 "
+                  f"{clever_format(result['memory_access_bytes_int8'], '%.2f')}B")
+    table.add_row("activation memory (fp32)", at_least + clever_format(result["activation_bytes"], "%.2f") + "B",
+                  bound)
+    table.add_row("arithmetic intensity", "-" if low else f"{result['arithmetic_intensity']:.2f}",
+                  "unknown: some costs are unknown" if low else "MACs per byte accessed (fp32)")
+    table.add_row("element-wise ops", clever_format(result["elementwise_ops"]), "BN, activations, additions, pooling")
+    console.print(table)
+    for note in result.get("notes", []):
+        console.print(f"[yellow]note:[/] {note}")
+    if "against_onnx" in result:
+        cmp = result["against_onnx"]
+        console.print("ONNX vs PyTorch: " + ", ".join(f"{k} {v['ratio']:.4f}x" for k, v in cmp["totals"].items()
+                                                      if v["ratio"] is not None))
+        for why in cmp["why_they_differ"]:
+            console.print(f"  why: {why}")
+    if "tensorboard" in result:
+        tb = result["tensorboard"]
+        console.print(f"TensorBoard: {tb['histograms']} histograms, {tb['images']} images in {tb['logdir']}")
+
+
+def print_verify(eq: dict) -> None:
+    status = "[green]passed[/]" if eq["passed"] else "[red]FAILED[/]"
+    out_console().print(f"{eq['artifact']} on {eq['runtime']['runtime']} {eq['runtime']['version']}: "
+                         f"max abs error {eq['max_abs']:.2e} ({tolerance_text(eq)}), max rel "
+                         f"{eq['max_rel']:.2e}, cosine {eq['cosine']:.7f}, top-1 agreement "
+                         f"{eq['top1_agreement']:.0%} of {eq['samples']} {status}")
+
+
+class StageStatus:
+    """A status line that names each stage as it starts (silent when stderr is not a terminal). A
+    process of its own draws it, so it keeps turning through native code (see ``_spinner``)."""
+
+    def __init__(self, title: str):
+        self.title, self.spinner = title, None
+
+    def __enter__(self):
+        if sys.stderr.isatty():
+            from .._spinner import ProcessSpinner
+
+            self.spinner = ProcessSpinner(self.title)
+            self.spinner.__enter__()
+        return self.update
+
+    def update(self, stage: str) -> None:
+        check_interrupted()
+        if self.spinner:
+            self.spinner.update(f"{self.title}: {stage}")
+
+    def __exit__(self, *exc):
+        if self.spinner:
+            self.spinner.__exit__(*exc)
+
+
+class ProgressBar:
+    """``with ProgressBar(quiet, first) as (on_stage, on_progress)``: one bar that names the stage and
+    counts measurements done of the total; both callbacks are None when quiet or not on a terminal."""
+
+    def __init__(self, quiet: bool, first: str = "measuring"):
+        self.quiet, self.first, self.progress = quiet, first, None
+
+    def __enter__(self):
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        console = live_console()
+        if self.quiet or not console.is_terminal:
+            return None, None
+        self.progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                 TimeElapsedColumn(), console=console, transient=True)
+        self.progress.__enter__()
+        task = self.progress.add_task(self.first, total=None)
+
+        def on_stage(stage: str) -> None:
+            check_interrupted()
+            self.progress.update(task, description=stage)
+
+        def on_progress(done: int, total: int, label: str) -> None:
+            self.progress.update(task, completed=done, total=total, description=f"measuring {label}")
+        return on_stage, on_progress
+
+    def __exit__(self, *exc):
+        if self.progress is not None:
+            self.progress.__exit__(*exc)
+
+
+BENCH_COLUMNS = ("model", "artifact", "runtime", "precision", "batch", "threads", "median_ms", "p90_ms", "p99_ms",
+                 "min_ms", "spread", "images_per_s", "macs", "gmacs_per_s", "ceiling_fraction", "speedup", "int8_speedup")
+
+
+def print_bench(result: dict, as_json: bool, as_csv: bool) -> None:
+    from ..costs import clever_format
+
+    rows = result["rows"]
+    if as_json:
+        click.echo(json.dumps(result, indent=2))
+        return
+    if as_csv:
+        import csv
+        import io
+
+        buf = io.StringIO()
+        fields = [f for f in BENCH_COLUMNS] + ["version", "first_ms", "runs", "mean_ms", "std_ms", "rounds",
+                                                "ceiling_gflops", "baseline", "device"]
+        writer = csv.DictWriter(buf, fieldnames=fields, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+        click.echo(buf.getvalue(), nl=False)
+        return
+    from rich.table import Table
+
+    machine = rows[0]["machine"]
+    isa = ", ".join(k for k, v in machine["isa"].items() if v) or "no listed ISA extension"
+    ceil = ", ".join(f"{g:.0f} GFLOP/s at {t} thread{'s' if int(t) > 1 else ''}"
+                     for t, g in result["ceilings_gflops"].items())
+    table = Table(title=f"latency on {machine['cpu']} ({isa})" + (f"; sgemm ceiling {ceil}" if ceil else ""))
+    heads = {"median_ms": "median ms", "p90_ms": "p90 ms", "p99_ms": "p99 ms", "min_ms": "min ms",
+             "spread": "spread", "images_per_s": "img/s", "gmacs_per_s": "GMAC/s", "ceiling_fraction": "% ceiling",
+             "speedup": f"x vs {rows[0]['baseline']}" if rows[0]["baseline"] else "speed-up",
+             "int8_speedup": "int8 x fp32"}
+    show = [c for c in BENCH_COLUMNS if any(r.get(c) is not None for r in rows)]
+    for col in show:
+        table.add_column(heads.get(col, col), justify="left" if col in ("model", "artifact", "runtime", "precision")
+                         else "right")
+    for r in rows:
+        cells = []
+        for c in show:
+            v = r.get(c)
+            if v is None:
+                cells.append("-")
+            elif c == "macs":
+                cells.append(clever_format(v, "%.2f"))
+            elif c in ("spread", "ceiling_fraction"):
+                cells.append(f"{v:.0%}")
+            elif c in ("speedup", "int8_speedup"):
+                cells.append(f"{v:.2f}x")
+            elif isinstance(v, float):
+                cells.append(f"{v:.2f}" if v < 1000 else f"{v:.0f}")
+            else:
+                cells.append(str(v))
+        table.add_row(*cells)
+    console = out_console()
+    console.print(table)
+    for p in result.get("pick", []):
+        evidence = (f"{p['median_ms']:.2f} ms vs {p['runner_up']} {p['runner_up_median_ms']:.2f} ms "
+                    f"({p['margin']:.2f}x; " + ("beyond the spread of the rounds)" if p["beyond_noise"]
+                                                 else "one round, no spread measured: use --rounds 3)"
+                                                 if p["beyond_noise"] is None
+                                                 else "within the spread of the rounds: a tie here)")
+                    if p["runner_up"] else "the only candidate")
+        console.print(f"pick {p['precision']} batch {p['batch']} threads {p['threads']}: [bold]{p['artifact']}[/] "
+                      f"on {p['runtime']}: {evidence}")
+    for note in result.get("notes", []):
+        console.print(f"[yellow]note:[/] {note}")
+
+
+def print_quantize(result: dict, how: str, ort: bool, labelled: bool) -> None:
+    info, figures = result["quantization"], result["evaluation"]
+    console = out_console()
+    if "per_layer_sqnr" in result:
+        from rich.table import Table
+
+        table = Table(title="per-layer SQNR, float vs int8 activations (worst first)",
+                      caption="SQNR: error accumulated up to the tensor (where it ends up); own quantization: "
+                              "the tensor's own rounding (where it starts). --keep-float auto measures which "
+                              "modules to keep in float.")
+        for col in ("tensor", "op", "SQNR dB", "own quantization SQNR dB"):
+            table.add_column(col, justify="left" if col in ("tensor", "op") else "right")
+        for row in result["per_layer_sqnr"][:15]:
+            table.add_row(row["tensor"], row["op"], f"{row['sqnr_db']:.1f}", f"{row['qdq_sqnr_db']:.1f}")
+        console.print(table)
+    console.print(f"{Path(result['output']).name}: {how}, {info['calibration_samples']} calibration samples, "
+                  f"{result['sizes_bytes']['fp32'] / 1e6:.1f} MB -> {result['sizes_bytes']['int8'] / 1e6:.1f} MB")
+    line = (f"on {figures['samples']} held-out samples: top-1 agreement {figures['top1_agreement']:.1%}, cosine "
+            f"{figures['cosine_mean']:.4f} (min {figures['cosine_min']:.4f}), SQNR {figures['sqnr_db']:.1f} dB")
+    if labelled:
+        line += (f"; accuracy fp32 {figures['accuracy_fp32']:.2%} -> int8 {figures['accuracy_int8']:.2%} "
+                 f"({figures['accuracy_drop_points']:+.2f} points drop)")
+    console.print(line)
+    if ort:
+        from ..exporter.quantize_ort import describe_keep_float
+
+        kept = describe_keep_float(info)
+        if kept:
+            console.print(kept)
+    for w in result["warnings"]:
+        console.print(f"[yellow]warning:[/] {w}")
+
+
+def print_fold(result: dict, src_name: str, dst_name: str) -> None:
+    from rich.table import Table
+
+    table = Table(title=f"{src_name} -> {dst_name}")
+    for col in ("op", "before", "after"):
+        table.add_column(col, justify="left" if col == "op" else "right")
+    ops = sorted(set(result["op_counts_before"]) | set(result["op_counts_after"]))
+    for op in ops:
+        table.add_row(op, str(result["op_counts_before"].get(op, 0)), str(result["op_counts_after"].get(op, 0)))
+    table.add_row("[bold]nodes[/]", str(result["nodes_before"]), str(result["nodes_after"]))
+    console = out_console()
+    console.print(table)
+    eq = result["equivalence"]
+    console.print(f"folded {len(result['folded'])} BatchNormalization; removed "
+                  + (", ".join(f"{n} {op}" for op, n in result["removed"].items()) or "nothing else")
+                  + f"; verified on {eq['samples']} random inputs: max abs error {eq['max_abs']:.2e}, cosine "
+                  f"{eq['cosine']:.7f} [green]passed[/]")
+
+
+def print_guidelines(result: dict) -> None:
+    from rich.table import Table
+
+    console = out_console()
+    for t in result["tables"]:
+        if not any(r["median_ms"] for r in t["rows"]):
+            continue
+        table = Table(title=f"{t['guideline']} x{t['width']} on {t['runtime']}: {t['verdict']['verdict'].upper()}")
+        for col in ("config", "MMACs", "median ms", "spread", "speed vs row 1", "paper GPU", "paper ARM"):
+            table.add_column(col, justify="left" if col == "config" else "right")
+        for r in t["rows"]:
+            fmt = lambda v, f: f.format(v) if v is not None else "-"  # noqa: E731
+            table.add_row(r["config"], f"{r['macs'] / 1e6:.0f}", fmt(r["median_ms"], "{:.2f}"),
+                          fmt(r["spread"], "{:.0%}"), fmt(r["ratio"], "{:.2f}"), fmt(r["paper_gpu_ratio"], "{:.2f}"),
+                          fmt(r["paper_arm_ratio"], "{:.2f}"))
+        console.print(table)
+        if "detail" in t["verdict"]:
+            console.print(f"  {t['verdict']['claim']}: [bold]{t['verdict']['verdict']}[/] ({t['verdict']['detail']})")
+    for failure in result["failures"]:
+        console.print(f"[yellow]note:[/] {failure}")
+
+
+def print_zoo(result: dict) -> None:
+    from rich.table import Table
+
+    console = out_console()
+    for key, summary in result["summary"].items():
+        table = Table(title=f"latency vs MACs, {key}: Spearman rank correlation per runtime")
+        for col in ("runtime", "models", "Spearman"):
+            table.add_column(col, justify="left" if col == "runtime" else "right")
+        for runtime, s in summary.items():
+            table.add_row(runtime, str(s["models"]), f"{s['spearman_macs_latency']:.2f}")
+        console.print(table)
+    runtimes = sorted({rt for row in result["table8"] for rt in row["latency_ms"]})
+    table = Table(title="Table 8 at matched MACs: latency here, paper's MFLOPs and top-1 error beside")
+    for col in ("budget", "model", "paper MFLOPs", "paper top-1 err", "MMACs here", *[f"{rt} ms" for rt in runtimes]):
+        table.add_column(col, justify="left" if col in ("model",) else "right")
+    for r in result["table8"]:
+        table.add_row(f"~{r['budget_mflops']}M", r["paper_name"], str(r["paper_mflops"]), f"{r['paper_top1_err']:.1f}",
+                      f"{r['macs'] / 1e6:.0f}" if r["macs"] else "-",
+                      *[f"{r['latency_ms'][rt]:.2f}" if rt in r["latency_ms"] else "-" for rt in runtimes])
+    console.print(table)
+    plain = result["plain_export"]
+    if plain:
+        slower = [p for p in plain if p["slower_beyond_spread"]]
+        console.print(f"cnnexport's graph vs a plain torch.onnx.export: {len(plain) - len(slower)} of {len(plain)} "
+                      "not slower beyond the spread" + (": slower: " + ", ".join(
+                          f"{p['model']} on {p['runtime']} ({p['ratio']:.2f}x)" for p in slower) if slower else ""))
+    if "plot" in result:
+        console.print(f"plot: {result['plot']}")
+    for failure in result["failures"]:
+        console.print(f"[yellow]note:[/] {failure}")
+
+
+def print_models(infos: list) -> None:
+    from rich.table import Table
+
+    from ..costs import clever_format
+
+    table = Table(title=f"cnnexport models ({len(infos)})")
+    for col in ("name", "family", "input", "classes", "params", "MACs", "source", "paper", "arXiv"):
+        table.add_column(col, justify="right" if col in ("params", "MACs", "classes") else "left",
+                         no_wrap=col == "name")
+    for i in infos:
+        table.add_row(i.name, i.family, "x".join(map(str, i.input_size)), str(i.num_classes),
+                      f"{i.params:,}" if i.params else "-", clever_format(i.macs, "%.2f") if i.macs else "-",
+                      i.source, i.paper, i.arxiv or "-")
+    out_console().print(table)
