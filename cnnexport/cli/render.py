@@ -12,7 +12,6 @@ import click
 
 from .signals import check_interrupted
 
-
 _terminal = None
 
 
@@ -174,9 +173,9 @@ def print_profile(model: str, result: dict, per_layer: bool, as_json: bool, as_c
 def print_verify(eq: dict) -> None:
     status = "[green]passed[/]" if eq["passed"] else "[red]FAILED[/]"
     out_console().print(f"{eq['artifact']} on {eq['runtime']['runtime']} {eq['runtime']['version']}: "
-                         f"max abs error {eq['max_abs']:.2e} ({tolerance_text(eq)}), max rel "
-                         f"{eq['max_rel']:.2e}, cosine {eq['cosine']:.7f}, top-1 agreement "
-                         f"{eq['top1_agreement']:.0%} of {eq['samples']} {status}")
+                        f"max abs error {eq['max_abs']:.2e} ({tolerance_text(eq)}), max rel "
+                        f"{eq['max_rel']:.2e}, cosine {eq['cosine']:.7f}, top-1 agreement "
+                        f"{eq['top1_agreement']:.0%} of {eq['samples']} {status}")
 
 
 class StageStatus:
