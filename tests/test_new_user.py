@@ -349,12 +349,20 @@ def test_no_arguments_print_the_help():
     assert proc.stdout.startswith("Usage: cnnexport") and "Commands:" in proc.stdout and "verify" in proc.stdout
 
 
+def _invoke(*args):
+    from click.testing import CliRunner
+
+    from cnnexport.cli import cli
+
+    return CliRunner().invoke(cli, list(args))
+
+
 def test_a_mistyped_command_is_not_read_as_a_model_name():
     for typo, command in (("verfy", "verify"), ("lsit", "list"), ("benhc", "bench"), ("profil", "profile")):
-        proc = _cli(typo, "x.onnx")
-        assert proc.returncode == 2 and f"did you mean `cnnexport {command}`?" in proc.stderr, proc.stderr
-    unknown = _cli("resnt50")  # close to a model, not to a command: the model suggestion stays
-    assert unknown.returncode == 2 and "resnet50" in unknown.stderr and "cnnexport list`?" not in unknown.stderr
+        result = _invoke(typo, "x.onnx")
+        assert result.exit_code == 2 and f"did you mean `cnnexport {command}`?" in result.stderr, result.stderr
+    unknown = _invoke("resnt50")  # close to a model, not to a command: the model suggestion stays
+    assert unknown.exit_code == 2 and "resnet50" in unknown.stderr and "cnnexport list`?" not in unknown.stderr
 
 
 def test_weights_that_are_no_checkpoint_or_another_models_bundle(tmp_path):
@@ -423,8 +431,8 @@ def test_a_truncated_openvino_file_names_the_cause(tmp_path):
 
 
 def test_list_with_no_match_is_an_error():
-    proc = _cli("list", "foo*")
-    assert proc.returncode == 2 and "no model matches 'foo*'" in proc.stderr and proc.stdout == ""
+    result = _invoke("list", "foo*")
+    assert result.exit_code == 2 and "no model matches 'foo*'" in result.stderr and result.stdout == ""
 
 
 def test_papers_and_arxiv_ids_name_the_same_paper():
@@ -471,7 +479,8 @@ def test_tiny_outputs_get_a_relative_tolerance_and_a_warning(tmp_path):
 
 def test_the_cli_never_forks_itself(tmp_path):
     """Libraries' multiprocessing children (OpenVINO telemetry) must not be forks of a process that runs
-    JAX (LiteRT) and thread pools: no at-fork handler may run in the CLI's process."""
+    JAX (LiteRT) and thread pools: no at-fork handler may run in the CLI's process, through an OpenVINO
+    export and an explicit multiprocessing.Process."""
     script = ("import os, sys, multiprocessing\n"
               "os.register_at_fork(before=lambda: os.write(2, b'FORKED\\n'))\n"
               "from cnnexport.cli import main\n"
@@ -480,8 +489,8 @@ def test_the_cli_never_forks_itself(tmp_path):
               "p = multiprocessing.Process(target=os.getpid); p.start(); p.join()\n"
               "print(multiprocessing.get_start_method())\n")
     env = {k: v for k, v in __import__("os").environ.items() if k not in ("CI", "TF_BUILD", "JENKINS_URL")}
-    proc = subprocess.run([sys.executable, "-c", script, "lenet5", "--openvino", "--tflite", "-o", str(tmp_path),
-                           "--json"], capture_output=True, text=True, timeout=600, env=env)
+    proc = subprocess.run([sys.executable, "-c", script, "lenet5", "--openvino", "-o", str(tmp_path), "--json"],
+                          capture_output=True, text=True, timeout=600, env=env)
     assert proc.returncode == 0, proc.stderr
     assert "FORKED" not in proc.stderr and "os.fork() was called" not in proc.stderr
     assert proc.stdout.strip().splitlines()[-1] in ("forkserver", "spawn")
