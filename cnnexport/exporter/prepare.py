@@ -55,7 +55,7 @@ _KEPT_NORMS = {
 def _inference_scale(m: nn.Module) -> float | None:
     """The factor a module declares its eval mode multiplies by (``inference_scale``: traditional
     dropout's 1 - p, e.g. ``models.layers.TraditionalDropout``), or None."""
-    scale = getattr(type(m), "inference_scale", None) is not None and getattr(m, "inference_scale", None)
+    scale = getattr(m, "inference_scale", None)  # a tensor of that name (a parameter) is not one
     return float(scale) if isinstance(scale, (int, float)) and not isinstance(scale, bool) else None
 
 
