@@ -66,19 +66,19 @@ def nchw_input_size(spec, size: list | None, path: str) -> list[int]:
     from pathlib import Path
 
     from ..errors import UsageError
+    from ..runtimes.base import dims_text
 
     chw = spec.chw
-    fmt = lambda ds: "x".join("?" if d is None else str(d) for d in ds)  # noqa: E731
     if size:
         want = [size[0] if size[0] is not None else (chw[0] if len(chw) == 3 and chw[0] is not None else 3),
                 *size[1:]]
         if len(chw) != 3 or any(d is not None and d != w for d, w in zip(chw, want)):
-            raise UsageError(f"'{Path(path).name}' takes input {fmt(chw)} (C,H,W); --input-size {fmt(want)} does "
-                             "not fit it")
+            raise UsageError(f"'{Path(path).name}' takes input {dims_text(chw)} (C,H,W); --input-size "
+                             f"{dims_text(want)} does not fit it")
         return want
     if len(chw) != 3 or None in chw:
-        raise UsageError(f"'{Path(path).name}' does not fix its input size ({fmt(chw) or 'no dimensions'}): pass "
-                         "--input-size (H, HxW or C,H,W)")
+        raise UsageError(f"'{Path(path).name}' does not fix its input size ({dims_text(chw) or 'no dimensions'}): "
+                         "pass --input-size (H, HxW or C,H,W)")
     return chw
 
 

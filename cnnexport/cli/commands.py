@@ -326,12 +326,14 @@ def verify_cmd(artifact, reference, runtime, atol, as_json):
     except Exception as exc:
         raise UsageError(f"'{reference}' is not a cnnexport reference.npz ({type(exc).__name__})") from None
     model = _load_artifact(artifact, runtime)
+    from ..runtimes.base import dims_text
+
     made_for = _reference_made_for(meta)
     chw = model.inputs[0].chw
     ref_chw = list(inputs[0].batches[0].shape[1:]) if inputs else []
     if len(chw) != len(ref_chw) or any(d is not None and d != r for d, r in zip(chw, ref_chw)):
         raise UsageError(f"'{reference}' holds {'x'.join(map(str, ref_chw))} inputs{made_for} but "
-                         f"'{Path(artifact).name}' takes {'x'.join('?' if d is None else str(d) for d in chw)}: "
+                         f"'{Path(artifact).name}' takes {dims_text(chw)}: "
                          "pass the reference.npz written beside this file")
     eq = compare(Path(artifact).name, refs, lambda b: run_nchw(model, b), inputs, atol=atol,
                  rtol=meta.get("rtol", 1e-4)).as_dict()

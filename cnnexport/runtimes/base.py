@@ -21,6 +21,11 @@ def require(module: str, install_hint: str):
         raise MissingDependencyError(f"{install_hint}") from None
 
 
+def dims_text(dims) -> str:
+    """'1x3x?x?': a shape with its dynamic (None) dimensions as '?'."""
+    return "x".join("?" if d is None else str(d) for d in dims)
+
+
 @dataclass(frozen=True)
 class TensorSpec:
     """Name, shape (None for a dynamic dimension), numpy dtype name and layout of one tensor."""
@@ -43,7 +48,7 @@ class TensorSpec:
         if len(array.shape) != len(self.shape) or any(
             want is not None and want != got for want, got in zip(self.shape, array.shape)
         ):
-            want = "x".join("?" if d is None else str(d) for d in self.shape)
+            want = dims_text(self.shape)
             raise UsageError(
                 f"input '{self.name}' expects shape {want} ({self.layout}), got {'x'.join(map(str, array.shape))}"
             )

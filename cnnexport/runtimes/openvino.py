@@ -9,7 +9,7 @@ from typing import Sequence
 import numpy as np
 
 from ..errors import InvalidModelFileError, MissingDependencyError, UsageError, cause_line
-from .base import RuntimeModel, TensorSpec, require
+from .base import RuntimeModel, TensorSpec, dims_text, require
 
 _HINTS = ("LATENCY", "THROUGHPUT", "CUMULATIVE_THROUGHPUT")
 
@@ -79,7 +79,7 @@ def _fill_dynamic_dims(ov, model, input_shape: tuple[int | None, ...], name: str
                                             for d, s in zip(dims, input_shape)):
         have = "x".join(str(d.get_length()) if d.is_static else "?" for d in dims)
         raise UsageError(f"'{name}' takes input {have}; "
-                         f"{'x'.join('?' if s is None else str(s) for s in input_shape)} does not fit it")
+                         f"{dims_text(input_shape)} does not fit it")
     if any(d.is_dynamic for d in dims):
         model.reshape({port: ov.PartialShape([d if d.is_static else s if s is not None else -1
                                               for d, s in zip(dims, input_shape)])})
