@@ -24,8 +24,10 @@ from pathlib import Path
 import torch
 
 from cnnexport.machine import cpu_facts
-from cnnexport.bench.matrix import artifact_job, faster_beyond_noise, rows_from, run_jobs
-from cnnexport.exporter.convert_tflite import to_tflite
+from cnnexport.bench.jobs import artifact_job
+from cnnexport.bench.rows import faster_beyond_noise, rows_from
+from cnnexport.bench.schedule import run_jobs
+from cnnexport.exporter.formats.tflite import to_tflite
 from cnnexport.exporter.onnx_export import to_onnx
 from cnnexport.exporter.prepare import prepare
 from cnnexport.exporter.report import versions

@@ -29,10 +29,12 @@ from pathlib import Path
 import torch
 
 import cnnexport
-from cnnexport.bench.matrix import artifact_job, raise_if_all_failed, run_jobs
+from cnnexport.bench.jobs import artifact_job
+from cnnexport.bench.schedule import raise_if_all_failed, run_jobs
 from cnnexport.machine import cpu_facts
 from cnnexport.calib import Preprocess, load_samples, sample_photos, split
-from cnnexport.exporter.quantize_ort import int8_figures, quantize_onnx
+from cnnexport.exporter.quantize_ort import quantize_onnx
+from cnnexport.exporter.verify import int8_figures
 from cnnexport.exporter.report import versions
 from cnnexport.models import create_model
 from cnnexport.runtimes import load, run_nchw
@@ -80,7 +82,7 @@ def main() -> None:
             jobs = [artifact_job(Path(tmp) / f, rt, 1, args.threads, model=name) for f, rt, _ in arts]
             run_jobs(jobs, rounds=args.rounds, timing={"warmup": 10, "min_runs": 50, "min_time_s": 2.0})
             raise_if_all_failed(jobs)
-            medians = {Path(j.spec["path"]).name: j.medians for j in jobs}
+            medians = {Path(j.worker_job["path"]).name: j.medians for j in jobs}
             rows = []
             for f, rt, precision in arts:
                 if not medians[f]:

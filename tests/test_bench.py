@@ -12,7 +12,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from cnnexport.bench.latency import measure, summarize
-from cnnexport.bench.matrix import ROW_FIELDS, Job, pick, rows_from, run_jobs, spread
+from cnnexport.bench.jobs import Job
+from cnnexport.bench.rows import ROW_FIELDS, pick, rows_from, spread
+from cnnexport.bench.schedule import run_jobs
 from cnnexport.cli import cli
 from cnnexport.models import create_model
 

@@ -20,18 +20,26 @@ ALLOWED = {
     "models": {"errors"},
     "runtimes": {"errors", "_onnx_safety", "_quiet"},
     "calib": {"errors"},
-    "exporter": {"models", "runtimes", "calib"} | LEAVES,
-    # bench and the study receive the export pipeline and the profilers from the CLI: never the exporter.
-    "bench": {"runtimes", "models"} | LEAVES,  # models: the PyTorch baseline, built in its worker process
-    "study": {"bench", "models", "runtimes", "calib"} | LEAVES,
-    "cli": {"exporter", "runtimes", "calib", "bench", "study", "models", "_spinner", "root"} | LEAVES,
+    # exporter/formats/__init__.py, the FORMATS table: pure data that every part reads; imports nothing.
+    "formats": set(),
+    "exporter": {"formats", "models", "runtimes", "calib"} | LEAVES,
+    # bench and the study receive the export pipeline and the profilers from the CLI: never the exporter
+    # (the FORMATS table is not the exporter: it only says which runtime loads which file).
+    "bench": {"formats", "runtimes", "models"} | LEAVES,  # models: the PyTorch baseline, built in its worker process
+    "study": {"bench", "formats", "models", "runtimes", "calib"} | LEAVES,
+    "cli": {"exporter", "formats", "runtimes", "calib", "bench", "study", "models", "_spinner", "root"} | LEAVES,
     "__main__": {"cli"},
     "root": {"exporter"},  # cnnexport.export, the Python API
 }
+FORMATS_TABLE = PACKAGE / "exporter" / "formats"
+
+
 def _part(module: str) -> str:
     parts = module.split(".")
     if len(parts) == 1:
         return "root"
+    if parts[1:3] == ["exporter", "formats"] and (len(parts) == 3 or not (FORMATS_TABLE / f"{parts[3]}.py").is_file()):
+        return "formats"  # the table itself, or a name defined in it (a format's module is the exporter's)
     return parts[1] if (PACKAGE / parts[1]).is_dir() or (PACKAGE / f"{parts[1]}.py").is_file() else "root"
 
 
@@ -55,7 +63,8 @@ def _edges() -> set[tuple[str, str, str]]:
     out = set()
     for path in PACKAGE.rglob("*.py"):
         rel = path.relative_to(PACKAGE)
-        source = "root" if rel.as_posix() == "__init__.py" else rel.parts[0].removesuffix(".py")
+        source = ("root" if rel.as_posix() == "__init__.py" else "formats" if path == FORMATS_TABLE / "__init__.py"
+                  else rel.parts[0].removesuffix(".py"))
         for target in _imports(path):
             part = _part(target)
             if part != source:
@@ -76,12 +85,16 @@ def test_the_scan_sees_relative_and_function_level_imports(tmp_path):
     assert "cnnexport.machine" in _imports(PACKAGE / "exporter" / "quantize_ort.py")  # inside a function
     assert "cnnexport.models" in _imports(PACKAGE / "bench" / "plan.py")  # inside a function
     assert ("study/analysis.py", "study", "costs") in _edges()
+    assert ("bench/plan.py", "bench", "formats") in _edges()  # the table, not the exporter
+    assert ("exporter/pipeline.py", "exporter", "formats") in _edges()
+    assert _part("cnnexport.exporter.formats.tflite") == "exporter"  # a format's module is the exporter's
 
 
 def test_the_deploy_side_never_loads_torch():
     code = ("import sys\n"
-            "import cnnexport.runtimes, cnnexport.calib, cnnexport.bench.matrix, cnnexport.bench.plan, "
-            "cnnexport.bench.worker, cnnexport.bench.latency, cnnexport.machine, cnnexport.errors\n"
+            "import cnnexport.runtimes, cnnexport.calib, cnnexport.bench.jobs, cnnexport.bench.rows, "
+            "cnnexport.bench.schedule, cnnexport.bench.plan, cnnexport.bench.worker, cnnexport.bench.latency, "
+            "cnnexport.machine, cnnexport.errors, cnnexport.exporter.formats, cnnexport.exporter.int8\n"
             "from cnnexport.runtimes import load, run_nchw\n"
             "print('torch' in sys.modules)\n")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)

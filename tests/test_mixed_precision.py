@@ -12,7 +12,8 @@ from cnnexport.calib import Preprocess, load_samples
 from cnnexport.cli import cli
 from cnnexport.errors import UsageError
 from cnnexport.exporter.mixed_precision import match_nodes, module_groups, module_of, search_float_groups
-from cnnexport.exporter.quantize_ort import AUTO_MARGIN, AUTO_TUNE_SAMPLES, auto_aim, int8_figures, quantize_onnx
+from cnnexport.exporter.quantize_ort import AUTO_MARGIN, AUTO_TUNE_SAMPLES, auto_aim, quantize_onnx
+from cnnexport.exporter.verify import int8_figures
 from cnnexport.models import create_model
 from cnnexport.runtimes import load
 
@@ -138,7 +139,7 @@ def test_export_keep_float_auto_records_the_search(tmp_path):
 
 
 def test_bench_reads_the_precision_from_the_file_name():
-    from cnnexport.bench.matrix import precision_of
+    from cnnexport.bench.jobs import precision_of
 
     assert precision_of("out/resnet50.int8.onnx") == "int8"
     assert precision_of("resnet50.int8-auto.onnx") == "int8"
@@ -146,7 +147,7 @@ def test_bench_reads_the_precision_from_the_file_name():
 
 
 def test_keep_float_warnings():
-    from cnnexport.exporter.quantize_ort import keep_float_warning
+    from cnnexport.exporter.int8 import keep_float_warning
 
     info = {"keep_float_search": {"reached": True, "cosine": 0.995, "aim": 0.991}, "float_compute_nodes": 8,
             "compute_nodes": 54}

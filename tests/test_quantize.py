@@ -14,7 +14,8 @@ from cnnexport.calib import (OrtCalibrationReader, Preprocess, check_disjoint, i
                              representative_dataset, sample_image_paths, split)
 from cnnexport.cli import cli
 from cnnexport.errors import CalibrationError
-from cnnexport.exporter.quantize_ort import decide_reduce_range, int8_figures, quantize_onnx, sqnr_db
+from cnnexport.exporter.quantize_ort import decide_reduce_range, quantize_onnx
+from cnnexport.exporter.verify import int8_figures, sqnr_db
 from cnnexport.models import create_model
 from cnnexport.runtimes import load
 

@@ -8,8 +8,9 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ..errors import UsageError
+from ..exporter.formats import by_runtime, int8_formats
 from ..runtimes import ALIASES, RUNTIMES, runtime_for
-from .matrix import PRECISIONS, Job, artifact_job, torch_job
+from .jobs import CUDA_RUNTIMES, PRECISIONS, Job, artifact_job, jobs_from_report, torch_jobs
 
 # What the CLI passes in, so that bench never imports the exporter (DESIGN.md): the export pipeline,
 # MACs of a module at an input shape, MACs per image of a model file at an input size (None: unknown).
@@ -17,15 +18,19 @@ ExportFn = Callable[..., dict]
 ModuleMacs = Callable[[Any, tuple], float]
 FileMacs = Callable[[str, "tuple | None"], "float | None"]
 
-FORMAT_OF = {"onnxruntime": "onnx", "openvino": "openvino", "tflite": "tflite", "ncnn": "ncnn"}
-INT8_RUNTIMES = ("onnxruntime", "openvino", "tflite")
+RUNTIME_NAMES = ", ".join(RUNTIMES)
+
+
+def formats_for(runtimes: list[str]) -> list[str]:
+    """The formats to export so that each of ``runtimes`` has a file (from ``FORMATS``)."""
+    return [f.name for r in runtimes if (f := by_runtime(r))]
 
 
 def parse_runtimes(text: str | None) -> list[str]:
     names = [ALIASES.get(r.strip().lower(), r.strip().lower()) for r in (text or "").split(",") if r.strip()]
     bad = [n for n in names if n not in RUNTIMES]
     if bad or (text is not None and not names):
-        raise UsageError(f"unknown runtime(s) '{','.join(bad) or text}'; choose from ort, openvino, tflite, ncnn, torch")
+        raise UsageError(f"unknown runtime(s) '{','.join(bad) or text}'; choose from {RUNTIME_NAMES}")
     return list(dict.fromkeys(names))
 
 
@@ -68,10 +73,13 @@ def model_jobs(model: str, runtimes: list[str], precisions: list[str], batches: 
     info = model_info(model)
     shape = (1, *(input_size or info.input_size))
     notes: list[str] = []
-    formats = [FORMAT_OF[r] for r in runtimes if r in FORMAT_OF]
-    int8 = "int8" in precisions and any(r in INT8_RUNTIMES for r in runtimes)
-    if "int8" in precisions and "ncnn" in runtimes:
-        notes.append("ncnn: no int8 artifact (cnnexport quantizes for ONNX Runtime, OpenVINO and TFLite)")
+    formats = formats_for(runtimes)
+    int8_runtimes = [f.runtime for f in int8_formats()]
+    int8 = "int8" in precisions and any(r in int8_runtimes for r in runtimes)
+    if "int8" in precisions:
+        labels = [f.label for f in int8_formats()]
+        notes += [f"{r}: no int8 artifact (cnnexport quantizes for {', '.join(labels[:-1])} and {labels[-1]})"
+                  for r in runtimes if (f := by_runtime(r)) and "int8" not in f.precisions]
     module = create_model(model)
     macs = macs_of(module, shape)
     report = {}
@@ -79,22 +87,11 @@ def model_jobs(model: str, runtimes: list[str], precisions: list[str], batches: 
         report = export(module, shape, out_dir, name=model, formats=formats, int8=int8, calib=calib,
                         int8_min_cosine=0.0, on_stage=on_stage)
     jobs: list[Job] = []
-    for t in threads:
-        for b in batches:
-            if "torch" in runtimes and "fp32" in precisions:
-                jobs.append(torch_job(model, shape, b, t, device=device, macs=macs))
-                if device == "cuda":
-                    jobs.append(torch_job(model, shape, b, t, device=device, cuda_graph=True, macs=macs))
-            for art in report.get("artifacts", []):
-                runtime, precision = art["runtime"], art["precision"]
-                if runtime not in runtimes or precision not in precisions:
-                    continue
-                if device == "cuda" and runtime != "onnxruntime":
-                    continue
-                jobs.append(artifact_job(Path(out_dir) / Path(art["path"]).name, runtime, b, t, model=model,
-                                         device=device, macs=macs))
+    if "torch" in runtimes and "fp32" in precisions:
+        jobs += torch_jobs(model, shape, batches, threads, device=device, macs=macs)
+    jobs += jobs_from_report(report, out_dir, model, runtimes, precisions, batches, threads, device, macs)
     if device == "cuda":
-        dropped = [r for r in runtimes if r not in ("torch", "onnxruntime")]
+        dropped = [r for r in runtimes if r not in CUDA_RUNTIMES]
         if dropped:
-            notes.append(f"--device cuda measures torch and onnxruntime only; {', '.join(dropped)} left out")
+            notes.append(f"--device cuda measures {' and '.join(CUDA_RUNTIMES)} only; {', '.join(dropped)} left out")
     return jobs, notes, report

@@ -4,6 +4,7 @@ prints. Heavy imports stay inside commands so that ``cnnexport --help`` is fast.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import signal
@@ -13,6 +14,7 @@ from pathlib import Path
 import click
 
 from .. import __version__
+from ..exporter.formats import ALWAYS, FORMATS, int8_formats
 from ..errors import CnnexportError, ExportError, OutputError, UsageError, VerificationError
 from .render import (ProgressBar, StageStatus, print_bench, print_export_summary, print_fold, print_guidelines,
                      print_models, print_profile, print_quantize, print_verify, print_zoo)
@@ -136,21 +138,36 @@ def parse_input_size(text: str, channels: int | None) -> tuple[int | None, int, 
     return dims[0], dims[1], dims[2]
 
 
+def _format_flags(command):
+    """One flag per row of ``FORMATS`` (--onnx, --openvino, ...), gathered into ``formats``: ONNX first
+    (always written), then the others in the table's order."""
+    def gather(**kwargs):
+        chosen = [ALWAYS] + [f for f in FORMATS if f != ALWAYS and kwargs.pop(f"want_{f}")]
+        kwargs.pop(f"want_{ALWAYS}")
+        return command(formats=chosen, **kwargs)
+
+    gather = functools.update_wrapper(gather, command)
+    for fmt in reversed(FORMATS.values()):
+        gather = click.option(f"--{fmt.name}", f"want_{fmt.name}", is_flag=True, help=fmt.flag_help)(gather)
+    return gather
+
+
+_RUNTIMES = ",".join([f.runtime for f in FORMATS.values()] + ["torch"])  # onnxruntime may be written ort
+_INT8_HELP = ("Also write the int8 file of every format that has one (" + ", ".join(
+    f"{f.file_name('<model>', 'int8')}" + ("" if f.name == ALWAYS else f" with --{f.name}") for f in int8_formats())
+    + "), calibrated on --calib.")
+
+
 def _keep_float(value: str) -> tuple[str, ...]:
     return tuple(k.strip() for k in value.split(",") if k.strip())
 
 
 @cli.command("export")
 @click.argument("model")
-@click.option("--onnx", "want_onnx", is_flag=True, help="Write <model>.onnx (always written).")
-@click.option("--openvino", "want_openvino", is_flag=True, help="Also write OpenVINO IR (<model>.xml + .bin).")
-@click.option("--tflite", "want_tflite", is_flag=True, help="Also write <model>.tflite (litert-torch).")
+@_format_flags
 @click.option("--tflite-layout", type=click.Choice(["nhwc", "nchw"]), default="nhwc", show_default=True,
               help="Input layout of the .tflite file.")
-@click.option("--ncnn", "want_ncnn", is_flag=True, help="Also write <model>.ncnn.param + .bin (pnnx).")
-@click.option("--int8", "want_int8", is_flag=True,
-              help="Also write <model>.int8.onnx (+ .int8.xml with --openvino, .int8.tflite with --tflite), "
-                   "calibrated on --calib.")
+@click.option("--int8", "want_int8", is_flag=True, help=_INT8_HELP)
 @click.option("--calib", default=None, help="Calibration data for --int8: samples, digits, a folder, .npy/.npz.")
 @click.option("--calib-count", type=int, default=200, show_default=True, help="Samples drawn from --calib.")
 @click.option("--int8-min-cosine", type=float, default=0.98, show_default=True,
@@ -175,9 +192,8 @@ def _keep_float(value: str) -> tuple[str, ...]:
 @click.option("--atol", type=float, default=None,
               help="Max abs error allowed (default: 1e-4 x max |reference output|).")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON on stdout, nothing else.")
-def export_cmd(model, want_onnx, want_openvino, want_tflite, tflite_layout, want_ncnn, want_int8, calib, calib_count,
-               int8_min_cosine, calib_method, keep_float, fold_bn, exporter, opset, batch, input_size, num_classes,
-               weights, output_dir, simplify, atol, as_json):
+def export_cmd(model, formats, tflite_layout, want_int8, calib, calib_count, int8_min_cosine, calib_method, keep_float,
+               fold_bn, exporter, opset, batch, input_size, num_classes, weights, output_dir, simplify, atol, as_json):
     """Prepare MODEL (a registry name or package.module:callable), export it and prove it matches PyTorch."""
     if batch is not None and not 1 <= batch <= 4096:
         raise UsageError(f"bad --batch {batch}: use 1..4096, or leave it out for a dynamic batch axis")
@@ -197,8 +213,6 @@ def export_cmd(model, want_onnx, want_openvino, want_tflite, tflite_layout, want
             channels = default_size[0]
         chw = parse_input_size(input_size, channels) if input_size else default_size
         module = load_model(model, num_classes=num_classes, weights=weights)
-        formats = ["onnx"] + [f for f, on in (("openvino", want_openvino), ("tflite", want_tflite),
-                                              ("ncnn", want_ncnn)) if on]
         report = export(module, (batch or 1, *chw), output_dir, name=name, fold_bn=fold_bn, exporter=exporter,
                         opset=opset, dynamic_batch=batch is None, simplify=simplify, atol=atol, formats=formats,
                         tflite_layout=tflite_layout, int8=want_int8, calib=calib, calib_count=calib_count,
@@ -311,7 +325,7 @@ def _load_artifact(path: str, runtime: str | None, threads: int | None = None):
 @click.argument("artifact", type=click.Path(dir_okay=False))
 @click.option("--reference", "reference", type=click.Path(dir_okay=False), required=True,
               help="reference.npz written by the export (inputs and PyTorch's outputs).")
-@click.option("--runtime", default=None, help="onnxruntime, openvino, tflite or ncnn (default: by extension).")
+@click.option("--runtime", default=None, help=f"{', '.join(f.runtime for f in FORMATS.values())} (default: by extension).")
 @click.option("--atol", type=float, default=None, help="Max abs error allowed (default: 1e-4 x max |reference|).")
 @click.option("--json", "as_json", is_flag=True, help="Print the figures as JSON on stdout, nothing else.")
 def verify_cmd(artifact, reference, runtime, atol, as_json):
@@ -362,7 +376,7 @@ def _reference_made_for(meta: dict) -> str:
 @cli.command("bench")
 @click.argument("targets", nargs=-1, required=True)
 @click.option("--runtime", default=None,
-              help="Runtimes: ort,openvino,tflite,ncnn,torch (default: a file's own; for a model: ort,torch).")
+              help=f"Runtimes: {_RUNTIMES} (default: a file's own; for a model: ort,torch).")
 @click.option("--precision", default="fp32", show_default=True, help="fp32, int8 or fp32,int8 (for a model name).")
 @click.option("--batch", default="1", show_default=True, help="Batch sizes, e.g. 1,8.")
 @click.option("--threads", default="1", show_default=True, help="Thread counts, e.g. 1,2.")
@@ -389,8 +403,8 @@ def bench_cmd(targets, runtime, precision, batch, threads, input_size, device, b
     and threads. Each measurement runs in its own process; rounds are interleaved. Files need no torch."""
     import tempfile
 
-    from ..bench import matrix, plan
-    from ..machine import cpu_facts
+    from ..bench import plan, rows, schedule
+    from ..bench.jobs import check_device
 
     if warmup < 0 or runs < 1 or min_time < 0 or (max_time is not None and max_time <= 0):
         raise UsageError("--warmup must be >= 0, --runs >= 1, --min-time >= 0 and --max-time > 0")
@@ -399,7 +413,7 @@ def bench_cmd(targets, runtime, precision, batch, threads, input_size, device, b
     batches, thread_counts = _int_list(batch, "--batch"), _int_list(threads, "--threads")
     precisions = plan.parse_precisions(precision)
     runtimes = plan.parse_runtimes(runtime) if runtime is not None else None
-    matrix.check_device(device)
+    check_device(device)
     is_model = len(targets) == 1 and not Path(targets[0]).exists() and Path(targets[0]).suffix == ""
     size = None
     if input_size:
@@ -426,17 +440,16 @@ def bench_cmd(targets, runtime, precision, batch, threads, input_size, device, b
         if not jobs:
             raise UsageError("nothing to measure: check --runtime and --precision")
         timing = {"warmup": warmup, "min_runs": runs, "min_time_s": min_time, "max_time_s": max_time}
+        baseline = plan.parse_runtimes(baseline)[0] if baseline else ("torch" if any(j.runtime == "torch" for j in jobs)
+                                                                     else None)
         with ProgressBar(as_json or as_csv) as (_, on_progress):
-            matrix.run_jobs(jobs, rounds=rounds, timing=timing, on_progress=on_progress)
-    ceilings = {} if no_ceiling or device == "cuda" else {t: matrix.sgemm_ceiling(t)["gflops"] for t in thread_counts}
-    baseline = plan.parse_runtimes(baseline)[0] if baseline else ("torch" if any(j.runtime == "torch" for j in jobs)
-                                                                 else None)
-    matrix.raise_if_all_failed(jobs)
-    rows = matrix.rows_from(jobs, machine=cpu_facts(), ceilings=ceilings, baseline=baseline)
-    problems = matrix.failures(jobs)
-    result = {"rows": rows, "ceilings_gflops": ceilings, "notes": notes + problems}
+            measured = schedule.measure(jobs, rounds=rounds, timing=timing, threads=thread_counts, device=device,
+                                        ceiling=not no_ceiling, baseline=baseline, on_progress=on_progress)
+    schedule.raise_if_all_failed(jobs)
+    result = {"rows": measured["rows"], "ceilings_gflops": measured["ceilings_gflops"],
+              "notes": notes + measured["failures"]}
     if pick:
-        result["pick"] = matrix.pick(rows)
+        result["pick"] = rows.pick(result["rows"])
     if save:
         _save(save, result)
     print_bench(result, as_json, as_csv)
@@ -472,9 +485,8 @@ def _macs_of(module, shape) -> float:
 @click.option("--eval", "eval_source", default=None,
               help="Evaluation data (default: the digits test split for 'digits', else held-out part of --calib).")
 @click.option("--calib-count", type=int, default=200, show_default=True, help="Samples drawn from --calib.")
-@click.option("--runtime", type=click.Choice(["onnxruntime", "openvino", "tflite"]), default=None,
-              help="onnxruntime: QDQ .int8.onnx; openvino: NNCF .int8.xml + .bin; tflite: full-integer .int8.tflite "
-                   "(default: by the input's extension).")
+@click.option("--runtime", type=click.Choice([f.runtime for f in int8_formats()]), default=None,
+              help="; ".join(f.int8_help for f in int8_formats()) + " (default: by the input's extension).")
 @click.option("--calib-method", type=click.Choice(CALIB_METHODS), default="minmax", show_default=True)
 @click.option("--keep-float", default="", metavar="LIST",
               help="ONNX Runtime: nodes left in float: first, last, node-name globs ('/layer1/*'), or auto "
@@ -490,91 +502,18 @@ def _macs_of(module, shape) -> float:
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON on stdout, nothing else.")
 def quantize_cmd(model, calib, eval_source, calib_count, runtime, calib_method, keep_float, min_cosine, per_channel,
                  reduce_range, output, per_layer, as_json):
-    """Static int8 (ONNX Runtime QDQ) with calibration data; accuracy measured on data calibration never saw."""
-    from ..calib import Preprocess, check_disjoint, check_fits, load_samples, split
-    from ..calib.sources import RECOMMENDED_MIN
-    from ..exporter.graph import check
-    from ..exporter.quantize_ort import int8_figures, quantize_onnx
-    from ..runtimes import load, run_nchw
+    """Static int8 with calibration data; accuracy measured on data calibration never saw."""
+    from ..exporter.formats import Int8Options
+    from ..exporter.int8 import describe, quantize_file
 
-    if calib_count < 2:
-        raise UsageError("--calib-count must be at least 2")
-    src = Path(model)
-    runtime = runtime or ("tflite" if src.suffix == ".tflite" else "onnxruntime")
-    if runtime == "tflite" and src.suffix != ".tflite":
-        raise UsageError("TFLite int8 starts from an fp32 .tflite file (cnnexport MODEL --tflite makes one)")
-    suffix = {"onnxruntime": ".int8.onnx", "openvino": ".int8.xml", "tflite": ".int8.tflite"}[runtime]
-    dst = Path(output) if output else src.with_name(src.stem + suffix)
-    if dst.resolve() == src.resolve():
-        raise UsageError("-o/--output must differ from the input file")
-    if runtime == "openvino" and dst.suffix != ".xml":
-        raise UsageError("an OpenVINO int8 output must end in .xml")
-    fp32 = load(src) if runtime == "tflite" else None
-    if fp32 is not None:
-        spec = fp32.inputs[0]
-        shape = (1, *spec.chw) if spec.layout == "NHWC" else spec.shape
-    else:
-        facts = check(src)
-        shape = tuple(d if isinstance(d, int) else 1 for d in facts.inputs[0]["shape"])
-    pre = Preprocess(size=(shape[2], shape[3]), channels=shape[1]) if len(shape) == 4 else Preprocess()
-    labels = None
-    keep = _keep_float(keep_float)
-    if keep and runtime != "onnxruntime":
-        raise UsageError("--keep-float applies to ONNX Runtime int8 files (.onnx input)")
-    pool = load_samples(calib, pre, calib_count)
-    check_fits(pool, shape)
-    if eval_source:
-        calibration = pool
-        evaluation = load_samples(eval_source, pre, None)
-        check_fits(evaluation, shape, "evaluation")
-    elif calib == "digits":
-        from ..calib.digits import load_digits
-
-        test = load_digits(size=shape[2], channels=shape[1])
-        calibration, evaluation, labels = pool, test.x_test, test.y_test
-    else:
-        calibration, evaluation = split(pool)
-    check_disjoint(calibration, evaluation)
-    warnings = []
-    if len(calibration) < RECOMMENDED_MIN:
-        warnings.append(f"only {len(calibration)} calibration samples (fewer than {RECOMMENDED_MIN}): int8 ranges "
-                        "may not cover real inputs; NNCF and Ultralytics recommend 300")
-    if runtime == "openvino":
-        from ..exporter.quantize_openvino import quantize_openvino
-
-        info = quantize_openvino(src, dst, calibration)
-    elif runtime == "tflite":
-        from ..exporter.quantize_tflite import quantize_tflite
-
-        info = quantize_tflite(src, dst, calibration, layout=spec.layout)
-    else:
-        info = quantize_onnx(src, dst, calibration, method=calib_method, per_channel=per_channel, keep_float=keep,
-                             min_cosine=min_cosine,
-                             reduce_range=None if reduce_range == "auto" else reduce_range == "on")
-    if runtime == "onnxruntime":
-        from ..exporter.quantize_ort import keep_float_warning
-
-        if warning := keep_float_warning(info):
-            warnings.append(warning)
-    fp32, int8 = fp32 or load(src), load(dst)
-    figures = int8_figures(run_nchw(fp32, evaluation), run_nchw(int8, evaluation), labels)
-    result = {"input": str(src), "output": str(dst), "quantization": info, "evaluation": figures,
-              "sizes_bytes": {"fp32": src.stat().st_size,
-                              "int8": dst.stat().st_size + (dst.with_suffix(".bin").stat().st_size
-                                                            if dst.suffix == ".xml" else 0)},
-              "warnings": warnings}
-    if per_layer and runtime == "onnxruntime":
-        from ..exporter.quantize_ort import per_layer_sqnr
-
-        result["per_layer_sqnr"] = per_layer_sqnr(src, dst, evaluation[:32])
+    options = Int8Options(method=calib_method, per_channel=per_channel, keep_float=_keep_float(keep_float),
+                          min_cosine=min_cosine, reduce_range=None if reduce_range == "auto" else reduce_range == "on")
+    result = quantize_file(model, calib, runtime=runtime, output=output, eval_source=eval_source,
+                           calib_count=calib_count, options=options, per_layer=per_layer)
     if as_json:
         click.echo(json.dumps(result, indent=2))
-        return
-    how = (f"QDQ int8 ({calib_method}, {'per-channel' if per_channel else 'per-tensor'}, reduce_range "
-           f"{'on' if info['reduce_range'] else 'off'}: {info['reduce_range_reason']})" if runtime == "onnxruntime"
-           else f"OpenVINO int8 via NNCF (overflow fix {info['overflow_fix']}: {info['overflow_fix_reason']})"
-           if runtime == "openvino" else f"TFLite full integer, int8 input/output ({info['method']})")
-    print_quantize(result, how, ort=runtime == "onnxruntime", labelled=labels is not None)
+    else:
+        print_quantize(result, describe(result["quantization"]))
 
 
 @cli.command("fold")
@@ -608,7 +547,7 @@ def study_group() -> None:
 
 def _study_common(fn):
     options = [
-        click.option("--runtime", default="ort", show_default=True, help="Runtimes: ort,openvino,tflite,ncnn,torch."),
+        click.option("--runtime", default="ort", show_default=True, help=f"Runtimes: {_RUNTIMES}."),
         click.option("--threads", type=int, default=2, show_default=True),
         click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True),
         click.option("--rounds", type=int, default=3, show_default=True, help="Rounds, interleaved across runtimes."),
@@ -627,7 +566,7 @@ def _study_common(fn):
 
 
 def _check_study_args(threads, rounds, runs, min_time, max_time, device):
-    from ..bench.matrix import check_device
+    from ..bench.jobs import check_device
 
     if not 1 <= threads <= 4096 or not 1 <= rounds <= 100 or runs < 1 or min_time < 0 or max_time <= 0:
         raise UsageError("--threads must be 1..4096, --rounds 1..100, --runs >= 1, --min-time >= 0, --max-time > 0")

@@ -89,8 +89,6 @@ def print_export_summary(report: dict) -> None:
     console.print(f"{report['exporter']} exporter, opset {report['opset']}; "
                   + ", ".join(f"{k} {v:.1f}s" for k, v in report["timings_s"].items()))
     if report.get("quantization"):
-        from ..exporter.quantize_ort import describe_keep_float
-
         kept = describe_keep_float(report["quantization"][0])
         if kept:
             console.print(f"int8 ONNX Runtime {kept}")
@@ -304,7 +302,7 @@ def print_bench(result: dict, as_json: bool, as_csv: bool) -> None:
         console.print(f"[yellow]note:[/] {note}")
 
 
-def print_quantize(result: dict, how: str, ort: bool, labelled: bool) -> None:
+def print_quantize(result: dict, how: str) -> None:
     info, figures = result["quantization"], result["evaluation"]
     console = out_console()
     if "per_layer_sqnr" in result:
@@ -323,18 +321,31 @@ def print_quantize(result: dict, how: str, ort: bool, labelled: bool) -> None:
                   f"{result['sizes_bytes']['fp32'] / 1e6:.1f} MB -> {result['sizes_bytes']['int8'] / 1e6:.1f} MB")
     line = (f"on {figures['samples']} held-out samples: top-1 agreement {figures['top1_agreement']:.1%}, cosine "
             f"{figures['cosine_mean']:.4f} (min {figures['cosine_min']:.4f}), SQNR {figures['sqnr_db']:.1f} dB")
-    if labelled:
+    if "accuracy_fp32" in figures:
         line += (f"; accuracy fp32 {figures['accuracy_fp32']:.2%} -> int8 {figures['accuracy_int8']:.2%} "
                  f"({figures['accuracy_drop_points']:+.2f} points drop)")
     console.print(line)
-    if ort:
-        from ..exporter.quantize_ort import describe_keep_float
-
-        kept = describe_keep_float(info)
-        if kept:
-            console.print(kept)
+    if kept := describe_keep_float(info):
+        console.print(kept)
     for w in result["warnings"]:
         console.print(f"[yellow]warning:[/] {w}")
+
+
+def describe_keep_float(info: dict) -> str | None:
+    """One line on what ``--keep-float`` left in float (None when nothing was)."""
+    search = info.get("keep_float_search")
+    if search and not search["groups"] and search["reached"]:
+        return (f"--keep-float auto: fully int8 already reaches cosine {search['baseline']:.4f} on "
+                f"{search['tune_samples']} calibration samples (aim {search['aim']:.4f} for a target of "
+                f"{search['target']}); nothing kept in float")
+    if not info.get("excluded_nodes"):
+        return None
+    line = f"kept in float: {info['float_compute_nodes']} of {info['compute_nodes']} compute nodes"
+    if search:
+        line += (f" ({', '.join(search['groups']) or 'none'}; cosine on {search['tune_samples']} calibration samples "
+                 f"{search['baseline']:.4f} -> {search['cosine']:.4f}, aiming at {search['aim']:.4f} for a target "
+                 f"of {search['target']})")
+    return line
 
 
 def print_fold(result: dict, src_name: str, dst_name: str) -> None:

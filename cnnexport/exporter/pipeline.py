@@ -11,7 +11,6 @@ import contextlib
 import os
 import re
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
@@ -22,13 +21,15 @@ from torch import nn
 from .._atomic import StagingDir, write_json
 from ..errors import OutputError, UsageError, VerificationError, disk_full, first_line
 from . import graph as graph_mod
+from ..runtimes import run_nchw
+from .formats import FORMATS, Artifact, ConvertSource, Int8Options
+from .int8 import check_int8, heldout_batches, load_artifact, quantize_artifacts, split_data
 from .onnx_export import DEFAULT_OPSET, EXPORTERS, to_onnx
 from .prepare import prepare_with_summary
 from .report import new_report
 from .simplify import simplify as simplify_onnx
 from .verify import DEFAULT_RTOL, compare, make_inputs, near_zero_warning, reference_outputs, save_reference
 
-FORMATS = ("onnx", "openvino", "tflite", "ncnn")
 StageCallback = Callable[[str], None]
 
 
@@ -44,7 +45,7 @@ def eval_mode(module: nn.Module) -> Iterator[nn.Module]:
             m.training = training
 
 
-def _first_tensor(out) -> torch.Tensor:
+def first_tensor(out) -> torch.Tensor:
     if isinstance(out, torch.Tensor):
         return out
     if isinstance(out, (tuple, list)) and out and isinstance(out[0], torch.Tensor):
@@ -149,7 +150,7 @@ def export(
     report["warnings"].extend(summary.warnings)
     with torch.no_grad():
         try:
-            _first_tensor(prepared(torch.zeros(shape)))
+            first_tensor(prepared(torch.zeros(shape)))
         except UsageError:
             raise
         except Exception as exc:
@@ -160,21 +161,24 @@ def export(
 
     staging = StagingDir(output_dir if output_dir is not None else Path("exports") / name)
     try:
-        artifacts = _export_onnx(prepared, summary, staging, name, shape, report, stage, exporter=exporter,
-                                 opset=opset, dynamic_batch=dynamic_batch, simplify=simplify, fold_bn=fold_bn)
-        for fmt in formats:
-            if fmt != "onnx":
-                stage(f"convert {fmt}")
-                t0 = time.perf_counter()
-                artifacts.append(_CONVERTERS[fmt](prepared, staging, name, shape, artifacts[0], tflite_layout))
-                timings[f"convert_{fmt}"] = round(time.perf_counter() - t0, 3)
+        onnx_path = _export_onnx(prepared, summary, staging.file(FORMATS["onnx"].file_name(name)), shape, report,
+                                 stage, exporter=exporter, opset=opset, dynamic_batch=dynamic_batch,
+                                 simplify=simplify, fold_bn=fold_bn)
+        source = ConvertSource(prepared, onnx_path, shape, tflite_layout)
+        artifacts = [FORMATS["onnx"].module().convert(source, onnx_path)]  # every other format is checked beside it
+        for fmt in (f for f in formats if f != "onnx"):
+            stage(f"convert {fmt}")
+            t0 = time.perf_counter()
+            artifacts.append(FORMATS[fmt].module().convert(source, staging.file(FORMATS[fmt].file_name(name))))
+            timings[f"convert_{fmt}"] = round(time.perf_counter() - t0, 3)
 
         int8_artifacts, heldout, labels = [], None, None
         if int8:
             stage("quantize")
             t0 = time.perf_counter()
             int8_artifacts, heldout, labels = _quantize(staging, name, shape, artifacts, calib, calib_count, report,
-                                                keep_float, int8_min_cosine, calib_method)
+                                                        Int8Options(method=calib_method, keep_float=tuple(keep_float),
+                                                                    min_cosine=int8_min_cosine))
             timings["quantize"] = round(time.perf_counter() - t0, 3)
 
         stage("verify")
@@ -186,14 +190,15 @@ def export(
                 if len(shape) == 4 else "verified on random inputs only: the input is not an image (N, C, H, W)")
         with eval_mode(module), torch.no_grad():
             def forward(b: np.ndarray) -> np.ndarray:
-                return _first_tensor(module(torch.from_numpy(b))).numpy()
+                return first_tensor(module(torch.from_numpy(b))).numpy()
 
             refs = reference_outputs(forward, inputs)
             held_refs = reference_outputs(forward, heldout) if heldout else None
-        report["equivalence"] = [_verify(a, refs, inputs, atol, rtol).as_dict() for a in artifacts]
+        report["equivalence"] = [verify_artifact(a, refs, inputs, atol, rtol).as_dict() for a in artifacts]
         if report["equivalence"] and (warning := near_zero_warning(report["equivalence"][0]["output_scale"])):
             report["warnings"].append(warning)
-        report["equivalence"] += [_verify_int8(a, held_refs, heldout, int8_min_cosine, labels) for a in int8_artifacts]
+        report["equivalence"] += [check_int8(a, held_refs[0], heldout[0].batches, int8_min_cosine, labels)
+                                  for a in int8_artifacts]
         artifacts += int8_artifacts
         timings["verify"] = round(time.perf_counter() - t0, 3)
         failed = [e for e in report["equivalence"] if not e["passed"]]
@@ -223,27 +228,10 @@ def export(
     return report
 
 
-@dataclass
-class _Artifact:
-    format: str
-    files: list[Path]  # the first is the one a runtime loads
-    runtime: str
-    precision: str = "fp32"
-    layout: str = "NCHW"
-    graph_changes: list[str] = field(default_factory=list)  # runtime-specific rewrites (xnnpack_rewrites)
-
-    def entry(self, final_dir: Path) -> dict:
-        main = self.files[0]
-        return {"format": self.format, "precision": self.precision, "path": str(final_dir / main.name),
-                "size_bytes": sum(f.stat().st_size for f in self.files),
-                "files": [f.name for f in self.files], "runtime": self.runtime, "layout": self.layout,
-                "graph_changes": self.graph_changes}
-
-
-def _export_onnx(prepared, summary, staging, name, shape, report, stage, *, exporter, opset, dynamic_batch,
-                 simplify, fold_bn) -> list[_Artifact]:
+def _export_onnx(prepared, summary, onnx_path: Path, shape, report, stage, *, exporter, opset, dynamic_batch,
+                 simplify, fold_bn) -> Path:
+    """Write, check and simplify the ONNX file; its graph facts go into the report."""
     timings = report["timings_s"]
-    onnx_path = staging.file(f"{name}.onnx")
     stage("export")
     t0 = time.perf_counter()
     report["warnings"].extend(to_onnx(prepared, onnx_path, shape, exporter=exporter, opset=opset,
@@ -272,108 +260,27 @@ def _export_onnx(prepared, summary, staging, name, shape, report, stage, *, expo
         "inputs": facts.inputs,
         "outputs": facts.outputs,
     }
-    return [_Artifact("onnx", [onnx_path], "onnxruntime")]
+    return onnx_path
 
 
-def _to_openvino(prepared, staging, name, shape, onnx_artifact, _layout) -> _Artifact:
-    from .convert_openvino import to_openvino
-
-    return _Artifact("openvino", to_openvino(onnx_artifact.files[0], staging.file(f"{name}.xml")), "openvino")
-
-
-def _to_tflite(prepared, staging, name, shape, _onnx, layout) -> _Artifact:
-    from .convert_tflite import to_tflite
-
-    from .xnnpack_rewrites import zero_pad_maxpool_after_relu
-
-    module, changes = zero_pad_maxpool_after_relu(prepared)
-    path = to_tflite(module, staging.file(f"{name}.tflite"), shape, layout=layout)
-    return _Artifact("tflite", [path], "tflite", layout=layout.upper() if len(shape) == 4 else "NCHW",
-                     graph_changes=changes)
-
-
-def _to_ncnn(prepared, staging, name, shape, _onnx, _layout) -> _Artifact:
-    from .convert_ncnn import to_ncnn
-
-    return _Artifact("ncnn", to_ncnn(prepared, staging.file(f"{name}.ncnn.param"), shape), "ncnn")
-
-
-_CONVERTERS = {"openvino": _to_openvino, "tflite": _to_tflite, "ncnn": _to_ncnn}
-
-
-def _quantize(staging, name, shape, artifacts, calib, calib_count, report, keep_float=(),
-              min_cosine=0.98, method="minmax") -> tuple[list[_Artifact], list, np.ndarray | None]:
-    """int8 files for ONNX Runtime (and OpenVINO when its fp32 IR is asked for), the held-out inputs
-    and their labels when the calibration source has them (digits)."""
-    from ..calib import Preprocess, check_disjoint, check_fits, load_samples, split
-    from ..calib.sources import RECOMMENDED_MIN
-    from .quantize_ort import keep_float_warning, quantize_onnx
+def _quantize(staging, name, shape, artifacts, calib, calib_count, report,
+              options: Int8Options) -> tuple[list[Artifact], list, np.ndarray | None]:
+    """int8 files for every artifact whose format has a quantizer, the held-out inputs and their labels
+    when the calibration source has them (digits)."""
     from .verify import InputSet
 
     if len(shape) != 4:
         raise UsageError("--int8 supports image models (N, C, H, W inputs)")
-    pre = Preprocess(size=(shape[2], shape[3]), channels=shape[1])
-    pool = calib if isinstance(calib, np.ndarray) else load_samples(calib, pre, calib_count)
-    check_fits(pool, shape)
-    if isinstance(calib, str) and calib == "digits":
-        from ..calib.digits import load_digits
-
-        test = load_digits(size=shape[2], channels=shape[1])
-        calibration, evaluation, labels = pool, test.x_test, test.y_test
-    else:
-        (calibration, evaluation), labels = split(pool), None
-    check_disjoint(calibration, evaluation)
-    if len(calibration) < RECOMMENDED_MIN:
-        report["warnings"].append(f"only {len(calibration)} calibration samples (fewer than {RECOMMENDED_MIN}): "
-                                  "int8 ranges may not cover real inputs")
-    onnx_path = artifacts[0].files[0]
-    out = [_Artifact("onnx", [staging.file(f"{name}.int8.onnx")], "onnxruntime", precision="int8")]
-    report["quantization"] = [quantize_onnx(onnx_path, out[0].files[0], calibration, method=method,
-                                            keep_float=tuple(keep_float), min_cosine=min_cosine)]
-    if warning := keep_float_warning(report["quantization"][0]):
-        report["warnings"].append(warning)
-    if any(a.format == "openvino" for a in artifacts):
-        from .quantize_openvino import quantize_openvino
-
-        xml = staging.file(f"{name}.int8.xml")
-        report["quantization"].append(quantize_openvino(onnx_path, xml, calibration))
-        out.append(_Artifact("openvino", [xml, xml.with_suffix(".bin")], "openvino", precision="int8"))
-    tfl = next((a for a in artifacts if a.format == "tflite"), None)
-    if tfl is not None:
-        from .quantize_tflite import quantize_tflite
-
-        path = staging.file(f"{name}.int8.tflite")
-        report["quantization"].append(quantize_tflite(tfl.files[0], path, calibration, layout=tfl.layout))
-        out.append(_Artifact("tflite", [path], "tflite", precision="int8", layout=tfl.layout))
-    batch = shape[0]
-    usable = len(evaluation) - len(evaluation) % batch
-    heldout = InputSet("heldout", [evaluation[i:i + batch] for i in range(0, usable, batch)])
-    return out, [heldout], (labels[:usable] if labels is not None else None)
+    data = split_data(calib, shape, calib_count)
+    report["warnings"].extend(data.warnings)
+    out, report["quantization"], warnings = quantize_artifacts(
+        artifacts, data, options, lambda fmt: staging.file(fmt.file_name(name, "int8")))
+    report["warnings"].extend(warnings)
+    batches, labels = heldout_batches(data.evaluation, data.labels, shape[0])
+    return out, [InputSet("heldout", batches)], labels
 
 
-def _verify_int8(artifact: _Artifact, refs, heldout, min_cosine: float, labels=None) -> dict:
-    """int8 tolerance: mean per-sample cosine with PyTorch's logits on held-out samples; accuracy of
-    both when the held-out samples have labels."""
-    from ..runtimes import load, run_nchw
-    from .quantize_ort import int8_figures
-
-    model = load(artifact.files[0], artifact.runtime, **({"layout": artifact.layout}
-                                                         if artifact.runtime == "tflite" else {}))
-    outs = [run_nchw(model, b) for b in heldout[0].batches]  # run once; compare() reads these back
-    fig = int8_figures(refs[0], np.concatenate(outs), labels)
-    ran = iter(outs)
-    eq = compare(artifact.files[0].name, refs, lambda _b: next(ran), heldout, atol=float("inf")).as_dict()
-    eq.update(passed=fig["cosine_mean"] >= min_cosine, tolerance=f"mean cosine >= {min_cosine}",
-              cosine_mean=fig["cosine_mean"], cosine_min=fig["cosine_min"], sqnr_db=fig["sqnr_db"], precision="int8",
-              **{k: fig[k] for k in ("accuracy_fp32", "accuracy_int8", "accuracy_drop_points") if k in fig})
-    return eq
-
-
-def _verify(artifact: _Artifact, refs, inputs, atol, rtol):
-    from ..runtimes import load, run_nchw
-
-    options = {"layout": artifact.layout} if artifact.runtime == "tflite" else {}
-    if artifact.runtime == "ncnn":
-        options = {"input_shape": tuple(np.concatenate(inputs[0].batches).shape)}
-    model = load(artifact.files[0], artifact.runtime, **options)
+def verify_artifact(artifact: Artifact, refs: list[np.ndarray], inputs: list, atol: float | None, rtol: float):
+    """``artifact`` run on ``inputs`` (InputSets) through its runtime, compared with PyTorch's ``refs``."""
+    model = load_artifact(artifact, np.concatenate(inputs[0].batches).shape)
     return compare(artifact.files[0].name, refs, lambda b: run_nchw(model, b), inputs, atol=atol, rtol=rtol)

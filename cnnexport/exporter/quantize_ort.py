@@ -19,6 +19,7 @@ import numpy as np
 
 from .._atomic import atomic_path
 from ..errors import CalibrationError, ExportError, UsageError, disk_full, first_line
+from .verify import int8_figures
 from .mixed_precision import COMPUTE_OPS, match_nodes, module_groups, search_float_groups
 
 METHODS = ("minmax", "entropy", "percentile")
@@ -153,39 +154,6 @@ def quantize_onnx(src: str | os.PathLike, dst: str | os.PathLike, calibration: n
     return info
 
 
-def describe_keep_float(info: dict) -> str | None:
-    """One line on what ``--keep-float`` left in float (None when nothing was)."""
-    search = info.get("keep_float_search")
-    if search and not search["groups"] and search["reached"]:
-        return (f"--keep-float auto: fully int8 already reaches cosine {search['baseline']:.4f} on "
-                f"{search['tune_samples']} calibration samples (aim {search['aim']:.4f} for a target of "
-                f"{search['target']}); nothing kept in float")
-    if not info.get("excluded_nodes"):
-        return None
-    line = f"kept in float: {info['float_compute_nodes']} of {info['compute_nodes']} compute nodes"
-    if search:
-        line += (f" ({', '.join(search['groups']) or 'none'}; cosine on {search['tune_samples']} calibration samples "
-                 f"{search['baseline']:.4f} -> {search['cosine']:.4f}, aiming at {search['aim']:.4f} for a target "
-                 f"of {search['target']})")
-    return line
-
-
-def keep_float_warning(info: dict) -> str | None:
-    """A warning when ``--keep-float auto`` could not reach its target, or kept most of the network in float."""
-    search = info.get("keep_float_search")
-    if not search:
-        return None
-    if search["reached"]:
-        if info["float_compute_nodes"] * 2 <= info["compute_nodes"]:
-            return None
-        return (f"--keep-float auto kept {info['float_compute_nodes']} of {info['compute_nodes']} compute nodes in "
-                "float to reach its target: this int8 file will be little faster than fp32 (use the fp32 file, a "
-                "lower --int8-min-cosine, or quantization-aware training)")
-    return (f"--keep-float auto reached cosine {search['cosine']:.4f} on calibration samples, short of its aim "
-            f"{search['aim']:.4f}, with every module in float; try --calib-method percentile or more calibration "
-            "samples")
-
-
 AUTO_TUNE_SAMPLES = 64
 #: ``--keep-float auto`` aims this fraction of the remaining distance to 1 above its target: samples the
 #: ranges were calibrated on score a little higher than unseen ones (by 0.0003-0.0007 on resnet50).
@@ -217,29 +185,6 @@ def _search_keep_float(named: Path, model, calibration: np.ndarray, quantize, fi
     result = search_float_groups(groups, score, aim)
     result.update(target=min_cosine, aim=aim, tune_samples=int(len(tune)))
     return result
-
-
-def sqnr_db(reference: np.ndarray, quantized: np.ndarray) -> float:
-    """Signal-to-quantization-noise ratio: 10 log10(sum ref^2 / sum (ref - q)^2)."""
-    ref = reference.astype(np.float64).ravel()
-    noise = ref - quantized.astype(np.float64).ravel()
-    power = float(np.sum(noise ** 2))
-    return float("inf") if power == 0 else float(10 * np.log10(np.sum(ref ** 2) / power))
-
-
-def int8_figures(fp32: np.ndarray, int8: np.ndarray, labels: np.ndarray | None = None) -> dict:
-    """Top-1 agreement, cosine (mean and min per sample), SQNR; accuracies when labels are given."""
-    from .verify import cosines, top1_agreement
-
-    a, b = fp32.reshape(len(fp32), -1).astype(np.float64), int8.reshape(len(int8), -1).astype(np.float64)
-    cos = cosines(a, b)
-    out = {"samples": int(len(a)), "top1_agreement": top1_agreement(a, b),
-           "cosine_mean": float(cos.mean()), "cosine_min": float(cos.min()), "sqnr_db": sqnr_db(a, b)}
-    if labels is not None:
-        out["accuracy_fp32"] = float(np.mean(a.argmax(1) == labels))
-        out["accuracy_int8"] = float(np.mean(b.argmax(1) == labels))
-        out["accuracy_drop_points"] = 100 * (out["accuracy_fp32"] - out["accuracy_int8"])
-    return out
 
 
 def _op_kind(node, graph) -> str:

@@ -75,6 +75,27 @@ def top1_agreement(ref: np.ndarray, out: np.ndarray) -> float:
     return float(np.mean(ref.reshape(len(ref), -1).argmax(1) == out.reshape(len(out), -1).argmax(1)))
 
 
+def sqnr_db(reference: np.ndarray, quantized: np.ndarray) -> float:
+    """Signal-to-quantization-noise ratio: 10 log10(sum ref^2 / sum (ref - q)^2)."""
+    ref = reference.astype(np.float64).ravel()
+    noise = ref - quantized.astype(np.float64).ravel()
+    power = float(np.sum(noise ** 2))
+    return float("inf") if power == 0 else float(10 * np.log10(np.sum(ref ** 2) / power))
+
+
+def int8_figures(fp32: np.ndarray, int8: np.ndarray, labels: np.ndarray | None = None) -> dict:
+    """Top-1 agreement, cosine (mean and min per sample), SQNR; accuracies when labels are given."""
+    a, b = fp32.reshape(len(fp32), -1).astype(np.float64), int8.reshape(len(int8), -1).astype(np.float64)
+    cos = cosines(a, b)
+    out = {"samples": int(len(a)), "top1_agreement": top1_agreement(a, b),
+           "cosine_mean": float(cos.mean()), "cosine_min": float(cos.min()), "sqnr_db": sqnr_db(a, b)}
+    if labels is not None:
+        out["accuracy_fp32"] = float(np.mean(a.argmax(1) == labels))
+        out["accuracy_int8"] = float(np.mean(b.argmax(1) == labels))
+        out["accuracy_drop_points"] = 100 * (out["accuracy_fp32"] - out["accuracy_int8"])
+    return out
+
+
 def reference_outputs(reference_fn: Callable[[np.ndarray], np.ndarray], inputs: list[InputSet]) -> list[np.ndarray]:
     """The reference's outputs for every input set (each set's batches concatenated)."""
     return [np.concatenate([np.asarray(reference_fn(b), np.float32) for b in s.batches]) for s in inputs]

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..bench.matrix import faster_beyond_noise
+from ..bench.rows import faster_beyond_noise
 from ..errors import MissingDependencyError
 from .paper import BLOCKS, CLAIMS, GUIDELINES, SPATIAL, TABLE8, MicroNet
 

@@ -10,34 +10,24 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable
 
-from ..machine import cpu_facts
-from ..bench.matrix import (Job, artifact_job, failures, faster_beyond_noise, rows_from, run_jobs, sgemm_ceiling,
-                            torch_job)
-from ..bench.plan import FORMAT_OF, ExportFn, ModuleMacs
+from ..bench.jobs import Job, artifact_job, jobs_from_report, torch_jobs
+from ..bench.rows import faster_beyond_noise, rows_from
+from ..bench.schedule import measure
+from ..bench.plan import ExportFn, ModuleMacs, formats_for
 from ..errors import UsageError
+from ..exporter.formats import ALWAYS
 from .analysis import guideline_table, micronet_macs, micronet_name, plot_latency_vs_macs, table8, zoo_summary
 from .paper import GUIDELINES, WIDTHS
 
 Progress = Callable[[int, int, str], None]
 Stage = Callable[[str], None]
 MICRONET_BUILDER = "cnnexport.study.micronets:build"
+PLAIN = " (plain torch.onnx.export)"  # the runtime label of a plain export's rows
 
 
 def _export(export: ExportFn, module, shape, out_dir: Path, name: str, runtimes: list[str]) -> dict:
-    formats = [FORMAT_OF[r] for r in runtimes if r in FORMAT_OF] or ["onnx"]
+    formats = formats_for(runtimes) or [ALWAYS]
     return export(module, shape, out_dir / name, name=name, formats=formats, photos=False)
-
-
-def _artifact_jobs(report: dict, folder: Path, model: str, runtimes: list[str], batches: list[int],
-                   threads: list[int], device: str, macs: float) -> list[Job]:
-    jobs = []
-    for art in report["artifacts"]:
-        if art["runtime"] in runtimes and art["precision"] == "fp32":
-            for t in threads:
-                for b in batches:
-                    jobs.append(artifact_job(folder / Path(art["path"]).name, art["runtime"], b, t, model=model,
-                                             device=device, macs=macs))
-    return jobs
 
 
 def parse_widths(text: str) -> list[int]:
@@ -79,26 +69,22 @@ def study_guidelines(runtimes: list[str], out_dir: str | Path, *, export: Export
                 artifact_runtimes = [r for r in runtimes if r != "torch"]
                 if artifact_runtimes:
                     report = _export(export, build(net.block, **settings), shape, out_dir, name, artifact_runtimes)
-                    jobs += _artifact_jobs(report, out_dir / name, name, artifact_runtimes, [batch], [threads],
-                                           device, macs)
+                    jobs += jobs_from_report(report, out_dir / name, name, artifact_runtimes, ["fp32"], [batch],
+                                             [threads], device, macs)
                 if "torch" in runtimes:
-                    for graph in (False, True) if device == "cuda" else (False,):
-                        job = torch_job(MICRONET_BUILDER, shape, batch, threads, device=device, macs=macs,
-                                        cuda_graph=graph, model_kwargs={"block": net.block, **settings})
-                        job.model = name
-                        jobs.append(job)
+                    jobs += torch_jobs(MICRONET_BUILDER, shape, [batch], [threads], device=device, macs=macs,
+                                       model_kwargs={"block": net.block, **settings}, name=name)
     stage("measuring")
-    run_jobs(jobs, rounds=rounds, timing=timing, on_progress=on_progress)
-    ceiling = sgemm_ceiling(threads)["gflops"] if device == "cpu" else None
-    rows = rows_from(jobs, machine=cpu_facts(), ceilings={threads: ceiling} if ceiling else None)
+    measured = measure(jobs, rounds=rounds, timing=timing, threads=[threads], device=device, on_progress=on_progress)
+    rows, ceiling = measured["rows"], measured["ceilings_gflops"].get(threads)
     measured = sorted({r["runtime"] for r in rows})
     tables = [guideline_table(g, w, rows, rt) for rt in measured for g in selected for w in widths]
     verdicts = {rt: {g: {f"x{t['width']}": t["verdict"] for t in tables if t["runtime"] == rt and t["guideline"] == g}
                      for g in selected} for rt in measured}
     return {"study": "guidelines", "threads": threads, "device": device, "batch": batch, "rounds": rounds,
             "widths": list(widths),
-            "ceiling_gflops": ceiling, "machine": cpu_facts(), "tables": tables, "verdicts": verdicts, "rows": rows,
-            "failures": failures(jobs)}
+            "ceiling_gflops": ceiling, "machine": measured["machine"], "tables": tables, "verdicts": verdicts,
+            "rows": rows, "failures": measured["failures"]}
 
 
 def _plain_export(module, shape, path: Path) -> None:
@@ -134,32 +120,29 @@ def study_zoo(models: list[str], runtimes: list[str], out_dir: str | Path, *, ex
         stage(f"exporting {name}")
         if artifact_runtimes:
             report = _export(export, module, shape, out_dir, name, artifact_runtimes)
-            jobs += _artifact_jobs(report, out_dir / name, name, artifact_runtimes, list(batches), [threads], device,
-                                   macs)
+            jobs += jobs_from_report(report, out_dir / name, name, artifact_runtimes, ["fp32"], list(batches),
+                                     [threads], device, macs)
         if plain and any(r in ("onnxruntime", "openvino") for r in runtimes):
             path = out_dir / name / f"{name}.plain.onnx"
             _plain_export(module, shape, path)
             for rt in ("onnxruntime", "openvino"):
                 if rt in runtimes:
                     job = artifact_job(path, rt, 1, threads, model=name, device=device, macs=macs)
-                    job.runtime = f"{rt} (plain torch.onnx.export)"
+                    job.runtime = f"{rt}{PLAIN}"
                     plain_jobs.append(job)
         if "torch" in runtimes:
-            for graph in (False, True) if device == "cuda" else (False,):
-                jobs += [torch_job(name, shape, b, threads, device=device, macs=macs, cuda_graph=graph)
-                         for b in batches]
+            jobs += torch_jobs(name, shape, list(batches), [threads], device=device, macs=macs)
     stage("measuring")
-    run_jobs(jobs + plain_jobs, rounds=rounds, timing=timing, on_progress=on_progress)
-    ceiling = sgemm_ceiling(threads)["gflops"] if device == "cpu" else None
-    machine = cpu_facts()
-    rows = rows_from(jobs, machine=machine, ceilings={threads: ceiling} if ceiling else None,
-                     baseline="torch" if "torch" in runtimes else None)
+    measured = measure(jobs + plain_jobs, rounds=rounds, timing=timing, threads=[threads], device=device,
+                       baseline="torch" if "torch" in runtimes else None, on_progress=on_progress)
+    ceiling, machine = measured["ceilings_gflops"].get(threads), measured["machine"]
+    rows = [r for r in measured["rows"] if not r["runtime"].endswith(PLAIN)]
     plain_rows = rows_from(plain_jobs, machine=machine)
     result = {"study": "zoo", "threads": threads, "device": device, "rounds": rounds, "batches": list(batches),
               "ceiling_gflops": ceiling, "machine": machine, "summary": {f"batch{b}": zoo_summary(rows, b)
                                                                         for b in batches},
               "table8": table8(rows), "plain_export": plain_comparison(rows, plain_rows), "rows": rows,
-              "plain_rows": plain_rows, "failures": failures(jobs + plain_jobs)}
+              "plain_rows": plain_rows, "failures": measured["failures"]}
     if plot and rows:
         result["plot"] = str(plot_latency_vs_macs(rows, plot))
     return result

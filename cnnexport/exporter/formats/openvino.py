@@ -1,4 +1,5 @@
-"""OpenVINO int8 with NNCF post-training quantization, from the same calibration set; no torch.
+"""OpenVINO IR (.xml + .bin): converted from the ONNX file with fp32 weights; int8 with NNCF
+post-training quantization on the same calibration set. No torch.
 
 NNCF's overflow fix (weights quantized to 7 bits where int8 multiply-adds could saturate) is
 switched on for every layer on x86 CPUs without VNNI, and left to the first layer otherwise.
@@ -14,9 +15,43 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import CalibrationError, ExportError, MissingDependencyError, disk_full, cause_line
-from ..runtimes.openvino import import_openvino
-from .quantize_ort import decide_reduce_range
+from ...errors import CalibrationError, ExportError, MissingDependencyError, disk_full, cause_line
+from ...runtimes.openvino import import_openvino
+from ..quantize_ort import decide_reduce_range
+from . import Artifact, ConvertSource, Int8Options
+
+
+def convert(source: ConvertSource, dst: Path) -> Artifact:
+    return Artifact("openvino", to_openvino(source.onnx_path, dst), "openvino")
+
+
+def to_openvino(onnx_path: str | os.PathLike, xml_path: str | os.PathLike) -> list[Path]:
+    """Convert and write the IR pair; returns the written files (.xml, .bin).
+
+    ``save_model`` compresses weights to fp16 by default; this keeps them fp32 so the IR computes
+    what the ONNX file computes (int8 and fp16 are explicit, separate artifacts).
+    """
+    ov = import_openvino()
+    xml_path = Path(xml_path)
+    try:
+        model = ov.convert_model(str(onnx_path))
+        ov.save_model(model, str(xml_path), compress_to_fp16=False)
+    except Exception as exc:
+        first = cause_line(exc)
+        raise (disk_full(exc) or ExportError(f"OpenVINO conversion failed: {first}")) from None
+    return [xml_path, xml_path.with_suffix(".bin")]
+
+
+def quantize(src: Path, dst: Path, calibration: np.ndarray, options: Int8Options, layout: str) -> dict:
+    return quantize_openvino(src, dst, calibration)
+
+
+def describe_int8(info: dict) -> str:
+    return f"OpenVINO int8 via NNCF (overflow fix {info['overflow_fix']}: {info['overflow_fix_reason']})"
+
+
+def runtime_options(artifact: Artifact, batch_shape: tuple[int, ...]) -> dict:
+    return {}
 
 
 def quantize_openvino(src: str | os.PathLike, dst_xml: str | os.PathLike, calibration: np.ndarray, *,
@@ -28,8 +63,8 @@ def quantize_openvino(src: str | os.PathLike, dst_xml: str | os.PathLike, calibr
         from nncf.quantization.advanced_parameters import AdvancedQuantizationParameters, OverflowFix
     except ImportError:
         raise MissingDependencyError("OpenVINO int8 needs NNCF: pip install 'cnnexport[openvino]'") from None
-    from ..machine import cpu_facts
-    from ..calib.readers import nncf_dataset
+    from ...machine import cpu_facts
+    from ...calib.readers import nncf_dataset
 
     if len(calibration) == 0:
         raise CalibrationError("the calibration set is empty")

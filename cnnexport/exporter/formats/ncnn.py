@@ -1,4 +1,4 @@
-"""PyTorch -> ncnn (.ncnn.param + .ncnn.bin) through pnnx, fp32 weights."""
+"""ncnn (.ncnn.param + .ncnn.bin): converted from the prepared module through pnnx, fp32 weights; no int8."""
 
 from __future__ import annotations
 
@@ -7,15 +7,27 @@ import shutil
 import tempfile
 from pathlib import Path
 
-import torch
-from torch import nn
+from ..._quiet import quiet_fds
+from ...errors import ExportError, MissingDependencyError, disk_full, cause_line
+from . import Artifact, ConvertSource
 
-from .._quiet import quiet_fds
-from ..errors import ExportError, MissingDependencyError, disk_full, cause_line
+quantize = None  # cnnexport writes no ncnn int8 file (ncnn's own ncnn2int8 tool does)
+describe_int8 = None
 
 
-def to_ncnn(module: nn.Module, param_path: str | os.PathLike, input_shape: tuple[int, ...]) -> list[Path]:
+def convert(source: ConvertSource, dst: Path) -> Artifact:
+    return Artifact("ncnn", to_ncnn(source.prepared, dst, source.shape), "ncnn")
+
+
+def runtime_options(artifact: Artifact, batch_shape: tuple[int, ...]) -> dict:
+    """ncnn's Python binding has no input shapes: the adapter takes the batch it will be fed."""
+    return {"input_shape": tuple(batch_shape)}
+
+
+def to_ncnn(module, param_path: str | os.PathLike, input_shape: tuple[int, ...]) -> list[Path]:
     """Write ``<name>.ncnn.param`` and ``<name>.ncnn.bin``; pnnx's own intermediates stay in a temp folder."""
+    import torch
+
     try:
         import pnnx
     except ImportError:

@@ -1,0 +1,112 @@
+"""Benchmark jobs: what to measure (a model file on a runtime, or a PyTorch model, at a batch and a
+thread count), and the builders the bench command and the study share. No torch."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..errors import MissingDependencyError, UsageError
+
+PRECISIONS = ("fp32", "int8")
+
+
+def precision_of(path: str | Path) -> str:
+    """fp32 or int8, from a cnnexport file name (``<model>.int8.onnx``, ``<model>.int8-auto.onnx``)."""
+    return "int8" if re.search(r"\.int8[.-]", Path(path).name) else "fp32"
+
+
+@dataclass
+class Job:
+    """One configuration to measure; ``worker_job`` is what the worker runs, without the timing options."""
+
+    model: str
+    runtime: str
+    precision: str
+    batch: int
+    threads: int
+    worker_job: dict
+    device: str = "cpu"
+    macs: float | None = None  # per image
+    medians: list[float] = field(default_factory=list)  # one per round: the spread between rounds
+    samples_ms: list[float] = field(default_factory=list)  # every round's timed runs, pooled
+    first_ms: list[float] = field(default_factory=list)  # each round's first (cold) run
+    result: dict | None = None  # the latest round's answer (runtime, version, device facts)
+    error: str | None = None
+    error_type: str | None = None
+
+    @property
+    def label(self) -> str:
+        name = Path(self.worker_job["path"]).name if "path" in self.worker_job else self.model
+        return f"{name} {self.runtime} b{self.batch} t{self.threads}"
+
+
+def artifact_job(path: str | Path, runtime: str, batch: int, threads: int, *, model: str | None = None,
+                 device: str = "cpu", macs: float | None = None, input_size: tuple | None = None) -> Job:
+    """``input_size`` (C or None, H, W) fills what the file leaves dynamic."""
+    path = Path(path)
+    spec = {"kind": "artifact", "path": str(path.resolve()), "runtime": runtime, "batch": batch,
+            "threads": threads, "device": device}
+    if input_size:
+        spec["input_size"] = list(input_size)
+    return Job(model or path.name.split(".")[0], runtime, precision_of(path), batch, threads, spec, device=device,
+               macs=macs)
+
+
+def torch_job(model: str, input_shape: tuple[int, ...], batch: int, threads: int, *, device: str = "cpu",
+              cuda_graph: bool = False, macs: float | None = None, model_kwargs: dict | None = None) -> Job:
+    return Job(model, "torch-cudagraph" if cuda_graph else "torch", "fp32", batch, threads,
+               {"kind": "torch", "model": model, "input_shape": list(input_shape), "batch": batch,
+                "threads": threads, "device": device, "cuda_graph": cuda_graph, "model_kwargs": model_kwargs or {}},
+               device=device, macs=macs)
+
+
+def jobs_from_report(report: dict, folder: str | Path, model: str, runtimes: list[str], precisions: list[str],
+                     batches: list[int], threads: list[int], device: str, macs: float | None) -> list[Job]:
+    """One job per artifact of an export ``report`` (files in ``folder``) whose runtime and precision
+    are selected, at every thread count and batch; on cuda only ONNX Runtime measures files."""
+    jobs = []
+    for t in threads:
+        for b in batches:
+            for art in report.get("artifacts", []):
+                runtime, precision = art["runtime"], art["precision"]
+                if runtime not in runtimes or precision not in precisions:
+                    continue
+                if device == "cuda" and runtime not in CUDA_RUNTIMES:
+                    continue
+                jobs.append(artifact_job(Path(folder) / Path(art["path"]).name, runtime, b, t, model=model,
+                                         device=device, macs=macs))
+    return jobs
+
+
+def torch_jobs(model: str, input_shape: tuple[int, ...], batches: list[int], threads: list[int], *,
+               device: str = "cpu", macs: float | None = None, model_kwargs: dict | None = None,
+               name: str | None = None) -> list[Job]:
+    """PyTorch eager at every thread count and batch, and on cuda the same captured in a CUDA graph;
+    ``name`` labels the rows when ``model`` is a builder (``module:callable``)."""
+    jobs = []
+    for t in threads:
+        for b in batches:
+            for graph in (False, True) if device == "cuda" else (False,):
+                job = torch_job(model, input_shape, b, t, device=device, cuda_graph=graph, macs=macs,
+                                model_kwargs=model_kwargs)
+                job.model = name or model
+                jobs.append(job)
+    return jobs
+
+
+CUDA_RUNTIMES = ("torch", "onnxruntime")  # the runtimes bench measures on --device cuda
+
+
+def check_device(device: str) -> None:
+    if device not in ("cpu", "cuda"):
+        raise UsageError(f"unknown device '{device}'; choose cpu or cuda")
+    if device == "cuda":
+        from .schedule import call_worker
+
+        result = call_worker({"kind": "cuda_probe", "threads": 1})
+        if result.get("error") or not result.get("cuda"):
+            raise MissingDependencyError("--device cuda: no CUDA device is visible to PyTorch here (nvidia-smi, "
+                                         "and a CUDA build of torch, are needed)")
+

@@ -1,0 +1,99 @@
+"""Result rows from measured jobs: the protocol's statistics over every round's runs pooled, the
+spread across rounds, achieved GMAC/s, the fraction of the sgemm ceiling, speed-ups; and the
+pick of the fastest artifact with its evidence. No torch."""
+
+from __future__ import annotations
+
+import statistics
+from pathlib import Path
+
+from .jobs import Job
+from .latency import summarize
+
+#: Fields every JSON row carries (machine facts included), in table order.
+ROW_FIELDS = ("model", "artifact", "runtime", "version", "precision", "device", "batch", "threads", "first_ms",
+              "runs", "median_ms", "p90_ms", "p99_ms", "min_ms", "mean_ms", "std_ms", "images_per_s", "macs",
+              "gmacs_per_s", "ceiling_gflops", "ceiling_fraction", "baseline", "speedup", "int8_speedup", "rounds",
+              "round_medians_ms", "statistics", "spread", "machine", "gpu")
+
+
+def spread(medians: list[float]) -> float:
+    """Relative spread of round medians: (max - min) / median."""
+    return (max(medians) - min(medians)) / statistics.median(medians) if medians else 0.0
+
+
+def rows_from(jobs: list[Job], *, machine: dict, ceilings: dict[int, float] | None = None,
+              baseline: str | None = None) -> list[dict]:
+    """One row per measured job, with derived fields; speed-up is against the ``baseline``
+    runtime's fp32 row at the same batch, threads and device. The distribution figures (median,
+    p90, p99, min, mean, std, runs) are of every round's timed runs pooled; the round medians give
+    the spread; ``first_ms`` is the median of the rounds' first (cold) runs."""
+    rows = []
+    for job in jobs:
+        if job.result is None:
+            continue
+        res = job.result
+        stats = summarize(job.samples_ms)
+        median = stats["median_ms"]
+        gmacs = job.macs * job.batch / (median / 1e3) / 1e9 if job.macs else None
+        ceiling = (ceilings or {}).get(job.threads)
+        row = {
+            "model": job.model, "artifact": Path(job.worker_job["path"]).name if "path" in job.worker_job else None,
+            "runtime": res.get("runtime", job.runtime), "version": res.get("version"), "precision": job.precision,
+            "device": job.device, "batch": job.batch, "threads": job.threads,
+            "first_ms": statistics.median(job.first_ms) if job.first_ms else None, **stats,
+            "images_per_s": job.batch / (median / 1e3), "macs": job.macs,
+            "gmacs_per_s": gmacs, "ceiling_gflops": ceiling,
+            "ceiling_fraction": 2 * gmacs / ceiling if gmacs and ceiling else None,
+            "baseline": baseline, "speedup": None, "int8_speedup": None, "rounds": len(job.medians),
+            "round_medians_ms": job.medians, "statistics": "pooled",
+            "spread": spread(job.medians), "machine": machine, "gpu": res.get("gpu"),
+        }
+        rows.append(row)
+    key = lambda r: (r["model"], r["runtime"], r["batch"], r["threads"], r["device"])  # noqa: E731
+    fp32 = {key(r): r for r in rows if r["precision"] == "fp32"}
+    for row in rows:
+        if row["precision"] == "int8" and key(row) in fp32:
+            row["int8_speedup"] = fp32[key(row)]["median_ms"] / row["median_ms"]
+    if baseline:
+        for row in rows:
+            base = [b for b in rows if b["runtime"] == baseline and b["precision"] == "fp32" and b["model"] == row["model"]
+                    and (b["batch"], b["threads"], b["device"]) == (row["batch"], row["threads"], row["device"])]
+            if base:
+                row["speedup"] = base[0]["median_ms"] / row["median_ms"]
+    return rows
+
+
+def faster_beyond_noise(a_ms: list[float], b_ms: list[float]) -> bool:
+    """True when round medians ``a_ms`` are all below ``b_ms``: the two ranges do not overlap."""
+    return max(a_ms) < min(b_ms)
+
+
+def row_faster_beyond_noise(a: dict, b: dict) -> bool:
+    """True when row ``a`` is faster than row ``b`` beyond the spread of their rounds."""
+    return faster_beyond_noise(a["round_medians_ms"], b["round_medians_ms"])
+
+
+def pick(rows: list[dict]) -> list[dict]:
+    """The fastest row per (model, precision, batch, threads), with the runner-up as evidence and
+    whether the ranking holds beyond the spread of the rounds."""
+    groups: dict[tuple, list[dict]] = {}
+    for row in rows:
+        groups.setdefault((row["model"], row["precision"], row["batch"], row["threads"], row["device"]), []).append(row)
+    picks = []
+    for (model, precision, batch, threads, device), group in sorted(groups.items(), key=lambda kv: str(kv[0])):
+        group = sorted(group, key=lambda r: r["median_ms"])
+        best, runner = group[0], group[1] if len(group) > 1 else None
+        picks.append({
+            "model": model, "precision": precision, "batch": batch, "threads": threads, "device": device,
+            "artifact": best["artifact"] or best["runtime"], "runtime": best["runtime"],
+            "median_ms": best["median_ms"], "round_medians_ms": best["round_medians_ms"],
+            "runner_up": (runner["artifact"] or runner["runtime"]) if runner else None,
+            "runner_up_median_ms": runner["median_ms"] if runner else None,
+            "margin": runner["median_ms"] / best["median_ms"] if runner else None,
+            # None: a single round measures no spread, so the ranking is unconfirmed.
+            "beyond_noise": (row_faster_beyond_noise(best, runner) if best["rounds"] > 1 and runner["rounds"] > 1
+                             else None)
+            if runner else True,
+        })
+    return picks

@@ -1,0 +1,124 @@
+"""The formats cnnexport writes: one module per format, one row per format in ``FORMATS``.
+
+Every other part reads this table: the pipeline (what to convert, quantize and how to load it for
+verification), ``bench`` and the study (which runtime measures which file), the CLI (its per-format
+flags, choices and help text) and the coverage benchmark. None of them branches on a format's name.
+
+Each format module holds the same functions:
+
+- ``convert(source: ConvertSource, dst: Path) -> Artifact``: write the fp32 file(s), ``dst`` being
+  the main one, from the prepared module or from the ONNX file (``Format.source``);
+- ``quantize(src: Path, dst: Path, calibration, options: Int8Options, layout: str) -> dict``: the int8
+  file from ``src`` (one of ``Format.int8_inputs``), returning what was done; ``None`` when the
+  format has no int8;
+- ``describe_int8(info) -> str``: one line on how the int8 file was made (``None`` with no int8);
+- ``runtime_options(artifact, batch_shape) -> dict``: the options its runtime adapter needs to load
+  the file for verification (TFLite's layout, ncnn's input shape).
+
+This module is pure data (no torch, no numpy): ``bench`` and the CLI's ``--help`` read it. The
+format modules import their converters, and torch where needed, only when called.
+``cnnexport.runtimes`` keeps its own suffix map (it never imports the exporter); a test checks that
+the two agree.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from importlib import import_module
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Format:
+    name: str               # the CLI flag (--openvino) and the report's "format"
+    label: str              # how people write it
+    runtime: str            # the runtimes/ adapter that loads it
+    suffixes: tuple[str, ...]  # the files one artifact is made of, the loaded one first
+    source: str             # what it converts from: "onnx" (the exported ONNX file) or "module" (prepared)
+    flag_help: str          # the export command's help for its flag
+    int8_inputs: tuple[str, ...] = ()  # the fp32 files its int8 quantizer starts from; () = no int8
+    int8_help: str = ""     # the quantize command's help for its --runtime choice
+
+    @property
+    def precisions(self) -> tuple[str, ...]:
+        return ("fp32", "int8") if self.int8_inputs else ("fp32",)
+
+    def file_name(self, stem: str, precision: str = "fp32") -> str:
+        """``resnet50`` -> ``resnet50.xml``, ``resnet50.int8.xml``."""
+        return f"{stem}{'.int8' if precision == 'int8' else ''}{self.suffixes[0]}"
+
+    def module(self) -> ModuleType:
+        """The format's module (imported on first use: it may import torch and its converter)."""
+        return import_module(f"{__name__}.{self.name}")
+
+
+FORMATS: dict[str, Format] = {f.name: f for f in (
+    Format("onnx", "ONNX", "onnxruntime", (".onnx",), "onnx",
+           "Write <model>.onnx (always written).",
+           int8_inputs=(".onnx",), int8_help="onnxruntime: QDQ .int8.onnx"),
+    Format("openvino", "OpenVINO", "openvino", (".xml", ".bin"), "onnx",
+           "Also write OpenVINO IR (<model>.xml + .bin).",
+           int8_inputs=(".onnx", ".xml"), int8_help="openvino: NNCF .int8.xml + .bin"),
+    Format("tflite", "TFLite", "tflite", (".tflite",), "module",
+           "Also write <model>.tflite (litert-torch).",
+           int8_inputs=(".tflite",), int8_help="tflite: full-integer .int8.tflite"),
+    Format("ncnn", "ncnn", "ncnn", (".ncnn.param", ".ncnn.bin"), "module",
+           "Also write <model>.ncnn.param + .bin (pnnx)."),
+)}
+
+
+ALWAYS = "onnx"  # every export writes it: the other formats start from it or are checked beside it
+
+
+def by_runtime(runtime: str) -> Format | None:
+    """The format a runtime loads (None for one with no file format of its own, e.g. torch)."""
+    return next((f for f in FORMATS.values() if f.runtime == runtime), None)
+
+
+def for_file(path: str | Path) -> Format | None:
+    """The format of a file, from its name (``m.ncnn.param`` -> ncnn, ``m.int8.onnx`` -> onnx)."""
+    name = Path(path).name.lower()
+    return next((f for f in FORMATS.values() if name.endswith(f.suffixes[0])), None)
+
+
+def int8_formats() -> list[Format]:
+    return [f for f in FORMATS.values() if f.int8_inputs]
+
+
+@dataclass
+class Artifact:
+    """Files of one exported artifact; the first is the one a runtime loads."""
+    format: str
+    files: list[Path]
+    runtime: str
+    precision: str = "fp32"
+    layout: str = "NCHW"
+    graph_changes: list[str] = field(default_factory=list)  # runtime-specific rewrites (xnnpack_rewrites)
+
+    def entry(self, final_dir: Path) -> dict:
+        main = self.files[0]
+        return {"format": self.format, "precision": self.precision, "path": str(final_dir / main.name),
+                "size_bytes": sum(f.stat().st_size for f in self.files),
+                "files": [f.name for f in self.files], "runtime": self.runtime, "layout": self.layout,
+                "graph_changes": self.graph_changes}
+
+
+@dataclass(frozen=True)
+class ConvertSource:
+    """What a converter starts from: the prepared module and the checked, simplified ONNX file."""
+    prepared: Any           # torch.nn.Module, eval, BatchNorm folded
+    onnx_path: Path
+    shape: tuple[int, ...]  # NCHW, with the batch
+    tflite_layout: str = "nhwc"
+
+
+@dataclass(frozen=True)
+class Int8Options:
+    """Quantizer settings; each format reads the ones it has (ONNX Runtime has them all)."""
+    method: str = "minmax"
+    per_channel: bool = True
+    reduce_range: bool | None = None  # None: decided from the CPU
+    keep_float: tuple[str, ...] = ()
+    min_cosine: float = 0.99          # --keep-float auto's target

@@ -1,0 +1,37 @@
+"""ONNX (.onnx): the file the pipeline itself exports, checks and simplifies (every other format is
+checked beside it); int8 is ONNX Runtime's static QDQ quantization (``quantize_ort``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from . import Artifact, ConvertSource, Int8Options
+
+
+def convert(source: ConvertSource, dst: Path) -> Artifact:
+    """The ONNX file the pipeline wrote (copied when asked for under another name)."""
+    if Path(dst) != source.onnx_path:
+        from ..._atomic import atomic_path
+
+        with atomic_path(dst) as tmp:
+            tmp.write_bytes(source.onnx_path.read_bytes())
+    return Artifact("onnx", [Path(dst)], "onnxruntime")
+
+
+def quantize(src: Path, dst: Path, calibration: np.ndarray, options: Int8Options, layout: str) -> dict:
+    from ..quantize_ort import quantize_onnx
+
+    return quantize_onnx(src, dst, calibration, method=options.method, per_channel=options.per_channel,
+                         reduce_range=options.reduce_range, keep_float=tuple(options.keep_float),
+                         min_cosine=options.min_cosine)
+
+
+def describe_int8(info: dict) -> str:
+    return (f"QDQ int8 ({info['method']}, {'per-channel' if info['per_channel'] else 'per-tensor'}, "
+            f"reduce_range {'on' if info['reduce_range'] else 'off'}: {info['reduce_range_reason']})")
+
+
+def runtime_options(artifact: Artifact, batch_shape: tuple[int, ...]) -> dict:
+    return {}

@@ -1,0 +1,125 @@
+"""TFLite/LiteRT: converted from the prepared module with litert-torch (no tensorflow), NHWC input
+by default as mobile pipelines feed; int8 is full integer (int8 weights, activations, input and
+output) with ai-edge-quantizer's static recipe, calibrated on the same samples.
+
+(litert-torch's PT2E route leaves residual additions in float; quantizing the converted .tflite
+does not.)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import os
+import tempfile
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+from ..._atomic import atomic_path
+from ..._quiet import quiet_fds
+from ...errors import CalibrationError, ExportError, MissingDependencyError, UsageError, disk_full, cause_line
+from . import Artifact, ConvertSource, Int8Options
+
+
+def convert(source: ConvertSource, dst: Path) -> Artifact:
+    """The .tflite file, after the XNNPACK-friendly rewrites of the module (see ``xnnpack_rewrites``)."""
+    from ..xnnpack_rewrites import zero_pad_maxpool_after_relu
+
+    module, changes = zero_pad_maxpool_after_relu(source.prepared)
+    path = to_tflite(module, dst, source.shape, layout=source.tflite_layout)
+    layout = source.tflite_layout.upper() if len(source.shape) == 4 else "NCHW"
+    return Artifact("tflite", [path], "tflite", layout=layout, graph_changes=changes)
+
+
+def quantize(src: Path, dst: Path, calibration: np.ndarray, options: Int8Options, layout: str) -> dict:
+    return quantize_tflite(src, dst, calibration, layout=layout)
+
+
+def describe_int8(info: dict) -> str:
+    return f"TFLite full integer, int8 input/output ({info['method']})"
+
+
+def runtime_options(artifact: Artifact, batch_shape: tuple[int, ...]) -> dict:
+    return {"layout": artifact.layout}
+
+
+LAYOUTS = ("nhwc", "nchw")
+
+
+def import_litert_torch():
+    try:
+        with quiet_fds():
+            import litert_torch  # slow (~5 s): imported only when a .tflite is asked for
+    except ImportError:
+        raise MissingDependencyError("the TFLite converter is not installed: pip install 'cnnexport[tflite]'") from None
+    return litert_torch
+
+
+def to_tflite(module, path: str | os.PathLike, input_shape: tuple[int, ...], *,
+              layout: str = "nhwc") -> Path:
+    """Convert the (prepared, eval) module at a static ``input_shape`` (NCHW) and write ``path``."""
+    if layout not in LAYOUTS:
+        raise UsageError(f"unknown TFLite layout '{layout}'; choose nhwc or nchw")
+    import torch
+
+    litert_torch = import_litert_torch()
+    example = torch.randn(*input_shape)
+    if layout == "nhwc" and len(input_shape) == 4:
+        module = litert_torch.to_channel_last_io(module, args=[0]).eval()
+        example = example.permute(0, 2, 3, 1).contiguous()
+    loggers = [logging.getLogger(n) for n in ("litert_torch", "torch._dynamo", "torch.export", "absl")]
+    levels = [lg.level for lg in loggers]
+    try:
+        for lg in loggers:
+            lg.setLevel(logging.ERROR)
+        with warnings.catch_warnings(), quiet_fds(), torch.no_grad():
+            warnings.simplefilter("ignore")
+            edge = litert_torch.convert(module, (example,))
+            edge.export(str(path))
+    except (ExportError, UsageError):
+        raise
+    except Exception as exc:
+        first = cause_line(exc)
+        raise (disk_full(exc) or ExportError(f"TFLite conversion (litert-torch) failed: {first}")) from None
+    finally:
+        for lg, level in zip(loggers, levels):
+            lg.setLevel(level)
+    return Path(path)
+
+
+def quantize_tflite(src: str | os.PathLike, dst: str | os.PathLike, calibration: np.ndarray, *,
+                    layout: str = "NHWC") -> dict:
+    """Quantize the fp32 ``src`` .tflite into the fully int8 ``dst``."""
+    try:
+        with quiet_fds():
+            from ai_edge_quantizer import quantizer, recipe
+    except ImportError:
+        raise MissingDependencyError("TFLite int8 needs ai-edge-quantizer: pip install 'cnnexport[tflite]'") from None
+    from ...calib.readers import representative_dataset
+    from ...runtimes.tflite import import_interpreter
+
+    if len(calibration) == 0:
+        raise CalibrationError("the calibration set is empty")
+    interpreter_cls, _ = import_interpreter()
+    with quiet_fds():
+        signatures = interpreter_cls(model_path=str(src)).get_signature_list()
+    signature, spec = next(iter(signatures.items()))
+    input_name = spec["inputs"][0]
+    data = {signature: [{input_name: x[0]} for x in representative_dataset(calibration, layout)]}
+    logging.getLogger("ai_edge_quantizer").setLevel(logging.ERROR)
+    try:
+        with quiet_fds(), contextlib.redirect_stdout(io.StringIO()):
+            qt = quantizer.Quantizer(str(src), recipe.static_wi8_ai8())
+            result = qt.quantize(qt.calibrate(data))
+            with tempfile.TemporaryDirectory() as tmp:
+                staged = Path(tmp) / "q.tflite"
+                result.export_model(str(staged))
+                with atomic_path(dst) as out:
+                    out.write_bytes(staged.read_bytes())
+    except Exception as exc:
+        raise (disk_full(exc) or ExportError(f"ai-edge-quantizer failed: {cause_line(exc)}")) from None
+    return {"runtime": "tflite", "format": "full integer (int8 I/O)", "method": "ai-edge-quantizer static_wi8_ai8",
+            "calibration_samples": int(len(calibration)), "layout": layout}

@@ -1,0 +1,74 @@
+"""The FORMATS table: every format module has the same functions, the table agrees with the runtimes'
+own suffix map, and the CLI's flags and choices come from the table."""
+
+import inspect
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from cnnexport.bench.plan import formats_for
+from cnnexport.cli import cli
+from cnnexport.exporter.formats import ALWAYS, FORMATS, by_runtime, for_file, int8_formats
+from cnnexport.runtimes import RUNTIMES, _BY_SUFFIX, runtime_for
+
+FUNCTIONS = ("convert", "quantize", "describe_int8", "runtime_options")
+
+
+@pytest.mark.parametrize("name", list(FORMATS))
+def test_every_format_module_has_the_same_functions(name):
+    fmt = FORMATS[name]
+    module = fmt.module()
+    assert module.__name__.endswith(f".formats.{name}")
+    for fn in FUNCTIONS:
+        assert hasattr(module, fn), f"{module.__name__} lacks {fn}"
+    assert list(inspect.signature(module.convert).parameters) == ["source", "dst"]
+    assert list(inspect.signature(module.runtime_options).parameters) == ["artifact", "batch_shape"]
+    # the table's precisions say what the module can do
+    assert (module.quantize is not None) == ("int8" in fmt.precisions) == bool(fmt.int8_inputs)
+    assert (module.describe_int8 is not None) == (module.quantize is not None)
+    if module.quantize is not None:
+        assert list(inspect.signature(module.quantize).parameters) == ["src", "dst", "calibration", "options",
+                                                                         "layout"]
+    assert fmt.source in ("onnx", "module")
+
+
+def test_the_runtimes_suffix_map_agrees_with_the_table():
+    # runtimes/ keeps its own map (it never imports the exporter): both must say the same
+    for fmt in FORMATS.values():
+        assert fmt.runtime in RUNTIMES
+        assert runtime_for(f"m{fmt.suffixes[0]}") == fmt.runtime
+        assert runtime_for(fmt.file_name("m", "int8")) == fmt.runtime
+    for suffix, runtime in _BY_SUFFIX.items():
+        assert by_runtime(runtime) is not None, f"{suffix}: a runtime with no row in FORMATS"
+        assert any(f.suffixes[0].endswith(suffix) for f in FORMATS.values() if f.runtime == runtime)
+    assert {r for r in RUNTIMES if by_runtime(r) is None} == {"torch"}  # PyTorch measures modules, not files
+
+
+def test_file_names_and_lookups():
+    assert FORMATS["openvino"].file_name("resnet50", "int8") == "resnet50.int8.xml"
+    assert FORMATS["ncnn"].file_name("m") == "m.ncnn.param"
+    assert for_file("a/m.int8.tflite").name == "tflite" and for_file("m.ncnn.param").name == "ncnn"
+    assert for_file("m.pt") is None
+    assert formats_for(["torch", "openvino", "onnxruntime"]) == ["openvino", "onnx"]
+    assert ALWAYS in FORMATS and "int8" in FORMATS[ALWAYS].precisions
+
+
+def test_the_cli_flags_and_choices_come_from_the_table():
+    runner = CliRunner()
+    export_help = runner.invoke(cli, ["export", "--help"]).output
+    for fmt in FORMATS.values():
+        assert f"--{fmt.name} " in export_help
+    quantize = next(p for p in cli.commands["quantize"].params if p.name == "runtime")
+    assert list(quantize.type.choices) == [f.runtime for f in int8_formats()]
+    bench_help = runner.invoke(cli, ["bench", "--help"]).output
+    assert all(f.runtime in bench_help for f in FORMATS.values())
+
+
+def test_no_format_specific_branch_in_the_commands():
+    # DESIGN.md: the CLI reads the table; it never branches on a format's or a runtime's name
+    source = (Path(__file__).parents[1] / "cnnexport" / "cli" / "commands.py").read_text()
+    for fmt in FORMATS.values():
+        for needle in (f'== "{fmt.name}"', f'!= "{fmt.name}"', f'== "{fmt.runtime}"', f'!= "{fmt.runtime}"',
+                       f'want_{fmt.name}'):
+            assert needle not in source, needle
