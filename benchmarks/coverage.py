@@ -24,7 +24,7 @@ from cnnexport.exporter.pipeline import first_tensor, verify_artifact
 from cnnexport.exporter.prepare import prepare
 from cnnexport.exporter.simplify import simplify
 from cnnexport.exporter.verify import make_inputs, reference_outputs
-from cnnexport.exporter.report import versions
+from cnnexport.exporter.report_fields import versions
 from cnnexport.models import create_model, list_models, model_info
 
 RESULTS = Path(__file__).parent / "results" / "coverage.json"

@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 from cnnexport.machine import cpu_facts
-from cnnexport.exporter.report import versions
+from cnnexport.exporter.report_fields import versions
 
 RESULTS = Path(__file__).parent / "results"
 

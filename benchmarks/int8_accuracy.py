@@ -30,7 +30,7 @@ from cnnexport.calib import Preprocess, sample_photos, split
 from cnnexport.calib.digits import load_digits
 from cnnexport.exporter.quantize_ort import per_layer_sqnr, quantize_onnx
 from cnnexport.exporter.verify import int8_figures
-from cnnexport.exporter.report import versions
+from cnnexport.exporter.report_fields import versions
 from cnnexport.models import BUNDLED_WEIGHTS, create_model
 from cnnexport.runtimes import load, run_nchw
 

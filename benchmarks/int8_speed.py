@@ -35,7 +35,7 @@ from cnnexport.machine import cpu_facts
 from cnnexport.calib import Preprocess, load_samples, sample_photos, split
 from cnnexport.exporter.quantize_ort import quantize_onnx
 from cnnexport.exporter.verify import int8_figures
-from cnnexport.exporter.report import versions
+from cnnexport.exporter.report_fields import versions
 from cnnexport.models import create_model
 from cnnexport.runtimes import load, run_nchw
 

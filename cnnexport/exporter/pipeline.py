@@ -26,7 +26,7 @@ from .formats import FORMATS, Artifact, ConvertSource, Int8Options
 from .int8 import check_int8, heldout_batches, load_artifact, quantize_artifacts, split_data
 from .onnx_export import DEFAULT_OPSET, EXPORTERS, to_onnx
 from .prepare import prepare_with_summary
-from .report import new_report
+from .report_fields import new_report
 from .simplify import simplify as simplify_onnx
 from .verify import DEFAULT_RTOL, compare, make_inputs, near_zero_warning, reference_outputs, save_reference
 

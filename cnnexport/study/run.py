@@ -22,7 +22,7 @@ from .paper import GUIDELINES, WIDTHS
 Progress = Callable[[int, int, str], None]
 Stage = Callable[[str], None]
 MICRONET_BUILDER = "cnnexport.study.micronets:build"
-PLAIN = " (plain torch.onnx.export)"  # the runtime label of a plain export's rows
+PLAIN_FILE = ".plain.onnx"  # what torch.onnx.export alone writes, measured beside cnnexport's files
 
 
 def _export(export: ExportFn, module, shape, out_dir: Path, name: str, runtimes: list[str]) -> dict:
@@ -75,16 +75,16 @@ def study_guidelines(runtimes: list[str], out_dir: str | Path, *, export: Export
                     jobs += torch_jobs(MICRONET_BUILDER, shape, [batch], [threads], device=device, macs=macs,
                                        model_kwargs={"block": net.block, **settings}, name=name)
     stage("measuring")
-    measured = measure(jobs, rounds=rounds, timing=timing, threads=[threads], device=device, on_progress=on_progress)
-    rows, ceiling = measured["rows"], measured["ceilings_gflops"].get(threads)
+    result = measure(jobs, rounds=rounds, timing=timing, threads=[threads], device=device, on_progress=on_progress)
+    rows, ceiling = result["rows"], result["ceilings_gflops"].get(threads)
     measured = sorted({r["runtime"] for r in rows})
     tables = [guideline_table(g, w, rows, rt) for rt in measured for g in selected for w in widths]
     verdicts = {rt: {g: {f"x{t['width']}": t["verdict"] for t in tables if t["runtime"] == rt and t["guideline"] == g}
                      for g in selected} for rt in measured}
     return {"study": "guidelines", "threads": threads, "device": device, "batch": batch, "rounds": rounds,
             "widths": list(widths),
-            "ceiling_gflops": ceiling, "machine": measured["machine"], "tables": tables, "verdicts": verdicts,
-            "rows": rows, "failures": measured["failures"]}
+            "ceiling_gflops": ceiling, "machine": result["machine"], "tables": tables, "verdicts": verdicts,
+            "rows": rows, "failures": result["failures"]}
 
 
 def _plain_export(module, shape, path: Path) -> None:
@@ -123,12 +123,12 @@ def study_zoo(models: list[str], runtimes: list[str], out_dir: str | Path, *, ex
             jobs += jobs_from_report(report, out_dir / name, name, artifact_runtimes, ["fp32"], list(batches),
                                      [threads], device, macs)
         if plain and any(r in ("onnxruntime", "openvino") for r in runtimes):
-            path = out_dir / name / f"{name}.plain.onnx"
+            path = out_dir / name / f"{name}{PLAIN_FILE}"
             _plain_export(module, shape, path)
             for rt in ("onnxruntime", "openvino"):
                 if rt in runtimes:
                     job = artifact_job(path, rt, 1, threads, model=name, device=device, macs=macs)
-                    job.runtime = f"{rt}{PLAIN}"
+                    job.runtime = f"{rt} (plain torch.onnx.export)"
                     plain_jobs.append(job)
         if "torch" in runtimes:
             jobs += torch_jobs(name, shape, list(batches), [threads], device=device, macs=macs)
@@ -136,8 +136,8 @@ def study_zoo(models: list[str], runtimes: list[str], out_dir: str | Path, *, ex
     measured = measure(jobs + plain_jobs, rounds=rounds, timing=timing, threads=[threads], device=device,
                        baseline="torch" if "torch" in runtimes else None, on_progress=on_progress)
     ceiling, machine = measured["ceilings_gflops"].get(threads), measured["machine"]
-    rows = [r for r in measured["rows"] if not r["runtime"].endswith(PLAIN)]
-    plain_rows = rows_from(plain_jobs, machine=machine)
+    rows = [r for r in measured["rows"] if not (r["artifact"] or "").endswith(PLAIN_FILE)]
+    plain_rows = rows_from(plain_jobs, machine=machine)  # without the ceiling and the baseline
     result = {"study": "zoo", "threads": threads, "device": device, "rounds": rounds, "batches": list(batches),
               "ceiling_gflops": ceiling, "machine": machine, "summary": {f"batch{b}": zoo_summary(rows, b)
                                                                         for b in batches},
