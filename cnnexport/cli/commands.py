@@ -14,7 +14,7 @@ from pathlib import Path
 import click
 
 from .. import __version__
-from ..exporter.formats import ALWAYS, FORMATS, int8_formats
+from ..exporter.formats import ALWAYS, FORMATS, file_int8_formats, int8_formats
 from ..errors import CnnexportError, ExportError, OutputError, UsageError, VerificationError
 from .render import (ProgressBar, StageStatus, print_bench, print_export_summary, print_fold, print_guidelines,
                      print_models, print_profile, print_quantize, print_verify, print_zoo)
@@ -485,8 +485,8 @@ def _macs_of(module, shape) -> float:
 @click.option("--eval", "eval_source", default=None,
               help="Evaluation data (default: the digits test split for 'digits', else held-out part of --calib).")
 @click.option("--calib-count", type=int, default=200, show_default=True, help="Samples drawn from --calib.")
-@click.option("--runtime", type=click.Choice([f.runtime for f in int8_formats()]), default=None,
-              help="; ".join(f.int8_help for f in int8_formats()) + " (default: by the input's extension).")
+@click.option("--runtime", type=click.Choice([f.runtime for f in file_int8_formats()]), default=None,
+              help="; ".join(f.int8_help for f in file_int8_formats()) + " (default: by the input's extension).")
 @click.option("--calib-method", type=click.Choice(CALIB_METHODS), default="minmax", show_default=True)
 @click.option("--keep-float", default="", metavar="LIST",
               help="ONNX Runtime: nodes left in float: first, last, node-name globs ('/layer1/*'), or auto "

@@ -44,6 +44,17 @@ def tolerance_text(e: dict) -> str:
     return f"tol {e['tolerance']:.1e}"
 
 
+def delegation_text(d: dict) -> str:
+    """'XNNPACK 122/122 ops, 1 partition' or '... 143/157 ops, 15 partitions, 14 breaks (split x13)'."""
+    total = d["delegated_ops"] + d["portable_ops"]
+    text = (f"{d['delegate']} {d['delegated_ops']}/{total} ops, {d['delegated_partitions']} "
+            f"partition{'s' if d['delegated_partitions'] != 1 else ''}")
+    if d["portable_ops"]:
+        text += (f", {d['graph_breaks']} break{'s' if d['graph_breaks'] != 1 else ''} ("
+                 + ", ".join(f"{op.removeprefix('aten_')} x{n}" for op, n in d["portable_by_op"].items()) + ")")
+    return text
+
+
 def print_export_summary(report: dict) -> None:
     from rich.table import Table
 
@@ -54,14 +65,16 @@ def print_export_summary(report: dict) -> None:
                         f"{'x'.join(map(str, report['input_shape']))} "
                         f"({'dynamic' if report['dynamic_batch'] else 'static'} batch)")
     table.add_column("")
-    rows = {"file": [], "format": [], "size": [], "max abs error": [], "max rel error": [], "cosine": [],
-            "top-1 agreement": [], "accuracy (labels)": [], "check": []}
+    rows = {"file": [], "format": [], "size": [], "batch": [], "delegation": [], "max abs error": [],
+            "max rel error": [], "cosine": [], "top-1 agreement": [], "accuracy (labels)": [], "check": []}
     for a in report["artifacts"]:
         e = eq.get(Path(a["path"]).name, {})
         table.add_column(a["format"], justify="right")
         rows["file"].append(Path(a["path"]).name)
         rows["format"].append(f"{a['format']} {a['precision']} {a['layout']}")
         rows["size"].append(f"{a['size_bytes'] / 1e6:.1f} MB")
+        rows["batch"].append(f"static {a['static_batch']}" if "static_batch" in a else "")
+        rows["delegation"].append(delegation_text(a["delegation"]) if "delegation" in a else "")
         tol = e.get("tolerance", 0)
         rows["max abs error"].append(f"{e.get('max_abs', float('nan')):.2e}" + (f" ({tolerance_text(e)})"
                                                                                 if isinstance(tol, float) else ""))

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import UsageError
-from .formats import FORMATS, Artifact, Format, Int8Options, by_runtime, for_file, int8_formats
+from .formats import FORMATS, Artifact, Format, Int8Options, by_runtime, file_int8_formats, for_file, int8_formats
 from .verify import compare, int8_figures
 
 
@@ -61,24 +61,26 @@ def int8_files(fmt: Format, main: Path) -> list[Path]:
     return [main] + [main.with_name(base + s) for s in fmt.suffixes[1:]]
 
 
-def quantize_artifacts(fp32: list[Artifact], data: Int8Data, options: Int8Options,
+def quantize_artifacts(fp32: list[Artifact], source, data: Int8Data, options: Int8Options,
                        dst_of) -> tuple[list[Artifact], list[dict], list[str]]:
     """int8 artifacts for every fp32 artifact whose format has a quantizer (in ``FORMATS`` order), each
-    written to ``dst_of(format)``; with what each quantizer did and its warnings. A quantizer that
-    starts from ONNX reads the ONNX artifact, the others their own fp32 file."""
-    onnx_file = next(a.files[0] for a in fp32 if a.format == "onnx")
+    written to ``dst_of(format)``; with what each quantizer did and its warnings. Each quantizer starts
+    from what its row's ``int8_from`` says: the ONNX file, its own fp32 file or ``source`` (the
+    ``ConvertSource`` with the prepared module)."""
+    onnx_file = source.onnx_path
     out, infos, warnings = [], [], []
     for fmt in int8_formats():
         art = next((a for a in fp32 if a.format == fmt.name), None)
         if art is None:
             continue
-        src = onnx_file if ".onnx" in fmt.int8_inputs else art.files[0]
+        src = {"onnx": onnx_file, "self": art.files[0], "module": source}[fmt.int8_from]
         dst = dst_of(fmt)
         info = fmt.module().quantize(src, dst, data.calibration, options, art.layout)
         infos.append(info)
         if warning := keep_float_warning(info):
             warnings.append(warning)
-        out.append(Artifact(fmt.name, int8_files(fmt, dst), fmt.runtime, precision="int8", layout=art.layout))
+        out.append(Artifact(fmt.name, int8_files(fmt, dst), fmt.runtime, precision="int8", layout=art.layout,
+                            details=info.pop("artifact_details", {})))
     return out, infos, warnings
 
 
@@ -129,8 +131,10 @@ def quantize_file(src: str | os.PathLike, calib: str, *, runtime: str | None = N
     src = Path(src)
     fmt = by_runtime(runtime) if runtime else for_file(src)
     if fmt is None or not fmt.int8_inputs:
-        raise UsageError(f"no int8 quantizer for '{src.name}'; give a {', '.join(_inputs())} file "
-                         f"(or --runtime {', '.join(f.runtime for f in int8_formats())})")
+        how = (f"; export its int8 file with cnnexport MODEL --{fmt.name} --int8 --calib ..."
+               if fmt is not None and fmt.int8_from else "")
+        raise UsageError(f"no int8 quantizer for '{src.name}' files; give a {', '.join(_inputs())} file "
+                         f"(or --runtime {', '.join(f.runtime for f in file_int8_formats())}){how}")
     if not src.name.lower().endswith(fmt.int8_inputs):
         maker = for_file(fmt.int8_inputs[0]) or fmt
         raise UsageError(f"{fmt.label} int8 starts from an fp32 {' or '.join(fmt.int8_inputs)} file "
@@ -183,7 +187,7 @@ def keep_float_warning(info: dict) -> str | None:
 
 
 def _inputs() -> list[str]:
-    return list(dict.fromkeys(s for f in int8_formats() for s in f.int8_inputs))
+    return list(dict.fromkeys(s for f in file_int8_formats() for s in f.int8_inputs))
 
 
 def _stem(path: Path) -> str:

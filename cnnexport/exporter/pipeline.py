@@ -176,7 +176,8 @@ def export(
         if int8:
             stage("quantize")
             t0 = time.perf_counter()
-            int8_artifacts, heldout, labels = _quantize(staging, name, shape, artifacts, calib, calib_count, report,
+            int8_artifacts, heldout, labels = _quantize(staging, name, shape, artifacts, source, calib, calib_count,
+                                                        report,
                                                         Int8Options(method=calib_method, keep_float=tuple(keep_float),
                                                                     min_cosine=int8_min_cosine))
             timings["quantize"] = round(time.perf_counter() - t0, 3)
@@ -263,7 +264,7 @@ def _export_onnx(prepared, summary, onnx_path: Path, shape, report, stage, *, ex
     return onnx_path
 
 
-def _quantize(staging, name, shape, artifacts, calib, calib_count, report,
+def _quantize(staging, name, shape, artifacts, source, calib, calib_count, report,
               options: Int8Options) -> tuple[list[Artifact], list, np.ndarray | None]:
     """int8 files for every artifact whose format has a quantizer, the held-out inputs and their labels
     when the calibration source has them (digits)."""
@@ -274,7 +275,7 @@ def _quantize(staging, name, shape, artifacts, calib, calib_count, report,
     data = split_data(calib, shape, calib_count)
     report["warnings"].extend(data.warnings)
     out, report["quantization"], warnings = quantize_artifacts(
-        artifacts, data, options, lambda fmt: staging.file(fmt.file_name(name, "int8")))
+        artifacts, source, data, options, lambda fmt: staging.file(fmt.file_name(name, "int8")))
     report["warnings"].extend(warnings)
     batches, labels = heldout_batches(data.evaluation, data.labels, shape[0])
     return out, [InputSet("heldout", batches)], labels

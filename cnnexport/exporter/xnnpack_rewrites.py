@@ -67,3 +67,99 @@ def zero_pad_maxpool_after_relu(module: nn.Module) -> tuple[nn.Module, list[str]
     return rewritten.eval(), [f"{t}: max-pool padding done as a zero PAD (its input follows a ReLU), so XNNPACK "
                               "keeps the stem in one partition instead of falling back for PADV2" for t in targets]
 
+
+
+# ExecuTorch's XNNPACK partitioner takes channel slices but not split_with_sizes (what chunk and split
+# lower to), and a mean over H, W only with keepdim: ShuffleNetV2's channel split and its head's
+# x.mean([2, 3]) each fell back to the portable kernels, 14 graph breaks in one network.
+_SPLITS = {"chunk", "split"}
+
+
+def _channel_slices(x, arg, kind: str):
+    """``x.chunk(arg, 1)`` / ``x.split(arg, 1)`` as plain slices (shapes are static when exported)."""
+    n = x.shape[1]
+    if kind == "chunk":
+        step = -(-n // arg)
+        sizes = [min(step, n - i) for i in range(0, n, step)]
+    else:
+        sizes = [arg] * (n // arg) + ([n % arg] if n % arg else []) if isinstance(arg, int) else list(arg)
+    out, start = [], 0
+    for size in sizes:
+        out.append(x[:, start:start + size])
+        start += size
+    return tuple(out)
+
+
+def _spatial_mean(x, dims):
+    """``x.mean(dims)`` over H and W of an NCHW tensor, taken with keepdim and flattened."""
+    if x.dim() == 4 and sorted(d % 4 for d in dims) == [2, 3]:
+        return x.mean(dims, keepdim=True).flatten(1)
+    return x.mean(dims)
+
+
+def _split_call(node):
+    """(input, chunks or sizes, kind) of a channel chunk/split node, else None."""
+    import torch
+
+    if node.op == "call_method" and node.target in _SPLITS:
+        kind = node.target
+    elif node.op == "call_function" and node.target in (torch.chunk, torch.split):
+        kind = "chunk" if node.target is torch.chunk else "split"
+    else:
+        return None
+    args = list(node.args) + [None] * 3
+    dim = node.kwargs.get("dim", args[2] if args[2] is not None else 0)
+    arg = node.kwargs.get("chunks", node.kwargs.get("split_size_or_sections", node.kwargs.get("split_size", args[1])))
+    return (args[0], arg, kind) if dim == 1 and arg is not None else None
+
+
+def _mean_call(node):
+    """(input, dims) of a mean over two dims without keepdim, else None."""
+    import torch
+
+    if not ((node.op == "call_method" and node.target == "mean") or
+            (node.op == "call_function" and node.target is torch.mean)):
+        return None
+    args = list(node.args) + [None] * 3
+    dims = node.kwargs.get("dim", args[1])
+    keepdim = node.kwargs.get("keepdim", args[2] or False)
+    if keepdim or not isinstance(dims, (list, tuple)) or len(dims) != 2 or "dtype" in node.kwargs:
+        return None
+    return args[0], tuple(dims)
+
+
+def slices_and_kept_dims(module: nn.Module) -> tuple[nn.Module, list[str]]:
+    """A copy of ``module`` whose channel chunk/split calls are slices and whose spatial means keep
+    their dims, so ExecuTorch's XNNPACK partitioner delegates them; the module itself when there is
+    nothing to change. Returns the module and what changed."""
+    from .prepare import _Tracer
+
+    try:
+        tracer = _Tracer()
+        graph = tracer.trace(module)
+    except Exception:  # an untraceable model is lowered as it is
+        return module, []
+    splits = means = 0
+    for node in list(graph.nodes):
+        if (call := _split_call(node)) is not None:
+            with graph.inserting_before(node):
+                new = graph.call_function(_channel_slices, (call[0], call[1], call[2]))
+            splits += 1
+        elif (call := _mean_call(node)) is not None:
+            with graph.inserting_before(node):
+                new = graph.call_function(_spatial_mean, call)
+            means += 1
+        else:
+            continue
+        node.replace_all_uses_with(new)
+        graph.erase_node(node)
+    if not splits and not means:
+        return module, []
+    rewritten = fx.GraphModule(tracer.root, graph, type(module).__name__).eval()
+    changes = []
+    if splits:
+        changes.append(f"{splits} channel split(s) done as slices, which XNNPACK delegates (split_with_sizes "
+                       "falls back to ExecuTorch's portable kernels)")
+    if means:
+        changes.append(f"{means} spatial mean(s) taken with keepdim then flattened, which XNNPACK delegates")
+    return rewritten, changes

@@ -11,9 +11,10 @@ from .base import RuntimeModel, TensorSpec
 
 __all__ = ["RuntimeModel", "TensorSpec", "load", "RUNTIMES", "runtime_for", "run_nchw"]
 
-RUNTIMES = ("onnxruntime", "openvino", "tflite", "ncnn", "torch")
-ALIASES = {"ort": "onnxruntime", "ov": "openvino", "litert": "tflite", "pytorch": "torch"}
-_BY_SUFFIX = {".onnx": "onnxruntime", ".xml": "openvino", ".tflite": "tflite", ".param": "ncnn"}
+RUNTIMES = ("onnxruntime", "openvino", "tflite", "ncnn", "executorch", "torch")
+ALIASES = {"ort": "onnxruntime", "ov": "openvino", "litert": "tflite", "et": "executorch", "pytorch": "torch"}
+# exporter/formats keeps the same facts in FORMATS; tests/test_formats.py checks that the two agree
+_BY_SUFFIX = {".onnx": "onnxruntime", ".xml": "openvino", ".tflite": "tflite", ".param": "ncnn", ".pte": "executorch"}
 
 
 def runtime_for(path: str | os.PathLike) -> str | None:
@@ -36,6 +37,8 @@ def load(path: str | os.PathLike, runtime: str | None = None, **options) -> Runt
         from .tflite import TfliteModel as cls
     elif runtime == "ncnn":
         from .ncnn import NcnnModel as cls
+    elif runtime == "executorch":
+        from .executorch import ExecuTorchModel as cls
     elif runtime is None:
         raise UsageError(f"no runtime reads '{Path(path).suffix or Path(path).name}' files ('{path}'): give a "
                          f"{', '.join(_BY_SUFFIX)} file, or choose a runtime with --runtime "

@@ -8,9 +8,10 @@ Each format module holds the same functions:
 
 - ``convert(source: ConvertSource, dst: Path) -> Artifact``: write the fp32 file(s), ``dst`` being
   the main one, from the prepared module or from the ONNX file (``Format.source``);
-- ``quantize(src: Path, dst: Path, calibration, options: Int8Options, layout: str) -> dict``: the int8
-  file from ``src`` (one of ``Format.int8_inputs``), returning what was done; ``None`` when the
-  format has no int8;
+- ``quantize(src, dst: Path, calibration, options: Int8Options, layout: str) -> dict``: the int8 file,
+  returning what was done; ``src`` is what ``Format.int8_from`` names (the ONNX file, the format's own
+  fp32 file, or the ``ConvertSource`` for a quantizer that starts from the module); ``None`` when
+  the format has no int8;
 - ``describe_int8(info) -> str``: one line on how the int8 file was made (``None`` with no int8);
 - ``runtime_options(artifact, batch_shape) -> dict``: the options its runtime adapter needs to load
   the file for verification (TFLite's layout, ncnn's input shape).
@@ -38,12 +39,14 @@ class Format:
     suffixes: tuple[str, ...]  # the files one artifact is made of, the loaded one first
     source: str             # what it converts from: "onnx" (the exported ONNX file) or "module" (prepared)
     flag_help: str          # the export command's help for its flag
-    int8_inputs: tuple[str, ...] = ()  # the fp32 files its int8 quantizer starts from; () = no int8
+    int8_from: str | None = None  # what its int8 quantizer starts from: "onnx", "self" (its fp32 file),
+    #                               "module" (the prepared module; no `cnnexport quantize FILE`), None: no int8
+    int8_inputs: tuple[str, ...] = ()  # the fp32 files `cnnexport quantize` takes for it
     int8_help: str = ""     # the quantize command's help for its --runtime choice
 
     @property
     def precisions(self) -> tuple[str, ...]:
-        return ("fp32", "int8") if self.int8_inputs else ("fp32",)
+        return ("fp32", "int8") if self.int8_from else ("fp32",)
 
     def file_name(self, stem: str, precision: str = "fp32") -> str:
         """``resnet50`` -> ``resnet50.xml``, ``resnet50.int8.xml``."""
@@ -57,15 +60,18 @@ class Format:
 FORMATS: dict[str, Format] = {f.name: f for f in (
     Format("onnx", "ONNX", "onnxruntime", (".onnx",), "onnx",
            "Write <model>.onnx (always written).",
-           int8_inputs=(".onnx",), int8_help="onnxruntime: QDQ .int8.onnx"),
+           int8_from="onnx", int8_inputs=(".onnx",), int8_help="onnxruntime: QDQ .int8.onnx"),
     Format("openvino", "OpenVINO", "openvino", (".xml", ".bin"), "onnx",
            "Also write OpenVINO IR (<model>.xml + .bin).",
-           int8_inputs=(".onnx", ".xml"), int8_help="openvino: NNCF .int8.xml + .bin"),
+           int8_from="onnx", int8_inputs=(".onnx", ".xml"), int8_help="openvino: NNCF .int8.xml + .bin"),
     Format("tflite", "TFLite", "tflite", (".tflite",), "module",
            "Also write <model>.tflite (litert-torch).",
-           int8_inputs=(".tflite",), int8_help="tflite: full-integer .int8.tflite"),
+           int8_from="self", int8_inputs=(".tflite",), int8_help="tflite: full-integer .int8.tflite"),
     Format("ncnn", "ncnn", "ncnn", (".ncnn.param", ".ncnn.bin"), "module",
            "Also write <model>.ncnn.param + .bin (pnnx)."),
+    Format("executorch", "ExecuTorch", "executorch", (".pte",), "module",
+           "Also write <model>.pte (ExecuTorch, XNNPACK-delegated; static batch).",
+           int8_from="module"),
 )}
 
 
@@ -84,6 +90,12 @@ def for_file(path: str | Path) -> Format | None:
 
 
 def int8_formats() -> list[Format]:
+    """Formats with an int8 file (from an export)."""
+    return [f for f in FORMATS.values() if f.int8_from]
+
+
+def file_int8_formats() -> list[Format]:
+    """Formats whose int8 file `cnnexport quantize` makes from an fp32 file."""
     return [f for f in FORMATS.values() if f.int8_inputs]
 
 
@@ -96,13 +108,14 @@ class Artifact:
     precision: str = "fp32"
     layout: str = "NCHW"
     graph_changes: list[str] = field(default_factory=list)  # runtime-specific rewrites (xnnpack_rewrites)
+    details: dict = field(default_factory=dict)  # what the format adds to its report entry (e.g. delegation)
 
     def entry(self, final_dir: Path) -> dict:
         main = self.files[0]
         return {"format": self.format, "precision": self.precision, "path": str(final_dir / main.name),
                 "size_bytes": sum(f.stat().st_size for f in self.files),
                 "files": [f.name for f in self.files], "runtime": self.runtime, "layout": self.layout,
-                "graph_changes": self.graph_changes}
+                "graph_changes": self.graph_changes, **self.details}
 
 
 @dataclass(frozen=True)

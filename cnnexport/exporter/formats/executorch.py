@@ -1,0 +1,159 @@
+"""ExecuTorch (.pte): the prepared module captured by ``torch.export``, lowered to the edge dialect with
+the XNNPACK partitioner and serialised as one program; int8 through PyTorch 2 export quantization
+(PT2E) with the XNNPACK quantizer (symmetric, per-channel weights), calibrated on the same samples
+as every other int8 file, then lowered the same way.
+
+The program takes the export's batch only (static): ExecuTorch plans its memory ahead of time.
+The delegation report says how many operators run inside XNNPACK and which fall back to the portable
+kernels; a fallback between two delegated partitions is a graph break.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+from ..._atomic import atomic_path
+from ..._quiet import quiet_fds
+from ...errors import CalibrationError, ExportError, MissingDependencyError, UsageError, cause_line, disk_full
+from . import Artifact, ConvertSource, Int8Options
+
+INSTALL = "ExecuTorch is not installed: pip install 'cnnexport[executorch]'"
+# The graph's bookkeeping nodes, not operators: the delegate's output tuple is unpacked with getitem.
+_NOT_OPERATORS = ("getitem",)
+
+
+def convert(source: ConvertSource, dst: Path) -> Artifact:
+    """The fp32 program, XNNPACK-delegated, at the export's (static) batch."""
+    from ..xnnpack_rewrites import slices_and_kept_dims
+
+    module, changes = slices_and_kept_dims(source.prepared)
+    with _quiet():
+        artifact = _write(_capture(module, source.shape), dst, "fp32", source.shape)
+    artifact.graph_changes = changes
+    return artifact
+
+
+def quantize(src: ConvertSource, dst: Path, calibration: np.ndarray, options: Int8Options, layout: str) -> dict:
+    """The int8 program via PT2E: observers inserted by the XNNPACK quantizer, calibrated on
+    ``calibration`` (NCHW), converted, lowered to XNNPACK."""
+    import torch
+
+    if len(calibration) == 0:
+        raise CalibrationError("the calibration set is empty")
+    with _quiet():
+        try:
+            from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import (XNNPACKQuantizer,
+                                                                                 get_symmetric_quantization_config)
+            from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
+        except ImportError:
+            raise MissingDependencyError(INSTALL) from None
+        from ..xnnpack_rewrites import slices_and_kept_dims
+
+        shape = src.shape
+        module, changes = slices_and_kept_dims(src.prepared)
+        graph = _capture(module, shape).module()
+        quantizer = XNNPACKQuantizer().set_global(get_symmetric_quantization_config(is_per_channel=True))
+        try:
+            observed = prepare_pt2e(graph, quantizer)
+            batch = shape[0]  # the captured graph takes the export's batch only
+            usable = len(calibration) - len(calibration) % batch
+            if usable == 0:
+                raise CalibrationError(f"need at least {batch} calibration samples for a batch of {batch}")
+            with torch.no_grad():
+                for i in range(0, usable, batch):
+                    observed(torch.from_numpy(np.ascontiguousarray(calibration[i:i + batch], dtype=np.float32)))
+            quantized = convert_pt2e(observed)
+        except CalibrationError:
+            raise
+        except Exception as exc:
+            raise ExportError(f"ExecuTorch PT2E quantization failed: {cause_line(exc)}") from None
+        program = _capture(quantized, shape)
+        artifact = _write(program, dst, "int8", shape)
+    return {"runtime": "executorch", "format": "PT2E (XNNPACK quantizer)",
+            "method": "XNNPACK quantizer, symmetric per-channel int8 weights, per-tensor activations (min-max)",
+            "calibration_samples": int(len(calibration)),
+            "artifact_details": {**artifact.details, "graph_changes": changes}}
+
+
+def describe_int8(info: dict) -> str:
+    return f"ExecuTorch int8 via PT2E ({info['method']})"
+
+
+def runtime_options(artifact: Artifact, batch_shape: tuple[int, ...]) -> dict:
+    return {}
+
+
+def _capture(module, shape: tuple[int, ...]):
+    """``torch.export`` at a static input shape; a model it cannot capture is the user's to fix."""
+    import torch
+
+    example = (torch.zeros(shape),)
+    try:
+        with torch.no_grad():
+            return torch.export.export(module, example, strict=False)
+    except Exception as exc:
+        name = getattr(module, "cnnexport_name", None) or type(module).__name__
+        raise UsageError(f"torch.export cannot capture {name} for ExecuTorch ({cause_line(exc, 220)}); make its "
+                         "forward free of data-dependent control flow (torch.cond, or branch on shapes only), or "
+                         "leave out --executorch") from None
+
+
+def _write(exported, dst: Path, precision: str, shape: tuple[int, ...]) -> Artifact:
+    try:
+        from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
+        from executorch.exir import to_edge_transform_and_lower
+    except ImportError:
+        raise MissingDependencyError(INSTALL) from None
+    try:
+        edge = to_edge_transform_and_lower(exported, partitioner=[XnnpackPartitioner()])
+        delegation = delegation_report(edge.exported_program().graph_module)
+        program = edge.to_executorch()
+    except Exception as exc:
+        raise ExportError(f"ExecuTorch lowering (XNNPACK) failed: {cause_line(exc)}") from None
+    try:
+        with atomic_path(dst) as tmp:
+            tmp.write_bytes(program.buffer)
+    except OSError as exc:
+        raise (disk_full(exc) or exc) from None
+    return Artifact("executorch", [Path(dst)], "executorch", precision=precision,
+                    details={"static_batch": int(shape[0]), "delegation": delegation})
+
+
+def delegation_report(graph_module) -> dict:
+    """Operators inside XNNPACK partitions and outside them (portable kernels), per operator, and the
+    graph breaks: one fewer than the delegated partitions when anything runs between them."""
+    from executorch.devtools.backend_debug import get_delegation_info
+
+    info = get_delegation_info(graph_module)
+    by_op = {op: (b.delegated, b.non_delegated) for op, b in info.delegation_by_operator.items()
+             if op not in _NOT_OPERATORS}
+    portable = {op: n for op, (_, n) in sorted(by_op.items()) if n}
+    delegated = sum(d for d, _ in by_op.values())
+    total = delegated + sum(portable.values())
+    return {"delegate": "XNNPACK", "delegated_partitions": int(info.num_delegated_subgraphs),
+            "delegated_ops": int(delegated), "portable_ops": int(sum(portable.values())),
+            "portable_by_op": portable, "delegated_fraction": delegated / total if total else 0.0,
+            "graph_breaks": max(0, int(info.num_delegated_subgraphs) - 1) if portable else 0}
+
+
+@contextlib.contextmanager
+def _quiet():
+    """torch.export, the edge passes and the quantizer warn and log at length; the report says what matters."""
+    names = ("executorch", "torch._export", "torch.export", "torch._dynamo", "torchao", "root")
+    loggers = [logging.getLogger(n) for n in names]
+    levels = [lg.level for lg in loggers]
+    try:
+        for lg in loggers:
+            lg.setLevel(logging.ERROR)
+        with warnings.catch_warnings(), quiet_fds(), contextlib.redirect_stdout(io.StringIO()):
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        for lg, level in zip(loggers, levels):
+            lg.setLevel(level)
