@@ -9,11 +9,14 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from cnnexport.exporter.formats import FORMATS
+
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results" / "coverage.json"
 README = ROOT / "README.md"
 START, END = "<!-- coverage:start -->", "<!-- coverage:end -->"
-COLUMNS = (("onnx", "ONNX Runtime"), ("openvino", "OpenVINO"), ("tflite", "TFLite (NHWC)"), ("ncnn", "ncnn"))
+COLUMNS = tuple((f.name, f"{f.label} ({f.runtime})" if f.label.lower() != f.runtime else f.label)
+                for f in FORMATS.values())
 
 
 def render(data: dict) -> str:

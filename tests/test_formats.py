@@ -9,7 +9,7 @@ from click.testing import CliRunner
 
 from cnnexport.bench.plan import formats_for
 from cnnexport.cli import cli
-from cnnexport.exporter.formats import ALWAYS, FORMATS, by_runtime, for_file, int8_formats
+from cnnexport.exporter.formats import ALWAYS, FORMATS, by_runtime, file_int8_formats, for_file
 from cnnexport.runtimes import RUNTIMES, _BY_SUFFIX, runtime_for
 
 FUNCTIONS = ("convert", "quantize", "describe_int8", "runtime_options")
@@ -25,7 +25,10 @@ def test_every_format_module_has_the_same_functions(name):
     assert list(inspect.signature(module.convert).parameters) == ["source", "dst"]
     assert list(inspect.signature(module.runtime_options).parameters) == ["artifact", "batch_shape"]
     # the table's precisions say what the module can do
-    assert (module.quantize is not None) == ("int8" in fmt.precisions) == bool(fmt.int8_inputs)
+    assert (module.quantize is not None) == ("int8" in fmt.precisions) == bool(fmt.int8_from)
+    assert fmt.int8_from in (None, "onnx", "self", "module")
+    # `cnnexport quantize FILE` takes a file only for quantizers that start from one
+    assert not fmt.int8_inputs or fmt.int8_from in ("onnx", "self")
     assert (module.describe_int8 is not None) == (module.quantize is not None)
     if module.quantize is not None:
         assert list(inspect.signature(module.quantize).parameters) == ["src", "dst", "calibration", "options",
@@ -60,7 +63,7 @@ def test_the_cli_flags_and_choices_come_from_the_table():
     for fmt in FORMATS.values():
         assert f"--{fmt.name} " in export_help
     quantize = next(p for p in cli.commands["quantize"].params if p.name == "runtime")
-    assert list(quantize.type.choices) == [f.runtime for f in int8_formats()]
+    assert list(quantize.type.choices) == [f.runtime for f in file_int8_formats()]
     bench_help = runner.invoke(cli, ["bench", "--help"]).output
     assert all(f.runtime in bench_help for f in FORMATS.values())
 

@@ -1,0 +1,151 @@
+"""ExecuTorch: --executorch fp32 and int8 through the CLI, the delegation report, the rewrites that
+keep a network inside XNNPACK, the refusal of a model torch.export cannot capture, verify and bench
+on a .pte file."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+from torch import nn
+
+pytest.importorskip("executorch", reason="ExecuTorch is not installed (pip install 'cnnexport[executorch]')")
+
+from cnnexport.cli import cli  # noqa: E402
+from cnnexport.exporter.formats import ConvertSource  # noqa: E402
+from cnnexport.exporter.formats import executorch as et  # noqa: E402
+from cnnexport.runtimes import load  # noqa: E402
+
+pytestmark = pytest.mark.xdist_group("executorch")  # one worker pays ExecuTorch's slow import once
+
+
+@pytest.fixture(scope="module")
+def lenet_export(tmp_path_factory):
+    out = tmp_path_factory.mktemp("et")
+    result = CliRunner().invoke(cli, ["lenet5", "--weights", "digits", "--executorch", "--int8", "--calib", "digits",
+                                      "--calib-count", "120", "-o", str(out), "--json"])
+    assert result.exit_code == 0, result.output
+    return out, json.loads(result.stdout)
+
+
+def test_export_writes_verified_fp32_and_int8_programs(lenet_export):
+    out, report = lenet_export
+    arts = {Path(a["path"]).name: a for a in report["artifacts"]}
+    assert {"lenet5.pte", "lenet5.int8.pte"} <= set(arts)
+    for name in ("lenet5.pte", "lenet5.int8.pte"):
+        a = arts[name]
+        assert (out / name).is_file() and a["runtime"] == "executorch" and a["static_batch"] == 1
+        assert a["delegation"]["delegate"] == "XNNPACK" and a["delegation"]["delegated_ops"] > 0
+    eq = {e["artifact"]: e for e in report["equivalence"]}
+    assert eq["lenet5.pte"]["passed"] and eq["lenet5.pte"]["max_rel"] < 1e-4
+    assert eq["lenet5.pte"]["top1_agreement"] == 1.0
+    int8 = eq["lenet5.int8.pte"]
+    assert int8["passed"] and int8["precision"] == "int8" and int8["cosine_mean"] >= 0.98
+    # digits carry labels: the int8 program keeps the fp32 accuracy within half a point
+    assert int8["accuracy_fp32"] - int8["accuracy_int8"] <= 0.005
+    quant = next(q for q in report["quantization"] if q["runtime"] == "executorch")
+    assert quant["calibration_samples"] > 0 and "artifact_details" not in quant
+
+
+def test_verify_and_bench_read_a_pte_file(lenet_export):
+    out, _ = lenet_export
+    runner = CliRunner()
+    verified = runner.invoke(cli, ["verify", str(out / "lenet5.pte"), "--reference", str(out / "reference.npz"),
+                                   "--json"])
+    assert verified.exit_code == 0, verified.output
+    assert json.loads(verified.stdout)["runtime"]["runtime"] == "executorch"
+    bench = runner.invoke(cli, ["bench", str(out / "lenet5.pte"), str(out / "lenet5.int8.pte"), "--rounds", "2",
+                                "--runs", "3", "--warmup", "1", "--min-time", "0", "--no-ceiling", "--pick", "--json"])
+    assert bench.exit_code == 0, bench.output
+    result = json.loads(bench.stdout)
+    rows = {r["artifact"]: r for r in result["rows"]}
+    assert set(rows) == {"lenet5.pte", "lenet5.int8.pte"}
+    assert all(r["runtime"] == "executorch" and r["median_ms"] > 0 and r["rounds"] == 2 for r in rows.values())
+    assert rows["lenet5.int8.pte"]["precision"] == "int8" and rows["lenet5.int8.pte"]["int8_speedup"] > 0
+    assert {p["precision"] for p in result["pick"]} == {"fp32", "int8"}
+
+
+def test_the_adapter_describes_the_program(lenet_export):
+    out, _ = lenet_export
+    model = load(out / "lenet5.pte", threads=1)
+    assert model.inputs[0].shape == (1, 1, 32, 32) and model.inputs[0].dtype == "float32"
+    assert model.outputs[0].shape == (1, 10)
+    assert model.describe()["threads"] == 1
+    x = np.random.default_rng(0).standard_normal((3, 1, 32, 32)).astype(np.float32)
+    assert model.run_batches(x).shape == (3, 10)  # a static batch of 1, fed three times
+
+
+def test_quantize_on_a_pte_file_says_how_to_make_its_int8_file(lenet_export):
+    out, _ = lenet_export
+    result = CliRunner().invoke(cli, ["quantize", str(out / "lenet5.pte"), "--calib", "samples"])
+    assert result.exit_code == 2
+    assert "--executorch --int8" in result.output and "Traceback" not in result.output
+
+
+class _BreaksOnCumsum(nn.Module):
+    """Two convolutions with an operator XNNPACK does not take between them."""
+
+    def __init__(self):
+        super().__init__()
+        self.a, self.b = nn.Conv2d(3, 8, 3, padding=1), nn.Conv2d(8, 4, 3, padding=1)
+
+    def forward(self, x):
+        return self.b(torch.cumsum(self.a(x), dim=1))
+
+
+class _SplitsAndMeans(nn.Module):
+    """ShuffleNetV2's channel split and its head's mean over H, W."""
+
+    def __init__(self):
+        super().__init__()
+        self.a, self.b, self.fc = nn.Conv2d(3, 8, 1), nn.Conv2d(4, 4, 3, padding=1), nn.Linear(8, 5)
+
+    def forward(self, x):
+        x1, x2 = self.a(x).chunk(2, dim=1)
+        x = torch.cat([x1, self.b(x2).relu()], 1)
+        return self.fc(x.mean([2, 3]))
+
+
+def _convert(module, tmp_path, shape=(1, 3, 16, 16)):
+    torch.manual_seed(0)
+    module = module.eval()
+    return et.convert(ConvertSource(module, tmp_path / "unused.onnx", shape), tmp_path / "m.pte"), module
+
+
+def test_delegation_counts_a_fallback_between_partitions_as_a_graph_break(tmp_path):
+    artifact, _ = _convert(_BreaksOnCumsum(), tmp_path)
+    d = artifact.details["delegation"]
+    assert d["portable_by_op"] == {"aten_cumsum_default": 1}
+    assert d["delegated_partitions"] == 2 and d["graph_breaks"] == 1 and d["delegated_fraction"] < 1
+
+
+def test_splits_and_means_are_rewritten_into_one_partition(tmp_path):
+    artifact, module = _convert(_SplitsAndMeans(), tmp_path)
+    d = artifact.details["delegation"]
+    assert d["portable_ops"] == 0 and d["delegated_partitions"] == 1 and d["graph_breaks"] == 0
+    assert len(artifact.graph_changes) == 2  # one line for the split, one for the mean
+    x = torch.randn(1, 3, 16, 16)
+    with torch.no_grad():
+        expected = module(x).numpy()
+    np.testing.assert_allclose(load(tmp_path / "m.pte").run(x.numpy())[0], expected, atol=1e-5)
+
+
+def test_a_model_torch_export_cannot_capture_is_refused_and_nothing_is_written(tmp_path):
+    (tmp_path / "datadep.py").write_text(
+        "import torch\nfrom torch import nn\n\n"
+        "class Net(nn.Module):\n"
+        "    def __init__(self):\n        super().__init__()\n        self.conv = nn.Conv2d(3, 4, 3)\n\n"
+        "    def forward(self, x):\n        y = self.conv(x)\n"
+        "        if y.sum() > 0:\n            return y.flatten(1)\n        return -y.flatten(1)\n")
+    out = tmp_path / "out"
+    proc = subprocess.run([sys.executable, "-m", "cnnexport", "export", "datadep:Net", "--input-size", "3,16,16",
+                           "--executorch", "-o", str(out)], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2, proc.stderr
+    lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and "torch.export cannot capture Net" in lines[0] and "torch.cond" in lines[0], lines
+    assert proc.stdout == ""
+    assert not out.exists() or not any(out.iterdir())
