@@ -149,3 +149,15 @@ def test_a_model_torch_export_cannot_capture_is_refused_and_nothing_is_written(t
     assert len(lines) == 1 and "torch.export cannot capture Net" in lines[0] and "torch.cond" in lines[0], lines
     assert proc.stdout == ""
     assert not out.exists() or not any(out.iterdir())
+
+
+def test_local_response_norm_loads_and_matches(tmp_path):
+    # torch lowers LRN to a 3-D average pool, which ExecuTorch's portable kernels lack: the program
+    # would fail to load (OperatorMissing) without the rewrite
+    module = nn.Sequential(nn.Conv2d(3, 8, 3), nn.ReLU(), nn.LocalResponseNorm(5, alpha=5e-4, beta=0.75, k=2.0))
+    artifact, module = _convert(module, tmp_path)
+    assert any("LocalResponseNorm" in c for c in artifact.graph_changes)
+    x = torch.randn(1, 3, 16, 16) * 4
+    with torch.no_grad():
+        expected = module(x).numpy()
+    np.testing.assert_allclose(load(tmp_path / "m.pte").run(x.numpy())[0], expected, rtol=1e-5, atol=1e-5)

@@ -97,6 +97,19 @@ def _spatial_mean(x, dims):
     return x.mean(dims)
 
 
+def _local_response_norm(x, size: int, alpha: float, beta: float, k: float):
+    """``nn.LocalResponseNorm`` with a 2-D average pool over (channels, H*W) where torch uses a 3-D one,
+    which ExecuTorch's portable kernels lack (the program would not load); the same arithmetic."""
+    from torch.nn import functional as F
+
+    if x.dim() != 4:
+        return F.local_response_norm(x, size, alpha, beta, k)
+    n, c, h, w = x.shape
+    squares = F.pad((x * x).reshape(n, 1, c, h * w), (0, 0, size // 2, (size - 1) // 2))
+    mean = F.avg_pool2d(squares, (size, 1), stride=1).reshape(n, c, h, w)
+    return x / (mean * alpha + k).pow(beta)
+
+
 def _split_call(node):
     """(input, chunks or sizes, kind) of a channel chunk/split node, else None."""
     import torch
@@ -128,10 +141,11 @@ def _mean_call(node):
     return args[0], tuple(dims)
 
 
-def slices_and_kept_dims(module: nn.Module) -> tuple[nn.Module, list[str]]:
+def for_executorch(module: nn.Module) -> tuple[nn.Module, list[str]]:
     """A copy of ``module`` whose channel chunk/split calls are slices and whose spatial means keep
-    their dims, so ExecuTorch's XNNPACK partitioner delegates them; the module itself when there is
-    nothing to change. Returns the module and what changed."""
+    their dims, so ExecuTorch's XNNPACK partitioner delegates them, and whose LocalResponseNorm layers
+    use ops the portable kernels have; the module itself when there is nothing to change. Returns the
+    module and what changed."""
     from .prepare import _Tracer
 
     try:
@@ -139,9 +153,15 @@ def slices_and_kept_dims(module: nn.Module) -> tuple[nn.Module, list[str]]:
         graph = tracer.trace(module)
     except Exception:  # an untraceable model is lowered as it is
         return module, []
-    splits = means = 0
+    modules = dict(module.named_modules())
+    splits = means = lrns = 0
     for node in list(graph.nodes):
-        if (call := _split_call(node)) is not None:
+        lrn = modules.get(node.target) if node.op == "call_module" else None
+        if isinstance(lrn, nn.LocalResponseNorm):
+            with graph.inserting_before(node):
+                new = graph.call_function(_local_response_norm, (node.args[0], lrn.size, lrn.alpha, lrn.beta, lrn.k))
+            lrns += 1
+        elif (call := _split_call(node)) is not None:
             with graph.inserting_before(node):
                 new = graph.call_function(_channel_slices, (call[0], call[1], call[2]))
             splits += 1
@@ -153,7 +173,7 @@ def slices_and_kept_dims(module: nn.Module) -> tuple[nn.Module, list[str]]:
             continue
         node.replace_all_uses_with(new)
         graph.erase_node(node)
-    if not splits and not means:
+    if not splits and not means and not lrns:
         return module, []
     rewritten = fx.GraphModule(tracer.root, graph, type(module).__name__).eval()
     changes = []
@@ -162,4 +182,7 @@ def slices_and_kept_dims(module: nn.Module) -> tuple[nn.Module, list[str]]:
                        "falls back to ExecuTorch's portable kernels)")
     if means:
         changes.append(f"{means} spatial mean(s) taken with keepdim then flattened, which XNNPACK delegates")
+    if lrns:
+        changes.append(f"{lrns} LocalResponseNorm layer(s) computed with a 2-D average pool (ExecuTorch's "
+                       "portable kernels have no 3-D one)")
     return rewritten, changes

@@ -30,9 +30,9 @@ _NOT_OPERATORS = ("getitem",)
 
 def convert(source: ConvertSource, dst: Path) -> Artifact:
     """The fp32 program, XNNPACK-delegated, at the export's (static) batch."""
-    from ..xnnpack_rewrites import slices_and_kept_dims
+    from ..xnnpack_rewrites import for_executorch
 
-    module, changes = slices_and_kept_dims(source.prepared)
+    module, changes = for_executorch(source.prepared)
     with _quiet():
         artifact = _write(_capture(module, source.shape), dst, "fp32", source.shape)
     artifact.graph_changes = changes
@@ -53,10 +53,10 @@ def quantize(src: ConvertSource, dst: Path, calibration: np.ndarray, options: In
             from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
         except ImportError:
             raise MissingDependencyError(INSTALL) from None
-        from ..xnnpack_rewrites import slices_and_kept_dims
+        from ..xnnpack_rewrites import for_executorch
 
         shape = src.shape
-        module, changes = slices_and_kept_dims(src.prepared)
+        module, changes = for_executorch(src.prepared)
         graph = _capture(module, shape).module()
         quantizer = XNNPACKQuantizer().set_global(get_symmetric_quantization_config(is_per_channel=True))
         try:
