@@ -325,7 +325,8 @@ def _load_artifact(path: str, runtime: str | None, threads: int | None = None):
 @click.argument("artifact", type=click.Path(dir_okay=False))
 @click.option("--reference", "reference", type=click.Path(dir_okay=False), required=True,
               help="reference.npz written by the export (inputs and PyTorch's outputs).")
-@click.option("--runtime", default=None, help=f"{', '.join(f.runtime for f in FORMATS.values())} (default: by extension).")
+@click.option("--runtime", default=None,
+              help=f"{', '.join(f.runtime for f in FORMATS.values())} (default: by extension).")
 @click.option("--atol", type=float, default=None, help="Max abs error allowed (default: 1e-4 x max |reference|).")
 @click.option("--json", "as_json", is_flag=True, help="Print the figures as JSON on stdout, nothing else.")
 def verify_cmd(artifact, reference, runtime, atol, as_json):

@@ -144,8 +144,10 @@ def quantize_file(src: str | os.PathLike, calib: str, *, runtime: str | None = N
         raise UsageError("-o/--output must differ from the input file")
     if not dst.name.lower().endswith(fmt.suffixes[0]):
         raise UsageError(f"a {fmt.label} int8 output must end in {fmt.suffixes[0]}")
-    if options.keep_float and fmt.name != "onnx":
-        raise UsageError("--keep-float applies to ONNX Runtime int8 files (.onnx input)")
+    if options.keep_float and "keep_float" not in fmt.int8_extras:
+        takes = [f"{f.label} ({'/'.join(f.int8_inputs)} input)" for f in file_int8_formats()
+                 if "keep_float" in f.int8_extras]
+        raise UsageError(f"--keep-float applies to {' and '.join(takes)} int8 files")
     fp32 = load(src)
     spec = fp32.inputs[0]
     shape = (1, *(d or 1 for d in spec.chw))
@@ -158,10 +160,8 @@ def quantize_file(src: str | os.PathLike, calib: str, *, runtime: str | None = N
     result = {"input": str(src), "output": str(dst), "quantization": info, "evaluation": figures,
               "sizes_bytes": {"fp32": src.stat().st_size, "int8": sum(f.stat().st_size for f in int8.files)},
               "warnings": warnings}
-    if per_layer and fmt.name == "onnx":
-        from .quantize_ort import per_layer_sqnr
-
-        result["per_layer_sqnr"] = per_layer_sqnr(src, dst, data.evaluation[:32])
+    if per_layer and "per_layer" in fmt.int8_extras:
+        result["per_layer_sqnr"] = fmt.module().per_layer_sqnr(src, dst, data.evaluation[:32])
     return result
 
 

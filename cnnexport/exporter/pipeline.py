@@ -22,7 +22,7 @@ from .._atomic import StagingDir, write_json
 from ..errors import OutputError, UsageError, VerificationError, disk_full, first_line
 from . import graph as graph_mod
 from ..runtimes import run_nchw
-from .formats import FORMATS, Artifact, ConvertSource, Int8Options
+from .formats import ALWAYS, FORMATS, Artifact, ConvertSource, Int8Options
 from .int8 import check_int8, heldout_batches, load_artifact, quantize_artifacts, split_data
 from .onnx_export import DEFAULT_OPSET, EXPORTERS, to_onnx
 from .prepare import prepare_with_summary
@@ -108,17 +108,18 @@ def export(
 ) -> dict:
     """Export any ``nn.Module``; return the report (also written as ``report.json``).
 
-    ``formats``: any of onnx, openvino, tflite, ncnn (ONNX is always written: the others start
-    from it or are checked beside it). ``input_shape`` includes the batch; with ``dynamic_batch``
-    the ONNX/OpenVINO batch axis is dynamic whatever that batch is (TFLite and ncnn take the
-    given batch). ``int8`` adds ``<name>.int8.onnx`` (ONNX Runtime QDQ) and, with openvino,
-    ``<name>.int8.xml`` (NNCF), with tflite ``<name>.int8.tflite`` (full integer), calibrated on ``calib`` ('samples', 'digits', a folder, an array
-    file or an NCHW array) and checked on held-out samples (mean cosine >= ``int8_min_cosine`` with PyTorch).
-    ``calib_method`` (minmax, entropy, percentile) calibrates the ONNX Runtime int8 file;
-    ``keep_float`` leaves nodes of the ONNX Runtime int8 file in float (see ``quantize_onnx``; with
-    ``auto``, the fewest modules that reach ``int8_min_cosine`` on the calibration samples).
-    Raises a ``cnnexport.errors.CnnexportError`` subclass on bad input or when an artifact does
-    not match PyTorch (then nothing is written).
+    ``formats``: any names of ``exporter.formats.FORMATS`` (onnx, openvino, tflite, ncnn, executorch;
+    ONNX is always written: the others start from it or are checked beside it). ``input_shape``
+    includes the batch; with ``dynamic_batch`` the ONNX/OpenVINO batch axis is dynamic whatever that
+    batch is (TFLite, ncnn and ExecuTorch take the given batch). ``int8`` adds the int8 file of every
+    requested format that has one (``<name>.int8.onnx`` with ONNX Runtime QDQ, ``.int8.xml`` with
+    NNCF, ``.int8.tflite`` full integer, ``.int8.pte`` with PT2E), calibrated on ``calib``
+    ('samples', 'digits', a folder, an array file or an NCHW array) and checked on held-out samples
+    (mean cosine >= ``int8_min_cosine`` with PyTorch). ``calib_method`` (minmax, entropy, percentile)
+    calibrates the ONNX Runtime int8 file; ``keep_float`` leaves nodes of the ONNX Runtime int8 file
+    in float (see ``quantize_onnx``; with ``auto``, the fewest modules that reach ``int8_min_cosine``
+    on the calibration samples). Raises a ``cnnexport.errors.CnnexportError`` subclass on bad input
+    or when an artifact does not match PyTorch (then nothing is written).
     """
     formats = tuple(dict.fromkeys(formats))
     unknown = [f for f in formats if f not in FORMATS]
@@ -161,12 +162,12 @@ def export(
 
     staging = StagingDir(output_dir if output_dir is not None else Path("exports") / name)
     try:
-        onnx_path = _export_onnx(prepared, summary, staging.file(FORMATS["onnx"].file_name(name)), shape, report,
+        onnx_path = _export_onnx(prepared, summary, staging.file(FORMATS[ALWAYS].file_name(name)), shape, report,
                                  stage, exporter=exporter, opset=opset, dynamic_batch=dynamic_batch,
                                  simplify=simplify, fold_bn=fold_bn)
         source = ConvertSource(prepared, onnx_path, shape, tflite_layout)
-        artifacts = [FORMATS["onnx"].module().convert(source, onnx_path)]  # every other format is checked beside it
-        for fmt in (f for f in formats if f != "onnx"):
+        artifacts = [FORMATS[ALWAYS].module().convert(source, onnx_path)]  # every other format is checked beside it
+        for fmt in (f for f in formats if f != ALWAYS):
             stage(f"convert {fmt}")
             t0 = time.perf_counter()
             artifacts.append(FORMATS[fmt].module().convert(source, staging.file(FORMATS[fmt].file_name(name))))

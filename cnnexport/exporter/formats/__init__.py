@@ -43,6 +43,7 @@ class Format:
     #                               "module" (the prepared module; no `cnnexport quantize FILE`), None: no int8
     int8_inputs: tuple[str, ...] = ()  # the fp32 files `cnnexport quantize` takes for it
     int8_help: str = ""     # the quantize command's help for its --runtime choice
+    int8_extras: tuple[str, ...] = ()  # options only its quantizer has: "keep_float", "per_layer" (SQNR table)
 
     @property
     def precisions(self) -> tuple[str, ...]:
@@ -60,7 +61,8 @@ class Format:
 FORMATS: dict[str, Format] = {f.name: f for f in (
     Format("onnx", "ONNX", "onnxruntime", (".onnx",), "onnx",
            "Write <model>.onnx (always written).",
-           int8_from="onnx", int8_inputs=(".onnx",), int8_help="onnxruntime: QDQ .int8.onnx"),
+           int8_from="onnx", int8_inputs=(".onnx",), int8_help="onnxruntime: QDQ .int8.onnx",
+           int8_extras=("keep_float", "per_layer")),
     Format("openvino", "OpenVINO", "openvino", (".xml", ".bin"), "onnx",
            "Also write OpenVINO IR (<model>.xml + .bin).",
            int8_from="onnx", int8_inputs=(".onnx", ".xml"), int8_help="openvino: NNCF .int8.xml + .bin"),

@@ -35,3 +35,10 @@ def describe_int8(info: dict) -> str:
 
 def runtime_options(artifact: Artifact, batch_shape: tuple[int, ...]) -> dict:
     return {}
+
+
+def per_layer_sqnr(src: Path, dst: Path, samples: np.ndarray) -> list[dict]:
+    """The ``per_layer`` extra: SQNR of every tensor of the QDQ file against the float one, worst first."""
+    from ..quantize_ort import per_layer_sqnr as sqnr
+
+    return sqnr(src, dst, samples)
