@@ -161,3 +161,18 @@ def test_local_response_norm_loads_and_matches(tmp_path):
     with torch.no_grad():
         expected = module(x).numpy()
     np.testing.assert_allclose(load(tmp_path / "m.pte").run(x.numpy())[0], expected, rtol=1e-5, atol=1e-5)
+
+
+def test_a_dynamic_batch_program_runs_any_batch_up_to_its_bound(tmp_path):
+    torch.manual_seed(0)
+    module = _SplitsAndMeans().eval()
+    artifact = et.convert(ConvertSource(module, tmp_path / "unused.onnx", (1, 3, 16, 16), max_batch=4),
+                          tmp_path / "m.pte")
+    assert artifact.details["max_batch"] == 4 and "static_batch" not in artifact.details
+    model = load(tmp_path / "m.pte")
+    assert model.inputs[0].shape == (None, 3, 16, 16) and model.max_batch == 4
+    x = torch.randn(6, 3, 16, 16)  # more than the bound: run in two batches (4 + 2)
+    with torch.no_grad():
+        expected = module(x).numpy()
+    np.testing.assert_allclose(model.run_batches(x.numpy()), expected, atol=1e-5)
+    np.testing.assert_allclose(model.run(x[:3].numpy())[0], expected[:3], atol=1e-5)

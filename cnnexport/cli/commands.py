@@ -167,6 +167,8 @@ def _keep_float(value: str) -> tuple[str, ...]:
 @_format_flags
 @click.option("--tflite-layout", type=click.Choice(["nhwc", "nchw"]), default="nhwc", show_default=True,
               help="Input layout of the .tflite file.")
+@click.option("--executorch-max-batch", type=int, default=None, metavar="N",
+              help="A dynamic batch 1..N for the .pte program (default: the export's batch, static).")
 @click.option("--int8", "want_int8", is_flag=True, help=_INT8_HELP)
 @click.option("--calib", default=None, help="Calibration data for --int8: samples, digits, a folder, .npy/.npz.")
 @click.option("--calib-count", type=int, default=200, show_default=True, help="Samples drawn from --calib.")
@@ -192,8 +194,9 @@ def _keep_float(value: str) -> tuple[str, ...]:
 @click.option("--atol", type=float, default=None,
               help="Max abs error allowed (default: 1e-4 x max |reference output|).")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON on stdout, nothing else.")
-def export_cmd(model, formats, tflite_layout, want_int8, calib, calib_count, int8_min_cosine, calib_method, keep_float,
-               fold_bn, exporter, opset, batch, input_size, num_classes, weights, output_dir, simplify, atol, as_json):
+def export_cmd(model, formats, tflite_layout, executorch_max_batch, want_int8, calib, calib_count, int8_min_cosine,
+               calib_method, keep_float, fold_bn, exporter, opset, batch, input_size, num_classes, weights, output_dir,
+               simplify, atol, as_json):
     """Prepare MODEL (a registry name or package.module:callable), export it and prove it matches PyTorch."""
     if batch is not None and not 1 <= batch <= 4096:
         raise UsageError(f"bad --batch {batch}: use 1..4096, or leave it out for a dynamic batch axis")
@@ -215,9 +218,9 @@ def export_cmd(model, formats, tflite_layout, want_int8, calib, calib_count, int
         module = load_model(model, num_classes=num_classes, weights=weights)
         report = export(module, (batch or 1, *chw), output_dir, name=name, fold_bn=fold_bn, exporter=exporter,
                         opset=opset, dynamic_batch=batch is None, simplify=simplify, atol=atol, formats=formats,
-                        tflite_layout=tflite_layout, int8=want_int8, calib=calib, calib_count=calib_count,
-                        int8_min_cosine=int8_min_cosine, calib_method=calib_method,
-                        keep_float=_keep_float(keep_float), on_stage=on_stage)
+                        tflite_layout=tflite_layout, executorch_max_batch=executorch_max_batch, int8=want_int8,
+                        calib=calib, calib_count=calib_count, int8_min_cosine=int8_min_cosine,
+                        calib_method=calib_method, keep_float=_keep_float(keep_float), on_stage=on_stage)
     if as_json:
         click.echo(json.dumps(report, indent=2))
     else:

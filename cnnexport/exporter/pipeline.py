@@ -98,6 +98,7 @@ def export(
     rtol: float = DEFAULT_RTOL,
     photos: bool = True,
     tflite_layout: str = "nhwc",
+    executorch_max_batch: int | None = None,
     int8: bool = False,
     calib: str | np.ndarray | None = None,
     calib_count: int = 200,
@@ -118,7 +119,8 @@ def export(
     (mean cosine >= ``int8_min_cosine`` with PyTorch). ``calib_method`` (minmax, entropy, percentile)
     calibrates the ONNX Runtime int8 file; ``keep_float`` leaves nodes of the ONNX Runtime int8 file
     in float (see ``quantize_onnx``; with ``auto``, the fewest modules that reach ``int8_min_cosine``
-    on the calibration samples). Raises a ``cnnexport.errors.CnnexportError`` subclass on bad input
+    on the calibration samples). ``executorch_max_batch`` gives the .pte program a dynamic batch
+    1..N (default: the shape's batch, static). Raises a ``cnnexport.errors.CnnexportError`` subclass on bad input
     or when an artifact does not match PyTorch (then nothing is written).
     """
     formats = tuple(dict.fromkeys(formats))
@@ -134,6 +136,8 @@ def export(
         raise UsageError("--int8 needs calibration data: --calib samples, digits, an image folder or a .npy/.npz file")
     if keep_float and not int8:
         raise UsageError("--keep-float applies to int8 files: add --int8 --calib ...")
+    if executorch_max_batch is not None and not (2 <= executorch_max_batch <= 4096 and "executorch" in formats):
+        raise UsageError("--executorch-max-batch takes 2..4096 and applies to --executorch")
     if calib_method != "minmax" and not int8:
         raise UsageError("--calib-method applies to int8 files: add --int8 --calib ...")
     name = _safe_name(name or getattr(module, "cnnexport_name", None) or type(module).__name__.lower())
@@ -165,7 +169,7 @@ def export(
         onnx_path = _export_onnx(prepared, summary, staging.file(FORMATS[ALWAYS].file_name(name)), shape, report,
                                  stage, exporter=exporter, opset=opset, dynamic_batch=dynamic_batch,
                                  simplify=simplify, fold_bn=fold_bn)
-        source = ConvertSource(prepared, onnx_path, shape, tflite_layout)
+        source = ConvertSource(prepared, onnx_path, shape, tflite_layout, executorch_max_batch)
         artifacts = [FORMATS[ALWAYS].module().convert(source, onnx_path)]  # every other format is checked beside it
         for fmt in (f for f in formats if f != ALWAYS):
             stage(f"convert {fmt}")

@@ -15,6 +15,7 @@ from ..errors import InvalidModelFileError, MissingDependencyError, cause_line
 from .base import RuntimeModel, TensorSpec
 
 # c10::ScalarType codes, as the binding's TensorInfo.dtype() returns them
+MAX_BATCH_METHOD = "cnnexport_max_batch"  # as exporter/formats/executorch.py writes it
 _DTYPES = {0: "uint8", 1: "int8", 2: "int16", 3: "int32", 4: "int64", 5: "float16", 6: "float32", 7: "float64",
            11: "bool"}
 
@@ -44,13 +45,22 @@ class ExecuTorchModel(RuntimeModel):
                     _unsafe_reset_threadpool(int(threads))
                 program = runtime_cls.get().load_program(Path(self.path))
                 self._method = program.load_method("forward")
+                # a dynamic batch's bound, which cnnexport stores as a constant method (the metadata shows
+                # no dynamic axis)
+                self.max_batch = (int(program.load_method(MAX_BATCH_METHOD).execute([])[0])
+                                  if MAX_BATCH_METHOD in program.method_names else None)
         except Exception as exc:
             raise InvalidModelFileError(f"ExecuTorch cannot load '{path}': {cause_line(exc)}") from None
         meta = self._method.metadata
-        self._inputs = [_spec(f"input{i}" if meta.num_inputs() > 1 else "input", meta.input_tensor_meta(i))
-                        for i in range(meta.num_inputs())]
-        self._outputs = [_spec(f"output{i}" if meta.num_outputs() > 1 else "output", meta.output_tensor_meta(i), "")
-                         for i in range(meta.num_outputs())]
+        self._inputs = [_spec(f"input{i}" if meta.num_inputs() > 1 else "input", meta.input_tensor_meta(i),
+                              dynamic_batch=self.max_batch is not None) for i in range(meta.num_inputs())]
+        self._outputs = [_spec(f"output{i}" if meta.num_outputs() > 1 else "output", meta.output_tensor_meta(i), "",
+                               dynamic_batch=self.max_batch is not None) for i in range(meta.num_outputs())]
+
+    def run_batches(self, x: np.ndarray) -> np.ndarray:
+        if self.max_batch and len(x) > self.max_batch:
+            return np.concatenate([self.run(x[i:i + self.max_batch])[0] for i in range(0, len(x), self.max_batch)])
+        return super().run_batches(x)
 
     def _run(self, arrays: Sequence[np.ndarray]) -> list[np.ndarray]:
         import torch
@@ -67,9 +77,13 @@ class ExecuTorchModel(RuntimeModel):
 
             threads = int(_threadpool_get_thread_count())
         return {"runtime": self.runtime, "version": metadata.version("executorch"), "device": "cpu",
-                "threads": threads, "delegate": "XNNPACK (as lowered)", "file": Path(self.path).name}
+                "threads": threads, "delegate": "XNNPACK (as lowered)", "max_batch": self.max_batch,
+                "file": Path(self.path).name}
 
 
-def _spec(name: str, meta, layout: str = "NCHW") -> TensorSpec:
+def _spec(name: str, meta, layout: str = "NCHW", dynamic_batch: bool = False) -> TensorSpec:
     code = int(meta.dtype())
-    return TensorSpec(name, tuple(int(d) for d in meta.sizes()), _DTYPES.get(code, f"scalar type {code}"), layout)
+    dims = tuple(int(d) for d in meta.sizes())
+    if dynamic_batch and dims:
+        dims = (None, *dims[1:])
+    return TensorSpec(name, dims, _DTYPES.get(code, f"scalar type {code}"), layout)

@@ -127,6 +127,7 @@ class ConvertSource:
     onnx_path: Path
     shape: tuple[int, ...]  # NCHW, with the batch
     tflite_layout: str = "nhwc"
+    max_batch: int | None = None  # ExecuTorch: a dynamic batch 1..max_batch (None: the shape's batch, static)
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,11 @@ the XNNPACK partitioner and serialised as one program; int8 through PyTorch 2 ex
 (PT2E) with the XNNPACK quantizer (symmetric, per-channel weights), calibrated on the same samples
 as every other int8 file, then lowered the same way.
 
-The program takes the export's batch only (static): ExecuTorch plans its memory ahead of time.
+The program takes the export's batch only (static) unless ``max_batch`` is given: ExecuTorch plans its
+memory ahead of time, and a dynamic batch (1..max_batch) costs a graph break at the classifier's
+flatten (a view with a symbolic size stays outside XNNPACK). A dynamic program carries its bound as a
+constant method, ``cnnexport_max_batch``, which the runtime adapter reads: the method's own metadata
+gives no sign that an axis is dynamic.
 The delegation report says how many operators run inside XNNPACK and which fall back to the portable
 kernels; a fallback between two delegated partitions is a graph break.
 """
@@ -24,17 +28,19 @@ from ...errors import CalibrationError, ExportError, MissingDependencyError, Usa
 from . import Artifact, ConvertSource, Int8Options
 
 INSTALL = "ExecuTorch is not installed: pip install 'cnnexport[executorch]'"
+MAX_BATCH_METHOD = "cnnexport_max_batch"
 # The graph's bookkeeping nodes, not operators: the delegate's output tuple is unpacked with getitem.
 _NOT_OPERATORS = ("getitem",)
 
 
 def convert(source: ConvertSource, dst: Path) -> Artifact:
-    """The fp32 program, XNNPACK-delegated, at the export's (static) batch."""
+    """The fp32 program, XNNPACK-delegated, at the export's batch (static) or 1..``max_batch``."""
     from ..xnnpack_rewrites import for_executorch
 
     module, changes = for_executorch(source.prepared)
     with _quiet():
-        artifact = _write(_capture(module, source.shape), dst, "fp32", source.shape)
+        artifact = _write(_capture(module, source.shape, source.max_batch), dst, "fp32", source.shape,
+                          source.max_batch)
     artifact.graph_changes = changes
     return artifact
 
@@ -57,7 +63,7 @@ def quantize(src: ConvertSource, dst: Path, calibration: np.ndarray, options: In
 
         shape = src.shape
         module, changes = for_executorch(src.prepared)
-        graph = _capture(module, shape).module()
+        graph = _capture(module, shape, src.max_batch).module()
         quantizer = XNNPACKQuantizer().set_global(get_symmetric_quantization_config(is_per_channel=True))
         try:
             observed = prepare_pt2e(graph, quantizer)
@@ -73,8 +79,8 @@ def quantize(src: ConvertSource, dst: Path, calibration: np.ndarray, options: In
             raise
         except Exception as exc:
             raise ExportError(f"ExecuTorch PT2E quantization failed: {cause_line(exc)}") from None
-        program = _capture(quantized, shape)
-        artifact = _write(program, dst, "int8", shape)
+        program = _capture(quantized, shape, src.max_batch)
+        artifact = _write(program, dst, "int8", shape, src.max_batch)
     return {"runtime": "executorch", "format": "PT2E (XNNPACK quantizer)",
             "method": "XNNPACK quantizer, symmetric per-channel int8 weights, per-tensor activations (min-max)",
             "calibration_samples": int(len(calibration)),
@@ -89,14 +95,19 @@ def runtime_options(artifact: Artifact, batch_shape: tuple[int, ...]) -> dict:
     return {}
 
 
-def _capture(module, shape: tuple[int, ...]):
-    """``torch.export`` at a static input shape; a model it cannot capture is the user's to fix."""
+def _capture(module, shape: tuple[int, ...], max_batch: int | None = None):
+    """``torch.export`` at a static input shape, or with the batch 1..``max_batch``; a model it cannot
+    capture is the user's to fix."""
     import torch
 
+    dynamic = None
+    if max_batch:
+        shape = (min(2, max_batch), *shape[1:])  # an example batch of 1 would be specialised
+        dynamic = ({0: torch.export.Dim("batch", min=1, max=max_batch)},)
     example = (torch.zeros(shape),)
     try:
         with torch.no_grad():
-            return torch.export.export(module, example, strict=False)
+            return torch.export.export(module, example, dynamic_shapes=dynamic, strict=False)
     except Exception as exc:
         name = getattr(module, "cnnexport_name", None) or type(module).__name__
         raise UsageError(f"torch.export cannot capture {name} for ExecuTorch ({cause_line(exc, 220)}); make its "
@@ -104,14 +115,15 @@ def _capture(module, shape: tuple[int, ...]):
                          "leave out --executorch") from None
 
 
-def _write(exported, dst: Path, precision: str, shape: tuple[int, ...]) -> Artifact:
+def _write(exported, dst: Path, precision: str, shape: tuple[int, ...], max_batch: int | None = None) -> Artifact:
     try:
         from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
         from executorch.exir import to_edge_transform_and_lower
     except ImportError:
         raise MissingDependencyError(INSTALL) from None
     try:
-        edge = to_edge_transform_and_lower(exported, partitioner=[XnnpackPartitioner()])
+        edge = to_edge_transform_and_lower(exported, partitioner=[XnnpackPartitioner()],
+                                           constant_methods={MAX_BATCH_METHOD: max_batch} if max_batch else None)
         delegation = delegation_report(edge.exported_program().graph_module)
         program = edge.to_executorch()
     except Exception as exc:
@@ -121,8 +133,9 @@ def _write(exported, dst: Path, precision: str, shape: tuple[int, ...]) -> Artif
             tmp.write_bytes(program.buffer)
     except OSError as exc:
         raise (disk_full(exc) or exc) from None
+    batch = {"max_batch": int(max_batch)} if max_batch else {"static_batch": int(shape[0])}
     return Artifact("executorch", [Path(dst)], "executorch", precision=precision,
-                    details={"static_batch": int(shape[0]), "delegation": delegation})
+                    details={**batch, "delegation": delegation})
 
 
 def delegation_report(graph_module) -> dict:
