@@ -82,7 +82,8 @@ def quantize(src: ConvertSource, dst: Path, calibration: np.ndarray, options: In
         program = _capture(quantized, shape, src.max_batch)
         artifact = _write(program, dst, "int8", shape, src.max_batch)
     return {"runtime": "executorch", "format": "PT2E (XNNPACK quantizer)",
-            "method": "XNNPACK quantizer, symmetric per-channel int8 weights, per-tensor activations (min-max)",
+            "method": "XNNPACK quantizer: symmetric per-channel int8 weights, per-tensor affine int8 activations "
+                      "(histogram observer)",
             "calibration_samples": int(len(calibration)),
             "artifact_details": {**artifact.details, "graph_changes": changes}}
 
