@@ -15,8 +15,7 @@ ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results" / "coverage.json"
 README = ROOT / "README.md"
 START, END = "<!-- coverage:start -->", "<!-- coverage:end -->"
-COLUMNS = tuple((f.name, f"{f.label} ({f.runtime})" if f.label.lower() != f.runtime else f.label)
-                for f in FORMATS.values())
+COLUMNS = tuple((f.name, f.runtime_label) for f in FORMATS.values())
 
 
 def render(data: dict) -> str:

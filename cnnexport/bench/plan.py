@@ -77,7 +77,7 @@ def model_jobs(model: str, runtimes: list[str], precisions: list[str], batches: 
     int8_runtimes = [f.runtime for f in int8_formats()]
     int8 = "int8" in precisions and any(r in int8_runtimes for r in runtimes)
     if "int8" in precisions:
-        labels = [f.label for f in int8_formats()]
+        labels = [f.runtime_label for f in int8_formats()]
         notes += [f"{r}: no int8 artifact (cnnexport quantizes for {', '.join(labels[:-1])} and {labels[-1]})"
                   for r in runtimes if (f := by_runtime(r)) and "int8" not in f.precisions]
     module = create_model(model)

@@ -145,9 +145,9 @@ def quantize_file(src: str | os.PathLike, calib: str, *, runtime: str | None = N
     if not dst.name.lower().endswith(fmt.suffixes[0]):
         raise UsageError(f"a {fmt.label} int8 output must end in {fmt.suffixes[0]}")
     if options.keep_float and "keep_float" not in fmt.int8_extras:
-        takes = [f"{f.label} ({'/'.join(f.int8_inputs)} input)" for f in file_int8_formats()
+        takes = [f"{f.runtime_label} int8 files ({'/'.join(f.int8_inputs)} input)" for f in file_int8_formats()
                  if "keep_float" in f.int8_extras]
-        raise UsageError(f"--keep-float applies to {' and '.join(takes)} int8 files")
+        raise UsageError(f"--keep-float applies to {' and '.join(takes)}")
     fp32 = load(src)
     spec = fp32.inputs[0]
     shape = (1, *(d or 1 for d in spec.chw))

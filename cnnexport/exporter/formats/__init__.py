@@ -36,6 +36,7 @@ class Format:
     name: str               # the CLI flag (--openvino) and the report's "format"
     label: str              # how people write it
     runtime: str            # the runtimes/ adapter that loads it
+    runtime_label: str      # how people write the runtime
     suffixes: tuple[str, ...]  # the files one artifact is made of, the loaded one first
     source: str             # what it converts from: "onnx" (the exported ONNX file) or "module" (prepared)
     flag_help: str          # the export command's help for its flag
@@ -59,19 +60,19 @@ class Format:
 
 
 FORMATS: dict[str, Format] = {f.name: f for f in (
-    Format("onnx", "ONNX", "onnxruntime", (".onnx",), "onnx",
+    Format("onnx", "ONNX", "onnxruntime", "ONNX Runtime", (".onnx",), "onnx",
            "Write <model>.onnx (always written).",
            int8_from="onnx", int8_inputs=(".onnx",), int8_help="onnxruntime: QDQ .int8.onnx",
            int8_extras=("keep_float", "per_layer")),
-    Format("openvino", "OpenVINO", "openvino", (".xml", ".bin"), "onnx",
+    Format("openvino", "OpenVINO", "openvino", "OpenVINO", (".xml", ".bin"), "onnx",
            "Also write OpenVINO IR (<model>.xml + .bin).",
            int8_from="onnx", int8_inputs=(".onnx", ".xml"), int8_help="openvino: NNCF .int8.xml + .bin"),
-    Format("tflite", "TFLite", "tflite", (".tflite",), "module",
+    Format("tflite", "TFLite", "tflite", "TFLite", (".tflite",), "module",
            "Also write <model>.tflite (litert-torch).",
            int8_from="self", int8_inputs=(".tflite",), int8_help="tflite: full-integer .int8.tflite"),
-    Format("ncnn", "ncnn", "ncnn", (".ncnn.param", ".ncnn.bin"), "module",
+    Format("ncnn", "ncnn", "ncnn", "ncnn", (".ncnn.param", ".ncnn.bin"), "module",
            "Also write <model>.ncnn.param + .bin (pnnx)."),
-    Format("executorch", "ExecuTorch", "executorch", (".pte",), "module",
+    Format("executorch", "ExecuTorch", "executorch", "ExecuTorch", (".pte",), "module",
            "Also write <model>.pte (ExecuTorch, XNNPACK-delegated; static batch).",
            int8_from="module"),
 )}
