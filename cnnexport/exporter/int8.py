@@ -79,8 +79,9 @@ def quantize_artifacts(fp32: list[Artifact], source, data: Int8Data, options: In
         infos.append(info)
         if warning := keep_float_warning(info):
             warnings.append(warning)
+        details = info.pop("artifact_details", {})  # what the quantizer adds to the file's report entry
         out.append(Artifact(fmt.name, int8_files(fmt, dst), fmt.runtime, precision="int8", layout=art.layout,
-                            details=info.pop("artifact_details", {})))
+                            graph_changes=details.pop("graph_changes", []), details=details))
     return out, infos, warnings
 
 

@@ -10,8 +10,9 @@ Each format module holds the same functions:
   the main one, from the prepared module or from the ONNX file (``Format.source``);
 - ``quantize(src, dst: Path, calibration, options: Int8Options, layout: str) -> dict``: the int8 file,
   returning what was done; ``src`` is what ``Format.int8_from`` names (the ONNX file, the format's own
-  fp32 file, or the ``ConvertSource`` for a quantizer that starts from the module); ``None`` when
-  the format has no int8;
+  fp32 file, or the ``ConvertSource`` for a quantizer that starts from the module); an
+  ``artifact_details`` entry, if any, goes to the int8 file's report entry instead (ExecuTorch's
+  delegation and graph changes); ``None`` when the format has no int8;
 - ``describe_int8(info) -> str``: one line on how the int8 file was made (``None`` with no int8);
 - ``runtime_options(artifact, batch_shape) -> dict``: the options its runtime adapter needs to load
   the file for verification (TFLite's layout, ncnn's input shape).
