@@ -65,6 +65,10 @@ def test_verdicts_rank_only_beyond_the_spread():
     assert verdict("G2", reverse)["verdict"] == "does not hold"
     overlap = [_row("g=1", [1.0, 1.5, 1.2]), _row("g=8", [1.1, 1.6, 1.3])]
     assert verdict("G2", overlap)["verdict"] == "inconclusive"
+    # one round measures no spread: nothing is ranked beyond it
+    one_round = [{"config": c, "median_ms": m, "round_medians_ms": [m], "spread": 0.0} for c, m in (("g=1", 1.0),
+                                                                                                  ("g=8", 2.0))]
+    assert verdict("G2", one_round)["verdict"] == "inconclusive"
 
 
 def test_quick_guidelines_study_prints_every_table(tmp_path):

@@ -96,7 +96,7 @@ def guideline_table(guideline: str, width: int, rows: list[dict], runtime: str) 
 
 def verdict(guideline: str, table_rows: list[dict]) -> dict:
     """holds / does not hold / inconclusive: the paper's expected-fastest configuration against its
-    expected-slowest, ranked only when their round medians do not overlap."""
+    expected-slowest, ranked only when their round medians (two rounds at least) do not overlap."""
     best_label, worst_label = EXPECTED[guideline]
     by = {r["config"]: r for r in table_rows}
     best, worst = by.get(best_label), by.get(worst_label)
@@ -106,7 +106,9 @@ def verdict(guideline: str, table_rows: list[dict]) -> dict:
     fastest = min(measured, key=lambda r: r["median_ms"])["config"]
     spread = max(r["spread"] for r in measured)
     ratio = worst["median_ms"] / best["median_ms"]
-    if fastest == best_label and faster_beyond_noise(best["round_medians_ms"], worst["round_medians_ms"]):
+    if min(len(best["round_medians_ms"]), len(worst["round_medians_ms"])) < 2:
+        word = "inconclusive"  # one round measures no spread: nothing is ranked beyond it
+    elif fastest == best_label and faster_beyond_noise(best["round_medians_ms"], worst["round_medians_ms"]):
         word = "holds"
     elif faster_beyond_noise(worst["round_medians_ms"], best["round_medians_ms"]):
         word = "does not hold"
