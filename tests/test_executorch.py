@@ -176,3 +176,13 @@ def test_a_dynamic_batch_program_runs_any_batch_up_to_its_bound(tmp_path):
         expected = module(x).numpy()
     np.testing.assert_allclose(model.run_batches(x.numpy()), expected, atol=1e-5)
     np.testing.assert_allclose(model.run(x[:3].numpy())[0], expected[:3], atol=1e-5)
+
+
+def test_a_corrupt_pte_file_is_one_line_naming_the_file(lenet_export, tmp_path):
+    out, _ = lenet_export
+    bad = tmp_path / "broken.pte"
+    bad.write_bytes((out / "lenet5.pte").read_bytes()[:200])  # a truncated download
+    result = CliRunner().invoke(cli, ["verify", str(bad), "--reference", str(out / "reference.npz")])
+    assert result.exit_code not in (0, 1) and "Traceback" not in result.output
+    lines = [ln for ln in result.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and "broken.pte" in lines[0] and "ExecuTorch cannot load" in lines[0]

@@ -4,6 +4,8 @@ deploy side, imports torch (lazily, when a .pte file is loaded)."""
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 from pathlib import Path
 from typing import Sequence
@@ -37,8 +39,9 @@ class ExecuTorchModel(RuntimeModel):
     def __init__(self, path: str | os.PathLike, *, threads: int | None = None):
         runtime_cls = import_runtime()
         self.path, self.threads = str(path), threads
-        try:
-            with quiet_fds():  # cpuinfo logs what it cannot read about the CPU on stderr
+        logged = io.StringIO()
+        try:  # cpuinfo and the program loader log on stderr, through the fd or through Python
+            with quiet_fds() as captured, contextlib.redirect_stderr(logged), contextlib.redirect_stdout(logged):
                 if threads:
                     from executorch.extension.pybindings.portable_lib import _unsafe_reset_threadpool
 
@@ -50,7 +53,11 @@ class ExecuTorchModel(RuntimeModel):
                 self.max_batch = (int(program.load_method(MAX_BATCH_METHOD).execute([])[0])
                                   if MAX_BATCH_METHOD in program.method_names else None)
         except Exception as exc:
-            raise InvalidModelFileError(f"ExecuTorch cannot load '{path}': {cause_line(exc)}") from None
+            why = next((ln.split("] ", 1)[-1] for ln in [*captured, *logged.getvalue().splitlines()][::-1]
+                        if "program.cpp" in ln or "method.cpp" in ln), None)
+            raise InvalidModelFileError(f"ExecuTorch cannot load '{path}': {cause_line(exc)}"
+                                        + (f" ({why.strip()})" if why else "")
+                                        + "; is it a complete .pte file written by this ExecuTorch version?") from None
         meta = self._method.metadata
         self._inputs = [_spec(f"input{i}" if meta.num_inputs() > 1 else "input", meta.input_tensor_meta(i),
                               dynamic_batch=self.max_batch is not None) for i in range(meta.num_inputs())]
