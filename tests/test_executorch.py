@@ -20,16 +20,23 @@ from cnnexport.exporter.formats import ConvertSource  # noqa: E402
 from cnnexport.exporter.formats import executorch as et  # noqa: E402
 from cnnexport.runtimes import load  # noqa: E402
 
-pytestmark = pytest.mark.xdist_group("executorch")  # one worker pays ExecuTorch's slow import once
 
 
-@pytest.fixture(scope="module")
-def lenet_export(tmp_path_factory):
-    out = tmp_path_factory.mktemp("et")
-    result = CliRunner().invoke(cli, ["lenet5", "--weights", "digits", "--executorch", "--int8", "--calib", "digits",
-                                      "--calib-count", "120", "-o", str(out), "--json"])
-    assert result.exit_code == 0, result.output
-    return out, json.loads(result.stdout)
+@pytest.fixture(scope="session")
+def lenet_export(tmp_path_factory, worker_id):
+    """One CLI export (fp32 + int8 .pte of the digits LeNet-5) per test run, shared by the xdist workers
+    through a lock in the run's common temporary folder."""
+    from filelock import FileLock
+
+    base = tmp_path_factory.getbasetemp()
+    root = base if worker_id == "master" else base.parent  # the parent is this run's, shared by its workers
+    out = root / "executorch-lenet5"
+    with FileLock(str(root / "executorch-lenet5.lock")):
+        if not (out / "report.json").is_file():
+            result = CliRunner().invoke(cli, ["lenet5", "--weights", "digits", "--executorch", "--int8", "--calib",
+                                              "digits", "--calib-count", "64", "-o", str(out), "--json"])
+            assert result.exit_code == 0, result.output
+    return out, json.loads((out / "report.json").read_text())
 
 
 def test_export_writes_verified_fp32_and_int8_programs(lenet_export):
@@ -58,13 +65,13 @@ def test_verify_and_bench_read_a_pte_file(lenet_export):
                                    "--json"])
     assert verified.exit_code == 0, verified.output
     assert json.loads(verified.stdout)["runtime"]["runtime"] == "executorch"
-    bench = runner.invoke(cli, ["bench", str(out / "lenet5.pte"), str(out / "lenet5.int8.pte"), "--rounds", "2",
+    bench = runner.invoke(cli, ["bench", str(out / "lenet5.pte"), str(out / "lenet5.int8.pte"), "--rounds", "1",
                                 "--runs", "3", "--warmup", "1", "--min-time", "0", "--no-ceiling", "--pick", "--json"])
     assert bench.exit_code == 0, bench.output
     result = json.loads(bench.stdout)
     rows = {r["artifact"]: r for r in result["rows"]}
     assert set(rows) == {"lenet5.pte", "lenet5.int8.pte"}
-    assert all(r["runtime"] == "executorch" and r["median_ms"] > 0 and r["rounds"] == 2 for r in rows.values())
+    assert all(r["runtime"] == "executorch" and r["median_ms"] > 0 and r["rounds"] == 1 for r in rows.values())
     assert rows["lenet5.int8.pte"]["precision"] == "int8" and rows["lenet5.int8.pte"]["int8_speedup"] > 0
     assert {p["precision"] for p in result["pick"]} == {"fp32", "int8"}
 
