@@ -11,12 +11,7 @@ from . import Artifact, ConvertSource, Int8Options
 
 
 def convert(source: ConvertSource, dst: Path) -> Artifact:
-    """The ONNX file the pipeline wrote (copied when asked for under another name)."""
-    if Path(dst) != source.onnx_path:
-        from ..._atomic import atomic_path
-
-        with atomic_path(dst) as tmp:
-            tmp.write_bytes(source.onnx_path.read_bytes())
+    """The ONNX file the pipeline itself wrote, checked and simplified (``dst`` is that file)."""
     return Artifact("onnx", [Path(dst)], "onnxruntime")
 
 
