@@ -54,8 +54,6 @@ def quantize(src: ConvertSource, dst: Path, calibration: np.ndarray, options: In
         raise CalibrationError("the calibration set is empty")
     with _quiet():
         try:
-            from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import (XNNPACKQuantizer,
-                                                                                 get_symmetric_quantization_config)
             from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
         except ImportError:
             raise MissingDependencyError(INSTALL) from None
@@ -64,7 +62,7 @@ def quantize(src: ConvertSource, dst: Path, calibration: np.ndarray, options: In
         shape = src.shape
         module, changes = for_executorch(src.prepared)
         graph = _capture(module, shape, src.max_batch).module()
-        quantizer = XNNPACKQuantizer().set_global(get_symmetric_quantization_config(is_per_channel=True))
+        quantizer = _quantizer()
         try:
             observed = prepare_pt2e(graph, quantizer)
             batch = shape[0]  # the captured graph takes the export's batch only
@@ -83,9 +81,54 @@ def quantize(src: ConvertSource, dst: Path, calibration: np.ndarray, options: In
         artifact = _write(program, dst, "int8", shape, src.max_batch)
     return {"runtime": "executorch", "format": "PT2E (XNNPACK quantizer)",
             "method": "XNNPACK quantizer: symmetric per-channel int8 weights, per-tensor affine int8 activations "
-                      "(histogram observer)",
+                      "(histogram observer); ReLU6 fused into its convolution's output",
             "calibration_samples": int(len(calibration)),
             "artifact_details": {**artifact.details, "graph_changes": changes}}
+
+
+def _quantizer():
+    """The XNNPACK quantizer, symmetric per-channel, that also quantizes a convolution followed by ReLU6
+    (hardtanh) at the activation's output, as it does for ReLU.
+
+    It fuses only ReLU: a convolution's output feeding ReLU6 gets its own observer over the full signed
+    range, which ReLU6 then shares, so half the int8 codes go to values ReLU6 clamps to zero. On
+    mobilenet_v2 that cost 0.007 of held-out cosine against ONNX Runtime and OpenVINO, which fuse the clip;
+    XNNPACK lowers the fused pair as one clamped convolution either way."""
+    try:
+        from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import (XNNPACKQuantizer,
+                                                                             get_symmetric_quantization_config)
+    except ImportError:
+        raise MissingDependencyError(INSTALL) from None
+
+    class Quantizer(XNNPACKQuantizer):
+        def annotate(self, model):
+            _annotate_conv_relu6(model, self.global_config)
+            return super().annotate(model)
+
+    return Quantizer().set_global(get_symmetric_quantization_config(is_per_channel=True))
+
+
+def _annotate_conv_relu6(model, config) -> None:
+    """Annotate every conv2d whose only user is a hardtanh the way the XNNPACK quantizer annotates
+    conv2d + relu: input, weight and bias at the convolution, the output after the clamp."""
+    import torch
+    from torchao.quantization.pt2e.quantizer import (QuantizationAnnotation, get_bias_qspec, get_input_act_qspec,
+                                                     get_output_act_qspec, get_weight_qspec)
+    from torchao.quantization.pt2e.quantizer.quantizer import Q_ANNOTATION_KEY
+
+    clamps = (torch.ops.aten.hardtanh.default, torch.ops.aten.hardtanh_.default)
+    for clamp in model.graph.nodes:
+        conv = clamp.args[0] if clamp.op == "call_function" and clamp.target in clamps else None
+        if conv is None or conv.op != "call_function" or conv.target != torch.ops.aten.conv2d.default:
+            continue
+        if len(conv.users) > 1 or any(Q_ANNOTATION_KEY in n.meta for n in (conv, clamp)):
+            continue
+        inputs = {conv.args[0]: get_input_act_qspec(config), conv.args[1]: get_weight_qspec(config)}
+        if len(conv.args) > 2 and isinstance(conv.args[2], torch.fx.Node):
+            inputs[conv.args[2]] = get_bias_qspec(config)
+        conv.meta[Q_ANNOTATION_KEY] = QuantizationAnnotation(input_qspec_map=inputs, _annotated=True)
+        clamp.meta[Q_ANNOTATION_KEY] = QuantizationAnnotation(output_qspec=get_output_act_qspec(config),
+                                                              _annotated=True)
 
 
 def describe_int8(info: dict) -> str:
