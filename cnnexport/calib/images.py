@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +20,9 @@ SAMPLE_PHOTOS = ("astronaut.jpg", "chelsea.jpg", "coffee.jpg", "rocket.jpg", "hu
 @dataclass(frozen=True)
 class Preprocess:
     """Resize the shorter side to ``size / crop_fraction``, centre-crop ``size``, scale to [0, 1],
-    normalise per channel. ``channels=1`` converts to grayscale (LeNet-style inputs)."""
+    normalise per channel. ``channels=1`` converts to grayscale (LeNet-style inputs). A grayscale
+    image (or any image for a one-channel model) is resized in float, without rounding to 8 bits,
+    and repeated to the model's channel count."""
 
     size: tuple[int, int] = (224, 224)
     channels: int = 3
@@ -32,7 +34,8 @@ class Preprocess:
         """PIL image -> float32 CHW array."""
         from PIL import Image
 
-        image = image.convert("L" if self.channels == 1 else "RGB")
+        gray = self.channels == 1 or image.mode in ("L", "LA", "1")
+        image = image.convert("F") if gray else image.convert("RGB")
         h, w = self.size
         scale = max(h, w) / self.crop_fraction / min(image.size)
         new_w, new_h = max(w, round(image.size[0] * scale)), max(h, round(image.size[1] * scale))
@@ -40,9 +43,23 @@ class Preprocess:
         left, top = (new_w - w) // 2, (new_h - h) // 2
         image = image.crop((left, top, left + w, top + h))
         arr = np.asarray(image, dtype=np.float32) / 255.0
-        arr = arr[None] if arr.ndim == 2 else arr.transpose(2, 0, 1)
+        arr = np.repeat(arr[None], self.channels, axis=0) if arr.ndim == 2 else arr.transpose(2, 0, 1)
         mean, std = self._stats()
         return np.ascontiguousarray((arr - mean) / std, dtype=np.float32)
+
+    def as_dict(self) -> dict:
+        """JSON-ready fields (a report's or a reference.npz's record of how inputs were made)."""
+        return {"size": list(self.size), "channels": self.channels, "crop_fraction": self.crop_fraction,
+                "mean": list(self.mean), "std": list(self.std)}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Preprocess":
+        return cls(size=tuple(d["size"]), channels=int(d["channels"]), crop_fraction=float(d["crop_fraction"]),
+                   mean=tuple(d["mean"]), std=tuple(d["std"]))
+
+    def at(self, size: tuple[int, int], channels: int) -> "Preprocess":
+        """The same normalisation for another input size and channel count."""
+        return replace(self, size=tuple(size), channels=int(channels))
 
     def _stats(self) -> tuple[np.ndarray, np.ndarray]:
         mean, std = np.asarray(self.mean, np.float32), np.asarray(self.std, np.float32)

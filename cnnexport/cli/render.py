@@ -245,6 +245,76 @@ class ProgressBar:
             self.progress.__exit__(*exc)
 
 
+class EvalProgress:
+    """``with EvalProgress(quiet, total) as on_progress``: images done of the total and images/s; the
+    callback is None when quiet or not on a terminal."""
+
+    def __init__(self, quiet: bool, total: int):
+        self.quiet, self.total, self.progress = quiet, total, None
+
+    def __enter__(self):
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+        console = live_console()
+        if self.quiet or not console.is_terminal:
+            return None
+        self.progress = Progress(TextColumn("evaluating"), BarColumn(), MofNCompleteColumn(),
+                                 TextColumn("{task.fields[rate]}"), TimeRemainingColumn(), console=console,
+                                 transient=True)
+        self.progress.__enter__()
+        task = self.progress.add_task("evaluating", total=self.total, rate="")
+
+        def on_progress(done: int, total: int, per_s: float) -> None:
+            self.progress.update(task, completed=done, total=total, rate=f"{per_s:.1f} images/s")
+        return on_progress
+
+    def __exit__(self, *exc):
+        if self.progress is not None:
+            self.progress.__exit__(*exc)
+
+
+def print_eval(result: dict, as_json: bool) -> None:
+    """``cnnexport eval``'s table: accuracy per model, agreement with PyTorch, worst classes."""
+    if as_json:
+        click.echo(json.dumps(result, indent=2))
+        return
+    from rich.table import Table
+
+    data, ref = result["data"], result["reference"]
+    shard = f", shard {data['shard'][0]}/{data['shard'][1]}" if data.get("shard") and len(data["shard"]) == 2 \
+        and isinstance(data["shard"][0], int) else ""
+    title = (f"accuracy on {data['images']} images of {data['source']} ({len(data['classes'])} classes{shard})"
+             + (" [bold red]PARTIAL: stopped early[/]" if result["partial"] else ""))
+    table = Table(title=title)
+    columns = ["model", "runtime", "precision", "top-1", "top-5"]
+    if ref:
+        columns += ["drop (points)", "agrees with PyTorch", "disagree"]
+    columns += ["images/s", "worst classes"]
+    for col in columns:
+        table.add_column(col, justify="left" if col in ("model", "runtime", "precision", "worst classes") else "right")
+
+    def pct(v):
+        return "-" if v is None else f"{v:.2%}"
+
+    for m in result["models"]:
+        row = [m["name"], m.get("runtime", ""), m.get("precision", ""), pct(m["top1"]), pct(m["top5"])]
+        if ref:
+            own = m["name"] == ref
+            row += ["" if own or m.get("drop_points") is None else f"{m['drop_points']:+.2f}",
+                    "" if own else pct(m.get("agreement")), "" if own else str(m.get("disagreements", ""))]
+        worst = ", ".join(f"{w['class']} {w['top1']:.0%}" + (f" ({-w['drop_points']:+.0f})" if "drop_points" in w
+                                                              else "") for w in m["worst_classes"][:3])
+        row += ["-" if not m.get("images_per_s") else f"{m['images_per_s']:.1f}", worst]
+        table.add_row(*row)
+    console = out_console()
+    console.print(table)
+    rate = f"{result['images_per_s']:.1f} images/s end to end" if result.get("images_per_s") else ""
+    console.print(f"{rate}, batch {result['batch']}; images/s per model count its own runs only")
+    if data["skipped"]:
+        console.print(f"[yellow]warning:[/] {data['skipped']} unreadable image(s) skipped, e.g. "
+                      f"{', '.join(data['skipped_files'][:3])}")
+
+
 BENCH_COLUMNS = ("model", "artifact", "runtime", "precision", "batch", "threads", "median_ms", "p90_ms", "p99_ms",
                  "min_ms", "spread", "images_per_s", "macs", "gmacs_per_s", "ceiling_fraction", "speedup", "int8_speedup")
 

@@ -144,6 +144,9 @@ def export(
     stage = on_stage or (lambda _s: None)
     report = new_report(name, sum(p.numel() for p in module.parameters()), shape)
     report.update(dynamic_batch=dynamic_batch, exporter=exporter, opset=opset, fold_bn=fold_bn)
+    preprocess = model_preprocess(module, shape)
+    if preprocess is not None:
+        report["preprocess"] = preprocess.as_dict()
     timings = report["timings_s"]
 
     stage("prepare")
@@ -219,7 +222,8 @@ def export(
         stage("write")
         save_reference(staging.file("reference.npz"), inputs, refs,
                        {"model": name, "input_layout": "NCHW", "rtol": rtol, "atol": atol,
-                        "files": [f.name for a in artifacts for f in a.files]})
+                        "files": [f.name for a in artifacts for f in a.files],
+                        **({"preprocess": report["preprocess"]} if "preprocess" in report else {})})
         final_dir = staging.output_dir
         report["artifacts"] = [a.entry(final_dir) for a in artifacts]
         write_json(staging.file("report.json"), report)
@@ -284,6 +288,17 @@ def _quantize(staging, name, shape, artifacts, source, calib, calib_count, repor
     report["warnings"].extend(warnings)
     batches, labels = heldout_batches(data.evaluation, data.labels, shape[0])
     return out, [InputSet("heldout", batches)], labels
+
+
+def model_preprocess(module, shape: tuple[int, ...]):
+    """How images become this model's inputs: the normalisation its weights were trained with
+    (``cnnexport_preprocess``, set for shipped weights), else ImageNet's, at the input's size. None
+    for a model whose input is not an image (N, C, H, W)."""
+    from ..calib import Preprocess
+
+    if len(shape) != 4:
+        return None
+    return Preprocess(**getattr(module, "cnnexport_preprocess", {})).at(shape[2:], shape[1])
 
 
 def verify_artifact(artifact: Artifact, refs: list[np.ndarray], inputs: list, atol: float | None, rtol: float):

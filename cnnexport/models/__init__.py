@@ -31,12 +31,17 @@ class BundledWeights:
     file: str
     num_classes: int
     input_size: tuple[int, int, int]
+    # How the training images were made into inputs (cnnexport.calib.Preprocess's fields): the whole
+    # image (crop_fraction 1) scaled to [-1, 1] for the digits (cnnexport.calib.digits.preprocess).
+    preprocess: tuple[tuple[str, object], ...] = ()
 
 
+_DIGITS_PREPROCESS = (("crop_fraction", 1.0), ("mean", (0.5,)), ("std", (0.5,)))
 BUNDLED_WEIGHTS = {
-    ("lenet5", "digits"): BundledWeights("lenet5_digits.safetensors", 10, (1, 32, 32)),
+    ("lenet5", "digits"): BundledWeights("lenet5_digits.safetensors", 10, (1, 32, 32), _DIGITS_PREPROCESS),
     # The depthwise network: the digits upsampled to 64x64 (at 32x32 its last stage would see 1x1).
-    ("shufflenet_v2_x0_5", "digits"): BundledWeights("shufflenet_v2_x0_5_digits.safetensors", 10, (3, 64, 64)),
+    ("shufflenet_v2_x0_5", "digits"): BundledWeights("shufflenet_v2_x0_5_digits.safetensors", 10, (3, 64, 64),
+                                                     _DIGITS_PREPROCESS),
 }
 _WEIGHTS_DIR = Path(__file__).parent / "weights"
 
@@ -56,11 +61,14 @@ def create_model(name: str, num_classes: int | None = None, weights: str | os.Pa
                  **kwargs) -> nn.Module:
     """Build a registered model in eval mode, optionally loading weights: a state_dict mapping, a
     .pt/.pth/.safetensors path, or the tag of weights shipped with cnnexport (``bundled_weights(name)``).
-    The model carries its registry name as ``cnnexport_name``."""
+    The model carries its registry name as ``cnnexport_name``, and shipped weights the preprocessing
+    they were trained with as ``cnnexport_preprocess`` (normalisation fields; ImageNet's otherwise)."""
     info = model_info(name)
+    preprocess = {}
     if isinstance(weights, str) and (name, weights) in BUNDLED_WEIGHTS:
         entry = BUNDLED_WEIGHTS[(name, weights)]
         weights, num_classes = _WEIGHTS_DIR / entry.file, num_classes or entry.num_classes
+        preprocess = dict(entry.preprocess)
     elif isinstance(weights, str) and not Path(weights).exists() and weights in {tag for _, tag in BUNDLED_WEIGHTS}:
         owners = sorted(m for m, tag in BUNDLED_WEIGHTS if tag == weights)
         raise WeightsError(f"'{weights}' weights ship for {', '.join(owners)} only, not {name}; pass a "
@@ -72,6 +80,8 @@ def create_model(name: str, num_classes: int | None = None, weights: str | os.Pa
         sd = weights if isinstance(weights, Mapping) else read_state_dict(weights)
         load_weights(model, sd, source=f"weights for {name}")
     model.cnnexport_name = name  # export() names the files after it: resnet50.onnx, not resnet.onnx
+    if preprocess:
+        model.cnnexport_preprocess = preprocess
     return model.eval()
 
 

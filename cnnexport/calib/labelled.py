@@ -1,0 +1,238 @@
+"""Labelled evaluation data: an image folder with one subfolder per class (torchvision's ``ImageFolder``
+layout), the bundled digits, and ``.npz`` files with ``x`` and ``y``. Images are decoded on a thread
+pool a batch ahead of the model, so memory stays flat in the number of images. numpy and Pillow only.
+
+Every source visits its images in one fixed shuffled order (seed 0): ``--limit N`` takes the first N
+of it, so a few images already cover every class, a shard K/N takes every N-th, and a run stopped
+early has measured a random sample, not the first classes in name order."""
+
+from __future__ import annotations
+
+import os
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+
+from ..errors import CalibrationError
+from .images import Preprocess
+from .sources import IMAGE_SUFFIXES
+
+ORDER_SEED = 0
+
+
+@dataclass
+class Batch:
+    """Model inputs (NCHW float32), their labels, and the files of this batch that could not be read."""
+    x: np.ndarray
+    y: np.ndarray
+    skipped: list[str] = field(default_factory=list)
+
+
+class LabelledSource:
+    """A labelled set: class names in the model's output order, and one label per image."""
+
+    def __init__(self, name: str, classes: list[str], labels: np.ndarray, preprocess: Preprocess | None = None):
+        self.name, self.classes, self.labels = name, list(classes), np.asarray(labels, np.int64)
+        self.preprocess = preprocess  # the data's own preprocessing (the digits'), else None: the model's
+        self.index = np.random.default_rng(ORDER_SEED).permutation(len(self.labels))
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def select(self, limit: int | None = None, shard: tuple[int, int] | None = None) -> "LabelledSource":
+        """The first ``limit`` images of the fixed order, then shard ``(k, n)``'s part of them (every n-th,
+        from the k-th, 1-based)."""
+        index = self.index[:limit] if limit else self.index
+        if shard:
+            k, n = shard
+            index = index[k - 1::n]
+        out = object.__new__(type(self))
+        out.__dict__.update(self.__dict__, index=index)
+        return out
+
+    def check_channels(self, channels: int) -> None:
+        """Refuse data whose channel count cannot be the model's (only arrays have a fixed one)."""
+
+    def batches(self, preprocess: Preprocess, batch: int, workers: int = 2) -> Iterator[Batch]:
+        """The images in order, ``batch`` at a time, the next batch decoding on ``workers`` threads
+        while the caller runs this one."""
+        chunks = [self.index[i:i + batch] for i in range(0, len(self.index), batch)]
+        pool = ThreadPoolExecutor(max(1, workers), thread_name_prefix="cnnexport-decode")
+        pending: deque = deque()
+        try:
+            for chunk in chunks[:2]:
+                pending.append((chunk, [pool.submit(self._load, int(i), preprocess) for i in chunk]))
+            following = 2
+            while pending:
+                chunk, futures = pending.popleft()
+                if following < len(chunks):
+                    nxt = chunks[following]
+                    pending.append((nxt, [pool.submit(self._load, int(i), preprocess) for i in nxt]))
+                    following += 1
+                xs, ys, bad = [], [], []
+                for i, fut in zip(chunk, futures):
+                    try:
+                        xs.append(fut.result())
+                        ys.append(self.labels[i])
+                    except (OSError, ValueError, SyntaxError) as exc:  # what Pillow raises on a broken file
+                        bad.append(f"{self.item_name(int(i))} ({type(exc).__name__})")
+                x = np.stack(xs) if xs else np.zeros((0, preprocess.channels, *preprocess.size), np.float32)
+                yield Batch(x, np.asarray(ys, np.int64), bad)
+        finally:
+            pool.shutdown(wait=False, cancel_futures=True)
+
+    def item_name(self, i: int) -> str:
+        return f"#{i}"
+
+    def _load(self, i: int, preprocess: Preprocess) -> np.ndarray:
+        raise NotImplementedError
+
+
+class ImageFolder(LabelledSource):
+    """``root/<class>/<image>``: classes sorted by name, or in the order of a ``classes`` file (one name
+    per line, the checkpoint's output order). Unreadable images are skipped and counted."""
+
+    def __init__(self, root: str | os.PathLike, classes_file: str | os.PathLike | None = None):
+        root = Path(root)
+        if not root.is_dir():
+            raise CalibrationError(f"data folder '{root}' does not exist; give a folder with one subfolder per "
+                                   "class, 'digits', or a .npz file with x and y")
+        folders = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+        if not folders:
+            loose = any(p.suffix.lower() in IMAGE_SUFFIXES for p in root.iterdir())
+            raise CalibrationError(f"'{root}' has no class subfolders" + (" (its images lie in the folder itself)"
+                                   if loose else "") + f"; put each class's images in '{root}/<class name>/'")
+        classes = read_classes(classes_file) if classes_file else folders
+        if classes_file:
+            unknown = [f for f in folders if f not in set(classes)]
+            if unknown:
+                raise CalibrationError(f"class folder(s) {', '.join(unknown[:5])} of '{root}' are not in "
+                                       f"'{classes_file}'; add them to it, or remove those folders")
+        position = {c: k for k, c in enumerate(classes)}
+        paths, labels = [], []
+        for name in folders:
+            files = sorted(p for p in (root / name).rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+            paths += files
+            labels += [position[name]] * len(files)
+        if not paths:
+            raise CalibrationError(f"the class folders of '{root}' hold no .jpg/.png/.bmp images")
+        super().__init__(str(root), classes, np.asarray(labels))
+        self.root, self.paths = root, paths
+
+    def item_name(self, i: int) -> str:
+        return str(self.paths[i].relative_to(self.root))
+
+    def _load(self, i: int, preprocess: Preprocess) -> np.ndarray:
+        from PIL import Image
+
+        with Image.open(self.paths[i]) as image:
+            return preprocess(image)
+
+
+class Arrays(LabelledSource):
+    """Labelled arrays: model inputs already preprocessed (float, NCHW), or uint8 images (N, H, W) or
+    (N, H, W, C) that go through the preprocessing."""
+
+    def __init__(self, name: str, x: np.ndarray, y: np.ndarray, classes: list[str] | None = None,
+                 preprocess: Preprocess | None = None):
+        if len(x) != len(y):
+            raise CalibrationError(f"'{name}' holds {len(x)} inputs but {len(y)} labels; x and y must pair up")
+        if len(x) == 0:
+            raise CalibrationError(f"'{name}' holds no samples")
+        y = np.asarray(y)
+        if y.ndim != 1 or not np.issubdtype(y.dtype, np.integer) or y.min() < 0:
+            raise CalibrationError(f"'{name}': y must be one non-negative integer class index per sample")
+        self.images = x.dtype == np.uint8
+        if not self.images and x.ndim != 4:
+            raise CalibrationError(f"'{name}': x is {'x'.join(map(str, x.shape))}; give preprocessed NCHW float "
+                                   "inputs or uint8 images (N, H, W[, C])")
+        super().__init__(name, classes or [str(k) for k in range(int(y.max()) + 1)], y, preprocess)
+        self.x = x
+
+    def check_channels(self, channels: int) -> None:
+        have = (self.x.shape[3] if self.x.ndim == 4 else 1) if self.images else self.x.shape[1]
+        if have != channels and not (self.images and have in (1, 3)):
+            raise CalibrationError(f"'{self.name}' holds {have}-channel samples but the model takes {channels} "
+                                   "channels; give inputs with the model's channel count")
+
+    def _load(self, i: int, preprocess: Preprocess) -> np.ndarray:
+        if not self.images:
+            return np.asarray(self.x[i], np.float32)
+        from PIL import Image
+
+        return preprocess(Image.fromarray(self.x[i], mode="L" if self.x[i].ndim == 2 else "RGB"))
+
+    def batches(self, preprocess: Preprocess, batch: int, workers: int = 2) -> Iterator[Batch]:
+        if self.images:
+            yield from super().batches(preprocess, batch, workers)
+            return
+        for i in range(0, len(self.index), batch):  # nothing to decode
+            idx = self.index[i:i + batch]
+            yield Batch(np.ascontiguousarray(self.x[idx], np.float32), self.labels[idx])
+
+
+def read_classes(path: str | os.PathLike) -> list[str]:
+    """A ``--classes`` file: one class name per line, in the model's output order."""
+    try:
+        names = [line.strip() for line in Path(path).read_text().splitlines() if line.strip()]
+    except (OSError, UnicodeDecodeError) as exc:
+        raise CalibrationError(f"cannot read --classes file '{path}' ({type(exc).__name__}); give a text file "
+                               "with one class name per line") from None
+    seen, dups = set(), []
+    for n in names:
+        if n in seen:
+            dups.append(n)
+        seen.add(n)
+    if dups:
+        raise CalibrationError(f"--classes file '{path}' names {', '.join(sorted(set(dups))[:5])} more than once; "
+                               "each class must appear on exactly one line")
+    if not names:
+        raise CalibrationError(f"--classes file '{path}' is empty; list one class name per line")
+    return names
+
+
+def npz_file(path: str | os.PathLike) -> Arrays:
+    """``x`` and ``y`` arrays (and optionally ``classes``) from an .npz file; never unpickles."""
+    path = Path(path)
+    if not path.is_file():
+        raise CalibrationError(f"data file '{path}' does not exist")
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            if not isinstance(data, np.lib.npyio.NpzFile) or "x" not in data.files or "y" not in data.files:
+                raise CalibrationError(f"'{path}' has no 'x' and 'y' arrays; save labelled data with "
+                                       "np.savez(path, x=inputs, y=labels)")
+            classes = [str(c) for c in data["classes"]] if "classes" in data.files else None
+            x, y = data["x"], data["y"]
+    except CalibrationError:
+        raise
+    except Exception as exc:
+        raise CalibrationError(f"'{path}' is not a readable .npz file ({type(exc).__name__})") from None
+    return Arrays(str(path), x, y, classes)
+
+
+def load_labelled(source: str, classes_file: str | os.PathLike | None = None,
+                  size: tuple[int, int] = (32, 32), channels: int = 1) -> LabelledSource:
+    """``digits`` (the 450 test images; ``digits:train``, ``digits:all``), an image folder with one
+    subfolder per class, or an ``.npz`` file with ``x`` and ``y``. ``size`` and ``channels`` are the
+    model's, for a source with its own preprocessing (the digits)."""
+    if source == "digits" or source.startswith("digits:"):
+        from . import digits
+
+        split = source.partition(":")[2] or "test"
+        if split not in ("train", "test", "all"):
+            raise CalibrationError(f"unknown digits split '{split}'; use digits, digits:train or digits:all")
+        if classes_file:
+            raise CalibrationError("--classes applies to image folders; the digits' classes are 0..9")
+        images, labels = digits.digit_images(split)
+        return Arrays(source, images, labels, list(digits.CLASSES), digits.preprocess(size[0], channels))
+    path = Path(source)
+    if path.suffix.lower() == ".npz":
+        arrays = npz_file(path)
+        if classes_file:
+            arrays.classes = read_classes(classes_file)
+        return arrays
+    return ImageFolder(path, classes_file)
