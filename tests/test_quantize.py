@@ -146,7 +146,7 @@ def test_calibration_errors(tmp_path, photo_folder):
         assert result.exit_code == 2 and message in result.stderr, (source, result.stderr)
         assert result.stderr.startswith("error: ")
     assert not (tmp_path / "m.int8.onnx").exists()
-    result = CliRunner().invoke(cli, ["quantize", model, "--calib", "digits", "--eval", "digits"])
+    result = CliRunner().invoke(cli, ["quantize", model, "--calib", "digits", "--eval", "digits:train"])
     assert result.exit_code == 2 and "also calibration samples" in result.stderr
 
 

@@ -85,6 +85,19 @@ class LabelledSource:
         finally:
             pool.shutdown(wait=False, cancel_futures=True)
 
+    def arrays(self, preprocess: Preprocess, workers: int = 2) -> tuple[np.ndarray, np.ndarray, list[str]]:
+        """Every image at once: inputs, labels and the files skipped (for small sets: calibration,
+        the int8 check)."""
+        xs, ys, bad = [], [], []
+        for b in self.batches(preprocess, 64, workers):
+            xs.append(b.x)
+            ys.append(b.y)
+            bad += b.skipped
+        if not sum(len(y) for y in ys):
+            raise CalibrationError(f"no image of '{self.name}' could be read (e.g. {bad[0] if bad else '-'}); "
+                                   "are they real images?")
+        return np.concatenate(xs), np.concatenate(ys), bad
+
     def item_name(self, i: int) -> str:
         return f"#{i}"
 
@@ -212,6 +225,20 @@ def npz_file(path: str | os.PathLike) -> Arrays:
     except Exception as exc:
         raise CalibrationError(f"'{path}' is not a readable .npz file ({type(exc).__name__})") from None
     return Arrays(str(path), x, y, classes)
+
+
+def is_labelled(source: str) -> bool:
+    """Whether ``source`` carries labels: the digits, a folder with class subfolders, an .npz with ``y``."""
+    if source == "digits" or source.startswith("digits:"):
+        return True
+    path = Path(source)
+    if path.suffix.lower() == ".npz":
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                return "y" in data.files
+        except Exception:
+            return False
+    return path.is_dir() and any(p.is_dir() and not p.name.startswith(".") for p in path.iterdir())
 
 
 def load_labelled(source: str, classes_file: str | os.PathLike | None = None,

@@ -92,6 +92,22 @@ def load_samples(source: str, preprocess: Preprocess, count: int | None = None) 
     return image_folder(path, preprocess, count)
 
 
+def load_labelled_samples(source: str, preprocess: Preprocess, count: int | None = None,
+                          classes_file: str | None = None) -> tuple[np.ndarray, np.ndarray | None]:
+    """Samples and their labels from a labelled source (digits, a folder with class subfolders, an .npz
+    with ``y``: the first ``count`` of its fixed shuffled order, so every class is represented), or the
+    samples of any other source with labels None. ``digits`` here is the training split."""
+    from .labelled import is_labelled, load_labelled
+
+    if not is_labelled(source):
+        return load_samples(source, preprocess, count), None
+    source = "digits:train" if source == "digits" else source
+    data = load_labelled(source, classes_file, size=preprocess.size, channels=preprocess.channels)
+    data.check_channels(preprocess.channels)
+    x, y, _ = data.select(count).arrays(data.preprocess or preprocess)
+    return x, y
+
+
 def check_fits(samples: np.ndarray, input_shape: tuple[int, ...], what: str = "calibration") -> None:
     """The samples' C, H, W must be the model's."""
     if samples.ndim != len(input_shape) or tuple(samples.shape[1:]) != tuple(input_shape[1:]):

@@ -174,6 +174,13 @@ def _keep_float(value: str) -> tuple[str, ...]:
 @click.option("--calib-count", type=int, default=200, show_default=True, help="Samples drawn from --calib.")
 @click.option("--int8-min-cosine", type=float, default=0.98, show_default=True,
               help="int8 check: mean cosine with PyTorch's logits on held-out samples.")
+@click.option("--eval", "eval_source", default=None,
+              help="Held-out data for the int8 check (default: digits' test split for --calib digits, else half of "
+                   "--calib). Labelled (a folder with class subfolders, digits, .npz with x, y): top-1 fp32 -> int8.")
+@click.option("--eval-count", type=int, default=1000, show_default=True, help="Images drawn from --eval.")
+@click.option("--int8-max-drop", type=float, default=None, metavar="POINTS",
+              help="Refuse an int8 file whose top-1 falls more than POINTS below fp32 on the labelled held-out set; "
+                   "--keep-float auto then aims at it (on labelled calibration data).")
 @click.option("--calib-method", type=click.Choice(CALIB_METHODS), default="minmax",
               show_default=True, help="ONNX Runtime int8 calibration method.")
 @click.option("--keep-float", default="", metavar="LIST",
@@ -195,8 +202,8 @@ def _keep_float(value: str) -> tuple[str, ...]:
               help="Max abs error allowed (default: 1e-4 x max |reference output|).")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON on stdout, nothing else.")
 def export_cmd(model, formats, tflite_layout, executorch_max_batch, want_int8, calib, calib_count, int8_min_cosine,
-               calib_method, keep_float, fold_bn, exporter, opset, batch, input_size, num_classes, weights, output_dir,
-               simplify, atol, as_json):
+               eval_source, eval_count, int8_max_drop, calib_method, keep_float, fold_bn, exporter, opset, batch,
+               input_size, num_classes, weights, output_dir, simplify, atol, as_json):
     """Prepare MODEL (a registry name or package.module:callable), export it and prove it matches PyTorch."""
     if batch is not None and not 1 <= batch <= 4096:
         raise UsageError(f"bad --batch {batch}: use 1..4096, or leave it out for a dynamic batch axis")
@@ -220,7 +227,8 @@ def export_cmd(model, formats, tflite_layout, executorch_max_batch, want_int8, c
                         opset=opset, dynamic_batch=batch is None, simplify=simplify, atol=atol, formats=formats,
                         tflite_layout=tflite_layout, executorch_max_batch=executorch_max_batch, int8=want_int8,
                         calib=calib, calib_count=calib_count, int8_min_cosine=int8_min_cosine,
-                        calib_method=calib_method, keep_float=_keep_float(keep_float), on_stage=on_stage)
+                        calib_method=calib_method, keep_float=_keep_float(keep_float), eval_source=eval_source,
+                        eval_count=eval_count, int8_max_drop=int8_max_drop, on_stage=on_stage)
     if as_json:
         click.echo(json.dumps(report, indent=2))
     else:
@@ -487,7 +495,11 @@ def _macs_of(module, shape) -> float:
 @click.option("--calib", "calib", required=True,
               help="Calibration data: 'samples' (bundled photos), 'digits', an image folder, or a .npy/.npz file.")
 @click.option("--eval", "eval_source", default=None,
-              help="Evaluation data (default: the digits test split for 'digits', else held-out part of --calib).")
+              help="Evaluation data (default: the digits test split for 'digits', else held-out part of --calib). "
+                   "Labelled (a folder with class subfolders, digits, .npz with x, y): top-1 fp32 -> int8.")
+@click.option("--eval-count", type=int, default=1000, show_default=True, help="Images drawn from --eval.")
+@click.option("--int8-max-drop", type=float, default=None, metavar="POINTS",
+              help="Refuse (write nothing) when top-1 falls more than POINTS below the fp32 file on labelled data.")
 @click.option("--calib-count", type=int, default=200, show_default=True, help="Samples drawn from --calib.")
 @click.option("--runtime", type=click.Choice([f.runtime for f in file_int8_formats()]), default=None,
               help="; ".join(f.int8_help for f in file_int8_formats()) + " (default: by the input's extension).")
@@ -504,16 +516,21 @@ def _macs_of(module, shape) -> float:
               help="Default: <model>.int8.onnx beside the input.")
 @click.option("--per-layer", is_flag=True, help="ONNX Runtime: per-layer SQNR, worst layers first.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON on stdout, nothing else.")
-def quantize_cmd(model, calib, eval_source, calib_count, runtime, calib_method, keep_float, min_cosine, per_channel,
-                 reduce_range, output, per_layer, as_json):
+def quantize_cmd(model, calib, eval_source, eval_count, int8_max_drop, calib_count, runtime, calib_method, keep_float,
+                 min_cosine, per_channel, reduce_range, output, per_layer, as_json):
     """Static int8 with calibration data; accuracy measured on data calibration never saw."""
     from ..exporter.formats import Int8Options
     from ..exporter.int8 import describe, quantize_file
 
+    if int8_max_drop is not None and not 0 <= int8_max_drop <= 100:
+        raise UsageError(f"--int8-max-drop takes points of top-1 accuracy, 0..100, got {int8_max_drop}")
+    if eval_count < 1:
+        raise UsageError("--eval-count must be at least 1")
     options = Int8Options(method=calib_method, per_channel=per_channel, keep_float=_keep_float(keep_float),
-                          min_cosine=min_cosine, reduce_range=None if reduce_range == "auto" else reduce_range == "on")
+                          min_cosine=min_cosine, reduce_range=None if reduce_range == "auto" else reduce_range == "on",
+                          max_drop=int8_max_drop)
     result = quantize_file(model, calib, runtime=runtime, output=output, eval_source=eval_source,
-                           calib_count=calib_count, options=options, per_layer=per_layer)
+                           calib_count=calib_count, options=options, per_layer=per_layer, eval_count=eval_count)
     if as_json:
         click.echo(json.dumps(result, indent=2))
     else:

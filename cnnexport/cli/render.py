@@ -417,17 +417,23 @@ def print_quantize(result: dict, how: str) -> None:
 def describe_keep_float(info: dict) -> str | None:
     """One line on what ``--keep-float`` left in float (None when nothing was)."""
     search = info.get("keep_float_search")
+    drop = bool(search) and search.get("metric") == "top1_drop_points"
+
+    def fig(key: str) -> str:
+        return f"{search[key]:.2f} points" if drop else f"{search[key]:.4f}"
+
+    measure = "top-1 drop" if drop else "cosine"
     if search and not search["groups"] and search["reached"]:
-        return (f"--keep-float auto: fully int8 already reaches cosine {search['baseline']:.4f} on "
-                f"{search['tune_samples']} calibration samples (aim {search['aim']:.4f} for a target of "
+        return (f"--keep-float auto: fully int8 already reaches {measure} {fig('baseline')} on "
+                f"{search['tune_samples']} calibration samples (aim {fig('aim')} for a target of "
                 f"{search['target']}); nothing kept in float")
     if not info.get("excluded_nodes"):
         return None
     line = f"kept in float: {info['float_compute_nodes']} of {info['compute_nodes']} compute nodes"
     if search:
-        line += (f" ({', '.join(search['groups']) or 'none'}; cosine on {search['tune_samples']} calibration samples "
-                 f"{search['baseline']:.4f} -> {search['cosine']:.4f}, aiming at {search['aim']:.4f} for a target "
-                 f"of {search['target']})")
+        line += (f" ({', '.join(search['groups']) or 'none'}; {measure} on {search['tune_samples']} calibration "
+                 f"samples {fig('baseline')} -> {fig('drop_points' if drop else 'cosine')}, aiming at {fig('aim')} "
+                 f"for a target of {search['target']})")
     return line
 
 

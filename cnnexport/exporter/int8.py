@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import UsageError
+from ..errors import UsageError, VerificationError
 from .formats import FORMATS, Artifact, Format, Int8Options, by_runtime, file_int8_formats, for_file, int8_formats
 from .verify import compare, int8_figures
 
@@ -21,24 +21,37 @@ class Int8Data:
     """Samples the quantizer calibrates on, and held-out samples the int8 check evaluates on."""
     calibration: np.ndarray
     evaluation: np.ndarray
-    labels: np.ndarray | None = None  # of ``evaluation``, when the source has them (digits)
+    labels: np.ndarray | None = None  # of ``evaluation``, when its source has them
     warnings: list[str] = field(default_factory=list)
+    calibration_labels: np.ndarray | None = None  # of ``calibration``, when its source has them
 
 
 def split_data(calib: str | np.ndarray, shape: tuple[int, ...], calib_count: int | None = 200,
-               eval_source: str | None = None) -> Int8Data:
+               eval_source: str | None = None, preprocess=None, eval_count: int | None = None) -> Int8Data:
     """Calibration samples from ``calib`` ('samples', 'digits', a folder, an array file, or an NCHW
-    array), and evaluation samples calibration never saw: ``eval_source``, else the digits test
-    split for 'digits', else the held-out half of the pool."""
-    from ..calib import Preprocess, check_disjoint, check_fits, load_samples, split
-    from ..calib.sources import RECOMMENDED_MIN
+    array), and evaluation samples calibration never saw: ``eval_source`` (its first ``eval_count``),
+    else the digits test split for 'digits', else the held-out half of the pool. Labelled sources (the
+    digits, a folder with class subfolders, an .npz with ``y``) keep their labels, and the int8 check
+    then measures accuracy. ``preprocess``: the model's (default: ImageNet's at the input's size)."""
+    from ..calib import Preprocess, check_disjoint, check_fits, split
+    from ..calib.sources import RECOMMENDED_MIN, load_labelled_samples
 
-    pre = Preprocess(size=(shape[2], shape[3]), channels=shape[1]) if len(shape) == 4 else Preprocess()
-    pool = calib if isinstance(calib, np.ndarray) else load_samples(calib, pre, calib_count)
+    pre = preprocess or (Preprocess(size=(shape[2], shape[3]), channels=shape[1]) if len(shape) == 4 else Preprocess())
+    if isinstance(calib, np.ndarray):
+        pool, pool_labels = calib, None
+    else:
+        pool, pool_labels = load_labelled_samples(calib, pre, calib_count)
     check_fits(pool, shape)
-    labels = None
+    calibration_labels = pool_labels
     if eval_source:
-        calibration, evaluation = pool, load_samples(eval_source, pre, None)
+        calibration = pool
+        if eval_source == "digits":  # the test split, as everywhere else
+            from ..calib.digits import load_digits
+
+            test = load_digits(size=shape[2], channels=shape[1])
+            evaluation, labels = test.x_test[:eval_count], test.y_test[:eval_count]
+        else:
+            evaluation, labels = load_labelled_samples(eval_source, pre, eval_count)
         check_fits(evaluation, shape, "evaluation")
     elif isinstance(calib, str) and calib == "digits":
         from ..calib.digits import load_digits
@@ -47,12 +60,45 @@ def split_data(calib: str | np.ndarray, shape: tuple[int, ...], calib_count: int
         calibration, evaluation, labels = pool, test.x_test, test.y_test
     else:
         calibration, evaluation = split(pool)
+        labels = None
+        if pool_labels is not None:  # the same permutation as split()
+            cut = len(calibration)
+            order = np.random.default_rng(0).permutation(len(pool))
+            calibration_labels, labels = pool_labels[order[:cut]], pool_labels[order[cut:]]
     check_disjoint(calibration, evaluation)
     warnings = []
     if len(calibration) < RECOMMENDED_MIN:
         warnings.append(f"only {len(calibration)} calibration samples (fewer than {RECOMMENDED_MIN}): int8 ranges "
                         "may not cover real inputs; NNCF and Ultralytics recommend 300")
-    return Int8Data(calibration, evaluation, labels, warnings)
+    return Int8Data(calibration, evaluation, labels, warnings, calibration_labels)
+
+
+def with_labels(options: Int8Options, data: Int8Data) -> Int8Options:
+    """``options`` carrying the calibration samples' labels, which ``--keep-float auto`` aims with when
+    ``max_drop`` is set."""
+    import dataclasses
+
+    return dataclasses.replace(options, calibration_labels=data.calibration_labels)
+
+
+def check_drop(options: Int8Options, data: Int8Data) -> None:
+    """``--int8-max-drop`` needs labelled held-out data."""
+    if options.max_drop is not None and data.labels is None:
+        raise UsageError("--int8-max-drop needs labelled evaluation data: --eval digits, a folder with one "
+                         "subfolder per class, or an .npz with x and y (or --calib digits)")
+
+
+def drop_gate(figures: dict, max_drop: float | None) -> tuple[bool, str | None]:
+    """Whether an int8 file's top-1 drop (points, against fp32 on the held-out labelled set) is within
+    ``max_drop``, and the reason when not."""
+    if max_drop is None or "accuracy_drop_points" not in figures:
+        return True, None
+    drop = figures["accuracy_drop_points"]
+    if drop <= max_drop:
+        return True, None
+    return False, (f"top-1 falls {drop:.2f} points (fp32 {figures['accuracy_fp32']:.2%} -> int8 "
+                   f"{figures['accuracy_int8']:.2%}) on {figures['samples']} held-out labelled images, more than "
+                   f"--int8-max-drop {max_drop}")
 
 
 def int8_files(fmt: Format, main: Path) -> list[Path]:
@@ -75,7 +121,7 @@ def quantize_artifacts(fp32: list[Artifact], source, data: Int8Data, options: In
             continue
         src = {"onnx": onnx_file, "self": art.files[0], "module": source}[fmt.int8_from]
         dst = dst_of(fmt)
-        info = fmt.module().quantize(src, dst, data.calibration, options, art.layout)
+        info = fmt.module().quantize(src, dst, data.calibration, with_labels(options, data), art.layout)
         infos.append(info)
         if warning := keep_float_warning(info):
             warnings.append(warning)
@@ -94,9 +140,10 @@ def load_artifact(artifact: Artifact, batch_shape: tuple[int, ...]):
 
 
 def check_int8(artifact: Artifact, reference: np.ndarray, batches: list[np.ndarray], min_cosine: float,
-               labels: np.ndarray | None = None) -> dict:
+               labels: np.ndarray | None = None, max_drop: float | None = None) -> dict:
     """The int8 check: mean per-sample cosine with the reference logits on held-out ``batches``
-    (>= ``min_cosine`` passes), SQNR, top-1 agreement, and both accuracies when labels are given."""
+    (>= ``min_cosine`` passes), SQNR, top-1 agreement, and both accuracies when labels are given (a
+    top-1 drop over ``max_drop`` points fails)."""
     from ..runtimes import run_nchw
     from .verify import InputSet
 
@@ -106,9 +153,14 @@ def check_int8(artifact: Artifact, reference: np.ndarray, batches: list[np.ndarr
     ran = iter(outs)
     eq = compare(artifact.files[0].name, [reference], lambda _b: next(ran), [InputSet("heldout", batches)],
                  atol=float("inf")).as_dict()
-    eq.update(passed=fig["cosine_mean"] >= min_cosine, tolerance=f"mean cosine >= {min_cosine}",
+    within, why = drop_gate(fig, max_drop)
+    eq.update(passed=fig["cosine_mean"] >= min_cosine and within,
+              tolerance=f"mean cosine >= {min_cosine}" + (f", top-1 drop <= {max_drop} points" if max_drop is not None
+                                                          and labels is not None else ""),
               cosine_mean=fig["cosine_mean"], cosine_min=fig["cosine_min"], sqnr_db=fig["sqnr_db"], precision="int8",
               **{k: fig[k] for k in ("accuracy_fp32", "accuracy_int8", "accuracy_drop_points") if k in fig})
+    if why:
+        eq["failure"] = why
     return eq
 
 
@@ -122,9 +174,12 @@ def heldout_batches(evaluation: np.ndarray, labels: np.ndarray | None,
 
 def quantize_file(src: str | os.PathLike, calib: str, *, runtime: str | None = None,
                   output: str | os.PathLike | None = None, eval_source: str | None = None,
-                  calib_count: int = 200, options: Int8Options = Int8Options(), per_layer: bool = False) -> dict:
+                  calib_count: int = 200, options: Int8Options = Int8Options(), per_layer: bool = False,
+                  eval_count: int | None = None) -> dict:
     """``cnnexport quantize``: the int8 file for ``runtime`` (default: the input's own format) from an
-    fp32 file, evaluated against that fp32 file on samples calibration never saw."""
+    fp32 file, evaluated against that fp32 file on samples calibration never saw (accuracy too, on a
+    labelled set; ``options.max_drop`` refuses a larger top-1 drop, and then nothing is written). The
+    preprocessing is the one the export recorded in the reference.npz beside ``src``, else ImageNet's."""
     from ..runtimes import load, run_nchw
 
     if calib_count < 2:
@@ -152,18 +207,46 @@ def quantize_file(src: str | os.PathLike, calib: str, *, runtime: str | None = N
     fp32 = load(src)
     spec = fp32.inputs[0]
     shape = (1, *(d or 1 for d in spec.chw))
-    data = split_data(calib, shape, calib_count, eval_source)
-    info = fmt.module().quantize(src, dst, data.calibration, options, spec.layout)
+    data = split_data(calib, shape, calib_count, eval_source, recorded_preprocess(src, shape), eval_count)
+    check_drop(options, data)
+    info = fmt.module().quantize(src, dst, data.calibration, with_labels(options, data), spec.layout)
     warnings = data.warnings + ([w] if (w := keep_float_warning(info)) else [])
     int8 = Artifact(fmt.name, int8_files(fmt, dst), fmt.runtime, precision="int8", layout=spec.layout)
-    figures = int8_figures(run_nchw(fp32, data.evaluation),
-                           run_nchw(load_artifact(int8, (1, *shape[1:])), data.evaluation), data.labels)
+    try:
+        figures = int8_figures(run_nchw(fp32, data.evaluation),
+                               run_nchw(load_artifact(int8, (1, *shape[1:])), data.evaluation), data.labels)
+        within, why = drop_gate(figures, options.max_drop)
+        if not within:
+            raise VerificationError(f"{dst.name}: {why}; nothing was written (keep layers in float with "
+                                    "--keep-float, calibrate on more or other samples, or raise --int8-max-drop)")
+    except BaseException:
+        for f in int8.files:
+            f.unlink(missing_ok=True)
+        raise
     result = {"input": str(src), "output": str(dst), "quantization": info, "evaluation": figures,
               "sizes_bytes": {"fp32": src.stat().st_size, "int8": sum(f.stat().st_size for f in int8.files)},
               "warnings": warnings}
     if per_layer and "per_layer" in fmt.int8_extras:
         result["per_layer_sqnr"] = fmt.module().per_layer_sqnr(src, dst, data.evaluation[:32])
     return result
+
+
+def recorded_preprocess(src: Path, shape: tuple[int, ...]):
+    """The preprocessing the export recorded in the reference.npz beside ``src`` (when it lists ``src``),
+    at ``shape``'s size; None otherwise."""
+    from ..calib import Preprocess
+    from .verify import load_reference
+
+    ref = src.with_name("reference.npz")
+    if len(shape) != 4 or not ref.is_file():
+        return None
+    try:
+        meta = load_reference(ref)[2]
+    except Exception:
+        return None
+    if src.name not in meta.get("files", []) or "preprocess" not in meta:
+        return None
+    return Preprocess.from_dict(meta["preprocess"]).at(shape[2:], shape[1])
 
 
 def describe(info: dict) -> str:
@@ -181,7 +264,12 @@ def keep_float_warning(info: dict) -> str | None:
             return None
         return (f"--keep-float auto kept {info['float_compute_nodes']} of {info['compute_nodes']} compute nodes in "
                 "float to reach its target: this int8 file will be little faster than fp32 (use the fp32 file, a "
-                "lower --int8-min-cosine, or quantization-aware training)")
+                f"{'higher --int8-max-drop' if search.get('metric') == 'top1_drop_points' else 'lower --int8-min-cosine'}"
+                ", or quantization-aware training)")
+    if search.get("metric") == "top1_drop_points":
+        return (f"--keep-float auto reached a top-1 drop of {search['drop_points']:.2f} points on the calibration "
+                f"samples, short of its aim {search['aim']:.2f}, with every module in float; try --calib-method "
+                "percentile or more calibration samples")
     return (f"--keep-float auto reached cosine {search['cosine']:.4f} on calibration samples, short of its aim "
             f"{search['aim']:.4f}, with every module in float; try --calib-method percentile or more calibration "
             "samples")

@@ -23,7 +23,7 @@ from ..errors import OutputError, UsageError, VerificationError, disk_full, firs
 from . import graph as graph_mod
 from ..runtimes import run_nchw
 from .formats import ALWAYS, FORMATS, Artifact, ConvertSource, Int8Options
-from .int8 import check_int8, heldout_batches, load_artifact, quantize_artifacts, split_data
+from .int8 import check_drop, check_int8, heldout_batches, load_artifact, quantize_artifacts, split_data
 from .onnx_export import DEFAULT_OPSET, EXPORTERS, to_onnx
 from .prepare import prepare_with_summary
 from .report_fields import new_report
@@ -105,6 +105,9 @@ def export(
     int8_min_cosine: float = 0.98,
     calib_method: str = "minmax",
     keep_float: tuple[str, ...] = (),
+    eval_source: str | None = None,
+    eval_count: int | None = 1000,
+    int8_max_drop: float | None = None,
     on_stage: StageCallback | None = None,
 ) -> dict:
     """Export any ``nn.Module``; return the report (also written as ``report.json``).
@@ -120,7 +123,10 @@ def export(
     calibrates the ONNX Runtime int8 file; ``keep_float`` leaves nodes of the ONNX Runtime int8 file
     in float (see ``quantize_onnx``; with ``auto``, the fewest modules that reach ``int8_min_cosine``
     on the calibration samples). ``executorch_max_batch`` gives the .pte program a dynamic batch
-    1..N (default: the shape's batch, static). Raises a ``cnnexport.errors.CnnexportError`` subclass on bad input
+    1..N (default: the shape's batch, static). ``eval_source`` is the int8 check's held-out data (its
+    first ``eval_count`` samples; default: the digits test split for 'digits', else half of ``calib``);
+    when it is labelled (digits, a folder with class subfolders, an .npz with ``y``) the check measures
+    top-1 fp32 -> int8, and ``int8_max_drop`` refuses a larger drop in points. Raises a ``cnnexport.errors.CnnexportError`` subclass on bad input
     or when an artifact does not match PyTorch (then nothing is written).
     """
     formats = tuple(dict.fromkeys(formats))
@@ -138,6 +144,10 @@ def export(
         raise UsageError("--keep-float applies to int8 files: add --int8 --calib ...")
     if executorch_max_batch is not None and not (2 <= executorch_max_batch <= 4096 and "executorch" in formats):
         raise UsageError("--executorch-max-batch takes 2..4096 and applies to --executorch")
+    if (eval_source or int8_max_drop is not None) and not int8:
+        raise UsageError("--eval and --int8-max-drop apply to int8 files: add --int8 --calib ...")
+    if int8_max_drop is not None and not 0 <= int8_max_drop <= 100:
+        raise UsageError(f"--int8-max-drop takes points of top-1 accuracy, 0..100, got {int8_max_drop}")
     if calib_method != "minmax" and not int8:
         raise UsageError("--calib-method applies to int8 files: add --int8 --calib ...")
     name = _safe_name(name or getattr(module, "cnnexport_name", None) or type(module).__name__.lower())
@@ -184,10 +194,10 @@ def export(
         if int8:
             stage("quantize")
             t0 = time.perf_counter()
+            options = Int8Options(method=calib_method, keep_float=tuple(keep_float), min_cosine=int8_min_cosine,
+                                  max_drop=int8_max_drop)
             int8_artifacts, heldout, labels = _quantize(staging, name, shape, artifacts, source, calib, calib_count,
-                                                        report,
-                                                        Int8Options(method=calib_method, keep_float=tuple(keep_float),
-                                                                    min_cosine=int8_min_cosine))
+                                                        report, options, eval_source, eval_count)
             timings["quantize"] = round(time.perf_counter() - t0, 3)
 
         stage("verify")
@@ -206,17 +216,19 @@ def export(
         report["equivalence"] = [verify_artifact(a, refs, inputs, atol, rtol).as_dict() for a in artifacts]
         if report["equivalence"] and (warning := near_zero_warning(report["equivalence"][0]["output_scale"])):
             report["warnings"].append(warning)
-        report["equivalence"] += [check_int8(a, held_refs[0], heldout[0].batches, int8_min_cosine, labels)
-                                  for a in int8_artifacts]
+        report["equivalence"] += [check_int8(a, held_refs[0], heldout[0].batches, int8_min_cosine, labels,
+                                             int8_max_drop) for a in int8_artifacts]
         artifacts += int8_artifacts
         timings["verify"] = round(time.perf_counter() - t0, 3)
         failed = [e for e in report["equivalence"] if not e["passed"]]
         if failed:
             raise VerificationError(
-                "; ".join(f"{e['artifact']} does not match PyTorch: max abs error {e['max_abs']:.3g} vs tolerance "
+                "; ".join(f"{e['artifact']}: {e['failure']}" if "failure" in e else
+                          f"{e['artifact']} does not match PyTorch: max abs error {e['max_abs']:.3g} vs tolerance "
                           f"{e['tolerance']} (max rel {e['max_rel']:.3g}, cosine {e['cosine']:.6f}, top-1 "
                           f"agreement {e['top1_agreement']:.0%})" for e in failed)
-                + "; nothing was written (raise --atol, or lower --int8-min-cosine, if this error is expected)",
+                + "; nothing was written (raise --atol, lower --int8-min-cosine or raise --int8-max-drop, if this "
+                  "error is expected)",
                 report=report,
             )
         stage("write")
@@ -273,15 +285,16 @@ def _export_onnx(prepared, summary, onnx_path: Path, shape, report, stage, *, ex
     return onnx_path
 
 
-def _quantize(staging, name, shape, artifacts, source, calib, calib_count, report,
-              options: Int8Options) -> tuple[list[Artifact], list, np.ndarray | None]:
+def _quantize(staging, name, shape, artifacts, source, calib, calib_count, report, options: Int8Options,
+              eval_source: str | None, eval_count: int | None) -> tuple[list[Artifact], list, np.ndarray | None]:
     """int8 files for every artifact whose format has a quantizer, the held-out inputs and their labels
     when the calibration source has them (digits)."""
     from .verify import InputSet
 
     if len(shape) != 4:
         raise UsageError("--int8 supports image models (N, C, H, W inputs)")
-    data = split_data(calib, shape, calib_count)
+    data = split_data(calib, shape, calib_count, eval_source, model_preprocess(source.prepared, shape), eval_count)
+    check_drop(options, data)
     report["warnings"].extend(data.warnings)
     out, report["quantization"], warnings = quantize_artifacts(
         artifacts, source, data, options, lambda fmt: staging.file(fmt.file_name(name, "int8")))

@@ -67,12 +67,15 @@ def _ensure_names(model) -> None:
 def quantize_onnx(src: str | os.PathLike, dst: str | os.PathLike, calibration: np.ndarray, *,
                   method: str = "minmax", per_channel: bool = True, reduce_range: bool | None = None,
                   keep_float: tuple[str, ...] = (), min_cosine: float = 0.99, isa: dict | None = None,
-                  machine: str | None = None) -> dict:
+                  machine: str | None = None, max_drop: float | None = None,
+                  labels: np.ndarray | None = None) -> dict:
     """Write the int8 QDQ model ``dst``; returns what was done (for the report).
 
     ``keep_float`` leaves nodes in float: ``first`` / ``last`` (the first and last Conv/Gemm/MatMul),
     node-name globs (``/layer1/*``), or ``auto``: the fewest modules, found by measuring, that bring
-    the mean logits cosine with the float model on the calibration samples to ``min_cosine``."""
+    the mean logits cosine with the float model on the calibration samples to ``min_cosine``; with
+    ``max_drop`` and the calibration samples' ``labels``, the fewest that keep their top-1 accuracy
+    within ``max_drop`` points of the float model's."""
     import onnx
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
@@ -135,7 +138,8 @@ def quantize_onnx(src: str | os.PathLike, dst: str | os.PathLike, calibration: n
                 raise (disk_full(exc) or ExportError(f"ONNX Runtime quantization failed: {first}")) from None
 
         if "auto" in keep_float:
-            search = _search_keep_float(named, model, calibration, quantize, exclude, min_cosine, Path(tmp))
+            search = _search_keep_float(named, model, calibration, quantize, exclude, min_cosine, Path(tmp),
+                                        max_drop, labels)
             exclude = exclude + search["nodes"]
         with atomic_path(dst) as out:
             quantize(out, exclude)
@@ -166,24 +170,34 @@ def auto_aim(min_cosine: float) -> float:
 
 
 def _search_keep_float(named: Path, model, calibration: np.ndarray, quantize, fixed: list[str],
-                       min_cosine: float, tmp: Path) -> dict:
+                       min_cosine: float, tmp: Path, max_drop: float | None = None,
+                       labels: np.ndarray | None = None) -> dict:
     """``--keep-float auto``: modules kept in float, chosen by measuring int8 models on calibration samples
-    (never on the evaluation samples, which stay held out)."""
+    (never on the evaluation samples, which stay held out). With ``max_drop`` and labels it measures the
+    top-1 drop on every calibration sample (a cosine needs fewer), else the mean cosine on 64."""
     from ..runtimes.ort import OnnxRuntimeModel
 
-    tune = calibration[:AUTO_TUNE_SAMPLES]
+    by_accuracy = max_drop is not None and labels is not None
+    tune = calibration if by_accuracy else calibration[:AUTO_TUNE_SAMPLES]
     reference = OnnxRuntimeModel(named).run_batches(tune)
     trial = tmp / "trial.onnx"
 
     def score(nodes: list[str]) -> float:
         quantize(trial, fixed + nodes)
-        return int8_figures(reference, OnnxRuntimeModel(trial).run_batches(tune))["cosine_mean"]
+        fig = int8_figures(reference, OnnxRuntimeModel(trial).run_batches(tune), labels if by_accuracy else None)
+        return -fig["accuracy_drop_points"] if by_accuracy else fig["cosine_mean"]
 
     kept = set(fixed)
     groups = module_groups([(n.name, n.op_type) for n in model.graph.node if n.name not in kept])
-    aim = auto_aim(min_cosine)
+    aim = -max_drop if by_accuracy else auto_aim(min_cosine)
     result = search_float_groups(groups, score, aim)
-    result.update(target=min_cosine, aim=aim, tune_samples=int(len(tune)))
+    if by_accuracy:  # the search maximises a score: minus the drop, in points
+        result.update(metric="top1_drop_points", target=max_drop, aim=max_drop, drop_points=-result.pop("cosine"),
+                      baseline=-result["baseline"], steps=[{**st, "drop_points": -st.pop("cosine")}
+                                                            for st in result["steps"]])
+    else:
+        result.update(metric="cosine", target=min_cosine, aim=aim)
+    result["tune_samples"] = int(len(tune))
     return result
 
 

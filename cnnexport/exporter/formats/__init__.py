@@ -140,3 +140,7 @@ class Int8Options:
     reduce_range: bool | None = None  # None: decided from the CPU
     keep_float: tuple[str, ...] = ()
     min_cosine: float = 0.99          # --keep-float auto's target
+    # --keep-float auto aims at a top-1 drop of at most max_drop points instead, where the calibration
+    # samples have labels (calibration_labels: one class index per sample)
+    max_drop: float | None = None
+    calibration_labels: Any = None

@@ -20,7 +20,8 @@ def quantize(src: Path, dst: Path, calibration: np.ndarray, options: Int8Options
 
     return quantize_onnx(src, dst, calibration, method=options.method, per_channel=options.per_channel,
                          reduce_range=options.reduce_range, keep_float=tuple(options.keep_float),
-                         min_cosine=options.min_cosine)
+                         min_cosine=options.min_cosine, max_drop=options.max_drop,
+                         labels=options.calibration_labels)
 
 
 def describe_int8(info: dict) -> str:
