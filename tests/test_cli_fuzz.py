@@ -39,11 +39,12 @@ def test_export_options(tmp_path_factory, model, size, batch, opset, atol):
 @FUZZ
 @given(path=st.one_of(text, st.sampled_from(["/", "/dev/null", "/etc/passwd", "../../x.onnx", "-", "a" * 300,
                                              "/proc/self/mem", "model.onnx"])),
-       command=st.sampled_from(["verify", "fold", "profile", "bench", "quantize"]))
+       command=st.sampled_from(["verify", "fold", "profile", "bench", "quantize", "eval"]))
 def test_model_file_paths(tmp_path_factory, path, command):
     out = tmp_path_factory.mktemp("fuzz")
     extra = {"verify": ["--reference", str(out / "r.npz")], "quantize": ["--calib", "samples"],
-             "bench": ["--runs", "1", "--rounds", "1"], "fold": ["-o", str(out / "f.onnx")], "profile": []}[command]
+             "bench": ["--runs", "1", "--rounds", "1"], "fold": ["-o", str(out / "f.onnx")], "profile": [],
+             "eval": ["--data", "digits"]}[command]
     _check(CliRunner().invoke(cli, [command, path, *extra]))
 
 
@@ -72,3 +73,13 @@ def test_study_options(widths, guidelines, models, runtime):
 @given(model=model_names, size=numberish, batch=numberish)
 def test_profile_options(model, size, batch):
     _check(CliRunner().invoke(cli, ["profile", model, "--input-size", size, "--batch", batch]))
+
+
+@FUZZ
+@given(data=st.one_of(text, st.sampled_from(["digits", "digits:x", "digits:all", "/", "/dev/null", "x.npz", ""])),
+       shard=st.one_of(text, st.sampled_from(["1/2", "0/2", "3/2", "1/0", "a/b", "1", "/"])), limit=numberish,
+       batch=numberish)
+def test_eval_options(tmp_path_factory, data, shard, limit, batch):
+    missing = str(tmp_path_factory.mktemp("fuzz") / "absent.onnx")  # valid options end at the missing file
+    _check(CliRunner().invoke(cli, ["eval", missing, "--data", data, "--shard", shard, "--limit", limit,
+                                    "--batch", batch]))

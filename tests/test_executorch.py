@@ -210,3 +210,13 @@ def test_relu6_is_quantized_at_its_output_with_its_convolution():
     assert any(u.op == "call_module" and "activation_post_process" in u.target for u in clamps[0].users)
     with torch.no_grad():
         observed(torch.randn(2, 3, 8, 8))
+
+
+def test_the_studies_take_runtime_executorch():
+    from cnnexport.bench.plan import formats_for, parse_runtimes
+
+    assert parse_runtimes("ort,et") == ["onnxruntime", "executorch"]
+    assert formats_for(parse_runtimes("executorch")) == ["executorch"]
+    for study in ("guidelines", "zoo"):
+        result = CliRunner().invoke(cli, ["study", study, "--runtime", "executorch", "--help"])
+        assert result.exit_code == 0 and "executorch" in result.output
