@@ -87,7 +87,7 @@ def main() -> None:
             continue
         new = cover(name, todo)
         data["rows"] = [r for r in data["rows"] if not (r["model"] == name and r["format"] in todo)] + new
-        data["versions"] = versions("openvino", "ai-edge-litert", "litert-torch", "ncnn", "pnnx", "executorch")
+        data["versions"] = versions("openvino", "ai-edge-litert", "litert-torch", "ncnn", "pnnx", "executorch", "mnn")
         RESULTS.parent.mkdir(parents=True, exist_ok=True)
         RESULTS.write_text(json.dumps(data, indent=1) + "\n")
         print(name, " ".join(f"{r['format']}:{'ok' if r['verifies'] else 'FAIL'}" for r in new), flush=True)

@@ -53,21 +53,23 @@ def _delegation(report: dict) -> dict:
     return {a["precision"]: a["delegation"] for a in report["artifacts"] if "delegation" in a}
 
 
-def digits_model(name: str, tmp: Path) -> dict:
+def digits_model(name: str, tmp: Path, formats: tuple[str, ...] = FORMATS) -> dict:
     entry = BUNDLED_WEIGHTS[(name, "digits")]
     shape = (1, *entry.input_size)
-    report = cnnexport.export(create_model(name, weights="digits"), shape, tmp, name=name, formats=FORMATS,
+    report = cnnexport.export(create_model(name, weights="digits"), shape, tmp, name=name, formats=formats,
                               int8=True, calib="digits", calib_count=300, int8_min_cosine=0.0)
     return {"input": list(shape), "int8": _int8_figures(report), "delegation": _delegation(report)}
 
 
-def target_model(name: str, folder: Path) -> tuple[dict, dict]:
+def target_model(name: str, folder: Path, formats: tuple[str, ...] = FORMATS, **export) -> tuple[dict, dict]:
+    """Random weights, BatchNorm statistics from photographs; every format of ``formats`` fp32 and int8
+    (``export``: more of the export's options)."""
     model = create_model(name)
     pre = Preprocess()
     reestimate_bn(model, sample_photos(pre, 64, seed=1))
     shape = (1, *model_info(name).input_size)
-    report = cnnexport.export(model, shape, folder, name=name, formats=FORMATS, int8=True,
-                              calib=sample_photos(pre, 200), int8_min_cosine=0.0, photos=True)
+    report = cnnexport.export(model, shape, folder, name=name, formats=formats, int8=True,
+                              calib=sample_photos(pre, 200), int8_min_cosine=0.0, photos=True, **export)
     return ({"int8": _int8_figures(report), "delegation": _delegation(report),
              "graph_changes": {Path(a["path"]).name: a["graph_changes"] for a in report["artifacts"]
                                if a["graph_changes"]}},

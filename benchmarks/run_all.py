@@ -7,8 +7,8 @@
 Each step runs as its own process and saves its JSON under benchmarks/results/ before the next
 starts, so an interrupted run keeps what it finished. Steps: headline, int8_speed, int8_accuracy,
 graph_changes, targets (the three target models on every CPU runtime, ncnn included, against PyTorch
-eager), executorch (ExecuTorch beside LiteRT and the others: delegation, int8 accuracy, latency), eval
-(`cnnexport eval` on the digits PNG folder and its throughput against bench), guidelines, zoo, coverage (slow: converts every model to every format), report.
+eager), executorch (ExecuTorch beside LiteRT and the others: delegation, int8 accuracy, latency), mnn (MNN
+beside the other CPU runtimes), eval (`cnnexport eval` on the digits PNG folder and its throughput against bench), guidelines, zoo, coverage (slow: converts every model to every format), report.
 """
 
 from __future__ import annotations
@@ -20,8 +20,8 @@ from pathlib import Path
 
 HERE = Path(__file__).parent
 RESULTS = HERE / "results"
-STEPS = ("headline", "int8_speed", "int8_accuracy", "graph_changes", "targets", "executorch", "eval", "guidelines",
-         "zoo", "coverage", "report")
+STEPS = ("headline", "int8_speed", "int8_accuracy", "graph_changes", "targets", "executorch", "mnn", "eval",
+         "guidelines", "zoo", "coverage", "report")
 TARGET_MODELS = ("resnet50", "mobilenet_v2", "shufflenet_v2_x1_0")
 
 
@@ -36,6 +36,7 @@ def commands(runtime: str, threads: int, rounds: int) -> dict[str, list[list[str
         "int8_accuracy": [py, str(HERE / "int8_accuracy.py"), "--threads", str(threads)],
         "graph_changes": [py, str(HERE / "graph_changes.py"), "--threads", str(threads)],
         "executorch": [py, str(HERE / "executorch_bench.py"), "--threads", str(threads), "--rounds", str(rounds)],
+        "mnn": [py, str(HERE / "mnn_bench.py"), "--threads", str(threads), "--rounds", str(rounds)],
         "eval": [py, str(HERE / "eval_bench.py"), "--threads", str(threads), "--rounds", str(rounds)],
         "guidelines": [*cli, "study", "guidelines", *common, "--save", str(RESULTS / "guidelines.json")],
         "zoo": [*cli, "study", "zoo", *common, "--plot", str(HERE / "latency_vs_macs.png"),

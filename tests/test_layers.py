@@ -95,7 +95,7 @@ def test_the_deploy_side_never_loads_torch():
             "import cnnexport.runtimes, cnnexport.calib, cnnexport.bench.jobs, cnnexport.bench.rows, "
             "cnnexport.bench.schedule, cnnexport.bench.plan, cnnexport.bench.worker, cnnexport.bench.latency, "
             "cnnexport.machine, cnnexport.errors, cnnexport.exporter.formats, cnnexport.exporter.int8, "
-            "cnnexport.exporter.evaluate, cnnexport.calib.labelled\n"
+            "cnnexport.exporter.evaluate, cnnexport.calib.labelled, cnnexport.runtimes.mnn, cnnexport.exporter.formats.mnn\n"
             "from cnnexport.runtimes import load, run_nchw\n"
             "print('torch' in sys.modules)\n")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)

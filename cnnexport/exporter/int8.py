@@ -116,7 +116,7 @@ def quantize_artifacts(fp32: list[Artifact], source, data: Int8Data, options: In
     onnx_file = source.onnx_path
     out, infos, warnings = [], [], []
     for fmt in int8_formats():
-        art = next((a for a in fp32 if a.format == fmt.name), None)
+        art = next((a for a in fp32 if a.format == fmt.name and a.precision == "fp32"), None)
         if art is None:
             continue
         src = {"onnx": onnx_file, "self": art.files[0], "module": source}[fmt.int8_from]

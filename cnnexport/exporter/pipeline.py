@@ -28,7 +28,7 @@ from .onnx_export import DEFAULT_OPSET, EXPORTERS, to_onnx
 from .prepare import prepare_with_summary
 from .report_fields import new_report
 from .simplify import simplify as simplify_onnx
-from .verify import DEFAULT_RTOL, compare, make_inputs, near_zero_warning, reference_outputs, save_reference
+from .verify import DEFAULT_RTOL, FP16_RTOL, compare, make_inputs, near_zero_warning, reference_outputs, save_reference
 
 StageCallback = Callable[[str], None]
 
@@ -99,6 +99,7 @@ def export(
     photos: bool = True,
     tflite_layout: str = "nhwc",
     executorch_max_batch: int | None = None,
+    fp16: bool = False,
     int8: bool = False,
     calib: str | np.ndarray | None = None,
     calib_count: int = 200,
@@ -123,7 +124,9 @@ def export(
     calibrates the ONNX Runtime int8 file; ``keep_float`` leaves nodes of the ONNX Runtime int8 file
     in float (see ``quantize_onnx``; with ``auto``, the fewest modules that reach ``int8_min_cosine``
     on the calibration samples). ``executorch_max_batch`` gives the .pte program a dynamic batch
-    1..N (default: the shape's batch, static). ``eval_source`` is the int8 check's held-out data (its
+    1..N (default: the shape's batch, static). ``fp16`` adds the fp16 file of every requested format
+    that has one (``<name>.fp16.mnn``), verified with a tolerance of ``FP16_RTOL`` x max |output|.
+    ``eval_source`` is the int8 check's held-out data (its
     first ``eval_count`` samples; default: the digits test split for 'digits', else half of ``calib``);
     when it is labelled (digits, a folder with class subfolders, an .npz with ``y``) the check measures
     top-1 fp32 -> int8, and ``int8_max_drop`` refuses a larger drop in points. Raises a ``cnnexport.errors.CnnexportError`` subclass on bad input
@@ -144,6 +147,9 @@ def export(
         raise UsageError("--keep-float applies to int8 files: add --int8 --calib ...")
     if executorch_max_batch is not None and not (2 <= executorch_max_batch <= 4096 and "executorch" in formats):
         raise UsageError("--executorch-max-batch takes 2..4096 and applies to --executorch")
+    if fp16 and not any(FORMATS[f].fp16 for f in formats):
+        raise UsageError("--fp16 applies to " + ", ".join(f"--{f.name}" for f in FORMATS.values() if f.fp16)
+                         + ": add one of them")
     if (eval_source or int8_max_drop is not None) and not int8:
         raise UsageError("--eval and --int8-max-drop apply to int8 files: add --int8 --calib ...")
     if int8_max_drop is not None and not 0 <= int8_max_drop <= 100:
@@ -188,6 +194,8 @@ def export(
             stage(f"convert {fmt}")
             t0 = time.perf_counter()
             artifacts.append(FORMATS[fmt].module().convert(source, staging.file(FORMATS[fmt].file_name(name))))
+            if fp16 and FORMATS[fmt].fp16:
+                artifacts.append(FORMATS[fmt].module().half(source, staging.file(FORMATS[fmt].file_name(name, "fp16"))))
             timings[f"convert_{fmt}"] = round(time.perf_counter() - t0, 3)
 
         int8_artifacts, heldout, labels = [], None, None
@@ -213,7 +221,9 @@ def export(
 
             refs = reference_outputs(forward, inputs)
             held_refs = reference_outputs(forward, heldout) if heldout else None
-        report["equivalence"] = [verify_artifact(a, refs, inputs, atol, rtol).as_dict() for a in artifacts]
+        report["equivalence"] = [{**verify_artifact(a, refs, inputs, atol, FP16_RTOL if a.precision == "fp16" else rtol)
+                                  .as_dict(), **({"precision": "fp16"} if a.precision == "fp16" else {})}
+                                 for a in artifacts]
         if report["equivalence"] and (warning := near_zero_warning(report["equivalence"][0]["output_scale"])):
             report["warnings"].append(warning)
         report["equivalence"] += [check_int8(a, held_refs[0], heldout[0].batches, int8_min_cosine, labels,

@@ -11,10 +11,11 @@ from .base import RuntimeModel, TensorSpec
 
 __all__ = ["RuntimeModel", "TensorSpec", "load", "RUNTIMES", "runtime_for", "run_nchw"]
 
-RUNTIMES = ("onnxruntime", "openvino", "tflite", "ncnn", "executorch", "torch")
+RUNTIMES = ("onnxruntime", "openvino", "tflite", "ncnn", "executorch", "mnn", "torch")
 ALIASES = {"ort": "onnxruntime", "ov": "openvino", "litert": "tflite", "et": "executorch", "pytorch": "torch"}
 # exporter/formats keeps the same facts in FORMATS; tests/test_formats.py checks that the two agree
-_BY_SUFFIX = {".onnx": "onnxruntime", ".xml": "openvino", ".tflite": "tflite", ".param": "ncnn", ".pte": "executorch"}
+_BY_SUFFIX = {".onnx": "onnxruntime", ".xml": "openvino", ".tflite": "tflite", ".param": "ncnn", ".pte": "executorch",
+              ".mnn": "mnn"}
 
 
 def runtime_for(path: str | os.PathLike) -> str | None:
@@ -39,6 +40,8 @@ def load(path: str | os.PathLike, runtime: str | None = None, **options) -> Runt
         from .ncnn import NcnnModel as cls
     elif runtime == "executorch":
         from .executorch import ExecuTorchModel as cls
+    elif runtime == "mnn":
+        from .mnn import MnnModel as cls
     elif runtime is None:
         raise UsageError(f"no runtime reads '{Path(path).suffix or Path(path).name}' files ('{path}'): give a "
                          f"{', '.join(_BY_SUFFIX)} file, or choose a runtime with --runtime "

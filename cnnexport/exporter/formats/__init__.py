@@ -14,6 +14,7 @@ Each format module holds the same functions:
   ``artifact_details`` entry, if any, goes to the int8 file's report entry instead (ExecuTorch's
   delegation and graph changes); ``None`` when the format has no int8;
 - ``describe_int8(info) -> str``: one line on how the int8 file was made (``None`` with no int8);
+- ``half(source: ConvertSource, dst: Path) -> Artifact``: the fp16 file, only where ``Format.fp16``;
 - ``runtime_options(artifact, batch_shape) -> dict``: the options its runtime adapter needs to load
   the file for verification (TFLite's layout, ncnn's input shape).
 
@@ -46,14 +47,15 @@ class Format:
     int8_inputs: tuple[str, ...] = ()  # the fp32 files `cnnexport quantize` takes for it
     int8_help: str = ""     # the quantize command's help for its --runtime choice
     int8_extras: tuple[str, ...] = ()  # options only its quantizer has: "keep_float", "per_layer" (SQNR table)
+    fp16: bool = False      # export --fp16 writes its fp16 file (the module's ``half``)
 
     @property
     def precisions(self) -> tuple[str, ...]:
-        return ("fp32", "int8") if self.int8_from else ("fp32",)
+        return ("fp32",) + (("fp16",) if self.fp16 else ()) + (("int8",) if self.int8_from else ())
 
     def file_name(self, stem: str, precision: str = "fp32") -> str:
-        """``resnet50`` -> ``resnet50.xml``, ``resnet50.int8.xml``."""
-        return f"{stem}{'.int8' if precision == 'int8' else ''}{self.suffixes[0]}"
+        """``resnet50`` -> ``resnet50.xml``, ``resnet50.int8.xml``, ``resnet50.fp16.mnn``."""
+        return f"{stem}{'' if precision == 'fp32' else '.' + precision}{self.suffixes[0]}"
 
     def module(self) -> ModuleType:
         """The format's module (imported on first use: it may import torch and its converter)."""
@@ -76,6 +78,9 @@ FORMATS: dict[str, Format] = {f.name: f for f in (
     Format("executorch", "ExecuTorch", "executorch", "ExecuTorch", (".pte",), "module",
            "Also write <model>.pte (ExecuTorch, XNNPACK-delegated; static batch).",
            int8_from="module"),
+    Format("mnn", "MNN", "mnn", "MNN", (".mnn",), "onnx",
+           "Also write <model>.mnn (MNN's converter).",
+           int8_from="self", int8_inputs=(".mnn",), int8_help="mnn: MNN int8 .int8.mnn", fp16=True),
 )}
 
 
@@ -96,6 +101,11 @@ def for_file(path: str | Path) -> Format | None:
 def int8_formats() -> list[Format]:
     """Formats with an int8 file (from an export)."""
     return [f for f in FORMATS.values() if f.int8_from]
+
+
+def fp16_formats() -> list[Format]:
+    """Formats with an fp16 file (export --fp16)."""
+    return [f for f in FORMATS.values() if f.fp16]
 
 
 def file_int8_formats() -> list[Format]:

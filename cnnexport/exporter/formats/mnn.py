@@ -1,0 +1,94 @@
+"""MNN (.mnn): converted from the verified ONNX file with MNN's own converter, fp32; ``half`` writes
+fp16 weights (MNN's ``--fp16``: the file stores them in half precision, the CPU computes in fp32);
+int8 with MNN's quantization module (``nn.compress.train_quant``: int8 weights per channel, per-tensor
+activation scales from the calibration samples), starting from the fp32 ``.mnn`` file. Converter and
+quantizer run in a child process (``exporter.mnn_tool``): MNN reports an unsupported operator only
+in its output, and crashes outright on some graphs."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from ..._atomic import atomic_path
+from ...errors import CalibrationError, ExportError, MissingDependencyError, disk_full
+from . import Artifact, ConvertSource, Int8Options
+
+INSTALL = "MNN is not installed: pip install 'cnnexport[mnn]'"
+_UNSUPPORTED = re.compile(r"These Op Not Support:\s*(.+)")
+SCALE_UPDATE = "moving_average"  # MNN's default; min-max (maximum) scored no better on the digits
+
+
+def convert(source: ConvertSource, dst: Path) -> Artifact:
+    return Artifact("mnn", [to_mnn(source.onnx_path, dst)], "mnn")
+
+
+def half(source: ConvertSource, dst: Path) -> Artifact:
+    """fp16 weights (half the file); MNN's CPU backend computes in fp32."""
+    return Artifact("mnn", [to_mnn(source.onnx_path, dst, fp16=True)], "mnn", precision="fp16")
+
+
+def to_mnn(onnx_path: Path, dst: Path, fp16: bool = False) -> Path:
+    """``dst`` from ``onnx_path`` with MNN's converter; an operator MNN lacks is named, nothing is written."""
+    with atomic_path(Path(dst)) as tmp:
+        out = _tool("convert", str(onnx_path), str(tmp), *(["--fp16"] if fp16 else []))
+        missing = [m.group(1).strip() for line in out for m in [_UNSUPPORTED.search(line)] if m]
+        if missing:
+            ops = ", ".join(sorted({o.split("::")[-1] for m in missing for o in m.split()}))
+            raise ExportError(f"MNN's converter does not support the operator(s) {ops} in '{Path(onnx_path).name}'; "
+                              "replace them in the model (or leave out --mnn)")
+        if not tmp.is_file() or tmp.stat().st_size == 0:
+            raise ExportError(f"MNN's converter wrote no file ({_last(out)})")
+    return Path(dst)
+
+
+def quantize(src: Path, dst: Path, calibration: np.ndarray, options: Int8Options, layout: str) -> dict:
+    """int8 from the fp32 ``.mnn`` file, calibrated on ``calibration`` (NCHW)."""
+    if len(calibration) == 0:
+        raise CalibrationError("the calibration set is empty")
+    with tempfile.TemporaryDirectory() as tmp, atomic_path(Path(dst)) as out:
+        samples = Path(tmp) / "calibration.npy"
+        np.save(samples, np.ascontiguousarray(calibration, np.float32))
+        _tool("quantize", str(src), str(out), str(samples), SCALE_UPDATE)
+        if not out.is_file() or out.stat().st_size == 0:
+            raise ExportError("MNN's quantizer wrote no file")
+    return {"runtime": "mnn", "format": "MNN int8", "scale_update": SCALE_UPDATE,
+            "method": "MNN nn.compress.train_quant: int8 weights, per-tensor activation scales "
+                      f"({SCALE_UPDATE.replace('_', ' ')} of each tensor's range over the calibration samples)",
+            "calibration_samples": int(len(calibration))}
+
+
+def describe_int8(info: dict) -> str:
+    return f"MNN int8 ({info['method']})"
+
+
+def runtime_options(artifact: Artifact, batch_shape: tuple[int, ...]) -> dict:
+    return {}
+
+
+def _tool(*args: str) -> list[str]:
+    """Run ``exporter.mnn_tool`` in a child process; its output lines. A crash or failure is an ExportError
+    quoting MNN's last line."""
+    import importlib.util
+
+    if importlib.util.find_spec("_tools") is None:  # MNN's converter extension, shipped in the mnn wheel
+        raise MissingDependencyError(INSTALL)
+    proc = subprocess.run([sys.executable, "-m", "cnnexport.exporter.mnn_tool", *args], capture_output=True,
+                          text=True, errors="replace")
+    lines = (proc.stdout + proc.stderr).splitlines()
+    if proc.returncode:
+        if any("No space left" in line for line in lines):
+            raise disk_full(OSError(28, "No space left on device")) from None
+        how = f"crashed (signal {-proc.returncode})" if proc.returncode < 0 else "failed"
+        raise ExportError(f"MNN's {'converter' if args[0] == 'convert' else 'quantizer'} {how}: {_last(lines)}")
+    return lines
+
+
+def _last(lines: list[str]) -> str:
+    useful = [ln.strip() for ln in lines if ln.strip() and not ln.startswith("The device supports")]
+    return useful[-1] if useful else "no message"
