@@ -98,20 +98,29 @@ def main() -> None:
             out["targets"][name], report = target_model(name, folder)
             print(name, {rt: round(f["cosine_mean"], 4) for rt, f in out["targets"][name]["int8"].items()},
                   out["targets"][name]["delegation"], flush=True)
-            shape = tuple(report["input_shape"])
-            macs = profile_module(create_model(name), shape).macs
-            jobs += [artifact_job(folder / Path(a["path"]).name, a["runtime"], 1, args.threads, model=name, macs=macs)
-                     for a in report["artifacts"]]
-            jobs += torch_jobs(name, shape, [1], [args.threads], macs=macs)
-        timing = {"warmup": 10, "min_runs": 50, "min_time_s": 1.0, "max_time_s": 8.0}
-        measured = measure(jobs, rounds=args.rounds, timing=timing, threads=[args.threads], device="cpu",
-                           baseline="torch")
+            jobs += file_jobs(name, folder, report, args.threads)
+        measure_and_save(out, jobs, args.rounds, args.threads, RESULTS)
+
+
+def file_jobs(name: str, folder: Path, report: dict, threads: int, torch: bool = True) -> list:
+    """Batch-1 jobs for every file of an export's report (and PyTorch eager)."""
+    shape = tuple(report["input_shape"])
+    macs = profile_module(create_model(name), shape).macs
+    jobs = [artifact_job(folder / Path(a["path"]).name, a["runtime"], 1, threads, model=name, macs=macs)
+            for a in report["artifacts"]]
+    return jobs + (torch_jobs(name, shape, [1], [threads], macs=macs) if torch else [])
+
+
+def measure_and_save(out: dict, jobs: list, rounds: int, threads: int, path: Path) -> None:
+    """The `cnnexport bench` protocol over ``jobs``; the rows join ``out``, written to ``path``."""
+    timing = {"warmup": 10, "min_runs": 50, "min_time_s": 1.0, "max_time_s": 8.0}
+    measured = measure(jobs, rounds=rounds, timing=timing, threads=[threads], device="cpu", baseline="torch")
     out.update(rows=measured["rows"], ceilings_gflops=measured["ceilings_gflops"], machine=measured["machine"],
                failures=measured["failures"])
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(out, indent=1, default=float) + "\n")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(out, indent=1, default=float) + "\n")
     for r in measured["rows"]:
-        print(r["model"], r["runtime"], r["precision"], round(r["median_ms"], 2), flush=True)
+        print(r["model"], r["runtime"], r["precision"], round(r["median_ms"], 3), flush=True)
 
 
 if __name__ == "__main__":

@@ -22,14 +22,10 @@ import json
 import tempfile
 from pathlib import Path
 
-from cnnexport.bench.jobs import artifact_job, torch_jobs
-from cnnexport.bench.schedule import measure
-from cnnexport.exporter.profile_torch import profile_module
 from cnnexport.exporter.report_fields import versions
-from cnnexport.models import create_model
 
 import executorch_bench
-from executorch_bench import TARGET_MODELS, digits_model
+from executorch_bench import TARGET_MODELS, digits_model, file_jobs, measure_and_save
 
 RESULTS = Path(__file__).parent / "results" / "mnn.json"
 FORMATS = ("onnx", "openvino", "tflite", "mnn")
@@ -62,29 +58,15 @@ def main() -> None:
             print(name, {rt: (round(f["accuracy_fp32"], 4), round(f["accuracy_int8"], 4))
                          for rt, f in out["digits"][name]["int8"].items()}, flush=True)
             if name == "lenet5":  # the adapters' own overhead shows on a network this small
-                report = json.loads((folder / "report.json").read_text())
-                macs = profile_module(create_model(name), tuple(report["input_shape"])).macs
-                jobs += [artifact_job(folder / Path(a["path"]).name, a["runtime"], 1, args.threads, model=name,
-                                      macs=macs) for a in report["artifacts"]]
+                jobs += file_jobs(name, folder, json.loads((folder / "report.json").read_text()), args.threads,
+                                  torch=False)
         for name in args.models.split(","):
             folder = Path(tmp) / name
             out["targets"][name], report = target_model(name, folder)
             print(name, {rt: round(f["cosine_mean"], 4) for rt, f in out["targets"][name]["int8"].items()},
                   flush=True)
-            shape = tuple(report["input_shape"])
-            macs = profile_module(create_model(name), shape).macs
-            jobs += [artifact_job(folder / Path(a["path"]).name, a["runtime"], 1, args.threads, model=name, macs=macs)
-                     for a in report["artifacts"]]
-            jobs += torch_jobs(name, shape, [1], [args.threads], macs=macs)
-        timing = {"warmup": 10, "min_runs": 50, "min_time_s": 1.0, "max_time_s": 8.0}
-        measured = measure(jobs, rounds=args.rounds, timing=timing, threads=[args.threads], device="cpu",
-                           baseline="torch")
-    out.update(rows=measured["rows"], ceilings_gflops=measured["ceilings_gflops"], machine=measured["machine"],
-               failures=measured["failures"])
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(out, indent=1, default=float) + "\n")
-    for r in measured["rows"]:
-        print(r["model"], r["runtime"], r["precision"], round(r["median_ms"], 3), flush=True)
+            jobs += file_jobs(name, folder, report, args.threads)
+        measure_and_save(out, jobs, args.rounds, args.threads, RESULTS)
 
 
 if __name__ == "__main__":

@@ -1,11 +1,13 @@
 """MNN's converter and quantizer, run in a child process by ``formats.mnn``:
 
-    python -m cnnexport.exporter.mnn_tool convert SRC.onnx DST.mnn [--fp16]
+    python -m cnnexport.exporter.mnn_tool convert SRC.onnx DST.mnn N,C,H,W [--fp16]
     python -m cnnexport.exporter.mnn_tool quantize SRC.mnn DST.mnn CALIBRATION.npy SCALE_UPDATE
 
 A child process because MNN's converter reports an unsupported operator only on stdout (and still
-returns success), crashes outright on some graphs, and aborts the process on a bad quantization
-input: the parent reads what it printed and its exit status. MNN's ``MNN.tools`` wrappers are never
+returns success), crashes outright on some graphs, its runtime crashes on some converted files (LRN),
+and its quantizer aborts the process on bad input: the parent reads what it printed and its exit
+status. A converted file is run here first, at the export's shape and at batches 2 and 3, before the
+parent loads it. MNN's ``MNN.tools`` wrappers are never
 imported (their logger pip-installs a cloud logging SDK and sends usage logs)."""
 
 from __future__ import annotations
@@ -14,15 +16,33 @@ import sys
 
 import numpy as np
 
-UNSUPPORTED = "These Op Not Support:"
+RUN_CHECK = "cnnexport: running the converted file once"
 
 
-def convert(src: str, dst: str, fp16: bool) -> int:
+def convert(src: str, dst: str, shape: list[int], fp16: bool) -> int:
     import _tools
 
     args = ["mnnconvert", "-f", "ONNX", "--modelFile", src, "--MNNModel", dst, "--bizCode", "cnnexport"]
-    ok = _tools.mnnconvert(args + (["--fp16"] if fp16 else []))
-    return 0 if ok else 1
+    if not _tools.mnnconvert(args + (["--fp16"] if fp16 else [])):
+        return 1
+    print(RUN_CHECK, flush=True)
+    for batch in sorted({shape[0], 2, 3}):  # a crash here kills this process, not the parent; LRN's kernel
+        smoke_test(dst, [batch, *shape[1:]])  # ran at batch 1 and crashed at 2
+    return 0
+
+
+def smoke_test(path: str, shape: list[int]) -> None:
+    """Load ``path`` with MNN's runtime and run it once on zeros of ``shape``."""
+    import MNN
+
+    interpreter = MNN.Interpreter(path)
+    session = interpreter.createSession({"numThread": 1})
+    tensor = interpreter.getSessionInput(session)
+    interpreter.resizeTensor(tensor, tuple(shape))
+    interpreter.resizeSession(session)
+    zeros = np.zeros(shape, np.float32)
+    tensor.copyFrom(MNN.Tensor(tuple(shape), MNN.Halide_Type_Float, zeros, MNN.Tensor_DimensionType_Caffe))
+    interpreter.runSession(session)
 
 
 def quantize(src: str, dst: str, calibration: str, scale_update: str) -> int:
@@ -59,5 +79,5 @@ def quantize(src: str, dst: str, calibration: str, scale_update: str) -> int:
 if __name__ == "__main__":
     command, *rest = sys.argv[1:]
     if command == "convert":
-        sys.exit(convert(rest[0], rest[1], "--fp16" in rest[2:]))
+        sys.exit(convert(rest[0], rest[1], [int(d) for d in rest[2].split(",")], "--fp16" in rest[3:]))
     sys.exit(quantize(*rest))

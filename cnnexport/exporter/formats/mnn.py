@@ -25,23 +25,33 @@ SCALE_UPDATE = "moving_average"  # MNN's default; min-max (maximum) scored no be
 
 
 def convert(source: ConvertSource, dst: Path) -> Artifact:
-    return Artifact("mnn", [to_mnn(source.onnx_path, dst)], "mnn")
+    return Artifact("mnn", [to_mnn(source.onnx_path, dst, source.shape)], "mnn")
 
 
 def half(source: ConvertSource, dst: Path) -> Artifact:
     """fp16 weights (half the file); MNN's CPU backend computes in fp32."""
-    return Artifact("mnn", [to_mnn(source.onnx_path, dst, fp16=True)], "mnn", precision="fp16")
+    return Artifact("mnn", [to_mnn(source.onnx_path, dst, source.shape, fp16=True)], "mnn", precision="fp16")
 
 
-def to_mnn(onnx_path: Path, dst: Path, fp16: bool = False) -> Path:
-    """``dst`` from ``onnx_path`` with MNN's converter; an operator MNN lacks is named, nothing is written."""
+def to_mnn(onnx_path: Path, dst: Path, shape: tuple[int, ...], fp16: bool = False) -> Path:
+    """``dst`` from ``onnx_path`` with MNN's converter, run at ``shape`` (and batches 2, 3) by MNN's runtime in
+    the child process (it crashes on some converted graphs); an operator MNN lacks is named, nothing is
+    written."""
+    from ..mnn_tool import RUN_CHECK
+
     with atomic_path(Path(dst)) as tmp:
-        out = _tool("convert", str(onnx_path), str(tmp), *(["--fp16"] if fp16 else []))
+        code, out = _run_tool("convert", str(onnx_path), str(tmp), ",".join(map(str, shape)),
+                              *(["--fp16"] if fp16 else []))
         missing = [m.group(1).strip() for line in out for m in [_UNSUPPORTED.search(line)] if m]
         if missing:
             ops = ", ".join(sorted({o.split("::")[-1] for m in missing for o in m.split()}))
             raise ExportError(f"MNN's converter does not support the operator(s) {ops} in '{Path(onnx_path).name}'; "
                               "replace them in the model (or leave out --mnn)")
+        if code and RUN_CHECK in out:
+            how = f"crashed (signal {-code})" if code < 0 else f"failed ({_last(out)})"
+            raise ExportError(f"MNN's runtime {how} running the converted file at the export's shape or at batch 2 "
+                              "or 3: MNN cannot run this model (leave out --mnn)")
+        _raise_if_failed(code, out, "converter")
         if not tmp.is_file() or tmp.stat().st_size == 0:
             raise ExportError(f"MNN's converter wrote no file ({_last(out)})")
     return Path(dst)
@@ -54,7 +64,7 @@ def quantize(src: Path, dst: Path, calibration: np.ndarray, options: Int8Options
     with tempfile.TemporaryDirectory() as tmp, atomic_path(Path(dst)) as out:
         samples = Path(tmp) / "calibration.npy"
         np.save(samples, np.ascontiguousarray(calibration, np.float32))
-        _tool("quantize", str(src), str(out), str(samples), SCALE_UPDATE)
+        _raise_if_failed(*_run_tool("quantize", str(src), str(out), str(samples), SCALE_UPDATE), "quantizer")
         if not out.is_file() or out.stat().st_size == 0:
             raise ExportError("MNN's quantizer wrote no file")
     return {"runtime": "mnn", "format": "MNN int8", "scale_update": SCALE_UPDATE,
@@ -71,22 +81,25 @@ def runtime_options(artifact: Artifact, batch_shape: tuple[int, ...]) -> dict:
     return {}
 
 
-def _tool(*args: str) -> list[str]:
-    """Run ``exporter.mnn_tool`` in a child process; its output lines. A crash or failure is an ExportError
-    quoting MNN's last line."""
+def _run_tool(*args: str) -> tuple[int, list[str]]:
+    """Run ``exporter.mnn_tool`` in a child process: its exit status and output lines."""
     import importlib.util
 
     if importlib.util.find_spec("_tools") is None:  # MNN's converter extension, shipped in the mnn wheel
         raise MissingDependencyError(INSTALL)
     proc = subprocess.run([sys.executable, "-m", "cnnexport.exporter.mnn_tool", *args], capture_output=True,
                           text=True, errors="replace")
-    lines = (proc.stdout + proc.stderr).splitlines()
-    if proc.returncode:
-        if any("No space left" in line for line in lines):
-            raise disk_full(OSError(28, "No space left on device")) from None
-        how = f"crashed (signal {-proc.returncode})" if proc.returncode < 0 else "failed"
-        raise ExportError(f"MNN's {'converter' if args[0] == 'convert' else 'quantizer'} {how}: {_last(lines)}")
-    return lines
+    return proc.returncode, (proc.stdout + proc.stderr).splitlines()
+
+
+def _raise_if_failed(code: int, lines: list[str], what: str) -> None:
+    """A crash or failure of MNN's ``what`` is an ExportError quoting its last line."""
+    if not code:
+        return
+    if any("No space left" in line for line in lines):
+        raise disk_full(OSError(28, "No space left on device")) from None
+    how = f"crashed (signal {-code})" if code < 0 else "failed"
+    raise ExportError(f"MNN's {what} {how}: {_last(lines)}")
 
 
 def _last(lines: list[str]) -> str:
