@@ -16,7 +16,9 @@ import numpy as np
 from ..calib import Preprocess, sample_images
 
 DEFAULT_RTOL = 1e-4  # default tolerance: max abs error <= DEFAULT_RTOL * max |reference|
-FP16_RTOL = 1e-2  # an fp16 file: weights rounded to 11 significant bits (about 5e-4 each), errors that add up
+# An fp16 file: every weight rounded to 11 significant bits (5e-4 relative); the errors add up with depth
+# (resnet50 with trained BatchNorm statistics: 1.6e-2 of the output scale, cosine 0.9996).
+FP16_RTOL = 5e-2
 
 
 @dataclass
