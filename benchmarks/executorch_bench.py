@@ -76,12 +76,17 @@ def target_model(name: str, folder: Path, formats: tuple[str, ...] = FORMATS, **
             report)
 
 
-def main() -> None:
+def parse_args() -> argparse.Namespace:
+    """--threads, --rounds, --models: the options of the runtime-beside-runtime benchmarks."""
     parser = argparse.ArgumentParser()
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--models", default=",".join(TARGET_MODELS))
-    args = parser.parse_args()
+    return parser.parse_args()
+
+
+def main() -> None:
+    args = parse_args()
     out = {"benchmark": "executorch", "threads": args.threads, "rounds": args.rounds,
            "versions": versions("openvino", "nncf", "ai-edge-litert", "ai-edge-quantizer", "litert-torch",
                                  "executorch", "torchao"),

@@ -17,7 +17,6 @@ Writes benchmarks/results/mnn.json (REPORT.md's MNN section is made from it).
 
 from __future__ import annotations
 
-import argparse
 import json
 import tempfile
 from pathlib import Path
@@ -25,7 +24,7 @@ from pathlib import Path
 from cnnexport.exporter.report_fields import versions
 
 import executorch_bench
-from executorch_bench import TARGET_MODELS, digits_model, file_jobs, measure_and_save
+from executorch_bench import digits_model, file_jobs, measure_and_save, parse_args
 
 RESULTS = Path(__file__).parent / "results" / "mnn.json"
 FORMATS = ("onnx", "openvino", "tflite", "mnn")
@@ -41,11 +40,7 @@ def target_model(name: str, folder: Path) -> tuple[dict, dict]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--models", default=",".join(TARGET_MODELS))
-    args = parser.parse_args()
+    args = parse_args()
     out = {"benchmark": "mnn", "threads": args.threads, "rounds": args.rounds,
            "versions": versions("openvino", "nncf", "ai-edge-litert", "ai-edge-quantizer", "litert-torch", "mnn"),
            "digits": {}, "targets": {}}

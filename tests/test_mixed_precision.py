@@ -139,11 +139,12 @@ def test_export_keep_float_auto_records_the_search(tmp_path):
 
 
 def test_bench_reads_the_precision_from_the_file_name():
-    from cnnexport.bench.jobs import precision_of
+    from cnnexport.exporter.formats import precision_of
 
     assert precision_of("out/resnet50.int8.onnx") == "int8"
     assert precision_of("resnet50.int8-auto.onnx") == "int8"
     assert precision_of("resnet50.onnx") == "fp32" and precision_of("int8net.onnx") == "fp32"
+    assert precision_of("resnet50.fp16.mnn") == "fp16"
 
 
 def test_keep_float_warnings():

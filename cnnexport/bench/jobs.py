@@ -3,18 +3,13 @@ thread count), and the builders the bench command and the study share. No torch.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import MissingDependencyError, UsageError
+from ..exporter.formats import precision_of
 
 PRECISIONS = ("fp32", "int8")
-
-
-def precision_of(path: str | Path) -> str:
-    """fp32 or int8, from a cnnexport file name (``<model>.int8.onnx``, ``<model>.int8-auto.onnx``)."""
-    return "int8" if re.search(r"\.int8[.-]", Path(path).name) else "fp32"
 
 
 @dataclass

@@ -14,7 +14,7 @@ from pathlib import Path
 import click
 
 from .. import __version__
-from ..exporter.formats import ALWAYS, FORMATS, file_int8_formats, fp16_formats, int8_formats
+from ..exporter.formats import ALWAYS, FORMATS, file_int8_formats, fp16_formats, int8_formats, precision_of
 from ..errors import CnnexportError, ExportError, OutputError, UsageError, VerificationError
 from .render import (EvalProgress, ProgressBar, StageStatus, print_bench, print_eval, print_export_summary,
                      print_fold, print_guidelines, print_models, print_profile, print_quantize, print_verify, print_zoo)
@@ -206,9 +206,9 @@ def _keep_float(value: str) -> tuple[str, ...]:
 @click.option("--atol", type=float, default=None,
               help="Max abs error allowed (default: 1e-4 x max |reference output|).")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON on stdout, nothing else.")
-def export_cmd(model, formats, tflite_layout, executorch_max_batch, want_fp16, want_int8, calib, calib_count, int8_min_cosine,
-               eval_source, eval_count, int8_max_drop, calib_method, keep_float, fold_bn, exporter, opset, batch,
-               input_size, num_classes, weights, output_dir, simplify, atol, as_json):
+def export_cmd(model, formats, tflite_layout, executorch_max_batch, want_fp16, want_int8, calib, calib_count,
+               int8_min_cosine, eval_source, eval_count, int8_max_drop, calib_method, keep_float, fold_bn, exporter,
+               opset, batch, input_size, num_classes, weights, output_dir, simplify, atol, as_json):
     """Prepare MODEL (a registry name or package.module:callable), export it and prove it matches PyTorch."""
     if batch is not None and not 1 <= batch <= 4096:
         raise UsageError(f"bad --batch {batch}: use 1..4096, or leave it out for a dynamic batch axis")
@@ -622,7 +622,7 @@ def eval_cmd(artifacts, data, classes_file, model_spec, weights, num_classes, re
             raise UsageError(f"'{name}' is given twice")
         m = _load_artifact(path, None, threads)
         models[name] = m
-        describe[name] = {"path": str(path), "runtime": m.runtime, "precision": ev.precision_of(path)}
+        describe[name] = {"path": str(path), "runtime": m.runtime, "precision": precision_of(path)}
     meta = _eval_reference(reference, artifacts)
     pre_fields = dict(meta.get("preprocess") or {})
     chw = _eval_input_size(models, meta, input_size)

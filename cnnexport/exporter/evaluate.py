@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Callable
 
 import numpy as np
@@ -210,9 +209,3 @@ def merge(results: list[dict], names: list[str] | None = None) -> dict:
             "partial": any(r["partial"] for r in results) or (bool(shards) and not whole),
             "elapsed_s": elapsed, "images_per_s": images / elapsed if elapsed else None,
             "models": [figures(n, t, classes, ref, describe[n]) for n, t in tallies.items()]}
-
-
-def precision_of(path: str | Path) -> str:
-    """'int8' for a cnnexport int8 file (``m.int8.onnx``), 'fp16' for ``m.fp16.*``, else 'fp32'."""
-    parts = Path(path).name.lower().split(".")
-    return next((p for p in ("int8", "fp16") if p in parts[1:]), "fp32")

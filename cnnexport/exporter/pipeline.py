@@ -152,6 +152,8 @@ def export(
                          + ": add one of them")
     if (eval_source or int8_max_drop is not None) and not int8:
         raise UsageError("--eval and --int8-max-drop apply to int8 files: add --int8 --calib ...")
+    if eval_count is not None and eval_count < 1:
+        raise UsageError(f"--eval-count must be at least 1, got {eval_count}")
     if int8_max_drop is not None and not 0 <= int8_max_drop <= 100:
         raise UsageError(f"--int8-max-drop takes points of top-1 accuracy, 0..100, got {int8_max_drop}")
     if calib_method != "minmax" and not int8:

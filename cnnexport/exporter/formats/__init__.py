@@ -98,6 +98,12 @@ def for_file(path: str | Path) -> Format | None:
     return next((f for f in FORMATS.values() if name.endswith(f.suffixes[0])), None)
 
 
+def precision_of(path: str | Path) -> str:
+    """fp32, fp16 or int8, from a cnnexport file name (``m.int8.onnx``, ``m.int8-auto.onnx``, ``m.fp16.mnn``)."""
+    name = Path(path).name
+    return next((p for p in ("int8", "fp16") if f".{p}." in name or f".{p}-" in name), "fp32")
+
+
 def int8_formats() -> list[Format]:
     """Formats with an int8 file (from an export)."""
     return [f for f in FORMATS.values() if f.int8_from]
