@@ -216,3 +216,15 @@ def test_int8_max_drop_needs_labelled_evaluation_data(tmp_path):
                                       "-o", str(tmp_path / "o")])
     assert result.exit_code == 2 and "needs labelled evaluation data" in result.output
     assert not (tmp_path / "o").exists()
+
+
+def test_a_labelled_calibration_folder_keeps_its_labels_through_the_split(digits_folder):
+    from cnnexport.exporter.int8 import split_data
+
+    data = split_data(str(digits_folder), (1, 1, 32, 32), 120, preprocess=preprocess(32, 1))
+    test = load_digits()
+    label_of = {x.tobytes(): y for x, y in zip(test.x_test, test.y_test)}
+    assert len(data.calibration) == len(data.evaluation) == 60
+    assert [label_of[x.tobytes()] for x in data.evaluation] == list(data.labels)
+    assert [label_of[x.tobytes()] for x in data.calibration] == list(data.calibration_labels)
+    assert len(set(data.calibration_labels)) == 10  # the fixed shuffled order draws from every class

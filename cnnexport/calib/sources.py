@@ -115,13 +115,19 @@ def check_fits(samples: np.ndarray, input_shape: tuple[int, ...], what: str = "c
                                f"{'x'.join(map(str, input_shape[1:]))} (wrong channel count or size)")
 
 
+def split_order(count: int, calib_fraction: float = 0.5, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Indices of the calibration and evaluation parts of a pool of ``count`` samples (a fixed permutation)."""
+    if count < 2:
+        raise CalibrationError("need at least 2 samples to split into calibration and evaluation sets")
+    order = np.random.default_rng(seed).permutation(count)
+    cut = min(max(1, int(round(count * calib_fraction))), count - 1)
+    return order[:cut], order[cut:]
+
+
 def split(samples: np.ndarray, calib_fraction: float = 0.5, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """Disjoint calibration and evaluation sets from one pool (a fixed permutation)."""
-    if len(samples) < 2:
-        raise CalibrationError("need at least 2 samples to split into calibration and evaluation sets")
-    order = np.random.default_rng(seed).permutation(len(samples))
-    cut = min(max(1, int(round(len(samples) * calib_fraction))), len(samples) - 1)
-    return samples[order[:cut]], samples[order[cut:]]
+    calibration, evaluation = split_order(len(samples), calib_fraction, seed)
+    return samples[calibration], samples[evaluation]
 
 
 def fingerprints(samples: np.ndarray) -> set[str]:

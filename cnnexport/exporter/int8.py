@@ -33,8 +33,8 @@ def split_data(calib: str | np.ndarray, shape: tuple[int, ...], calib_count: int
     else the digits test split for 'digits', else the held-out half of the pool. Labelled sources (the
     digits, a folder with class subfolders, an .npz with ``y``) keep their labels, and the int8 check
     then measures accuracy. ``preprocess``: the model's (default: ImageNet's at the input's size)."""
-    from ..calib import Preprocess, check_disjoint, check_fits, split
-    from ..calib.sources import RECOMMENDED_MIN, load_labelled_samples
+    from ..calib import Preprocess, check_disjoint, check_fits
+    from ..calib.sources import RECOMMENDED_MIN, load_labelled_samples, split_order
 
     pre = preprocess or (Preprocess(size=(shape[2], shape[3]), channels=shape[1]) if len(shape) == 4 else Preprocess())
     if isinstance(calib, np.ndarray):
@@ -59,12 +59,11 @@ def split_data(calib: str | np.ndarray, shape: tuple[int, ...], calib_count: int
         test = load_digits(size=shape[2], channels=shape[1])
         calibration, evaluation, labels = pool, test.x_test, test.y_test
     else:
-        calibration, evaluation = split(pool)
+        calibration_part, evaluation_part = split_order(len(pool))
+        calibration, evaluation = pool[calibration_part], pool[evaluation_part]
         labels = None
-        if pool_labels is not None:  # the same permutation as split()
-            cut = len(calibration)
-            order = np.random.default_rng(0).permutation(len(pool))
-            calibration_labels, labels = pool_labels[order[:cut]], pool_labels[order[cut:]]
+        if pool_labels is not None:
+            calibration_labels, labels = pool_labels[calibration_part], pool_labels[evaluation_part]
     check_disjoint(calibration, evaluation)
     warnings = []
     if len(calibration) < RECOMMENDED_MIN:
