@@ -8,6 +8,7 @@ early has measured a random sample, not the first classes in name order."""
 
 from __future__ import annotations
 
+import copy
 import os
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
@@ -50,8 +51,8 @@ class LabelledSource:
         if shard:
             k, n = shard
             index = index[k - 1::n]
-        out = object.__new__(type(self))
-        out.__dict__.update(self.__dict__, index=index)
+        out = copy.copy(self)
+        out.index = index
         return out
 
     def check_channels(self, channels: int) -> None:

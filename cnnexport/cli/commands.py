@@ -602,7 +602,7 @@ def eval_cmd(artifacts, data, classes_file, model_spec, weights, num_classes, re
     from ..exporter import evaluate as ev
 
     if merge_files:
-        result = ev.merge([_read_json(a) for a in artifacts], None)
+        result = ev.merge([_read_json(a) for a in artifacts])
         if save:
             _save(save, result)
         print_eval(result, as_json)
@@ -672,12 +672,13 @@ def eval_cmd(artifacts, data, classes_file, model_spec, weights, num_classes, re
 def _read_json(path: str) -> dict:
     try:
         result = json.loads(Path(path).read_text())
-        result["models"], result["data"]  # noqa: B018 (the keys an eval result has)
-        return result
     except FileNotFoundError:
         raise UsageError(f"'{path}' does not exist; give the JSON files that cnnexport eval --save wrote") from None
-    except (OSError, ValueError, KeyError, TypeError):
-        raise UsageError(f"'{path}' is not a cnnexport eval JSON result (cnnexport eval --save writes one)") from None
+    except (OSError, ValueError):
+        result = None
+    if not isinstance(result, dict) or not {"models", "data"} <= set(result):
+        raise UsageError(f"'{path}' is not a cnnexport eval JSON result (cnnexport eval --save writes one)")
+    return result
 
 
 def _eval_reference(reference: str | None, artifacts) -> dict:

@@ -118,6 +118,7 @@ def evaluate(models: dict[str, object], source: LabelledSource, preprocess: Prep
                              f"({', '.join(source.classes[:4])}{', ...' if classes > 4 else ''}); give a --classes "
                              "file listing the model's classes in output order, or the data the model was trained for")
     result = Evaluation({name: Tally(classes) for name in models})
+    order = sorted(models, key=lambda n: n != reference)  # the reference first: the others agree with it
     t0 = time.perf_counter()
     done = 0
     try:
@@ -125,7 +126,6 @@ def evaluate(models: dict[str, object], source: LabelledSource, preprocess: Prep
             result.skipped += b.skipped
             if len(b.y):
                 ref_top1 = None
-                order = sorted(models, key=lambda n: n != reference)  # the reference first
                 for name in order:
                     t = time.perf_counter()
                     logits = np.asarray(run_model(models[name], b.x), np.float32).reshape(len(b.y), -1)
@@ -161,14 +161,13 @@ def report(evaluation: Evaluation, source: LabelledSource, preprocess: Preproces
                        evaluation.tallies.items()]}
 
 
-def merge(results: list[dict], names: list[str] | None = None) -> dict:
+def merge(results: list[dict]) -> dict:
     """Shard results of one evaluation (same models, classes and preprocessing) as one result."""
     if not results:
         raise UsageError("nothing to merge: give the JSON results of cnnexport eval --shard K/N")
     first = results[0]
-    for key in ("classes",):
-        if any(r["data"][key] != first["data"][key] for r in results):
-            raise UsageError(f"the results differ in their {key}: merge the shards of one evaluation only")
+    if any(r["data"]["classes"] != first["data"]["classes"] for r in results):
+        raise UsageError("the results differ in their classes: merge the shards of one evaluation only")
     models = [m["name"] for m in first["models"]]
     if any([m["name"] for m in r["models"]] != models for r in results) or \
             any(r["preprocess"] != first["preprocess"] for r in results):
