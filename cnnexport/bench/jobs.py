@@ -8,6 +8,7 @@ from pathlib import Path
 
 from ..errors import MissingDependencyError, UsageError
 from ..exporter.formats import precision_of
+from ..roofline import ModelCosts
 
 PRECISIONS = ("fp32", "int8")
 
@@ -24,6 +25,7 @@ class Job:
     worker_job: dict
     device: str = "cpu"
     macs: float | None = None  # per image
+    costs: ModelCosts | None = None  # per layer, for the roofline bound
     medians: list[float] = field(default_factory=list)  # one per round: the spread between rounds
     samples_ms: list[float] = field(default_factory=list)  # every round's timed runs, pooled
     first_ms: list[float] = field(default_factory=list)  # each round's first (cold) run

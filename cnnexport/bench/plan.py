@@ -10,6 +10,7 @@ from typing import Any, Callable
 from ..errors import UsageError
 from ..exporter.formats import by_runtime, int8_formats
 from ..runtimes import ALIASES, RUNTIMES, runtime_for
+from ..roofline import ModelCosts
 from .jobs import CUDA_RUNTIMES, PRECISIONS, Job, artifact_job, jobs_from_report, torch_jobs
 
 # What the CLI passes in, so that bench never imports the exporter (DESIGN.md): the export pipeline,
@@ -42,8 +43,9 @@ def parse_precisions(text: str) -> list[str]:
 
 
 def artifact_jobs(paths: list[str], runtimes: list[str], batches: list[int], threads: list[int],
-                  device: str, input_size: tuple | None = None, macs_of_file: FileMacs | None = None) -> list[Job]:
-    """Jobs for model files; ``macs_of_file(path, input_size)`` gives MACs per image, or None."""
+                  device: str, input_size: tuple | None = None, costs_of_file: FileCosts | None = None) -> list[Job]:
+    """Jobs for model files; ``costs_of_file(path, input_size)`` gives their layer costs (MACs per
+    image and the roofline's bytes), or None."""
     jobs = []
     for path in paths:
         if not Path(path).is_file():
@@ -54,20 +56,23 @@ def artifact_jobs(paths: list[str], runtimes: list[str], batches: list[int], thr
         chosen = [r for r in runtimes if r != "torch"] or ([own] if own else [])
         if not chosen:
             raise UsageError(f"no runtime for '{path}': give --runtime")
-        macs = macs_of_file(path, input_size) if macs_of_file else None
+        costs = costs_of_file(path, input_size) if costs_of_file else None
         for runtime in chosen:
             for t in threads:
                 for b in batches:
-                    jobs.append(artifact_job(path, runtime, b, t, device=device, macs=macs, input_size=input_size))
+                    jobs.append(artifact_job(path, runtime, b, t, device=device, macs=costs.macs if costs else None,
+                                             input_size=input_size))
+                    jobs[-1].costs = costs
     return jobs
 
 
 def model_jobs(model: str, runtimes: list[str], precisions: list[str], batches: list[int], threads: list[int],
                device: str, out_dir: str | Path, *, export: ExportFn, macs_of: ModuleMacs,
                on_stage: Callable[[str], None] | None = None, input_size: tuple[int, ...] | None = None,
-               calib: str = "samples") -> tuple[list[Job], list[str], dict]:
+               calib: str = "samples", costs_of_file: FileCosts | None = None) -> tuple[list[Job], list[str], dict]:
     """Export ``model`` into ``out_dir`` for the selected runtimes with ``export`` (the pipeline, passed
-    in by the CLI); jobs, notes and the export report. ``macs_of(module, shape)`` counts its MACs."""
+    in by the CLI); jobs, notes and the export report. ``macs_of(module, shape)`` counts its MACs;
+    ``costs_of_file`` gives the exported ONNX graph's layer costs, which every job's roofline uses."""
     from ..models import create_model, model_info
 
     info = model_info(model)
@@ -90,8 +95,17 @@ def model_jobs(model: str, runtimes: list[str], precisions: list[str], batches: 
     if "torch" in runtimes and "fp32" in precisions:
         jobs += torch_jobs(model, shape, batches, threads, device=device, macs=macs)
     jobs += jobs_from_report(report, out_dir, model, runtimes, precisions, batches, threads, device, macs)
+    with_costs(jobs, costs_of_file, Path(out_dir) / f"{model}.onnx")
     if device == "cuda":
         dropped = [r for r in runtimes if r not in CUDA_RUNTIMES]
         if dropped:
             notes.append(f"--device cuda measures {' and '.join(CUDA_RUNTIMES)} only; {', '.join(dropped)} left out")
     return jobs, notes, report
+
+
+def with_costs(jobs: list[Job], costs_of_file: FileCosts | None, onnx_path: Path) -> None:
+    """Give ``jobs`` (one model's, every runtime and precision) the layer costs of its exported fp32
+    ONNX graph, the graph every other file was made from."""
+    costs = costs_of_file(str(onnx_path), None) if costs_of_file and onnx_path.is_file() else None
+    for job in jobs:
+        job.costs = costs

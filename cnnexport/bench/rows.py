@@ -1,6 +1,7 @@
 """Result rows from measured jobs: the protocol's statistics over every round's runs pooled, the
-spread across rounds, achieved GMAC/s, the fraction of the sgemm ceiling, speed-ups; and the
-pick of the fastest artifact with its evidence. No torch."""
+spread across rounds, achieved GMAC/s, the fraction of the sgemm ceiling, the roofline bound from
+the ceiling and the memory bandwidth, speed-ups; paired comparisons of two configurations round by
+round; and the pick of the fastest artifact with its evidence. No torch."""
 
 from __future__ import annotations
 
@@ -10,11 +11,17 @@ from pathlib import Path
 from .jobs import Job
 from .latency import summarize
 
+#: The measurement protocol rows follow (warm-up, timed runs, interleaved rounds, round medians).
+#: Rows of another version are not mixed with these in a report; rows from before the field was
+#: recorded followed version 1.
+PROTOCOL = 1
+
 #: Fields every JSON row carries (machine facts included), in table order.
 ROW_FIELDS = ("model", "artifact", "runtime", "version", "precision", "device", "batch", "threads", "first_ms",
               "runs", "median_ms", "p90_ms", "p99_ms", "min_ms", "mean_ms", "std_ms", "images_per_s", "macs",
-              "gmacs_per_s", "ceiling_gflops", "ceiling_fraction", "baseline", "speedup", "int8_speedup", "rounds",
-              "round_medians_ms", "statistics", "spread", "machine", "gpu")
+              "gmacs_per_s", "ceiling_gflops", "ceiling_fraction", "bandwidth_gbs", "memory_access_bytes",
+              "roofline_ms", "of_roofline", "baseline", "speedup", "int8_speedup", "rounds", "round_medians_ms",
+              "statistics", "spread", "protocol", "machine", "gpu")
 
 
 def spread(medians: list[float]) -> float:
@@ -23,11 +30,13 @@ def spread(medians: list[float]) -> float:
 
 
 def rows_from(jobs: list[Job], *, machine: dict, ceilings: dict[int, float] | None = None,
-              baseline: str | None = None) -> list[dict]:
+              bandwidths: dict[int, float] | None = None, baseline: str | None = None) -> list[dict]:
     """One row per measured job, with derived fields; speed-up is against the ``baseline``
     runtime's fp32 row at the same batch, threads and device. The distribution figures (median,
     p90, p99, min, mean, std, runs) are of every round's timed runs pooled; the round medians give
-    the spread; ``first_ms`` is the median of the rounds' first (cold) runs."""
+    the spread; ``first_ms`` is the median of the rounds' first (cold) runs. ``roofline_ms`` (and
+    ``of_roofline``, bound / measured) need the job's layer costs, the ceiling and the bandwidth;
+    without any of them they stay empty."""
     rows = []
     for job in jobs:
         if job.result is None:
@@ -37,6 +46,9 @@ def rows_from(jobs: list[Job], *, machine: dict, ceilings: dict[int, float] | No
         median = stats["median_ms"]
         gmacs = job.macs * job.batch / (median / 1e3) / 1e9 if job.macs else None
         ceiling = (ceilings or {}).get(job.threads)
+        bandwidth = (bandwidths or {}).get(job.threads)
+        bound = job.costs.roofline(batch=job.batch, precision=job.precision, ceiling_gflops=ceiling,
+                                   bandwidth_gbs=bandwidth).bound_ms if job.costs and ceiling and bandwidth else None
         row = {
             "model": job.model, "artifact": Path(job.worker_job["path"]).name if "path" in job.worker_job else None,
             "runtime": res.get("runtime", job.runtime), "version": res.get("version"), "precision": job.precision,
@@ -45,9 +57,12 @@ def rows_from(jobs: list[Job], *, machine: dict, ceilings: dict[int, float] | No
             "images_per_s": job.batch / (median / 1e3), "macs": job.macs,
             "gmacs_per_s": gmacs, "ceiling_gflops": ceiling,
             "ceiling_fraction": 2 * gmacs / ceiling if gmacs and ceiling else None,
+            "bandwidth_gbs": bandwidth,
+            "memory_access_bytes": job.costs.memory_bytes(job.batch, job.precision) if job.costs else None,
+            "roofline_ms": bound, "of_roofline": bound / median if bound else None,
             "baseline": baseline, "speedup": None, "int8_speedup": None, "rounds": len(job.medians),
             "round_medians_ms": job.medians, "statistics": "pooled",
-            "spread": spread(job.medians), "machine": machine, "gpu": res.get("gpu"),
+            "spread": spread(job.medians), "protocol": PROTOCOL, "machine": machine, "gpu": res.get("gpu"),
         }
         rows.append(row)
     key = lambda r: (r["model"], r["runtime"], r["batch"], r["threads"], r["device"])  # noqa: E731

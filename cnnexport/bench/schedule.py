@@ -39,6 +39,22 @@ def sgemm_ceiling(threads: int, n: int = 2048) -> dict:
     return result
 
 
+def bandwidth(threads: int) -> dict:
+    """The machine's memory bandwidth (GB/s of a streaming add) with ``threads`` threads."""
+    result = call_worker({"kind": "bandwidth", "threads": threads})
+    if "error" in result:
+        raise CnnexportError(f"the memory bandwidth could not be measured: {result['error']}")
+    return result
+
+
+def cuda_limits() -> dict:
+    """The CUDA device's float32 matmul GFLOP/s and memory bandwidth (GB/s)."""
+    result = call_worker({"kind": "cuda_limits", "threads": 1})
+    if "error" in result:
+        raise CnnexportError(f"the GPU's limits could not be measured: {result['error']}")
+    return result
+
+
 def _record(job: Job, result: dict) -> None:
     if "error" in result:
         job.error, job.error_type = result["error"], result.get("error_type")
@@ -100,11 +116,20 @@ def raise_if_all_failed(jobs: list[Job]) -> None:
 def measure(jobs: list[Job], *, rounds: int, timing: dict | None, threads: list[int], device: str,
             ceiling: bool = True, baseline: str | None = None,
             on_progress: Callable[[int, int, str], None] | None = None) -> dict:
-    """Run ``jobs`` and make their rows: ``{"rows", "ceilings_gflops", "machine", "failures"}``. The
-    sgemm ceiling is measured per thread count on cpu unless ``ceiling`` is False."""
+    """Run ``jobs`` and make their rows: ``{"rows", "ceilings_gflops", "bandwidths_gbs", "machine",
+    "failures"}``. The machine's limits (sgemm ceiling and memory bandwidth; on cuda the device's)
+    are measured after the jobs, per thread count, unless ``ceiling`` is False."""
     run_jobs(jobs, rounds=rounds, timing=timing, on_progress=on_progress)
     measured = any(job.result is not None for job in jobs)
-    ceilings = {t: sgemm_ceiling(t)["gflops"] for t in threads} if ceiling and device == "cpu" and measured else {}
+    ceilings: dict[int, float] = {}
+    bandwidths: dict[int, float] = {}
+    if ceiling and measured and device == "cpu":
+        ceilings = {t: sgemm_ceiling(t)["gflops"] for t in threads}
+        bandwidths = {t: bandwidth(t)["gbs"] for t in threads}
+    elif ceiling and measured and device == "cuda":
+        limits = cuda_limits()  # the device's, whatever the host threads
+        ceilings = {t: limits["gflops"] for t in threads}
+        bandwidths = {t: limits["gbs"] for t in threads}
     machine = cpu_facts()
-    return {"rows": rows_from(jobs, machine=machine, ceilings=ceilings, baseline=baseline),
-            "ceilings_gflops": ceilings, "machine": machine, "failures": failures(jobs)}
+    return {"rows": rows_from(jobs, machine=machine, ceilings=ceilings, bandwidths=bandwidths, baseline=baseline),
+            "ceilings_gflops": ceilings, "bandwidths_gbs": bandwidths, "machine": machine, "failures": failures(jobs)}

@@ -6,6 +6,8 @@ Job kinds (``job["kind"]``):
 - ``torch``: a zoo model in PyTorch eager, or replayed from a CUDA graph (``model``,
   ``input_shape``, ``cuda_graph``); imports torch, the others do not;
 - ``sgemm``: the machine's float32 matrix-multiply ceiling with ``threads`` threads;
+- ``bandwidth``: the machine's memory bandwidth (a streaming add) with ``threads`` threads;
+- ``cuda_limits``: the same two on the CUDA device (a float32 matmul and a device-to-device copy);
 - ``cuda_probe``: whether PyTorch sees a CUDA device;
 - ``many``: a list of jobs of one runtime run one after the other in this process.
 """
@@ -145,6 +147,44 @@ def run_sgemm(job: dict) -> dict:
     return {"n": n, "gflops": 2 * n ** 3 / (timing.median_ms / 1e3) / 1e9, **timing.as_dict()}
 
 
+def run_bandwidth(job: dict) -> dict:
+    from .limits import stream_bandwidth
+
+    return stream_bandwidth(job.get("threads", 1), mib=job.get("mib"))
+
+
+def run_cuda_limits(job: dict) -> dict:
+    """The CUDA device's float32 matmul GFLOP/s (TF32 off: what an fp32 kernel may count on) and its
+    device memory bandwidth (a copy between two 1 GiB buffers: 2 GiB moved per copy)."""
+    import torch
+
+    from .latency import measure
+
+    dev = "cuda"
+    n = job.get("n", 8192)
+    previous = torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = False
+    try:
+        a = torch.randn(n, n, device=dev)
+        b = torch.randn(n, n, device=dev)
+
+        def mm():
+            torch.matmul(a, b)
+            torch.cuda.synchronize()
+        gemm = measure(mm, warmup=3, min_runs=10, min_time_s=1.0, max_time_s=5.0)
+    finally:
+        torch.backends.cuda.matmul.allow_tf32 = previous
+    elems = job.get("mib", 1024) * (1 << 20) // 4
+    src, dst = torch.ones(elems, device=dev), torch.empty(elems, device=dev)
+
+    def copy():
+        dst.copy_(src)
+        torch.cuda.synchronize()
+    bw = measure(copy, warmup=3, min_runs=20, min_time_s=1.0, max_time_s=5.0)
+    return {"gflops": 2 * n ** 3 / (gemm.median_ms / 1e3) / 1e9,
+            "gbs": 2 * elems * 4 / (bw.median_ms / 1e3) / 1e9, "gpu": torch.cuda.get_device_name()}
+
+
 def run_cuda_probe(job: dict) -> dict:
     """Whether PyTorch sees a CUDA device, and its name."""
     try:
@@ -172,8 +212,8 @@ def run_many(job: dict) -> dict:
     return {"results": [run_one(sub) for sub in job["jobs"]]}
 
 
-KINDS = {"artifact": run_artifact, "torch": run_torch, "sgemm": run_sgemm, "cuda_probe": run_cuda_probe,
-         "many": run_many}
+KINDS = {"artifact": run_artifact, "torch": run_torch, "sgemm": run_sgemm, "bandwidth": run_bandwidth,
+         "cuda_limits": run_cuda_limits, "cuda_probe": run_cuda_probe, "many": run_many}
 
 
 def worker_env(threads: int) -> dict:

@@ -408,7 +408,8 @@ def _reference_made_for(meta: dict) -> str:
 @click.option("--min-time", type=float, default=1.0, show_default=True, help="Minimum seconds of timed runs.")
 @click.option("--max-time", type=float, default=None, help="Stop a slow configuration after this many seconds "
               "(once it has 10 runs).")
-@click.option("--no-ceiling", is_flag=True, help="Skip measuring the sgemm ceiling.")
+@click.option("--no-ceiling", is_flag=True, help="Skip measuring the machine's limits (sgemm ceiling, memory "
+              "bandwidth); the roofline columns stay empty.")
 @click.option("--pick", is_flag=True, help="Name the fastest artifact per precision, with the evidence.")
 @click.option("-o", "--output-dir", type=click.Path(file_okay=False), default=None,
               help="For a model name: where the exported files go (default: a temporary folder).")
@@ -449,12 +450,12 @@ def bench_cmd(targets, runtime, precision, batch, threads, input_size, device, b
             with StageStatus(f"exporting {targets[0]}") as on_stage:
                 jobs, notes, _ = plan.model_jobs(targets[0], runtimes, precisions, batches, thread_counts, device,
                                                  out, export=_export_fn(), macs_of=_macs_of, on_stage=on_stage,
-                                                 input_size=size)
+                                                 input_size=size, costs_of_file=_costs_of_file())
         else:
-            from ..exporter.profile_onnx import macs_per_image
+            from ..exporter.profile_onnx import file_costs
 
             jobs = plan.artifact_jobs(list(targets), runtimes or [], batches, thread_counts, device, input_size=size,
-                                      macs_of_file=macs_per_image)
+                                      costs_of_file=file_costs)
         if not jobs:
             raise UsageError("nothing to measure: check --runtime and --precision")
         timing = {"warmup": warmup, "min_runs": runs, "min_time_s": min_time, "max_time_s": max_time}
@@ -465,7 +466,7 @@ def bench_cmd(targets, runtime, precision, batch, threads, input_size, device, b
                                         ceiling=not no_ceiling, baseline=baseline, on_progress=on_progress)
     schedule.raise_if_all_failed(jobs)
     result = {"rows": measured["rows"], "ceilings_gflops": measured["ceilings_gflops"],
-              "notes": notes + measured["failures"]}
+              "bandwidths_gbs": measured["bandwidths_gbs"], "notes": notes + measured["failures"]}
     if pick:
         result["pick"] = rows.pick(result["rows"])
     if save:
@@ -488,6 +489,13 @@ def _export_fn():
     from ..exporter.pipeline import export
 
     return export
+
+
+def _costs_of_file():
+    """The ONNX profiler's per-layer costs of a file (the roofline's input), handed to bench and the study."""
+    from ..exporter.profile_onnx import file_costs
+
+    return file_costs
 
 
 def _macs_of(module, shape) -> float:

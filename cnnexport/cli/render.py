@@ -316,7 +316,8 @@ def print_eval(result: dict, as_json: bool) -> None:
 
 
 BENCH_COLUMNS = ("model", "artifact", "runtime", "precision", "batch", "threads", "median_ms", "p90_ms", "p99_ms",
-                 "min_ms", "spread", "images_per_s", "macs", "gmacs_per_s", "ceiling_fraction", "speedup", "int8_speedup")
+                 "min_ms", "spread", "images_per_s", "macs", "gmacs_per_s", "ceiling_fraction", "roofline_ms",
+                 "of_roofline", "speedup", "int8_speedup")
 
 
 def print_bench(result: dict, as_json: bool, as_csv: bool) -> None:
@@ -332,7 +333,8 @@ def print_bench(result: dict, as_json: bool, as_csv: bool) -> None:
 
         buf = io.StringIO()
         fields = [f for f in BENCH_COLUMNS] + ["version", "first_ms", "runs", "mean_ms", "std_ms", "rounds",
-                                                "ceiling_gflops", "baseline", "device"]
+                                                "ceiling_gflops", "bandwidth_gbs", "memory_access_bytes", "baseline",
+                                                "device"]
         writer = csv.DictWriter(buf, fieldnames=fields, extrasaction="ignore")
         writer.writeheader()
         writer.writerows(rows)
@@ -344,9 +346,12 @@ def print_bench(result: dict, as_json: bool, as_csv: bool) -> None:
     isa = ", ".join(k for k, v in machine["isa"].items() if v) or "no listed ISA extension"
     ceil = ", ".join(f"{g:.0f} GFLOP/s at {t} thread{'s' if int(t) > 1 else ''}"
                      for t, g in result["ceilings_gflops"].items())
-    table = Table(title=f"latency on {machine['cpu']} ({isa})" + (f"; sgemm ceiling {ceil}" if ceil else ""))
+    bw = ", ".join(f"{g:.1f} GB/s" for g in (result.get("bandwidths_gbs") or {}).values())
+    table = Table(title=f"latency on {machine['cpu']} ({isa})" + (f"; sgemm ceiling {ceil}" if ceil else "")
+                  + (f"; memory bandwidth {bw}" if bw else ""))
     heads = {"median_ms": "median ms", "p90_ms": "p90 ms", "p99_ms": "p99 ms", "min_ms": "min ms",
              "spread": "spread", "images_per_s": "img/s", "gmacs_per_s": "GMAC/s", "ceiling_fraction": "% ceiling",
+             "roofline_ms": "roofline ms", "of_roofline": "% roofline",
              "speedup": f"x vs {rows[0]['baseline']}" if rows[0]["baseline"] else "speed-up",
              "int8_speedup": "int8 x fp32"}
     show = [c for c in BENCH_COLUMNS if any(r.get(c) is not None for r in rows)]
@@ -361,7 +366,7 @@ def print_bench(result: dict, as_json: bool, as_csv: bool) -> None:
                 cells.append("-")
             elif c == "macs":
                 cells.append(clever_format(v, "%.2f"))
-            elif c in ("spread", "ceiling_fraction"):
+            elif c in ("spread", "ceiling_fraction", "of_roofline"):
                 cells.append(f"{v:.0%}")
             elif c in ("speedup", "int8_speedup"):
                 cells.append(f"{v:.2f}x")

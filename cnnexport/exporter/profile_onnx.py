@@ -144,9 +144,12 @@ def profile_onnx(path: str | os.PathLike, input_shape: tuple[int, ...] | None = 
                    unknown_shape_nodes=len(missing))
 
 
-def macs_per_image(path: str | os.PathLike, input_size: tuple | None = None) -> float | None:
-    """MACs per image of an ONNX file, or of the fp32 ONNX file beside another artifact, at its own
-    input size or ``input_size`` (C or None, H, W); None when they cannot be known."""
+def file_costs(path: str | os.PathLike, input_size: tuple | None = None):
+    """The roofline's per-layer costs (``roofline.ModelCosts``) of an ONNX file, or of the fp32 ONNX
+    file beside another artifact, at its own input size or ``input_size`` (C or None, H, W); None
+    when they cannot be known completely."""
+    from ..roofline import ModelCosts
+
     path = Path(path)
     stem = path.name.split(".")[0]
     for candidate in (path, path.with_name(f"{stem}.onnx")):
@@ -160,12 +163,18 @@ def macs_per_image(path: str | os.PathLike, input_size: tuple | None = None) -> 
                     shape = None  # its own size, a dynamic batch set to 1
                 else:
                     return None  # dynamic spatial size: MACs at 1x1 would be wrong
-                prof = profile_onnx(candidate, shape)
-                # A lower bound would print a wrong GMAC/s and % of ceiling: leave them empty instead.
-                return prof.macs / prof.input_shape[0] if prof.complete else None
-            except Exception:  # MACs are a nicety for artifacts; a file the profiler cannot read still runs
+                # A lower bound would print a wrong GMAC/s, % of ceiling and roofline: None leaves them empty.
+                return ModelCosts.from_profile(profile_onnx(candidate, shape))
+            except Exception:  # costs are a nicety for artifacts; a file the profiler cannot read still runs
                 return None
     return None
+
+
+def macs_per_image(path: str | os.PathLike, input_size: tuple | None = None) -> float | None:
+    """MACs per image of an ONNX file, or of the fp32 ONNX file beside another artifact (see
+    ``file_costs``); None when they cannot be known."""
+    costs = file_costs(path, input_size)
+    return costs.macs if costs else None
 
 
 def compare(torch_profile: Profile, onnx_profile: Profile) -> dict:

@@ -1,0 +1,144 @@
+"""The roofline bound: a layer takes at least max(compute / compute ceiling, bytes / bandwidth), with
+compute from the cost model's MACs (2 FLOPs each) and bytes from its memory access cost (inputs +
+outputs + weights, ShuffleNetV2's MAC) at the artifact's precision; a model's bound is the sum over
+its layers. Both limits are the machine's, measured in the same run (sgemm and a streaming add).
+No torch.
+
+The bound assumes every feature map goes to and from memory at streaming bandwidth. Feature maps
+that stay in cache move faster, so a layer (and on small inputs a model) can beat its bound: an
+``of_roofline`` above 1 says the cache, not DRAM, carried that traffic.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+BYTES_PER_ELEMENT = {"fp32": 4, "fp16": 2, "int8": 1}
+
+
+def bytes_per_element(precision: str) -> int:
+    try:
+        return BYTES_PER_ELEMENT[precision]
+    except KeyError:
+        raise ValueError(f"no element size for precision '{precision}'") from None
+
+
+@dataclass(frozen=True)
+class LayerCosts:
+    """One layer's work: MACs and feature-map elements per image, weight elements once per batch."""
+
+    name: str
+    type: str
+    macs: float
+    activations: float
+    weights: float
+
+    def at(self, batch: int, precision: str) -> tuple[float, float]:
+        """(MACs, bytes moved) for ``batch`` images at ``precision``."""
+        return self.macs * batch, (self.activations * batch + self.weights) * bytes_per_element(precision)
+
+
+@dataclass(frozen=True)
+class LayerBound:
+    name: str
+    type: str
+    macs: float
+    bytes: float
+    compute_s: float
+    memory_s: float
+
+    @property
+    def bound_s(self) -> float:
+        return max(self.compute_s, self.memory_s)
+
+    @property
+    def limit(self) -> str:
+        """Which roof holds the layer down: ``compute`` or ``memory``."""
+        return "compute" if self.compute_s >= self.memory_s else "memory"
+
+    @property
+    def intensity(self) -> float:
+        """FLOPs per byte moved."""
+        return 2 * self.macs / self.bytes if self.bytes else float("inf")
+
+
+def layer_bound(name: str, type_: str, macs: float, nbytes: float, ceiling_gflops: float,
+                bandwidth_gbs: float) -> LayerBound:
+    """The bound of one layer: MACs against the compute ceiling (GFLOP/s, 2 FLOPs per MAC) and bytes
+    against the bandwidth (GB/s)."""
+    if ceiling_gflops <= 0 or bandwidth_gbs <= 0:
+        raise ValueError("the compute ceiling and the bandwidth must be positive")
+    return LayerBound(name, type_, macs, nbytes, 2 * macs / (ceiling_gflops * 1e9), nbytes / (bandwidth_gbs * 1e9))
+
+
+@dataclass(frozen=True)
+class Roofline:
+    layers: tuple[LayerBound, ...]
+    ceiling_gflops: float
+    bandwidth_gbs: float
+    batch: int
+    precision: str
+
+    @property
+    def bound_ms(self) -> float:
+        return sum(layer.bound_s for layer in self.layers) * 1e3
+
+    def by_kind(self) -> dict[str, dict]:
+        """Per layer type: bound (ms), layer count, how many are memory-bound, share of the total."""
+        total = self.bound_ms or 1.0
+        out: dict[str, dict] = {}
+        for layer in self.layers:
+            kind = out.setdefault(layer.type, {"layers": 0, "memory_bound": 0, "bound_ms": 0.0})
+            kind["layers"] += 1
+            kind["memory_bound"] += layer.limit == "memory"
+            kind["bound_ms"] += layer.bound_s * 1e3
+        for kind in out.values():
+            kind["share"] = kind["bound_ms"] / total
+        return dict(sorted(out.items(), key=lambda kv: -kv[1]["bound_ms"]))
+
+    def as_dict(self, per_layer: bool = True) -> dict:
+        total = self.bound_ms or 1.0
+        out = {"bound_ms": self.bound_ms, "ceiling_gflops": self.ceiling_gflops, "bandwidth_gbs": self.bandwidth_gbs,
+               "ridge_flops_per_byte": self.ceiling_gflops / self.bandwidth_gbs, "batch": self.batch,
+               "precision": self.precision,
+               "memory_bound_layers": sum(layer.limit == "memory" for layer in self.layers),
+               "memory_bound_share": sum(layer.bound_s for layer in self.layers if layer.limit == "memory") * 1e3
+               / total, "by_kind": self.by_kind()}
+        if per_layer:
+            out["layers"] = [{"name": b.name, "type": b.type, "macs": b.macs, "bytes": b.bytes,
+                              "compute_ms": b.compute_s * 1e3, "memory_ms": b.memory_s * 1e3,
+                              "bound_ms": b.bound_s * 1e3, "limit": b.limit, "flops_per_byte": b.intensity,
+                              "share": b.bound_s * 1e3 / total} for b in self.layers]
+        return out
+
+
+@dataclass(frozen=True)
+class ModelCosts:
+    """A model's layers as the roofline needs them (from a complete cost profile)."""
+
+    layers: tuple[LayerCosts, ...]
+
+    @property
+    def macs(self) -> float:
+        """MACs per image."""
+        return sum(layer.macs for layer in self.layers)
+
+    def memory_bytes(self, batch: int, precision: str) -> float:
+        return sum(layer.at(batch, precision)[1] for layer in self.layers)
+
+    def roofline(self, *, batch: int, precision: str, ceiling_gflops: float, bandwidth_gbs: float) -> Roofline:
+        bounds = []
+        for layer in self.layers:
+            macs, nbytes = layer.at(batch, precision)
+            if macs or nbytes:
+                bounds.append(layer_bound(layer.name, layer.type, macs, nbytes, ceiling_gflops, bandwidth_gbs))
+        return Roofline(tuple(bounds), ceiling_gflops, bandwidth_gbs, batch, precision)
+
+    @classmethod
+    def from_profile(cls, profile) -> "ModelCosts | None":
+        """From a ``costs.Profile`` (PyTorch or ONNX); None when its totals are only lower bounds."""
+        if not profile.complete:
+            return None
+        n = profile.input_shape[0] or 1
+        return cls(tuple(LayerCosts(layer.name, layer.type, layer.macs / n,
+                                    max(0, layer.memory_access - layer.params) / n, layer.params) for layer in profile.layers))

@@ -1,0 +1,105 @@
+"""The roofline: the bandwidth probe on a fake timer, per-layer bounds against hand-computed values
+for a convolution, a depthwise convolution and an element-wise add, and the bench row fields."""
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+from cnnexport.bench.jobs import Job
+from cnnexport.bench.limits import stream_bandwidth
+from cnnexport.bench.rows import rows_from
+from cnnexport.exporter.profile_onnx import file_costs, profile_onnx
+from cnnexport.roofline import ModelCosts, layer_bound
+
+
+class StepTimer:
+    """Every call returns a time ``step`` seconds after the previous one."""
+
+    def __init__(self, step):
+        self.now, self.step = 0.0, step
+
+    def __call__(self):
+        self.now += self.step
+        return self.now
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_bandwidth_probe_counts_three_arrays_per_pass_on_a_fake_timer(threads):
+    timer = StepTimer(0.25)  # each timed pass: 0.25 s between its two timer calls
+    result = stream_bandwidth(threads, mib=2, runs=4, warmup=1, timer=timer)
+    nbytes = 3 * 2 * (1 << 20)  # b and c read, a written; 2 MiB each
+    assert result["bytes_per_pass"] == nbytes
+    assert result["gbs"] == pytest.approx(nbytes / 0.25 / 1e9)
+    assert result["best_gbs"] == pytest.approx(result["gbs"])
+    assert result["runs"] == 4 and result["threads"] == threads
+
+
+def test_bandwidth_probe_measures_a_real_rate():
+    result = stream_bandwidth(1, mib=16, runs=3)
+    assert 0.1 < result["gbs"] <= result["best_gbs"] < 10_000
+
+
+def _three_layer_graph(path):
+    """conv 3x3 8->16 on 16x16, a depthwise 3x3 on its 16 channels, their sum."""
+    rng = np.random.default_rng(0)
+    inits = [numpy_helper.from_array(rng.standard_normal(s).astype(np.float32), n) for n, s in
+             [("w", (16, 8, 3, 3)), ("b", (16,)), ("dw", (16, 1, 3, 3)), ("db", (16,))]]
+    nodes = [helper.make_node("Conv", ["x", "w", "b"], ["c"], name="conv", pads=[1, 1, 1, 1]),
+             helper.make_node("Conv", ["c", "dw", "db"], ["d"], name="depthwise", pads=[1, 1, 1, 1], group=16),
+             helper.make_node("Add", ["c", "d"], ["y"], name="add")]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 8, 16, 16])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 16, 16, 16])], inits)
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    return path
+
+
+def test_per_layer_bounds_match_hand_computed_values(tmp_path):
+    costs = ModelCosts.from_profile(profile_onnx(_three_layer_graph(tmp_path / "g.onnx")))
+    ceiling, bandwidth = 100.0, 10.0  # GFLOP/s, GB/s: ridge at 10 FLOPs per byte
+    roof = costs.roofline(batch=1, precision="fp32", ceiling_gflops=ceiling, bandwidth_gbs=bandwidth)
+    conv, dw, add = roof.layers
+    # conv: 16x16x16 outputs x 8x3x3 MACs each; input 8x16x16, output 16x16x16, weights 16x8x3x3 + 16 biases
+    assert conv.macs == 16 * 16 * 16 * 72
+    assert conv.bytes == 4 * (8 * 256 + 16 * 256 + 16 * 72 + 16)
+    assert conv.compute_s == pytest.approx(2 * conv.macs / 100e9)
+    assert conv.memory_s == pytest.approx(conv.bytes / 10e9)
+    assert conv.limit == "compute" and conv.bound_s == conv.compute_s  # 2x294912 / 29256 B = 20 FLOPs/B
+    # depthwise: 9 MACs per output; weights 16x1x3x3 + 16
+    assert dw.macs == 16 * 256 * 9 and dw.bytes == 4 * (2 * 16 * 256 + 144 + 16)
+    assert dw.limit == "memory" and dw.bound_s == pytest.approx(dw.bytes / 10e9)  # 2.2 FLOPs/B
+    # add: no MACs; two inputs and one output
+    assert add.macs == 0 and add.bytes == 4 * 3 * 16 * 256 and add.limit == "memory"
+    assert roof.bound_ms == pytest.approx((conv.compute_s + dw.bytes / 10e9 + add.bytes / 10e9) * 1e3)
+    # int8 moves a quarter of the bytes; batch 4 moves the weights once
+    int8 = costs.roofline(batch=1, precision="int8", ceiling_gflops=ceiling, bandwidth_gbs=bandwidth)
+    assert int8.layers[2].bytes == add.bytes / 4
+    b4 = costs.roofline(batch=4, precision="fp32", ceiling_gflops=ceiling, bandwidth_gbs=bandwidth)
+    assert b4.layers[1].bytes == 4 * (4 * 2 * 16 * 256 + 144 + 16) and b4.layers[1].macs == 4 * dw.macs
+    kinds = roof.as_dict()["by_kind"]
+    assert kinds["Conv"]["layers"] == 2 and kinds["Conv"]["memory_bound"] == 1
+    assert sum(k["share"] for k in kinds.values()) == pytest.approx(1.0)
+
+
+def test_layer_bound_refuses_missing_limits():
+    with pytest.raises(ValueError):
+        layer_bound("x", "Conv", 1, 1, 0.0, 10.0)
+
+
+def test_bench_rows_carry_the_bound_only_with_every_input(tmp_path):
+    costs = file_costs(_three_layer_graph(tmp_path / "g.onnx"))
+    assert costs is not None and costs.macs == 16 * 256 * 81
+
+    def job():
+        j = Job("g", "onnxruntime", "fp32", 1, 2, {"kind": "artifact", "path": "/x/g.onnx"}, macs=costs.macs)
+        j.medians, j.samples_ms = [0.1, 0.1], [0.1, 0.1]
+        j.result = {"runtime": "onnxruntime"}
+        j.costs = costs
+        return j
+    row, = rows_from([job()], machine={}, ceilings={2: 100.0}, bandwidths={2: 10.0})
+    bound = costs.roofline(batch=1, precision="fp32", ceiling_gflops=100.0, bandwidth_gbs=10.0).bound_ms
+    assert row["roofline_ms"] == pytest.approx(bound) and row["of_roofline"] == pytest.approx(bound / 0.1)
+    assert row["bandwidth_gbs"] == 10.0 and row["memory_access_bytes"] == costs.memory_bytes(1, "fp32")
+    assert row["protocol"] == 1
+    row, = rows_from([job()], machine={}, ceilings={2: 100.0})  # no bandwidth measured: left empty
+    assert row["roofline_ms"] is None and row["of_roofline"] is None
