@@ -23,6 +23,7 @@ class LayerCost:
     elementwise_ops: int = 0      # non-MAC arithmetic (BN scale/shift, activations, additions, pooling)
     output_elements: int = 0
     output_shape: list[int] = field(default_factory=list)
+    kind: str = ""                # finer than type where it matters: "Conv depthwise 3x3", "Conv 1x1"
 
     def as_dict(self) -> dict:
         d = asdict(self)

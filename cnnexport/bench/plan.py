@@ -14,10 +14,11 @@ from ..roofline import ModelCosts
 from .jobs import CUDA_RUNTIMES, PRECISIONS, Job, artifact_job, jobs_from_report, torch_jobs
 
 # What the CLI passes in, so that bench never imports the exporter (DESIGN.md): the export pipeline,
-# MACs of a module at an input shape, MACs per image of a model file at an input size (None: unknown).
+# MACs of a module at an input shape, the per-layer costs of a model file at an input size (a
+# roofline.ModelCosts; None: unknown).
 ExportFn = Callable[..., dict]
 ModuleMacs = Callable[[Any, tuple], float]
-FileMacs = Callable[[str, "tuple | None"], "float | None"]
+FileCosts = Callable[[str, "tuple | None"], "ModelCosts | None"]
 
 RUNTIME_NAMES = ", ".join(RUNTIMES)
 

@@ -79,6 +79,23 @@ def rows_from(jobs: list[Job], *, machine: dict, ceilings: dict[int, float] | No
     return rows
 
 
+def paired(a_ms: list[float], b_ms: list[float]) -> dict:
+    """``a`` against ``b`` round by round (rounds are interleaved, so round i of each ran adjacent in
+    time and a drift between rounds cancels in their ratio): the median, lowest and highest of the
+    per-round ratios a/b, how many rounds put ``a`` slower and how many faster, and the call:
+    ``"slower"`` or ``"faster"`` only when every round agrees, or all but one of at least 5;
+    otherwise None (a tie within the rounds' noise)."""
+    ratios = [a / b for a, b in zip(a_ms, b_ms) if a > 0 and b > 0]
+    if not ratios:
+        return {"rounds": 0, "median_ratio": None, "min_ratio": None, "max_ratio": None, "slower_rounds": 0,
+                "faster_rounds": 0, "call": None}
+    n, slower, faster = len(ratios), sum(r > 1 for r in ratios), sum(r < 1 for r in ratios)
+    needed = n - 1 if n >= 5 else n
+    call = "slower" if n >= 2 and slower >= needed else "faster" if n >= 2 and faster >= needed else None
+    return {"rounds": n, "median_ratio": statistics.median(ratios), "min_ratio": min(ratios),
+            "max_ratio": max(ratios), "slower_rounds": slower, "faster_rounds": faster, "call": call}
+
+
 def faster_beyond_noise(a_ms: list[float], b_ms: list[float]) -> bool:
     """True when round medians ``a_ms`` are all below ``b_ms``: the two ranges do not overlap."""
     return max(a_ms) < min(b_ms)

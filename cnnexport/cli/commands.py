@@ -17,7 +17,8 @@ from .. import __version__
 from ..exporter.formats import ALWAYS, FORMATS, file_int8_formats, fp16_formats, int8_formats, precision_of
 from ..errors import CnnexportError, ExportError, OutputError, UsageError, VerificationError
 from .render import (EvalProgress, ProgressBar, StageStatus, print_bench, print_eval, print_export_summary,
-                     print_fold, print_guidelines, print_models, print_profile, print_quantize, print_verify, print_zoo)
+                     print_fold, print_guidelines, print_models, print_profile, print_quantize, print_roofline,
+                     print_verify, print_zoo)
 from .signals import Terminated, first_signal, install, interrupted
 
 
@@ -253,12 +254,35 @@ def export_cmd(model, formats, tflite_layout, executorch_max_batch, want_fp16, w
 @click.option("--csv", "as_csv", is_flag=True, help="Print the per-layer table as CSV on stdout.")
 @click.option("--tensorboard", "tb_dir", type=click.Path(file_okay=False), default=None,
               help="Write weight histograms before/after BN folding and sample images for TensorBoard.")
-def profile_cmd(model, input_size, batch, num_classes, weights, per_layer, against_onnx, as_json, as_csv, tb_dir):
-    """Params, MACs, memory access cost (ShuffleNetV2's MAC) and activation memory of MODEL or an .onnx file."""
+@click.option("--roofline", is_flag=True, help="Each layer's roofline bound against this machine's measured sgemm "
+              "ceiling and memory bandwidth; with --per-layer, every layer timed by the runtime's own profiler.")
+@click.option("--runtime", default=None, help="--roofline --per-layer: the profiler, ort or openvino (default: "
+              "the file's own; ort for a model name).")
+@click.option("--threads", type=int, default=1, show_default=True, help="--roofline: threads for the limits and "
+              "the timings.")
+@click.option("--precision", type=click.Choice(["fp32", "fp16", "int8"]), default=None,
+              help="--roofline: bytes per element (default: the file's precision).")
+@click.option("--ceiling", type=float, default=None, help="--roofline: compute ceiling in GFLOP/s instead of "
+              "measuring it.")
+@click.option("--bandwidth", type=float, default=None, help="--roofline: memory bandwidth in GB/s instead of "
+              "measuring it.")
+def profile_cmd(model, input_size, batch, num_classes, weights, per_layer, against_onnx, as_json, as_csv, tb_dir,
+                roofline, runtime, threads, precision, ceiling, bandwidth):
+    """Params, MACs, memory access cost (ShuffleNetV2's MAC) and activation memory of MODEL or an .onnx file;
+    with --roofline, each layer's bound from them and this machine's limits (any exported file)."""
     if as_json and as_csv:
         raise UsageError("choose one of --json and --csv")
     if not 1 <= batch <= 4096:
         raise UsageError(f"bad --batch {batch}: use 1..4096")
+    if roofline:
+        if against_onnx or tb_dir or as_csv:
+            raise UsageError("--roofline does not combine with --against-onnx, --tensorboard or --csv")
+        result = _roofline(model, input_size, batch, num_classes, weights, per_layer, runtime, threads, precision,
+                           ceiling, bandwidth)
+        print_roofline(result, per_layer, as_json)
+        return
+    if runtime or ceiling or bandwidth or precision:
+        raise UsageError("--runtime, --precision, --ceiling and --bandwidth go with --roofline")
     published = None
     if model.endswith(".onnx"):
         if against_onnx or tb_dir or weights:
@@ -304,6 +328,80 @@ def profile_cmd(model, input_size, batch, num_classes, weights, per_layer, again
             imgs = sample_images(Preprocess(size=(chw[1], chw[2]), channels=chw[0]))
             result["tensorboard"] = write_tensorboard(module, tb_dir, imgs)
     print_profile(model, result, per_layer, as_json, as_csv)
+
+
+def _roofline(target, input_size, batch, num_classes, weights, per_layer, runtime, threads, precision, ceiling,
+              bandwidth) -> dict:
+    """``profile --roofline``: the graph's costs, the machine's limits (measured unless given), and with
+    ``per_layer`` the runtime profiler's timings of the file."""
+    import tempfile
+
+    from ..bench import plan, schedule
+    from ..exporter.formats import precision_of
+    from ..exporter.graph import check
+    from ..exporter.roofline_profile import roofline_profile
+    from ..runtimes import runtime_for
+    from ..runtimes.profiling import PROFILED_RUNTIMES, layer_times
+
+    if not 1 <= threads <= 4096 or (ceiling is not None and ceiling <= 0) or (bandwidth is not None and bandwidth <= 0):
+        raise UsageError("--threads must be 1..4096, --ceiling and --bandwidth positive")
+    chosen = plan.parse_runtimes(runtime)[0] if runtime else None
+    if chosen and chosen not in PROFILED_RUNTIMES:
+        raise UsageError(f"per-layer timings come from ONNX Runtime's or OpenVINO's profiler, not {chosen}; "
+                         "choose --runtime ort or openvino")
+    with tempfile.TemporaryDirectory(prefix="cnnexport-roofline-") as tmp:
+        path = Path(target)
+        if path.suffix:
+            if not path.is_file():
+                from ..errors import InvalidModelFileError
+
+                raise InvalidModelFileError(f"model file '{target}' does not exist")
+            beside = path.with_name(f"{path.name.split('.')[0]}.onnx")
+            graph = path if path.suffix == ".onnx" and precision_of(path) == "fp32" else beside
+            if not graph.is_file():
+                graph = path if path.suffix == ".onnx" else None
+            if graph is None:
+                raise UsageError(f"--roofline reads the layer costs from the fp32 ONNX file beside '{path.name}' "
+                                 f"('{beside.name}'), which is not there: export with the onnx format too")
+            dims = check(graph, full_check=False).inputs[0]["shape"]
+            chw = tuple(d if isinstance(d, int) else None for d in dims[1:])
+            if input_size:
+                chw = parse_input_size(input_size, chw[0] if chw and chw[0] else 3)
+            if None in chw:
+                raise UsageError(f"'{graph.name}' leaves its input size open ({dims}): pass --input-size")
+            shape = (batch, *chw)
+            own = runtime_for(path)
+        else:
+            from ..exporter.onnx_export import to_onnx
+            from ..exporter.prepare import prepare
+            from ..exporter.simplify import simplify
+            from ..models import is_registered, load_model, model_info
+
+            chw = model_info(target).input_size if is_registered(target) else (3, 224, 224)
+            if input_size:
+                chw = parse_input_size(input_size, chw[0])
+            shape = (batch, *chw)
+            graph = path = Path(tmp) / f"{target.replace(':', '_')}.onnx"
+            to_onnx(prepare(load_model(target, num_classes=num_classes, weights=weights)), graph, (1, *chw))
+            simplify(graph, graph)
+            own = "onnxruntime"
+        chosen = chosen or own
+        times = None
+        if per_layer:
+            if chosen not in PROFILED_RUNTIMES:
+                raise UsageError(f"'{path.name}' runs on {chosen}, which has no per-layer profiler here; --per-layer "
+                                 "times the ONNX or OpenVINO file beside it: pass it, or --runtime ort")
+            timed = path if runtime_for(path) == chosen or (chosen == "openvino" and path.suffix == ".onnx") else graph
+            times = layer_times(timed, chosen, threads=threads, input_shape=shape)
+        limits = {"ceiling_gflops": ceiling or schedule.sgemm_ceiling(threads)["gflops"],
+                  "bandwidth_gbs": bandwidth or schedule.bandwidth(threads)["gbs"]}
+        result = roofline_profile(path, costs_path=graph, input_shape=shape, times=times,
+                                  precision=precision or precision_of(path), **limits)
+    result["limits_measured"] = {"ceiling": ceiling is None, "bandwidth": bandwidth is None, "threads": threads}
+    from ..machine import cpu_facts
+
+    result["machine"] = cpu_facts()
+    return result
 
 
 def _profile_against_onnx(module, shape, prof) -> dict:
@@ -816,20 +914,23 @@ def _run_study(fn, output_dir, save, as_json, **kwargs) -> dict:
 @click.option("--guidelines", "which", default="G1,G2,G3,G4", show_default=True)
 @click.option("--widths", default="1,2,4", show_default=True, help="Channel width multipliers of the paper's tables.")
 @click.option("--batch", type=int, default=1, show_default=True, help="Batch size (the paper: 8 on GPU, 1 on ARM).")
+@click.option("--align", default="8,16", show_default=True,
+              help="Repeat G1 and G2 with channels rounded to these multiples (the alignment factor); 'none' skips.")
 @_study_common
-def study_guidelines_cmd(which, widths, batch, runtime, threads, device, rounds, runs, min_time, max_time, output_dir,
-                         save, as_json):
+def study_guidelines_cmd(which, widths, batch, align, runtime, threads, device, rounds, runs, min_time, max_time,
+                         output_dir, save, as_json):
     """G1-G4 on the paper's micro-networks (56x56, 10 blocks, the paper's channel settings), per runtime."""
     from ..bench.plan import parse_runtimes
-    from ..study.run import parse_guidelines, parse_widths, study_guidelines
+    from ..study.run import parse_aligns, parse_guidelines, parse_widths, study_guidelines
 
     runtimes, selected, width_list = parse_runtimes(runtime), parse_guidelines(which), parse_widths(widths)
+    aligns = parse_aligns(align)
     if not 1 <= batch <= 4096:
         raise UsageError(f"bad --batch {batch}: use 1..4096")
     timing = _check_study_args(threads, rounds, runs, min_time, max_time, device)
     result = _run_study(study_guidelines, output_dir, save, as_json, export=_export_fn(), runtimes=runtimes,
                         guidelines=selected, widths=width_list, batch=batch, threads=threads, device=device,
-                        rounds=rounds, timing=timing)
+                        rounds=rounds, timing=timing, aligns=aligns, costs_of_file=_costs_of_file())
     if not as_json:
         print_guidelines(result)
 
@@ -862,7 +963,7 @@ def study_zoo_cmd(models, batch, plot, no_plain, runtime, threads, device, round
     timing = _check_study_args(threads, rounds, runs, min_time, max_time, device)
     result = _run_study(study_zoo, output_dir, save, as_json, export=_export_fn(), macs_of=_macs_of, models=names,
                         runtimes=runtimes, batches=batches, threads=threads, device=device, rounds=rounds,
-                        timing=timing, plot=plot, plain=not no_plain)
+                        timing=timing, plot=plot, plain=not no_plain, costs_of_file=_costs_of_file())
     if not as_json:
         print_zoo(result)
 

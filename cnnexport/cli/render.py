@@ -468,7 +468,9 @@ def print_guidelines(result: dict) -> None:
     for t in result["tables"]:
         if not any(r["median_ms"] for r in t["rows"]):
             continue
-        table = Table(title=f"{t['guideline']} x{t['width']} on {t['runtime']}: {t['verdict']['verdict'].upper()}")
+        aligned = f", channels to multiples of {t['align']}" if t.get("align", 1) > 1 else ""
+        table = Table(title=f"{t['guideline']} x{t['width']}{aligned} on {t['runtime']}: "
+                            f"{t['verdict']['verdict'].upper()}")
         for col in ("config", "MMACs", "median ms", "spread", "speed vs row 1", "paper GPU", "paper ARM"):
             table.add_column(col, justify="left" if col == "config" else "right")
         for r in t["rows"]:
@@ -479,6 +481,16 @@ def print_guidelines(result: dict) -> None:
         console.print(table)
         if "detail" in t["verdict"]:
             console.print(f"  {t['verdict']['claim']}: [bold]{t['verdict']['verdict']}[/] ({t['verdict']['detail']})")
+    if result.get("alignment"):
+        table = Table(title="alignment factor: the guideline's slowdown per MAC (expected slowest / expected fastest)")
+        for col in ("guideline", "width", "runtime", "aligned to", "unaligned", "aligned", "effect remaining"):
+            table.add_column(col, justify="left" if col in ("guideline", "runtime") else "right")
+        fmt = lambda v, f: f.format(v) if v is not None else "-"  # noqa: E731
+        for a in result["alignment"]:
+            table.add_row(a["guideline"], f"x{a['width']}", a["runtime"], str(a["align"]),
+                          fmt(a["slowdown_unaligned"], "{:.2f}x"), fmt(a["slowdown_aligned"], "{:.2f}x"),
+                          fmt(a["remaining"], "{:.0%}"))
+        console.print(table)
     for failure in result["failures"]:
         console.print(f"[yellow]note:[/] {failure}")
 
@@ -487,12 +499,21 @@ def print_zoo(result: dict) -> None:
     from rich.table import Table
 
     console = out_console()
+    fmt = lambda v, f: f.format(v) if v is not None and v == v else "-"  # noqa: E731  (v == v: not NaN)
     for key, summary in result["summary"].items():
-        table = Table(title=f"latency vs MACs, {key}: Spearman rank correlation per runtime")
-        for col in ("runtime", "models", "Spearman"):
+        table = Table(title=f"latency vs MACs, memory access and the roofline bound, {key}: Spearman per runtime "
+                            "(zoo | MobileNet and ShuffleNet), and inversions at matched MACs (within 25%)")
+        for col in ("runtime", "models", "MACs", "memory", "roofline", "dw MACs", "dw memory", "dw roofline",
+                    "matched pairs", "inverted"):
             table.add_column(col, justify="left" if col == "runtime" else "right")
         for runtime, s in summary.items():
-            table.add_row(runtime, str(s["models"]), f"{s['spearman_macs_latency']:.2f}")
+            zoo, dw = s.get("predictors", {}).get("zoo", {}), s.get("predictors", {}).get("depthwise_heavy", {})
+            inv = s.get("matched_macs") or {}
+            table.add_row(runtime, str(s["models"]), fmt(zoo.get("macs", s["spearman_macs_latency"]), "{:.2f}"),
+                          fmt(zoo.get("memory_access"), "{:.2f}"), fmt(zoo.get("roofline"), "{:.2f}"),
+                          fmt(dw.get("macs"), "{:.2f}"), fmt(dw.get("memory_access"), "{:.2f}"),
+                          fmt(dw.get("roofline"), "{:.2f}"), str(inv.get("pairs", "-")),
+                          fmt(inv.get("inversion_rate"), "{:.0%}"))
         console.print(table)
     runtimes = sorted({rt for row in result["table8"] for rt in row["latency_ms"]})
     table = Table(title="Table 8 at matched MACs: latency here, paper's MFLOPs and top-1 error beside")
@@ -529,3 +550,53 @@ def print_models(infos: list) -> None:
                       f"{i.params:,}" if i.params else "-", clever_format(i.macs, "%.2f") if i.macs else "-",
                       i.source, i.paper, i.arxiv or "-")
     out_console().print(table)
+
+
+def print_roofline(result: dict, per_layer: bool, as_json: bool) -> None:
+    """``profile --roofline``: the limits, the bound per layer kind, then the layers (every one with
+    --per-layer, else the ten with the largest bound), measured beside the bound when timed."""
+    if as_json:
+        click.echo(json.dumps(result, indent=2))
+        return
+    from rich.table import Table
+
+    from ..costs import clever_format
+
+    console = out_console()
+    timed = result.get("runtime") is not None
+    fmt = lambda v, f: f.format(v) if v is not None else "-"  # noqa: E731
+    measured = "given" if not result["limits_measured"]["ceiling"] else "measured"
+    console.print(f"{result['file']}: roofline at {result['precision']}, input {'x'.join(map(str, result['input_shape']))}"
+                  f" (costs of {result['costs_from']}); {measured} limits at {result['limits_measured']['threads']} "
+                  f"thread(s): {result['ceiling_gflops']:.0f} GFLOP/s, {result['bandwidth_gbs']:.1f} GB/s "
+                  f"(ridge {result['ridge_flops_per_byte']:.1f} FLOPs/byte)")
+    line = f"bound {result['bound_ms']:.3f} ms, {result['memory_bound_share']:.0%} of it memory-bound"
+    if timed:
+        line += (f"; {result['runtime']} measured {result['measured_ms']:.3f} ms per run over its nodes "
+                 f"(median of {result['runs']} runs), bound / measured = {result['of_roofline']:.0%}")
+        if result["unmatched_ms"]:
+            line += f"; {result['unmatched_ms']:.3f} ms in nodes not matched to the graph (reorders, copies)"
+    console.print(line)
+    table = Table(title="per layer kind (a convolution with the ops fused into it)")
+    cols = ["kind", "layers", "memory-bound", "bound ms", "share"] + (["measured ms", "bound / measured"] if timed else [])
+    for c in cols:
+        table.add_column(c, justify="left" if c == "kind" else "right")
+    for k in result["by_kind"]:
+        table.add_row(k["kind"], str(k["groups"]), str(k["memory_bound"]), f"{k['bound_ms']:.3f}", f"{k['share']:.0%}",
+                      *([fmt(k["measured_ms"], "{:.3f}"), fmt(k["of_bound"], "{:.0%}")] if timed else []))
+    console.print(table)
+    layers = result["layers"] if per_layer else sorted(result["layers"], key=lambda r: -r["bound_ms"])[:10]
+    table = Table(title="every layer" if per_layer else "the 10 layers with the largest bound (--per-layer: all)")
+    cols = ["layer", "kind", "MACs", "bytes", "FLOPs/B", "bound ms", "limit", "share"] + \
+        (["measured ms", "bound / measured"] if timed else [])
+    for c in cols:
+        table.add_column(c, justify="left" if c in ("layer", "kind", "limit") else "right")
+    for r in layers:
+        kind = r["kind"] + ("+" + "+".join(r["fused"]) if r["fused"] else "")
+        table.add_row(r["name"], kind, clever_format(r["macs"], "%.2f"), clever_format(r["bytes"], "%.2f"),
+                      f"{2 * r['macs'] / r['bytes']:.1f}" if r["bytes"] else "-", f"{r['bound_ms']:.4f}", r["limit"],
+                      f"{r['share']:.1%}",
+                      *([fmt(r["measured_ms"], "{:.4f}"), fmt(r["of_bound"], "{:.0%}")] if timed else []))
+    console.print(table)
+    if timed and result.get("farthest_kind"):
+        console.print(f"farthest from its bound (of kinds with 5%+ of the time): [bold]{result['farthest_kind']}[/]")

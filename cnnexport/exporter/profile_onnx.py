@@ -108,6 +108,7 @@ def _node_cost(node, shapes: dict[str, list[int]], float_inits: dict[str, int]) 
     if node.op_type in ("Conv", "ConvTranspose") and len(ins) > 1 and ins[1]:
         w = ins[1]
         per = w[1] * math.prod(w[2:])
+        cost.kind = conv_kind(node, w)
         cost.macs = (math.prod(ins[0]) if node.op_type == "ConvTranspose" else out_elems) * per
     elif node.op_type in ("Gemm", "MatMul") and len(ins) > 1 and ins[0] and ins[1]:
         trans_a = next((a.i for a in node.attribute if a.name == "transA"), 0)
@@ -118,6 +119,15 @@ def _node_cost(node, shapes: dict[str, list[int]], float_inits: dict[str, int]) 
     else:
         cost.elementwise_ops = out_elems
     return cost
+
+
+def conv_kind(node, weight_shape: list[int]) -> str:
+    """"Conv 3x3", "Conv 1x1", "Conv depthwise 3x3" (one input channel per group) or "Conv group 1x1"."""
+    group = next((a.i for a in node.attribute if a.name == "group"), 1)
+    kernel = "x".join(map(str, weight_shape[2:])) or "1"
+    if group > 1:
+        return f"{node.op_type} {'depthwise' if weight_shape[1] == 1 else 'group'} {kernel}"
+    return f"{node.op_type} {kernel}"
 
 
 def profile_onnx(path: str | os.PathLike, input_shape: tuple[int, ...] | None = None) -> Profile:

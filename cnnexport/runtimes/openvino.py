@@ -22,9 +22,11 @@ class OpenVinoModel(RuntimeModel):
     runtime = "openvino"
 
     def __init__(self, path: str | os.PathLike, *, device: str = "CPU", threads: int | None = None,
-                 hint: str = "LATENCY", precision: str = "f32", input_shape: tuple[int, ...] | None = None):
+                 hint: str = "LATENCY", precision: str = "f32", input_shape: tuple[int, ...] | None = None,
+                 perf_counts: bool = False):
         """``input_shape`` fills the dimensions the file leaves dynamic (an IR from ``ov.convert_model``)
-        so that the model compiles static, as ``benchmark_app -shape`` does; its fixed ones must match."""
+        so that the model compiles static, as ``benchmark_app -shape`` does; its fixed ones must match.
+        ``perf_counts``: keep OpenVINO's per-node performance counters (``request.profiling_info``)."""
         ov = import_openvino()
         if hint.upper() not in _HINTS:
             raise UsageError(f"unknown OpenVINO performance hint '{hint}'; choose one of {', '.join(_HINTS)}")
@@ -34,6 +36,8 @@ class OpenVinoModel(RuntimeModel):
             raise MissingDependencyError(f"OpenVINO device {device} is not available here "
                                          f"(available: {', '.join(core.available_devices)})")
         config = {"PERFORMANCE_HINT": hint.upper()}
+        if perf_counts:
+            config["PERF_COUNT"] = True
         if device == "CPU":
             # Keep fp32 math: on CPUs with bf16/AMX OpenVINO would otherwise lower the precision itself.
             config["INFERENCE_PRECISION_HINT"] = precision

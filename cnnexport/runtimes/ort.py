@@ -31,7 +31,8 @@ class OnnxRuntimeModel(RuntimeModel):
     runtime = "onnxruntime"
 
     def __init__(self, path: str | os.PathLike, *, threads: int | None = None, optimization: str = "all",
-                 providers: Sequence[str] = ("CPUExecutionProvider",)):
+                 providers: Sequence[str] = ("CPUExecutionProvider",), profile_prefix: str | None = None):
+        """``profile_prefix``: record ONNX Runtime's per-node profile to files starting with it."""
         ort = import_onnxruntime()
         if optimization not in _OPT_LEVELS:
             raise UsageError(f"unknown graph optimisation level '{optimization}'; choose one of {', '.join(_OPT_LEVELS)}")
@@ -55,6 +56,9 @@ class OnnxRuntimeModel(RuntimeModel):
             options.inter_op_num_threads = 1
             # Spinning threads would steal cycles from other runtimes measured after this one.
             options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        if profile_prefix:
+            options.enable_profiling = True
+            options.profile_file_prefix = profile_prefix
         check_external_data(path)
         self.path = str(path)
         self.threads = threads

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..bench.rows import faster_beyond_noise
+from ..bench.rows import faster_beyond_noise, paired
 from ..errors import MissingDependencyError
 from .paper import BLOCKS, CLAIMS, GUIDELINES, SPATIAL, TABLE8, MicroNet
 
@@ -17,9 +17,9 @@ EXPECTED = {"G1": ("1:1", "1:12"), "G2": ("g=1", "g=8"), "G3": ("1-fragment", "4
             "G4": ("no ReLU, no shortcut", "ReLU + shortcut")}
 
 
-def micronet_name(net: MicroNet, width: int) -> str:
+def micronet_name(net: MicroNet, width: int, align: int = 1) -> str:
     label = net.label.replace(":", "to").replace("=", "").replace(", ", "_").replace(" + ", "_").replace(" ", "_")
-    return f"{net.guideline.lower()}_{label.replace('-', '_').lower()}_x{width}"
+    return f"{net.guideline.lower()}_{label.replace('-', '_').lower()}_x{width}" + (f"_a{align}" if align > 1 else "")
 
 
 def series_width(c: int, fragments: int) -> int:
@@ -51,9 +51,9 @@ def block_macs(block: str, s: dict) -> int:
     raise ValueError(f"unknown block {block}")
 
 
-def micronet_macs(net: MicroNet, width: int) -> int:
+def micronet_macs(net: MicroNet, width: int, align: int = 1) -> int:
     """Multiply-accumulates of the whole micro-network (the paper's FLOPs)."""
-    return BLOCKS * block_macs(net.block, net.at_width(width))
+    return BLOCKS * block_macs(net.block, net.at_width(width, align))
 
 
 def micronet_memory_access(net: MicroNet, width: int) -> float:
@@ -68,20 +68,22 @@ def micronet_memory_access(net: MicroNet, width: int) -> float:
     raise ValueError(f"Eq. 1/2 cover 1x1 convolutions, not {net.block}")
 
 
-def guideline_table(guideline: str, width: int, rows: list[dict], runtime: str) -> dict:
-    """Our latencies for one guideline, width and runtime beside the paper's, as ratios to the first row."""
+def guideline_table(guideline: str, width: int, rows: list[dict], runtime: str, align: int = 1) -> dict:
+    """Our latencies for one guideline, width and runtime beside the paper's, as ratios to the first row;
+    ``align`` > 1: the same settings with channels rounded to multiples of it."""
     nets = GUIDELINES[guideline]
     found = {r["model"]: r for r in rows if r["runtime"] == runtime}
     lines = []
     for net in nets:
-        row = found.get(micronet_name(net, width))
-        lines.append({"config": net.label, "macs": micronet_macs(net, width), "row": row})
+        row = found.get(micronet_name(net, width, align))
+        lines.append({"config": net.label, "macs": micronet_macs(net, width, align), "row": row,
+                      "channels": {k: v for k, v in net.at_width(width, align).items() if k in ("c1", "c2", "c")}})
     first = lines[0]["row"]
     out = []
     for net, line in zip(nets, lines):
         row = line["row"]
         out.append({
-            "config": line["config"], "macs": line["macs"],
+            "config": line["config"], "macs": line["macs"], "channels": line["channels"],
             "median_ms": row["median_ms"] if row else None,
             "spread": row["spread"] if row else None,
             "round_medians_ms": row["round_medians_ms"] if row else None,
@@ -90,8 +92,33 @@ def guideline_table(guideline: str, width: int, rows: list[dict], runtime: str) 
             "paper_gpu_ratio": net.paper_gpu / nets[0].paper_gpu if width == 1 else None,
             "paper_arm_ratio": net.paper_arm / nets[0].paper_arm if width == 1 else None,
         })
-    return {"guideline": guideline, "width": width, "runtime": runtime, "rows": out,
+    return {"guideline": guideline, "width": width, "align": align, "runtime": runtime, "rows": out,
             "verdict": verdict(guideline, out)}
+
+
+def alignment_effect(tables: list[dict]) -> list[dict]:
+    """How much of each guideline's effect remains once channels are aligned: the slowdown of the
+    expected-slowest configuration over the expected-fastest, per MAC (rounding moves MACs a little),
+    aligned against unaligned; ``remaining`` = (aligned - 1) / (unaligned - 1)."""
+    def per_mac_slowdown(table: dict) -> float | None:
+        best_label, worst_label = EXPECTED[table["guideline"]]
+        by = {r["config"]: r for r in table["rows"]}
+        best, worst = by.get(best_label), by.get(worst_label)
+        if not best or not worst or best["median_ms"] is None or worst["median_ms"] is None:
+            return None
+        return (worst["median_ms"] / worst["macs"]) / (best["median_ms"] / best["macs"])
+    base = {(t["guideline"], t["width"], t["runtime"]): t for t in tables if t.get("align", 1) == 1}
+    out = []
+    for t in tables:
+        ref = base.get((t["guideline"], t["width"], t["runtime"]))
+        if t.get("align", 1) == 1 or ref is None:
+            continue
+        before, after = per_mac_slowdown(ref), per_mac_slowdown(t)
+        out.append({"guideline": t["guideline"], "width": t["width"], "runtime": t["runtime"], "align": t["align"],
+                    "slowdown_unaligned": before, "slowdown_aligned": after,
+                    "remaining": (after - 1) / (before - 1) if before and after and abs(before - 1) > 1e-9 else None,
+                    "verdict_unaligned": ref["verdict"]["verdict"], "verdict_aligned": t["verdict"]["verdict"]})
+    return out
 
 
 def verdict(guideline: str, table_rows: list[dict]) -> dict:
@@ -139,8 +166,90 @@ def spearman(x: list[float], y: list[float]) -> float:
     return float(np.corrcoef(rx, ry)[0, 1])
 
 
+# What the study's plots colour each network by: its cheapest convolution.
+KINDS = ("dense", "group", "depthwise")
+MATCHED_MACS = 1.25  # two networks are "of similar FLOPs" within 25% of each other's MACs
+
+
+def kind_of(model: str) -> str:
+    """dense, group (ResNeXt, ShuffleNet v1's group 1x1 convolutions) or depthwise (MobileNet,
+    ShuffleNet v2), from the registry name."""
+    if model.startswith(("mobilenet", "shufflenet_v2")):
+        return "depthwise"
+    if model.startswith(("shufflenet_v1", "resnext")):
+        return "group"
+    return "dense"
+
+
+def depthwise_heavy(model: str) -> bool:
+    """The lightweight families the paper's claim is about: MobileNet and ShuffleNet (v1 and v2)."""
+    return model.startswith(("mobilenet", "shufflenet"))
+
+
+def _latency(row: dict) -> float:
+    """A row's latency as every protocol recorded it: the median of its round medians."""
+    return float(np.median(row["round_medians_ms"])) if row.get("round_medians_ms") else row["median_ms"]
+
+
+def predictor_spearman(rows: list[dict]) -> dict:
+    """Spearman of latency against MACs, memory access (bytes) and the roofline bound, over the rows
+    that have all three (so the three compare on the same networks); None where fewer than 3."""
+    sel = [r for r in rows if r.get("macs") and r.get("memory_access_bytes") and r.get("roofline_ms")]
+    lat = [_latency(r) for r in sel]
+    if len(sel) < 3:
+        return {"models": len(sel), "macs": None, "memory_access": None, "roofline": None}
+    return {"models": len(sel), "macs": spearman([r["macs"] for r in sel], lat),
+            "memory_access": spearman([r["memory_access_bytes"] for r in sel], lat),
+            "roofline": spearman([r["roofline_ms"] for r in sel], lat)}
+
+
+def inversions(rows: list[dict], within: float = MATCHED_MACS) -> dict:
+    """Pairs of networks within ``within`` of each other's MACs: how often the one with fewer MACs is
+    the slower by the paired test (every round agrees, or all but one of 5 or more), how often it
+    is the faster, and the rest (ties within the rounds' noise)."""
+    sel = sorted((r for r in rows if r.get("macs") and r.get("round_medians_ms")), key=lambda r: r["macs"])
+    pairs, inverted, ordered, examples = 0, 0, 0, []
+    for i, low in enumerate(sel):
+        for high in sel[i + 1:]:
+            if high["macs"] > low["macs"] * within:
+                break
+            if high["macs"] == low["macs"]:
+                continue  # same MACs: no "fewer" side to test
+            pairs += 1
+            call = paired(low["round_medians_ms"], high["round_medians_ms"])["call"]
+            if call == "slower":
+                inverted += 1
+                examples.append(f"{low['model']} ({low['macs'] / 1e6:.0f} MMACs) slower than {high['model']} "
+                                f"({high['macs'] / 1e6:.0f} MMACs)")
+            elif call == "faster":
+                ordered += 1
+    return {"pairs": pairs, "inverted": inverted, "in_order": ordered, "ties": pairs - inverted - ordered,
+            "inversion_rate": inverted / pairs if pairs else None, "examples": examples[:8]}
+
+
+def budget_agreement(rows: list[dict]) -> dict:
+    """Inside each Table-8 budget: Spearman of latency against MACs and against the roofline bound,
+    and how many pairs MACs orders as latency does."""
+    out = {}
+    for budget, entries in TABLE8.items():
+        names = {e.model for e in entries}
+        sel = [r for r in rows if r["model"] in names and r.get("macs")]
+        lat = [_latency(r) for r in sel]
+        pairs = [(a, b) for i, a in enumerate(sel) for b in sel[i + 1:] if a["macs"] != b["macs"]]
+        agree = sum((a["macs"] < b["macs"]) == (_latency(a) < _latency(b)) for a, b in pairs)
+        roof = [r.get("roofline_ms") for r in sel]
+        out[str(budget)] = {
+            "models": len(sel), "spearman_macs": spearman([r["macs"] for r in sel], lat) if len(sel) > 2 else None,
+            "spearman_roofline": spearman(roof, lat) if len(sel) > 2 and all(roof) else None,
+            "pairs": len(pairs), "pairs_in_macs_order": agree,
+            "fastest": min(sel, key=_latency)["model"] if sel else None}
+    return out
+
+
 def zoo_summary(rows: list[dict], batch: int = 1) -> dict:
-    """Per runtime: Spearman(MACs, latency), and achieved GMAC/s per model; at ``batch``."""
+    """Per runtime at ``batch``: Spearman(MACs, latency) over every model with MACs; MACs against memory
+    access and the roofline bound on the whole zoo and on the depthwise-heavy subset; the pairwise
+    inversion rate at matched MACs; the rank agreement inside each Table-8 budget; GMAC/s per model."""
     out = {}
     for runtime in sorted({r["runtime"] for r in rows}):
         sel = [r for r in rows if r["runtime"] == runtime and r["batch"] == batch and r["precision"] == "fp32"
@@ -148,6 +257,10 @@ def zoo_summary(rows: list[dict], batch: int = 1) -> dict:
         out[runtime] = {
             "models": len(sel),
             "spearman_macs_latency": spearman([r["macs"] for r in sel], [r["median_ms"] for r in sel]),
+            "predictors": {"zoo": predictor_spearman(sel),
+                           "depthwise_heavy": predictor_spearman([r for r in sel if depthwise_heavy(r["model"])])},
+            "matched_macs": inversions(sel),
+            "table8_budgets": budget_agreement(sel),
             "gmacs_per_s": {r["model"]: r["gmacs_per_s"] for r in sorted(sel, key=lambda r: r["macs"])},
         }
     return out
@@ -169,37 +282,59 @@ def table8(rows: list[dict], batch: int = 1) -> list[dict]:
 
 
 def plot_latency_vs_macs(rows: list[dict], path: str | os.PathLike, batch: int = 1) -> Path:
-    """Log-log scatter of latency against MACs, one panel per runtime, every model labelled (PNG)."""
-    try:
-        import matplotlib
-    except ImportError:
-        raise MissingDependencyError("the latency plot needs matplotlib: pip install 'cnnexport[study]'") from None
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from .._atomic import atomic_path
-
+    """Log-log scatter of latency against MACs, one panel per runtime, each network coloured by kind
+    (dense, group, depthwise); only the Table-8 networks are labelled (PNG)."""
+    plt = _pyplot()
     runtimes = sorted({r["runtime"] for r in rows if r["batch"] == batch})
     cols = min(2, len(runtimes)) or 1
     n_rows = math.ceil(len(runtimes) / cols) or 1
     fig, axes = plt.subplots(n_rows, cols, figsize=(8 * cols, 6.5 * n_rows), squeeze=False)
     summary = zoo_summary(rows, batch)
+    labelled = {e.model for entries in TABLE8.values() for e in entries}
     for ax, runtime in zip(axes.flat, runtimes):
         sel = [r for r in rows if r["runtime"] == runtime and r["batch"] == batch and r.get("macs")
                and r["precision"] == "fp32"]
-        xs, ys = [r["macs"] / 1e6 for r in sel], [r["median_ms"] for r in sel]
-        ax.scatter(xs, ys, s=14)
-        for r, x, y in zip(sel, xs, ys):
-            ax.annotate(r["model"], (x, y), fontsize=6, xytext=(2, 2), textcoords="offset points")
+        for kind, colour in zip(KINDS, KIND_COLOURS):
+            part = [r for r in sel if kind_of(r["model"]) == kind]
+            ax.scatter([r["macs"] / 1e6 for r in part], [r["median_ms"] for r in part], s=16, color=colour,
+                       label=f"{kind} ({len(part)})")
+        for r in sel:
+            if r["model"] in labelled:
+                ax.annotate(r["model"], (r["macs"] / 1e6, r["median_ms"]), fontsize=6, xytext=(2, 2),
+                            textcoords="offset points")
         ax.set_xscale("log")
         ax.set_yscale("log")
         ax.set_xlabel("MMACs (multiply-adds)")
         ax.set_ylabel(f"median latency, ms (batch {batch})")
         ax.set_title(f"{runtime}: Spearman {summary[runtime]['spearman_macs_latency']:.2f}")
         ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize=7, loc="upper left")
     for ax in list(axes.flat)[len(runtimes):]:
         ax.axis("off")
+    return save_figure(fig, path)
+
+
+KIND_COLOURS = ("tab:blue", "tab:orange", "tab:green")
+
+
+def _pyplot():
+    try:
+        import matplotlib
+    except ImportError:
+        raise MissingDependencyError("the plots need matplotlib: pip install 'cnnexport[study]'") from None
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def save_figure(fig, path: str | os.PathLike) -> Path:
+    """Write ``fig`` as a PNG atomically and close it."""
+    import matplotlib.pyplot as plt
+
+    from .._atomic import atomic_path
+
     fig.tight_layout()
     path = Path(path)
     with atomic_path(path) as tmp:

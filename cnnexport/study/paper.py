@@ -28,9 +28,12 @@ class MicroNet:
     paper_gpu: float | None = None   # throughput at x1, as the paper reports it
     paper_arm: float | None = None
 
-    def at_width(self, width: int) -> dict:
-        """The block's settings with every channel count multiplied by ``width``."""
-        return {k: v * width if k in ("c1", "c2", "c") else v for k, v in self.settings.items()}
+    def at_width(self, width: int, align: int = 1) -> dict:
+        """The block's settings with every channel count multiplied by ``width``, then rounded to the
+        nearest multiple of ``align`` (halves up; never below ``align``)."""
+        def channels(v: int) -> int:
+            return max(align, (2 * v * width + align) // (2 * align) * align)
+        return {k: channels(v) if k in ("c1", "c2", "c") else v for k, v in self.settings.items()}
 
 
 # Table 1 (G1): two 1x1 convs c1 -> c2 -> c1 per block, FLOPs fixed across ratios.
@@ -63,6 +66,10 @@ G4 = [
     MicroNet("G4", "no ReLU, no shortcut", "bottleneck", {"c": 32, "relu": False, "shortcut": False}, 2842, 66.3),
 ]
 GUIDELINES = {"G1": G1, "G2": G2, "G3": G3, "G4": G4}
+# The guidelines whose FLOPs-matched channel counts (90, 180, 52, 36, 312...) are not multiples of 8:
+# the study repeats them with channels rounded to multiples of 8 and 16 (the alignment factor).
+ALIGNABLE = ("G1", "G2")
+ALIGNMENTS = (8, 16)
 CLAIMS = {
     "G1": "equal channel width minimises memory access cost: 1:1 is fastest at equal FLOPs",
     "G2": "excessive group convolution increases MAC: more groups is slower at equal FLOPs",

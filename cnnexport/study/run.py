@@ -13,11 +13,12 @@ from typing import Callable
 from ..bench.jobs import Job, artifact_job, jobs_from_report, torch_jobs
 from ..bench.rows import faster_beyond_noise, rows_from
 from ..bench.schedule import measure
-from ..bench.plan import ExportFn, ModuleMacs, formats_for
+from ..bench.plan import ExportFn, FileCosts, ModuleMacs, formats_for, with_costs
 from ..errors import UsageError
 from ..exporter.formats import ALWAYS
-from .analysis import guideline_table, micronet_macs, micronet_name, plot_latency_vs_macs, table8, zoo_summary
-from .paper import GUIDELINES, WIDTHS
+from .analysis import (alignment_effect, guideline_table, micronet_macs, micronet_name, plot_latency_vs_macs, table8,
+                       zoo_summary)
+from .paper import ALIGNABLE, ALIGNMENTS, GUIDELINES, WIDTHS
 
 Progress = Callable[[int, int, str], None]
 Stage = Callable[[str], None]
@@ -40,6 +41,19 @@ def parse_widths(text: str) -> list[int]:
     return widths
 
 
+def parse_aligns(text: str) -> list[int]:
+    """``--align``: channel multiples for the G1/G2 alignment factor (``none`` or empty: none)."""
+    if text.strip().lower() in ("", "none", "0"):
+        return []
+    try:
+        aligns = [int(a) for a in text.split(",") if a.strip()]
+    except ValueError:
+        aligns = []
+    if not aligns or any(a < 2 or a > 64 for a in aligns):
+        raise UsageError(f"bad --align '{text}'; give channel multiples 2..64, e.g. 8,16, or none")
+    return list(dict.fromkeys(aligns))
+
+
 def parse_guidelines(text: str) -> list[str]:
     names = [g.strip().upper() for g in text.split(",") if g.strip()]
     if not names or any(g not in GUIDELINES for g in names):
@@ -50,41 +64,50 @@ def parse_guidelines(text: str) -> list[str]:
 def study_guidelines(runtimes: list[str], out_dir: str | Path, *, export: ExportFn,
                      guidelines: list[str] | None = None, widths: list[int] = (1, 2, 4), batch: int = 1,
                      threads: int = 2, device: str = "cpu", rounds: int = 3, timing: dict | None = None,
+                     aligns: list[int] = ALIGNMENTS, costs_of_file: FileCosts | None = None,
                      on_stage: Stage | None = None, on_progress: Progress | None = None) -> dict:
     """Export (with ``export``, the pipeline the CLI passes in) and measure the G1-G4 micro-networks on
-    ``runtimes``; tables and verdicts per runtime."""
+    ``runtimes``; tables and verdicts per runtime. G1 and G2 are repeated with channels rounded to
+    each multiple in ``aligns`` (the alignment factor). ``costs_of_file`` gives each exported graph's
+    layer costs for the roofline columns."""
     from .micronets import build, input_shape
 
     stage = on_stage or (lambda _s: None)
     out_dir = Path(out_dir)
     jobs: list[Job] = []
     selected = guidelines or list(GUIDELINES)
-    for g in selected:
+    variants = [(g, a) for g in selected for a in [1, *(aligns if g in ALIGNABLE else [])]]
+    for g, align in variants:
         for width in widths:
             for net in GUIDELINES[g]:
-                name, settings = micronet_name(net, width), net.at_width(width)
+                name, settings = micronet_name(net, width, align), net.at_width(width, align)
                 shape = input_shape(net.block, settings)
-                macs = micronet_macs(net, width)
+                macs = micronet_macs(net, width, align)
                 stage(f"exporting {name}")
+                net_jobs: list[Job] = []
                 artifact_runtimes = [r for r in runtimes if r != "torch"]
                 if artifact_runtimes:
                     report = _export(export, build(net.block, **settings), shape, out_dir, name, artifact_runtimes)
-                    jobs += jobs_from_report(report, out_dir / name, name, artifact_runtimes, ["fp32"], [batch],
-                                             [threads], device, macs)
+                    net_jobs += jobs_from_report(report, out_dir / name, name, artifact_runtimes, ["fp32"], [batch],
+                                                 [threads], device, macs)
                 if "torch" in runtimes:
-                    jobs += torch_jobs(MICRONET_BUILDER, shape, [batch], [threads], device=device, macs=macs,
-                                       model_kwargs={"block": net.block, **settings}, name=name)
+                    net_jobs += torch_jobs(MICRONET_BUILDER, shape, [batch], [threads], device=device, macs=macs,
+                                           model_kwargs={"block": net.block, **settings}, name=name)
+                with_costs(net_jobs, costs_of_file, out_dir / name / f"{name}.onnx")
+                jobs += net_jobs
     stage("measuring")
     result = measure(jobs, rounds=rounds, timing=timing, threads=[threads], device=device, on_progress=on_progress)
     rows, ceiling = result["rows"], result["ceilings_gflops"].get(threads)
     measured = sorted({r["runtime"] for r in rows})
-    tables = [guideline_table(g, w, rows, rt) for rt in measured for g in selected for w in widths]
-    verdicts = {rt: {g: {f"x{t['width']}": t["verdict"] for t in tables if t["runtime"] == rt and t["guideline"] == g}
+    tables = [guideline_table(g, w, rows, rt, a) for rt in measured for g, a in variants for w in widths]
+    verdicts = {rt: {g: {f"x{t['width']}" + (f"@{t['align']}" if t["align"] > 1 else ""): t["verdict"]
+                         for t in tables if t["runtime"] == rt and t["guideline"] == g}
                      for g in selected} for rt in measured}
     return {"study": "guidelines", "threads": threads, "device": device, "batch": batch, "rounds": rounds,
-            "widths": list(widths),
-            "ceiling_gflops": ceiling, "machine": result["machine"], "tables": tables, "verdicts": verdicts,
-            "rows": rows, "failures": result["failures"]}
+            "widths": list(widths), "aligns": [a for a in aligns if any(g in ALIGNABLE for g in selected)],
+            "ceiling_gflops": ceiling, "bandwidth_gbs": result["bandwidths_gbs"].get(threads),
+            "machine": result["machine"], "tables": tables, "verdicts": verdicts,
+            "alignment": alignment_effect(tables), "rows": rows, "failures": result["failures"]}
 
 
 def _plain_export(module, shape, path: Path) -> None:
@@ -103,9 +126,11 @@ def _plain_export(module, shape, path: Path) -> None:
 def study_zoo(models: list[str], runtimes: list[str], out_dir: str | Path, *, export: ExportFn, macs_of: ModuleMacs,
               batches: list[int] = (1,), threads: int = 2, device: str = "cpu", rounds: int = 3,
               timing: dict | None = None, plot: str | Path | None = None, plain: bool = True,
-              on_stage: Stage | None = None, on_progress: Progress | None = None) -> dict:
-    """Every model on every runtime: rank correlation of MACs and latency, GMAC/s, Table 8, a plot.
-    ``export`` and ``macs_of`` (the pipeline and the profiler) are passed in by the CLI."""
+              costs_of_file: FileCosts | None = None, on_stage: Stage | None = None,
+              on_progress: Progress | None = None) -> dict:
+    """Every model on every runtime: rank correlation of latency with MACs, memory access and the
+    roofline bound, inversions at matched MACs, GMAC/s, Table 8, a plot. ``export``, ``macs_of`` and
+    ``costs_of_file`` (the pipeline and the profilers) are passed in by the CLI."""
     from ..models import create_model, model_info
 
     stage = on_stage or (lambda _s: None)
@@ -118,10 +143,11 @@ def study_zoo(models: list[str], runtimes: list[str], out_dir: str | Path, *, ex
         module = create_model(name)
         macs = macs_of(module, shape)
         stage(f"exporting {name}")
+        model_jobs: list[Job] = []
         if artifact_runtimes:
             report = _export(export, module, shape, out_dir, name, artifact_runtimes)
-            jobs += jobs_from_report(report, out_dir / name, name, artifact_runtimes, ["fp32"], list(batches),
-                                     [threads], device, macs)
+            model_jobs += jobs_from_report(report, out_dir / name, name, artifact_runtimes, ["fp32"], list(batches),
+                                           [threads], device, macs)
         if plain and any(r in ("onnxruntime", "openvino") for r in runtimes):
             path = out_dir / name / f"{name}{PLAIN_FILE}"
             _plain_export(module, shape, path)
@@ -131,7 +157,9 @@ def study_zoo(models: list[str], runtimes: list[str], out_dir: str | Path, *, ex
                     job.runtime = f"{rt} (plain torch.onnx.export)"
                     plain_jobs.append(job)
         if "torch" in runtimes:
-            jobs += torch_jobs(name, shape, list(batches), [threads], device=device, macs=macs)
+            model_jobs += torch_jobs(name, shape, list(batches), [threads], device=device, macs=macs)
+        with_costs(model_jobs, costs_of_file, out_dir / name / f"{name}.onnx")
+        jobs += model_jobs
     stage("measuring")
     measured = measure(jobs + plain_jobs, rounds=rounds, timing=timing, threads=[threads], device=device,
                        baseline="torch" if "torch" in runtimes else None, on_progress=on_progress)
@@ -139,7 +167,7 @@ def study_zoo(models: list[str], runtimes: list[str], out_dir: str | Path, *, ex
     rows = [r for r in measured["rows"] if not (r["artifact"] or "").endswith(PLAIN_FILE)]
     plain_rows = rows_from(plain_jobs, machine=machine)  # without the ceiling and the baseline
     result = {"study": "zoo", "threads": threads, "device": device, "rounds": rounds, "batches": list(batches),
-              "ceiling_gflops": ceiling, "machine": machine, "summary": {f"batch{b}": zoo_summary(rows, b)
+              "ceiling_gflops": ceiling, "bandwidth_gbs": measured["bandwidths_gbs"].get(threads), "machine": machine, "summary": {f"batch{b}": zoo_summary(rows, b)
                                                                         for b in batches},
               "table8": table8(rows), "plain_export": plain_comparison(rows, plain_rows), "rows": rows,
               "plain_rows": plain_rows, "failures": measured["failures"]}

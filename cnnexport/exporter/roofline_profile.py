@@ -1,0 +1,140 @@
+"""``cnnexport profile --roofline``: each layer's roofline bound from the ONNX graph's costs, grouped as
+runtimes fuse them (a convolution with the activation or addition that follows it), and, when a
+runtime's profiler timed the file, each group's measured time against its bound. onnx and numpy
+only (no torch)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from ..errors import InvalidModelFileError
+from ..roofline import ModelCosts
+from .profile_onnx import profile_onnx
+
+# Ops a runtime fuses into the convolution or matrix product before them.
+_FUSABLE = {"Relu", "Clip", "Sigmoid", "HardSigmoid", "HardSwish", "LeakyRelu", "Add", "Mul", "BatchNormalization"}
+_ANCHORS = {"Conv", "ConvTranspose", "Gemm", "MatMul"}
+
+
+def _groups(model) -> dict[str, str]:
+    """Node name -> the name of the node it fuses into (itself when it is an anchor or stands alone)."""
+    producer = {o: n for n in model.graph.node for o in n.output}
+    consumers: dict[str, int] = {}
+    for n in model.graph.node:
+        for i in n.input:
+            consumers[i] = consumers.get(i, 0) + 1
+    group: dict[str, str] = {}
+    for n in model.graph.node:
+        name = n.name or n.output[0]
+        group[name] = name
+        if n.op_type in _FUSABLE:
+            for i in n.input:
+                p = producer.get(i)
+                if p is not None and consumers.get(i) == 1:
+                    root = group.get(p.name or p.output[0])
+                    anchor = next((m for m in model.graph.node if (m.name or m.output[0]) == root), None)
+                    if anchor is not None and anchor.op_type in _ANCHORS:
+                        group[name] = root
+                        break
+    return group
+
+
+def _matcher(model):
+    """A function from a runtime's node name to a graph node name (None when nothing matches): the
+    node itself, the node producing a tensor of that name (ONNX Runtime names fused nodes after an
+    output, with ``_nchwc`` for its blocked layout), or the longest graph name the runtime's name
+    contains (OpenVINO's ``/WithoutBiases``, reorders named after the node they feed)."""
+    names = {n.name or n.output[0] for n in model.graph.node}
+    by_output = {o: n.name or n.output[0] for n in model.graph.node for o in n.output}
+    ordered = sorted(names | set(by_output), key=len, reverse=True)
+
+    def match(runtime_name: str) -> str | None:
+        for candidate in (runtime_name, runtime_name.removesuffix("_nchwc")):
+            if candidate in names:
+                return candidate
+            if candidate in by_output:
+                return by_output[candidate]
+        hit = next((n for n in ordered if len(n) > 3 and n in runtime_name), None)
+        return by_output.get(hit, hit) if hit else None
+    return match
+
+
+def roofline_profile(path: str | os.PathLike, *, ceiling_gflops: float, bandwidth_gbs: float, precision: str = "fp32",
+                     input_shape: tuple[int, ...] | None = None, times=None, costs_path: str | os.PathLike | None = None
+                     ) -> dict:
+    """The roofline of ``costs_path`` (default ``path``; an ONNX graph) at ``input_shape`` and
+    ``precision``: per fused group and per layer kind, the bound, whether memory or compute sets it,
+    its share of the total, and with ``times`` (a ``runtimes.profiling.LayerTimes`` of ``path``) the
+    measured time and measured / bound."""
+    import onnx
+
+    graph_path = Path(costs_path or path)
+    profile = profile_onnx(graph_path, input_shape)
+    costs = ModelCosts.from_profile(profile)
+    if costs is None:
+        raise InvalidModelFileError(f"'{graph_path.name}' has nodes of unknown shape: its roofline would be a "
+                                    "lower bound; give --input-size or a file with static shapes")
+    batch = profile.input_shape[0]
+    roof = costs.roofline(batch=batch, precision=precision, ceiling_gflops=ceiling_gflops,
+                          bandwidth_gbs=bandwidth_gbs)
+    model = onnx.load(str(graph_path), load_external_data=False)
+    group_of = _groups(model)
+    groups: dict[str, dict] = {}
+    for layer in roof.layers:
+        root = group_of.get(layer.name, layer.name)
+        g = groups.setdefault(root, {"name": root, "kind": None, "ops": [], "bound_ms": 0.0, "compute_ms": 0.0,
+                                     "memory_ms": 0.0, "macs": 0.0, "bytes": 0.0, "measured_ms": None})
+        g["kind"] = g["kind"] or layer.type
+        g["ops"].append(layer.type.split(" ")[0])
+        g["bound_ms"] += layer.bound_s * 1e3
+        g["compute_ms"] += layer.compute_s * 1e3
+        g["memory_ms"] += layer.memory_s * 1e3
+        g["macs"] += layer.macs
+        g["bytes"] += layer.bytes
+    unmatched_ms, matched_ms = 0.0, 0.0
+    if times is not None:
+        match = _matcher(model)
+        for node in times.nodes:
+            target = match(node.name)
+            root = group_of.get(target, target) if target else None
+            if root in groups:
+                groups[root]["measured_ms"] = (groups[root]["measured_ms"] or 0.0) + node.ms
+                matched_ms += node.ms
+            else:
+                unmatched_ms += node.ms
+    total = roof.bound_ms or 1.0
+    rows = []
+    for g in groups.values():
+        fused = [op for op in g["ops"][1:]]
+        rows.append({**{k: g[k] for k in ("name", "kind", "macs", "bytes", "bound_ms", "compute_ms", "memory_ms",
+                                          "measured_ms")},
+                     "fused": fused, "limit": "compute" if g["compute_ms"] >= g["memory_ms"] else "memory",
+                     "share": g["bound_ms"] / total,
+                     "of_bound": g["bound_ms"] / g["measured_ms"] if g["measured_ms"] else None})
+    kinds: dict[str, dict] = {}
+    for r in rows:
+        k = kinds.setdefault(r["kind"], {"kind": r["kind"], "groups": 0, "memory_bound": 0, "bound_ms": 0.0,
+                                         "measured_ms": 0.0 if times is not None else None})
+        k["groups"] += 1
+        k["memory_bound"] += r["limit"] == "memory"
+        k["bound_ms"] += r["bound_ms"]
+        if times is not None:
+            k["measured_ms"] += r["measured_ms"] or 0.0
+    for k in kinds.values():
+        k["share"] = k["bound_ms"] / total
+        k["of_bound"] = k["bound_ms"] / k["measured_ms"] if k["measured_ms"] else None
+    by_kind = sorted(kinds.values(), key=lambda k: -(k["measured_ms"] or k["bound_ms"]))
+    result = {"file": Path(path).name, "costs_from": graph_path.name, "input_shape": profile.input_shape,
+              "precision": precision, "ceiling_gflops": ceiling_gflops, "bandwidth_gbs": bandwidth_gbs,
+              "ridge_flops_per_byte": ceiling_gflops / bandwidth_gbs, "bound_ms": roof.bound_ms,
+              "memory_bound_share": sum(r["bound_ms"] for r in rows if r["limit"] == "memory") / total,
+              "by_kind": by_kind, "layers": rows}
+    if times is not None:
+        measured = matched_ms + unmatched_ms
+        far = [k for k in by_kind if k["of_bound"] is not None and (k["measured_ms"] or 0) >= 0.05 * measured]
+        result.update({"runtime": times.runtime, "threads": times.threads, "runs": times.runs,
+                       "measured_ms": measured, "unmatched_ms": unmatched_ms,
+                       "of_roofline": roof.bound_ms / measured if measured else None,
+                       "farthest_kind": min(far, key=lambda k: k["of_bound"])["kind"] if far else None})
+    return result
