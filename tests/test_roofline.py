@@ -77,7 +77,7 @@ def test_per_layer_bounds_match_hand_computed_values(tmp_path):
     b4 = costs.roofline(batch=4, precision="fp32", ceiling_gflops=ceiling, bandwidth_gbs=bandwidth)
     assert b4.layers[1].bytes == 4 * (4 * 2 * 16 * 256 + 144 + 16) and b4.layers[1].macs == 4 * dw.macs
     kinds = roof.as_dict()["by_kind"]
-    assert kinds["Conv"]["layers"] == 2 and kinds["Conv"]["memory_bound"] == 1
+    assert kinds["Conv 3x3"]["memory_bound"] == 0 and kinds["Conv depthwise 3x3"]["memory_bound"] == 1
     assert sum(k["share"] for k in kinds.values()) == pytest.approx(1.0)
 
 

@@ -9,8 +9,8 @@ from click.testing import CliRunner
 
 from cnnexport.cli import cli
 from cnnexport.exporter.profile_torch import profile_module
-from cnnexport.study.analysis import (block_macs, micronet_macs, micronet_memory_access, micronet_name, spearman,
-                                      verdict)
+from cnnexport.study.analysis import (alignment_effect, block_macs, inversions, kind_of, micronet_macs,
+                                      micronet_memory_access, micronet_name, spearman, verdict, zoo_summary)
 from cnnexport.study.micronets import build, input_shape
 from cnnexport.study.paper import BLOCKS, GUIDELINES, SPATIAL, WIDTHS
 
@@ -74,7 +74,8 @@ def test_verdicts_rank_only_beyond_the_spread():
 def test_quick_guidelines_study_prints_every_table(tmp_path):
     save = tmp_path / "g.json"
     result = CliRunner().invoke(cli, ["study", "guidelines", "--runtime", "ort", "--widths", "1", "--rounds", "2",
-                                      "--runs", "3", "--min-time", "0", "--max-time", "0.2", "--save", str(save)])
+                                      "--runs", "3", "--min-time", "0", "--max-time", "0.2", "--align", "none",
+                                      "--save", str(save)])
     assert result.exit_code == 0, result.output
     data = json.loads(save.read_text())
     assert {(t["guideline"], t["width"]) for t in data["tables"]} == {(g, 1) for g in GUIDELINES}
@@ -83,6 +84,67 @@ def test_quick_guidelines_study_prints_every_table(tmp_path):
         assert t["verdict"]["verdict"] in ("holds", "does not hold", "inconclusive")
         assert f"{t['guideline']} x1 on onnxruntime" in result.stdout
     assert set(data["verdicts"]["onnxruntime"]) == set(GUIDELINES)
+    rows = data["rows"]
+    assert all(r["roofline_ms"] > 0 and r["bandwidth_gbs"] > 0 and r["memory_access_bytes"] > 0 for r in rows)
+
+
+def test_alignment_rounds_channels_to_the_nearest_multiple():
+    g1, g2 = GUIDELINES["G1"], GUIDELINES["G2"]
+    assert g1[1].at_width(1, 8) == {"c1": 88, "c2": 184}  # 90 -> 88, 180 -> 184 (22.5 rounds up)
+    assert g1[3].at_width(1, 16) == {"c1": 32, "c2": 432}  # 36 -> 32 (2.25), 432 stays
+    assert g1[1].at_width(2, 8) == {"c1": 184, "c2": 360}
+    assert g1[1].at_width(1) == {"c1": 90, "c2": 180}  # no alignment: the paper's settings
+    for net in g2:
+        for width in WIDTHS:
+            s = net.at_width(width, 16)
+            assert s["c"] % 16 == 0 and s["c"] % s["groups"] == 0
+    names = [micronet_name(n, w, a) for n, w in ALL_NETS for a in (1, 8, 16)]
+    assert len(set(names)) == len(names)
+
+
+def test_alignment_effect_compares_slowdown_per_mac():
+    def table(align, best_ms, worst_ms, best_macs=100, worst_macs=100):
+        rows = [{"config": "1:1", "macs": best_macs, "median_ms": best_ms},
+                {"config": "1:12", "macs": worst_macs, "median_ms": worst_ms}]
+        return {"guideline": "G1", "width": 1, "runtime": "ort", "align": align, "rows": rows,
+                "verdict": {"verdict": "holds"}}
+    effect, = alignment_effect([table(1, 1.0, 1.5), table(8, 1.0, 1.1, worst_macs=110)])
+    assert effect["slowdown_unaligned"] == pytest.approx(1.5)
+    assert effect["slowdown_aligned"] == pytest.approx(1.0)  # 10% slower for 10% more MACs: no effect left
+    assert effect["remaining"] == pytest.approx(0.0) and effect["align"] == 8
+
+
+def _zoo_row(model, macs, medians, roofline=None, memory=None):
+    return {"model": model, "runtime": "ort", "batch": 1, "precision": "fp32", "macs": macs,
+            "median_ms": sorted(medians)[len(medians) // 2], "round_medians_ms": medians, "roofline_ms": roofline,
+            "memory_access_bytes": memory}
+
+
+def test_inversions_at_matched_macs_use_the_paired_rounds():
+    rows = [_zoo_row("a", 100, [2.0, 2.1, 2.2]),   # fewer MACs, slower than b in every round: inverted
+            _zoo_row("b", 110, [1.0, 1.0, 1.0]),
+            _zoo_row("c", 120, [1.5, 0.9, 1.5]),   # against b: rounds disagree, a tie
+            _zoo_row("d", 1000, [9.0, 9.0, 9.0])]  # 8x the MACs: no pair with anyone
+    inv = inversions(rows)
+    assert inv["pairs"] == 3  # a-b, a-c, b-c
+    assert inv["inverted"] == 2 and inv["in_order"] == 0 and inv["ties"] == 1  # a-b and a-c inverted; b-c tie
+    assert inv["inversion_rate"] == pytest.approx(2 / 3)
+    assert "a (0 MMACs) slower than b" in inv["examples"][0]
+
+
+def test_zoo_summary_compares_three_predictors_on_the_same_rows():
+    rows = [_zoo_row(f"mobilenet_{i}", macs, [lat] * 3, roofline=roof, memory=mem)
+            for i, (macs, lat, roof, mem) in enumerate([(10, 4.0, 4.0, 40), (20, 3.0, 3.0, 30), (30, 2.0, 2.0, 20),
+                                                         (40, 1.0, 1.0, 10)])]
+    rows.append(_zoo_row("vgg", 50, [5.0] * 3))  # no roofline: out of the three-way comparison
+    s = zoo_summary(rows)["ort"]
+    assert s["models"] == 5
+    p = s["predictors"]["zoo"]
+    assert p["models"] == 4 and p["macs"] == pytest.approx(-1.0) and p["roofline"] == pytest.approx(1.0)
+    assert p["memory_access"] == pytest.approx(1.0)
+    assert s["predictors"]["depthwise_heavy"]["models"] == 4
+    assert kind_of("mobilenet_v2") == "depthwise" and kind_of("resnext50_32x4d") == "group"
+    assert kind_of("shufflenet_v1_g3") == "group" and kind_of("vgg11") == "dense"
 
 
 def test_quick_zoo_study_writes_tables_and_plot(tmp_path):
@@ -99,6 +161,22 @@ def test_quick_zoo_study_writes_tables_and_plot(tmp_path):
     measured = [r for r in data["table8"] if r["latency_ms"]]
     assert {r["model"] for r in measured} == {"shufflenet_v2_x0_5", "mobilenet_v1_0_25"}
     assert len(data["plain_export"]) == 3 and all(p["plain_ms"] > 0 for p in data["plain_export"])
+    assert s["predictors"]["zoo"]["models"] == 3 and -1 <= s["predictors"]["zoo"]["roofline"] <= 1
+    assert data["bandwidth_gbs"] > 0 and all(r["of_roofline"] > 0 for r in data["rows"])
+
+
+def test_quick_aligned_guideline(tmp_path):
+    result = CliRunner().invoke(cli, ["study", "guidelines", "--guidelines", "G2", "--runtime", "ort", "--widths", "1",
+                                      "--align", "16", "--rounds", "2", "--runs", "3", "--min-time", "0",
+                                      "--max-time", "0.2", "--json"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert {(t["guideline"], t["align"]) for t in data["tables"]} == {("G2", 1), ("G2", 16)}
+    aligned = next(t for t in data["tables"] if t["align"] == 16)
+    assert [r["channels"]["c"] for r in aligned["rows"]] == [128, 176, 256, 368]
+    assert set(data["verdicts"]["onnxruntime"]["G2"]) == {"x1", "x1@16"}
+    effect, = data["alignment"]
+    assert effect["guideline"] == "G2" and effect["slowdown_unaligned"] > 0 and effect["slowdown_aligned"] > 0
 
 
 def test_study_bad_input():
@@ -106,3 +184,5 @@ def test_study_bad_input():
     assert result.exit_code == 2 and "bad --widths" in result.stderr
     result = CliRunner().invoke(cli, ["study", "zoo", "--models", "nothing_like_this*"])
     assert result.exit_code == 2 and "no model matches" in result.stderr
+    result = CliRunner().invoke(cli, ["study", "guidelines", "--align", "8,x"])
+    assert result.exit_code == 2 and "bad --align" in result.stderr

@@ -261,7 +261,7 @@ def zoo_summary(rows: list[dict], batch: int = 1) -> dict:
                            "depthwise_heavy": predictor_spearman([r for r in sel if depthwise_heavy(r["model"])])},
             "matched_macs": inversions(sel),
             "table8_budgets": budget_agreement(sel),
-            "gmacs_per_s": {r["model"]: r["gmacs_per_s"] for r in sorted(sel, key=lambda r: r["macs"])},
+            "gmacs_per_s": {r["model"]: r.get("gmacs_per_s") for r in sorted(sel, key=lambda r: r["macs"])},
         }
     return out
 
