@@ -67,7 +67,11 @@ def protocol_section(results: list) -> list[str]:
             "(max - min) / median of its round medians, and two configurations are ranked "
             "only when their round medians do not overlap. Every JSON row records runtime versions, CPU model, "
             "ISA flags and the GPU name (none here). The ceiling is a 2048x2048 numpy sgemm measured in the same "
-            "run with the same thread count; a row's fraction of it is 2 x MACs / latency / ceiling.", ""]
+            "run with the same thread count; a row's fraction of it is 2 x MACs / latency / ceiling. The memory "
+            "bandwidth is a streaming add (a = b + c, 3 arrays of at least 4x the last-level cache together) with "
+            "the same threads, measured in the same run; a row's roofline bound is the sum over the fp32 ONNX "
+            "graph's layers of max(2 x MACs / ceiling, bytes / bandwidth), bytes = the layer's memory access "
+            "cost (inputs + outputs + weights) at the row's precision, and `of_roofline` = bound / median.", ""]
 
 
 def targets_section(zoo: dict | None) -> list[str]:
@@ -82,8 +86,10 @@ def targets_section(zoo: dict | None) -> list[str]:
             r = next((x for x in rows if x["model"] == model and x["runtime"] == rt), None)
             if r:
                 body.append([model, rt, fmt(r["median_ms"]), fmt(r["spread"], "{:.0%}"), fmt(r["speedup"], "{:.2f}x"),
-                             fmt(r["gmacs_per_s"], "{:.1f}"), fmt(r["ceiling_fraction"], "{:.0%}")])
-    out += table(["model", "runtime", "median ms", "spread", "x vs PyTorch eager", "GMAC/s", "of ceiling"], body)
+                             fmt(r["gmacs_per_s"], "{:.1f}"), fmt(r["ceiling_fraction"], "{:.0%}"),
+                             fmt(r.get("roofline_ms")), fmt(r.get("of_roofline"), "{:.0%}")])
+    out += table(["model", "runtime", "median ms", "spread", "x vs PyTorch eager", "GMAC/s", "of ceiling",
+                  "roofline ms", "of roofline"], body)
     out.append("")
     for model, need in (("resnet50", 2.0), ("mobilenet_v2", 5.0), ("shufflenet_v2_x1_0", 5.0)):
         cands = [x for x in rows if x["model"] == model and x["runtime"] != "torch" and x["speedup"]]
@@ -112,14 +118,16 @@ def targets_bench_section(benches: dict[str, dict | None]) -> list[str]:
                         else 99):
             body.append([model, r["runtime"], fmt(r["median_ms"]), fmt(r["spread"], "{:.0%}"),
                          fmt(r["speedup"], "{:.2f}x"), fmt(r["gmacs_per_s"], "{:.1f}"),
-                         fmt(r["ceiling_fraction"], "{:.0%}")])
-    out += table(["model", "runtime", "median ms", "spread", "x vs PyTorch eager", "GMAC/s", "of ceiling"], body)
+                         fmt(r["ceiling_fraction"], "{:.0%}"), fmt(r.get("roofline_ms")),
+                         fmt(r.get("of_roofline"), "{:.0%}")])
+    out += table(["model", "runtime", "median ms", "spread", "x vs PyTorch eager", "GMAC/s", "of ceiling",
+                  "roofline ms", "of roofline"], body)
     out.append("")
     for model, b in benches.items():
         for p in b.get("pick") or []:
             out.append(f"- {model}, fastest {p['precision']}: {p['artifact']} on {p['runtime']}, {p['median_ms']:.2f} ms; "
                        f"runner-up {p['runner_up']} {p['runner_up_median_ms']:.2f} ms ({p['margin']:.2f}x, "
-                       f"{'beyond' if p['beyond_noise'] else 'within'} the spread of the rounds).")
+                       + ("faster by the paired test" if p["beyond_noise"] else "a tie by the paired test") + ").")
     out.append("")
     return out
 
@@ -139,7 +147,7 @@ def guidelines_section(g: dict | None) -> list[str]:
     runtimes = sorted({t["runtime"] for t in g["tables"]}, key=lambda r: RUNTIME_ORDER.index(r)
                       if r in RUNTIME_ORDER else 99)
     for guideline in dict.fromkeys(t["guideline"] for t in g["tables"]):
-        tabs = [t for t in g["tables"] if t["guideline"] == guideline]
+        tabs = [t for t in g["tables"] if t["guideline"] == guideline and t.get("align", 1) == 1]
         claim = next(t["verdict"]["claim"] for t in tabs)
         out += [f"### {guideline}: {claim}", ""]
         configs = [r["config"] for r in tabs[0]["rows"]]
@@ -164,7 +172,30 @@ def guidelines_section(g: dict | None) -> list[str]:
                     verdict_rows.append([rt, f"x{w}", f"**{v['verdict']}**", v.get("detail", "")])
         out += table(["runtime", "width", "verdict", "evidence"], verdict_rows)
         out.append("")
+    out += alignment_section(g, runtimes)
     return out
+
+
+def alignment_section(g: dict, runtimes: list[str]) -> list[str]:
+    """The G1/G2 settings with channels rounded to multiples of 8 and 16: verdicts, and how much of each
+    guideline's slowdown (per MAC) remains once channels are aligned."""
+    effects = g.get("alignment") or []
+    if not effects:
+        return []
+    out = ["### The alignment factor: G1 and G2 with channels rounded to multiples of "
+           f"{' and '.join(map(str, g.get('aligns', [])))}", "",
+           "The paper matches FLOPs with channel counts such as 90, 180, 52, 36 and 312 that are not multiples of 8. "
+           "Here the same settings are rounded to the nearest multiple (e.g. G1 1:2 = 90:180 -> 88:184 at 8); "
+           "`slowdown` is the expected-slowest configuration's time per MAC over the expected-fastest's, and "
+           "`remaining` = (aligned - 1) / (unaligned - 1): 100% means alignment changes nothing, 0% that the "
+           "whole effect was misalignment.", ""]
+    body = [[e["guideline"], f"x{e['width']}", e["runtime"], str(e["align"]), fmt(e["slowdown_unaligned"], "{:.2f}x"),
+             fmt(e["slowdown_aligned"], "{:.2f}x"), fmt(e["remaining"], "{:.0%}"), e["verdict_unaligned"],
+             e["verdict_aligned"]]
+            for e in sorted(effects, key=lambda e: (e["guideline"], e["width"], runtimes.index(e["runtime"])
+                                                    if e["runtime"] in runtimes else 99, e["align"]))]
+    return out + table(["guideline", "width", "runtime", "aligned to", "slowdown unaligned", "slowdown aligned",
+                        "remaining", "verdict unaligned", "verdict aligned"], body) + [""]
 
 
 def zoo_section(zoo: dict | None, plot: str = "latency_vs_macs.png") -> list[str]:
@@ -175,8 +206,32 @@ def zoo_section(zoo: dict | None, plot: str = "latency_vs_macs.png") -> list[str
            f"`cnnexport study zoo` ({len({r['model'] for r in zoo['rows']})} models, {zoo['threads']} threads, "
            f"{zoo['rounds']} rounds).", ""]
     for key, summary in zoo["summary"].items():
-        out += table(["runtime", "models", f"Spearman(MACs, latency), {key}"],
-                     [[rt, str(s["models"]), fmt(s["spearman_macs_latency"])] for rt, s in summary.items()])
+        if any("predictors" in s for s in summary.values()):
+            out += ["Spearman rank correlation of latency with (a) MACs, (b) memory access cost (bytes) and (c) the "
+                    "roofline bound, over the zoo and over its depthwise-heavy part (MobileNet, ShuffleNet); "
+                    f"{key}.", ""]
+            out += table(["runtime", "models", "MACs", "memory", "roofline", "dw models", "dw MACs", "dw memory",
+                          "dw roofline"],
+                         [[rt, str(s["predictors"]["zoo"]["models"]), fmt(s["predictors"]["zoo"]["macs"]),
+                           fmt(s["predictors"]["zoo"]["memory_access"]), fmt(s["predictors"]["zoo"]["roofline"]),
+                           str(s["predictors"]["depthwise_heavy"]["models"]),
+                           fmt(s["predictors"]["depthwise_heavy"]["macs"]),
+                           fmt(s["predictors"]["depthwise_heavy"]["memory_access"]),
+                           fmt(s["predictors"]["depthwise_heavy"]["roofline"])] for rt, s in summary.items()])
+            out += ["", "At matched FLOPs: of the pairs of networks within 25% of each other's MACs, how often the "
+                    "one with fewer MACs is the slower in every round (the paired test), and inside each Table-8 "
+                    "budget the Spearman of latency with MACs (the fastest network in brackets).", ""]
+            budgets = list(next(iter(summary.values()))["table8_budgets"])
+            out += table(["runtime", "pairs", "fewer MACs, slower", "fewer MACs, faster", "ties",
+                          *[f"~{b}M" for b in budgets]],
+                         [[rt, str(s["matched_macs"]["pairs"]),
+                           f"{s['matched_macs']['inverted']} ({fmt(s['matched_macs']['inversion_rate'], '{:.0%}')})",
+                           str(s["matched_macs"]["in_order"]), str(s["matched_macs"]["ties"]),
+                           *[f"{fmt(s['table8_budgets'][b]['spearman_macs'])} ({s['table8_budgets'][b]['fastest']})"
+                             for b in budgets]] for rt, s in summary.items()])
+        else:
+            out += table(["runtime", "models", f"Spearman(MACs, latency), {key}"],
+                         [[rt, str(s["models"]), fmt(s["spearman_macs_latency"])] for rt, s in summary.items()])
         out.append("")
     if (HERE / plot).is_file():
         out += [f"![latency against MACs, log-log, one panel per runtime]({plot})", ""]
@@ -198,7 +253,9 @@ def zoo_section(zoo: dict | None, plot: str = "latency_vs_macs.png") -> list[str
         slower = [p for p in plain if p["slower_beyond_spread"]]
         ratios = sorted(p["ratio"] for p in plain)
         out += ["", "### cnnexport's graph against a plain `torch.onnx.export`", "",
-                f"{len(plain) - len(slower)} of {len(plain)} model/runtime pairs are not slower beyond the spread; "
+                f"{len(plain) - len(slower)} of {len(plain)} model/runtime pairs are not slower "
+                + ("by the paired test (slower in every round, or all but one of 5+)" if "paired" in plain[0]
+                   else "beyond the spread of the round medians (measured before the paired test)") + "; "
                 f"plain/cnnexport latency ratio from {ratios[0]:.2f} to {ratios[-1]:.2f} (median "
                 f"{ratios[len(ratios) // 2]:.2f})."]
         if slower:
@@ -206,6 +263,49 @@ def zoo_section(zoo: dict | None, plot: str = "latency_vs_macs.png") -> list[str
     if zoo.get("failures"):
         out += ["", "Not measured: " + "; ".join(zoo["failures"]) + "."]
     out.append("")
+    return out
+
+
+def roofline_section(layers: dict | None, zoo: dict | None, benches: dict[str, dict | None]) -> list[str]:
+    """The three target models against their roofline: of_roofline per runtime (bench rows) and, from
+    the runtimes' own profilers, each layer kind's bound against its measured time."""
+    if not layers:
+        return []
+    m = layers["machine"]
+    out = ["## The roofline of the three target models", "",
+           f"`python benchmarks/roofline_layers.py` ({layers['threads']} threads, {m['cpu']}, {isa_text(m)}): "
+           "`cnnexport profile FILE --roofline --per-layer` on each model's ONNX file (ONNX Runtime's profiler) and "
+           "OpenVINO IR (its performance counters). A layer group is a convolution with what the runtime fuses "
+           "into it; `bound / measured` near 100% means the group runs at the machine's limit, far below it "
+           "that something else (layout reorders, poor kernel choice, threading) costs the time. Above 100%: "
+           "the group moved its feature maps through cache faster than the DRAM bandwidth the bound assumes.", ""]
+    body = []
+    for model, per_rt in layers["models"].items():
+        for rt, r in per_rt.items():
+            body.append([model, rt, f"{r['ceiling_gflops']:.0f} / {r['bandwidth_gbs']:.1f}", fmt(r["bound_ms"]),
+                         fmt(r["measured_ms"]), fmt(r["of_roofline"], "{:.0%}"), f"{r['memory_bound_share']:.0%}",
+                         r["farthest_kind"] or "-"])
+    out += table(["model", "runtime", "GFLOP/s / GB/s", "bound ms", "profiled ms", "bound / measured",
+                  "memory-bound share of the bound", "kind farthest from its bound"], body)
+    out += ["", "Per layer kind (bound / measured; share of the measured time):", ""]
+    body = []
+    for model, per_rt in layers["models"].items():
+        for rt, r in per_rt.items():
+            kinds = [k for k in r["by_kind"] if k["measured_ms"]]
+            body.append([model, rt, "; ".join(
+                f"{k['kind']} {fmt(k['of_bound'], '{:.0%}')} ({k['measured_ms'] / r['measured_ms']:.0%})"
+                for k in kinds[:6])])
+    out += table(["model", "runtime", "kinds, most time first"], body)
+    rows = [r for b in benches.values() if b for r in b["rows"] if r.get("of_roofline")]
+    if not rows and zoo:
+        rows = [r for r in zoo["rows"] if r["model"] in TARGET_MODELS and r.get("of_roofline")]
+    if rows:
+        out += ["", "`of_roofline` of every bench row of the three models (bound / median latency):", ""]
+        out += table(["model", "runtime", "precision", "median ms", "roofline ms", "of roofline"],
+                     [[r["model"], r["runtime"], r["precision"], fmt(r["median_ms"]), fmt(r["roofline_ms"]),
+                       fmt(r["of_roofline"], "{:.0%}")] for r in rows])
+    out += ["", "Across machines: `benchmarks/cross_machine/REPORT.md` (`cnnexport report` over every machine's rows "
+            "in `benchmarks/results/`).", ""]
     return out
 
 
@@ -462,7 +562,7 @@ def eval_section(e: dict | None) -> list[str]:
 
 def main() -> None:
     names = ("zoo", "guidelines", "guidelines_cuda", "zoo_cuda", "int8_speed", "int8_accuracy", "graph_changes",
-             "headline_export", "coverage", "executorch", "mnn", "eval")
+             "headline_export", "coverage", "executorch", "mnn", "eval", "roofline_layers")
     data = {n: load(n) for n in names}
     lines = ["# Benchmark report", "",
              "Generated by `python benchmarks/run_all.py` (all steps) or `python benchmarks/report.py` (this page "
@@ -474,6 +574,7 @@ def main() -> None:
     lines += targets_bench_section({m: load(f"targets_{m}") for m in TARGET_MODELS})
     lines += guidelines_section(data["guidelines"])
     lines += zoo_section(data["zoo"])
+    lines += roofline_section(data["roofline_layers"], data["zoo"], {m: load(f"targets_{m}") for m in TARGET_MODELS})
     lines += gpu_section(data["guidelines_cuda"], data["zoo_cuda"])
     lines += graph_changes_section(data["graph_changes"])
     lines += int8_section(data["int8_speed"], data["int8_accuracy"])

@@ -8,7 +8,11 @@ Each step runs as its own process and saves its JSON under benchmarks/results/ b
 starts, so an interrupted run keeps what it finished. Steps: headline, int8_speed, int8_accuracy,
 graph_changes, targets (the three target models on every CPU runtime, ncnn included, against PyTorch
 eager), executorch (ExecuTorch beside LiteRT and the others: delegation, int8 accuracy, latency), mnn (MNN
-beside the other CPU runtimes), eval (`cnnexport eval` on the digits PNG folder and its throughput against bench), guidelines, zoo, coverage (slow: converts every model to every format), report.
+beside the other CPU runtimes), eval (`cnnexport eval` on the digits PNG folder and its throughput against bench),
+guidelines (with the G1/G2 alignment factor), zoo, roofline_layers (the three target models' layers
+against their roofline bounds, timed by ONNX Runtime's and OpenVINO's profilers), coverage (slow:
+converts every model to every format), cross_machine (`cnnexport report` over every machine's rows in
+results/ and results/machines/, into benchmarks/cross_machine/), report.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ from pathlib import Path
 HERE = Path(__file__).parent
 RESULTS = HERE / "results"
 STEPS = ("headline", "int8_speed", "int8_accuracy", "graph_changes", "targets", "executorch", "mnn", "eval",
-         "guidelines", "zoo", "coverage", "report")
+         "guidelines", "zoo", "roofline_layers", "coverage", "cross_machine", "report")
 TARGET_MODELS = ("resnet50", "mobilenet_v2", "shufflenet_v2_x1_0")
 
 
@@ -41,7 +45,10 @@ def commands(runtime: str, threads: int, rounds: int) -> dict[str, list[list[str
         "guidelines": [*cli, "study", "guidelines", *common, "--save", str(RESULTS / "guidelines.json")],
         "zoo": [*cli, "study", "zoo", *common, "--plot", str(HERE / "latency_vs_macs.png"),
                 "--save", str(RESULTS / "zoo.json")],
+        "roofline_layers": [py, str(HERE / "roofline_layers.py"), "--threads", str(threads)],
         "coverage": [py, str(HERE / "coverage.py")],
+        "cross_machine": [*cli, "report", *sorted(map(str, RESULTS.glob("*.json"))),
+                          *sorted(map(str, RESULTS.glob("machines/*/*.json"))), "-o", str(HERE / "cross_machine")],
         "report": [py, str(HERE / "report.py")],
     }
     return {"targets": targets, **{name: [cmd] for name, cmd in single.items()}}

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from cnnexport.bench.latency import measure, summarize
 from cnnexport.bench.jobs import Job
-from cnnexport.bench.rows import ROW_FIELDS, pick, rows_from, spread
+from cnnexport.bench.rows import ROW_FIELDS, paired, pick, rows_from, spread
 from cnnexport.bench.schedule import run_jobs
 from cnnexport.cli import cli
 from cnnexport.models import create_model
@@ -83,14 +83,36 @@ def test_rows_derive_throughput_ceiling_fraction_and_speedups():
     assert ort["spread"] == pytest.approx(spread([40, 50, 45])) == pytest.approx(10 / 45)
 
 
-def test_pick_ranks_only_beyond_the_spread():
+def test_pick_ranks_by_the_paired_rounds():
     a, b, c = _job("onnxruntime", "fp32", [10, 11, 12]), _job("openvino", "fp32", [13, 14, 15]), \
-        _job("tflite", "fp32", [11.5, 12.5, 13.5])
+        _job("tflite", "fp32", [11.5, 10.5, 13.5])
     rows = rows_from([a, b], machine={}, baseline=None)
     (p,) = pick(rows)
     assert p["runtime"] == "onnxruntime" and p["beyond_noise"] and p["margin"] == pytest.approx(14 / 11)
+    assert p["paired"]["call"] == "faster" and p["paired"]["faster_rounds"] == 3
     (p,) = pick(rows_from([a, c], machine={}, baseline=None))
-    assert p["runtime"] == "onnxruntime" and p["beyond_noise"] is False  # 12 >= 11.5: the rounds overlap
+    assert p["runtime"] == "onnxruntime" and p["beyond_noise"] is False  # round 2: 11 > 10.5, the rounds disagree
+
+
+def test_paired_test_sees_a_small_gap_through_a_known_drift():
+    drift = [1.0, 1.25, 1.5, 1.2, 0.9]  # the machine's speed moves between rounds by far more than the gap
+    rng = np.random.default_rng(0)
+    a = [10 * d * (1 + rng.uniform(-0.005, 0.005)) for d in drift]
+    b = [10 * d * 1.05 * (1 + rng.uniform(-0.005, 0.005)) for d in drift]  # 5% slower in every round
+    assert max(a) > min(b)  # unpaired, the ranges overlap: no call is possible that way
+    test = paired(a, b)
+    assert test["call"] == "faster" and test["faster_rounds"] == 5
+    assert test["median_ratio"] == pytest.approx(1 / 1.05, rel=0.02)
+    assert test["min_ratio"] <= test["median_ratio"] <= test["max_ratio"]
+    assert paired(b, a)["call"] == "slower"
+    # one round of five against: still called; two against: a tie
+    flipped = list(a)
+    flipped[2] = b[2] * 1.01
+    assert paired(flipped, b)["call"] == "faster" and paired(flipped, b)["slower_rounds"] == 1
+    flipped[3] = b[3] * 1.01
+    assert paired(flipped, b)["call"] is None
+    # with fewer than 5 rounds every round must agree
+    assert paired(flipped[:4], b[:4])["call"] is None and paired(a[:1], b[:1])["call"] is None
 
 
 def _fake_worker(log, fail=()):
@@ -186,6 +208,7 @@ def test_bench_files_json_rows_carry_every_field(lenet_files):
         assert r["rounds"] == 2 and len(r["round_medians_ms"]) == 2 and r["runs"] >= 3
         assert r["min_ms"] <= r["p90_ms"] <= r["p99_ms"]
         assert r["macs"] > 0 and r["gmacs_per_s"] > 0 and 0 < r["ceiling_fraction"] < 1.5
+        assert r["roofline_ms"] > 0 and r["of_roofline"] == pytest.approx(r["roofline_ms"] / r["median_ms"])
         assert r["machine"]["cpu"] and "avx512_vnni" in r["machine"]["isa"]
     assert data["ceilings_gflops"]["1"] > 1
     assert {p["batch"] for p in data["pick"]} == {1, 4}

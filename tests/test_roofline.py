@@ -103,3 +103,66 @@ def test_bench_rows_carry_the_bound_only_with_every_input(tmp_path):
     assert row["protocol"] == 1
     row, = rows_from([job()], machine={}, ceilings={2: 100.0})  # no bandwidth measured: left empty
     assert row["roofline_ms"] is None and row["of_roofline"] is None
+
+
+def test_profile_roofline_of_a_model_name_with_given_limits():
+    from click.testing import CliRunner
+
+    from cnnexport.cli import cli
+
+    result = CliRunner().invoke(cli, ["profile", "mobilenet_v1_0_25", "--roofline", "--ceiling", "100", "--bandwidth",
+                                      "10", "--json"])
+    assert result.exit_code == 0, result.output
+    data = __import__("json").loads(result.stdout)
+    assert data["limits_measured"] == {"ceiling": False, "bandwidth": False, "threads": 1}
+    assert data["bound_ms"] == pytest.approx(sum(r["bound_ms"] for r in data["layers"]))
+    kinds = {k["kind"]: k for k in data["by_kind"]}
+    assert kinds["Conv depthwise 3x3"]["groups"] == 13 and kinds["Conv 1x1"]["groups"] == 13
+    assert kinds["Conv depthwise 3x3"]["memory_bound"] == 13  # ~1 FLOP per byte, far below the ridge of 10
+    fused = [r for r in data["layers"] if r["kind"] == "Conv depthwise 3x3"]
+    assert all(r["fused"] == ["Relu"] for r in fused)  # BN folded, ReLU fused into its group
+
+
+@pytest.mark.parametrize("runtime", ["ort", "openvino"])
+def test_profile_roofline_per_layer_timings_match_the_graph(tmp_path, runtime):
+    from click.testing import CliRunner
+
+    from cnnexport.cli import cli
+
+    path = _three_layer_graph(tmp_path / "g.onnx")
+    result = CliRunner().invoke(cli, ["profile", str(path), "--roofline", "--per-layer", "--runtime", runtime,
+                                      "--ceiling", "100", "--bandwidth", "10", "--json"])
+    assert result.exit_code == 0, result.output
+    data = __import__("json").loads(result.stdout)
+    assert data["runtime"] == {"ort": "onnxruntime"}.get(runtime, runtime) and data["measured_ms"] > 0
+    timed = [r for r in data["layers"] if r["measured_ms"]]
+    assert timed and data["unmatched_ms"] < data["measured_ms"]  # the runtime's nodes map onto the graph's
+    assert data["of_roofline"] == pytest.approx(data["bound_ms"] / data["measured_ms"])
+    assert all(r["of_bound"] == pytest.approx(r["bound_ms"] / r["measured_ms"]) for r in timed)
+
+
+def test_profile_roofline_bad_input(tmp_path):
+    from click.testing import CliRunner
+
+    from cnnexport.cli import cli
+
+    lonely = tmp_path / "m.tflite"
+    lonely.write_bytes(b"x" * 64)
+    result = CliRunner().invoke(cli, ["profile", str(lonely), "--roofline", "--ceiling", "1", "--bandwidth", "1"])
+    assert result.exit_code == 2 and "fp32 ONNX file beside" in result.stderr
+    path = _three_layer_graph(tmp_path / "g.onnx")
+    result = CliRunner().invoke(cli, ["profile", str(path), "--roofline", "--per-layer", "--runtime", "tflite"])
+    assert result.exit_code == 2 and "ONNX Runtime's or OpenVINO's profiler" in result.stderr
+    result = CliRunner().invoke(cli, ["profile", str(path), "--ceiling", "5"])
+    assert result.exit_code == 2 and "go with --roofline" in result.stderr
+
+
+def test_cuda_limits_on_a_gpu():
+    import torch
+
+    if not torch.cuda.is_available():
+        pytest.skip("needs a CUDA device")
+    from cnnexport.bench.schedule import cuda_limits
+
+    limits = cuda_limits()
+    assert limits["gflops"] > 1000 and limits["gbs"] > 100

@@ -108,7 +108,7 @@ def row_faster_beyond_noise(a: dict, b: dict) -> bool:
 
 def pick(rows: list[dict]) -> list[dict]:
     """The fastest row per (model, precision, batch, threads), with the runner-up as evidence and
-    whether the ranking holds beyond the spread of the rounds."""
+    whether the ranking holds by the paired test (``paired``: every round, or all but one of 5+)."""
     groups: dict[tuple, list[dict]] = {}
     for row in rows:
         groups.setdefault((row["model"], row["precision"], row["batch"], row["threads"], row["device"]), []).append(row)
@@ -116,6 +116,7 @@ def pick(rows: list[dict]) -> list[dict]:
     for (model, precision, batch, threads, device), group in sorted(groups.items(), key=lambda kv: str(kv[0])):
         group = sorted(group, key=lambda r: r["median_ms"])
         best, runner = group[0], group[1] if len(group) > 1 else None
+        test = paired(best["round_medians_ms"], runner["round_medians_ms"]) if runner else None
         picks.append({
             "model": model, "precision": precision, "batch": batch, "threads": threads, "device": device,
             "artifact": best["artifact"] or best["runtime"], "runtime": best["runtime"],
@@ -123,9 +124,8 @@ def pick(rows: list[dict]) -> list[dict]:
             "runner_up": (runner["artifact"] or runner["runtime"]) if runner else None,
             "runner_up_median_ms": runner["median_ms"] if runner else None,
             "margin": runner["median_ms"] / best["median_ms"] if runner else None,
+            "paired": test,
             # None: a single round measures no spread, so the ranking is unconfirmed.
-            "beyond_noise": (row_faster_beyond_noise(best, runner) if best["rounds"] > 1 and runner["rounds"] > 1
-                             else None)
-            if runner else True,
+            "beyond_noise": (test["call"] == "faster" if test["rounds"] > 1 else None) if runner else True,
         })
     return picks

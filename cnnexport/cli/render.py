@@ -379,10 +379,10 @@ def print_bench(result: dict, as_json: bool, as_csv: bool) -> None:
     console.print(table)
     for p in result.get("pick", []):
         evidence = (f"{p['median_ms']:.2f} ms vs {p['runner_up']} {p['runner_up_median_ms']:.2f} ms "
-                    f"({p['margin']:.2f}x; " + ("beyond the spread of the rounds)" if p["beyond_noise"]
+                    f"({p['margin']:.2f}x; " + ("faster round by round: the paired test)" if p["beyond_noise"]
                                                  else "one round, no spread measured: use --rounds 3)"
                                                  if p["beyond_noise"] is None
-                                                 else "within the spread of the rounds: a tie here)")
+                                                 else "the rounds disagree: a tie here)")
                     if p["runner_up"] else "the only candidate")
         console.print(f"pick {p['precision']} batch {p['batch']} threads {p['threads']}: [bold]{p['artifact']}[/] "
                       f"on {p['runtime']}: {evidence}")
@@ -528,7 +528,7 @@ def print_zoo(result: dict) -> None:
     if plain:
         slower = [p for p in plain if p["slower_beyond_spread"]]
         console.print(f"cnnexport's graph vs a plain torch.onnx.export: {len(plain) - len(slower)} of {len(plain)} "
-                      "not slower beyond the spread" + (": slower: " + ", ".join(
+                      "not slower by the paired test (round by round)" + (": slower: " + ", ".join(
                           f"{p['model']} on {p['runtime']} ({p['ratio']:.2f}x)" for p in slower) if slower else ""))
     if "plot" in result:
         console.print(f"plot: {result['plot']}")

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Callable
 
 from ..bench.jobs import Job, artifact_job, jobs_from_report, torch_jobs
-from ..bench.rows import faster_beyond_noise, rows_from
+from ..bench.rows import paired, rows_from
 from ..bench.schedule import measure
 from ..bench.plan import ExportFn, FileCosts, ModuleMacs, formats_for, with_costs
 from ..errors import UsageError
@@ -177,8 +177,8 @@ def study_zoo(models: list[str], runtimes: list[str], out_dir: str | Path, *, ex
 
 
 def plain_comparison(rows: list[dict], plain_rows: list[dict]) -> list[dict]:
-    """cnnexport's graph against the plain export on the same runtime: slower only when the round
-    medians do not overlap."""
+    """cnnexport's graph against the plain export on the same runtime: slower only when the paired
+    test (round by round) says so."""
     out = []
     for p in plain_rows:
         runtime = p["runtime"].split(" ")[0]
@@ -186,8 +186,8 @@ def plain_comparison(rows: list[dict], plain_rows: list[dict]) -> list[dict]:
                      and r["precision"] == "fp32"), None)
         if ours is None:
             continue
-        slower = faster_beyond_noise(p["round_medians_ms"], ours["round_medians_ms"])
+        test = paired(ours["round_medians_ms"], p["round_medians_ms"])
         out.append({"model": p["model"], "runtime": runtime, "cnnexport_ms": ours["median_ms"],
                     "plain_ms": p["median_ms"], "ratio": p["median_ms"] / ours["median_ms"],
-                    "slower_beyond_spread": slower})
+                    "paired": test, "slower_beyond_spread": test["call"] == "slower"})
     return out
