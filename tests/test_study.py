@@ -10,7 +10,8 @@ from click.testing import CliRunner
 from cnnexport.cli import cli
 from cnnexport.exporter.profile_torch import profile_module
 from cnnexport.study.analysis import (alignment_effect, block_macs, inversions, kind_of, micronet_macs,
-                                      micronet_memory_access, micronet_name, spearman, verdict, zoo_summary)
+                                      micronet_memory_access, micronet_name, micronet_predictors, spearman, verdict,
+                                      zoo_summary)
 from cnnexport.study.micronets import build, input_shape
 from cnnexport.study.paper import BLOCKS, GUIDELINES, SPATIAL, WIDTHS
 
@@ -186,3 +187,12 @@ def test_study_bad_input():
     assert result.exit_code == 2 and "no model matches" in result.stderr
     result = CliRunner().invoke(cli, ["study", "guidelines", "--align", "8,x"])
     assert result.exit_code == 2 and "bad --align" in result.stderr
+
+
+def test_micronet_predictors_split_by_width_and_leave_aligned_nets_out():
+    rows = [_zoo_row(f"g1_1to{i}_x{w}", 100 * w, [float(i * w)] * 3, roofline=float(i * w), memory=10 * i * w)
+            for w in (1, 2) for i in (1, 2, 6, 12)]
+    rows.append(_zoo_row("g1_1to2_x1_a8", 100, [0.1] * 3, roofline=0.1, memory=1))
+    p = micronet_predictors(rows, [1, 2])
+    assert p["all"]["models"] == 8 and p["x1"]["models"] == 4 and p["x2"]["models"] == 4
+    assert p["x1"]["roofline"] == pytest.approx(1.0) and math.isnan(p["x1"]["macs"])  # equal MACs rank nothing

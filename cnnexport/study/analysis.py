@@ -203,6 +203,17 @@ def predictor_spearman(rows: list[dict]) -> dict:
             "roofline": spearman([r["roofline_ms"] for r in sel], lat)}
 
 
+def micronet_predictors(rows: list[dict], widths: list[int]) -> dict:
+    """The three predictors over the micro-networks (unaligned) of one runtime: all widths together,
+    then each width alone (inside a guideline the paper holds FLOPs fixed, so MACs cannot rank them)."""
+    def width_of(model: str) -> int | None:
+        tail = model.rsplit("_x", 1)[-1]
+        return int(tail) if tail.isdigit() else None
+    plain = [r for r in rows if width_of(r["model"]) is not None]
+    return {"all": predictor_spearman(plain),
+            **{f"x{w}": predictor_spearman([r for r in plain if width_of(r["model"]) == w]) for w in widths}}
+
+
 def inversions(rows: list[dict], within: float = MATCHED_MACS) -> dict:
     """Pairs of networks within ``within`` of each other's MACs: how often the one with fewer MACs is
     the slower by the paired test (every round agrees, or all but one of 5 or more), how often it

@@ -14,7 +14,8 @@ from pathlib import Path
 
 from ..bench.rows import PROTOCOL, spread
 from ..errors import InvalidModelFileError, UsageError
-from .analysis import EXPECTED, KINDS, _pyplot, guideline_table, kind_of, micronet_name, save_figure, zoo_summary
+from .analysis import (EXPECTED, KINDS, _pyplot, guideline_table, kind_of, micronet_name, predictor_spearman,
+                       save_figure, zoo_summary)
 from .paper import ALIGNMENTS, GUIDELINES, TABLE8, WIDTHS
 
 #: What a row needs to enter the report.
@@ -212,7 +213,7 @@ def spearman_rows(merged: Merged) -> list[dict]:
             if len(sel) < 5:
                 continue  # a bench file of one or three models says nothing about rank correlation
             s = zoo_summary(sel, batch)[runtime]
-            out.append({"machine": m.label, "device": device, "runtime": runtime, "batch": batch,
+            out.append({"machine": m.label, "set": "zoo", "device": device, "runtime": runtime, "batch": batch,
                         "models": s["models"], "macs": s["predictors"]["zoo"]["macs"] if s["predictors"]["zoo"]["macs"]
                         is not None else s["spearman_macs_latency"],
                         "memory_access": s["predictors"]["zoo"]["memory_access"],
@@ -223,6 +224,17 @@ def spearman_rows(merged: Merged) -> list[dict]:
                         "matched_pairs": s["matched_macs"]["pairs"], "inverted": s["matched_macs"]["inverted"],
                         "inversion_rate": s["matched_macs"]["inversion_rate"],
                         "budgets": s["table8_budgets"]})
+        micro = [r for r in m.rows if r["model"] in MICRONETS and r["precision"] == "fp32" and "_a" not in r["model"]]
+        for device, runtime, batch in _settings(micro):
+            sel = [r for r in micro if r.get("device", "cpu") == device and r["runtime"] == runtime
+                   and r["batch"] == batch]
+            p = predictor_spearman(sel)
+            if p["models"] >= 5:
+                out.append({"machine": m.label, "set": "G1-G4 micro-networks", "device": device, "runtime": runtime,
+                            "batch": batch, "models": p["models"], "macs": p["macs"],
+                            "memory_access": p["memory_access"], "roofline": p["roofline"], "dw_macs": None,
+                            "dw_memory_access": None, "dw_roofline": None, "matched_pairs": None, "inverted": None,
+                            "inversion_rate": None, "budgets": None})
     return out
 
 
@@ -317,18 +329,19 @@ def write_report(merged: Merged, out_dir: str | os.PathLike, *, plots: bool = Tr
                   "ShuffleNet); inversions: pairs within 25% of each other's MACs where the one with fewer MACs is "
                   "slower in every round (or all but one of 5+). Empty: the rows carry no roofline (older rows, or "
                   "no bandwidth measured).", ""]
-        lines += _md_table(["machine", "device", "runtime", "batch", "models", "MACs", "memory", "roofline", "dw MACs",
-                            "dw memory", "dw roofline", "matched pairs", "inverted"],
-                           [[s["machine"], s["device"], s["runtime"], str(s["batch"]), str(s["models"]), _fmt(s["macs"]),
-                             _fmt(s["memory_access"]), _fmt(s["roofline"]), _fmt(s["dw_macs"]),
-                             _fmt(s["dw_memory_access"]), _fmt(s["dw_roofline"]), str(s["matched_pairs"]),
-                             f"{s['inverted']} ({_fmt(s['inversion_rate'], '{:.0%}')})"] for s in spearman])
+        lines += _md_table(["machine", "networks", "device", "runtime", "batch", "models", "MACs", "memory", "roofline",
+                            "dw MACs", "dw memory", "dw roofline", "matched pairs", "inverted"],
+                           [[s["machine"], s["set"], s["device"], s["runtime"], str(s["batch"]), str(s["models"]),
+                             _fmt(s["macs"]), _fmt(s["memory_access"]), _fmt(s["roofline"]), _fmt(s["dw_macs"]),
+                             _fmt(s["dw_memory_access"]), _fmt(s["dw_roofline"]), _fmt(s["matched_pairs"], "{}"),
+                             f"{s['inverted']} ({_fmt(s['inversion_rate'], '{:.0%}')})" if s["inverted"] is not None
+                             else "-"] for s in spearman])
         lines += ["", "Inside each Table-8 budget (about 40, 150, 300 and 600 MMACs): Spearman of latency against "
                   "MACs, and the fastest network.", ""]
         lines += _md_table(["machine", "device", "runtime", *[f"~{b}M" for b in TABLE8]],
                            [[s["machine"], s["device"], s["runtime"],
                              *[f"{_fmt(s['budgets'][str(b)]['spearman_macs'])}, {s['budgets'][str(b)]['fastest'] or '-'}"
-                               for b in TABLE8]] for s in spearman if s["batch"] == 1])
+                               for b in TABLE8]] for s in spearman if s["batch"] == 1 and s["budgets"]])
     written = []
     if plots:
         for name, field_, label in (("latency_vs_macs.png", "macs", "MACs per image"),

@@ -16,8 +16,8 @@ from ..bench.schedule import measure
 from ..bench.plan import ExportFn, FileCosts, ModuleMacs, formats_for, with_costs
 from ..errors import UsageError
 from ..exporter.formats import ALWAYS
-from .analysis import (alignment_effect, guideline_table, micronet_macs, micronet_name, plot_latency_vs_macs, table8,
-                       zoo_summary)
+from .analysis import (alignment_effect, guideline_table, micronet_macs, micronet_name, micronet_predictors,
+                       plot_latency_vs_macs, table8, zoo_summary)
 from .paper import ALIGNABLE, ALIGNMENTS, GUIDELINES, WIDTHS
 
 Progress = Callable[[int, int, str], None]
@@ -107,7 +107,10 @@ def study_guidelines(runtimes: list[str], out_dir: str | Path, *, export: Export
             "widths": list(widths), "aligns": [a for a in aligns if any(g in ALIGNABLE for g in selected)],
             "ceiling_gflops": ceiling, "bandwidth_gbs": result["bandwidths_gbs"].get(threads),
             "machine": result["machine"], "tables": tables, "verdicts": verdicts,
-            "alignment": alignment_effect(tables), "rows": rows, "failures": result["failures"]}
+            "alignment": alignment_effect(tables),
+            "predictors": {rt: micronet_predictors([r for r in rows if r["runtime"] == rt], list(widths))
+                           for rt in measured},
+            "rows": rows, "failures": result["failures"]}
 
 
 def _plain_export(module, shape, path: Path) -> None:
