@@ -1013,9 +1013,9 @@ def report_cmd(files, output_dir, no_plots, as_json):
 @click.option("--json", "as_json", is_flag=True, help="Print the registry as JSON.")
 def list_cmd(pattern, as_json):
     """List registered models (PATTERN is a wildcard, e.g. 'resnet*')."""
-    from ..models import list_models, model_info
+    from ..catalog import entries
 
-    infos = [model_info(n) for n in list_models(pattern)]
+    infos = entries(pattern)  # the registry's metadata as data: no torch, no model built
     if not infos:
         raise UsageError(f"no model matches '{pattern}': run 'cnnexport list' to see them all")
     if as_json:
