@@ -25,7 +25,7 @@ import torch
 
 from cnnexport.machine import cpu_facts
 from cnnexport.bench.jobs import artifact_job
-from cnnexport.bench.rows import faster_beyond_noise, rows_from
+from cnnexport.bench.rows import paired, rows_from
 from cnnexport.bench.schedule import run_jobs
 from cnnexport.exporter.formats.tflite import to_tflite
 from cnnexport.exporter.onnx_export import to_onnx
@@ -109,9 +109,10 @@ def main() -> None:
     for c in changes:
         c["speedup"] = c["before"]["median_ms"] / c["after"]["median_ms"]
         before, after = c["before"]["round_medians_ms"], c["after"]["round_medians_ms"]
-        c["beyond_spread"] = faster_beyond_noise(after, before) or faster_beyond_noise(before, after)
+        c["paired"] = paired(after, before)  # after / before, round by round
+        c["beyond_spread"] = c["paired"]["call"] is not None
         print(f"{c['change']}, {c['model']} on {c['runtime']}: {c['speedup']:.2f}x "
-              f"({'beyond' if c['beyond_spread'] else 'within'} the spread)", flush=True)
+              f"({c['paired']['call'] or 'a tie'} by the paired test)", flush=True)
     out = {"benchmark": "graph_changes", "machine": cpu_facts(), "threads": args.threads, "rounds": args.rounds,
            "versions": versions("ai-edge-litert", "litert-torch"), "changes": changes,
            "median_of_medians_ms": {r["artifact"]: statistics.median(r["round_medians_ms"]) for r in rows}}
