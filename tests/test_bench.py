@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from cnnexport.bench.latency import measure, summarize
 from cnnexport.bench.jobs import Job
-from cnnexport.bench.rows import ROW_FIELDS, paired, pick, rows_from, spread
+from cnnexport.bench.rows import ROW_FIELDS, against_plain, paired, pick, rows_from, spread
 from cnnexport.bench.schedule import run_jobs
 from cnnexport.cli import cli
 from cnnexport.models import create_model
@@ -246,3 +246,32 @@ def test_bench_cuda_without_a_gpu_is_a_missing_dependency():
         pytest.skip("a CUDA device is present")
     result = CliRunner().invoke(cli, ["bench", "lenet5", "--device", "cuda"])
     assert result.exit_code == 6 and "no CUDA device" in result.stderr
+
+
+def test_against_plain_pairs_each_file_with_its_plain_twin():
+    ours, plain = _job("onnxruntime", "fp32", [10, 12, 11]), _job("onnxruntime", "fp32", [11, 13, 12])
+    plain.plain = True
+    plain.worker_job = {**plain.worker_job, "path": "/x/m.plain.onnx"}
+    rows = rows_from([ours, plain], machine={}, baseline=None)
+    (c,) = against_plain(rows)
+    assert c["verdict"] == "faster" and c["paired"]["faster_rounds"] == 3
+    assert c["plain_artifact"] == "m.plain.onnx" and c["artifact"] != c["plain_artifact"]
+    (p,) = pick(rows)
+    assert p["artifact"] != "m.plain.onnx" and p["runner_up"] is None  # plain files are a yardstick, not a pick
+
+
+def test_bench_plain_measures_each_runtimes_own_export_in_the_same_rounds(tmp_path):
+    result = CliRunner().invoke(cli, ["bench", "lenet5", "--runtime", "ort,tflite", "--plain", "--pick",
+                                      "--rounds", "2", "--runs", "3", "--min-time", "0", "--warmup", "1",
+                                      "--no-ceiling", "-o", str(tmp_path), "--json"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    plain = {r["runtime"]: r for r in data["rows"] if r["plain"]}
+    assert set(plain) == {"onnxruntime", "tflite"}
+    assert plain["tflite"]["artifact"] == "lenet5.plain.tflite" and (tmp_path / "lenet5.plain.onnx").is_file()
+    assert all(len(r["round_medians_ms"]) == 2 for r in plain.values())
+    assert {c["runtime"] for c in data["plain"]} == {"onnxruntime", "tflite"}
+    assert all(c["verdict"] in ("faster", "slower", "tie") and c["paired"]["rounds"] == 2 for c in data["plain"])
+    assert not any(".plain." in p["artifact"] for p in data["pick"])
+    files = CliRunner().invoke(cli, ["bench", str(tmp_path / "lenet5.onnx"), "--plain"])
+    assert files.exit_code == 2 and "--plain" in files.stderr

@@ -26,6 +26,7 @@ class Job:
     device: str = "cpu"
     macs: float | None = None  # per image
     costs: ModelCosts | None = None  # per layer, for the roofline bound
+    plain: bool = False  # a plain-tool file (bench --plain), measured beside cnnexport's
     medians: list[float] = field(default_factory=list)  # one per round: the spread between rounds
     samples_ms: list[float] = field(default_factory=list)  # every round's timed runs, pooled
     first_ms: list[float] = field(default_factory=list)  # each round's first (cold) run

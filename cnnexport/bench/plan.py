@@ -19,6 +19,8 @@ from .jobs import CUDA_RUNTIMES, PRECISIONS, Job, artifact_job, jobs_from_report
 ExportFn = Callable[..., dict]
 ModuleMacs = Callable[[Any, tuple], float]
 FileCosts = Callable[[str, "tuple | None"], "ModelCosts | None"]
+# The plain-tool exports (exporter.plain.plain_export): module, shape, folder, name, runtimes -> runtime: path.
+PlainFn = Callable[..., dict]
 
 RUNTIME_NAMES = ", ".join(RUNTIMES)
 
@@ -70,10 +72,12 @@ def artifact_jobs(paths: list[str], runtimes: list[str], batches: list[int], thr
 def model_jobs(model: str, runtimes: list[str], precisions: list[str], batches: list[int], threads: list[int],
                device: str, out_dir: str | Path, *, export: ExportFn, macs_of: ModuleMacs,
                on_stage: Callable[[str], None] | None = None, input_size: tuple[int, ...] | None = None,
-               calib: str = "samples", costs_of_file: FileCosts | None = None) -> tuple[list[Job], list[str], dict]:
+               calib: str = "samples", costs_of_file: FileCosts | None = None,
+               plain_export: PlainFn | None = None) -> tuple[list[Job], list[str], dict]:
     """Export ``model`` into ``out_dir`` for the selected runtimes with ``export`` (the pipeline, passed
     in by the CLI); jobs, notes and the export report. ``macs_of(module, shape)`` counts its MACs;
-    ``costs_of_file`` gives the exported ONNX graph's layer costs, which every job's roofline uses."""
+    ``costs_of_file`` gives the exported ONNX graph's layer costs, which every job's roofline uses;
+    ``plain_export`` also writes each runtime's plain-tool file, measured as fp32 jobs marked ``plain``."""
     from ..models import create_model, model_info
 
     info = model_info(model)
@@ -96,6 +100,17 @@ def model_jobs(model: str, runtimes: list[str], precisions: list[str], batches: 
     if "torch" in runtimes and "fp32" in precisions:
         jobs += torch_jobs(model, shape, batches, threads, device=device, macs=macs)
     jobs += jobs_from_report(report, out_dir, model, runtimes, precisions, batches, threads, device, macs)
+    if plain_export is not None and "fp32" in precisions:
+        if on_stage:
+            on_stage(f"exporting {model} with each runtime's own converter (--plain)")
+        measured = [r for r in runtimes if r != "torch" and (device != "cuda" or r in CUDA_RUNTIMES)]
+        for runtime, path in plain_export(module, shape, out_dir, model, measured).items():
+            for t in threads:
+                for b in batches:
+                    job = artifact_job(path, runtime, b, t, model=model, device=device, macs=macs,
+                                       input_size=shape[1:])  # an ncnn .param records no shape
+                    job.plain = True
+                    jobs.append(job)
     with_costs(jobs, costs_of_file, Path(out_dir) / f"{model}.onnx")
     if device == "cuda":
         dropped = [r for r in runtimes if r not in CUDA_RUNTIMES]

@@ -21,7 +21,7 @@ ROW_FIELDS = ("model", "artifact", "runtime", "version", "precision", "device", 
               "runs", "median_ms", "p90_ms", "p99_ms", "min_ms", "mean_ms", "std_ms", "images_per_s", "macs",
               "gmacs_per_s", "ceiling_gflops", "ceiling_fraction", "bandwidth_gbs", "memory_access_bytes",
               "roofline_ms", "of_roofline", "baseline", "speedup", "int8_speedup", "rounds", "round_medians_ms",
-              "statistics", "spread", "protocol", "machine", "gpu")
+              "statistics", "spread", "protocol", "plain", "machine", "gpu")
 
 
 def spread(medians: list[float]) -> float:
@@ -62,17 +62,19 @@ def rows_from(jobs: list[Job], *, machine: dict, ceilings: dict[int, float] | No
             "roofline_ms": bound, "of_roofline": bound / median if bound else None,
             "baseline": baseline, "speedup": None, "int8_speedup": None, "rounds": len(job.medians),
             "round_medians_ms": job.medians, "statistics": "pooled",
-            "spread": spread(job.medians), "protocol": PROTOCOL, "machine": machine, "gpu": res.get("gpu"),
+            "spread": spread(job.medians), "protocol": PROTOCOL, "plain": job.plain, "machine": machine,
+            "gpu": res.get("gpu"),
         }
         rows.append(row)
     key = lambda r: (r["model"], r["runtime"], r["batch"], r["threads"], r["device"])  # noqa: E731
-    fp32 = {key(r): r for r in rows if r["precision"] == "fp32"}
+    fp32 = {key(r): r for r in rows if r["precision"] == "fp32" and not r["plain"]}
     for row in rows:
         if row["precision"] == "int8" and key(row) in fp32:
             row["int8_speedup"] = fp32[key(row)]["median_ms"] / row["median_ms"]
     if baseline:
         for row in rows:
             base = [b for b in rows if b["runtime"] == baseline and b["precision"] == "fp32" and b["model"] == row["model"]
+                    and not b["plain"]
                     and (b["batch"], b["threads"], b["device"]) == (row["batch"], row["threads"], row["device"])]
             if base:
                 row["speedup"] = base[0]["median_ms"] / row["median_ms"]
@@ -111,7 +113,9 @@ def pick(rows: list[dict]) -> list[dict]:
     whether the ranking holds by the paired test (``paired``: every round, or all but one of 5+)."""
     groups: dict[tuple, list[dict]] = {}
     for row in rows:
-        groups.setdefault((row["model"], row["precision"], row["batch"], row["threads"], row["device"]), []).append(row)
+        if not row.get("plain"):  # the pick is among cnnexport's files; plain files are its yardstick
+            groups.setdefault((row["model"], row["precision"], row["batch"], row["threads"], row["device"]),
+                              []).append(row)
     picks = []
     for (model, precision, batch, threads, device), group in sorted(groups.items(), key=lambda kv: str(kv[0])):
         group = sorted(group, key=lambda r: r["median_ms"])
@@ -129,3 +133,23 @@ def pick(rows: list[dict]) -> list[dict]:
             "beyond_noise": (test["call"] == "faster" if test["rounds"] > 1 else None) if runner else True,
         })
     return picks
+
+
+def against_plain(rows: list[dict]) -> list[dict]:
+    """Each cnnexport row beside the plain-tool row of the same model, runtime, precision, batch,
+    threads and device (``bench --plain``): the paired test of ours against plain, round by round
+    (``median_ratio`` < 1: ours is faster), and its call."""
+    out = []
+    key = lambda r: (r["model"], r["runtime"], r["precision"], r["batch"], r["threads"], r["device"])  # noqa: E731
+    plain = {key(r): r for r in rows if r.get("plain")}
+    for ours in rows:
+        other = plain.get(key(ours)) if not ours.get("plain") else None
+        if other is None:
+            continue
+        test = paired(ours["round_medians_ms"], other["round_medians_ms"])
+        out.append({"model": ours["model"], "runtime": ours["runtime"], "precision": ours["precision"],
+                    "batch": ours["batch"], "threads": ours["threads"], "artifact": ours["artifact"],
+                    "plain_artifact": other["artifact"], "median_ms": ours["median_ms"],
+                    "plain_median_ms": other["median_ms"], "paired": test,
+                    "verdict": test["call"] or "tie"})
+    return out

@@ -509,13 +509,16 @@ def _reference_made_for(meta: dict) -> str:
 @click.option("--no-ceiling", is_flag=True, help="Skip measuring the machine's limits (sgemm ceiling, memory "
               "bandwidth); the roofline columns stay empty.")
 @click.option("--pick", is_flag=True, help="Name the fastest artifact per precision, with the evidence.")
+@click.option("--plain", is_flag=True, help="For a model name: also export it with each runtime's own converter "
+              "(torch.onnx.export, ov.convert_model, litert_torch.convert, ...) and measure those files in the same "
+              "rounds, ours against plain by the paired test.")
 @click.option("-o", "--output-dir", type=click.Path(file_okay=False), default=None,
               help="For a model name: where the exported files go (default: a temporary folder).")
 @click.option("--save", type=click.Path(dir_okay=False), default=None, help="Also write the JSON rows to this file.")
 @click.option("--json", "as_json", is_flag=True, help="Print the JSON rows on stdout, nothing else.")
 @click.option("--csv", "as_csv", is_flag=True, help="Print CSV rows on stdout.")
 def bench_cmd(targets, runtime, precision, batch, threads, input_size, device, baseline, rounds, warmup, runs,
-              min_time, max_time, no_ceiling, pick, output_dir, save, as_json, as_csv):
+              min_time, max_time, no_ceiling, pick, plain, output_dir, save, as_json, as_csv):
     """Latency of a zoo MODEL (exported first) or of exported files, across runtimes, precisions, batches
     and threads. Each measurement runs in its own process; rounds are interleaved. Files need no torch."""
     import tempfile
@@ -532,6 +535,9 @@ def bench_cmd(targets, runtime, precision, batch, threads, input_size, device, b
     runtimes = plan.parse_runtimes(runtime) if runtime is not None else None
     check_device(device)
     is_model = len(targets) == 1 and not Path(targets[0]).exists() and Path(targets[0]).suffix == ""
+    if plain and not is_model:
+        raise UsageError("--plain exports a model name with each runtime's own converter; give a zoo model name, "
+                         "not files")
     size = None
     if input_size:
         channels = None
@@ -548,7 +554,8 @@ def bench_cmd(targets, runtime, precision, batch, threads, input_size, device, b
             with StageStatus(f"exporting {targets[0]}") as on_stage:
                 jobs, notes, _ = plan.model_jobs(targets[0], runtimes, precisions, batches, thread_counts, device,
                                                  out, export=_export_fn(), macs_of=_macs_of, on_stage=on_stage,
-                                                 input_size=size, costs_of_file=_costs_of_file())
+                                                 input_size=size, costs_of_file=_costs_of_file(),
+                                                 plain_export=_plain_export() if plain else None)
         else:
             from ..exporter.profile_onnx import file_costs
 
@@ -567,6 +574,8 @@ def bench_cmd(targets, runtime, precision, batch, threads, input_size, device, b
               "bandwidths_gbs": measured["bandwidths_gbs"], "notes": notes + measured["failures"]}
     if pick:
         result["pick"] = rows.pick(result["rows"])
+    if plain:
+        result["plain"] = rows.against_plain(result["rows"])
     if save:
         _save(save, result)
     print_bench(result, as_json, as_csv)
@@ -587,6 +596,13 @@ def _export_fn():
     from ..exporter.pipeline import export
 
     return export
+
+
+def _plain_export():
+    """Each runtime's own converter on the module (``bench --plain``)."""
+    from ..exporter.plain import plain_export
+
+    return plain_export
 
 
 def _costs_of_file():
