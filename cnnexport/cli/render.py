@@ -168,19 +168,6 @@ def print_profile(model: str, result: dict, per_layer: bool, as_json: bool, as_c
                   "unknown: some costs are unknown" if low else "MACs per byte accessed (fp32)")
     table.add_row("element-wise ops", clever_format(result["elementwise_ops"]), "BN, activations, additions, pooling")
     console.print(table)
-    if result.get("plain"):
-        table = Table(title="cnnexport's files against each runtime's own converter (--plain), paired by round")
-        for col in ("model", "runtime", "batch", "threads", "ours ms", "plain ms", "ours / plain", "range", "rounds",
-                    "verdict"):
-            table.add_column(col, justify="left" if col in ("model", "runtime", "verdict") else "right")
-        for c in result["plain"]:
-            t = c["paired"]
-            table.add_row(c["model"], c["runtime"], str(c["batch"]), str(c["threads"]), f"{c['median_ms']:.2f}",
-                          f"{c['plain_median_ms']:.2f}", f"{t['median_ratio']:.3f}" if t["median_ratio"] else "-",
-                          f"{t['min_ratio']:.3f}-{t['max_ratio']:.3f}" if t["median_ratio"] else "-",
-                          f"{t['faster_rounds']} faster, {t['slower_rounds']} slower of {t['rounds']}",
-                          {"faster": "ours faster", "slower": "ours SLOWER"}.get(c["verdict"], "tie"))
-        console.print(table)
     for note in result.get("notes", []):
         console.print(f"[yellow]note:[/] {note}")
     if "against_onnx" in result:
