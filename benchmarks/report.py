@@ -248,18 +248,20 @@ def zoo_section(zoo: dict | None, plot: str = "latency_vs_macs.png") -> list[str
                  [[f"~{r['budget_mflops']}M", r["paper_name"], str(r["paper_mflops"]), fmt(r["paper_top1_err"], "{:.1f}"),
                    fmt(r["macs"] / 1e6 if r["macs"] else None, "{:.0f}")]
                   + [fmt(r["latency_ms"].get(rt)) for rt in runtimes] for r in zoo["table8"]])
-    plain = zoo.get("plain_export", [])
+    plain = plain_pairs(zoo)
     if plain:
-        slower = [p for p in plain if p["slower_beyond_spread"]]
-        ratios = sorted(p["ratio"] for p in plain)
-        out += ["", "### cnnexport's graph against a plain `torch.onnx.export`", "",
-                f"{len(plain) - len(slower)} of {len(plain)} model/runtime pairs are not slower "
-                + ("by the paired test (slower in every round, or all but one of 5+)" if "paired" in plain[0]
-                   else "beyond the spread of the round medians (measured before the paired test)") + "; "
-                f"plain/cnnexport latency ratio from {ratios[0]:.2f} to {ratios[-1]:.2f} (median "
+        slower = [p for p in plain if p["call"] == "slower"]
+        faster = [p for p in plain if p["call"] == "faster"]
+        ratios = sorted(p["median_ratio"] for p in plain)
+        labels = sorted({p["plain_runtime"] for p in plain})
+        out += ["", "### cnnexport's files against plain exports", "",
+                f"Plain files: {', '.join(labels)}. {len(plain) - len(slower)} of {len(plain)} model/runtime pairs are "
+                f"not slower by the paired test (slower in every round, or all but one of 5+); {len(faster)} are "
+                f"faster. Ours / plain, median per-round ratio from {ratios[0]:.2f} to {ratios[-1]:.2f} (median "
                 f"{ratios[len(ratios) // 2]:.2f})."]
         if slower:
-            out.append("Slower: " + ", ".join(f"{p['model']} on {p['runtime']} ({p['ratio']:.2f})" for p in slower) + ".")
+            out.append("Slower: " + ", ".join(f"{p['model']} on {p['runtime']} ({p['median_ratio']:.2f})"
+                                              for p in slower) + ".")
     if zoo.get("failures"):
         out += ["", "Not measured: " + "; ".join(zoo["failures"]) + "."]
     out.append("")
@@ -306,6 +308,24 @@ def roofline_section(layers: dict | None, zoo: dict | None, benches: dict[str, d
                        fmt(r["of_roofline"], "{:.0%}")] for r in rows])
     out += ["", "Across machines: `benchmarks/cross_machine/REPORT.md` (`cnnexport report` over every machine's rows "
             "in `benchmarks/results/`).", ""]
+    return out
+
+
+def plain_pairs(zoo: dict) -> list[dict]:
+    """The study's plain rows against cnnexport's, re-tested round by round (the paired test) whatever
+    the study of the time computed; a plain row's runtime may carry its tool in brackets."""
+    from cnnexport.bench.rows import paired
+
+    out = []
+    for p in zoo.get("plain_rows", []):
+        runtime = p["runtime"].split(" ")[0]
+        ours = next((r for r in zoo["rows"] if r["model"] == p["model"] and r["runtime"] == runtime
+                     and r["batch"] == p["batch"] and r["precision"] == "fp32"), None)
+        if ours:
+            test = paired(ours["round_medians_ms"], p["round_medians_ms"])
+            out.append({"model": p["model"], "runtime": runtime, "plain_runtime": p["runtime"]
+                        if p["runtime"] != runtime else f"{runtime} ({p['artifact']})".replace(p["model"], "<model>"),
+                        "median_ratio": test["median_ratio"], "call": test["call"]})
     return out
 
 

@@ -956,7 +956,8 @@ def study_guidelines_cmd(which, widths, batch, align, runtime, threads, device, 
 @click.option("--batch", default="1", show_default=True, help="Batch sizes, e.g. 1,8.")
 @click.option("--plot", type=click.Path(dir_okay=False), default="latency_vs_macs.png", show_default=True,
               help="Where the log-log plot of latency against MACs goes.")
-@click.option("--no-plain", is_flag=True, help="Skip measuring a plain torch.onnx.export beside cnnexport's graph.")
+@click.option("--no-plain", is_flag=True, help="Skip measuring each runtime's own plain export beside cnnexport's "
+              "files.")
 @_study_common
 def study_zoo_cmd(models, batch, plot, no_plain, runtime, threads, device, rounds, runs, min_time, max_time, output_dir,
                   save, as_json):
@@ -979,7 +980,8 @@ def study_zoo_cmd(models, batch, plot, no_plain, runtime, threads, device, round
     timing = _check_study_args(threads, rounds, runs, min_time, max_time, device)
     result = _run_study(study_zoo, output_dir, save, as_json, export=_export_fn(), macs_of=_macs_of, models=names,
                         runtimes=runtimes, batches=batches, threads=threads, device=device, rounds=rounds,
-                        timing=timing, plot=plot, plain=not no_plain, costs_of_file=_costs_of_file())
+                        timing=timing, plot=plot, plain=not no_plain, costs_of_file=_costs_of_file(),
+                        plain_export=None if no_plain else _plain_export())
     if not as_json:
         print_zoo(result)
 

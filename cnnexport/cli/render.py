@@ -540,7 +540,7 @@ def print_zoo(result: dict) -> None:
     plain = result["plain_export"]
     if plain:
         slower = [p for p in plain if p["slower_beyond_spread"]]
-        console.print(f"cnnexport's graph vs a plain torch.onnx.export: {len(plain) - len(slower)} of {len(plain)} "
+        console.print(f"cnnexport's files vs each runtime's own plain export: {len(plain) - len(slower)} of {len(plain)} "
                       "not slower by the paired test (round by round)" + (": slower: " + ", ".join(
                           f"{p['model']} on {p['runtime']} ({p['ratio']:.2f}x)" for p in slower) if slower else ""))
     if "plot" in result:

@@ -1,8 +1,9 @@
 """Running the study: export the networks, measure them with the benchmark matrix, analyse.
 
 ``study_guidelines`` builds the paper's micro-networks; ``study_zoo`` the registry's models, plus a
-plain ``torch.onnx.export`` of each (no folding, no simplification) measured on the same runtimes,
-so that cnnexport's graphs can be checked never to be slower than the plain export.
+plain export of each with every runtime's own converter (``exporter.plain``: no folding, no
+simplification) measured in the same rounds, so that cnnexport's files can be checked never to be
+slower than the plain ones.
 """
 
 from __future__ import annotations
@@ -11,9 +12,9 @@ from pathlib import Path
 from typing import Callable
 
 from ..bench.jobs import Job, artifact_job, jobs_from_report, torch_jobs
-from ..bench.rows import paired, rows_from
+from ..bench.rows import against_plain
 from ..bench.schedule import measure
-from ..bench.plan import ExportFn, FileCosts, ModuleMacs, formats_for, with_costs
+from ..bench.plan import ExportFn, FileCosts, ModuleMacs, PlainFn, formats_for, with_costs
 from ..errors import UsageError
 from ..exporter.formats import ALWAYS
 from .analysis import (alignment_effect, guideline_table, micronet_macs, micronet_name, micronet_predictors,
@@ -23,7 +24,6 @@ from .paper import ALIGNABLE, ALIGNMENTS, GUIDELINES, WIDTHS
 Progress = Callable[[int, int, str], None]
 Stage = Callable[[str], None]
 MICRONET_BUILDER = "cnnexport.study.micronets:build"
-PLAIN_FILE = ".plain.onnx"  # what torch.onnx.export alone writes, measured beside cnnexport's files
 
 
 def _export(export: ExportFn, module, shape, out_dir: Path, name: str, runtimes: list[str]) -> dict:
@@ -113,33 +113,21 @@ def study_guidelines(runtimes: list[str], out_dir: str | Path, *, export: Export
             "rows": rows, "failures": result["failures"]}
 
 
-def _plain_export(module, shape, path: Path) -> None:
-    """What a user gets from torch.onnx.export alone: no BN folding, no simplification."""
-    import torch
-
-    from .._atomic import atomic_path
-    from .._quiet import quiet_fds
-
-    with atomic_path(path) as tmp, quiet_fds(), torch.no_grad():
-        torch.onnx.export(module.eval(), torch.zeros(shape), str(tmp), opset_version=18, dynamo=False,
-                          input_names=["input"], output_names=["output"],
-                          dynamic_axes={"input": {0: "batch"}, "output": {0: "batch"}})
-
-
 def study_zoo(models: list[str], runtimes: list[str], out_dir: str | Path, *, export: ExportFn, macs_of: ModuleMacs,
               batches: list[int] = (1,), threads: int = 2, device: str = "cpu", rounds: int = 3,
               timing: dict | None = None, plot: str | Path | None = None, plain: bool = True,
-              costs_of_file: FileCosts | None = None, on_stage: Stage | None = None,
-              on_progress: Progress | None = None) -> dict:
+              costs_of_file: FileCosts | None = None, plain_export: PlainFn | None = None,
+              on_stage: Stage | None = None, on_progress: Progress | None = None) -> dict:
     """Every model on every runtime: rank correlation of latency with MACs, memory access and the
-    roofline bound, inversions at matched MACs, GMAC/s, Table 8, a plot. ``export``, ``macs_of`` and
-    ``costs_of_file`` (the pipeline and the profilers) are passed in by the CLI."""
+    roofline bound, inversions at matched MACs, GMAC/s, Table 8, a plot. ``export``, ``macs_of``,
+    ``costs_of_file`` and ``plain_export`` (the pipeline, the profilers, the runtimes' own converters)
+    are passed in by the CLI; with ``plain`` and ``plain_export`` each model's plain files are measured
+    beside cnnexport's."""
     from ..models import create_model, model_info
 
     stage = on_stage or (lambda _s: None)
     out_dir = Path(out_dir)
     jobs: list[Job] = []
-    plain_jobs: list[Job] = []
     artifact_runtimes = [r for r in runtimes if r != "torch"]
     for name in models:
         shape = (1, *model_info(name).input_size)
@@ -151,46 +139,34 @@ def study_zoo(models: list[str], runtimes: list[str], out_dir: str | Path, *, ex
             report = _export(export, module, shape, out_dir, name, artifact_runtimes)
             model_jobs += jobs_from_report(report, out_dir / name, name, artifact_runtimes, ["fp32"], list(batches),
                                            [threads], device, macs)
-        if plain and any(r in ("onnxruntime", "openvino") for r in runtimes):
-            path = out_dir / name / f"{name}{PLAIN_FILE}"
-            _plain_export(module, shape, path)
-            for rt in ("onnxruntime", "openvino"):
-                if rt in runtimes:
-                    job = artifact_job(path, rt, 1, threads, model=name, device=device, macs=macs)
-                    job.runtime = f"{rt} (plain torch.onnx.export)"
-                    plain_jobs.append(job)
+        if plain and plain_export is not None and artifact_runtimes:
+            for rt, path in plain_export(module, shape, out_dir / name, name, artifact_runtimes).items():
+                job = artifact_job(path, rt, 1, threads, model=name, device=device, macs=macs, input_size=shape[1:])
+                job.plain = True
+                model_jobs.append(job)
         if "torch" in runtimes:
             model_jobs += torch_jobs(name, shape, list(batches), [threads], device=device, macs=macs)
         with_costs(model_jobs, costs_of_file, out_dir / name / f"{name}.onnx")
         jobs += model_jobs
     stage("measuring")
-    measured = measure(jobs + plain_jobs, rounds=rounds, timing=timing, threads=[threads], device=device,
+    measured = measure(jobs, rounds=rounds, timing=timing, threads=[threads], device=device,
                        baseline="torch" if "torch" in runtimes else None, on_progress=on_progress)
-    ceiling, machine = measured["ceilings_gflops"].get(threads), measured["machine"]
-    rows = [r for r in measured["rows"] if not (r["artifact"] or "").endswith(PLAIN_FILE)]
-    plain_rows = rows_from(plain_jobs, machine=machine)  # without the ceiling and the baseline
+    rows = [r for r in measured["rows"] if not r["plain"]]
+    plain_rows = [r for r in measured["rows"] if r["plain"]]
     result = {"study": "zoo", "threads": threads, "device": device, "rounds": rounds, "batches": list(batches),
-              "ceiling_gflops": ceiling, "bandwidth_gbs": measured["bandwidths_gbs"].get(threads), "machine": machine, "summary": {f"batch{b}": zoo_summary(rows, b)
-                                                                        for b in batches},
-              "table8": table8(rows), "plain_export": plain_comparison(rows, plain_rows), "rows": rows,
+              "ceiling_gflops": measured["ceilings_gflops"].get(threads),
+              "bandwidth_gbs": measured["bandwidths_gbs"].get(threads), "machine": measured["machine"],
+              "summary": {f"batch{b}": zoo_summary(rows, b) for b in batches},
+              "table8": table8(rows), "plain_export": plain_comparison(measured["rows"]), "rows": rows,
               "plain_rows": plain_rows, "failures": measured["failures"]}
     if plot and rows:
         result["plot"] = str(plot_latency_vs_macs(rows, plot))
     return result
 
 
-def plain_comparison(rows: list[dict], plain_rows: list[dict]) -> list[dict]:
-    """cnnexport's graph against the plain export on the same runtime: slower only when the paired
-    test (round by round) says so."""
-    out = []
-    for p in plain_rows:
-        runtime = p["runtime"].split(" ")[0]
-        ours = next((r for r in rows if r["model"] == p["model"] and r["runtime"] == runtime and r["batch"] == 1
-                     and r["precision"] == "fp32"), None)
-        if ours is None:
-            continue
-        test = paired(ours["round_medians_ms"], p["round_medians_ms"])
-        out.append({"model": p["model"], "runtime": runtime, "cnnexport_ms": ours["median_ms"],
-                    "plain_ms": p["median_ms"], "ratio": p["median_ms"] / ours["median_ms"],
-                    "paired": test, "slower_beyond_spread": test["call"] == "slower"})
-    return out
+def plain_comparison(rows: list[dict]) -> list[dict]:
+    """cnnexport's file against the plain one on the same runtime (``bench.rows.against_plain``):
+    slower only when the paired test (round by round) says so."""
+    return [{"model": c["model"], "runtime": c["runtime"], "cnnexport_ms": c["median_ms"],
+             "plain_ms": c["plain_median_ms"], "ratio": c["plain_median_ms"] / c["median_ms"], "paired": c["paired"],
+             "slower_beyond_spread": c["verdict"] == "slower"} for c in against_plain(rows) if c["batch"] == 1]
