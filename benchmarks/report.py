@@ -104,30 +104,47 @@ def targets_section(zoo: dict | None) -> list[str]:
 
 
 def targets_bench_section(benches: dict[str, dict | None]) -> list[str]:
-    """The three target models measured on every CPU runtime, ncnn included (`run_all.py --only targets`)."""
+    """The three target models measured on every CPU runtime, ncnn included (`run_all.py --only targets`),
+    with each runtime's plain export beside cnnexport's when the run had --plain."""
     benches = {m: b for m, b in benches.items() if b}
     if not benches:
         return []
+    has_plain = any(b.get("plain") for b in benches.values())
     out = ["### The same three models on every CPU runtime, ncnn included", "",
-           "`cnnexport bench <model> --runtime ort,openvino,tflite,ncnn,torch --pick`, its own run per model, "
-           "with its own PyTorch eager baseline and sgemm ceiling (eager latency moves between runs: compare "
-           "with the table above).", ""]
+           "`cnnexport bench <model> --runtime ort,openvino,tflite,ncnn,torch --pick"
+           + (" --precision fp32,int8 --plain" if has_plain else "") + "`, its own run per model, "
+           "with its own PyTorch eager baseline, sgemm ceiling and memory bandwidth (eager latency moves between "
+           "runs: compare with the table above)"
+           + ("; `.plain.` files are each runtime's own converter on the module (no cnnexport)" if has_plain else "")
+           + ".", ""]
     body = []
     for model, b in benches.items():
-        for r in sorted(b["rows"], key=lambda r: RUNTIME_ORDER.index(r["runtime"]) if r["runtime"] in RUNTIME_ORDER
-                        else 99):
-            body.append([model, r["runtime"], fmt(r["median_ms"]), fmt(r["spread"], "{:.0%}"),
-                         fmt(r["speedup"], "{:.2f}x"), fmt(r["gmacs_per_s"], "{:.1f}"),
+        for r in sorted(b["rows"], key=lambda r: (r.get("plain", False), r["precision"],
+                                                  RUNTIME_ORDER.index(r["runtime"]) if r["runtime"] in RUNTIME_ORDER
+                                                  else 99)):
+            body.append([model, r["artifact"] or r["runtime"], r["runtime"], r["precision"], fmt(r["median_ms"]),
+                         fmt(r["spread"], "{:.0%}"), fmt(r["speedup"], "{:.2f}x"), fmt(r["gmacs_per_s"], "{:.1f}"),
                          fmt(r["ceiling_fraction"], "{:.0%}"), fmt(r.get("roofline_ms")),
                          fmt(r.get("of_roofline"), "{:.0%}")])
-    out += table(["model", "runtime", "median ms", "spread", "x vs PyTorch eager", "GMAC/s", "of ceiling",
-                  "roofline ms", "of roofline"], body)
+    out += table(["model", "file", "runtime", "precision", "median ms", "spread", "x vs PyTorch eager", "GMAC/s",
+                  "of ceiling", "roofline ms", "of roofline"], body)
     out.append("")
     for model, b in benches.items():
         for p in b.get("pick") or []:
             out.append(f"- {model}, fastest {p['precision']}: {p['artifact']} on {p['runtime']}, {p['median_ms']:.2f} ms; "
                        f"runner-up {p['runner_up']} {p['runner_up_median_ms']:.2f} ms ({p['margin']:.2f}x, "
                        + ("faster by the paired test" if p["beyond_noise"] else "a tie by the paired test") + ").")
+    if has_plain:
+        out += ["", "cnnexport's file against the plain export of the same runtime, paired by round (ours / plain "
+                "per round: median and range; a call needs every round, or all but one of 5+):", ""]
+        out += table(["model", "runtime", "ours ms", "plain ms", "ours / plain", "range", "rounds faster / slower",
+                      "verdict"],
+                     [[c["model"], c["runtime"], fmt(c["median_ms"]), fmt(c["plain_median_ms"]),
+                       fmt(c["paired"]["median_ratio"], "{:.3f}"),
+                       f"{fmt(c['paired']['min_ratio'], '{:.3f}')}-{fmt(c['paired']['max_ratio'], '{:.3f}')}",
+                       f"{c['paired']['faster_rounds']} / {c['paired']['slower_rounds']} of {c['paired']['rounds']}",
+                       {"faster": "ours faster", "slower": "**ours slower**"}.get(c["verdict"], "tie")]
+                      for b in benches.values() for c in b.get("plain") or []])
     out.append("")
     return out
 

@@ -196,3 +196,12 @@ def test_micronet_predictors_split_by_width_and_leave_aligned_nets_out():
     p = micronet_predictors(rows, [1, 2])
     assert p["all"]["models"] == 8 and p["x1"]["models"] == 4 and p["x2"]["models"] == 4
     assert p["x1"]["roofline"] == pytest.approx(1.0) and math.isnan(p["x1"]["macs"])  # equal MACs rank nothing
+
+
+def test_torch_only_study_takes_the_roofline_from_the_modules_profile():
+    result = CliRunner().invoke(cli, ["study", "zoo", "--models", "lenet5", "--runtime", "torch", "--rounds", "2",
+                                      "--runs", "3", "--min-time", "0", "--max-time", "0.2", "--no-plain", "--plot", "",
+                                      "--json"])
+    assert result.exit_code == 0, result.output
+    (row,) = json.loads(result.stdout)["rows"]
+    assert row["runtime"] == "torch" and row["roofline_ms"] > 0 and row["memory_access_bytes"] > 0

@@ -18,6 +18,8 @@ from .jobs import CUDA_RUNTIMES, PRECISIONS, Job, artifact_job, jobs_from_report
 # roofline.ModelCosts; None: unknown).
 ExportFn = Callable[..., dict]
 ModuleMacs = Callable[[Any, tuple], float]
+# The per-layer costs of a module at an input shape (the PyTorch profiler's, as a roofline.ModelCosts).
+ModuleCosts = Callable[[Any, tuple], "ModelCosts | None"]
 FileCosts = Callable[[str, "tuple | None"], "ModelCosts | None"]
 # The plain-tool exports (exporter.plain.plain_export): module, shape, folder, name, runtimes -> runtime: path.
 PlainFn = Callable[..., dict]
@@ -119,9 +121,13 @@ def model_jobs(model: str, runtimes: list[str], precisions: list[str], batches: 
     return jobs, notes, report
 
 
-def with_costs(jobs: list[Job], costs_of_file: FileCosts | None, onnx_path: Path) -> None:
+def with_costs(jobs: list[Job], costs_of_file: FileCosts | None, onnx_path: Path,
+               module_costs: Callable[[], "ModelCosts | None"] | None = None) -> None:
     """Give ``jobs`` (one model's, every runtime and precision) the layer costs of its exported fp32
-    ONNX graph, the graph every other file was made from."""
+    ONNX graph, the graph every other file was made from; without one (PyTorch alone measured),
+    ``module_costs()``'s, from the module's own profile."""
     costs = costs_of_file(str(onnx_path), None) if costs_of_file and onnx_path.is_file() else None
+    if costs is None and module_costs is not None:
+        costs = module_costs()
     for job in jobs:
         job.costs = costs

@@ -612,6 +612,14 @@ def _costs_of_file():
     return file_costs
 
 
+def _costs_of_module(module, shape):
+    """The PyTorch profiler's per-layer costs of a module (the roofline's input when no ONNX file exists)."""
+    from ..exporter.profile_torch import profile_module
+    from ..roofline import ModelCosts
+
+    return ModelCosts.from_profile(profile_module(module, shape))
+
+
 def _macs_of(module, shape) -> float:
     from ..exporter.profile_torch import profile_module
 
@@ -946,7 +954,8 @@ def study_guidelines_cmd(which, widths, batch, align, runtime, threads, device, 
     timing = _check_study_args(threads, rounds, runs, min_time, max_time, device)
     result = _run_study(study_guidelines, output_dir, save, as_json, export=_export_fn(), runtimes=runtimes,
                         guidelines=selected, widths=width_list, batch=batch, threads=threads, device=device,
-                        rounds=rounds, timing=timing, aligns=aligns, costs_of_file=_costs_of_file())
+                        rounds=rounds, timing=timing, aligns=aligns, costs_of_file=_costs_of_file(),
+                        costs_of_module=_costs_of_module)
     if not as_json:
         print_guidelines(result)
 
@@ -981,6 +990,7 @@ def study_zoo_cmd(models, batch, plot, no_plain, runtime, threads, device, round
     result = _run_study(study_zoo, output_dir, save, as_json, export=_export_fn(), macs_of=_macs_of, models=names,
                         runtimes=runtimes, batches=batches, threads=threads, device=device, rounds=rounds,
                         timing=timing, plot=plot, plain=not no_plain, costs_of_file=_costs_of_file(),
+                        costs_of_module=_costs_of_module,
                         plain_export=None if no_plain else _plain_export())
     if not as_json:
         print_zoo(result)

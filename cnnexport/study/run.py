@@ -14,7 +14,7 @@ from typing import Callable
 from ..bench.jobs import Job, artifact_job, jobs_from_report, torch_jobs
 from ..bench.rows import against_plain
 from ..bench.schedule import measure
-from ..bench.plan import ExportFn, FileCosts, ModuleMacs, PlainFn, formats_for, with_costs
+from ..bench.plan import ExportFn, FileCosts, ModuleCosts, ModuleMacs, PlainFn, formats_for, with_costs
 from ..errors import UsageError
 from ..exporter.formats import ALWAYS
 from .analysis import (alignment_effect, guideline_table, micronet_macs, micronet_name, micronet_predictors,
@@ -65,11 +65,12 @@ def study_guidelines(runtimes: list[str], out_dir: str | Path, *, export: Export
                      guidelines: list[str] | None = None, widths: list[int] = (1, 2, 4), batch: int = 1,
                      threads: int = 2, device: str = "cpu", rounds: int = 3, timing: dict | None = None,
                      aligns: list[int] = ALIGNMENTS, costs_of_file: FileCosts | None = None,
-                     on_stage: Stage | None = None, on_progress: Progress | None = None) -> dict:
+                     costs_of_module: ModuleCosts | None = None, on_stage: Stage | None = None,
+                     on_progress: Progress | None = None) -> dict:
     """Export (with ``export``, the pipeline the CLI passes in) and measure the G1-G4 micro-networks on
     ``runtimes``; tables and verdicts per runtime. G1 and G2 are repeated with channels rounded to
     each multiple in ``aligns`` (the alignment factor). ``costs_of_file`` gives each exported graph's
-    layer costs for the roofline columns."""
+    layer costs for the roofline columns (``costs_of_module`` the module's, when only PyTorch runs)."""
     from .micronets import build, input_shape
 
     stage = on_stage or (lambda _s: None)
@@ -93,7 +94,8 @@ def study_guidelines(runtimes: list[str], out_dir: str | Path, *, export: Export
                 if "torch" in runtimes:
                     net_jobs += torch_jobs(MICRONET_BUILDER, shape, [batch], [threads], device=device, macs=macs,
                                            model_kwargs={"block": net.block, **settings}, name=name)
-                with_costs(net_jobs, costs_of_file, out_dir / name / f"{name}.onnx")
+                with_costs(net_jobs, costs_of_file, out_dir / name / f"{name}.onnx",
+                           costs_of_module and (lambda: costs_of_module(build(net.block, **settings), shape)))
                 jobs += net_jobs
     stage("measuring")
     result = measure(jobs, rounds=rounds, timing=timing, threads=[threads], device=device, on_progress=on_progress)
@@ -116,8 +118,9 @@ def study_guidelines(runtimes: list[str], out_dir: str | Path, *, export: Export
 def study_zoo(models: list[str], runtimes: list[str], out_dir: str | Path, *, export: ExportFn, macs_of: ModuleMacs,
               batches: list[int] = (1,), threads: int = 2, device: str = "cpu", rounds: int = 3,
               timing: dict | None = None, plot: str | Path | None = None, plain: bool = True,
-              costs_of_file: FileCosts | None = None, plain_export: PlainFn | None = None,
-              on_stage: Stage | None = None, on_progress: Progress | None = None) -> dict:
+              costs_of_file: FileCosts | None = None, costs_of_module: ModuleCosts | None = None,
+              plain_export: PlainFn | None = None, on_stage: Stage | None = None,
+              on_progress: Progress | None = None) -> dict:
     """Every model on every runtime: rank correlation of latency with MACs, memory access and the
     roofline bound, inversions at matched MACs, GMAC/s, Table 8, a plot. ``export``, ``macs_of``,
     ``costs_of_file`` and ``plain_export`` (the pipeline, the profilers, the runtimes' own converters)
@@ -146,7 +149,8 @@ def study_zoo(models: list[str], runtimes: list[str], out_dir: str | Path, *, ex
                 model_jobs.append(job)
         if "torch" in runtimes:
             model_jobs += torch_jobs(name, shape, list(batches), [threads], device=device, macs=macs)
-        with_costs(model_jobs, costs_of_file, out_dir / name / f"{name}.onnx")
+        with_costs(model_jobs, costs_of_file, out_dir / name / f"{name}.onnx",
+                   costs_of_module and (lambda: costs_of_module(module, shape)))
         jobs += model_jobs
     stage("measuring")
     measured = measure(jobs, rounds=rounds, timing=timing, threads=[threads], device=device,
