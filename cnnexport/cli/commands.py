@@ -339,7 +339,7 @@ def _roofline(target, input_size, batch, num_classes, weights, per_layer, runtim
     from ..bench import plan, schedule
     from ..exporter.formats import precision_of
     from ..exporter.graph import check
-    from ..exporter.roofline_profile import roofline_profile
+    from ..exporter.roofline_profile import costs_graph, roofline_profile
     from ..runtimes import runtime_for
     from ..runtimes.profiling import PROFILED_RUNTIMES, layer_times
 
@@ -356,13 +356,7 @@ def _roofline(target, input_size, batch, num_classes, weights, per_layer, runtim
                 from ..errors import InvalidModelFileError
 
                 raise InvalidModelFileError(f"model file '{target}' does not exist")
-            beside = path.with_name(f"{path.name.split('.')[0]}.onnx")
-            graph = path if path.suffix == ".onnx" and precision_of(path) == "fp32" else beside
-            if not graph.is_file():
-                graph = path if path.suffix == ".onnx" else None
-            if graph is None:
-                raise UsageError(f"--roofline reads the layer costs from the fp32 ONNX file beside '{path.name}' "
-                                 f"('{beside.name}'), which is not there: export with the onnx format too")
+            graph = costs_graph(path)
             dims = check(graph, full_check=False).inputs[0]["shape"]
             chw = tuple(d if isinstance(d, int) else None for d in dims[1:])
             if input_size:
