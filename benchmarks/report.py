@@ -159,7 +159,8 @@ def guidelines_section(g: dict | None) -> list[str]:
     where = f"on {_gpu(g)} (`--device cuda`)" if g["device"] == "cuda" else "on this machine's CPU"
     out = [f"## ShuffleNetV2's guidelines {where}", "",
            f"`cnnexport study guidelines` ({g['threads']} threads, batch {g.get('batch', 1)}, {g['rounds']} rounds, widths "
-           f"{', '.join('x' + str(w) for w in g['widths'])}). Ratios are speed relative to each table's first row "
+           f"{', '.join('x' + str(w) for w in g['widths'])}{measured_on(g)}). "
+           "Ratios are speed relative to each table's first row "
            "(higher is faster), ours beside the paper's (x1 width: GPU = GTX 1080Ti, ARM = Snapdragon 810).", ""]
     runtimes = sorted({t["runtime"] for t in g["tables"]}, key=lambda r: RUNTIME_ORDER.index(r)
                       if r in RUNTIME_ORDER else 99)
@@ -221,7 +222,7 @@ def zoo_section(zoo: dict | None, plot: str = "latency_vs_macs.png") -> list[str
     where = f"on {_gpu(zoo)} (`--device cuda`)" if zoo["device"] == "cuda" else "on this machine's CPU"
     out = [f"## FLOPs against latency across the zoo, {where}", "",
            f"`cnnexport study zoo` ({len({r['model'] for r in zoo['rows']})} models, {zoo['threads']} threads, "
-           f"{zoo['rounds']} rounds).", ""]
+           f"{zoo['rounds']} rounds{measured_on(zoo)}).", ""]
     for key, summary in zoo["summary"].items():
         if any("predictors" in s for s in summary.values()):
             out += ["Spearman rank correlation of latency with (a) MACs, (b) memory access cost (bytes) and (c) the "
@@ -349,7 +350,8 @@ def plain_pairs(zoo: dict) -> list[dict]:
 def int8_section(speed: dict | None, acc: dict | None) -> list[str]:
     out = []
     if speed:
-        out += ["## int8 against fp32", "", f"`benchmarks/int8_speed.py`, batch 1, {speed['threads']} threads.", ""]
+        out += ["## int8 against fp32", "",
+                f"`benchmarks/int8_speed.py`, batch 1, {speed['threads']} threads{measured_on(speed)}.", ""]
         body = []
         for model, m in speed["models"].items():
             for rt, s in m["int8_speedup_per_runtime"].items():
@@ -423,7 +425,8 @@ def graph_changes_section(gc: dict | None) -> list[str]:
     if not gc:
         return []
     out = ["## Graph-level changes, each measured", "",
-           f"`benchmarks/graph_changes.py`, batch 1, {gc['threads']} threads, {gc['rounds']} rounds.", ""]
+           f"`benchmarks/graph_changes.py`, batch 1, {gc['threads']} threads, {gc['rounds']} rounds{measured_on(gc)}.",
+           ""]
     paired_test = all("paired" in c for c in gc["changes"])
     out += table(["change", "model", "runtime", "before ms", "after ms", "speed-up",
                   "called by the paired test" if paired_test else "beyond the spread of round medians"],
@@ -437,10 +440,17 @@ def headline_section(h: dict | None, cov: dict | None) -> list[str]:
     if h:
         out += ["## Export time", "", f"`{h['command']}` as a cold process: {h['median_s']['cnnexport']:.2f} s; a plain "
                 f"`torch.onnx.export` in a cold process: {h['median_s']['plain_torch_onnx_export']:.2f} s "
-                f"({h['ratio_cnnexport_to_plain']:.2f}x; {h['note']}).", ""]
+                f"({h['ratio_cnnexport_to_plain']:.2f}x; {h['note']}){measured_on(h)}.", ""]
     if cov:
         out += ["Coverage: see the README's table (`benchmarks/results/coverage.json`).", ""]
     return out
+
+
+def measured_on(result: dict) -> str:
+    """', measured on <CPU> (<ISA>)' for a result that records its machine (results of earlier sessions
+    may come from another CPU than the page's first section)."""
+    m = result.get("machine") or next((r.get("machine") for r in _rows(result) if r.get("machine")), None)
+    return f", measured on {m['cpu']} ({isa_text(m)})" if m else ""
 
 
 def isa_text(machine: dict) -> str:
