@@ -141,4 +141,5 @@ class ModelCosts:
             return None
         n = profile.input_shape[0] or 1
         return cls(tuple(LayerCosts(layer.name, layer.kind or layer.type, layer.macs / n,
-                                    max(0, layer.memory_access - layer.params) / n, layer.params) for layer in profile.layers))
+                                    max(0, layer.memory_access - layer.params) / n, layer.params)
+                         for layer in profile.layers))
