@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 PACKAGE = Path(__file__).parents[1] / "cnnexport"
-LEAVES = {"errors", "_atomic", "_onnx_safety", "_quiet", "machine", "costs"}  # small modules below everything
+LEAVES = {"errors", "_atomic", "_onnx_safety", "_quiet", "machine", "costs", "roofline"}  # below everything
 # Each part of the package and the parts it may import (besides itself).
 ALLOWED = {
     "errors": set(),
@@ -16,6 +16,8 @@ ALLOWED = {
     "_quiet": {"errors"},
     "machine": set(),
     "costs": set(),
+    "roofline": set(),
+    "catalog": {"models"},  # the registry, only to write or check catalog.json
     "_spinner": set(),
     "models": {"errors"},
     "runtimes": {"errors", "_onnx_safety", "_quiet"},
@@ -27,7 +29,8 @@ ALLOWED = {
     # (the FORMATS table is not the exporter: it only says which runtime loads which file).
     "bench": {"formats", "runtimes", "models"} | LEAVES,  # models: the PyTorch baseline, built in its worker process
     "study": {"bench", "formats", "models", "runtimes", "calib"} | LEAVES,
-    "cli": {"exporter", "formats", "runtimes", "calib", "bench", "study", "models", "_spinner", "root"} | LEAVES,
+    "cli": {"exporter", "formats", "runtimes", "calib", "bench", "study", "models", "catalog", "_spinner",
+            "root"} | LEAVES,
     "__main__": {"cli"},
     "root": {"exporter"},  # cnnexport.export, the Python API
 }

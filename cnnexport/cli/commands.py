@@ -341,7 +341,7 @@ def _roofline(target, input_size, batch, num_classes, weights, per_layer, runtim
     from ..exporter.graph import check
     from ..exporter.roofline_profile import costs_graph, roofline_profile
     from ..runtimes import runtime_for
-    from ..runtimes.profiling import PROFILED_RUNTIMES, layer_times
+    from ..runtimes.profiling import PROFILED_RUNTIMES, layer_times, profiled_file
 
     if not 1 <= threads <= 4096 or (ceiling is not None and ceiling <= 0) or (bandwidth is not None and bandwidth <= 0):
         raise UsageError("--threads must be 1..4096, --ceiling and --bandwidth positive")
@@ -385,8 +385,7 @@ def _roofline(target, input_size, batch, num_classes, weights, per_layer, runtim
             if chosen not in PROFILED_RUNTIMES:
                 raise UsageError(f"'{path.name}' runs on {chosen}, which has no per-layer profiler here; --per-layer "
                                  "times the ONNX or OpenVINO file beside it: pass it, or --runtime ort")
-            timed = path if runtime_for(path) == chosen or (chosen == "openvino" and path.suffix == ".onnx") else graph
-            times = layer_times(timed, chosen, threads=threads, input_shape=shape)
+            times = layer_times(profiled_file(chosen, path, graph), chosen, threads=threads, input_shape=shape)
         limits = {"ceiling_gflops": ceiling or schedule.sgemm_ceiling(threads)["gflops"],
                   "bandwidth_gbs": bandwidth or schedule.bandwidth(threads)["gbs"]}
         result = roofline_profile(path, costs_path=graph, input_shape=shape, times=times,

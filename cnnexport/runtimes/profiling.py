@@ -16,6 +16,15 @@ import numpy as np
 from ..errors import UsageError
 
 PROFILED_RUNTIMES = ("onnxruntime", "openvino")
+READS_ONNX = ("onnxruntime", "openvino")  # runtimes that load an .onnx file directly
+
+
+def profiled_file(runtime: str, path: Path, graph: Path) -> Path:
+    """The file ``runtime``'s profiler times for ``path``: the file itself when the runtime loads it,
+    else ``graph`` (the ONNX file the other was made from)."""
+    from . import runtime_for
+
+    return path if runtime_for(path) == runtime or (runtime in READS_ONNX and path.suffix == ".onnx") else graph
 
 
 @dataclass
