@@ -223,8 +223,12 @@ def zoo_section(zoo: dict | None, plot: str = "latency_vs_macs.png") -> list[str
     out = [f"## FLOPs against latency across the zoo, {where}", "",
            f"`cnnexport study zoo` ({len({r['model'] for r in zoo['rows']})} models, {zoo['threads']} threads, "
            f"{zoo['rounds']} rounds{measured_on(zoo)}).", ""]
-    for key, summary in zoo["summary"].items():
-        if any("predictors" in s for s in summary.values()):
+    from cnnexport.study.analysis import zoo_summary
+
+    # derived from the rows with today's analysis, whatever the study of the time saved
+    summaries = {f"batch{b}": zoo_summary(zoo["rows"], b) for b in zoo.get("batches", [1])}
+    for key, summary in summaries.items():
+        if any(s["predictors"]["zoo"]["roofline"] is not None for s in summary.values()):
             out += ["Spearman rank correlation of latency with (a) MACs, (b) memory access cost (bytes) and (c) the "
                     "roofline bound, over the zoo and over its depthwise-heavy part (MobileNet, ShuffleNet); "
                     f"{key}.", ""]
@@ -237,15 +241,19 @@ def zoo_section(zoo: dict | None, plot: str = "latency_vs_macs.png") -> list[str
                            fmt(s["predictors"]["depthwise_heavy"]["memory_access"]),
                            fmt(s["predictors"]["depthwise_heavy"]["roofline"])] for rt, s in summary.items()])
             out += ["", "At matched FLOPs: of the pairs of networks within 25% of each other's MACs, how often the "
-                    "one with fewer MACs is the slower in every round (the paired test), and inside each Table-8 "
-                    "budget the Spearman of latency with MACs (the fastest network in brackets).", ""]
+                    "one with fewer MACs is the slower in every round (the paired test), and of the pairs the test "
+                    "calls, how many the roofline bound orders right. Inside each Table-8 budget: the Spearman of "
+                    "latency with MACs / with the roofline bound (the fastest network in brackets).", ""]
             budgets = list(next(iter(summary.values()))["table8_budgets"])
-            out += table(["runtime", "pairs", "fewer MACs, slower", "fewer MACs, faster", "ties",
+            out += table(["runtime", "pairs", "fewer MACs, slower", "fewer MACs, faster", "ties", "roofline right",
                           *[f"~{b}M" for b in budgets]],
                          [[rt, str(s["matched_macs"]["pairs"]),
                            f"{s['matched_macs']['inverted']} ({fmt(s['matched_macs']['inversion_rate'], '{:.0%}')})",
                            str(s["matched_macs"]["in_order"]), str(s["matched_macs"]["ties"]),
-                           *[f"{fmt(s['table8_budgets'][b]['spearman_macs'])} ({s['table8_budgets'][b]['fastest']})"
+                           f"{s['matched_macs']['roofline_right']} of {s['matched_macs']['roofline_called']} "
+                           f"({fmt(s['matched_macs']['roofline_rate'], '{:.0%}')})",
+                           *[f"{fmt(s['table8_budgets'][b]['spearman_macs'])} / "
+                             f"{fmt(s['table8_budgets'][b]['spearman_roofline'])} ({s['table8_budgets'][b]['fastest']})"
                              for b in budgets]] for rt, s in summary.items()])
         else:
             out += table(["runtime", "models", f"Spearman(MACs, latency), {key}"],
@@ -253,7 +261,7 @@ def zoo_section(zoo: dict | None, plot: str = "latency_vs_macs.png") -> list[str
         out.append("")
     if (HERE / plot).is_file():
         out += [f"![latency against MACs, log-log, one panel per runtime]({plot})", ""]
-    b1 = zoo["summary"].get("batch1", {})
+    b1 = summaries.get("batch1", {})
     rt_best = {rt: max(s["gmacs_per_s"].items(), key=lambda kv: kv[1]) for rt, s in b1.items() if s["gmacs_per_s"]}
     rt_worst = {rt: min(s["gmacs_per_s"].items(), key=lambda kv: kv[1]) for rt, s in b1.items() if s["gmacs_per_s"]}
     out += table(["runtime", "highest GMAC/s", "lowest GMAC/s"],

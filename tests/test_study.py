@@ -122,15 +122,17 @@ def _zoo_row(model, macs, medians, roofline=None, memory=None):
 
 
 def test_inversions_at_matched_macs_use_the_paired_rounds():
-    rows = [_zoo_row("a", 100, [2.0, 2.1, 2.2]),   # fewer MACs, slower than b in every round: inverted
-            _zoo_row("b", 110, [1.0, 1.0, 1.0]),
-            _zoo_row("c", 120, [1.5, 0.9, 1.5]),   # against b: rounds disagree, a tie
+    rows = [_zoo_row("a", 100, [2.0, 2.1, 2.2], roofline=3.0),  # fewer MACs, slower than b in every round
+            _zoo_row("b", 110, [1.0, 1.0, 1.0], roofline=1.0),
+            _zoo_row("c", 120, [1.5, 0.9, 1.5], roofline=4.0),   # against b: rounds disagree, a tie
             _zoo_row("d", 1000, [9.0, 9.0, 9.0])]  # 8x the MACs: no pair with anyone
     inv = inversions(rows)
     assert inv["pairs"] == 3  # a-b, a-c, b-c
     assert inv["inverted"] == 2 and inv["in_order"] == 0 and inv["ties"] == 1  # a-b and a-c inverted; b-c tie
     assert inv["inversion_rate"] == pytest.approx(2 / 3)
     assert "a (0 MMACs) slower than b" in inv["examples"][0]
+    # the bound orders a-b right (3 > 1) and a-c wrong (3 < 4); b-c is a tie, not counted
+    assert inv["roofline_called"] == 2 and inv["roofline_right"] == 1 and inv["roofline_rate"] == 0.5
 
 
 def test_zoo_summary_compares_three_predictors_on_the_same_rows():

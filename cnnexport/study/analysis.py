@@ -217,9 +217,11 @@ def micronet_predictors(rows: list[dict], widths: list[int]) -> dict:
 def inversions(rows: list[dict], within: float = MATCHED_MACS) -> dict:
     """Pairs of networks within ``within`` of each other's MACs: how often the one with fewer MACs is
     the slower by the paired test (every round agrees, or all but one of 5 or more), how often it
-    is the faster, and the rest (ties within the rounds' noise)."""
+    is the faster, and the rest (ties within the rounds' noise); of the pairs the test calls, how
+    many the roofline bound orders as latency does (where both rows have one)."""
     sel = sorted((r for r in rows if r.get("macs") and r.get("round_medians_ms")), key=lambda r: r["macs"])
     pairs, inverted, ordered, examples = 0, 0, 0, []
+    roofline_called, roofline_right = 0, 0
     for i, low in enumerate(sel):
         for high in sel[i + 1:]:
             if high["macs"] > low["macs"] * within:
@@ -234,8 +236,13 @@ def inversions(rows: list[dict], within: float = MATCHED_MACS) -> dict:
                                 f"({high['macs'] / 1e6:.0f} MMACs)")
             elif call == "faster":
                 ordered += 1
+            if call and low.get("roofline_ms") and high.get("roofline_ms"):
+                roofline_called += 1
+                roofline_right += (low["roofline_ms"] > high["roofline_ms"]) == (call == "slower")
     return {"pairs": pairs, "inverted": inverted, "in_order": ordered, "ties": pairs - inverted - ordered,
-            "inversion_rate": inverted / pairs if pairs else None, "examples": examples[:8]}
+            "inversion_rate": inverted / pairs if pairs else None, "examples": examples[:8],
+            "roofline_called": roofline_called, "roofline_right": roofline_right,
+            "roofline_rate": roofline_right / roofline_called if roofline_called else None}
 
 
 def budget_agreement(rows: list[dict]) -> dict:

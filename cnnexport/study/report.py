@@ -223,6 +223,7 @@ def spearman_rows(merged: Merged) -> list[dict]:
                         "dw_roofline": s["predictors"]["depthwise_heavy"]["roofline"],
                         "matched_pairs": s["matched_macs"]["pairs"], "inverted": s["matched_macs"]["inverted"],
                         "inversion_rate": s["matched_macs"]["inversion_rate"],
+                        "roofline_rate": s["matched_macs"]["roofline_rate"],
                         "budgets": s["table8_budgets"]})
         micro = [r for r in m.rows if r["model"] in MICRONETS and r["precision"] == "fp32" and "_a" not in r["model"]]
         for device, runtime, batch in _settings(micro):
@@ -234,7 +235,7 @@ def spearman_rows(merged: Merged) -> list[dict]:
                             "batch": batch, "models": p["models"], "macs": p["macs"],
                             "memory_access": p["memory_access"], "roofline": p["roofline"], "dw_macs": None,
                             "dw_memory_access": None, "dw_roofline": None, "matched_pairs": None, "inverted": None,
-                            "inversion_rate": None, "budgets": None})
+                            "inversion_rate": None, "roofline_rate": None, "budgets": None})
     return out
 
 
@@ -327,15 +328,16 @@ def write_report(merged: Merged, out_dir: str | os.PathLike, *, plots: bool = Tr
         lines += ["## Latency against MACs, memory access and the roofline bound", "",
                   "Spearman rank correlation over the zoo (fp32) and over its depthwise-heavy part (MobileNet, "
                   "ShuffleNet); inversions: pairs within 25% of each other's MACs where the one with fewer MACs is "
-                  "slower in every round (or all but one of 5+). Empty: the rows carry no roofline (older rows, or "
-                  "no bandwidth measured).", ""]
+                  "slower in every round (or all but one of 5+); roofline right: of the pairs the paired test calls, "
+                  "the share the roofline bound orders as latency does. Empty: the rows carry no roofline (older "
+                  "rows, or no bandwidth measured).", ""]
         lines += _md_table(["machine", "networks", "device", "runtime", "batch", "models", "MACs", "memory", "roofline",
-                            "dw MACs", "dw memory", "dw roofline", "matched pairs", "inverted"],
+                            "dw MACs", "dw memory", "dw roofline", "matched pairs", "inverted", "roofline right"],
                            [[s["machine"], s["set"], s["device"], s["runtime"], str(s["batch"]), str(s["models"]),
                              _fmt(s["macs"]), _fmt(s["memory_access"]), _fmt(s["roofline"]), _fmt(s["dw_macs"]),
                              _fmt(s["dw_memory_access"]), _fmt(s["dw_roofline"]), _fmt(s["matched_pairs"], "{}"),
                              f"{s['inverted']} ({_fmt(s['inversion_rate'], '{:.0%}')})" if s["inverted"] is not None
-                             else "-"] for s in spearman])
+                             else "-", _fmt(s["roofline_rate"], "{:.0%}")] for s in spearman])
         lines += ["", "Inside each Table-8 budget (about 40, 150, 300 and 600 MMACs): Spearman of latency against "
                   "MACs, and the fastest network.", ""]
         lines += _md_table(["machine", "device", "runtime", *[f"~{b}M" for b in TABLE8]],
