@@ -243,6 +243,10 @@ def _fmt(v, f: str = "{:.2f}") -> str:
     return f.format(v) if v is not None and v == v else "-"
 
 
+def _budget_cell(b: dict) -> str:
+    return f"{_fmt(b['spearman_macs'])} / {_fmt(b['spearman_roofline'])}, {b['fastest'] or '-'}"
+
+
 def _md_table(head: list[str], rows: list[list[str]]) -> list[str]:
     return ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)] + ["| " + " | ".join(r) + " |" for r in rows]
 
@@ -319,7 +323,8 @@ def write_report(merged: Merged, out_dir: str | os.PathLike, *, plots: bool = Tr
                 if w == 1 and a == 1:
                     table += [[f"paper {col}", "", "", *[paper[col][g] for g in gs]] for col in ("GPU", "ARM")]
                 for k in keys:
-                    cells = {v["guideline"]: v for v in sel if (v["machine"], v["device"], v["runtime"], v["batch"]) == k}
+                    cells = {v["guideline"]: v for v in sel
+                             if (v["machine"], v["device"], v["runtime"], v["batch"]) == k}
                     table.append([k[0], k[2], str(k[3]), *[f"{cells[g]['verdict']} ({_fmt(cells[g]['slowdown'])}x)"
                                                          if g in cells else "-" for g in gs]])
                 title = f"### Width x{w}" + (f", channels rounded to multiples of {a}" if a > 1 else "")
@@ -342,9 +347,8 @@ def write_report(merged: Merged, out_dir: str | os.PathLike, *, plots: bool = Tr
                   "MACs / against the roofline bound, and the fastest network.", ""]
         lines += _md_table(["machine", "device", "runtime", *[f"~{b}M" for b in TABLE8]],
                            [[s["machine"], s["device"], s["runtime"],
-                             *[f"{_fmt(s['budgets'][str(b)]['spearman_macs'])} / "
-                               f"{_fmt(s['budgets'][str(b)]['spearman_roofline'])}, {s['budgets'][str(b)]['fastest'] or '-'}"
-                               for b in TABLE8]] for s in spearman if s["batch"] == 1 and s["budgets"]])
+                             *[_budget_cell(s["budgets"][str(b)]) for b in TABLE8]]
+                            for s in spearman if s["batch"] == 1 and s["budgets"]])
     written = []
     if plots:
         for name, field_, label in (("latency_vs_macs.png", "macs", "MACs per image"),
