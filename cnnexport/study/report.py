@@ -274,6 +274,9 @@ def plot_machines(merged: Merged, path: str | os.PathLike, x_field: str, x_label
                     ax.scatter([r[x_field] for r in part], [r["median_ms"] for r in part], s=14,
                                color=colours[i % len(colours)], marker=markers[kind], alpha=0.8,
                                label=f"{m.label}, {kind}")
+        if x_field == "roofline_ms":  # on the line the model runs at its bound; above it, slower
+            lo, hi = ax.get_xlim()
+            ax.plot([lo, hi], [lo, hi], "--", color="gray", linewidth=0.8, label="latency = bound")
         ax.set_xscale("log")
         ax.set_yscale("log")
         ax.set_xlabel(x_label)
