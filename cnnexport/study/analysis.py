@@ -96,10 +96,14 @@ def guideline_table(guideline: str, width: int, rows: list[dict], runtime: str, 
             "verdict": verdict(guideline, out)}
 
 
+MIN_EFFECT = 0.05  # a guideline's slowdown under 5% leaves nothing for alignment to explain
+
+
 def alignment_effect(tables: list[dict]) -> list[dict]:
     """How much of each guideline's effect remains once channels are aligned: the slowdown of the
     expected-slowest configuration over the expected-fastest, per MAC (rounding moves MACs a little),
-    aligned against unaligned; ``remaining`` = (aligned - 1) / (unaligned - 1)."""
+    aligned against unaligned; ``remaining`` = (aligned - 1) / (unaligned - 1), left empty when the
+    unaligned effect is under ``MIN_EFFECT`` (no effect to explain)."""
     def per_mac_slowdown(table: dict) -> float | None:
         best_label, worst_label = EXPECTED[table["guideline"]]
         by = {r["config"]: r for r in table["rows"]}
@@ -116,7 +120,8 @@ def alignment_effect(tables: list[dict]) -> list[dict]:
         before, after = per_mac_slowdown(ref), per_mac_slowdown(t)
         out.append({"guideline": t["guideline"], "width": t["width"], "runtime": t["runtime"], "align": t["align"],
                     "slowdown_unaligned": before, "slowdown_aligned": after,
-                    "remaining": (after - 1) / (before - 1) if before and after and abs(before - 1) > 1e-9 else None,
+                    "remaining": (after - 1) / (before - 1) if before and after and abs(before - 1) >= MIN_EFFECT
+                    else None,
                     "verdict_unaligned": ref["verdict"]["verdict"], "verdict_aligned": t["verdict"]["verdict"]})
     return out
 
