@@ -124,8 +124,7 @@ def targets_bench_section(benches: dict[str, dict | None]) -> list[str]:
                                                   else 99)):
             body.append([model, r["artifact"] or r["runtime"], r["runtime"], r["precision"], fmt(r["median_ms"]),
                          fmt(r["spread"], "{:.0%}"), fmt(r["speedup"], "{:.2f}x"), fmt(r["gmacs_per_s"], "{:.1f}"),
-                         fmt(r["ceiling_fraction"], "{:.0%}"), fmt(r.get("roofline_ms")),
-                         fmt(r.get("of_roofline"), "{:.0%}")])
+                         fmt(r["ceiling_fraction"], "{:.0%}"), *fp32_roofline(r)])
     out += table(["model", "file", "runtime", "precision", "median ms", "spread", "x vs PyTorch eager", "GMAC/s",
                   "of ceiling", "roofline ms", "of roofline"], body)
     out.append("")
@@ -326,7 +325,7 @@ def roofline_section(layers: dict | None, zoo: dict | None, benches: dict[str, d
                 f"{k['kind']} {fmt(k['of_bound'], '{:.0%}')} ({k['measured_ms'] / r['measured_ms']:.0%})"
                 for k in kinds[:6])])
     out += table(["model", "runtime", "kinds, most time first"], body)
-    rows = [r for b in benches.values() if b for r in b["rows"] if r.get("of_roofline")]
+    rows = [r for b in benches.values() if b for r in b["rows"] if r.get("of_roofline") and r["precision"] == "fp32"]
     if not rows and zoo:
         rows = [r for r in zoo["rows"] if r["model"] in TARGET_MODELS and r.get("of_roofline")]
     if rows:
@@ -454,6 +453,14 @@ def headline_section(h: dict | None, cov: dict | None) -> list[str]:
     if cov:
         out += ["Coverage: see the README's table (`benchmarks/results/coverage.json`).", ""]
     return out
+
+
+def fp32_roofline(row: dict) -> list[str]:
+    """A row's roofline cells: fp32 rows only (rows measured before int8 rows were left empty carry a
+    bound from the fp32 ceiling, which does not bound int8 or fp16 kernels)."""
+    if row["precision"] != "fp32":
+        return ["-", "-"]
+    return [fmt(row.get("roofline_ms")), fmt(row.get("of_roofline"), "{:.0%}")]
 
 
 def measured_on(result: dict) -> str:

@@ -35,8 +35,8 @@ def rows_from(jobs: list[Job], *, machine: dict, ceilings: dict[int, float] | No
     runtime's fp32 row at the same batch, threads and device. The distribution figures (median,
     p90, p99, min, mean, std, runs) are of every round's timed runs pooled; the round medians give
     the spread; ``first_ms`` is the median of the rounds' first (cold) runs. ``roofline_ms`` (and
-    ``of_roofline``, bound / measured) need the job's layer costs, the ceiling and the bandwidth;
-    without any of them they stay empty."""
+    ``of_roofline``, bound / measured) need the job's layer costs, the ceiling and the bandwidth, and
+    an fp32 row; without any of them they stay empty."""
     rows = []
     for job in jobs:
         if job.result is None:
@@ -47,8 +47,11 @@ def rows_from(jobs: list[Job], *, machine: dict, ceilings: dict[int, float] | No
         gmacs = job.macs * job.batch / (median / 1e3) / 1e9 if job.macs else None
         ceiling = (ceilings or {}).get(job.threads)
         bandwidth = (bandwidths or {}).get(job.threads)
+        # fp32 only: the compute ceiling is an fp32 sgemm; int8 (VNNI, AMX) and fp16 kernels have their own,
+        # not measured, so a bound for them would be wrong: left empty.
         bound = job.costs.roofline(batch=job.batch, precision=job.precision, ceiling_gflops=ceiling,
-                                   bandwidth_gbs=bandwidth).bound_ms if job.costs and ceiling and bandwidth else None
+                                   bandwidth_gbs=bandwidth).bound_ms \
+            if job.costs and ceiling and bandwidth and job.precision == "fp32" else None
         row = {
             "model": job.model, "artifact": Path(job.worker_job["path"]).name if "path" in job.worker_job else None,
             "runtime": res.get("runtime", job.runtime), "version": res.get("version"), "precision": job.precision,

@@ -345,6 +345,9 @@ def _roofline(target, input_size, batch, num_classes, weights, per_layer, runtim
 
     if not 1 <= threads <= 4096 or (ceiling is not None and ceiling <= 0) or (bandwidth is not None and bandwidth <= 0):
         raise UsageError("--threads must be 1..4096, --ceiling and --bandwidth positive")
+    if precision in ("int8", "fp16") and ceiling is None:
+        raise UsageError(f"--precision {precision}: the measured ceiling is an fp32 sgemm; give the {precision} "
+                         "compute ceiling with --ceiling GFLOPS (or profile at fp32)")
     chosen = plan.parse_runtimes(runtime)[0] if runtime else None
     if chosen and chosen not in PROFILED_RUNTIMES:
         raise UsageError(f"per-layer timings come from ONNX Runtime's or OpenVINO's profiler, not {chosen}; "
@@ -356,6 +359,9 @@ def _roofline(target, input_size, batch, num_classes, weights, per_layer, runtim
                 from ..errors import InvalidModelFileError
 
                 raise InvalidModelFileError(f"model file '{target}' does not exist")
+            if precision is None and precision_of(path) != "fp32" and ceiling is None:
+                raise UsageError(f"'{path.name}' is {precision_of(path)}: the measured ceiling is an fp32 sgemm; give "
+                                 "its compute ceiling with --ceiling GFLOPS, or --precision fp32 for the fp32 bound")
             graph = costs_graph(path)
             dims = check(graph, full_check=False).inputs[0]["shape"]
             chw = tuple(d if isinstance(d, int) else None for d in dims[1:])
