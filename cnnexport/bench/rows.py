@@ -106,11 +106,6 @@ def faster_beyond_noise(a_ms: list[float], b_ms: list[float]) -> bool:
     return max(a_ms) < min(b_ms)
 
 
-def row_faster_beyond_noise(a: dict, b: dict) -> bool:
-    """True when row ``a`` is faster than row ``b`` beyond the spread of their rounds."""
-    return faster_beyond_noise(a["round_medians_ms"], b["round_medians_ms"])
-
-
 def pick(rows: list[dict]) -> list[dict]:
     """The fastest row per (model, precision, batch, threads), with the runner-up as evidence and
     whether the ranking holds by the paired test (``paired``: every round, or all but one of 5+)."""

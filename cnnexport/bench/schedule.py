@@ -31,28 +31,26 @@ def call_worker(spec: dict, timeout_s: float = 900) -> dict:
     return json.loads(lines[-1])
 
 
+def _limit(spec: dict, what: str) -> dict:
+    result = call_worker(spec)
+    if "error" in result:
+        raise CnnexportError(f"{what} could not be measured: {result['error']}")
+    return result
+
+
 def sgemm_ceiling(threads: int, n: int = 2048) -> dict:
     """The machine's float32 ceiling (GFLOP/s of a large numpy sgemm) with ``threads`` threads."""
-    result = call_worker({"kind": "sgemm", "threads": threads, "n": n})
-    if "error" in result:
-        raise CnnexportError(f"the sgemm ceiling could not be measured: {result['error']}")
-    return result
+    return _limit({"kind": "sgemm", "threads": threads, "n": n}, "the sgemm ceiling")
 
 
 def bandwidth(threads: int) -> dict:
     """The machine's memory bandwidth (GB/s of a streaming add) with ``threads`` threads."""
-    result = call_worker({"kind": "bandwidth", "threads": threads})
-    if "error" in result:
-        raise CnnexportError(f"the memory bandwidth could not be measured: {result['error']}")
-    return result
+    return _limit({"kind": "bandwidth", "threads": threads}, "the memory bandwidth")
 
 
 def cuda_limits() -> dict:
     """The CUDA device's float32 matmul GFLOP/s and memory bandwidth (GB/s)."""
-    result = call_worker({"kind": "cuda_limits", "threads": 1})
-    if "error" in result:
-        raise CnnexportError(f"the GPU's limits could not be measured: {result['error']}")
-    return result
+    return _limit({"kind": "cuda_limits", "threads": 1}, "the GPU's limits")
 
 
 def _record(job: Job, result: dict) -> None:

@@ -339,7 +339,8 @@ def _roofline(target, input_size, batch, num_classes, weights, per_layer, runtim
     from ..bench import plan, schedule
     from ..exporter.formats import precision_of
     from ..exporter.graph import check
-    from ..exporter.roofline_profile import costs_graph, roofline_profile
+    from ..exporter.profile_onnx import costs_graph
+    from ..exporter.roofline_profile import roofline_profile
     from ..runtimes import runtime_for
     from ..runtimes.profiling import PROFILED_RUNTIMES, layer_times, profiled_file
 
@@ -363,6 +364,10 @@ def _roofline(target, input_size, batch, num_classes, weights, per_layer, runtim
                 raise UsageError(f"'{path.name}' is {precision_of(path)}: the measured ceiling is an fp32 sgemm; give "
                                  "its compute ceiling with --ceiling GFLOPS, or --precision fp32 for the fp32 bound")
             graph = costs_graph(path)
+            if graph is None:
+                raise UsageError(f"--roofline reads the layer costs from the fp32 ONNX file beside '{path.name}' "
+                                 f"('{path.name.split('.')[0]}.onnx'), which is not there: export with the onnx "
+                                 "format too")
             dims = check(graph, full_check=False).inputs[0]["shape"]
             chw = tuple(d if isinstance(d, int) else None for d in dims[1:])
             if input_size:

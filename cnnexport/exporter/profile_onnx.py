@@ -154,30 +154,43 @@ def profile_onnx(path: str | os.PathLike, input_shape: tuple[int, ...] | None = 
                    unknown_shape_nodes=len(missing))
 
 
-def file_costs(path: str | os.PathLike, input_size: tuple | None = None):
-    """The roofline's per-layer costs (``roofline.ModelCosts``) of an ONNX file, or of the fp32 ONNX
-    file beside another artifact, at its own input size or ``input_size`` (C or None, H, W); None
-    when they cannot be known completely."""
-    from ..roofline import ModelCosts
+def costs_graph(path: str | os.PathLike) -> Path | None:
+    """The ONNX graph whose layer costs describe ``path``: the file itself when it is an fp32 ONNX
+    file, else the fp32 ``<model>.onnx`` beside it (an .xml, .tflite or int8 file was made from it),
+    else an int8 ONNX file itself; None when there is none."""
+    from .formats import precision_of
 
     path = Path(path)
-    stem = path.name.split(".")[0]
-    for candidate in (path, path.with_name(f"{stem}.onnx")):
-        if candidate.suffix == ".onnx" and candidate.is_file():
-            try:
-                dims = check(candidate, full_check=False).inputs[0]["shape"]
-                if input_size:
-                    c = input_size[0] if input_size[0] is not None else dims[1]
-                    shape = (1, c, *input_size[1:])
-                elif all(isinstance(d, int) for d in dims[1:]):
-                    shape = None  # its own size, a dynamic batch set to 1
-                else:
-                    return None  # dynamic spatial size: MACs at 1x1 would be wrong
-                # A lower bound would print a wrong GMAC/s, % of ceiling and roofline: None leaves them empty.
-                return ModelCosts.from_profile(profile_onnx(candidate, shape))
-            except Exception:  # costs are a nicety for artifacts; a file the profiler cannot read still runs
-                return None
-    return None
+    beside = path.with_name(f"{path.name.split('.')[0]}.onnx")
+    if path.suffix == ".onnx" and precision_of(path) == "fp32":
+        return path
+    if beside.is_file():
+        return beside
+    return path if path.suffix == ".onnx" else None
+
+
+def file_costs(path: str | os.PathLike, input_size: tuple | None = None):
+    """The roofline's per-layer costs (``roofline.ModelCosts``) of the graph ``costs_graph`` finds for
+    ``path``, at its own input size or ``input_size`` (C or None, H, W); None when they cannot be
+    known completely."""
+    from ..roofline import ModelCosts
+
+    graph = costs_graph(path)
+    if graph is None or not graph.is_file():
+        return None
+    try:
+        dims = check(graph, full_check=False).inputs[0]["shape"]
+        if input_size:
+            c = input_size[0] if input_size[0] is not None else dims[1]
+            shape = (1, c, *input_size[1:])
+        elif all(isinstance(d, int) for d in dims[1:]):
+            shape = None  # its own size, a dynamic batch set to 1
+        else:
+            return None  # dynamic spatial size: MACs at 1x1 would be wrong
+        # A lower bound would print a wrong GMAC/s, % of ceiling and roofline: None leaves them empty.
+        return ModelCosts.from_profile(profile_onnx(graph, shape))
+    except Exception:  # costs are a nicety for artifacts; a file the profiler cannot read still runs
+        return None
 
 
 def macs_per_image(path: str | os.PathLike, input_size: tuple | None = None) -> float | None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from ..errors import InvalidModelFileError, UsageError
+from ..errors import InvalidModelFileError
 from ..roofline import ModelCosts
 from .profile_onnx import profile_onnx
 
@@ -58,23 +58,6 @@ def _matcher(model):
         hit = next((n for n in ordered if len(n) > 3 and n in runtime_name), None)
         return by_output.get(hit, hit) if hit else None
     return match
-
-
-def costs_graph(path: Path) -> Path:
-    """The ONNX graph whose layer costs describe ``path``: the file itself when it is an fp32 ONNX
-    file, else the fp32 ``<model>.onnx`` beside it (an .xml, .tflite or int8 file was made from it),
-    else an int8 ONNX file itself."""
-    from .formats import precision_of
-
-    beside = path.with_name(f"{path.name.split('.')[0]}.onnx")
-    if path.suffix == ".onnx" and precision_of(path) == "fp32":
-        return path
-    if beside.is_file():
-        return beside
-    if path.suffix == ".onnx":
-        return path
-    raise UsageError(f"--roofline reads the layer costs from the fp32 ONNX file beside '{path.name}' "
-                     f"('{beside.name}'), which is not there: export with the onnx format too")
 
 
 def roofline_profile(path: str | os.PathLike, *, ceiling_gflops: float, bandwidth_gbs: float, precision: str = "fp32",
