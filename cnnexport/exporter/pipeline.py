@@ -277,9 +277,9 @@ def _export_onnx(prepared, summary, onnx_path: Path, shape, report, stage, *, ex
     t0 = time.perf_counter()
     simplifier = "none"
     if simplify:
-        simplifier, warns = simplify_onnx(onnx_path, onnx_path, keep_batchnorm=not fold_bn)
+        simplifier, warns, simplified = simplify_onnx(onnx_path, onnx_path, keep_batchnorm=not fold_bn)
         report["warnings"].extend(warns)
-        facts = graph_mod.check(onnx_path)
+        facts = graph_mod.check(onnx_path, model=simplified)
     timings["simplify"] = round(time.perf_counter() - t0, 3)
     report["graph"] = {
         "op_counts": facts.op_counts,
