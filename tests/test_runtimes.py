@@ -72,6 +72,24 @@ def test_wrong_shape_or_dtype_names_expected_and_given(small_export):
             rt.run(bad)
 
 
+@pytest.mark.parametrize("name", ["small.onnx", "small.xml"])
+def test_batch_option_compiles_the_dynamic_batch_axis_static(small_export, name):
+    """bench's ``batch``: the file's dynamic batch axis fixed at load (a shuffle's Reshape folds away), the
+    same outputs, other batch sizes refused; a static file is left as it is."""
+    out, _, model = small_export
+    dynamic = load(out / name, threads=1)
+    assert dynamic.inputs[0].shape[0] is None and dynamic.describe()["fixed_batch"] is None
+    fixed = load(out / name, threads=1, batch=2)
+    assert fixed.inputs[0].shape[0] == 2 and fixed.describe()["fixed_batch"] == 2
+    x = np.random.default_rng(7).standard_normal((2, 3, 32, 32)).astype(np.float32)
+    np.testing.assert_allclose(fixed.run(x)[0], dynamic.run(x)[0], atol=1e-5)
+    with pytest.raises(UsageError, match="expects shape 2x3x32x32"):
+        fixed.run(x[:1])
+    if name == "small.xml":  # an IR with a static batch keeps it
+        static = load(out / name, threads=1, input_shape=(1, 3, 32, 32), batch=2)
+        assert static.inputs[0].shape[0] == 1 and static.describe()["fixed_batch"] is None
+
+
 def test_ncnn_without_a_known_input_shape_is_refused(small_export, tmp_path):
     import shutil
 

@@ -31,8 +31,12 @@ class OnnxRuntimeModel(RuntimeModel):
     runtime = "onnxruntime"
 
     def __init__(self, path: str | os.PathLike, *, threads: int | None = None, optimization: str = "all",
-                 providers: Sequence[str] = ("CPUExecutionProvider",), profile_prefix: str | None = None):
-        """``profile_prefix``: record ONNX Runtime's per-node profile to files starting with it."""
+                 providers: Sequence[str] = ("CPUExecutionProvider",), profile_prefix: str | None = None,
+                 batch: int | None = None):
+        """``profile_prefix``: record ONNX Runtime's per-node profile to files starting with it.
+        ``batch``: compile a named dynamic batch axis (the first input's first dimension) static at this
+        size, as a deployment at one batch size would; shape computations on it then fold away at load
+        (a channel shuffle's Reshape, for one). Other batch sizes are refused afterwards."""
         ort = import_onnxruntime()
         if optimization not in _OPT_LEVELS:
             raise UsageError(f"unknown graph optimisation level '{optimization}'; choose one of {', '.join(_OPT_LEVELS)}")
@@ -63,8 +67,14 @@ class OnnxRuntimeModel(RuntimeModel):
         self.path = str(path)
         self.threads = threads
         self.optimization = optimization
+        self.fixed_batch = None
         try:
             self.session = ort.InferenceSession(self.path, options, providers=list(providers))
+            axis = self.session.get_inputs()[0].shape[0] if self.session.get_inputs()[0].shape else None
+            if batch and isinstance(axis, str) and axis:
+                options.add_free_dimension_override_by_name(axis, int(batch))
+                self.session = ort.InferenceSession(self.path, options, providers=list(providers))
+                self.fixed_batch = int(batch)
         except Exception as exc:
             raise InvalidModelFileError(f"ONNX Runtime cannot load '{path}': {cause_line(exc)}") from None
         self._inputs = [self._spec(i) for i in self.session.get_inputs()]
@@ -89,4 +99,5 @@ class OnnxRuntimeModel(RuntimeModel):
             "threads": self.threads,
             "providers": self.session.get_providers(),
             "graph_optimization": self.optimization,
+            "fixed_batch": self.fixed_batch,
         }
