@@ -32,8 +32,9 @@ TARGET_MODELS = ("resnet50", "mobilenet_v2", "shufflenet_v2_x1_0")
 def commands(runtime: str, threads: int, rounds: int) -> dict[str, list[list[str]]]:
     py, cli = sys.executable, [sys.executable, "-m", "cnnexport"]
     common = ["--runtime", runtime, "--threads", str(threads), "--rounds", str(rounds)]
-    targets = [[*cli, "bench", m, "--runtime", "ort,openvino,tflite,ncnn,torch", "--threads", str(threads),
-                "--rounds", str(rounds), "--pick", "--save", str(RESULTS / f"targets_{m}.json")] for m in TARGET_MODELS]
+    targets = [[*cli, "bench", m, "--runtime", "ort,openvino,tflite,ncnn,torch", "--precision", "fp32,int8",
+                "--plain", "--threads", str(threads), "--rounds", str(max(rounds, 5)), "--pick",
+                "--save", str(RESULTS / f"targets_{m}.json")] for m in TARGET_MODELS]
     single = {
         "headline": [py, str(HERE / "headline_export.py")],
         "int8_speed": [py, str(HERE / "int8_speed.py"), "--threads", str(threads)],
