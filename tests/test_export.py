@@ -172,3 +172,23 @@ def test_tflite_maxpool_padding_becomes_a_zero_pad_only_after_relu():
     # a pool whose input may be negative keeps its -inf padding
     plain = nn.Sequential(nn.Conv2d(3, 4, 3), nn.MaxPool2d(3, 2, 1)).eval()
     assert zero_pad_maxpool_after_relu(plain) == (plain, [])
+
+
+def test_simplify_file_to_file_in_place_and_beside(small_net, tmp_path):
+    """onnxsim reads and writes the files itself: the result is a checked graph with fewer nodes, the
+    proto it returns is the file's, and no temporary file is left in the folder either way."""
+    from cnnexport.exporter.onnx_export import to_onnx
+    from cnnexport.exporter.simplify import simplify
+
+    src = tmp_path / "a.onnx"
+    to_onnx(small_net.eval(), src, (1, 3, 32, 32), keep_batchnorm=True)  # BatchNormalization nodes to fuse
+    before = check(src)
+    assert before.batchnorm_nodes
+    tool, warnings, model = simplify(src, tmp_path / "b.onnx")
+    assert (tool, warnings) == ("onnxsim", [])
+    after = check(tmp_path / "b.onnx", model=model)
+    assert after.op_counts == check(tmp_path / "b.onnx").op_counts and after.nodes < before.nodes
+    assert check(src).nodes == before.nodes  # the source is left as it was
+    tool, _, _ = simplify(src, src)
+    assert tool == "onnxsim" and check(src).nodes == after.nodes
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.onnx", "b.onnx"]

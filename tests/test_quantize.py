@@ -190,8 +190,13 @@ def test_export_int8_flag_writes_and_checks_int8_artifacts(tmp_path):
     interp = Interpreter(model_path=str(tmp_path / "lenet5.int8.tflite"))
     assert interp.get_input_details()[0]["dtype"] == np.int8 and interp.get_output_details()[0]["dtype"] == np.int8
     assert sum(d["dtype"] == np.int8 for d in interp.get_tensor_details()) > 10
-    tfl = load(tmp_path / "lenet5.int8.tflite").describe()
+    model = load(tmp_path / "lenet5.int8.tflite")
+    tfl = model.describe()
     assert tfl["io_dtype"] == "int8" and tfl["io_quantization"]["input"][0] > 0
+    # bench's timed call: the input quantized once beforehand, the same outputs as a float-fed call, batch 3
+    # as 3 calls of the file's batch 1
+    x = np.random.default_rng(3).standard_normal((3, 32, 32, 1)).astype(np.float32)
+    np.testing.assert_array_equal(model.timed_call(x)(), model.run_batches(x))
     assert "quantize" in report["timings_s"]
     missing = CliRunner().invoke(cli, ["lenet5", "--int8", "-o", str(tmp_path / "x")])
     assert missing.exit_code == 2 and "--calib" in missing.stderr and not (tmp_path / "x").exists()

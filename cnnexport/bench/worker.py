@@ -68,7 +68,7 @@ def run_artifact(job: dict) -> dict:
         # Fed in the model's own layout, converted once outside the timed calls: a camera pipeline hands
         # an NHWC model NHWC frames (the transpose cost 2-5% of a 3 ms TFLite call).
         x = np.ascontiguousarray(x.transpose(0, 2, 3, 1))
-    timing = measure(lambda: model.run_batches(x), **_timing_options(job))
+    timing = measure(model.timed_call(x), **_timing_options(job))
     # A static-batch file (TFLite, ncnn: batch 1) runs a larger batch as consecutive calls.
     return {**timing.as_dict(), **model.describe(), "static_batch": static}
 
