@@ -39,6 +39,13 @@ def timed(cmd: list[str], cwd: str) -> float:
     return time.perf_counter() - start
 
 
+def phases(export_dir: Path) -> dict[str, float]:
+    """The export's own phase timings (report.json ``timings_s``); the rest of the wall time is the
+    interpreter, imports, loading the model and writing."""
+    report = next(export_dir.rglob("report.json"), None)
+    return json.loads(report.read_text())["timings_s"] if report else {}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rounds", type=int, default=3)
@@ -46,12 +53,15 @@ def main() -> None:
     args = parser.parse_args()
     exe = shutil.which("cnnexport", path=str(Path(sys.executable).parent)) or "cnnexport"
     runs: dict[str, list[float]] = {"cnnexport": [], "plain_torch_onnx_export": []}
+    phase_runs: list[dict[str, float]] = []
     for _ in range(args.rounds):  # interleaved, so drift hits both alike
         with tempfile.TemporaryDirectory() as tmp:
             runs["cnnexport"].append(timed([exe, args.model, "--fold-bn", "--onnx"], tmp))
+            phase_runs.append(phases(Path(tmp)))
             runs["plain_torch_onnx_export"].append(
                 timed([sys.executable, "-c", PLAIN.format(model=args.model)], tmp))
     med = {k: statistics.median(v) for k, v in runs.items()}
+    phase_median = {k: statistics.median(p[k] for p in phase_runs if k in p) for k in phase_runs[0]}
     result = {
         "benchmark": "headline_export",
         "model": args.model,
@@ -60,6 +70,7 @@ def main() -> None:
         "wall_s": runs,
         "median_s": med,
         "ratio_cnnexport_to_plain": med["cnnexport"] / med["plain_torch_onnx_export"],
+        "phases_median_s": phase_median,
         "note": "cnnexport also folds BN, checks, simplifies (onnxsim) and verifies on 11 inputs with ONNX Runtime",
         "machine": cpu_facts(),
         "versions": versions(),

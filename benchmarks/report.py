@@ -450,6 +450,10 @@ def headline_section(h: dict | None, cov: dict | None) -> list[str]:
         out += ["## Export time", "", f"`{h['command']}` as a cold process: {h['median_s']['cnnexport']:.2f} s; a plain "
                 f"`torch.onnx.export` in a cold process: {h['median_s']['plain_torch_onnx_export']:.2f} s "
                 f"({h['ratio_cnnexport_to_plain']:.2f}x; {h['note']}){measured_on(h)}.", ""]
+        if h.get("phases_median_s"):
+            phases = ", ".join(f"{k} {v:.2f} s" for k, v in h["phases_median_s"].items())
+            out += [f"Inside the export (its report's `timings_s`, medians): {phases}; the rest is the interpreter, "
+                    "imports (torch, onnx, onnxsim, ONNX Runtime), building the model and writing.", ""]
     if cov:
         out += ["Coverage: see the README's table (`benchmarks/results/coverage.json`).", ""]
     return out

@@ -433,11 +433,15 @@ def _int_list(text: str, option: str) -> list[int]:
     return values
 
 
-def _load_artifact(path: str, runtime: str | None, threads: int | None = None):
+def _load_artifact(path: str, runtime: str | None, threads: int | None = None, batch: int | None = None):
+    """``batch``: compile a dynamic batch axis static at it (ONNX Runtime, OpenVINO), as bench does."""
     from ..runtimes import load, runtime_for
 
     runtime = runtime or runtime_for(path)
-    return load(path, runtime, **({"threads": threads} if threads else {}))
+    options = {"threads": threads} if threads else {}
+    if batch and runtime in ("onnxruntime", "openvino"):
+        options["batch"] = batch
+    return load(path, runtime, **options)
 
 
 @cli.command("verify")
@@ -754,7 +758,8 @@ def eval_cmd(artifacts, data, classes_file, model_spec, weights, num_classes, re
         name = Path(path).name
         if name in models:
             raise UsageError(f"'{name}' is given twice")
-        m = _load_artifact(path, None, threads)
+        # Static at --batch, the last batch padded (run_model): what bench measures at that batch.
+        m = _load_artifact(path, None, threads, batch)
         models[name] = m
         describe[name] = {"path": str(path), "runtime": m.runtime, "precision": precision_of(path)}
     meta = _eval_reference(reference, artifacts)
