@@ -74,8 +74,8 @@ def test_wrong_shape_or_dtype_names_expected_and_given(small_export):
 
 @pytest.mark.parametrize("name", ["small.onnx", "small.xml"])
 def test_batch_option_compiles_the_dynamic_batch_axis_static(small_export, name):
-    """bench's ``batch``: the file's dynamic batch axis fixed at load (a shuffle's Reshape folds away), the
-    same outputs, other batch sizes refused; a static file is left as it is."""
+    """bench's ``batch``: the file's dynamic batch axis fixed at load, the same outputs, other batch sizes
+    refused; a static file is left as it is."""
     out, _, model = small_export
     dynamic = load(out / name, threads=1)
     assert dynamic.inputs[0].shape[0] is None and dynamic.describe()["fixed_batch"] is None
