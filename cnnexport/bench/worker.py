@@ -35,7 +35,7 @@ def _input(shape: list[int]):
 def run_artifact(job: dict) -> dict:
     import numpy as np
 
-    from ..runtimes import load
+    from ..runtimes import FIXES_BATCH, load
     from .latency import measure
 
     options: dict = {"threads": job["threads"]}
@@ -46,7 +46,7 @@ def run_artifact(job: dict) -> dict:
             raise UsageError(f"--device cuda is supported for onnxruntime and torch, not {job['runtime']}")
         options["providers"] = ("CUDAExecutionProvider",)
     size = job.get("input_size")  # [C or None, H, W] from --input-size
-    if job["runtime"] in ("openvino", "onnxruntime"):
+    if job["runtime"] in FIXES_BATCH:
         # A dynamic batch axis compiled static at the measured batch, as benchmark_app -shape does and a
         # deployment at one batch size would: left dynamic it cost 2-10% on small networks, which made
         # cnnexport's dynamic-batch files look slower than the static plain exports.

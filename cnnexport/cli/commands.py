@@ -435,11 +435,11 @@ def _int_list(text: str, option: str) -> list[int]:
 
 def _load_artifact(path: str, runtime: str | None, threads: int | None = None, batch: int | None = None):
     """``batch``: compile a dynamic batch axis static at it (ONNX Runtime, OpenVINO), as bench does."""
-    from ..runtimes import load, runtime_for
+    from ..runtimes import FIXES_BATCH, load, runtime_for
 
     runtime = runtime or runtime_for(path)
     options = {"threads": threads} if threads else {}
-    if batch and runtime in ("onnxruntime", "openvino"):
+    if batch and runtime in FIXES_BATCH:
         options["batch"] = batch
     return load(path, runtime, **options)
 

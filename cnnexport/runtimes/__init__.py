@@ -12,6 +12,8 @@ from .base import RuntimeModel, TensorSpec
 __all__ = ["RuntimeModel", "TensorSpec", "load", "RUNTIMES", "runtime_for", "run_nchw"]
 
 RUNTIMES = ("onnxruntime", "openvino", "tflite", "ncnn", "executorch", "mnn", "torch")
+#: Runtimes whose adapters take ``batch=N``: a dynamic batch axis compiled static at load.
+FIXES_BATCH = ("onnxruntime", "openvino")
 ALIASES = {"ort": "onnxruntime", "ov": "openvino", "litert": "tflite", "et": "executorch", "pytorch": "torch"}
 # exporter/formats keeps the same facts in FORMATS; tests/test_formats.py checks that the two agree
 _BY_SUFFIX = {".onnx": "onnxruntime", ".xml": "openvino", ".tflite": "tflite", ".param": "ncnn", ".pte": "executorch",
