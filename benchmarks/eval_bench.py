@@ -1,6 +1,6 @@
 """`cnnexport eval` on real labelled data, and its speed against `cnnexport bench`.
 
-    python benchmarks/eval_bench.py [--threads 2] [--rounds 3] [--batch 8] [--images 128]
+    python benchmarks/eval_bench.py [--threads 2] [--rounds 3] [--batch 8] [--images 512]
 
 1. The digits-trained networks shipped with cnnexport (LeNet-5, shufflenet_v2_x0_5) exported to every
    format (ONNX, OpenVINO, TFLite, ncnn, ExecuTorch; int8 where the format has it, calibrated on 300
@@ -9,9 +9,13 @@
    benchmark's own path (`load_digits` arrays -> the runtime); the two must be equal.
 2. Throughput on resnet50, mobilenet_v2 and shufflenet_v2_x1_0 (ONNX Runtime fp32, random weights: only
    speed is measured): `cnnexport bench` images/s at --batch, against `cnnexport eval` end to end on the
-   same file at the same batch, once on preprocessed arrays (.npz, nothing to decode) and once on a JPEG
-   class folder (decoding and resizing on the worker pool). Each measurement is its own process; rounds
-   interleave them. The folder's rate gives the time a 50,000-image ImageNet validation run would take.
+   same file at the same batch: on preprocessed arrays (.npz, nothing to decode), on a JPEG class folder
+   (decoding and resizing on the worker pool), and on the same folder through `--cache` (crops decoded by
+   an earlier run). Each measurement is its own process; rounds interleave them. Twice: the runtime on
+   all --threads, and on one thread fewer (a core left for decoding). The cost of decoding one image on
+   one core is measured in the same run; with every core running the network it bounds the folder's
+   rate (`folder_bound_over_bench`). The folder's rate gives the time a 50,000-image ImageNet
+   validation run would take.
 
 Writes benchmarks/results/eval.json.
 """
@@ -20,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -90,41 +95,79 @@ def photo_folder(root: Path, count: int) -> Path:
     return root
 
 
-def throughput(args, tmp: Path) -> dict:
+def decode_cost(folder: Path, cache: Path) -> dict:
+    """Milliseconds of one core per image: decoding and preprocessing a JPEG, and reading a cached crop
+    and normalising it (each the best of 3 passes over the folder)."""
+    import time
+
+    from cnnexport.calib.labelled import ImageFolder
+    from cnnexport.calib.pixel_cache import PixelCache
+
+    pre = Preprocess()
+    out = {}
+    for key, source in (("decode_ms_per_image", ImageFolder(folder)),
+                        ("cached_ms_per_image", ImageFolder(folder, cache=PixelCache(cache)))):
+        slot = np.empty((3, *pre.size), np.float32)
+        best = float("inf")
+        for _ in range(3):
+            t0 = time.perf_counter()
+            for i in range(len(source)):
+                source._load(i, pre, slot)
+            best = min(best, (time.perf_counter() - t0) / len(source))
+        out[key] = best * 1e3
+    return out
+
+
+def throughput(args, tmp: Path) -> list[dict]:
     folder = photo_folder(tmp / "photos", args.images)
     classes = tmp / "classes.txt"
     classes.write_text("\n".join(f"n{k:08d}" for k in range(1000)) + "\n")
+    cache = tmp / "cache"
     from cnnexport.calib import load_image
 
     x = np.stack([load_image(p, Preprocess()) for p in sorted(folder.rglob("*.jpg"))])
     npz = tmp / "inputs.npz"
     np.savez(npz, x=x, y=np.arange(len(x)) % 1000)
-    out: dict = {}
+    cost = decode_cost(folder, cache)  # also fills the cache
+    print(cost, flush=True)
+    cores = len(os.sched_getaffinity(0))
+    configs = [args.threads] + ([args.threads - 1] if args.threads > 1 else [])  # all cores; one left for decoding
+    rows = []
     for name in TARGET_MODELS:
         shape = (1, *model_info(name).input_size)
         cnnexport.export(create_model(name), shape, tmp / name, name=name, formats=("onnx",))
         onnx = tmp / name / f"{name}.onnx"
-        common = ["--batch", str(args.batch), "--threads", str(args.threads), "--workers", str(args.threads)]
-        bench, from_arrays, from_folder = [], [], []
-        for _ in range(args.rounds):  # paired by round: bench, then eval on arrays, then eval on images
-            measured = measure([artifact_job(onnx, "onnxruntime", args.batch, args.threads, model=name)], rounds=1,
-                               timing={"warmup": 3, "min_runs": 10, "min_time_s": 2.0, "max_time_s": 20.0},
-                               threads=[args.threads], device="cpu", ceiling=False)
-            bench.append(measured["rows"][0]["images_per_s"])
-            from_arrays.append(cli("eval", str(onnx), "--data", str(npz), "--classes", str(classes),
-                                   *common)["images_per_s"])
-            from_folder.append(cli("eval", str(onnx), "--data", str(folder), "--classes", str(classes),
-                                   *common)["images_per_s"])
-        ratio_arrays = [a / b for a, b in zip(from_arrays, bench)]
-        ratio_folder = [a / b for a, b in zip(from_folder, bench)]
-        out[name] = {"bench_images_per_s": bench, "eval_arrays_images_per_s": from_arrays,
-                     "eval_folder_images_per_s": from_folder,
-                     "eval_arrays_over_bench_median": float(np.median(ratio_arrays)),
-                     "eval_folder_over_bench_median": float(np.median(ratio_folder)),
-                     "per_round_ratios": {"arrays": ratio_arrays, "folder": ratio_folder},
-                     "imagenet_50k_minutes_folder": 50000 / float(np.median(from_folder)) / 60}
-        print(name, {k: round(v, 3) for k, v in out[name].items() if isinstance(v, float)}, flush=True)
-    return out
+        for threads in configs:
+            common = [str(onnx), "--classes", str(classes), "--batch", str(args.batch), "--threads", str(threads)]
+            runs: dict[str, list[float]] = {"bench": [], "arrays": [], "folder": [], "cached": []}
+            workers = None
+            for _ in range(args.rounds):  # paired by round: bench, then eval on arrays, on JPEGs, on cached crops
+                measured = measure([artifact_job(onnx, "onnxruntime", args.batch, threads, model=name)], rounds=1,
+                                   timing={"warmup": 3, "min_runs": 10, "min_time_s": 2.0, "max_time_s": 20.0},
+                                   threads=[threads], device="cpu", ceiling=False)
+                runs["bench"].append(measured["rows"][0]["images_per_s"])
+                runs["arrays"].append(cli("eval", *common, "--data", str(npz))["images_per_s"])
+                cold = cli("eval", *common, "--data", str(folder))
+                runs["folder"].append(cold["images_per_s"])
+                workers = cold["data"]["workers"]
+                cached = cli("eval", *common, "--data", str(folder), "--cache", str(cache))
+                assert cached["data"]["cache"]["misses"] == 0, cached["data"]["cache"]
+                runs["cached"].append(cached["images_per_s"])
+            bench = float(np.median(runs["bench"]))
+            # What 'threads' busy runtime threads plus decoding on 'cores' cores allow, at most bench's rate.
+            bound = min(1.0, cores / (threads + cost["decode_ms_per_image"] * bench / 1e3))
+            row = {"model": name, "threads": threads, "workers": workers, "cores": cores,
+                   **{f"{k}_images_per_s": v for k, v in runs.items()},
+                   **{f"eval_{k}_over_bench_median": float(np.median([a / b for a, b in zip(runs[k], runs["bench"])]))
+                      for k in ("arrays", "folder", "cached")},
+                   "per_round_ratios": {k: [a / b for a, b in zip(runs[k], runs["bench"])]
+                                        for k in ("arrays", "folder", "cached")},
+                   "folder_bound_over_bench": bound,
+                   "imagenet_50k_minutes_folder": 50000 / float(np.median(runs["folder"])) / 60,
+                   "imagenet_50k_minutes_cached": 50000 / float(np.median(runs["cached"])) / 60}
+            rows.append(row)
+            print(name, threads, {k: round(v, 3) for k, v in row.items() if isinstance(v, float)}, flush=True)
+    return {"rows": rows, **cost}
 
 
 def main() -> None:
@@ -132,7 +175,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--batch", type=int, default=8)
-    parser.add_argument("--images", type=int, default=128)
+    parser.add_argument("--images", type=int, default=512)
     args = parser.parse_args()
     facts = cpu_facts()
     result = {"benchmark": "eval", "threads": args.threads, "rounds": args.rounds, "batch": args.batch,

@@ -1,6 +1,7 @@
 """``cnnexport eval``: accuracy of real files on a real labelled set (the digits written as an image
 folder of PNGs), against the digits benchmark's own path; shards, sources, errors and the int8 gates."""
 
+import dataclasses
 import json
 import shutil
 from pathlib import Path
@@ -10,8 +11,10 @@ import pytest
 from click.testing import CliRunner
 
 import cnnexport
+from cnnexport.calib import Preprocess, sample_image_paths
 from cnnexport.calib.digits import digit_images, load_digits, preprocess, write_image_folder
 from cnnexport.calib.labelled import ImageFolder, load_labelled
+from cnnexport.calib.pixel_cache import PixelCache
 from cnnexport.cli import cli
 from cnnexport.exporter.evaluate import evaluate, merge
 from cnnexport.models import create_model
@@ -150,7 +153,59 @@ def test_stopping_early_returns_what_was_measured_marked_partial(lenet_files):
     assert result.partial and result.tallies["lenet5.onnx"].images == 100
 
 
-@pytest.mark.parametrize("case", ["empty", "loose", "mismatch", "duplicates", "channels", "missing", "merge"])
+def test_the_cache_gives_the_same_inputs_bit_for_bit_and_misses_what_changed(tmp_path):
+    root = tmp_path / "photos"  # colour JPEGs (uint8 crops cached) beside grayscale PNGs (float crops)
+    for k, path in enumerate(sample_image_paths()[:4]):
+        (root / f"c{k % 2}").mkdir(parents=True, exist_ok=True)
+        shutil.copy(path, root / f"c{k % 2}" / path.name)
+    shutil.copy(next(write_image_folder(tmp_path / "digits", "test").glob("0/*.png")), root / "c0" / "digit.png")
+    pre = Preprocess(size=(48, 40))
+    x, y, _ = ImageFolder(root).arrays(pre)
+    cache = PixelCache(tmp_path / "cache")
+    for run in (1, 2):
+        cx, cy, _ = ImageFolder(root, cache=cache).arrays(pre)
+        assert np.array_equal(cx, x) and np.array_equal(cy, y)
+        assert (cache.hits, cache.misses) == ((0, 5) if run == 1 else (5, 5))
+    ImageFolder(root, cache=cache).arrays(dataclasses.replace(pre, mean=(0.5,) * 3))  # normalised after the cache
+    assert (cache.hits, cache.misses) == (10, 5)
+    ImageFolder(root, cache=cache).arrays(pre.at((40, 40), 3))  # another crop geometry: all new
+    assert (cache.hits, cache.misses) == (10, 10)
+    # An edited image and a damaged entry are decoded again, and still give the plain path's inputs.
+    edited = sorted(root.glob("c1/*.jpg"))[0]
+    shutil.copy(sample_image_paths()[5], edited)
+    damaged = next((tmp_path / "cache").rglob("*.npy"))
+    damaged.write_bytes(b"not an array")
+    x, y, _ = ImageFolder(root).arrays(pre)
+    before = cache.hits, cache.misses
+    cx, cy, _ = ImageFolder(root, cache=cache).arrays(pre)
+    assert np.array_equal(cx, x) and np.array_equal(cy, y)
+    assert cache.misses - before[1] in (1, 2) and cache.hits - before[0] == 5 - (cache.misses - before[1])
+    assert not list((tmp_path / "cache").rglob(".tmp-*"))
+
+
+def test_eval_with_a_cache_reports_the_same_figures_and_its_hits(digits_folder, lenet_files, tmp_path):
+    onnx = lenet_files / "lenet5.onnx"
+    plain = _eval(onnx, "--data", digits_folder, "--limit", "200")
+    first = _eval(onnx, "--data", digits_folder, "--limit", "200", "--cache", tmp_path / "cache")
+    second = _eval(onnx, "--data", digits_folder, "--limit", "200", "--cache", tmp_path / "cache")
+    assert first["data"]["cache"]["misses"] == 200 and second["data"]["cache"] == {
+        "path": str(tmp_path / "cache"), "hits": 200, "misses": 0}
+    for result in (first, second):
+        for key in ("images", "top1_correct", "top5_correct", "per_class"):
+            assert result["models"][0][key] == plain["models"][0][key], key
+    assert len(list((tmp_path / "cache").rglob("*.npy"))) == 200
+
+
+def test_decode_workers_take_the_cores_the_runtime_leaves(monkeypatch):
+    from cnnexport.cli.commands import decode_workers
+
+    monkeypatch.setattr("os.cpu_count", lambda: 2)
+    assert decode_workers(2) == 1 and decode_workers(1) == 1 and decode_workers(None) == 1
+    monkeypatch.setattr("os.cpu_count", lambda: 32)
+    assert decode_workers(4) == 8 and decode_workers(28) == 4 and decode_workers(None) == 8
+
+
+@pytest.mark.parametrize("case", ["empty", "loose", "mismatch", "duplicates", "channels", "missing", "merge", "cache"])
 def test_bad_data_is_one_line_exit_2_and_nothing_written(case, digits_folder, lenet_files, tmp_path):
     onnx = lenet_files / "lenet5.onnx"
     save = tmp_path / "out.json"
@@ -175,6 +230,9 @@ def test_bad_data_is_one_line_exit_2_and_nothing_written(case, digits_folder, le
         args += ["--data", str(tmp_path / "rgb.npz")]
     elif case == "missing":
         args += ["--data", str(tmp_path / "nowhere")]
+    elif case == "cache":  # a file where the cache folder should go
+        (tmp_path / "cache").write_text("")
+        args += ["--data", str(digits_folder), "--cache", str(tmp_path / "cache")]
     else:
         (tmp_path / "a.json").write_text(json.dumps({"data": {"classes": ["a"]}, "models": []}))
         (tmp_path / "b.json").write_text(json.dumps({"data": {"classes": ["b"]}, "models": []}))

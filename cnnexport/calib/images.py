@@ -30,12 +30,20 @@ class Preprocess:
     mean: tuple[float, ...] = IMAGENET_MEAN
     std: tuple[float, ...] = IMAGENET_STD
 
-    def __call__(self, image) -> np.ndarray:
-        """PIL image -> float32 CHW array."""
+    def __call__(self, image, out: np.ndarray | None = None) -> np.ndarray:
+        """PIL image -> float32 CHW array (written into ``out`` when given: a batch's slot)."""
+        return self.normalize(self.pixels(image), out)
+
+    def pixels(self, image) -> np.ndarray:
+        """The resized centre crop before normalisation: uint8 HWC (colour), or float32 HW (grayscale,
+        resized in float). What an evaluation cache stores: ``normalize`` of it is ``self(image)``."""
         from PIL import Image
 
         gray = self.channels == 1 or image.mode in ("L", "LA", "1")
-        image = image.convert("F") if gray else image.convert("RGB")
+        if gray:
+            image = image.convert("F")
+        elif image.mode != "RGB":
+            image = image.convert("RGB")
         h, w = self.size
         scale = max(h, w) / self.crop_fraction / min(image.size)
         new_w, new_h = max(w, round(image.size[0] * scale)), max(h, round(image.size[1] * scale))
@@ -44,10 +52,16 @@ class Preprocess:
         # whole image and cropping, for less work).
         sx, sy = image.size[0] / new_w, image.size[1] / new_h
         image = image.resize((w, h), Image.BILINEAR, box=(left * sx, top * sy, (left + w) * sx, (top + h) * sy))
-        pixels = np.asarray(image)
+        return np.asarray(image)
+
+    def normalize(self, pixels: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        """``pixels`` (HWC or HW, as ``pixels`` returns) -> float32 CHW, scaled to [0, 1] and normalised,
+        repeated to the model's channel count."""
+        h, w = self.size
         pixels = pixels[None] if pixels.ndim == 2 else pixels.transpose(2, 0, 1)  # CHW view
         mean, std = self._stats()
-        out = np.empty((self.channels, h, w), np.float32)
+        if out is None:
+            out = np.empty((self.channels, h, w), np.float32)
         np.multiply(pixels, (1.0 / (255.0 * std)).astype(np.float32), out=out)  # one pass: scale and lay out
         out -= mean / std
         return out

@@ -20,6 +20,7 @@ import numpy as np
 
 from ..errors import CalibrationError
 from .images import Preprocess
+from .pixel_cache import PixelCache
 from .sources import IMAGE_SUFFIXES
 
 ORDER_SEED = 0
@@ -60,29 +61,34 @@ class LabelledSource:
 
     def batches(self, preprocess: Preprocess, batch: int, workers: int = 2) -> Iterator[Batch]:
         """The images in order, ``batch`` at a time, the next batch decoding on ``workers`` threads
-        while the caller runs this one."""
+        while the caller runs this one. Each image is written straight into its batch (no stacking copy)."""
         chunks = [self.index[i:i + batch] for i in range(0, len(self.index), batch)]
         pool = ThreadPoolExecutor(max(1, workers), thread_name_prefix="cnnexport-decode")
         pending: deque = deque()
+
+        def submit(chunk):
+            x = np.empty((len(chunk), preprocess.channels, *preprocess.size), np.float32)
+            pending.append((chunk, x, [pool.submit(self._load, int(i), preprocess, x[j]) for j, i in enumerate(chunk)]))
+
         try:
             for chunk in chunks[:2]:
-                pending.append((chunk, [pool.submit(self._load, int(i), preprocess) for i in chunk]))
+                submit(chunk)
             following = 2
             while pending:
-                chunk, futures = pending.popleft()
+                chunk, x, futures = pending.popleft()
                 if following < len(chunks):
-                    nxt = chunks[following]
-                    pending.append((nxt, [pool.submit(self._load, int(i), preprocess) for i in nxt]))
+                    submit(chunks[following])
                     following += 1
-                xs, ys, bad = [], [], []
-                for i, fut in zip(chunk, futures):
+                read, bad = [], []
+                for j, (i, fut) in enumerate(zip(chunk, futures)):
                     try:
-                        xs.append(fut.result())
-                        ys.append(self.labels[i])
+                        fut.result()
+                        read.append(j)
                     except (OSError, ValueError, SyntaxError) as exc:  # what Pillow raises on a broken file
                         bad.append(f"{self.item_name(int(i))} ({type(exc).__name__})")
-                x = np.stack(xs) if xs else np.zeros((0, preprocess.channels, *preprocess.size), np.float32)
-                yield Batch(x, np.asarray(ys, np.int64), bad)
+                if bad:
+                    x = x[read]
+                yield Batch(x, self.labels[chunk[read]], bad)
         finally:
             pool.shutdown(wait=False, cancel_futures=True)
 
@@ -102,7 +108,8 @@ class LabelledSource:
     def item_name(self, i: int) -> str:
         return f"#{i}"
 
-    def _load(self, i: int, preprocess: Preprocess) -> np.ndarray:
+    def _load(self, i: int, preprocess: Preprocess, out: np.ndarray) -> None:
+        """Write image ``i``, preprocessed, into ``out`` (its slot in a batch)."""
         raise NotImplementedError
 
 
@@ -110,7 +117,8 @@ class ImageFolder(LabelledSource):
     """``root/<class>/<image>``: classes sorted by name, or in the order of a ``classes`` file (one name
     per line, the checkpoint's output order). Unreadable images are skipped and counted."""
 
-    def __init__(self, root: str | os.PathLike, classes_file: str | os.PathLike | None = None):
+    def __init__(self, root: str | os.PathLike, classes_file: str | os.PathLike | None = None,
+                 cache: PixelCache | None = None):
         root = Path(root)
         if not root.is_dir():
             raise CalibrationError(f"data folder '{root}' does not exist; give a folder with one subfolder per "
@@ -135,16 +143,26 @@ class ImageFolder(LabelledSource):
         if not paths:
             raise CalibrationError(f"the class folders of '{root}' hold no .jpg/.png/.bmp images")
         super().__init__(str(root), classes, np.asarray(labels))
-        self.root, self.paths = root, paths
+        self.root, self.paths, self.cache = root, paths, cache
 
     def item_name(self, i: int) -> str:
         return str(self.paths[i].relative_to(self.root))
 
-    def _load(self, i: int, preprocess: Preprocess) -> np.ndarray:
+    def _load(self, i: int, preprocess: Preprocess, out: np.ndarray) -> None:
         from PIL import Image
 
-        with Image.open(self.paths[i]) as image:
-            return preprocess(image)
+        if self.cache is None:
+            with Image.open(self.paths[i]) as image:
+                preprocess(image, out)
+            return
+        geometry = (tuple(int(v) for v in preprocess.size), int(preprocess.channels), float(preprocess.crop_fraction))
+        entry = self.cache.entry(self.paths[i], geometry)
+        pixels = self.cache.get(entry, preprocess.size)
+        if pixels is None:
+            with Image.open(self.paths[i]) as image:
+                pixels = preprocess.pixels(image)
+            self.cache.put(entry, pixels)
+        preprocess.normalize(pixels, out)
 
 
 class Arrays(LabelledSource):
@@ -173,12 +191,10 @@ class Arrays(LabelledSource):
             raise CalibrationError(f"'{self.name}' holds {have}-channel samples but the model takes {channels} "
                                    "channels; give inputs with the model's channel count")
 
-    def _load(self, i: int, preprocess: Preprocess) -> np.ndarray:
-        if not self.images:
-            return np.asarray(self.x[i], np.float32)
-        from PIL import Image
+    def _load(self, i: int, preprocess: Preprocess, out: np.ndarray) -> None:
+        from PIL import Image  # only images come here: float arrays have their own batches()
 
-        return preprocess(Image.fromarray(self.x[i], mode="L" if self.x[i].ndim == 2 else "RGB"))
+        preprocess(Image.fromarray(self.x[i], mode="L" if self.x[i].ndim == 2 else "RGB"), out)
 
     def batches(self, preprocess: Preprocess, batch: int, workers: int = 2) -> Iterator[Batch]:
         if self.images:
@@ -243,10 +259,11 @@ def is_labelled(source: str) -> bool:
 
 
 def load_labelled(source: str, classes_file: str | os.PathLike | None = None,
-                  size: tuple[int, int] = (32, 32), channels: int = 1) -> LabelledSource:
+                  size: tuple[int, int] = (32, 32), channels: int = 1, cache: PixelCache | None = None) -> LabelledSource:
     """``digits`` (the 450 test images; ``digits:train``, ``digits:all``), an image folder with one
     subfolder per class, or an ``.npz`` file with ``x`` and ``y``. ``size`` and ``channels`` are the
-    model's, for a source with its own preprocessing (the digits)."""
+    model's, for a source with its own preprocessing (the digits). ``cache`` keeps an image folder's
+    decoded crops for the next run (the other sources have nothing to decode)."""
     if source == "digits" or source.startswith("digits:"):
         from . import digits
 
@@ -263,4 +280,4 @@ def load_labelled(source: str, classes_file: str | os.PathLike | None = None,
         if classes_file:
             arrays.classes = read_classes(classes_file)
         return arrays
-    return ImageFolder(path, classes_file)
+    return ImageFolder(path, classes_file, cache)

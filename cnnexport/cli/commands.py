@@ -723,8 +723,12 @@ def _floats(text: str | None, option: str) -> tuple[float, ...] | None:
 @click.option("--limit", type=int, default=None, help="Evaluate the first N images of the data's fixed shuffled order.")
 @click.option("--batch", type=int, default=32, show_default=True, help="Images per run of each model.")
 @click.option("--shard", default=None, metavar="K/N", help="Evaluate part K of N (merge the JSON results with --merge).")
-@click.option("--workers", type=int, default=None, help="Threads decoding images (default: the CPU count, at most 8).")
+@click.option("--workers", type=int, default=None,
+              help="Threads decoding images (default: the cores --threads leaves free, else half the cores; 1..8).")
 @click.option("--threads", type=int, default=None, help="Threads of each runtime (default: the runtime's own).")
+@click.option("--cache", "cache_dir", type=click.Path(file_okay=False), default=None,
+              help="Keep an image folder's decoded, resized crops here; later runs on the same folder (other "
+                   "files, shards) skip decoding.")
 @click.option("--input-size", default=None, help="H, HxW or C,H,W when neither the files nor --model fix it.")
 @click.option("--mean", default=None, help="Per-channel mean of the preprocessing (default: the model's, else ImageNet's).")
 @click.option("--std", default=None, help="Per-channel std of the preprocessing (default: the model's, else ImageNet's).")
@@ -734,7 +738,7 @@ def _floats(text: str | None, option: str) -> tuple[float, ...] | None:
 @click.option("--save", type=click.Path(dir_okay=False), default=None, help="Also write the JSON result to this file.")
 @click.option("--json", "as_json", is_flag=True, help="Print the JSON result on stdout, nothing else.")
 def eval_cmd(artifacts, data, classes_file, model_spec, weights, num_classes, reference, limit, batch, shard, workers,
-             threads, input_size, mean, std, crop_fraction, merge_files, save, as_json):
+             threads, cache_dir, input_size, mean, std, crop_fraction, merge_files, save, as_json):
     """Top-1 and top-5 accuracy of model files on labelled images, beside PyTorch's with --model.
     Files alone need no torch."""
     from ..exporter import evaluate as ev
@@ -779,8 +783,10 @@ def eval_cmd(artifacts, data, classes_file, model_spec, weights, num_classes, re
         describe["pytorch"] = {"runtime": "torch", "precision": "fp32", "path": model_spec}
     from ..calib import Preprocess
     from ..calib.labelled import load_labelled
+    from ..calib.pixel_cache import PixelCache
 
-    source = load_labelled(data, classes_file, size=tuple(chw[1:]), channels=chw[0])
+    cache = PixelCache(cache_dir) if cache_dir else None
+    source = load_labelled(data, classes_file, size=tuple(chw[1:]), channels=chw[0], cache=cache)
     source.check_channels(chw[0])
     pre = Preprocess(**{k: (tuple(v) if isinstance(v, list) else v) for k, v in pre_fields.items()
                         if k in ("crop_fraction", "mean", "std")}).at(chw[1:], chw[0])
@@ -795,17 +801,25 @@ def eval_cmd(artifacts, data, classes_file, model_spec, weights, num_classes, re
     source = source.select(limit, shard_kn)
     for name, m in models.items():
         describe[name]["describe"] = m.describe()
-    workers = workers or min(8, os.cpu_count() or 1)
+    workers = workers or decode_workers(threads)
     with EvalProgress(as_json, len(source)) as on_progress:
         evaluation = ev.evaluate(models, source, pre, batch=batch, workers=workers,
                                  reference="pytorch" if model_spec else None, on_progress=on_progress)
     result = ev.report(evaluation, source, pre, batch=batch, reference="pytorch" if model_spec else None,
-                       describe=describe, shard=shard_kn, limit=limit)
+                       describe=describe, shard=shard_kn, limit=limit, workers=workers, cache=cache)
     if save:
         _save(save, result)
     print_eval(result, as_json)
     if evaluation.partial:
         _fail(*interrupted(first_signal() or signal.SIGINT))
+
+
+def decode_workers(threads: int | None) -> int:
+    """Decoding threads beside a runtime of ``threads`` threads: the cores it leaves free (measured on 2
+    cores, a second decoder competing with 2 runtime threads is slower than one), half the cores when
+    the runtime takes its own default; 1..8."""
+    cores = os.cpu_count() or 1
+    return max(1, min(8, cores - threads if threads else cores // 2))
 
 
 def _read_json(path: str) -> dict:

@@ -309,7 +309,9 @@ def print_eval(result: dict, as_json: bool) -> None:
     console = out_console()
     console.print(table)
     rate = f"{result['images_per_s']:.1f} images/s end to end" if result.get("images_per_s") else ""
-    console.print(f"{rate}, batch {result['batch']}; images/s per model count its own runs only")
+    cache = data.get("cache")
+    cached = f"; cache {cache['hits']} of {cache['hits'] + cache['misses']} images decoded before" if cache else ""
+    console.print(f"{rate}, batch {result['batch']}; images/s per model count its own runs only{cached}")
     if data["skipped"]:
         console.print(f"[yellow]warning:[/] {data['skipped']} unreadable image(s) skipped, e.g. "
                       f"{', '.join(data['skipped_files'][:3])}")

@@ -147,13 +147,14 @@ def evaluate(models: dict[str, object], source: LabelledSource, preprocess: Prep
 
 def report(evaluation: Evaluation, source: LabelledSource, preprocess: Preprocess, *, batch: int,
            reference: str | None, describe: dict[str, dict], shard: tuple[int, int] | None = None,
-           limit: int | None = None) -> dict:
-    """The JSON result of ``cnnexport eval``."""
+           limit: int | None = None, workers: int | None = None, cache=None) -> dict:
+    """The JSON result of ``cnnexport eval``. ``cache``: the ``PixelCache`` the images went through."""
     ref = evaluation.tallies.get(reference) if reference else None
     images = max((t.images for t in evaluation.tallies.values()), default=0)
     return {"data": {"source": source.name, "classes": source.classes, "images": images,
                      "skipped": len(evaluation.skipped), "skipped_files": evaluation.skipped[:20],
-                     "shard": list(shard) if shard else None, "limit": limit},
+                     "shard": list(shard) if shard else None, "limit": limit, "workers": workers,
+                     "cache": {"path": str(cache.root), "hits": cache.hits, "misses": cache.misses} if cache else None},
             "preprocess": preprocess.as_dict(), "batch": batch, "reference": reference,
             "partial": evaluation.partial, "elapsed_s": evaluation.elapsed_s,
             "images_per_s": images / evaluation.elapsed_s if evaluation.elapsed_s else None,
@@ -203,8 +204,16 @@ def merge(results: list[dict]) -> dict:
     return {"data": {**first["data"], "images": images, "skipped": sum(r["data"]["skipped"] for r in results),
                      "skipped_files": [f for r in results for f in r["data"]["skipped_files"]][:20],
                      "shard": None if whole else [s for s in sorted(shards)],
-                     "merged": len(results)},
+                     "cache": _merged_cache([r["data"].get("cache") for r in results]), "merged": len(results)},
             "preprocess": first["preprocess"], "batch": first["batch"], "reference": reference,
             "partial": any(r["partial"] for r in results) or (bool(shards) and not whole),
             "elapsed_s": elapsed, "images_per_s": images / elapsed if elapsed else None,
             "models": [figures(n, t, classes, ref, describe[n]) for n, t in tallies.items()]}
+
+
+def _merged_cache(caches: list[dict | None]) -> dict | None:
+    used = [c for c in caches if c]
+    if not used:
+        return None
+    return {"path": sorted({c["path"] for c in used}), "hits": sum(c["hits"] for c in used),
+            "misses": sum(c["misses"] for c in used)}
