@@ -287,11 +287,49 @@ def zoo_section(zoo: dict | None, plot: str = "latency_vs_macs.png") -> list[str
                 f"faster. Ours / plain, median per-round ratio from {ratios[0]:.2f} to {ratios[-1]:.2f} (median "
                 f"{ratios[len(ratios) // 2]:.2f})."]
         if slower:
-            out.append("Slower: " + ", ".join(f"{p['model']} on {p['runtime']} ({p['median_ratio']:.2f})"
+            out.append("Slower: " + ", ".join(f"{p['model']} on {p['runtime']} ({p['median_ratio']:.3f})"
                                               for p in slower) + ".")
+        out += recheck_lines(load("plain_recheck"), zoo["rounds"])
     if zoo.get("failures"):
         out += ["", "Not measured: " + "; ".join(zoo["failures"]) + "."]
     out.append("")
+    return out
+
+
+def chance_of_call(rounds: int) -> float:
+    """How often the paired rule calls one direction for two configurations of equal speed."""
+    from math import comb
+
+    needed = rounds - 1 if rounds >= 5 else rounds
+    return sum(comb(rounds, k) for k in range(needed, rounds + 1)) / 2 ** rounds
+
+
+def recheck_lines(recheck: dict | None, study_rounds: int) -> list[str]:
+    """The study's slower calls measured again with more rounds (`benchmarks/plain_recheck.py`)."""
+    if not recheck:
+        return []
+    pairs = recheck["pairs"]
+    calls = {c: [p for p in pairs if p["call"] == c] for c in ("slower", "faster", None)}
+    from cnnexport.bench.rows import sign_test
+
+    chance = chance_of_call(study_rounds)
+    out = ["", f"With {study_rounds} rounds, two files of equal speed agree in every round by chance"
+           + f" in {chance:.1%} of pairs in each direction (about {chance * recheck['study_pairs']:.0f} of "
+           f"{recheck['study_pairs']} pairs). `python benchmarks/plain_recheck.py` "
+           f"measured the {recheck['study_slower']} pairs called slower again, {recheck['rounds']} interleaved "
+           f"rounds each (`cnnexport bench MODEL --plain`){measured_on(recheck)}: {len(calls['slower'])} slower, "
+           f"{len(calls['faster'])} faster, {len(calls[None])} tied. With {recheck['rounds']} rounds an equal pair "
+           f"is still called slower by chance {chance_of_call(recheck['rounds']):.1%} of the time (about "
+           f"{chance_of_call(recheck['rounds']) * len(pairs):.1f} of {len(pairs)} pairs); p is the two-sided sign test.",
+           ""]
+    out += table(["model", "runtime", "study ours/plain", f"{recheck['rounds']} rounds: ours/plain (range)",
+                  "rounds slower / faster", "p", "call"],
+                 [[p["model"], p["runtime"], f"{p['study_median_ratio']:.3f}",
+                   f"{p['median_ratio']:.3f} ({p['min_ratio']:.3f}-{p['max_ratio']:.3f})",
+                   f"{p['slower_rounds']} / {p['faster_rounds']}", f"{sign_test(p['slower_rounds'], p['faster_rounds']):.2g}",
+                   p["call"] or "tie"] for p in pairs])
+    if recheck.get("failures"):
+        out += ["", "Not measured: " + "; ".join(recheck["failures"]) + "."]
     return out
 
 

@@ -9,7 +9,8 @@ starts, so an interrupted run keeps what it finished. Steps: headline, int8_spee
 graph_changes, targets (the three target models on every CPU runtime, ncnn included, against PyTorch
 eager), executorch (ExecuTorch beside LiteRT and the others: delegation, int8 accuracy, latency), mnn (MNN
 beside the other CPU runtimes), eval (`cnnexport eval` on the digits PNG folder and its throughput against bench),
-guidelines (with the G1/G2 alignment factor), zoo, roofline_layers (the three target models' layers
+guidelines (with the G1/G2 alignment factor), zoo, plain_recheck (the zoo's pairs called slower than plain, re-measured
+with more rounds), roofline_layers (the three target models' layers
 against their roofline bounds, timed by ONNX Runtime's and OpenVINO's profilers), coverage (slow:
 converts every model to every format), cross_machine (`cnnexport report` over every machine's rows in
 results/ and results/machines/, into benchmarks/cross_machine/), report.
@@ -25,7 +26,7 @@ from pathlib import Path
 HERE = Path(__file__).parent
 RESULTS = HERE / "results"
 STEPS = ("headline", "int8_speed", "int8_accuracy", "graph_changes", "targets", "executorch", "mnn", "eval",
-         "guidelines", "zoo", "roofline_layers", "coverage", "cross_machine", "report")
+         "guidelines", "zoo", "plain_recheck", "roofline_layers", "coverage", "cross_machine", "report")
 TARGET_MODELS = ("resnet50", "mobilenet_v2", "shufflenet_v2_x1_0")
 
 
@@ -46,6 +47,7 @@ def commands(runtime: str, threads: int, rounds: int) -> dict[str, list[list[str
         "guidelines": [*cli, "study", "guidelines", *common, "--save", str(RESULTS / "guidelines.json")],
         "zoo": [*cli, "study", "zoo", *common, "--plot", str(HERE / "latency_vs_macs.png"),
                 "--save", str(RESULTS / "zoo.json")],
+        "plain_recheck": [py, str(HERE / "plain_recheck.py"), "--threads", str(threads), "--rounds", str(max(rounds, 7))],
         "roofline_layers": [py, str(HERE / "roofline_layers.py"), "--threads", str(threads)],
         "coverage": [py, str(HERE / "coverage.py")],
         "cross_machine": [*cli, "report", *sorted(map(str, RESULTS.glob("*.json"))),

@@ -113,6 +113,10 @@ def test_paired_test_sees_a_small_gap_through_a_known_drift():
     assert paired(flipped, b)["call"] is None
     # with fewer than 5 rounds every round must agree
     assert paired(flipped[:4], b[:4])["call"] is None and paired(a[:1], b[:1])["call"] is None
+    # the sign test: how often equal speeds split the rounds this unevenly by chance
+    assert test["p_value"] == pytest.approx(2 / 32) and paired(a[:3], b[:3])["p_value"] == pytest.approx(0.25)
+    assert paired(flipped, b)["p_value"] == pytest.approx(2 * 16 / 32)  # 3 of 5: no evidence either way
+    assert paired(a, a)["p_value"] == 1.0
 
 
 def _fake_worker(log, fail=()):

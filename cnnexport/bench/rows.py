@@ -5,6 +5,7 @@ round; and the pick of the fastest artifact with its evidence. No torch."""
 
 from __future__ import annotations
 
+import math
 import statistics
 from pathlib import Path
 
@@ -89,16 +90,29 @@ def paired(a_ms: list[float], b_ms: list[float]) -> dict:
     time and a drift between rounds cancels in their ratio): the median, lowest and highest of the
     per-round ratios a/b, how many rounds put ``a`` slower and how many faster, and the call:
     ``"slower"`` or ``"faster"`` only when every round agrees, or all but one of at least 5;
-    otherwise None (a tie within the rounds' noise)."""
+    otherwise None (a tie within the rounds' noise). ``p_value``: how often two configurations of
+    equal speed split their rounds at least this unevenly (the two-sided sign test); with 3 rounds a
+    unanimous call still happens by chance one time in four."""
     ratios = [a / b for a, b in zip(a_ms, b_ms) if a > 0 and b > 0]
     if not ratios:
         return {"rounds": 0, "median_ratio": None, "min_ratio": None, "max_ratio": None, "slower_rounds": 0,
-                "faster_rounds": 0, "call": None}
+                "faster_rounds": 0, "call": None, "p_value": None}
     n, slower, faster = len(ratios), sum(r > 1 for r in ratios), sum(r < 1 for r in ratios)
     needed = n - 1 if n >= 5 else n
     call = "slower" if n >= 2 and slower >= needed else "faster" if n >= 2 and faster >= needed else None
     return {"rounds": n, "median_ratio": statistics.median(ratios), "min_ratio": min(ratios),
-            "max_ratio": max(ratios), "slower_rounds": slower, "faster_rounds": faster, "call": call}
+            "max_ratio": max(ratios), "slower_rounds": slower, "faster_rounds": faster, "call": call,
+            "p_value": sign_test(slower, faster)}
+
+
+def sign_test(up: int, down: int) -> float:
+    """Two-sided sign test: the chance of a split at least as uneven as ``up`` against ``down`` when
+    either is equally likely in every round (ties left out)."""
+    n, k = up + down, max(up, down)
+    if n == 0:
+        return 1.0
+    tail = sum(math.comb(n, i) for i in range(k, n + 1)) / 2 ** n
+    return min(1.0, 2 * tail)
 
 
 def faster_beyond_noise(a_ms: list[float], b_ms: list[float]) -> bool:

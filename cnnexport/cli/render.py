@@ -398,7 +398,8 @@ def print_bench(result: dict, as_json: bool, as_csv: bool) -> None:
             table.add_row(c["model"], c["runtime"], str(c["batch"]), str(c["threads"]), f"{c['median_ms']:.2f}",
                           f"{c['plain_median_ms']:.2f}", f"{t['median_ratio']:.3f}" if t["median_ratio"] else "-",
                           f"{t['min_ratio']:.3f}-{t['max_ratio']:.3f}" if t["median_ratio"] else "-",
-                          f"{t['faster_rounds']} faster, {t['slower_rounds']} slower of {t['rounds']}",
+                          f"{t['faster_rounds']} faster, {t['slower_rounds']} slower of {t['rounds']}"
+                          + (f" (p {t['p_value']:.2g})" if t.get("p_value") is not None else ""),
                           {"faster": "ours faster", "slower": "ours SLOWER"}.get(c["verdict"], "tie"))
         console.print(table)
     for note in result.get("notes", []):
