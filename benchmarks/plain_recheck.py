@@ -36,13 +36,14 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
     zoo = json.loads((RESULTS / "zoo.json").read_text())
-    slower = [p for p in plain_pairs(zoo) if p["call"] == "slower"]
+    pairs = plain_pairs(zoo)
+    slower = [p for p in pairs if p["call"] == "slower"]
     by_model: dict[str, list[dict]] = {}
     for p in slower:
         by_model.setdefault(p["model"], []).append(p)
     facts = cpu_facts()
     out = {"benchmark": "plain_recheck", "rounds": args.rounds, "threads": args.threads, "batch": 1,
-           "study_rounds": zoo["rounds"], "study_pairs": len(plain_pairs(zoo)), "study_slower": len(slower),
+           "study_rounds": zoo["rounds"], "study_pairs": len(pairs), "study_slower": len(slower),
            "machine": {"cpu": facts.get("cpu"), "isa": facts.get("isa")},
            "versions": versions("onnxruntime", "openvino", "ai-edge-litert"), "pairs": [], "failures": []}
     for model, pairs in by_model.items():

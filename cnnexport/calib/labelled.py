@@ -149,20 +149,13 @@ class ImageFolder(LabelledSource):
         return str(self.paths[i].relative_to(self.root))
 
     def _load(self, i: int, preprocess: Preprocess, out: np.ndarray) -> None:
+        if self.cache is not None:
+            preprocess.normalize(self.cache.pixels(self.paths[i], preprocess), out)
+            return
         from PIL import Image
 
-        if self.cache is None:
-            with Image.open(self.paths[i]) as image:
-                preprocess(image, out)
-            return
-        geometry = (tuple(int(v) for v in preprocess.size), int(preprocess.channels), float(preprocess.crop_fraction))
-        entry = self.cache.entry(self.paths[i], geometry)
-        pixels = self.cache.get(entry, preprocess.size)
-        if pixels is None:
-            with Image.open(self.paths[i]) as image:
-                pixels = preprocess.pixels(image)
-            self.cache.put(entry, pixels)
-        preprocess.normalize(pixels, out)
+        with Image.open(self.paths[i]) as image:
+            preprocess(image, out)
 
 
 class Arrays(LabelledSource):

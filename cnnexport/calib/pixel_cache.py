@@ -1,6 +1,6 @@
 """A disk cache of decoded, resized and cropped images (``Preprocess.pixels``), so that evaluating a
 second file, shard or run on the same image folder skips the JPEG decoding and resizing, which on a
-small network costs as much CPU as the network itself. numpy only.
+small network costs as much CPU as the network itself. numpy and Pillow only.
 
 One ``.npy`` per image, named by a hash of the image's path, size and modification time and of the
 crop geometry (input size, channels, crop fraction): an edited image or another geometry misses, and
@@ -39,14 +39,27 @@ class PixelCache:
         self.hits = self.misses = 0
         self._lock = threading.Lock()  # decode threads count concurrently
 
-    def entry(self, image: Path, geometry: tuple) -> Path:
-        """Where ``image``'s pixels for ``geometry`` (size, channels, crop fraction) are kept."""
+    def pixels(self, image: Path, preprocess) -> np.ndarray:
+        """``preprocess.pixels`` of the image file ``image``: from the cache when it holds them for this
+        file and crop geometry, else decoded and stored."""
+        geometry = (tuple(int(v) for v in preprocess.size), int(preprocess.channels), float(preprocess.crop_fraction))
+        entry = self._entry(image, geometry)
+        pixels = self._get(entry, geometry[0])
+        if pixels is None:
+            from PIL import Image
+
+            with Image.open(image) as opened:
+                pixels = preprocess.pixels(opened)
+            self._put(entry, pixels)
+        return pixels
+
+    def _entry(self, image: Path, geometry: tuple) -> Path:
         st = image.stat()
         key = f"{CACHE_VERSION}|{image.resolve()}|{st.st_size}|{st.st_mtime_ns}|{geometry!r}"
         digest = hashlib.sha1(key.encode()).hexdigest()
         return self.root / digest[:2] / f"{digest}.npy"
 
-    def get(self, entry: Path, shape: tuple[int, int]) -> np.ndarray | None:
+    def _get(self, entry: Path, shape: tuple[int, int]) -> np.ndarray | None:
         """The cached pixels, or None when absent or unreadable or not an ``shape`` image."""
         try:
             pixels = np.load(entry, allow_pickle=False)
@@ -62,7 +75,7 @@ class PixelCache:
                 self.misses += 1
         return pixels if ok else None
 
-    def put(self, entry: Path, pixels: np.ndarray) -> None:
+    def _put(self, entry: Path, pixels: np.ndarray) -> None:
         try:
             entry.parent.mkdir(exist_ok=True)
             fd, tmp = tempfile.mkstemp(dir=entry.parent, prefix=".tmp-", suffix=".npy")
