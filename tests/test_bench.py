@@ -232,7 +232,7 @@ def test_bench_model_name_exports_then_measures_fp32_and_int8(tmp_path):
 
 @pytest.mark.parametrize("args,code,message", [
     (["lenet5", "--runtime", "tensorrtx"], 2, "unknown runtime"),
-    (["lenet5", "--precision", "fp16"], 2, "bad --precision"),
+    (["lenet5", "--precision", "fp8"], 2, "bad --precision"),
     (["lenet5", "--rounds", "0"], 2, "--rounds"),
     (["lenet5", "--batch", "0"], 2, "bad --batch"),
     (["no_such_model.onnx"], 8, "does not exist"),

@@ -102,8 +102,3 @@ def test_an_operator_mnn_lacks_is_one_line_exit_7_and_nothing_written(tmp_path):
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "IsNaN" in lines[0] and "--mnn" in lines[0]
     assert not out.exists()
-
-
-def test_fp16_needs_a_format_that_has_it(tmp_path):
-    result = CliRunner().invoke(cli, ["lenet5", "--fp16", "-o", str(tmp_path / "o")])
-    assert result.exit_code == 2 and "--mnn" in result.stderr

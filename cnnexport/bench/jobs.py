@@ -10,7 +10,7 @@ from ..errors import MissingDependencyError, UsageError
 from ..exporter.formats import precision_of
 from ..roofline import ModelCosts
 
-PRECISIONS = ("fp32", "int8")
+PRECISIONS = ("fp32", "fp16", "int8")
 
 
 @dataclass

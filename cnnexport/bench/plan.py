@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ..errors import UsageError
-from ..exporter.formats import by_runtime, int8_formats
+from ..exporter.formats import by_runtime, fp16_formats, int8_formats
 from ..runtimes import ALIASES, RUNTIMES, runtime_for
 from ..roofline import ModelCosts
 from .jobs import CUDA_RUNTIMES, PRECISIONS, Job, artifact_job, jobs_from_report, torch_jobs
@@ -43,7 +43,7 @@ def parse_runtimes(text: str | None) -> list[str]:
 def parse_precisions(text: str) -> list[str]:
     names = [p.strip().lower() for p in text.split(",") if p.strip()]
     if not names or any(p not in PRECISIONS for p in names):
-        raise UsageError(f"bad --precision '{text}'; choose fp32, int8 or fp32,int8")
+        raise UsageError(f"bad --precision '{text}'; choose from {', '.join(PRECISIONS)}, comma-separated (fp32,int8)")
     return list(dict.fromkeys(names))
 
 
@@ -86,17 +86,19 @@ def model_jobs(model: str, runtimes: list[str], precisions: list[str], batches: 
     shape = (1, *(input_size or info.input_size))
     notes: list[str] = []
     formats = formats_for(runtimes)
-    int8_runtimes = [f.runtime for f in int8_formats()]
-    int8 = "int8" in precisions and any(r in int8_runtimes for r in runtimes)
-    if "int8" in precisions:
-        labels = [f.runtime_label for f in int8_formats()]
-        notes += [f"{r}: no int8 artifact (cnnexport quantizes for {', '.join(labels[:-1])} and {labels[-1]})"
-                  for r in runtimes if (f := by_runtime(r)) and "int8" not in f.precisions]
+    wanted = {}
+    for precision, with_it in (("int8", int8_formats()), ("fp16", fp16_formats())):
+        wanted[precision] = precision in precisions and any(f.runtime in runtimes for f in with_it)
+        if precision in precisions:
+            labels = [f.runtime_label for f in with_it]
+            notes += [f"{r}: no {precision} artifact (cnnexport writes {precision} for {', '.join(labels[:-1])} and "
+                      f"{labels[-1]})" for r in runtimes if (f := by_runtime(r)) and precision not in f.precisions]
     module = create_model(model)
     macs = macs_of(module, shape)
     report = {}
     if formats:
-        report = export(module, shape, out_dir, name=model, formats=formats, int8=int8, calib=calib,
+        report = export(module, shape, out_dir, name=model, formats=formats, int8=wanted["int8"],
+                        fp16=wanted["fp16"], calib=calib,
                         int8_min_cosine=0.0, on_stage=on_stage)
     jobs: list[Job] = []
     if "torch" in runtimes and "fp32" in precisions:

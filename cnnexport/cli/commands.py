@@ -159,8 +159,9 @@ _INT8_HELP = ("Also write the int8 file of every format that has one (" + ", ".j
     + "), calibrated on --calib.")
 
 
-_FP16_HELP = ("Also write the fp16-weight file of every format that has one (" + ", ".join(
-    f"{f.file_name('<model>', 'fp16')} with --{f.name}" for f in fp16_formats()) + ").")
+_FP16_HELP = ("Also write the fp16 file of every format that has one (" + ", ".join(
+    f"{f.file_name('<model>', 'fp16')}" + ("" if f.name == ALWAYS else f" with --{f.name}") for f in fp16_formats())
+    + "), checked against PyTorch by fp16's own rule.")
 
 
 def _keep_float(value: str) -> tuple[str, ...]:
@@ -175,6 +176,8 @@ def _keep_float(value: str) -> tuple[str, ...]:
 @click.option("--executorch-max-batch", type=int, default=None, metavar="N",
               help="A dynamic batch 1..N for the .pte program (default: the export's batch, static).")
 @click.option("--fp16", "want_fp16", is_flag=True, help=_FP16_HELP)
+@click.option("--fp16-io", is_flag=True, help="The fp16 ONNX file takes and returns fp16 too (default: fp32 I/O, "
+              "so callers need not change).")
 @click.option("--int8", "want_int8", is_flag=True, help=_INT8_HELP)
 @click.option("--calib", default=None, help="Calibration data for --int8: samples, digits, a folder, .npy/.npz.")
 @click.option("--calib-count", type=int, default=200, show_default=True, help="Samples drawn from --calib.")
@@ -207,7 +210,7 @@ def _keep_float(value: str) -> tuple[str, ...]:
 @click.option("--atol", type=float, default=None,
               help="Max abs error allowed (default: 1e-4 x max |reference output|).")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON on stdout, nothing else.")
-def export_cmd(model, formats, tflite_layout, executorch_max_batch, want_fp16, want_int8, calib, calib_count,
+def export_cmd(model, formats, tflite_layout, executorch_max_batch, want_fp16, fp16_io, want_int8, calib, calib_count,
                int8_min_cosine, eval_source, eval_count, int8_max_drop, calib_method, keep_float, fold_bn, exporter,
                opset, batch, input_size, num_classes, weights, output_dir, simplify, atol, as_json):
     """Prepare MODEL (a registry name or package.module:callable), export it and prove it matches PyTorch."""
@@ -232,7 +235,7 @@ def export_cmd(model, formats, tflite_layout, executorch_max_batch, want_fp16, w
         report = export(module, (batch or 1, *chw), output_dir, name=name, fold_bn=fold_bn, exporter=exporter,
                         opset=opset, dynamic_batch=batch is None, simplify=simplify, atol=atol, formats=formats,
                         tflite_layout=tflite_layout, executorch_max_batch=executorch_max_batch, fp16=want_fp16,
-                        int8=want_int8,
+                        fp16_io=fp16_io, int8=want_int8,
                         calib=calib, calib_count=calib_count, int8_min_cosine=int8_min_cosine,
                         calib_method=calib_method, keep_float=_keep_float(keep_float), eval_source=eval_source,
                         eval_count=eval_count, int8_max_drop=int8_max_drop, on_stage=on_stage)

@@ -28,7 +28,8 @@ from .onnx_export import DEFAULT_OPSET, EXPORTERS, to_onnx
 from .prepare import prepare_with_summary
 from .report_fields import new_report
 from .simplify import simplify as simplify_onnx
-from .verify import DEFAULT_RTOL, FP16_RTOL, compare, make_inputs, near_zero_warning, reference_outputs, save_reference
+from .verify import (DEFAULT_RTOL, FP16_RTOL, compare, fp16_verdict, make_inputs, near_zero_warning, reference_outputs,
+                     save_reference)
 
 StageCallback = Callable[[str], None]
 
@@ -100,6 +101,7 @@ def export(
     tflite_layout: str = "nhwc",
     executorch_max_batch: int | None = None,
     fp16: bool = False,
+    fp16_io: bool = False,
     int8: bool = False,
     calib: str | np.ndarray | None = None,
     calib_count: int = 200,
@@ -125,7 +127,8 @@ def export(
     in float (see ``quantize_onnx``; with ``auto``, the fewest modules that reach ``int8_min_cosine``
     on the calibration samples). ``executorch_max_batch`` gives the .pte program a dynamic batch
     1..N (default: the shape's batch, static). ``fp16`` adds the fp16 file of every requested format
-    that has one (``<name>.fp16.mnn``), verified with a tolerance of ``FP16_RTOL`` x max |output|.
+    that has one (``<name>.fp16.onnx``, ``.fp16.xml``, ``.fp16.tflite``, ``.fp16.mnn``; ``fp16_io``: the
+    ONNX file takes and gives fp16 too), verified by fp16's own rule (``verify.fp16_verdict``).
     ``eval_source`` is the int8 check's held-out data (its
     first ``eval_count`` samples; default: the digits test split for 'digits', else half of ``calib``);
     when it is labelled (digits, a folder with class subfolders, an .npz with ``y``) the check measures
@@ -147,9 +150,8 @@ def export(
         raise UsageError("--keep-float applies to int8 files: add --int8 --calib ...")
     if executorch_max_batch is not None and not (2 <= executorch_max_batch <= 4096 and "executorch" in formats):
         raise UsageError("--executorch-max-batch takes 2..4096 and applies to --executorch")
-    if fp16 and not any(FORMATS[f].fp16 for f in formats):
-        raise UsageError("--fp16 applies to " + ", ".join(f"--{f.name}" for f in FORMATS.values() if f.fp16)
-                         + ": add one of them")
+    if fp16_io and not fp16:
+        raise UsageError("--fp16-io applies to the fp16 ONNX file: add --fp16")
     if (eval_source or int8_max_drop is not None) and not int8:
         raise UsageError("--eval and --int8-max-drop apply to int8 files: add --int8 --calib ...")
     if eval_count is not None and eval_count < 1:
@@ -190,15 +192,19 @@ def export(
         onnx_path = _export_onnx(prepared, summary, staging.file(FORMATS[ALWAYS].file_name(name)), shape, report,
                                  stage, exporter=exporter, opset=opset, dynamic_batch=dynamic_batch,
                                  simplify=simplify, fold_bn=fold_bn)
-        source = ConvertSource(prepared, onnx_path, shape, tflite_layout, executorch_max_batch)
-        artifacts = [FORMATS[ALWAYS].module().convert(source, onnx_path)]  # every other format is checked beside it
-        for fmt in (f for f in formats if f != ALWAYS):
-            stage(f"convert {fmt}")
+        source = ConvertSource(prepared, onnx_path, shape, tflite_layout, executorch_max_batch, fp16_io)
+        artifacts = []
+        for fmt in (ALWAYS, *(f for f in formats if f != ALWAYS)):  # every other format is checked beside ONNX
+            if fmt != ALWAYS or fp16:
+                stage(f"convert {fmt}")
             t0 = time.perf_counter()
-            artifacts.append(FORMATS[fmt].module().convert(source, staging.file(FORMATS[fmt].file_name(name))))
+            module_ = FORMATS[fmt].module()
+            fp32 = module_.convert(source, onnx_path if fmt == ALWAYS else staging.file(FORMATS[fmt].file_name(name)))
+            artifacts.append(fp32)
             if fp16 and FORMATS[fmt].fp16:
-                artifacts.append(FORMATS[fmt].module().half(source, staging.file(FORMATS[fmt].file_name(name, "fp16"))))
-            timings[f"convert_{fmt}"] = round(time.perf_counter() - t0, 3)
+                artifacts.append(module_.half(source, fp32, staging.file(FORMATS[fmt].file_name(name, "fp16"))))
+            if fmt != ALWAYS or fp16:
+                timings[f"convert_{fmt}"] = round(time.perf_counter() - t0, 3)
 
         int8_artifacts, heldout, labels = [], None, None
         if int8:
@@ -223,9 +229,9 @@ def export(
 
             refs = reference_outputs(forward, inputs)
             held_refs = reference_outputs(forward, heldout) if heldout else None
-        report["equivalence"] = [{**verify_artifact(a, refs, inputs, atol, FP16_RTOL if a.precision == "fp16" else rtol)
-                                  .as_dict(), **({"precision": "fp16"} if a.precision == "fp16" else {})}
-                                 for a in artifacts]
+        report["equivalence"] = [fp16_verdict(e) if a.precision == "fp16" else e.as_dict() for a in artifacts
+                                 for e in [verify_artifact(a, refs, inputs, atol,
+                                                           FP16_RTOL if a.precision == "fp16" else rtol)]]
         if report["equivalence"] and (warning := near_zero_warning(report["equivalence"][0]["output_scale"])):
             report["warnings"].append(warning)
         report["equivalence"] += [check_int8(a, held_refs[0], heldout[0].batches, int8_min_cosine, labels,

@@ -78,12 +78,18 @@ class RuntimeModel(ABC):
         """Runtime name, version, device, threads, provider or delegate."""
 
     def run(self, *arrays: np.ndarray) -> list[np.ndarray]:
-        """Run one batch; inputs are checked against ``inputs`` first."""
+        """Run one batch; inputs are checked against ``inputs`` first (a float32 array for an fp16 input
+        is rounded to fp16: the one conversion a caller of an fp16-I/O file makes)."""
         if len(arrays) != len(self.inputs):
             raise UsageError(f"{self.runtime} model takes {len(self.inputs)} input(s), got {len(arrays)}")
+        arrays = self._as_input_types(arrays)
         for spec, array in zip(self.inputs, arrays):
             spec.check(array)
         return self._run(arrays)
+
+    def _as_input_types(self, arrays: Sequence[np.ndarray]) -> list[np.ndarray]:
+        return [a.astype(np.float16) if spec.dtype == "float16" and a.dtype == np.float32 else a
+                for spec, a in zip(self.inputs, arrays)]
 
     def run_batches(self, x: np.ndarray) -> np.ndarray:
         """First output for a batch of any size: split into the model's static batch when it has one."""
@@ -98,6 +104,7 @@ class RuntimeModel(ABC):
         """A function that runs the batch ``x`` (already in this model's layout) and returns the first
         output, with the input's one-time conversions done now rather than in every call: what
         ``bench`` times. Adapters whose files take integer inputs override it."""
+        x = self._as_input_types([x])[0]
         return lambda: self.run_batches(x)
 
     def spec_dicts(self) -> dict:

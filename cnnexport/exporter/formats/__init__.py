@@ -14,7 +14,8 @@ Each format module holds the same functions:
   ``artifact_details`` entry, if any, goes to the int8 file's report entry instead (ExecuTorch's
   delegation and graph changes); ``None`` when the format has no int8;
 - ``describe_int8(info) -> str``: one line on how the int8 file was made (``None`` with no int8);
-- ``half(source: ConvertSource, dst: Path) -> Artifact``: the fp16 file, only where ``Format.fp16``;
+- ``half(source: ConvertSource, fp32: Artifact, dst: Path) -> Artifact``: the fp16 file, only where
+  ``Format.fp16``, from the format's fp32 artifact or from ``source``;
 - ``runtime_options(artifact, batch_shape) -> dict``: the options its runtime adapter needs to load
   the file for verification (TFLite's layout, ncnn's input shape).
 
@@ -66,13 +67,13 @@ FORMATS: dict[str, Format] = {f.name: f for f in (
     Format("onnx", "ONNX", "onnxruntime", "ONNX Runtime", (".onnx",), "onnx",
            "Write <model>.onnx (always written).",
            int8_from="onnx", int8_inputs=(".onnx",), int8_help="onnxruntime: QDQ .int8.onnx",
-           int8_extras=("keep_float", "per_layer")),
+           int8_extras=("keep_float", "per_layer"), fp16=True),
     Format("openvino", "OpenVINO", "openvino", "OpenVINO", (".xml", ".bin"), "onnx",
            "Also write OpenVINO IR (<model>.xml + .bin).",
-           int8_from="onnx", int8_inputs=(".onnx", ".xml"), int8_help="openvino: NNCF .int8.xml + .bin"),
+           int8_from="onnx", int8_inputs=(".onnx", ".xml"), int8_help="openvino: NNCF .int8.xml + .bin", fp16=True),
     Format("tflite", "TFLite", "tflite", "TFLite", (".tflite",), "module",
            "Also write <model>.tflite (litert-torch).",
-           int8_from="self", int8_inputs=(".tflite",), int8_help="tflite: full-integer .int8.tflite"),
+           int8_from="self", int8_inputs=(".tflite",), int8_help="tflite: full-integer .int8.tflite", fp16=True),
     Format("ncnn", "ncnn", "ncnn", "ncnn", (".ncnn.param", ".ncnn.bin"), "module",
            "Also write <model>.ncnn.param + .bin (pnnx)."),
     Format("executorch", "ExecuTorch", "executorch", "ExecuTorch", (".pte",), "module",
@@ -146,6 +147,7 @@ class ConvertSource:
     shape: tuple[int, ...]  # NCHW, with the batch
     tflite_layout: str = "nhwc"
     max_batch: int | None = None  # ExecuTorch: a dynamic batch 1..max_batch (None: the shape's batch, static)
+    fp16_io: bool = False   # fp16 ONNX: fp16 inputs and outputs too (default: fp32, so callers need not change)
 
 
 @dataclass(frozen=True)

@@ -28,9 +28,10 @@ def convert(source: ConvertSource, dst: Path) -> Artifact:
     return Artifact("mnn", [to_mnn(source.onnx_path, dst, source.shape)], "mnn")
 
 
-def half(source: ConvertSource, dst: Path) -> Artifact:
+def half(source: ConvertSource, fp32: Artifact, dst: Path) -> Artifact:
     """fp16 weights (half the file); MNN's CPU backend computes in fp32."""
-    return Artifact("mnn", [to_mnn(source.onnx_path, dst, source.shape, fp16=True)], "mnn", precision="fp16")
+    return Artifact("mnn", [to_mnn(source.onnx_path, dst, source.shape, fp16=True)], "mnn", precision="fp16",
+                    details={"fp16": {"weights": "fp16", "compute": "fp32 on CPU"}})
 
 
 def to_mnn(onnx_path: Path, dst: Path, shape: tuple[int, ...], fp16: bool = False) -> Path:

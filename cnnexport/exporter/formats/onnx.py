@@ -1,5 +1,6 @@
 """ONNX (.onnx): the file the pipeline itself exports, checks and simplifies (every other format is
-checked beside it); int8 is ONNX Runtime's static QDQ quantization (``quantize_ort``)."""
+checked beside it); int8 is ONNX Runtime's static QDQ quantization (``quantize_ort``); fp16 is the
+same graph in half precision (``onnx_fp16``: fp32 inputs/outputs unless ``fp16_io``)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,14 @@ from . import Artifact, ConvertSource, Int8Options
 def convert(source: ConvertSource, dst: Path) -> Artifact:
     """The ONNX file the pipeline itself wrote, checked and simplified (``dst`` is that file)."""
     return Artifact("onnx", [Path(dst)], "onnxruntime")
+
+
+def half(source: ConvertSource, fp32: Artifact, dst: Path) -> Artifact:
+    """Weights and activations in fp16, the overflow-prone ops in fp32; fp32 I/O unless ``source.fp16_io``."""
+    from ..onnx_fp16 import fp32_scopes, to_fp16_onnx
+
+    info = to_fp16_onnx(fp32.files[0], dst, fp16_io=source.fp16_io, scopes=fp32_scopes(source.prepared))
+    return Artifact("onnx", [Path(dst)], "onnxruntime", precision="fp16", details={"fp16": info})
 
 
 def quantize(src: Path, dst: Path, calibration: np.ndarray, options: Int8Options, layout: str) -> dict:

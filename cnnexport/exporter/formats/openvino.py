@@ -1,5 +1,6 @@
-"""OpenVINO IR (.xml + .bin): converted from the ONNX file with fp32 weights; int8 with NNCF
-post-training quantization on the same calibration set. No torch.
+"""OpenVINO IR (.xml + .bin): converted from the ONNX file with fp32 weights; fp16 with the weights
+compressed to fp16 (``save_model``'s default: half the .bin, decompressed when the CPU compiles it);
+int8 with NNCF post-training quantization on the same calibration set. No torch.
 
 NNCF's overflow fix (weights quantized to 7 bits where int8 multiply-adds could saturate) is
 switched on for every layer on x86 CPUs without VNNI, and left to the first layer otherwise.
@@ -40,6 +41,19 @@ def to_openvino(onnx_path: str | os.PathLike, xml_path: str | os.PathLike) -> li
         first = cause_line(exc)
         raise (disk_full(exc) or ExportError(f"OpenVINO conversion failed: {first}")) from None
     return [xml_path, xml_path.with_suffix(".bin")]
+
+
+def half(source: ConvertSource, fp32: Artifact, dst: Path) -> Artifact:
+    """The fp32 IR saved again with fp16 weights; the CPU plugin computes in fp32 (the adapter's
+    ``INFERENCE_PRECISION_HINT``), a GPU in fp16."""
+    ov = import_openvino()
+    dst = Path(dst)
+    try:
+        ov.save_model(ov.Core().read_model(str(fp32.files[0])), str(dst), compress_to_fp16=True)
+    except Exception as exc:
+        raise (disk_full(exc) or ExportError(f"OpenVINO fp16 compression failed: {cause_line(exc)}")) from None
+    return Artifact("openvino", [dst, dst.with_suffix(".bin")], "openvino", precision="fp16",
+                    details={"fp16": {"weights": "fp16", "compute": "fp32 on CPU (inference precision f32), fp16 on GPU"}})
 
 
 def quantize(src: Path, dst: Path, calibration: np.ndarray, options: Int8Options, layout: str) -> dict:

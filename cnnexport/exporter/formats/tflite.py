@@ -1,6 +1,9 @@
 """TFLite/LiteRT: converted from the prepared module with litert-torch (no tensorflow), NHWC input
 by default as mobile pipelines feed; int8 is full integer (int8 weights, activations, input and
-output) with ai-edge-quantizer's static recipe, calibrated on the same samples.
+output) with ai-edge-quantizer's static recipe, calibrated on the same samples; fp16 stores the
+convolution and fully-connected weights in fp16 (ai-edge-quantizer's float casting: a DEQUANTIZE op
+feeds each layer its fp32 weights, which XNNPACK unpacks once at load), as TFLite's fp16 post-training
+quantization does.
 
 (litert-torch's PT2E route leaves residual additions in float; quantizing the converted .tflite
 does not.)
@@ -32,6 +35,13 @@ def convert(source: ConvertSource, dst: Path) -> Artifact:
     path = to_tflite(module, dst, source.shape, layout=source.tflite_layout)
     layout = source.tflite_layout.upper() if len(source.shape) == 4 else "NCHW"
     return Artifact("tflite", [path], "tflite", layout=layout, graph_changes=changes)
+
+
+def half(source: ConvertSource, fp32: Artifact, dst: Path) -> Artifact:
+    """The fp32 .tflite with its weights in fp16."""
+    info = fp16_tflite(fp32.files[0], dst)
+    return Artifact("tflite", [Path(dst)], "tflite", precision="fp16", layout=fp32.layout,
+                    graph_changes=list(fp32.graph_changes), details={"fp16": info})
 
 
 def quantize(src: Path, dst: Path, calibration: np.ndarray, options: Int8Options, layout: str) -> dict:
@@ -88,6 +98,36 @@ def to_tflite(module, path: str | os.PathLike, input_shape: tuple[int, ...], *,
         for lg, level in zip(loggers, levels):
             lg.setLevel(level)
     return Path(path)
+
+
+FP16_WEIGHT_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "CONV_2D_TRANSPOSE")
+
+
+def fp16_tflite(src: str | os.PathLike, dst: str | os.PathLike) -> dict:
+    """Write ``dst``: ``src`` with the weights of its ``FP16_WEIGHT_OPS`` in fp16 (activations stay fp32)."""
+    try:
+        with quiet_fds():
+            from ai_edge_quantizer import algorithm_manager, qtyping, quantizer
+    except ImportError:
+        raise MissingDependencyError("TFLite fp16 needs ai-edge-quantizer: pip install 'cnnexport[tflite]'") from None
+    logging.getLogger("ai_edge_quantizer").setLevel(logging.ERROR)
+    try:
+        with quiet_fds(), contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+            qt = quantizer.Quantizer(str(src))
+            for op in FP16_WEIGHT_OPS:
+                qt.add_weight_only_config(regex=".*", operation_name=qtyping.TFLOperationName[op], num_bits=16,
+                                          algorithm_key=algorithm_manager.AlgorithmName.FLOAT_CASTING)
+            result = qt.quantize()
+            with tempfile.TemporaryDirectory() as tmp:
+                staged = Path(tmp) / "h.tflite"
+                result.export_model(str(staged))
+                with atomic_path(dst) as out:
+                    out.write_bytes(staged.read_bytes())
+    except Exception as exc:
+        raise (disk_full(exc) or ExportError(f"TFLite fp16 conversion (ai-edge-quantizer) failed: "
+                                             f"{cause_line(exc)}")) from None
+    return {"weights": "fp16 (" + ", ".join(FP16_WEIGHT_OPS[:3]).lower() + ")", "compute": "fp32",
+            "method": "ai-edge-quantizer float_casting"}
 
 
 def quantize_tflite(src: str | os.PathLike, dst: str | os.PathLike, calibration: np.ndarray, *,
