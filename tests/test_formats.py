@@ -26,7 +26,7 @@ def test_every_format_module_has_the_same_functions(name):
     assert list(inspect.signature(module.runtime_options).parameters) == ["artifact", "batch_shape"]
     # the table's precisions say what the module can do
     assert (module.quantize is not None) == ("int8" in fmt.precisions) == bool(fmt.int8_from)
-    assert fmt.int8_from in (None, "onnx", "self", "module")
+    assert fmt.int8_from in (None, "onnx", "self", "module", "onnx_int8")
     # `cnnexport quantize FILE` takes a file only for quantizers that start from one
     assert not fmt.int8_inputs or fmt.int8_from in ("onnx", "self")
     assert (module.describe_int8 is not None) == (module.quantize is not None)
@@ -34,6 +34,10 @@ def test_every_format_module_has_the_same_functions(name):
         assert list(inspect.signature(module.quantize).parameters) == ["src", "dst", "calibration", "options",
                                                                          "layout"]
     assert fmt.source in ("onnx", "module")
+    assert hasattr(module, "half") == fmt.fp16 == ("fp16" in fmt.precisions)
+    if fmt.fp16:
+        assert list(inspect.signature(module.half).parameters) == ["source", "fp32", "dst"]
+    assert hasattr(module, "preflight") == fmt.needs_cuda
 
 
 def test_the_runtimes_suffix_map_agrees_with_the_table():

@@ -41,15 +41,28 @@ class Job:
 
 
 def artifact_job(path: str | Path, runtime: str, batch: int, threads: int, *, model: str | None = None,
-                 device: str = "cpu", macs: float | None = None, input_size: tuple | None = None) -> Job:
-    """``input_size`` (C or None, H, W) fills what the file leaves dynamic."""
+                 device: str = "cpu", macs: float | None = None, input_size: tuple | None = None,
+                 ep: str | None = None) -> Job:
+    """``input_size`` (C or None, H, W) fills what the file leaves dynamic; ``ep``: ONNX Runtime's
+    execution provider on cuda (cuda or tensorrt)."""
     path = Path(path)
     spec = {"kind": "artifact", "path": str(path.resolve()), "runtime": runtime, "batch": batch,
             "threads": threads, "device": device}
     if input_size:
         spec["input_size"] = list(input_size)
-    return Job(model or path.name.split(".")[0], runtime, precision_of(path), batch, threads, spec, device=device,
+    if ep:
+        spec["ep"] = ep
+    label = f"{runtime}-trt" if ep == "tensorrt" else runtime
+    return Job(model or path.name.split(".")[0], label, precision_of(path), batch, threads, spec, device=device,
                macs=macs)
+
+
+def file_jobs(path: str | Path, runtime: str, batch: int, threads: int, **kw) -> list[Job]:
+    """The jobs that measure one file: one, or on cuda for ONNX Runtime one per execution provider (CUDA,
+    and TensorRT as ONNX Runtime users run it)."""
+    if kw.get("device") == "cuda" and runtime == "onnxruntime":
+        return [artifact_job(path, runtime, batch, threads, ep=ep, **kw) for ep in CUDA_EPS]
+    return [artifact_job(path, runtime, batch, threads, **kw)]
 
 
 def torch_job(model: str, input_shape: tuple[int, ...], batch: int, threads: int, *, device: str = "cpu",
@@ -63,7 +76,8 @@ def torch_job(model: str, input_shape: tuple[int, ...], batch: int, threads: int
 def jobs_from_report(report: dict, folder: str | Path, model: str, runtimes: list[str], precisions: list[str],
                      batches: list[int], threads: list[int], device: str, macs: float | None) -> list[Job]:
     """One job per artifact of an export ``report`` (files in ``folder``) whose runtime and precision
-    are selected, at every thread count and batch; on cuda only ONNX Runtime measures files."""
+    are selected, at every thread count and batch; on cuda only ONNX Runtime (both its GPU execution
+    providers) and TensorRT measure files."""
     jobs = []
     for t in threads:
         for b in batches:
@@ -73,8 +87,8 @@ def jobs_from_report(report: dict, folder: str | Path, model: str, runtimes: lis
                     continue
                 if device == "cuda" and runtime not in CUDA_RUNTIMES:
                     continue
-                jobs.append(artifact_job(Path(folder) / Path(art["path"]).name, runtime, b, t, model=model,
-                                         device=device, macs=macs))
+                jobs += file_jobs(Path(folder) / Path(art["path"]).name, runtime, b, t, model=model, device=device,
+                                  macs=macs)
     return jobs
 
 
@@ -94,7 +108,8 @@ def torch_jobs(model: str, input_shape: tuple[int, ...], batches: list[int], thr
     return jobs
 
 
-CUDA_RUNTIMES = ("torch", "onnxruntime")  # the runtimes bench measures on --device cuda
+CUDA_RUNTIMES = ("torch", "onnxruntime", "tensorrt")  # the runtimes bench measures on --device cuda
+CUDA_EPS = ("cuda", "tensorrt")  # ONNX Runtime's execution providers measured on --device cuda
 
 
 def check_device(device: str) -> None:

@@ -11,7 +11,7 @@ from ..errors import UsageError
 from ..exporter.formats import by_runtime, fp16_formats, int8_formats
 from ..runtimes import ALIASES, RUNTIMES, runtime_for
 from ..roofline import ModelCosts
-from .jobs import CUDA_RUNTIMES, PRECISIONS, Job, artifact_job, jobs_from_report, torch_jobs
+from .jobs import CUDA_RUNTIMES, PRECISIONS, Job, file_jobs, jobs_from_report, torch_jobs
 
 # What the CLI passes in, so that bench never imports the exporter (DESIGN.md): the export pipeline,
 # MACs of a module at an input shape, the per-layer costs of a model file at an input size (a
@@ -65,9 +65,10 @@ def artifact_jobs(paths: list[str], runtimes: list[str], batches: list[int], thr
         for runtime in chosen:
             for t in threads:
                 for b in batches:
-                    jobs.append(artifact_job(path, runtime, b, t, device=device, macs=costs.macs if costs else None,
-                                             input_size=input_size))
-                    jobs[-1].costs = costs
+                    for job in file_jobs(path, runtime, b, t, device=device, macs=costs.macs if costs else None,
+                                         input_size=input_size):
+                        job.costs = costs
+                        jobs.append(job)
     return jobs
 
 
@@ -111,10 +112,10 @@ def model_jobs(model: str, runtimes: list[str], precisions: list[str], batches: 
         for runtime, path in plain_export(module, shape, out_dir, model, measured).items():
             for t in threads:
                 for b in batches:
-                    job = artifact_job(path, runtime, b, t, model=model, device=device, macs=macs,
-                                       input_size=shape[1:])  # an ncnn .param records no shape
-                    job.plain = True
-                    jobs.append(job)
+                    for job in file_jobs(path, runtime, b, t, model=model, device=device, macs=macs,
+                                         input_size=shape[1:]):  # an ncnn .param records no shape
+                        job.plain = True
+                        jobs.append(job)
     with_costs(jobs, costs_of_file, Path(out_dir) / f"{model}.onnx")
     if device == "cuda":
         dropped = [r for r in runtimes if r not in CUDA_RUNTIMES]

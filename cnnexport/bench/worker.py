@@ -2,7 +2,8 @@
 against each other: ``python -m cnnexport.bench.worker '<job json>'`` prints one JSON object.
 
 Job kinds (``job["kind"]``):
-- ``artifact``: a model file on a runtime (``path``, ``runtime``, ``threads``, ``batch``, ``device``);
+- ``artifact``: a model file on a runtime (``path``, ``runtime``, ``threads``, ``batch``, ``device``; on
+  cuda, ONNX Runtime's ``ep``: cuda or tensorrt);
 - ``torch``: a zoo model in PyTorch eager, or replayed from a CUDA graph (``model``,
   ``input_shape``, ``cuda_graph``); imports torch, the others do not;
 - ``sgemm``: the machine's float32 matrix-multiply ceiling with ``threads`` threads;
@@ -38,13 +39,16 @@ def run_artifact(job: dict) -> dict:
     from ..runtimes import FIXES_BATCH, load
     from .latency import measure
 
-    options: dict = {"threads": job["threads"]}
-    if job.get("device", "cpu") == "cuda":
-        if job["runtime"] != "onnxruntime":
-            from ..errors import UsageError
+    from ..errors import UsageError
 
-            raise UsageError(f"--device cuda is supported for onnxruntime and torch, not {job['runtime']}")
-        options["providers"] = ("CUDAExecutionProvider",)
+    options: dict = {"threads": job["threads"]}
+    on_gpu = job.get("device", "cpu") == "cuda"
+    if on_gpu and job["runtime"] == "onnxruntime":
+        options["ep"] = job.get("ep") or "cuda"  # the CUDA or the TensorRT execution provider
+    elif on_gpu and job["runtime"] != "tensorrt":
+        raise UsageError(f"--device cuda is supported for onnxruntime, tensorrt and torch, not {job['runtime']}")
+    elif not on_gpu and job["runtime"] == "tensorrt":
+        raise UsageError("a TensorRT engine runs on its GPU: add --device cuda")
     size = job.get("input_size")  # [C or None, H, W] from --input-size
     if job["runtime"] in FIXES_BATCH:
         # A dynamic batch axis compiled static at the measured batch, as benchmark_app -shape does and a
@@ -69,8 +73,11 @@ def run_artifact(job: dict) -> dict:
         # an NHWC model NHWC frames (the transpose cost 2-5% of a 3 ms TFLite call).
         x = np.ascontiguousarray(x.transpose(0, 2, 3, 1))
     timing = measure(model.timed_call(x), **_timing_options(job))
+    describe = model.describe()
+    if options.get("ep") == "tensorrt":
+        describe["runtime"] = "onnxruntime-trt"  # a row of its own beside the CUDA EP's
     # A static-batch file (TFLite, ncnn: batch 1) runs a larger batch as consecutive calls.
-    return {**timing.as_dict(), **model.describe(), "static_batch": static}
+    return {**timing.as_dict(), **describe, "static_batch": static}
 
 
 def nchw_input_size(spec, size: list | None, path: str) -> list[int]:

@@ -175,6 +175,9 @@ def _keep_float(value: str) -> tuple[str, ...]:
               help="Input layout of the .tflite file.")
 @click.option("--executorch-max-batch", type=int, default=None, metavar="N",
               help="A dynamic batch 1..N for the .pte program (default: the export's batch, static).")
+@click.option("--tensorrt-max-batch", "engine_max_batch", type=int, default=None, metavar="N",
+              help="The TensorRT engine's largest batch (optimisation profile 1..N, tuned for the export's batch; "
+                   "default 64).")
 @click.option("--fp16", "want_fp16", is_flag=True, help=_FP16_HELP)
 @click.option("--fp16-io", is_flag=True, help="The fp16 ONNX file takes and returns fp16 too (default: fp32 I/O, "
               "so callers need not change).")
@@ -210,7 +213,7 @@ def _keep_float(value: str) -> tuple[str, ...]:
 @click.option("--atol", type=float, default=None,
               help="Max abs error allowed (default: 1e-4 x max |reference output|).")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON on stdout, nothing else.")
-def export_cmd(model, formats, tflite_layout, executorch_max_batch, want_fp16, fp16_io, want_int8, calib, calib_count,
+def export_cmd(model, formats, tflite_layout, executorch_max_batch, engine_max_batch, want_fp16, fp16_io, want_int8, calib, calib_count,
                int8_min_cosine, eval_source, eval_count, int8_max_drop, calib_method, keep_float, fold_bn, exporter,
                opset, batch, input_size, num_classes, weights, output_dir, simplify, atol, as_json):
     """Prepare MODEL (a registry name or package.module:callable), export it and prove it matches PyTorch."""
@@ -235,7 +238,7 @@ def export_cmd(model, formats, tflite_layout, executorch_max_batch, want_fp16, f
         report = export(module, (batch or 1, *chw), output_dir, name=name, fold_bn=fold_bn, exporter=exporter,
                         opset=opset, dynamic_batch=batch is None, simplify=simplify, atol=atol, formats=formats,
                         tflite_layout=tflite_layout, executorch_max_batch=executorch_max_batch, fp16=want_fp16,
-                        fp16_io=fp16_io, int8=want_int8,
+                        fp16_io=fp16_io, engine_max_batch=engine_max_batch, int8=want_int8,
                         calib=calib, calib_count=calib_count, int8_min_cosine=int8_min_cosine,
                         calib_method=calib_method, keep_float=_keep_float(keep_float), eval_source=eval_source,
                         eval_count=eval_count, int8_max_drop=int8_max_drop, on_stage=on_stage)

@@ -5,6 +5,7 @@ from the caller (PyTorch in the export, the fp32 file in ``quantize``)."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -12,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import UsageError, VerificationError
-from .formats import FORMATS, Artifact, Format, Int8Options, by_runtime, file_int8_formats, for_file, int8_formats
+from .formats import ALWAYS, FORMATS, Artifact, Format, Int8Options, by_runtime, file_int8_formats, for_file, int8_formats
 from .verify import compare, int8_figures
 
 
@@ -110,15 +111,19 @@ def quantize_artifacts(fp32: list[Artifact], source, data: Int8Data, options: In
                        dst_of) -> tuple[list[Artifact], list[dict], list[str]]:
     """int8 artifacts for every fp32 artifact whose format has a quantizer (in ``FORMATS`` order), each
     written to ``dst_of(format)``; with what each quantizer did and its warnings. Each quantizer starts
-    from what its row's ``int8_from`` says: the ONNX file, its own fp32 file or ``source`` (the
-    ``ConvertSource`` with the prepared module)."""
+    from what its row's ``int8_from`` says: the ONNX file, its own fp32 file, ``source`` (the
+    ``ConvertSource`` with the prepared module) or ``source`` with the int8 ONNX file."""
     onnx_file = source.onnx_path
     out, infos, warnings = [], [], []
     for fmt in int8_formats():
         art = next((a for a in fp32 if a.format == fmt.name and a.precision == "fp32"), None)
         if art is None:
             continue
-        src = {"onnx": onnx_file, "self": art.files[0], "module": source}[fmt.int8_from]
+        if fmt.int8_from == "onnx_int8":  # the QDQ ONNX file written just before (ONNX comes first)
+            qdq = next(a.files[0] for a in out if a.format == ALWAYS)
+            src = dataclasses.replace(source, onnx_path=qdq)
+        else:
+            src = {"onnx": onnx_file, "self": art.files[0], "module": source}[fmt.int8_from]
         dst = dst_of(fmt)
         info = fmt.module().quantize(src, dst, data.calibration, with_labels(options, data), art.layout)
         infos.append(info)

@@ -102,6 +102,7 @@ def export(
     executorch_max_batch: int | None = None,
     fp16: bool = False,
     fp16_io: bool = False,
+    engine_max_batch: int | None = None,
     int8: bool = False,
     calib: str | np.ndarray | None = None,
     calib_count: int = 200,
@@ -126,7 +127,8 @@ def export(
     calibrates the ONNX Runtime int8 file; ``keep_float`` leaves nodes of the ONNX Runtime int8 file
     in float (see ``quantize_onnx``; with ``auto``, the fewest modules that reach ``int8_min_cosine``
     on the calibration samples). ``executorch_max_batch`` gives the .pte program a dynamic batch
-    1..N (default: the shape's batch, static). ``fp16`` adds the fp16 file of every requested format
+    1..N (default: the shape's batch, static); ``engine_max_batch`` is the largest batch of a TensorRT
+    engine's optimisation profile (default 64; the engine needs a CUDA GPU). ``fp16`` adds the fp16 file of every requested format
     that has one (``<name>.fp16.onnx``, ``.fp16.xml``, ``.fp16.tflite``, ``.fp16.mnn``; ``fp16_io``: the
     ONNX file takes and gives fp16 too), verified by fp16's own rule (``verify.fp16_verdict``).
     ``eval_source`` is the int8 check's held-out data (its
@@ -152,6 +154,11 @@ def export(
         raise UsageError("--executorch-max-batch takes 2..4096 and applies to --executorch")
     if fp16_io and not fp16:
         raise UsageError("--fp16-io applies to the fp16 ONNX file: add --fp16")
+    if engine_max_batch is not None and not (1 <= engine_max_batch <= 4096 and any(FORMATS[f].needs_cuda
+                                                                                   for f in formats)):
+        raise UsageError("--tensorrt-max-batch takes 1..4096 and applies to --tensorrt")
+    for fmt in (FORMATS[f] for f in formats if FORMATS[f].needs_cuda):
+        fmt.module().preflight()  # before any work: an engine is built for this machine's GPU
     if (eval_source or int8_max_drop is not None) and not int8:
         raise UsageError("--eval and --int8-max-drop apply to int8 files: add --int8 --calib ...")
     if eval_count is not None and eval_count < 1:
@@ -192,7 +199,8 @@ def export(
         onnx_path = _export_onnx(prepared, summary, staging.file(FORMATS[ALWAYS].file_name(name)), shape, report,
                                  stage, exporter=exporter, opset=opset, dynamic_batch=dynamic_batch,
                                  simplify=simplify, fold_bn=fold_bn)
-        source = ConvertSource(prepared, onnx_path, shape, tflite_layout, executorch_max_batch, fp16_io)
+        source = ConvertSource(prepared, onnx_path, shape, tflite_layout, executorch_max_batch, fp16_io,
+                               engine_max_batch)
         artifacts = []
         for fmt in (ALWAYS, *(f for f in formats if f != ALWAYS)):  # every other format is checked beside ONNX
             if fmt != ALWAYS or fp16:

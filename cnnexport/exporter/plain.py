@@ -10,7 +10,9 @@ cnnexport's, so the same adapters load them and the same rounds measure them.
 - ncnn: ``pnnx.export(module, path, (x,))``;
 - executorch: ``to_edge_transform_and_lower(torch.export.export(module, (x,)),
   partitioner=[XnnpackPartitioner()]).to_executorch()``;
-- mnn: MNN's converter on the plain ONNX file.
+- mnn: MNN's converter on the plain ONNX file;
+- tensorrt: TensorRT's builder on the plain ONNX file with its defaults (fp32, the file's static shape),
+  as ``trtexec --onnx`` builds it.
 """
 
 from __future__ import annotations
@@ -83,10 +85,20 @@ def _mnn(module, x, path: Path) -> None:
     to_mnn(onnx_path, path, tuple(x.shape))
 
 
+def _tensorrt(module, x, path: Path) -> None:
+    from .formats.tensorrt import build_engine
+
+    onnx_path = path.with_name(path.name.replace(".engine", ".onnx"))
+    if not onnx_path.is_file():
+        _onnx(module, x, onnx_path)
+    build_engine(onnx_path, path, tuple(x.shape), "fp32")
+
+
 #: runtime -> (file suffix, writer)
 PLAIN_WRITERS: dict[str, tuple[str, Callable]] = {
     "onnxruntime": (".onnx", _onnx), "openvino": (".xml", _openvino), "tflite": (".tflite", _tflite),
     "ncnn": (".ncnn.param", _ncnn), "executorch": (".pte", _executorch), "mnn": (".mnn", _mnn),
+    "tensorrt": (".engine", _tensorrt),
 }
 
 

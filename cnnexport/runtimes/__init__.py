@@ -11,13 +11,15 @@ from .base import RuntimeModel, TensorSpec
 
 __all__ = ["RuntimeModel", "TensorSpec", "load", "RUNTIMES", "runtime_for", "run_nchw"]
 
-RUNTIMES = ("onnxruntime", "openvino", "tflite", "ncnn", "executorch", "mnn", "torch")
-#: Runtimes whose adapters take ``batch=N``: a dynamic batch axis compiled static at load.
-FIXES_BATCH = ("onnxruntime", "openvino")
-ALIASES = {"ort": "onnxruntime", "ov": "openvino", "litert": "tflite", "et": "executorch", "pytorch": "torch"}
+RUNTIMES = ("onnxruntime", "openvino", "tflite", "ncnn", "executorch", "mnn", "tensorrt", "torch")
+#: Runtimes whose adapters take ``batch=N``: a dynamic batch axis compiled static at load (TensorRT: the
+#: input shape set within the engine's optimisation profile).
+FIXES_BATCH = ("onnxruntime", "openvino", "tensorrt")
+ALIASES = {"ort": "onnxruntime", "ov": "openvino", "litert": "tflite", "et": "executorch", "pytorch": "torch",
+           "trt": "tensorrt"}
 # exporter/formats keeps the same facts in FORMATS; tests/test_formats.py checks that the two agree
 _BY_SUFFIX = {".onnx": "onnxruntime", ".xml": "openvino", ".tflite": "tflite", ".param": "ncnn", ".pte": "executorch",
-              ".mnn": "mnn"}
+              ".mnn": "mnn", ".engine": "tensorrt"}
 
 
 def runtime_for(path: str | os.PathLike) -> str | None:
@@ -44,6 +46,8 @@ def load(path: str | os.PathLike, runtime: str | None = None, **options) -> Runt
         from .executorch import ExecuTorchModel as cls
     elif runtime == "mnn":
         from .mnn import MnnModel as cls
+    elif runtime == "tensorrt":
+        from .tensorrt import TensorRtModel as cls
     elif runtime is None:
         raise UsageError(f"no runtime reads '{Path(path).suffix or Path(path).name}' files ('{path}'): give a "
                          f"{', '.join(_BY_SUFFIX)} file, or choose a runtime with --runtime "

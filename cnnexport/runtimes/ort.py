@@ -32,16 +32,22 @@ class OnnxRuntimeModel(RuntimeModel):
 
     def __init__(self, path: str | os.PathLike, *, threads: int | None = None, optimization: str = "all",
                  providers: Sequence[str] = ("CPUExecutionProvider",), profile_prefix: str | None = None,
-                 batch: int | None = None):
-        """``profile_prefix``: record ONNX Runtime's per-node profile to files starting with it.
+                 batch: int | None = None, ep: str | None = None):
+        """``ep``: ``cuda`` (the CUDA execution provider) or ``tensorrt`` (the TensorRT one, falling back to
+        CUDA for what it does not take; fp16 or int8 kernels as the file's precision allows, its engines
+        cached beside the file); sets ``providers``. On a GPU, ``timed_call`` binds device-resident input
+        and output (I/O binding), so host copies are not timed.
+        ``profile_prefix``: record ONNX Runtime's per-node profile to files starting with it.
         ``batch``: compile a named dynamic batch axis (the first input's first dimension) static at this
         size, as a deployment at one batch size would; shape computations on it then fold away at load
         (a channel shuffle's Reshape, for one). Other batch sizes are refused afterwards."""
         ort = import_onnxruntime()
+        if ep is not None:
+            providers = gpu_providers(ep, path)
         if optimization not in _OPT_LEVELS:
             raise UsageError(f"unknown graph optimisation level '{optimization}'; choose one of {', '.join(_OPT_LEVELS)}")
         available = ort.get_available_providers()
-        missing = [p for p in providers if p not in available]
+        missing = [p for p in (p if isinstance(p, str) else p[0] for p in providers) if p not in available]
         if missing:
             raise MissingDependencyError(
                 f"ONNX Runtime here has no {', '.join(missing)} (available: {', '.join(available)}); "
@@ -89,15 +95,63 @@ class OnnxRuntimeModel(RuntimeModel):
         feeds = {spec.name: np.ascontiguousarray(a) for spec, a in zip(self._inputs, arrays)}
         return self.session.run(None, feeds)
 
+    @property
+    def on_gpu(self) -> bool:
+        return any("CUDA" in p or "Tensorrt" in p for p in self.session.get_providers())
+
+    def timed_call(self, x: np.ndarray):
+        """On a GPU: the input bound on the device once, the outputs allocated there by the first call and
+        bound for the rest (I/O binding), so each call times the graph alone; on a CPU, a plain run."""
+        if not self.on_gpu:
+            return super().timed_call(x)
+        ort = import_onnxruntime()
+        x_device = ort.OrtValue.ortvalue_from_numpy(np.ascontiguousarray(self._as_input_types([x])[0]), "cuda", 0)
+        binding = self.session.io_binding()
+        binding.bind_ortvalue_input(self._inputs[0].name, x_device)
+        for spec in self._outputs:
+            binding.bind_output(spec.name, "cuda")
+        self.session.run_with_iobinding(binding)
+        outputs = binding.get_outputs()
+        binding.clear_binding_outputs()
+        for spec, value in zip(self._outputs, outputs):
+            binding.bind_ortvalue_output(spec.name, value)
+
+        def call():
+            self.session.run_with_iobinding(binding)  # returns when the device is done
+            return x_device  # keeps the bound input alive with the call
+
+        return call
+
     def describe(self) -> dict:
         import onnxruntime
 
+        facts = {}
+        if self.on_gpu:
+            from .cuda import gpu_facts, versions
+
+            facts = {**gpu_facts(), **versions()}
         return {
             "runtime": self.runtime,
             "version": onnxruntime.__version__,
-            "device": "cuda" if any("CUDA" in p or "Tensorrt" in p for p in self.session.get_providers()) else "cpu",
+            "device": "cuda" if self.on_gpu else "cpu",
             "threads": self.threads,
             "providers": self.session.get_providers(),
             "graph_optimization": self.optimization,
             "fixed_batch": self.fixed_batch,
+            **facts,
         }
+
+
+def gpu_providers(ep: str, path: str | os.PathLike) -> list:
+    """The provider list for ``ep`` (cuda or tensorrt), with the TensorRT EP's precision from the file's
+    name (``m.fp16.onnx``, ``m.int8.onnx``) and its engine cache beside the file."""
+    if ep == "cuda":
+        return ["CUDAExecutionProvider"]
+    if ep != "tensorrt":
+        raise UsageError(f"unknown ONNX Runtime execution provider '{ep}'; choose cuda or tensorrt")
+    name = os.path.basename(str(path))
+    cache = os.path.join(os.path.dirname(os.path.abspath(str(path))), ".trt-ep-cache")
+    options = {"trt_fp16_enable": ".fp16." in name, "trt_int8_enable": ".int8" in name,
+               "trt_engine_cache_enable": True, "trt_engine_cache_path": cache, "trt_timing_cache_enable": True,
+               "trt_timing_cache_path": cache}
+    return [("TensorrtExecutionProvider", options), "CUDAExecutionProvider"]

@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable
 
-from ..bench.jobs import Job, artifact_job, jobs_from_report, torch_jobs
+from ..bench.jobs import Job, file_jobs, jobs_from_report, torch_jobs
 from ..bench.rows import against_plain
 from ..bench.schedule import measure
 from ..bench.plan import ExportFn, FileCosts, ModuleCosts, ModuleMacs, PlainFn, formats_for, with_costs
@@ -26,9 +26,30 @@ Stage = Callable[[str], None]
 MICRONET_BUILDER = "cnnexport.study.micronets:build"
 
 
-def _export(export: ExportFn, module, shape, out_dir: Path, name: str, runtimes: list[str]) -> dict:
+def _export(export: ExportFn, module, shape, out_dir: Path, name: str, runtimes: list[str], device: str) -> dict:
     formats = formats_for(runtimes) or [ALWAYS]
-    return export(module, shape, out_dir / name, name=name, formats=formats, photos=False)
+    return export(module, shape, out_dir / name, name=name, formats=formats, photos=False,
+                  fp16=_fp16_engines(runtimes, device))
+
+
+def _fp16_engines(runtimes: list[str], device: str) -> bool:
+    """On a GPU, TensorRT is also measured as it is deployed: an fp16 engine (rows labelled tensorrt-fp16)."""
+    return device == "cuda" and "tensorrt" in runtimes
+
+
+def _file_jobs(report: dict, folder: Path, name: str, runtimes: list[str], batches: list[int], threads: int,
+               device: str, macs: float | None) -> list[Job]:
+    """fp32 files on every runtime, and the fp16 engines of ``_fp16_engines``."""
+    jobs = jobs_from_report(report, folder, name, runtimes, ["fp32", "fp16"], batches, [threads], device, macs)
+    return [j for j in jobs if j.precision == "fp32" or j.runtime == "tensorrt"]
+
+
+def _label_precisions(rows: list[dict]) -> list[dict]:
+    """A row of another precision is a runtime of its own in the study's tables (``tensorrt-fp16``)."""
+    for r in rows:
+        if r["precision"] != "fp32":
+            r["runtime"] = f"{r['runtime']}-{r['precision']}"
+    return rows
 
 
 def parse_widths(text: str) -> list[int]:
@@ -88,9 +109,10 @@ def study_guidelines(runtimes: list[str], out_dir: str | Path, *, export: Export
                 net_jobs: list[Job] = []
                 artifact_runtimes = [r for r in runtimes if r != "torch"]
                 if artifact_runtimes:
-                    report = _export(export, build(net.block, **settings), shape, out_dir, name, artifact_runtimes)
-                    net_jobs += jobs_from_report(report, out_dir / name, name, artifact_runtimes, ["fp32"], [batch],
-                                                 [threads], device, macs)
+                    report = _export(export, build(net.block, **settings), shape, out_dir, name, artifact_runtimes,
+                                     device)
+                    net_jobs += _file_jobs(report, out_dir / name, name, artifact_runtimes, [batch], threads, device,
+                                           macs)
                 if "torch" in runtimes:
                     net_jobs += torch_jobs(MICRONET_BUILDER, shape, [batch], [threads], device=device, macs=macs,
                                            model_kwargs={"block": net.block, **settings}, name=name)
@@ -99,7 +121,7 @@ def study_guidelines(runtimes: list[str], out_dir: str | Path, *, export: Export
                 jobs += net_jobs
     stage("measuring")
     result = measure(jobs, rounds=rounds, timing=timing, threads=[threads], device=device, on_progress=on_progress)
-    rows, ceiling = result["rows"], result["ceilings_gflops"].get(threads)
+    rows, ceiling = _label_precisions(result["rows"]), result["ceilings_gflops"].get(threads)
     measured = sorted({r["runtime"] for r in rows})
     tables = [guideline_table(g, w, rows, rt, a) for rt in measured for g, a in variants for w in widths]
     verdicts = {rt: {g: {f"x{t['width']}" + (f"@{t['align']}" if t["align"] > 1 else ""): t["verdict"]
@@ -139,14 +161,15 @@ def study_zoo(models: list[str], runtimes: list[str], out_dir: str | Path, *, ex
         stage(f"exporting {name}")
         model_jobs: list[Job] = []
         if artifact_runtimes:
-            report = _export(export, module, shape, out_dir, name, artifact_runtimes)
-            model_jobs += jobs_from_report(report, out_dir / name, name, artifact_runtimes, ["fp32"], list(batches),
-                                           [threads], device, macs)
+            report = _export(export, module, shape, out_dir, name, artifact_runtimes, device)
+            model_jobs += _file_jobs(report, out_dir / name, name, artifact_runtimes, list(batches), threads, device,
+                                     macs)
         if plain and plain_export is not None and artifact_runtimes:
             for rt, path in plain_export(module, shape, out_dir / name, name, artifact_runtimes).items():
-                job = artifact_job(path, rt, 1, threads, model=name, device=device, macs=macs, input_size=shape[1:])
-                job.plain = True
-                model_jobs.append(job)
+                for job in file_jobs(path, rt, 1, threads, model=name, device=device, macs=macs,
+                                     input_size=shape[1:]):
+                    job.plain = True
+                    model_jobs.append(job)
         if "torch" in runtimes:
             model_jobs += torch_jobs(name, shape, list(batches), [threads], device=device, macs=macs)
         with_costs(model_jobs, costs_of_file, out_dir / name / f"{name}.onnx",
@@ -155,7 +178,7 @@ def study_zoo(models: list[str], runtimes: list[str], out_dir: str | Path, *, ex
     stage("measuring")
     measured = measure(jobs, rounds=rounds, timing=timing, threads=[threads], device=device,
                        baseline="torch" if "torch" in runtimes else None, on_progress=on_progress)
-    rows = [r for r in measured["rows"] if not r["plain"]]
+    rows = [r for r in _label_precisions(measured["rows"]) if not r["plain"]]
     plain_rows = [r for r in measured["rows"] if r["plain"]]
     result = {"study": "zoo", "threads": threads, "device": device, "rounds": rounds, "batches": list(batches),
               "ceiling_gflops": measured["ceilings_gflops"].get(threads),

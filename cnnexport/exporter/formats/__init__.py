@@ -17,7 +17,9 @@ Each format module holds the same functions:
 - ``half(source: ConvertSource, fp32: Artifact, dst: Path) -> Artifact``: the fp16 file, only where
   ``Format.fp16``, from the format's fp32 artifact or from ``source``;
 - ``runtime_options(artifact, batch_shape) -> dict``: the options its runtime adapter needs to load
-  the file for verification (TFLite's layout, ncnn's input shape).
+  the file for verification (TFLite's layout, ncnn's input shape);
+- ``preflight() -> None``: only where ``Format.needs_cuda``: raises before any work when the format
+  cannot be written on this machine.
 
 This module is pure data (no torch, no numpy): ``bench`` and the CLI's ``--help`` read it. The
 format modules import their converters, and torch where needed, only when called.
@@ -44,11 +46,13 @@ class Format:
     source: str             # what it converts from: "onnx" (the exported ONNX file) or "module" (prepared)
     flag_help: str          # the export command's help for its flag
     int8_from: str | None = None  # what its int8 quantizer starts from: "onnx", "self" (its fp32 file),
-    #                               "module" (the prepared module; no `cnnexport quantize FILE`), None: no int8
+    #                               "module" (the prepared module; no `cnnexport quantize FILE`), "onnx_int8"
+    #                               (the ConvertSource with the ONNX int8 file in place of the fp32 one), None
     int8_inputs: tuple[str, ...] = ()  # the fp32 files `cnnexport quantize` takes for it
     int8_help: str = ""     # the quantize command's help for its --runtime choice
     int8_extras: tuple[str, ...] = ()  # options only its quantizer has: "keep_float", "per_layer" (SQNR table)
     fp16: bool = False      # export --fp16 writes its fp16 file (the module's ``half``)
+    needs_cuda: bool = False  # written only on a machine with a CUDA GPU (the module's ``preflight`` checks)
 
     @property
     def precisions(self) -> tuple[str, ...]:
@@ -82,6 +86,9 @@ FORMATS: dict[str, Format] = {f.name: f for f in (
     Format("mnn", "MNN", "mnn", "MNN", (".mnn",), "onnx",
            "Also write <model>.mnn (MNN's converter).",
            int8_from="self", int8_inputs=(".mnn",), int8_help="mnn: MNN int8 .int8.mnn", fp16=True),
+    Format("tensorrt", "TensorRT", "tensorrt", "TensorRT", (".engine", ".engine.json"), "onnx",
+           "Also write <model>.engine (TensorRT; needs an NVIDIA GPU, and runs only on its GPU model).",
+           int8_from="onnx_int8", fp16=True, needs_cuda=True),
 )}
 
 
@@ -148,6 +155,7 @@ class ConvertSource:
     tflite_layout: str = "nhwc"
     max_batch: int | None = None  # ExecuTorch: a dynamic batch 1..max_batch (None: the shape's batch, static)
     fp16_io: bool = False   # fp16 ONNX: fp16 inputs and outputs too (default: fp32, so callers need not change)
+    engine_max_batch: int | None = None  # TensorRT: the optimisation profile's largest batch
 
 
 @dataclass(frozen=True)
