@@ -1,7 +1,8 @@
 """Which zoo model converts and verifies on which runtime: one ONNX export per model, then each
 converter and each runtime's equivalence check on its own, failures recorded with the error.
 
-    python benchmarks/coverage.py [--models 'resnet*'] [--formats onnx,openvino,...]   (default: every format)
+    python benchmarks/coverage.py [--models 'resnet*'] [--formats onnx,openvino,...]   (default: every format;
+                                                                   TensorRT only on a machine with a CUDA GPU)
 
 Appends to benchmarks/results/coverage.json (resumable: models already there are skipped unless
 --redo); scripts/coverage_table.py turns it into the README's table.
@@ -72,13 +73,22 @@ def cover(name: str, formats: list[str]) -> list[dict]:
     return rows
 
 
+def _gpu_here(fmt: str) -> bool:
+    """Whether this machine can write ``fmt`` (a format that needs a CUDA GPU is left out otherwise)."""
+    try:
+        FORMATS[fmt].module().preflight()
+    except Exception:
+        return False
+    return True
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--models", default="*")
     parser.add_argument("--formats", default=",".join(FORMATS))
     parser.add_argument("--redo", action="store_true")
     args = parser.parse_args()
-    formats = args.formats.split(",")
+    formats = [f for f in args.formats.split(",") if not FORMATS[f].needs_cuda or _gpu_here(f)]
     data = json.loads(RESULTS.read_text()) if RESULTS.is_file() else {"rows": []}
     done = {(r["model"], r["format"]) for r in data["rows"]}
     for name in list_models(args.models):

