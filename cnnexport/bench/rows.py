@@ -22,7 +22,9 @@ ROW_FIELDS = ("model", "artifact", "runtime", "version", "precision", "device", 
               "runs", "median_ms", "p90_ms", "p99_ms", "min_ms", "mean_ms", "std_ms", "images_per_s", "macs",
               "gmacs_per_s", "ceiling_gflops", "ceiling_fraction", "bandwidth_gbs", "memory_access_bytes",
               "roofline_ms", "of_roofline", "baseline", "speedup", "int8_speedup", "rounds", "round_medians_ms",
-              "statistics", "spread", "protocol", "plain", "machine", "gpu")
+              "statistics", "spread", "protocol", "plain", "machine", "gpu", "gpu_facts")
+#: What a GPU row records beside the GPU's name (None on a CPU row).
+GPU_FACTS = ("compute_capability", "cuda_driver", "cuda_runtime", "tensorrt")
 
 
 def spread(medians: list[float]) -> float:
@@ -68,6 +70,7 @@ def rows_from(jobs: list[Job], *, machine: dict, ceilings: dict[int, float] | No
             "round_medians_ms": job.medians, "statistics": "pooled",
             "spread": spread(job.medians), "protocol": PROTOCOL, "plain": job.plain, "machine": machine,
             "gpu": res.get("gpu"),
+            "gpu_facts": {k: res[k] for k in GPU_FACTS if res.get(k)} or None,
         }
         rows.append(row)
     key = lambda r: (r["model"], r["runtime"], r["batch"], r["threads"], r["device"])  # noqa: E731

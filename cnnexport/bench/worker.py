@@ -147,6 +147,9 @@ def run_torch(job: dict) -> dict:
             torch.cuda.synchronize()
             return static_out
         describe["runtime"] = "torch-cudagraph"
+    if model.device.startswith("cuda"):
+        major, minor = torch.cuda.get_device_capability()
+        describe.update(compute_capability=f"{major}.{minor}", cuda_runtime=torch.version.cuda)
     timing = measure(fn, **_timing_options(job))
     return {**timing.as_dict(), **describe}
 

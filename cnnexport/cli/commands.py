@@ -461,7 +461,7 @@ def _load_artifact(path: str, runtime: str | None, threads: int | None = None, b
 def verify_cmd(artifact, reference, runtime, atol, as_json):
     """Check ARTIFACT against the reference outputs saved at export time. Needs no torch."""
     from ..runtimes import run_nchw
-    from ..exporter.verify import compare, load_reference
+    from ..exporter.verify import FP16_RTOL, compare, fp16_verdict, load_reference
 
     if not Path(reference).is_file():
         raise UsageError(f"reference file '{reference}' does not exist (the export writes reference.npz)")
@@ -479,8 +479,10 @@ def verify_cmd(artifact, reference, runtime, atol, as_json):
         raise UsageError(f"'{reference}' holds {'x'.join(map(str, ref_chw))} inputs{made_for} but "
                          f"'{Path(artifact).name}' takes {dims_text(chw)}: "
                          "pass the reference.npz written beside this file")
-    eq = compare(Path(artifact).name, refs, lambda b: run_nchw(model, b), inputs, atol=atol,
-                 rtol=meta.get("rtol", 1e-4)).as_dict()
+    half = precision_of(artifact) == "fp16"  # checked by fp16's own rule, as the export did
+    checked = compare(Path(artifact).name, refs, lambda b: run_nchw(model, b), inputs, atol=atol,
+                      rtol=FP16_RTOL if half else meta.get("rtol", 1e-4))
+    eq = fp16_verdict(checked) if half else checked.as_dict()
     eq["runtime"] = model.describe()
     if as_json:
         click.echo(json.dumps(eq, indent=2))
@@ -489,8 +491,9 @@ def verify_cmd(artifact, reference, runtime, atol, as_json):
     if not eq["passed"]:
         name = Path(artifact).name
         other = meta.get("model") and name.split(".")[0] != meta["model"] and name not in meta.get("files", [name])
-        raise VerificationError(f"{eq['artifact']} does not match the reference: max abs error {eq['max_abs']:.3g} > "
-                                f"tolerance {eq['tolerance']:.3g}, cosine {eq['cosine']:.3f}"
+        raise VerificationError((eq["failure"] if "failure" in eq else
+                                 f"{eq['artifact']} does not match the reference: max abs error {eq['max_abs']:.3g} > "
+                                 f"tolerance {eq['tolerance']:.3g}, cosine {eq['cosine']:.3f}")
                                 + (f"; the reference was made{made_for}, not for '{name}': pass the reference.npz "
                                    "written beside this file" if other else ""))
 

@@ -130,6 +130,13 @@ class OnnxRuntimeModel(RuntimeModel):
             from .cuda import gpu_facts, versions
 
             facts = {**gpu_facts(), **versions()}
+            if "TensorrtExecutionProvider" in self.session.get_providers():
+                try:
+                    import tensorrt
+
+                    facts["tensorrt"] = tensorrt.__version__
+                except ImportError:  # the EP loads TensorRT's libraries without the Python package
+                    pass
         return {
             "runtime": self.runtime,
             "version": onnxruntime.__version__,
