@@ -104,7 +104,7 @@ class TensorRtModel(RuntimeModel):
         if not self.context.set_input_shape(name, tuple(int(d) for d in shape)):
             lo, _, hi = self.engine.get_tensor_profile_shape(name, 0)
             raise UsageError(f"'{Path(self.path).name}' takes batches {lo[0]}..{hi[0]} (its optimisation profile); "
-                             f"got {shape[0]}: rebuild it with a larger --batch")
+                             f"got {shape[0]}: rebuild it with a larger --tensorrt-max-batch")
         for n in self._in_names + self._out_names:
             dims = tuple(self.context.get_tensor_shape(n))
             size = int(np.prod(dims)) * self._dtypes[n].itemsize
@@ -118,7 +118,7 @@ class TensorRtModel(RuntimeModel):
 
     def _execute(self) -> None:
         cudart = import_cudart()
-        if not self.context.execute_async_v3(self.stream):
+        if not self.context.execute_async_v3(int(self.stream)):
             raise RuntimeError(f"TensorRT failed to run '{Path(self.path).name}'")
         check_cuda(cudart.cudaStreamSynchronize(self.stream))
 
