@@ -73,7 +73,7 @@ def main() -> None:
         "phases_median_s": phase_median,
         "note": "cnnexport also folds BN, checks, simplifies (onnxsim) and verifies on 11 inputs with ONNX Runtime",
         "machine": cpu_facts(),
-        "versions": versions(),
+        "versions": versions("ml_dtypes"),
     }
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "headline_export.json").write_text(json.dumps(result, indent=2) + "\n")
