@@ -495,7 +495,7 @@ def headline_section(h: dict | None, cov: dict | None) -> list[str]:
         if h.get("versions", {}).get("ml_dtypes"):
             out += [f"Both commands ran in one environment, ml_dtypes {h['versions']['ml_dtypes']} (constraints.txt keeps "
                     "it below 0.7: importing 0.7.0, which onnx and torch.onnx do, took 0.46 s here, 0.6.0 3 ms; the pin "
-                    "took about 0.45 s off both commands, so the ratio rose from 1.77x to about 2x). cnnexport's own work "
+                    "took about 0.4 s off both commands, which raised the ratio: 1.77x before it). cnnexport's own work "
                     "(folding, onnxsim, the equivalence check) is most of the difference: a helper process that overlapped "
                     "onnxsim with PyTorch's reference outputs made the export slower on 2 cores (4.6-5.5 s) and was "
                     "dropped.", ""]
