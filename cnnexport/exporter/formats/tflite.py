@@ -117,12 +117,7 @@ def fp16_tflite(src: str | os.PathLike, dst: str | os.PathLike) -> dict:
             for op in FP16_WEIGHT_OPS:
                 qt.add_weight_only_config(regex=".*", operation_name=qtyping.TFLOperationName[op], num_bits=16,
                                           algorithm_key=algorithm_manager.AlgorithmName.FLOAT_CASTING)
-            result = qt.quantize()
-            with tempfile.TemporaryDirectory() as tmp:
-                staged = Path(tmp) / "h.tflite"
-                result.export_model(str(staged))
-                with atomic_path(dst) as out:
-                    out.write_bytes(staged.read_bytes())
+            _save(qt.quantize(), dst)
     except Exception as exc:
         raise (disk_full(exc) or ExportError(f"TFLite fp16 conversion (ai-edge-quantizer) failed: "
                                              f"{cause_line(exc)}")) from None
@@ -153,13 +148,17 @@ def quantize_tflite(src: str | os.PathLike, dst: str | os.PathLike, calibration:
     try:
         with quiet_fds(), contextlib.redirect_stdout(io.StringIO()):
             qt = quantizer.Quantizer(str(src), recipe.static_wi8_ai8())
-            result = qt.quantize(qt.calibrate(data))
-            with tempfile.TemporaryDirectory() as tmp:
-                staged = Path(tmp) / "q.tflite"
-                result.export_model(str(staged))
-                with atomic_path(dst) as out:
-                    out.write_bytes(staged.read_bytes())
+            _save(qt.quantize(qt.calibrate(data)), dst)
     except Exception as exc:
         raise (disk_full(exc) or ExportError(f"ai-edge-quantizer failed: {cause_line(exc)}")) from None
     return {"runtime": "tflite", "format": "full integer (int8 I/O)", "method": "ai-edge-quantizer static_wi8_ai8",
             "calibration_samples": int(len(calibration)), "layout": layout}
+
+
+def _save(result, dst: str | os.PathLike) -> None:
+    """Write ai-edge-quantizer's result to ``dst`` atomically (it writes to a path of its own choosing)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        staged = Path(tmp) / "q.tflite"
+        result.export_model(str(staged))
+        with atomic_path(dst) as out:
+            out.write_bytes(staged.read_bytes())
