@@ -3,6 +3,7 @@ converter and each runtime's equivalence check on its own, failures recorded wit
 
     python benchmarks/coverage.py [--models 'resnet*'] [--formats onnx,openvino,...]   (default: every format;
                                                                    TensorRT only on a machine with a CUDA GPU)
+    python benchmarks/coverage.py --precision fp16      (each format's fp16 file: results/coverage_fp16.json)
 
 Appends to benchmarks/results/coverage.json (resumable: models already there are skipped unless
 --redo); scripts/coverage_table.py turns it into the README's table.
@@ -24,7 +25,7 @@ from cnnexport.exporter.onnx_export import to_onnx
 from cnnexport.exporter.pipeline import first_tensor, verify_artifact
 from cnnexport.exporter.prepare import prepare
 from cnnexport.exporter.simplify import simplify
-from cnnexport.exporter.verify import make_inputs, reference_outputs
+from cnnexport.exporter.verify import FP16_RTOL, fp16_verdict, make_inputs, reference_outputs
 from cnnexport.exporter.report_fields import versions
 from cnnexport.models import create_model, list_models, model_info
 
@@ -35,7 +36,10 @@ def _error(exc: BaseException) -> str:
     return next((ln for ln in str(exc).splitlines() if ln.strip()), type(exc).__name__)[:300]
 
 
-def cover(name: str, formats: list[str]) -> list[dict]:
+def cover(name: str, formats: list[str], precision: str = "fp32") -> list[dict]:
+    """Each format's file of ``name`` (random weights, seed 0) converted and checked against PyTorch:
+    fp32 at 1e-4 x max |output|, or with ``precision="fp16"`` the fp16 file (made from the fp32 one, as
+    --fp16 does) by fp16's own rule."""
     info = model_info(name)
     shape = (1, *info.input_size)
     torch.manual_seed(0)
@@ -57,15 +61,23 @@ def cover(name: str, formats: list[str]) -> list[dict]:
             row = {"model": name, "format": fmt, "converts": False, "verifies": False}
             t0 = time.perf_counter()
             try:
-                artifact = FORMATS[fmt].module().convert(source, d / FORMATS[fmt].file_name(name))
+                module = FORMATS[fmt].module()
+                artifact = module.convert(source, d / FORMATS[fmt].file_name(name))
+                if precision == "fp16":
+                    fp32_bytes = sum(f.stat().st_size for f in artifact.files)
+                    artifact = module.half(source, artifact, d / FORMATS[fmt].file_name(name, "fp16"))
+                    row["size_ratio"] = sum(f.stat().st_size for f in artifact.files) / fp32_bytes
                 row["converts"] = True
                 row["convert_s"] = round(onnx_s + time.perf_counter() - t0 if fmt == ALWAYS  # ONNX: the export itself
                                          else time.perf_counter() - t0, 2)
-                eq = verify_artifact(artifact, refs, inputs, None, 1e-4)
-                row.update(verifies=eq.passed, max_rel=eq.max_rel, cosine=eq.cosine,
-                           top1_agreement=eq.top1_agreement)
-                if not eq.passed:
-                    row["error"] = f"max rel error {eq.max_rel:.2e} over tolerance"
+                checked = verify_artifact(artifact, refs, inputs, None, FP16_RTOL if precision == "fp16" else 1e-4)
+                eq = fp16_verdict(checked) if precision == "fp16" else checked.as_dict()
+                row.update(verifies=eq["passed"], max_rel=eq["max_rel"], cosine=eq["cosine"],
+                           top1_agreement=eq["top1_agreement"])
+                if precision == "fp16":
+                    row["fp16_check"] = eq["fp16_check"]
+                if not eq["passed"]:
+                    row["error"] = eq.get("failure") or f"max rel error {eq['max_rel']:.2e} over tolerance"
             except Exception as exc:  # recorded, not raised: the table lists failures with the error
                 row["error"] = _error(exc)
                 row["trace_tail"] = traceback.format_exc().splitlines()[-1][:300]
@@ -87,19 +99,25 @@ def main() -> None:
     parser.add_argument("--models", default="*")
     parser.add_argument("--formats", default=",".join(FORMATS))
     parser.add_argument("--redo", action="store_true")
+    parser.add_argument("--precision", choices=("fp32", "fp16"), default="fp32",
+                        help="fp16: each fp16 file, into results/coverage_fp16.json")
     args = parser.parse_args()
+    results = RESULTS if args.precision == "fp32" else RESULTS.with_name("coverage_fp16.json")
     formats = [f for f in args.formats.split(",") if not FORMATS[f].needs_cuda or _gpu_here(f)]
-    data = json.loads(RESULTS.read_text()) if RESULTS.is_file() else {"rows": []}
+    if args.precision == "fp16":
+        formats = [f for f in formats if FORMATS[f].fp16]
+    data = json.loads(results.read_text()) if results.is_file() else {"rows": []}
     done = {(r["model"], r["format"]) for r in data["rows"]}
     for name in list_models(args.models):
         todo = [f for f in formats if args.redo or (name, f) not in done]
         if not todo:
             continue
-        new = cover(name, todo)
+        new = cover(name, todo, args.precision)
         data["rows"] = [r for r in data["rows"] if not (r["model"] == name and r["format"] in todo)] + new
-        data["versions"] = versions("openvino", "ai-edge-litert", "litert-torch", "ncnn", "pnnx", "executorch", "mnn")
-        RESULTS.parent.mkdir(parents=True, exist_ok=True)
-        RESULTS.write_text(json.dumps(data, indent=1) + "\n")
+        data["versions"] = versions("openvino", "ai-edge-litert", "litert-torch", "ncnn", "pnnx", "executorch", "mnn",
+                                    *(("onnxconverter-common", "ai-edge-quantizer") if args.precision == "fp16" else ()))
+        results.parent.mkdir(parents=True, exist_ok=True)
+        results.write_text(json.dumps(data, indent=1) + "\n")
         print(name, " ".join(f"{r['format']}:{'ok' if r['verifies'] else 'FAIL'}" for r in new), flush=True)
 
 

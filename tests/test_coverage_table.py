@@ -1,4 +1,4 @@
-"""The README's coverage table is the one the committed results produce."""
+"""The README's coverage tables (fp32, fp16) are the ones the committed results produce."""
 
 import importlib.util
 import json
@@ -7,10 +7,15 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def test_readme_table_is_generated_from_the_committed_results():
+def _table_module():
     spec = importlib.util.spec_from_file_location("coverage_table", ROOT / "scripts" / "coverage_table.py")
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
+    return mod
+
+
+def test_readme_table_is_generated_from_the_committed_results():
+    mod = _table_module()
     data = json.loads((ROOT / "benchmarks" / "results" / "coverage.json").read_text())
     readme = (ROOT / "README.md").read_text()
     block = readme.split(mod.START, 1)[1].split(mod.END, 1)[0].strip()
@@ -23,3 +28,17 @@ def test_readme_table_is_generated_from_the_committed_results():
     needed = {(m, f) for m in list_models() for f in FORMATS
               if not FORMATS[f].needs_cuda or any(r["format"] == f for r in data["rows"])}
     assert pairs == needed
+
+
+def test_readme_fp16_table_is_generated_from_the_committed_results():
+    mod = _table_module()
+    data = json.loads((ROOT / "benchmarks" / "results" / "coverage_fp16.json").read_text())
+    readme = (ROOT / "README.md").read_text()
+    block = readme.split(mod.START_FP16, 1)[1].split(mod.END_FP16, 1)[0].strip()
+    assert block == mod.render_fp16(data).strip()
+    from cnnexport.exporter.formats import FORMATS
+    from cnnexport.models import list_models
+
+    # every zoo model through every fp16 file a CPU machine writes
+    pairs = {(r["model"], r["format"]) for r in data["rows"]}
+    assert pairs == {(m, f.name) for m in list_models() for f in FORMATS.values() if f.fp16 and not f.needs_cuda}

@@ -225,3 +225,11 @@ def test_bench_measures_fp16_files_of_a_model(tmp_path):
     rows = json.loads(result.stdout)["rows"]
     assert {(r["runtime"], r["precision"]) for r in rows} == {
         ("onnxruntime", "fp32"), ("onnxruntime", "fp16"), ("openvino", "fp32"), ("openvino", "fp16")}
+
+
+@pytest.mark.parametrize("scale,hint", [(1e-17, "near zero"), (1e11, "past fp16's largest value"), (10.0, None)])
+def test_an_fp16_failure_says_when_the_outputs_are_outside_fp16s_range(scale, hint):
+    eq = _equivalence(0.5, 1.0)
+    eq.output_scale = scale
+    failure = fp16_verdict(eq)["failure"]
+    assert (hint in failure) if hint else ("near zero" not in failure and "largest" not in failure)

@@ -157,8 +157,18 @@ def fp16_verdict(eq: Equivalence) -> dict:
         entry["failure"] = (f"fp16 does not match PyTorch: max abs error {eq.max_abs:.3g} "
                             f"({'within' if within else 'over'} the tolerance {eq.tolerance:.3g}), cosine {cosine:.6f} "
                             f"on {on} (needs >= {FP16_MIN_COSINE}), top-1 agreement {top1:.0%} (needs 100% outside "
-                            f"ties: {ties} tie(s))")
+                            f"ties: {ties} tie(s))" + _fp16_range_hint(eq.output_scale))
     return entry
+
+
+def _fp16_range_hint(scale: float) -> str:
+    """Why fp16 cannot hold these outputs, when PyTorch's own are outside its range."""
+    if not np.isfinite(scale) or scale > 65504:
+        return f"; PyTorch's outputs reach {scale:.1e}, past fp16's largest value (65504)"
+    if scale < NEAR_ZERO:
+        return (f"; PyTorch's outputs are near zero (max |output| {scale:.1e}): logits this small are rounding "
+                "noise, which fp16 weights change; is the model untrained or randomly initialised? (--weights)")
+    return ""
 
 
 NEAR_ZERO = 1e-6
