@@ -13,7 +13,8 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import UsageError, VerificationError
-from .formats import ALWAYS, FORMATS, Artifact, Format, Int8Options, by_runtime, file_int8_formats, for_file, int8_formats
+from .formats import (ALWAYS, FORMATS, Artifact, Format, Int8Options, by_runtime, file_int8_formats, for_file,
+                      int8_formats)
 from .verify import compare, int8_figures
 
 

@@ -128,9 +128,10 @@ def export(
     in float (see ``quantize_onnx``; with ``auto``, the fewest modules that reach ``int8_min_cosine``
     on the calibration samples). ``executorch_max_batch`` gives the .pte program a dynamic batch
     1..N (default: the shape's batch, static); ``engine_max_batch`` is the largest batch of a TensorRT
-    engine's optimisation profile (default 64; the engine needs a CUDA GPU). ``fp16`` adds the fp16 file of every requested format
-    that has one (``<name>.fp16.onnx``, ``.fp16.xml``, ``.fp16.tflite``, ``.fp16.mnn``; ``fp16_io``: the
-    ONNX file takes and gives fp16 too), verified by fp16's own rule (``verify.fp16_verdict``).
+    engine's optimisation profile (default 64; the engine needs a CUDA GPU). ``fp16`` adds the fp16 file
+    of every requested format that has one (``<name>.fp16.onnx``, ``.fp16.xml``, ``.fp16.tflite``,
+    ``.fp16.mnn``, ``.fp16.engine``; ``fp16_io``: the ONNX file takes and gives fp16 too), verified by
+    fp16's own rule (``verify.fp16_verdict``).
     ``eval_source`` is the int8 check's held-out data (its
     first ``eval_count`` samples; default: the digits test split for 'digits', else half of ``calib``);
     when it is labelled (digits, a folder with class subfolders, an .npz with ``y``) the check measures
