@@ -39,9 +39,17 @@ def out_console():
 
 def tolerance_text(e: dict) -> str:
     """'tol 1e-04 x max |output| 11.2' rather than a bare number that means nothing on tiny outputs."""
-    if e.get("tolerance_rule", "").endswith("max |output|"):
-        return f"tol {e['tolerance_rule']} {e['output_scale']:.3g}"
+    rule = e.get("tolerance_rule", "").split(";")[0]  # an fp16 file's rule goes on: fp16_text
+    if rule.endswith("max |output|"):
+        return f"tol {rule} {e['output_scale']:.3g}"
     return f"tol {e['tolerance']:.1e}"
+
+
+def fp16_text(e: dict) -> str:
+    """'fp16 rule on photos: cosine 0.9999995, top-1 90% (1 tie)': the rest of an fp16 file's check."""
+    c = e["fp16_check"]
+    ties = f" ({c['tie_flips']} tie{'s' if c['tie_flips'] != 1 else ''})" if c.get("tie_flips") else ""
+    return f"fp16 rule on {c['on']}: cosine {c['cosine']:.7f}, top-1 {c['top1_agreement']:.0%}{ties}"
 
 
 def delegation_text(d: dict) -> str:
@@ -87,7 +95,8 @@ def print_export_summary(report: dict) -> None:
             f"fp32 {e['accuracy_fp32']:.2%} -> int8 {e['accuracy_int8']:.2%}" if "accuracy_int8" in e else "")
         rows["top-1 agreement"].append(f"{e.get('top1_agreement', 0):.0%} of {e.get('samples', 0)}")
         rows["check"].append(("[green]passed[/]" if e.get("passed") else "[red]FAILED[/]")
-                             + (f" ({tol})" if isinstance(tol, str) else ""))
+                             + (f" ({tol})" if isinstance(tol, str) else "")
+                             + (f" ({fp16_text(e)})" if "fp16_check" in e else ""))
     for label, cells in rows.items():
         if any(cells):
             table.add_row(label, *cells)
@@ -186,7 +195,8 @@ def print_verify(eq: dict) -> None:
     out_console().print(f"{eq['artifact']} on {eq['runtime']['runtime']} {eq['runtime']['version']}: "
                         f"max abs error {eq['max_abs']:.2e} ({tolerance_text(eq)}), max rel "
                         f"{eq['max_rel']:.2e}, cosine {eq['cosine']:.7f}, top-1 agreement "
-                        f"{eq['top1_agreement']:.0%} of {eq['samples']} {status}")
+                        f"{eq['top1_agreement']:.0%} of {eq['samples']}"
+                        + (f"; {fp16_text(eq)}" if "fp16_check" in eq else "") + f" {status}")
 
 
 class StageStatus:
