@@ -5,8 +5,12 @@
 #
 #   bash benchmarks/run_gpu.sh [OUT_DIR]      (default: $OUT when set, else benchmarks/results)
 #
-# Installs: the wheels in .whl/ (carried beside the working tree; see the device tool's README for the
-# pip download line) go to /tmp/site, ahead of the machine's own packages. cnnexport needs onnxsim there;
+# Installs: the wheels in .whl/ (carried beside the working tree) go to /tmp/site, ahead of the machine's
+# own packages. For the lent H200 (Python 3.12, torch and onnx already there), from a machine with pip:
+#   python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+#     --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 -d .whl \
+#     onnxsim==0.8.1 onnxconverter-common==1.16.0 ml_dtypes==0.6.0          (10 MB; .whl/ is git-ignored)
+# and run it with carry [".whl"]. cnnexport needs onnxsim there;
 # the TensorRT half needs the `gpu` extra's wheels (tensorrt, onnxruntime-gpu, cuda-python): where they
 # are missing, that half is skipped and says so. JSON rows, the plot and the test log (8 files at most, what
 # the device tool brings back) land in OUT_DIR; afterwards,
