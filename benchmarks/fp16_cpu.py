@@ -40,6 +40,10 @@ FORMATS = ("onnx", "openvino", "tflite")
 SIZE_TARGET = 0.52
 
 
+def size(art: Artifact) -> int:
+    return sum(f.stat().st_size for f in art.files)
+
+
 def export_model(name: str, folder: Path) -> tuple[dict, list[tuple[Path, str]]]:
     """The fp32 export (checked as usual), then each format's fp16 file made and checked by fp16's rule
     with the same functions the export uses, recorded rather than enforced: with random weights the
@@ -57,7 +61,6 @@ def export_model(name: str, folder: Path) -> tuple[dict, list[tuple[Path, str]]]
         fp32 = Artifact(a["format"], [folder / f for f in a["files"]], a["runtime"], layout=a["layout"])
         half = fmt.module().half(source, fp32, folder / fmt.file_name(name, "fp16"))
         check = fp16_verdict(verify_artifact(half, refs, inputs, None, FP16_RTOL))
-        size = lambda art: sum(f.stat().st_size for f in art.files)  # noqa: E731
         figures[a["runtime"]] = {
             "fp32_bytes": size(fp32), "fp16_bytes": size(half), "ratio": size(half) / size(fp32),
             "weights_ratio": half.files[-1].stat().st_size / fp32.files[-1].stat().st_size,  # an IR's .bin

@@ -14,12 +14,14 @@ def _table_module():
     return mod
 
 
+def _readme_block(start: str, end: str) -> str:
+    return (ROOT / "README.md").read_text().split(start, 1)[1].split(end, 1)[0].strip()
+
+
 def test_readme_table_is_generated_from_the_committed_results():
     mod = _table_module()
     data = json.loads((ROOT / "benchmarks" / "results" / "coverage.json").read_text())
-    readme = (ROOT / "README.md").read_text()
-    block = readme.split(mod.START, 1)[1].split(mod.END, 1)[0].strip()
-    assert block == mod.render(data).strip()
+    assert _readme_block(mod.START, mod.END) == mod.render(data).strip()
     from cnnexport.exporter.formats import FORMATS
     from cnnexport.models import list_models
 
@@ -33,9 +35,7 @@ def test_readme_table_is_generated_from_the_committed_results():
 def test_readme_fp16_table_is_generated_from_the_committed_results():
     mod = _table_module()
     data = json.loads((ROOT / "benchmarks" / "results" / "coverage_fp16.json").read_text())
-    readme = (ROOT / "README.md").read_text()
-    block = readme.split(mod.START_FP16, 1)[1].split(mod.END_FP16, 1)[0].strip()
-    assert block == mod.render_fp16(data).strip()
+    assert _readme_block(mod.START_FP16, mod.END_FP16) == mod.render_fp16(data).strip()
     from cnnexport.exporter.formats import FORMATS
     from cnnexport.models import list_models
 

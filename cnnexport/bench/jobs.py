@@ -52,9 +52,13 @@ def artifact_job(path: str | Path, runtime: str, batch: int, threads: int, *, mo
         spec["input_size"] = list(input_size)
     if ep:
         spec["ep"] = ep
-    label = f"{runtime}-trt" if ep == "tensorrt" else runtime
-    return Job(model or path.name.split(".")[0], label, precision_of(path), batch, threads, spec, device=device,
-               macs=macs)
+    return Job(model or path.name.split(".")[0], runtime_label(runtime, ep), precision_of(path), batch, threads, spec,
+               device=device, macs=macs)
+
+
+def runtime_label(runtime: str, ep: str | None) -> str:
+    """How rows name a runtime: ONNX Runtime on its TensorRT EP is a runtime of its own (onnxruntime-trt)."""
+    return f"{runtime}-trt" if ep == "tensorrt" else runtime
 
 
 def file_jobs(path: str | Path, runtime: str, batch: int, threads: int, **kw) -> list[Job]:

@@ -37,6 +37,7 @@ def run_artifact(job: dict) -> dict:
     import numpy as np
 
     from ..runtimes import FIXES_BATCH, load
+    from .jobs import runtime_label
     from .latency import measure
 
     from ..errors import UsageError
@@ -73,9 +74,7 @@ def run_artifact(job: dict) -> dict:
         # an NHWC model NHWC frames (the transpose cost 2-5% of a 3 ms TFLite call).
         x = np.ascontiguousarray(x.transpose(0, 2, 3, 1))
     timing = measure(model.timed_call(x), **_timing_options(job))
-    describe = model.describe()
-    if options.get("ep") == "tensorrt":
-        describe["runtime"] = "onnxruntime-trt"  # a row of its own beside the CUDA EP's
+    describe = {**model.describe(), "runtime": runtime_label(job["runtime"], options.get("ep"))}
     # A static-batch file (TFLite, ncnn: batch 1) runs a larger batch as consecutive calls.
     return {**timing.as_dict(), **describe, "static_batch": static}
 

@@ -204,15 +204,16 @@ def export(
                                engine_max_batch)
         artifacts = []
         for fmt in (ALWAYS, *(f for f in formats if f != ALWAYS)):  # every other format is checked beside ONNX
-            if fmt != ALWAYS or fp16:
+            converts = fmt != ALWAYS or fp16  # ONNX's fp32 file is the export itself
+            if converts:
                 stage(f"convert {fmt}")
             t0 = time.perf_counter()
-            module_ = FORMATS[fmt].module()
-            fp32 = module_.convert(source, onnx_path if fmt == ALWAYS else staging.file(FORMATS[fmt].file_name(name)))
+            writer = FORMATS[fmt].module()
+            fp32 = writer.convert(source, onnx_path if fmt == ALWAYS else staging.file(FORMATS[fmt].file_name(name)))
             artifacts.append(fp32)
             if fp16 and FORMATS[fmt].fp16:
-                artifacts.append(module_.half(source, fp32, staging.file(FORMATS[fmt].file_name(name, "fp16"))))
-            if fmt != ALWAYS or fp16:
+                artifacts.append(writer.half(source, fp32, staging.file(FORMATS[fmt].file_name(name, "fp16"))))
+            if converts:
                 timings[f"convert_{fmt}"] = round(time.perf_counter() - t0, 3)
 
         int8_artifacts, heldout, labels = [], None, None

@@ -76,22 +76,25 @@ def _executorch(module, x, path: Path) -> None:
         Path(tmp).write_bytes(program.buffer)
 
 
+def _plain_onnx(module, x, path: Path, suffix: str) -> Path:
+    """The plain ONNX file beside ``path`` (``m.plain.mnn`` -> ``m.plain.onnx``), exported if not there yet:
+    the converters that start from ONNX start from the plain one."""
+    onnx_path = path.with_name(path.name.replace(suffix, ".onnx"))
+    if not onnx_path.is_file():
+        _onnx(module, x, onnx_path)
+    return onnx_path
+
+
 def _mnn(module, x, path: Path) -> None:
     from .formats.mnn import to_mnn
 
-    onnx_path = path.with_name(path.name.replace(".mnn", ".onnx"))
-    if not onnx_path.is_file():
-        _onnx(module, x, onnx_path)
-    to_mnn(onnx_path, path, tuple(x.shape))
+    to_mnn(_plain_onnx(module, x, path, ".mnn"), path, tuple(x.shape))
 
 
 def _tensorrt(module, x, path: Path) -> None:
     from .formats.tensorrt import build_engine
 
-    onnx_path = path.with_name(path.name.replace(".engine", ".onnx"))
-    if not onnx_path.is_file():
-        _onnx(module, x, onnx_path)
-    build_engine(onnx_path, path, tuple(x.shape), "fp32")
+    build_engine(_plain_onnx(module, x, path, ".engine"), path, tuple(x.shape), "fp32")
 
 
 #: runtime -> (file suffix, writer)

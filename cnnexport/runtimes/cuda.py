@@ -39,6 +39,15 @@ def gpu_facts() -> dict:
     return {"gpu": name.rstrip("\x00"), "compute_capability": f"{props.major}.{props.minor}"}
 
 
+def row_facts() -> dict:
+    """What a GPU row records about the device: name, compute capability, driver and runtime versions
+    ({} where cuda-python cannot say: the measurement stands without them)."""
+    try:
+        return {**gpu_facts(), **versions()}
+    except Exception:
+        return {}
+
+
 def versions() -> dict:
     """The CUDA driver and runtime versions (12040 -> "12.4"), or {} without cuda-python."""
     try:

@@ -127,9 +127,9 @@ class OnnxRuntimeModel(RuntimeModel):
 
         facts = {}
         if self.on_gpu:
-            from .cuda import gpu_facts, versions
+            from .cuda import row_facts
 
-            facts = {**gpu_facts(), **versions()}
+            facts = row_facts()
             if "TensorrtExecutionProvider" in self.session.get_providers():
                 try:
                     import tensorrt

@@ -21,7 +21,7 @@ import numpy as np
 
 from ..errors import InvalidModelFileError, MissingDependencyError, UsageError
 from .base import RuntimeModel, TensorSpec
-from .cuda import check_cuda, gpu_facts, import_cudart, versions
+from .cuda import check_cuda, gpu_facts, import_cudart, row_facts
 
 INSTALL = "TensorRT is not installed: pip install 'cnnexport[gpu]' (on a machine with an NVIDIA GPU)"
 
@@ -151,7 +151,7 @@ class TensorRtModel(RuntimeModel):
         trt = import_tensorrt()
         facts = json.loads(facts_path(self.path).read_text()) if facts_path(self.path).is_file() else {}
         return {"runtime": self.runtime, "version": trt.__version__, "device": "cuda", "threads": self.threads,
-                "file": Path(self.path).name, **gpu_facts(), **versions(), "tensorrt": trt.__version__,
+                "file": Path(self.path).name, **row_facts(), "tensorrt": trt.__version__,
                 "engine_precision": facts.get("precision"), "engine_built_on": facts.get("gpu")}
 
     def __del__(self):
