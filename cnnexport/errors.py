@@ -90,6 +90,10 @@ class VerificationError(CnnexportError):
         self.report = report
 
 
+class PrepareError(VerificationError):
+    """``prepare`` changed what the model computes (caught in PyTorch, before anything is exported)."""
+
+
 class MissingDependencyError(CnnexportError):
     """An optional runtime or tool that is not installed; the message names the pip extra."""
 

@@ -123,10 +123,10 @@ class TraceUnsafe(nn.Module):
 
 def test_failed_verification_leaves_nothing_and_keeps_earlier_artifacts(tmp_path, small_net):
     out = tmp_path / "out"
-    with pytest.raises(VerificationError, match="does not match PyTorch") as exc:
+    # caught in PyTorch before anything is exported: a copy of it, unchanged, already differs
+    with pytest.raises(VerificationError, match="does not give the same outputs twice"):
         cnnexport.export(TraceUnsafe(), (1, 3, 16, 16), out, name="unsafe")
-    assert not out.exists()  # the run created the folder and removed it again
-    assert exc.value.report["equivalence"][0]["passed"] is False
+    assert not out.exists()
     # an earlier run's files in the same folder are not touched
     _export(small_net, tmp_path)
     before = {p.name: p.read_bytes() for p in out.iterdir()}

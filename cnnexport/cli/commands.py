@@ -216,7 +216,7 @@ def _keep_float(value: str) -> tuple[str, ...]:
 def export_cmd(model, formats, tflite_layout, executorch_max_batch, engine_max_batch, want_fp16, fp16_io, want_int8,
                calib, calib_count, int8_min_cosine, eval_source, eval_count, int8_max_drop, calib_method, keep_float,
                fold_bn, exporter, opset, batch, input_size, num_classes, weights, output_dir, simplify, atol, as_json):
-    """Prepare MODEL (a registry name or package.module:callable), export it and prove it matches PyTorch."""
+    """Prepare MODEL (a registry name, timm:NAME or package.module:callable), export it and prove it matches PyTorch."""
     if batch is not None and not 1 <= batch <= 4096:
         raise UsageError(f"bad --batch {batch}: use 1..4096, or leave it out for a dynamic batch axis")
     if num_classes is not None and num_classes < 1:
@@ -233,8 +233,9 @@ def export_cmd(model, formats, tflite_layout, executorch_max_batch, engine_max_b
         if is_registered(model):
             default_size = bundled_input_size(model, weights) or model_info(model).input_size
             channels = default_size[0]
-        chw = parse_input_size(input_size, channels) if input_size else default_size
         module = load_model(model, num_classes=num_classes, weights=weights)
+        default_size = getattr(module, "cnnexport_input_size", None) or default_size  # timm's pretrained_cfg
+        chw = parse_input_size(input_size, default_size[0]) if input_size else default_size
         report = export(module, (batch or 1, *chw), output_dir, name=name, fold_bn=fold_bn, exporter=exporter,
                         opset=opset, dynamic_batch=batch is None, simplify=simplify, atol=atol, formats=formats,
                         tflite_layout=tflite_layout, executorch_max_batch=executorch_max_batch, fp16=want_fp16,
@@ -481,7 +482,7 @@ def verify_cmd(artifact, reference, runtime, atol, as_json):
                          "pass the reference.npz written beside this file")
     half = precision_of(artifact) == "fp16"  # checked by fp16's own rule, as the export did
     checked = compare(Path(artifact).name, refs, lambda b: run_nchw(model, b), inputs, atol=atol,
-                      rtol=FP16_RTOL if half else meta.get("rtol", 1e-4))
+                      rtol=FP16_RTOL if half else meta.get("rtol", 1e-4), floor=meta.get("rounding_floor"))
     eq = fp16_verdict(checked) if half else checked.as_dict()
     eq["runtime"] = model.describe()
     if as_json:

@@ -1,5 +1,6 @@
 """Folding inside ONNX files made elsewhere: BatchNormalization into the Conv, ConvTranspose or
-Gemm before it; Dropout and Identity nodes removed. numpy and onnx only (no torch), so
+Gemm before it, a per-channel Mul/Add by constants into the Conv before it; Dropout and Identity
+nodes removed. The export runs it too, as the last line of defence behind ``prepare``. numpy and onnx only (no torch), so
 ``cnnexport fold`` runs on a deploy machine too."""
 
 from __future__ import annotations
@@ -164,11 +165,85 @@ def _fold_bn(g: _Graph, bn) -> dict | None:
     return {"batchnorm": bn.name or bn.output[0], "into": prod.name or old_out, "into_type": prod.op_type}
 
 
+def _constant(g: _Graph, name: str) -> np.ndarray | None:
+    """An initializer's or a Constant node's value."""
+    if name in g.inits:
+        return g.const(name)
+    prod = g.producer(name)
+    if prod is not None and prod.op_type == "Constant":
+        from onnx import numpy_helper
+
+        value = next((a.t for a in prod.attribute if a.name == "value"), None)
+        return numpy_helper.to_array(value) if value is not None else None
+    return None
+
+
+def _per_channel(a: np.ndarray, channels: int, rank: int) -> np.ndarray | None:
+    """``a`` as one value per channel of an (N, C, ...) tensor of ``rank``, or None when it varies
+    along another axis."""
+    if a.ndim > rank:
+        return None
+    shape = (1,) * (rank - a.ndim) + a.shape
+    if shape[0] != 1 or shape[1] not in (1, channels) or any(d != 1 for d in shape[2:]):
+        return None
+    return np.broadcast_to(a.reshape(-1), (channels,)).astype(np.float64)
+
+
+def affine_after_conv(g: _Graph, conv) -> tuple[object, np.ndarray, bool] | None:
+    """The Mul or Add by per-channel constants that reads only ``conv``'s output: (node, values, is_mul)."""
+    out = conv.output[0]
+    users = g.consumers(out)
+    if len(users) != 1 or out in g.outputs or users[0].op_type not in ("Mul", "Add") or len(users[0].input) != 2:
+        return None
+    node = users[0]
+    other = node.input[1] if node.input[0] == out else node.input[0]
+    value = _constant(g, other)
+    w = g.const(conv.input[1]) if len(conv.input) > 1 else None
+    if value is None or w is None or not np.issubdtype(value.dtype, np.floating):
+        return None
+    per_channel = _per_channel(value, w.shape[0], w.ndim)
+    return None if per_channel is None else (node, per_channel, node.op_type == "Mul")
+
+
+def _fold_affine(g: _Graph, conv) -> list[dict]:
+    """Fold the chain of per-channel Mul/Add after a Conv into its weights and bias."""
+    folded = []
+    while (found := affine_after_conv(g, conv)) is not None:
+        node, values, is_mul = found
+        w = g.const(conv.input[1])
+        dtype = w.dtype
+        b = g.const(conv.input[2]) if len(conv.input) > 2 and conv.input[2] else np.zeros(w.shape[0])
+        if b is None:
+            break
+        w, b = w.astype(np.float64), b.astype(np.float64)
+        if is_mul:
+            w, b = w * values.reshape(-1, *([1] * (w.ndim - 1))), b * values
+        else:
+            b = b + values
+        inputs = list(conv.input) + [""] * (3 - len(conv.input))
+        inputs[1] = g.add_const(f"{conv.input[1]}_affine", w.astype(dtype))
+        inputs[2] = g.add_const(f"{conv.output[0]}_bias_affine", b.astype(dtype))
+        conv.input[:] = inputs[:3]
+        conv.output[0] = node.output[0]
+        g.graph.node.remove(node)
+        folded.append({"batchnorm": node.name or node.output[0], "into": conv.name, "into_type": "Conv",
+                       "what": node.op_type})
+    return folded
+
+
+def count_affine_after_conv(model) -> int:
+    """Per-channel Mul/Add nodes that a Conv before them could absorb (left behind by an unfolded norm)."""
+    g = _Graph(model)
+    return sum(1 for n in g.graph.node if n.op_type == "Conv" and affine_after_conv(g, n) is not None)
+
+
 def fold_model(model) -> tuple[object, list[dict], dict[str, int]]:
-    """Fold BN into producers and remove Dropout/Identity in ``model`` (modified in place)."""
+    """Fold BN (and per-channel Mul/Add) into producers and remove Dropout/Identity in ``model`` (modified
+    in place)."""
     g = _Graph(model)
     folded = [f for bn in [n for n in g.graph.node if n.op_type == "BatchNormalization"]
               if (f := _fold_bn(g, bn)) is not None]
+    folded += [f for conv in [n for n in g.graph.node if n.op_type == "Conv"] for f in _fold_affine(g, conv)]
     removed: Counter = Counter()
     for node in [n for n in g.graph.node if n.op_type in ("Dropout", "Identity")]:
         if g.bypass(node):

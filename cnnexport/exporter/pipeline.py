@@ -28,8 +28,9 @@ from .onnx_export import DEFAULT_OPSET, EXPORTERS, to_onnx
 from .prepare import prepare_with_summary
 from .report_fields import new_report
 from .simplify import simplify as simplify_onnx
-from .verify import (DEFAULT_RTOL, FP16_RTOL, compare, fp16_verdict, make_inputs, near_zero_warning, reference_outputs,
-                     save_reference)
+from .prepare_check import check_prepared, rounding_floor
+from .verify import (DEFAULT_RTOL, FLOOR_FACTOR, FP16_RTOL, compare, diagnosis, fp16_verdict, make_inputs,
+                     near_zero_warning, reference_outputs, save_reference, tolerance)
 
 StageCallback = Callable[[str], None]
 
@@ -90,6 +91,7 @@ def export(
     *,
     name: str | None = None,
     fold_bn: bool = True,
+    reparameterize: bool = True,
     formats: Iterable[str] = ("onnx",),
     exporter: str = "torchscript",
     opset: int = DEFAULT_OPSET,
@@ -171,7 +173,8 @@ def export(
     name = _safe_name(name or getattr(module, "cnnexport_name", None) or type(module).__name__.lower())
     stage = on_stage or (lambda _s: None)
     report = new_report(name, sum(p.numel() for p in module.parameters()), shape)
-    report.update(dynamic_batch=dynamic_batch, exporter=exporter, opset=opset, fold_bn=fold_bn)
+    report.update(dynamic_batch=dynamic_batch, exporter=exporter, opset=opset, fold_bn=fold_bn,
+                  reparameterize=reparameterize)
     preprocess = model_preprocess(module, shape)
     if preprocess is not None:
         report["preprocess"] = preprocess.as_dict()
@@ -180,7 +183,7 @@ def export(
     stage("prepare")
     t0 = time.perf_counter()
     _check_protobuf_limit(module)
-    prepared, summary = prepare_with_summary(module, fold_bn=fold_bn)
+    prepared, summary = prepare_with_summary(module, fold_bn=fold_bn, reparameterize=reparameterize)
     report["prepare"] = summary.as_dict()
     report["params"] -= summary.aux_params  # the deployed model's parameters
     report["warnings"].extend(summary.warnings)
@@ -193,6 +196,18 @@ def export(
             msg = first_line(exc, 200)
             raise UsageError(f"the model cannot take input shape {'x'.join(map(str, shape))} ({msg}); "
                              "pass the size it expects with --input-size") from None
+    inputs = make_inputs(shape, dynamic_batch=dynamic_batch, photos=photos)
+    with eval_mode(module), torch.no_grad():
+        refs = reference_outputs(lambda b: first_tensor(module(torch.from_numpy(b))).numpy(), inputs)
+        floor = rounding_floor(module, inputs, refs, _forward)
+    scale = float(max(np.abs(r).max() for r in refs))
+    report["rounding_floor"] = {"max_abs": floor, "relative": floor / scale if floor is not None and scale else None,
+                                "factor": FLOOR_FACTOR, "how": "PyTorch fp32 against the same model in float64, "
+                                                               "on the verification inputs"}
+    report["prepare"]["check"] = check_prepared(
+        prepared, refs, inputs, tolerance(rtol, scale, floor)[0], _forward,
+        lambda k: prepare_with_summary(module, fold_bn=fold_bn, reparameterize=reparameterize, limit=k)[0],
+        summary.changes, floor)
     timings["prepare"] = round(time.perf_counter() - t0, 3)
 
     staging = StagingDir(output_dir if output_dir is not None else Path("exports") / name)
@@ -228,20 +243,16 @@ def export(
 
         stage("verify")
         t0 = time.perf_counter()
-        inputs = make_inputs(shape, dynamic_batch=dynamic_batch, photos=photos)
         if photos and not any(s.name == "photos" for s in inputs):
             report["warnings"].append(
                 f"verified on random inputs only: the sample photographs do not fit input {'x'.join(map(str, shape))}"
                 if len(shape) == 4 else "verified on random inputs only: the input is not an image (N, C, H, W)")
         with eval_mode(module), torch.no_grad():
-            def forward(b: np.ndarray) -> np.ndarray:
-                return first_tensor(module(torch.from_numpy(b))).numpy()
-
-            refs = reference_outputs(forward, inputs)
-            held_refs = reference_outputs(forward, heldout) if heldout else None
+            held_refs = reference_outputs(lambda b: first_tensor(module(torch.from_numpy(b))).numpy(),
+                                          heldout) if heldout else None
         report["equivalence"] = [fp16_verdict(e) if a.precision == "fp16" else e.as_dict() for a in artifacts
                                  for e in [verify_artifact(a, refs, inputs, atol,
-                                                           FP16_RTOL if a.precision == "fp16" else rtol)]]
+                                                           FP16_RTOL if a.precision == "fp16" else rtol, floor)]]
         if report["equivalence"] and (warning := near_zero_warning(report["equivalence"][0]["output_scale"])):
             report["warnings"].append(warning)
         report["equivalence"] += [check_int8(a, held_refs[0], heldout[0].batches, int8_min_cosine, labels,
@@ -253,15 +264,14 @@ def export(
             raise VerificationError(
                 "; ".join(f"{e['artifact']}: {e['failure']}" if "failure" in e else
                           f"{e['artifact']} does not match PyTorch: max abs error {e['max_abs']:.3g} vs tolerance "
-                          f"{e['tolerance']} (max rel {e['max_rel']:.3g}, cosine {e['cosine']:.6f}, top-1 "
-                          f"agreement {e['top1_agreement']:.0%})" for e in failed)
-                + "; nothing was written (raise --atol, lower --int8-min-cosine or raise --int8-max-drop, if this "
-                  "error is expected)",
+                          f"{e['tolerance']:.3g} (max rel {e['max_rel']:.3g}): "
+                          f"{diagnosis(e['max_abs'], e['cosine'], e['top1_agreement'], floor)}" for e in failed)
+                + "; nothing was written",
                 report=report,
             )
         stage("write")
         save_reference(staging.file("reference.npz"), inputs, refs,
-                       {"model": name, "input_layout": "NCHW", "rtol": rtol, "atol": atol,
+                       {"model": name, "input_layout": "NCHW", "rtol": rtol, "atol": atol, "rounding_floor": floor,
                         "files": [f.name for a in artifacts for f in a.files],
                         **({"preprocess": report["preprocess"]} if "preprocess" in report else {})})
         final_dir = staging.output_dir
@@ -286,6 +296,7 @@ def _export_onnx(prepared, summary, onnx_path: Path, shape, report, stage, *, ex
     t0 = time.perf_counter()
     report["warnings"].extend(to_onnx(prepared, onnx_path, shape, exporter=exporter, opset=opset,
                                       dynamic_batch=dynamic_batch, keep_batchnorm=not fold_bn))
+    onnx_folded = _fold_onnx(onnx_path) if fold_bn else []
     timings["export"] = round(time.perf_counter() - t0, 3)
     facts = graph_mod.check(onnx_path)
     nodes_before = facts.nodes
@@ -304,13 +315,38 @@ def _export_onnx(prepared, summary, onnx_path: Path, shape, report, stage, *, ex
         "nodes_before_simplify": nodes_before,
         "nodes_after_simplify": facts.nodes,
         "simplifier": simplifier,
-        "folded": summary.folded_counts(),
+        "folded": summary.folded_counts() + _onnx_fold_counts(onnx_folded),
+        "foldable_affine_after_conv": facts.foldable_affine,
         "kept_normalizations": summary.kept_normalizations,
         "opset": facts.opset,
         "inputs": facts.inputs,
         "outputs": facts.outputs,
     }
     return onnx_path
+
+
+def _fold_onnx(path: Path) -> list[dict]:
+    """The last line of defence behind ``prepare``: fold what is left in the written file (a
+    BatchNormalization, a per-channel Mul/Add after a Conv, e.g. behind a conv fx could not trace)."""
+    import onnx
+
+    from .._atomic import atomic_path
+    from .onnx_fold import fold_model
+
+    model = onnx.load(str(path))
+    _, folded, removed = fold_model(model)
+    if folded or removed:
+        with atomic_path(path) as tmp:
+            onnx.save(model, str(tmp))
+    return folded
+
+
+def _onnx_fold_counts(folded: list[dict]) -> list[dict]:
+    from collections import Counter
+
+    rows = Counter(f.get("what", "BatchNormalization") for f in folded)
+    return [{"what": what, "into": "Conv", "kind": "previous", "level": "onnx", "count": n}
+            for what, n in sorted(rows.items())]
 
 
 def _quantize(staging, name, shape, artifacts, source, calib, calib_count, report, options: Int8Options,
@@ -342,8 +378,15 @@ def model_preprocess(module, shape: tuple[int, ...]):
     return Preprocess(**getattr(module, "cnnexport_preprocess", {})).at(shape[2:], shape[1])
 
 
-def verify_artifact(artifact: Artifact, refs: list[np.ndarray], inputs: list, atol: float | None, rtol: float):
-    """``artifact`` run on ``inputs`` (InputSets) through its runtime, compared with PyTorch's ``refs``."""
+def verify_artifact(artifact: Artifact, refs: list[np.ndarray], inputs: list, atol: float | None, rtol: float,
+                    floor: float | None = None):
+    """``artifact`` run on ``inputs`` (InputSets) through its runtime, compared with PyTorch's ``refs``
+    (``floor``: the model's rounding floor, which the default tolerance respects)."""
     first = inputs[0].batches
     model = load_artifact(artifact, (sum(len(b) for b in first), *first[0].shape[1:]))  # ncnn's whole first set
-    return compare(artifact.files[0].name, refs, lambda b: run_nchw(model, b), inputs, atol=atol, rtol=rtol)
+    return compare(artifact.files[0].name, refs, lambda b: run_nchw(model, b), inputs, atol=atol, rtol=rtol,
+                   floor=floor)
+
+
+def _forward(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    return first_tensor(model(x))

@@ -27,7 +27,13 @@ from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
+from collections import defaultdict
+
 from torch import fx, nn
+
+from .fold_graph import (channel_slice, concatenated_convs, ConvCall, NormCall, OwnerEdits, Scope, get_path, is_stock, norm_call, conv_call,
+                         rewrite_owner, trace_scopes, uses_of, value_users)
+from .reparameterize import reparameterize_blocks
 
 
 _CONVS = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
@@ -95,6 +101,8 @@ class PrepareSummary:
     kept_normalizations: list[dict] = field(default_factory=list)
     aux_removed: list[str] = field(default_factory=list)
     aux_params: int = 0
+    reparameterized: list[dict] = field(default_factory=list)
+    changes: list[str] = field(default_factory=list)  # every change, in the order made
     warnings: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict:
@@ -109,38 +117,66 @@ class PrepareSummary:
             "dropout_folded": self.dropout_folded,
             "weight_norm_removed": self.weight_norm_removed,
             "aux_removed": self.aux_removed,
+            "reparameterized": self.reparameterized,
+            "changes": len(self.changes),
         }
 
     def folded_counts(self) -> list[dict]:
         """What was folded into what, with counts (the report's ``graph.folded``)."""
-        rows = Counter((f["type"], f["into_type"], f["kind"]) for f in self.folded)
-        rows.update((d["type"], d["into_type"], d["kind"]) for d in self.dropout_folded)
-        rows.update((s["type"], "Mul+Add (scale and shift)", "scale_shift") for s in self.scale_shift)
-        return [{"what": w, "into": i, "kind": k, "count": n} for (w, i, k), n in sorted(rows.items())]
+        rows = Counter((f["type"], f["into_type"], f["kind"], f.get("level", "module")) for f in self.folded)
+        rows.update((d["type"], d["into_type"], d["kind"], "module") for d in self.dropout_folded)
+        rows.update((s["type"], "Mul+Add (scale and shift)", "scale_shift", s.get("level", "module"))
+                    for s in self.scale_shift)
+        return [{"what": w, "into": i, "kind": k, "level": lv, "count": n} for (w, i, k, lv), n in sorted(rows.items())]
 
 
-def prepare(module: nn.Module, *, fold_bn: bool = True) -> nn.Module:
+def prepare(module: nn.Module, *, fold_bn: bool = True, reparameterize: bool = True) -> nn.Module:
     """An eval-mode copy of ``module`` with BatchNorm folded and dropout removed."""
-    return prepare_with_summary(module, fold_bn=fold_bn)[0]
+    return prepare_with_summary(module, fold_bn=fold_bn, reparameterize=reparameterize)[0]
 
 
-def prepare_with_summary(module: nn.Module, *, fold_bn: bool = True) -> tuple[nn.Module, PrepareSummary]:
-    """``prepare`` plus a record of every change made."""
+def prepare_with_summary(module: nn.Module, *, fold_bn: bool = True, reparameterize: bool = True,
+                         limit: int | None = None) -> tuple[nn.Module, PrepareSummary]:
+    """``prepare`` plus a record of every change made. ``limit``: make only the first ``limit``
+    changes (the prepare check bisects over them to name the one that broke a model)."""
     summary = PrepareSummary(was_training=module.training)
+    budget = Budget(limit)
     prepared = _deepcopy(module).eval()
-    _remove_aux_heads(prepared, summary)
-    _remove_weight_norm(prepared, summary)
+    _remove_aux_heads(prepared, summary, budget)
+    _remove_weight_norm(prepared, summary, budget)
     for p in prepared.parameters():
         p.requires_grad_(False)
-    graph = _trace(prepared, summary)
-    _fold_traditional_dropout(prepared, graph, summary)
-    _remove_dropout(prepared, summary)
+    if reparameterize:
+        summary.reparameterized = reparameterize_blocks(prepared, budget)
+    scopes, untraced = trace_scopes(prepared, extra_leaf=lambda m: _inference_scale(m) is not None)
+    if untraced:
+        where = ", ".join(f"'{p}' ({why})" for p, why in untraced[:3]) + (" ..." if len(untraced) > 3 else "")
+        summary.warnings.append(f"torch.fx could not trace {len(untraced)} module(s): {where}; each was kept as it "
+                                "is, and only the modules inside it were folded")
+    graph = scopes[0].graph if scopes and scopes[0].path == "" else None
+    _fold_traditional_dropout(prepared, graph, summary, budget)
+    _remove_dropout(prepared, summary, budget)
     if fold_bn:
-        _fold_batchnorms(prepared, graph, summary)
+        prepared = _fold_batchnorms(prepared, scopes, summary, budget)
     _record_kept_norms(prepared, summary, fold_bn)
+    summary.changes = budget.taken
     if summary.was_training:
         summary.warnings.append("the model was in training mode; it was exported in eval mode")
     return prepared, summary
+
+
+class Budget:
+    """Counts the changes ``prepare`` makes, in order, and stops making them after ``limit``."""
+
+    def __init__(self, limit: int | None = None):
+        self.limit = limit
+        self.taken: list[str] = []
+
+    def take(self, change: str) -> bool:
+        if self.limit is not None and len(self.taken) >= self.limit:
+            return False
+        self.taken.append(change)
+        return True
 
 
 # --- helpers ---------------------------------------------------------------------------------------
@@ -174,17 +210,6 @@ class _Tracer(fx.Tracer):
         return _inference_scale(m) is not None or super().is_leaf_module(m, qualname)
 
 
-def _trace(model: nn.Module, summary: PrepareSummary) -> fx.Graph | None:
-    try:
-        return _Tracer().trace(model)
-    except Exception as exc:
-        summary.warnings.append(
-            f"torch.fx could not trace the model ({type(exc).__name__}); BatchNorm and dropout folded only between "
-            "neighbours inside nn.Sequential"
-        )
-        return None
-
-
 def _module(node, modules: dict) -> nn.Module | None:
     return modules.get(node.target) if isinstance(node, fx.Node) and node.op == "call_module" else None
 
@@ -214,12 +239,12 @@ def _describe(node) -> str:
 
 # --- aux heads and weight norm ---------------------------------------------------------------------
 
-def _remove_aux_heads(model: nn.Module, summary: PrepareSummary) -> None:
+def _remove_aux_heads(model: nn.Module, summary: PrepareSummary, budget: Budget) -> None:
     for name, mod in list(model.named_modules()):
         heads = getattr(mod, "aux_heads", ())
         for head in heads:
             sub = getattr(mod, head, None)
-            if isinstance(sub, nn.Module):
+            if isinstance(sub, nn.Module) and budget.take(f"remove the auxiliary head '{name}.{head}'"):
                 summary.aux_params += sum(p.numel() for p in sub.parameters())
                 setattr(mod, head, None)
                 summary.aux_removed.append(f"{name}.{head}" if name else head)
@@ -227,20 +252,20 @@ def _remove_aux_heads(model: nn.Module, summary: PrepareSummary) -> None:
             mod.aux_logits = False
 
 
-def _remove_weight_norm(model: nn.Module, summary: PrepareSummary) -> None:
+def _remove_weight_norm(model: nn.Module, summary: PrepareSummary, budget: Budget) -> None:
     """Both APIs: ``parametrizations.weight_norm`` and the legacy ``utils.weight_norm`` hook."""
     from torch.nn.utils import parametrize
 
     for name, mod in list(model.named_modules()):
         if parametrize.is_parametrized(mod):
             kinds = {p: [type(f).__name__ for f in mod.parametrizations[p]] for p in mod.parametrizations.keys()}
-            if all(k == ["_WeightNorm"] for k in kinds.values()):
+            if all(k == ["_WeightNorm"] for k in kinds.values()) and budget.take(f"remove weight norm of '{name}'"):
                 _set_submodule(model, name, _unparametrized(mod, list(kinds)))
                 summary.weight_norm_removed += [f"{name}.{p}" if name else p for p in kinds]
             else:
                 summary.warnings.append(f"'{name}' has parametrizations other than weight norm; left in place")
         for hook in list(mod._forward_pre_hooks.values()):
-            if type(hook).__name__ == "WeightNorm":
+            if type(hook).__name__ == "WeightNorm" and budget.take(f"remove weight norm of '{name}'"):
                 torch.nn.utils.remove_weight_norm(mod, hook.name)
                 summary.weight_norm_removed.append(f"{name}.{hook.name}" if name else hook.name)
 
@@ -284,10 +309,11 @@ def _identity_in_eval(mod: nn.Module) -> bool:
         return False
 
 
-def _remove_dropout(model: nn.Module, summary: PrepareSummary) -> None:
+def _remove_dropout(model: nn.Module, summary: PrepareSummary, budget: Budget) -> None:
     """Replace every train-only random op (torch's dropouts, stochastic depth / drop path) by the identity."""
     for name, mod in list(model.named_modules()):
-        if name and not any(name.startswith(r + ".") for r in summary.dropout_removed) and _is_train_only_random(mod):
+        if name and not any(name.startswith(r + ".") for r in summary.dropout_removed) and _is_train_only_random(mod) \
+                and budget.take(f"remove the train-only {type(mod).__name__} '{name}'"):
             _set_submodule(model, name, nn.Identity())
             summary.dropout_removed.append(name)
             summary.dropout_types.append(type(mod).__name__)
@@ -300,7 +326,8 @@ def _scale_layer(layer: nn.Module, factor: float, with_bias: bool) -> None:
         layer.bias.mul_(factor)
 
 
-def _fold_traditional_dropout(model: nn.Module, graph: fx.Graph | None, summary: PrepareSummary) -> None:
+def _fold_traditional_dropout(model: nn.Module, graph: fx.Graph | None, summary: PrepareSummary,
+                              budget: Budget) -> None:
     modules = dict(model.named_modules())
     for name, mod in list(modules.items()):
         factor = _inference_scale(mod)
@@ -314,6 +341,8 @@ def _fold_traditional_dropout(model: nn.Module, graph: fx.Graph | None, summary:
                               f"factor {factor:g} (put it directly before or after a Linear/Conv)")
         layer_name, direction = target
         layer = modules[layer_name]
+        if not budget.take(f"fold {type(mod).__name__} '{name}' (x{factor:g}) into '{layer_name}'"):
+            continue
         _scale_layer(layer, factor, with_bias=direction == "previous")
         _set_submodule(model, name, nn.Identity())
         summary.dropout_folded.append({"dropout": name, "into": layer_name, "factor": factor,
@@ -391,19 +420,28 @@ def _with_params(layer: nn.Module, weight: torch.Tensor, bias: torch.Tensor) -> 
 
 
 @torch.no_grad()
-def fold_conv_bn(layer: nn.Module, bn: nn.Module) -> nn.Module:
-    """A conv/linear/transposed conv computing ``layer`` followed by eval-mode ``bn``
-    (grouped and depthwise convs included)."""
+def folded_params(weight: torch.Tensor, bias: torch.Tensor | None, bn,
+                  transposed_groups: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """(weight, bias) in float64 of a conv/linear (output channels on axis 0; a transposed conv's
+    ``transposed_groups`` given) followed by eval-mode ``bn``."""
     scale, shift = bn_scale_shift(bn)
-    w = layer.weight.double()
-    if isinstance(layer, _CONV_TRANSPOSES):  # weight: (in, out / groups, *k); output channels on axis 1 per group
-        g = layer.groups
+    w = weight.double()
+    if transposed_groups is not None:  # weight: (in, out / groups, *k); output channels on axis 1 per group
+        g = transposed_groups
         grouped = w.reshape(g, w.shape[0] // g, w.shape[1], *w.shape[2:])
         w_new = (grouped * scale.reshape(g, 1, -1, *([1] * (w.dim() - 2)))).reshape(w.shape)
     else:
         w_new = w * scale.reshape(-1, *([1] * (w.dim() - 1)))
-    bias = layer.bias.double() if layer.bias is not None else torch.zeros_like(scale)
-    return _with_params(layer, w_new, bias * scale + shift)
+    b = bias.double() if bias is not None else torch.zeros_like(scale)
+    return w_new, b * scale + shift
+
+
+@torch.no_grad()
+def fold_conv_bn(layer: nn.Module, bn) -> nn.Module:
+    """A conv/linear/transposed conv computing ``layer`` followed by eval-mode ``bn``
+    (grouped and depthwise convs included)."""
+    groups = layer.groups if isinstance(layer, _CONV_TRANSPOSES) else None
+    return _with_params(layer, *folded_params(layer.weight, layer.bias, bn, groups))
 
 
 @torch.no_grad()
@@ -425,80 +463,213 @@ def _unpadded(conv: nn.Module) -> bool:
     return isinstance(conv, _CONVS) and (conv.padding == "valid" or all(p == 0 for p in conv.padding))
 
 
-def _fold_batchnorms(model: nn.Module, graph: fx.Graph | None, summary: PrepareSummary) -> None:
-    modules = dict(model.named_modules())
-    done: set[str] = set()
-    for bn_name, layer_name, kind in _bn_fold_plan(model, graph, modules):
-        bn, layer = modules[bn_name], model.get_submodule(layer_name)
-        fused = fold_conv_bn(layer, bn) if kind == "previous" else fold_bn_into_next_conv(bn, layer)
-        _set_submodule(model, layer_name, fused)
-        _set_submodule(model, bn_name, nn.Identity())
-        done.add(bn_name)
-        summary.folded.append({"batchnorm": bn_name, "into": layer_name, "kind": kind, "type": type(bn).__name__,
-                               "into_type": type(layer).__name__})
-    reasons = _unfoldable_reasons(graph, modules)
-    for name, mod in modules.items():
-        if name in done or not _is_foldable_norm(mod):
-            continue
-        scale, shift = bn_scale_shift(mod)
-        dtype = mod.running_mean.dtype
-        _set_submodule(model, name, ScaleShift(scale.to(dtype), shift.to(dtype)))
-        summary.scale_shift.append({"batchnorm": name, "type": type(mod).__name__,
-                                    "reason": reasons.get(name, "no conv or linear layer next to it")})
+def _fold_batchnorms(model: nn.Module, scopes: list[Scope], summary: PrepareSummary,
+                     budget: "Budget") -> nn.Module:
+    """Fold every batch-norm a neighbouring layer can absorb, wherever it is called; make the rest
+    constant scale-and-shift. Returns the model (a GraphModule when its own forward was edited)."""
+    edits: dict[str, OwnerEdits] = defaultdict(OwnerEdits)
+    shared = _shared_tensors(model)
+    handled: set[int] = set()  # id() of the stock BN modules and statistics tensors dealt with
+    for scope in scopes:
+        for node in list(scope.graph.nodes):
+            norm = norm_call(node, scope, model, _is_stock_norm)
+            if norm is None or id(norm.stats.running_mean) in handled:
+                continue
+            if norm.module is not None and uses_of(scope.graph, node.target) != 1:
+                continue  # one module called twice: the neighbours differ
+            handled.add(id(norm.stats.running_mean))
+            src = node.args[0] if node.args else None
+            conv = conv_call(src, scope, model, _LINEARS) if isinstance(src, fx.Node) else None
+            if conv is not None and _absorbs(conv, norm, src, scope, model, shared):
+                if budget.take(f"fold {norm.type_name} '{norm.module or norm.owner}' into {conv.type_name} "
+                               f"'{conv.module or conv.owner}'"):
+                    _apply_fold(model, conv, norm, edits)
+                    summary.folded.append({"batchnorm": norm.module or f"{norm.owner}:{norm.key}",
+                                           "into": conv.module or conv.weight.rpartition(".")[0],
+                                           "kind": "previous", "level": "module" if norm.module else "graph",
+                                           "type": norm.type_name, "into_type": conv.type_name})
+                continue
+            parts = concatenated_convs(src, scope, model, _LINEARS) if conv is None else None
+            if parts and sum(c.out_channels for c in parts) == norm.num_features and all(
+                    _absorbs(c, _channels(norm, c.out_channels), c.node, scope, model, shared) for c in parts):
+                if budget.take(f"fold {norm.type_name} '{norm.module or norm.owner}' into the {len(parts)} layers "
+                               "its input concatenates"):
+                    start = 0
+                    for c in parts:
+                        _apply_fold(model, c, _channels(norm, c.out_channels, start), None)
+                        summary.folded.append({"batchnorm": norm.module or f"{norm.owner}:{norm.key}",
+                                               "into": c.module or c.weight.rpartition(".")[0],
+                                               "kind": "previous_through_concat",
+                                               "level": "module" if norm.module else "graph",
+                                               "type": norm.type_name, "into_type": c.type_name,
+                                               "channels": [start, start + c.out_channels]})
+                        start += c.out_channels
+                    _drop_norm(model, norm, edits)
+                continue
+            nxt = _next_conv(node, norm, scope, model) if norm.module is not None else None
+            if nxt is not None:
+                if budget.take(f"fold {norm.type_name} '{norm.module}' into the conv after it, '{nxt}'"):
+                    layer = model.get_submodule(nxt)
+                    _set_submodule(model, nxt, fold_bn_into_next_conv(norm.stats, layer))
+                    _set_submodule(model, norm.module, nn.Identity())
+                    summary.folded.append({"batchnorm": norm.module, "into": nxt, "kind": "next", "level": "module",
+                                           "type": norm.type_name, "into_type": type(layer).__name__})
+                continue
+            if not budget.take(f"make {norm.type_name} '{norm.module or norm.owner}' a constant scale and shift"):
+                continue
+            scale, shift = bn_scale_shift(norm.stats)
+            dtype = norm.stats.running_mean.dtype
+            replacement = ScaleShift(scale.to(dtype), shift.to(dtype))
+            if norm.module is not None:
+                _set_submodule(model, norm.module, replacement)
+            else:
+                edits[norm.owner].scale_shift.append((norm.key, replacement))
+            summary.scale_shift.append({"batchnorm": norm.module or f"{norm.owner}:{norm.key}",
+                                        "level": "module" if norm.module else "graph",
+                                        "type": norm.type_name, "reason": _unfoldable_reason(node, conv)})
+    for name, mod in list(model.named_modules()):  # stock BNs outside every traced scope: by nn.Sequential order
+        if _is_stock_norm(mod) and id(mod.running_mean) not in handled:
+            handled.add(id(mod.running_mean))
+            pair = _sequential_previous(model, name)
+            if pair and budget.take(f"fold {type(mod).__name__} '{name}' into '{pair}'"):
+                _set_submodule(model, pair, fold_conv_bn(model.get_submodule(pair), mod))
+                _set_submodule(model, name, nn.Identity())
+                summary.folded.append({"batchnorm": name, "into": pair, "kind": "previous", "level": "module",
+                                       "type": type(mod).__name__, "into_type": type(model.get_submodule(pair)).__name__})
+            elif budget.take(f"make {type(mod).__name__} '{name}' a constant scale and shift"):
+                scale, shift = bn_scale_shift(mod)
+                dtype = mod.running_mean.dtype
+                _set_submodule(model, name, ScaleShift(scale.to(dtype), shift.to(dtype)))
+                summary.scale_shift.append({"batchnorm": name, "type": type(mod).__name__,
+                                            "reason": "outside the traced graph; no conv before it in its nn.Sequential"})
+    return _apply_owner_edits(model, edits)
 
 
-def _bn_fold_plan(model, graph, modules) -> list[tuple[str, str, str]]:
-    """(bn, layer, 'previous' | 'next') for every BN a neighbouring layer can absorb."""
-    if graph is None:
-        return _sequential_pairs(model)
-    # Applied in graph order on the current modules, so one conv may absorb the BN before it and the one after it.
-    plan = []
-    for node in graph.nodes:
-        bn = _module(node, modules)
-        if bn is None or not _is_foldable_norm(bn) or not _called_once(graph, node.target):
-            continue
-        src = node.args[0] if node.args else None
-        src_mod = _module(src, modules)
-        if isinstance(src_mod, _LINEARS) and len(src.users) == 1 and _called_once(graph, src.target) \
-                and _out_features(src_mod) == bn.num_features:
-            plan.append((node.target, src.target, "previous"))
-            continue
-        if len(node.users) == 1:
-            nxt = next(iter(node.users))
-            nxt_mod = _module(nxt, modules)
-            if _unpadded(nxt_mod) and nxt.args[0] is node and _called_once(graph, nxt.target) \
-                    and nxt_mod.in_channels == bn.num_features:
-                plan.append((node.target, nxt.target, "next"))
-    return plan
+def _is_stock_norm(m: nn.Module) -> bool:
+    """A foldable norm whose forward is torch's own: it can be replaced as a whole."""
+    return _is_foldable_norm(m) and is_stock(m)
+
+
+def _shared_tensors(model: nn.Module) -> set[int]:
+    """id() of parameters and buffers registered under more than one name (tied weights)."""
+    seen: Counter = Counter(id(t) for _, t in model.named_parameters(remove_duplicate=False))
+    seen.update(id(t) for _, t in model.named_buffers(remove_duplicate=False))
+    return {i for i, n in seen.items() if n > 1}
+
+
+def _absorbs(conv: ConvCall, norm: NormCall, src: fx.Node, scope: Scope, model: nn.Module, shared: set[int]) -> bool:
+    """Whether ``conv``'s output feeds only ``norm`` and its weights are its own (not tied, read once)."""
+    if len(value_users(src)) != 1 or conv.out_channels != norm.num_features:
+        return False
+    if conv.module is not None:
+        return uses_of(scope.graph, src.target) == 1 and id(get_path(model, conv.module).weight) not in shared
+    paths = [t for t in (conv.weight, conv.bias) if t]
+    relative = [t[len(scope.path) + 1:] if scope.path else t for t in paths]
+    return all(uses_of(scope.graph, t) == 1 for t in relative) and not any(id(get_path(model, t)) in shared
+                                                                          for t in paths)
+
+
+def _channels(norm: NormCall, count: int, start: int = 0) -> NormCall:
+    """``norm`` restricted to channels ``start:start + count`` (for one part of a concatenation)."""
+    return NormCall(norm.node, norm.module, channel_slice(norm.stats, start, start + count), norm.owner, norm.key,
+                    norm.type_name, count)
+
+
+def _drop_norm(model: nn.Module, norm: NormCall, edits: dict[str, OwnerEdits]) -> None:
+    if norm.module is not None:
+        _set_submodule(model, norm.module, nn.Identity())
+    else:
+        edits[norm.owner].drop.append(norm.key)
+
+
+def _apply_fold(model: nn.Module, conv: ConvCall, norm: NormCall, edits: dict[str, OwnerEdits] | None) -> None:
+    """Fold ``norm`` into ``conv``'s weights; with ``edits``, also remove ``norm``."""
+    if conv.module is not None:
+        _set_submodule(model, conv.module, fold_conv_bn(model.get_submodule(conv.module), norm.stats))
+    else:
+        weight = get_path(model, conv.weight)
+        bias = get_path(model, conv.bias) if conv.bias else None
+        w, b = folded_params(weight, bias, norm.stats)
+        _set_tensor(model, conv.weight, w.to(weight.dtype))
+        if conv.bias:
+            _set_tensor(model, conv.bias, b.to(weight.dtype))
+        else:
+            key = conv.weight[len(conv.owner) + 1:] if conv.owner else conv.weight
+            edits[conv.owner].add_bias.append((key, b.to(weight.dtype)))
+    if edits is not None:
+        _drop_norm(model, norm, edits)
+
+
+def _set_tensor(model: nn.Module, path: str, value: torch.Tensor) -> None:
+    parent_name, _, attr = path.rpartition(".")
+    parent = model.get_submodule(parent_name) if parent_name else model
+    if attr in parent._parameters:
+        setattr(parent, attr, nn.Parameter(value, requires_grad=False))
+    else:
+        setattr(parent, attr, value)
+
+
+def _apply_owner_edits(model: nn.Module, edits: dict[str, OwnerEdits]) -> nn.Module:
+    """Each module whose own forward makes a folded call becomes a GraphModule of that forward without
+    the call (deepest first; its submodules and plain attributes are kept)."""
+    for path in sorted(edits, key=lambda p: (-(p.count(".") + 1) if p else 1)):
+        original = model.get_submodule(path) if path else model
+        rewritten = rewrite_owner(original, edits[path])
+        for key, value in vars(original).items():  # plain attributes (num_classes, cnnexport_name, ...)
+            if not key.startswith("_") and key != "training" and not hasattr(rewritten, key):
+                setattr(rewritten, key, value)
+        rewritten.train(original.training)
+        if path:
+            _set_submodule(model, path, rewritten)
+        else:
+            model = rewritten
+    return model
+
+
+def _next_conv(node: fx.Node, norm: NormCall, scope: Scope, model: nn.Module) -> str | None:
+    """The unpadded conv right after a stock BN that can absorb it (exact: no padded border)."""
+    users = value_users(node)
+    if len(users) != 1:
+        return None
+    nxt = users[0]
+    if nxt.op != "call_module" or not nxt.args or nxt.args[0] is not node:
+        return None
+    mod = get_path(model, scope.name(nxt.target))
+    if _unpadded(mod) and is_stock(mod) and uses_of(scope.graph, nxt.target) == 1 \
+            and mod.in_channels == norm.num_features:
+        return scope.name(nxt.target)
+    return None
+
+
+def _unfoldable_reason(node: fx.Node, conv: ConvCall | None) -> str:
+    src = node.args[0] if node.args else None
+    users = ", ".join(_describe(u) for u in node.users) or "nothing"
+    if conv is not None:
+        return (f"its input comes from {_describe(src)}, whose output also feeds another node or whose weights are "
+                "shared, so folding would change them")
+    return (f"its input comes from {_describe(src)}, not from a conv or linear layer, and its output feeds "
+            f"{users}, not an unpadded conv")
+
+
+def _sequential_previous(model: nn.Module, name: str) -> str | None:
+    """The layer before ``name`` in its nn.Sequential, when it can absorb it (untraced models)."""
+    parent_name, _, child = name.rpartition(".")
+    parent = model.get_submodule(parent_name) if parent_name else model
+    if not isinstance(parent, nn.Sequential):
+        return None
+    names = [n for n, _ in parent.named_children()]
+    i = names.index(child)
+    if i == 0:
+        return None
+    prev = parent[i - 1]
+    bn = parent[i]
+    if isinstance(prev, _LINEARS) and is_stock(prev) and _out_features(prev) == bn.num_features:
+        return f"{parent_name}.{names[i - 1]}" if parent_name else names[i - 1]
+    return None
 
 
 def _out_features(layer: nn.Module) -> int:
     return layer.out_features if isinstance(layer, nn.Linear) else layer.out_channels
-
-
-def _unfoldable_reasons(graph, modules) -> dict[str, str]:
-    if graph is None:
-        return {}
-    reasons = {}
-    for node in graph.nodes:
-        if _is_foldable_norm(_module(node, modules)):
-            src = node.args[0] if node.args else None
-            users = ", ".join(_describe(u) for u in node.users) or "nothing"
-            reasons[node.target] = (f"its input comes from {_describe(src)}, not from a conv or linear layer, and "
-                                    f"its output feeds {users}, not an unpadded conv")
-    return reasons
-
-
-def _sequential_pairs(model: nn.Module) -> list[tuple[str, str, str]]:
-    pairs = []
-    for name, mod in model.named_modules():
-        if isinstance(mod, nn.Sequential):
-            children = list(mod.named_children())
-            for (a_name, a), (b_name, b) in zip(children, children[1:]):
-                if isinstance(a, _LINEARS) and _is_foldable_norm(b) and _out_features(a) == b.num_features:
-                    prefix = f"{name}." if name else ""
-                    pairs.append((prefix + b_name, prefix + a_name, "previous"))
-    return pairs
 
 
 def _kept_norm_kind(mod: nn.Module) -> type | None:
@@ -514,12 +685,16 @@ def _record_kept_norms(model: nn.Module, summary: PrepareSummary, fold_bn: bool)
         if _is_foldable_norm(mod):
             if not fold_bn:
                 counts[(type(mod).__name__, None)] += 1
+            elif not is_stock(mod):
+                counts[(type(mod).__name__, "custom")] += 1
         elif (kind := _kept_norm_kind(mod)) is not None:
             counts[(type(mod).__name__, kind)] += 1
     for (name, kind), n in counts.items():
-        reason = _KEPT_NORMS[kind] if kind else "--no-fold-bn: kept as BatchNormalization on request"
+        reason = (_KEPT_NORMS[kind] if kind not in (None, "custom") else
+                  "--no-fold-bn: kept as BatchNormalization on request" if kind is None else
+                  "its own forward (or a hook on it) could not be traced: kept as it computes, in eval mode")
         entry = {"type": name, "count": n, "reason": reason}
-        if kind is not None and kind.__name__ != name:
+        if isinstance(kind, type) and kind.__name__ != name:
             entry["kind"] = kind.__name__
         summary.kept_normalizations.append(entry)
 

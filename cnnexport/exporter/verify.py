@@ -29,6 +29,34 @@ FP16_MIN_COSINE = 0.9999
 TIE_MARGIN = 1e-3
 
 
+# An export's error against PyTorch fp32 may reach a few times the model's own fp32-vs-float64 error
+# (its rounding floor, measured by ``prepare_check.rounding_floor``): both round, in different orders.
+FLOOR_FACTOR = 4
+# Past this many floors, or with a changed direction of the logits, an error is not rounding.
+ROUNDING_LIMIT = 20
+
+
+def tolerance(rtol: float, scale: float, floor: float | None) -> tuple[float, str]:
+    """The default tolerance and its rule: the larger of ``rtol`` x max |output| and FLOOR_FACTOR x
+    the model's rounding floor (None: not measured)."""
+    fixed = rtol * (scale or 1.0)
+    if floor is not None and FLOOR_FACTOR * floor > fixed:
+        return FLOOR_FACTOR * floor, (f"{FLOOR_FACTOR} x the model's fp32 rounding floor {floor:.3g} "
+                                      f"({rtol:.0e} x max |output| would be {fixed:.3g})")
+    return fixed, f"{rtol:.0e} x max |output|" if scale else f"{rtol:.0e} (outputs all 0)"
+
+
+def diagnosis(max_abs: float, cosine: float, top1: float, floor: float | None) -> str:
+    """Rounding or wrong, in words, for a failure line."""
+    if floor and max_abs <= ROUNDING_LIMIT * floor and cosine >= 0.9999 and top1 == 1.0:
+        return (f"within {max_abs / floor:.1f} x this model's own fp32 rounding floor ({floor:.3g}) with cosine "
+                f"{cosine:.6f} and every top-1 kept: rounding, not a wrong export; --atol {max_abs * 1.5:.2g} "
+                "accepts it")
+    floor_text = f", {max_abs / floor:.0f} x the rounding floor {floor:.3g}" if floor else ""
+    return (f"wrong, not rounding (cosine {cosine:.6f}, top-1 agreement {top1:.0%}{floor_text}): a larger --atol "
+            "would hide a real difference")
+
+
 @dataclass
 class InputSet:
     name: str
@@ -115,10 +143,10 @@ def reference_outputs(reference_fn: Callable[[np.ndarray], np.ndarray], inputs: 
 
 def compare(artifact: str, reference: Callable[[np.ndarray], np.ndarray] | list[np.ndarray],
             candidate_fn: Callable[[np.ndarray], np.ndarray], inputs: list[InputSet],
-            *, atol: float | None = None, rtol: float = DEFAULT_RTOL) -> Equivalence:
+            *, atol: float | None = None, rtol: float = DEFAULT_RTOL, floor: float | None = None) -> Equivalence:
     """Run every batch through the candidate and compare with the reference (a function, or its
-    outputs from ``reference_outputs``). The tolerance is ``atol`` when given, else
-    ``rtol * max |reference output|``."""
+    outputs from ``reference_outputs``). The tolerance is ``atol`` when given, else the larger of
+    ``rtol * max |reference output|`` and FLOOR_FACTOR x ``floor`` (the model's rounding floor)."""
     refs = reference if isinstance(reference, list) else reference_outputs(reference, inputs)
     outs, per_input = [], []
     for s, r in zip(inputs, refs):
@@ -131,9 +159,8 @@ def compare(artifact: str, reference: Callable[[np.ndarray], np.ndarray] | list[
     out = np.concatenate(outs)
     figures = _figures(ref, out)
     scale = float(np.abs(ref).max())
-    tolerance = atol if atol is not None else rtol * (scale or 1.0)
-    rule = "--atol" if atol is not None else f"{rtol:.0e} x max |output|" if scale else f"{rtol:.0e} (outputs all 0)"
-    return Equivalence(artifact=artifact, passed=bool(figures["max_abs"] <= tolerance), tolerance=tolerance,
+    tol, rule = (atol, "--atol") if atol is not None else tolerance(rtol, scale, floor)
+    return Equivalence(artifact=artifact, passed=bool(figures["max_abs"] <= tol), tolerance=tol,
                        samples=len(ref), per_input=per_input, output_scale=scale, tolerance_rule=rule, **figures)
 
 

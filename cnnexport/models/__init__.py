@@ -17,6 +17,7 @@ from torch import nn
 # Importing a family's file registers its builders.
 from . import alexnet, densenet, inception, lenet, mobilenet, resnet, shufflenet, squeezenet, vgg  # noqa: F401
 from ..errors import UnknownModelError, WeightsError
+from .timm_source import create_timm_model, is_timm_spec
 from .registry import ModelInfo, is_registered, list_models, model_info, register_model
 from .weights import load_weights, read_state_dict
 
@@ -86,11 +87,14 @@ def create_model(name: str, num_classes: int | None = None, weights: str | os.Pa
 
 
 def load_model(spec: str, num_classes: int | None = None, weights: str | os.PathLike | None = None) -> nn.Module:
-    """A registry name (in eval mode), or ``package.module:callable`` returning an ``nn.Module``, in
+    """A registry name (in eval mode), ``timm:NAME`` (timm's architecture, random weights unless
+    ``weights``), or ``package.module:callable`` returning an ``nn.Module``, in
     the mode the callable returned it (``prepare`` records it and exports in eval mode). The
     current folder is on the import path for ``package.module``, as with ``python -m``."""
     if is_registered(spec) or ":" not in spec:
         return create_model(spec, num_classes=num_classes, weights=weights)
+    if is_timm_spec(spec):
+        return create_timm_model(spec, num_classes=num_classes, weights=weights)
     factory = import_callable(spec)
     kwargs = {"num_classes": num_classes} if num_classes is not None else {}
     model = factory(**kwargs) if callable(factory) and not isinstance(factory, nn.Module) else factory

@@ -1,0 +1,85 @@
+"""Two facts measured in PyTorch before anything is exported.
+
+* The model's own rounding floor: its fp32 outputs against the same model run in float64 on the
+  same inputs. A correct export of a model whose fp32 result is already 8e-4 away from the exact one
+  cannot be held to 1e-4; the tolerance takes the larger of the fixed rule and a small multiple of
+  this floor, and a failure says which side of it the error lies.
+* Whether ``prepare`` kept what the model computes: the prepared module against the original. When
+  it did not, the changes are bisected (``prepare_with_summary(limit=k)``) to name the first one that
+  broke it.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Callable
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..errors import PrepareError
+from .verify import InputSet, compare, diagnosis
+
+
+# fp32 rounding moves a deep network's outputs by 1e-7 to 1e-3 of their scale; a larger difference
+# between fp32 and float64 is not rounding (a model that keeps state, or computes differently in
+# float64), and does not raise the tolerance.
+FLOOR_MAX_RELATIVE = 1e-2
+
+
+def rounding_floor(module: nn.Module, inputs: list[InputSet], refs: list[np.ndarray],
+                   forward: Callable[[nn.Module, torch.Tensor], torch.Tensor]) -> float | None:
+    """max |fp32 output - float64 output| of ``module`` over ``inputs`` (``refs``: its fp32 outputs),
+    or None when the model does not run in float64 or the difference is too large to be rounding."""
+    try:
+        double = copy.deepcopy(module).double().eval()
+        with torch.no_grad():
+            worst = 0.0
+            for s, ref in zip(inputs, refs):
+                exact = np.concatenate([forward(double, torch.from_numpy(b).double()).numpy() for b in s.batches])
+                worst = max(worst, float(np.abs(exact.reshape(ref.shape) - ref.astype(np.float64)).max()))
+        scale = max(float(np.abs(r).max()) for r in refs)
+        return worst if worst <= FLOOR_MAX_RELATIVE * (scale or 1.0) else None
+    except Exception:  # an op without a float64 kernel, a dtype the model hard-codes
+        return None
+
+
+def check_prepared(prepared: nn.Module, refs: list[np.ndarray], inputs: list[InputSet], tol: float,
+                   forward: Callable[[nn.Module, torch.Tensor], torch.Tensor],
+                   rebuild: Callable[[int], nn.Module], changes: list[str], floor: float | None) -> dict:
+    """The prepared module against the original's ``refs``; on a mismatch, raise a PrepareError that
+    names the first change (of ``changes``, made in order; ``rebuild(k)`` makes the first k) that breaks it."""
+    def outputs(model: nn.Module) -> Callable[[np.ndarray], np.ndarray]:
+        return lambda b: forward(model, torch.from_numpy(b)).numpy()
+
+    with torch.no_grad():
+        try:
+            eq = compare("prepared module", refs, outputs(prepared), inputs, atol=tol)
+        except ValueError as exc:  # outputs not shaped per sample: the export's own checks name that
+            return {"passed": None, "skipped": str(exc)}
+        if eq.passed:
+            return {"max_abs": eq.max_abs, "cosine": eq.cosine, "tolerance": tol, "passed": True,
+                    "changes": len(changes)}
+        unchanged = compare("", refs, outputs(rebuild(0)), inputs, atol=tol)
+        if not unchanged.passed:
+            raise PrepareError(
+                f"the model does not give the same outputs twice: an unchanged copy of it differs from it by "
+                f"{unchanged.max_abs:.3g} (cosine {unchanged.cosine:.6f}) on the same inputs; it keeps state between "
+                "calls or is random in eval mode, and cnnexport cannot prove an export of what it cannot reproduce; "
+                "make its eval-mode forward a pure function of its input")
+        lo, hi = 0, len(changes)  # the first lo changes keep the outputs; the first hi do not
+        while hi - lo > 1:
+            mid = (lo + hi) // 2
+            if compare("", refs, outputs(rebuild(mid)), inputs, atol=tol).passed:
+                lo = mid
+            else:
+                hi = mid
+    culprit = changes[hi - 1] if changes else "(no change recorded)"
+    fix = ("export it without reparameterisation with --no-reparameterize" if culprit.startswith("reparameterise")
+           else "export it unfolded with --no-fold-bn")
+    raise PrepareError(
+        f"preparation failed: '{culprit}' changed what the model computes (max abs error {eq.max_abs:.3g} > "
+        f"{tol:.3g}, cosine {eq.cosine:.6f}: {diagnosis(eq.max_abs, eq.cosine, eq.top1_agreement, floor)}); "
+        f"nothing was exported; {fix}, and please report the model")
+

@@ -1,0 +1,100 @@
+"""timm's architectures as a model source: ``cnnexport timm:NAME`` (the ``timm`` extra).
+
+Nothing is downloaded: the architecture is built by name with random weights, and ``--weights``
+loads a local checkpoint (timm's own state_dict names).
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+
+from torch import nn
+
+from ..errors import UnknownModelError
+
+PREFIX = "timm:"
+
+# PyPI's torchvision for x86_64 Linux is built against CUDA torch: beside the CPU torch its compiled
+# ops (_C.so) do not load, and its Python side then fails at import while it registers fake kernels
+# for these two operators ('operator torchvision::nms does not exist'). timm needs torchvision's
+# Python side only (transforms, FrozenBatchNorm2d), never these ops: declaring their schemas lets it
+# import, and calling them still fails with torchvision's own message about its C++ ops.
+_TORCHVISION_SCHEMAS = (
+    "nms(Tensor dets, Tensor scores, float iou_threshold) -> Tensor",
+    "qnms(Tensor dets, Tensor scores, float iou_threshold) -> Tensor",
+)
+_fragment = None  # the torch.library fragment must outlive the call that made it
+
+
+def import_torchvision():
+    """torchvision, importable beside a torch build its compiled ops were not made for."""
+    global _fragment
+    try:
+        return importlib.import_module("torchvision")
+    except RuntimeError as exc:
+        if "torchvision::" not in str(exc):
+            raise
+    import sys
+
+    import torch
+
+    for name in [m for m in sys.modules if m == "torchvision" or m.startswith("torchvision.")]:
+        del sys.modules[name]  # the half-imported package
+    if _fragment is None:
+        _fragment = torch.library.Library("torchvision", "FRAGMENT")
+        for schema in _TORCHVISION_SCHEMAS:
+            name = schema.split("(")[0]
+            if not hasattr(torch.ops.torchvision, name) or not _has_schema(name):
+                _fragment.define(schema)
+    return importlib.import_module("torchvision")
+
+
+def _has_schema(name: str) -> bool:
+    import torch
+
+    try:
+        getattr(torch.ops.torchvision, name).default
+        return True
+    except (AttributeError, RuntimeError):
+        return False
+
+
+def import_timm():
+    """The timm package, or an UnknownModelError naming the extra to install."""
+    try:
+        import_torchvision()
+        return importlib.import_module("timm")
+    except ModuleNotFoundError as exc:
+        raise UnknownModelError(f"timm models need the timm package ({exc.name} is not installed): "
+                                "pip install -c constraints.txt 'cnnexport[timm]'") from None
+
+
+def is_timm_spec(spec: str) -> bool:
+    return spec.startswith(PREFIX)
+
+
+def create_timm_model(spec: str, num_classes: int | None = None,
+                      weights: str | os.PathLike | None = None) -> nn.Module:
+    """``timm:NAME`` built by timm (random weights; ``weights``: a local state_dict), in eval mode."""
+    from .weights import load_weights, read_state_dict
+
+    name = spec[len(PREFIX):]
+    timm = import_timm()
+    if not name or not timm.is_model(name):
+        close = timm.list_models(f"*{name}*")[:5] if name else []
+        hint = f"; close names: {', '.join(close)}" if close else "; list them with: python -c \"import timm; " \
+                                                                  "print(timm.list_models('*net*'))\""
+        raise UnknownModelError(f"'{name}' is not a timm architecture{hint}")
+    kwargs = {"num_classes": num_classes} if num_classes is not None else {}
+    model = timm.create_model(name, pretrained=False, **kwargs)
+    if weights is not None:
+        load_weights(model, read_state_dict(weights), source=f"weights for {spec}")
+    model.cnnexport_name = name
+    cfg = getattr(model, "pretrained_cfg", None) or {}
+    if cfg.get("mean") and cfg.get("std"):
+        model.cnnexport_preprocess = {"mean": tuple(cfg["mean"]), "std": tuple(cfg["std"]),
+                                      **({"crop_fraction": float(cfg["crop_pct"])} if cfg.get("crop_pct") else {})}
+    if cfg.get("input_size"):
+        model.cnnexport_input_size = tuple(cfg["input_size"])
+    return model.eval()
