@@ -351,3 +351,32 @@ def test_user_module_mixing_every_layer_kind(tmp_path, exporter):
     kept = {k["type"] for k in report["graph"]["kept_normalizations"]}
     assert kept == {"GroupNorm", "LayerNorm"}
     assert report["equivalence"][0]["passed"] and report["equivalence"][0]["cosine"] > 0.99999
+
+
+def test_fold_takes_a_per_channel_mul_and_add_after_a_conv(tmp_path):
+    """What an unfolded BN leaves when it is exported as arithmetic: Conv -> Mul -> Add by per-channel
+    constants. The ONNX-level fold (the export's last line of defence) puts both into the conv."""
+    from cnnexport.exporter.graph import check
+    from cnnexport.exporter.onnx_fold import fold_file
+
+    class ConvAffine(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv, self.other = nn.Conv2d(3, 4, 3), nn.Conv2d(3, 4, 3)
+            self.register_buffer("scale", torch.rand(1, 4, 1, 1) + 0.5)
+            self.register_buffer("shift", torch.randn(4, 1, 1))
+            self.register_buffer("not_per_channel", torch.rand(1, 1, 6, 6))
+
+        def forward(self, x):
+            y = self.conv(x) * self.scale + self.shift
+            return (self.other(x) + self.not_per_channel) * 2 + y  # varies per pixel: must stay
+
+    src = tmp_path / "affine.onnx"
+    torch.onnx.export(ConvAffine().eval(), torch.randn(1, 3, 8, 8), str(src), dynamo=False, opset_version=18)
+    assert check(src).foldable_affine == 1  # the first conv's Mul (+ Add); the other's Add varies per pixel
+    result = fold_file(src, tmp_path / "folded.onnx")
+    assert result.equivalence["passed"] and result.equivalence["max_rel"] < 1e-5
+    assert sorted(f["what"] for f in result.folded) == ["Add", "Mul"]
+    assert check(tmp_path / "folded.onnx").foldable_affine == 0
+    after = ops(tmp_path / "folded.onnx")
+    assert after["Mul"] == ops(src)["Mul"] - 1 and after["Add"] == ops(src)["Add"] - 1

@@ -192,3 +192,76 @@ def test_simplify_file_to_file_in_place_and_beside(small_net, tmp_path):
     tool, _, _ = simplify(src, src)
     assert tool == "onnxsim" and check(src).nodes == after.nodes
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.onnx", "b.onnx"]
+
+
+@pytest.mark.parametrize("simplify", [True, False])
+def test_foreign_blocks_export_folded_and_verified(tmp_path, simplify):
+    """A BatchNorm subclass with an activation, conv-norm-act blocks, a functional batch_norm and a block
+    with reparameterize(): folded where the call is, verified, and the saved file proves it."""
+    from test_prepare import foreign_net
+
+    from cnnexport.exporter.onnx_fold import count_affine_after_conv
+
+    report = cnnexport.export(foreign_net(), (1, 3, 32, 32), tmp_path / "f", name="foreign", simplify=simplify)
+    path = tmp_path / "f" / "foreign.onnx"
+    ops = _ops(path)
+    assert "BatchNormalization" not in ops and ops.get("Mul", 0) == 0  # every BN sat after a conv
+    assert count_affine_after_conv(onnx.load(str(path))) == 0 == report["graph"]["foldable_affine_after_conv"]
+    assert ops["Conv"] == 4 and ops["HardSwish"] == 2  # rep's two branches are one conv; activations kept
+    levels = {(f["level"], f["count"]) for f in report["graph"]["folded"]}
+    assert ("graph", 3) in levels or {("graph", 2), ("graph", 1)} <= levels, levels
+    assert report["prepare"]["reparameterized"][0]["module"] == "rep"
+    assert report["prepare"]["check"]["passed"] is True
+    assert report["equivalence"][0]["passed"] and report["equivalence"][0]["cosine"] > 0.99999
+
+
+def test_a_prepare_change_that_breaks_the_model_is_named(tmp_path, monkeypatch):
+    from test_prepare import foreign_net
+
+    import cnnexport.exporter.prepare as prepare_mod
+
+    real = prepare_mod.folded_params
+
+    def wrong_for_depthwise(weight, bias, bn, transposed_groups=None):
+        w, b = real(weight, bias, bn, transposed_groups)
+        return (w * -1, b) if weight.shape[1] == 1 else (w, b)  # a bug that hits only the depthwise conv
+
+    monkeypatch.setattr(prepare_mod, "folded_params", wrong_for_depthwise)
+    with pytest.raises(VerificationError) as exc:
+        cnnexport.export(foreign_net(), (1, 3, 32, 32), tmp_path / "b", name="broken")
+    message = str(exc.value)
+    assert message.startswith("preparation failed: 'fold ") and "into Conv2d 'dw.conv'" in message
+    assert "--no-fold-bn" in message and "raise --atol" not in message and "wrong, not rounding" in message
+    assert not (tmp_path / "b").exists()
+
+
+def test_rounding_floor_is_measured_and_raises_the_tolerance_only_above_the_fixed_rule(small_net, tmp_path):
+    report = _export(small_net, tmp_path)
+    floor = report["rounding_floor"]
+    assert 0 < floor["max_abs"] < 1e-4 * report["equivalence"][0]["output_scale"]
+    assert report["equivalence"][0]["tolerance_rule"] == "1e-04 x max |output|"
+
+    class Offset(nn.Module):  # adds and removes 1e5: fp32 keeps ~3 decimals of the result, float64 all
+        def __init__(self):
+            super().__init__()
+            torch.manual_seed(0)
+            self.fc = nn.Linear(64, 10)
+
+        def forward(self, x):
+            return (self.fc(x.flatten(1)) + 1e5) - 1e5
+
+    out = cnnexport.export(Offset(), (1, 1, 8, 8), tmp_path / "offset", name="offset", photos=False)
+    eq, floor = out["equivalence"][0], out["rounding_floor"]["max_abs"]
+    assert eq["passed"] and floor > 1e-4 * eq["output_scale"]  # the fixed rule alone could not hold it
+    assert eq["tolerance"] == pytest.approx(4 * floor) and eq["tolerance_rule"].startswith("4 x the model's fp32")
+
+
+def test_failure_diagnosis_tells_rounding_from_wrong():
+    from cnnexport.exporter.verify import diagnosis, tolerance
+
+    assert "rounding, not a wrong export" in diagnosis(3e-4, 0.999999, 1.0, floor=1e-4)
+    assert "wrong, not rounding" in diagnosis(3e-4, 0.98, 1.0, floor=1e-4)     # the direction changed
+    assert "wrong, not rounding" in diagnosis(5e-2, 0.999999, 1.0, floor=1e-4)  # 500 floors away
+    assert "wrong, not rounding" in diagnosis(3e-4, 0.999999, 1.0, floor=None)  # no floor measured
+    assert tolerance(1e-4, 10.0, None) == (1e-3, "1e-04 x max |output|")
+    assert tolerance(1e-4, 10.0, 1e-3)[0] == 4e-3 and tolerance(1e-4, 10.0, 1e-5)[0] == 1e-3

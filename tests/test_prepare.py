@@ -128,3 +128,175 @@ def test_every_dropout_kind_becomes_identity(drop):
     model = nn.Sequential(nn.Conv2d(3, 3, 1), drop)
     prepared = prepare(model)
     assert isinstance(prepared[1], nn.Identity)
+
+
+# --- model code the project did not write (timm's blocks, users' own) ---------------------------------
+
+class BatchNormAct(nn.BatchNorm2d):
+    """A BatchNorm subclass whose forward adds an activation (timm's BatchNormAct2d does this)."""
+
+    def __init__(self, n):
+        super().__init__(n)
+        self.act = nn.Hardswish()
+
+    def forward(self, x):
+        torch._assert(x.ndim == 4, "expected NCHW")  # reads the conv's output's shape: folding must not mind it
+        x = nn.functional.batch_norm(x, self.running_mean, self.running_var, self.weight, self.bias,
+                                     self.training, self.momentum, self.eps)
+        return self.act(x)
+
+
+class ConvNormAct(nn.Module):
+    """A conv-norm-act block: the BN sits in a submodule whose forward is not torch's."""
+
+    def __init__(self, cin, cout, stride=1, groups=1):
+        super().__init__()
+        self.conv = nn.Conv2d(cin, cout, 3, stride, 1, groups=groups, bias=False)
+        self.bn = BatchNormAct(cout)
+
+    def forward(self, x):
+        return self.bn(self.conv(x))
+
+
+class FunctionalBN(nn.Module):
+    """A block calling F.conv2d and F.batch_norm on its own parameters and buffers."""
+
+    def __init__(self, cin, cout):
+        super().__init__()
+        self.weight = nn.Parameter(torch.randn(cout, cin, 3, 3) * 0.2)
+        for name, value in (("mean", torch.randn(cout) * 0.3), ("var", torch.rand(cout) + 0.2),
+                            ("gamma", torch.rand(cout) + 0.5), ("beta", torch.randn(cout) * 0.1)):
+            self.register_buffer(name, value)
+
+    def forward(self, x):
+        y = nn.functional.conv2d(x, self.weight, None, 1, 1)  # no bias: folding adds one
+        return torch.relu(nn.functional.batch_norm(y, self.mean, self.var, self.gamma, self.beta, False, 0.1, 1e-3))
+
+
+class RepBlock(nn.Module):
+    """RepVGG's idea: 3x3 + 1x1 branches in training, one 3x3 conv after ``reparameterize()``."""
+
+    def __init__(self, c):
+        super().__init__()
+        self.k3 = nn.Conv2d(c, c, 3, padding=1)
+        self.k1 = nn.Conv2d(c, c, 1)
+        self.fused = None
+
+    def reparameterize(self):
+        fused = nn.Conv2d(self.k3.in_channels, self.k3.out_channels, 3, padding=1)
+        with torch.no_grad():
+            fused.weight.copy_(self.k3.weight + nn.functional.pad(self.k1.weight, [1, 1, 1, 1]))
+            fused.bias.copy_(self.k3.bias + self.k1.bias)
+        self.fused, self.k3, self.k1 = fused, None, None
+
+    def forward(self, x):
+        if self.fused is not None:
+            return torch.relu(self.fused(x))
+        return torch.relu(self.k3(x) + self.k1(x))
+
+
+class ForeignNet(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.stem = ConvNormAct(3, 8, stride=2)
+        self.dw = ConvNormAct(8, 8, groups=8)
+        self.func = FunctionalBN(8, 8)
+        self.rep = RepBlock(8)
+        self.head = nn.Linear(8, 5)
+
+    def forward(self, x):
+        x = self.rep(self.func(self.dw(self.stem(x))))
+        return self.head(x.mean((2, 3)))
+
+
+def foreign_net(seed: int = 0) -> nn.Module:
+    torch.manual_seed(seed)
+    return randomize_bn_stats(ForeignNet(), seed).eval()
+
+
+def test_batchnorm_subclass_with_its_own_forward_keeps_its_activation():
+    model = nn.Sequential(nn.Conv2d(3, 6, 3), BatchNormAct(6)).eval()
+    randomize_bn_stats(model)
+    prepared, summary = prepare_with_summary(model)
+    x = torch.randn(2, 3, 9, 9)
+    with torch.no_grad():
+        assert torch.allclose(prepared(x), model(x), atol=1e-5)
+    assert [(f["into"], f["level"]) for f in summary.folded] == [("0", "graph")]
+    assert not summary.scale_shift
+    # the activation stays (the subclass became its own forward without the batch_norm call)
+    assert any(isinstance(m, nn.Hardswish) for m in prepared.modules())
+    assert not any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in prepared.modules())
+
+
+def test_conv_norm_act_functional_bn_and_reparameterisation_fold_exactly():
+    model = foreign_net()
+    prepared, summary = prepare_with_summary(model)
+    x = torch.randn(3, 3, 16, 16)
+    with torch.no_grad():
+        expected = model(x)
+        assert (prepared(x) - expected).abs().max() <= 1e-5 * expected.abs().max()
+    into = {f["into"] for f in summary.folded}
+    assert into == {"stem.conv", "dw.conv", "func"}, into  # func: its own conv2d call's weight
+    assert summary.reparameterized == [{"module": "rep", "type": "RepBlock", "method": "reparameterize",
+                                        "became": "RepBlock"}]
+    assert model.rep.fused is None  # the caller's model is untouched
+    plain, plain_summary = prepare_with_summary(model, reparameterize=False)
+    assert plain_summary.reparameterized == [] and plain.rep.fused is None
+
+
+def test_a_module_with_a_hook_is_not_replaced():
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4)).eval()
+    randomize_bn_stats(model)
+    model[1].register_forward_hook(lambda m, i, o: o * 2)
+    prepared, summary = prepare_with_summary(model)
+    x = torch.randn(1, 3, 8, 8)
+    with torch.no_grad():
+        assert torch.allclose(prepared(x), model(x), atol=1e-5)
+    assert not summary.folded
+    assert any("hook" in k["reason"] for k in summary.kept_normalizations)
+
+
+def test_untraceable_module_is_kept_whole_and_its_children_still_fold():
+    class DataDependent(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.inner = nn.Sequential(nn.Conv2d(4, 4, 1), nn.BatchNorm2d(4))
+
+        def forward(self, x):
+            return self.inner(x) if x.sum() > -1e9 else x  # control flow on values: fx cannot trace it
+
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), BatchNormAct(4), DataDependent()).eval()
+    randomize_bn_stats(model)
+    prepared, summary = prepare_with_summary(model)
+    x = torch.randn(2, 3, 8, 8)
+    with torch.no_grad():
+        assert torch.allclose(prepared(x), model(x), atol=1e-5)
+    assert {f["into"] for f in summary.folded} == {"0", "2.inner.0"}
+    assert any("'2'" in w and "could not trace" in w for w in summary.warnings)
+
+
+def test_bn_after_a_concatenation_of_convs_folds_into_each():
+    class Mixed(nn.Module):  # timm's MixedConv2d: channel groups through different kernels, concatenated
+        def __init__(self):
+            super().__init__()
+            self.a, self.b = nn.Conv2d(3, 2, 3, padding=1), nn.Conv2d(3, 3, 5, padding=2)
+            self.bn = nn.BatchNorm2d(5)
+
+        def forward(self, x):
+            return self.bn(torch.cat([self.a(x), self.b(x)], 1))
+
+    model = randomize_bn_stats(Mixed()).eval()
+    prepared, summary = prepare_with_summary(model)
+    x = torch.randn(2, 3, 8, 8)
+    with torch.no_grad():
+        assert torch.allclose(prepared(x), model(x), atol=1e-5)
+    assert [(f["into"], f["channels"]) for f in summary.folded] == [("a", [0, 2]), ("b", [2, 5])]
+    assert isinstance(prepared.bn, nn.Identity)
+
+
+def test_prepare_limit_makes_only_the_first_changes():
+    model = foreign_net()
+    _, full = prepare_with_summary(model)
+    assert len(full.changes) >= 4
+    _, first_two = prepare_with_summary(model, limit=2)
+    assert first_two.changes == full.changes[:2]

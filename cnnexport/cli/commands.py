@@ -200,6 +200,9 @@ def _keep_float(value: str) -> tuple[str, ...]:
                    "(the fewest modules that reach --int8-min-cosine on the calibration samples).")
 @click.option("--fold-bn/--no-fold-bn", default=True, show_default=True,
               help="Fold BatchNorm into the preceding conv before export.")
+@click.option("--reparameterize/--no-reparameterize", default=True, show_default=True,
+              help="Apply the deploy-time conversions blocks offer (reparameterize(), switch_to_deploy(), fuse(): "
+                   "RepVGG, MobileOne branches become one conv).")
 @click.option("--exporter", type=click.Choice(["torchscript", "dynamo"]), default="torchscript", show_default=True)
 @click.option("--opset", type=int, default=18, show_default=True, help="ONNX opset.")
 @click.option("--batch", type=int, default=None, help="Static batch size (default: dynamic batch axis).")
@@ -215,7 +218,8 @@ def _keep_float(value: str) -> tuple[str, ...]:
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON on stdout, nothing else.")
 def export_cmd(model, formats, tflite_layout, executorch_max_batch, engine_max_batch, want_fp16, fp16_io, want_int8,
                calib, calib_count, int8_min_cosine, eval_source, eval_count, int8_max_drop, calib_method, keep_float,
-               fold_bn, exporter, opset, batch, input_size, num_classes, weights, output_dir, simplify, atol, as_json):
+               fold_bn, reparameterize, exporter, opset, batch, input_size, num_classes, weights, output_dir, simplify,
+               atol, as_json):
     """Prepare MODEL (a registry name, timm:NAME or package.module:callable), export it and prove it matches PyTorch."""
     if batch is not None and not 1 <= batch <= 4096:
         raise UsageError(f"bad --batch {batch}: use 1..4096, or leave it out for a dynamic batch axis")
@@ -236,7 +240,8 @@ def export_cmd(model, formats, tflite_layout, executorch_max_batch, engine_max_b
         module = load_model(model, num_classes=num_classes, weights=weights)
         default_size = getattr(module, "cnnexport_input_size", None) or default_size  # timm's pretrained_cfg
         chw = parse_input_size(input_size, default_size[0]) if input_size else default_size
-        report = export(module, (batch or 1, *chw), output_dir, name=name, fold_bn=fold_bn, exporter=exporter,
+        report = export(module, (batch or 1, *chw), output_dir, name=name, fold_bn=fold_bn,
+                        reparameterize=reparameterize, exporter=exporter,
                         opset=opset, dynamic_batch=batch is None, simplify=simplify, atol=atol, formats=formats,
                         tflite_layout=tflite_layout, executorch_max_batch=executorch_max_batch, fp16=want_fp16,
                         fp16_io=fp16_io, engine_max_batch=engine_max_batch, int8=want_int8,

@@ -102,10 +102,16 @@ def print_export_summary(report: dict) -> None:
             table.add_row(label, *cells)
     console.print(table)
     p = report["prepare"]
+    inside = sum(1 for f in p["folded"] if f.get("level") == "graph")
+    in_onnx = sum(f["count"] for f in g.get("folded", []) if f.get("level") == "onnx")
     console.print(f"graph: {g['nodes_before_simplify']} -> {g['nodes_after_simplify']} nodes ({g['simplifier']}), "
                   f"{g['batchnorm_nodes']} BatchNormalization, {g['dropout_nodes']} Dropout; "
-                  f"folded {len(p['folded'])} BN into convs, {len(p['scale_shift'])} as scale+shift, "
-                  f"removed {p['dropout_removed']} train-only random ops"
+                  f"folded {len(p['folded'])} BN into convs"
+                  + (f" ({inside} inside another module's forward)" if inside else "")
+                  + (f", {in_onnx} more in the ONNX file" if in_onnx else "")
+                  + f", {len(p['scale_shift'])} as scale+shift, "
+                  + (f"reparameterised {len(p['reparameterized'])} blocks, " if p.get("reparameterized") else "")
+                  + f"removed {p['dropout_removed']} train-only random ops"
                   + (" (" + ", ".join(f"{t} x{n}" for t, n in p["train_only_removed"].items()) + ")"
                      if p.get("train_only_removed") else ""))
     console.print(f"{report['exporter']} exporter, opset {report['opset']}; "
