@@ -4,6 +4,12 @@ converter and each runtime's equivalence check on its own, failures recorded wit
     python benchmarks/coverage.py [--models 'resnet*'] [--formats onnx,openvino,...]   (default: every format;
                                                                    TensorRT only on a machine with a CUDA GPU)
     python benchmarks/coverage.py --precision fp16      (each format's fp16 file: results/coverage_fp16.json)
+    python benchmarks/coverage.py --source timm         (TIMM_MODELS, random weights and randomised BatchNorm
+                                                          statistics, small input: results/coverage_timm.json)
+
+A timm model's ONNX row is the export itself (``cnnexport.export``: prepare, its check, the rounding
+floor, the ONNX-level fold), run with and without onnxsim; the row records what the saved files hold
+(BatchNormalization nodes, per-channel Mul/Add a conv could absorb) and what prepare did.
 
 Appends to benchmarks/results/coverage.json (resumable: models already there are skipped unless
 --redo); scripts/coverage_table.py turns it into the README's table.
@@ -22,38 +28,126 @@ import torch
 
 from cnnexport.exporter.formats import ALWAYS, FORMATS, ConvertSource
 from cnnexport.exporter.onnx_export import to_onnx
-from cnnexport.exporter.pipeline import first_tensor, verify_artifact
+from cnnexport.exporter.pipeline import _fold_onnx as fold_onnx, first_tensor, verify_artifact
 from cnnexport.exporter.prepare import prepare
+from cnnexport.exporter.prepare_check import rounding_floor
 from cnnexport.exporter.simplify import simplify
 from cnnexport.exporter.verify import FP16_RTOL, fp16_verdict, make_inputs, reference_outputs
 from cnnexport.exporter.report_fields import versions
 from cnnexport.models import create_model, list_models, model_info
 
 RESULTS = Path(__file__).parent / "results" / "coverage.json"
+RESULTS_TIMM = RESULTS.with_name("coverage_timm.json")
+
+# timm architectures: CNNs of every family timm has (BatchNormAct2d, conv-norm-act blocks, reparameterisable
+# blocks, mixed kernels, dense and dual-path blocks, attention inside CNNs), then transformer hybrids.
+TIMM_CNNS = (
+    "resnet18", "resnet50d", "resnext26ts", "seresnet33ts", "ecaresnet26t", "skresnet18", "res2net50_26w_4s",
+    "resnest14d", "regnetx_002", "regnety_002", "regnetz_b16", "dla34", "dpn48b", "densenet121", "hrnet_w18_small",
+    "cspresnet50", "cspdarknet53", "darknet17", "ese_vovnet19b_dw", "selecsls42b", "gernet_s", "repvgg_a0",
+    "mobileone_s0", "efficientnet_b0", "efficientnet_lite0", "tf_efficientnet_b0", "efficientnetv2_rw_t",
+    "tf_efficientnetv2_b0", "mobilenetv2_100", "mobilenetv3_large_100", "tf_mobilenetv3_small_100",
+    "mobilenetv4_conv_small", "mnasnet_100", "fbnetc_100", "mixnet_s", "tinynet_e", "lcnet_050", "ghostnet_100",
+    "ghostnetv2_100", "repghostnet_050", "rexnet_100", "hardcorenas_a", "inception_v3", "xception41", "vgg11_bn",
+    "nf_resnet26", "gcresnet33ts", "convnext_atto",
+)
+TIMM_HYBRIDS = ("mobilevit_xxs", "mobilevitv2_050", "fastvit_t8", "efficientvit_m0", "levit_128s", "edgenext_xx_small",
+                "botnet26t_256")
+TIMM_MODELS = TIMM_CNNS + TIMM_HYBRIDS
+TIMM_SIZE = 96  # small input; a model that takes only its own size is run at that
+
+
+def randomize_bn_stats(model, seed: int = 0):
+    """Non-trivial running statistics and affine parameters in every BatchNorm, as training leaves them."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, torch.nn.modules.batchnorm._BatchNorm) and m.running_mean is not None:
+                n = m.num_features
+                m.running_mean.copy_(torch.randn(n, generator=g) * 0.5)
+                m.running_var.copy_(torch.rand(n, generator=g) * 2 + 0.1)
+                if m.weight is not None:
+                    m.weight.copy_(torch.rand(n, generator=g) + 0.5)
+                    m.bias.copy_(torch.randn(n, generator=g) * 0.2)
+    return model
+
+
+def timm_model(name: str):
+    """(model, input shape): timm's ``name`` with random weights (seed 0) and randomised BN statistics,
+    at TIMM_SIZE where it runs there, else at its own input size."""
+    from cnnexport.models.timm_source import create_timm_model
+
+    torch.manual_seed(0)
+    model = randomize_bn_stats(create_timm_model(f"timm:{name}", num_classes=100))
+    for size in (TIMM_SIZE, model.cnnexport_input_size[1]):
+        try:
+            with torch.no_grad():
+                model(torch.zeros(1, 3, size, size))
+            return model, (1, 3, size, size)
+        except Exception:
+            continue
+    raise RuntimeError(f"{name} does not run at {TIMM_SIZE} or its own size")
+
+
+def export_row(name: str, model, shape) -> dict:
+    """The export itself, with and without onnxsim: what prepare did and what the saved files hold."""
+    import onnx
+
+    import cnnexport
+    from cnnexport.exporter.onnx_fold import count_affine_after_conv
+
+    row = {"model": name, "format": ALWAYS, "input": list(shape), "converts": False, "verifies": False}
+    for simplified in (True, False):
+        t0 = time.perf_counter()
+        with tempfile.TemporaryDirectory() as tmp:
+            try:
+                report = cnnexport.export(model, shape, tmp, name=name, simplify=simplified)
+            except Exception as exc:
+                row.setdefault("error", _error(exc))
+                continue
+            graph = onnx.load(str(Path(tmp) / f"{name}.onnx"))
+        key = "" if simplified else "no_simplify_"
+        eq, prep = report["equivalence"][0], report["prepare"]
+        row.update({f"{key}bn_nodes": sum(n.op_type == "BatchNormalization" for n in graph.graph.node),
+                    f"{key}foldable_affine": count_affine_after_conv(graph), f"{key}verifies": eq["passed"]})
+        if simplified:
+            row.update(converts=True, verifies=eq["passed"], max_rel=eq["max_rel"], cosine=eq["cosine"],
+                       top1_agreement=eq["top1_agreement"], tolerance_rule=eq["tolerance_rule"],
+                       convert_s=round(time.perf_counter() - t0, 2),
+                       rounding_floor_rel=report["rounding_floor"]["relative"],
+                       folded={lv: sum(f["count"] for f in report["graph"]["folded"] if f.get("level") == lv)
+                               for lv in ("module", "graph", "onnx")},
+                       scale_shift=len(prep["scale_shift"]), reparameterized=len(prep["reparameterized"]),
+                       kept_norms=report["graph"]["kept_normalizations"],
+                       warnings=[w for w in report["warnings"] if "could not trace" in w])
+    return row
 
 
 def _error(exc: BaseException) -> str:
     return next((ln for ln in str(exc).splitlines() if ln.strip()), type(exc).__name__)[:300]
 
 
-def cover(name: str, formats: list[str], precision: str = "fp32") -> list[dict]:
-    """Each format's file of ``name`` (random weights, seed 0) converted and checked against PyTorch:
-    fp32 at 1e-4 x max |output|, or with ``precision="fp16"`` the fp16 file (made from the fp32 one, as
-    --fp16 does) by fp16's own rule."""
-    info = model_info(name)
-    shape = (1, *info.input_size)
-    torch.manual_seed(0)
-    model = create_model(name)
+def cover(name: str, formats: list[str], precision: str = "fp32", model=None, shape=None) -> list[dict]:
+    """Each format's file of ``name`` (random weights, seed 0; or ``model`` at ``shape``) converted and
+    checked against PyTorch: fp32 at the export's default tolerance (1e-4 x max |output|, or 4 x the
+    model's rounding floor where that is larger), or with ``precision="fp16"`` the fp16 file (made from
+    the fp32 one, as --fp16 does) by fp16's own rule."""
+    if model is None:
+        shape = (1, *model_info(name).input_size)
+        torch.manual_seed(0)
+        model = create_model(name)
     prepared = prepare(model)
     inputs = make_inputs(shape, dynamic_batch=True)
     with torch.no_grad():
         refs = reference_outputs(lambda b: first_tensor(model(torch.from_numpy(b))).numpy(), inputs)
+        floor = rounding_floor(model, inputs, refs, lambda m, x: first_tensor(m(x))) if precision == "fp32" else None
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         d = Path(tmp)
         onnx_path = d / FORMATS[ALWAYS].file_name(name)
         t0 = time.perf_counter()
         to_onnx(prepared, onnx_path, shape)
+        fold_onnx(onnx_path)
         simplify(onnx_path, onnx_path)
         onnx_s = time.perf_counter() - t0
         source = ConvertSource(prepared, onnx_path, shape, tflite_layout="nhwc")
@@ -70,7 +164,7 @@ def cover(name: str, formats: list[str], precision: str = "fp32") -> list[dict]:
                 row["converts"] = True
                 row["convert_s"] = round(onnx_s + time.perf_counter() - t0 if fmt == ALWAYS  # ONNX: the export itself
                                          else time.perf_counter() - t0, 2)
-                checked = verify_artifact(artifact, refs, inputs, None, FP16_RTOL if precision == "fp16" else 1e-4)
+                checked = verify_artifact(artifact, refs, inputs, None, FP16_RTOL if precision == "fp16" else 1e-4, floor)
                 eq = fp16_verdict(checked) if precision == "fp16" else checked.as_dict()
                 row.update(verifies=eq["passed"], max_rel=eq["max_rel"], cosine=eq["cosine"],
                            top1_agreement=eq["top1_agreement"])
@@ -101,20 +195,37 @@ def main() -> None:
     parser.add_argument("--redo", action="store_true")
     parser.add_argument("--precision", choices=("fp32", "fp16"), default="fp32",
                         help="fp16: each fp16 file, into results/coverage_fp16.json")
+    parser.add_argument("--source", choices=("zoo", "timm"), default="zoo",
+                        help="timm: TIMM_MODELS (or --models names), into results/coverage_timm.json")
     args = parser.parse_args()
     results = RESULTS if args.precision == "fp32" else RESULTS.with_name("coverage_fp16.json")
+    if args.source == "timm":
+        results = RESULTS_TIMM
     formats = [f for f in args.formats.split(",") if not FORMATS[f].needs_cuda or _gpu_here(f)]
     if args.precision == "fp16":
         formats = [f for f in formats if FORMATS[f].fp16]
     data = json.loads(results.read_text()) if results.is_file() else {"rows": []}
     done = {(r["model"], r["format"]) for r in data["rows"]}
-    for name in list_models(args.models):
+    names = list_models(args.models) if args.source == "zoo" else (
+        TIMM_MODELS if args.models == "*" else args.models.split(","))
+    for name in names:
         todo = [f for f in formats if args.redo or (name, f) not in done]
         if not todo:
             continue
-        new = cover(name, todo, args.precision)
+        if args.source == "timm":
+            try:
+                model, shape = timm_model(name)
+            except Exception as exc:
+                new = [{"model": name, "format": f, "converts": False, "verifies": False, "error": _error(exc)}
+                       for f in todo]
+            else:
+                new = ([export_row(name, model, shape)] if ALWAYS in todo else []) + (
+                    cover(name, [f for f in todo if f != ALWAYS], model=model, shape=shape)
+                    if any(f != ALWAYS for f in todo) else [])
+        else:
+            new = cover(name, todo, args.precision)
         data["rows"] = [r for r in data["rows"] if not (r["model"] == name and r["format"] in todo)] + new
-        data["versions"] = versions("openvino", "ai-edge-litert", "litert-torch", "ncnn", "pnnx", "executorch", "mnn",
+        data["versions"] = versions(*(("timm", "torchvision") if args.source == "timm" else ()), "openvino", "ai-edge-litert", "litert-torch", "ncnn", "pnnx", "executorch", "mnn",
                                     *(("onnxconverter-common", "ai-edge-quantizer") if args.precision == "fp16" else ()))
         results.parent.mkdir(parents=True, exist_ok=True)
         results.write_text(json.dumps(data, indent=1) + "\n")

@@ -194,3 +194,27 @@ def test_per_layer_own_quantization_sqnr_of_a_relu6_clip_is_clamped_too(tmp_path
     clips = [r["qdq_sqnr_db"] for r in per_layer_sqnr(tmp_path / "m.onnx", tmp_path / "q.onnx", x[:8])
              if r["op"] == "Clip"]
     assert len(clips) >= 30 and min(clips) > 20, clips
+
+
+def test_entropy_calibration_chooses_its_own_thresholds(resnet18_small, tmp_path):
+    """With ONNX Runtime's default 128 bins the entropy calibrator has one candidate (the whole range) and
+    writes minmax's file; with 2048 bins into 128 it picks narrower thresholds for some tensors."""
+    import onnx
+    from onnx import numpy_helper
+
+    def scales(path):
+        g = onnx.load(str(path)).graph
+        inits = {i.name: numpy_helper.to_array(i) for i in g.initializer}
+        return {n.input[0]: float(inits[n.input[1]]) for n in g.node
+                if n.op_type == "QuantizeLinear" and n.input[1] in inits and inits[n.input[1]].size == 1}
+
+    src, x = resnet18_small
+    info = quantize_onnx(src, tmp_path / "minmax.onnx", x[:32])
+    entropy = quantize_onnx(src, tmp_path / "entropy.onnx", x[:32], method="entropy")
+    assert info["method"] == "minmax" and entropy["method"] == "entropy" and entropy["entropy_bins"] == [2048, 128]
+    a, b = scales(tmp_path / "minmax.onnx"), scales(tmp_path / "entropy.onnx")
+    shared = set(a) & set(b)
+    assert len(shared) > 10
+    narrower = [t for t in shared if b[t] < 0.99 * a[t]]
+    assert len(narrower) >= len(shared) // 4, (len(narrower), len(shared))  # clipped outliers: smaller steps
+    assert all(b[t] <= a[t] * 1.0001 for t in shared)  # never wider than the whole range
