@@ -28,7 +28,7 @@ from .onnx_export import DEFAULT_OPSET, EXPORTERS, to_onnx
 from .prepare import prepare_with_summary
 from .report_fields import new_report
 from .simplify import simplify as simplify_onnx
-from .prepare_check import check_prepared, rounding_floor
+from .prepare_check import FLOOR_WARN_RELATIVE, check_prepared, rounding_floor
 from .verify import (DEFAULT_RTOL, FLOOR_FACTOR, FP16_RTOL, compare, diagnosis, fp16_verdict, make_inputs,
                      near_zero_warning, reference_outputs, save_reference, tolerance)
 
@@ -201,6 +201,11 @@ def export(
         refs = reference_outputs(lambda b: first_tensor(module(torch.from_numpy(b))).numpy(), inputs)
         floor = rounding_floor(module, inputs, refs, _forward)
     scale = float(max(np.abs(r).max() for r in refs))
+    if floor is not None and floor > FLOOR_WARN_RELATIVE * (scale or 1.0):
+        report["warnings"].append(
+            f"the model's fp32 outputs are {floor / scale:.1%} of their scale away from float64's on the same inputs: "
+            "fp32 cannot represent this model well (untrained weights or extreme BatchNorm statistics?); the "
+            "tolerance follows that floor")
     report["rounding_floor"] = {"max_abs": floor, "relative": floor / scale if floor is not None and scale else None,
                                 "factor": FLOOR_FACTOR, "how": "PyTorch fp32 against the same model in float64, "
                                                                "on the verification inputs"}
@@ -262,10 +267,7 @@ def export(
         failed = [e for e in report["equivalence"] if not e["passed"]]
         if failed:
             raise VerificationError(
-                "; ".join(f"{e['artifact']}: {e['failure']}" if "failure" in e else
-                          f"{e['artifact']} does not match PyTorch: max abs error {e['max_abs']:.3g} vs tolerance "
-                          f"{e['tolerance']:.3g} (max rel {e['max_rel']:.3g}): "
-                          f"{diagnosis(e['max_abs'], e['cosine'], e['top1_agreement'], floor)}" for e in failed)
+                "; ".join(_failure_line(e, floor) for e in failed)
                 + "; nothing was written",
                 report=report,
             )
@@ -386,6 +388,19 @@ def verify_artifact(artifact: Artifact, refs: list[np.ndarray], inputs: list, at
     model = load_artifact(artifact, (sum(len(b) for b in first), *first[0].shape[1:]))  # ncnn's whole first set
     return compare(artifact.files[0].name, refs, lambda b: run_nchw(model, b), inputs, atol=atol, rtol=rtol,
                    floor=floor)
+
+
+def _failure_line(e: dict, floor: float | None) -> str:
+    """One artifact's failure, with what it means: rounding or wrong (fp32), or the int8 gate it missed."""
+    if "failure" in e:
+        return f"{e['artifact']}: {e['failure']}"
+    if e.get("precision") == "int8":
+        return (f"{e['artifact']} does not match PyTorch: int8 mean cosine {e['cosine_mean']:.4f} misses "
+                f"{e['tolerance']} (lower "
+                "--int8-min-cosine, or calibrate on more or better samples, if this is expected)")
+    return (f"{e['artifact']} does not match PyTorch: max abs error {e['max_abs']:.3g} vs tolerance "
+            f"{e['tolerance']:.3g} (max rel {e['max_rel']:.3g}): "
+            f"{diagnosis(e['max_abs'], e['cosine'], e['top1_agreement'], floor)}")
 
 
 def _forward(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
