@@ -23,6 +23,16 @@ START_FP16, END_FP16 = "<!-- coverage-fp16:start -->", "<!-- coverage-fp16:end -
 COLUMNS = tuple((f.name, f.runtime_label) for f in FORMATS.values())
 
 
+def _cell(model: str, row: dict | None, runtime: str, failures: list[str]) -> str:
+    """One model/runtime cell; a failure is also added to ``failures`` with its error."""
+    if row is None:
+        return "not run"
+    if row["verifies"]:
+        return f"yes ({row['max_rel']:.0e})"
+    failures.append(f"- {model} on {runtime}: {row.get('error', 'unknown error')}")
+    return "converts, fails check" if row["converts"] else "no"
+
+
 def render(data: dict) -> str:
     rows: dict[str, dict[str, dict]] = {}
     for r in data["rows"]:
@@ -35,16 +45,7 @@ def render(data: dict) -> str:
              "|---|" + "---|" * len(columns)]
     failures = []
     for model in sorted(rows):
-        cells = []
-        for fmt, title in columns:
-            r = rows[model].get(fmt)
-            if r is None:
-                cells.append("not run")
-            elif r["verifies"]:
-                cells.append(f"yes ({r['max_rel']:.0e})")
-            else:
-                cells.append("converts, fails check" if r["converts"] else "no")
-                failures.append(f"- {model} on {title}: {r.get('error', 'unknown error')}")
+        cells = [_cell(model, rows[model].get(fmt), title, failures) for fmt, title in columns]
         lines.append(f"| {model} | " + " | ".join(cells) + " |")
     ok = sum(r["verifies"] for r in data["rows"])
     summary = (f"{ok} of {len(data['rows'])} model/runtime pairs convert and match PyTorch "
@@ -111,15 +112,7 @@ def render_timm(data: dict) -> str:
                  (f"{e['bn_nodes']}, {e['foldable_affine']}; {e.get('no_simplify_bn_nodes', '')}, "
                   f"{e.get('no_simplify_foldable_affine', '')}") if "bn_nodes" in e else "",
                  f"{e['rounding_floor_rel']:.0e}" if e.get("rounding_floor_rel") else ""]
-        for f in formats:
-            r = rows[model].get(f.name)
-            if r is None:
-                cells.append("not run")
-            elif r["verifies"]:
-                cells.append(f"yes ({r['max_rel']:.0e})")
-            else:
-                cells.append("converts, fails check" if r["converts"] else "no")
-                failures.append(f"- {model} on {f.runtime_label}: {r.get('error', 'unknown error')}")
+        cells += [_cell(model, rows[model].get(f.name), f.runtime_label, failures) for f in formats]
         lines.append("| " + " | ".join(cells) + " |")
     onnx_rows = [r for r in data["rows"] if r["format"] == "onnx"]
     cnn = [r for r in onnx_rows if r["model"] not in TIMM_HYBRIDS]

@@ -7,32 +7,32 @@ What ``prepare`` does, in order:
 3. folds each ``inference_scale`` a module declares (traditional dropout's 1 - p) into the next linear layer's
    weights (through ReLU, pooling and reshapes, which commute with a positive factor), or into
    the previous one's; replaces every other dropout by the identity;
-4. folds each BatchNorm (and InstanceNorm with running statistics, which eval-mode computes the
-   same way) into the conv, linear or transposed conv before it:
+4. applies the deploy-time reparameterisation blocks offer (``reparameterize.py``), then folds each
+   BatchNorm (and InstanceNorm with running statistics, which eval-mode computes the same way)
+   into the conv, linear or transposed conv before it, wherever the call sits (``fold_graph.py``):
    w' = w * g / sqrt(v + eps),  b' = (b - m) * g / sqrt(v + eps) + beta;
    or, when nothing before can absorb it, into an unpadded conv right after it; a BatchNorm that
    no layer can absorb becomes ``ScaleShift`` (one Mul and one Add with constant tensors);
 5. records the normalisations that cannot be folded (statistics computed per sample).
 
-The module graph is read from a torch.fx trace; a model fx cannot trace is handled through
-``nn.Sequential`` adjacency instead, with a warning.
+The module graph is read from a torch.fx trace whose leaves are the stock torch layers; a module fx
+cannot trace stays whole (its children are traced on their own), with a warning. Every change is
+counted (``Budget``), so ``limit`` can replay the first k of them: the prepare check bisects with it.
 """
 
 from __future__ import annotations
 
 import copy
 import re
-from collections import Counter
+from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
-from collections import defaultdict
-
 from torch import fx, nn
 
-from .fold_graph import (channel_slice, concatenated_convs, ConvCall, NormCall, OwnerEdits, Scope, get_path, is_stock, norm_call, conv_call,
-                         rewrite_owner, trace_scopes, uses_of, value_users)
+from .fold_graph import (ConvCall, NormCall, OwnerEdits, Scope, channel_slice, concatenated_convs, conv_call,
+                         get_path, is_stock, norm_call, rewrite_owner, trace_scopes, uses_of, value_users)
 from .reparameterize import reparameterize_blocks
 
 
@@ -204,7 +204,8 @@ def _set_submodule(root: nn.Module, name: str, new: nn.Module | None) -> None:
 
 
 class _Tracer(fx.Tracer):
-    """torch.nn's layers and modules with an ``inference_scale`` stay single nodes."""
+    """torch.nn's layers and modules with an ``inference_scale`` stay single nodes (the XNNPACK
+    rewrites trace with it; prepare itself traces with ``fold_graph.StockLeafTracer``)."""
 
     def is_leaf_module(self, m: nn.Module, qualname: str) -> bool:
         return _inference_scale(m) is not None or super().is_leaf_module(m, qualname)
@@ -376,14 +377,20 @@ def _dropout_target(model, graph, name: str, modules: dict) -> tuple[str, str] |
     return None
 
 
-def _sequential_neighbour(model: nn.Module, name: str) -> tuple[str, str] | None:
+def _siblings(model: nn.Module, name: str) -> tuple[nn.Sequential, list[str], int, str] | None:
+    """The nn.Sequential holding ``name``, its children's names, ``name``'s index and the path prefix."""
     parent_name, _, child = name.rpartition(".")
     parent = model.get_submodule(parent_name) if parent_name else model
     if not isinstance(parent, nn.Sequential):
         return None
     names = [n for n, _ in parent.named_children()]
-    i = names.index(child)
-    prefix = f"{parent_name}." if parent_name else ""
+    return parent, names, names.index(child), f"{parent_name}." if parent_name else ""
+
+
+def _sequential_neighbour(model: nn.Module, name: str) -> tuple[str, str] | None:
+    if (found := _siblings(model, name)) is None:
+        return None
+    parent, names, i, prefix = found
     for j in range(i + 1, len(names)):
         m = parent[j]
         if isinstance(m, _LINEARS):
@@ -653,18 +660,13 @@ def _unfoldable_reason(node: fx.Node, conv: ConvCall | None) -> str:
 
 def _sequential_previous(model: nn.Module, name: str) -> str | None:
     """The layer before ``name`` in its nn.Sequential, when it can absorb it (untraced models)."""
-    parent_name, _, child = name.rpartition(".")
-    parent = model.get_submodule(parent_name) if parent_name else model
-    if not isinstance(parent, nn.Sequential):
+    found = _siblings(model, name)
+    if found is None or found[2] == 0:
         return None
-    names = [n for n, _ in parent.named_children()]
-    i = names.index(child)
-    if i == 0:
-        return None
-    prev = parent[i - 1]
-    bn = parent[i]
+    parent, names, i, prefix = found
+    prev, bn = parent[i - 1], parent[i]
     if isinstance(prev, _LINEARS) and is_stock(prev) and _out_features(prev) == bn.num_features:
-        return f"{parent_name}.{names[i - 1]}" if parent_name else names[i - 1]
+        return prefix + names[i - 1]
     return None
 
 
