@@ -29,6 +29,27 @@ def randomize_bn_stats(model: nn.Module, seed: int = 0) -> nn.Module:
     return model
 
 
+def trained_bn_stats(model: nn.Module, shape, seed: int = 0) -> nn.Module:
+    """Random BatchNorm affine parameters and the running statistics a short training run leaves (its
+    inputs' means and variances over a few random batches): random statistics that do not match the
+    activations make a deep net chaotic, where fp32 itself is far from float64."""
+    g = torch.Generator().manual_seed(seed)
+    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    with torch.no_grad():
+        for m in norms:
+            m.weight.copy_(torch.rand(m.num_features, generator=g) + 0.5)
+            m.bias.copy_(torch.randn(m.num_features, generator=g) * 0.2)
+            m.reset_running_stats()
+            m.momentum = None
+            m.train()
+        for _ in range(3):
+            model(torch.randn(4, *shape[1:], generator=g))
+    for m in norms:
+        m.momentum = 0.1
+        m.eval()
+    return model
+
+
 class SmallNet(nn.Module):
     """Conv-BN-ReLU, a depthwise conv with BN, dropout, a BN nothing can absorb, and a classifier."""
 

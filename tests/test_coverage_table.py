@@ -42,3 +42,14 @@ def test_readme_fp16_table_is_generated_from_the_committed_results():
     # every zoo model through every fp16 file a CPU machine writes
     pairs = {(r["model"], r["format"]) for r in data["rows"]}
     assert pairs == {(m, f.name) for m in list_models() for f in FORMATS.values() if f.fp16 and not f.needs_cuda}
+
+
+def test_readme_timm_table_is_generated_from_the_committed_results():
+    mod = _table_module()
+    data = json.loads(mod.RESULTS_TIMM.read_text())
+    assert _readme_block(mod.START_TIMM, mod.END_TIMM) == mod.render_timm(data).strip()
+    onnx_rows = [r for r in data["rows"] if r["format"] == "onnx"]
+    assert len({r["model"] for r in onnx_rows}) >= 40  # the floor: at least 40 timm architectures
+    for r in onnx_rows:  # what the table says of a file, the row measured on it
+        if r["verifies"]:
+            assert {"bn_nodes", "foldable_affine", "no_simplify_bn_nodes", "folded"} <= set(r)

@@ -8,7 +8,7 @@ import torch
 from click.testing import CliRunner
 
 from cnnexport.cli import cli
-from conftest import randomize_bn_stats
+from conftest import trained_bn_stats
 
 timm_source = pytest.importorskip("cnnexport.models.timm_source")
 try:
@@ -28,11 +28,11 @@ def test_torchvision_imports_beside_the_cpu_torch():
 @pytest.mark.parametrize("name", ["mobilenetv3_large_100", "repvgg_a0"])
 def test_timm_models_export_folded_reparameterised_and_verified(tmp_path, name):
     """MobileNetV3 (BatchNormAct2d with hardswish; refused before graph-level folding) and RepVGG
-    (reparameterised by its own blocks), through the CLI, with randomised BN statistics."""
+    (reparameterised by its own blocks), through the CLI, with BN statistics from random batches."""
     from cnnexport.exporter.onnx_fold import count_affine_after_conv
     from cnnexport.models.timm_source import create_timm_model
 
-    model = randomize_bn_stats(create_timm_model(f"timm:{name}", num_classes=10))
+    model = trained_bn_stats(create_timm_model(f"timm:{name}", num_classes=10), (1, 3, 64, 64))
     weights = tmp_path / "w.pt"
     torch.save(model.state_dict(), weights)
     out = tmp_path / "out"
