@@ -45,7 +45,7 @@ def import_torchvision():
         _fragment = torch.library.Library("torchvision", "FRAGMENT")
         for schema in _TORCHVISION_SCHEMAS:
             name = schema.split("(")[0]
-            if not hasattr(torch.ops.torchvision, name) or not _has_schema(name):
+            if not _has_schema(name):
                 _fragment.define(schema)
     return importlib.import_module("torchvision")
 
