@@ -42,6 +42,24 @@ def atomic_path(target: str | os.PathLike) -> Iterator[Path]:
         raise
 
 
+def check_output_file(target: str | os.PathLike, option: str = "-o/--output") -> None:
+    """Refuse, before any work, an output file whose folder is missing, is a file, or cannot be written
+    (OutputError, exit 4): found only after calibration it cost minutes and read as an internal error."""
+    folder = Path(target).parent
+    ancestor = next((p for p in [folder, *folder.parents] if p.exists()), None)
+    if ancestor is not None and not ancestor.is_dir():
+        raise OutputError(f"'{ancestor}' is a file, not a folder: choose another {option}")
+    if not folder.is_dir():
+        raise OutputError(f"output folder '{folder}' does not exist: create it or choose another {option}")
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".cnnexport-probe-", dir=folder)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise OutputError(f"cannot write to '{folder}': {exc.strerror or exc}; choose a writable folder with "
+                          f"{option}") from None
+
+
 def write_json(target: str | os.PathLike, data: object) -> None:
     """Write ``data`` as indented JSON, atomically."""
     with atomic_path(target) as tmp:
@@ -101,15 +119,21 @@ class StagingDir:
     def file(self, name: str) -> Path:
         return self.path / name
 
-    def commit(self, names: list[str] | None = None) -> list[Path]:
-        """Move staged files (all, or ``names`` in that order) into the output folder."""
+    def commit(self, names: list[str] | None = None, remove: list[str] = ()) -> list[Path]:
+        """Move staged files (all, or ``names`` in that order) into the output folder, then delete
+        ``remove`` there (an earlier run's files this one replaces by not writing them again)."""
         names = names if names is not None else sorted(p.name for p in self.path.iterdir())
         final = []
         try:
             for name in names:
                 dest = self.output_dir / name
+                if (self.path / name).is_dir() and dest.is_dir():
+                    shutil.rmtree(dest)  # a folder this run wrote again (a study's configuration) replaces it
                 os.replace(self.path / name, dest)
                 final.append(dest)
+            for name in remove:
+                with contextlib.suppress(FileNotFoundError):
+                    (self.output_dir / name).unlink()
         except OSError as exc:
             raise OutputError(
                 f"cannot move artifacts into '{self.output_dir}': {exc.strerror or exc}"

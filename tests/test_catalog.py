@@ -24,3 +24,11 @@ def test_list_imports_no_torch():
     assert proc.returncode == 0, proc.stderr[-500:]
     names = [m["name"] for m in json.loads(proc.stdout)]
     assert names == sorted(names) and "resnet50" in names and all(n.startswith("resnet") for n in names)
+
+
+def test_each_family_cites_its_own_paper():
+    """A variant with its own paper cites it, not its parent's (Wide ResNet is 1605.07146, not ResNet's)."""
+    by_name = {e.name: e for e in entries()}
+    assert (by_name["wide_resnet50_2"].paper, by_name["wide_resnet50_2"].arxiv) == ("Wide Residual Networks",
+                                                                                    "1605.07146")
+    assert by_name["resnet50"].arxiv == "1512.03385" and by_name["resnext50_32x4d"].arxiv == "1611.05431"

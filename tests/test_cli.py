@@ -57,6 +57,22 @@ def test_default_output_dir_and_summary_table(tmp_path):
     assert "passed" in result.stdout and "resnet18.onnx" in result.stdout and "max abs error" in result.stdout
 
 
+def test_the_export_tables_heading_is_one_line_however_narrow_the_table(tmp_path, monkeypatch):
+    """The heading (model, params, input, batch) is a line of its own: a table title would wrap to the
+    table's width, mid-phrase."""
+    from rich.console import Console
+
+    from cnnexport.cli import render
+
+    result = run("lenet5", "-o", str(tmp_path), "--json")
+    assert result.exit_code == 0, result.output
+    console = Console(width=90, record=True)
+    monkeypatch.setattr(render, "out_console", lambda: console)
+    render.print_export_summary(json.loads(result.stdout))
+    first = console.export_text().splitlines()[0]
+    assert first.startswith("lenet5: ") and first.endswith("(dynamic batch)"), first
+
+
 def test_no_fold_bn_dynamo_static_batch(tmp_path):
     result = run("resnet18", "--no-fold-bn", "--exporter", "dynamo", "--batch", "2", "--input-size", "64",
                  "--num-classes", "7", "-o", str(tmp_path), "--json")
@@ -83,6 +99,19 @@ def test_user_callable_model(tmp_path):
     assert report["model"] == "make_small_net" and len(report["prepare"]["scale_shift"]) == 1
 
 
+def test_a_users_factory_that_raises_or_needs_arguments_is_a_usage_error(tmp_path, monkeypatch):
+    """The user's own code failing is not cnnexport's bug: exit 2, the factory and the exception named."""
+    (tmp_path / "user_factories.py").write_text(
+        "def needs_depth(depth):\n    raise AssertionError('not reached')\n\n"
+        "def raises():\n    raise RuntimeError('weights.pt not found on this machine')\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    line = assert_one_line_error(run("user_factories:needs_depth", "-o", str(tmp_path / "a")), 2)
+    assert "'user_factories:needs_depth' cannot be called with no arguments" in line and "depth" in line
+    line = assert_one_line_error(run("user_factories:raises", "-o", str(tmp_path / "b")), 2)
+    assert "'user_factories:raises' raised RuntimeError" in line and "weights.pt not found" in line
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+
+
 def test_list_table_and_json():
     result = run("list")
     assert result.exit_code == 0 and "resnet50" in result.stdout and "25,557,032" in result.stdout
@@ -102,6 +131,39 @@ def test_unknown_model_suggests(tmp_path):
 def test_bad_input_size():
     assert "input-size" in assert_one_line_error(run("resnet18", "--input-size", "2x2x2x2"), 2)
     assert "input-size" in assert_one_line_error(run("resnet18", "--input-size", "0"), 2)
+    for half_typed in ("224x", "x224", "224,,224", "3,224,"):  # not read as 224x224
+        assert "give H, HxW or C,H,W" in assert_one_line_error(run("resnet18", "--input-size", half_typed), 2)
+    assert "each dimension must be 1..16384" in assert_one_line_error(run("resnet18", "--input-size", "99999"), 2)
+    from cnnexport.cli.commands import parse_input_size
+
+    assert parse_input_size("224x192", 3) == parse_input_size("224, 192", 3) == (3, 224, 192)
+    assert parse_input_size("1x32x32", None) == (1, 32, 32)
+
+
+@pytest.mark.parametrize("args,message", [
+    (["bench", "x.onnx", "--runs", "0"], "--runs"), (["bench", "x.onnx", "--rounds", "0"], "--rounds"),
+    (["bench", "x.onnx", "--warmup", "-1"], "--warmup"), (["bench", "x.onnx", "--min-time", "-1"], "--min-time"),
+    (["verify", "x.onnx", "--reference", "r.npz", "--atol", "-1"], "--atol"),
+    (["lenet5", "--atol", "-1"], "--atol"), (["lenet5", "--int8", "--calib", "digits", "--calib-count", "0"],
+                                              "--calib-count"),
+    (["study", "zoo", "--threads", "0"], "--threads"),
+])
+def test_out_of_range_options_are_refused_by_their_type(args, message):
+    """Ranges checked by click's own types, in one place: the same rule for every command."""
+    line = assert_one_line_error(run(*args), 2)
+    assert message in line and "range" in line
+
+
+@pytest.mark.parametrize("args,needs", [
+    (["--tflite-layout", "nchw"], "--tflite"), (["--calib", "digits"], "--int8"), (["--fp16-io"], "--fp16"),
+    (["--calib-method", "entropy"], "--int8"), (["--int8-min-cosine", "0.9"], "--int8"),
+    (["--executorch-max-batch", "4"], "--executorch"),
+])
+def test_an_option_without_the_one_it_needs_is_refused(args, needs, tmp_path):
+    """Every dependent option the same way: refused, never silently ignored."""
+    line = assert_one_line_error(run("lenet5", *args, "-o", str(tmp_path / "o")), 2)
+    assert f"applies only with {needs}" in line or needs in line
+    assert not (tmp_path / "o").exists()
 
 
 def test_input_size_the_model_cannot_take(tmp_path):
@@ -197,3 +259,14 @@ def test_help_does_not_import_torch():
             "assert not heavy, heavy\n")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
+
+
+@pytest.mark.parametrize("args", [["lenet5"], ["profile", "resnet50"], ["bench", "lenet5"]])
+def test_a_command_that_needs_torch_on_a_torch_free_install_says_so(args, tmp_path):
+    """The deploy install has no torch: a model name (export, profile, bench) needs it; exit 6, one line."""
+    from test_new_user import _cli_without
+
+    proc = _cli_without("torch", *args, cwd=tmp_path)
+    assert proc.returncode == 6 and "Traceback" not in proc.stderr, proc.stderr
+    (line,) = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+    assert "needs PyTorch" in line and "pip install torch" in line

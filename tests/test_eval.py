@@ -3,6 +3,7 @@ folder of PNGs), against the digits benchmark's own path; shards, sources, error
 
 import dataclasses
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -16,7 +17,7 @@ from cnnexport.calib.digits import digit_images, load_digits, preprocess, write_
 from cnnexport.calib.labelled import ImageFolder, load_labelled
 from cnnexport.calib.pixel_cache import PixelCache
 from cnnexport.cli import cli
-from cnnexport.exporter.evaluate import evaluate, merge
+from cnnexport.exporter.evaluate import evaluate
 from cnnexport.models import create_model
 from cnnexport.models.digits_training import accuracy
 from cnnexport.runtimes import load, run_nchw
@@ -113,6 +114,19 @@ def test_shards_merge_into_the_whole(digits_folder, lenet_files, tmp_path):
     assert partial["partial"] and partial["data"]["shard"] == [[1, 3], [2, 3]]
 
 
+def test_a_merge_of_some_shards_is_labelled_incomplete_not_stopped_early(digits_folder, lenet_files, tmp_path):
+    onnx = lenet_files / "lenet5.onnx"
+    parts = []
+    for k in (1, 2):
+        parts.append(tmp_path / f"part{k}.json")
+        _eval(onnx, "--data", digits_folder, "--limit", "30", "--shard", f"{k}/3", "--save", parts[-1])
+    merged = _eval("--merge", *parts)
+    assert merged["partial"] and merged["missing_shards"] == [3] and not merged["stopped_early"]
+    table = CliRunner().invoke(cli, ["eval", "--merge", *map(str, parts)])
+    assert table.exit_code == 0, table.output
+    assert "INCOMPLETE: shard(s) 3 of 3 not merged" in table.stdout and "stopped early" not in table.stdout
+
+
 def test_npz_sources_float_inputs_and_uint8_images(lenet_files, tmp_path):
     test = load_digits()
     images, labels = digit_images("test")
@@ -196,13 +210,29 @@ def test_eval_with_a_cache_reports_the_same_figures_and_its_hits(digits_folder, 
     assert len(list((tmp_path / "cache").rglob("*.npy"))) == 200
 
 
-def test_decode_workers_take_the_cores_the_runtime_leaves(monkeypatch):
-    from cnnexport.cli.commands import decode_workers
+def test_decode_workers_and_runtime_threads_share_the_cores(monkeypatch):
+    """Workers take the cores the runtime leaves; by default the runtime takes the cores the workers
+    leave (its own default, every core, competed with the decoders: 112 against 3,144 images/s)."""
+    from cnnexport.cli.commands import eval_threads
 
     monkeypatch.setattr("os.cpu_count", lambda: 2)
-    assert decode_workers(2) == 1 and decode_workers(1) == 1 and decode_workers(None) == 1
+    assert eval_threads(None, 2) == (1, 2) and eval_threads(None, 1) == (1, 1) and eval_threads(None, None) == (1, 1)
     monkeypatch.setattr("os.cpu_count", lambda: 32)
-    assert decode_workers(4) == 8 and decode_workers(28) == 4 and decode_workers(None) == 8
+    assert eval_threads(None, 4) == (8, 4) and eval_threads(None, 28) == (4, 28)
+    assert eval_threads(None, None) == (8, 24) and eval_threads(3, None) == (3, 29) and eval_threads(2, 5) == (2, 5)
+
+
+def test_eval_prints_the_threads_it_chose(lenet_files, digits_folder):
+    result = CliRunner().invoke(cli, ["eval", str(lenet_files / "lenet5.onnx"), "--data", "digits", "--limit", "64"])
+    assert result.exit_code == 0, result.output
+    cores = os.cpu_count()
+    workers = max(1, min(8, cores // 2))
+    assert (f"threads: {max(1, cores - workers)} per runtime beside {workers} decoding worker(s) on {cores} cores "
+            "(chosen" in result.stdout), result.stdout
+    given = CliRunner().invoke(cli, ["eval", str(lenet_files / "lenet5.onnx"), "--data", "digits", "--limit", "64",
+                                     "--threads", "1", "--json"])
+    assert json.loads(given.stdout)["threads"] == {"per_runtime": 1, "decoding_workers": max(1, min(8, cores - 1)),
+                                                   "cores": cores, "chosen": False}
 
 
 @pytest.mark.parametrize("case", ["empty", "loose", "mismatch", "duplicates", "channels", "missing", "merge", "cache"])

@@ -294,6 +294,19 @@ def test_fold_command_on_an_external_onnx_file(tmp_path):
     assert table.exit_code == 0 and "BatchNormalization" in table.stdout and "passed" in table.stdout
 
 
+@pytest.mark.parametrize("output,message", [("missing/f.onnx", "does not exist"),
+                                            ("afile.txt/f.onnx", "is a file, not a folder"),
+                                            ("/proc/f.onnx", "cannot write to '/proc'")])
+def test_fold_checks_its_output_folder_before_any_work(tmp_path, output, message):
+    """A missing folder, a file where the folder should be, an unwritable folder: exit 4, named, not an
+    internal error after the work."""
+    _external_onnx(tmp_path / "ext.onnx")
+    (tmp_path / "afile.txt").write_text("a file")
+    target = output if output.startswith("/") else str(tmp_path / output)
+    result = CliRunner().invoke(cli, ["fold", str(tmp_path / "ext.onnx"), "-o", target])
+    assert result.exit_code == 4 and message in result.stderr and len(result.stderr.splitlines()) == 1, result.output
+
+
 def test_fold_refuses_a_corrupt_file(tmp_path):
     (tmp_path / "bad.onnx").write_bytes(b"not a model")
     result = CliRunner().invoke(cli, ["fold", str(tmp_path / "bad.onnx"), "-o", str(tmp_path / "out.onnx")])

@@ -73,6 +73,22 @@ def test_report_fields_and_files(small_net, tmp_path):
     assert json.loads((tmp_path / "out" / "report.json").read_text()) == report
 
 
+def test_reexport_removes_the_earlier_exports_files_it_does_not_write_again(small_net, tmp_path):
+    """One folder holds one export: a re-export without --openvino removes the earlier .xml/.bin (which
+    would fail the new reference.npz) and names them; files cnnexport did not write stay."""
+    out = tmp_path / "out"
+    _export(small_net, tmp_path, formats=("onnx", "openvino"))
+    assert {"small.xml", "small.bin"} <= {p.name for p in out.iterdir()}
+    for mine in ("notes.txt", "small.notes", "other.onnx"):
+        (out / mine).write_text("the user's")
+    report = _export(small_net, tmp_path)
+    assert sorted(report["removed_earlier_files"]) == ["small.bin", "small.xml"]
+    assert sorted(p.name for p in out.iterdir()) == ["notes.txt", "other.onnx", "reference.npz", "report.json",
+                                                     "small.notes", "small.onnx"]
+    assert json.loads((out / "report.json").read_text())["removed_earlier_files"] == report["removed_earlier_files"]
+    assert _export(small_net, tmp_path)["removed_earlier_files"] == []
+
+
 def test_dynamic_batch_axis_runs_at_several_batch_sizes(small_net, tmp_path):
     import onnxruntime as ort
 

@@ -172,6 +172,14 @@ def test_profile_bad_input(tmp_path):
     assert CliRunner().invoke(cli, ["profile", str(tmp_path / "x.onnx")]).exit_code == 8
 
 
+@pytest.mark.parametrize("name", ["mobilenet_v2.xml", "m.int8.tflite", "m.mnn", "m.ncnn.param"])
+def test_profile_of_an_exported_non_onnx_file_points_to_the_roofline(name):
+    """It said "unknown model": the file is known, and profile --roofline reads it."""
+    result = CliRunner().invoke(cli, ["profile", name])
+    assert result.exit_code == 2 and "unknown model" not in result.stderr
+    assert f"'{name}' is a" in result.stderr and "profile --roofline" in result.stderr
+
+
 def test_tensorboard_event_file_holds_the_expected_tags(tmp_path):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 

@@ -1,5 +1,6 @@
 """int8 with calibration data: readers on real images, ONNX Runtime QDQ, accuracy on held-out data."""
 
+import dataclasses
 import json
 from collections import Counter
 
@@ -115,7 +116,25 @@ def test_lenet5_digits_int8_costs_under_one_point(tmp_path):
     ev = out["evaluation"]
     assert ev["samples"] == 450 and ev["accuracy_fp32"] >= 0.98
     assert ev["accuracy_drop_points"] < 1.0, ev
-    assert ev["sqnr_db"] > 20 and ev["top1_agreement"] > 0.98
+    assert ev["sqnr_db"] > 20 and ev["top1_agreement"] > 0.98 and out["replaced"] == []
+
+
+def test_quantize_replaces_an_existing_int8_file_only_with_force(tmp_path):
+    """`quantize model.onnx` silently overwrote the .int8.onnx the export wrote: now it refuses without
+    --force, and says what it replaced with it."""
+    cnnexport.export(create_model("lenet5", weights="digits"), (1, 1, 32, 32), tmp_path, name="lenet5",
+                     photos=False)
+    earlier = tmp_path / "lenet5.int8.onnx"
+    earlier.write_bytes(b"the export's int8 file")
+    args = ["quantize", str(tmp_path / "lenet5.onnx"), "--calib", "digits", "--calib-count", "50"]
+    refused = CliRunner().invoke(cli, args)
+    assert refused.exit_code == 2 and "already exists" in refused.stderr and "--force" in refused.stderr
+    assert earlier.read_bytes() == b"the export's int8 file"
+    forced = CliRunner().invoke(cli, [*args, "--force"])
+    assert forced.exit_code == 0, forced.output
+    assert "replaced the earlier lenet5.int8.onnx" in forced.stdout
+    assert onnx.load(str(earlier)).graph.node  # the new, real file
+    assert not list(tmp_path.glob(".cnnexport-staging-*"))
 
 
 def test_resnet18_int8_on_real_photographs(tmp_path):
@@ -173,9 +192,18 @@ def test_openvino_nncf_int8_on_digits(tmp_path):
     assert rt.describe()["runtime"] == "openvino"
 
 
-def test_export_int8_flag_writes_and_checks_int8_artifacts(tmp_path):
+@pytest.fixture(scope="module")
+def lenet5_int8(tmp_path_factory):
+    """One `export --int8` of the digits LeNet-5 (ONNX, OpenVINO, TFLite): its folder and CLI result."""
+    folder = tmp_path_factory.mktemp("lenet5_int8")
     result = CliRunner().invoke(cli, ["lenet5", "--weights", "digits", "--openvino", "--tflite", "--int8", "--calib",
-                                      "digits", "-o", str(tmp_path), "--json"])
+                                      "digits", "-o", str(folder), "--json"])
+    return folder, result
+
+
+@pytest.mark.xdist_group("lenet5_int8")
+def test_export_int8_flag_writes_and_checks_int8_artifacts(lenet5_int8, tmp_path):
+    folder, result = lenet5_int8
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
     int8 = [a for a in report["artifacts"] if a["precision"] == "int8"]
@@ -187,10 +215,10 @@ def test_export_int8_flag_writes_and_checks_int8_artifacts(tmp_path):
     # the .tflite is fully integer: int8 input and output, int8 weights
     from ai_edge_litert.interpreter import Interpreter
 
-    interp = Interpreter(model_path=str(tmp_path / "lenet5.int8.tflite"))
+    interp = Interpreter(model_path=str(folder / "lenet5.int8.tflite"))
     assert interp.get_input_details()[0]["dtype"] == np.int8 and interp.get_output_details()[0]["dtype"] == np.int8
     assert sum(d["dtype"] == np.int8 for d in interp.get_tensor_details()) > 10
-    model = load(tmp_path / "lenet5.int8.tflite")
+    model = load(folder / "lenet5.int8.tflite")
     tfl = model.describe()
     assert tfl["io_dtype"] == "int8" and tfl["io_quantization"]["input"][0] > 0
     # bench's timed call: the input quantized once beforehand, the same outputs as a float-fed call, batch 3
@@ -200,6 +228,42 @@ def test_export_int8_flag_writes_and_checks_int8_artifacts(tmp_path):
     assert "quantize" in report["timings_s"]
     missing = CliRunner().invoke(cli, ["lenet5", "--int8", "-o", str(tmp_path / "x")])
     assert missing.exit_code == 2 and "--calib" in missing.stderr and not (tmp_path / "x").exists()
+
+
+@pytest.mark.xdist_group("lenet5_int8")
+def test_verify_checks_an_int8_file_by_the_int8_rule_its_export_recorded(lenet5_int8, tmp_path):
+    """`verify x.int8.* --reference reference.npz` passes the files the export passed: the export records its
+    held-out samples, PyTorch's outputs on them and the rule (mean cosine, top-1 drop) in reference.npz."""
+    from cnnexport.exporter.verify import load_int8_reference, load_reference, save_reference
+
+    folder, _ = lenet5_int8
+    ref = folder / "reference.npz"
+    for name in ("lenet5.int8.onnx", "lenet5.int8.xml", "lenet5.int8.tflite"):
+        result = CliRunner().invoke(cli, ["verify", str(folder / name), "--reference", str(ref), "--json"])
+        assert result.exit_code == 0, result.output
+        eq = json.loads(result.stdout)
+        assert eq["precision"] == "int8" and eq["cosine_mean"] >= 0.98 and eq["samples"] == 450
+        assert eq["accuracy_drop_points"] < 1.0
+    held = load_int8_reference(ref)
+    inputs, refs, meta = load_reference(ref)
+    wrong = tmp_path / "wrong.npz"  # PyTorch's held-out outputs replaced by others: the int8 rule fails
+    save_reference(wrong, inputs, refs, meta, dataclasses.replace(held, outputs=held.outputs[::-1].copy()))
+    result = CliRunner().invoke(cli, ["verify", str(folder / "lenet5.int8.onnx"), "--reference", str(wrong)])
+    assert result.exit_code == 5 and "int8 mean cosine" in result.stderr, result.output
+    without = tmp_path / "fp32_only.npz"
+    save_reference(without, inputs, refs, {k: v for k, v in meta.items() if k != "int8"})
+    result = CliRunner().invoke(cli, ["verify", str(folder / "lenet5.int8.onnx"), "--reference", str(without)])
+    assert result.exit_code == 2 and "holds no int8 check data" in result.stderr, result.output
+
+
+def test_quantize_checks_its_output_folder_before_calibrating(tmp_path):
+    """`quantize -o missing_dir/q.int8.onnx` was found only after calibration, as an internal error."""
+    cnnexport.export(create_model("lenet5"), (1, 1, 32, 32), tmp_path, name="lenet5", photos=False)
+    # the calibration folder does not exist either: the output is checked first, so its error comes
+    result = CliRunner().invoke(cli, ["quantize", str(tmp_path / "lenet5.onnx"), "--calib", str(tmp_path / "no_calib"),
+                                      "-o", str(tmp_path / "missing_dir" / "q.int8.onnx")])
+    assert result.exit_code == 4 and "output folder" in result.stderr and "does not exist" in result.stderr
+    assert not (tmp_path / "missing_dir").exists()
 
 
 def Path_name(p: str) -> str:
@@ -221,6 +285,6 @@ def test_tflite_full_integer_on_digits(tmp_path):
 def test_int8_tolerance_is_enforced(tmp_path):
     """An int8 file that misses the cosine bar is refused like an fp32 mismatch: exit 5, nothing written."""
     result = CliRunner().invoke(cli, ["lenet5", "--weights", "digits", "--int8", "--calib", "digits",
-                                      "--int8-min-cosine", "1.01", "-o", str(tmp_path / "o")])
+                                      "--int8-min-cosine", "1.0", "-o", str(tmp_path / "o")])
     assert result.exit_code == 5 and "lenet5.int8.onnx does not match PyTorch" in result.stderr
     assert not (tmp_path / "o").exists()

@@ -100,3 +100,22 @@ def test_report_cli_and_its_errors(two_machines, tmp_path):
     nothing = CliRunner().invoke(cli, ["report", str(empty), "-o", str(tmp_path / "never")])
     assert nothing.exit_code == 2 and "no usable rows" in nothing.stderr
     assert not (tmp_path / "never").exists()
+
+
+def test_bench_rows_get_a_latency_table_and_each_runs_own_ceiling(tmp_path):
+    """`bench --save` rows (no micro-networks, fewer than 5 models) still get the latency table; two rows
+    files of one machine show both measured ceilings, and each row's fraction is of its own run's."""
+    first, second = tmp_path / "monday.json", tmp_path / "tuesday.json"
+    first.write_text(json.dumps({"rows": [_row("resnet18", AVX2, [9.0, 9.5, 9.2], roofline=4.5,
+                                               ceiling_fraction=0.41, of_roofline=0.5)]}))
+    second.write_text(json.dumps({"rows": [_row("mobilenet_v2", AVX2, [4.0, 4.1, 4.0], ceiling_gflops=80.0,
+                                                ceiling_fraction=0.2, limits_noisy=True, of_roofline=0.3),
+                                           _row("mobilenet_v2", AVX2, [9.0] * 3, batch=4, calls_per_batch=4, ceiling_gflops=80.0)]}))
+    write_report(merge_rows([first, second]), tmp_path / "r", plots=False)
+    text = (tmp_path / "r" / "REPORT.md").read_text()
+    assert "## Latency" in text
+    latency = text.split("## Latency", 1)[1]
+    assert "| resnet18 | resnet18.onnx | onnxruntime | fp32 | 1 | 2 | 9.20 | 5% | 41% | 50% | monday.json |" in latency
+    assert "| mobilenet_v2 | mobilenet_v2.onnx | onnxruntime | fp32 | 1 | 2 | 4.00 | 2% | 20%? | 30%? |" in latency
+    assert "| 4 (4 calls) |" in latency
+    assert "100 (monday.json); 80 (tuesday.json)" in text  # both ceilings, each named by its file

@@ -3,6 +3,7 @@ study run produces every table, verdict and plot."""
 
 import json
 import math
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -207,3 +208,54 @@ def test_torch_only_study_takes_the_roofline_from_the_modules_profile():
     assert result.exit_code == 0, result.output
     (row,) = json.loads(result.stdout)["rows"]
     assert row["runtime"] == "torch" and row["roofline_ms"] > 0 and row["memory_access_bytes"] > 0
+
+
+def test_the_zoo_study_prints_each_models_achieved_gmacs_per_runtime():
+    """The printed zoo tables carry each model's GMAC/s per runtime (what the README promises) and
+    name batches as "batch 1"; rendered from the committed zoo results."""
+    from rich.console import Console
+
+    from cnnexport.cli.render import zoo_speed_tables
+
+    data = json.loads((Path(__file__).resolve().parents[1] / "benchmarks" / "results" / "zoo.json").read_text())
+    rows = [r for r in data["rows"] if r["batch"] == 1]
+    console = Console(width=400, record=True)
+    for table in zoo_speed_tables(rows):
+        console.print(table)
+    text = console.export_text()
+    assert "batch 1:" in text and "batch1" not in text
+    lines = {cells[0]: cells for cells in (line.replace("│", " ").split() for line in text.splitlines()) if cells}
+    runtimes = sorted({r["runtime"] for r in rows})
+    for r in rows:
+        cells = lines[r["model"]]
+        at = 2 + 2 * runtimes.index(r["runtime"])
+        assert cells[at] == f"{r['median_ms']:.2f}" and cells[at + 1] == f"{r['gmacs_per_s']:.1f}", (r["model"], cells)
+
+
+def test_an_interrupted_study_leaves_nothing_and_a_finished_one_moves_its_exports_in(tmp_path):
+    """A study's exports are staged in -o's folder and moved there only once the study has run: Ctrl-C
+    left a 14 MB half-done configuration folder behind a message saying nothing half-written was left."""
+    from cnnexport.cli.commands import _run_study
+
+    def study(out_dir, on_stage, on_progress, stop):
+        (out_dir / "g1_x1").mkdir()
+        (out_dir / "g1_x1" / "g1_x1.onnx").write_bytes(b"an export")
+        if stop:
+            raise KeyboardInterrupt
+        return {"rows": [{"model": "g1_x1"}], "failures": [f"{out_dir / 'g1_x1' / 'g1_x1.onnx'}: a note"]}
+
+    out = tmp_path / "study"
+    with pytest.raises(KeyboardInterrupt):
+        _run_study(study, str(out), None, True, stop=True)
+    assert not out.exists()  # created by the run, and nothing of it is left
+    out.mkdir()
+    (out / "g1_x1").mkdir()
+    (out / "g1_x1" / "stale.onnx").write_bytes(b"an earlier study's file")
+    (out / "mine.txt").write_text("not the study's")
+    result = _run_study(study, str(out), None, True, stop=False)
+    assert sorted(p.name for p in out.iterdir()) == ["g1_x1", "mine.txt"]
+    assert [p.name for p in (out / "g1_x1").iterdir()] == ["g1_x1.onnx"]
+    assert result["failures"] == [f"{out / 'g1_x1' / 'g1_x1.onnx'}: a note"]  # paths name where the files are
+    with pytest.raises(KeyboardInterrupt):
+        _run_study(study, str(out), None, True, stop=True)
+    assert sorted(p.name for p in out.iterdir()) == ["g1_x1", "mine.txt"]

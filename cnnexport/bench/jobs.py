@@ -3,6 +3,7 @@ thread count), and the builders the bench command and the study share. No torch.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -45,9 +46,10 @@ def artifact_job(path: str | Path, runtime: str, batch: int, threads: int, *, mo
                  ep: str | None = None) -> Job:
     """``input_size`` (C or None, H, W) fills what the file leaves dynamic; ``ep``: ONNX Runtime's
     execution provider on cuda (cuda or tensorrt)."""
+    # the path as the user typed it (the worker runs in the same folder): its errors name it so
+    spec = {"kind": "artifact", "path": os.fspath(path), "runtime": runtime, "batch": batch, "threads": threads,
+            "device": device}
     path = Path(path)
-    spec = {"kind": "artifact", "path": str(path.resolve()), "runtime": runtime, "batch": batch,
-            "threads": threads, "device": device}
     if input_size:
         spec["input_size"] = list(input_size)
     if ep:

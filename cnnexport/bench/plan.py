@@ -9,7 +9,7 @@ from typing import Any, Callable
 
 from ..errors import UsageError
 from ..exporter.formats import by_runtime, fp16_formats, int8_formats
-from ..runtimes import ALIASES, RUNTIMES, runtime_for
+from ..runtimes import ALIASES, RUNTIMES, check_model_file, runtime_for
 from ..roofline import ModelCosts
 from .jobs import CUDA_RUNTIMES, PRECISIONS, Job, file_jobs, jobs_from_report, torch_jobs
 
@@ -53,10 +53,7 @@ def artifact_jobs(paths: list[str], runtimes: list[str], batches: list[int], thr
     image and the roofline's bytes), or None."""
     jobs = []
     for path in paths:
-        if not Path(path).is_file():
-            from ..errors import InvalidModelFileError
-
-            raise InvalidModelFileError(f"model file '{path}' does not exist")
+        check_model_file(path)
         own = runtime_for(path)
         chosen = [r for r in runtimes if r != "torch"] or ([own] if own else [])
         if not chosen:

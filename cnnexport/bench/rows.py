@@ -18,11 +18,11 @@ from .latency import summarize
 PROTOCOL = 1
 
 #: Fields every JSON row carries (machine facts included), in table order.
-ROW_FIELDS = ("model", "artifact", "runtime", "version", "precision", "device", "batch", "threads", "first_ms",
-              "runs", "median_ms", "p90_ms", "p99_ms", "min_ms", "mean_ms", "std_ms", "images_per_s", "macs",
-              "gmacs_per_s", "ceiling_gflops", "ceiling_fraction", "bandwidth_gbs", "memory_access_bytes",
+ROW_FIELDS = ("model", "artifact", "runtime", "version", "precision", "device", "batch", "calls_per_batch",
+              "threads", "first_ms", "runs", "median_ms", "p90_ms", "p99_ms", "min_ms", "mean_ms", "std_ms",
+              "images_per_s", "macs", "gmacs_per_s", "ceiling_gflops", "ceiling_fraction", "bandwidth_gbs", "memory_access_bytes",
               "roofline_ms", "of_roofline", "baseline", "speedup", "int8_speedup", "rounds", "round_medians_ms",
-              "statistics", "spread", "protocol", "plain", "machine", "gpu", "gpu_facts")
+              "statistics", "spread", "limits_noisy", "protocol", "plain", "machine", "gpu", "gpu_facts")
 #: What a GPU row records beside the GPU's name (None on a CPU row).
 GPU_FACTS = ("compute_capability", "cuda_driver", "cuda_runtime", "tensorrt")
 
@@ -33,13 +33,16 @@ def spread(medians: list[float]) -> float:
 
 
 def rows_from(jobs: list[Job], *, machine: dict, ceilings: dict[int, float] | None = None,
-              bandwidths: dict[int, float] | None = None, baseline: str | None = None) -> list[dict]:
+              bandwidths: dict[int, float] | None = None, baseline: str | None = None,
+              noisy_limits: set[int] = frozenset()) -> list[dict]:
     """One row per measured job, with derived fields; speed-up is against the ``baseline``
     runtime's fp32 row at the same batch, threads and device. The distribution figures (median,
     p90, p99, min, mean, std, runs) are of every round's timed runs pooled; the round medians give
     the spread; ``first_ms`` is the median of the rounds' first (cold) runs. ``roofline_ms`` (and
     ``of_roofline``, bound / measured) need the job's layer costs, the ceiling and the bandwidth, and
-    an fp32 row; without any of them they stay empty."""
+    an fp32 row; without any of them they stay empty, and so does ``ceiling_fraction`` of an int8 or fp16
+    row (its kernels have their own ceiling, not the fp32 sgemm). ``limits_noisy``: the limits at the
+    row's thread count (``noisy_limits``) varied too much to trust the fractions of them."""
     rows = []
     for job in jobs:
         if job.result is None:
@@ -58,17 +61,19 @@ def rows_from(jobs: list[Job], *, machine: dict, ceilings: dict[int, float] | No
         row = {
             "model": job.model, "artifact": Path(job.worker_job["path"]).name if "path" in job.worker_job else None,
             "runtime": res.get("runtime", job.runtime), "version": res.get("version"), "precision": job.precision,
-            "device": job.device, "batch": job.batch, "threads": job.threads,
+            "device": job.device, "batch": job.batch, "calls_per_batch": res.get("calls_per_batch", 1),
+            "threads": job.threads,
             "first_ms": statistics.median(job.first_ms) if job.first_ms else None, **stats,
             "images_per_s": job.batch / (median / 1e3), "macs": job.macs,
             "gmacs_per_s": gmacs, "ceiling_gflops": ceiling,
-            "ceiling_fraction": 2 * gmacs / ceiling if gmacs and ceiling else None,
+            "ceiling_fraction": 2 * gmacs / ceiling if gmacs and ceiling and job.precision == "fp32" else None,
             "bandwidth_gbs": bandwidth,
             "memory_access_bytes": job.costs.memory_bytes(job.batch, job.precision) if job.costs else None,
             "roofline_ms": bound, "of_roofline": bound / median if bound else None,
             "baseline": baseline, "speedup": None, "int8_speedup": None, "rounds": len(job.medians),
             "round_medians_ms": job.medians, "statistics": "pooled",
-            "spread": spread(job.medians), "protocol": PROTOCOL, "plain": job.plain, "machine": machine,
+            "spread": spread(job.medians), "limits_noisy": job.threads in noisy_limits if ceiling else None,
+            "protocol": PROTOCOL, "plain": job.plain, "machine": machine,
             "gpu": res.get("gpu"),
             "gpu_facts": {k: res[k] for k in GPU_FACTS if res.get(k)} or None,
         }

@@ -38,14 +38,57 @@ def _limit(spec: dict, what: str) -> dict:
     return result
 
 
+#: A limit is measured (each time in a fresh worker) until its best LIMIT_AGREE measurements agree within
+#: LIMIT_STABLE of the best, at most LIMIT_MAX_REPEATS times. Load only ever lowers a limit, so the best
+#: measurement is the limit; the spread of all of them says how busy the machine was.
+LIMIT_AGREE, LIMIT_MAX_REPEATS, LIMIT_STABLE = 3, 6, 0.10
+#: Past this spread (max - min) / max, a limit is noise: a warning, and rows that depend on it are marked.
+LIMIT_NOISY = 0.25
+
+
+def stable_limit(measure_once: Callable[[], dict], key: str, *, agree: int = LIMIT_AGREE,
+                 max_repeats: int = LIMIT_MAX_REPEATS, stable: float = LIMIT_STABLE) -> dict:
+    """Repeat ``measure_once`` until its best ``agree`` values of ``key`` agree within ``stable`` (or
+    ``max_repeats`` ran): the best result, with ``values``, ``spread`` ((max - min) / max over every
+    repeat), ``stable`` (whether the best ones agreed) and ``noisy`` (spread over LIMIT_NOISY)."""
+    results = []
+    while len(results) < max_repeats:
+        results.append(measure_once())
+        top = sorted(r[key] for r in results)[-agree:]
+        if len(top) == agree and top[-1] - top[0] <= stable * top[-1]:
+            break
+    values = [r[key] for r in results]
+    best = max(results, key=lambda r: r[key])
+    spread = (max(values) - min(values)) / max(values) if max(values) > 0 else 0.0
+    top = sorted(values)[-agree:]
+    return {**best, key: max(values), "values": values, "spread": spread,
+            "stable": len(top) == agree and top[-1] - top[0] <= stable * top[-1], "noisy": spread > LIMIT_NOISY}
+
+
 def sgemm_ceiling(threads: int, n: int = 2048) -> dict:
-    """The machine's float32 ceiling (GFLOP/s of a large numpy sgemm) with ``threads`` threads."""
-    return _limit({"kind": "sgemm", "threads": threads, "n": n}, "the sgemm ceiling")
+    """The machine's float32 ceiling (GFLOP/s of a large numpy sgemm) with ``threads`` threads,
+    measured until stable (``stable_limit``)."""
+    return stable_limit(lambda: _limit({"kind": "sgemm", "threads": threads, "n": n}, "the sgemm ceiling"),
+                        "gflops")
 
 
 def bandwidth(threads: int) -> dict:
-    """The machine's memory bandwidth (GB/s of a streaming add) with ``threads`` threads."""
-    return _limit({"kind": "bandwidth", "threads": threads}, "the memory bandwidth")
+    """The machine's memory bandwidth (GB/s of a streaming add) with ``threads`` threads, measured
+    until stable (``stable_limit``)."""
+    return stable_limit(lambda: _limit({"kind": "bandwidth", "threads": threads}, "the memory bandwidth"), "gbs")
+
+
+def limits_warnings(limits: dict[int, dict]) -> list[str]:
+    """One line per noisy limit: what it read, and what depends on it."""
+    out = []
+    for threads, by_kind in sorted(limits.items()):
+        for what, lim in by_kind.items():
+            if lim.get("noisy"):
+                unit = "GFLOP/s" if "gflops" in lim else "GB/s"
+                out.append(f"the {what} at {threads} thread(s) read {min(lim['values']):.3g}-{max(lim['values']):.3g} "
+                           f"{unit} over {len(lim['values'])} measurements (spread {lim['spread']:.0%}): the machine "
+                           "is busy; the rows' fractions of it and roofline figures are marked (limits_noisy)")
+    return out
 
 
 def cuda_limits() -> dict:
@@ -91,24 +134,36 @@ def run_jobs(jobs: list[Job], *, rounds: int = 3, timing: dict | None = None,
                 for job, result in zip(live, results):
                     _record(job, result)
             done += len(group)
-            if on_progress:
-                on_progress(done, total, group[-1].label)
+            measured = [job for job in live if job.error is None]
+            if on_progress and measured:  # a failed job is reported once, at the end, not as progress
+                on_progress(done, total, measured[-1].label + (f" (+{len(measured) - 1} more)"
+                                                               if len(measured) > 1 else ""))
 
 
 def failures(jobs: list[Job]) -> list[str]:
     return [f"{job.label}: {job.error}" for job in jobs if job.error]
 
 
+def _error_class(job: Job) -> type[CnnexportError]:
+    from .. import errors
+
+    cls = getattr(errors, job.error_type or "", None)
+    return cls if isinstance(cls, type) and issubclass(cls, CnnexportError) else CnnexportError
+
+
 def raise_if_all_failed(jobs: list[Job]) -> None:
     """When nothing could be measured, raise the first job's error as its own error class."""
     if jobs and all(job.result is None for job in jobs):
-        from .. import errors
+        raise _error_class(jobs[0])(f"nothing could be measured: {jobs[0].error}")
 
-        first = jobs[0]
-        cls = getattr(errors, first.error_type or "", None)
-        if not (isinstance(cls, type) and issubclass(cls, CnnexportError)):
-            cls = CnnexportError
-        raise cls(f"nothing could be measured: {first.error}")
+
+def raise_if_any_failed(jobs: list[Job]) -> None:
+    """After the rows are shown: a configuration that failed (not one skipped by design) makes the run fail,
+    as its own error class, so a script sees it."""
+    failed = [job for job in jobs if job.result is None and job.error and not job.error.startswith("skipped")]
+    if failed:
+        raise _error_class(failed[0])(f"{len(failed)} of {len(jobs)} configuration(s) could not be measured (the "
+                                      f"others are above), first {failed[0].label}: {failed[0].error}")
 
 
 def measure(jobs: list[Job], *, rounds: int, timing: dict | None, threads: list[int], device: str,
@@ -119,15 +174,22 @@ def measure(jobs: list[Job], *, rounds: int, timing: dict | None, threads: list[
     are measured after the jobs, per thread count, unless ``ceiling`` is False."""
     run_jobs(jobs, rounds=rounds, timing=timing, on_progress=on_progress)
     measured = any(job.result is not None for job in jobs)
+    limits: dict[int, dict] = {}
     ceilings: dict[int, float] = {}
     bandwidths: dict[int, float] = {}
     if ceiling and measured and device == "cpu":
-        ceilings = {t: sgemm_ceiling(t)["gflops"] for t in threads}
-        bandwidths = {t: bandwidth(t)["gbs"] for t in threads}
+        limits = {t: {"sgemm ceiling": sgemm_ceiling(t), "memory bandwidth": bandwidth(t)} for t in threads}
+        ceilings = {t: lim["sgemm ceiling"]["gflops"] for t, lim in limits.items()}
+        bandwidths = {t: lim["memory bandwidth"]["gbs"] for t, lim in limits.items()}
     elif ceiling and measured and device == "cuda":
-        limits = cuda_limits()  # the device's, whatever the host threads
-        ceilings = {t: limits["gflops"] for t in threads}
-        bandwidths = {t: limits["gbs"] for t in threads}
+        gpu = stable_limit(cuda_limits, "gflops")  # the device's, whatever the host threads
+        limits = {t: {"GPU's matmul ceiling": gpu} for t in threads}
+        ceilings, bandwidths = {t: gpu["gflops"] for t in threads}, {t: gpu["gbs"] for t in threads}
+    noisy = {t for t, lim in limits.items() if any(v["noisy"] for v in lim.values())}
     machine = cpu_facts()
-    return {"rows": rows_from(jobs, machine=machine, ceilings=ceilings, bandwidths=bandwidths, baseline=baseline),
-            "ceilings_gflops": ceilings, "bandwidths_gbs": bandwidths, "machine": machine, "failures": failures(jobs)}
+    return {"rows": rows_from(jobs, machine=machine, ceilings=ceilings, bandwidths=bandwidths, baseline=baseline,
+                              noisy_limits=noisy),
+            "ceilings_gflops": ceilings, "bandwidths_gbs": bandwidths,
+            "limits": {t: {k: {f: v[f] for f in ("values", "spread", "stable", "noisy")} for k, v in lim.items()}
+                       for t, lim in limits.items()},
+            "limits_warnings": limits_warnings(limits), "machine": machine, "failures": failures(jobs)}

@@ -107,6 +107,10 @@ def _failure(exc: BaseException) -> tuple[str, int]:
         return interrupted(signal.SIGTERM)
     if isinstance(exc, CnnexportError):
         return str(exc).replace("\n", " "), exc.exit_code
+    if isinstance(exc, ModuleNotFoundError) and (exc.name or "").split(".")[0] == "torch":
+        return ("this command needs PyTorch, which this install lacks (a deploy install verifies, benchmarks, "
+                "profiles and evaluates exported files without it): install torch beside it (pip install torch) or run "
+                "the command where cnnexport was installed with its dependencies", 6)
     return (f"internal error: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''} "
             "(a bug; rerun with CNNEXPORT_DEBUG=1 for the traceback and report it)", 1)
 
@@ -122,16 +126,20 @@ def cli() -> None:
     """
 
 
+MAX_INPUT_DIM = 16384
+
+
 def parse_input_size(text: str, channels: int | None) -> tuple[int | None, int, int]:
     """'224' -> (C, 224, 224); '224,192' or '224x192' -> (C, 224, 192); '1,32,32' -> (1, 32, 32).
     ``channels`` None leaves C to the model file (bench on files)."""
-    parts = [p for p in text.replace("x", ",").replace(" ", ",").split(",") if p]
-    try:
-        dims = [int(p) for p in parts]
-    except ValueError:
-        dims = []
-    if not 1 <= len(dims) <= 3 or any(d <= 0 or d > 16384 for d in dims):
-        raise UsageError(f"bad --input-size '{text}': give H, HxW or C,H,W with positive integers, e.g. 224 or 3,224,224")
+    import re
+
+    if not re.fullmatch(r"\s*\d+(\s*[x,]\s*\d+){0,2}\s*", text):
+        raise UsageError(f"bad --input-size '{text}': give H, HxW or C,H,W with positive integers, e.g. 224 or "
+                         "3,224,224")
+    dims = [int(p) for p in re.split(r"[x,]", text.replace(" ", ""))]
+    if any(d < 1 or d > MAX_INPUT_DIM for d in dims):
+        raise UsageError(f"bad --input-size '{text}': each dimension must be 1..{MAX_INPUT_DIM}")
     if len(dims) == 1:
         return channels, dims[0], dims[0]
     if len(dims) == 2:
@@ -164,6 +172,20 @@ _FP16_HELP = ("Also write the fp16 file of every format that has one (" + ", ".j
     + "), checked against PyTorch by fp16's own rule.")
 
 
+def refuse_unused_options(needs: dict[str, tuple[str, bool]]) -> None:
+    """Every option that only means something beside another (``needs``: parameter -> (the flag it needs,
+    whether that flag is given)) and was typed without it is refused, in one line: silently ignored, the
+    user would believe it applied."""
+    from click.core import ParameterSource
+
+    ctx = click.get_current_context()
+    for param in ctx.command.params:
+        if param.name in needs and not needs[param.name][1] and ctx.get_parameter_source(param.name) in (
+                ParameterSource.COMMANDLINE, ParameterSource.ENVIRONMENT):
+            flag = needs[param.name][0]
+            raise UsageError(f"{param.opts[0]} applies only with {flag}: add {flag}, or leave {param.opts[0]} out")
+
+
 def _keep_float(value: str) -> tuple[str, ...]:
     return tuple(k.strip() for k in value.split(",") if k.strip())
 
@@ -173,9 +195,9 @@ def _keep_float(value: str) -> tuple[str, ...]:
 @_format_flags
 @click.option("--tflite-layout", type=click.Choice(["nhwc", "nchw"]), default="nhwc", show_default=True,
               help="Input layout of the .tflite file.")
-@click.option("--executorch-max-batch", type=int, default=None, metavar="N",
+@click.option("--executorch-max-batch", type=click.IntRange(2, 4096), default=None, metavar="N",
               help="A dynamic batch 1..N for the .pte program (default: the export's batch, static).")
-@click.option("--tensorrt-max-batch", "engine_max_batch", type=int, default=None, metavar="N",
+@click.option("--tensorrt-max-batch", "engine_max_batch", type=click.IntRange(1, 4096), default=None, metavar="N",
               help="The TensorRT engine's largest batch (optimisation profile 1..N, tuned for the export's batch; "
                    "default 64).")
 @click.option("--fp16", "want_fp16", is_flag=True, help=_FP16_HELP)
@@ -183,14 +205,16 @@ def _keep_float(value: str) -> tuple[str, ...]:
               "so callers need not change).")
 @click.option("--int8", "want_int8", is_flag=True, help=_INT8_HELP)
 @click.option("--calib", default=None, help="Calibration data for --int8: samples, digits, a folder, .npy/.npz.")
-@click.option("--calib-count", type=int, default=200, show_default=True, help="Samples drawn from --calib.")
-@click.option("--int8-min-cosine", type=float, default=0.98, show_default=True,
+@click.option("--calib-count", type=click.IntRange(min=2), default=200, show_default=True,
+              help="Samples drawn from --calib.")
+@click.option("--int8-min-cosine", type=click.FloatRange(-1, 1), default=0.98, show_default=True,
               help="int8 check: mean cosine with PyTorch's logits on held-out samples.")
 @click.option("--eval", "eval_source", default=None,
               help="Held-out data for the int8 check (default: digits' test split for --calib digits, else half of "
                    "--calib). Labelled (a folder with class subfolders, digits, .npz with x, y): top-1 fp32 -> int8.")
-@click.option("--eval-count", type=int, default=1000, show_default=True, help="Images drawn from --eval.")
-@click.option("--int8-max-drop", type=float, default=None, metavar="POINTS",
+@click.option("--eval-count", type=click.IntRange(min=1), default=1000, show_default=True,
+              help="Images drawn from --eval.")
+@click.option("--int8-max-drop", type=click.FloatRange(0, 100), default=None, metavar="POINTS",
               help="Refuse an int8 file whose top-1 falls more than POINTS below fp32 on the labelled held-out set; "
                    "--keep-float auto then aims at it (on labelled calibration data).")
 @click.option("--calib-method", type=click.Choice(CALIB_METHODS), default="minmax",
@@ -213,7 +237,7 @@ def _keep_float(value: str) -> tuple[str, ...]:
 @click.option("-o", "--output-dir", type=click.Path(file_okay=False), default=None,
               help="Output folder (default: exports/<model>/).")
 @click.option("--simplify/--no-simplify", default=True, show_default=True, help="Simplify with onnxsim.")
-@click.option("--atol", type=float, default=None,
+@click.option("--atol", type=click.FloatRange(min=0), default=None,
               help="Max abs error allowed (default: 1e-4 x max |reference output|).")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON on stdout, nothing else.")
 def export_cmd(model, formats, tflite_layout, executorch_max_batch, engine_max_batch, want_fp16, fp16_io, want_int8,
@@ -221,6 +245,13 @@ def export_cmd(model, formats, tflite_layout, executorch_max_batch, engine_max_b
                fold_bn, reparameterize, exporter, opset, batch, input_size, num_classes, weights, output_dir, simplify,
                atol, as_json):
     """Prepare MODEL (a registry name, timm:NAME or package.module:callable), export it and prove it matches PyTorch."""
+    int8_needs = ("--int8", want_int8)
+    refuse_unused_options({"tflite_layout": ("--tflite", "tflite" in formats),
+                           "executorch_max_batch": ("--executorch", "executorch" in formats),
+                           "engine_max_batch": ("--tensorrt", any(FORMATS[f].needs_cuda for f in formats)),
+                           "fp16_io": ("--fp16", want_fp16), "calib": int8_needs, "calib_count": int8_needs,
+                           "int8_min_cosine": int8_needs, "eval_source": int8_needs, "eval_count": int8_needs,
+                           "int8_max_drop": int8_needs, "calib_method": int8_needs, "keep_float": int8_needs})
     if batch is not None and not 1 <= batch <= 4096:
         raise UsageError(f"bad --batch {batch}: use 1..4096, or leave it out for a dynamic batch axis")
     if num_classes is not None and num_classes < 1:
@@ -233,10 +264,9 @@ def export_cmd(model, formats, tflite_layout, executorch_max_batch, engine_max_b
         from ..exporter.pipeline import export
         from ..models import bundled_input_size, is_registered, load_model, model_info
 
-        channels, default_size = 3, (3, 224, 224)
+        default_size = (3, 224, 224)
         if is_registered(model):
             default_size = bundled_input_size(model, weights) or model_info(model).input_size
-            channels = default_size[0]
         module = load_model(model, num_classes=num_classes, weights=weights)
         default_size = getattr(module, "cnnexport_input_size", None) or default_size  # timm's pretrained_cfg
         chw = parse_input_size(input_size, default_size[0]) if input_size else default_size
@@ -270,13 +300,13 @@ def export_cmd(model, formats, tflite_layout, executorch_max_batch, engine_max_b
               "ceiling and memory bandwidth; with --per-layer, every layer timed by the runtime's own profiler.")
 @click.option("--runtime", default=None, help="--roofline --per-layer: the profiler, ort or openvino (default: "
               "the file's own; ort for a model name).")
-@click.option("--threads", type=int, default=1, show_default=True, help="--roofline: threads for the limits and "
-              "the timings.")
+@click.option("--threads", type=click.IntRange(min=1), default=1, show_default=True,
+              help="--roofline: threads for the limits and the timings.")
 @click.option("--precision", type=click.Choice(["fp32", "fp16", "int8"]), default=None,
               help="--roofline: bytes per element (default: the file's precision).")
-@click.option("--ceiling", type=float, default=None, help="--roofline: compute ceiling in GFLOP/s instead of "
+@click.option("--ceiling", type=click.FloatRange(min=0, min_open=True), default=None, help="--roofline: compute ceiling in GFLOP/s instead of "
               "measuring it.")
-@click.option("--bandwidth", type=float, default=None, help="--roofline: memory bandwidth in GB/s instead of "
+@click.option("--bandwidth", type=click.FloatRange(min=0, min_open=True), default=None, help="--roofline: memory bandwidth in GB/s instead of "
               "measuring it.")
 def profile_cmd(model, input_size, batch, num_classes, weights, per_layer, against_onnx, as_json, as_csv, tb_dir,
                 roofline, runtime, threads, precision, ceiling, bandwidth):
@@ -312,6 +342,11 @@ def profile_cmd(model, input_size, batch, num_classes, weights, per_layer, again
             shape = (batch, *chw)
         result = profile_onnx(model, shape).as_dict()
     else:
+        from ..exporter.formats import for_file
+
+        if for_file(model) is not None:  # .xml, .tflite, .mnn, ...: only the roofline reads them
+            raise UsageError(f"'{model}' is a {for_file(model).label} file: profile reads .onnx files and PyTorch "
+                             "models; for any exported file use profile --roofline")
         from ..exporter.profile_torch import profile_module
         from ..models import is_registered, load_model, model_info
 
@@ -368,10 +403,9 @@ def _roofline(target, input_size, batch, num_classes, weights, per_layer, runtim
     with tempfile.TemporaryDirectory(prefix="cnnexport-roofline-") as tmp:
         path = Path(target)
         if path.suffix:
-            if not path.is_file():
-                from ..errors import InvalidModelFileError
+            from ..runtimes import check_model_file
 
-                raise InvalidModelFileError(f"model file '{target}' does not exist")
+            check_model_file(target)
             if precision is None and precision_of(path) != "fp32" and ceiling is None:
                 raise UsageError(f"'{path.name}' is {precision_of(path)}: the measured ceiling is an fp32 sgemm; give "
                                  "its compute ceiling with --ceiling GFLOPS, or --precision fp32 for the fp32 bound")
@@ -462,7 +496,8 @@ def _load_artifact(path: str, runtime: str | None, threads: int | None = None, b
               help="reference.npz written by the export (inputs and PyTorch's outputs).")
 @click.option("--runtime", default=None,
               help=f"{', '.join(f.runtime for f in FORMATS.values())} (default: by extension).")
-@click.option("--atol", type=float, default=None, help="Max abs error allowed (default: 1e-4 x max |reference|).")
+@click.option("--atol", type=click.FloatRange(min=0), default=None,
+              help="Max abs error allowed (default: 1e-4 x max |reference|).")
 @click.option("--json", "as_json", is_flag=True, help="Print the figures as JSON on stdout, nothing else.")
 def verify_cmd(artifact, reference, runtime, atol, as_json):
     """Check ARTIFACT against the reference outputs saved at export time. Needs no torch."""
@@ -485,10 +520,14 @@ def verify_cmd(artifact, reference, runtime, atol, as_json):
         raise UsageError(f"'{reference}' holds {'x'.join(map(str, ref_chw))} inputs{made_for} but "
                          f"'{Path(artifact).name}' takes {dims_text(chw)}: "
                          "pass the reference.npz written beside this file")
-    half = precision_of(artifact) == "fp16"  # checked by fp16's own rule, as the export did
-    checked = compare(Path(artifact).name, refs, lambda b: run_nchw(model, b), inputs, atol=atol,
-                      rtol=FP16_RTOL if half else meta.get("rtol", 1e-4), floor=meta.get("rounding_floor"))
-    eq = fp16_verdict(checked) if half else checked.as_dict()
+    precision = precision_of(artifact)  # fp16 and int8 files: checked by their own rule, as the export did
+    if precision == "int8":
+        eq = _verify_int8(artifact, reference, model, atol)
+    else:
+        checked = compare(Path(artifact).name, refs, lambda b: run_nchw(model, b), inputs, atol=atol,
+                          rtol=FP16_RTOL if precision == "fp16" else meta.get("rtol", 1e-4),
+                          floor=meta.get("rounding_floor"))
+        eq = fp16_verdict(checked) if precision == "fp16" else checked.as_dict()
     eq["runtime"] = model.describe()
     if as_json:
         click.echo(json.dumps(eq, indent=2))
@@ -497,11 +536,34 @@ def verify_cmd(artifact, reference, runtime, atol, as_json):
     if not eq["passed"]:
         name = Path(artifact).name
         other = meta.get("model") and name.split(".")[0] != meta["model"] and name not in meta.get("files", [name])
-        raise VerificationError((eq["failure"] if "failure" in eq else
-                                 f"{eq['artifact']} does not match the reference: max abs error {eq['max_abs']:.3g} > "
-                                 f"tolerance {eq['tolerance']:.3g}, cosine {eq['cosine']:.3f}")
+        if "failure" in eq:
+            why = eq["failure"]
+        elif precision == "int8":
+            why = (f"{eq['artifact']} does not match the reference: int8 mean cosine {eq['cosine_mean']:.4f} "
+                   f"misses {eq['tolerance']}")
+        else:
+            why = (f"{eq['artifact']} does not match the reference: max abs error {eq['max_abs']:.3g} > "
+                   f"tolerance {eq['tolerance']:.3g}, cosine {eq['cosine']:.3f}")
+        raise VerificationError(why
                                 + (f"; the reference was made{made_for}, not for '{name}': pass the reference.npz "
                                    "written beside this file" if other else ""))
+
+
+def _verify_int8(artifact: str, reference: str, model, atol: float | None) -> dict:
+    """An int8 file by the export's int8 rule, on the held-out samples the export recorded."""
+    from ..exporter.int8 import int8_verdict
+    from ..exporter.verify import load_int8_reference
+    from ..runtimes import run_nchw
+
+    if atol is not None:
+        raise UsageError("--atol does not apply to an int8 file: it is checked by the mean cosine and top-1 drop "
+                         "its export recorded")
+    held = load_int8_reference(reference)
+    if held is None:
+        raise UsageError(f"'{reference}' holds no int8 check data (its export wrote no int8 file): pass the "
+                         f"reference.npz that `cnnexport export --int8` wrote beside '{Path(artifact).name}'")
+    return int8_verdict(Path(artifact).name, held.outputs, [run_nchw(model, b) for b in held.batches], held.batches,
+                        held.min_cosine, held.labels, held.max_drop)
 
 
 def _reference_made_for(meta: dict) -> str:
@@ -516,18 +578,21 @@ def _reference_made_for(meta: dict) -> str:
 @click.argument("targets", nargs=-1, required=True)
 @click.option("--runtime", default=None,
               help=f"Runtimes: {_RUNTIMES} (default: a file's own; for a model: ort,torch).")
-@click.option("--precision", default="fp32", show_default=True, help="fp32, int8 or fp32,int8 (for a model name).")
+@click.option("--precision", default="fp32", show_default=True,
+              help="fp32, fp16 or int8, comma-separated (fp32,fp16,int8), for a model name; a file has its own.")
 @click.option("--batch", default="1", show_default=True, help="Batch sizes, e.g. 1,8.")
 @click.option("--threads", default="1", show_default=True, help="Thread counts, e.g. 1,2.")
 @click.option("--input-size", default=None,
               help="H, HxW or C,H,W: a model name's export size, or the size a file leaves dynamic.")
 @click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True)
 @click.option("--baseline", default=None, help="Runtime the speed-up column divides by (default: torch if measured).")
-@click.option("--rounds", type=int, default=3, show_default=True, help="Rounds, interleaved across configurations.")
-@click.option("--warmup", type=int, default=10, show_default=True)
-@click.option("--runs", type=int, default=50, show_default=True, help="Minimum timed runs per round.")
-@click.option("--min-time", type=float, default=1.0, show_default=True, help="Minimum seconds of timed runs.")
-@click.option("--max-time", type=float, default=None, help="Stop a slow configuration after this many seconds "
+@click.option("--rounds", type=click.IntRange(1, 100), default=3, show_default=True,
+              help="Rounds, interleaved across configurations.")
+@click.option("--warmup", type=click.IntRange(min=0), default=10, show_default=True)
+@click.option("--runs", type=click.IntRange(min=1), default=50, show_default=True, help="Minimum timed runs per round.")
+@click.option("--min-time", type=click.FloatRange(min=0), default=1.0, show_default=True,
+              help="Minimum seconds of timed runs.")
+@click.option("--max-time", type=click.FloatRange(min=0, min_open=True), default=None, help="Stop a slow configuration after this many seconds "
               "(once it has 10 runs).")
 @click.option("--no-ceiling", is_flag=True, help="Skip measuring the machine's limits (sgemm ceiling, memory "
               "bandwidth); the roofline columns stay empty.")
@@ -538,10 +603,12 @@ def _reference_made_for(meta: dict) -> str:
 @click.option("-o", "--output-dir", type=click.Path(file_okay=False), default=None,
               help="For a model name: where the exported files go (default: a temporary folder).")
 @click.option("--save", type=click.Path(dir_okay=False), default=None, help="Also write the JSON rows to this file.")
+@click.option("--wide", is_flag=True, help="Show every column (p90, p99, min, MACs, GMAC/s, %% of the sgemm "
+              "ceiling, roofline ms); the default set fits 100 columns.")
 @click.option("--json", "as_json", is_flag=True, help="Print the JSON rows on stdout, nothing else.")
 @click.option("--csv", "as_csv", is_flag=True, help="Print CSV rows on stdout.")
 def bench_cmd(targets, runtime, precision, batch, threads, input_size, device, baseline, rounds, warmup, runs,
-              min_time, max_time, no_ceiling, pick, plain, output_dir, save, as_json, as_csv):
+              min_time, max_time, no_ceiling, pick, plain, output_dir, save, wide, as_json, as_csv):
     """Latency of a zoo MODEL (exported first) or of exported files, across runtimes, precisions, batches
     and threads. Each measurement runs in its own process; rounds are interleaved. Files need no torch."""
     import tempfile
@@ -549,10 +616,6 @@ def bench_cmd(targets, runtime, precision, batch, threads, input_size, device, b
     from ..bench import plan, rows, schedule
     from ..bench.jobs import check_device
 
-    if warmup < 0 or runs < 1 or min_time < 0 or (max_time is not None and max_time <= 0):
-        raise UsageError("--warmup must be >= 0, --runs >= 1, --min-time >= 0 and --max-time > 0")
-    if rounds < 1 or rounds > 100:
-        raise UsageError("--rounds must be 1..100")
     batches, thread_counts = _int_list(batch, "--batch"), _int_list(threads, "--threads")
     precisions = plan.parse_precisions(precision)
     runtimes = plan.parse_runtimes(runtime) if runtime is not None else None
@@ -594,14 +657,16 @@ def bench_cmd(targets, runtime, precision, batch, threads, input_size, device, b
                                         ceiling=not no_ceiling, baseline=baseline, on_progress=on_progress)
     schedule.raise_if_all_failed(jobs)
     result = {"rows": measured["rows"], "ceilings_gflops": measured["ceilings_gflops"],
-              "bandwidths_gbs": measured["bandwidths_gbs"], "notes": notes + measured["failures"]}
+              "bandwidths_gbs": measured["bandwidths_gbs"], "limits": measured["limits"],
+              "notes": notes + measured["failures"], "warnings": measured["limits_warnings"]}
     if pick:
         result["pick"] = rows.pick(result["rows"])
     if plain:
         result["plain"] = rows.against_plain(result["rows"])
     if save:
         _save(save, result)
-    print_bench(result, as_json, as_csv)
+    print_bench(result, as_json, as_csv, wide)
+    schedule.raise_if_any_failed(jobs)
 
 
 def _save(path: str, result: dict) -> None:
@@ -656,17 +721,19 @@ def _macs_of(module, shape) -> float:
 @click.option("--eval", "eval_source", default=None,
               help="Evaluation data (default: the digits test split for 'digits', else held-out part of --calib). "
                    "Labelled (a folder with class subfolders, digits, .npz with x, y): top-1 fp32 -> int8.")
-@click.option("--eval-count", type=int, default=1000, show_default=True, help="Images drawn from --eval.")
-@click.option("--int8-max-drop", type=float, default=None, metavar="POINTS",
+@click.option("--eval-count", type=click.IntRange(min=1), default=1000, show_default=True,
+              help="Images drawn from --eval.")
+@click.option("--int8-max-drop", type=click.FloatRange(0, 100), default=None, metavar="POINTS",
               help="Refuse (write nothing) when top-1 falls more than POINTS below the fp32 file on labelled data.")
-@click.option("--calib-count", type=int, default=200, show_default=True, help="Samples drawn from --calib.")
+@click.option("--calib-count", type=click.IntRange(min=2), default=200, show_default=True,
+              help="Samples drawn from --calib.")
 @click.option("--runtime", type=click.Choice([f.runtime for f in file_int8_formats()]), default=None,
               help="; ".join(f.int8_help for f in file_int8_formats()) + " (default: by the input's extension).")
 @click.option("--calib-method", type=click.Choice(CALIB_METHODS), default="minmax", show_default=True)
 @click.option("--keep-float", default="", metavar="LIST",
               help="ONNX Runtime: nodes left in float: first, last, node-name globs ('/layer1/*'), or auto "
                    "(the fewest modules that reach --min-cosine on the calibration samples).")
-@click.option("--min-cosine", type=float, default=0.99, show_default=True,
+@click.option("--min-cosine", type=click.FloatRange(-1, 1), default=0.99, show_default=True,
               help="Target of --keep-float auto: mean logits cosine with the float model.")
 @click.option("--per-channel/--per-tensor", default=True, show_default=True)
 @click.option("--reduce-range", type=click.Choice(["auto", "on", "off"]), default="auto", show_default=True,
@@ -674,22 +741,21 @@ def _macs_of(module, shape) -> float:
 @click.option("-o", "--output", type=click.Path(dir_okay=False), default=None,
               help="Default: <model>.int8.onnx beside the input.")
 @click.option("--per-layer", is_flag=True, help="ONNX Runtime: per-layer SQNR, worst layers first.")
+@click.option("--force", is_flag=True, help="Replace an existing output file (the export's own int8 file, say).")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON on stdout, nothing else.")
 def quantize_cmd(model, calib, eval_source, eval_count, int8_max_drop, calib_count, runtime, calib_method, keep_float,
-                 min_cosine, per_channel, reduce_range, output, per_layer, as_json):
+                 min_cosine, per_channel, reduce_range, output, per_layer, force, as_json):
     """Static int8 with calibration data; accuracy measured on data calibration never saw."""
     from ..exporter.formats import Int8Options
     from ..exporter.int8 import describe, quantize_file
 
-    if int8_max_drop is not None and not 0 <= int8_max_drop <= 100:
-        raise UsageError(f"--int8-max-drop takes points of top-1 accuracy, 0..100, got {int8_max_drop}")
-    if eval_count < 1:
-        raise UsageError("--eval-count must be at least 1")
+    refuse_unused_options({"min_cosine": ("--keep-float auto", "auto" in _keep_float(keep_float))})
     options = Int8Options(method=calib_method, per_channel=per_channel, keep_float=_keep_float(keep_float),
                           min_cosine=min_cosine, reduce_range=None if reduce_range == "auto" else reduce_range == "on",
                           max_drop=int8_max_drop)
     result = quantize_file(model, calib, runtime=runtime, output=output, eval_source=eval_source,
-                           calib_count=calib_count, options=options, per_layer=per_layer, eval_count=eval_count)
+                           calib_count=calib_count, options=options, per_layer=per_layer, eval_count=eval_count,
+                           overwrite=force)
     if as_json:
         click.echo(json.dumps(result, indent=2))
     else:
@@ -740,7 +806,8 @@ def _floats(text: str | None, option: str) -> tuple[float, ...] | None:
 @click.option("--shard", default=None, metavar="K/N", help="Evaluate part K of N (merge the JSON results with --merge).")
 @click.option("--workers", type=int, default=None,
               help="Threads decoding images (default: the cores --threads leaves free, else half the cores; 1..8).")
-@click.option("--threads", type=int, default=None, help="Threads of each runtime (default: the runtime's own).")
+@click.option("--threads", type=click.IntRange(min=1), default=None,
+              help="Threads of each runtime (default: the cores the decoding workers leave, at least 1).")
 @click.option("--cache", "cache_dir", type=click.Path(file_okay=False), default=None,
               help="Keep an image folder's decoded, resized crops here; later runs on the same folder (other "
                    "files, shards) skip decoding.")
@@ -772,6 +839,8 @@ def eval_cmd(artifacts, data, classes_file, model_spec, weights, num_classes, re
             (threads is not None and threads < 1) or (crop_fraction is not None and not 0 < crop_fraction <= 1):
         raise UsageError("--batch must be 1..4096, --limit, --workers and --threads >= 1, --crop-fraction in (0, 1]")
     shard_kn = _parse_shard(shard)
+    threads_chosen = threads is None
+    workers, threads = eval_threads(workers, threads)
     models, describe = {}, {}
     for path in artifacts:
         name = Path(path).name
@@ -816,12 +885,13 @@ def eval_cmd(artifacts, data, classes_file, model_spec, weights, num_classes, re
     source = source.select(limit, shard_kn)
     for name, m in models.items():
         describe[name]["describe"] = m.describe()
-    workers = workers or decode_workers(threads)
     with EvalProgress(as_json, len(source)) as on_progress:
         evaluation = ev.evaluate(models, source, pre, batch=batch, workers=workers,
                                  reference="pytorch" if model_spec else None, on_progress=on_progress)
     result = ev.report(evaluation, source, pre, batch=batch, reference="pytorch" if model_spec else None,
                        describe=describe, shard=shard_kn, limit=limit, workers=workers, cache=cache)
+    result["threads"] = {"per_runtime": threads, "decoding_workers": workers, "cores": os.cpu_count(),
+                         "chosen": threads_chosen}
     if save:
         _save(save, result)
     print_eval(result, as_json)
@@ -829,12 +899,14 @@ def eval_cmd(artifacts, data, classes_file, model_spec, weights, num_classes, re
         _fail(*interrupted(first_signal() or signal.SIGINT))
 
 
-def decode_workers(threads: int | None) -> int:
-    """Decoding threads beside a runtime of ``threads`` threads: the cores it leaves free (measured on 2
-    cores, a second decoder competing with 2 runtime threads is slower than one), half the cores when
-    the runtime takes its own default; 1..8."""
+def eval_threads(workers: int | None, threads: int | None) -> tuple[int, int]:
+    """Decoding workers and runtime threads that share the cores. Workers: the cores ``threads`` leaves
+    free, else half the cores (1..8; on 2 cores a second decoder competing with 2 runtime threads is
+    slower than one). Threads: the cores the workers leave, at least 1 (a runtime's own default takes
+    every core: PyTorch ran the digits LeNet-5 at 112 images/s so, at 3,144 with one thread)."""
     cores = os.cpu_count() or 1
-    return max(1, min(8, cores - threads if threads else cores // 2))
+    workers = workers or max(1, min(8, cores - threads if threads else cores // 2))
+    return workers, threads or max(1, cores - workers)
 
 
 def _read_json(path: str) -> dict:
@@ -912,8 +984,6 @@ def fold_cmd(model, output, atol, as_json):
     dst = Path(output) if output else src.with_name(src.stem + ".folded.onnx")
     if dst.resolve() == src.resolve():
         raise UsageError("-o/--output must differ from the input file")
-    if not dst.parent.is_dir():
-        raise UsageError(f"output folder '{dst.parent}' does not exist")
     result = fold_file(src, dst, atol=atol).as_dict()
     result["output"] = str(dst)
     if as_json:
@@ -930,12 +1000,14 @@ def study_group() -> None:
 def _study_common(fn):
     options = [
         click.option("--runtime", default="ort", show_default=True, help=f"Runtimes: {_RUNTIMES}."),
-        click.option("--threads", type=int, default=2, show_default=True),
+        click.option("--threads", type=click.IntRange(min=1), default=2, show_default=True),
         click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True),
-        click.option("--rounds", type=int, default=3, show_default=True, help="Rounds, interleaved across runtimes."),
-        click.option("--runs", type=int, default=30, show_default=True, help="Minimum timed runs per round."),
-        click.option("--min-time", type=float, default=0.5, show_default=True),
-        click.option("--max-time", type=float, default=3.0, show_default=True,
+        click.option("--rounds", type=click.IntRange(1, 100), default=3, show_default=True,
+                     help="Rounds, interleaved across runtimes."),
+        click.option("--runs", type=click.IntRange(min=1), default=30, show_default=True,
+                     help="Minimum timed runs per round."),
+        click.option("--min-time", type=click.FloatRange(min=0), default=0.5, show_default=True),
+        click.option("--max-time", type=click.FloatRange(min=0, min_open=True), default=3.0, show_default=True,
                      help="Stop a slow configuration after this many seconds (once it has 10 runs)."),
         click.option("-o", "--output-dir", type=click.Path(file_okay=False), default=None,
                      help="Where the exported networks go (default: a temporary folder)."),
@@ -957,12 +1029,25 @@ def _check_study_args(threads, rounds, runs, min_time, max_time, device):
 
 
 def _run_study(fn, output_dir, save, as_json, **kwargs) -> dict:
+    """Run a study with its exports in a temporary folder, or staged in ``output_dir`` (each network's
+    folder moved there once the whole study has run: an interrupted study leaves nothing)."""
     import tempfile
+
+    from .._atomic import StagingDir
 
     with tempfile.TemporaryDirectory(prefix="cnnexport-study-") as tmp, \
             ProgressBar(as_json, "exporting") as (on_stage, on_progress):
-        out = Path(output_dir) if output_dir else Path(tmp)
-        result = fn(out_dir=out, on_stage=on_stage, on_progress=on_progress, **kwargs)
+        staging = StagingDir(output_dir) if output_dir else None
+        out = staging.path if staging else Path(tmp)
+        try:
+            result = fn(out_dir=out, on_stage=on_stage, on_progress=on_progress, **kwargs)
+            if staging:
+                staging.commit()
+                result = json.loads(json.dumps(result).replace(json.dumps(str(out))[1:-1],
+                                                               json.dumps(str(output_dir))[1:-1]))
+        finally:
+            if staging:
+                staging.discard()  # after a commit: the emptied staging folder only
     if not result["rows"]:
         raise ExportError("nothing could be measured: " + (result["failures"][0] if result["failures"] else "no rows"))
     if save:

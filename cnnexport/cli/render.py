@@ -69,9 +69,10 @@ def print_export_summary(report: dict) -> None:
     console = out_console()
     g = report["graph"]
     eq = {e["artifact"]: e for e in report["equivalence"]}
-    table = Table(title=f"{report['model']}: {report['params']:,} params, input "
-                        f"{'x'.join(map(str, report['input_shape']))} "
-                        f"({'dynamic' if report['dynamic_batch'] else 'static'} batch)")
+    # a heading line, not the table's title: rich wraps a title to the table's width, mid-phrase
+    heading = (f"{report['model']}: {report['params']:,} params, input {'x'.join(map(str, report['input_shape']))} "
+               f"({'dynamic' if report['dynamic_batch'] else 'static'} batch)")
+    table = Table()
     table.add_column("")
     rows = {"file": [], "format": [], "size": [], "batch": [], "delegation": [], "max abs error": [],
             "max rel error": [], "cosine": [], "top-1 agreement": [], "accuracy (labels)": [], "check": []}
@@ -100,6 +101,7 @@ def print_export_summary(report: dict) -> None:
     for label, cells in rows.items():
         if any(cells):
             table.add_row(label, *cells)
+    console.print(heading, style="bold", markup=False, highlight=False, soft_wrap=True)
     console.print(table)
     p = report["prepare"]
     inside = sum(1 for f in p["folded"] if f.get("level") == "graph")
@@ -125,6 +127,9 @@ def print_export_summary(report: dict) -> None:
     files = [f for a in report["artifacts"] for f in a["files"]]
     console.print(f"written: {Path(report['artifacts'][0]['path']).parent}/ ({', '.join(files)}, reference.npz, "
                   "report.json)")
+    if report.get("removed_earlier_files"):
+        console.print(f"removed the earlier export's files this one did not write again: "
+                      f"{', '.join(report['removed_earlier_files'])}")
 
 
 def print_profile(model: str, result: dict, per_layer: bool, as_json: bool, as_csv: bool) -> None:
@@ -185,6 +190,8 @@ def print_profile(model: str, result: dict, per_layer: bool, as_json: bool, as_c
     console.print(table)
     for note in result.get("notes", []):
         console.print(f"[yellow]note:[/] {note}")
+    for warning in result.get("warnings", []):
+        console.print(f"[yellow]warning:[/] {warning}")
     if "against_onnx" in result:
         cmp = result["against_onnx"]
         console.print("ONNX vs PyTorch: " + ", ".join(f"{k} {v['ratio']:.4f}x" for k, v in cmp["totals"].items()
@@ -198,6 +205,13 @@ def print_profile(model: str, result: dict, per_layer: bool, as_json: bool, as_c
 
 def print_verify(eq: dict) -> None:
     status = "[green]passed[/]" if eq["passed"] else "[red]FAILED[/]"
+    if eq.get("precision") == "int8":  # int8's rule: the mean cosine (and top-1 drop) on held-out samples
+        accuracy = (f", accuracy fp32 {eq['accuracy_fp32']:.2%} -> int8 {eq['accuracy_int8']:.2%}"
+                    if "accuracy_int8" in eq else "")
+        out_console().print(f"{eq['artifact']} on {eq['runtime']['runtime']} {eq['runtime']['version']}: int8 mean "
+                            f"cosine {eq['cosine_mean']:.4f} (min {eq['cosine_min']:.4f}; {eq['tolerance']}), top-1 "
+                            f"agreement {eq['top1_agreement']:.0%} of {eq['samples']}{accuracy} {status}")
+        return
     out_console().print(f"{eq['artifact']} on {eq['runtime']['runtime']} {eq['runtime']['version']}: "
                         f"max abs error {eq['max_abs']:.2e} ({tolerance_text(eq)}), max rel "
                         f"{eq['max_rel']:.2e}, cosine {eq['cosine']:.7f}, top-1 agreement "
@@ -232,7 +246,9 @@ class StageStatus:
 
 class ProgressBar:
     """``with ProgressBar(quiet, first) as (on_stage, on_progress)``: one bar that names the stage and
-    counts measurements done of the total; both callbacks are None when quiet or not on a terminal."""
+    counts measurements done of the total. Off a terminal, a plain line per stage and per finished
+    measurement goes to stderr instead (what, how long, how many left), as pip and pytest do; both
+    callbacks are None when quiet."""
 
     def __init__(self, quiet: bool, first: str = "measuring"):
         self.quiet, self.first, self.progress = quiet, first, None
@@ -240,9 +256,11 @@ class ProgressBar:
     def __enter__(self):
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-        console = live_console()
-        if self.quiet or not console.is_terminal:
+        if self.quiet:
             return None, None
+        console = live_console()
+        if not console.is_terminal:
+            return plain_progress()
         self.progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                                  TimeElapsedColumn(), console=console, transient=True)
         self.progress.__enter__()
@@ -259,6 +277,90 @@ class ProgressBar:
     def __exit__(self, *exc):
         if self.progress is not None:
             self.progress.__exit__(*exc)
+
+
+#: Default columns dropped first, last to first, when the terminal is narrower than their natural width.
+_BENCH_DROP_ORDER = ("of_roofline", "int8_speedup", "speedup", "spread", "images_per_s")
+
+
+def bench_table(rows: list[dict], wide: bool = False, width: int | None = None):
+    """The latency table: BENCH_DEFAULT_COLUMNS (or every column with ``wide``) that hold a value; the model
+    column only where a file's name does not already say it. No cell is ever cut: within ``width``, the
+    least telling default columns are left out instead (they stay in --wide, --json and --save)."""
+    from rich import box
+    from rich.console import Console
+    from rich.table import Table
+
+    from ..costs import clever_format
+
+    heads = {"precision": "prec", "threads": "thr", "median_ms": "median ms", "p90_ms": "p90 ms", "p99_ms": "p99 ms",
+             "min_ms": "min ms", "spread": "spread", "images_per_s": "img/s", "gmacs_per_s": "GMAC/s",
+             "ceiling_fraction": "of ceiling", "roofline_ms": "roofline ms", "of_roofline": "of roofline",
+             "speedup": f"x {rows[0]['baseline']}" if rows[0]["baseline"] else "speed-up", "int8_speedup": "x fp32",
+             "artifact": "file"}
+
+    def cell(r: dict, c: str) -> str:
+        v = r.get(c)
+        if v is None:
+            return "-"
+        if c == "batch" and (r.get("calls_per_batch") or 1) > 1:
+            return f"{v} ({r['calls_per_batch']} calls)"  # a static-batch file: consecutive calls, not a batch
+        if c == "macs":
+            return clever_format(v, "%.2f")
+        if c in ("ceiling_fraction", "of_roofline"):
+            return f"{v:.0%}" + ("?" if r.get("limits_noisy") else "")  # against a limit that varied
+        if c == "spread":
+            return f"{v:.0%}"
+        if c in ("speedup", "int8_speedup"):
+            return f"{v:.2f}x"
+        if c == "images_per_s":
+            return f"{v:.1f}" if v < 100 else f"{v:.0f}"
+        if isinstance(v, float):
+            return f"{v:.2f}" if v < 1000 else f"{v:.0f}"
+        return str(v)
+
+    named = all(r.get("artifact") and r["artifact"].startswith(f"{r['model']}.") for r in rows)
+    show = [c for c in (BENCH_COLUMNS if wide else BENCH_DEFAULT_COLUMNS)
+            if any(r.get(c) is not None for r in rows) and not (c == "model" and named)]
+
+    def build(columns: list[str]) -> Table:
+        table = Table(box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True, show_edge=False)
+        for col in columns:
+            table.add_column(heads.get(col, col), no_wrap=True,
+                             justify="left" if col in BENCH_KEY_COLUMNS or col == "precision" else "right")
+        for r in rows:
+            table.add_row(*[cell(r, c) for c in columns])
+        return table
+
+    table = build(show)
+    if width and not wide:
+        console = Console(width=10_000)  # measures the natural width, uncut
+        for col in _BENCH_DROP_ORDER:
+            if console.measure(table).maximum <= width:
+                break
+            if col in show:
+                show.remove(col)
+                table = build(show)
+    return table
+
+
+def plain_progress():
+    """(on_stage, on_progress) that print one plain line each to stderr: for logs, where a bar cannot draw."""
+    import time
+
+    last = [time.perf_counter()]
+
+    def on_stage(stage: str) -> None:
+        check_interrupted()
+        click.echo(f"{stage}...", err=True)
+        last[0] = time.perf_counter()
+
+    def on_progress(done: int, total: int, label: str) -> None:
+        now = time.perf_counter()
+        click.echo(f"measured {label} in {now - last[0]:.1f} s: {done} of {total} done, {total - done} left",
+                   err=True)
+        last[0] = now
+    return on_stage, on_progress
 
 
 class EvalProgress:
@@ -300,7 +402,11 @@ def print_eval(result: dict, as_json: bool) -> None:
     shard = f", shard {data['shard'][0]}/{data['shard'][1]}" if data.get("shard") and len(data["shard"]) == 2 \
         and isinstance(data["shard"][0], int) else ""
     title = (f"accuracy on {data['images']} images of {data['source']} ({len(data['classes'])} classes{shard})"
-             + (" [bold red]PARTIAL: stopped early[/]" if result["partial"] else ""))
+             + (f" [bold red]INCOMPLETE: shard(s) {', '.join(map(str, result['missing_shards']))} of "
+                f"{data['shard'][0][1] if data.get('shard') else '?'} not merged[/]" if result.get("missing_shards")
+                else "")
+             + (" [bold red]PARTIAL: stopped early[/]" if result["partial"] and result.get("stopped_early", True)
+                else ""))
     table = Table(title=title)
     columns = ["model", "runtime", "precision", "top-1", "top-5"]
     if ref:
@@ -328,6 +434,9 @@ def print_eval(result: dict, as_json: bool) -> None:
     cache = data.get("cache")
     cached = f"; cache {cache['hits']} of {cache['hits'] + cache['misses']} images decoded before" if cache else ""
     console.print(f"{rate}, batch {result['batch']}; images/s per model count its own runs only{cached}")
+    if t := result.get("threads"):
+        console.print(f"threads: {t['per_runtime']} per runtime beside {t['decoding_workers']} decoding worker(s) on "
+                      f"{t['cores']} cores" + (" (chosen; --threads and --workers to change)" if t["chosen"] else ""))
     if data["skipped"]:
         console.print(f"[yellow]warning:[/] {data['skipped']} unreadable image(s) skipped, e.g. "
                       f"{', '.join(data['skipped_files'][:3])}")
@@ -336,11 +445,14 @@ def print_eval(result: dict, as_json: bool) -> None:
 BENCH_COLUMNS = ("model", "artifact", "runtime", "precision", "batch", "threads", "median_ms", "p90_ms", "p99_ms",
                  "min_ms", "spread", "images_per_s", "macs", "gmacs_per_s", "ceiling_fraction", "roofline_ms",
                  "of_roofline", "speedup", "int8_speedup")
+#: The columns bench shows by default: they fit 100 columns; the rest behind --wide, in --json and --save.
+BENCH_DEFAULT_COLUMNS = ("model", "artifact", "runtime", "precision", "batch", "threads", "median_ms", "spread",
+                         "images_per_s", "of_roofline", "speedup", "int8_speedup")
+#: Never cut: a row means nothing without them.
+BENCH_KEY_COLUMNS = ("model", "artifact", "runtime")
 
 
-def print_bench(result: dict, as_json: bool, as_csv: bool) -> None:
-    from ..costs import clever_format
-
+def print_bench(result: dict, as_json: bool, as_csv: bool, wide: bool = False) -> None:
     rows = result["rows"]
     if as_json:
         click.echo(json.dumps(result, indent=2))
@@ -350,51 +462,29 @@ def print_bench(result: dict, as_json: bool, as_csv: bool) -> None:
         import io
 
         buf = io.StringIO()
-        fields = [f for f in BENCH_COLUMNS] + ["version", "first_ms", "runs", "mean_ms", "std_ms", "rounds",
-                                                "ceiling_gflops", "bandwidth_gbs", "memory_access_bytes", "baseline",
-                                                "device"]
+        fields = [f for f in BENCH_COLUMNS] + ["calls_per_batch", "version", "first_ms", "runs", "mean_ms", "std_ms",
+                                                "rounds", "ceiling_gflops", "bandwidth_gbs", "memory_access_bytes",
+                                                "baseline", "limits_noisy", "device"]
         writer = csv.DictWriter(buf, fieldnames=fields, extrasaction="ignore")
         writer.writeheader()
         writer.writerows(rows)
         click.echo(buf.getvalue(), nl=False)
         return
-    from rich.table import Table
-
+    console = out_console()
+    console.print(bench_table(rows, wide, console.width))
     machine = rows[0]["machine"]
     isa = ", ".join(k for k, v in machine["isa"].items() if v) or "no listed ISA extension"
     ceil = ", ".join(f"{g:.0f} GFLOP/s at {t} thread{'s' if int(t) > 1 else ''}"
                      for t, g in result["ceilings_gflops"].items())
     bw = ", ".join(f"{g:.1f} GB/s" for g in (result.get("bandwidths_gbs") or {}).values())
-    table = Table(title=f"latency on {machine['cpu']} ({isa})" + (f"; sgemm ceiling {ceil}" if ceil else "")
+    console.print(f"on {machine['cpu']} ({isa})" + (f"; sgemm ceiling {ceil}" if ceil else "")
                   + (f"; memory bandwidth {bw}" if bw else ""))
-    heads = {"median_ms": "median ms", "p90_ms": "p90 ms", "p99_ms": "p99 ms", "min_ms": "min ms",
-             "spread": "spread", "images_per_s": "img/s", "gmacs_per_s": "GMAC/s", "ceiling_fraction": "% ceiling",
-             "roofline_ms": "roofline ms", "of_roofline": "% roofline",
-             "speedup": f"x vs {rows[0]['baseline']}" if rows[0]["baseline"] else "speed-up",
-             "int8_speedup": "int8 x fp32"}
-    show = [c for c in BENCH_COLUMNS if any(r.get(c) is not None for r in rows)]
-    for col in show:
-        table.add_column(heads.get(col, col), justify="left" if col in ("model", "artifact", "runtime", "precision")
-                         else "right")
-    for r in rows:
-        cells = []
-        for c in show:
-            v = r.get(c)
-            if v is None:
-                cells.append("-")
-            elif c == "macs":
-                cells.append(clever_format(v, "%.2f"))
-            elif c in ("spread", "ceiling_fraction", "of_roofline"):
-                cells.append(f"{v:.0%}")
-            elif c in ("speedup", "int8_speedup"):
-                cells.append(f"{v:.2f}x")
-            elif isinstance(v, float):
-                cells.append(f"{v:.2f}" if v < 1000 else f"{v:.0f}")
-            else:
-                cells.append(str(v))
-        table.add_row(*cells)
-    console = out_console()
-    console.print(table)
+    if any(r.get("calls_per_batch", 1) > 1 for r in rows):
+        console.print("batch N (K calls): the file has a static batch, so N images ran as K consecutive calls, not "
+                      "as one batch; export with a dynamic batch (or --executorch-max-batch) to measure a batch")
+    if not wide:
+        console.print("more columns (p90, p99, min, MACs, GMAC/s, % of the sgemm ceiling, roofline ms): --wide, "
+                      "--json or --save")
     for p in result.get("pick", []):
         evidence = (f"{p['median_ms']:.2f} ms vs {p['runner_up']} {p['runner_up_median_ms']:.2f} ms "
                     f"({p['margin']:.2f}x; " + ("faster round by round: the paired test)" if p["beyond_noise"]
@@ -405,6 +495,8 @@ def print_bench(result: dict, as_json: bool, as_csv: bool) -> None:
         console.print(f"pick {p['precision']} batch {p['batch']} threads {p['threads']}: [bold]{p['artifact']}[/] "
                       f"on {p['runtime']}: {evidence}")
     if result.get("plain"):
+        from rich.table import Table
+
         table = Table(title="cnnexport's files against each runtime's own converter (--plain), paired by round")
         for col in ("model", "runtime", "batch", "threads", "ours ms", "plain ms", "ours / plain", "range", "rounds",
                     "verdict"):
@@ -420,6 +512,8 @@ def print_bench(result: dict, as_json: bool, as_csv: bool) -> None:
         console.print(table)
     for note in result.get("notes", []):
         console.print(f"[yellow]note:[/] {note}")
+    for warning in result.get("warnings", []):
+        console.print(f"[yellow]warning:[/] {warning}")
 
 
 def print_quantize(result: dict, how: str) -> None:
@@ -447,6 +541,8 @@ def print_quantize(result: dict, how: str) -> None:
     console.print(line)
     if kept := describe_keep_float(info):
         console.print(kept)
+    if result.get("replaced"):
+        console.print(f"replaced the earlier {', '.join(result['replaced'])} (--force)")
     for w in result["warnings"]:
         console.print(f"[yellow]warning:[/] {w}")
 
@@ -525,6 +621,8 @@ def print_guidelines(result: dict) -> None:
         console.print(table)
     for failure in result["failures"]:
         console.print(f"[yellow]note:[/] {failure}")
+    for warning in result.get("warnings", []):
+        console.print(f"[yellow]warning:[/] {warning}")
 
 
 def print_zoo(result: dict) -> None:
@@ -533,7 +631,8 @@ def print_zoo(result: dict) -> None:
     console = out_console()
     fmt = lambda v, f: f.format(v) if v is not None and v == v else "-"  # noqa: E731  (v == v: not NaN)
     for key, summary in result["summary"].items():
-        table = Table(title=f"latency vs MACs, memory access and the roofline bound, {key}: Spearman per runtime "
+        table = Table(title=f"latency vs MACs, memory access and the roofline bound, {_batch_label(key)}: "
+                            "Spearman per runtime "
                             "(zoo | MobileNet and ShuffleNet), and inversions at matched MACs (within 25%)")
         for col in ("runtime", "models", "MACs", "memory", "roofline", "dw MACs", "dw memory", "dw roofline",
                     "matched pairs", "inverted"):
@@ -546,6 +645,8 @@ def print_zoo(result: dict) -> None:
                           fmt(dw.get("macs"), "{:.2f}"), fmt(dw.get("memory_access"), "{:.2f}"),
                           fmt(dw.get("roofline"), "{:.2f}"), str(inv.get("pairs", "-")),
                           fmt(inv.get("inversion_rate"), "{:.0%}"))
+        console.print(table)
+    for table in zoo_speed_tables(result["rows"]):
         console.print(table)
     runtimes = sorted({rt for row in result["table8"] for rt in row["latency_ms"]})
     table = Table(title="Table 8 at matched MACs: latency here, paper's MFLOPs and top-1 error beside")
@@ -566,6 +667,44 @@ def print_zoo(result: dict) -> None:
         console.print(f"plot: {result['plot']}")
     for failure in result["failures"]:
         console.print(f"[yellow]note:[/] {failure}")
+    for warning in result.get("warnings", []):
+        console.print(f"[yellow]warning:[/] {warning}")
+
+
+def _batch_label(key: str) -> str:
+    """``batch1`` (a summary key) -> ``batch 1``."""
+    return f"batch {key[5:]}" if key.startswith("batch") else key
+
+
+def zoo_speed_tables(rows: list[dict]) -> list:
+    """One table per batch: each model's MACs, and per runtime its median latency and achieved GMAC/s
+    (2 x MACs / latency is the FLOP rate; the GMAC/s here counts MACs)."""
+    from rich.table import Table
+
+    tables = []
+    for batch in sorted({r["batch"] for r in rows}):
+        at = [r for r in rows if r["batch"] == batch]
+        runtimes = sorted({r["runtime"] for r in at})
+        table = Table(title=f"achieved speed per model, batch {batch}: median ms and GMAC/s per runtime")
+        table.add_column("model", no_wrap=True)
+        table.add_column("MMACs", justify="right")
+        for rt in runtimes:
+            table.add_column(f"{rt} ms", justify="right")
+            table.add_column(f"{rt} GMAC/s", justify="right")
+        by_model: dict[str, dict] = {}
+        for r in at:
+            by_model.setdefault(r["model"], {})[r["runtime"]] = r
+        for model in sorted(by_model, key=lambda m: next(iter(by_model[m].values())).get("macs") or 0):
+            cells = by_model[model]
+            macs = next(iter(cells.values())).get("macs")
+            row = [model, f"{macs / 1e6:,.0f}" if macs else "-"]
+            for rt in runtimes:
+                r = cells.get(rt)
+                row += [f"{r['median_ms']:.2f}" if r else "-",
+                        f"{r['gmacs_per_s']:.1f}" if r and r.get("gmacs_per_s") is not None else "-"]
+            table.add_row(*row)
+        tables.append(table)
+    return tables
 
 
 def print_models(infos: list) -> None:

@@ -207,6 +207,8 @@ def merge(results: list[dict]) -> dict:
                      "cache": _merged_cache([r["data"].get("cache") for r in results]), "merged": len(results)},
             "preprocess": first["preprocess"], "batch": first["batch"], "reference": reference,
             "partial": any(r["partial"] for r in results) or (bool(shards) and not whole),
+            "stopped_early": any(r["partial"] for r in results),
+            "missing_shards": sorted(set(range(1, shards[0][1] + 1)) - {k for k, _ in shards}) if shards else [],
             "elapsed_s": elapsed, "images_per_s": images / elapsed if elapsed else None,
             "models": [figures(n, t, classes, ref, describe[n]) for n, t in tallies.items()]}
 

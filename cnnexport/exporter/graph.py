@@ -56,10 +56,10 @@ def check(path: str | os.PathLike, *, full_check: bool = True, model=None) -> Gr
     which saves reading the file once more (100 MB for resnet50)."""
     import onnx
 
-    path = Path(path)
+    shown, path = os.fspath(path), Path(path)  # errors name the path as the user typed it
     if not path.is_file():
-        raise InvalidModelFileError(f"ONNX file '{path}' does not exist")
-    model = model if model is not None else load_structure(path)
+        raise InvalidModelFileError(f"ONNX file '{shown}' does not exist")
+    model = model if model is not None else load_structure(shown)
     check_external_data(path, model)
     try:
         # The path form of the checker also handles models with external data, and does not
@@ -67,7 +67,7 @@ def check(path: str | os.PathLike, *, full_check: bool = True, model=None) -> Gr
         onnx.checker.check_model(str(path), full_check=full_check)
     except Exception as exc:
         first = first_line(exc)
-        raise InvalidModelFileError(f"'{path}' is not a valid ONNX model: {first}") from None
+        raise InvalidModelFileError(f"'{shown}' is not a valid ONNX model: {first}") from None
     counter: Counter = Counter()
     _count_ops(model.graph, counter)
     init_names = {i.name for i in model.graph.initializer}

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .._atomic import StagingDir, check_output_file
 from ..errors import UsageError, VerificationError
 from .formats import (ALWAYS, FORMATS, Artifact, Format, Int8Options, by_runtime, file_int8_formats, for_file,
                       int8_formats)
@@ -150,13 +151,21 @@ def check_int8(artifact: Artifact, reference: np.ndarray, batches: list[np.ndarr
     (>= ``min_cosine`` passes), SQNR, top-1 agreement, and both accuracies when labels are given (a
     top-1 drop over ``max_drop`` points fails)."""
     from ..runtimes import run_nchw
-    from .verify import InputSet
 
     model = load_artifact(artifact, batches[0].shape)
-    outs = [run_nchw(model, b) for b in batches]  # run once; compare() reads these back
+    outs = [run_nchw(model, b) for b in batches]
+    return int8_verdict(artifact.files[0].name, reference, outs, batches, min_cosine, labels, max_drop)
+
+
+def int8_verdict(name: str, reference: np.ndarray, outs: list[np.ndarray], batches: list[np.ndarray],
+                 min_cosine: float, labels: np.ndarray | None = None, max_drop: float | None = None) -> dict:
+    """The int8 rule on outputs already computed (``outs``, one per batch): the export's check and
+    ``cnnexport verify`` of an int8 file against the held-out data its export recorded."""
+    from .verify import InputSet
+
     fig = int8_figures(reference, np.concatenate(outs), labels)
     ran = iter(outs)
-    eq = compare(artifact.files[0].name, [reference], lambda _b: next(ran), [InputSet("heldout", batches)],
+    eq = compare(name, [reference], lambda _b: next(ran), [InputSet("heldout", batches)],
                  atol=float("inf")).as_dict()
     within, why = drop_gate(fig, max_drop)
     eq.update(passed=fig["cosine_mean"] >= min_cosine and within,
@@ -180,11 +189,13 @@ def heldout_batches(evaluation: np.ndarray, labels: np.ndarray | None,
 def quantize_file(src: str | os.PathLike, calib: str, *, runtime: str | None = None,
                   output: str | os.PathLike | None = None, eval_source: str | None = None,
                   calib_count: int = 200, options: Int8Options = Int8Options(), per_layer: bool = False,
-                  eval_count: int | None = None) -> dict:
+                  eval_count: int | None = None, overwrite: bool = False) -> dict:
     """``cnnexport quantize``: the int8 file for ``runtime`` (default: the input's own format) from an
     fp32 file, evaluated against that fp32 file on samples calibration never saw (accuracy too, on a
     labelled set; ``options.max_drop`` refuses a larger top-1 drop, and then nothing is written). The
-    preprocessing is the one the export recorded in the reference.npz beside ``src``, else ImageNet's."""
+    preprocessing is the one the export recorded in the reference.npz beside ``src``, else ImageNet's.
+    An existing output (an export's own int8 file, say) is replaced only with ``overwrite``; the new
+    file is staged beside it and moved into place once it passed, so a failure leaves the old one."""
     from ..runtimes import load, run_nchw
 
     if calib_count < 2:
@@ -209,30 +220,39 @@ def quantize_file(src: str | os.PathLike, calib: str, *, runtime: str | None = N
         takes = [f"{f.runtime_label} int8 files ({'/'.join(f.int8_inputs)} input)" for f in file_int8_formats()
                  if "keep_float" in f.int8_extras]
         raise UsageError(f"--keep-float applies to {' and '.join(takes)}")
+    check_output_file(dst)
+    existing = [f.name for f in int8_files(fmt, dst) if f.exists()]
+    if existing and not overwrite:
+        raise UsageError(f"'{dst}' already exists (an export's int8 file?); pass --force to replace it, or -o to "
+                         "write another file")
     fp32 = load(src)
     spec = fp32.inputs[0]
     shape = (1, *(d or 1 for d in spec.chw))
     data = split_data(calib, shape, calib_count, eval_source, recorded_preprocess(src, shape), eval_count)
     check_drop(options, data)
-    info = fmt.module().quantize(src, dst, data.calibration, with_labels(options, data), spec.layout)
-    warnings = data.warnings + ([w] if (w := keep_float_warning(info)) else [])
-    int8 = Artifact(fmt.name, int8_files(fmt, dst), fmt.runtime, precision="int8", layout=spec.layout)
+    staging = StagingDir(dst.parent)
     try:
+        staged = staging.file(dst.name)
+        info = fmt.module().quantize(src, staged, data.calibration, with_labels(options, data), spec.layout)
+        int8 = Artifact(fmt.name, int8_files(fmt, staged), fmt.runtime, precision="int8", layout=spec.layout)
         figures = int8_figures(run_nchw(fp32, data.evaluation),
                                run_nchw(load_artifact(int8, (1, *shape[1:])), data.evaluation), data.labels)
         within, why = drop_gate(figures, options.max_drop)
         if not within:
             raise VerificationError(f"{dst.name}: {why}; nothing was written (keep layers in float with "
                                     "--keep-float, calibrate on more or other samples, or raise --int8-max-drop)")
-    except BaseException:
-        for f in int8.files:
-            f.unlink(missing_ok=True)
-        raise
+        per_layer_sqnr = (fmt.module().per_layer_sqnr(src, staged, data.evaluation[:32])
+                          if per_layer and "per_layer" in fmt.int8_extras else None)
+        int8_bytes = sum(f.stat().st_size for f in int8.files)
+        staging.commit([f.name for f in int8.files])
+    finally:
+        staging.discard(remove_created=False)
+    warnings = data.warnings + ([w] if (w := keep_float_warning(info)) else [])
     result = {"input": str(src), "output": str(dst), "quantization": info, "evaluation": figures,
-              "sizes_bytes": {"fp32": src.stat().st_size, "int8": sum(f.stat().st_size for f in int8.files)},
-              "warnings": warnings}
-    if per_layer and "per_layer" in fmt.int8_extras:
-        result["per_layer_sqnr"] = fmt.module().per_layer_sqnr(src, dst, data.evaluation[:32])
+              "sizes_bytes": {"fp32": src.stat().st_size, "int8": int8_bytes}, "warnings": warnings,
+              "replaced": existing}
+    if per_layer_sqnr is not None:
+        result["per_layer_sqnr"] = per_layer_sqnr
     return result
 
 

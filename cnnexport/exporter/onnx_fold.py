@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .._atomic import atomic_path
+from .._atomic import atomic_path, check_output_file
 from ..errors import InvalidModelFileError, VerificationError
 
 _PRODUCERS = ("Conv", "ConvTranspose", "Gemm")
@@ -277,6 +277,7 @@ def fold_file(src: str | os.PathLike, dst: str | os.PathLike, *, atol: float | N
     from .verify import InputSet, compare
 
     graph_mod.check(src)
+    check_output_file(dst)
     model = onnx.load(str(src))
     before = _count_ops(model)
     model, folded, removed = fold_model(model)

@@ -29,8 +29,8 @@ from .prepare import prepare_with_summary
 from .report_fields import new_report
 from .simplify import simplify as simplify_onnx
 from .prepare_check import FLOOR_WARN_RELATIVE, check_prepared, rounding_floor
-from .verify import (DEFAULT_RTOL, FLOOR_FACTOR, FP16_RTOL, compare, diagnosis, fp16_verdict, make_inputs,
-                     near_zero_warning, reference_outputs, save_reference, tolerance)
+from .verify import (DEFAULT_RTOL, FLOOR_FACTOR, FP16_RTOL, Int8Reference, compare, diagnosis, fp16_verdict,
+                     make_inputs, near_zero_warning, reference_outputs, save_reference, tolerance)
 
 StageCallback = Callable[[str], None]
 
@@ -275,11 +275,15 @@ def export(
         save_reference(staging.file("reference.npz"), inputs, refs,
                        {"model": name, "input_layout": "NCHW", "rtol": rtol, "atol": atol, "rounding_floor": floor,
                         "files": [f.name for a in artifacts for f in a.files],
-                        **({"preprocess": report["preprocess"]} if "preprocess" in report else {})})
+                        **({"preprocess": report["preprocess"]} if "preprocess" in report else {})},
+                       Int8Reference(heldout[0].batches, held_refs[0], labels, int8_min_cosine, int8_max_drop)
+                       if int8_artifacts else None)
         final_dir = staging.output_dir
         report["artifacts"] = [a.entry(final_dir) for a in artifacts]
+        written = [f.name for a in artifacts for f in a.files] + ["reference.npz", "report.json"]
+        report["removed_earlier_files"] = earlier_export_files(final_dir, name, keep=written)
         write_json(staging.file("report.json"), report)
-        staging.commit([f.name for a in artifacts for f in a.files] + ["reference.npz", "report.json"])
+        staging.commit(written, remove=report["removed_earlier_files"])
     except OSError as exc:
         staging.discard()
         raise (disk_full(exc) or OutputError(f"cannot write to '{staging.output_dir}': "
@@ -288,6 +292,22 @@ def export(
         staging.discard()
         raise
     return report
+
+
+def earlier_export_files(folder: Path, name: str, keep: list[str]) -> list[str]:
+    """Files an earlier export of model ``name`` wrote into ``folder`` (as its report.json lists them) that
+    this export does not write again: beside the new reference.npz they would fail its check. Files the
+    earlier report does not list are never named."""
+    import json
+
+    try:
+        earlier = json.loads((folder / "report.json").read_text())
+        listed = [f for a in earlier["artifacts"] for f in a["files"]] if earlier.get("model") == name else []
+    except (OSError, ValueError, TypeError, KeyError, AttributeError):
+        return []  # no earlier export here, or not one cnnexport wrote
+    return [f for f in dict.fromkeys(listed)
+            if isinstance(f, str) and Path(f).name == f and f.startswith(f"{name}.") and f not in keep
+            and (folder / f).is_file()]
 
 
 def _export_onnx(prepared, summary, onnx_path: Path, shape, report, stage, *, exporter, opset, dynamic_batch,

@@ -34,5 +34,6 @@ def new_report(model: str, params: int, input_shape: tuple[int, ...]) -> dict:
         "equivalence": [],
         "timings_s": {},
         "warnings": [],
+        "removed_earlier_files": [],
         "versions": versions(),
     }

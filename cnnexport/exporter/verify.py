@@ -210,16 +210,35 @@ def near_zero_warning(scale: float) -> str | None:
             "float rounding decides the check; is the model untrained or randomly initialised? (--weights)")
 
 
-def save_reference(path, inputs: list[InputSet], refs: list[np.ndarray], meta: dict) -> None:
+def save_reference(path, inputs: list[InputSet], refs: list[np.ndarray], meta: dict,
+                   int8: Int8Reference | None = None) -> None:
     """``reference.npz``: each input set and the reference's outputs for it, plus metadata, for
-    ``cnnexport verify`` on a machine without torch."""
+    ``cnnexport verify`` on a machine without torch; with ``int8``, also the held-out samples, PyTorch's
+    outputs on them and the rule the export checked its int8 files by."""
     arrays = {}
     for s, r in zip(inputs, refs):
         arrays[f"input__{s.name}"] = np.concatenate(s.batches)
         arrays[f"output__{s.name}"] = r
+    if int8 is not None:
+        arrays["int8_input"], arrays["int8_output"] = np.concatenate(int8.batches), int8.outputs
+        if int8.labels is not None:
+            arrays["int8_labels"] = int8.labels
+        meta = {**meta, "int8": {"min_cosine": int8.min_cosine, "max_drop": int8.max_drop,
+                                 "batch": int(len(int8.batches[0]))}}
     arrays["meta"] = np.array(json.dumps(meta))
     with open(path, "wb") as f:
         np.savez(f, **arrays)
+
+
+@dataclass
+class Int8Reference:
+    """What ``export --int8`` checked its int8 files on: held-out batches, PyTorch's outputs on them,
+    their labels (when the data has them) and the rule (mean cosine, top-1 drop)."""
+    batches: list[np.ndarray]
+    outputs: np.ndarray
+    labels: np.ndarray | None
+    min_cosine: float
+    max_drop: float | None
 
 
 def load_reference(path) -> tuple[list[InputSet], list[np.ndarray], dict]:
@@ -230,6 +249,20 @@ def load_reference(path) -> tuple[list[InputSet], list[np.ndarray], dict]:
         refs = [data[f"output__{n}"] for n in names]
         meta = json.loads(str(data["meta"])) if "meta" in data.files else {}
     return inputs, refs, meta
+
+
+def load_int8_reference(path) -> Int8Reference | None:
+    """The int8 part of ``reference.npz``, or None when its export wrote no int8 file."""
+    with np.load(path, allow_pickle=False) as data:
+        meta = json.loads(str(data["meta"])) if "meta" in data.files else {}
+        rule = meta.get("int8")
+        if rule is None or "int8_input" not in data.files:
+            return None
+        x = data["int8_input"]
+        batch = int(rule["batch"])
+        return Int8Reference([x[i:i + batch] for i in range(0, len(x), batch)], data["int8_output"],
+                             data["int8_labels"] if "int8_labels" in data.files else None,
+                             float(rule["min_cosine"]), rule.get("max_drop"))
 
 
 def _figures(ref: np.ndarray, out: np.ndarray) -> dict:

@@ -16,7 +16,7 @@ from torch import nn
 
 # Importing a family's file registers its builders.
 from . import alexnet, densenet, inception, lenet, mobilenet, resnet, shufflenet, squeezenet, vgg  # noqa: F401
-from ..errors import UnknownModelError, WeightsError
+from ..errors import CnnexportError, UnknownModelError, WeightsError, first_line
 from .timm_source import create_timm_model, is_timm_spec
 from .registry import ModelInfo, is_registered, list_models, model_info, register_model
 from .weights import load_weights, read_state_dict
@@ -97,12 +97,35 @@ def load_model(spec: str, num_classes: int | None = None, weights: str | os.Path
         return create_timm_model(spec, num_classes=num_classes, weights=weights)
     factory = import_callable(spec)
     kwargs = {"num_classes": num_classes} if num_classes is not None else {}
-    model = factory(**kwargs) if callable(factory) and not isinstance(factory, nn.Module) else factory
+    model = call_factory(spec, factory, kwargs) if callable(factory) and not isinstance(factory, nn.Module) \
+        else factory
     if not isinstance(model, nn.Module):
         raise UnknownModelError(f"'{spec}' returned {type(model).__name__}, not a torch.nn.Module")
     if weights is not None:
         load_weights(model, read_state_dict(weights), source=f"weights for {spec}")
     return model
+
+
+def call_factory(spec: str, factory, kwargs: dict):
+    """``factory(**kwargs)``; a factory that needs other arguments, or raises, is the user's code failing:
+    one line naming the factory and the exception (exit 2), not an internal error."""
+    import inspect
+
+    try:
+        inspect.signature(factory).bind(**kwargs)
+    except TypeError as exc:
+        raise UnknownModelError(f"'{spec}' cannot be called with {', '.join(kwargs) or 'no arguments'} ({exc}); "
+                                "name a function or class that builds the model from defaults, e.g. a "
+                                "def build(): return Net(...) in your module") from None
+    except ValueError:
+        pass  # no signature to check (a builtin): the call says
+    try:
+        return factory(**kwargs)
+    except CnnexportError:
+        raise
+    except Exception as exc:
+        raise UnknownModelError(f"'{spec}' raised {type(exc).__name__} while building the model: "
+                                f"{first_line(exc)}; fix it in your code (CNNEXPORT_DEBUG=1 shows where)") from exc
 
 
 def import_callable(spec: str):

@@ -162,7 +162,8 @@ def resnet152(**kwargs) -> ResNet:
     return _resnet(Bottleneck, [3, 8, 36, 3], **kwargs)
 
 
-@register_model(params=68_883_240, macs=11_400_000_000, **_TV)
+@register_model(params=68_883_240, macs=11_400_000_000, **{**_TV, "paper": "Wide Residual Networks",
+                                                            "arxiv": "1605.07146"})
 def wide_resnet50_2(**kwargs) -> ResNet:
     return _resnet(Bottleneck, [3, 4, 6, 3], width_per_group=128, **kwargs)
 

@@ -27,13 +27,23 @@ def runtime_for(path: str | os.PathLike) -> str | None:
     return _BY_SUFFIX.get(Path(path).suffix.lower())
 
 
+def check_model_file(path: str | os.PathLike) -> None:
+    """A model file must exist and be a file: a folder is named as one, with the model files inside it."""
+    from ..errors import InvalidModelFileError
+
+    p = Path(path)
+    if p.is_dir():
+        inside = sorted(f.name for f in p.iterdir() if f.suffix.lower() in _BY_SUFFIX and f.is_file())[:4]
+        raise InvalidModelFileError(f"'{path}' is a folder, not a model file: give the file"
+                                    + (f" (in it: {', '.join(inside)})" if inside else ", not its folder"))
+    if not p.is_file():
+        raise InvalidModelFileError(f"model file '{path}' does not exist")
+
+
 def load(path: str | os.PathLike, runtime: str | None = None, **options) -> RuntimeModel:
     """Load a model file with ``runtime`` (default: chosen by the file's extension)."""
     runtime = ALIASES.get(runtime, runtime) or runtime_for(path)
-    if not Path(path).is_file():
-        from ..errors import InvalidModelFileError
-
-        raise InvalidModelFileError(f"model file '{path}' does not exist")
+    check_model_file(path)
     if runtime == "onnxruntime":
         from .ort import OnnxRuntimeModel as cls
     elif runtime == "openvino":

@@ -100,6 +100,12 @@ class RuntimeModel(ABC):
             raise UsageError(f"batch of {len(x)} cannot be split into this model's static batch of {static}")
         return np.concatenate([self.run(x[i:i + static])[0] for i in range(0, len(x), static)])
 
+    def calls_per_batch(self, batch: int) -> int:
+        """How many calls ``run_batches`` makes for ``batch`` images (1: one real batch; more: a static-batch
+        file splits it into consecutive calls, which ``bench`` labels rather than presents as a batch)."""
+        static = self.inputs[0].shape[0] if self.inputs[0].shape else None
+        return 1 if static is None or static >= batch else -(-batch // static)
+
     def timed_call(self, x: np.ndarray):
         """A function that runs the batch ``x`` (already in this model's layout) and returns the first
         output, with the input's one-time conversions done now rather than in every call: what

@@ -69,6 +69,11 @@ class ExecuTorchModel(RuntimeModel):
             return np.concatenate([self.run(x[i:i + self.max_batch])[0] for i in range(0, len(x), self.max_batch)])
         return super().run_batches(x)
 
+    def calls_per_batch(self, batch: int) -> int:
+        if self.max_batch and batch > self.max_batch:
+            return -(-batch // self.max_batch)
+        return super().calls_per_batch(batch)
+
     def _run(self, arrays: Sequence[np.ndarray]) -> list[np.ndarray]:
         import torch
 

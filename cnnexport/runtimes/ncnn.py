@@ -66,6 +66,9 @@ class NcnnModel(RuntimeModel):
         self._inputs = [TensorSpec(n, (None, *chw), "float32", "NCHW") for n in self.net.input_names()]
         self._outputs = [TensorSpec(n, (None,), "float32", "") for n in self.net.output_names()]
 
+    def calls_per_batch(self, batch: int) -> int:
+        return batch  # ncnn has no batch axis: one extractor per image
+
     def _run(self, arrays: Sequence[np.ndarray]) -> list[np.ndarray]:
         ncnn = import_ncnn()
         results: list[list[np.ndarray]] = [[] for _ in self._outputs]

@@ -139,10 +139,33 @@ def _label_base(m: Machine) -> tuple:
     return (m.cpu, "avx512_vnni" in m.isa, "avx512f" in m.isa, "avx2" in m.isa)
 
 
-def _limits(m: Machine) -> tuple[float | None, float | None]:
-    ceil = [r["ceiling_gflops"] for r in m.rows if r.get("ceiling_gflops")]
-    bw = [r["bandwidth_gbs"] for r in m.rows if r.get("bandwidth_gbs")]
-    return (max(ceil) if ceil else None), (max(bw) if bw else None)
+def _limits_cell(m: Machine, field_: str, f: str) -> str:
+    """Each rows file's own measured limit (``field_``) on this machine: two runs measured two ceilings,
+    and each row's fractions are of its own run's."""
+    by_file: dict[str, set] = {}
+    for r in m.rows:
+        if r.get(field_):
+            by_file.setdefault(r["source"], set()).add(r[field_])
+    if not by_file:
+        return "-"
+    if len(by_file) == 1:
+        return ", ".join(f.format(v) for v in sorted(next(iter(by_file.values()))))
+    return "; ".join(f"{', '.join(f.format(v) for v in sorted(vs))} ({name})" for name, vs in sorted(by_file.items()))
+
+
+def latency_rows(m: Machine) -> list[list[str]]:
+    """The latency table of one machine's rows (micro-networks aside: their verdicts summarise them): per
+    model, runtime, precision, batch and threads, the median, the spread of the rounds, the fraction of its
+    run's ceiling and of the roofline bound."""
+    rows = sorted((r for r in m.rows if r["model"] not in MICRONETS),
+                  key=lambda r: (r["model"], r["runtime"], r["precision"], r["batch"], r["threads"], r["source"]))
+    noisy = lambda r: "?" if r.get("limits_noisy") else ""  # noqa: E731  (against a limit that varied)
+    return [[r["model"], r.get("artifact") or "-", r["runtime"], r["precision"],
+             str(r["batch"]) + (f" ({r['calls_per_batch']} calls)" if (r.get("calls_per_batch") or 1) > 1 else ""),
+             str(r["threads"]), _fmt(r["median_ms"]), _fmt(r["spread"], "{:.0%}"),
+             _fmt(r.get("ceiling_fraction"), "{:.0%}") + (noisy(r) if r.get("ceiling_fraction") else ""),
+             _fmt(r.get("of_roofline"), "{:.0%}") + (noisy(r) if r.get("of_roofline") else ""), r["source"]]
+            for r in rows]
 
 
 def _settings(rows: list[dict]) -> list[tuple]:
@@ -304,10 +327,23 @@ def write_report(merged: Merged, out_dir: str | os.PathLike, *, plots: bool = Tr
              "## Machines", ""]
     lines += _md_table(["machine", "CPU", "ISA", "cores", "GPU", "rows", "sgemm GFLOP/s", "bandwidth GB/s", "files"],
                        [[m.label, m.cpu or "-", ", ".join(m.isa) or "-", str(m.cores or "-"), m.gpu or "-",
-                         str(len(m.rows)), _fmt(_limits(m)[0], "{:.0f}"), _fmt(_limits(m)[1], "{:.1f}"),
-                         ", ".join(sorted(m.files))] for m in merged.machines])
+                         str(len(m.rows)), _limits_cell(m, "ceiling_gflops", "{:.0f}"),
+                         _limits_cell(m, "bandwidth_gbs", "{:.1f}"), ", ".join(sorted(m.files))]
+                        for m in merged.machines])
     if merged.skipped:
         lines += ["", "Skipped (never mixed in):", ""] + [f"- {s}" for s in merged.skipped]
+    latency = {m.label: latency_rows(m) for m in merged.machines}
+    if any(latency.values()):
+        lines += ["", "## Latency", "",
+                  "Per machine, one row per measured configuration (micro-networks are summarised by the verdicts "
+                  "below): the median of every round's runs, the spread of the round medians, the fraction of the "
+                  "sgemm ceiling its own run measured (fp32 only) and of the roofline bound (bound / measured). "
+                  "? marks a figure against a limit that varied beyond 25% while it was measured.", ""]
+        for label, table in latency.items():
+            if table:
+                lines += [f"### {label}", ""] + _md_table(
+                    ["model", "file", "runtime", "precision", "batch", "threads", "median ms", "spread", "of ceiling",
+                     "of roofline", "from"], table) + [""]
     if verdicts:
         paper = paper_verdicts()
         lines += ["", "## G1-G4 verdicts per machine and runtime", "",

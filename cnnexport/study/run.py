@@ -134,7 +134,8 @@ def study_guidelines(runtimes: list[str], out_dir: str | Path, *, export: Export
             "alignment": alignment_effect(tables),
             "predictors": {rt: micronet_predictors([r for r in rows if r["runtime"] == rt], list(widths))
                            for rt in measured},
-            "rows": rows, "failures": result["failures"]}
+            "rows": rows, "failures": result["failures"], "limits": result["limits"],
+            "warnings": result["limits_warnings"]}
 
 
 def study_zoo(models: list[str], runtimes: list[str], out_dir: str | Path, *, export: ExportFn, macs_of: ModuleMacs,
@@ -185,7 +186,8 @@ def study_zoo(models: list[str], runtimes: list[str], out_dir: str | Path, *, ex
               "bandwidth_gbs": measured["bandwidths_gbs"].get(threads), "machine": measured["machine"],
               "summary": {f"batch{b}": zoo_summary(rows, b) for b in batches},
               "table8": table8(rows), "plain_export": plain_comparison(measured["rows"]), "rows": rows,
-              "plain_rows": plain_rows, "failures": measured["failures"]}
+              "plain_rows": plain_rows, "failures": measured["failures"], "limits": measured["limits"],
+              "warnings": measured["limits_warnings"]}
     if plot and rows:
         result["plot"] = str(plot_latency_vs_macs(rows, plot))
     return result
