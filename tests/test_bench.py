@@ -263,6 +263,21 @@ def test_bench_measures_the_good_files_and_fails_on_a_corrupt_one(lenet_files, t
     assert "1 of 2 configuration(s) could not be measured" in last and "broken.onnx" in last
 
 
+def test_a_folder_is_named_as_a_folder_and_paths_as_typed(lenet_files, tmp_path, monkeypatch):
+    """`bench DIR` said "does not exist"; load errors named one path three ways: the path as typed."""
+    folder = CliRunner().invoke(cli, ["bench", str(lenet_files)])
+    assert folder.exit_code == 8 and f"'{lenet_files}' is a folder, not a model file" in folder.stderr
+    assert "lenet5.onnx" in folder.stderr  # the model files in it
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "broken.onnx").write_bytes(b"not a model")
+    for args in (["bench", "sub/broken.onnx", "--no-ceiling"], ["eval", "sub/broken.onnx", "--data", "digits"],
+                 ["profile", "sub/broken.onnx", "--roofline", "--ceiling", "1", "--bandwidth", "1"]):
+        result = CliRunner().invoke(cli, args)
+        assert result.exit_code == 8 and "'sub/broken.onnx'" in result.stderr, (args, result.stderr)
+        assert str(tmp_path) not in result.stderr
+
+
 def test_off_a_terminal_bench_prints_a_line_per_finished_measurement(lenet_files):
     """`bench ... > log 2> err` showed nothing for 15 minutes: off a terminal, a plain line per job."""
     result = CliRunner().invoke(cli, ["bench", str(lenet_files / "lenet5.onnx"), "--batch", "1,2", "--rounds", "1",

@@ -66,10 +66,14 @@ def test_verify_and_bench_read_a_pte_file(lenet_export):
     assert verified.exit_code == 0, verified.output
     assert json.loads(verified.stdout)["runtime"]["runtime"] == "executorch"
     bench = runner.invoke(cli, ["bench", str(out / "lenet5.pte"), str(out / "lenet5.int8.pte"), "--rounds", "1",
-                                "--runs", "3", "--warmup", "1", "--min-time", "0", "--no-ceiling", "--pick", "--json"])
+                                "--runs", "3", "--warmup", "1", "--min-time", "0", "--no-ceiling", "--pick",
+                                "--batch", "1,4", "--json"])
     assert bench.exit_code == 0, bench.output
     result = json.loads(bench.stdout)
-    rows = {r["artifact"]: r for r in result["rows"]}
+    # a static batch-1 program at batch 4 runs four calls: the row says so rather than posing as a batch
+    assert {(r["artifact"], r["batch"]): r["calls_per_batch"] for r in result["rows"]} == {
+        ("lenet5.pte", 1): 1, ("lenet5.pte", 4): 4, ("lenet5.int8.pte", 1): 1, ("lenet5.int8.pte", 4): 4}
+    rows = {r["artifact"]: r for r in result["rows"] if r["batch"] == 1}
     assert set(rows) == {"lenet5.pte", "lenet5.int8.pte"}
     assert all(r["runtime"] == "executorch" and r["median_ms"] > 0 and r["rounds"] == 1 for r in rows.values())
     assert rows["lenet5.int8.pte"]["precision"] == "int8" and rows["lenet5.int8.pte"]["int8_speedup"] > 0

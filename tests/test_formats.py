@@ -70,6 +70,9 @@ def test_the_cli_flags_and_choices_come_from_the_table():
     assert list(quantize.type.choices) == [f.runtime for f in file_int8_formats()]
     bench_help = runner.invoke(cli, ["bench", "--help"]).output
     assert all(f.runtime in bench_help for f in FORMATS.values())
+    from cnnexport.bench.jobs import PRECISIONS
+
+    assert all(p in bench_help.split("--precision", 1)[1].split("--", 1)[0] for p in PRECISIONS)  # fp16 was missing
 
 
 def test_no_format_specific_branch_in_the_commands():
