@@ -103,8 +103,8 @@ def test_a_limit_is_measured_until_stable_and_a_noisy_one_is_flagged():
     quiet_readings = iter([95.0, 100.0, 99.0, 98.0])
     quiet = stable_limit(lambda: {"gflops": next(quiet_readings)}, "gflops")
     assert quiet["values"] == [95.0, 100.0, 99.0] and quiet["stable"] and not quiet["noisy"]
-    (line,) = limits_warnings({1: {"sgemm ceiling": quiet}, 2: {"sgemm ceiling": noisy}})
-    assert "sgemm ceiling at 2 thread(s) read 26-214 GFLOP/s" in line and "busy" in line
+    (line,) = limits_warnings({1: {"fp32 ceiling": quiet}, 2: {"fp32 ceiling": noisy}})
+    assert "fp32 ceiling at 2 thread(s) read 26-214 GFLOP/s" in line and "busy" in line
     rows = rows_from([_job("onnxruntime", "fp32", [40], threads=1), _job("onnxruntime", "fp32", [40], threads=2)],
                      machine={}, ceilings={1: 100.0, 2: 214.0}, noisy_limits={2})
     assert [r["limits_noisy"] for r in rows] == [False, True]
@@ -247,7 +247,7 @@ def test_bench_files_json_rows_carry_every_field(lenet_files):
     assert {(r["runtime"], r["batch"]): r["calls_per_batch"] for r in rows} == {
         ("onnxruntime", 1): 1, ("onnxruntime", 4): 1, ("tflite", 1): 1, ("tflite", 4): 4, ("ncnn", 1): 1,
         ("ncnn", 4): 4}
-    assert set(data["limits"]["1"]) == {"sgemm ceiling", "memory bandwidth"}
+    assert set(data["limits"]["1"]) == {"fp32 ceiling", "memory bandwidth"}
     assert all(len(v["values"]) >= 3 for v in data["limits"]["1"].values())  # measured until stable
 
 
@@ -316,3 +316,34 @@ def test_the_bench_table_fits_100_columns_and_never_cuts_names():
         assert "4 (4 calls)" in text and "median ms" in text
     assert "27%?" in shown(200)  # a fraction of a noisy limit is marked
     assert "p90 ms" in shown(300, wide=True) and "p90 ms" not in shown(200)
+
+
+def test_the_ceiling_is_the_best_gemm_and_names_it():
+    """The compute ceiling is the best of every engine's GEMM, not numpy's alone (the runtimes' beat it),
+    with every measurement kept and the ISA peak beside it."""
+    from cnnexport.bench.gemm import isa_peak, pick_ceiling
+
+    measured = [{"engine": "numpy", "precision": "fp32", "n": 1024, "gflops": 150.0},
+                {"engine": "onnxruntime", "precision": "fp32", "n": 1024, "gflops": 193.0},
+                {"engine": "openvino", "precision": "fp32", "n": 1024, "skipped": "ModuleNotFoundError: openvino"}]
+    peak = isa_peak({"avx512f": True, "avx2": True}, 1, "fp32", 2600.0)
+    assert peak["gflops"] == pytest.approx(16 * 2 * 2 * 2.6)  # 16 lanes x 2 FMA units x 2 FLOPs x 2.6 GHz
+    ceiling = pick_ceiling(measured, peak)
+    assert ceiling["gflops"] == 193.0 and ceiling["set_by"] == "onnxruntime fp32 GEMM n=1024"
+    assert ceiling["measurements"] == measured and ceiling["of_isa_peak"] == pytest.approx(193 / 166.4)
+    assert "turbo" in ceiling["isa_note"]  # above the peak at the reported clock: the clock is higher
+    assert "isa_note" not in pick_ceiling(measured, isa_peak({"avx512f": True}, 2, "fp32", 2600.0))
+    amx = isa_peak({"avx512f": True, "amx_tile": True}, 2, "int8", 2000.0)
+    assert amx["gflops"] == pytest.approx(2048 * 2 * 2.0) and "AMX" in amx["assumes"]
+    assert isa_peak({"avx2": True}, 1, "int8", 2000.0) is None and isa_peak({"avx2": True}, 1, "fp32", None) is None
+    with pytest.raises(ValueError, match="no GEMM could be measured"):
+        pick_ceiling(measured[2:])
+
+
+def test_every_installed_engines_gemm_is_measured():
+    from cnnexport.bench.gemm import measure_gemms
+
+    fp32 = {m["engine"]: m for m in measure_gemms("fp32", 1, n=256, min_time_s=0.01)}
+    assert set(fp32) == {"numpy", "onnxruntime", "openvino"} and all(m["gflops"] > 0.1 for m in fp32.values())
+    (int8,) = measure_gemms("int8", 1, n=256, min_time_s=0.01)
+    assert int8["engine"] == "onnxruntime" and int8["gflops"] > 0.1

@@ -104,9 +104,13 @@ def test_bench_rows_carry_the_bound_only_with_every_input(tmp_path):
     row, = rows_from([job()], machine={}, ceilings={2: 100.0})  # no bandwidth measured: left empty
     assert row["roofline_ms"] is None and row["of_roofline"] is None
     int8 = job()
-    int8.precision = "int8"  # no int8 compute ceiling is measured: no bound rather than a wrong one
+    int8.precision = "int8"  # without an int8 compute ceiling: no bound rather than one from the fp32 ceiling
     row, = rows_from([int8], machine={}, ceilings={2: 100.0}, bandwidths={2: 10.0})
     assert row["roofline_ms"] is None and row["memory_access_bytes"] == costs.memory_bytes(1, "int8")
+    row, = rows_from([int8], machine={}, ceilings={2: 100.0}, bandwidths={2: 10.0},
+                     ceilings_by_precision={2: {"fp32": 100.0, "int8": 800.0}})  # with its own: its bound
+    bound = costs.roofline(batch=1, precision="int8", ceiling_gflops=800.0, bandwidth_gbs=10.0).bound_ms
+    assert row["roofline_ms"] == pytest.approx(bound) and row["ceiling_gflops"] == 800.0
 
 
 def test_profile_roofline_of_a_model_name_with_given_limits():
@@ -161,8 +165,6 @@ def test_profile_roofline_bad_input(tmp_path):
     assert result.exit_code == 2 and "go with --roofline" in result.stderr
     int8 = tmp_path / "g.int8.onnx"
     int8.write_bytes(path.read_bytes())
-    result = CliRunner().invoke(cli, ["profile", str(int8), "--roofline"])
-    assert result.exit_code == 2 and "fp32 sgemm" in result.stderr  # no int8 ceiling measured: no wrong bound
     result = CliRunner().invoke(cli, ["profile", str(int8), "--roofline", "--ceiling", "400", "--bandwidth", "10",
                                       "--json"])
     assert result.exit_code == 0 and __import__("json").loads(result.stdout)["precision"] == "int8"

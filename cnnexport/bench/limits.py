@@ -1,4 +1,4 @@
-"""The machine's memory bandwidth, measured beside the sgemm ceiling: a STREAM-style add
+"""The machine's memory bandwidth, measured beside the compute ceilings: a STREAM-style add
 (``a = b + c``) over float32 buffers much larger than the last-level cache, split across ``threads``
 threads (numpy releases the GIL inside the loop). Counted as STREAM counts it: 3 arrays of bytes per
 pass (two read, one written). numpy only; the timer is injectable so the arithmetic can be tested."""

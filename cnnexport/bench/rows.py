@@ -34,15 +34,17 @@ def spread(medians: list[float]) -> float:
 
 def rows_from(jobs: list[Job], *, machine: dict, ceilings: dict[int, float] | None = None,
               bandwidths: dict[int, float] | None = None, baseline: str | None = None,
-              noisy_limits: set[int] = frozenset()) -> list[dict]:
+              noisy_limits: set[int] = frozenset(),
+              ceilings_by_precision: dict[int, dict[str, float]] | None = None) -> list[dict]:
     """One row per measured job, with derived fields; speed-up is against the ``baseline``
     runtime's fp32 row at the same batch, threads and device. The distribution figures (median,
     p90, p99, min, mean, std, runs) are of every round's timed runs pooled; the round medians give
     the spread; ``first_ms`` is the median of the rounds' first (cold) runs. ``roofline_ms`` (and
-    ``of_roofline``, bound / measured) need the job's layer costs, the ceiling and the bandwidth, and
-    an fp32 row; without any of them they stay empty, and so does ``ceiling_fraction`` of an int8 or fp16
-    row (its kernels have their own ceiling, not the fp32 sgemm). ``limits_noisy``: the limits at the
-    row's thread count (``noisy_limits``) varied too much to trust the fractions of them."""
+    ``of_roofline``, bound / measured) need the job's layer costs, the ceiling of the row's precision
+    (``ceilings_by_precision``; ``ceilings`` holds the fp32 one) and the bandwidth; without any of them
+    they stay empty, and so does ``ceiling_fraction`` of an int8 or fp16 row with no ceiling of its own
+    (never the fp32 one). ``limits_noisy``: the limits at the row's thread count (``noisy_limits``)
+    varied too much to trust the fractions of them."""
     rows = []
     for job in jobs:
         if job.result is None:
@@ -51,13 +53,12 @@ def rows_from(jobs: list[Job], *, machine: dict, ceilings: dict[int, float] | No
         stats = summarize(job.samples_ms)
         median = stats["median_ms"]
         gmacs = job.macs * job.batch / (median / 1e3) / 1e9 if job.macs else None
-        ceiling = (ceilings or {}).get(job.threads)
+        own = (ceilings_by_precision or {}).get(job.threads, {})
+        ceiling = own.get(job.precision) or ((ceilings or {}).get(job.threads) if job.precision == "fp32" else None)
         bandwidth = (bandwidths or {}).get(job.threads)
-        # fp32 only: the compute ceiling is an fp32 sgemm; int8 (VNNI, AMX) and fp16 kernels have their own,
-        # not measured, so a bound for them would be wrong: left empty.
         bound = job.costs.roofline(batch=job.batch, precision=job.precision, ceiling_gflops=ceiling,
                                    bandwidth_gbs=bandwidth).bound_ms \
-            if job.costs and ceiling and bandwidth and job.precision == "fp32" else None
+            if job.costs and ceiling and bandwidth else None
         row = {
             "model": job.model, "artifact": Path(job.worker_job["path"]).name if "path" in job.worker_job else None,
             "runtime": res.get("runtime", job.runtime), "version": res.get("version"), "precision": job.precision,
@@ -66,7 +67,7 @@ def rows_from(jobs: list[Job], *, machine: dict, ceilings: dict[int, float] | No
             "first_ms": statistics.median(job.first_ms) if job.first_ms else None, **stats,
             "images_per_s": job.batch / (median / 1e3), "macs": job.macs,
             "gmacs_per_s": gmacs, "ceiling_gflops": ceiling,
-            "ceiling_fraction": 2 * gmacs / ceiling if gmacs and ceiling and job.precision == "fp32" else None,
+            "ceiling_fraction": 2 * gmacs / ceiling if gmacs and ceiling else None,
             "bandwidth_gbs": bandwidth,
             "memory_access_bytes": job.costs.memory_bytes(job.batch, job.precision) if job.costs else None,
             "roofline_ms": bound, "of_roofline": bound / median if bound else None,

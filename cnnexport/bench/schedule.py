@@ -1,6 +1,6 @@
 """Running jobs: each measurement in its own worker process, rounds interleaved across runtimes;
-the machine's sgemm ceiling; and ``measure``, which the bench command and the study share (jobs
--> rows with the ceiling and the machine facts). No torch."""
+the machine's compute ceilings (``bench.gemm``) and bandwidth; and ``measure``, which the bench
+command and the study share (jobs -> rows with the ceilings and the machine facts). No torch."""
 
 from __future__ import annotations
 
@@ -65,11 +65,28 @@ def stable_limit(measure_once: Callable[[], dict], key: str, *, agree: int = LIM
             "stable": len(top) == agree and top[-1] - top[0] <= stable * top[-1], "noisy": spread > LIMIT_NOISY}
 
 
-def sgemm_ceiling(threads: int, n: int = 2048) -> dict:
-    """The machine's float32 ceiling (GFLOP/s of a large numpy sgemm) with ``threads`` threads,
-    measured until stable (``stable_limit``)."""
-    return stable_limit(lambda: _limit({"kind": "sgemm", "threads": threads, "n": n}, "the sgemm ceiling"),
-                        "gflops")
+def compute_ceiling(threads: int, precision: str = "fp32", n: int = 1024) -> dict:
+    """The machine's compute ceiling at ``precision`` (fp32, int8) with ``threads`` threads: the best
+    GEMM of numpy and each installed runtime (``bench.gemm``; ``set_by`` names it, ``measurements``
+    holds them all, ``isa_peak`` the cross-check), measured until stable (``stable_limit``)."""
+    return stable_limit(lambda: _limit({"kind": "gemm", "threads": threads, "precision": precision, "n": n},
+                                       f"the {precision} compute ceiling"), "gflops")
+
+
+def sgemm_ceiling(threads: int) -> dict:
+    """The fp32 compute ceiling (``compute_ceiling``; the name predates the runtimes' GEMMs in it)."""
+    return compute_ceiling(threads, "fp32")
+
+
+def ceilings_by_precision(limits: dict[str, dict]) -> dict[str, float]:
+    """Each precision's ceiling from one thread count's limits: fp32 and int8 as measured; fp16 at the
+    fp32 ceiling (no x86 runtime here computes fp16 files in fp16 arithmetic: they widen to fp32)."""
+    out = {}
+    if "fp32 ceiling" in limits:
+        out["fp32"] = out["fp16"] = limits["fp32 ceiling"]["gflops"]
+    if "int8 ceiling" in limits:
+        out["int8"] = limits["int8 ceiling"]["gflops"]
+    return out
 
 
 def bandwidth(threads: int) -> dict:
@@ -78,13 +95,18 @@ def bandwidth(threads: int) -> dict:
     return stable_limit(lambda: _limit({"kind": "bandwidth", "threads": threads}, "the memory bandwidth"), "gbs")
 
 
+#: What a result keeps of each limit: its readings and, for a compute ceiling, which GEMM set it and every one
+LIMIT_FIELDS = ("values", "spread", "stable", "noisy", "set_by", "measurements", "isa_peak", "of_isa_peak",
+                "isa_note")
+
+
 def limits_warnings(limits: dict[int, dict]) -> list[str]:
     """One line per noisy limit: what it read, and what depends on it."""
     out = []
     for threads, by_kind in sorted(limits.items()):
         for what, lim in by_kind.items():
             if lim.get("noisy"):
-                unit = "GFLOP/s" if "gflops" in lim else "GB/s"
+                unit = ("GOP/s" if what.startswith("int8") else "GFLOP/s") if "gflops" in lim else "GB/s"
                 out.append(f"the {what} at {threads} thread(s) read {min(lim['values']):.3g}-{max(lim['values']):.3g} "
                            f"{unit} over {len(lim['values'])} measurements (spread {lim['spread']:.0%}): the machine "
                            "is busy; the rows' fractions of it and roofline figures are marked (limits_noisy)")
@@ -177,9 +199,14 @@ def measure(jobs: list[Job], *, rounds: int, timing: dict | None, threads: list[
     limits: dict[int, dict] = {}
     ceilings: dict[int, float] = {}
     bandwidths: dict[int, float] = {}
+    by_precision: dict[int, dict[str, float]] = {}
     if ceiling and measured and device == "cpu":
-        limits = {t: {"sgemm ceiling": sgemm_ceiling(t), "memory bandwidth": bandwidth(t)} for t in threads}
-        ceilings = {t: lim["sgemm ceiling"]["gflops"] for t, lim in limits.items()}
+        int8 = any(job.precision == "int8" for job in jobs if job.result is not None)
+        limits = {t: {"fp32 ceiling": compute_ceiling(t, "fp32"),
+                      **({"int8 ceiling": compute_ceiling(t, "int8")} if int8 else {}),
+                      "memory bandwidth": bandwidth(t)} for t in threads}
+        by_precision = {t: ceilings_by_precision(lim) for t, lim in limits.items()}
+        ceilings = {t: lim["fp32 ceiling"]["gflops"] for t, lim in limits.items()}
         bandwidths = {t: lim["memory bandwidth"]["gbs"] for t, lim in limits.items()}
     elif ceiling and measured and device == "cuda":
         gpu = stable_limit(cuda_limits, "gflops")  # the device's, whatever the host threads
@@ -188,8 +215,8 @@ def measure(jobs: list[Job], *, rounds: int, timing: dict | None, threads: list[
     noisy = {t for t, lim in limits.items() if any(v["noisy"] for v in lim.values())}
     machine = cpu_facts()
     return {"rows": rows_from(jobs, machine=machine, ceilings=ceilings, bandwidths=bandwidths, baseline=baseline,
-                              noisy_limits=noisy),
-            "ceilings_gflops": ceilings, "bandwidths_gbs": bandwidths,
-            "limits": {t: {k: {f: v[f] for f in ("values", "spread", "stable", "noisy")} for k, v in lim.items()}
+                              noisy_limits=noisy, ceilings_by_precision=by_precision),
+            "ceilings_gflops": ceilings, "ceilings_by_precision": by_precision, "bandwidths_gbs": bandwidths,
+            "limits": {t: {k: {f: v[f] for f in LIMIT_FIELDS if f in v} for k, v in lim.items()}
                        for t, lim in limits.items()},
             "limits_warnings": limits_warnings(limits), "machine": machine, "failures": failures(jobs)}

@@ -6,7 +6,8 @@ Job kinds (``job["kind"]``):
   cuda, ONNX Runtime's ``ep``: cuda or tensorrt);
 - ``torch``: a zoo model in PyTorch eager, or replayed from a CUDA graph (``model``,
   ``input_shape``, ``cuda_graph``); imports torch, the others do not;
-- ``sgemm``: the machine's float32 matrix-multiply ceiling with ``threads`` threads;
+- ``sgemm``: numpy's float32 matrix multiply with ``threads`` threads;
+- ``gemm``: the compute ceiling at ``precision`` (fp32, int8): the best GEMM of numpy and the runtimes;
 - ``bandwidth``: the machine's memory bandwidth (a streaming add) with ``threads`` threads;
 - ``cuda_limits``: the same two on the CUDA device (a float32 matmul and a device-to-device copy);
 - ``cuda_probe``: whether PyTorch sees a CUDA device;
@@ -168,6 +169,16 @@ def run_sgemm(job: dict) -> dict:
     return {"n": n, "gflops": 2 * n ** 3 / (timing.median_ms / 1e3) / 1e9, **timing.as_dict()}
 
 
+def run_gemm(job: dict) -> dict:
+    """The compute ceiling at ``precision``: the best of every installed engine's GEMM (``bench.gemm``)."""
+    from ..machine import cpu_facts
+    from .gemm import isa_peak, measure_gemms, pick_ceiling, reported_mhz
+
+    precision, threads = job.get("precision", "fp32"), job.get("threads", 1)
+    measurements = measure_gemms(precision, threads, n=job.get("n", 1024))
+    return pick_ceiling(measurements, isa_peak(cpu_facts()["isa"], threads, precision, reported_mhz()))
+
+
 def run_bandwidth(job: dict) -> dict:
     from .limits import stream_bandwidth
 
@@ -233,8 +244,8 @@ def run_many(job: dict) -> dict:
     return {"results": [run_one(sub) for sub in job["jobs"]]}
 
 
-KINDS = {"artifact": run_artifact, "torch": run_torch, "sgemm": run_sgemm, "bandwidth": run_bandwidth,
-         "cuda_limits": run_cuda_limits, "cuda_probe": run_cuda_probe, "many": run_many}
+KINDS = {"artifact": run_artifact, "torch": run_torch, "sgemm": run_sgemm, "gemm": run_gemm,
+         "bandwidth": run_bandwidth, "cuda_limits": run_cuda_limits, "cuda_probe": run_cuda_probe, "many": run_many}
 
 
 def worker_env(threads: int) -> dict:

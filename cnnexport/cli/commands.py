@@ -393,9 +393,6 @@ def _roofline(target, input_size, batch, num_classes, weights, per_layer, runtim
 
     if not 1 <= threads <= 4096 or (ceiling is not None and ceiling <= 0) or (bandwidth is not None and bandwidth <= 0):
         raise UsageError("--threads must be 1..4096, --ceiling and --bandwidth positive")
-    if precision in ("int8", "fp16") and ceiling is None:
-        raise UsageError(f"--precision {precision}: the measured ceiling is an fp32 sgemm; give the {precision} "
-                         "compute ceiling with --ceiling GFLOPS (or profile at fp32)")
     chosen = plan.parse_runtimes(runtime)[0] if runtime else None
     if chosen and chosen not in PROFILED_RUNTIMES:
         raise UsageError(f"per-layer timings come from ONNX Runtime's or OpenVINO's profiler, not {chosen}; "
@@ -406,9 +403,6 @@ def _roofline(target, input_size, batch, num_classes, weights, per_layer, runtim
             from ..runtimes import check_model_file
 
             check_model_file(target)
-            if precision is None and precision_of(path) != "fp32" and ceiling is None:
-                raise UsageError(f"'{path.name}' is {precision_of(path)}: the measured ceiling is an fp32 sgemm; give "
-                                 "its compute ceiling with --ceiling GFLOPS, or --precision fp32 for the fp32 bound")
             graph = costs_graph(path)
             if graph is None:
                 raise UsageError(f"--roofline reads the layer costs from the fp32 ONNX file beside '{path.name}' "
@@ -443,11 +437,17 @@ def _roofline(target, input_size, batch, num_classes, weights, per_layer, runtim
                 raise UsageError(f"'{path.name}' runs on {chosen}, which has no per-layer profiler here; --per-layer "
                                  "times the ONNX or OpenVINO file beside it: pass it, or --runtime ort")
             times = layer_times(profiled_file(chosen, path, graph), chosen, threads=threads, input_shape=shape)
-        limits = {"ceiling_gflops": ceiling or schedule.sgemm_ceiling(threads)["gflops"],
+        precision = precision or precision_of(path)
+        # int8: its own GEMM ceiling (VNNI, AMX); fp16 files widen to fp32 on these CPUs: the fp32 one
+        measured = None if ceiling else schedule.compute_ceiling(threads, "int8" if precision == "int8" else "fp32")
+        limits = {"ceiling_gflops": ceiling or measured["gflops"],
                   "bandwidth_gbs": bandwidth or schedule.bandwidth(threads)["gbs"]}
-        result = roofline_profile(path, costs_path=graph, input_shape=shape, times=times,
-                                  precision=precision or precision_of(path), **limits)
+        result = roofline_profile(path, costs_path=graph, input_shape=shape, times=times, precision=precision,
+                                  **limits)
     result["limits_measured"] = {"ceiling": ceiling is None, "bandwidth": bandwidth is None, "threads": threads}
+    if measured:
+        result["ceiling_set_by"] = measured["set_by"]
+        result["ceiling_measurements"] = measured["measurements"]
     from ..machine import cpu_facts
 
     result["machine"] = cpu_facts()
@@ -657,6 +657,7 @@ def bench_cmd(targets, runtime, precision, batch, threads, input_size, device, b
                                         ceiling=not no_ceiling, baseline=baseline, on_progress=on_progress)
     schedule.raise_if_all_failed(jobs)
     result = {"rows": measured["rows"], "ceilings_gflops": measured["ceilings_gflops"],
+              "ceilings_by_precision": measured.get("ceilings_by_precision", {}),
               "bandwidths_gbs": measured["bandwidths_gbs"], "limits": measured["limits"],
               "notes": notes + measured["failures"], "warnings": measured["limits_warnings"]}
     if pick:

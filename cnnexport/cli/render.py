@@ -344,6 +344,12 @@ def bench_table(rows: list[dict], wide: bool = False, width: int | None = None):
     return table
 
 
+def _ceiling_limit(result: dict, threads, precision: str) -> dict | None:
+    """The measured limit behind a precision's ceiling at ``threads`` (None when given or not measured)."""
+    lim = (result.get("limits") or {}).get(threads, {}).get(f"{precision} ceiling")
+    return lim if lim and lim.get("set_by") else None
+
+
 def plain_progress():
     """(on_stage, on_progress) that print one plain line each to stderr: for logs, where a bar cannot draw."""
     import time
@@ -474,16 +480,20 @@ def print_bench(result: dict, as_json: bool, as_csv: bool, wide: bool = False) -
     console.print(bench_table(rows, wide, console.width))
     machine = rows[0]["machine"]
     isa = ", ".join(k for k, v in machine["isa"].items() if v) or "no listed ISA extension"
-    ceil = ", ".join(f"{g:.0f} GFLOP/s at {t} thread{'s' if int(t) > 1 else ''}"
-                     for t, g in result["ceilings_gflops"].items())
+    ceil = "; ".join(f"{t} thread{'s' if int(t) > 1 else ''}: " + ", ".join(
+        f"{p} {g:.0f} G{'FLOP' if p != 'int8' else 'OP'}/s" + (f" ({lim['set_by'].split(' GEMM')[0]})"
+                                                                if (lim := _ceiling_limit(result, t, p)) else "")
+        for p, g in by_precision.items() if p != "fp16")
+        for t, by_precision in (result.get("ceilings_by_precision") or
+                                {t: {"fp32": g} for t, g in result["ceilings_gflops"].items()}).items())
     bw = ", ".join(f"{g:.1f} GB/s" for g in (result.get("bandwidths_gbs") or {}).values())
-    console.print(f"on {machine['cpu']} ({isa})" + (f"; sgemm ceiling {ceil}" if ceil else "")
+    console.print(f"on {machine['cpu']} ({isa})" + (f"; compute ceilings, best GEMM: {ceil}" if ceil else "")
                   + (f"; memory bandwidth {bw}" if bw else ""))
     if any(r.get("calls_per_batch", 1) > 1 for r in rows):
         console.print("batch N (K calls): the file has a static batch, so N images ran as K consecutive calls, not "
                       "as one batch; export with a dynamic batch (or --executorch-max-batch) to measure a batch")
     if not wide:
-        console.print("more columns (p90, p99, min, MACs, GMAC/s, % of the sgemm ceiling, roofline ms): --wide, "
+        console.print("more columns (p90, p99, min, MACs, GMAC/s, % of the compute ceiling, roofline ms): --wide, "
                       "--json or --save")
     for p in result.get("pick", []):
         evidence = (f"{p['median_ms']:.2f} ms vs {p['runner_up']} {p['runner_up_median_ms']:.2f} ms "
@@ -739,8 +749,9 @@ def print_roofline(result: dict, per_layer: bool, as_json: bool) -> None:
     measured = "given" if not result["limits_measured"]["ceiling"] else "measured"
     console.print(f"{result['file']}: roofline at {result['precision']}, input {'x'.join(map(str, result['input_shape']))}"
                   f" (costs of {result['costs_from']}); {measured} limits at {result['limits_measured']['threads']} "
-                  f"thread(s): {result['ceiling_gflops']:.0f} GFLOP/s, {result['bandwidth_gbs']:.1f} GB/s "
-                  f"(ridge {result['ridge_flops_per_byte']:.1f} FLOPs/byte)")
+                  f"thread(s): {result['ceiling_gflops']:.0f} GFLOP/s"
+                  + (f" (best GEMM: {result['ceiling_set_by']})" if result.get("ceiling_set_by") else "")
+                  + f", {result['bandwidth_gbs']:.1f} GB/s (ridge {result['ridge_flops_per_byte']:.1f} FLOPs/byte)")
     line = f"bound {result['bound_ms']:.3f} ms, {result['memory_bound_share']:.0%} of it memory-bound"
     if timed:
         line += (f"; {result['runtime']} measured {result['measured_ms']:.3f} ms per run over its nodes "
