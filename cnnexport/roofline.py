@@ -4,9 +4,11 @@ outputs + weights, ShuffleNetV2's MAC) at the artifact's precision; a model's bo
 its layers. Both limits are the machine's, measured in the same run (sgemm and a streaming add).
 No torch.
 
-The bound assumes every feature map goes to and from memory at streaming bandwidth. Feature maps
-that stay in cache move faster, so a layer (and on small inputs a model) can beat its bound: an
-``of_roofline`` above 1 says the cache, not DRAM, carried that traffic.
+With memory roofs per cache level (the hierarchical roofline: Ilic et al., "Cache-aware Roofline
+model", 2014), a layer's bytes are charged at the smallest level whose capacity holds its working
+set (inputs + outputs + weights at the precision), DRAM past the last one; the DRAM-only bound is
+kept beside it (``bound_dram_ms``). Charged at DRAM alone, a batch-1 feature map that lives in L2
+made small networks beat their "bound" threefold.
 """
 
 from __future__ import annotations
@@ -39,6 +41,23 @@ class LayerCosts:
 
 
 @dataclass(frozen=True)
+class MemoryRoof:
+    """A memory level: what it holds (``capacity_bytes``; None: DRAM, unbounded) and its bandwidth."""
+
+    level: str
+    capacity_bytes: float | None
+    gbs: float
+
+    def holds(self, nbytes: float) -> bool:
+        return self.capacity_bytes is None or nbytes <= self.capacity_bytes
+
+
+def memory_roofs_from(measured: list[dict]) -> tuple[MemoryRoof, ...]:
+    """``bench.limits.memory_roofs`` output (smallest level first) as roofs."""
+    return tuple(MemoryRoof(r["level"], r["capacity_bytes"], r["gbs"]) for r in measured if r.get("gbs"))
+
+
+@dataclass(frozen=True)
 class LayerBound:
     name: str
     type: str
@@ -46,6 +65,12 @@ class LayerBound:
     bytes: float
     compute_s: float
     memory_s: float
+    level: str = "DRAM"
+    memory_dram_s: float | None = None  # the same bytes at DRAM bandwidth (the single-roof bound)
+
+    @property
+    def bound_dram_s(self) -> float:
+        return max(self.compute_s, self.memory_s if self.memory_dram_s is None else self.memory_dram_s)
 
     @property
     def bound_s(self) -> float:
@@ -63,12 +88,18 @@ class LayerBound:
 
 
 def layer_bound(name: str, type_: str, macs: float, nbytes: float, ceiling_gflops: float,
-                bandwidth_gbs: float) -> LayerBound:
+                bandwidth_gbs: float, roofs: tuple[MemoryRoof, ...] = ()) -> LayerBound:
     """The bound of one layer: MACs against the compute ceiling (GFLOP/s, 2 FLOPs per MAC) and bytes
-    against the bandwidth (GB/s)."""
+    against the bandwidth (GB/s) of the smallest of ``roofs`` that holds them (``bandwidth_gbs``, DRAM's,
+    when none does or none are given)."""
     if ceiling_gflops <= 0 or bandwidth_gbs <= 0:
         raise ValueError("the compute ceiling and the bandwidth must be positive")
-    return LayerBound(name, type_, macs, nbytes, 2 * macs / (ceiling_gflops * 1e9), nbytes / (bandwidth_gbs * 1e9))
+    dram_s = nbytes / (bandwidth_gbs * 1e9)
+    roof = next((r for r in roofs if r.capacity_bytes is not None and r.holds(nbytes)), None)
+    if roof is None or roof.gbs <= bandwidth_gbs:
+        return LayerBound(name, type_, macs, nbytes, 2 * macs / (ceiling_gflops * 1e9), dram_s, "DRAM", dram_s)
+    return LayerBound(name, type_, macs, nbytes, 2 * macs / (ceiling_gflops * 1e9), nbytes / (roof.gbs * 1e9),
+                      roof.level, dram_s)
 
 
 @dataclass(frozen=True)
@@ -78,10 +109,16 @@ class Roofline:
     bandwidth_gbs: float
     batch: int
     precision: str
+    roofs: tuple[MemoryRoof, ...] = ()
 
     @property
     def bound_ms(self) -> float:
         return sum(layer.bound_s for layer in self.layers) * 1e3
+
+    @property
+    def bound_dram_ms(self) -> float:
+        """Every byte at DRAM bandwidth: the single-roof bound, for comparison."""
+        return sum(layer.bound_dram_s for layer in self.layers) * 1e3
 
     def by_kind(self) -> dict[str, dict]:
         """Per layer type: bound (ms), layer count, how many are memory-bound, share of the total."""
@@ -103,11 +140,15 @@ class Roofline:
                "precision": self.precision,
                "memory_bound_layers": sum(layer.limit == "memory" for layer in self.layers),
                "memory_bound_share": sum(layer.bound_s for layer in self.layers if layer.limit == "memory") * 1e3
-               / total, "by_kind": self.by_kind()}
+               / total, "by_kind": self.by_kind(), "bound_dram_ms": self.bound_dram_ms,
+               "roofs": [{"level": r.level, "capacity_bytes": r.capacity_bytes, "gbs": r.gbs} for r in self.roofs],
+               "charged_at": {level: sum(1 for b in self.layers if b.level == level)
+                              for level in dict.fromkeys(b.level for b in self.layers)}}
         if per_layer:
             out["layers"] = [{"name": b.name, "type": b.type, "macs": b.macs, "bytes": b.bytes,
                               "compute_ms": b.compute_s * 1e3, "memory_ms": b.memory_s * 1e3,
                               "bound_ms": b.bound_s * 1e3, "limit": b.limit, "flops_per_byte": b.intensity,
+                              "level": b.level, "bound_dram_ms": b.bound_dram_s * 1e3,
                               "share": b.bound_s * 1e3 / total} for b in self.layers]
         return out
 
@@ -126,13 +167,16 @@ class ModelCosts:
     def memory_bytes(self, batch: int, precision: str) -> float:
         return sum(layer.at(batch, precision)[1] for layer in self.layers)
 
-    def roofline(self, *, batch: int, precision: str, ceiling_gflops: float, bandwidth_gbs: float) -> Roofline:
+    def roofline(self, *, batch: int, precision: str, ceiling_gflops: float, bandwidth_gbs: float,
+                 roofs: tuple[MemoryRoof, ...] = ()) -> Roofline:
+        """The bound at ``batch`` and ``precision``; with ``roofs`` (cache levels), each layer's bytes at the
+        level that holds them, else every byte at ``bandwidth_gbs`` (DRAM)."""
         bounds = []
         for layer in self.layers:
             macs, nbytes = layer.at(batch, precision)
             if macs or nbytes:
-                bounds.append(layer_bound(layer.name, layer.type, macs, nbytes, ceiling_gflops, bandwidth_gbs))
-        return Roofline(tuple(bounds), ceiling_gflops, bandwidth_gbs, batch, precision)
+                bounds.append(layer_bound(layer.name, layer.type, macs, nbytes, ceiling_gflops, bandwidth_gbs, roofs))
+        return Roofline(tuple(bounds), ceiling_gflops, bandwidth_gbs, batch, precision, tuple(roofs))
 
     @classmethod
     def from_profile(cls, profile) -> "ModelCosts | None":

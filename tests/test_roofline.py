@@ -8,7 +8,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from cnnexport.bench.jobs import Job
 from cnnexport.bench.limits import stream_bandwidth
-from cnnexport.bench.rows import rows_from
+from cnnexport.bench.rows import bound_warnings, rows_from
 from cnnexport.exporter.profile_onnx import file_costs, profile_onnx
 from cnnexport.roofline import ModelCosts, layer_bound
 
@@ -38,6 +38,72 @@ def test_bandwidth_probe_counts_three_arrays_per_pass_on_a_fake_timer(threads):
 def test_bandwidth_probe_measures_a_real_rate():
     result = stream_bandwidth(1, mib=16, runs=3)
     assert 0.1 < result["gbs"] <= result["best_gbs"] < 10_000
+
+
+def _fake_sysfs(root, caches):
+    for i, (level, kind, size, cpus) in enumerate(caches):
+        d = root / f"index{i}"
+        d.mkdir(parents=True)
+        for name, text in (("level", level), ("type", kind), ("size", size), ("shared_cpu_list", cpus)):
+            (d / name).write_text(f"{text}\n")
+    return root
+
+
+def test_cache_levels_and_their_roofs_on_a_fake_machine(tmp_path):
+    """Levels from sysfs (instruction caches left out; a private cache per thread, a shared one once);
+    each level measured at half of what it holds per thread; a level's roof never below the one behind it."""
+    from cnnexport.bench.limits import cache_levels, memory_roofs
+
+    root = _fake_sysfs(tmp_path, [("1", "Data", "48K", "0"), ("1", "Instruction", "32K", "0"),
+                                  ("2", "Unified", "2048K", "0"), ("3", "Unified", "32M", "0-7")])
+    levels = cache_levels(root)
+    assert [(c.name, c.size_bytes, c.shared_cpus) for c in levels] == [
+        ("L1", 48 << 10, 1), ("L2", 2 << 20, 1), ("L3", 32 << 20, 8)]
+    assert [c.capacity(4) for c in levels] == [4 * (48 << 10), 4 * (2 << 20), 32 << 20]
+    asked = []
+    readings = {24 << 10: 60.0, 1 << 20: 90.0, 16 << 20: 40.0}  # L1's probe reads below L2's (call overhead)
+
+    def measure(threads, bytes_per_thread):
+        asked.append((threads, bytes_per_thread))
+        return readings[bytes_per_thread]
+    roofs = memory_roofs(1, levels, dram_gbs=12.0, measure=measure)
+    assert asked == [(1, 24 << 10), (1, 1 << 20), (1, 16 << 20)]  # half of each level per thread
+    assert [(r["level"], r["measured_gbs"], r["gbs"]) for r in roofs] == [
+        ("L1", 60.0, 90.0), ("L2", 90.0, 90.0), ("L3", 40.0, 40.0), ("DRAM", 12.0, 12.0)]
+    assert [r["capacity_bytes"] for r in memory_roofs(2, levels, 12.0, measure=lambda t, b: 50.0)] == [
+        2 * (48 << 10), 2 * (2 << 20), 32 << 20, None]
+
+
+def test_cache_level_bandwidth_on_a_fake_timer():
+    from cnnexport.bench.limits import copy_bandwidth
+
+    timer = StepTimer(0.5)  # every timed pass: 0.5 s; the copies-per-pass search stops at once (0.5 >= 0.05 / 4)
+    gbs = copy_bandwidth(2, 1 << 20, min_time_s=0.05, runs=3, timer=timer)
+    # 2 threads x 1 copy per pass x (read + write) of a 512 KiB buffer, per 0.5 s
+    assert gbs == pytest.approx(2 * 1 * 2 * (1 << 19) / 0.5 / 1e9)
+
+
+def test_a_layer_is_charged_at_the_level_that_holds_its_working_set():
+    from cnnexport.roofline import LayerCosts, MemoryRoof
+
+    roofs = (MemoryRoof("L1", 48 << 10, 200.0), MemoryRoof("L2", 2 << 20, 100.0), MemoryRoof("DRAM", None, 10.0))
+    small = LayerCosts("small", "Conv 3x3", macs=0.0, activations=100_000, weights=0.0)  # 400 kB: L2
+    large = LayerCosts("large", "Conv 3x3", macs=0.0, activations=1_000_000, weights=0.0)  # 4 MB: DRAM
+    roof = ModelCosts((small, large)).roofline(batch=1, precision="fp32", ceiling_gflops=100.0, bandwidth_gbs=10.0,
+                                               roofs=roofs)
+    by_name = {b.name: b for b in roof.layers}
+    assert by_name["small"].level == "L2" and by_name["small"].memory_s == pytest.approx(400_000 / 100e9)
+    assert by_name["large"].level == "DRAM" and by_name["large"].memory_s == pytest.approx(4_000_000 / 10e9)
+    assert roof.bound_dram_ms == pytest.approx((400_000 + 4_000_000) / 10e9 * 1e3)
+    assert roof.bound_ms < roof.bound_dram_ms
+    # at int8 the small layer's 100 kB no longer fits L1 (48 KiB) but the large one's 1 MB fits L2
+    int8 = ModelCosts((small, large)).roofline(batch=1, precision="int8", ceiling_gflops=100.0, bandwidth_gbs=10.0,
+                                               roofs=roofs)
+    assert [b.level for b in int8.layers] == ["L2", "L2"]
+    assert roof.as_dict()["charged_at"] == {"L2": 1, "DRAM": 1}
+    # without roofs: every byte at DRAM, as before
+    plain = ModelCosts((small, large)).roofline(batch=1, precision="fp32", ceiling_gflops=100.0, bandwidth_gbs=10.0)
+    assert plain.bound_ms == pytest.approx(plain.bound_dram_ms) and {b.level for b in plain.layers} == {"DRAM"}
 
 
 def _three_layer_graph(path):
@@ -101,6 +167,13 @@ def test_bench_rows_carry_the_bound_only_with_every_input(tmp_path):
     assert row["roofline_ms"] == pytest.approx(bound) and row["of_roofline"] == pytest.approx(bound / 0.1)
     assert row["bandwidth_gbs"] == 10.0 and row["memory_access_bytes"] == costs.memory_bytes(1, "fp32")
     assert row["protocol"] == 1
+    assert not row["beats_bound"] or row["of_roofline"] > 1
+    fast = job()
+    fast.medians, fast.samples_ms = [bound / 2] * 2, [bound / 2] * 2  # twice as fast as its bound, no spread
+    rows = rows_from([job(), fast], machine={}, ceilings={2: 100.0}, bandwidths={2: 10.0})
+    assert [r["beats_bound"] for r in rows] == [bound > 0.1, True]
+    (line,) = bound_warnings(rows)
+    assert "ran faster than their roofline bound" in line and "(200%)" in line
     row, = rows_from([job()], machine={}, ceilings={2: 100.0})  # no bandwidth measured: left empty
     assert row["roofline_ms"] is None and row["of_roofline"] is None
     int8 = job()

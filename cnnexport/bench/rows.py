@@ -20,11 +20,23 @@ PROTOCOL = 1
 #: Fields every JSON row carries (machine facts included), in table order.
 ROW_FIELDS = ("model", "artifact", "runtime", "version", "precision", "device", "batch", "calls_per_batch",
               "threads", "first_ms", "runs", "median_ms", "p90_ms", "p99_ms", "min_ms", "mean_ms", "std_ms",
-              "images_per_s", "macs", "gmacs_per_s", "ceiling_gflops", "ceiling_fraction", "bandwidth_gbs", "memory_access_bytes",
-              "roofline_ms", "of_roofline", "baseline", "speedup", "int8_speedup", "rounds", "round_medians_ms",
-              "statistics", "spread", "limits_noisy", "protocol", "plain", "machine", "gpu", "gpu_facts")
+              "images_per_s", "macs", "gmacs_per_s", "ceiling_gflops", "ceiling_fraction", "bandwidth_gbs",
+              "memory_access_bytes", "roofline_ms", "of_roofline", "roofline_dram_ms", "beats_bound", "baseline",
+              "speedup", "int8_speedup", "rounds", "round_medians_ms", "statistics", "spread", "limits_noisy", "protocol", "plain", "machine", "gpu", "gpu_facts")
 #: What a GPU row records beside the GPU's name (None on a CPU row).
 GPU_FACTS = ("compute_capability", "cuda_driver", "cuda_runtime", "tensorrt")
+
+
+def bound_warnings(rows: list[dict]) -> list[str]:
+    """One line naming the rows that ran faster than their roofline bound beyond their spread."""
+    beaten = [r for r in rows if r.get("beats_bound")]
+    if not beaten:
+        return []
+    return [f"{len(beaten)} of {sum(r.get('roofline_ms') is not None for r in rows)} row(s) ran faster than their "
+            "roofline bound beyond their round spread, so a limit under it is too low: " + ", ".join(
+                f"{r['artifact'] or r['model']} on {r['runtime']} at batch {r['batch']} ({r['of_roofline']:.0%})"
+                for r in beaten[:5]) + ("" if len(beaten) <= 5 else ", ...")
+            + "; profile --roofline --per-layer names the layer groups (see the level each is charged at)"]
 
 
 def spread(medians: list[float]) -> float:
@@ -35,7 +47,8 @@ def spread(medians: list[float]) -> float:
 def rows_from(jobs: list[Job], *, machine: dict, ceilings: dict[int, float] | None = None,
               bandwidths: dict[int, float] | None = None, baseline: str | None = None,
               noisy_limits: set[int] = frozenset(),
-              ceilings_by_precision: dict[int, dict[str, float]] | None = None) -> list[dict]:
+              ceilings_by_precision: dict[int, dict[str, float]] | None = None,
+              memory_roofs: dict[int, list[dict]] | None = None) -> list[dict]:
     """One row per measured job, with derived fields; speed-up is against the ``baseline``
     runtime's fp32 row at the same batch, threads and device. The distribution figures (median,
     p90, p99, min, mean, std, runs) are of every round's timed runs pooled; the round medians give
@@ -44,7 +57,12 @@ def rows_from(jobs: list[Job], *, machine: dict, ceilings: dict[int, float] | No
     (``ceilings_by_precision``; ``ceilings`` holds the fp32 one) and the bandwidth; without any of them
     they stay empty, and so does ``ceiling_fraction`` of an int8 or fp16 row with no ceiling of its own
     (never the fp32 one). ``limits_noisy``: the limits at the row's thread count (``noisy_limits``)
-    varied too much to trust the fractions of them."""
+    varied too much to trust the fractions of them. With ``memory_roofs`` (per thread count, from
+    ``schedule.memory_roofs``) the bound charges each layer at the cache level that holds it;
+    ``roofline_dram_ms`` is the same bound with every byte at DRAM bandwidth. ``beats_bound``: the row
+    ran faster than its bound by more than its own round spread (the bound's model broke)."""
+    from ..roofline import memory_roofs_from
+
     rows = []
     for job in jobs:
         if job.result is None:
@@ -56,9 +74,11 @@ def rows_from(jobs: list[Job], *, machine: dict, ceilings: dict[int, float] | No
         own = (ceilings_by_precision or {}).get(job.threads, {})
         ceiling = own.get(job.precision) or ((ceilings or {}).get(job.threads) if job.precision == "fp32" else None)
         bandwidth = (bandwidths or {}).get(job.threads)
-        bound = job.costs.roofline(batch=job.batch, precision=job.precision, ceiling_gflops=ceiling,
-                                   bandwidth_gbs=bandwidth).bound_ms \
+        roofline = job.costs.roofline(batch=job.batch, precision=job.precision, ceiling_gflops=ceiling,
+                                      bandwidth_gbs=bandwidth,
+                                      roofs=memory_roofs_from((memory_roofs or {}).get(job.threads, []))) \
             if job.costs and ceiling and bandwidth else None
+        bound = roofline.bound_ms if roofline else None
         row = {
             "model": job.model, "artifact": Path(job.worker_job["path"]).name if "path" in job.worker_job else None,
             "runtime": res.get("runtime", job.runtime), "version": res.get("version"), "precision": job.precision,
@@ -71,6 +91,8 @@ def rows_from(jobs: list[Job], *, machine: dict, ceilings: dict[int, float] | No
             "bandwidth_gbs": bandwidth,
             "memory_access_bytes": job.costs.memory_bytes(job.batch, job.precision) if job.costs else None,
             "roofline_ms": bound, "of_roofline": bound / median if bound else None,
+            "roofline_dram_ms": roofline.bound_dram_ms if roofline else None,
+            "beats_bound": bound / median > 1 + spread(job.medians) if bound else None,
             "baseline": baseline, "speedup": None, "int8_speedup": None, "rounds": len(job.medians),
             "round_medians_ms": job.medians, "statistics": "pooled",
             "spread": spread(job.medians), "limits_noisy": job.threads in noisy_limits if ceiling else None,

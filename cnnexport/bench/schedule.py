@@ -12,7 +12,7 @@ from typing import Callable
 from ..errors import CnnexportError, UsageError
 from ..machine import cpu_facts
 from .jobs import Job
-from .rows import rows_from
+from .rows import bound_warnings, rows_from
 from .worker import worker_env
 
 
@@ -76,6 +76,28 @@ def compute_ceiling(threads: int, precision: str = "fp32", n: int = 1024) -> dic
 def sgemm_ceiling(threads: int) -> dict:
     """The fp32 compute ceiling (``compute_ceiling``; the name predates the runtimes' GEMMs in it)."""
     return compute_ceiling(threads, "fp32")
+
+
+#: Cache-level copies are measured this many times (each in a fresh worker); each level keeps its best.
+ROOF_REPEATS = 3
+
+
+def memory_roofs(threads: int, dram_gbs: float) -> list[dict]:
+    """The memory roofs at ``threads`` threads: each cache level's copy bandwidth, the best of
+    ROOF_REPEATS workers (``values``: every reading), then DRAM at ``dram_gbs``; a level never below
+    the one behind it (``bench.limits.memory_roofs``)."""
+    readings = [_limit({"kind": "memory_roofs", "threads": threads}, "the cache bandwidths")["roofs"]
+                for _ in range(ROOF_REPEATS)]
+    roofs = []
+    for i, first in enumerate(readings[0]):
+        values = [r[i]["measured_gbs"] for r in readings]
+        roofs.append({"level": first["level"], "capacity_bytes": first["capacity_bytes"],
+                      "measured_gbs": max(values), "values": values})
+    roofs.append({"level": "DRAM", "capacity_bytes": None, "measured_gbs": dram_gbs, "values": [dram_gbs]})
+    floor = 0.0
+    for roof in reversed(roofs):
+        roof["gbs"] = floor = max(roof["measured_gbs"], floor)
+    return roofs
 
 
 def ceilings_by_precision(limits: dict[str, dict]) -> dict[str, float]:
@@ -200,6 +222,7 @@ def measure(jobs: list[Job], *, rounds: int, timing: dict | None, threads: list[
     ceilings: dict[int, float] = {}
     bandwidths: dict[int, float] = {}
     by_precision: dict[int, dict[str, float]] = {}
+    roofs: dict[int, list[dict]] = {}
     if ceiling and measured and device == "cpu":
         int8 = any(job.precision == "int8" for job in jobs if job.result is not None)
         limits = {t: {"fp32 ceiling": compute_ceiling(t, "fp32"),
@@ -208,15 +231,19 @@ def measure(jobs: list[Job], *, rounds: int, timing: dict | None, threads: list[
         by_precision = {t: ceilings_by_precision(lim) for t, lim in limits.items()}
         ceilings = {t: lim["fp32 ceiling"]["gflops"] for t, lim in limits.items()}
         bandwidths = {t: lim["memory bandwidth"]["gbs"] for t, lim in limits.items()}
+        roofs = {t: memory_roofs(t, bandwidths[t]) for t in threads}
     elif ceiling and measured and device == "cuda":
         gpu = stable_limit(cuda_limits, "gflops")  # the device's, whatever the host threads
         limits = {t: {"GPU's matmul ceiling": gpu} for t in threads}
         ceilings, bandwidths = {t: gpu["gflops"] for t in threads}, {t: gpu["gbs"] for t in threads}
     noisy = {t for t, lim in limits.items() if any(v["noisy"] for v in lim.values())}
     machine = cpu_facts()
-    return {"rows": rows_from(jobs, machine=machine, ceilings=ceilings, bandwidths=bandwidths, baseline=baseline,
-                              noisy_limits=noisy, ceilings_by_precision=by_precision),
+    rows = rows_from(jobs, machine=machine, ceilings=ceilings, bandwidths=bandwidths, baseline=baseline,
+                     noisy_limits=noisy, ceilings_by_precision=by_precision, memory_roofs=roofs)
+    return {"rows": rows,
             "ceilings_gflops": ceilings, "ceilings_by_precision": by_precision, "bandwidths_gbs": bandwidths,
+            "memory_roofs": roofs,
             "limits": {t: {k: {f: v[f] for f in LIMIT_FIELDS if f in v} for k, v in lim.items()}
                        for t, lim in limits.items()},
-            "limits_warnings": limits_warnings(limits), "machine": machine, "failures": failures(jobs)}
+            "limits_warnings": limits_warnings(limits) + bound_warnings(rows), "machine": machine,
+            "failures": failures(jobs)}

@@ -9,6 +9,7 @@ Job kinds (``job["kind"]``):
 - ``sgemm``: numpy's float32 matrix multiply with ``threads`` threads;
 - ``gemm``: the compute ceiling at ``precision`` (fp32, int8): the best GEMM of numpy and the runtimes;
 - ``bandwidth``: the machine's memory bandwidth (a streaming add) with ``threads`` threads;
+- ``memory_roofs``: the copy bandwidth at working sets that fit each cache level, with ``threads`` threads;
 - ``cuda_limits``: the same two on the CUDA device (a float32 matmul and a device-to-device copy);
 - ``cuda_probe``: whether PyTorch sees a CUDA device;
 - ``many``: a list of jobs of one runtime run one after the other in this process.
@@ -185,6 +186,13 @@ def run_bandwidth(job: dict) -> dict:
     return stream_bandwidth(job.get("threads", 1), mib=job.get("mib"))
 
 
+def run_memory_roofs(job: dict) -> dict:
+    """Copy bandwidth per cache level (``bench.limits.memory_roofs``; DRAM's is the bandwidth job's)."""
+    from .limits import memory_roofs
+
+    return {"roofs": memory_roofs(job.get("threads", 1))}
+
+
 def run_cuda_limits(job: dict) -> dict:
     """The CUDA device's float32 matmul GFLOP/s (TF32 off: what an fp32 kernel may count on) and its
     device memory bandwidth (a copy between two 1 GiB buffers: 2 GiB moved per copy)."""
@@ -245,7 +253,7 @@ def run_many(job: dict) -> dict:
 
 
 KINDS = {"artifact": run_artifact, "torch": run_torch, "sgemm": run_sgemm, "gemm": run_gemm,
-         "bandwidth": run_bandwidth, "cuda_limits": run_cuda_limits, "cuda_probe": run_cuda_probe, "many": run_many}
+         "bandwidth": run_bandwidth, "memory_roofs": run_memory_roofs, "cuda_limits": run_cuda_limits, "cuda_probe": run_cuda_probe, "many": run_many}
 
 
 def worker_env(threads: int) -> dict:

@@ -442,8 +442,12 @@ def _roofline(target, input_size, batch, num_classes, weights, per_layer, runtim
         measured = None if ceiling else schedule.compute_ceiling(threads, "int8" if precision == "int8" else "fp32")
         limits = {"ceiling_gflops": ceiling or measured["gflops"],
                   "bandwidth_gbs": bandwidth or schedule.bandwidth(threads)["gbs"]}
+        from ..roofline import memory_roofs_from
+
+        # a given --bandwidth is the one roof; measured, each cache level gets its own
+        roofs = () if bandwidth else memory_roofs_from(schedule.memory_roofs(threads, limits["bandwidth_gbs"]))
         result = roofline_profile(path, costs_path=graph, input_shape=shape, times=times, precision=precision,
-                                  **limits)
+                                  roofs=roofs, **limits)
     result["limits_measured"] = {"ceiling": ceiling is None, "bandwidth": bandwidth is None, "threads": threads}
     if measured:
         result["ceiling_set_by"] = measured["set_by"]

@@ -753,6 +753,10 @@ def print_roofline(result: dict, per_layer: bool, as_json: bool) -> None:
                   + (f" (best GEMM: {result['ceiling_set_by']})" if result.get("ceiling_set_by") else "")
                   + f", {result['bandwidth_gbs']:.1f} GB/s (ridge {result['ridge_flops_per_byte']:.1f} FLOPs/byte)")
     line = f"bound {result['bound_ms']:.3f} ms, {result['memory_bound_share']:.0%} of it memory-bound"
+    if result.get("roofs"):
+        line += (" (bytes charged at the cache level that holds them: " + ", ".join(
+            f"{r['level']} {r['gbs']:.0f} GB/s" for r in result["roofs"])
+            + f"; every byte at DRAM: {result['bound_dram_ms']:.3f} ms)")
     if timed:
         line += (f"; {result['runtime']} measured {result['measured_ms']:.3f} ms per run over its nodes "
                  f"(median of {result['runs']} runs), bound / measured = {result['of_roofline']:.0%}")
@@ -769,15 +773,15 @@ def print_roofline(result: dict, per_layer: bool, as_json: bool) -> None:
     console.print(table)
     layers = result["layers"] if per_layer else sorted(result["layers"], key=lambda r: -r["bound_ms"])[:10]
     table = Table(title="every layer" if per_layer else "the 10 layers with the largest bound (--per-layer: all)")
-    cols = ["layer", "kind", "MACs", "bytes", "FLOPs/B", "bound ms", "limit", "share"] + \
+    cols = ["layer", "kind", "MACs", "bytes", "FLOPs/B", "bound ms", "limit", "level", "share"] + \
         (["measured ms", "bound / measured"] if timed else [])
     for c in cols:
-        table.add_column(c, justify="left" if c in ("layer", "kind", "limit") else "right")
+        table.add_column(c, justify="left" if c in ("layer", "kind", "limit", "level") else "right")
     for r in layers:
         kind = r["kind"] + ("+" + "+".join(r["fused"]) if r["fused"] else "")
         table.add_row(r["name"], kind, clever_format(r["macs"], "%.2f"), clever_format(r["bytes"], "%.2f"),
                       f"{2 * r['macs'] / r['bytes']:.1f}" if r["bytes"] else "-", f"{r['bound_ms']:.4f}", r["limit"],
-                      f"{r['share']:.1%}",
+                      r.get("level", "DRAM"), f"{r['share']:.1%}",
                       *([fmt(r["measured_ms"], "{:.4f}"), fmt(r["of_bound"], "{:.0%}")] if timed else []))
     console.print(table)
     if timed and result.get("farthest_kind"):

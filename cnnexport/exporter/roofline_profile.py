@@ -61,12 +61,13 @@ def _matcher(model):
 
 
 def roofline_profile(path: str | os.PathLike, *, ceiling_gflops: float, bandwidth_gbs: float, precision: str = "fp32",
-                     input_shape: tuple[int, ...] | None = None, times=None, costs_path: str | os.PathLike | None = None
-                     ) -> dict:
+                     input_shape: tuple[int, ...] | None = None, times=None, costs_path: str | os.PathLike | None = None,
+                     roofs: tuple = ()) -> dict:
     """The roofline of ``costs_path`` (default ``path``; an ONNX graph) at ``input_shape`` and
     ``precision``: per fused group and per layer kind, the bound, whether memory or compute sets it,
-    its share of the total, and with ``times`` (a ``runtimes.profiling.LayerTimes`` of ``path``) the
-    measured time and measured / bound."""
+    the memory level its bytes are charged at (``roofs``: ``roofline.MemoryRoof`` per cache level; DRAM
+    without), its share of the total, and with ``times`` (a ``runtimes.profiling.LayerTimes`` of
+    ``path``) the measured time and measured / bound."""
     import onnx
 
     graph_path = Path(costs_path or path)
@@ -77,15 +78,17 @@ def roofline_profile(path: str | os.PathLike, *, ceiling_gflops: float, bandwidt
                                     "lower bound; give --input-size or a file with static shapes")
     batch = profile.input_shape[0]
     roof = costs.roofline(batch=batch, precision=precision, ceiling_gflops=ceiling_gflops,
-                          bandwidth_gbs=bandwidth_gbs)
+                          bandwidth_gbs=bandwidth_gbs, roofs=tuple(roofs))
     model = onnx.load(str(graph_path), load_external_data=False)
     group_of = _groups(model)
     groups: dict[str, dict] = {}
     for layer in roof.layers:
         root = group_of.get(layer.name, layer.name)
         g = groups.setdefault(root, {"name": root, "kind": None, "ops": [], "bound_ms": 0.0, "compute_ms": 0.0,
-                                     "memory_ms": 0.0, "macs": 0.0, "bytes": 0.0, "measured_ms": None})
+                                     "memory_ms": 0.0, "macs": 0.0, "bytes": 0.0, "measured_ms": None,
+                                     "level": layer.level, "bound_dram_ms": 0.0})
         g["kind"] = g["kind"] or layer.type
+        g["bound_dram_ms"] += layer.bound_dram_s * 1e3
         g["ops"].append(layer.type.split(" ")[0])
         g["bound_ms"] += layer.bound_s * 1e3
         g["compute_ms"] += layer.compute_s * 1e3
@@ -108,7 +111,7 @@ def roofline_profile(path: str | os.PathLike, *, ceiling_gflops: float, bandwidt
     for g in groups.values():
         fused = [op for op in g["ops"][1:]]
         rows.append({**{k: g[k] for k in ("name", "kind", "macs", "bytes", "bound_ms", "compute_ms", "memory_ms",
-                                          "measured_ms")},
+                                          "measured_ms", "level", "bound_dram_ms")},
                      "fused": fused, "limit": "compute" if g["compute_ms"] >= g["memory_ms"] else "memory",
                      "share": g["bound_ms"] / total,
                      "of_bound": g["bound_ms"] / g["measured_ms"] if g["measured_ms"] else None})
@@ -128,6 +131,8 @@ def roofline_profile(path: str | os.PathLike, *, ceiling_gflops: float, bandwidt
     result = {"file": Path(path).name, "costs_from": graph_path.name, "input_shape": profile.input_shape,
               "precision": precision, "ceiling_gflops": ceiling_gflops, "bandwidth_gbs": bandwidth_gbs,
               "ridge_flops_per_byte": ceiling_gflops / bandwidth_gbs, "bound_ms": roof.bound_ms,
+              "bound_dram_ms": roof.bound_dram_ms,
+              "roofs": [{"level": r.level, "capacity_bytes": r.capacity_bytes, "gbs": r.gbs} for r in roof.roofs],
               "memory_bound_share": sum(r["bound_ms"] for r in rows if r["limit"] == "memory") / total,
               "by_kind": by_kind, "layers": rows}
     if times is not None:
