@@ -662,6 +662,7 @@ def bench_cmd(targets, runtime, precision, batch, threads, input_size, device, b
     schedule.raise_if_all_failed(jobs)
     result = {"rows": measured["rows"], "ceilings_gflops": measured["ceilings_gflops"],
               "ceilings_by_precision": measured.get("ceilings_by_precision", {}),
+              "memory_roofs": measured.get("memory_roofs", {}),
               "bandwidths_gbs": measured["bandwidths_gbs"], "limits": measured["limits"],
               "notes": notes + measured["failures"], "warnings": measured["limits_warnings"]}
     if pick:

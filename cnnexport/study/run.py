@@ -130,6 +130,7 @@ def study_guidelines(runtimes: list[str], out_dir: str | Path, *, export: Export
     return {"study": "guidelines", "threads": threads, "device": device, "batch": batch, "rounds": rounds,
             "widths": list(widths), "aligns": [a for a in aligns if any(g in ALIGNABLE for g in selected)],
             "ceiling_gflops": ceiling, "bandwidth_gbs": result["bandwidths_gbs"].get(threads),
+            "memory_roofs": result.get("memory_roofs", {}).get(threads),
             "machine": result["machine"], "tables": tables, "verdicts": verdicts,
             "alignment": alignment_effect(tables),
             "predictors": {rt: micronet_predictors([r for r in rows if r["runtime"] == rt], list(widths))
@@ -183,7 +184,8 @@ def study_zoo(models: list[str], runtimes: list[str], out_dir: str | Path, *, ex
     plain_rows = [r for r in measured["rows"] if r["plain"]]
     result = {"study": "zoo", "threads": threads, "device": device, "rounds": rounds, "batches": list(batches),
               "ceiling_gflops": measured["ceilings_gflops"].get(threads),
-              "bandwidth_gbs": measured["bandwidths_gbs"].get(threads), "machine": measured["machine"],
+              "bandwidth_gbs": measured["bandwidths_gbs"].get(threads),
+              "memory_roofs": measured.get("memory_roofs", {}).get(threads), "machine": measured["machine"],
               "summary": {f"batch{b}": zoo_summary(rows, b) for b in batches},
               "table8": table8(rows), "plain_export": plain_comparison(measured["rows"]), "rows": rows,
               "plain_rows": plain_rows, "failures": measured["failures"], "limits": measured["limits"],
