@@ -370,7 +370,7 @@ def test_fold_takes_a_per_channel_mul_and_add_after_a_conv(tmp_path):
     """What an unfolded BN leaves when it is exported as arithmetic: Conv -> Mul -> Add by per-channel
     constants. The ONNX-level fold (the export's last line of defence) puts both into the conv."""
     from cnnexport.exporter.graph import check
-    from cnnexport.exporter.onnx_fold import fold_file
+    from cnnexport.exporter.onnx_fold_file import fold_file
 
     class ConvAffine(nn.Module):
         def __init__(self):

@@ -59,7 +59,60 @@ def _imports(path: Path) -> set[str]:
             found |= {target} if node.module else {f"{target}.{a.name}" for a in node.names}
         elif isinstance(node, ast.Import):
             found |= {a.name for a in node.names}
+        elif isinstance(node, ast.Constant) and isinstance(node.value, str) and _is_module(node.value):
+            found.add(node.value)  # importlib.import_module("cnnexport..."), or `python -m cnnexport...` in a child
     return {t for t in found if t == "cnnexport" or t.startswith("cnnexport.")}
+
+
+def _is_module(name: str) -> bool:
+    """A dotted name of one of the package's modules (``cnnexport.bench.worker``)."""
+    if not name.startswith("cnnexport.") or not all(p.isidentifier() for p in name.split(".")):
+        return False
+    rel = Path(*name.split(".")[1:])
+    return (PACKAGE / rel).with_suffix(".py").is_file() or (PACKAGE / rel / "__init__.py").is_file()
+
+
+def _module_graph() -> dict[str, set[str]]:
+    """Module -> the package modules it imports (at module level, inside functions, or by name)."""
+    modules = {".".join(p.relative_to(PACKAGE.parent).with_suffix("").parts).removesuffix(".__init__"): p
+               for p in PACKAGE.rglob("*.py")}
+
+    def resolve(target: str) -> str:  # cnnexport.calib.images.Preprocess -> cnnexport.calib.images
+        while target and target not in modules:
+            target = target.rpartition(".")[0]
+        return target
+    return {m: {resolve(t) for t in _imports(p)} - {m, ""} for m, p in modules.items()}
+
+
+def _circles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """Strongly connected groups of more than one module (Tarjan)."""
+    index, low, stack, on, out, counter = {}, {}, [], set(), [], [0]
+
+    def visit(v):
+        index[v] = low[v] = counter[0]
+        counter[0] += 1
+        stack.append(v)
+        on.add(v)
+        for w in graph.get(v, ()):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            group = []
+            while True:
+                w = stack.pop()
+                on.discard(w)
+                group.append(w)
+                if w == v:
+                    break
+            if len(group) > 1:
+                out.append(sorted(group))
+    for v in graph:
+        if v not in index:
+            visit(v)
+    return out
 
 
 def _edges() -> set[tuple[str, str, str]]:
@@ -82,6 +135,13 @@ def test_every_import_follows_the_dependency_rules():
     assert broken == [], f"imports against DESIGN.md's rules (file, part it imports): {broken}"
 
 
+def test_no_module_imports_itself_through_others():
+    """No import circles, counting imports inside functions and by name (bench.jobs -> schedule -> worker
+    -> jobs, calib.labelled <-> sources and exporter.graph <-> onnx_fold were the last ones)."""
+    assert _circles(_module_graph()) == []
+    assert _circles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]  # the finder finds
+
+
 def test_the_scan_sees_relative_and_function_level_imports(tmp_path):
     probe = PACKAGE / "exporter" / "prepare.py"
     assert "cnnexport.models.layers" not in _imports(probe)  # prepare reads `inference_scale` instead
@@ -91,6 +151,8 @@ def test_the_scan_sees_relative_and_function_level_imports(tmp_path):
     assert ("bench/plan.py", "bench", "formats") in _edges()  # the table, not the exporter
     assert ("exporter/pipeline.py", "exporter", "formats") in _edges()
     assert _part("cnnexport.exporter.formats.tflite") == "exporter"  # a format's module is the exporter's
+    assert "cnnexport.bench.worker" in _imports(PACKAGE / "bench" / "schedule.py")  # `python -m` in a child
+    assert "cnnexport.exporter.mnn_tool" in _imports(PACKAGE / "exporter" / "formats" / "mnn.py")
 
 
 def test_the_deploy_side_never_loads_torch():

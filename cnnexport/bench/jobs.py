@@ -7,7 +7,6 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..errors import MissingDependencyError, UsageError
 from ..exporter.formats import precision_of
 from ..roofline import ModelCosts
 
@@ -116,16 +115,3 @@ def torch_jobs(model: str, input_shape: tuple[int, ...], batches: list[int], thr
 
 CUDA_RUNTIMES = ("torch", "onnxruntime", "tensorrt")  # the runtimes bench measures on --device cuda
 CUDA_EPS = ("cuda", "tensorrt")  # ONNX Runtime's execution providers measured on --device cuda
-
-
-def check_device(device: str) -> None:
-    if device not in ("cpu", "cuda"):
-        raise UsageError(f"unknown device '{device}'; choose cpu or cuda")
-    if device == "cuda":
-        from .schedule import call_worker
-
-        result = call_worker({"kind": "cuda_probe", "threads": 1})
-        if result.get("error") or not result.get("cuda"):
-            raise MissingDependencyError("--device cuda: no CUDA device is visible to PyTorch here (nvidia-smi, "
-                                         "and a CUDA build of torch, are needed)")
-

@@ -9,7 +9,7 @@ import subprocess
 import sys
 from typing import Callable
 
-from ..errors import CnnexportError, UsageError
+from ..errors import CnnexportError, MissingDependencyError, UsageError
 from ..machine import cpu_facts
 from .jobs import Job
 from .rows import bound_warnings, rows_from
@@ -29,6 +29,17 @@ def call_worker(spec: dict, timeout_s: float = 900) -> dict:
         tail = [ln for ln in proc.stderr.splitlines() if ln.strip()]
         return {"error": f"worker exited with {proc.returncode}: {tail[-1][:200] if tail else 'no output'}"}
     return json.loads(lines[-1])
+
+
+def check_device(device: str) -> None:
+    """``--device``: cpu, or cuda where a worker's PyTorch sees a CUDA device."""
+    if device not in ("cpu", "cuda"):
+        raise UsageError(f"unknown device '{device}'; choose cpu or cuda")
+    if device == "cuda":
+        result = call_worker({"kind": "cuda_probe", "threads": 1})
+        if result.get("error") or not result.get("cuda"):
+            raise MissingDependencyError("--device cuda: no CUDA device is visible to PyTorch here (nvidia-smi, "
+                                         "and a CUDA build of torch, are needed)")
 
 
 def _limit(spec: dict, what: str) -> dict:

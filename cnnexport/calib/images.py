@@ -12,6 +12,9 @@ import numpy as np
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
+#: The image files a folder source reads (calibration and labelled folders alike).
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
+
 PHOTOS_DIR = Path(__file__).parent / "photos"
 # Natural colour photographs shipped with the package (licences in photos/README.md).
 SAMPLE_PHOTOS = ("astronaut.jpg", "chelsea.jpg", "coffee.jpg", "rocket.jpg", "hubble_deep_field.jpg", "retina.jpg")

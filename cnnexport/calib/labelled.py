@@ -19,9 +19,8 @@ from typing import Iterator
 import numpy as np
 
 from ..errors import CalibrationError
-from .images import Preprocess
+from .images import IMAGE_SUFFIXES, Preprocess
 from .pixel_cache import PixelCache
-from .sources import IMAGE_SUFFIXES
 
 ORDER_SEED = 0
 

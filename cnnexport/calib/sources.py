@@ -10,9 +10,8 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import CalibrationError
-from .images import PHOTOS_DIR, Preprocess, load_image, sample_image_paths
+from .images import IMAGE_SUFFIXES, PHOTOS_DIR, Preprocess, load_image, sample_image_paths
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
 RECOMMENDED_MIN = 100  # NNCF and Ultralytics warn below 300; int8 ranges from fewer than 100 samples are noisy
 
 

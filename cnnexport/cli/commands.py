@@ -618,7 +618,7 @@ def bench_cmd(targets, runtime, precision, batch, threads, input_size, device, b
     import tempfile
 
     from ..bench import plan, rows, schedule
-    from ..bench.jobs import check_device
+    from ..bench.schedule import check_device
 
     batches, thread_counts = _int_list(batch, "--batch"), _int_list(threads, "--threads")
     precisions = plan.parse_precisions(precision)
@@ -984,7 +984,7 @@ def _eval_torch_model(spec: str, weights: str | None, num_classes: int | None):
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON on stdout, nothing else.")
 def fold_cmd(model, output, atol, as_json):
     """Fold BatchNormalization into Conv/ConvTranspose/Gemm and drop Dropout/Identity in an ONNX file."""
-    from ..exporter.onnx_fold import fold_file
+    from ..exporter.onnx_fold_file import fold_file
 
     src = Path(model)
     dst = Path(output) if output else src.with_name(src.stem + ".folded.onnx")
@@ -1026,7 +1026,7 @@ def _study_common(fn):
 
 
 def _check_study_args(threads, rounds, runs, min_time, max_time, device):
-    from ..bench.jobs import check_device
+    from ..bench.schedule import check_device
 
     if not 1 <= threads <= 4096 or not 1 <= rounds <= 100 or runs < 1 or min_time < 0 or max_time <= 0:
         raise UsageError("--threads must be 1..4096, --rounds 1..100, --runs >= 1, --min-time >= 0, --max-time > 0")

@@ -8,7 +8,7 @@ from importlib import import_module
 
 _ATTRS = {
     "GraphFacts": "graph", "check": "graph",
-    "fold_file": "onnx_fold", "fold_model": "onnx_fold",
+    "fold_file": "onnx_fold_file", "fold_model": "onnx_fold",
     "simplify": "simplify",
     "compare": "verify", "make_inputs": "verify",
     "to_onnx": "onnx_export",
