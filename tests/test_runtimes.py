@@ -143,6 +143,40 @@ def test_verify_and_bench_commands(small_export):
         assert r["machine"]["cpu"] and "avx2" in r["machine"]["isa"]
 
 
+def test_verify_reports_what_openvinos_own_default_computes_on_this_cpu(small_export):
+    """On a bf16-capable CPU, `core.compile_model(path, "CPU")` runs bf16 while cnnexport verifies f32:
+    verify checks the file both ways and says so; elsewhere the defaults are what was verified."""
+    from cnnexport.runtimes.openvino import cpu_default_precision
+
+    out, _, _ = small_export
+    args = ["verify", str(out / "small.xml"), "--reference", str(out / "reference.npz")]
+    result = CliRunner().invoke(cli, [*args, "--json"])
+    assert result.exit_code == 0, result.output
+    default = json.loads(result.stdout)["runtime_default"]
+    if cpu_default_precision() == "f32":
+        assert default is None
+        pytest.skip("OpenVINO computes in f32 by default on this CPU (no AMX-BF16 or AVX512-BF16)")
+    assert default["precision"] == cpu_default_precision() and default["verified_at"] == "f32"
+    assert default["how"] == 'core.compile_model(path, "CPU", {"INFERENCE_PRECISION_HINT": "f32"})'
+    assert 0 < default["max_rel"] < 0.1 and default["cosine"] > 0.99  # bf16's rounding, not f32's 1e-6
+    text = CliRunner().invoke(cli, args).stdout
+    assert "own default on this CPU computes in bf16" in text and "INFERENCE_PRECISION_HINT" in text
+
+
+def test_the_runtime_default_line_on_fixed_facts():
+    from cnnexport.cli.render import runtime_default_text
+
+    facts = {"precision": "bf16", "verified_at": "f32", "max_rel": 4.2e-3, "cosine": 0.99998, "top1_agreement": 1.0,
+             "passed": False, "how": 'core.compile_model(path, "CPU", {"INFERENCE_PRECISION_HINT": "f32"})'}
+    assert runtime_default_text("openvino", facts) == (
+        "note: openvino's own default on this CPU computes in bf16, not the f32 verified here: max rel error 4.2e-03, "
+        "cosine 0.999980, top-1 agreement 100% (it would NOT pass this check); to run what was verified: "
+        'core.compile_model(path, "CPU", {"INFERENCE_PRECISION_HINT": "f32"})')
+    int8 = {**facts, "cosine_mean": 0.9991, "passed": True}
+    assert "mean cosine 0.9991" in runtime_default_text("openvino", int8) and "would pass" in \
+        runtime_default_text("openvino", int8)
+
+
 def test_verify_fails_on_a_different_model(small_export, tmp_path):
     out, _, _ = small_export
     other = randomize_bn_stats(SmallNet(), seed=7).eval()

@@ -525,14 +525,17 @@ def verify_cmd(artifact, reference, runtime, atol, as_json):
                          f"'{Path(artifact).name}' takes {dims_text(chw)}: "
                          "pass the reference.npz written beside this file")
     precision = precision_of(artifact)  # fp16 and int8 files: checked by their own rule, as the export did
-    if precision == "int8":
-        eq = _verify_int8(artifact, reference, model, atol)
-    else:
-        checked = compare(Path(artifact).name, refs, lambda b: run_nchw(model, b), inputs, atol=atol,
+
+    def check(loaded) -> dict:
+        if precision == "int8":
+            return _verify_int8(artifact, reference, loaded, atol)
+        checked = compare(Path(artifact).name, refs, lambda b: run_nchw(loaded, b), inputs, atol=atol,
                           rtol=FP16_RTOL if precision == "fp16" else meta.get("rtol", 1e-4),
                           floor=meta.get("rounding_floor"))
-        eq = fp16_verdict(checked) if precision == "fp16" else checked.as_dict()
+        return fp16_verdict(checked) if precision == "fp16" else checked.as_dict()
+    eq = check(model)
     eq["runtime"] = model.describe()
+    eq["runtime_default"] = _runtime_default_check(model, check)
     if as_json:
         click.echo(json.dumps(eq, indent=2))
     else:
@@ -551,6 +554,31 @@ def verify_cmd(artifact, reference, runtime, atol, as_json):
         raise VerificationError(why
                                 + (f"; the reference was made{made_for}, not for '{name}': pass the reference.npz "
                                    "written beside this file" if other else ""))
+
+
+def _default_precision_notes(rows: list[dict]) -> list[str]:
+    """A note where a measured runtime's own default on this CPU is not the precision its rows ran at."""
+    if not any(r["runtime"] == "openvino" and r["device"] == "cpu" for r in rows):
+        return []
+    from ..runtimes.openvino import cpu_default_precision
+
+    default = cpu_default_precision()
+    if default == "f32":
+        return []
+    return [f"openvino rows ran at f32, the precision verify checks; OpenVINO's own default on this CPU is {default} "
+            "(core.compile_model(path, \"CPU\") without a hint): faster, other numbers (verify prints its error)"]
+
+
+def _runtime_default_check(model, check) -> dict | None:
+    """Where the runtime's own default on this CPU computes at another precision than the one verified
+    (OpenVINO: bf16 on AMX/AVX512-BF16 CPUs), the same ``check`` on the file loaded with the defaults:
+    what a user who follows the runtime's documentation gets. Reported, not enforced."""
+    default = model.runtime_default()
+    if default is None:
+        return None
+    eq = check(default.load())
+    figures = {k: eq[k] for k in ("max_rel", "cosine", "cosine_mean", "top1_agreement", "passed") if k in eq}
+    return {"precision": default.precision, "verified_at": default.verified, "how": default.how, **figures}
 
 
 def _verify_int8(artifact: str, reference: str, model, atol: float | None) -> dict:
@@ -660,6 +688,7 @@ def bench_cmd(targets, runtime, precision, batch, threads, input_size, device, b
             measured = schedule.measure(jobs, rounds=rounds, timing=timing, threads=thread_counts, device=device,
                                         ceiling=not no_ceiling, baseline=baseline, on_progress=on_progress)
     schedule.raise_if_all_failed(jobs)
+    notes = notes + _default_precision_notes(measured["rows"])
     result = {"rows": measured["rows"], "ceilings_gflops": measured["ceilings_gflops"],
               "ceilings_by_precision": measured.get("ceilings_by_precision", {}),
               "memory_roofs": measured.get("memory_roofs", {}),

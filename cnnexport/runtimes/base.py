@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import asdict, dataclass
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 
@@ -54,6 +54,16 @@ class TensorSpec:
             )
 
 
+@dataclass(frozen=True)
+class RuntimeDefault:
+    """A runtime's own default precision on this machine, where it differs from what cnnexport runs."""
+
+    precision: str      # e.g. bf16
+    verified: str       # what cnnexport compiles with, e.g. f32
+    how: str            # the one line of code that runs the verified precision
+    load: Callable[[], "RuntimeModel"]  # the file as the runtime's defaults load it
+
+
 class RuntimeModel(ABC):
     """A loaded model file: describe its tensors, run numpy arrays through it. Adapters set
     ``_inputs`` and ``_outputs`` when they load."""
@@ -99,6 +109,12 @@ class RuntimeModel(ABC):
         if len(x) % static:
             raise UsageError(f"batch of {len(x)} cannot be split into this model's static batch of {static}")
         return np.concatenate([self.run(x[i:i + static])[0] for i in range(0, len(x), static)])
+
+    def runtime_default(self) -> "RuntimeDefault | None":
+        """When this runtime, loaded with its own defaults on this machine (as its documentation shows),
+        computes at another precision than cnnexport loads it with: that precision, the call that
+        gets the verified one, and a loader of the file with the defaults. None when they agree."""
+        return None
 
     def calls_per_batch(self, batch: int) -> int:
         """How many calls ``run_batches`` makes for ``batch`` images (1: one real batch; more: a static-batch

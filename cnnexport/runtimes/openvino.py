@@ -9,13 +9,18 @@ from typing import Sequence
 import numpy as np
 
 from ..errors import InvalidModelFileError, MissingDependencyError, UsageError, cause_line
-from .base import RuntimeModel, TensorSpec, dims_text, require
+from .base import RuntimeDefault, RuntimeModel, TensorSpec, dims_text, require
 
 _HINTS = ("LATENCY", "THROUGHPUT", "CUMULATIVE_THROUGHPUT")
 
 
 def import_openvino():
     return require("openvino", "OpenVINO is not installed: pip install 'cnnexport[openvino]'")
+
+
+def cpu_default_precision() -> str:
+    """The precision OpenVINO's CPU plugin computes in by default here (bf16 on AMX or AVX512-BF16 CPUs)."""
+    return import_openvino().Core().get_property("CPU", "INFERENCE_PRECISION_HINT").get_type_name()
 
 
 class OpenVinoModel(RuntimeModel):
@@ -46,6 +51,7 @@ class OpenVinoModel(RuntimeModel):
             if threads:
                 config["INFERENCE_NUM_THREADS"] = int(threads)
         self.path, self.device, self.threads, self.hint = str(path), device, threads, hint.upper()
+        self.precision = precision
         try:
             model = core.read_model(self.path)
             if input_shape is not None:
@@ -70,6 +76,19 @@ class OpenVinoModel(RuntimeModel):
     def _run(self, arrays: Sequence[np.ndarray]) -> list[np.ndarray]:
         result = self.request.infer([np.ascontiguousarray(a) for a in arrays])
         return [np.array(result[port]) for port in self.compiled.outputs]
+
+    def runtime_default(self) -> RuntimeDefault | None:
+        """OpenVINO's CPU plugin defaults to bf16 on CPUs with AMX-BF16 or AVX512-BF16: what
+        ``core.compile_model(path, "CPU")`` runs there, while cnnexport compiles (and verifies) at f32."""
+        if self.device != "CPU":
+            return None
+        default = cpu_default_precision()
+        if default == self.precision:
+            return None
+        path, threads, batch = self.path, self.threads, self.fixed_batch
+        return RuntimeDefault(default, self.precision,
+                              f'core.compile_model(path, "CPU", {{"INFERENCE_PRECISION_HINT": "{self.precision}"}})',
+                              lambda: OpenVinoModel(path, threads=threads, precision=default, batch=batch))
 
     def describe(self) -> dict:
         import openvino
