@@ -163,6 +163,24 @@ def test_verify_reports_what_openvinos_own_default_computes_on_this_cpu(small_ex
     assert "own default on this CPU computes in bf16" in text and "INFERENCE_PRECISION_HINT" in text
 
 
+def test_the_reports_load_as_verified_line_reproduces_the_verified_numbers(small_export):
+    """report.json gives OpenVINO users the one line that compiles the IR at the precision it was verified at;
+    run as written, it reproduces PyTorch's outputs within the fp32 rule."""
+    import openvino as ov
+
+    from cnnexport.exporter.verify import load_reference
+
+    out, report, _ = small_export
+    (entry,) = [a for a in report["artifacts"] if a["format"] == "openvino"]
+    compiled = eval(entry["load_as_verified"], {"core": ov.Core(), "path": entry["path"]})  # the line, as printed
+    inputs, refs, _ = load_reference(out / "reference.npz")
+    x = inputs[0].batches[0]
+    got = np.asarray(compiled.create_infer_request().infer({0: x})[compiled.outputs[0]])
+    want = refs[0]
+    assert np.abs(got - want).max() <= 1e-4 * max(np.abs(want).max(), 1.0)
+    assert all("load_as_verified" not in a for a in report["artifacts"] if a["format"] != "openvino")
+
+
 def test_the_runtime_default_line_on_fixed_facts():
     from cnnexport.cli.render import runtime_default_text
 

@@ -103,6 +103,11 @@ def print_export_summary(report: dict) -> None:
             table.add_row(label, *cells)
     console.print(heading, style="bold", markup=False, highlight=False, soft_wrap=True)
     console.print(table)
+    for how in dict.fromkeys(a["load_as_verified"] for a in report["artifacts"] if a.get("load_as_verified")):
+        formats = ", ".join(sorted({Path(a["path"]).name for a in report["artifacts"]
+                                    if a.get("load_as_verified") == how}))
+        console.print(f"load {formats} as verified: {how} (the runtime's own CPU default may compute in bf16)",
+                      markup=False, highlight=False)
     p = report["prepare"]
     inside = sum(1 for f in p["folded"] if f.get("level") == "graph")
     in_onnx = sum(f["count"] for f in g.get("folded", []) if f.get("level") == "onnx")

@@ -53,6 +53,8 @@ class Format:
     int8_extras: tuple[str, ...] = ()  # options only its quantizer has: "keep_float", "per_layer" (SQNR table)
     fp16: bool = False      # export --fp16 writes its fp16 file (the module's ``half``)
     needs_cuda: bool = False  # written only on a machine with a CUDA GPU (the module's ``preflight`` checks)
+    # the code that loads a file as it was verified, where the runtime's own default may compute otherwise
+    load_as_verified: str = ""
 
     @property
     def precisions(self) -> tuple[str, ...]:
@@ -74,7 +76,8 @@ FORMATS: dict[str, Format] = {f.name: f for f in (
            int8_extras=("keep_float", "per_layer"), fp16=True),
     Format("openvino", "OpenVINO", "openvino", "OpenVINO", (".xml", ".bin"), "onnx",
            "Also write OpenVINO IR (<model>.xml + .bin).",
-           int8_from="onnx", int8_inputs=(".onnx", ".xml"), int8_help="openvino: NNCF .int8.xml + .bin", fp16=True),
+           int8_from="onnx", int8_inputs=(".onnx", ".xml"), int8_help="openvino: NNCF .int8.xml + .bin", fp16=True,
+           load_as_verified='core.compile_model(path, "CPU", {"INFERENCE_PRECISION_HINT": "f32"})'),
     Format("tflite", "TFLite", "tflite", "TFLite", (".tflite",), "module",
            "Also write <model>.tflite (litert-torch).",
            int8_from="self", int8_inputs=(".tflite",), int8_help="tflite: full-integer .int8.tflite", fp16=True),
@@ -143,7 +146,10 @@ class Artifact:
         return {"format": self.format, "precision": self.precision, "path": str(final_dir / main.name),
                 "size_bytes": sum(f.stat().st_size for f in self.files),
                 "files": [f.name for f in self.files], "runtime": self.runtime, "layout": self.layout,
-                "graph_changes": self.graph_changes, **self.details}
+                "graph_changes": self.graph_changes,
+                **({"load_as_verified": FORMATS[self.format].load_as_verified}
+                   if self.format in FORMATS and FORMATS[self.format].load_as_verified else {}),
+                **self.details}
 
 
 @dataclass(frozen=True)
