@@ -161,6 +161,9 @@ def test_verify_reports_what_openvinos_own_default_computes_on_this_cpu(small_ex
     assert 0 < default["max_rel"] < 0.1 and default["cosine"] > 0.99  # bf16's rounding, not f32's 1e-6
     text = CliRunner().invoke(cli, args).stdout
     assert "own default on this CPU computes in bf16" in text and "INFERENCE_PRECISION_HINT" in text
+    bench = CliRunner().invoke(cli, ["bench", str(out / "small.xml"), "--runs", "2", "--rounds", "1", "--min-time",
+                                     "0", "--warmup", "0", "--no-ceiling"])
+    assert bench.exit_code == 0 and "OpenVINO's own default on this CPU is bf16" in bench.stdout, bench.output
 
 
 def test_the_reports_load_as_verified_line_reproduces_the_verified_numbers(small_export):

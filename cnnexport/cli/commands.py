@@ -556,19 +556,6 @@ def verify_cmd(artifact, reference, runtime, atol, as_json):
                                    "written beside this file" if other else ""))
 
 
-def _default_precision_notes(rows: list[dict]) -> list[str]:
-    """A note where a measured runtime's own default on this CPU is not the precision its rows ran at."""
-    if not any(r["runtime"] == "openvino" and r["device"] == "cpu" for r in rows):
-        return []
-    from ..runtimes.openvino import cpu_default_precision
-
-    default = cpu_default_precision()
-    if default == "f32":
-        return []
-    return [f"openvino rows ran at f32, the precision verify checks; OpenVINO's own default on this CPU is {default} "
-            "(core.compile_model(path, \"CPU\") without a hint): faster, other numbers (verify prints its error)"]
-
-
 def _runtime_default_check(model, check) -> dict | None:
     """Where the runtime's own default on this CPU computes at another precision than the one verified
     (OpenVINO: bf16 on AMX/AVX512-BF16 CPUs), the same ``check`` on the file loaded with the defaults:
@@ -688,7 +675,9 @@ def bench_cmd(targets, runtime, precision, batch, threads, input_size, device, b
             measured = schedule.measure(jobs, rounds=rounds, timing=timing, threads=thread_counts, device=device,
                                         ceiling=not no_ceiling, baseline=baseline, on_progress=on_progress)
     schedule.raise_if_all_failed(jobs)
-    notes = notes + _default_precision_notes(measured["rows"])
+    from ..runtimes import default_precision_notes
+
+    notes = notes + default_precision_notes({r["runtime"] for r in measured["rows"] if r["device"] == "cpu"})
     result = {"rows": measured["rows"], "ceilings_gflops": measured["ceilings_gflops"],
               "ceilings_by_precision": measured.get("ceilings_by_precision", {}),
               "memory_roofs": measured.get("memory_roofs", {}),

@@ -76,3 +76,19 @@ def run_nchw(model: RuntimeModel, batch):
     if model.inputs[0].layout == "NHWC" and batch.ndim == 4:
         batch = np.ascontiguousarray(batch.transpose(0, 2, 3, 1))
     return model.run_batches(batch)
+
+
+#: Runtimes whose own default precision depends on the CPU: the adapter module with ``cpu_default_note()``.
+_CPU_DEFAULT_NOTES = {"openvino": ".openvino"}
+
+
+def default_precision_notes(runtimes: set[str]) -> list[str]:
+    """One line per measured runtime whose own default on this CPU computes at another precision than
+    the one cnnexport runs (and verifies) it at."""
+    from importlib import import_module
+
+    notes = []
+    for runtime in sorted(set(runtimes) & set(_CPU_DEFAULT_NOTES)):
+        if note := import_module(_CPU_DEFAULT_NOTES[runtime], __name__).cpu_default_note():
+            notes.append(note)
+    return notes

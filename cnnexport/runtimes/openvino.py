@@ -23,6 +23,15 @@ def cpu_default_precision() -> str:
     return import_openvino().Core().get_property("CPU", "INFERENCE_PRECISION_HINT").get_type_name()
 
 
+def cpu_default_note() -> str | None:
+    """A line for bench when OpenVINO's own CPU default is not the f32 its rows ran at."""
+    default = cpu_default_precision()
+    if default == "f32":
+        return None
+    return (f"openvino rows ran at f32, the precision verify checks; OpenVINO's own default on this CPU is {default} "
+            "(core.compile_model(path, \"CPU\") without a hint): faster, other numbers (verify prints its error)")
+
+
 class OpenVinoModel(RuntimeModel):
     runtime = "openvino"
 
