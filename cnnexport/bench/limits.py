@@ -180,7 +180,13 @@ def memory_roofs(threads: int, levels: list[CacheLevel] | None = None, dram_gbs:
         roofs.append({"level": level.name, "capacity_bytes": capacity, "measured_gbs": gbs, "gbs": gbs})
     if dram_gbs:
         roofs.append({"level": "DRAM", "capacity_bytes": None, "measured_gbs": dram_gbs, "gbs": dram_gbs})
+    return no_roof_below_the_next(roofs)
+
+
+def no_roof_below_the_next(roofs: list[dict]) -> list[dict]:
+    """Set each roof's ``gbs`` to its ``measured_gbs``, raised to the next larger level's roof where that is
+    higher (smallest level first): what fits a cache fits every cache behind it."""
     floor = 0.0
     for roof in reversed(roofs):
-        roof["gbs"] = floor = max(roof["gbs"], floor)
+        roof["gbs"] = floor = max(roof["measured_gbs"], floor)
     return roofs

@@ -1,5 +1,5 @@
 """Result rows from measured jobs: the protocol's statistics over every round's runs pooled, the
-spread across rounds, achieved GMAC/s, the fraction of the sgemm ceiling, the roofline bound from
+spread across rounds, achieved GMAC/s, the fraction of the compute ceiling, the roofline bound from
 the ceiling and the memory bandwidth, speed-ups; paired comparisons of two configurations round by
 round; and the pick of the fastest artifact with its evidence. No torch."""
 

@@ -12,6 +12,7 @@ from typing import Callable
 from ..errors import CnnexportError, MissingDependencyError, UsageError
 from ..machine import cpu_facts
 from .jobs import Job
+from .limits import no_roof_below_the_next
 from .rows import bound_warnings, rows_from
 from .worker import worker_env
 
@@ -84,11 +85,6 @@ def compute_ceiling(threads: int, precision: str = "fp32", n: int = 1024) -> dic
                                        f"the {precision} compute ceiling"), "gflops")
 
 
-def sgemm_ceiling(threads: int) -> dict:
-    """The fp32 compute ceiling (``compute_ceiling``; the name predates the runtimes' GEMMs in it)."""
-    return compute_ceiling(threads, "fp32")
-
-
 #: Cache-level copies are measured this many times (each in a fresh worker); each level keeps its best.
 ROOF_REPEATS = 3
 
@@ -105,10 +101,7 @@ def memory_roofs(threads: int, dram_gbs: float) -> list[dict]:
         roofs.append({"level": first["level"], "capacity_bytes": first["capacity_bytes"],
                       "measured_gbs": max(values), "values": values})
     roofs.append({"level": "DRAM", "capacity_bytes": None, "measured_gbs": dram_gbs, "values": [dram_gbs]})
-    floor = 0.0
-    for roof in reversed(roofs):
-        roof["gbs"] = floor = max(roof["measured_gbs"], floor)
-    return roofs
+    return no_roof_below_the_next(roofs)
 
 
 def ceilings_by_precision(limits: dict[str, dict]) -> dict[str, float]:
@@ -225,7 +218,7 @@ def measure(jobs: list[Job], *, rounds: int, timing: dict | None, threads: list[
             ceiling: bool = True, baseline: str | None = None,
             on_progress: Callable[[int, int, str], None] | None = None) -> dict:
     """Run ``jobs`` and make their rows: ``{"rows", "ceilings_gflops", "bandwidths_gbs", "machine",
-    "failures"}``. The machine's limits (sgemm ceiling and memory bandwidth; on cuda the device's)
+    "failures"}``. The machine's limits (compute ceilings, memory bandwidth and cache roofs; on cuda the device's)
     are measured after the jobs, per thread count, unless ``ceiling`` is False."""
     run_jobs(jobs, rounds=rounds, timing=timing, on_progress=on_progress)
     measured = any(job.result is not None for job in jobs)

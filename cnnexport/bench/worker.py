@@ -6,7 +6,6 @@ Job kinds (``job["kind"]``):
   cuda, ONNX Runtime's ``ep``: cuda or tensorrt);
 - ``torch``: a zoo model in PyTorch eager, or replayed from a CUDA graph (``model``,
   ``input_shape``, ``cuda_graph``); imports torch, the others do not;
-- ``sgemm``: numpy's float32 matrix multiply with ``threads`` threads;
 - ``gemm``: the compute ceiling at ``precision`` (fp32, int8): the best GEMM of numpy and the runtimes;
 - ``bandwidth``: the machine's memory bandwidth (a streaming add) with ``threads`` threads;
 - ``memory_roofs``: the copy bandwidth at working sets that fit each cache level, with ``threads`` threads;
@@ -156,20 +155,6 @@ def run_torch(job: dict) -> dict:
     return {**timing.as_dict(), **describe}
 
 
-def run_sgemm(job: dict) -> dict:
-    """GFLOP/s of a square float32 matmul (numpy's BLAS, threads set by the environment)."""
-    import numpy as np
-
-    from .latency import measure
-
-    n = job.get("n", 2048)
-    rng = np.random.default_rng(0)
-    a, b = rng.standard_normal((n, n), dtype=np.float32), rng.standard_normal((n, n), dtype=np.float32)
-    out = np.empty((n, n), dtype=np.float32)
-    timing = measure(lambda: np.matmul(a, b, out=out), warmup=3, min_runs=10, min_time_s=1.0, max_time_s=5.0)
-    return {"n": n, "gflops": 2 * n ** 3 / (timing.median_ms / 1e3) / 1e9, **timing.as_dict()}
-
-
 def run_gemm(job: dict) -> dict:
     """The compute ceiling at ``precision``: the best of every installed engine's GEMM (``bench.gemm``)."""
     from ..machine import cpu_facts
@@ -252,8 +237,9 @@ def run_many(job: dict) -> dict:
     return {"results": [run_one(sub) for sub in job["jobs"]]}
 
 
-KINDS = {"artifact": run_artifact, "torch": run_torch, "sgemm": run_sgemm, "gemm": run_gemm,
-         "bandwidth": run_bandwidth, "memory_roofs": run_memory_roofs, "cuda_limits": run_cuda_limits, "cuda_probe": run_cuda_probe, "many": run_many}
+KINDS = {"artifact": run_artifact, "torch": run_torch, "gemm": run_gemm, "bandwidth": run_bandwidth,
+         "memory_roofs": run_memory_roofs, "cuda_limits": run_cuda_limits, "cuda_probe": run_cuda_probe,
+         "many": run_many}
 
 
 def worker_env(threads: int) -> dict:

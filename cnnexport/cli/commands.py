@@ -296,7 +296,7 @@ def export_cmd(model, formats, tflite_layout, executorch_max_batch, engine_max_b
 @click.option("--csv", "as_csv", is_flag=True, help="Print the per-layer table as CSV on stdout.")
 @click.option("--tensorboard", "tb_dir", type=click.Path(file_okay=False), default=None,
               help="Write weight histograms before/after BN folding and sample images for TensorBoard.")
-@click.option("--roofline", is_flag=True, help="Each layer's roofline bound against this machine's measured sgemm "
+@click.option("--roofline", is_flag=True, help="Each layer's roofline bound against this machine's measured compute "
               "ceiling and memory bandwidth; with --per-layer, every layer timed by the runtime's own profiler.")
 @click.option("--runtime", default=None, help="--roofline --per-layer: the profiler, ort or openvino (default: "
               "the file's own; ort for a model name).")
@@ -613,7 +613,7 @@ def _reference_made_for(meta: dict) -> str:
               help="Minimum seconds of timed runs.")
 @click.option("--max-time", type=click.FloatRange(min=0, min_open=True), default=None, help="Stop a slow configuration after this many seconds "
               "(once it has 10 runs).")
-@click.option("--no-ceiling", is_flag=True, help="Skip measuring the machine's limits (sgemm ceiling, memory "
+@click.option("--no-ceiling", is_flag=True, help="Skip measuring the machine's limits (compute ceilings, memory "
               "bandwidth); the roofline columns stay empty.")
 @click.option("--pick", is_flag=True, help="Name the fastest artifact per precision, with the evidence.")
 @click.option("--plain", is_flag=True, help="For a model name: also export it with each runtime's own converter "
@@ -622,7 +622,7 @@ def _reference_made_for(meta: dict) -> str:
 @click.option("-o", "--output-dir", type=click.Path(file_okay=False), default=None,
               help="For a model name: where the exported files go (default: a temporary folder).")
 @click.option("--save", type=click.Path(dir_okay=False), default=None, help="Also write the JSON rows to this file.")
-@click.option("--wide", is_flag=True, help="Show every column (p90, p99, min, MACs, GMAC/s, %% of the sgemm "
+@click.option("--wide", is_flag=True, help="Show every column (p90, p99, min, MACs, GMAC/s, %% of the compute "
               "ceiling, roofline ms); the default set fits 100 columns.")
 @click.option("--json", "as_json", is_flag=True, help="Print the JSON rows on stdout, nothing else.")
 @click.option("--csv", "as_csv", is_flag=True, help="Print CSV rows on stdout.")

@@ -325,7 +325,8 @@ def write_report(merged: Merged, out_dir: str | os.PathLike, *, plots: bool = Tr
              f"{len(merged.machines)} machine(s). Latencies are medians; every figure compares rows of one machine "
              "(its own limits, its own rounds); machines meet only in the tables below.", "",
              "## Machines", ""]
-    lines += _md_table(["machine", "CPU", "ISA", "cores", "GPU", "rows", "sgemm GFLOP/s", "bandwidth GB/s", "files"],
+    lines += _md_table(["machine", "CPU", "ISA", "cores", "GPU", "rows", "fp32 ceiling GFLOP/s", "bandwidth GB/s",
+                        "files"],
                        [[m.label, m.cpu or "-", ", ".join(m.isa) or "-", str(m.cores or "-"), m.gpu or "-",
                          str(len(m.rows)), _limits_cell(m, "ceiling_gflops", "{:.0f}"),
                          _limits_cell(m, "bandwidth_gbs", "{:.1f}"), ", ".join(sorted(m.files))]
@@ -337,7 +338,7 @@ def write_report(merged: Merged, out_dir: str | os.PathLike, *, plots: bool = Tr
         lines += ["", "## Latency", "",
                   "Per machine, one row per measured configuration (micro-networks are summarised by the verdicts "
                   "below): the median of every round's runs, the spread of the round medians, the fraction of the "
-                  "sgemm ceiling its own run measured (fp32 only) and of the roofline bound (bound / measured). "
+                  "compute ceiling of its precision its own run measured and of the roofline bound (bound / measured). "
                   "? marks a figure against a limit that varied beyond 25% while it was measured.", ""]
         for label, table in latency.items():
             if table:
