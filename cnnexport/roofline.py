@@ -1,7 +1,8 @@
 """The roofline bound: a layer takes at least max(compute / compute ceiling, bytes / bandwidth), with
 compute from the cost model's MACs (2 FLOPs each) and bytes from its memory access cost (inputs +
 outputs + weights, ShuffleNetV2's MAC) at the artifact's precision; a model's bound is the sum over
-its layers. Both limits are the machine's, measured in the same run (the best GEMM and a streaming add; per cache level, copies).
+its layers. Both limits are the machine's, measured in the same run (the best GEMM and a streaming
+add; per cache level, copies).
 No torch.
 
 With memory roofs per cache level (the hierarchical roofline: Ilic et al., "Cache-aware Roofline

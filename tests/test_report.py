@@ -110,7 +110,8 @@ def test_bench_rows_get_a_latency_table_and_each_runs_own_ceiling(tmp_path):
                                                ceiling_fraction=0.41, of_roofline=0.5)]}))
     second.write_text(json.dumps({"rows": [_row("mobilenet_v2", AVX2, [4.0, 4.1, 4.0], ceiling_gflops=80.0,
                                                 ceiling_fraction=0.2, limits_noisy=True, of_roofline=0.3),
-                                           _row("mobilenet_v2", AVX2, [9.0] * 3, batch=4, calls_per_batch=4, ceiling_gflops=80.0)]}))
+                                           _row("mobilenet_v2", AVX2, [9.0] * 3, batch=4, calls_per_batch=4,
+                                                ceiling_gflops=80.0)]}))
     write_report(merge_rows([first, second]), tmp_path / "r", plots=False)
     text = (tmp_path / "r" / "REPORT.md").read_text()
     assert "## Latency" in text

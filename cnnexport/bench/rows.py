@@ -22,7 +22,8 @@ ROW_FIELDS = ("model", "artifact", "runtime", "version", "precision", "device", 
               "threads", "first_ms", "runs", "median_ms", "p90_ms", "p99_ms", "min_ms", "mean_ms", "std_ms",
               "images_per_s", "macs", "gmacs_per_s", "ceiling_gflops", "ceiling_fraction", "bandwidth_gbs",
               "memory_access_bytes", "roofline_ms", "of_roofline", "roofline_dram_ms", "beats_bound", "baseline",
-              "speedup", "int8_speedup", "rounds", "round_medians_ms", "statistics", "spread", "limits_noisy", "protocol", "plain", "machine", "gpu", "gpu_facts")
+              "speedup", "int8_speedup", "rounds", "round_medians_ms", "statistics", "spread", "limits_noisy",
+              "protocol", "plain", "machine", "gpu", "gpu_facts")
 #: What a GPU row records beside the GPU's name (None on a CPU row).
 GPU_FACTS = ("compute_capability", "cuda_driver", "cuda_runtime", "tensorrt")
 

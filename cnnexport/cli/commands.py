@@ -304,9 +304,11 @@ def export_cmd(model, formats, tflite_layout, executorch_max_batch, engine_max_b
               help="--roofline: threads for the limits and the timings.")
 @click.option("--precision", type=click.Choice(["fp32", "fp16", "int8"]), default=None,
               help="--roofline: bytes per element (default: the file's precision).")
-@click.option("--ceiling", type=click.FloatRange(min=0, min_open=True), default=None, help="--roofline: compute ceiling in GFLOP/s instead of "
+@click.option("--ceiling", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="--roofline: compute ceiling in GFLOP/s instead of "
               "measuring it.")
-@click.option("--bandwidth", type=click.FloatRange(min=0, min_open=True), default=None, help="--roofline: memory bandwidth in GB/s instead of "
+@click.option("--bandwidth", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="--roofline: memory bandwidth in GB/s instead of "
               "measuring it.")
 def profile_cmd(model, input_size, batch, num_classes, weights, per_layer, against_onnx, as_json, as_csv, tb_dir,
                 roofline, runtime, threads, precision, ceiling, bandwidth):
@@ -611,7 +613,8 @@ def _reference_made_for(meta: dict) -> str:
 @click.option("--runs", type=click.IntRange(min=1), default=50, show_default=True, help="Minimum timed runs per round.")
 @click.option("--min-time", type=click.FloatRange(min=0), default=1.0, show_default=True,
               help="Minimum seconds of timed runs.")
-@click.option("--max-time", type=click.FloatRange(min=0, min_open=True), default=None, help="Stop a slow configuration after this many seconds "
+@click.option("--max-time", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="Stop a slow configuration after this many seconds "
               "(once it has 10 runs).")
 @click.option("--no-ceiling", is_flag=True, help="Skip measuring the machine's limits (compute ceilings, memory "
               "bandwidth); the roofline columns stay empty.")

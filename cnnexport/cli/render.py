@@ -232,7 +232,8 @@ def runtime_default_text(runtime: str, d: dict) -> str:
     if "cosine_mean" in d:  # an int8 file: its rule's figures
         figures = f"mean cosine {d['cosine_mean']:.4f}, top-1 agreement {d['top1_agreement']:.0%}"
     elif "max_rel" in d:
-        figures = f"max rel error {d['max_rel']:.1e}, cosine {d['cosine']:.6f}, top-1 agreement {d['top1_agreement']:.0%}"
+        figures = (f"max rel error {d['max_rel']:.1e}, cosine {d['cosine']:.6f}, "
+                   f"top-1 agreement {d['top1_agreement']:.0%}")
     else:
         figures = "not checked"
     verdict = "it would pass this check too" if d.get("passed") else "it would NOT pass this check"
