@@ -8,6 +8,7 @@ to refresh them.
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 from cnnexport.exporter.formats import FORMATS
@@ -29,7 +30,8 @@ def _cell(model: str, row: dict | None, runtime: str, failures: list[str]) -> st
         return "not run"
     if row["verifies"]:
         return f"yes ({row['max_rel']:.0e})"
-    failures.append(f"- {model} on {runtime}: {row.get('error', 'unknown error')}")
+    error = re.sub(r"\S*/site-packages/", "", row.get("error", "unknown error"))  # the package's path, not ours
+    failures.append(f"- {model} on {runtime}: {error}")
     return "converts, fails check" if row["converts"] else "no"
 
 
