@@ -393,3 +393,38 @@ def test_fold_takes_a_per_channel_mul_and_add_after_a_conv(tmp_path):
     assert check(tmp_path / "folded.onnx").foldable_affine == 0
     after = ops(tmp_path / "folded.onnx")
     assert after["Mul"] == ops(src)["Mul"] - 1 and after["Add"] == ops(src)["Add"] - 1
+
+
+class StdConvLayerScale(nn.Module):
+    """What nf_resnet and convnext leave in a file: a conv whose weight is standardised at run time
+    (``F.batch_norm`` in training mode over the weight, as timm's ScaledStdConv2d), a layer scale
+    reshaped at run time, and two convs sharing one weight (the exporter routes it through Identity)."""
+
+    def __init__(self):
+        super().__init__()
+        self.std = nn.Conv2d(3, 8, 3, padding=1)
+        self.gain = nn.Parameter(torch.rand(8) + 0.5)
+        self.fc = nn.Conv2d(8, 8, 1)
+        self.gamma = nn.Parameter(torch.rand(8) + 0.1)
+        self.twin = nn.Conv2d(8, 8, 1)
+        self.twin.weight = self.fc.weight
+
+    def forward(self, x):
+        w = F.batch_norm(self.std.weight.reshape(1, 8, -1), None, None, weight=self.gain, training=True,
+                         momentum=0.0, eps=1e-6).reshape_as(self.std.weight)
+        y = torch.relu(F.conv2d(x, w, self.std.bias, padding=1))
+        return self.fc(y) * self.gamma.reshape(1, -1, 1, 1) + self.twin(y)
+
+
+def test_weights_computed_at_run_time_are_precomputed_and_folded_without_onnxsim(tmp_path):
+    from cnnexport.exporter.graph import check
+
+    report = export(StdConvLayerScale().eval(), (1, 3, 12, 12), tmp_path, simplify=False)
+    path = tmp_path / "m.onnx"
+    counts = ops(path)
+    assert "BatchNormalization" not in counts and "ReduceMean" not in counts and "Identity" not in counts
+    assert counts.get("Mul", 0) == 0 and check(path).foldable_affine == 0  # the layer scale went into fc
+    assert report["graph"]["precomputed_constant_nodes"] >= 5  # the standardisation and the reshape
+    assert report["equivalence"][0]["passed"] and report["equivalence"][0]["max_rel"] < 1e-5
+    weights = {i.name for i in onnx.load(str(path)).graph.initializer}
+    assert len(weights) >= 4  # computed weights are stored, not recomputed

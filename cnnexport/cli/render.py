@@ -116,6 +116,8 @@ def print_export_summary(report: dict) -> None:
                   f"folded {len(p['folded'])} BN into convs"
                   + (f" ({inside} inside another module's forward)" if inside else "")
                   + (f", {in_onnx} more in the ONNX file" if in_onnx else "")
+                  + (f", {g['precomputed_constant_nodes']} nodes computed from weights only precomputed"
+                     if g.get("precomputed_constant_nodes") else "")
                   + f", {len(p['scale_shift'])} as scale+shift, "
                   + (f"reparameterised {len(p['reparameterized'])} blocks, " if p.get("reparameterized") else "")
                   + f"removed {p['dropout_removed']} train-only random ops"
@@ -615,8 +617,10 @@ def print_fold(result: dict, src_name: str, dst_name: str) -> None:
     console = out_console()
     console.print(table)
     eq = result["equivalence"]
+    removed = {("nodes computed from constants only (precomputed)" if op == "constant" else op): n
+               for op, n in result["removed"].items()}
     console.print(f"folded {len(result['folded'])} BatchNormalization; removed "
-                  + (", ".join(f"{n} {op}" for op, n in result["removed"].items()) or "nothing else")
+                  + (", ".join(f"{n} {op}" for op, n in removed.items()) or "nothing else")
                   + f"; verified on {eq['samples']} random inputs: max abs error {eq['max_abs']:.2e}, cosine "
                   f"{eq['cosine']:.7f} [green]passed[/]")
 

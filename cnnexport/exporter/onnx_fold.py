@@ -1,6 +1,7 @@
-"""Folding inside ONNX graphs made elsewhere: BatchNormalization into the Conv, ConvTranspose or
-Gemm before it, a per-channel Mul/Add by constants into the Conv before it; Dropout and Identity
-nodes removed. The export runs it too, as the last line of defence behind ``prepare``; ``fold_file``
+"""Folding inside ONNX graphs made elsewhere: Dropout and Identity nodes removed; nodes that read
+only constants computed once (e.g. weight standardisation, a layer scale reshaped at run time);
+BatchNormalization into the Conv, ConvTranspose or Gemm before it, a per-channel Mul/Add by
+constants into the Conv before it. The export runs it too, as the last line of defence behind ``prepare``; ``fold_file``
 (``cnnexport fold``) applies it to a file. numpy and onnx only (no torch)."""
 
 from __future__ import annotations
@@ -211,16 +212,81 @@ def count_affine_after_conv(model) -> int:
     return sum(1 for n in g.graph.node if n.op_type == "Conv" and affine_after_conv(g, n) is not None)
 
 
+# never evaluated ahead of time: their value is not a function of their inputs
+_NOT_CONSTANT = {"RandomNormal", "RandomUniform", "RandomNormalLike", "RandomUniformLike", "Multinomial",
+                 "Bernoulli", "Constant"}
+_GROWTH_LIMIT = 1 << 16  # elements: a computed constant may exceed its largest input by at most this
+
+
+def _fold_constants(g: _Graph) -> int:
+    """Replace every node that reads only constants by its value, computed once with ONNX's reference
+    evaluator (the operator's specification in numpy), and return how many nodes went. A constant
+    that would outgrow its inputs (Expand, Tile, ConstantOfShape) stays computed at run time."""
+    from onnx import helper, numpy_helper
+    from onnx.reference import ReferenceEvaluator
+
+    known = {name: g.const(name) for name in g.inits if name not in g.inputs}
+    for node in g.graph.node:
+        if node.op_type == "Constant" and (value := _constant(g, node.output[0])) is not None:
+            known[node.output[0]] = value
+    opsets = [o for o in g.model.opset_import]
+    computed: set[str] = set()
+    folded_nodes = []
+    for node in g.graph.node:
+        inputs = [i for i in node.input if i]
+        if (node.op_type in _NOT_CONSTANT or node.domain not in ("", "ai.onnx") or not inputs
+                or any(i not in known for i in inputs) or any(o in g.outputs for o in node.output)
+                or any(a.type in (a.GRAPH, a.GRAPHS) for a in node.attribute)):
+            continue
+        feeds = {f"in{k}": known[i] for k, i in enumerate(node.input) if i}
+        single = helper.make_node(node.op_type, [f"in{k}" if i else "" for k, i in enumerate(node.input)],
+                                  [f"out{k}" if o else "" for k, o in enumerate(node.output)], domain=node.domain)
+        single.attribute.extend(node.attribute)
+        graph = helper.make_graph([single], "constant", [], [helper.make_value_info(f"out{k}", helper.TypeProto())
+                                                             for k, o in enumerate(node.output) if o],
+                                  initializer=[numpy_helper.from_array(np.asarray(v), k) for k, v in feeds.items()])
+        try:
+            values = ReferenceEvaluator(helper.make_model(graph, opset_imports=opsets)).run(None, {})
+        except Exception:  # an operator the reference evaluator lacks: leave it to the runtime
+            continue
+        largest = max(np.asarray(v).size for v in feeds.values())
+        if any(np.asarray(v).size > max(largest, _GROWTH_LIMIT) for v in values):
+            continue
+        for name, value in zip([o for o in node.output if o], values):
+            known[name] = np.asarray(value)
+            computed.add(name)
+        folded_nodes.append(node)
+    if not folded_nodes:
+        return 0
+    gone = {id(n) for n in folded_nodes}
+    needed = {i for n in g.graph.node if id(n) not in gone for i in n.input} | g.outputs
+    for name in sorted(computed & needed):
+        tensor = numpy_helper.from_array(known[name], name)
+        g.graph.initializer.append(tensor)
+        g.inits[name] = tensor
+    for node in folded_nodes:
+        g.graph.node.remove(node)
+    used = {i for n in g.graph.node for i in n.input} | g.outputs
+    for node in [n for n in g.graph.node if n.op_type == "Constant" and n.output[0] not in used]:
+        g.graph.node.remove(node)
+    return len(folded_nodes)
+
+
 def fold_model(model) -> tuple[object, list[dict], dict[str, int]]:
-    """Fold BN (and per-channel Mul/Add) into producers and remove Dropout/Identity in ``model`` (modified
-    in place)."""
+    """Remove Dropout/Identity, precompute constant subgraphs, fold BN (and per-channel Mul/Add) into
+    producers in ``model`` (modified in place). Returns the model, the folds and the counts of removed
+    nodes (``constant`` for precomputed ones)."""
     g = _Graph(model)
-    folded = [f for bn in [n for n in g.graph.node if n.op_type == "BatchNormalization"]
-              if (f := _fold_bn(g, bn)) is not None]
-    folded += [f for conv in [n for n in g.graph.node if n.op_type == "Conv"] for f in _fold_affine(g, conv)]
     removed: Counter = Counter()
+    # pass-throughs first: an exporter routes shared weights through Identity nodes, which would hide
+    # them as constants from the folds below
     for node in [n for n in g.graph.node if n.op_type in ("Dropout", "Identity")]:
         if g.bypass(node):
             removed[node.op_type] += 1
+    if constants := _fold_constants(g):
+        removed["constant"] = constants
+    folded = [f for bn in [n for n in g.graph.node if n.op_type == "BatchNormalization"]
+              if (f := _fold_bn(g, bn)) is not None]
+    folded += [f for conv in [n for n in g.graph.node if n.op_type == "Conv"] for f in _fold_affine(g, conv)]
     g.prune_initializers()
     return model, folded, dict(removed)

@@ -318,7 +318,7 @@ def _export_onnx(prepared, summary, onnx_path: Path, shape, report, stage, *, ex
     t0 = time.perf_counter()
     report["warnings"].extend(to_onnx(prepared, onnx_path, shape, exporter=exporter, opset=opset,
                                       dynamic_batch=dynamic_batch, keep_batchnorm=not fold_bn))
-    onnx_folded = _fold_onnx(onnx_path) if fold_bn else []
+    onnx_folded, onnx_removed = _fold_onnx(onnx_path) if fold_bn else ([], {})
     timings["export"] = round(time.perf_counter() - t0, 3)
     facts = graph_mod.check(onnx_path)
     nodes_before = facts.nodes
@@ -338,6 +338,7 @@ def _export_onnx(prepared, summary, onnx_path: Path, shape, report, stage, *, ex
         "nodes_after_simplify": facts.nodes,
         "simplifier": simplifier,
         "folded": summary.folded_counts() + _onnx_fold_counts(onnx_folded),
+        "precomputed_constant_nodes": onnx_removed.get("constant", 0),
         "foldable_affine_after_conv": facts.foldable_affine,
         "kept_normalizations": summary.kept_normalizations,
         "opset": facts.opset,
@@ -347,9 +348,10 @@ def _export_onnx(prepared, summary, onnx_path: Path, shape, report, stage, *, ex
     return onnx_path
 
 
-def _fold_onnx(path: Path) -> list[dict]:
+def _fold_onnx(path: Path) -> tuple[list[dict], dict[str, int]]:
     """The last line of defence behind ``prepare``: fold what is left in the written file (a
-    BatchNormalization, a per-channel Mul/Add after a Conv, e.g. behind a conv fx could not trace)."""
+    BatchNormalization, a per-channel Mul/Add after a Conv, e.g. behind a conv fx could not trace;
+    weights computed from weights at run time). Returns the folds and the removed nodes' counts."""
     import onnx
 
     from .._atomic import atomic_path
@@ -360,7 +362,7 @@ def _fold_onnx(path: Path) -> list[dict]:
     if folded or removed:
         with atomic_path(path) as tmp:
             onnx.save(model, str(tmp))
-    return folded
+    return folded, removed
 
 
 def _onnx_fold_counts(folded: list[dict]) -> list[dict]:
