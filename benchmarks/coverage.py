@@ -27,7 +27,7 @@ from pathlib import Path
 import torch
 
 from cnnexport.exporter.formats import ALWAYS, FORMATS, ConvertSource
-from cnnexport.exporter.onnx_export import to_onnx
+from cnnexport.exporter.onnx_export import to_onnx_auto
 from cnnexport.exporter.pipeline import _fold_onnx as fold_onnx, first_tensor, verify_artifact
 from cnnexport.exporter.prepare import prepare
 from cnnexport.exporter.prepare_check import rounding_floor
@@ -157,7 +157,7 @@ def cover(name: str, formats: list[str], precision: str = "fp32", model=None, sh
         t0 = time.perf_counter()
         onnx_error = None
         try:
-            to_onnx(prepared, onnx_path, shape)
+            to_onnx_auto(prepared, onnx_path, shape)
             fold_onnx(onnx_path)
             simplify(onnx_path, onnx_path)
         except Exception as exc:  # the formats made from the module still run

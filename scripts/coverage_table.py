@@ -129,10 +129,10 @@ def render_timm(data: dict) -> str:
             f"and without --no-simplify); {sum(r['verifies'] for r in hybrid)} of {len(hybrid)} transformer hybrids. "
             f"{sum(r['verifies'] for r in data['rows'])} of {len(data['rows'])} model/runtime pairs in all. Random "
             "weights (seed 0), BatchNorm statistics from random batches (as a short training run leaves them), max "
-            "relative error in brackets. What --no-simplify leaves is not a BatchNorm of activations: a foldable "
-            "Mul/Add is a layer scale (ConvNeXt's, FastViT's gamma) behind a Reshape that onnxsim folds, and "
-            "nf_resnet26's BatchNormalization nodes are its weight standardisation (batch_norm in training mode over "
-            "the conv weights: a constant, which onnxsim folds; prepare does not materialise it yet).", "", *lines, ""]
+            "relative error in brackets. Without onnxsim, the export's own ONNX fold precomputes what reads only "
+            "weights (nf_resnet26's weight standardisation, a batch_norm in training mode over the conv weights; "
+            "ConvNeXt's and FastViT's layer scale behind a Reshape) and folds the result into the conv.", "", *lines,
+            ""]
     per_format = []
     for f in formats:
         ran = [r for r in data["rows"] if r["format"] == f.name]

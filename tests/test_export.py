@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 import cnnexport
-from cnnexport.errors import OutputError, UsageError, VerificationError
+from cnnexport.errors import ExportError, OutputError, UsageError, VerificationError
 from cnnexport.exporter import check
 from cnnexport.models import create_model
 from conftest import SmallNet, randomize_bn_stats
@@ -281,3 +281,27 @@ def test_failure_diagnosis_tells_rounding_from_wrong():
     assert "wrong, not rounding" in diagnosis(3e-4, 0.999999, 1.0, floor=None)  # no floor measured
     assert tolerance(1e-4, 10.0, None) == (1e-3, "1e-04 x max |output|")
     assert tolerance(1e-4, 10.0, 1e-3)[0] == 4e-3 and tolerance(1e-4, 10.0, 1e-5)[0] == 1e-3
+
+
+class UnevenPool(nn.Module):
+    """An adaptive pool whose output size does not divide its input (timm's vgg at a small input): the
+    TorchScript exporter has no conversion for it."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv, self.pool, self.fc = nn.Conv2d(3, 4, 3, padding=1), nn.AdaptiveAvgPool2d(7), nn.Linear(196, 5)
+
+    def forward(self, x):
+        return self.fc(torch.flatten(self.pool(self.conv(x)), 1))
+
+
+def test_auto_exporter_falls_back_to_dynamo_where_torchscript_has_no_conversion(tmp_path):
+    with pytest.raises(ExportError, match="torchscript exporter failed.*try --exporter dynamo"):
+        cnnexport.export(UnevenPool().eval(), (1, 3, 12, 12), tmp_path / "ts", exporter="torchscript", photos=False)
+    assert not (tmp_path / "ts").exists() or not any((tmp_path / "ts").iterdir())
+    report = cnnexport.export(UnevenPool().eval(), (1, 3, 12, 12), tmp_path / "auto", photos=False)
+    assert report["exporter"] == "dynamo" and report["exporter_requested"] == "auto"
+    assert any("TorchScript exporter cannot write this model" in w for w in report["warnings"])
+    assert report["equivalence"][0]["passed"]
+    plain = cnnexport.export(nn.Sequential(nn.Conv2d(3, 4, 3)).eval(), (1, 3, 8, 8), tmp_path / "p", photos=False)
+    assert plain["exporter"] == "torchscript"  # auto keeps TorchScript wherever it works

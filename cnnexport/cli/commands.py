@@ -227,7 +227,9 @@ def _keep_float(value: str) -> tuple[str, ...]:
 @click.option("--reparameterize/--no-reparameterize", default=True, show_default=True,
               help="Apply the deploy-time conversions blocks offer (reparameterize(), switch_to_deploy(), fuse(): "
                    "RepVGG, MobileOne branches become one conv).")
-@click.option("--exporter", type=click.Choice(["torchscript", "dynamo"]), default="torchscript", show_default=True)
+@click.option("--exporter", type=click.Choice(["auto", "torchscript", "dynamo"]), default="auto", show_default=True,
+              help="auto: TorchScript, and the dynamo exporter where TorchScript has no conversion for an operator "
+                   "(the report's 'exporter' says which wrote the file).")
 @click.option("--opset", type=int, default=18, show_default=True, help="ONNX opset.")
 @click.option("--batch", type=int, default=None, help="Static batch size (default: dynamic batch axis).")
 @click.option("--input-size", default=None, help="H, HxW or C,H,W (default: the model's own).")

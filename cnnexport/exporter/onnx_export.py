@@ -16,6 +16,9 @@ from .._atomic import atomic_path
 from ..errors import ExportError, UsageError, disk_full, cause_line
 
 EXPORTERS = ("torchscript", "dynamo")
+AUTO = "auto"  # TorchScript, then dynamo where TorchScript has no conversion for an operator
+# what the TorchScript exporter says when it has no conversion for an operator (or for its arguments)
+_NO_CONVERSION = "Unsupported: ONNX export of operator"
 DEFAULT_OPSET = 18
 INPUT_NAME, OUTPUT_NAME = "input", "output"
 _TWO_GB = 2**31
@@ -59,6 +62,24 @@ def to_onnx(
     return sorted({f"{w.category.__name__}: {str(w.message).splitlines()[0][:200]}" for w in caught
                    if not issubclass(w.category, (DeprecationWarning, FutureWarning))
                    and not any(s in str(w.message) for s in _EXPECTED_WARNINGS)})
+
+
+def to_onnx_auto(module: nn.Module, path: str | os.PathLike, input_shape: tuple[int, ...], *,
+                 exporter: str = AUTO, **options) -> tuple[str, list[str]]:
+    """``to_onnx`` with ``exporter`` ``auto``: TorchScript, and the dynamo exporter where TorchScript has no
+    conversion for one of the model's operators (e.g. an adaptive pool whose output size does not divide
+    its input). Returns the exporter that wrote the file and the warnings."""
+    if exporter != AUTO:
+        return exporter, to_onnx(module, path, input_shape, exporter=exporter, **options)
+    try:
+        return "torchscript", to_onnx(module, path, input_shape, exporter="torchscript", **options)
+    except ExportError as exc:
+        if _NO_CONVERSION not in str(exc):
+            raise
+        cause = str(exc).split(": ", 1)[-1].split("; try --exporter")[0]
+    warnings_ = to_onnx(module, path, input_shape, exporter="dynamo", **options)
+    return "dynamo", [*warnings_, f"the TorchScript exporter cannot write this model ({cause[:160]}); "
+                                  "the dynamo exporter wrote it"]
 
 
 _BATCH_CAUSES = ("batch", "Constraints violated", "specialized", "Invalid ranges")

@@ -24,7 +24,7 @@ from . import graph as graph_mod
 from ..runtimes import run_nchw
 from .formats import ALWAYS, FORMATS, Artifact, ConvertSource, Int8Options
 from .int8 import check_drop, check_int8, heldout_batches, load_artifact, quantize_artifacts, split_data
-from .onnx_export import DEFAULT_OPSET, EXPORTERS, to_onnx
+from .onnx_export import AUTO, DEFAULT_OPSET, EXPORTERS, to_onnx_auto
 from .prepare import prepare_with_summary
 from .report_fields import new_report
 from .simplify import simplify as simplify_onnx
@@ -93,7 +93,7 @@ def export(
     fold_bn: bool = True,
     reparameterize: bool = True,
     formats: Iterable[str] = ("onnx",),
-    exporter: str = "torchscript",
+    exporter: str = AUTO,
     opset: int = DEFAULT_OPSET,
     dynamic_batch: bool = True,
     simplify: bool = True,
@@ -144,8 +144,8 @@ def export(
     unknown = [f for f in formats if f not in FORMATS]
     if unknown or not formats:
         raise UsageError(f"unknown format(s) {', '.join(unknown) or '(none)'}; available: {', '.join(FORMATS)}")
-    if exporter not in EXPORTERS:
-        raise UsageError(f"unknown exporter '{exporter}'; choose one of {', '.join(EXPORTERS)}")
+    if exporter not in (AUTO, *EXPORTERS):
+        raise UsageError(f"unknown exporter '{exporter}'; choose one of {AUTO}, {', '.join(EXPORTERS)}")
     if atol is not None and not (atol >= 0 and np.isfinite(atol)):
         raise UsageError(f"--atol must be a finite number >= 0, got {atol}")
     shape = _check_shape(input_shape)
@@ -316,8 +316,10 @@ def _export_onnx(prepared, summary, onnx_path: Path, shape, report, stage, *, ex
     timings = report["timings_s"]
     stage("export")
     t0 = time.perf_counter()
-    report["warnings"].extend(to_onnx(prepared, onnx_path, shape, exporter=exporter, opset=opset,
-                                      dynamic_batch=dynamic_batch, keep_batchnorm=not fold_bn))
+    used, warns = to_onnx_auto(prepared, onnx_path, shape, exporter=exporter, opset=opset,
+                               dynamic_batch=dynamic_batch, keep_batchnorm=not fold_bn)
+    report["warnings"].extend(warns)
+    report.update(exporter=used, exporter_requested=exporter)
     onnx_folded, onnx_removed = _fold_onnx(onnx_path) if fold_bn else ([], {})
     timings["export"] = round(time.perf_counter() - t0, 3)
     facts = graph_mod.check(onnx_path)
