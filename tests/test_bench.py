@@ -347,3 +347,29 @@ def test_every_installed_engines_gemm_is_measured():
     assert set(fp32) == {"numpy", "onnxruntime", "openvino"} and all(m["gflops"] > 0.1 for m in fp32.values())
     (int8,) = measure_gemms("int8", 1, n=256, min_time_s=0.01)
     assert int8["engine"] == "onnxruntime" and int8["gflops"] > 0.1
+
+
+def test_pytorch_runs_eager_and_compiled_and_on_cuda_also_in_a_graph():
+    from cnnexport.bench.jobs import torch_jobs
+
+    cpu = torch_jobs("resnet18", (1, 3, 224, 224), [1, 8], [2], runtimes=("torch", "torch-compile"))
+    assert sorted({(j.runtime, j.batch) for j in cpu}) == [("torch", 1), ("torch", 8), ("torch-compile", 1),
+                                                           ("torch-compile", 8)]
+    assert all(j.worker_job["compiled"] == (j.runtime == "torch-compile") for j in cpu)
+    gpu = torch_jobs("resnet18", (1, 3, 224, 224), [1], [1], device="cuda", runtimes=("torch-compile",))
+    assert [j.runtime for j in gpu] == ["torch-compile"]  # compiled alone: no eager rows asked for
+    assert [j.runtime for j in torch_jobs("m", (1, 3, 8, 8), [1], [1], device="cuda")] == ["torch", "torch-cudagraph"]
+
+
+def test_bench_a_model_on_torch_compile_and_its_aoti_package(tmp_path):
+    pytest.importorskip("torch")
+    if not any(__import__("shutil").which(c) for c in ("g++", "c++", "clang++")):
+        pytest.skip("torch.compile and AOTInductor compile C++: no C++ compiler here")
+    result = CliRunner().invoke(cli, ["bench", "lenet5", "--runtime", "torch-compile,aoti", "--runs", "3",
+                                      "--min-time", "0", "--save", str(tmp_path / "rows.json")])
+    assert result.exit_code == 0, result.output
+    rows = {r["runtime"]: r for r in json.loads((tmp_path / "rows.json").read_text())["rows"]}
+    assert set(rows) == {"torch-compile", "aoti"}
+    assert rows["torch-compile"]["compile_mode"] == "max-autotune-no-cudagraphs"
+    assert rows["aoti"]["artifact"] == "lenet5.pt2"
+    assert all(r["median_ms"] > 0 and r["macs"] > 0 for r in rows.values())

@@ -10,7 +10,7 @@ from click.testing import CliRunner
 from cnnexport.bench.plan import formats_for
 from cnnexport.cli import cli
 from cnnexport.exporter.formats import ALWAYS, FORMATS, by_runtime, file_int8_formats, for_file
-from cnnexport.runtimes import RUNTIMES, _BY_SUFFIX, runtime_for
+from cnnexport.runtimes import MODULE_RUNTIMES, RUNTIMES, _BY_SUFFIX, runtime_for
 
 FUNCTIONS = ("convert", "quantize", "describe_int8", "runtime_options")
 
@@ -49,7 +49,8 @@ def test_the_runtimes_suffix_map_agrees_with_the_table():
     for suffix, runtime in _BY_SUFFIX.items():
         assert by_runtime(runtime) is not None, f"{suffix}: a runtime with no row in FORMATS"
         assert any(f.suffixes[0].endswith(suffix) for f in FORMATS.values() if f.runtime == runtime)
-    assert {r for r in RUNTIMES if by_runtime(r) is None} == {"torch"}  # PyTorch measures modules, not files
+    # PyTorch, eager and compiled, measures modules, not files
+    assert {r for r in RUNTIMES if by_runtime(r) is None} == set(MODULE_RUNTIMES) == {"torch", "torch-compile"}
 
 
 def test_file_names_and_lookups():

@@ -71,10 +71,13 @@ def file_jobs(path: str | Path, runtime: str, batch: int, threads: int, **kw) ->
 
 
 def torch_job(model: str, input_shape: tuple[int, ...], batch: int, threads: int, *, device: str = "cpu",
-              cuda_graph: bool = False, macs: float | None = None, model_kwargs: dict | None = None) -> Job:
-    return Job(model, "torch-cudagraph" if cuda_graph else "torch", "fp32", batch, threads,
+              cuda_graph: bool = False, macs: float | None = None, model_kwargs: dict | None = None,
+              compiled: bool = False) -> Job:
+    runtime = "torch-compile" if compiled else "torch-cudagraph" if cuda_graph else "torch"
+    return Job(model, runtime, "fp32", batch, threads,
                {"kind": "torch", "model": model, "input_shape": list(input_shape), "batch": batch,
-                "threads": threads, "device": device, "cuda_graph": cuda_graph, "model_kwargs": model_kwargs or {}},
+                "threads": threads, "device": device, "cuda_graph": cuda_graph, "compiled": compiled,
+                "model_kwargs": model_kwargs or {}},
                device=device, macs=macs)
 
 
@@ -99,19 +102,22 @@ def jobs_from_report(report: dict, folder: str | Path, model: str, runtimes: lis
 
 def torch_jobs(model: str, input_shape: tuple[int, ...], batches: list[int], threads: list[int], *,
                device: str = "cpu", macs: float | None = None, model_kwargs: dict | None = None,
-               name: str | None = None) -> list[Job]:
-    """PyTorch eager at every thread count and batch, and on cuda the same captured in a CUDA graph;
-    ``name`` labels the rows when ``model`` is a builder (``module:callable``)."""
+               name: str | None = None, runtimes: tuple[str, ...] = ("torch",)) -> list[Job]:
+    """PyTorch at every thread count and batch, for each of ``runtimes`` (``MODULE_RUNTIMES``): eager
+    (on cuda also captured in a CUDA graph) and torch.compile; ``name`` labels the rows when ``model``
+    is a builder (``module:callable``)."""
+    variants = ([(False, False), *([(True, False)] if device == "cuda" else [])] if "torch" in runtimes else [])
+    variants += [(False, True)] if "torch-compile" in runtimes else []
     jobs = []
     for t in threads:
         for b in batches:
-            for graph in (False, True) if device == "cuda" else (False,):
+            for graph, compiled in variants:
                 job = torch_job(model, input_shape, b, t, device=device, cuda_graph=graph, macs=macs,
-                                model_kwargs=model_kwargs)
+                                model_kwargs=model_kwargs, compiled=compiled)
                 job.model = name or model
                 jobs.append(job)
     return jobs
 
 
-CUDA_RUNTIMES = ("torch", "onnxruntime", "tensorrt")  # the runtimes bench measures on --device cuda
+CUDA_RUNTIMES = ("torch", "torch-compile", "onnxruntime", "tensorrt")  # the runtimes bench measures on --device cuda
 CUDA_EPS = ("cuda", "tensorrt")  # ONNX Runtime's execution providers measured on --device cuda

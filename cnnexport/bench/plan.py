@@ -9,7 +9,7 @@ from typing import Any, Callable
 
 from ..errors import UsageError
 from ..exporter.formats import by_runtime, fp16_formats, int8_formats
-from ..runtimes import ALIASES, RUNTIMES, check_model_file, runtime_for
+from ..runtimes import ALIASES, MODULE_RUNTIMES, RUNTIMES, check_model_file, runtime_for
 from ..roofline import ModelCosts
 from .jobs import CUDA_RUNTIMES, PRECISIONS, Job, file_jobs, jobs_from_report, torch_jobs
 
@@ -55,7 +55,7 @@ def artifact_jobs(paths: list[str], runtimes: list[str], batches: list[int], thr
     for path in paths:
         check_model_file(path)
         own = runtime_for(path)
-        chosen = [r for r in runtimes if r != "torch"] or ([own] if own else [])
+        chosen = [r for r in runtimes if r not in MODULE_RUNTIMES] or ([own] if own else [])
         if not chosen:
             raise UsageError(f"no runtime for '{path}': give --runtime")
         costs = costs_of_file(path, input_size) if costs_of_file else None
@@ -99,13 +99,13 @@ def model_jobs(model: str, runtimes: list[str], precisions: list[str], batches: 
                         fp16=wanted["fp16"], calib=calib,
                         int8_min_cosine=0.0, on_stage=on_stage)
     jobs: list[Job] = []
-    if "torch" in runtimes and "fp32" in precisions:
-        jobs += torch_jobs(model, shape, batches, threads, device=device, macs=macs)
+    if set(MODULE_RUNTIMES) & set(runtimes) and "fp32" in precisions:
+        jobs += torch_jobs(model, shape, batches, threads, device=device, macs=macs, runtimes=tuple(runtimes))
     jobs += jobs_from_report(report, out_dir, model, runtimes, precisions, batches, threads, device, macs)
     if plain_export is not None and "fp32" in precisions:
         if on_stage:
             on_stage(f"exporting {model} with each runtime's own converter (--plain)")
-        measured = [r for r in runtimes if r != "torch" and (device != "cuda" or r in CUDA_RUNTIMES)]
+        measured = [r for r in runtimes if r not in MODULE_RUNTIMES and (device != "cuda" or r in CUDA_RUNTIMES)]
         for runtime, path in plain_export(module, shape, out_dir, model, measured).items():
             for t in threads:
                 for b in batches:

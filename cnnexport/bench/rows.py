@@ -101,6 +101,8 @@ def rows_from(jobs: list[Job], *, machine: dict, ceilings: dict[int, float] | No
             "gpu": res.get("gpu"),
             "gpu_facts": {k: res[k] for k in GPU_FACTS if res.get(k)} or None,
         }
+        if res.get("compile_mode"):  # torch.compile's mode: what "PyTorch at its best" was
+            row["compile_mode"] = res["compile_mode"]
         rows.append(row)
     key = lambda r: (r["model"], r["runtime"], r["batch"], r["threads"], r["device"])  # noqa: E731
     fp32 = {key(r): r for r in rows if r["precision"] == "fp32" and not r["plain"]}

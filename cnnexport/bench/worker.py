@@ -117,7 +117,8 @@ def run_torch(job: dict) -> dict:
     else:
         module = create_model(job["model"], **job.get("model_kwargs", {}))
     shape = [job["batch"], *job["input_shape"][1:]]
-    model = TorchModel(module, tuple(shape), device=job.get("device", "cpu"), threads=job["threads"])
+    model = TorchModel(module, tuple(shape), device=job.get("device", "cpu"), threads=job["threads"],
+                       compiled=job.get("compiled", False))
     x = _input(shape)
     fn = lambda: model.run(x)  # noqa: E731
     describe = model.describe()

@@ -161,7 +161,7 @@ def _format_flags(command):
     return gather
 
 
-_RUNTIMES = ", ".join([f.runtime for f in FORMATS.values()] + ["torch"])  # onnxruntime may be written ort
+_RUNTIMES = ", ".join([f.runtime for f in FORMATS.values()] + ["torch", "torch-compile"])  # onnxruntime may be written ort
 _INT8_HELP = ("Also write the int8 file of every format that has one (" + ", ".join(
     f"{f.file_name('<model>', 'int8')}" + ("" if f.name == ALWAYS else f" with --{f.name}") for f in int8_formats())
     + "), calibrated on --calib.")
@@ -197,6 +197,8 @@ def _keep_float(value: str) -> tuple[str, ...]:
               help="Input layout of the .tflite file.")
 @click.option("--executorch-max-batch", type=click.IntRange(2, 4096), default=None, metavar="N",
               help="A dynamic batch 1..N for the .pte program (default: the export's batch, static).")
+@click.option("--aoti-max-batch", type=click.IntRange(2, 4096), default=None, metavar="N",
+              help="A dynamic batch 1..N for the .pt2 package (default: the export's batch, static).")
 @click.option("--tensorrt-max-batch", "engine_max_batch", type=click.IntRange(1, 4096), default=None, metavar="N",
               help="The TensorRT engine's largest batch (optimisation profile 1..N, tuned for the export's batch; "
                    "default 64).")
@@ -242,7 +244,7 @@ def _keep_float(value: str) -> tuple[str, ...]:
 @click.option("--atol", type=click.FloatRange(min=0), default=None,
               help="Max abs error allowed (default: 1e-4 x max |reference output|).")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON on stdout, nothing else.")
-def export_cmd(model, formats, tflite_layout, executorch_max_batch, engine_max_batch, want_fp16, fp16_io, want_int8,
+def export_cmd(model, formats, tflite_layout, executorch_max_batch, aoti_max_batch, engine_max_batch, want_fp16, fp16_io, want_int8,
                calib, calib_count, int8_min_cosine, eval_source, eval_count, int8_max_drop, calib_method, keep_float,
                fold_bn, reparameterize, exporter, opset, batch, input_size, num_classes, weights, output_dir, simplify,
                atol, as_json):
@@ -250,6 +252,7 @@ def export_cmd(model, formats, tflite_layout, executorch_max_batch, engine_max_b
     int8_needs = ("--int8", want_int8)
     refuse_unused_options({"tflite_layout": ("--tflite", "tflite" in formats),
                            "executorch_max_batch": ("--executorch", "executorch" in formats),
+                           "aoti_max_batch": ("--aoti", "aoti" in formats),
                            "engine_max_batch": ("--tensorrt", any(FORMATS[f].needs_cuda for f in formats)),
                            "fp16_io": ("--fp16", want_fp16), "calib": int8_needs, "calib_count": int8_needs,
                            "int8_min_cosine": int8_needs, "eval_source": int8_needs, "eval_count": int8_needs,
@@ -276,7 +279,8 @@ def export_cmd(model, formats, tflite_layout, executorch_max_batch, engine_max_b
                         reparameterize=reparameterize, exporter=exporter,
                         opset=opset, dynamic_batch=batch is None, simplify=simplify, atol=atol, formats=formats,
                         tflite_layout=tflite_layout, executorch_max_batch=executorch_max_batch, fp16=want_fp16,
-                        fp16_io=fp16_io, engine_max_batch=engine_max_batch, int8=want_int8,
+                        fp16_io=fp16_io, engine_max_batch=engine_max_batch, aoti_max_batch=aoti_max_batch,
+                        int8=want_int8,
                         calib=calib, calib_count=calib_count, int8_min_cosine=int8_min_cosine,
                         calib_method=calib_method, keep_float=_keep_float(keep_float), eval_source=eval_source,
                         eval_count=eval_count, int8_max_drop=int8_max_drop, on_stage=on_stage)

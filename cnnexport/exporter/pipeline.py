@@ -105,6 +105,7 @@ def export(
     fp16: bool = False,
     fp16_io: bool = False,
     engine_max_batch: int | None = None,
+    aoti_max_batch: int | None = None,
     int8: bool = False,
     calib: str | np.ndarray | None = None,
     calib_count: int = 200,
@@ -129,7 +130,7 @@ def export(
     calibrates the ONNX Runtime int8 file; ``keep_float`` leaves nodes of the ONNX Runtime int8 file
     in float (see ``quantize_onnx``; with ``auto``, the fewest modules that reach ``int8_min_cosine``
     on the calibration samples). ``executorch_max_batch`` gives the .pte program a dynamic batch
-    1..N (default: the shape's batch, static); ``engine_max_batch`` is the largest batch of a TensorRT
+    1..N (default: the shape's batch, static), ``aoti_max_batch`` the .pt2 package's; ``engine_max_batch`` is the largest batch of a TensorRT
     engine's optimisation profile (default 64; the engine needs a CUDA GPU). ``fp16`` adds the fp16 file
     of every requested format that has one (``<name>.fp16.onnx``, ``.fp16.xml``, ``.fp16.tflite``,
     ``.fp16.mnn``, ``.fp16.engine``; ``fp16_io``: the ONNX file takes and gives fp16 too), verified by
@@ -155,6 +156,8 @@ def export(
         raise UsageError("--keep-float applies to int8 files: add --int8 --calib ...")
     if executorch_max_batch is not None and not (2 <= executorch_max_batch <= 4096 and "executorch" in formats):
         raise UsageError("--executorch-max-batch takes 2..4096 and applies to --executorch")
+    if aoti_max_batch is not None and not (2 <= aoti_max_batch <= 4096 and "aoti" in formats):
+        raise UsageError("--aoti-max-batch takes 2..4096 and applies to --aoti")
     if fp16_io and not fp16:
         raise UsageError("--fp16-io applies to the fp16 ONNX file: add --fp16")
     if engine_max_batch is not None and not (1 <= engine_max_batch <= 4096 and any(FORMATS[f].needs_cuda
@@ -221,7 +224,7 @@ def export(
                                  stage, exporter=exporter, opset=opset, dynamic_batch=dynamic_batch,
                                  simplify=simplify, fold_bn=fold_bn)
         source = ConvertSource(prepared, onnx_path, shape, tflite_layout, executorch_max_batch, fp16_io,
-                               engine_max_batch)
+                               engine_max_batch, aoti_max_batch)
         artifacts = []
         for fmt in (ALWAYS, *(f for f in formats if f != ALWAYS)):  # every other format is checked beside ONNX
             converts = fmt != ALWAYS or fp16  # ONNX's fp32 file is the export itself

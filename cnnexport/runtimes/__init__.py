@@ -9,17 +9,21 @@ from pathlib import Path
 from ..errors import UsageError
 from .base import RuntimeModel, TensorSpec
 
-__all__ = ["RuntimeModel", "TensorSpec", "load", "RUNTIMES", "runtime_for", "run_nchw"]
+__all__ = ["RuntimeModel", "TensorSpec", "load", "RUNTIMES", "MODULE_RUNTIMES", "runtime_for", "run_nchw"]
 
-RUNTIMES = ("onnxruntime", "openvino", "tflite", "ncnn", "executorch", "mnn", "tensorrt", "torch")
+RUNTIMES = ("onnxruntime", "openvino", "tflite", "ncnn", "executorch", "mnn", "aoti", "tensorrt", "torch",
+            "torch-compile")
+#: Runtimes that run the PyTorch module itself, not a file: eager, and torch.compile (Inductor).
+MODULE_RUNTIMES = ("torch", "torch-compile")
 #: Runtimes whose adapters take ``batch=N``: a dynamic batch axis compiled static at load (TensorRT: the
 #: input shape set within the engine's optimisation profile).
 FIXES_BATCH = ("onnxruntime", "openvino", "tensorrt")
 ALIASES = {"ort": "onnxruntime", "ov": "openvino", "litert": "tflite", "et": "executorch", "pytorch": "torch",
-           "trt": "tensorrt"}
+           "trt": "tensorrt", "aotinductor": "aoti", "pt2": "aoti", "compile": "torch-compile",
+           "torch.compile": "torch-compile"}
 # exporter/formats keeps the same facts in FORMATS; tests/test_formats.py checks that the two agree
 _BY_SUFFIX = {".onnx": "onnxruntime", ".xml": "openvino", ".tflite": "tflite", ".param": "ncnn", ".pte": "executorch",
-              ".mnn": "mnn", ".engine": "tensorrt"}
+              ".mnn": "mnn", ".pt2": "aoti", ".engine": "tensorrt"}
 
 
 def runtime_for(path: str | os.PathLike) -> str | None:
@@ -56,15 +60,17 @@ def load(path: str | os.PathLike, runtime: str | None = None, **options) -> Runt
         from .executorch import ExecuTorchModel as cls
     elif runtime == "mnn":
         from .mnn import MnnModel as cls
+    elif runtime == "aoti":
+        from .aoti import AotiModel as cls
     elif runtime == "tensorrt":
         from .tensorrt import TensorRtModel as cls
     elif runtime is None:
         raise UsageError(f"no runtime reads '{Path(path).suffix or Path(path).name}' files ('{path}'): give a "
                          f"{', '.join(_BY_SUFFIX)} file, or choose a runtime with --runtime "
-                         f"({', '.join(r for r in RUNTIMES if r != 'torch')})")
+                         f"({', '.join(r for r in RUNTIMES if r not in MODULE_RUNTIMES)})")
     else:
         raise UsageError(f"unknown runtime '{runtime}' for '{path}'; choose one of "
-                         f"{', '.join(r for r in RUNTIMES if r != 'torch')}")
+                         f"{', '.join(r for r in RUNTIMES if r not in MODULE_RUNTIMES)}")
     return cls(path, **options)
 
 

@@ -1,4 +1,6 @@
-"""PyTorch eager as the baseline runtime (CPU or CUDA). The only adapter that imports torch, lazily."""
+"""PyTorch as the baseline runtime (CPU or CUDA): eager, or compiled with ``torch.compile`` (Inductor;
+``max-autotune-no-cudagraphs`` on the CPU, ``max-autotune`` with CUDA graphs on a GPU), PyTorch at its
+best. Imports torch lazily."""
 
 from __future__ import annotations
 
@@ -13,7 +15,8 @@ from .base import RuntimeModel, TensorSpec
 class TorchModel(RuntimeModel):
     runtime = "torch"
 
-    def __init__(self, module, input_shape: tuple[int, ...], *, device: str = "cpu", threads: int | None = None):
+    def __init__(self, module, input_shape: tuple[int, ...], *, device: str = "cpu", threads: int | None = None,
+                 compiled: bool = False):
         try:
             import torch
         except ImportError:
@@ -24,6 +27,11 @@ class TorchModel(RuntimeModel):
             torch.set_num_threads(int(threads))
         self.torch, self.device, self.threads = torch, device, threads
         self.module = module.eval().to(device)
+        self.compile_mode = None
+        if compiled:
+            self.compile_mode = "max-autotune" if device.startswith("cuda") else "max-autotune-no-cudagraphs"
+            self.module = torch.compile(self.module, mode=self.compile_mode)
+            self.runtime = "torch-compile"
         self._inputs = [TensorSpec("input", (None, *input_shape[1:]), "float32", "NCHW")]
         self._outputs = [TensorSpec("output", (None,), "float32", "")]
 
@@ -39,4 +47,5 @@ class TorchModel(RuntimeModel):
         torch = self.torch
         return {"runtime": self.runtime, "version": torch.__version__, "device": self.device,
                 "threads": torch.get_num_threads(),
+                **({"compile_mode": self.compile_mode} if self.compile_mode else {}),
                 "gpu": torch.cuda.get_device_name() if self.device.startswith("cuda") else None}

@@ -17,6 +17,7 @@ from ..bench.schedule import measure
 from ..bench.plan import ExportFn, FileCosts, ModuleCosts, ModuleMacs, PlainFn, formats_for, with_costs
 from ..errors import UsageError
 from ..exporter.formats import ALWAYS
+from ..runtimes import MODULE_RUNTIMES
 from .analysis import (alignment_effect, guideline_table, micronet_macs, micronet_name, micronet_predictors,
                        plot_latency_vs_macs, table8, zoo_summary)
 from .paper import ALIGNABLE, ALIGNMENTS, GUIDELINES, WIDTHS
@@ -107,15 +108,16 @@ def study_guidelines(runtimes: list[str], out_dir: str | Path, *, export: Export
                 macs = micronet_macs(net, width, align)
                 stage(f"exporting {name}")
                 net_jobs: list[Job] = []
-                artifact_runtimes = [r for r in runtimes if r != "torch"]
+                artifact_runtimes = [r for r in runtimes if r not in MODULE_RUNTIMES]
                 if artifact_runtimes:
                     report = _export(export, build(net.block, **settings), shape, out_dir, name, artifact_runtimes,
                                      device)
                     net_jobs += _file_jobs(report, out_dir / name, name, artifact_runtimes, [batch], threads, device,
                                            macs)
-                if "torch" in runtimes:
+                if set(MODULE_RUNTIMES) & set(runtimes):
                     net_jobs += torch_jobs(MICRONET_BUILDER, shape, [batch], [threads], device=device, macs=macs,
-                                           model_kwargs={"block": net.block, **settings}, name=name)
+                                           model_kwargs={"block": net.block, **settings}, name=name,
+                                           runtimes=tuple(runtimes))
                 with_costs(net_jobs, costs_of_file, out_dir / name / f"{name}.onnx",
                            costs_of_module and (lambda: costs_of_module(build(net.block, **settings), shape)))
                 jobs += net_jobs
@@ -155,7 +157,7 @@ def study_zoo(models: list[str], runtimes: list[str], out_dir: str | Path, *, ex
     stage = on_stage or (lambda _s: None)
     out_dir = Path(out_dir)
     jobs: list[Job] = []
-    artifact_runtimes = [r for r in runtimes if r != "torch"]
+    artifact_runtimes = [r for r in runtimes if r not in MODULE_RUNTIMES]
     for name in models:
         shape = (1, *model_info(name).input_size)
         module = create_model(name)
@@ -172,8 +174,9 @@ def study_zoo(models: list[str], runtimes: list[str], out_dir: str | Path, *, ex
                                      input_size=shape[1:]):
                     job.plain = True
                     model_jobs.append(job)
-        if "torch" in runtimes:
-            model_jobs += torch_jobs(name, shape, list(batches), [threads], device=device, macs=macs)
+        if set(MODULE_RUNTIMES) & set(runtimes):
+            model_jobs += torch_jobs(name, shape, list(batches), [threads], device=device, macs=macs,
+                                     runtimes=tuple(runtimes))
         with_costs(model_jobs, costs_of_file, out_dir / name / f"{name}.onnx",
                    costs_of_module and (lambda: costs_of_module(module, shape)))
         jobs += model_jobs

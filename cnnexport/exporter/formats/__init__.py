@@ -89,6 +89,9 @@ FORMATS: dict[str, Format] = {f.name: f for f in (
     Format("mnn", "MNN", "mnn", "MNN", (".mnn",), "onnx",
            "Also write <model>.mnn (MNN's converter).",
            int8_from="self", int8_inputs=(".mnn",), int8_help="mnn: MNN int8 .int8.mnn", fp16=True),
+    Format("aoti", "AOTInductor", "aoti", "AOTInductor", (".pt2",), "module",
+           "Also write <model>.pt2 (torch.export + AOTInductor: compiled C++ kernels and the weights in one "
+           "package, loaded by PyTorch without the model's code; CPU; needs a C++ compiler; static batch)."),
     Format("tensorrt", "TensorRT", "tensorrt", "TensorRT", (".engine", ".engine.json"), "onnx",
            "Also write <model>.engine (TensorRT; needs an NVIDIA GPU, and runs only on its GPU model).",
            int8_from="onnx_int8", fp16=True, needs_cuda=True),
@@ -162,6 +165,7 @@ class ConvertSource:
     max_batch: int | None = None  # ExecuTorch: a dynamic batch 1..max_batch (None: the shape's batch, static)
     fp16_io: bool = False   # fp16 ONNX: fp16 inputs and outputs too (default: fp32, so callers need not change)
     engine_max_batch: int | None = None  # TensorRT: the optimisation profile's largest batch
+    aoti_max_batch: int | None = None  # AOTInductor: a dynamic batch 1..aoti_max_batch (None: static)
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,134 @@
+"""AOTInductor: --aoti through the CLI (verified, then verify, bench and eval on the .pt2 package), a
+dynamic batch, and the refusals: a model torch.export cannot capture, no C++ compiler, a corrupt or
+foreign package."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+from torch import nn
+
+from cnnexport.cli import cli
+from cnnexport.exporter.formats import ConvertSource
+from cnnexport.exporter.formats import aoti
+from cnnexport.runtimes import load, runtime_for
+
+pytestmark = pytest.mark.skipif(not any(__import__("shutil").which(c) for c in ("g++", "c++", "clang++")),
+                                reason="AOTInductor compiles C++: no C++ compiler here")
+
+
+@pytest.fixture(scope="session")
+def lenet_package(tmp_path_factory, worker_id):
+    """One CLI export of the digits LeNet-5 with --aoti per test run, shared by the xdist workers."""
+    from filelock import FileLock
+
+    base = tmp_path_factory.getbasetemp()
+    root = base if worker_id == "master" else base.parent
+    out = root / "aoti-lenet5"
+    with FileLock(str(root / "aoti-lenet5.lock")):
+        if not (out / "report.json").is_file():
+            result = CliRunner().invoke(cli, ["lenet5", "--weights", "digits", "--aoti", "-o", str(out), "--json"])
+            assert result.exit_code == 0, result.output
+    return out, json.loads((out / "report.json").read_text())
+
+
+def test_export_writes_a_verified_package(lenet_package):
+    out, report = lenet_package
+    art = next(a for a in report["artifacts"] if a["format"] == "aoti")
+    assert Path(art["path"]).name == "lenet5.pt2" and (out / "lenet5.pt2").is_file()
+    assert art["runtime"] == "aoti" and art["static_batch"] == 1 and art["device"] == "cpu"
+    eq = next(e for e in report["equivalence"] if e["artifact"] == "lenet5.pt2")
+    assert eq["passed"] and eq["max_rel"] < 1e-5 and eq["top1_agreement"] == 1.0
+    assert runtime_for(out / "lenet5.pt2") == "aoti"
+
+
+def test_the_adapter_reads_the_shapes_from_the_package(lenet_package):
+    out, _ = lenet_package
+    model = load(out / "lenet5.pt2", threads=1)
+    assert model.inputs[0].shape == (1, 1, 32, 32) and model.outputs[0].shape == (1, 10)
+    assert model.describe()["threads"] == 1 and model.describe()["device"] == "cpu"
+    ref = np.load(out / "reference.npz")
+    key = next(k for k in ref.files if k.startswith("input__"))
+    x = ref[key][:3]
+    np.testing.assert_allclose(model.run_batches(x), ref[key.replace("input__", "output__")][:3], rtol=1e-4,
+                               atol=1e-4)  # a batch of 3 runs as three calls of the static batch
+    assert model.calls_per_batch(3) == 3
+
+
+def test_verify_bench_and_eval_read_a_package(lenet_package, tmp_path):
+    out, _ = lenet_package
+    runner = CliRunner()
+    verified = runner.invoke(cli, ["verify", str(out / "lenet5.pt2"), "--reference", str(out / "reference.npz")])
+    assert verified.exit_code == 0, verified.output
+    assert "aoti" in verified.output and "passed" in verified.output
+    bench = runner.invoke(cli, ["bench", str(out / "lenet5.pt2"), "--runs", "5", "--min-time", "0",
+                                "--save", str(tmp_path / "rows.json")])
+    assert bench.exit_code == 0, bench.output
+    row = json.loads((tmp_path / "rows.json").read_text())["rows"][0]
+    assert row["runtime"] == "aoti" and row["median_ms"] > 0 and row["precision"] == "fp32"
+    from cnnexport.calib.digits import write_image_folder
+
+    write_image_folder(tmp_path / "digits")
+    evaluated = runner.invoke(cli, ["eval", str(out / "lenet5.pt2"), "--data", str(tmp_path / "digits"),
+                                    "--save", str(tmp_path / "eval.json")])
+    assert evaluated.exit_code == 0, evaluated.output
+    scores = json.loads((tmp_path / "eval.json").read_text())["models"][0]
+    assert scores["images"] == 450 and scores["top1"] > 0.98
+
+
+def test_a_dynamic_batch_package_runs_any_batch_up_to_its_bound(tmp_path):
+    torch.manual_seed(0)
+    module = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 5))
+    module.eval()
+    artifact = aoti.convert(ConvertSource(module, tmp_path / "unused.onnx", (1, 3, 12, 12), aoti_max_batch=4),
+                            tmp_path / "m.pt2")
+    assert artifact.details["max_batch"] == 4 and "static_batch" not in artifact.details
+    model = load(tmp_path / "m.pt2")
+    assert model.inputs[0].shape == (None, 3, 12, 12) and model.max_batch == 4
+    x = torch.randn(6, 3, 12, 12)  # more than the bound: two calls (4 + 2)
+    with torch.no_grad():
+        expected = module(x).numpy()
+    np.testing.assert_allclose(model.run_batches(x.numpy()), expected, atol=1e-5)
+    np.testing.assert_allclose(model.run(x[:3].numpy())[0], expected[:3], atol=1e-5)
+    assert model.calls_per_batch(6) == 2
+
+
+def test_a_model_torch_export_cannot_capture_is_refused_and_nothing_is_written(tmp_path):
+    (tmp_path / "datadep.py").write_text(
+        "import torch\nfrom torch import nn\n\n"
+        "class Net(nn.Module):\n"
+        "    def __init__(self):\n        super().__init__()\n        self.conv = nn.Conv2d(3, 4, 3)\n\n"
+        "    def forward(self, x):\n        y = self.conv(x)\n"
+        "        if y.sum() > 0:\n            return y.flatten(1)\n        return -y.flatten(1)\n")
+    out = tmp_path / "out"
+    proc = subprocess.run([sys.executable, "-m", "cnnexport", "export", "datadep:Net", "--input-size", "3,16,16",
+                           "--aoti", "-o", str(out)], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2, proc.stderr
+    lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and "torch.export cannot capture Net for AOTInductor" in lines[0], lines
+    assert not out.exists() or not any(out.iterdir())
+
+
+def test_no_cpp_compiler_is_one_line_and_nothing_is_written(tmp_path, monkeypatch):
+    monkeypatch.delenv("CXX", raising=False)
+    monkeypatch.setenv("PATH", str(tmp_path))  # no compiler on it
+    result = CliRunner().invoke(cli, ["lenet5", "--aoti", "-o", str(tmp_path / "out")])
+    assert result.exit_code == 6, result.output
+    lines = [ln for ln in result.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and "no C++ compiler" in lines[0] and "apt install g++" in lines[0], lines
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+
+
+def test_a_corrupt_package_is_one_line_naming_the_file(lenet_package, tmp_path):
+    out, _ = lenet_package
+    bad = tmp_path / "broken.pt2"
+    bad.write_bytes((out / "lenet5.pt2").read_bytes()[:300])  # a truncated download
+    result = CliRunner().invoke(cli, ["verify", str(bad), "--reference", str(out / "reference.npz")])
+    assert result.exit_code not in (0, 1) and "Traceback" not in result.output
+    lines = [ln for ln in result.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and "broken.pt2" in lines[0] and "AOTInductor package" in lines[0], lines
