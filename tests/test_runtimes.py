@@ -283,3 +283,12 @@ def test_torch_eager_cuda():
     x = np.random.default_rng(1).standard_normal((2, 3, 32, 32)).astype(np.float32)
     with torch.no_grad():
         np.testing.assert_allclose(rt.run(x)[0], model(torch.from_numpy(x)).numpy(), atol=1e-4)
+
+
+def test_gpu_paths_not_yet_run_on_hardware_are_said_once():
+    from cnnexport.runtimes import NOT_YET_RUN_ON_GPU, not_yet_run_notes
+
+    assert not_yet_run_notes({"onnxruntime", "tensorrt"}, "cpu") == []
+    notes = not_yet_run_notes({"onnxruntime", "onnxruntime-trt", "tensorrt", "torch"}, "cuda")
+    assert notes == [NOT_YET_RUN_ON_GPU["onnxruntime"], NOT_YET_RUN_ON_GPU["tensorrt"]]
+    assert all("not yet run on a GPU" in n for n in notes)

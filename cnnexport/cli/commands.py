@@ -684,9 +684,10 @@ def bench_cmd(targets, runtime, precision, batch, threads, input_size, device, b
             measured = schedule.measure(jobs, rounds=rounds, timing=timing, threads=thread_counts, device=device,
                                         ceiling=not no_ceiling, baseline=baseline, on_progress=on_progress)
     schedule.raise_if_all_failed(jobs)
-    from ..runtimes import default_precision_notes
+    from ..runtimes import default_precision_notes, not_yet_run_notes
 
     notes = notes + default_precision_notes({r["runtime"] for r in measured["rows"] if r["device"] == "cpu"})
+    notes += not_yet_run_notes({r["runtime"] for r in measured["rows"]}, device)
     result = {"rows": measured["rows"], "ceilings_gflops": measured["ceilings_gflops"],
               "ceilings_by_precision": measured.get("ceilings_by_precision", {}),
               "memory_roofs": measured.get("memory_roofs", {}),

@@ -21,7 +21,7 @@ from torch import nn
 from .._atomic import StagingDir, write_json
 from ..errors import OutputError, UsageError, VerificationError, disk_full, first_line
 from . import graph as graph_mod
-from ..runtimes import run_nchw
+from ..runtimes import NOT_YET_RUN_ON_GPU, run_nchw
 from .formats import ALWAYS, FORMATS, Artifact, ConvertSource, Int8Options
 from .int8 import check_drop, check_int8, heldout_batches, load_artifact, quantize_artifacts, split_data
 from .onnx_export import AUTO, DEFAULT_OPSET, EXPORTERS, to_onnx_auto
@@ -178,6 +178,8 @@ def export(
     report = new_report(name, sum(p.numel() for p in module.parameters()), shape)
     report.update(dynamic_batch=dynamic_batch, exporter=exporter, opset=opset, fold_bn=fold_bn,
                   reparameterize=reparameterize)
+    report["warnings"] += [NOT_YET_RUN_ON_GPU[FORMATS[f].runtime] for f in formats
+                           if FORMATS[f].needs_cuda and FORMATS[f].runtime in NOT_YET_RUN_ON_GPU]
     preprocess = model_preprocess(module, shape)
     if preprocess is not None:
         report["preprocess"] = preprocess.as_dict()

@@ -88,6 +88,24 @@ def run_nchw(model: RuntimeModel, batch):
 _CPU_DEFAULT_NOTES = {"openvino": ".openvino"}
 
 
+#: What has not yet run on a GPU in cnnexport's own tests: written and tested here without one (no GPU machine
+#: with tensorrt or onnxruntime-gpu has been available), so said once wherever it is used.
+NOT_YET_RUN_ON_GPU = {
+    "tensorrt": "TensorRT engines have not yet run on a GPU in cnnexport's own tests (written and checked without "
+                "one): trust the verification line of this machine, and report a failure",
+    "onnxruntime": "ONNX Runtime's CUDA and TensorRT execution providers have not yet run on a GPU in cnnexport's "
+                   "own tests (written and checked without one): trust the rows' verification, and report a failure",
+}
+
+
+def not_yet_run_notes(runtimes: set[str], device: str) -> list[str]:
+    """One line per GPU path among ``runtimes`` on ``device`` that has not yet run on real hardware."""
+    if device != "cuda":
+        return []
+    names = {r.removesuffix("-trt") for r in runtimes}
+    return [NOT_YET_RUN_ON_GPU[r] for r in sorted(names & set(NOT_YET_RUN_ON_GPU))]
+
+
 def default_precision_notes(runtimes: set[str]) -> list[str]:
     """One line per measured runtime whose own default on this CPU computes at another precision than
     the one cnnexport runs (and verifies) it at."""
