@@ -4,6 +4,7 @@ descriptors, which ``contextlib.redirect_stdout`` cannot catch). Library code ne
 from __future__ import annotations
 
 import contextlib
+import io
 import os
 import sys
 import tempfile
@@ -22,13 +23,17 @@ def quiet_fds() -> Iterator[list[str]]:
     with tempfile.TemporaryFile(mode="w+b") as sink:
         os.dup2(sink.fileno(), 1)
         os.dup2(sink.fileno(), 2)
+        # Python-level writes too: a library's logging warnings go to sys.stderr, which a caller may have
+        # replaced (click's test runner) so that the fd redirect alone would not catch them
+        python_err = io.StringIO()
         try:
-            with contextlib.redirect_stdout(open(os.devnull, "w")) as devnull:
+            with contextlib.redirect_stdout(open(os.devnull, "w")) as devnull, contextlib.redirect_stderr(python_err):
                 try:
                     yield captured
                 finally:
                     devnull.close()
         finally:
+            captured.extend(python_err.getvalue().splitlines())
             for stream in (sys.stdout, sys.stderr):
                 with contextlib.suppress(Exception):
                     stream.flush()

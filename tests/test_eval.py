@@ -39,7 +39,7 @@ def lenet_files(tmp_path_factory) -> Path:
 def _eval(*args) -> dict:
     result = CliRunner().invoke(cli, ["eval", *map(str, args), "--json"])
     assert result.exit_code == 0, result.output
-    return json.loads(result.output)
+    return json.loads(result.stdout)
 
 
 def _top1_count(path: Path, x: np.ndarray, y: np.ndarray) -> int:
@@ -293,7 +293,7 @@ def test_the_int8_drop_gate_refuses_and_writes_nothing(tmp_path, lenet_files):
                                       "digits", "--int8-max-drop", "1", "--keep-float", "auto", "-o", str(dst),
                                       "--json"])
     assert result.exit_code == 0, result.output
-    info = json.loads(result.output)
+    info = json.loads(result.stdout)
     assert info["evaluation"]["accuracy_drop_points"] <= 1 and dst.exists()
     search = info["quantization"]["keep_float_search"]
     assert search["metric"] == "top1_drop_points" and search["reached"] and search["tune_samples"] == 200

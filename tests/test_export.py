@@ -78,11 +78,11 @@ def test_reexport_removes_the_earlier_exports_files_it_does_not_write_again(smal
     would fail the new reference.npz) and names them; files cnnexport did not write stay."""
     out = tmp_path / "out"
     _export(small_net, tmp_path, formats=("onnx", "openvino"))
-    assert {"small.xml", "small.bin"} <= {p.name for p in out.iterdir()}
+    assert {"small.xml", "small.bin", "small.config.json"} <= {p.name for p in out.iterdir()}
     for mine in ("notes.txt", "small.notes", "other.onnx"):
         (out / mine).write_text("the user's")
     report = _export(small_net, tmp_path)
-    assert sorted(report["removed_earlier_files"]) == ["small.bin", "small.xml"]
+    assert sorted(report["removed_earlier_files"]) == ["small.bin", "small.config.json", "small.xml"]
     assert sorted(p.name for p in out.iterdir()) == ["notes.txt", "other.onnx", "reference.npz", "report.json",
                                                      "small.notes", "small.onnx"]
     assert json.loads((out / "report.json").read_text())["removed_earlier_files"] == report["removed_earlier_files"]

@@ -29,7 +29,7 @@ def lenet_fp16(tmp_path_factory):
     result = CliRunner().invoke(cli, ["lenet5", "--weights", "digits", "--openvino", "--tflite", "--fp16", "-o",
                                       str(out), "--json"])
     assert result.exit_code == 0, result.output
-    return out, json.loads(result.output)
+    return out, json.loads(result.stdout)
 
 
 def test_fp16_writes_verified_onnx_openvino_and_tflite_files(lenet_fp16):
@@ -86,12 +86,12 @@ def test_verify_and_eval_take_fp16_files(lenet_fp16):
     for name in ("lenet5.fp16.onnx", "lenet5.fp16.xml"):  # fp16's own rule, as at export
         result = runner.invoke(cli, ["verify", str(out / name), "--reference", str(out / "reference.npz"), "--json"])
         assert result.exit_code == 0, result.output
-        checked = json.loads(result.output)
+        checked = json.loads(result.stdout)
         assert checked["passed"] and checked["fp16_check"]["on"] == "photos" and checked["max_rel"] > 1e-6
     result = runner.invoke(cli, ["eval", str(out / "lenet5.onnx"), str(out / "lenet5.fp16.xml"),
                                  str(out / "lenet5.fp16.tflite"), "--data", "digits", "--json"])
     assert result.exit_code == 0, result.output
-    top1 = [m["top1"] for m in json.loads(result.output)["models"]]
+    top1 = [m["top1"] for m in json.loads(result.stdout)["models"]]
     assert min(top1) > 0.98 and max(top1) - min(top1) <= 0.005
 
 
@@ -99,7 +99,7 @@ def test_fp16_io_gives_an_onnx_file_that_takes_and_returns_fp16(tmp_path):
     out = tmp_path / "o"
     result = CliRunner().invoke(cli, ["lenet5", "--weights", "digits", "--fp16", "--fp16-io", "-o", str(out), "--json"])
     assert result.exit_code == 0, result.output
-    report = json.loads(result.output)
+    report = json.loads(result.stdout)
     entry = next(e for e in report["equivalence"] if e["artifact"] == "lenet5.fp16.onnx")
     assert entry["passed"]
     model = onnx.load(str(out / "lenet5.fp16.onnx"))
@@ -132,7 +132,7 @@ def test_lrn_stays_fp32_and_the_report_says_why(tmp_path):
     result = CliRunner().invoke(cli, ["test_fp16:make_lrn_net", "--input-size", "3,16,16", "--fp16", "-o", str(out),
                                       "--json"])
     assert result.exit_code == 0, result.output
-    report = json.loads(result.output)
+    report = json.loads(result.stdout)
     art = next(a for a in report["artifacts"] if a["precision"] == "fp16")
     (kept,) = art["fp16"]["kept_fp32"]  # exported as a dozen plain ops, found by the module's scope
     assert kept["kept"] == "lrn" and kept["kind"] == "LocalResponseNorm" and kept["nodes"] >= 5

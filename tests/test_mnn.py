@@ -40,7 +40,7 @@ def lenet_mnn(tmp_path_factory):
     result = CliRunner().invoke(cli, ["lenet5", "--weights", "digits", "--mnn", "--fp16", "--int8", "--calib", "digits",
                                       "--calib-count", "100", "-o", str(out), "--json"])
     assert result.exit_code == 0, result.output
-    return out, json.loads(result.output)
+    return out, json.loads(result.stdout)
 
 
 def test_export_writes_verified_fp32_fp16_and_int8_files(lenet_mnn):
@@ -78,21 +78,21 @@ def test_verify_bench_quantize_and_eval_read_mnn_files(lenet_mnn, tmp_path):
     result = runner.invoke(cli, ["verify", str(out / "lenet5.mnn"), "--reference", str(out / "reference.npz"),
                                  "--json"])
     assert result.exit_code == 0, result.output
-    assert json.loads(result.output)["passed"]  # and MNN's own start-up line did not reach stdout
+    assert json.loads(result.stdout)["passed"]  # and MNN's own start-up line did not reach stdout
     result = runner.invoke(cli, ["bench", str(out / "lenet5.mnn"), str(out / "lenet5.int8.mnn"), "--runs", "5",
                                  "--min-time", "0", "--rounds", "1", "--no-ceiling", "--json"])
     assert result.exit_code == 0, result.output
-    rows = json.loads(result.output)["rows"]
+    rows = json.loads(result.stdout)["rows"]
     assert {(r["runtime"], r["precision"]) for r in rows} == {("mnn", "fp32"), ("mnn", "int8")}
     dst = tmp_path / "q.int8.mnn"
     result = runner.invoke(cli, ["quantize", str(out / "lenet5.mnn"), "--calib", "digits", "-o", str(dst), "--json"])
     assert result.exit_code == 0, result.output
-    figures = json.loads(result.output)["evaluation"]
+    figures = json.loads(result.stdout)["evaluation"]
     assert dst.is_file() and figures["accuracy_drop_points"] <= 0.5
     result = runner.invoke(cli, ["eval", str(out / "lenet5.mnn"), str(out / "lenet5.fp16.mnn"), "--data", "digits",
                                  "--json"])
     assert result.exit_code == 0, result.output
-    assert all(m["top1"] > 0.98 for m in json.loads(result.output)["models"])
+    assert all(m["top1"] > 0.98 for m in json.loads(result.stdout)["models"])
 
 
 def test_an_operator_mnn_lacks_is_one_line_exit_7_and_nothing_written(tmp_path):

@@ -62,7 +62,7 @@ def engines(tmp_path_factory):
                                       "--calib", "digits", "--calib-count", "100", "--tensorrt-max-batch", "16",
                                       "-o", str(out), "--json"])
     assert result.exit_code == 0, result.output
-    return out, json.loads(result.output)
+    return out, json.loads(result.stdout)
 
 
 @pytest.mark.gpu

@@ -18,6 +18,26 @@ def import_openvino():
     return require("openvino", "OpenVINO is not installed: pip install 'cnnexport[openvino]'")
 
 
+CONFIG_SUFFIX = ".config.json"  # beside <model>.xml: benchmark_app's -load_config format
+
+
+def config_path(xml: str | os.PathLike) -> Path:
+    """The compile settings that travel with an IR: ``m.xml`` -> ``m.config.json``."""
+    xml = Path(xml)
+    return xml.with_name((xml.name[:-4] if xml.name.lower().endswith(".xml") else xml.name) + CONFIG_SUFFIX)
+
+
+def verified_precision(xml: str | os.PathLike) -> str | None:
+    """The CPU inference precision the IR was verified at, from its config file (None without one)."""
+    import json
+
+    try:
+        config = json.loads(config_path(xml).read_text())
+        return str(config["CPU"]["INFERENCE_PRECISION_HINT"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
 def cpu_default_precision() -> str:
     """The precision OpenVINO's CPU plugin computes in by default here (bf16 on AMX or AVX512-BF16 CPUs)."""
     return import_openvino().Core().get_property("CPU", "INFERENCE_PRECISION_HINT").get_type_name()
@@ -36,13 +56,15 @@ class OpenVinoModel(RuntimeModel):
     runtime = "openvino"
 
     def __init__(self, path: str | os.PathLike, *, device: str = "CPU", threads: int | None = None,
-                 hint: str = "LATENCY", precision: str = "f32", input_shape: tuple[int, ...] | None = None,
+                 hint: str = "LATENCY", precision: str | None = None, input_shape: tuple[int, ...] | None = None,
                  perf_counts: bool = False, batch: int | None = None):
         """``input_shape`` fills the dimensions the file leaves dynamic (an IR from ``ov.convert_model``)
         so that the model compiles static, as ``benchmark_app -shape`` does; its fixed ones must match.
         ``perf_counts``: keep OpenVINO's per-node performance counters (``request.profiling_info``).
         ``batch``: compile a dynamic batch axis (the first input's first dimension) static at this size;
-        a dynamic one costs 5-10% on small networks (shape inference and allocation on every call)."""
+        a dynamic one costs 5-10% on small networks (shape inference and allocation on every call).
+        ``precision``: the CPU's inference precision; default: the one the IR's config file records (what it
+        was verified at), else f32."""
         ov = import_openvino()
         if hint.upper() not in _HINTS:
             raise UsageError(f"unknown OpenVINO performance hint '{hint}'; choose one of {', '.join(_HINTS)}")
@@ -51,11 +73,12 @@ class OpenVinoModel(RuntimeModel):
         if device not in core.available_devices and device != "AUTO":
             raise MissingDependencyError(f"OpenVINO device {device} is not available here "
                                          f"(available: {', '.join(core.available_devices)})")
+        precision = precision or verified_precision(path) or "f32"
         config = {"PERFORMANCE_HINT": hint.upper()}
         if perf_counts:
             config["PERF_COUNT"] = True
         if device == "CPU":
-            # Keep fp32 math: on CPUs with bf16/AMX OpenVINO would otherwise lower the precision itself.
+            # Keep the verified precision: on CPUs with bf16/AMX OpenVINO would otherwise lower f32 to bf16.
             config["INFERENCE_PRECISION_HINT"] = precision
             if threads:
                 config["INFERENCE_NUM_THREADS"] = int(threads)

@@ -17,7 +17,8 @@ from pathlib import Path
 import numpy as np
 
 from ...errors import CalibrationError, ExportError, MissingDependencyError, disk_full, cause_line
-from ...runtimes.openvino import import_openvino
+from ..._atomic import write_json
+from ...runtimes.openvino import config_path, import_openvino
 from ..quantize_ort import decide_reduce_range
 from . import Artifact, ConvertSource, Int8Options
 
@@ -36,11 +37,24 @@ def to_openvino(onnx_path: str | os.PathLike, xml_path: str | os.PathLike) -> li
     xml_path = Path(xml_path)
     try:
         model = ov.convert_model(str(onnx_path))
-        ov.save_model(model, str(xml_path), compress_to_fp16=False)
     except Exception as exc:
-        first = cause_line(exc)
-        raise (disk_full(exc) or ExportError(f"OpenVINO conversion failed: {first}")) from None
-    return [xml_path, xml_path.with_suffix(".bin")]
+        raise ExportError(f"OpenVINO conversion failed: {cause_line(exc)}") from None
+    return save_ir(model, xml_path)
+
+
+def save_ir(model, xml_path: Path, *, precision: str = "f32", compress_to_fp16: bool = False) -> list[Path]:
+    """Write the IR with the CPU inference precision it is verified at carried two ways: the config file
+    beside it (``<model>.config.json``, benchmark_app's ``-load_config`` format, which cnnexport's
+    adapter reads), and the model's ``runtime_options`` (which OpenVINO 2026.4's CPU plugin ignores:
+    it reads only KV-cache and dynamic-quantization keys there; kept for a release that honours it)."""
+    ov = import_openvino()
+    model.set_rt_info(precision, ["runtime_options", "INFERENCE_PRECISION_HINT"])
+    try:
+        ov.save_model(model, str(xml_path), compress_to_fp16=compress_to_fp16)
+        write_json(config_path(xml_path), {"CPU": {"INFERENCE_PRECISION_HINT": precision}})
+    except Exception as exc:
+        raise (disk_full(exc) or ExportError(f"OpenVINO could not write {xml_path.name}: {cause_line(exc)}")) from None
+    return [xml_path, xml_path.with_suffix(".bin"), config_path(xml_path)]
 
 
 def half(source: ConvertSource, fp32: Artifact, dst: Path) -> Artifact:
@@ -49,10 +63,11 @@ def half(source: ConvertSource, fp32: Artifact, dst: Path) -> Artifact:
     ov = import_openvino()
     dst = Path(dst)
     try:
-        ov.save_model(ov.Core().read_model(str(fp32.files[0])), str(dst), compress_to_fp16=True)
+        model = ov.Core().read_model(str(fp32.files[0]))
     except Exception as exc:
-        raise (disk_full(exc) or ExportError(f"OpenVINO fp16 compression failed: {cause_line(exc)}")) from None
-    return Artifact("openvino", [dst, dst.with_suffix(".bin")], "openvino", precision="fp16",
+        raise ExportError(f"OpenVINO could not read {fp32.files[0].name} back: {cause_line(exc)}") from None
+    files = save_ir(model, dst, compress_to_fp16=True)
+    return Artifact("openvino", files, "openvino", precision="fp16",
                     details={"fp16": {"weights": "fp16", "compute": "fp32 on CPU (inference precision f32), fp16 on GPU"}})
 
 
@@ -92,11 +107,12 @@ def quantize_openvino(src: str | os.PathLike, dst_xml: str | os.PathLike, calibr
         with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
             quantized = nncf.quantize(model, nncf_dataset(calibration), subset_size=len(calibration),
                                       advanced_parameters=AdvancedQuantizationParameters(overflow_fix=overflow))
-        ov.save_model(quantized, str(dst_xml), compress_to_fp16=False)
     except Exception as exc:
         first = cause_line(exc)
         raise (disk_full(exc) or ExportError(f"NNCF quantization failed: {first}")) from None
+    save_ir(quantized, dst_xml)
     fq = sum(1 for op in quantized.get_ops() if op.get_type_name() == "FakeQuantize")
     return {"runtime": "openvino", "format": "IR (FakeQuantize)", "method": "nncf (min-max, fast bias correction)",
             "overflow_fix": overflow.value, "overflow_fix_reason": reason, "fake_quantize_nodes": fq,
-            "calibration_samples": int(len(calibration)), "files": [dst_xml.name, dst_xml.with_suffix(".bin").name]}
+            "calibration_samples": int(len(calibration)),
+            "files": [dst_xml.name, dst_xml.with_suffix(".bin").name, config_path(dst_xml).name]}
