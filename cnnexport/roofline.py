@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-BYTES_PER_ELEMENT = {"fp32": 4, "fp16": 2, "int8": 1}
+BYTES_PER_ELEMENT = {"fp32": 4, "fp16": 2, "bf16": 2, "int8": 1}
 
 
 def bytes_per_element(precision: str) -> int:

@@ -38,6 +38,7 @@ def test_every_format_module_has_the_same_functions(name):
     if fmt.fp16:
         assert list(inspect.signature(module.half).parameters) == ["source", "fp32", "dst"]
     assert hasattr(module, "preflight") == fmt.needs_cuda
+    assert hasattr(module, "bf16") == hasattr(module, "bf16_preflight") == fmt.bf16 == ("bf16" in fmt.precisions)
 
 
 def test_the_runtimes_suffix_map_agrees_with_the_table():

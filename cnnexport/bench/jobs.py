@@ -10,7 +10,7 @@ from pathlib import Path
 from ..exporter.formats import precision_of
 from ..roofline import ModelCosts
 
-PRECISIONS = ("fp32", "fp16", "int8")
+PRECISIONS = ("fp32", "fp16", "bf16", "int8")
 
 
 @dataclass

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ..errors import UsageError
-from ..exporter.formats import by_runtime, fp16_formats, int8_formats
+from ..exporter.formats import bf16_formats, by_runtime, fp16_formats, int8_formats
 from ..runtimes import ALIASES, MODULE_RUNTIMES, RUNTIMES, check_model_file, runtime_for
 from ..roofline import ModelCosts
 from .jobs import CUDA_RUNTIMES, PRECISIONS, Job, file_jobs, jobs_from_report, torch_jobs
@@ -85,18 +85,24 @@ def model_jobs(model: str, runtimes: list[str], precisions: list[str], batches: 
     notes: list[str] = []
     formats = formats_for(runtimes)
     wanted = {}
-    for precision, with_it in (("int8", int8_formats()), ("fp16", fp16_formats())):
+    for precision, with_it in (("int8", int8_formats()), ("fp16", fp16_formats()), ("bf16", bf16_formats())):
         wanted[precision] = precision in precisions and any(f.runtime in runtimes for f in with_it)
         if precision in precisions:
             labels = [f.runtime_label for f in with_it]
             notes += [f"{r}: no {precision} artifact (cnnexport writes {precision} for {', '.join(labels[:-1])} and "
                       f"{labels[-1]})" for r in runtimes if (f := by_runtime(r)) and precision not in f.precisions]
+    for fmt in (f for f in bf16_formats() if wanted["bf16"] and f.runtime in runtimes):
+        try:
+            fmt.module().bf16_preflight()
+        except UsageError as exc:  # this CPU cannot compute bf16: the other precisions are still measured
+            notes.append(f"{fmt.runtime}: no bf16 rows: {exc}")
+            wanted["bf16"] = False
     module = create_model(model)
     macs = macs_of(module, shape)
     report = {}
     if formats:
         report = export(module, shape, out_dir, name=model, formats=formats, int8=wanted["int8"],
-                        fp16=wanted["fp16"], calib=calib,
+                        fp16=wanted["fp16"], bf16=wanted["bf16"], calib=calib,
                         int8_min_cosine=0.0, on_stage=on_stage)
     jobs: list[Job] = []
     if set(MODULE_RUNTIMES) & set(runtimes) and "fp32" in precisions:

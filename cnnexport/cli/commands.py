@@ -14,7 +14,8 @@ from pathlib import Path
 import click
 
 from .. import __version__
-from ..exporter.formats import ALWAYS, FORMATS, file_int8_formats, fp16_formats, int8_formats, precision_of
+from ..exporter.formats import (ALWAYS, FORMATS, bf16_formats, file_int8_formats, fp16_formats, int8_formats,
+                                precision_of)
 from ..errors import CnnexportError, ExportError, OutputError, UsageError, VerificationError
 from .render import (EvalProgress, ProgressBar, StageStatus, out_console, print_bench, print_eval,
                      print_export_summary, print_fold, print_guidelines, print_models, print_profile, print_quantize,
@@ -170,6 +171,9 @@ _INT8_HELP = ("Also write the int8 file of every format that has one (" + ", ".j
 _FP16_HELP = ("Also write the fp16 file of every format that has one (" + ", ".join(
     f"{f.file_name('<model>', 'fp16')}" + ("" if f.name == ALWAYS else f" with --{f.name}") for f in fp16_formats())
     + "), checked against PyTorch by fp16's own rule.")
+_BF16_HELP = ("Also write the bf16 file of every format that has one (" + ", ".join(
+    f"{f.file_name('<model>', 'bf16')} with --{f.name}" for f in bf16_formats())
+    + ": computed in bf16 on CPUs with AVX512-BF16 or AMX-BF16), checked by bf16's own rule.")
 
 
 def refuse_unused_options(needs: dict[str, tuple[str, bool]]) -> None:
@@ -203,6 +207,7 @@ def _keep_float(value: str) -> tuple[str, ...]:
               help="The TensorRT engine's largest batch (optimisation profile 1..N, tuned for the export's batch; "
                    "default 64).")
 @click.option("--fp16", "want_fp16", is_flag=True, help=_FP16_HELP)
+@click.option("--bf16", "want_bf16", is_flag=True, help=_BF16_HELP)
 @click.option("--fp16-io", is_flag=True, help="The fp16 ONNX file takes and returns fp16 too (default: fp32 I/O, "
               "so callers need not change).")
 @click.option("--int8", "want_int8", is_flag=True, help=_INT8_HELP)
@@ -244,7 +249,8 @@ def _keep_float(value: str) -> tuple[str, ...]:
 @click.option("--atol", type=click.FloatRange(min=0), default=None,
               help="Max abs error allowed (default: 1e-4 x max |reference output|).")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON on stdout, nothing else.")
-def export_cmd(model, formats, tflite_layout, executorch_max_batch, aoti_max_batch, engine_max_batch, want_fp16, fp16_io, want_int8,
+def export_cmd(model, formats, tflite_layout, executorch_max_batch, aoti_max_batch, engine_max_batch, want_fp16,
+               want_bf16, fp16_io, want_int8,
                calib, calib_count, int8_min_cosine, eval_source, eval_count, int8_max_drop, calib_method, keep_float,
                fold_bn, reparameterize, exporter, opset, batch, input_size, num_classes, weights, output_dir, simplify,
                atol, as_json):
@@ -279,6 +285,7 @@ def export_cmd(model, formats, tflite_layout, executorch_max_batch, aoti_max_bat
                         reparameterize=reparameterize, exporter=exporter,
                         opset=opset, dynamic_batch=batch is None, simplify=simplify, atol=atol, formats=formats,
                         tflite_layout=tflite_layout, executorch_max_batch=executorch_max_batch, fp16=want_fp16,
+                        bf16=want_bf16,
                         fp16_io=fp16_io, engine_max_batch=engine_max_batch, aoti_max_batch=aoti_max_batch,
                         int8=want_int8,
                         calib=calib, calib_count=calib_count, int8_min_cosine=int8_min_cosine,
@@ -514,7 +521,7 @@ def _load_artifact(path: str, runtime: str | None, threads: int | None = None, b
 def verify_cmd(artifact, reference, runtime, atol, as_json):
     """Check ARTIFACT against the reference outputs saved at export time. Needs no torch."""
     from ..runtimes import run_nchw
-    from ..exporter.verify import FP16_RTOL, compare, fp16_verdict, load_reference
+    from ..exporter.verify import REDUCED_RULES, TIE_MARGIN, compare, load_reference, reduced_verdict
 
     if not Path(reference).is_file():
         raise UsageError(f"reference file '{reference}' does not exist (the export writes reference.npz)")
@@ -532,15 +539,16 @@ def verify_cmd(artifact, reference, runtime, atol, as_json):
         raise UsageError(f"'{reference}' holds {'x'.join(map(str, ref_chw))} inputs{made_for} but "
                          f"'{Path(artifact).name}' takes {dims_text(chw)}: "
                          "pass the reference.npz written beside this file")
-    precision = precision_of(artifact)  # fp16 and int8 files: checked by their own rule, as the export did
+    precision = precision_of(artifact)  # fp16, bf16 and int8 files: checked by their own rule, as the export did
 
     def check(loaded) -> dict:
         if precision == "int8":
             return _verify_int8(artifact, reference, loaded, atol)
+        rule = REDUCED_RULES.get(precision)
         checked = compare(Path(artifact).name, refs, lambda b: run_nchw(loaded, b), inputs, atol=atol,
-                          rtol=FP16_RTOL if precision == "fp16" else meta.get("rtol", 1e-4),
-                          floor=meta.get("rounding_floor"))
-        return fp16_verdict(checked) if precision == "fp16" else checked.as_dict()
+                          rtol=rule.rtol if rule else meta.get("rtol", 1e-4), floor=meta.get("rounding_floor"),
+                          tie_margin=rule.tie_margin if rule else TIE_MARGIN)
+        return reduced_verdict(checked, precision) if rule else checked.as_dict()
     eq = check(model)
     eq["runtime"] = model.describe()
     eq["runtime_default"] = _runtime_default_check(model, check)
@@ -606,7 +614,8 @@ def _reference_made_for(meta: dict) -> str:
 @click.option("--runtime", default=None,
               help=f"Runtimes: {_RUNTIMES} (default: a file's own; for a model: ort,torch).")
 @click.option("--precision", default="fp32", show_default=True,
-              help="fp32, fp16 or int8, comma-separated (fp32,fp16,int8), for a model name; a file has its own.")
+              help="fp32, fp16, bf16 or int8, comma-separated (fp32,fp16,int8), for a model name; a file has its "
+                   "own.")
 @click.option("--batch", default="1", show_default=True, help="Batch sizes, e.g. 1,8.")
 @click.option("--threads", default="1", show_default=True, help="Thread counts, e.g. 1,2.")
 @click.option("--input-size", default=None,

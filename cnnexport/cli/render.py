@@ -46,10 +46,16 @@ def tolerance_text(e: dict) -> str:
 
 
 def fp16_text(e: dict) -> str:
-    """'fp16 rule on photos: cosine 0.9999995, top-1 90% (1 tie)': the rest of an fp16 file's check."""
-    c = e["fp16_check"]
+    """'fp16 rule on photos: cosine 0.9999995, top-1 90% (1 tie)': the rest of an fp16 (or bf16) file's check."""
+    precision = "fp16" if "fp16_check" in e else "bf16"
+    c = e[f"{precision}_check"]
     ties = f" ({c['tie_flips']} tie{'s' if c['tie_flips'] != 1 else ''})" if c.get("tie_flips") else ""
-    return f"fp16 rule on {c['on']}: cosine {c['cosine']:.7f}, top-1 {c['top1_agreement']:.0%}{ties}"
+    return f"{precision} rule on {c['on']}: cosine {c['cosine']:.7f}, top-1 {c['top1_agreement']:.0%}{ties}"
+
+
+def reduced_check(e: dict) -> bool:
+    """Whether ``e`` was checked by a reduced float precision's rule (fp16, bf16)."""
+    return "fp16_check" in e or "bf16_check" in e
 
 
 def delegation_text(d: dict) -> str:
@@ -97,7 +103,7 @@ def print_export_summary(report: dict) -> None:
         rows["top-1 agreement"].append(f"{e.get('top1_agreement', 0):.0%} of {e.get('samples', 0)}")
         rows["check"].append(("[green]passed[/]" if e.get("passed") else "[red]FAILED[/]")
                              + (f" ({tol})" if isinstance(tol, str) else "")
-                             + (f" ({fp16_text(e)})" if "fp16_check" in e else ""))
+                             + (f" ({fp16_text(e)})" if reduced_check(e) else ""))
     for label, cells in rows.items():
         if any(cells):
             table.add_row(label, *cells)
@@ -106,8 +112,8 @@ def print_export_summary(report: dict) -> None:
     for how in dict.fromkeys(a["load_as_verified"] for a in report["artifacts"] if a.get("load_as_verified")):
         formats = ", ".join(sorted({Path(a["path"]).name for a in report["artifacts"]
                                     if a.get("load_as_verified") == how}))
-        console.print(f"load {formats} as verified: {how} (the runtime's own CPU default may compute in bf16)",
-                      markup=False, highlight=False)
+        note = "" if '"bf16"' in how else " (the runtime's own CPU default may compute in bf16)"
+        console.print(f"load {formats} as verified: {how}{note}", markup=False, highlight=False)
     p = report["prepare"]
     inside = sum(1 for f in p["folded"] if f.get("level") == "graph")
     in_onnx = sum(f["count"] for f in g.get("folded", []) if f.get("level") == "onnx")
@@ -223,7 +229,7 @@ def print_verify(eq: dict) -> None:
                             f"max abs error {eq['max_abs']:.2e} ({tolerance_text(eq)}), max rel "
                             f"{eq['max_rel']:.2e}, cosine {eq['cosine']:.7f}, top-1 agreement "
                             f"{eq['top1_agreement']:.0%} of {eq['samples']}"
-                            + (f"; {fp16_text(eq)}" if "fp16_check" in eq else "") + f" {status}")
+                            + (f"; {fp16_text(eq)}" if reduced_check(eq) else "") + f" {status}")
     if eq.get("runtime_default"):
         out_console().print(runtime_default_text(eq["runtime"]["runtime"], eq["runtime_default"]), markup=False,
                             highlight=False)

@@ -29,8 +29,8 @@ from .prepare import prepare_with_summary
 from .report_fields import new_report
 from .simplify import simplify as simplify_onnx
 from .prepare_check import FLOOR_WARN_RELATIVE, check_prepared, rounding_floor
-from .verify import (DEFAULT_RTOL, FLOOR_FACTOR, FP16_RTOL, Int8Reference, compare, diagnosis, fp16_verdict,
-                     make_inputs, near_zero_warning, reference_outputs, save_reference, tolerance)
+from .verify import (DEFAULT_RTOL, FLOOR_FACTOR, REDUCED_RULES, TIE_MARGIN, Int8Reference, compare, diagnosis,
+                     make_inputs, near_zero_warning, reduced_verdict, reference_outputs, save_reference, tolerance)
 
 StageCallback = Callable[[str], None]
 
@@ -104,6 +104,7 @@ def export(
     executorch_max_batch: int | None = None,
     fp16: bool = False,
     fp16_io: bool = False,
+    bf16: bool = False,
     engine_max_batch: int | None = None,
     aoti_max_batch: int | None = None,
     int8: bool = False,
@@ -134,7 +135,9 @@ def export(
     engine's optimisation profile (default 64; the engine needs a CUDA GPU). ``fp16`` adds the fp16 file
     of every requested format that has one (``<name>.fp16.onnx``, ``.fp16.xml``, ``.fp16.tflite``,
     ``.fp16.mnn``, ``.fp16.engine``; ``fp16_io``: the ONNX file takes and gives fp16 too), verified by
-    fp16's own rule (``verify.fp16_verdict``).
+    fp16's own rule (``verify.fp16_verdict``). ``bf16`` adds the bf16 file of every requested format that
+    has one (``<name>.bf16.xml``: OpenVINO computing in bf16 on purpose), verified by bf16's rule; it needs
+    a CPU with bf16 arithmetic.
     ``eval_source`` is the int8 check's held-out data (its
     first ``eval_count`` samples; default: the digits test split for 'digits', else half of ``calib``);
     when it is labelled (digits, a folder with class subfolders, an .npz with ``y``) the check measures
@@ -160,6 +163,12 @@ def export(
         raise UsageError("--aoti-max-batch takes 2..4096 and applies to --aoti")
     if fp16_io and not fp16:
         raise UsageError("--fp16-io applies to the fp16 ONNX file: add --fp16")
+    if bf16:
+        with_bf16 = [FORMATS[f] for f in formats if FORMATS[f].bf16]
+        if not with_bf16:
+            raise UsageError("--bf16 applies to " + ", ".join(f"--{f.name}" for f in FORMATS.values() if f.bf16))
+        for fmt in with_bf16:
+            fmt.module().bf16_preflight()
     if engine_max_batch is not None and not (1 <= engine_max_batch <= 4096 and any(FORMATS[f].needs_cuda
                                                                                    for f in formats)):
         raise UsageError("--tensorrt-max-batch takes 1..4096 and applies to --tensorrt")
@@ -238,6 +247,8 @@ def export(
             artifacts.append(fp32)
             if fp16 and FORMATS[fmt].fp16:
                 artifacts.append(writer.half(source, fp32, staging.file(FORMATS[fmt].file_name(name, "fp16"))))
+            if bf16 and FORMATS[fmt].bf16:
+                artifacts.append(writer.bf16(source, fp32, staging.file(FORMATS[fmt].file_name(name, "bf16"))))
             if converts:
                 timings[f"convert_{fmt}"] = round(time.perf_counter() - t0, 3)
 
@@ -260,9 +271,7 @@ def export(
         with eval_mode(module), torch.no_grad():
             held_refs = reference_outputs(lambda b: first_tensor(module(torch.from_numpy(b))).numpy(),
                                           heldout) if heldout else None
-        report["equivalence"] = [fp16_verdict(e) if a.precision == "fp16" else e.as_dict() for a in artifacts
-                                 for e in [verify_artifact(a, refs, inputs, atol,
-                                                           FP16_RTOL if a.precision == "fp16" else rtol, floor)]]
+        report["equivalence"] = [checked_entry(a, refs, inputs, atol, rtol, floor) for a in artifacts]
         if report["equivalence"] and (warning := near_zero_warning(report["equivalence"][0]["output_scale"])):
             report["warnings"].append(warning)
         report["equivalence"] += [check_int8(a, held_refs[0], heldout[0].batches, int8_min_cosine, labels,
@@ -410,13 +419,23 @@ def model_preprocess(module, shape: tuple[int, ...]):
 
 
 def verify_artifact(artifact: Artifact, refs: list[np.ndarray], inputs: list, atol: float | None, rtol: float,
-                    floor: float | None = None):
+                    floor: float | None = None, tie_margin: float = TIE_MARGIN):
     """``artifact`` run on ``inputs`` (InputSets) through its runtime, compared with PyTorch's ``refs``
     (``floor``: the model's rounding floor, which the default tolerance respects)."""
     first = inputs[0].batches
     model = load_artifact(artifact, (sum(len(b) for b in first), *first[0].shape[1:]))  # ncnn's whole first set
     return compare(artifact.files[0].name, refs, lambda b: run_nchw(model, b), inputs, atol=atol, rtol=rtol,
-                   floor=floor)
+                   floor=floor, tie_margin=tie_margin)
+
+
+def checked_entry(artifact: Artifact, refs: list[np.ndarray], inputs: list, atol: float | None, rtol: float,
+                  floor: float | None = None) -> dict:
+    """An fp32 artifact's report entry by the fp32 rule; an fp16 or bf16 one's by its precision's rule."""
+    rule = REDUCED_RULES.get(artifact.precision)
+    if rule is None:
+        return verify_artifact(artifact, refs, inputs, atol, rtol, floor).as_dict()
+    return reduced_verdict(verify_artifact(artifact, refs, inputs, atol, rule.rtol, floor, rule.tie_margin),
+                           rule.precision)
 
 
 def _failure_line(e: dict, floor: float | None) -> str:

@@ -38,6 +38,11 @@ def verified_precision(xml: str | os.PathLike) -> str | None:
         return None
 
 
+def cpu_has_bf16() -> bool:
+    """Whether OpenVINO's CPU plugin can compute in bf16 here (its BF16 optimisation capability)."""
+    return "BF16" in import_openvino().Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
+
+
 def cpu_default_precision() -> str:
     """The precision OpenVINO's CPU plugin computes in by default here (bf16 on AMX or AVX512-BF16 CPUs)."""
     return import_openvino().Core().get_property("CPU", "INFERENCE_PRECISION_HINT").get_type_name()
@@ -48,8 +53,9 @@ def cpu_default_note() -> str | None:
     default = cpu_default_precision()
     if default == "f32":
         return None
-    return (f"openvino rows ran at f32, the precision verify checks; OpenVINO's own default on this CPU is {default} "
-            "(core.compile_model(path, \"CPU\") without a hint): faster, other numbers (verify prints its error)")
+    return (f"openvino rows ran at the precision each file's config names (f32; bf16 for a .bf16.xml), the one verify "
+            f"checks; OpenVINO's own default on this CPU is {default} (core.compile_model(path, \"CPU\") without a "
+            "hint): faster, other numbers for an f32 file (verify prints its error)")
 
 
 class OpenVinoModel(RuntimeModel):

@@ -16,6 +16,9 @@ Each format module holds the same functions:
 - ``describe_int8(info) -> str``: one line on how the int8 file was made (``None`` with no int8);
 - ``half(source: ConvertSource, fp32: Artifact, dst: Path) -> Artifact``: the fp16 file, only where
   ``Format.fp16``, from the format's fp32 artifact or from ``source``;
+- ``bf16(source: ConvertSource, fp32: Artifact, dst: Path) -> Artifact`` and ``bf16_preflight() -> None``:
+  only where ``Format.bf16``: the file computed in bf16 on purpose, and the check, before any work, that
+  this machine can compute (and so verify) it;
 - ``runtime_options(artifact, batch_shape) -> dict``: the options its runtime adapter needs to load
   the file for verification (TFLite's layout, ncnn's input shape);
 - ``preflight() -> None``: only where ``Format.needs_cuda``: raises before any work when the format
@@ -52,13 +55,15 @@ class Format:
     int8_help: str = ""     # the quantize command's help for its --runtime choice
     int8_extras: tuple[str, ...] = ()  # options only its quantizer has: "keep_float", "per_layer" (SQNR table)
     fp16: bool = False      # export --fp16 writes its fp16 file (the module's ``half``)
+    bf16: bool = False      # export --bf16 writes its bf16 file (the module's ``bf16``)
     needs_cuda: bool = False  # written only on a machine with a CUDA GPU (the module's ``preflight`` checks)
     # the code that loads a file as it was verified, where the runtime's own default may compute otherwise
     load_as_verified: str = ""
 
     @property
     def precisions(self) -> tuple[str, ...]:
-        return ("fp32",) + (("fp16",) if self.fp16 else ()) + (("int8",) if self.int8_from else ())
+        return (("fp32",) + (("fp16",) if self.fp16 else ()) + (("bf16",) if self.bf16 else ())
+                + (("int8",) if self.int8_from else ()))
 
     def file_name(self, stem: str, precision: str = "fp32") -> str:
         """``resnet50`` -> ``resnet50.xml``, ``resnet50.int8.xml``, ``resnet50.fp16.mnn``."""
@@ -77,6 +82,7 @@ FORMATS: dict[str, Format] = {f.name: f for f in (
     Format("openvino", "OpenVINO", "openvino", "OpenVINO", (".xml", ".bin", ".config.json"), "onnx",
            "Also write OpenVINO IR (<model>.xml + .bin, and .config.json: the CPU precision it was verified at).",
            int8_from="onnx", int8_inputs=(".onnx", ".xml"), int8_help="openvino: NNCF .int8.xml + .bin", fp16=True,
+           bf16=True,
            load_as_verified='core.compile_model(path, "CPU", {"INFERENCE_PRECISION_HINT": "f32"})'),
     Format("tflite", "TFLite", "tflite", "TFLite", (".tflite",), "module",
            "Also write <model>.tflite (litert-torch).",
@@ -113,9 +119,10 @@ def for_file(path: str | Path) -> Format | None:
 
 
 def precision_of(path: str | Path) -> str:
-    """fp32, fp16 or int8, from a cnnexport file name (``m.int8.onnx``, ``m.int8-auto.onnx``, ``m.fp16.mnn``)."""
+    """fp32, fp16, bf16 or int8, from a cnnexport file name (``m.int8.onnx``, ``m.int8-auto.onnx``,
+    ``m.fp16.mnn``, ``m.bf16.xml``)."""
     name = Path(path).name
-    return next((p for p in ("int8", "fp16") if f".{p}." in name or f".{p}-" in name), "fp32")
+    return next((p for p in ("int8", "fp16", "bf16") if f".{p}." in name or f".{p}-" in name), "fp32")
 
 
 def int8_formats() -> list[Format]:
@@ -126,6 +133,11 @@ def int8_formats() -> list[Format]:
 def fp16_formats() -> list[Format]:
     """Formats with an fp16 file (export --fp16)."""
     return [f for f in FORMATS.values() if f.fp16]
+
+
+def bf16_formats() -> list[Format]:
+    """Formats with a bf16 file (export --bf16)."""
+    return [f for f in FORMATS.values() if f.bf16]
 
 
 def file_int8_formats() -> list[Format]:
