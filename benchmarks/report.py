@@ -11,7 +11,8 @@ from pathlib import Path
 HERE = Path(__file__).parent
 RESULTS = HERE / "results"
 TARGET_MODELS = ("resnet50", "mobilenet_v2", "shufflenet_v2_x1_0")
-RUNTIME_ORDER = ("torch", "torch-cudagraph", "onnxruntime", "openvino", "tflite", "ncnn", "executorch")
+RUNTIME_ORDER = ("torch", "torch-cudagraph", "torch-compile", "onnxruntime", "openvino", "tflite", "ncnn",
+                 "executorch", "mnn", "aoti")
 
 
 def load(name: str) -> dict | None:
@@ -103,6 +104,10 @@ def targets_section(zoo: dict | None) -> list[str]:
     return out
 
 
+def _order(runtime: str) -> int:
+    return RUNTIME_ORDER.index(runtime) if runtime in RUNTIME_ORDER else 99
+
+
 def targets_bench_section(benches: dict[str, dict | None]) -> list[str]:
     """The three target models measured on every CPU runtime, ncnn included (`run_all.py --only targets`),
     with each runtime's plain export beside cnnexport's when the run had --plain."""
@@ -111,7 +116,8 @@ def targets_bench_section(benches: dict[str, dict | None]) -> list[str]:
         return []
     has_plain = any(b.get("plain") for b in benches.values())
     out = ["### The same three models on every CPU runtime, ncnn included", "",
-           "`cnnexport bench <model> --runtime ort,openvino,tflite,ncnn,torch --pick"
+           "`cnnexport bench <model> --runtime " + ",".join(sorted({r["runtime"] for b in benches.values()
+                                                                      for r in b["rows"]}, key=_order)) + " --pick"
            + (" --precision fp32,int8 --plain" if has_plain else "") + "`, its own run per model, "
            "with its own PyTorch eager baseline, sgemm ceiling and memory bandwidth (eager latency moves between "
            "runs: compare with the table above)"

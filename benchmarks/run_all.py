@@ -8,7 +8,8 @@ Each step runs as its own process and saves its JSON under benchmarks/results/ b
 starts, so an interrupted run keeps what it finished. Steps: headline, int8_speed, int8_accuracy,
 graph_changes, targets (the three target models on every CPU runtime, ncnn included, against PyTorch
 eager), executorch (ExecuTorch beside LiteRT and the others: delegation, int8 accuracy, latency), mnn (MNN
-beside the other CPU runtimes), fp16 (fp16 files against fp32 on the CPU: size and latency), eval (`cnnexport eval` on the digits PNG folder and its throughput against bench),
+beside the other CPU runtimes), fp16 (fp16 files against fp32 on the CPU: size and latency), bf16 (OpenVINO's
+defaults, config file and bf16 files on a bf16 CPU), eval (`cnnexport eval` on the digits PNG folder and its throughput against bench),
 guidelines (with the G1/G2 alignment factor), zoo, plain_recheck (the zoo's pairs called slower than plain, re-measured
 with more rounds), roofline_layers (the three target models' layers
 against their roofline bounds, timed by ONNX Runtime's and OpenVINO's profilers), coverage (slow:
@@ -25,7 +26,8 @@ from pathlib import Path
 
 HERE = Path(__file__).parent
 RESULTS = HERE / "results"
-STEPS = ("headline", "int8_speed", "int8_accuracy", "graph_changes", "targets", "executorch", "mnn", "fp16", "eval",
+STEPS = ("headline", "int8_speed", "int8_accuracy", "graph_changes", "targets", "executorch", "mnn", "fp16", "bf16",
+         "eval",
          "guidelines", "zoo", "plain_recheck", "roofline_layers", "coverage", "cross_machine", "report")
 TARGET_MODELS = ("resnet50", "mobilenet_v2", "shufflenet_v2_x1_0")
 
@@ -33,7 +35,7 @@ TARGET_MODELS = ("resnet50", "mobilenet_v2", "shufflenet_v2_x1_0")
 def commands(runtime: str, threads: int, rounds: int) -> dict[str, list[list[str]]]:
     py, cli = sys.executable, [sys.executable, "-m", "cnnexport"]
     common = ["--runtime", runtime, "--threads", str(threads), "--rounds", str(rounds)]
-    targets = [[*cli, "bench", m, "--runtime", "ort,openvino,tflite,ncnn,torch", "--precision", "fp32,int8",
+    targets = [[*cli, "bench", m, "--runtime", "ort,openvino,tflite,ncnn,aoti,torch,torch-compile", "--precision", "fp32,int8",
                 "--plain", "--threads", str(threads), "--rounds", str(max(rounds, 5)), "--pick",
                 "--save", str(RESULTS / f"targets_{m}.json")] for m in TARGET_MODELS]
     single = {
@@ -44,6 +46,7 @@ def commands(runtime: str, threads: int, rounds: int) -> dict[str, list[list[str
         "executorch": [py, str(HERE / "executorch_bench.py"), "--threads", str(threads), "--rounds", str(rounds)],
         "mnn": [py, str(HERE / "mnn_bench.py"), "--threads", str(threads), "--rounds", str(rounds)],
         "fp16": [py, str(HERE / "fp16_cpu.py"), "--threads", str(threads), "--rounds", str(max(rounds, 5))],
+        "bf16": [py, str(HERE / "openvino_bf16.py"), "--threads", str(threads), "--rounds", str(max(rounds, 5))],
         "eval": [py, str(HERE / "eval_bench.py"), "--threads", str(threads), "--rounds", str(rounds)],
         "guidelines": [*cli, "study", "guidelines", *common, "--save", str(RESULTS / "guidelines.json")],
         "zoo": [*cli, "study", "zoo", *common, "--plot", str(HERE / "latency_vs_macs.png"),
