@@ -68,9 +68,9 @@ def _equivalence(cosine: float, top1: float, max_abs: float, ties: int = 0) -> E
 
 
 @pytest.mark.parametrize("cosine,top1,max_abs,ties,passed", [
-    (0.9995, 1.0, 0.02, 0, True),     # bf16's rounding: over fp16's cosine, within bf16's
-    (0.995, 1.0, 0.02, 0, False),     # a wrong file
-    (0.9995, 5 / 6, 0.02, 1, True),   # the one change is a tie
+    (0.995, 1.0, 0.02, 0, True),      # bf16's rounding through resnet50: under fp16's cosine, within bf16's
+    (0.98, 1.0, 0.02, 0, False),      # a wrong file
+    (0.995, 5 / 6, 0.02, 1, True),    # the one change is a tie
     (0.9995, 1.0, 0.2, 0, False),     # over the max-abs bound
 ])
 def test_the_bf16_rule(cosine, top1, max_abs, ties, passed):

@@ -29,11 +29,12 @@ FP16_MIN_COSINE = 0.9999
 TIE_MARGIN = 1e-3
 # A bf16 computation (OpenVINO's CPU plugin with INFERENCE_PRECISION_HINT bf16, on AMX or AVX512-BF16):
 # activations and weights rounded to 8 significant bits inside each layer (4e-3 relative, 8 x fp16's
-# step), with fp32 accumulation. Measured here: 5e-3 of the output scale on resnet18 and mobilenet_v2.
-# The rule scales fp16's by that step where it can (the tie margin) and keeps the cosine strict enough
-# that a wrong file (cosine far below 0.99) cannot pass.
+# step), with fp32 accumulation. Measured here: 5e-3 of the output scale on resnet18 and mobilenet_v2, and
+# 1.7e-2 with a lowest per-photo cosine of 0.9957 on resnet50 (random weights, BatchNorm statistics from
+# the photographs; top-1 kept on every photo). The rule scales fp16's by that step (the tie margin) and
+# sits between fp16's cosine and int8's mean cosine of 0.98, so that a wrong file cannot pass.
 BF16_RTOL = 1e-1
-BF16_MIN_COSINE = 0.999
+BF16_MIN_COSINE = 0.99
 BF16_TIE_MARGIN = 8e-3
 
 
