@@ -84,3 +84,28 @@ def test_no_format_specific_branch_in_the_commands():
         for needle in (f'== "{fmt.name}"', f'!= "{fmt.name}"', f'== "{fmt.runtime}"', f'!= "{fmt.runtime}"',
                        f'want_{fmt.name}'):
             assert needle not in source, needle
+
+
+def test_no_format_or_runtime_branch_in_bench_and_the_study():
+    # what bench and the study ask of a runtime or format is a column of RUNTIME_TABLE or FORMATS
+    names = {f.name for f in FORMATS.values()} | set(RUNTIMES)
+    package = Path(__file__).parents[1] / "cnnexport"
+    for path in [*(package / "bench").glob("*.py"), *(package / "study").glob("*.py")]:
+        source = path.read_text().replace('ep == "tensorrt"', "")  # an execution provider's name, not a runtime's
+        for name in names:
+            for needle in (f'== "{name}"', f'!= "{name}"', f'"{name}" in ', f'"{name}" not in '):
+                assert needle not in source, f"{path.name}: {needle}"
+
+
+def test_the_runtime_table_answers_what_bench_asks():
+    from cnnexport.runtimes import CUDA_RUNTIMES, FIXES_BATCH, RUNTIME_TABLE
+
+    assert set(FIXES_BATCH) == {"onnxruntime", "openvino", "tensorrt"}
+    assert set(CUDA_RUNTIMES) == {"onnxruntime", "tensorrt", "torch", "torch-compile"}
+    assert RUNTIME_TABLE["tensorrt"].devices == ("cuda",) and RUNTIME_TABLE["onnxruntime"].cuda_eps == ("cuda", "tensorrt")
+    assert {r.input_shape for r in RUNTIME_TABLE.values()} == {None, "fill", "full"}
+    for runtime in RUNTIME_TABLE.values():  # every adapter the table names exists and is that runtime's
+        if runtime.adapter:
+            module, cls = runtime.adapter.split(":")
+            adapter = getattr(__import__(f"cnnexport.runtimes.{module}", fromlist=[cls]), cls)
+            assert adapter.runtime == runtime.name

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from ..exporter.formats import precision_of
 from ..roofline import ModelCosts
+from ..runtimes import CUDA_RUNTIMES, RUNTIME_TABLE
 
 PRECISIONS = ("fp32", "fp16", "bf16", "int8")
 
@@ -65,9 +66,9 @@ def runtime_label(runtime: str, ep: str | None) -> str:
 def file_jobs(path: str | Path, runtime: str, batch: int, threads: int, **kw) -> list[Job]:
     """The jobs that measure one file: one, or on cuda for ONNX Runtime one per execution provider (CUDA,
     and TensorRT as ONNX Runtime users run it)."""
-    if kw.get("device") == "cuda" and runtime == "onnxruntime":
-        return [artifact_job(path, runtime, batch, threads, ep=ep, **kw) for ep in CUDA_EPS]
-    return [artifact_job(path, runtime, batch, threads, **kw)]
+    eps = RUNTIME_TABLE[runtime].cuda_eps if kw.get("device") == "cuda" and runtime in RUNTIME_TABLE else ()
+    return [artifact_job(path, runtime, batch, threads, ep=ep, **kw) for ep in eps] or [
+        artifact_job(path, runtime, batch, threads, **kw)]
 
 
 def torch_job(model: str, input_shape: tuple[int, ...], batch: int, threads: int, *, device: str = "cpu",
@@ -117,7 +118,3 @@ def torch_jobs(model: str, input_shape: tuple[int, ...], batches: list[int], thr
                 job.model = name or model
                 jobs.append(job)
     return jobs
-
-
-CUDA_RUNTIMES = ("torch", "torch-compile", "onnxruntime", "tensorrt")  # the runtimes bench measures on --device cuda
-CUDA_EPS = ("cuda", "tensorrt")  # ONNX Runtime's execution providers measured on --device cuda

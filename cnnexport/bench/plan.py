@@ -9,9 +9,9 @@ from typing import Any, Callable
 
 from ..errors import UsageError
 from ..exporter.formats import bf16_formats, by_runtime, fp16_formats, int8_formats
-from ..runtimes import ALIASES, MODULE_RUNTIMES, RUNTIMES, check_model_file, runtime_for
+from ..runtimes import ALIASES, CUDA_RUNTIMES, MODULE_RUNTIMES, RUNTIMES, check_model_file, runtime_for
 from ..roofline import ModelCosts
-from .jobs import CUDA_RUNTIMES, PRECISIONS, Job, file_jobs, jobs_from_report, torch_jobs
+from .jobs import PRECISIONS, Job, file_jobs, jobs_from_report, torch_jobs
 
 # What the CLI passes in, so that bench never imports the exporter (DESIGN.md): the export pipeline,
 # MACs of a module at an input shape, the per-layer costs of a model file at an input size (a

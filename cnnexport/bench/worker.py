@@ -37,29 +37,32 @@ def _input(shape: list[int]):
 def run_artifact(job: dict) -> dict:
     import numpy as np
 
-    from ..runtimes import FIXES_BATCH, load
+    from ..runtimes import RUNTIME_TABLE, load
     from .jobs import runtime_label
     from .latency import measure
 
     from ..errors import UsageError
 
     options: dict = {"threads": job["threads"]}
-    on_gpu = job.get("device", "cpu") == "cuda"
-    if on_gpu and job["runtime"] == "onnxruntime":
-        options["ep"] = job.get("ep") or "cuda"  # the CUDA or the TensorRT execution provider
-    elif on_gpu and job["runtime"] != "tensorrt":
-        raise UsageError(f"--device cuda is supported for onnxruntime, tensorrt and torch, not {job['runtime']}")
-    elif not on_gpu and job["runtime"] == "tensorrt":
-        raise UsageError("a TensorRT engine runs on its GPU: add --device cuda")
+    device = job.get("device", "cpu")
+    runtime = RUNTIME_TABLE[job["runtime"]]
+    if device not in runtime.devices:
+        on = [r.name for r in RUNTIME_TABLE.values() if device in r.devices]
+        raise UsageError(f"--device {device} is supported for {', '.join(on)}, not {runtime.name}" if device != "cpu"
+                         else f"{runtime.name} runs on a GPU only: add --device cuda")
+    if device == "cuda":
+        options.update(runtime.gpu_options)  # e.g. ONNX Runtime's execution provider (CUDA or TensorRT)
+        if job.get("ep"):
+            options["ep"] = job["ep"]
     size = job.get("input_size")  # [C or None, H, W] from --input-size
-    if job["runtime"] in FIXES_BATCH:
+    if runtime.fixes_batch:
         # A dynamic batch axis compiled static at the measured batch, as benchmark_app -shape does and a
         # deployment at one batch size would: left dynamic it cost 2-10% on small networks, which made
         # cnnexport's dynamic-batch files look slower than the static plain exports.
         options["batch"] = job["batch"]
-    if size and job["runtime"] == "openvino":  # its dynamic dimensions compiled static (C None: the file's)
+    if size and runtime.input_shape == "fill":  # its dynamic dimensions compiled static (C None: the file's)
         options["input_shape"] = (job["batch"], *size)
-    elif size and job["runtime"] == "ncnn":  # an ncnn .param holds no shape at all: C defaults to 3
+    elif size and runtime.input_shape == "full":  # the file holds no shape at all (ncnn): C defaults to 3
         options["input_shape"] = (job["batch"], size[0] or 3, size[1], size[2])
     model = load(job["path"], job["runtime"], **options)
     spec = model.inputs[0]

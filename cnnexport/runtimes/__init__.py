@@ -4,26 +4,59 @@ baseline adapter imports it lazily, only when asked for)."""
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass, field
+from importlib import import_module
 from pathlib import Path
 
 from ..errors import UsageError
 from .base import RuntimeModel, TensorSpec
 
-__all__ = ["RuntimeModel", "TensorSpec", "load", "RUNTIMES", "MODULE_RUNTIMES", "runtime_for", "run_nchw"]
+__all__ = ["RuntimeModel", "TensorSpec", "load", "RUNTIMES", "RUNTIME_TABLE", "MODULE_RUNTIMES", "runtime_for",
+           "run_nchw"]
 
-RUNTIMES = ("onnxruntime", "openvino", "tflite", "ncnn", "executorch", "mnn", "aoti", "tensorrt", "torch",
-            "torch-compile")
+
+@dataclass(frozen=True)
+class Runtime:
+    """One row of ``RUNTIME_TABLE``: what cnnexport knows about a runtime, and what bench asks of it."""
+    name: str
+    adapter: str | None     # "module:Class" under cnnexport.runtimes; None: it runs the PyTorch module, not a file
+    suffix: str | None = None  # the file suffix it reads by default (exporter/formats' FORMATS agrees: tested)
+    aliases: tuple[str, ...] = ()
+    # takes ``batch=N``: a dynamic batch axis compiled static at load (TensorRT: the input shape set within
+    # the engine's optimisation profile)
+    fixes_batch: bool = False
+    # what ``--input-size`` gives its adapter: "fill" (the file's dynamic dimensions compiled static: OpenVINO),
+    # "full" (the file records no shape at all: ncnn), None (the file's own)
+    input_shape: str | None = None
+    devices: tuple[str, ...] = ("cpu",)
+    gpu_options: dict = field(default_factory=dict)  # what its adapter takes on --device cuda
+    # on --device cuda, one bench row per execution provider: how its users run it (ONNX Runtime's CUDA and
+    # TensorRT providers); the rows of the second are labelled <name>-trt
+    cuda_eps: tuple[str, ...] = ()
+
+
+RUNTIME_TABLE: dict[str, Runtime] = {r.name: r for r in (
+    Runtime("onnxruntime", "ort:OnnxRuntimeModel", ".onnx", ("ort",), fixes_batch=True, devices=("cpu", "cuda"),
+            gpu_options={"ep": "cuda"}, cuda_eps=("cuda", "tensorrt")),
+    Runtime("openvino", "openvino:OpenVinoModel", ".xml", ("ov",), fixes_batch=True, input_shape="fill"),
+    Runtime("tflite", "tflite:TfliteModel", ".tflite", ("litert",)),
+    Runtime("ncnn", "ncnn:NcnnModel", ".param", input_shape="full"),
+    Runtime("executorch", "executorch:ExecuTorchModel", ".pte", ("et",)),
+    Runtime("mnn", "mnn:MnnModel", ".mnn"),
+    Runtime("aoti", "aoti:AotiModel", ".pt2", ("aotinductor", "pt2")),
+    Runtime("tensorrt", "tensorrt:TensorRtModel", ".engine", ("trt",), fixes_batch=True, devices=("cuda",)),
+    Runtime("torch", None, aliases=("pytorch",), devices=("cpu", "cuda")),
+    Runtime("torch-compile", None, aliases=("compile", "torch.compile"), devices=("cpu", "cuda")),
+)}
+
+RUNTIMES = tuple(RUNTIME_TABLE)
 #: Runtimes that run the PyTorch module itself, not a file: eager, and torch.compile (Inductor).
-MODULE_RUNTIMES = ("torch", "torch-compile")
-#: Runtimes whose adapters take ``batch=N``: a dynamic batch axis compiled static at load (TensorRT: the
-#: input shape set within the engine's optimisation profile).
-FIXES_BATCH = ("onnxruntime", "openvino", "tensorrt")
-ALIASES = {"ort": "onnxruntime", "ov": "openvino", "litert": "tflite", "et": "executorch", "pytorch": "torch",
-           "trt": "tensorrt", "aotinductor": "aoti", "pt2": "aoti", "compile": "torch-compile",
-           "torch.compile": "torch-compile"}
-# exporter/formats keeps the same facts in FORMATS; tests/test_formats.py checks that the two agree
-_BY_SUFFIX = {".onnx": "onnxruntime", ".xml": "openvino", ".tflite": "tflite", ".param": "ncnn", ".pte": "executorch",
-              ".mnn": "mnn", ".pt2": "aoti", ".engine": "tensorrt"}
+MODULE_RUNTIMES = tuple(r.name for r in RUNTIME_TABLE.values() if r.adapter is None)
+FIXES_BATCH = tuple(r.name for r in RUNTIME_TABLE.values() if r.fixes_batch)
+ALIASES = {alias: r.name for r in RUNTIME_TABLE.values() for alias in r.aliases}
+_BY_SUFFIX = {r.suffix: r.name for r in RUNTIME_TABLE.values() if r.suffix}
+#: the runtimes bench measures on --device cuda
+CUDA_RUNTIMES = tuple(r.name for r in RUNTIME_TABLE.values() if "cuda" in r.devices)
 
 
 def runtime_for(path: str | os.PathLike) -> str | None:
@@ -48,22 +81,10 @@ def load(path: str | os.PathLike, runtime: str | None = None, **options) -> Runt
     """Load a model file with ``runtime`` (default: chosen by the file's extension)."""
     runtime = ALIASES.get(runtime, runtime) or runtime_for(path)
     check_model_file(path)
-    if runtime == "onnxruntime":
-        from .ort import OnnxRuntimeModel as cls
-    elif runtime == "openvino":
-        from .openvino import OpenVinoModel as cls
-    elif runtime == "tflite":
-        from .tflite import TfliteModel as cls
-    elif runtime == "ncnn":
-        from .ncnn import NcnnModel as cls
-    elif runtime == "executorch":
-        from .executorch import ExecuTorchModel as cls
-    elif runtime == "mnn":
-        from .mnn import MnnModel as cls
-    elif runtime == "aoti":
-        from .aoti import AotiModel as cls
-    elif runtime == "tensorrt":
-        from .tensorrt import TensorRtModel as cls
+    entry = RUNTIME_TABLE.get(runtime) if runtime else None
+    if entry is not None and entry.adapter:
+        module, cls_name = entry.adapter.split(":")
+        cls = getattr(import_module(f".{module}", __name__), cls_name)
     elif runtime is None:
         raise UsageError(f"no runtime reads '{Path(path).suffix or Path(path).name}' files ('{path}'): give a "
                          f"{', '.join(_BY_SUFFIX)} file, or choose a runtime with --runtime "

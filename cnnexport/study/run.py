@@ -16,7 +16,7 @@ from ..bench.rows import against_plain
 from ..bench.schedule import measure
 from ..bench.plan import ExportFn, FileCosts, ModuleCosts, ModuleMacs, PlainFn, formats_for, with_costs
 from ..errors import UsageError
-from ..exporter.formats import ALWAYS
+from ..exporter.formats import ALWAYS, by_runtime
 from ..runtimes import MODULE_RUNTIMES
 from .analysis import (alignment_effect, guideline_table, micronet_macs, micronet_name, micronet_predictors,
                        plot_latency_vs_macs, table8, zoo_summary)
@@ -33,16 +33,22 @@ def _export(export: ExportFn, module, shape, out_dir: Path, name: str, runtimes:
                   fp16=_fp16_engines(runtimes, device))
 
 
+def _gpu_precision(runtime: str, device: str) -> str | None:
+    """The precision a runtime's files are also measured at on a GPU, as they are deployed there (the
+    format row's ``gpu_study_precision``: TensorRT's fp16 engine, rows labelled tensorrt-fp16)."""
+    fmt = by_runtime(runtime)
+    return fmt.gpu_study_precision if device == "cuda" and fmt else None
+
+
 def _fp16_engines(runtimes: list[str], device: str) -> bool:
-    """On a GPU, TensorRT is also measured as it is deployed: an fp16 engine (rows labelled tensorrt-fp16)."""
-    return device == "cuda" and "tensorrt" in runtimes
+    return any(_gpu_precision(r, device) == "fp16" for r in runtimes)
 
 
 def _file_jobs(report: dict, folder: Path, name: str, runtimes: list[str], batches: list[int], threads: int,
                device: str, macs: float | None) -> list[Job]:
-    """fp32 files on every runtime, and the fp16 engines of ``_fp16_engines``."""
+    """fp32 files on every runtime, and the GPU precision of ``_gpu_precision``."""
     jobs = jobs_from_report(report, folder, name, runtimes, ["fp32", "fp16"], batches, [threads], device, macs)
-    return [j for j in jobs if j.precision == "fp32" or j.runtime == "tensorrt"]
+    return [j for j in jobs if j.precision == "fp32" or j.precision == _gpu_precision(j.runtime, device)]
 
 
 def _label_precisions(rows: list[dict]) -> list[dict]:

@@ -57,6 +57,8 @@ class Format:
     fp16: bool = False      # export --fp16 writes its fp16 file (the module's ``half``)
     bf16: bool = False      # export --bf16 writes its bf16 file (the module's ``bf16``)
     needs_cuda: bool = False  # written only on a machine with a CUDA GPU (the module's ``preflight`` checks)
+    # the precision the studies also measure it at on a GPU, as it is deployed there (TensorRT: an fp16 engine)
+    gpu_study_precision: str | None = None
     # the code that loads a file as it was verified, where the runtime's own default may compute otherwise
     load_as_verified: str = ""
 
@@ -100,7 +102,7 @@ FORMATS: dict[str, Format] = {f.name: f for f in (
            "package, loaded by PyTorch without the model's code; CPU; needs a C++ compiler; static batch)."),
     Format("tensorrt", "TensorRT", "tensorrt", "TensorRT", (".engine", ".engine.json"), "onnx",
            "Also write <model>.engine (TensorRT; needs an NVIDIA GPU, and runs only on its GPU model).",
-           int8_from="onnx_int8", fp16=True, needs_cuda=True),
+           int8_from="onnx_int8", fp16=True, needs_cuda=True, gpu_study_precision="fp16"),
 )}
 
 
