@@ -162,7 +162,8 @@ def _format_flags(command):
     return gather
 
 
-_RUNTIMES = ", ".join([f.runtime for f in FORMATS.values()] + ["torch", "torch-compile"])  # onnxruntime may be written ort
+# onnxruntime may be written ort
+_RUNTIMES = ", ".join([f.runtime for f in FORMATS.values()] + ["torch", "torch-compile"])
 _INT8_HELP = ("Also write the int8 file of every format that has one (" + ", ".join(
     f"{f.file_name('<model>', 'int8')}" + ("" if f.name == ALWAYS else f" with --{f.name}") for f in int8_formats())
     + "), calibrated on --calib.")
