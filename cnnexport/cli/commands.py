@@ -162,8 +162,9 @@ def _format_flags(command):
     return gather
 
 
-# the runtimes table (cnnexport.runtimes) is not imported for --help: it would pull numpy in
-_RUNTIMES = ", ".join([f.runtime for f in FORMATS.values()] + ["torch", "torch-compile"])  # onnxruntime may be written ort
+# onnxruntime may be written ort; the runtimes table (cnnexport.runtimes) is not imported for --help: it
+# would pull numpy in
+_RUNTIMES = ", ".join([f.runtime for f in FORMATS.values()] + ["torch", "torch-compile"])
 _INT8_HELP = ("Also write the int8 file of every format that has one (" + ", ".join(
     f"{f.file_name('<model>', 'int8')}" + ("" if f.name == ALWAYS else f" with --{f.name}") for f in int8_formats())
     + "), calibrated on --calib.")

@@ -1,8 +1,8 @@
 """Folding inside ONNX graphs made elsewhere: Dropout and Identity nodes removed; nodes that read
 only constants computed once (e.g. weight standardisation, a layer scale reshaped at run time);
 BatchNormalization into the Conv, ConvTranspose or Gemm before it, a per-channel Mul/Add by
-constants into the Conv before it. The export runs it too, as the last line of defence behind ``prepare``; ``fold_file``
-(``cnnexport fold``) applies it to a file. numpy and onnx only (no torch)."""
+constants into the Conv before it. The export runs it too, as the last line of defence behind
+``prepare``; ``fold_file`` (``cnnexport fold``) applies it to a file. numpy and onnx only (no torch)."""
 
 from __future__ import annotations
 
@@ -229,7 +229,7 @@ def _fold_constants(g: _Graph) -> int:
     for node in g.graph.node:
         if node.op_type == "Constant" and (value := _constant(g, node.output[0])) is not None:
             known[node.output[0]] = value
-    opsets = [o for o in g.model.opset_import]
+    opsets = list(g.model.opset_import)
     computed: set[str] = set()
     folded_nodes = []
     for node in g.graph.node:

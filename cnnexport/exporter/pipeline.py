@@ -131,8 +131,9 @@ def export(
     calibrates the ONNX Runtime int8 file; ``keep_float`` leaves nodes of the ONNX Runtime int8 file
     in float (see ``quantize_onnx``; with ``auto``, the fewest modules that reach ``int8_min_cosine``
     on the calibration samples). ``executorch_max_batch`` gives the .pte program a dynamic batch
-    1..N (default: the shape's batch, static), ``aoti_max_batch`` the .pt2 package's; ``engine_max_batch`` is the largest batch of a TensorRT
-    engine's optimisation profile (default 64; the engine needs a CUDA GPU). ``fp16`` adds the fp16 file
+    1..N (default: the shape's batch, static), ``aoti_max_batch`` the .pt2 package; ``engine_max_batch``
+    is the largest batch of a TensorRT engine's optimisation profile (default 64; the engine needs a CUDA
+    GPU). ``fp16`` adds the fp16 file
     of every requested format that has one (``<name>.fp16.onnx``, ``.fp16.xml``, ``.fp16.tflite``,
     ``.fp16.mnn``, ``.fp16.engine``; ``fp16_io``: the ONNX file takes and gives fp16 too), verified by
     fp16's own rule (``verify.fp16_verdict``). ``bf16`` adds the bf16 file of every requested format that
