@@ -88,7 +88,12 @@ def test_bf16_needs_a_format_with_a_bf16_file(tmp_path):
     assert not (tmp_path / "o").exists()
 
 
-@pytest.mark.skipif(cpu_has_bf16(), reason="this CPU has bf16 arithmetic: the refusal is for CPUs without it")
-def test_bf16_is_refused_before_any_work_on_a_cpu_without_bf16(tmp_path):
+def test_bf16_is_refused_before_any_work_on_a_cpu_without_bf16(tmp_path, monkeypatch):
+    import cnnexport.runtimes.openvino as adapter
+
+    monkeypatch.setattr(adapter, "cpu_has_bf16", lambda: False)  # what OpenVINO reports on a CPU without bf16
     result = CliRunner().invoke(cli, ["lenet5", "--openvino", "--bf16", "-o", str(tmp_path / "o")])
     assert result.exit_code == 2 and "bf16 arithmetic" in result.stderr and not (tmp_path / "o").exists()
+    bench = CliRunner().invoke(cli, ["bench", "lenet5", "--runtime", "openvino", "--precision", "fp32,bf16", "--runs",
+                                     "2", "--min-time", "0", "--rounds", "1", "--no-ceiling", "-o", str(tmp_path / "b")])
+    assert bench.exit_code == 0 and "no bf16 rows" in bench.stdout, bench.output
