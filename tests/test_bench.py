@@ -373,3 +373,16 @@ def test_bench_a_model_on_torch_compile_and_its_aoti_package(tmp_path):
     assert rows["torch-compile"]["compile_mode"] == "max-autotune-no-cudagraphs"
     assert rows["aoti"]["artifact"] == "lenet5.pt2"
     assert all(r["median_ms"] > 0 and r["macs"] > 0 for r in rows.values())
+
+
+def test_bench_and_the_studies_refuse_to_time_an_emulator(tmp_path, monkeypatch):
+    from cnnexport.machine import EMULATED_ENV, cpu_facts
+
+    monkeypatch.setenv(EMULATED_ENV, "qemu-aarch64 -cpu max")  # what scripts/arm_env.sh sets
+    assert cpu_facts()["emulated"] == "qemu-aarch64 -cpu max"
+    for args in (["bench", "lenet5"], ["study", "zoo", "--models", "lenet5"]):
+        result = CliRunner().invoke(cli, [*args, "-o", str(tmp_path / "o")])
+        assert result.exit_code == 2 and "the emulator's, not the CPU's" in result.stderr, result.output
+        assert not (tmp_path / "o").exists()
+    monkeypatch.delenv(EMULATED_ENV)
+    assert cpu_facts()["emulated"] is None

@@ -214,12 +214,26 @@ def raise_if_any_failed(jobs: list[Job]) -> None:
                                       f"others are above), first {failed[0].label}: {failed[0].error}")
 
 
+def refuse_emulation() -> None:
+    """Raise where this process runs under an emulator (scripts/arm_env.sh says so in the environment)."""
+    import os
+
+    from ..machine import EMULATED_ENV
+
+    if os.environ.get(EMULATED_ENV):
+        raise UsageError(f"this process runs under {os.environ[EMULATED_ENV]}: its timings would be the emulator's, "
+                         "not the CPU's, so bench and the studies do not run here; verify and eval do (run bench on "
+                         "the device itself)")
+
+
 def measure(jobs: list[Job], *, rounds: int, timing: dict | None, threads: list[int], device: str,
             ceiling: bool = True, baseline: str | None = None,
             on_progress: Callable[[int, int, str], None] | None = None) -> dict:
     """Run ``jobs`` and make their rows: ``{"rows", "ceilings_gflops", "bandwidths_gbs", "machine",
     "failures"}``. The machine's limits (compute ceilings, memory bandwidth and cache roofs; on cuda the device's)
-    are measured after the jobs, per thread count, unless ``ceiling`` is False."""
+    are measured after the jobs, per thread count, unless ``ceiling`` is False. Refused under an emulator:
+    its timings are the emulator's, never a latency of the CPU it emulates."""
+    refuse_emulation()
     run_jobs(jobs, rounds=rounds, timing=timing, on_progress=on_progress)
     measured = any(job.result is not None for job in jobs)
     limits: dict[int, dict] = {}

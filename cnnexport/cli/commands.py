@@ -655,6 +655,7 @@ def bench_cmd(targets, runtime, precision, batch, threads, input_size, device, b
     from ..bench import plan, rows, schedule
     from ..bench.schedule import check_device
 
+    schedule.refuse_emulation()  # before any export
     batches, thread_counts = _int_list(batch, "--batch"), _int_list(threads, "--threads")
     precisions = plan.parse_precisions(precision)
     runtimes = plan.parse_runtimes(runtime) if runtime is not None else None
@@ -1079,6 +1080,9 @@ def _run_study(fn, output_dir, save, as_json, **kwargs) -> dict:
     import tempfile
 
     from .._atomic import StagingDir
+    from ..bench.schedule import refuse_emulation
+
+    refuse_emulation()
 
     with tempfile.TemporaryDirectory(prefix="cnnexport-study-") as tmp, \
             ProgressBar(as_json, "exporting") as (on_stage, on_progress):
