@@ -316,3 +316,15 @@ def test_a_labelled_calibration_folder_keeps_its_labels_through_the_split(digits
     assert [label_of[x.tobytes()] for x in data.evaluation] == list(data.labels)
     assert [label_of[x.tobytes()] for x in data.calibration] == list(data.calibration_labels)
     assert len(set(data.calibration_labels)) == 10  # the fixed shuffled order draws from every class
+
+
+def test_under_an_emulator_eval_says_its_images_per_s_are_the_emulators(digits_folder, lenet_files, monkeypatch):
+    from cnnexport.machine import EMULATED_ENV
+
+    monkeypatch.setenv(EMULATED_ENV, "qemu-aarch64 -cpu cortex-a53")  # what scripts/arm_env.sh sets
+    args = ["eval", str(lenet_files / "lenet5.onnx"), "--data", str(digits_folder), "--limit", "32"]
+    assert json.loads(CliRunner().invoke(cli, [*args, "--json"]).stdout)["emulated"] == "qemu-aarch64 -cpu cortex-a53"
+    text = CliRunner().invoke(cli, args).stdout
+    assert "the images/s are the emulator's, not the CPU's" in " ".join(text.split())
+    monkeypatch.delenv(EMULATED_ENV)
+    assert "emulator" not in CliRunner().invoke(cli, args).stdout

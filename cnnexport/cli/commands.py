@@ -938,6 +938,9 @@ def eval_cmd(artifacts, data, classes_file, model_spec, weights, num_classes, re
                        describe=describe, shard=shard_kn, limit=limit, workers=workers, cache=cache)
     result["threads"] = {"per_runtime": threads, "decoding_workers": workers, "cores": os.cpu_count(),
                          "chosen": threads_chosen}
+    from ..machine import EMULATED_ENV
+
+    result["emulated"] = os.environ.get(EMULATED_ENV) or None  # images/s are then the emulator's
     if save:
         _save(save, result)
     print_eval(result, as_json)

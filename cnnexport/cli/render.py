@@ -470,6 +470,9 @@ def print_eval(result: dict, as_json: bool) -> None:
     cache = data.get("cache")
     cached = f"; cache {cache['hits']} of {cache['hits'] + cache['misses']} images decoded before" if cache else ""
     console.print(f"{rate}, batch {result['batch']}; images/s per model count its own runs only{cached}")
+    if result.get("emulated"):
+        console.print(f"note: this ran under {result['emulated']}: the images/s are the emulator's, not the CPU's; "
+                      "accuracy and agreement are what the emulated CPU's kernels compute")
     if t := result.get("threads"):
         console.print(f"threads: {t['per_runtime']} per runtime beside {t['decoding_workers']} decoding worker(s) on "
                       f"{t['cores']} cores" + (" (chosen; --threads and --workers to change)" if t["chosen"] else ""))
