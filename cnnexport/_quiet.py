@@ -43,3 +43,23 @@ def quiet_fds() -> Iterator[list[str]]:
                 os.close(fd)
             sink.seek(0)
             captured.extend(sink.read().decode(errors="replace").splitlines())
+
+
+@contextlib.contextmanager
+def quiet_logs(names: tuple[str, ...]) -> Iterator[None]:
+    """Loggers ``names`` at ERROR, Python warnings off, and ``quiet_fds`` for the duration: for the torch
+    compilers (torch.export, Inductor, ExecuTorch's passes), which warn and log at length."""
+    import logging
+    import warnings
+
+    loggers = [logging.getLogger(n) for n in names]
+    levels = [lg.level for lg in loggers]
+    try:
+        for lg in loggers:
+            lg.setLevel(logging.ERROR)
+        with warnings.catch_warnings(), quiet_fds():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        for lg, level in zip(loggers, levels):
+            lg.setLevel(level)

@@ -48,16 +48,6 @@ class AotiModel(RuntimeModel):
         self._inputs = [TensorSpec("input", _dims(meta[INPUT_SHAPE]), "float32")]
         self._outputs = [TensorSpec("output", _dims(meta[OUTPUT_SHAPE]), "float32")]
 
-    def run_batches(self, x: np.ndarray) -> np.ndarray:
-        if self.max_batch and len(x) > self.max_batch:
-            return np.concatenate([self.run(x[i:i + self.max_batch])[0] for i in range(0, len(x), self.max_batch)])
-        return super().run_batches(x)
-
-    def calls_per_batch(self, batch: int) -> int:
-        if self.max_batch and batch > self.max_batch:
-            return -(-batch // self.max_batch)
-        return super().calls_per_batch(batch)
-
     def _run(self, arrays: Sequence[np.ndarray]) -> list[np.ndarray]:
         import torch
 

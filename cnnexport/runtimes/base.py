@@ -69,6 +69,9 @@ class RuntimeModel(ABC):
     ``_inputs`` and ``_outputs`` when they load."""
 
     runtime: str = ""
+    # a dynamic batch with an upper bound (an ExecuTorch program's, an AOTInductor package's): a larger
+    # batch runs as consecutive calls of at most this many
+    max_batch: int | None = None
     _inputs: list[TensorSpec]
     _outputs: list[TensorSpec]
 
@@ -102,7 +105,10 @@ class RuntimeModel(ABC):
                 for spec, a in zip(self.inputs, arrays)]
 
     def run_batches(self, x: np.ndarray) -> np.ndarray:
-        """First output for a batch of any size: split into the model's static batch when it has one."""
+        """First output for a batch of any size: split into the model's static batch when it has one, or
+        into calls of at most ``max_batch``."""
+        if self.max_batch and len(x) > self.max_batch:
+            return np.concatenate([self.run(x[i:i + self.max_batch])[0] for i in range(0, len(x), self.max_batch)])
         static = self.inputs[0].shape[0] if self.inputs[0].shape else None
         if static is None or static == len(x):
             return self.run(x)[0]
@@ -119,6 +125,8 @@ class RuntimeModel(ABC):
     def calls_per_batch(self, batch: int) -> int:
         """How many calls ``run_batches`` makes for ``batch`` images (1: one real batch; more: a static-batch
         file splits it into consecutive calls, which ``bench`` labels rather than presents as a batch)."""
+        if self.max_batch and batch > self.max_batch:
+            return -(-batch // self.max_batch)
         static = self.inputs[0].shape[0] if self.inputs[0].shape else None
         return 1 if static is None or static >= batch else -(-batch // static)
 

@@ -64,16 +64,6 @@ class ExecuTorchModel(RuntimeModel):
         self._outputs = [_spec(f"output{i}" if meta.num_outputs() > 1 else "output", meta.output_tensor_meta(i), "",
                                dynamic_batch=self.max_batch is not None) for i in range(meta.num_outputs())]
 
-    def run_batches(self, x: np.ndarray) -> np.ndarray:
-        if self.max_batch and len(x) > self.max_batch:
-            return np.concatenate([self.run(x[i:i + self.max_batch])[0] for i in range(0, len(x), self.max_batch)])
-        return super().run_batches(x)
-
-    def calls_per_batch(self, batch: int) -> int:
-        if self.max_batch and batch > self.max_batch:
-            return -(-batch // self.max_batch)
-        return super().calls_per_batch(batch)
-
     def _run(self, arrays: Sequence[np.ndarray]) -> list[np.ndarray]:
         import torch
 

@@ -10,16 +10,13 @@ package's metadata (``aot_inductor.metadata``), which the runtime adapter reads.
 
 from __future__ import annotations
 
-import contextlib
 import io
-import logging
 import os
 import shutil
-import warnings
 from pathlib import Path
 
 from ..._atomic import atomic_path
-from ..._quiet import quiet_fds
+from ..._quiet import quiet_logs
 from ...errors import ExportError, MissingDependencyError, UsageError, cause_line, disk_full
 from . import Artifact, ConvertSource
 
@@ -95,17 +92,6 @@ def _capture(module, shape: tuple[int, ...], max_batch: int | None):
                          "leave out --aoti") from None
 
 
-@contextlib.contextmanager
 def _quiet():
     """torch.export and Inductor warn and log at length; the report says what matters."""
-    loggers = [logging.getLogger(n) for n in ("torch._export", "torch.export", "torch._dynamo", "torch._inductor")]
-    levels = [lg.level for lg in loggers]
-    try:
-        for lg in loggers:
-            lg.setLevel(logging.ERROR)
-        with warnings.catch_warnings(), quiet_fds(), contextlib.redirect_stdout(io.StringIO()):
-            warnings.simplefilter("ignore")
-            yield
-    finally:
-        for lg, level in zip(loggers, levels):
-            lg.setLevel(level)
+    return quiet_logs(("torch._export", "torch.export", "torch._dynamo", "torch._inductor"))

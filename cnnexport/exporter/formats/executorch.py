@@ -14,16 +14,12 @@ kernels; a fallback between two delegated partitions is a graph break.
 
 from __future__ import annotations
 
-import contextlib
-import io
-import logging
-import warnings
 from pathlib import Path
 
 import numpy as np
 
 from ..._atomic import atomic_path
-from ..._quiet import quiet_fds
+from ..._quiet import quiet_logs
 from ...errors import CalibrationError, ExportError, MissingDependencyError, UsageError, cause_line, disk_full
 from . import Artifact, ConvertSource, Int8Options
 
@@ -199,18 +195,6 @@ def delegation_report(graph_module) -> dict:
             "graph_breaks": max(0, int(info.num_delegated_subgraphs) - 1) if portable else 0}
 
 
-@contextlib.contextmanager
 def _quiet():
     """torch.export, the edge passes and the quantizer warn and log at length; the report says what matters."""
-    names = ("executorch", "torch._export", "torch.export", "torch._dynamo", "torchao", "root")
-    loggers = [logging.getLogger(n) for n in names]
-    levels = [lg.level for lg in loggers]
-    try:
-        for lg in loggers:
-            lg.setLevel(logging.ERROR)
-        with warnings.catch_warnings(), quiet_fds(), contextlib.redirect_stdout(io.StringIO()):
-            warnings.simplefilter("ignore")
-            yield
-    finally:
-        for lg, level in zip(loggers, levels):
-            lg.setLevel(level)
+    return quiet_logs(("executorch", "torch._export", "torch.export", "torch._dynamo", "torchao", "root"))

@@ -60,12 +60,8 @@ def save_ir(model, xml_path: Path, *, precision: str = "f32", compress_to_fp16: 
 def half(source: ConvertSource, fp32: Artifact, dst: Path) -> Artifact:
     """The fp32 IR saved again with fp16 weights; the CPU plugin computes in fp32 (the adapter's
     ``INFERENCE_PRECISION_HINT``), a GPU in fp16."""
-    ov = import_openvino()
     dst = Path(dst)
-    try:
-        model = ov.Core().read_model(str(fp32.files[0]))
-    except Exception as exc:
-        raise ExportError(f"OpenVINO could not read {fp32.files[0].name} back: {cause_line(exc)}") from None
+    model = _read_back(fp32)
     files = save_ir(model, dst, compress_to_fp16=True)
     return Artifact("openvino", files, "openvino", precision="fp16",
                     details={"fp16": {"weights": "fp16", "compute": "fp32 on CPU (inference precision f32), fp16 on GPU"}})
@@ -75,12 +71,8 @@ def bf16(source: ConvertSource, fp32: Artifact, dst: Path) -> Artifact:
     """The fp32 IR saved again to be compiled in bf16 (its config file and rt_info say
     ``INFERENCE_PRECISION_HINT`` bf16): fp32 weights, bf16 arithmetic with fp32 accumulation on AMX or
     AVX512-BF16 (OpenVINO's own default on such CPUs, chosen here on purpose and checked by bf16's rule)."""
-    ov = import_openvino()
     dst = Path(dst)
-    try:
-        model = ov.Core().read_model(str(fp32.files[0]))
-    except Exception as exc:
-        raise ExportError(f"OpenVINO could not read {fp32.files[0].name} back: {cause_line(exc)}") from None
+    model = _read_back(fp32)
     files = save_ir(model, dst, precision="bf16")
     return Artifact("openvino", files, "openvino", precision="bf16",
                     details={"bf16": {"weights": "fp32", "compute": "bf16 on CPU (inference precision bf16)"},
@@ -96,6 +88,14 @@ def bf16_preflight() -> None:
     if not cpu_has_bf16():
         raise UsageError("--bf16 needs a CPU with bf16 arithmetic (AVX512-BF16 or AMX-BF16) to compute and verify "
                          "the file, and this one has none; export on such a CPU, or leave out --bf16")
+
+
+def _read_back(fp32: Artifact):
+    """The fp32 IR just written, as a model to save again (compressed, or with another precision)."""
+    try:
+        return import_openvino().Core().read_model(str(fp32.files[0]))
+    except Exception as exc:
+        raise ExportError(f"OpenVINO could not read {fp32.files[0].name} back: {cause_line(exc)}") from None
 
 
 def quantize(src: Path, dst: Path, calibration: np.ndarray, options: Int8Options, layout: str) -> dict:
