@@ -93,3 +93,21 @@ def foreground_signals():
     SIGTERM at their defaults: a harness that runs the suite in the background has SIGINT ignored, children
     inherit that, and a process started so keeps ignoring it (as it should)."""
     return _default_signals
+
+
+def export_uncapturable(tmp_path: Path, flag: str):
+    """``cnnexport export`` of a model whose forward branches on a tensor's value (torch.export cannot
+    capture it) with ``flag``, in a child process: the result and the non-blank stderr lines."""
+    import subprocess
+    import sys
+
+    (tmp_path / "datadep.py").write_text(
+        "import torch\nfrom torch import nn\n\n"
+        "class Net(nn.Module):\n"
+        "    def __init__(self):\n        super().__init__()\n        self.conv = nn.Conv2d(3, 4, 3)\n\n"
+        "    def forward(self, x):\n        y = self.conv(x)\n"
+        "        if y.sum() > 0:\n            return y.flatten(1)\n        return -y.flatten(1)\n")
+    proc = subprocess.run([sys.executable, "-m", "cnnexport", "export", "datadep:Net", "--input-size", "3,16,16",
+                           flag, "-o", str(tmp_path / "out")], cwd=tmp_path, capture_output=True, text=True,
+                          timeout=300)
+    return proc, [ln for ln in proc.stderr.splitlines() if ln.strip()]

@@ -3,8 +3,6 @@ dynamic batch, and the refusals: a model torch.export cannot capture, no C++ com
 foreign package."""
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +15,7 @@ from cnnexport.cli import cli
 from cnnexport.exporter.formats import ConvertSource
 from cnnexport.exporter.formats import aoti
 from cnnexport.runtimes import load, runtime_for
+from conftest import export_uncapturable
 
 pytestmark = pytest.mark.skipif(not any(__import__("shutil").which(c) for c in ("g++", "c++", "clang++")),
                                 reason="AOTInductor compiles C++: no C++ compiler here")
@@ -99,17 +98,9 @@ def test_a_dynamic_batch_package_runs_any_batch_up_to_its_bound(tmp_path):
 
 
 def test_a_model_torch_export_cannot_capture_is_refused_and_nothing_is_written(tmp_path):
-    (tmp_path / "datadep.py").write_text(
-        "import torch\nfrom torch import nn\n\n"
-        "class Net(nn.Module):\n"
-        "    def __init__(self):\n        super().__init__()\n        self.conv = nn.Conv2d(3, 4, 3)\n\n"
-        "    def forward(self, x):\n        y = self.conv(x)\n"
-        "        if y.sum() > 0:\n            return y.flatten(1)\n        return -y.flatten(1)\n")
     out = tmp_path / "out"
-    proc = subprocess.run([sys.executable, "-m", "cnnexport", "export", "datadep:Net", "--input-size", "3,16,16",
-                           "--aoti", "-o", str(out)], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    proc, lines = export_uncapturable(tmp_path, "--aoti")
     assert proc.returncode == 2, proc.stderr
-    lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
     assert len(lines) == 1 and "torch.export cannot capture Net for AOTInductor" in lines[0], lines
     assert not out.exists() or not any(out.iterdir())
 

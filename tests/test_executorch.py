@@ -3,8 +3,6 @@ keep a network inside XNNPACK, the refusal of a model torch.export cannot captur
 on a .pte file."""
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +17,7 @@ from cnnexport.cli import cli  # noqa: E402
 from cnnexport.exporter.formats import ConvertSource  # noqa: E402
 from cnnexport.exporter.formats import executorch as et  # noqa: E402
 from cnnexport.runtimes import load  # noqa: E402
+from conftest import export_uncapturable  # noqa: E402
 
 
 
@@ -146,17 +145,9 @@ def test_splits_and_means_are_rewritten_into_one_partition(tmp_path):
 
 
 def test_a_model_torch_export_cannot_capture_is_refused_and_nothing_is_written(tmp_path):
-    (tmp_path / "datadep.py").write_text(
-        "import torch\nfrom torch import nn\n\n"
-        "class Net(nn.Module):\n"
-        "    def __init__(self):\n        super().__init__()\n        self.conv = nn.Conv2d(3, 4, 3)\n\n"
-        "    def forward(self, x):\n        y = self.conv(x)\n"
-        "        if y.sum() > 0:\n            return y.flatten(1)\n        return -y.flatten(1)\n")
     out = tmp_path / "out"
-    proc = subprocess.run([sys.executable, "-m", "cnnexport", "export", "datadep:Net", "--input-size", "3,16,16",
-                           "--executorch", "-o", str(out)], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    proc, lines = export_uncapturable(tmp_path, "--executorch")
     assert proc.returncode == 2, proc.stderr
-    lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
     assert len(lines) == 1 and "torch.export cannot capture Net" in lines[0] and "torch.cond" in lines[0], lines
     assert proc.stdout == ""
     assert not out.exists() or not any(out.iterdir())
