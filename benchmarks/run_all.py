@@ -2,7 +2,7 @@
 
     python benchmarks/run_all.py                 # everything (about two hours on 2 cores)
     python benchmarks/run_all.py --only report   # re-render REPORT.md from the saved results
-    python benchmarks/run_all.py --only guidelines,zoo --runtime ort,openvino,tflite,torch
+    python benchmarks/run_all.py --only guidelines,zoo --runtime ort,openvino,tflite,ncnn,mnn,torch
 
 Each step runs as its own process and saves its JSON under benchmarks/results/ before the next
 starts, so an interrupted run keeps what it finished. Steps: headline, int8_speed, int8_accuracy,
@@ -65,7 +65,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--only", default=",".join(s for s in STEPS if s != "coverage"),
                         help=f"comma-separated steps from {', '.join(STEPS)} (coverage only when named)")
-    parser.add_argument("--runtime", default="ort,openvino,tflite,torch")
+    parser.add_argument("--runtime", default="ort,openvino,tflite,ncnn,mnn,torch")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()

@@ -114,6 +114,7 @@ def plain_export(module, shape: tuple[int, ...], out_dir: str | os.PathLike, nam
     module = module.eval()
     x = torch.zeros(shape)
     out = {}
+    Path(out_dir).mkdir(parents=True, exist_ok=True)
     for runtime in runtimes:
         if runtime not in PLAIN_WRITERS:
             continue

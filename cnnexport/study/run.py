@@ -15,7 +15,7 @@ from ..bench.jobs import Job, file_jobs, jobs_from_report, torch_jobs
 from ..bench.rows import against_plain
 from ..bench.schedule import measure
 from ..bench.plan import ExportFn, FileCosts, ModuleCosts, ModuleMacs, PlainFn, formats_for, with_costs
-from ..errors import UsageError
+from ..errors import CnnexportError, UsageError
 from ..exporter.formats import ALWAYS, by_runtime
 from ..runtimes import MODULE_RUNTIMES
 from .analysis import (alignment_effect, guideline_table, micronet_macs, micronet_name, micronet_predictors,
@@ -31,6 +31,25 @@ def _export(export: ExportFn, module, shape, out_dir: Path, name: str, runtimes:
     formats = formats_for(runtimes) or [ALWAYS]
     return export(module, shape, out_dir / name, name=name, formats=formats, photos=False,
                   fp16=_fp16_engines(runtimes, device))
+
+
+def _export_each(export: ExportFn, module, shape, out_dir: Path, name: str, runtimes: list[str], device: str,
+                 ) -> tuple[list[tuple[dict, list[str]]], list[str]]:
+    """Every runtime's files in one export; where that fails (one runtime's file does not verify and the
+    export writes nothing), one export per runtime, so that one runtime's failure costs the study that
+    runtime's row, not the model. Returns (report, runtimes) pairs and the failures, one line each."""
+    try:
+        return [(_export(export, module, shape, out_dir, name, runtimes, device), runtimes)], []
+    except CnnexportError:
+        if len(runtimes) == 1:
+            raise
+    done, failed = [], []
+    for rt in runtimes:
+        try:
+            done.append((_export(export, module, shape, out_dir / rt, name, [rt], device), [rt]))
+        except CnnexportError as exc:
+            failed.append(f"{name} on {rt}: {exc}")
+    return done, failed
 
 
 def _gpu_precision(runtime: str, device: str) -> str | None:
@@ -163,6 +182,7 @@ def study_zoo(models: list[str], runtimes: list[str], out_dir: str | Path, *, ex
     stage = on_stage or (lambda _s: None)
     out_dir = Path(out_dir)
     jobs: list[Job] = []
+    export_failures: list[str] = []
     artifact_runtimes = [r for r in runtimes if r not in MODULE_RUNTIMES]
     for name in models:
         shape = (1, *model_info(name).input_size)
@@ -170,10 +190,14 @@ def study_zoo(models: list[str], runtimes: list[str], out_dir: str | Path, *, ex
         macs = macs_of(module, shape)
         stage(f"exporting {name}")
         model_jobs: list[Job] = []
+        onnx_path = out_dir / name / f"{name}.onnx"
         if artifact_runtimes:
-            report = _export(export, module, shape, out_dir, name, artifact_runtimes, device)
-            model_jobs += _file_jobs(report, out_dir / name, name, artifact_runtimes, list(batches), threads, device,
-                                     macs)
+            exported, failed = _export_each(export, module, shape, out_dir, name, artifact_runtimes, device)
+            export_failures += failed
+            for report, rts in exported:
+                folder = out_dir / name if rts == artifact_runtimes else out_dir / rts[0] / name
+                model_jobs += _file_jobs(report, folder, name, rts, list(batches), threads, device, macs)
+                onnx_path = onnx_path if onnx_path.is_file() else folder / f"{name}.onnx"
         if plain and plain_export is not None and artifact_runtimes:
             for rt, path in plain_export(module, shape, out_dir / name, name, artifact_runtimes).items():
                 for job in file_jobs(path, rt, 1, threads, model=name, device=device, macs=macs,
@@ -183,7 +207,7 @@ def study_zoo(models: list[str], runtimes: list[str], out_dir: str | Path, *, ex
         if set(MODULE_RUNTIMES) & set(runtimes):
             model_jobs += torch_jobs(name, shape, list(batches), [threads], device=device, macs=macs,
                                      runtimes=tuple(runtimes))
-        with_costs(model_jobs, costs_of_file, out_dir / name / f"{name}.onnx",
+        with_costs(model_jobs, costs_of_file, onnx_path,
                    costs_of_module and (lambda: costs_of_module(module, shape)))
         jobs += model_jobs
     stage("measuring")
@@ -197,7 +221,7 @@ def study_zoo(models: list[str], runtimes: list[str], out_dir: str | Path, *, ex
               "memory_roofs": measured.get("memory_roofs", {}).get(threads), "machine": measured["machine"],
               "summary": {f"batch{b}": zoo_summary(rows, b) for b in batches},
               "table8": table8(rows), "plain_export": plain_comparison(measured["rows"]), "rows": rows,
-              "plain_rows": plain_rows, "failures": measured["failures"], "limits": measured["limits"],
+              "plain_rows": plain_rows, "failures": export_failures + measured["failures"], "limits": measured["limits"],
               "warnings": measured["limits_warnings"]}
     if plot and rows:
         result["plot"] = str(plot_latency_vs_macs(rows, plot))
