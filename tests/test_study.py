@@ -259,3 +259,27 @@ def test_an_interrupted_study_leaves_nothing_and_a_finished_one_moves_its_export
     with pytest.raises(KeyboardInterrupt):
         _run_study(study, str(out), None, True, stop=True)
     assert sorted(p.name for p in out.iterdir()) == ["g1_x1", "mine.txt"]
+
+
+def test_a_runtime_whose_file_fails_costs_its_row_not_the_models(tmp_path):
+    """The combined export fails when one runtime's file does not verify; the study then exports per
+    runtime and records that runtime as the failure (lenet5's tanh on ncnn and MNN, in the zoo)."""
+    from cnnexport.errors import VerificationError
+    from cnnexport.study.run import _export_each
+
+    calls = []
+
+    def export(module, shape, out_dir, *, name, formats, photos, fp16):
+        calls.append(list(formats))
+        if "ncnn" in calls[-1]:
+            raise VerificationError(f"{name}.ncnn.param does not match PyTorch")
+        return {"out_dir": str(out_dir)}
+
+    done, failed = _export_each(export, None, (1, 3, 8, 8), tmp_path, "net", ["onnxruntime", "ncnn", "openvino"], "cpu")
+    assert [rts for _, rts in done] == [["onnxruntime"], ["openvino"]]
+    assert [r["out_dir"] for r, _ in done] == [str(tmp_path / "onnxruntime" / "net"), str(tmp_path / "openvino" / "net")]
+    assert failed == ["net on ncnn: net.ncnn.param does not match PyTorch"] and len(calls) == 4
+    done, failed = _export_each(export, None, (1, 3, 8, 8), tmp_path, "net", ["onnxruntime", "openvino"], "cpu")
+    assert len(done) == 1 and not failed
+    with pytest.raises(VerificationError):  # one runtime alone: its failure is the model's
+        _export_each(export, None, (1, 3, 8, 8), tmp_path, "net", ["ncnn"], "cpu")
