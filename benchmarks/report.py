@@ -239,14 +239,15 @@ def zoo_section(zoo: dict | None, plot: str = "latency_vs_macs.png") -> list[str
             out += ["Spearman rank correlation of latency with (a) MACs, (b) memory access cost (bytes) and (c) the "
                     "roofline bound, over the zoo and over its depthwise-heavy part (MobileNet, ShuffleNet); "
                     f"{key}.", ""]
-            out += table(["runtime", "models", "MACs", "memory", "roofline", "dw models", "dw MACs", "dw memory",
-                          "dw roofline"],
-                         [[rt, str(s["predictors"]["zoo"]["models"]), fmt(s["predictors"]["zoo"]["macs"]),
-                           fmt(s["predictors"]["zoo"]["memory_access"]), fmt(s["predictors"]["zoo"]["roofline"]),
-                           str(s["predictors"]["depthwise_heavy"]["models"]),
-                           fmt(s["predictors"]["depthwise_heavy"]["macs"]),
-                           fmt(s["predictors"]["depthwise_heavy"]["memory_access"]),
-                           fmt(s["predictors"]["depthwise_heavy"]["roofline"])] for rt, s in summary.items()])
+            out += table(["runtime", "models", "MACs", "memory", "roofline", "DRAM-only bound", "dw models", "dw MACs",
+                          "dw memory", "dw roofline", "dw DRAM-only"],
+                         [[rt, str(p["zoo"]["models"]), fmt(p["zoo"]["macs"]), fmt(p["zoo"]["memory_access"]),
+                           fmt(p["zoo"]["roofline"]), fmt(p["zoo"].get("roofline_dram")),
+                           str(p["depthwise_heavy"]["models"]), fmt(p["depthwise_heavy"]["macs"]),
+                           fmt(p["depthwise_heavy"]["memory_access"]), fmt(p["depthwise_heavy"]["roofline"]),
+                           fmt(p["depthwise_heavy"].get("roofline_dram"))]
+                          for rt, s in summary.items() for p in [s["predictors"]]])
+            out += bound_check_lines(zoo, summary)
             out += ["", "At matched FLOPs: of the pairs of networks within 25% of each other's MACs, how often the "
                     "one with fewer MACs is the slower in every round (the paired test), and of the pairs the test "
                     "calls, how many the roofline bound orders right. Inside each Table-8 budget: the Spearman of "
@@ -299,6 +300,46 @@ def zoo_section(zoo: dict | None, plot: str = "latency_vs_macs.png") -> list[str
     if zoo.get("failures"):
         out += ["", "Not measured: " + "; ".join(zoo["failures"]) + "."]
     out.append("")
+    return out
+
+
+def limits_line(result: dict) -> str:
+    """The limits a study's bounds were drawn from: the compute ceiling (and what set it) and each memory
+    level's roof, with the spread of their measurements."""
+    threads = str(result["threads"])
+    lim = (result.get("limits") or {}).get(threads) or (result.get("limits") or {}).get(result["threads"]) or {}
+    ceiling = lim.get("fp32 ceiling") or {}
+    parts = [f"fp32 compute ceiling {fmt(result.get('ceiling_gflops'), '{:.0f}')} GFLOP/s"
+             + (f" (set by {ceiling['set_by']}, spread {ceiling['spread']:.0%})" if ceiling.get("set_by") else "")]
+    roofs = result.get("memory_roofs") or []
+    if roofs:
+        parts.append("memory roofs " + ", ".join(f"{r['level']} {r['gbs']:.0f}" for r in roofs) + " GB/s"
+                     + (f" (DRAM spread {lim['memory bandwidth']['spread']:.0%})" if lim.get("memory bandwidth") else ""))
+    return "; ".join(parts)
+
+
+def bound_check_lines(zoo: dict, summary: dict) -> list[str]:
+    """Is the roofline a bound? Per runtime: rows faster than their bound beyond their own round spread,
+    against the cache-aware bound and the DRAM-only one, and the highest bound / latency."""
+    if not any(s.get("bound", {}).get("rows") for s in summary.values()):
+        return []
+    out = ["", "Is the roofline a bound? A layer is charged at the memory level that holds its working set (inputs, "
+           "outputs and weights at the row's precision), at that level's measured bandwidth, or at the compute "
+           f"ceiling, whichever is slower ({limits_line(zoo)}). A row beats its bound when bound / latency exceeds 1 "
+           "by more than the row's own round spread; the DRAM-only column charges every byte at DRAM bandwidth, as "
+           "the earlier bound did.", ""]
+    out += table(["runtime", "rows with a bound", "beat the bound", "beat the DRAM-only bound", "median bound / latency",
+                  "highest (spread)", "limits noisy"],
+                 [[rt, str(b["rows"]), str(b["beating"]), str(b["beating_dram"]), fmt(b["median_of_roofline"], "{:.0%}"),
+                   (f"{b['max_of_roofline']['model']} {b['max_of_roofline']['of_roofline']:.0%} "
+                    f"({fmt(b['max_of_roofline']['spread'], '{:.0%}')})") if b["max_of_roofline"] else "-",
+                   str(b["limits_noisy"])]
+                  for rt, s in summary.items() for b in [s["bound"]]])
+    beaten = [f"{b['model']} on {rt} ({b['of_roofline']:.0%}, spread {fmt(b['spread'], '{:.0%}')})"
+              for rt, s in summary.items() for b in s["bound"]["beaten"]]
+    if beaten:
+        out += ["", f"Rows that beat their bound ({len(beaten)}): " + ", ".join(beaten[:12])
+                + (f", and {len(beaten) - 12} more" if len(beaten) > 12 else "") + "."]
     return out
 
 

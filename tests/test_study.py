@@ -10,7 +10,7 @@ from click.testing import CliRunner
 
 from cnnexport.cli import cli
 from cnnexport.exporter.profile_torch import profile_module
-from cnnexport.study.analysis import (alignment_effect, block_macs, inversions, kind_of, micronet_macs,
+from cnnexport.study.analysis import (alignment_effect, block_macs, bound_check, inversions, kind_of, micronet_macs,
                                       micronet_memory_access, micronet_name, micronet_predictors, spearman, verdict,
                                       zoo_summary)
 from cnnexport.study.micronets import build, input_shape
@@ -283,3 +283,19 @@ def test_a_runtime_whose_file_fails_costs_its_row_not_the_models(tmp_path):
     assert len(done) == 1 and not failed
     with pytest.raises(VerificationError):  # one runtime alone: its failure is the model's
         _export_each(export, None, (1, 3, 8, 8), tmp_path, "net", ["ncnn"], "cpu")
+
+
+def test_the_bound_check_counts_rows_beating_the_bound_beyond_their_spread():
+    def row(model, median, bound, dram, spread):
+        r = _zoo_row(model, 10, [median] * 3, roofline=bound, memory=1)
+        return {**r, "of_roofline": bound / median, "roofline_dram_ms": dram, "spread": spread,
+                "beats_bound": bound / median > 1 + spread}
+    rows = [row("a", 1.0, 0.8, 1.5, 0.05),     # under its bound; over the DRAM-only one
+            row("b", 1.0, 1.04, 1.04, 0.05),   # 4% over, within its 5% spread: not beaten
+            row("c", 1.0, 1.3, 2.0, 0.05),     # beaten
+            _zoo_row("d", 10, [1.0] * 3)]      # no bound: not counted
+    check = bound_check(rows)
+    assert check["rows"] == 3 and check["beating"] == 1 and check["beating_dram"] == 2
+    assert [b["model"] for b in check["beaten"]] == ["c"] and check["max_of_roofline"]["model"] == "c"
+    assert check["median_of_roofline"] == pytest.approx(1.04)
+    assert zoo_summary(rows)["ort"]["bound"]["beating"] == 1

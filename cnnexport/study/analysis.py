@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import os
+import statistics
 from pathlib import Path
 
 import numpy as np
@@ -202,10 +203,31 @@ def predictor_spearman(rows: list[dict]) -> dict:
     sel = [r for r in rows if r.get("macs") and r.get("memory_access_bytes") and r.get("roofline_ms")]
     lat = [_latency(r) for r in sel]
     if len(sel) < 3:
-        return {"models": len(sel), "macs": None, "memory_access": None, "roofline": None}
+        return {"models": len(sel), "macs": None, "memory_access": None, "roofline": None, "roofline_dram": None}
+    dram = [r.get("roofline_dram_ms") for r in sel]
     return {"models": len(sel), "macs": spearman([r["macs"] for r in sel], lat),
             "memory_access": spearman([r["memory_access_bytes"] for r in sel], lat),
-            "roofline": spearman([r["roofline_ms"] for r in sel], lat)}
+            "roofline": spearman([r["roofline_ms"] for r in sel], lat),
+            "roofline_dram": spearman(dram, lat) if all(dram) else None}
+
+
+def bound_check(rows: list[dict]) -> dict:
+    """Is the roofline a bound on these rows? How many have one, how many ran faster than it beyond
+    their own round spread (``beats_bound``) and how many would beat the DRAM-only bound, the median
+    and highest bound / latency, and the rows that beat it (model, of_roofline, spread)."""
+    def of(r: dict, key: str = "roofline_ms") -> float:
+        return r[key] / r["median_ms"]
+    sel = [r for r in rows if r.get("roofline_ms")]
+    beaten = [r for r in sel if r.get("beats_bound")]
+    top = max(sel, key=of, default=None)
+    return {"rows": len(sel), "beating": len(beaten),
+            "beating_dram": sum(of(r, "roofline_dram_ms") > 1 + (r.get("spread") or 0)
+                                for r in sel if r.get("roofline_dram_ms")),
+            "median_of_roofline": statistics.median(of(r) for r in sel) if sel else None,
+            "max_of_roofline": top and {"model": top["model"], "of_roofline": of(top), "spread": top.get("spread")},
+            "beaten": [{"model": r["model"], "of_roofline": of(r), "spread": r.get("spread")}
+                       for r in sorted(beaten, key=lambda r: -of(r))],
+            "limits_noisy": sum(bool(r.get("limits_noisy")) for r in sel)}
 
 
 def micronet_predictors(rows: list[dict], widths: list[int]) -> dict:
@@ -283,6 +305,7 @@ def zoo_summary(rows: list[dict], batch: int = 1) -> dict:
             "predictors": {"zoo": predictor_spearman(sel),
                            "depthwise_heavy": predictor_spearman([r for r in sel if depthwise_heavy(r["model"])])},
             "matched_macs": inversions(sel),
+            "bound": bound_check(sel),
             "table8_budgets": budget_agreement(sel),
             "gmacs_per_s": {r["model"]: r.get("gmacs_per_s") for r in sorted(sel, key=lambda r: r["macs"])},
         }
