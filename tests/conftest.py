@@ -1,4 +1,6 @@
 import json
+import subprocess
+import sys
 import signal
 from pathlib import Path
 
@@ -111,3 +113,23 @@ def export_uncapturable(tmp_path: Path, flag: str):
                            flag, "-o", str(tmp_path / "out")], cwd=tmp_path, capture_output=True, text=True,
                           timeout=300)
     return proc, [ln for ln in proc.stderr.splitlines() if ln.strip()]
+
+
+CNNEXPORT = str(Path(sys.executable).with_name("cnnexport"))  # the console script, as a user runs it
+
+
+def run_cli(*args, cwd=None, env=None, timeout=600):
+    """The installed console script in a child process, as a user runs it (not `python -m cnnexport`:
+    that puts the current folder on sys.path by itself)."""
+    return subprocess.run([CNNEXPORT, *args], capture_output=True, text=True, cwd=cwd, env=env, timeout=timeout)
+
+
+def run_cli_without(package, *args, cwd=None):
+    """The CLI in a process where importing ``package`` fails, as on a machine without it."""
+    block = ("import sys, importlib.abc\n"
+             "class Absent(importlib.abc.MetaPathFinder):\n"
+             "    def find_spec(self, name, path=None, target=None):\n"
+             f"        if name.split('.')[0] == {package!r}: raise ModuleNotFoundError(name, name=name)\n"
+             "sys.meta_path.insert(0, Absent())\n"
+             "from cnnexport.cli import main; sys.argv = ['cnnexport'] + sys.argv[1:]; main()\n")
+    return subprocess.run([sys.executable, "-c", block, *args], capture_output=True, text=True, timeout=600, cwd=cwd)

@@ -17,6 +17,7 @@ from cnnexport.bench.rows import ROW_FIELDS, paired, pick, rows_from, spread
 from cnnexport.bench.schedule import run_jobs
 from cnnexport.cli import cli
 from cnnexport.models import create_model
+from conftest import run_cli
 
 
 class FakeClock:
@@ -386,3 +387,28 @@ def test_bench_and_the_studies_refuse_to_time_an_emulator(tmp_path, monkeypatch)
         assert not (tmp_path / "o").exists()
     monkeypatch.delenv(EMULATED_ENV)
     assert cpu_facts()["emulated"] is None
+
+
+def test_bench_measures_files_whose_input_size_is_dynamic(small_net, tmp_path):
+    """An OpenVINO IR converted from a torch module (every input dimension dynamic) and an ONNX file
+    with dynamic height and width: ``--input-size`` fills what they leave open."""
+    import openvino as ov
+    import torch
+
+    ov.save_model(ov.convert_model(small_net, example_input=torch.zeros(1, 3, 32, 32)), str(tmp_path / "net.xml"))
+    torch.onnx.export(small_net, torch.zeros(1, 3, 32, 32), str(tmp_path / "net.onnx"), dynamo=False,
+                      input_names=["x"], dynamic_axes={"x": {0: "n", 2: "h", 3: "w"}})
+    files = [str(tmp_path / "net.xml"), str(tmp_path / "net.onnx")]
+    quick = ["--runs", "3", "--min-time", "0", "--warmup", "1", "--rounds", "1", "--no-ceiling"]
+    refused = run_cli("bench", files[0], *quick)
+    assert refused.returncode == 2 and "--input-size" in refused.stderr and "Traceback" not in refused.stderr
+    proc = run_cli("bench", *files, "--input-size", "32", "--batch", "2", *quick, "--json")
+    assert proc.returncode == 0, proc.stderr
+    rows = json.loads(proc.stdout)["rows"]
+    assert {r["runtime"] for r in rows} == {"openvino", "onnxruntime"} and all(r["batch"] == 2 for r in rows)
+    onnx_row = next(r for r in rows if r["runtime"] == "onnxruntime")
+    from cnnexport.exporter.profile_torch import profile_module
+
+    assert onnx_row["macs"] == profile_module(small_net, (1, 3, 32, 32)).macs  # profiled at the size given
+    wrong = run_cli("bench", files[1], "--input-size", "1,32,32", *quick)
+    assert wrong.returncode == 2 and "does not fit" in wrong.stderr

@@ -15,6 +15,7 @@ from click.testing import CliRunner
 from cnnexport.cli import cli
 from cnnexport.errors import EXIT_CODES
 from cnnexport.models import create_model
+from conftest import CNNEXPORT, run_cli, run_cli_without
 
 
 def run(*args, cwd=None):
@@ -264,9 +265,238 @@ def test_help_does_not_import_torch():
 @pytest.mark.parametrize("args", [["lenet5"], ["profile", "resnet50"], ["bench", "lenet5"]])
 def test_a_command_that_needs_torch_on_a_torch_free_install_says_so(args, tmp_path):
     """The deploy install has no torch: a model name (export, profile, bench) needs it; exit 6, one line."""
-    from test_new_user import _cli_without
-
-    proc = _cli_without("torch", *args, cwd=tmp_path)
+    proc = run_cli_without("torch", *args, cwd=tmp_path)
     assert proc.returncode == 6 and "Traceback" not in proc.stderr, proc.stderr
     (line,) = [ln for ln in proc.stderr.splitlines() if ln.strip()]
     assert "needs PyTorch" in line and "pip install torch" in line
+
+
+_USER_PACKAGE = '''
+import torch
+from torch import nn
+
+
+class LayerNorm2d(nn.LayerNorm):
+    """ConvNeXt's: a LayerNorm over the channels of an NCHW tensor (a subclass of nn.LayerNorm)."""
+
+    def forward(self, x):
+        return super().forward(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
+
+
+class StochasticDepth(nn.Module):
+    """torchvision's: drops whole residual branches while training, the identity at eval."""
+
+    def __init__(self, p):
+        super().__init__()
+        self.p = p
+
+    def forward(self, x):
+        if not self.training or self.p == 0:
+            return x
+        keep = torch.empty([x.shape[0]] + [1] * (x.dim() - 1)).bernoulli_(1 - self.p)
+        return x * keep / (1 - self.p)
+
+
+class DropPath(StochasticDepth):
+    """timm's name for the same thing."""
+
+
+class Net(nn.Module):
+    def __init__(self, num_classes=5):
+        super().__init__()
+        self.stem = nn.Conv2d(3, 8, 3, padding=1)
+        self.norm = LayerNorm2d(8)
+        self.body = nn.Conv2d(8, 8, 3, padding=1)
+        self.sd1, self.sd2, self.dp = StochasticDepth(0.1), StochasticDepth(0.2), DropPath(0.1)
+        self.head_norm = nn.LayerNorm(8)
+        self.drop = nn.Dropout(0.3)
+        self.fc = nn.Linear(8, num_classes)
+
+    def forward(self, x):
+        x = self.norm(self.stem(x))
+        x = x + self.sd1(self.body(x))
+        x = x + self.sd2(self.body(x)) + self.dp(x)
+        return self.fc(self.drop(self.head_norm(x.mean((2, 3)))))
+
+
+def build_net(num_classes=5):
+    torch.manual_seed(0)
+    return Net(num_classes)  # nn.Module's default: training mode
+'''
+
+
+def _user_project(root):
+    """A user's project folder: ``mypkg/models.py`` with ``build_net``, not installed."""
+    (root / "mypkg").mkdir(parents=True)
+    (root / "mypkg" / "__init__.py").write_text("")
+    (root / "mypkg" / "models.py").write_text(_USER_PACKAGE)
+    return root
+
+
+def test_export_from_the_users_own_project_folder(tmp_path):
+    """`cnnexport export mypkg.models:build_net` run in the folder that holds mypkg: subclassed
+    normalisations counted, stochastic depth listed, the training mode recorded as handed over."""
+    project = _user_project(tmp_path / "project")
+    proc = run_cli("export", "mypkg.models:build_net", "--input-size", "16", "-o", str(tmp_path / "out"), "--json",
+                cwd=project)
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(proc.stdout)
+    kept = {k["type"]: k for k in report["graph"]["kept_normalizations"]}
+    assert kept["LayerNorm2d"]["count"] == 1 and kept["LayerNorm2d"]["kind"] == "LayerNorm"
+    assert kept["LayerNorm"]["count"] == 1
+    assert sum(k["count"] for k in kept.values()) == report["graph"]["op_counts"]["LayerNormalization"]
+    prep = report["prepare"]
+    assert prep["train_only_removed"] == {"Dropout": 1, "DropPath": 1, "StochasticDepth": 2}
+    assert prep["dropout_removed"] == 4
+    assert {m["module"] for m in prep["train_only_modules"]} == {"sd1", "sd2", "dp", "drop"}
+    assert prep["was_training"] is True
+    assert any("training mode" in w for w in report["warnings"])
+    assert report["equivalence"][0]["passed"]
+
+
+def test_a_module_that_cannot_be_imported_names_the_fix(tmp_path):
+    proc = run_cli("export", "mypkg.models:build_net", cwd=tmp_path)
+    assert proc.returncode != 0 and "Traceback" not in proc.stderr
+    assert "PYTHONPATH" in proc.stderr and "pip install -e ." in proc.stderr and len(proc.stderr.splitlines()) == 1
+    project = _user_project(tmp_path / "p")
+    proc = run_cli("export", "mypkg.models:no_such_builder", cwd=project)
+    assert proc.returncode != 0 and "has no 'no_such_builder'" in proc.stderr
+
+
+def test_no_arguments_print_the_help():
+    proc = run_cli()
+    assert proc.returncode == 0 and proc.stderr == ""
+    assert proc.stdout.startswith("Usage: cnnexport") and "Commands:" in proc.stdout and "verify" in proc.stdout
+
+
+def _invoke(*args):
+    from click.testing import CliRunner
+
+    from cnnexport.cli import cli
+
+    return CliRunner().invoke(cli, list(args))
+
+
+def test_a_mistyped_command_is_not_read_as_a_model_name():
+    for typo, command in (("verfy", "verify"), ("lsit", "list"), ("benhc", "bench"), ("profil", "profile")):
+        result = _invoke(typo, "x.onnx")
+        assert result.exit_code == 2 and f"did you mean `cnnexport {command}`?" in result.stderr, result.stderr
+    unknown = _invoke("resnt50")  # close to a model, not to a command: the model suggestion stays
+    assert unknown.exit_code == 2 and "resnet50" in unknown.stderr and "cnnexport list`?" not in unknown.stderr
+
+
+def test_list_with_no_match_is_an_error():
+    result = _invoke("list", "foo*")
+    assert result.exit_code == 2 and "no model matches 'foo*'" in result.stderr and result.stdout == ""
+
+
+def test_the_cli_never_forks_itself(tmp_path):
+    """Libraries' multiprocessing children (OpenVINO telemetry) must not be forks of a process that runs
+    JAX (LiteRT) and thread pools: no at-fork handler may run in the CLI's process, through an OpenVINO
+    export and an explicit multiprocessing.Process."""
+    script = ("import os, sys, multiprocessing\n"
+              "os.register_at_fork(before=lambda: os.write(2, b'FORKED\\n'))\n"
+              "from cnnexport.cli import main\n"
+              "sys.argv = ['cnnexport'] + sys.argv[1:]\n"
+              "try:\n    main()\nexcept SystemExit as e:\n    assert not e.code, e.code\n"
+              "p = multiprocessing.Process(target=os.getpid); p.start(); p.join()\n"
+              "print(multiprocessing.get_start_method())\n")
+    env = {k: v for k, v in __import__("os").environ.items() if k not in ("CI", "TF_BUILD", "JENKINS_URL")}
+    proc = subprocess.run([sys.executable, "-c", script, "lenet5", "--openvino", "-o", str(tmp_path), "--json"],
+                          capture_output=True, text=True, timeout=600, env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert "FORKED" not in proc.stderr and "os.fork() was called" not in proc.stderr
+    assert proc.stdout.strip().splitlines()[-1] in ("forkserver", "spawn")
+
+
+def _frames_on_a_terminal(*args, cwd=None):
+    """Run the CLI on a pseudo-terminal; (seconds since start, status text) of every spinner frame drawn."""
+    import os
+    import pty
+    import re
+    import select
+    import time
+
+    pid, fd = pty.fork()
+    if pid == 0:  # the child: the CLI, with the terminal as stdin, stdout and stderr
+        if cwd:
+            os.chdir(cwd)
+        os.execv(CNNEXPORT, [CNNEXPORT, *args])
+    frames, start = [], time.monotonic()
+    while True:
+        ready, _, _ = select.select([fd], [], [], 1.0)
+        if not ready:
+            continue
+        try:
+            data = os.read(fd, 65536)
+        except OSError:  # the CLI exited and the terminal closed
+            break
+        if not data:
+            break
+        text = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", data.decode(errors="replace"))
+        frames += [(time.monotonic() - start, m.group(1).strip())
+                   for m in re.finditer(r"[⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏]\s*([^\r\n]*)", text)]
+    _, status = os.waitpid(pid, 0)
+    return frames, os.waitstatus_to_exitcode(status)
+
+
+def test_the_spinner_names_every_stage_and_keeps_turning_through_converters(tmp_path):
+    """The TFLite and ncnn converters run with fds 1 and 2 redirected and some native code holds the
+    GIL: the spinner (drawn by its own process) must still show each stage while it runs."""
+    frames, code = _frames_on_a_terminal("lenet5", "--weights", "digits", "--tflite", "--ncnn", "-o",
+                                         str(tmp_path / "o"))
+    assert code == 0
+    stages = [text.split(": ", 1)[1] for _, text in frames if ": " in text]
+    for stage in ("load", "export", "simplify", "convert tflite", "convert ncnn", "verify"):
+        assert stage in stages, (stage, sorted(set(stages)))
+    order = [s for i, s in enumerate(stages) if i == 0 or stages[i - 1] != s]
+    assert order.index("convert tflite") < order.index("convert ncnn") < order.index("verify")
+    # frames keep coming (rich draws ~12 a second); a frozen display left gaps of 9-17 s
+    gaps = [b[0] - a[0] for a, b in zip(frames, frames[1:])]
+    assert max(gaps) < 3.0, max(gaps)
+
+
+def _wait_for_staged(out, proc, pattern: str, timeout: float = 600.0) -> bool:
+    """Poll the run's staging folder until a file matching ``pattern`` is there (True) or the run ends."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and proc.poll() is None:
+        if any(out.glob(f".cnnexport-staging-*/{pattern}" if pattern else ".cnnexport-staging-*")):
+            return True
+        time.sleep(0.005)
+    return False
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sig,staged", [("SIGTERM", ""), ("SIGINT", "resnet18.onnx"), ("SIGKILL", "resnet18.xml")])
+def test_killed_export_leaves_no_artifact_and_keeps_the_earlier_one(tmp_path, sig, staged, foreground_signals):
+    """Kill a real `cnnexport` process at several points (as the ONNX export starts, once the ONNX file is
+    staged, once the OpenVINO file is staged and verification runs): no new file under a final name, the
+    earlier run's files byte-identical, and a re-run succeeds. The kill waits for the staged file rather than
+    a fraction of a timed run: a warm second run is faster than the first."""
+    import shutil
+    import signal
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    exe = shutil.which("cnnexport", path=str(Path(sys.executable).parent)) or "cnnexport"
+    out = tmp_path / "out"
+    cmd = [exe, "resnet18", "--input-size", "96", "--openvino", "-o", str(out), "--exporter", "dynamo"]
+    subprocess.run(cmd, check=True, capture_output=True, timeout=600)
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, preexec_fn=foreground_signals)
+    assert _wait_for_staged(out, proc, staged), "the run ended before the kill point"
+    proc.send_signal(getattr(signal, sig))
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode != 0
+    if sig != "SIGKILL":
+        assert b"Traceback" not in err
+    visible = {p.name: p.read_bytes() for p in out.iterdir() if not p.name.startswith(".")}
+    assert visible == before
+    if sig != "SIGKILL":
+        assert not list(out.glob(".cnnexport-staging-*"))  # cleaned up on the way out
+    subprocess.run(cmd, check=True, capture_output=True, timeout=600)
+    assert not list(out.glob(".cnnexport-staging-*"))  # a killed run's staging folder is removed by the next run
+    assert set(p.name for p in out.iterdir()) == set(before)

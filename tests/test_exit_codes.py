@@ -15,8 +15,10 @@ import torch
 from click.testing import CliRunner
 from torch import nn
 
+import cnnexport
 from cnnexport.cli import cli
 from cnnexport.errors import EXIT_CODES
+from conftest import run_cli, run_cli_without
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -140,3 +142,48 @@ def test_readme_documents_exactly_the_exit_codes():
     section = text.split("## Exit codes", 1)[1].split("\n## ", 1)[0]
     documented = {int(c) for row in re.findall(r"^\| ([\d /]+) \|", section, re.M) for c in row.split("/")}
     assert documented == set(EXIT_CODES)
+
+
+def test_missing_optional_extras_exit_6_and_samples_need_none(tmp_path):
+    cnnexport.export(__import__("cnnexport.models", fromlist=["x"]).create_model("lenet5", weights="digits"),
+                     (1, 1, 32, 32), tmp_path, name="lenet5", photos=False)
+    digits = run_cli_without("sklearn", "quantize", str(tmp_path / "lenet5.onnx"), "--calib", "digits")
+    assert digits.returncode == 6 and "scikit-learn" in digits.stderr and "Traceback" not in digits.stderr
+    samples = run_cli_without("skimage", "quantize", str(tmp_path / "lenet5.onnx"), "--calib", "samples",
+                           "--calib-count", "20", "-o", str(tmp_path / "s.int8.onnx"))
+    assert samples.returncode == 0, samples.stderr
+    plot = run_cli_without("matplotlib", "study", "zoo", "--models", "lenet5")
+    assert plot.returncode == 6 and "matplotlib" in plot.stderr and "Traceback" not in plot.stderr
+
+
+def test_weights_that_are_no_checkpoint_or_another_models_bundle(tmp_path):
+    import torch
+
+    text = tmp_path / "notes.pth"
+    text.write_text("this is not a checkpoint\n")
+    proc = run_cli("lenet5", "--weights", str(text), "-o", str(tmp_path / "o"))
+    assert proc.returncode == 3 and "is not a PyTorch checkpoint" in proc.stderr and "run code" not in proc.stderr
+    whole = tmp_path / "whole.pth"
+    torch.save({"w": torch.zeros(3)}, whole)
+    (tmp_path / "cut.pth").write_bytes(whole.read_bytes()[:300])
+    proc = run_cli("lenet5", "--weights", str(tmp_path / "cut.pth"), "-o", str(tmp_path / "o"))
+    line = proc.stderr.strip()
+    assert proc.returncode == 3 and "corrupt" in line and len(proc.stderr.splitlines()) == 1
+    inner = line.split("checkpoint (", 1)[1]
+    if inner.endswith("...)"):  # cut: at a word boundary, never mid-word
+        kept, whole = inner[:-4], whole_message(tmp_path / "cut.pth")
+        assert whole.startswith(kept) and whole[len(kept)] in " ,;:."
+    proc = run_cli("resnet50", "--weights", "digits", "-o", str(tmp_path / "o"))
+    assert proc.returncode == 3 and "ship for lenet5, shufflenet_v2_x0_5 only" in proc.stderr
+    assert not (tmp_path / "o").exists()
+
+
+def whole_message(path):
+    """The error torch.load gives for ``path``, whole and on one line."""
+    import torch
+
+    try:
+        torch.load(path, weights_only=True)
+    except Exception as exc:
+        return " ".join(str(exc).split())
+    return ""

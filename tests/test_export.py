@@ -12,7 +12,8 @@ import cnnexport
 from cnnexport.errors import ExportError, OutputError, UsageError, VerificationError
 from cnnexport.exporter import check
 from cnnexport.models import create_model
-from conftest import SmallNet, randomize_bn_stats
+from cnnexport.calib import sample_image_paths
+from conftest import SmallNet, randomize_bn_stats, run_cli_without
 
 REPORT_KEYS = {"model", "params", "input_shape", "artifacts", "graph", "equivalence", "timings_s", "warnings",
                "versions"}
@@ -305,3 +306,165 @@ def test_auto_exporter_falls_back_to_dynamo_where_torchscript_has_no_conversion(
     assert report["equivalence"][0]["passed"]
     plain = cnnexport.export(nn.Sequential(nn.Conv2d(3, 4, 3)).eval(), (1, 3, 8, 8), tmp_path / "p", photos=False)
     assert plain["exporter"] == "torchscript"  # auto keeps TorchScript wherever it works
+
+
+def test_photo_check_runs_without_scikit_image(tmp_path):
+    """The quick start's `pip install .` has no scikit-image: the real-photograph check must still run."""
+    assert len(sample_image_paths()) == 6
+    assert all("cnnexport" in p.parts and p.stat().st_size < 100_000 for p in sample_image_paths())
+    proc = run_cli_without("skimage", "lenet5", "--weights", "digits", "-o", str(tmp_path), "--json")
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(proc.stdout)
+    (eq,) = report["equivalence"]
+    photos = [p for p in eq["per_input"] if p["input"] == "photos"]
+    assert photos and photos[0]["samples"] == 6 and eq["samples"] == 1 + 3 + 6
+    assert report["warnings"] == []
+
+
+def test_an_input_photographs_cannot_fill_is_a_warning_not_a_silent_skip(tmp_path):
+    import torch
+
+    two_channel = torch.nn.Sequential(torch.nn.Conv2d(2, 4, 3), torch.nn.Flatten(), torch.nn.LazyLinear(3))
+    two_channel(torch.zeros(1, 2, 16, 16))
+    report = cnnexport.export(two_channel.eval(), (1, 2, 16, 16), tmp_path, name="m")
+    assert {p["input"] for p in report["equivalence"][0]["per_input"]} == {"random_b1", "random_b3"}
+    assert any("random inputs only" in w for w in report["warnings"])
+
+
+def _convnext_like():
+    """Two ConvNeXt blocks: depthwise conv, permute to NHWC, LayerNorm over the last axis,
+    Linear-GELU-Linear, permute back, layer scale, in-place residual add. A batch-1 example made
+    torch.export pin the batch here ("Invalid ranges [2:1]")."""
+    import torch
+    from torch import nn
+
+    class Block(nn.Module):
+        def __init__(self, c=8):
+            super().__init__()
+            self.dw = nn.Conv2d(c, c, 7, padding=3, groups=c)
+            self.norm = nn.LayerNorm(c)
+            self.fc1, self.act, self.fc2 = nn.Linear(c, 4 * c), nn.GELU(), nn.Linear(4 * c, c)
+            self.layer_scale = nn.Parameter(torch.full((c, 1, 1), 0.5))
+
+        def forward(self, x):
+            y = self.dw(x).permute(0, 2, 3, 1)
+            y = self.fc2(self.act(self.fc1(self.norm(y)))).permute(0, 3, 1, 2)
+            y = self.layer_scale * y
+            y += x
+            return y
+
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Conv2d(3, 8, 4, 4), Block(), Block(), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+                         nn.Linear(8, 5)).eval()
+
+
+def test_dynamo_keeps_the_batch_dynamic_through_permute_layernorm_linear(tmp_path):
+    from cnnexport.exporter.graph import check
+
+    report = cnnexport.export(_convnext_like(), (1, 3, 32, 32), tmp_path, name="cnx", exporter="dynamo")
+    assert check(tmp_path / "cnx.onnx").dynamic_batch
+    assert report["equivalence"][0]["passed"]
+    assert {p["input"] for p in report["equivalence"][0]["per_input"]} >= {"random_b1", "random_b3"}
+
+
+def test_dynamo_failure_names_its_cause_without_the_banner(tmp_path):
+    import pytest
+    from torch import nn
+
+    from cnnexport.errors import ExportError
+
+    class DataDependent(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(3, 4, 3)
+
+        def forward(self, x):
+            y = self.conv(x)
+            return (y * 2 if y.sum() > 0 else y).mean((2, 3))
+
+    class BranchesOnBatch(DataDependent):
+        def forward(self, x):
+            y = self.conv(x)
+            return (y * 2 if x.shape[0] == 2 else y).mean((2, 3))
+
+    with pytest.raises(ExportError) as info:
+        cnnexport.export(DataDependent().eval(), (1, 3, 16, 16), tmp_path / "a", exporter="dynamo")
+    message = str(info.value)
+    assert "data-dependent" in message and "\x1b" not in message and "step 1/3" not in message
+    assert "--exporter torchscript" in message and "--batch" not in message
+    with pytest.raises(ExportError) as info:
+        cnnexport.export(BranchesOnBatch().eval(), (1, 3, 16, 16), tmp_path / "b", exporter="dynamo")
+    assert "batch" in str(info.value) and "--batch N" in str(info.value)
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+    static = cnnexport.export(BranchesOnBatch().eval(), (2, 3, 16, 16), tmp_path / "c", exporter="dynamo",
+                              dynamic_batch=False)
+    assert static["equivalence"][0]["passed"]
+
+
+def test_the_api_names_files_after_the_registry_name(tmp_path):
+    from cnnexport.models import create_model
+
+    report = cnnexport.export(create_model("resnet18"), (1, 3, 32, 32), tmp_path, photos=False)
+    assert report["model"] == "resnet18" and (tmp_path / "resnet18.onnx").is_file()
+
+
+def test_tiny_outputs_get_a_relative_tolerance_and_a_warning(tmp_path):
+    import torch
+    from torch import nn
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.Flatten(), nn.Linear(4 * 6 * 6, 5)).eval()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.mul_(1e-5)
+    report = cnnexport.export(model, (1, 3, 8, 8), tmp_path / "o", name="tiny", photos=False)
+    (eq,) = report["equivalence"]
+    assert eq["output_scale"] < 1e-6 and eq["tolerance"] == eq["output_scale"] * 1e-4
+    assert eq["tolerance_rule"] == "1e-04 x max |output|"
+    assert any("near zero" in w for w in report["warnings"])
+    big = cnnexport.export(nn.Sequential(nn.Conv2d(3, 4, 3)).eval(), (1, 3, 8, 8), tmp_path / "b", photos=False)
+    assert not any("near zero" in w for w in big["warnings"])
+
+
+def _with_file_size_limit(limit_bytes: int):
+    """preexec_fn: the kernel refuses writes past ``limit_bytes`` (EFBIG), like a full small disk."""
+    import resource
+    import signal
+
+    def apply():
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # fail the write instead of killing the process
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit_bytes, limit_bytes))
+    return apply
+
+
+@pytest.mark.parametrize("limit", [200_000, 3_000_000])
+def test_full_disk_is_one_line_and_leaves_nothing(tmp_path, limit):
+    """A write that the file system refuses (kernel file-size limit: the ONNX file at 200 kB, the
+    OpenVINO weights at 3 MB) ends with exit 4, one line, and no file, staged or final."""
+    import shutil
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    exe = shutil.which("cnnexport", path=str(Path(sys.executable).parent)) or "cnnexport"
+    out = tmp_path / "out"
+    proc = subprocess.run([exe, "resnet18", "--input-size", "64", "--openvino", "-o", str(out)],
+                          capture_output=True, text=True, timeout=600, preexec_fn=_with_file_size_limit(limit))
+    lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+    assert proc.returncode == 4, proc.stderr
+    assert len(lines) == 1 and lines[0].startswith("error: no room to write") and "File too large" in lines[0]
+    assert not out.exists() or not any(out.iterdir())
+
+
+def test_model_over_the_protobuf_limit_is_refused_before_writing(tmp_path):
+    """A 2.5 GiB model (meta tensors: no memory used) gets a clear error and no output folder."""
+    import torch
+
+    import cnnexport
+    from cnnexport.errors import UsageError
+
+    with torch.device("meta"):
+        big = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 224 * 224, 4400))
+    with pytest.raises(UsageError, match="2 GiB single-file limit"):
+        cnnexport.export(big, (1, 3, 224, 224), tmp_path / "out")
+    assert not (tmp_path / "out").exists()

@@ -166,3 +166,12 @@ def test_the_deploy_side_never_loads_torch():
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "False"
+
+
+def test_repository_hygiene():
+    root = Path(__file__).parents[1]
+    readme = (root / "README.md").read_text()
+    for link in ("DESIGN.md",):
+        assert link not in readme or (root / link).is_file()
+    ignored = (root / ".gitignore").read_text().split()
+    assert "out/" in ignored and "exports/" in ignored  # the README's example output folders

@@ -300,3 +300,20 @@ def test_prepare_limit_makes_only_the_first_changes():
     assert len(full.changes) >= 4
     _, first_two = prepare_with_summary(model, limit=2)
     assert first_two.changes == full.changes[:2]
+
+
+def test_a_random_op_that_is_not_the_identity_at_eval_is_kept(tmp_path):
+    import torch
+    from torch import nn
+
+    from cnnexport.exporter.prepare import prepare_with_summary
+
+    class NoisyDropout(nn.Module):  # its name says dropout, but it adds noise at eval too
+        def forward(self, x):
+            return x + 0.1
+
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), NoisyDropout(), nn.Dropout(0.5)).eval()
+    prepared, summary = prepare_with_summary(model)
+    assert summary.as_dict()["train_only_removed"] == {"Dropout": 1}
+    x = torch.randn(1, 3, 8, 8)
+    assert torch.equal(prepared(x), model(x))

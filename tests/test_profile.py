@@ -17,6 +17,7 @@ from cnnexport.exporter.profile_onnx import compare, profile_onnx
 from cnnexport.exporter.profile_torch import profile_module
 from cnnexport.exporter.simplify import simplify
 from cnnexport.models import create_model, list_models, model_info
+from conftest import run_cli
 
 WITH_MACS = [n for n in list_models() if model_info(n).macs]
 
@@ -191,3 +192,63 @@ def test_tensorboard_event_file_holds_the_expected_tags(tmp_path):
     assert "weights_before_fold/conv1" in tags["histograms"] and "weights_after_fold/conv1" in tags["histograms"]
     assert len([t for t in tags["histograms"] if t.startswith("weights_after_fold/")]) == 21  # 20 convs + fc
     assert "inputs/samples" in tags["images"] and "weight_range_growth_after_fold" in tags["scalars"]
+
+
+def _plain_shufflenet(tmp_path):
+    """A plain ``torch.onnx.export`` (static batch 1, no simplification): the channel shuffle stays
+    Shape -> Gather -> Reshape, which ONNX shape inference cannot resolve."""
+    import torch
+
+    from cnnexport.models import create_model
+
+    path = tmp_path / "plain.onnx"
+    torch.onnx.export(create_model("shufflenet_v2_x1_0").eval(), torch.zeros(1, 3, 224, 224), str(path),
+                      dynamo=False, opset_version=17)
+    return path
+
+
+def test_profile_of_a_plain_export_resolves_every_shape(tmp_path):
+    from cnnexport.exporter.profile_onnx import macs_per_image
+    from cnnexport.exporter.profile_onnx import profile_onnx
+    from cnnexport.exporter.profile_torch import profile_module
+    from cnnexport.models import create_model
+
+    prof = profile_onnx(_plain_shufflenet(tmp_path))
+    torch_macs = profile_module(create_model("shufflenet_v2_x1_0"), (1, 3, 224, 224)).macs
+    assert prof.complete and prof.notes == []
+    assert abs(prof.macs / torch_macs - 1) < 0.01 and 140e6 < prof.macs < 150e6
+    assert macs_per_image(tmp_path / "plain.onnx") == prof.macs
+
+
+def _mystery_onnx(path):
+    """Conv -> an op of a custom domain (no shape function, no kernel) -> Conv: shapes after it are unknowable."""
+    import numpy as np
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    w = numpy_helper.from_array(np.ones((4, 3, 3, 3), np.float32), "w")
+    w2 = numpy_helper.from_array(np.ones((4, 4, 1, 1), np.float32), "w2")
+    graph = helper.make_graph(
+        [helper.make_node("Conv", ["x", "w"], ["a"], name="conv1"),
+         helper.make_node("Mystery", ["a"], ["b"], name="mystery", domain="com.example"),
+         helper.make_node("Conv", ["b", "w2"], ["y"], name="conv2")],
+        "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 8, 8])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["n", "c", "h", "w"])], [w, w2])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("com.example", 1)])
+    onnx.save(model, str(path))
+    return path
+
+
+def test_unknown_costs_make_the_profile_a_lower_bound_and_bench_leaves_gmacs_empty(tmp_path):
+    from cnnexport.exporter.profile_onnx import macs_per_image
+    from cnnexport.exporter.profile_onnx import profile_onnx
+
+    path = _mystery_onnx(tmp_path / "mystery.onnx")
+    prof = profile_onnx(path)
+    assert not prof.complete and prof.unknown_shape_nodes == 2 and prof.macs == 36 * 4 * 27
+    assert prof.as_dict()["totals_are_lower_bounds"] and "lower bounds" in prof.notes[0]
+    assert macs_per_image(path) is None  # bench: no GMAC/s or % of ceiling from a lower bound
+    proc = run_cli("profile", str(path))
+    assert proc.returncode == 0, proc.stderr
+    macs_line = next(line for line in proc.stdout.splitlines() if "MACs" in line)
+    assert ">= " in macs_line and "lower bound" in macs_line

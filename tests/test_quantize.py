@@ -19,6 +19,7 @@ from cnnexport.exporter.quantize_ort import decide_reduce_range, quantize_onnx
 from cnnexport.exporter.verify import int8_figures, sqnr_db
 from cnnexport.models import create_model
 from cnnexport.runtimes import load
+from conftest import run_cli
 
 
 @pytest.fixture(scope="module")
@@ -288,3 +289,17 @@ def test_int8_tolerance_is_enforced(tmp_path):
                                       "--int8-min-cosine", "1.0", "-o", str(tmp_path / "o")])
     assert result.exit_code == 5 and "lenet5.int8.onnx does not match PyTorch" in result.stderr
     assert not (tmp_path / "o").exists()
+
+
+def test_export_int8_summary_shows_the_gated_mean_cosine_and_the_accuracy(tmp_path):
+    proc = run_cli("lenet5", "--weights", "digits", "--int8", "--calib", "digits", "--calib-count", "100", "-o",
+                str(tmp_path))
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads((tmp_path / "report.json").read_text())
+    eq = next(e for e in report["equivalence"] if e["artifact"] == "lenet5.int8.onnx")
+    assert eq["tolerance"].startswith("mean cosine >=") and eq["cosine_min"] <= eq["cosine_mean"]
+    cosine_row = next(line for line in proc.stdout.splitlines() if line.startswith("│ cosine"))
+    assert f"mean {eq['cosine_mean']:.4f} (min {eq['cosine_min']:.4f})" in cosine_row
+    assert eq["samples"] == 450 and 0.9 < eq["accuracy_int8"] <= 1
+    accuracy_row = next(line for line in proc.stdout.splitlines() if line.startswith("│ accuracy"))
+    assert f"int8 {eq['accuracy_int8']:.2%}" in accuracy_row and f"fp32 {eq['accuracy_fp32']:.2%}" in accuracy_row

@@ -10,13 +10,14 @@ import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
+from onnx import TensorProto, helper, numpy_helper
 
 import cnnexport
 from cnnexport.cli import cli
-from cnnexport.errors import UsageError
+from cnnexport.errors import InvalidModelFileError, UsageError
 from cnnexport.models import create_model
 from cnnexport.runtimes import load, run_nchw
-from conftest import SmallNet, randomize_bn_stats
+from conftest import SmallNet, randomize_bn_stats, run_cli
 
 ALL_FORMATS = ("onnx", "openvino", "tflite", "ncnn")
 RUNTIME_OF = {"onnx": "onnxruntime", "openvino": "openvino", "tflite": "tflite", "ncnn": "ncnn"}
@@ -349,3 +350,71 @@ def test_plain_defaults_give_the_verified_numbers_once_openvino_honours_the_ir_e
     else:  # OpenVINO 2026.4 on a bf16 CPU: plain defaults compute bf16; the config file gives the verified numbers
         assert error(plain) > tolerance
         assert error(load(out / "small.xml").compiled) <= tolerance
+
+
+def test_verify_names_a_reference_made_for_another_model(tmp_path):
+    from cnnexport.models import create_model
+
+    cnnexport.export(create_model("lenet5", weights="digits"), (1, 1, 32, 32), tmp_path / "a", name="lenet5",
+                     photos=False, formats=("onnx", "openvino"))
+    cnnexport.export(create_model("lenet5"), (1, 1, 32, 32), tmp_path / "b", name="untrained", photos=False)
+    cnnexport.export(create_model("resnet18"), (1, 3, 32, 32), tmp_path / "c", name="resnet18", photos=False)
+    ref = str(tmp_path / "a" / "reference.npz")
+    same_shape = run_cli("verify", str(tmp_path / "b" / "untrained.onnx"), "--reference", ref)
+    assert same_shape.returncode == 5 and "made for model 'lenet5'" in same_shape.stderr
+    assert "not for 'untrained.onnx'" in same_shape.stderr
+    other_shape = run_cli("verify", str(tmp_path / "c" / "resnet18.onnx"), "--reference", ref)
+    assert other_shape.returncode == 2 and "1x32x32 inputs for model 'lenet5'" in other_shape.stderr
+    assert "takes 3x32x32" in other_shape.stderr
+    assert run_cli("verify", str(tmp_path / "a" / "lenet5.onnx"), "--reference", ref).returncode == 0
+    odd = tmp_path / "lenet5.weird"
+    odd.write_bytes((tmp_path / "a" / "lenet5.onnx").read_bytes())
+    proc = run_cli("verify", str(odd), "--reference", ref)
+    assert proc.returncode == 2 and "None" not in proc.stderr and "'.weird' files" in proc.stderr
+
+
+def test_a_truncated_openvino_file_names_the_cause(tmp_path):
+    from cnnexport.models import create_model
+
+    cnnexport.export(create_model("lenet5"), (1, 1, 32, 32), tmp_path, name="lenet5", photos=False,
+                     formats=("onnx", "openvino"))
+    xml = tmp_path / "lenet5.xml"
+    data = xml.read_bytes()  # cut after the first whole layer: the parser's message then does not depend on
+    xml.write_bytes(data[:data.index(b"</layer>") + len(b"</layer>")])  # what a fixed byte offset falls in
+    proc = run_cli("verify", str(xml), "--reference", str(tmp_path / "reference.npz"))
+    assert proc.returncode == 8 and "mismatch" in proc.stderr and "core.cpp" not in proc.stderr
+
+
+def _model_with_external(tmp_path, location: str):
+    w = numpy_helper.from_array(np.ones((4, 4), np.float32), "w")
+    w.data_location = TensorProto.EXTERNAL
+    w.ClearField("raw_data")
+    for key, value in (("location", location), ("offset", "0"), ("length", "64")):
+        entry = w.external_data.add()
+        entry.key, entry.value = key, value
+    graph = helper.make_graph([helper.make_node("MatMul", ["x", "w"], ["y"])], "g",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])], [w])
+    path = tmp_path / "m.onnx"
+    with open(path, "wb") as f:
+        f.write(helper.make_model(graph).SerializeToString())
+    return path
+
+
+@pytest.mark.parametrize("location", ["../../etc/passwd", "/etc/passwd", "sub/../../outside.bin"])
+def test_external_data_outside_the_model_folder_is_refused(tmp_path, location):
+    path = _model_with_external(tmp_path, location)
+    with pytest.raises(InvalidModelFileError, match="outside its folder"):
+        load(path)
+    for args in (["fold", str(path), "-o", str(tmp_path / "f.onnx")], ["profile", str(path)],
+                 ["bench", str(path)]):
+        result = CliRunner().invoke(cli, args)
+        assert result.exit_code == 8 and "outside its folder" in result.stderr, (args, result.output)
+    assert not (tmp_path / "f.onnx").exists()
+
+
+def test_external_data_inside_the_folder_is_read(tmp_path):
+    np.ones((4, 4), np.float32).tofile(tmp_path / "w.bin")
+    path = _model_with_external(tmp_path, "w.bin")
+    out = load(path).run(np.ones((1, 4), np.float32))[0]
+    np.testing.assert_allclose(out, np.full((1, 4), 4.0))

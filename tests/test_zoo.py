@@ -242,3 +242,11 @@ def test_concat_shuffle_is_cat_then_channel_shuffle(shape):
     a, b = torch.randn(shape), torch.randn(shape)
     expected = channel_shuffle(torch.cat((a, b), 1), 2)
     assert torch.equal(concat_shuffle(a, b), expected)
+
+
+def test_papers_and_arxiv_ids_name_the_same_paper():
+    from cnnexport.models import model_info
+
+    tv, orig = model_info("alexnet"), model_info("alexnet_lrn")
+    assert tv.arxiv == "1404.5997" and "One weird trick" in tv.paper
+    assert orig.arxiv == "" and "NeurIPS 2012" in orig.paper and "Krizhevsky" in orig.paper
