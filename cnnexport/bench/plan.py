@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ..errors import UsageError
+from ..listopt import parse_list
 from ..exporter.formats import bf16_formats, by_runtime, fp16_formats, int8_formats
 from ..runtimes import ALIASES, CUDA_RUNTIMES, MODULE_RUNTIMES, RUNTIMES, check_model_file, runtime_for
 from ..roofline import ModelCosts
@@ -41,10 +42,8 @@ def parse_runtimes(text: str | None) -> list[str]:
 
 
 def parse_precisions(text: str) -> list[str]:
-    names = [p.strip().lower() for p in text.split(",") if p.strip()]
-    if not names or any(p not in PRECISIONS for p in names):
-        raise UsageError(f"bad --precision '{text}'; choose from {', '.join(PRECISIONS)}, comma-separated (fp32,int8)")
-    return list(dict.fromkeys(names))
+    return parse_list(text, "--precision", f"choose from {', '.join(PRECISIONS)}, comma-separated (fp32,int8)",
+                      item=str.lower, valid=lambda p: p in PRECISIONS, unique=True)
 
 
 def artifact_jobs(paths: list[str], runtimes: list[str], batches: list[int], threads: list[int],

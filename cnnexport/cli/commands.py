@@ -4,6 +4,7 @@ prints. Heavy imports stay inside commands so that ``cnnexport --help`` is fast.
 
 from __future__ import annotations
 
+import difflib
 import functools
 import json
 import os
@@ -17,6 +18,7 @@ from .. import __version__
 from ..exporter.formats import (ALWAYS, FORMATS, bf16_formats, file_int8_formats, fp16_formats, int8_formats,
                                 precision_of)
 from ..errors import CnnexportError, ExportError, OutputError, UsageError, VerificationError
+from ..listopt import parse_list
 from .render import (EvalProgress, ProgressBar, StageStatus, out_console, print_bench, print_eval,
                      print_export_summary, print_fold, print_guidelines, print_models, print_profile, print_quantize,
                      print_roofline, print_verify, print_zoo)
@@ -51,12 +53,14 @@ class DefaultExportGroup(click.Group):
         return super().parse_args(ctx, args)
 
     def _refuse_mistyped_command(self, word: str) -> None:
-        """``cnnexport verfy ...``: a word within 2 edits of a command that is no model is a typo."""
+        """``cnnexport verfy ...``: a word close to a command (difflib's ratio, as the registry's model
+        suggestions use) that is no model is a typo."""
         if word.startswith("-") or ":" in word or Path(word).suffix:
             return
-        distance, command = min((_edit_distance(word, c), c) for c in self.commands)
-        if distance > 2:
+        close = difflib.get_close_matches(word.lower(), list(self.commands), n=1, cutoff=0.75)
+        if not close:
             return
+        command = close[0]
         from ..models import is_registered
 
         if not is_registered(word):
@@ -77,17 +81,6 @@ class DefaultExportGroup(click.Group):
         if first_signal():  # the signal's exception was swallowed inside a library and the run went on
             _fail(*interrupted(first_signal()))
         sys.exit(rv if isinstance(rv, int) else 0)
-
-
-def _edit_distance(a: str, b: str) -> int:
-    """Levenshtein distance, with a swap of two neighbours counting as one edit ('lsit' -> 'list')."""
-    d = [[max(i, j) if min(i, j) == 0 else 0 for j in range(len(b) + 1)] for i in range(len(a) + 1)]
-    for i in range(1, len(a) + 1):
-        for j in range(1, len(b) + 1):
-            d[i][j] = min(d[i - 1][j] + 1, d[i][j - 1] + 1, d[i - 1][j - 1] + (a[i - 1] != b[j - 1]))
-            if i > 1 and j > 1 and a[i - 1] == b[j - 2] and a[i - 2] == b[j - 1]:
-                d[i][j] = min(d[i][j], d[i - 2][j - 2] + 1)
-    return d[len(a)][len(b)]
 
 
 def _is_internal(exc: BaseException) -> bool:
@@ -193,7 +186,7 @@ def refuse_unused_options(needs: dict[str, tuple[str, bool]]) -> None:
 
 
 def _keep_float(value: str) -> tuple[str, ...]:
-    return tuple(k.strip() for k in value.split(",") if k.strip())
+    return tuple(parse_list(value, "--keep-float", "give node names or auto, comma-separated")) if value.strip() else ()
 
 
 @cli.command("export")
@@ -491,13 +484,8 @@ def _profile_against_onnx(module, shape, prof) -> dict:
 
 
 def _int_list(text: str, option: str) -> list[int]:
-    try:
-        values = [int(v) for v in text.split(",") if v.strip()]
-    except ValueError:
-        values = []
-    if not values or any(v < 1 or v > 4096 for v in values):
-        raise UsageError(f"bad {option} '{text}': give comma-separated integers 1..4096, e.g. 1,2")
-    return values
+    return parse_list(text, option, "give comma-separated integers 1..4096, e.g. 1,2", item=int,
+                      valid=lambda v: 1 <= v <= 4096)
 
 
 def _load_artifact(path: str, runtime: str | None, threads: int | None = None, batch: int | None = None):
@@ -824,13 +812,7 @@ def _parse_shard(text: str | None) -> tuple[int, int] | None:
 def _floats(text: str | None, option: str) -> tuple[float, ...] | None:
     if not text:
         return None
-    try:
-        values = tuple(float(v) for v in text.split(",") if v.strip())
-    except ValueError:
-        values = ()
-    if not values:
-        raise UsageError(f"bad {option} '{text}': give comma-separated numbers, e.g. 0.485,0.456,0.406")
-    return values
+    return tuple(parse_list(text, option, "give comma-separated numbers, e.g. 0.485,0.456,0.406", item=float))
 
 
 @cli.command("eval")

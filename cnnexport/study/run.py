@@ -15,7 +15,8 @@ from ..bench.jobs import Job, file_jobs, jobs_from_report, torch_jobs
 from ..bench.rows import against_plain
 from ..bench.schedule import measure
 from ..bench.plan import ExportFn, FileCosts, ModuleCosts, ModuleMacs, PlainFn, formats_for, with_costs
-from ..errors import CnnexportError, UsageError
+from ..errors import CnnexportError
+from ..listopt import parse_list
 from ..exporter.formats import ALWAYS, by_runtime
 from ..runtimes import MODULE_RUNTIMES
 from .analysis import (alignment_effect, guideline_table, micronet_macs, micronet_name, micronet_predictors,
@@ -79,33 +80,21 @@ def _label_precisions(rows: list[dict]) -> list[dict]:
 
 
 def parse_widths(text: str) -> list[int]:
-    try:
-        widths = [int(w) for w in text.split(",") if w.strip()]
-    except ValueError:
-        widths = []
-    if not widths or any(w not in WIDTHS for w in widths):
-        raise UsageError(f"bad --widths '{text}'; choose from {','.join(map(str, WIDTHS))}")
-    return widths
+    return parse_list(text, "--widths", f"choose from {','.join(map(str, WIDTHS))}", item=int,
+                      valid=lambda w: w in WIDTHS)
 
 
 def parse_aligns(text: str) -> list[int]:
     """``--align``: channel multiples for the G1/G2 alignment factor (``none`` or empty: none)."""
     if text.strip().lower() in ("", "none", "0"):
         return []
-    try:
-        aligns = [int(a) for a in text.split(",") if a.strip()]
-    except ValueError:
-        aligns = []
-    if not aligns or any(a < 2 or a > 64 for a in aligns):
-        raise UsageError(f"bad --align '{text}'; give channel multiples 2..64, e.g. 8,16, or none")
-    return list(dict.fromkeys(aligns))
+    return parse_list(text, "--align", "give channel multiples 2..64, e.g. 8,16, or none", item=int,
+                      valid=lambda a: 2 <= a <= 64, unique=True)
 
 
 def parse_guidelines(text: str) -> list[str]:
-    names = [g.strip().upper() for g in text.split(",") if g.strip()]
-    if not names or any(g not in GUIDELINES for g in names):
-        raise UsageError(f"bad --guidelines '{text}'; choose from {','.join(GUIDELINES)}")
-    return names
+    return parse_list(text, "--guidelines", f"choose from {','.join(GUIDELINES)}", item=str.upper,
+                      valid=lambda g: g in GUIDELINES)
 
 
 def study_guidelines(runtimes: list[str], out_dir: str | Path, *, export: ExportFn,
