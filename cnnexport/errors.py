@@ -1,7 +1,7 @@
 """User-facing errors. Each carries the process exit code the CLI maps it to.
 
 Every message is one line that names the problem and the fix. Library code raises these;
-only the CLI (``cli/commands.py``) turns them into exit codes.
+only the CLI (``cli/app.py``) turns them into exit codes.
 """
 
 from __future__ import annotations

@@ -135,7 +135,7 @@ def test_bad_input_size():
     for half_typed in ("224x", "x224", "224,,224", "3,224,"):  # not read as 224x224
         assert "give H, HxW or C,H,W" in assert_one_line_error(run("resnet18", "--input-size", half_typed), 2)
     assert "each dimension must be 1..16384" in assert_one_line_error(run("resnet18", "--input-size", "99999"), 2)
-    from cnnexport.cli.commands import parse_input_size
+    from cnnexport.cli.options import parse_input_size
 
     assert parse_input_size("224x192", 3) == parse_input_size("224, 192", 3) == (3, 224, 192)
     assert parse_input_size("1x32x32", None) == (1, 32, 32)

@@ -235,7 +235,7 @@ def test_the_zoo_study_prints_each_models_achieved_gmacs_per_runtime():
 def test_an_interrupted_study_leaves_nothing_and_a_finished_one_moves_its_exports_in(tmp_path):
     """A study's exports are staged in -o's folder and moved there only once the study has run: Ctrl-C
     left a 14 MB half-done configuration folder behind a message saying nothing half-written was left."""
-    from cnnexport.cli.commands import _run_study
+    from cnnexport.cli.study_cmd import _run_study
 
     def study(out_dir, on_stage, on_progress, stop):
         (out_dir / "g1_x1").mkdir()

@@ -116,7 +116,9 @@ def print_export_summary(report: dict) -> None:
         console.print(f"load {formats} as verified: {how}{note}", markup=False, highlight=False)
     p = report["prepare"]
     inside = sum(1 for f in p["folded"] if f.get("level") == "graph")
-    in_onnx = sum(f["count"] for f in g.get("folded", []) if f.get("level") == "onnx")
+    from ..exporter.report_fields import ONNX_GRAPH_FOLD
+
+    in_onnx = sum(f["count"] for f in g.get("folded", []) if f.get("level") == ONNX_GRAPH_FOLD)
     console.print(f"graph: {g['nodes_before_simplify']} -> {g['nodes_after_simplify']} nodes ({g['simplifier']}), "
                   f"{g['batchnorm_nodes']} BatchNormalization, {g['dropout_nodes']} Dropout; "
                   f"folded {len(p['folded'])} BN into convs"

@@ -26,7 +26,7 @@ from .formats import ALWAYS, FORMATS, Artifact, ConvertSource, Int8Options
 from .int8 import check_drop, check_int8, heldout_batches, load_artifact, quantize_artifacts, split_data
 from .onnx_export import AUTO, DEFAULT_OPSET, EXPORTERS, to_onnx_auto
 from .prepare import prepare_with_summary
-from .report_fields import new_report
+from .report_fields import ONNX_GRAPH_FOLD, new_report
 from .simplify import simplify as simplify_onnx
 from .prepare_check import FLOOR_WARN_RELATIVE, check_prepared, rounding_floor
 from .verify import (DEFAULT_RTOL, FLOOR_FACTOR, REDUCED_RULES, TIE_MARGIN, Int8Reference, compare, diagnosis,
@@ -386,7 +386,7 @@ def _onnx_fold_counts(folded: list[dict]) -> list[dict]:
     from collections import Counter
 
     rows = Counter(f.get("what", "BatchNormalization") for f in folded)
-    return [{"what": what, "into": "Conv", "kind": "previous", "level": "onnx", "count": n}
+    return [{"what": what, "into": "Conv", "kind": "previous", "level": ONNX_GRAPH_FOLD, "count": n}
             for what, n in sorted(rows.items())]
 
 

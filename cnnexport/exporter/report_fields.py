@@ -5,6 +5,10 @@ from __future__ import annotations
 import platform
 from importlib import metadata
 
+#: ``graph.folded[].level`` of a fold made on the exported ONNX graph (``onnx_fold``), beside "module"
+#: (prepare's, on the PyTorch modules) and "graph" (inside another module's forward, traced)
+ONNX_GRAPH_FOLD = "onnx"
+
 
 def package_version(name: str) -> str | None:
     try:

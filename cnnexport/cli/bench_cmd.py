@@ -1,0 +1,116 @@
+"""``cnnexport bench``: latency of a model (exported first) or of files, in paired rounds."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from ..errors import UsageError
+from .render import ProgressBar, StageStatus, print_bench
+from .app import cli
+from .options import (RUNTIME_HELP, costs_of_file_fn, export_fn, int_list, macs_of, parse_input_size, plain_export_fn, save_json)
+
+
+@cli.command("bench")
+@click.argument("targets", nargs=-1, required=True)
+@click.option("--runtime", default=None,
+              help=f"Runtimes: {RUNTIME_HELP} (default: a file's own; for a model: ort,torch).")
+@click.option("--precision", default="fp32", show_default=True,
+              help="fp32, fp16, bf16 or int8, comma-separated (fp32,fp16,int8), for a model name; a file has its "
+                   "own.")
+@click.option("--batch", default="1", show_default=True, help="Batch sizes, e.g. 1,8.")
+@click.option("--threads", default="1", show_default=True, help="Thread counts, e.g. 1,2.")
+@click.option("--input-size", default=None,
+              help="H, HxW or C,H,W: a model name's export size, or the size a file leaves dynamic.")
+@click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True)
+@click.option("--baseline", default=None, help="Runtime the speed-up column divides by (default: torch if measured).")
+@click.option("--rounds", type=click.IntRange(1, 100), default=3, show_default=True,
+              help="Rounds, interleaved across configurations.")
+@click.option("--warmup", type=click.IntRange(min=0), default=10, show_default=True)
+@click.option("--runs", type=click.IntRange(min=1), default=50, show_default=True, help="Minimum timed runs per round.")
+@click.option("--min-time", type=click.FloatRange(min=0), default=1.0, show_default=True,
+              help="Minimum seconds of timed runs.")
+@click.option("--max-time", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="Stop a slow configuration after this many seconds "
+              "(once it has 10 runs).")
+@click.option("--no-ceiling", is_flag=True, help="Skip measuring the machine's limits (compute ceilings, memory "
+              "bandwidth); the roofline columns stay empty.")
+@click.option("--pick", is_flag=True, help="Name the fastest artifact per precision, with the evidence.")
+@click.option("--plain", is_flag=True, help="For a model name: also export it with each runtime's own converter "
+              "(torch.onnx.export, ov.convert_model, litert_torch.convert, ...) and measure those files in the same "
+              "rounds, ours against plain by the paired test.")
+@click.option("-o", "--output-dir", type=click.Path(file_okay=False), default=None,
+              help="For a model name: where the exported files go (default: a temporary folder).")
+@click.option("--save", type=click.Path(dir_okay=False), default=None, help="Also write the JSON rows to this file.")
+@click.option("--wide", is_flag=True, help="Show every column (p90, p99, min, MACs, GMAC/s, %% of the compute "
+              "ceiling, roofline ms); the default set fits 100 columns.")
+@click.option("--json", "as_json", is_flag=True, help="Print the JSON rows on stdout, nothing else.")
+@click.option("--csv", "as_csv", is_flag=True, help="Print CSV rows on stdout.")
+def bench_cmd(targets, runtime, precision, batch, threads, input_size, device, baseline, rounds, warmup, runs,
+              min_time, max_time, no_ceiling, pick, plain, output_dir, save, wide, as_json, as_csv):
+    """Latency of a zoo MODEL (exported first) or of exported files, across runtimes, precisions, batches
+    and threads. Each measurement runs in its own process; rounds are interleaved. Files need no torch."""
+    import tempfile
+
+    from ..bench import plan, rows, schedule
+    from ..bench.schedule import check_device
+
+    schedule.refuse_emulation()  # before any export
+    batches, thread_counts = int_list(batch, "--batch"), int_list(threads, "--threads")
+    precisions = plan.parse_precisions(precision)
+    runtimes = plan.parse_runtimes(runtime) if runtime is not None else None
+    check_device(device)
+    is_model = len(targets) == 1 and not Path(targets[0]).exists() and Path(targets[0]).suffix == ""
+    if plain and not is_model:
+        raise UsageError("--plain exports a model name with each runtime's own converter; give a zoo model name, "
+                         "not files")
+    size = None
+    if input_size:
+        channels = None
+        if is_model:
+            from ..models import is_registered, model_info
+
+            channels = model_info(targets[0]).input_size[0] if is_registered(targets[0]) else 3
+        size = parse_input_size(input_size, channels)
+    notes: list[str] = []
+    with tempfile.TemporaryDirectory(prefix="cnnexport-bench-") as tmp:
+        if is_model:
+            runtimes = runtimes or ["onnxruntime", "torch"]
+            out = Path(output_dir) if output_dir else Path(tmp)
+            with StageStatus(f"exporting {targets[0]}") as on_stage:
+                jobs, notes, _ = plan.model_jobs(targets[0], runtimes, precisions, batches, thread_counts, device,
+                                                 out, export=export_fn(), macs_of=macs_of, on_stage=on_stage,
+                                                 input_size=size, costs_of_file=costs_of_file_fn(),
+                                                 plain_export=plain_export_fn() if plain else None)
+        else:
+            from ..exporter.profile_onnx import file_costs
+
+            jobs = plan.artifact_jobs(list(targets), runtimes or [], batches, thread_counts, device, input_size=size,
+                                      costs_of_file=file_costs)
+        if not jobs:
+            raise UsageError("nothing to measure: check --runtime and --precision")
+        timing = {"warmup": warmup, "min_runs": runs, "min_time_s": min_time, "max_time_s": max_time}
+        baseline = plan.parse_runtimes(baseline)[0] if baseline else ("torch" if any(j.runtime == "torch" for j in jobs)
+                                                                     else None)
+        with ProgressBar(as_json or as_csv) as (_, on_progress):
+            measured = schedule.measure(jobs, rounds=rounds, timing=timing, threads=thread_counts, device=device,
+                                        ceiling=not no_ceiling, baseline=baseline, on_progress=on_progress)
+    schedule.raise_if_all_failed(jobs)
+    from ..runtimes import default_precision_notes, not_yet_run_notes
+
+    notes = notes + default_precision_notes({r["runtime"] for r in measured["rows"] if r["device"] == "cpu"})
+    notes += not_yet_run_notes({r["runtime"] for r in measured["rows"]}, device)
+    result = {"rows": measured["rows"], "ceilings_gflops": measured["ceilings_gflops"],
+              "ceilings_by_precision": measured.get("ceilings_by_precision", {}),
+              "memory_roofs": measured.get("memory_roofs", {}),
+              "bandwidths_gbs": measured["bandwidths_gbs"], "limits": measured["limits"],
+              "notes": notes + measured["failures"], "warnings": measured["limits_warnings"]}
+    if pick:
+        result["pick"] = rows.pick(result["rows"])
+    if plain:
+        result["plain"] = rows.against_plain(result["rows"])
+    if save:
+        save_json(save, result)
+    print_bench(result, as_json, as_csv, wide)
+    schedule.raise_if_any_failed(jobs)

@@ -1,0 +1,203 @@
+"""``cnnexport eval``: top-1/top-5 of model files on labelled images."""
+
+from __future__ import annotations
+
+import os
+import signal
+from pathlib import Path
+
+import click
+
+from ..exporter.formats import precision_of
+from ..errors import UsageError
+from .render import EvalProgress, print_eval
+from .signals import first_signal, interrupted
+from .app import cli, fail
+from .options import float_list, load_artifact, parse_input_size, read_json, save_json
+
+
+def _parse_shard(text: str | None) -> tuple[int, int] | None:
+    if not text:
+        return None
+    k, _, n = text.partition("/")
+    try:
+        k, n = int(k), int(n)
+    except ValueError:
+        k = n = 0
+    if not 1 <= k <= n <= 4096:
+        raise UsageError(f"bad --shard '{text}': give K/N with 1 <= K <= N, e.g. 1/4 for the first of four parts")
+    return k, n
+
+
+@cli.command("eval")
+@click.argument("artifacts", nargs=-1)
+@click.option("--data", "data", default=None,
+              help="Labelled data: a folder with one subfolder per class, digits (its test split), or .npz with x, y.")
+@click.option("--classes", "classes_file", type=click.Path(dir_okay=False), default=None,
+              help="Class names in the model's output order, one per line (default: the folders sorted by name).")
+@click.option("--model", "model_spec", default=None,
+              help="The PyTorch model, for its accuracy and each file's agreement with it: a zoo name or "
+                   "package.module:callable (needs torch).")
+@click.option("--weights", default=None, help="Weights of --model: a state_dict file, or a shipped tag (digits).")
+@click.option("--num-classes", type=int, default=None, help="Classifier outputs of --model.")
+@click.option("--reference", type=click.Path(dir_okay=False), default=None,
+              help="reference.npz written by the export: the model's input size and preprocessing (default: the "
+                   "one beside the first file, when it was written for it).")
+@click.option("--limit", type=int, default=None, help="Evaluate the first N images of the data's fixed shuffled order.")
+@click.option("--batch", type=int, default=32, show_default=True, help="Images per run of each model.")
+@click.option("--shard", default=None, metavar="K/N", help="Evaluate part K of N (merge the JSON results with --merge).")
+@click.option("--workers", type=int, default=None,
+              help="Threads decoding images (default: the cores --threads leaves free, else half the cores; 1..8).")
+@click.option("--threads", type=click.IntRange(min=1), default=None,
+              help="Threads of each runtime (default: the cores the decoding workers leave, at least 1).")
+@click.option("--cache", "cache_dir", type=click.Path(file_okay=False), default=None,
+              help="Keep an image folder's decoded, resized crops here; later runs on the same folder (other "
+                   "files, shards) skip decoding.")
+@click.option("--input-size", default=None, help="H, HxW or C,H,W when neither the files nor --model fix it.")
+@click.option("--mean", default=None, help="Per-channel mean of the preprocessing (default: the model's, else ImageNet's).")
+@click.option("--std", default=None, help="Per-channel std of the preprocessing (default: the model's, else ImageNet's).")
+@click.option("--crop-fraction", type=float, default=None,
+              help="Centre crop as a fraction of the resized image (default: the model's, else 0.875; 1: no crop).")
+@click.option("--merge", "merge_files", is_flag=True, help="ARTIFACTS are JSON results of --shard runs: merge them.")
+@click.option("--save", type=click.Path(dir_okay=False), default=None, help="Also write the JSON result to this file.")
+@click.option("--json", "as_json", is_flag=True, help="Print the JSON result on stdout, nothing else.")
+def eval_cmd(artifacts, data, classes_file, model_spec, weights, num_classes, reference, limit, batch, shard, workers,
+             threads, cache_dir, input_size, mean, std, crop_fraction, merge_files, save, as_json):
+    """Top-1 and top-5 accuracy of model files on labelled images, beside PyTorch's with --model.
+    Files alone need no torch."""
+    from ..exporter import evaluate as ev
+
+    if merge_files:
+        result = ev.merge([read_json(a) for a in artifacts])
+        if save:
+            save_json(save, result)
+        print_eval(result, as_json)
+        return
+    if not data:
+        raise UsageError("--data is required: a folder with one subfolder per class, digits, or a .npz with x and y")
+    if not artifacts and not model_spec:
+        raise UsageError("nothing to evaluate: give model files, --model NAME, or both")
+    if batch < 1 or batch > 4096 or (limit is not None and limit < 1) or (workers is not None and workers < 1) or \
+            (threads is not None and threads < 1) or (crop_fraction is not None and not 0 < crop_fraction <= 1):
+        raise UsageError("--batch must be 1..4096, --limit, --workers and --threads >= 1, --crop-fraction in (0, 1]")
+    shard_kn = _parse_shard(shard)
+    threads_chosen = threads is None
+    workers, threads = eval_threads(workers, threads)
+    models, describe = {}, {}
+    for path in artifacts:
+        name = Path(path).name
+        if name in models:
+            raise UsageError(f"'{name}' is given twice")
+        # Static at --batch, the last batch padded (run_model): what bench measures at that batch.
+        m = load_artifact(path, None, threads, batch)
+        models[name] = m
+        describe[name] = {"path": str(path), "runtime": m.runtime, "precision": precision_of(path)}
+    meta = _eval_reference(reference, artifacts)
+    pre_fields = dict(meta.get("preprocess") or {})
+    chw = _eval_input_size(models, meta, input_size)
+    if model_spec:
+        module, model_pre, model_chw = _eval_torch_model(model_spec, weights, num_classes)
+        chw = chw or model_chw
+        pre_fields.update(model_pre)
+    if chw is None:
+        raise UsageError("the input size is unknown (the files leave it dynamic): give --input-size, --model, "
+                         "or --reference with the export's reference.npz")
+    if model_spec:
+        from ..runtimes.torch_eager import TorchModel
+
+        models = {"pytorch": TorchModel(module, (1, *chw), threads=threads), **models}
+        describe["pytorch"] = {"runtime": "torch", "precision": "fp32", "path": model_spec}
+    from ..calib import Preprocess
+    from ..calib.labelled import load_labelled
+    from ..calib.pixel_cache import PixelCache
+
+    cache = PixelCache(cache_dir) if cache_dir else None
+    source = load_labelled(data, classes_file, size=tuple(chw[1:]), channels=chw[0], cache=cache)
+    source.check_channels(chw[0])
+    pre = Preprocess(**{k: (tuple(v) if isinstance(v, list) else v) for k, v in pre_fields.items()
+                        if k in ("crop_fraction", "mean", "std")}).at(chw[1:], chw[0])
+    if source.preprocess is not None:  # the data's own (the digits')
+        pre = source.preprocess
+    overrides = {k: v for k, v in (("mean", float_list(mean, "--mean")), ("std", float_list(std, "--std")),
+                                   ("crop_fraction", crop_fraction)) if v is not None}
+    if overrides:
+        import dataclasses
+
+        pre = dataclasses.replace(pre, **overrides)
+    source = source.select(limit, shard_kn)
+    for name, m in models.items():
+        describe[name]["describe"] = m.describe()
+    with EvalProgress(as_json, len(source)) as on_progress:
+        evaluation = ev.evaluate(models, source, pre, batch=batch, workers=workers,
+                                 reference="pytorch" if model_spec else None, on_progress=on_progress)
+    result = ev.report(evaluation, source, pre, batch=batch, reference="pytorch" if model_spec else None,
+                       describe=describe, shard=shard_kn, limit=limit, workers=workers, cache=cache)
+    result["threads"] = {"per_runtime": threads, "decoding_workers": workers, "cores": os.cpu_count(),
+                         "chosen": threads_chosen}
+    from ..machine import EMULATED_ENV
+
+    result["emulated"] = os.environ.get(EMULATED_ENV) or None  # images/s are then the emulator's
+    if save:
+        save_json(save, result)
+    print_eval(result, as_json)
+    if evaluation.partial:
+        fail(*interrupted(first_signal() or signal.SIGINT))
+
+
+def eval_threads(workers: int | None, threads: int | None) -> tuple[int, int]:
+    """Decoding workers and runtime threads that share the cores. Workers: the cores ``threads`` leaves
+    free, else half the cores (1..8; on 2 cores a second decoder competing with 2 runtime threads is
+    slower than one). Threads: the cores the workers leave, at least 1 (a runtime's own default takes
+    every core: PyTorch ran the digits LeNet-5 at 112 images/s so, at 3,144 with one thread)."""
+    cores = os.cpu_count() or 1
+    workers = workers or max(1, min(8, cores - threads if threads else cores // 2))
+    return workers, threads or max(1, cores - workers)
+
+
+def _eval_reference(reference: str | None, artifacts) -> dict:
+    """The metadata of ``--reference``, or of the reference.npz beside the first file when it lists it."""
+    from ..exporter.verify import load_reference
+
+    path = Path(reference) if reference else (Path(artifacts[0]).with_name("reference.npz") if artifacts else None)
+    if path is None or not path.is_file():
+        if reference:
+            raise UsageError(f"reference file '{reference}' does not exist (the export writes reference.npz)")
+        return {}
+    try:
+        meta = load_reference(path)[2]
+    except Exception as exc:
+        raise UsageError(f"'{path}' is not a cnnexport reference.npz ({type(exc).__name__})") from None
+    if not reference and Path(artifacts[0]).name not in meta.get("files", []):
+        return {}
+    return meta
+
+
+def _eval_input_size(models: dict, meta: dict, input_size: str | None) -> tuple[int, int, int] | None:
+    """C, H, W: --input-size, else the files' own (all alike), else the reference's."""
+    sizes = {tuple(m.inputs[0].chw) for m in models.values()}
+    if len(sizes) > 1:
+        from ..runtimes.base import dims_text
+
+        raise UsageError(f"the files take different inputs ({', '.join(dims_text(s) for s in sorted(sizes, key=str))}): "
+                         "evaluate files of one model together")
+    fixed = next(iter(sizes)) if sizes else None
+    if input_size:
+        chw = parse_input_size(input_size, fixed[0] if fixed and fixed[0] else 3)
+        return (chw[0] or 3, chw[1], chw[2])
+    if fixed and len(fixed) == 3 and all(fixed):
+        return tuple(int(d) for d in fixed)
+    pre = meta.get("preprocess")
+    if pre:
+        return (int(pre["channels"]), *map(int, pre["size"]))
+    return None
+
+
+def _eval_torch_model(spec: str, weights: str | None, num_classes: int | None):
+    """The PyTorch model of --model, its preprocessing fields and its input size."""
+    from ..models import bundled_input_size, is_registered, load_model, model_info
+
+    module = load_model(spec, num_classes=num_classes, weights=weights)
+    chw = None
+    if is_registered(spec):
+        chw = tuple(bundled_input_size(spec, weights) or model_info(spec).input_size)
+    return module, dict(getattr(module, "cnnexport_preprocess", {})), chw

@@ -1,0 +1,116 @@
+"""``cnnexport export MODEL`` (and ``cnnexport MODEL``): prepare, export, convert, verify."""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+from ..exporter.formats import FORMATS
+from ..errors import UsageError
+from .render import StageStatus, print_export_summary
+from .app import cli
+from .options import (BF16_HELP, CALIB_METHODS, FP16_HELP, INT8_HELP, format_flags, keep_float_list, parse_input_size, refuse_unused_options)
+
+
+@cli.command("export")
+@click.argument("model")
+@format_flags
+@click.option("--tflite-layout", type=click.Choice(["nhwc", "nchw"]), default="nhwc", show_default=True,
+              help="Input layout of the .tflite file.")
+@click.option("--executorch-max-batch", type=click.IntRange(2, 4096), default=None, metavar="N",
+              help="A dynamic batch 1..N for the .pte program (default: the export's batch, static).")
+@click.option("--aoti-max-batch", type=click.IntRange(2, 4096), default=None, metavar="N",
+              help="A dynamic batch 1..N for the .pt2 package (default: the export's batch, static).")
+@click.option("--tensorrt-max-batch", "engine_max_batch", type=click.IntRange(1, 4096), default=None, metavar="N",
+              help="The TensorRT engine's largest batch (optimisation profile 1..N, tuned for the export's batch; "
+                   "default 64).")
+@click.option("--fp16", "want_fp16", is_flag=True, help=FP16_HELP)
+@click.option("--bf16", "want_bf16", is_flag=True, help=BF16_HELP)
+@click.option("--fp16-io", is_flag=True, help="The fp16 ONNX file takes and returns fp16 too (default: fp32 I/O, "
+              "so callers need not change).")
+@click.option("--int8", "want_int8", is_flag=True, help=INT8_HELP)
+@click.option("--calib", default=None, help="Calibration data for --int8: samples, digits, a folder, .npy/.npz.")
+@click.option("--calib-count", type=click.IntRange(min=2), default=200, show_default=True,
+              help="Samples drawn from --calib.")
+@click.option("--int8-min-cosine", type=click.FloatRange(-1, 1), default=0.98, show_default=True,
+              help="int8 check: mean cosine with PyTorch's logits on held-out samples.")
+@click.option("--eval", "eval_source", default=None,
+              help="Held-out data for the int8 check (default: digits' test split for --calib digits, else half of "
+                   "--calib). Labelled (a folder with class subfolders, digits, .npz with x, y): top-1 fp32 -> int8.")
+@click.option("--eval-count", type=click.IntRange(min=1), default=1000, show_default=True,
+              help="Images drawn from --eval.")
+@click.option("--int8-max-drop", type=click.FloatRange(0, 100), default=None, metavar="POINTS",
+              help="Refuse an int8 file whose top-1 falls more than POINTS below fp32 on the labelled held-out set; "
+                   "--keep-float auto then aims at it (on labelled calibration data).")
+@click.option("--calib-method", type=click.Choice(CALIB_METHODS), default="minmax",
+              show_default=True, help="ONNX Runtime int8 calibration method.")
+@click.option("--keep-float", default="", metavar="LIST",
+              help="ONNX Runtime int8: nodes left in float: first, last, node-name globs ('/layer1/*'), or auto "
+                   "(the fewest modules that reach --int8-min-cosine on the calibration samples).")
+@click.option("--fold-bn/--no-fold-bn", default=True, show_default=True,
+              help="Fold BatchNorm into the preceding conv before export.")
+@click.option("--reparameterize/--no-reparameterize", default=True, show_default=True,
+              help="Apply the deploy-time conversions blocks offer (reparameterize(), switch_to_deploy(), fuse(): "
+                   "RepVGG, MobileOne branches become one conv).")
+@click.option("--exporter", type=click.Choice(["auto", "torchscript", "dynamo"]), default="auto", show_default=True,
+              help="auto: TorchScript, and the dynamo exporter where TorchScript has no conversion for an operator "
+                   "(the report's 'exporter' says which wrote the file).")
+@click.option("--opset", type=int, default=18, show_default=True, help="ONNX opset.")
+@click.option("--batch", type=int, default=None, help="Static batch size (default: dynamic batch axis).")
+@click.option("--input-size", default=None, help="H, HxW or C,H,W (default: the model's own).")
+@click.option("--num-classes", type=int, default=None, help="Classifier outputs (default: the model's own).")
+@click.option("--weights", type=click.Path(dir_okay=False), default=None,
+              help="state_dict file: .pt/.pth (weights only) or .safetensors.")
+@click.option("-o", "--output-dir", type=click.Path(file_okay=False), default=None,
+              help="Output folder (default: exports/<model>/).")
+@click.option("--simplify/--no-simplify", default=True, show_default=True, help="Simplify with onnxsim.")
+@click.option("--atol", type=click.FloatRange(min=0), default=None,
+              help="Max abs error allowed (default: 1e-4 x max |reference output|).")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON on stdout, nothing else.")
+def export_cmd(model, formats, tflite_layout, executorch_max_batch, aoti_max_batch, engine_max_batch, want_fp16,
+               want_bf16, fp16_io, want_int8,
+               calib, calib_count, int8_min_cosine, eval_source, eval_count, int8_max_drop, calib_method, keep_float,
+               fold_bn, reparameterize, exporter, opset, batch, input_size, num_classes, weights, output_dir, simplify,
+               atol, as_json):
+    """Prepare MODEL (a registry name, timm:NAME or package.module:callable), export it and prove it matches PyTorch."""
+    int8_needs = ("--int8", want_int8)
+    refuse_unused_options({"tflite_layout": ("--tflite", "tflite" in formats),
+                           "executorch_max_batch": ("--executorch", "executorch" in formats),
+                           "aoti_max_batch": ("--aoti", "aoti" in formats),
+                           "engine_max_batch": ("--tensorrt", any(FORMATS[f].needs_cuda for f in formats)),
+                           "fp16_io": ("--fp16", want_fp16), "calib": int8_needs, "calib_count": int8_needs,
+                           "int8_min_cosine": int8_needs, "eval_source": int8_needs, "eval_count": int8_needs,
+                           "int8_max_drop": int8_needs, "calib_method": int8_needs, "keep_float": int8_needs})
+    if batch is not None and not 1 <= batch <= 4096:
+        raise UsageError(f"bad --batch {batch}: use 1..4096, or leave it out for a dynamic batch axis")
+    if num_classes is not None and num_classes < 1:
+        raise UsageError(f"bad --num-classes {num_classes}: must be at least 1")
+    from rich.markup import escape
+
+    name = model.rpartition(":")[2]  # a registry name, or the callable of package.module:callable
+    with StageStatus(f"[bold]{escape(name)}[/]") as on_stage:
+        on_stage("load")  # importing torch and building the model take seconds
+        from ..exporter.pipeline import export
+        from ..models import bundled_input_size, is_registered, load_model, model_info
+
+        default_size = (3, 224, 224)
+        if is_registered(model):
+            default_size = bundled_input_size(model, weights) or model_info(model).input_size
+        module = load_model(model, num_classes=num_classes, weights=weights)
+        default_size = getattr(module, "cnnexport_input_size", None) or default_size  # timm's pretrained_cfg
+        chw = parse_input_size(input_size, default_size[0]) if input_size else default_size
+        report = export(module, (batch or 1, *chw), output_dir, name=name, fold_bn=fold_bn,
+                        reparameterize=reparameterize, exporter=exporter,
+                        opset=opset, dynamic_batch=batch is None, simplify=simplify, atol=atol, formats=formats,
+                        tflite_layout=tflite_layout, executorch_max_batch=executorch_max_batch, fp16=want_fp16,
+                        bf16=want_bf16,
+                        fp16_io=fp16_io, engine_max_batch=engine_max_batch, aoti_max_batch=aoti_max_batch,
+                        int8=want_int8,
+                        calib=calib, calib_count=calib_count, int8_min_cosine=int8_min_cosine,
+                        calib_method=calib_method, keep_float=keep_float_list(keep_float), eval_source=eval_source,
+                        eval_count=eval_count, int8_max_drop=int8_max_drop, on_stage=on_stage)
+    if as_json:
+        click.echo(json.dumps(report, indent=2))
+    else:
+        print_export_summary(report)

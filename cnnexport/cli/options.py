@@ -1,0 +1,170 @@
+"""What several commands share: option parsers (input size, lists), one flag per format, the
+functions the CLI hands to bench and the study (export, plain export, costs, MACs), --save."""
+
+from __future__ import annotations
+
+import functools
+import json
+from pathlib import Path
+
+import click
+
+from ..exporter.formats import ALWAYS, FORMATS, bf16_formats, fp16_formats, int8_formats
+from ..errors import OutputError, UsageError
+from ..listopt import parse_list
+
+
+# quantize_ort.METHODS, spelled out so that --help does not import numpy
+CALIB_METHODS = ("minmax", "entropy", "percentile")
+
+
+MAX_INPUT_DIM = 16384
+
+
+def parse_input_size(text: str, channels: int | None) -> tuple[int | None, int, int]:
+    """'224' -> (C, 224, 224); '224,192' or '224x192' -> (C, 224, 192); '1,32,32' -> (1, 32, 32).
+    ``channels`` None leaves C to the model file (bench on files)."""
+    import re
+
+    if not re.fullmatch(r"\s*\d+(\s*[x,]\s*\d+){0,2}\s*", text):
+        raise UsageError(f"bad --input-size '{text}': give H, HxW or C,H,W with positive integers, e.g. 224 or "
+                         "3,224,224")
+    dims = [int(p) for p in re.split(r"[x,]", text.replace(" ", ""))]
+    if any(d < 1 or d > MAX_INPUT_DIM for d in dims):
+        raise UsageError(f"bad --input-size '{text}': each dimension must be 1..{MAX_INPUT_DIM}")
+    if len(dims) == 1:
+        return channels, dims[0], dims[0]
+    if len(dims) == 2:
+        return channels, dims[0], dims[1]
+    return dims[0], dims[1], dims[2]
+
+
+def format_flags(command):
+    """One flag per row of ``FORMATS`` (--onnx, --openvino, ...), gathered into ``formats``: ONNX first
+    (always written), then the others in the table's order."""
+    def gather(**kwargs):
+        chosen = [ALWAYS] + [f for f in FORMATS if f != ALWAYS and kwargs.pop(f"want_{f}")]
+        kwargs.pop(f"want_{ALWAYS}")
+        return command(formats=chosen, **kwargs)
+
+    gather = functools.update_wrapper(gather, command)
+    for fmt in reversed(FORMATS.values()):
+        gather = click.option(f"--{fmt.name}", f"want_{fmt.name}", is_flag=True, help=fmt.flag_help)(gather)
+    return gather
+
+
+# onnxruntime may be written ort; the runtimes table (cnnexport.runtimes) is not imported for --help: it
+# would pull numpy in
+RUNTIME_HELP = ", ".join([f.runtime for f in FORMATS.values()] + ["torch", "torch-compile"])
+
+
+INT8_HELP = ("Also write the int8 file of every format that has one (" + ", ".join(
+    f"{f.file_name('<model>', 'int8')}" + ("" if f.name == ALWAYS else f" with --{f.name}") for f in int8_formats())
+    + "), calibrated on --calib.")
+
+
+FP16_HELP = ("Also write the fp16 file of every format that has one (" + ", ".join(
+    f"{f.file_name('<model>', 'fp16')}" + ("" if f.name == ALWAYS else f" with --{f.name}") for f in fp16_formats())
+    + "), checked against PyTorch by fp16's own rule.")
+
+
+BF16_HELP = ("Also write the bf16 file of every format that has one (" + ", ".join(
+    f"{f.file_name('<model>', 'bf16')} with --{f.name}" for f in bf16_formats())
+    + ": computed in bf16 on CPUs with AVX512-BF16 or AMX-BF16), checked by bf16's own rule.")
+
+
+def refuse_unused_options(needs: dict[str, tuple[str, bool]]) -> None:
+    """Every option that only means something beside another (``needs``: parameter -> (the flag it needs,
+    whether that flag is given)) and was typed without it is refused, in one line: silently ignored, the
+    user would believe it applied."""
+    from click.core import ParameterSource
+
+    ctx = click.get_current_context()
+    for param in ctx.command.params:
+        if param.name in needs and not needs[param.name][1] and ctx.get_parameter_source(param.name) in (
+                ParameterSource.COMMANDLINE, ParameterSource.ENVIRONMENT):
+            flag = needs[param.name][0]
+            raise UsageError(f"{param.opts[0]} applies only with {flag}: add {flag}, or leave {param.opts[0]} out")
+
+
+def keep_float_list(value: str) -> tuple[str, ...]:
+    return tuple(parse_list(value, "--keep-float", "give node names or auto, comma-separated")) if value.strip() else ()
+
+
+def int_list(text: str, option: str) -> list[int]:
+    return parse_list(text, option, "give comma-separated integers 1..4096, e.g. 1,2", item=int,
+                      valid=lambda v: 1 <= v <= 4096)
+
+
+def load_artifact(path: str, runtime: str | None, threads: int | None = None, batch: int | None = None):
+    """``batch``: compile a dynamic batch axis static at it (ONNX Runtime, OpenVINO), as bench does."""
+    from ..runtimes import FIXES_BATCH, load, runtime_for
+
+    runtime = runtime or runtime_for(path)
+    options = {"threads": threads} if threads else {}
+    if batch and runtime in FIXES_BATCH:
+        options["batch"] = batch
+    return load(path, runtime, **options)
+
+
+def save_json(path: str, result: dict) -> None:
+    """``--save``: the JSON result, written atomically."""
+    from .._atomic import write_json
+
+    try:
+        write_json(Path(path), result)
+    except OSError as exc:
+        raise OutputError(f"cannot write '{path}': {exc.strerror or exc}; choose a writable path") from None
+
+
+def export_fn():
+    """The export pipeline, which the CLI hands to bench and the study (they never import it)."""
+    from ..exporter.pipeline import export
+
+    return export
+
+
+def plain_export_fn():
+    """Each runtime's own converter on the module (``bench --plain``)."""
+    from ..exporter.plain import plain_export
+
+    return plain_export
+
+
+def costs_of_file_fn():
+    """The ONNX profiler's per-layer costs of a file (the roofline's input), handed to bench and the study."""
+    from ..exporter.profile_onnx import file_costs
+
+    return file_costs
+
+
+def costs_of_module(module, shape):
+    """The PyTorch profiler's per-layer costs of a module (the roofline's input when no ONNX file exists)."""
+    from ..exporter.profile_torch import profile_module
+    from ..roofline import ModelCosts
+
+    return ModelCosts.from_profile(profile_module(module, shape))
+
+
+def macs_of(module, shape) -> float:
+    from ..exporter.profile_torch import profile_module
+
+    return profile_module(module, shape).macs
+
+
+def float_list(text: str | None, option: str) -> tuple[float, ...] | None:
+    if not text:
+        return None
+    return tuple(parse_list(text, option, "give comma-separated numbers, e.g. 0.485,0.456,0.406", item=float))
+
+
+def read_json(path: str) -> dict:
+    try:
+        result = json.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise UsageError(f"'{path}' does not exist; give the JSON files that cnnexport eval --save wrote") from None
+    except (OSError, ValueError):
+        result = None
+    if not isinstance(result, dict) or not {"models", "data"} <= set(result):
+        raise UsageError(f"'{path}' is not a cnnexport eval JSON result (cnnexport eval --save writes one)")
+    return result
