@@ -63,7 +63,7 @@ def test_the_export_tables_heading_is_one_line_however_narrow_the_table(tmp_path
     table's width, mid-phrase."""
     from rich.console import Console
 
-    from cnnexport.cli import render
+    from cnnexport.cli.render import export as render
 
     result = run("lenet5", "-o", str(tmp_path), "--json")
     assert result.exit_code == 0, result.output

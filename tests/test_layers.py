@@ -176,3 +176,19 @@ def test_repository_hygiene():
         assert link not in readme or (root / link).is_file()
     ignored = (root / ".gitignore").read_text().split()
     assert "out/" in ignored and "exports/" in ignored  # the README's example output folders
+
+
+def test_every_relative_import_names_a_module_of_the_package():
+    """A module moved into a subpackage keeps its ``from ..x import`` lines one level short; they fail only
+    when the function that holds them runs (cli/render.py -> cli/render/: ``cnnexport.cli.exporter``)."""
+    missing = []
+    for path in PACKAGE.rglob("*.py"):
+        module = ".".join(path.relative_to(PACKAGE.parent).with_suffix("").parts)
+        package = module.removesuffix(".__init__") if path.name == "__init__.py" else module.rpartition(".")[0]
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.level:
+                base = package.split(".")[:len(package.split(".")) - node.level + 1]
+                target = ".".join(base + ([node.module] if node.module else []))
+                if target != "cnnexport" and not _is_module(target):
+                    missing.append(f"{path.relative_to(PACKAGE)}:{node.lineno} {target}")
+    assert missing == []
