@@ -1,6 +1,7 @@
 """Per-layer roofline of the three target models: each fused layer group's bound (from the fp32 ONNX
-graph's MACs and memory access cost, this machine's sgemm ceiling and stream bandwidth at
-``--threads``) beside its time in ONNX Runtime's profiler and OpenVINO's performance counters.
+graph's MACs and memory access cost, this machine's compute ceiling (the best of several GEMMs) and
+the bandwidth of the memory level that holds the group's working set, at ``--threads``) beside its
+time in ONNX Runtime's profiler and OpenVINO's performance counters.
 
     python benchmarks/roofline_layers.py [--threads 2] [--models resnet50,mobilenet_v2,shufflenet_v2_x1_0]
 

@@ -252,3 +252,16 @@ def test_cuda_limits_on_a_gpu():
 
     limits = cuda_limits()
     assert limits["gflops"] > 1000 and limits["gbs"] > 100
+
+
+def test_layer_groups_that_beat_their_bound_are_named_with_the_assumption_that_broke():
+    from cnnexport.exporter.roofline_profile import BEAT_MARGIN, beating_groups
+
+    def group(name, of_bound, limit, level="L2"):
+        return {"name": name, "kind": "Conv 1x1", "level": level, "limit": limit, "bytes": 2e6, "of_bound": of_bound}
+    rows = [group("a", 1.5, "memory"), group("b", 1 + BEAT_MARGIN / 2, "memory"), group("c", 2.0, "compute", "DRAM"),
+            group("d", 0.6, "compute"), group("e", None, "memory")]
+    beaten = beating_groups(rows)
+    assert [b["name"] for b in beaten] == ["c", "a"]  # within the margin (b), under the bound (d), untimed (e): not
+    assert "compute ceiling" in beaten[0]["assumption"] and "L2 bandwidth" in beaten[1]["assumption"]
+    assert "2.00 MB" in beaten[1]["assumption"]

@@ -17,6 +17,11 @@ _FUSABLE = {"Relu", "Clip", "Sigmoid", "HardSigmoid", "HardSwish", "LeakyRelu", 
 _ANCHORS = {"Conv", "ConvTranspose", "Gemm", "MatMul"}
 
 
+#: A layer group beats its bound when it ran more than this much faster (per-node profiler timings of one
+#: run, unlike bench rows, carry no round spread of their own)
+BEAT_MARGIN = 0.1
+
+
 def _groups(model) -> dict[str, str]:
     """Node name -> the name of the node it fuses into (itself when it is an anchor or stands alone)."""
     producer = {o: n for n in model.graph.node for o in n.output}
@@ -118,10 +123,13 @@ def roofline_profile(path: str | os.PathLike, *, ceiling_gflops: float, bandwidt
     kinds: dict[str, dict] = {}
     for r in rows:
         k = kinds.setdefault(r["kind"], {"kind": r["kind"], "groups": 0, "memory_bound": 0, "bound_ms": 0.0,
+                                         "bound_dram_ms": 0.0, "levels": {},
                                          "measured_ms": 0.0 if times is not None else None})
         k["groups"] += 1
         k["memory_bound"] += r["limit"] == "memory"
         k["bound_ms"] += r["bound_ms"]
+        k["bound_dram_ms"] += r["bound_dram_ms"]
+        k["levels"][r["level"]] = k["levels"].get(r["level"], 0) + 1
         if times is not None:
             k["measured_ms"] += r["measured_ms"] or 0.0
     for k in kinds.values():
@@ -141,5 +149,25 @@ def roofline_profile(path: str | os.PathLike, *, ceiling_gflops: float, bandwidt
         result.update({"runtime": times.runtime, "threads": times.threads, "runs": times.runs,
                        "measured_ms": measured, "unmatched_ms": unmatched_ms,
                        "of_roofline": roof.bound_ms / measured if measured else None,
-                       "farthest_kind": min(far, key=lambda k: k["of_bound"])["kind"] if far else None})
+                       "farthest_kind": min(far, key=lambda k: k["of_bound"])["kind"] if far else None,
+                       "beating": beating_groups(rows)})
     return result
+
+
+def beating_groups(rows: list[dict], margin: float = BEAT_MARGIN) -> list[dict]:
+    """The layer groups the runtime ran faster than their bound (by more than ``margin``: one profiled
+    run per node is noisy), fastest against its bound first, each with the assumption of the bound that
+    broke: a memory-bound group's bytes charged at its level's bandwidth, a compute-bound group's MACs
+    at the compute ceiling."""
+    out = []
+    for r in sorted((r for r in rows if r["of_bound"] and r["of_bound"] > 1 + margin), key=lambda r: -r["of_bound"]):
+        if r["limit"] == "memory":
+            broke = (f"its {r['bytes'] / 1e6:.2f} MB were charged at {r['level']} bandwidth; the runtime moved them "
+                     "faster (a working set held in a closer level, or fewer bytes moved than counted: fused or "
+                     "in-place)")
+        else:
+            broke = ("its MACs were charged at the compute ceiling; the kernel ran faster (fewer MACs than counted, "
+                     "e.g. Winograd, or a faster kernel than the GEMMs that set the ceiling)")
+        out.append({"name": r["name"], "kind": r["kind"], "level": r["level"], "limit": r["limit"],
+                    "of_bound": r["of_bound"], "assumption": broke})
+    return out

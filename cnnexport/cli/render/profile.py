@@ -127,11 +127,14 @@ def print_roofline(result: dict, per_layer: bool, as_json: bool) -> None:
             line += f"; {result['unmatched_ms']:.3f} ms in nodes not matched to the graph (reorders, copies)"
     console.print(line)
     table = Table(title="per layer kind (a convolution with the ops fused into it)")
-    cols = ["kind", "layers", "memory-bound", "bound ms", "share"] + (["measured ms", "bound / measured"] if timed else [])
+    cols = ["kind", "layers", "memory-bound", "levels", "bound ms", "share"] + \
+        (["measured ms", "bound / measured"] if timed else [])
     for c in cols:
-        table.add_column(c, justify="left" if c == "kind" else "right")
+        table.add_column(c, justify="left" if c in ("kind", "levels") else "right")
     for k in result["by_kind"]:
-        table.add_row(k["kind"], str(k["groups"]), str(k["memory_bound"]), f"{k['bound_ms']:.3f}", f"{k['share']:.0%}",
+        levels = ", ".join(f"{n} {lv}" for lv, n in (k.get("levels") or {}).items()) or "-"
+        table.add_row(k["kind"], str(k["groups"]), str(k["memory_bound"]), levels, f"{k['bound_ms']:.3f}",
+                      f"{k['share']:.0%}",
                       *([fmt(k["measured_ms"], "{:.3f}"), fmt(k["of_bound"], "{:.0%}")] if timed else []))
     console.print(table)
     layers = result["layers"] if per_layer else sorted(result["layers"], key=lambda r: -r["bound_ms"])[:10]
@@ -149,3 +152,5 @@ def print_roofline(result: dict, per_layer: bool, as_json: bool) -> None:
     console.print(table)
     if timed and result.get("farthest_kind"):
         console.print(f"farthest from its bound (of kinds with 5%+ of the time): [bold]{result['farthest_kind']}[/]")
+    for b in (result.get("beating") or [])[:5]:
+        console.print(f"[yellow]faster than its bound[/]: {b['name']} ({b['kind']}, {b['of_bound']:.0%}): {b['assumption']}")
