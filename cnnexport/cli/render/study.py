@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 
-
 from .console import out_console
 
 

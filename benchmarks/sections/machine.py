@@ -1,0 +1,41 @@
+"""REPORT.md: the machines the results were measured on, and the protocol they followed."""
+
+from __future__ import annotations
+
+from .common import all_rows
+
+
+def machine_section(results: list[dict]) -> list[str]:
+    m = next((r["machine"] for r in results if r and "machine" in r), None)
+    if not m:
+        return []
+    isa = ", ".join(f"{k} {'yes' if v else 'no'}" for k, v in m["isa"].items() if k in
+                    ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "amx_tile"))
+    return ["## Machine", "", f"{m['cpu']}, {m['logical_cores']} logical cores, {m['machine']}; {isa}. "
+            f"Python {m['python']}, {m['os']}. No GPU was lent to the session that measured these figures, so "
+            "every row is CPU; `--device cuda` rows appear when the same commands run on a CUDA machine.", ""]
+
+
+def protocol_section(results: list) -> list[str]:
+    rows = [r for d in results for r in all_rows(d)]
+    old = [r for r in rows if r.get("statistics") != "pooled"]
+    statistics = ("A row's median, p90, p99, min, mean and std are those of every round's timed runs pooled, "
+                  "so they describe the same runs" if not old else
+                  f"{len(old)} of the {len(rows)} rows committed here were measured before cnnexport pooled the "
+                  "rounds: their median is the median of the round medians and their p90, p99, min, mean and std "
+                  "those of one round, so this page quotes their medians, spreads and ratios only; rows measured "
+                  "since (`statistics: pooled`) take every distribution figure from all rounds' timed runs pooled")
+    return ["## Protocol", "",
+            "Warm-up runs are not counted and the first run is reported on its own; then at least `--runs` timed "
+            "runs and `--min-time` seconds (a slow configuration may stop at `--max-time` once it has 10 runs). "
+            "Each runtime runs in a fresh process per round "
+            "(ONNX Runtime's spinning is off as well), rounds are interleaved across runtimes and their order "
+            f"rotates, so no runtime slows another or always runs first. {statistics}. A row's spread is "
+            "(max - min) / median of its round medians, and two configurations are ranked "
+            "only when their round medians do not overlap. Every JSON row records runtime versions, CPU model, "
+            "ISA flags and the GPU name (none here). The ceiling is a 2048x2048 numpy sgemm measured in the same "
+            "run with the same thread count; a row's fraction of it is 2 x MACs / latency / ceiling. The memory "
+            "bandwidth is a streaming add (a = b + c, 3 arrays of at least 4x the last-level cache together) with "
+            "the same threads, measured in the same run; a row's roofline bound is the sum over the fp32 ONNX "
+            "graph's layers of max(2 x MACs / ceiling, bytes / bandwidth), bytes = the layer's memory access "
+            "cost (inputs + outputs + weights) at the row's precision, and `of_roofline` = bound / median.", ""]
