@@ -64,6 +64,18 @@ def roofline_section(layers: dict | None, zoo: dict | None, benches: dict[str, d
                        fmt(r["roofline_dram_ms"] / r["median_ms"] if r.get("roofline_dram_ms") else None, "{:.0%}"),
                        fmt(r.get("spread"), "{:.0%}"), {True: "yes", False: "no"}.get(r.get("beats_bound"), "-")]
                       for r in rows])
+    picked = []
+    for b in (b for b in benches.values() if b):
+        for pk in b.get("pick") or []:
+            row = next((r for r in b["rows"] if r.get("artifact") == pk["artifact"] and r["runtime"] == pk["runtime"]
+                        and r["batch"] == pk["batch"] and r["threads"] == pk["threads"] and not r.get("plain")), None)
+            if row:
+                picked.append([pk["model"], pk["precision"], f"{pk['artifact']} on {pk['runtime']}",
+                               fmt(row["median_ms"]), fmt(row.get("roofline_ms")), fmt(row.get("of_roofline"), "{:.0%}")])
+    if picked:
+        out += ["", "The artifact `bench --pick` chose for each target and precision, against its bound (the target: "
+                "70% of it; where a pick falls short, the per-kind table above says which layers hold it back):", ""]
+        out += table(["model", "precision", "picked", "median ms", "bound ms", "of bound"], picked)
     out += ["", "Across machines: `benchmarks/cross_machine/REPORT.md` (`cnnexport report` over every machine's rows "
             "in `benchmarks/results/`).", ""]
     return out
