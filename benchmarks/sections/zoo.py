@@ -123,6 +123,15 @@ def bound_check_lines(zoo: dict, summary: dict) -> list[str]:
     if beaten:
         out += ["", f"Rows that beat their bound ({len(beaten)}): " + ", ".join(beaten[:12])
                 + (f", and {len(beaten) - 12} more" if len(beaten) > 12 else "") + "."]
+    wino = load("ncnn_winograd")
+    if wino and any("on ncnn" in b for b in beaten):
+        ratios = sorted(wino["ratio_direct_over_winograd"])
+        out += ["", "The assumption that broke on ncnn: the bound charges a 3x3 stride-1 convolution its direct MACs at "
+                "the best GEMM's rate, and ncnn computes it with Winograd (fewer multiplications). "
+                f"`python benchmarks/ncnn_winograd.py`: {wino['model']} with Winograd off runs "
+                f"{ratios[len(ratios) // 2]:.2f}x slower (rounds {ratios[0]:.2f}-{ratios[-1]:.2f}x): more than enough to "
+                "explain the VGG rows (nearly all their MACs in 3x3 stride-1 convolutions) beating the bound. A bound "
+                "for Winograd runtimes must count Winograd's multiplications for those layers (not done yet)."]
     return out
 
 
