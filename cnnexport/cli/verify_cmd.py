@@ -26,11 +26,11 @@ def verify_cmd(artifact, reference, runtime, atol, as_json):
     """Check ARTIFACT against the reference outputs saved at export time. Needs no torch."""
     from ..exporter.verify_file import check_file, failure_reason, read_reference
 
-    read_reference(reference)  # a missing or foreign reference is named before the file is loaded
-    eq = check_file(artifact, reference, load_artifact(artifact, runtime), atol)
+    loaded = read_reference(reference)  # a missing or foreign reference is named before the file is loaded
+    eq = check_file(artifact, reference, loaded, load_artifact(artifact, runtime), atol)
     if as_json:
         click.echo(json.dumps(eq, indent=2))
     else:
         print_verify(eq)
     if not eq["passed"]:
-        raise VerificationError(failure_reason(eq, artifact, reference))
+        raise VerificationError(failure_reason(eq, artifact, loaded[2]))

@@ -31,15 +31,16 @@ def made_for(meta: dict) -> str:
     return f" for model '{meta['model']}'" + (f" ({', '.join(files[:4])})" if files else "")
 
 
-def check_file(artifact: str, reference: str, model, atol: float | None) -> dict:
-    """The figures of ``artifact`` (loaded as ``model``, a runtime adapter) against ``reference``, by the
-    rule of the file's precision, with ``runtime`` (the adapter's description) and ``runtime_default``
-    (the same check with the runtime's own defaults, where they compute at another precision)."""
+def check_file(artifact: str, reference: str, loaded_reference: tuple, model, atol: float | None) -> dict:
+    """The figures of ``artifact`` (loaded as ``model``, a runtime adapter) against ``reference``
+    (``loaded_reference``: what ``read_reference`` returned for it), by the rule of the file's precision,
+    with ``runtime`` (the adapter's description) and ``runtime_default`` (the same check with the
+    runtime's own defaults, where they compute at another precision)."""
     from ..runtimes import run_nchw
     from ..runtimes.base import dims_text
     from .verify import REDUCED_RULES, TIE_MARGIN, compare, reduced_verdict
 
-    inputs, refs, meta = read_reference(reference)
+    inputs, refs, meta = loaded_reference
     chw = model.inputs[0].chw
     ref_chw = list(inputs[0].batches[0].shape[1:]) if inputs else []
     if len(chw) != len(ref_chw) or any(d is not None and d != r for d, r in zip(chw, ref_chw)):
@@ -63,10 +64,9 @@ def check_file(artifact: str, reference: str, model, atol: float | None) -> dict
     return eq
 
 
-def failure_reason(eq: dict, artifact: str, reference: str) -> str:
-    """Why a file that failed ``check_file`` failed, in one line; with a hint where the reference was
-    made for another model's files."""
-    _, _, meta = read_reference(reference)
+def failure_reason(eq: dict, artifact: str, meta: dict) -> str:
+    """Why a file that failed ``check_file`` failed, in one line; with a hint where the reference
+    (``meta``: its metadata) was made for another model's files."""
     name = Path(artifact).name
     other = meta.get("model") and name.split(".")[0] != meta["model"] and name not in meta.get("files", [name])
     if "failure" in eq:
