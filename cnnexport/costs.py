@@ -24,6 +24,12 @@ class LayerCost:
     output_elements: int = 0
     output_shape: list[int] = field(default_factory=list)
     kind: str = ""                # finer than type where it matters: "Conv depthwise 3x3", "Conv 1x1"
+    # a dense 3x3 stride-1 convolution: what Winograd F(6x6, 3x3) computes with fewer multiplications
+    winograd: bool = False
+    # the node a runtime fuses this element-wise op into (its group's anchor), and the elements the op then
+    # adds to the group's traffic: its inputs other than the fused producer's output (a residual); "" alone
+    fused_into: str = ""
+    fused_access: int = 0
 
     def as_dict(self) -> dict:
         d = asdict(self)

@@ -10,6 +10,12 @@ model", 2014), a layer's bytes are charged at the smallest level whose capacity 
 set (inputs + outputs + weights at the precision), DRAM past the last one; the DRAM-only bound is
 kept beside it (``bound_dram_ms``). Charged at DRAM alone, a batch-1 feature map that lives in L2
 made small networks beat their "bound" threefold.
+
+A layer is a fused group, as runtimes run it: a convolution or matrix product with the element-wise ops
+that follow it (activation, residual add) reads its inputs, weights and the residual, and writes one
+output; the intermediate maps never reach memory. On a runtime that computes dense 3x3 stride-1
+convolutions with Winograd (ncnn, MNN), those layers are charged F(6x6, 3x3)'s multiplications, 5.06x
+fewer than the direct MACs (the transforms' cost is left out: a bound may only err low).
 """
 
 from __future__ import annotations
@@ -17,6 +23,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 BYTES_PER_ELEMENT = {"fp32": 4, "fp16": 2, "bf16": 2, "int8": 1}
+#: Direct MACs per Winograd F(6x6, 3x3) multiplication: 6x6 outputs of a 3x3 kernel take 8x8 products, not 36x9.
+WINOGRAD_F63_SAVING = (6 * 3) ** 2 / (6 + 3 - 1) ** 2
 
 
 def bytes_per_element(precision: str) -> int:
@@ -35,6 +43,11 @@ class LayerCosts:
     macs: float
     activations: float
     weights: float
+    winograd: bool = False          # a dense 3x3 stride-1 convolution
+    fused: tuple[str, ...] = ()     # the element-wise ops fused into it, in order
+    # ShuffleNetV2's memory access cost counts every op's own inputs and outputs, fused or not (None: as
+    # ``activations``); the roofline charges the group's traffic
+    mac_activations: float | None = None
 
     def at(self, batch: int, precision: str) -> tuple[float, float]:
         """(MACs, bytes moved) for ``batch`` images at ``precision``."""
@@ -68,6 +81,8 @@ class LayerBound:
     memory_s: float
     level: str = "DRAM"
     memory_dram_s: float | None = None  # the same bytes at DRAM bandwidth (the single-roof bound)
+    winograd: bool = False  # compute charged at Winograd's multiplications, not the direct MACs
+    fused: tuple[str, ...] = ()
 
     @property
     def bound_dram_s(self) -> float:
@@ -89,18 +104,20 @@ class LayerBound:
 
 
 def layer_bound(name: str, type_: str, macs: float, nbytes: float, ceiling_gflops: float,
-                bandwidth_gbs: float, roofs: tuple[MemoryRoof, ...] = ()) -> LayerBound:
-    """The bound of one layer: MACs against the compute ceiling (GFLOP/s, 2 FLOPs per MAC) and bytes
-    against the bandwidth (GB/s) of the smallest of ``roofs`` that holds them (``bandwidth_gbs``, DRAM's,
-    when none does or none are given)."""
+                bandwidth_gbs: float, roofs: tuple[MemoryRoof, ...] = (), *, winograd: bool = False,
+                fused: tuple[str, ...] = ()) -> LayerBound:
+    """The bound of one layer: MACs against the compute ceiling (GFLOP/s, 2 FLOPs per MAC; with
+    ``winograd``, F(6x6, 3x3)'s multiplications) and bytes against the bandwidth (GB/s) of the smallest
+    of ``roofs`` that holds them (``bandwidth_gbs``, DRAM's, when none does or none are given)."""
     if ceiling_gflops <= 0 or bandwidth_gbs <= 0:
         raise ValueError("the compute ceiling and the bandwidth must be positive")
+    compute_s = 2 * macs / (WINOGRAD_F63_SAVING if winograd else 1) / (ceiling_gflops * 1e9)
     dram_s = nbytes / (bandwidth_gbs * 1e9)
     roof = next((r for r in roofs if r.capacity_bytes is not None and r.holds(nbytes)), None)
     if roof is None or roof.gbs <= bandwidth_gbs:
-        return LayerBound(name, type_, macs, nbytes, 2 * macs / (ceiling_gflops * 1e9), dram_s, "DRAM", dram_s)
-    return LayerBound(name, type_, macs, nbytes, 2 * macs / (ceiling_gflops * 1e9), nbytes / (roof.gbs * 1e9),
-                      roof.level, dram_s)
+        return LayerBound(name, type_, macs, nbytes, compute_s, dram_s, "DRAM", dram_s, winograd, fused)
+    return LayerBound(name, type_, macs, nbytes, compute_s, nbytes / (roof.gbs * 1e9), roof.level, dram_s,
+                      winograd, fused)
 
 
 @dataclass(frozen=True)
@@ -150,6 +167,7 @@ class Roofline:
                               "compute_ms": b.compute_s * 1e3, "memory_ms": b.memory_s * 1e3,
                               "bound_ms": b.bound_s * 1e3, "limit": b.limit, "flops_per_byte": b.intensity,
                               "level": b.level, "bound_dram_ms": b.bound_dram_s * 1e3,
+                              "winograd": b.winograd, "fused": list(b.fused),
                               "share": b.bound_s * 1e3 / total} for b in self.layers]
         return out
 
@@ -166,25 +184,43 @@ class ModelCosts:
         return sum(layer.macs for layer in self.layers)
 
     def memory_bytes(self, batch: int, precision: str) -> float:
-        return sum(layer.at(batch, precision)[1] for layer in self.layers)
+        """ShuffleNetV2's memory access cost in bytes: every op's inputs, outputs and weights, as if unfused."""
+        return sum(((layer.activations if layer.mac_activations is None else layer.mac_activations) * batch
+                    + layer.weights) * bytes_per_element(precision) for layer in self.layers)
 
     def roofline(self, *, batch: int, precision: str, ceiling_gflops: float, bandwidth_gbs: float,
-                 roofs: tuple[MemoryRoof, ...] = ()) -> Roofline:
+                 roofs: tuple[MemoryRoof, ...] = (), winograd: bool = False) -> Roofline:
         """The bound at ``batch`` and ``precision``; with ``roofs`` (cache levels), each layer's bytes at the
-        level that holds them, else every byte at ``bandwidth_gbs`` (DRAM)."""
+        level that holds them, else every byte at ``bandwidth_gbs`` (DRAM); with ``winograd`` (the runtime
+        computes dense 3x3 stride-1 convolutions that way) those layers at Winograd's multiplications."""
         bounds = []
         for layer in self.layers:
             macs, nbytes = layer.at(batch, precision)
             if macs or nbytes:
-                bounds.append(layer_bound(layer.name, layer.type, macs, nbytes, ceiling_gflops, bandwidth_gbs, roofs))
+                bounds.append(layer_bound(layer.name, layer.type, macs, nbytes, ceiling_gflops, bandwidth_gbs, roofs,
+                                          winograd=winograd and layer.winograd, fused=layer.fused))
         return Roofline(tuple(bounds), ceiling_gflops, bandwidth_gbs, batch, precision, tuple(roofs))
 
     @classmethod
     def from_profile(cls, profile) -> "ModelCosts | None":
-        """From a ``costs.Profile`` (PyTorch or ONNX); None when its totals are only lower bounds."""
+        """From a ``costs.Profile`` (PyTorch or ONNX); None when its totals are only lower bounds. An
+        element-wise op the profile marks as fused joins its anchor's layer with the feature maps it adds
+        (a residual), not its own inputs and output."""
         if not profile.complete:
             return None
         n = profile.input_shape[0] or 1
-        return cls(tuple(LayerCosts(layer.name, layer.kind or layer.type, layer.macs / n,
-                                    max(0, layer.memory_access - layer.params) / n, layer.params)
-                         for layer in profile.layers))
+        merged: dict[str, dict] = {}
+        for layer in profile.layers:
+            if layer.fused_into and layer.fused_into in merged:
+                group = merged[layer.fused_into]
+                group["macs"] += layer.macs / n
+                group["activations"] += layer.fused_access / n
+                group["mac_activations"] += max(0, layer.memory_access - layer.params) / n
+                group["weights"] += layer.params
+                group["fused"] += (layer.type,)
+                continue
+            merged[layer.name] = {"name": layer.name, "type": layer.kind or layer.type, "macs": layer.macs / n,
+                                  "activations": max(0, layer.memory_access - layer.params) / n,
+                                  "weights": layer.params, "winograd": layer.winograd, "fused": (),
+                                  "mac_activations": max(0, layer.memory_access - layer.params) / n}
+        return cls(tuple(LayerCosts(**group) for group in merged.values()))

@@ -121,6 +121,12 @@ def test_pick_ranks_by_the_paired_rounds():
     (p,) = pick(rows_from([a, c], machine={}, baseline=None))
     assert p["runtime"] == "onnxruntime" and p["beyond_noise"] is False  # round 2: 11 > 10.5, the rounds disagree
 
+    # over thread counts: the pick names the runtime and the count that won, the runner-up its own
+    one, two = _job("openvino", "fp32", [9, 9.5, 9.2], threads=1), _job("openvino", "fp32", [12, 12, 12], threads=2)
+    (p,) = pick(rows_from([a, one, two], machine={}, baseline=None))
+    assert (p["runtime"], p["threads"], p["thread_counts"]) == ("openvino", 1, [1, 2])
+    assert (p["runner_up"], p["runner_up_threads"], p["beyond_noise"]) == ("m.onnxruntime.fp32", 2, True)
+
 
 def test_paired_test_sees_a_small_gap_through_a_known_drift():
     drift = [1.0, 1.25, 1.5, 1.2, 0.9]  # the machine's speed moves between rounds by far more than the gap
@@ -339,6 +345,10 @@ def test_the_ceiling_is_the_best_gemm_and_names_it():
     assert isa_peak({"avx2": True}, 1, "int8", 2000.0) is None and isa_peak({"avx2": True}, 1, "fp32", None) is None
     with pytest.raises(ValueError, match="no GEMM could be measured"):
         pick_ceiling(measured[2:])
+    # over shapes: a layer-shaped GEMM that beats the square one sets the ceiling, named by its shape
+    shaped = [{"engine": "numpy", "precision": "fp32", "shape": "1024x1024x1024", "gflops": 150.0},
+              {"engine": "onnxruntime", "precision": "fp32", "shape": "784x128x512", "gflops": 201.0}]
+    assert pick_ceiling(shaped)["set_by"] == "onnxruntime fp32 GEMM 784x128x512"
 
 
 def test_every_installed_engines_gemm_is_measured():
@@ -348,6 +358,11 @@ def test_every_installed_engines_gemm_is_measured():
     assert set(fp32) == {"numpy", "onnxruntime", "openvino"} and all(m["gflops"] > 0.1 for m in fp32.values())
     (int8,) = measure_gemms("int8", 1, n=256, min_time_s=0.01)
     assert int8["engine"] == "onnxruntime" and int8["gflops"] > 0.1
+    # every engine over every shape (M x K x N), a non-square one included
+    shaped = measure_gemms("fp32", 1, min_time_s=0.01, shapes=((64, 32, 16), (128, 128, 128)))
+    assert [(m["engine"], m["shape"]) for m in shaped] == [(e, s) for s in ("64x32x16", "128x128x128")
+                                                            for e in ("numpy", "onnxruntime", "openvino")]
+    assert all(m["gflops"] > 0 for m in shaped)
 
 
 def test_pytorch_runs_eager_and_compiled_and_on_cuda_also_in_a_graph():

@@ -252,3 +252,28 @@ def test_unknown_costs_make_the_profile_a_lower_bound_and_bench_leaves_gmacs_emp
     assert proc.returncode == 0, proc.stderr
     macs_line = next(line for line in proc.stdout.splitlines() if "MACs" in line)
     assert ">= " in macs_line and "lower bound" in macs_line
+
+
+def test_a_scalar_is_a_known_shape_not_a_hole_in_the_profile(tmp_path):
+    """A rank-0 tensor (a Gather of one dimension of Shape, as an LRN or a plain export's reshape makes)
+    has the known shape []: the profile stays complete and counts its one element."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    from cnnexport.exporter.profile_onnx import profile_onnx
+
+    index = numpy_helper.from_array(__import__("numpy").array(1, "int64"), "i")
+    graph = helper.make_graph(
+        [helper.make_node("Shape", ["x"], ["s"], name="shape"),
+         helper.make_node("Gather", ["s", "i"], ["c"], name="channels"),
+         helper.make_node("Cast", ["c"], ["cf"], name="cast", to=TensorProto.FLOAT),
+         helper.make_node("Mul", ["x", "cf"], ["y"], name="scale")],
+        "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 4, 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3, 4, 4])], [index])
+    path = tmp_path / "scalar.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    prof = profile_onnx(path)
+    assert prof.complete and prof.unknown_shape_nodes == 0
+    layers = {layer.name: layer for layer in prof.layers}
+    assert layers["cast"].output_shape == [] and layers["cast"].output_elements == 1
+    assert layers["scale"].memory_access == 48 + 1 + 48  # x, the scalar, y

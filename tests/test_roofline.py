@@ -124,27 +124,84 @@ def test_per_layer_bounds_match_hand_computed_values(tmp_path):
     costs = ModelCosts.from_profile(profile_onnx(_three_layer_graph(tmp_path / "g.onnx")))
     ceiling, bandwidth = 100.0, 10.0  # GFLOP/s, GB/s: ridge at 10 FLOPs per byte
     roof = costs.roofline(batch=1, precision="fp32", ceiling_gflops=ceiling, bandwidth_gbs=bandwidth)
-    conv, dw, add = roof.layers
+    conv, dw = roof.layers  # the add is fused into the depthwise convolution (its output's only consumer)
     # conv: 16x16x16 outputs x 8x3x3 MACs each; input 8x16x16, output 16x16x16, weights 16x8x3x3 + 16 biases
-    assert conv.macs == 16 * 16 * 16 * 72
+    assert conv.macs == 16 * 16 * 16 * 72 and conv.fused == ()
     assert conv.bytes == 4 * (8 * 256 + 16 * 256 + 16 * 72 + 16)
     assert conv.compute_s == pytest.approx(2 * conv.macs / 100e9)
     assert conv.memory_s == pytest.approx(conv.bytes / 10e9)
     assert conv.limit == "compute" and conv.bound_s == conv.compute_s  # 2x294912 / 29256 B = 20 FLOPs/B
-    # depthwise: 9 MACs per output; weights 16x1x3x3 + 16
-    assert dw.macs == 16 * 256 * 9 and dw.bytes == 4 * (2 * 16 * 256 + 144 + 16)
-    assert dw.limit == "memory" and dw.bound_s == pytest.approx(dw.bytes / 10e9)  # 2.2 FLOPs/B
-    # add: no MACs; two inputs and one output
-    assert add.macs == 0 and add.bytes == 4 * 3 * 16 * 256 and add.limit == "memory"
-    assert roof.bound_ms == pytest.approx((conv.compute_s + dw.bytes / 10e9 + add.bytes / 10e9) * 1e3)
+    # depthwise + add: 9 MACs per output; it reads c, writes y once, and the add reads c again (the residual):
+    # d never reaches memory. Weights 16x1x3x3 + 16
+    assert dw.fused == ("Add",) and dw.macs == 16 * 256 * 9
+    assert dw.bytes == 4 * (3 * 16 * 256 + 144 + 16)
+    assert dw.limit == "memory" and dw.bound_s == pytest.approx(dw.bytes / 10e9)
+    assert roof.bound_ms == pytest.approx((conv.compute_s + dw.bytes / 10e9) * 1e3)
+    # ShuffleNetV2's memory access cost still counts each op's own traffic: the add's two inputs and output
+    unfused = 4 * (8 * 256 + 16 * 256 + 16 * 72 + 16) + 4 * (2 * 16 * 256 + 144 + 16) + 4 * 3 * 16 * 256
+    assert costs.memory_bytes(1, "fp32") == unfused
     # int8 moves a quarter of the bytes; batch 4 moves the weights once
     int8 = costs.roofline(batch=1, precision="int8", ceiling_gflops=ceiling, bandwidth_gbs=bandwidth)
-    assert int8.layers[2].bytes == add.bytes / 4
+    assert int8.layers[1].bytes == dw.bytes / 4
     b4 = costs.roofline(batch=4, precision="fp32", ceiling_gflops=ceiling, bandwidth_gbs=bandwidth)
-    assert b4.layers[1].bytes == 4 * (4 * 2 * 16 * 256 + 144 + 16) and b4.layers[1].macs == 4 * dw.macs
+    assert b4.layers[1].bytes == 4 * (4 * 3 * 16 * 256 + 144 + 16) and b4.layers[1].macs == 4 * dw.macs
     kinds = roof.as_dict()["by_kind"]
     assert kinds["Conv 3x3"]["memory_bound"] == 0 and kinds["Conv depthwise 3x3"]["memory_bound"] == 1
     assert sum(k["share"] for k in kinds.values()) == pytest.approx(1.0)
+
+
+def test_winograd_runtimes_are_charged_winograds_multiplications_for_dense_3x3_stride_1_only(tmp_path):
+    from cnnexport.roofline import WINOGRAD_F63_SAVING
+    from cnnexport.runtimes import WINOGRAD_RUNTIMES
+
+    assert WINOGRAD_F63_SAVING == pytest.approx(36 * 9 / 64)  # F(6x6, 3x3): 8x8 products for 6x6 outputs
+    assert set(WINOGRAD_RUNTIMES) == {"ncnn", "mnn"}  # ncnn's measured: benchmarks/ncnn_winograd.py
+    costs = ModelCosts.from_profile(profile_onnx(_three_layer_graph(tmp_path / "g.onnx")))
+    assert [layer.winograd for layer in costs.layers] == [True, False]  # the depthwise one is not dense
+    limits = dict(batch=1, precision="fp32", ceiling_gflops=100.0, bandwidth_gbs=1000.0)  # compute-bound
+    direct, wino = costs.roofline(**limits), costs.roofline(**limits, winograd=True)
+    assert wino.layers[0].compute_s == pytest.approx(direct.layers[0].compute_s / WINOGRAD_F63_SAVING)
+    assert wino.layers[0].winograd and wino.layers[1].compute_s == direct.layers[1].compute_s
+    assert wino.bound_ms < direct.bound_ms
+
+    def job(runtime):
+        j = Job("g", runtime, "fp32", 1, 2, {"kind": "artifact", "path": "/x/g.onnx"}, macs=costs.macs)
+        j.medians, j.samples_ms, j.result, j.costs = [0.1], [0.1], {"runtime": runtime}, costs
+        return j
+    ort, ncnn = rows_from([job("onnxruntime"), job("ncnn")], machine={}, ceilings={2: 100.0}, bandwidths={2: 1000.0})
+    assert ort["roofline_ms"] == pytest.approx(direct.bound_ms) and ncnn["roofline_ms"] == pytest.approx(wino.bound_ms)
+    # a strided or dilated 3x3 is not Winograd's
+    strided = onnx.load(str(tmp_path / "g.onnx"))
+    strided.graph.node[0].attribute.append(helper.make_attribute("dilations", [2, 2]))
+    strided.graph.node[0].attribute[0].ints[:] = [2, 2, 2, 2]  # pads 2 keep the 16x16 map
+    onnx.save(strided, str(tmp_path / "d.onnx"))
+    assert not ModelCosts.from_profile(profile_onnx(tmp_path / "d.onnx")).layers[0].winograd
+
+
+def test_a_fused_group_moves_its_inputs_weights_residual_and_one_output(tmp_path):
+    """conv -> add(residual) -> relu is one group; a squeeze-excitation gate broadcast onto a larger map
+    is not fused into the 1x1 convolution that made it (the group would write less than the op does)."""
+    rng = np.random.default_rng(0)
+    inits = [numpy_helper.from_array(rng.standard_normal(s).astype(np.float32), n) for n, s in
+             [("w", (8, 8, 1, 1)), ("g", (8, 8, 1, 1))]]
+    nodes = [helper.make_node("Conv", ["x", "w"], ["c"], name="conv"),
+             helper.make_node("Add", ["c", "x"], ["a"], name="add"),
+             helper.make_node("Relu", ["a"], ["r"], name="relu"),
+             helper.make_node("GlobalAveragePool", ["r"], ["p"], name="pool"),
+             helper.make_node("Conv", ["p", "g"], ["q"], name="gate"),
+             helper.make_node("Sigmoid", ["q"], ["s"], name="sigmoid"),
+             helper.make_node("Mul", ["r", "s"], ["y"], name="scale")]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 8, 16, 16])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 8, 16, 16])], inits)
+    path = tmp_path / "se.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    profile = profile_onnx(path)
+    fused = {layer.name: (layer.fused_into, layer.fused_access) for layer in profile.layers}
+    assert fused["add"] == ("conv", 8 * 256) and fused["relu"] == ("conv", 0) and fused["sigmoid"] == ("gate", 0)
+    assert fused["scale"] == ("", 0) and fused["pool"] == ("", 0)  # r has two consumers; s is broadcast
+    layers = {layer.name: layer for layer in ModelCosts.from_profile(profile).layers}
+    assert list(layers) == ["conv", "pool", "gate", "scale"] and layers["conv"].fused == ("Add", "Relu")
+    assert layers["conv"].activations == 3 * 8 * 256 and layers["conv"].weights == 64  # x, x again, r
 
 
 def test_layer_bound_refuses_missing_limits():

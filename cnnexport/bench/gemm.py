@@ -34,7 +34,7 @@ def _best_seconds(fn: Callable[[], object], min_time_s: float, timer: Callable[[
 
 
 def _numpy_fp32(a, b, threads):
-    out = np.empty_like(a)
+    out = np.empty((a.shape[0], b.shape[1]), a.dtype)
     return lambda: np.matmul(a, b, out=out)
 
 
@@ -82,30 +82,39 @@ ENGINES: dict[tuple[str, str], Callable] = {
 }
 
 
-def _operands(precision: str, n: int):
+#: (M, K, N) of the GEMMs the ceiling is the best of: a square one, and the 1x1 convolutions of resnet50's
+#: layer2 (28x28 pixels, 128 -> 512 channels) and layer1 (56x56, 64 -> 256), the shapes runtimes run fastest
+GEMM_SHAPES = ((1024, 1024, 1024), (784, 128, 512), (3136, 64, 256))
+
+
+def _operands(precision: str, m: int, k: int, n: int):
     rng = np.random.default_rng(0)
     if precision == "int8":
-        return (rng.integers(0, 256, (n, n), dtype=np.uint8), rng.integers(-127, 128, (n, n), dtype=np.int8))
-    return rng.standard_normal((n, n), dtype=np.float32), rng.standard_normal((n, n), dtype=np.float32)
+        return (rng.integers(0, 256, (m, k), dtype=np.uint8), rng.integers(-127, 128, (k, n), dtype=np.int8))
+    return rng.standard_normal((m, k), dtype=np.float32), rng.standard_normal((k, n), dtype=np.float32)
 
 
-def measure_gemms(precision: str, threads: int, n: int = 1024, min_time_s: float = 0.3,
-                  timer: Callable[[], float] = time.perf_counter) -> list[dict]:
-    """Every engine's GEMM at ``precision``: ``{"engine", "precision", "n", "gflops"}`` (2 n^3 operations
-    per call; for int8, integer operations), or ``{"engine", ..., "skipped": why}`` where the runtime
-    is not installed or fails."""
-    a, b = _operands(precision, n)
+def measure_gemms(precision: str, threads: int, n: int | None = None, min_time_s: float = 0.3,
+                  timer: Callable[[], float] = time.perf_counter,
+                  shapes: tuple[tuple[int, int, int], ...] = GEMM_SHAPES) -> list[dict]:
+    """Every engine's GEMM at ``precision`` over ``shapes`` (M, K, N; ``n``: one n x n x n instead):
+    ``{"engine", "precision", "shape", "gflops"}`` (2 M K N operations per call; for int8, integer
+    operations), or ``{"engine", ..., "skipped": why}`` where the runtime is not installed or fails."""
     out = []
-    for (engine, prec), build in ENGINES.items():
-        if prec != precision:
-            continue
-        try:
-            seconds = _best_seconds(build(a, b, threads), min_time_s, timer)
-        except Exception as exc:  # a missing or failing runtime leaves the others
-            out.append({"engine": engine, "precision": precision, "n": n,
-                        "skipped": f"{type(exc).__name__}: {str(exc).splitlines()[0][:120] if str(exc) else ''}"})
-            continue
-        out.append({"engine": engine, "precision": precision, "n": n, "gflops": 2 * n ** 3 / seconds / 1e9})
+    for m, k, cols in ((n, n, n),) if n else shapes:
+        a, b = _operands(precision, m, k, cols)
+        label = f"{m}x{k}x{cols}"
+        for (engine, prec), build in ENGINES.items():
+            if prec != precision:
+                continue
+            try:
+                seconds = _best_seconds(build(a, b, threads), min_time_s, timer)
+            except Exception as exc:  # a missing or failing runtime leaves the others
+                out.append({"engine": engine, "precision": precision, "shape": label,
+                            "skipped": f"{type(exc).__name__}: {str(exc).splitlines()[0][:120] if str(exc) else ''}"})
+                continue
+            out.append({"engine": engine, "precision": precision, "shape": label,
+                        "gflops": 2 * m * k * cols / seconds / 1e9})
     return out
 
 
@@ -118,7 +127,8 @@ def pick_ceiling(measurements: list[dict], isa_peak: dict | None = None) -> dict
         raise ValueError("no GEMM could be measured: " + "; ".join(f"{m['engine']}: {m.get('skipped')}"
                                                                   for m in measurements))
     best = max(measured, key=lambda m: m["gflops"])
-    out = {"gflops": best["gflops"], "set_by": f"{best['engine']} {best['precision']} GEMM n={best['n']}",
+    out = {"gflops": best["gflops"], "set_by": f"{best['engine']} {best['precision']} GEMM "
+                                                + (best["shape"] if "shape" in best else f"n={best['n']}"),
            "measurements": measurements, "isa_peak": isa_peak}
     if isa_peak and isa_peak.get("gflops"):
         share = best["gflops"] / isa_peak["gflops"]

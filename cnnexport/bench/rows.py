@@ -45,6 +45,28 @@ def spread(medians: list[float]) -> float:
     return (max(medians) - min(medians)) / statistics.median(medians) if medians else 0.0
 
 
+def bound_fields(costs, *, runtime: str, device: str, batch: int, precision: str, ceiling_gflops: float | None,
+                 bandwidth_gbs: float | None, memory_roofs: list[dict], median_ms: float,
+                 round_medians_ms: list[float]) -> dict:
+    """A row's roofline columns from its model's layer costs (``roofline.ModelCosts``) and the limits
+    measured in its run: ``memory_access_bytes``, ``roofline_ms``, ``of_roofline``, ``roofline_dram_ms``
+    and ``beats_bound``; empty (None) without the costs, the ceiling or the bandwidth. A runtime of
+    ``runtimes.WINOGRAD_RUNTIMES`` on the CPU is charged Winograd's multiplications for its dense 3x3
+    stride-1 convolutions."""
+    from ..roofline import memory_roofs_from
+    from ..runtimes import WINOGRAD_RUNTIMES
+
+    roofline = costs.roofline(batch=batch, precision=precision, ceiling_gflops=ceiling_gflops,
+                              bandwidth_gbs=bandwidth_gbs, roofs=memory_roofs_from(memory_roofs or []),
+                              winograd=device == "cpu" and runtime in WINOGRAD_RUNTIMES) \
+        if costs and ceiling_gflops and bandwidth_gbs else None
+    bound = roofline.bound_ms if roofline else None
+    return {"memory_access_bytes": costs.memory_bytes(batch, precision) if costs else None,
+            "roofline_ms": bound, "of_roofline": bound / median_ms if bound else None,
+            "roofline_dram_ms": roofline.bound_dram_ms if roofline else None,
+            "beats_bound": bound / median_ms > 1 + spread(round_medians_ms) if bound else None}
+
+
 def rows_from(jobs: list[Job], *, machine: dict, ceilings: dict[int, float] | None = None,
               bandwidths: dict[int, float] | None = None, baseline: str | None = None,
               noisy_limits: set[int] = frozenset(),
@@ -62,8 +84,6 @@ def rows_from(jobs: list[Job], *, machine: dict, ceilings: dict[int, float] | No
     ``schedule.memory_roofs``) the bound charges each layer at the cache level that holds it;
     ``roofline_dram_ms`` is the same bound with every byte at DRAM bandwidth. ``beats_bound``: the row
     ran faster than its bound by more than its own round spread (the bound's model broke)."""
-    from ..roofline import memory_roofs_from
-
     rows = []
     for job in jobs:
         if job.result is None:
@@ -75,11 +95,6 @@ def rows_from(jobs: list[Job], *, machine: dict, ceilings: dict[int, float] | No
         own = (ceilings_by_precision or {}).get(job.threads, {})
         ceiling = own.get(job.precision) or ((ceilings or {}).get(job.threads) if job.precision == "fp32" else None)
         bandwidth = (bandwidths or {}).get(job.threads)
-        roofline = job.costs.roofline(batch=job.batch, precision=job.precision, ceiling_gflops=ceiling,
-                                      bandwidth_gbs=bandwidth,
-                                      roofs=memory_roofs_from((memory_roofs or {}).get(job.threads, []))) \
-            if job.costs and ceiling and bandwidth else None
-        bound = roofline.bound_ms if roofline else None
         row = {
             "model": job.model, "artifact": Path(job.worker_job["path"]).name if "path" in job.worker_job else None,
             "runtime": res.get("runtime", job.runtime), "version": res.get("version"), "precision": job.precision,
@@ -90,10 +105,10 @@ def rows_from(jobs: list[Job], *, machine: dict, ceilings: dict[int, float] | No
             "gmacs_per_s": gmacs, "ceiling_gflops": ceiling,
             "ceiling_fraction": 2 * gmacs / ceiling if gmacs and ceiling else None,
             "bandwidth_gbs": bandwidth,
-            "memory_access_bytes": job.costs.memory_bytes(job.batch, job.precision) if job.costs else None,
-            "roofline_ms": bound, "of_roofline": bound / median if bound else None,
-            "roofline_dram_ms": roofline.bound_dram_ms if roofline else None,
-            "beats_bound": bound / median > 1 + spread(job.medians) if bound else None,
+            **bound_fields(job.costs, runtime=job.runtime, device=job.device, batch=job.batch,
+                           precision=job.precision, ceiling_gflops=ceiling, bandwidth_gbs=bandwidth,
+                           memory_roofs=(memory_roofs or {}).get(job.threads, []), median_ms=median,
+                           round_medians_ms=job.medians),
             "baseline": baseline, "speedup": None, "int8_speedup": None, "rounds": len(job.medians),
             "round_medians_ms": job.medians, "statistics": "pooled",
             "spread": spread(job.medians), "limits_noisy": job.threads in noisy_limits if ceiling else None,
@@ -155,23 +170,26 @@ def faster_beyond_noise(a_ms: list[float], b_ms: list[float]) -> bool:
 
 
 def pick(rows: list[dict]) -> list[dict]:
-    """The fastest row per (model, precision, batch, threads), with the runner-up as evidence and
-    whether the ranking holds by the paired test (``paired``: every round, or all but one of 5+)."""
+    """The fastest row per (model, precision, batch, device), over every runtime and thread count
+    measured (``threads`` says which count won: the setting a deployment needs beside the file), with
+    the runner-up as evidence and whether the ranking holds by the paired test (``paired``: every round,
+    or all but one of 5+)."""
     groups: dict[tuple, list[dict]] = {}
     for row in rows:
         if not row.get("plain"):  # the pick is among cnnexport's files; plain files are its yardstick
-            groups.setdefault((row["model"], row["precision"], row["batch"], row["threads"], row["device"]),
-                              []).append(row)
+            groups.setdefault((row["model"], row["precision"], row["batch"], row["device"]), []).append(row)
     picks = []
-    for (model, precision, batch, threads, device), group in sorted(groups.items(), key=lambda kv: str(kv[0])):
+    for (model, precision, batch, device), group in sorted(groups.items(), key=lambda kv: str(kv[0])):
         group = sorted(group, key=lambda r: r["median_ms"])
         best, runner = group[0], group[1] if len(group) > 1 else None
         test = paired(best["round_medians_ms"], runner["round_medians_ms"]) if runner else None
         picks.append({
-            "model": model, "precision": precision, "batch": batch, "threads": threads, "device": device,
+            "model": model, "precision": precision, "batch": batch, "threads": best["threads"], "device": device,
+            "thread_counts": sorted({r["threads"] for r in group}),
             "artifact": best["artifact"] or best["runtime"], "runtime": best["runtime"],
             "median_ms": best["median_ms"], "round_medians_ms": best["round_medians_ms"],
             "runner_up": (runner["artifact"] or runner["runtime"]) if runner else None,
+            "runner_up_threads": runner["threads"] if runner else None,
             "runner_up_median_ms": runner["median_ms"] if runner else None,
             "margin": runner["median_ms"] / best["median_ms"] if runner else None,
             "paired": test,

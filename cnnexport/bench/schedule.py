@@ -77,10 +77,11 @@ def stable_limit(measure_once: Callable[[], dict], key: str, *, agree: int = LIM
             "stable": len(top) == agree and top[-1] - top[0] <= stable * top[-1], "noisy": spread > LIMIT_NOISY}
 
 
-def compute_ceiling(threads: int, precision: str = "fp32", n: int = 1024) -> dict:
+def compute_ceiling(threads: int, precision: str = "fp32", n: int | None = None) -> dict:
     """The machine's compute ceiling at ``precision`` (fp32, int8) with ``threads`` threads: the best
-    GEMM of numpy and each installed runtime (``bench.gemm``; ``set_by`` names it, ``measurements``
-    holds them all, ``isa_peak`` the cross-check), measured until stable (``stable_limit``)."""
+    GEMM of numpy and each installed runtime over ``bench.gemm.GEMM_SHAPES`` (``n``: one square shape;
+    ``set_by`` names the best, ``measurements`` holds them all, ``isa_peak`` the cross-check), measured
+    until stable (``stable_limit``)."""
     return stable_limit(lambda: _limit({"kind": "gemm", "threads": threads, "precision": precision, "n": n},
                                        f"the {precision} compute ceiling"), "gflops")
 

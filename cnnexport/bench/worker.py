@@ -165,7 +165,7 @@ def run_gemm(job: dict) -> dict:
     from .gemm import isa_peak, measure_gemms, pick_ceiling, reported_mhz
 
     precision, threads = job.get("precision", "fp32"), job.get("threads", 1)
-    measurements = measure_gemms(precision, threads, n=job.get("n", 1024))
+    measurements = measure_gemms(precision, threads, n=job.get("n"))
     return pick_ceiling(measurements, isa_peak(cpu_facts()["isa"], threads, precision, reported_mhz()))
 
 

@@ -118,7 +118,7 @@ def _roofline(target, input_size, batch, num_classes, weights, per_layer, runtim
     from ..exporter.graph import check
     from ..exporter.profile_onnx import costs_graph
     from ..exporter.roofline_profile import roofline_profile
-    from ..runtimes import runtime_for
+    from ..runtimes import WINOGRAD_RUNTIMES, runtime_for
     from ..runtimes.profiling import PROFILED_RUNTIMES, layer_times, profiled_file
 
     if not 1 <= threads <= 4096 or (ceiling is not None and ceiling <= 0) or (bandwidth is not None and bandwidth <= 0):
@@ -177,7 +177,7 @@ def _roofline(target, input_size, batch, num_classes, weights, per_layer, runtim
         # a given --bandwidth is the one roof; measured, each cache level gets its own
         roofs = () if bandwidth else memory_roofs_from(schedule.memory_roofs(threads, limits["bandwidth_gbs"]))
         result = roofline_profile(path, costs_path=graph, input_shape=shape, times=times, precision=precision,
-                                  roofs=roofs, **limits)
+                                  roofs=roofs, winograd=chosen in WINOGRAD_RUNTIMES, **limits)
     result["limits_measured"] = {"ceiling": ceiling is None, "bandwidth": bandwidth is None, "threads": threads}
     if measured:
         result["ceiling_set_by"] = measured["set_by"]

@@ -26,8 +26,8 @@ def _shapes(model) -> dict[str, list[int]]:
     shapes = {}
     for value in [*inferred.graph.input, *inferred.graph.value_info, *inferred.graph.output]:
         dims = value.type.tensor_type.shape.dim
-        if dims and all(d.HasField("dim_value") for d in dims):
-            shapes[value.name] = [d.dim_value for d in dims]
+        if value.type.tensor_type.HasField("shape") and all(d.HasField("dim_value") for d in dims):
+            shapes[value.name] = [d.dim_value for d in dims]  # a scalar's shape, [], is known too
     for init in model.graph.initializer:
         shapes[init.name] = list(init.dims)
     for name, array in _constant_nodes(model).items():
@@ -96,7 +96,7 @@ def _fix_inputs(model, input_shape: tuple[int, ...] | None) -> list[int]:
 
 def _node_cost(node, shapes: dict[str, list[int]], float_inits: dict[str, int]) -> LayerCost:
     out = shapes.get(node.output[0], [])
-    out_elems = math.prod(out) if out else 0
+    out_elems = math.prod(out) if node.output[0] in shapes else 0
     ins = [shapes.get(i) for i in node.input if i]
     in_elems = sum(math.prod(s) for s in ins if s is not None)
     cost = LayerCost(name=node.name or node.output[0], type=node.op_type, output_shape=out,
@@ -110,6 +110,7 @@ def _node_cost(node, shapes: dict[str, list[int]], float_inits: dict[str, int]) 
         per = w[1] * math.prod(w[2:])
         cost.kind = conv_kind(node, w)
         cost.macs = (math.prod(ins[0]) if node.op_type == "ConvTranspose" else out_elems) * per
+        cost.winograd = node.op_type == "Conv" and _winograd_shaped(node, w)
     elif node.op_type in ("Gemm", "MatMul") and len(ins) > 1 and ins[0] and ins[1]:
         trans_a = next((a.i for a in node.attribute if a.name == "transA"), 0)
         k = ins[0][-2] if trans_a else ins[0][-1]
@@ -119,6 +120,66 @@ def _node_cost(node, shapes: dict[str, list[int]], float_inits: dict[str, int]) 
     else:
         cost.elementwise_ops = out_elems
     return cost
+
+
+def _winograd_shaped(node, weight_shape: list[int]) -> bool:
+    """A dense 3x3 convolution at stride 1, undilated: the layers Winograd computes."""
+    attrs = {a.name: list(a.ints) or a.i for a in node.attribute}
+    return (weight_shape[2:] == [3, 3] and attrs.get("group", 1) == 1
+            and all(v == 1 for v in attrs.get("strides", [1])) and all(v == 1 for v in attrs.get("dilations", [1])))
+
+
+#: Element-wise ops a runtime fuses into the convolution or matrix product before them (ONNX Runtime's
+#: FusedConv and NCHWc, OpenVINO's post-ops, XNNPACK's and ncnn's activations): their result is written once.
+FUSABLE = {"Relu", "Clip", "Sigmoid", "HardSigmoid", "HardSwish", "LeakyRelu", "Add", "Mul", "BatchNormalization"}
+FUSION_ANCHORS = {"Conv", "ConvTranspose", "Gemm", "MatMul"}
+
+
+def fusion_groups(model, shapes: dict[str, list[int]] | None = None) -> dict[str, str]:
+    """Node name -> the name of the node it fuses into (itself when it is an anchor or stands alone). An
+    element-wise op joins its producer's group when it is that output's only consumer and, with ``shapes``,
+    writes a tensor of the same shape (a squeeze-excitation Mul that broadcasts its gate onto a larger map
+    does not: the group would then write more than its anchor does)."""
+    producer = {o: n for n in model.graph.node for o in n.output}
+    consumers: dict[str, int] = {}
+    for n in model.graph.node:
+        for i in n.input:
+            consumers[i] = consumers.get(i, 0) + 1
+    for o in model.graph.output:
+        consumers[o.name] = consumers.get(o.name, 0) + 1
+    ops = {n.name or n.output[0]: n.op_type for n in model.graph.node}
+    group: dict[str, str] = {}
+    for n in model.graph.node:
+        name = n.name or n.output[0]
+        group[name] = name
+        if n.op_type not in FUSABLE:
+            continue
+        for i in n.input:
+            p = producer.get(i)
+            if p is None or consumers.get(i) != 1:
+                continue
+            if shapes is not None and shapes.get(i) != shapes.get(n.output[0]):
+                continue
+            root = group.get(p.name or p.output[0])
+            if ops.get(root) in FUSION_ANCHORS:
+                group[name] = root
+                break
+    return group
+
+
+def _mark_fused(model, layers: list[LayerCost], shapes: dict[str, list[int]], float_inits: dict[str, int]) -> None:
+    """Set each fused op's ``fused_into`` and ``fused_access`` (the feature maps it reads besides its producer's)."""
+    group = fusion_groups(model, shapes)
+    producer_name = {o: n.name or n.output[0] for n in model.graph.node for o in n.output}
+    for node, cost in zip(model.graph.node, layers):
+        name = node.name or node.output[0]
+        root = group.get(name, name)
+        if root == name:
+            continue
+        cost.fused_into = root
+        cost.fused_access = sum(math.prod(shapes[i]) for i in node.input
+                                if i and i in shapes and i not in float_inits
+                                and group.get(producer_name.get(i, ""), "") != root)
 
 
 def conv_kind(node, weight_shape: list[int]) -> str:
@@ -146,7 +207,8 @@ def profile_onnx(path: str | os.PathLike, input_shape: tuple[int, ...] | None = 
                    if numpy_helper.to_array(i).dtype.kind == "f"}
     float_inits.update({n: a.size for n, a in _constant_nodes(model).items() if a.dtype.kind == "f"})
     layers = [_node_cost(n, shapes, float_inits) for n in model.graph.node]
-    missing = [n.op_type for n, c in zip(model.graph.node, layers) if not c.output_shape and n.op_type != "Constant"]
+    _mark_fused(model, layers, shapes, float_inits)
+    missing = [n.op_type for n in model.graph.node if n.output[0] not in shapes and n.op_type != "Constant"]
     notes = [f"{len(missing)} node outputs have unknown shapes ({', '.join(sorted(set(missing)))}) even after a "
              "run: their costs count as 0, so MACs, memory access and activation memory are lower bounds"] \
         if missing else []

@@ -12,37 +12,9 @@ from ..errors import InvalidModelFileError
 from ..roofline import ModelCosts
 from .profile_onnx import profile_onnx
 
-# Ops a runtime fuses into the convolution or matrix product before them.
-_FUSABLE = {"Relu", "Clip", "Sigmoid", "HardSigmoid", "HardSwish", "LeakyRelu", "Add", "Mul", "BatchNormalization"}
-_ANCHORS = {"Conv", "ConvTranspose", "Gemm", "MatMul"}
-
-
 #: A layer group beats its bound when it ran more than this much faster (per-node profiler timings of one
 #: run, unlike bench rows, carry no round spread of their own)
 BEAT_MARGIN = 0.1
-
-
-def _groups(model) -> dict[str, str]:
-    """Node name -> the name of the node it fuses into (itself when it is an anchor or stands alone)."""
-    producer = {o: n for n in model.graph.node for o in n.output}
-    consumers: dict[str, int] = {}
-    for n in model.graph.node:
-        for i in n.input:
-            consumers[i] = consumers.get(i, 0) + 1
-    group: dict[str, str] = {}
-    for n in model.graph.node:
-        name = n.name or n.output[0]
-        group[name] = name
-        if n.op_type in _FUSABLE:
-            for i in n.input:
-                p = producer.get(i)
-                if p is not None and consumers.get(i) == 1:
-                    root = group.get(p.name or p.output[0])
-                    anchor = next((m for m in model.graph.node if (m.name or m.output[0]) == root), None)
-                    if anchor is not None and anchor.op_type in _ANCHORS:
-                        group[name] = root
-                        break
-    return group
 
 
 def _matcher(model):
@@ -67,12 +39,13 @@ def _matcher(model):
 
 def roofline_profile(path: str | os.PathLike, *, ceiling_gflops: float, bandwidth_gbs: float, precision: str = "fp32",
                      input_shape: tuple[int, ...] | None = None, times=None, costs_path: str | os.PathLike | None = None,
-                     roofs: tuple = ()) -> dict:
+                     roofs: tuple = (), winograd: bool = False) -> dict:
     """The roofline of ``costs_path`` (default ``path``; an ONNX graph) at ``input_shape`` and
     ``precision``: per fused group and per layer kind, the bound, whether memory or compute sets it,
     the memory level its bytes are charged at (``roofs``: ``roofline.MemoryRoof`` per cache level; DRAM
     without), its share of the total, and with ``times`` (a ``runtimes.profiling.LayerTimes`` of
-    ``path``) the measured time and measured / bound."""
+    ``path``) the measured time and measured / bound. ``winograd``: the runtime computes dense 3x3
+    stride-1 convolutions with Winograd (``runtimes.WINOGRAD_RUNTIMES``)."""
     import onnx
 
     graph_path = Path(costs_path or path)
@@ -83,23 +56,15 @@ def roofline_profile(path: str | os.PathLike, *, ceiling_gflops: float, bandwidt
                                     "lower bound; give --input-size or a file with static shapes")
     batch = profile.input_shape[0]
     roof = costs.roofline(batch=batch, precision=precision, ceiling_gflops=ceiling_gflops,
-                          bandwidth_gbs=bandwidth_gbs, roofs=tuple(roofs))
+                          bandwidth_gbs=bandwidth_gbs, roofs=tuple(roofs), winograd=winograd)
     model = onnx.load(str(graph_path), load_external_data=False)
-    group_of = _groups(model)
-    groups: dict[str, dict] = {}
-    for layer in roof.layers:
-        root = group_of.get(layer.name, layer.name)
-        g = groups.setdefault(root, {"name": root, "kind": None, "ops": [], "bound_ms": 0.0, "compute_ms": 0.0,
-                                     "memory_ms": 0.0, "macs": 0.0, "bytes": 0.0, "measured_ms": None,
-                                     "level": layer.level, "bound_dram_ms": 0.0})
-        g["kind"] = g["kind"] or layer.type
-        g["bound_dram_ms"] += layer.bound_dram_s * 1e3
-        g["ops"].append(layer.type.split(" ")[0])
-        g["bound_ms"] += layer.bound_s * 1e3
-        g["compute_ms"] += layer.compute_s * 1e3
-        g["memory_ms"] += layer.memory_s * 1e3
-        g["macs"] += layer.macs
-        g["bytes"] += layer.bytes
+    group_of = {layer.name: layer.fused_into or layer.name for layer in profile.layers}
+    groups = {layer.name: {"name": layer.name, "kind": layer.type, "fused": list(layer.fused),
+                           "bound_ms": layer.bound_s * 1e3, "compute_ms": layer.compute_s * 1e3,
+                           "memory_ms": layer.memory_s * 1e3, "macs": layer.macs, "bytes": layer.bytes,
+                           "measured_ms": None, "level": layer.level, "bound_dram_ms": layer.bound_dram_s * 1e3,
+                           "winograd": layer.winograd}
+              for layer in roof.layers}
     unmatched_ms, matched_ms = 0.0, 0.0
     if times is not None:
         match = _matcher(model)
@@ -114,10 +79,9 @@ def roofline_profile(path: str | os.PathLike, *, ceiling_gflops: float, bandwidt
     total = roof.bound_ms or 1.0
     rows = []
     for g in groups.values():
-        fused = [op for op in g["ops"][1:]]
         rows.append({**{k: g[k] for k in ("name", "kind", "macs", "bytes", "bound_ms", "compute_ms", "memory_ms",
-                                          "measured_ms", "level", "bound_dram_ms")},
-                     "fused": fused, "limit": "compute" if g["compute_ms"] >= g["memory_ms"] else "memory",
+                                          "measured_ms", "level", "bound_dram_ms", "fused", "winograd")},
+                     "limit": "compute" if g["compute_ms"] >= g["memory_ms"] else "memory",
                      "share": g["bound_ms"] / total,
                      "of_bound": g["bound_ms"] / g["measured_ms"] if g["measured_ms"] else None})
     kinds: dict[str, dict] = {}
@@ -138,7 +102,7 @@ def roofline_profile(path: str | os.PathLike, *, ceiling_gflops: float, bandwidt
     by_kind = sorted(kinds.values(), key=lambda k: -(k["measured_ms"] or k["bound_ms"]))
     result = {"file": Path(path).name, "costs_from": graph_path.name, "input_shape": profile.input_shape,
               "precision": precision, "ceiling_gflops": ceiling_gflops, "bandwidth_gbs": bandwidth_gbs,
-              "ridge_flops_per_byte": ceiling_gflops / bandwidth_gbs, "bound_ms": roof.bound_ms,
+              "ridge_flops_per_byte": ceiling_gflops / bandwidth_gbs, "bound_ms": roof.bound_ms, "winograd": winograd,
               "bound_dram_ms": roof.bound_dram_ms,
               "roofs": [{"level": r.level, "capacity_bytes": r.capacity_bytes, "gbs": r.gbs} for r in roof.roofs],
               "memory_bound_share": sum(r["bound_ms"] for r in rows if r["limit"] == "memory") / total,
@@ -166,8 +130,10 @@ def beating_groups(rows: list[dict], margin: float = BEAT_MARGIN) -> list[dict]:
                      "faster (a working set held in a closer level, or fewer bytes moved than counted: fused or "
                      "in-place)")
         else:
-            broke = ("its MACs were charged at the compute ceiling; the kernel ran faster (fewer MACs than counted, "
-                     "e.g. Winograd, or a faster kernel than the GEMMs that set the ceiling)")
+            broke = ("its MACs were charged at the compute ceiling" + (" (Winograd's multiplications)" if r.get("winograd")
+                                                                        else "")
+                     + "; the kernel ran faster (fewer multiplications than counted, e.g. Winograd, or a faster kernel "
+                     "than the GEMMs that set the ceiling)")
         out.append({"name": r["name"], "kind": r["kind"], "level": r["level"], "limit": r["limit"],
                     "of_bound": r["of_bound"], "assumption": broke})
     return out

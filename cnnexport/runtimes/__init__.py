@@ -33,6 +33,10 @@ class Runtime:
     # on --device cuda, one bench row per execution provider: how its users run it (ONNX Runtime's CUDA and
     # TensorRT providers); the rows of the second are labelled <name>-trt
     cuda_eps: tuple[str, ...] = ()
+    # computes dense 3x3 stride-1 convolutions with Winograd on the CPU (fewer multiplications than the direct
+    # MACs): the roofline charges those layers Winograd's multiplications (measured for ncnn:
+    # benchmarks/ncnn_winograd.py; MNN's CPU backend does the same)
+    winograd: bool = False
 
 
 RUNTIME_TABLE: dict[str, Runtime] = {r.name: r for r in (
@@ -40,9 +44,9 @@ RUNTIME_TABLE: dict[str, Runtime] = {r.name: r for r in (
             gpu_options={"ep": "cuda"}, cuda_eps=("cuda", "tensorrt")),
     Runtime("openvino", "openvino:OpenVinoModel", ".xml", ("ov",), fixes_batch=True, input_shape="fill"),
     Runtime("tflite", "tflite:TfliteModel", ".tflite", ("litert",)),
-    Runtime("ncnn", "ncnn:NcnnModel", ".param", input_shape="full"),
+    Runtime("ncnn", "ncnn:NcnnModel", ".param", input_shape="full", winograd=True),
     Runtime("executorch", "executorch:ExecuTorchModel", ".pte", ("et",)),
-    Runtime("mnn", "mnn:MnnModel", ".mnn"),
+    Runtime("mnn", "mnn:MnnModel", ".mnn", winograd=True),
     Runtime("aoti", "aoti:AotiModel", ".pt2", ("aotinductor", "pt2")),
     Runtime("tensorrt", "tensorrt:TensorRtModel", ".engine", ("trt",), fixes_batch=True, devices=("cuda",)),
     Runtime("torch", None, aliases=("pytorch",), devices=("cpu", "cuda")),
@@ -55,6 +59,8 @@ MODULE_RUNTIMES = tuple(r.name for r in RUNTIME_TABLE.values() if r.adapter is N
 FIXES_BATCH = tuple(r.name for r in RUNTIME_TABLE.values() if r.fixes_batch)
 ALIASES = {alias: r.name for r in RUNTIME_TABLE.values() for alias in r.aliases}
 _BY_SUFFIX = {r.suffix: r.name for r in RUNTIME_TABLE.values() if r.suffix}
+#: the runtimes whose 3x3 stride-1 convolutions the roofline charges at Winograd's multiplications
+WINOGRAD_RUNTIMES = tuple(r.name for r in RUNTIME_TABLE.values() if r.winograd)
 #: the runtimes bench measures on --device cuda
 CUDA_RUNTIMES = tuple(r.name for r in RUNTIME_TABLE.values() if "cuda" in r.devices)
 

@@ -132,14 +132,18 @@ def print_bench(result: dict, as_json: bool, as_csv: bool, wide: bool = False) -
         console.print("more columns (p90, p99, min, MACs, GMAC/s, % of the compute ceiling, roofline ms): --wide, "
                       "--json or --save")
     for p in result.get("pick", []):
-        evidence = (f"{p['median_ms']:.2f} ms vs {p['runner_up']} {p['runner_up_median_ms']:.2f} ms "
+        several = len(p.get("thread_counts") or [p["threads"]]) > 1
+        runner = p["runner_up"] + (f" at {p['runner_up_threads']} threads" if several and p["runner_up"] else "")
+        evidence = (f"{p['median_ms']:.2f} ms vs {runner} {p['runner_up_median_ms']:.2f} ms "
                     f"({p['margin']:.2f}x; " + ("faster round by round: the paired test)" if p["beyond_noise"]
                                                  else "one round, no spread measured: use --rounds 3)"
                                                  if p["beyond_noise"] is None
                                                  else "the rounds disagree: a tie here)")
                     if p["runner_up"] else "the only candidate")
-        console.print(f"pick {p['precision']} batch {p['batch']} threads {p['threads']}: [bold]{p['artifact']}[/] "
-                      f"on {p['runtime']}: {evidence}")
+        where = (f"batch {p['batch']}: [bold]{p['artifact']}[/] on {p['runtime']} at {p['threads']} threads "
+                 f"(of {', '.join(map(str, p['thread_counts']))})" if several else
+                 f"batch {p['batch']} threads {p['threads']}: [bold]{p['artifact']}[/] on {p['runtime']}")
+        console.print(f"pick {p['precision']} {where}: {evidence}")
     if result.get("plain"):
         from rich.table import Table
 

@@ -120,6 +120,8 @@ def print_roofline(result: dict, per_layer: bool, as_json: bool) -> None:
         line += (" (bytes charged at the cache level that holds them: " + ", ".join(
             f"{r['level']} {r['gbs']:.0f} GB/s" for r in result["roofs"])
             + f"; every byte at DRAM: {result['bound_dram_ms']:.3f} ms)")
+    if result.get("winograd"):
+        line += "; dense 3x3 stride-1 convolutions at Winograd F(6x6,3x3)'s multiplications, as this runtime computes them"
     if timed:
         line += (f"; {result['runtime']} measured {result['measured_ms']:.3f} ms per run over its nodes "
                  f"(median of {result['runs']} runs), bound / measured = {result['of_roofline']:.0%}")
