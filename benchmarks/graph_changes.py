@@ -4,7 +4,8 @@ per runtime per round, same artifacts otherwise).
     python benchmarks/graph_changes.py [--rounds 5] [--threads 2]
 
 1. TFLite: padded max-pool after a ReLU as zero PAD + MAX_POOL_2D instead of PADV2(-inf) +
-   MAX_POOL_2D (XNNPACK does not take PADV2): resnet50, shufflenet_v2_x1_0. Applied by the export.
+   MAX_POOL_2D (XNNPACK does not take PADV2): resnet50, shufflenet_v2_x1_0. Not applied by the export
+   since the 2026-12-06 run on an Intel Xeon (a tie and 3% slower).
 2. ShuffleNetV2's concat + channel shuffle as one interleave (stack + reshape), instead of
    cat + reshape/transpose/reshape: TFLite and ONNX Runtime. Applied in the model.
 3. The same shuffle written channels-last (no transpose left in the .tflite at all). Rejected if slower.
