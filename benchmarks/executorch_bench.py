@@ -26,7 +26,7 @@ import cnnexport
 from cnnexport.bench.jobs import artifact_job, torch_jobs
 from cnnexport.bench.schedule import measure
 from cnnexport.calib import Preprocess, sample_photos
-from cnnexport.exporter.profile_torch import profile_module
+from cnnexport.profile.torch_profile import profile_module
 from cnnexport.exporter.report_fields import versions
 from cnnexport.models import BUNDLED_WEIGHTS, create_model, model_info
 

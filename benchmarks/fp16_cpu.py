@@ -27,7 +27,7 @@ from cnnexport.calib import Preprocess, sample_photos
 from cnnexport.exporter.formats import FORMATS as FORMATS_TABLE, Artifact, ConvertSource
 from cnnexport.exporter.pipeline import verify_artifact
 from cnnexport.exporter.prepare import prepare
-from cnnexport.exporter.profile_torch import profile_module
+from cnnexport.profile.torch_profile import profile_module
 from cnnexport.exporter.verify import FP16_RTOL, fp16_verdict, load_reference
 from cnnexport.exporter.report_fields import versions
 from cnnexport.models import create_model, model_info

@@ -34,7 +34,7 @@ from cnnexport.calib import Preprocess, sample_photos
 from cnnexport.exporter.formats import FORMATS, Artifact, ConvertSource
 from cnnexport.exporter.pipeline import checked_entry
 from cnnexport.exporter.prepare import prepare
-from cnnexport.exporter.profile_torch import profile_module
+from cnnexport.profile.torch_profile import profile_module
 from cnnexport.exporter.report_fields import versions
 from cnnexport.exporter.verify import load_reference
 from cnnexport.models import create_model, model_info

@@ -31,7 +31,7 @@ COLUMNS = ("roofline_ms", "of_roofline", "roofline_dram_ms", "beats_bound")
 def model_costs(name: str, folder: Path):
     """The roofline's layer costs of ``name``'s fp32 ONNX file as cnnexport exports it."""
     from cnnexport.exporter.pipeline import export
-    from cnnexport.exporter.profile_onnx import file_costs
+    from cnnexport.profile.onnx_profile import file_costs
     from cnnexport.models import create_model, model_info
 
     shape = (1, *model_info(name).input_size)

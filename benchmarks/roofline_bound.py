@@ -63,7 +63,7 @@ def summarize(result: dict, threads: int) -> list[dict]:
 
 def before_bound(path: Path, batch: int, precision: str, numpy_gflops: float, dram_gbs: float) -> float | None:
     """The earlier bound of a file: numpy's sgemm as the ceiling, every byte at DRAM, fp32 rows only."""
-    from cnnexport.exporter.profile_onnx import file_costs
+    from cnnexport.profile.onnx_profile import file_costs
 
     if precision != "fp32":
         return None

@@ -422,7 +422,7 @@ def test_bench_measures_files_whose_input_size_is_dynamic(small_net, tmp_path):
     rows = json.loads(proc.stdout)["rows"]
     assert {r["runtime"] for r in rows} == {"openvino", "onnxruntime"} and all(r["batch"] == 2 for r in rows)
     onnx_row = next(r for r in rows if r["runtime"] == "onnxruntime")
-    from cnnexport.exporter.profile_torch import profile_module
+    from cnnexport.profile.torch_profile import profile_module
 
     assert onnx_row["macs"] == profile_module(small_net, (1, 3, 32, 32)).macs  # profiled at the size given
     wrong = run_cli("bench", files[1], "--input-size", "1,32,32", *quick)

@@ -359,7 +359,7 @@ def _convnext_like():
 
 
 def test_dynamo_keeps_the_batch_dynamic_through_permute_layernorm_linear(tmp_path):
-    from cnnexport.exporter.graph import check
+    from cnnexport.profile.graph import check
 
     report = cnnexport.export(_convnext_like(), (1, 3, 32, 32), tmp_path, name="cnx", exporter="dynamo")
     assert check(tmp_path / "cnx.onnx").dynamic_batch

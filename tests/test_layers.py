@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 PACKAGE = Path(__file__).parents[1] / "cnnexport"
-LEAVES = {"errors", "_atomic", "_onnx_safety", "_quiet", "machine", "costs", "roofline", "listopt"}  # below everything
+LEAVES = {"errors", "_atomic", "_onnx_safety", "_quiet", "machine", "listopt"}  # below everything
 # Each part of the package and the parts it may import (besides itself).
 ALLOWED = {
     "errors": set(),
@@ -16,8 +16,8 @@ ALLOWED = {
     "_quiet": {"errors"},
     "listopt": {"errors"},  # the comma-separated option parser
     "machine": set(),
-    "costs": set(),
-    "roofline": set(),
+    # the cost model, the profilers, graph facts and the roofline: below the exporter and bench, which read them
+    "profile": {"formats", "errors", "_onnx_safety"},
     "catalog": {"models"},  # the registry, only to write or check catalog.json
     "_spinner": set(),
     "models": {"errors"},
@@ -25,13 +25,13 @@ ALLOWED = {
     "calib": {"errors"},
     # exporter/formats/__init__.py, the FORMATS table: pure data that every part reads; imports nothing.
     "formats": set(),
-    "exporter": {"formats", "models", "runtimes", "calib"} | LEAVES,
+    "exporter": {"formats", "models", "runtimes", "calib", "profile"} | LEAVES,
     # bench and the study receive the export pipeline and the profilers from the CLI: never the exporter
     # (the FORMATS table is not the exporter: it only says which runtime loads which file).
-    "bench": {"formats", "runtimes", "models"} | LEAVES,  # models: the PyTorch baseline, built in its worker process
-    "study": {"bench", "formats", "models", "runtimes", "calib"} | LEAVES,
+    "bench": {"formats", "runtimes", "models", "profile"} | LEAVES,  # models: the PyTorch baseline, built in its worker process
+    "study": {"bench", "formats", "models", "runtimes", "calib", "profile"} | LEAVES,
     "cli": {"exporter", "formats", "runtimes", "calib", "bench", "study", "models", "catalog", "_spinner",
-            "root"} | LEAVES,
+            "root", "profile"} | LEAVES,
     "__main__": {"cli"},
     "root": {"exporter"},  # cnnexport.export, the Python API
 }
@@ -148,7 +148,7 @@ def test_the_scan_sees_relative_and_function_level_imports(tmp_path):
     assert "cnnexport.models.layers" not in _imports(probe)  # prepare reads `inference_scale` instead
     assert "cnnexport.machine" in _imports(PACKAGE / "exporter" / "quantize_ort.py")  # inside a function
     assert "cnnexport.models" in _imports(PACKAGE / "bench" / "plan.py")  # inside a function
-    assert ("study/analysis.py", "study", "costs") in _edges()
+    assert ("study/analysis.py", "study", "profile") in _edges()
     assert ("bench/plan.py", "bench", "formats") in _edges()  # the table, not the exporter
     assert ("exporter/pipeline.py", "exporter", "formats") in _edges()
     assert _part("cnnexport.exporter.formats.tflite") == "exporter"  # a format's module is the exporter's
@@ -161,7 +161,9 @@ def test_the_deploy_side_never_loads_torch():
             "import cnnexport.runtimes, cnnexport.calib, cnnexport.bench.jobs, cnnexport.bench.rows, "
             "cnnexport.bench.schedule, cnnexport.bench.plan, cnnexport.bench.worker, cnnexport.bench.latency, "
             "cnnexport.machine, cnnexport.errors, cnnexport.exporter.formats, cnnexport.exporter.int8, "
-            "cnnexport.exporter.evaluate, cnnexport.calib.labelled, cnnexport.runtimes.mnn, cnnexport.exporter.formats.mnn\n"
+            "cnnexport.exporter.evaluate, cnnexport.calib.labelled, cnnexport.runtimes.mnn, cnnexport.exporter.formats.mnn, "
+            "cnnexport.profile.costs, cnnexport.profile.roofline, cnnexport.profile.onnx_profile, "
+            "cnnexport.profile.graph, cnnexport.profile.roofline_profile\n"
             "from cnnexport.runtimes import load, run_nchw\n"
             "print('torch' in sys.modules)\n")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)

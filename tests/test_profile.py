@@ -9,12 +9,12 @@ from click.testing import CliRunner
 from hypothesis import assume, given, settings, strategies as st
 
 from cnnexport.cli import cli
-from cnnexport.costs import (clever_format, conv1x1_flops, conv1x1_mac, conv1x1_mac_lower_bound,
+from cnnexport.profile.costs import (clever_format, conv1x1_flops, conv1x1_mac, conv1x1_mac_lower_bound,
                                       group_conv1x1_mac)
 from cnnexport.exporter.onnx_export import to_onnx
 from cnnexport.exporter.prepare import prepare
-from cnnexport.exporter.profile_onnx import compare, profile_onnx
-from cnnexport.exporter.profile_torch import profile_module
+from cnnexport.profile.onnx_profile import compare, profile_onnx
+from cnnexport.profile.torch_profile import profile_module
 from cnnexport.exporter.simplify import simplify
 from cnnexport.models import create_model, list_models, model_info
 from conftest import run_cli
@@ -208,9 +208,9 @@ def _plain_shufflenet(tmp_path):
 
 
 def test_profile_of_a_plain_export_resolves_every_shape(tmp_path):
-    from cnnexport.exporter.profile_onnx import macs_per_image
-    from cnnexport.exporter.profile_onnx import profile_onnx
-    from cnnexport.exporter.profile_torch import profile_module
+    from cnnexport.profile.onnx_profile import macs_per_image
+    from cnnexport.profile.onnx_profile import profile_onnx
+    from cnnexport.profile.torch_profile import profile_module
     from cnnexport.models import create_model
 
     prof = profile_onnx(_plain_shufflenet(tmp_path))
@@ -240,8 +240,8 @@ def _mystery_onnx(path):
 
 
 def test_unknown_costs_make_the_profile_a_lower_bound_and_bench_leaves_gmacs_empty(tmp_path):
-    from cnnexport.exporter.profile_onnx import macs_per_image
-    from cnnexport.exporter.profile_onnx import profile_onnx
+    from cnnexport.profile.onnx_profile import macs_per_image
+    from cnnexport.profile.onnx_profile import profile_onnx
 
     path = _mystery_onnx(tmp_path / "mystery.onnx")
     prof = profile_onnx(path)
@@ -260,7 +260,7 @@ def test_a_scalar_is_a_known_shape_not_a_hole_in_the_profile(tmp_path):
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
-    from cnnexport.exporter.profile_onnx import profile_onnx
+    from cnnexport.profile.onnx_profile import profile_onnx
 
     index = numpy_helper.from_array(__import__("numpy").array(1, "int64"), "i")
     graph = helper.make_graph(

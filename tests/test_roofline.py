@@ -9,8 +9,8 @@ from onnx import TensorProto, helper, numpy_helper
 from cnnexport.bench.jobs import Job
 from cnnexport.bench.limits import stream_bandwidth
 from cnnexport.bench.rows import bound_warnings, rows_from
-from cnnexport.exporter.profile_onnx import file_costs, profile_onnx
-from cnnexport.roofline import ModelCosts, layer_bound
+from cnnexport.profile.onnx_profile import file_costs, profile_onnx
+from cnnexport.profile.roofline import ModelCosts, layer_bound
 
 
 class StepTimer:
@@ -84,7 +84,7 @@ def test_cache_level_bandwidth_on_a_fake_timer():
 
 
 def test_a_layer_is_charged_at_the_level_that_holds_its_working_set():
-    from cnnexport.roofline import LayerCosts, MemoryRoof
+    from cnnexport.profile.roofline import LayerCosts, MemoryRoof
 
     roofs = (MemoryRoof("L1", 48 << 10, 200.0), MemoryRoof("L2", 2 << 20, 100.0), MemoryRoof("DRAM", None, 10.0))
     small = LayerCosts("small", "Conv 3x3", macs=0.0, activations=100_000, weights=0.0)  # 400 kB: L2
@@ -151,7 +151,7 @@ def test_per_layer_bounds_match_hand_computed_values(tmp_path):
 
 
 def test_winograd_runtimes_are_charged_winograds_multiplications_for_dense_3x3_stride_1_only(tmp_path):
-    from cnnexport.roofline import WINOGRAD_F63_SAVING
+    from cnnexport.profile.roofline import WINOGRAD_F63_SAVING
     from cnnexport.runtimes import WINOGRAD_RUNTIMES
 
     assert WINOGRAD_F63_SAVING == pytest.approx(36 * 9 / 64)  # F(6x6, 3x3): 8x8 products for 6x6 outputs
@@ -312,7 +312,7 @@ def test_cuda_limits_on_a_gpu():
 
 
 def test_layer_groups_that_beat_their_bound_are_named_with_the_assumption_that_broke():
-    from cnnexport.exporter.roofline_profile import BEAT_MARGIN, beating_groups
+    from cnnexport.profile.roofline_profile import BEAT_MARGIN, beating_groups
 
     def group(name, of_bound, limit, level="L2"):
         return {"name": name, "kind": "Conv 1x1", "level": level, "limit": limit, "bytes": 2e6, "of_bound": of_bound}

@@ -9,7 +9,7 @@ import pytest
 from click.testing import CliRunner
 
 from cnnexport.cli import cli
-from cnnexport.exporter.profile_torch import profile_module
+from cnnexport.profile.torch_profile import profile_module
 from cnnexport.study.analysis import (alignment_effect, block_macs, bound_check, inversions, kind_of, micronet_macs,
                                       micronet_memory_access, micronet_name, micronet_predictors, spearman, verdict,
                                       zoo_summary)

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..exporter.formats import precision_of
-from ..roofline import ModelCosts
+from ..profile.roofline import ModelCosts
 from ..runtimes import CUDA_RUNTIMES, RUNTIME_TABLE
 
 PRECISIONS = ("fp32", "fp16", "bf16", "int8")

@@ -5,23 +5,18 @@ for a model name."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Callable
+from typing import Callable
 
 from ..errors import UsageError
 from ..listopt import parse_list
 from ..exporter.formats import bf16_formats, by_runtime, fp16_formats, int8_formats
 from ..runtimes import ALIASES, CUDA_RUNTIMES, MODULE_RUNTIMES, RUNTIMES, check_model_file, runtime_for
-from ..roofline import ModelCosts
+from ..profile.roofline import ModelCosts
 from .jobs import PRECISIONS, Job, file_jobs, jobs_from_report, torch_jobs
 
-# What the CLI passes in, so that bench never imports the exporter (DESIGN.md): the export pipeline,
-# MACs of a module at an input shape, the per-layer costs of a model file at an input size (a
-# roofline.ModelCosts; None: unknown).
+# What the CLI passes in, so that bench never imports the exporter (DESIGN.md): the export pipeline
+# (the profilers it reads from ``profile``, below it).
 ExportFn = Callable[..., dict]
-ModuleMacs = Callable[[Any, tuple], float]
-# The per-layer costs of a module at an input shape (the PyTorch profiler's, as a roofline.ModelCosts).
-ModuleCosts = Callable[[Any, tuple], "ModelCosts | None"]
-FileCosts = Callable[[str, "tuple | None"], "ModelCosts | None"]
 # The plain-tool exports (exporter.plain.plain_export): module, shape, folder, name, runtimes -> runtime: path.
 PlainFn = Callable[..., dict]
 
@@ -47,9 +42,11 @@ def parse_precisions(text: str) -> list[str]:
 
 
 def artifact_jobs(paths: list[str], runtimes: list[str], batches: list[int], threads: list[int],
-                  device: str, input_size: tuple | None = None, costs_of_file: FileCosts | None = None) -> list[Job]:
-    """Jobs for model files; ``costs_of_file(path, input_size)`` gives their layer costs (MACs per
-    image and the roofline's bytes), or None."""
+                  device: str, input_size: tuple | None = None) -> list[Job]:
+    """Jobs for model files, each with its layer costs (MACs per image and the roofline's bytes, from
+    the fp32 ONNX graph: ``profile.onnx_profile.file_costs``), or None."""
+    from ..profile.onnx_profile import file_costs
+
     jobs = []
     for path in paths:
         check_model_file(path)
@@ -57,7 +54,7 @@ def artifact_jobs(paths: list[str], runtimes: list[str], batches: list[int], thr
         chosen = [r for r in runtimes if r not in MODULE_RUNTIMES] or ([own] if own else [])
         if not chosen:
             raise UsageError(f"no runtime for '{path}': give --runtime")
-        costs = costs_of_file(path, input_size) if costs_of_file else None
+        costs = file_costs(path, input_size)
         for runtime in chosen:
             for t in threads:
                 for b in batches:
@@ -69,15 +66,15 @@ def artifact_jobs(paths: list[str], runtimes: list[str], batches: list[int], thr
 
 
 def model_jobs(model: str, runtimes: list[str], precisions: list[str], batches: list[int], threads: list[int],
-               device: str, out_dir: str | Path, *, export: ExportFn, macs_of: ModuleMacs,
+               device: str, out_dir: str | Path, *, export: ExportFn,
                on_stage: Callable[[str], None] | None = None, input_size: tuple[int, ...] | None = None,
-               calib: str = "samples", costs_of_file: FileCosts | None = None,
-               plain_export: PlainFn | None = None) -> tuple[list[Job], list[str], dict]:
+               calib: str = "samples", plain_export: PlainFn | None = None) -> tuple[list[Job], list[str], dict]:
     """Export ``model`` into ``out_dir`` for the selected runtimes with ``export`` (the pipeline, passed
-    in by the CLI); jobs, notes and the export report. ``macs_of(module, shape)`` counts its MACs;
-    ``costs_of_file`` gives the exported ONNX graph's layer costs, which every job's roofline uses;
-    ``plain_export`` also writes each runtime's plain-tool file, measured as fp32 jobs marked ``plain``."""
+    in by the CLI); jobs, notes and the export report. Every job's roofline uses the exported ONNX
+    graph's layer costs; ``plain_export`` also writes each runtime's plain-tool file, measured as fp32
+    jobs marked ``plain``."""
     from ..models import create_model, model_info
+    from ..profile.torch_profile import module_macs
 
     info = model_info(model)
     shape = (1, *(input_size or info.input_size))
@@ -97,7 +94,7 @@ def model_jobs(model: str, runtimes: list[str], precisions: list[str], batches: 
             notes.append(f"{fmt.runtime}: no bf16 rows: {exc}")
             wanted["bf16"] = False
     module = create_model(model)
-    macs = macs_of(module, shape)
+    macs = module_macs(module, shape)
     report = {}
     if formats:
         report = export(module, shape, out_dir, name=model, formats=formats, int8=wanted["int8"],
@@ -118,7 +115,7 @@ def model_jobs(model: str, runtimes: list[str], precisions: list[str], batches: 
                                          input_size=shape[1:]):  # an ncnn .param records no shape
                         job.plain = True
                         jobs.append(job)
-    with_costs(jobs, costs_of_file, Path(out_dir) / f"{model}.onnx")
+    with_costs(jobs, Path(out_dir) / f"{model}.onnx")
     if device == "cuda":
         dropped = [r for r in runtimes if r not in CUDA_RUNTIMES]
         if dropped:
@@ -126,12 +123,13 @@ def model_jobs(model: str, runtimes: list[str], precisions: list[str], batches: 
     return jobs, notes, report
 
 
-def with_costs(jobs: list[Job], costs_of_file: FileCosts | None, onnx_path: Path,
-               module_costs: Callable[[], "ModelCosts | None"] | None = None) -> None:
+def with_costs(jobs: list[Job], onnx_path: Path, module_costs: Callable[[], "ModelCosts | None"] | None = None) -> None:
     """Give ``jobs`` (one model's, every runtime and precision) the layer costs of its exported fp32
     ONNX graph, the graph every other file was made from; without one (PyTorch alone measured),
     ``module_costs()``'s, from the module's own profile."""
-    costs = costs_of_file(str(onnx_path), None) if costs_of_file and onnx_path.is_file() else None
+    from ..profile.onnx_profile import file_costs
+
+    costs = file_costs(str(onnx_path), None) if onnx_path.is_file() else None
     if costs is None and module_costs is not None:
         costs = module_costs()
     for job in jobs:

@@ -53,7 +53,7 @@ def bound_fields(costs, *, runtime: str, device: str, batch: int, precision: str
     and ``beats_bound``; empty (None) without the costs, the ceiling or the bandwidth. A runtime of
     ``runtimes.WINOGRAD_RUNTIMES`` on the CPU is charged Winograd's multiplications for its dense 3x3
     stride-1 convolutions."""
-    from ..roofline import memory_roofs_from
+    from ..profile.roofline import memory_roofs_from
     from ..runtimes import WINOGRAD_RUNTIMES
 
     roofline = costs.roofline(batch=batch, precision=precision, ceiling_gflops=ceiling_gflops,

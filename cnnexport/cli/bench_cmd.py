@@ -9,7 +9,7 @@ import click
 from ..errors import UsageError
 from .render import ProgressBar, StageStatus, print_bench
 from .app import cli
-from .options import (RUNTIME_HELP, costs_of_file_fn, export_fn, int_list, macs_of, parse_input_size, plain_export_fn, save_json)
+from .options import RUNTIME_HELP, export_fn, int_list, parse_input_size, plain_export_fn, save_json
 
 
 @cli.command("bench")
@@ -80,14 +80,10 @@ def bench_cmd(targets, runtime, precision, batch, threads, input_size, device, b
             out = Path(output_dir) if output_dir else Path(tmp)
             with StageStatus(f"exporting {targets[0]}") as on_stage:
                 jobs, notes, _ = plan.model_jobs(targets[0], runtimes, precisions, batches, thread_counts, device,
-                                                 out, export=export_fn(), macs_of=macs_of, on_stage=on_stage,
-                                                 input_size=size, costs_of_file=costs_of_file_fn(),
+                                                 out, export=export_fn(), on_stage=on_stage, input_size=size,
                                                  plain_export=plain_export_fn() if plain else None)
         else:
-            from ..exporter.profile_onnx import file_costs
-
-            jobs = plan.artifact_jobs(list(targets), runtimes or [], batches, thread_counts, device, input_size=size,
-                                      costs_of_file=file_costs)
+            jobs = plan.artifact_jobs(list(targets), runtimes or [], batches, thread_counts, device, input_size=size)
         if not jobs:
             raise UsageError("nothing to measure: check --runtime and --precision")
         timing = {"warmup": warmup, "min_runs": runs, "min_time_s": min_time, "max_time_s": max_time}

@@ -131,27 +131,6 @@ def plain_export_fn():
     return plain_export
 
 
-def costs_of_file_fn():
-    """The ONNX profiler's per-layer costs of a file (the roofline's input), handed to bench and the study."""
-    from ..exporter.profile_onnx import file_costs
-
-    return file_costs
-
-
-def costs_of_module(module, shape):
-    """The PyTorch profiler's per-layer costs of a module (the roofline's input when no ONNX file exists)."""
-    from ..exporter.profile_torch import profile_module
-    from ..roofline import ModelCosts
-
-    return ModelCosts.from_profile(profile_module(module, shape))
-
-
-def macs_of(module, shape) -> float:
-    from ..exporter.profile_torch import profile_module
-
-    return profile_module(module, shape).macs
-
-
 def float_list(text: str | None, option: str) -> tuple[float, ...] | None:
     if not text:
         return None

@@ -59,11 +59,11 @@ def profile_cmd(model, input_size, batch, num_classes, weights, per_layer, again
     if model.endswith(".onnx"):
         if against_onnx or tb_dir or weights:
             raise UsageError("--against-onnx, --tensorboard and --weights need a PyTorch model, not an .onnx file")
-        from ..exporter.profile_onnx import profile_onnx
+        from ..profile.onnx_profile import profile_onnx
 
         shape = None
         if input_size or batch != 1:
-            from ..exporter.graph import check
+            from ..profile.graph import check
 
             dims = check(model).inputs[0]["shape"]
             chw = tuple(d if isinstance(d, int) else 1 for d in dims[1:])
@@ -77,7 +77,7 @@ def profile_cmd(model, input_size, batch, num_classes, weights, per_layer, again
         if for_file(model) is not None:  # .xml, .tflite, .mnn, ...: only the roofline reads them
             raise UsageError(f"'{model}' is a {for_file(model).label} file: profile reads .onnx files and PyTorch "
                              "models; for any exported file use profile --roofline")
-        from ..exporter.profile_torch import profile_module
+        from ..profile.torch_profile import profile_module
         from ..models import is_registered, load_model, model_info
 
         chw = model_info(model).input_size if is_registered(model) else (3, 224, 224)
@@ -115,9 +115,9 @@ def _roofline(target, input_size, batch, num_classes, weights, per_layer, runtim
 
     from ..bench import plan, schedule
     from ..exporter.formats import precision_of
-    from ..exporter.graph import check
-    from ..exporter.profile_onnx import costs_graph
-    from ..exporter.roofline_profile import roofline_profile
+    from ..profile.graph import check
+    from ..profile.onnx_profile import costs_graph
+    from ..profile.roofline_profile import roofline_profile
     from ..runtimes import WINOGRAD_RUNTIMES, runtime_for
     from ..runtimes.profiling import PROFILED_RUNTIMES, layer_times, profiled_file
 
@@ -172,7 +172,7 @@ def _roofline(target, input_size, batch, num_classes, weights, per_layer, runtim
         measured = None if ceiling else schedule.compute_ceiling(threads, "int8" if precision == "int8" else "fp32")
         limits = {"ceiling_gflops": ceiling or measured["gflops"],
                   "bandwidth_gbs": bandwidth or schedule.bandwidth(threads)["gbs"]}
-        from ..roofline import memory_roofs_from
+        from ..profile.roofline import memory_roofs_from
 
         # a given --bandwidth is the one roof; measured, each cache level gets its own
         roofs = () if bandwidth else memory_roofs_from(schedule.memory_roofs(threads, limits["bandwidth_gbs"]))
@@ -193,7 +193,7 @@ def _profile_against_onnx(module, shape, prof) -> dict:
 
     from ..exporter.onnx_export import to_onnx
     from ..exporter.prepare import prepare
-    from ..exporter.profile_onnx import compare, profile_onnx
+    from ..profile.onnx_profile import compare, profile_onnx
     from ..exporter.simplify import simplify
 
     with tempfile.TemporaryDirectory() as tmp:

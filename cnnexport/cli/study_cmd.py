@@ -10,7 +10,7 @@ import click
 from ..errors import ExportError, UsageError
 from .render import ProgressBar, print_guidelines, print_zoo
 from .app import cli
-from .options import (RUNTIME_HELP, costs_of_file_fn, costs_of_module, export_fn, int_list, macs_of, plain_export_fn, save_json)
+from .options import RUNTIME_HELP, export_fn, int_list, plain_export_fn, save_json
 
 
 @cli.group("study")
@@ -101,8 +101,7 @@ def study_guidelines_cmd(which, widths, batch, align, runtime, threads, device, 
     timing = _check_study_args(threads, rounds, runs, min_time, max_time, device)
     result = _run_study(study_guidelines, output_dir, save, as_json, export=export_fn(), runtimes=runtimes,
                         guidelines=selected, widths=width_list, batch=batch, threads=threads, device=device,
-                        rounds=rounds, timing=timing, aligns=aligns, costs_of_file=costs_of_file_fn(),
-                        costs_of_module=costs_of_module)
+                        rounds=rounds, timing=timing, aligns=aligns)
     if not as_json:
         print_guidelines(result)
 
@@ -134,10 +133,9 @@ def study_zoo_cmd(models, batch, plot, no_plain, runtime, threads, device, round
             raise MissingDependencyError("the latency plot needs matplotlib: pip install 'cnnexport[study]'") from None
     runtimes, batches = parse_runtimes(runtime), int_list(batch, "--batch")
     timing = _check_study_args(threads, rounds, runs, min_time, max_time, device)
-    result = _run_study(study_zoo, output_dir, save, as_json, export=export_fn(), macs_of=macs_of, models=names,
+    result = _run_study(study_zoo, output_dir, save, as_json, export=export_fn(), models=names,
                         runtimes=runtimes, batches=batches, threads=threads, device=device, rounds=rounds,
-                        timing=timing, plot=plot, plain=not no_plain, costs_of_file=costs_of_file_fn(),
-                        costs_of_module=costs_of_module,
+                        timing=timing, plot=plot, plain=not no_plain,
                         plain_export=None if no_plain else plain_export_fn())
     if not as_json:
         print_zoo(result)

@@ -59,7 +59,7 @@ def fold_file(src: str | os.PathLike, dst: str | os.PathLike, *, atol: float | N
     import onnx
 
     from ..runtimes import load
-    from . import graph as graph_mod
+    from ..profile import graph as graph_mod
     from .verify import InputSet, compare
 
     graph_mod.check(src)

@@ -19,11 +19,13 @@ import torch
 from torch import nn
 
 from .._atomic import StagingDir, write_json
+from .._onnx_safety import load_structure
 from ..errors import OutputError, UsageError, VerificationError, disk_full, first_line
-from . import graph as graph_mod
+from ..profile import graph as graph_mod
 from ..runtimes import NOT_YET_RUN_ON_GPU, run_nchw
 from .formats import ALWAYS, FORMATS, Artifact, ConvertSource, Int8Options
 from .int8 import check_drop, check_int8, heldout_batches, load_artifact, quantize_artifacts, split_data
+from .onnx_fold import count_affine_after_conv
 from .onnx_export import AUTO, DEFAULT_OPSET, EXPORTERS, to_onnx_auto
 from .prepare import prepare_with_summary
 from .report_fields import ONNX_GRAPH_FOLD, new_report
@@ -341,7 +343,7 @@ def _export_onnx(prepared, summary, onnx_path: Path, shape, report, stage, *, ex
     nodes_before = facts.nodes
     stage("simplify")
     t0 = time.perf_counter()
-    simplifier = "none"
+    simplifier, simplified = "none", None
     if simplify:
         simplifier, warns, simplified = simplify_onnx(onnx_path, onnx_path, keep_batchnorm=not fold_bn)
         report["warnings"].extend(warns)
@@ -356,7 +358,8 @@ def _export_onnx(prepared, summary, onnx_path: Path, shape, report, stage, *, ex
         "simplifier": simplifier,
         "folded": summary.folded_counts() + _onnx_fold_counts(onnx_folded),
         "precomputed_constant_nodes": onnx_removed.get("constant", 0),
-        "foldable_affine_after_conv": facts.foldable_affine,
+        "foldable_affine_after_conv": count_affine_after_conv(
+            simplified if simplified is not None else load_structure(onnx_path)),
         "kept_normalizations": summary.kept_normalizations,
         "opset": facts.opset,
         "inputs": facts.inputs,

@@ -19,7 +19,6 @@ class GraphFacts:
     opset: int
     inputs: list[dict] = field(default_factory=list)
     outputs: list[dict] = field(default_factory=list)
-    foldable_affine: int = 0  # per-channel Mul/Add right after a Conv that could have absorbed it
 
     @property
     def batchnorm_nodes(self) -> int:
@@ -72,10 +71,7 @@ def check(path: str | os.PathLike, *, full_check: bool = True, model=None) -> Gr
     _count_ops(model.graph, counter)
     init_names = {i.name for i in model.graph.initializer}
     opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
-    from .onnx_fold import count_affine_after_conv
-
     return GraphFacts(
-        foldable_affine=count_affine_after_conv(model),
         op_counts=dict(sorted(counter.items(), key=lambda kv: (-kv[1], kv[0]))),
         nodes=sum(counter.values()),
         opset=opset,

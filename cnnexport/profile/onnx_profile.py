@@ -7,7 +7,7 @@ import math
 import os
 from pathlib import Path
 
-from ..costs import LayerCost, Profile
+from .costs import LayerCost, Profile
 from ..errors import InvalidModelFileError, UsageError
 from .graph import check
 
@@ -220,7 +220,7 @@ def costs_graph(path: str | os.PathLike) -> Path | None:
     """The ONNX graph whose layer costs describe ``path``: the file itself when it is an fp32 ONNX
     file, else the fp32 ``<model>.onnx`` beside it (an .xml, .tflite or int8 file was made from it),
     else an int8 ONNX file itself; None when there is none."""
-    from .formats import precision_of
+    from ..exporter.formats import precision_of
 
     path = Path(path)
     beside = path.with_name(f"{path.name.split('.')[0]}.onnx")
@@ -235,7 +235,7 @@ def file_costs(path: str | os.PathLike, input_size: tuple | None = None):
     """The roofline's per-layer costs (``roofline.ModelCosts``) of the graph ``costs_graph`` finds for
     ``path``, at its own input size or ``input_size`` (C or None, H, W); None when they cannot be
     known completely."""
-    from ..roofline import ModelCosts
+    from .roofline import ModelCosts
 
     graph = costs_graph(path)
     if graph is None or not graph.is_file():

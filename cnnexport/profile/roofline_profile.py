@@ -9,8 +9,8 @@ import os
 from pathlib import Path
 
 from ..errors import InvalidModelFileError
-from ..roofline import ModelCosts
-from .profile_onnx import profile_onnx
+from .roofline import ModelCosts
+from .onnx_profile import profile_onnx
 
 #: A layer group beats its bound when it ran more than this much faster (per-node profiler timings of one
 #: run, unlike bench rows, carry no round spread of their own)

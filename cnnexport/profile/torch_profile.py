@@ -15,7 +15,7 @@ import torch
 from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from ..costs import LayerCost, Profile
+from .costs import LayerCost, Profile
 
 aten = torch.ops.aten
 
@@ -138,3 +138,16 @@ def profile_module(model: nn.Module, input_shape: tuple[int, ...]) -> Profile:
     return Profile(source="pytorch", input_shape=list(input_shape),
                    params=sum(p.numel() for p in model.parameters()) - aux_params, layers=list(rows.values()),
                    notes=notes)
+
+
+def module_macs(model: nn.Module, input_shape: tuple[int, ...]) -> int:
+    """MACs of ``model`` at ``input_shape`` (the whole batch)."""
+    return profile_module(model, input_shape).macs
+
+
+def module_costs(model: nn.Module, input_shape: tuple[int, ...]):
+    """The roofline's per-layer costs (``roofline.ModelCosts``) of ``model``: the input when no ONNX file
+    exists (PyTorch alone measured); None when its profile is incomplete."""
+    from .roofline import ModelCosts
+
+    return ModelCosts.from_profile(profile_module(model, input_shape))

@@ -59,7 +59,7 @@ def micronet_macs(net: MicroNet, width: int, align: int = 1) -> int:
 
 def micronet_memory_access(net: MicroNet, width: int) -> float:
     """Memory access cost of the network by Eq. 1 / Eq. 2 (G1, G2), in elements."""
-    from ..costs import conv1x1_mac, group_conv1x1_mac
+    from ..profile.costs import conv1x1_mac, group_conv1x1_mac
 
     s, hw = net.at_width(width), SPATIAL
     if net.block == "conv1x1_pair":

@@ -14,7 +14,7 @@ from typing import Callable
 from ..bench.jobs import Job, file_jobs, jobs_from_report, torch_jobs
 from ..bench.rows import against_plain
 from ..bench.schedule import measure
-from ..bench.plan import ExportFn, FileCosts, ModuleCosts, ModuleMacs, PlainFn, formats_for, with_costs
+from ..bench.plan import ExportFn, PlainFn, formats_for, with_costs
 from ..errors import CnnexportError
 from ..listopt import parse_list
 from ..exporter.formats import ALWAYS, by_runtime
@@ -100,13 +100,13 @@ def parse_guidelines(text: str) -> list[str]:
 def study_guidelines(runtimes: list[str], out_dir: str | Path, *, export: ExportFn,
                      guidelines: list[str] | None = None, widths: list[int] = (1, 2, 4), batch: int = 1,
                      threads: int = 2, device: str = "cpu", rounds: int = 3, timing: dict | None = None,
-                     aligns: list[int] = ALIGNMENTS, costs_of_file: FileCosts | None = None,
-                     costs_of_module: ModuleCosts | None = None, on_stage: Stage | None = None,
+                     aligns: list[int] = ALIGNMENTS, on_stage: Stage | None = None,
                      on_progress: Progress | None = None) -> dict:
     """Export (with ``export``, the pipeline the CLI passes in) and measure the G1-G4 micro-networks on
     ``runtimes``; tables and verdicts per runtime. G1 and G2 are repeated with channels rounded to
-    each multiple in ``aligns`` (the alignment factor). ``costs_of_file`` gives each exported graph's
-    layer costs for the roofline columns (``costs_of_module`` the module's, when only PyTorch runs)."""
+    each multiple in ``aligns`` (the alignment factor). The roofline columns use each exported graph's
+    layer costs (the module's, when only PyTorch runs)."""
+    from ..profile.torch_profile import module_costs
     from .micronets import build, input_shape
 
     stage = on_stage or (lambda _s: None)
@@ -132,8 +132,8 @@ def study_guidelines(runtimes: list[str], out_dir: str | Path, *, export: Export
                     net_jobs += torch_jobs(MICRONET_BUILDER, shape, [batch], [threads], device=device, macs=macs,
                                            model_kwargs={"block": net.block, **settings}, name=name,
                                            runtimes=tuple(runtimes))
-                with_costs(net_jobs, costs_of_file, out_dir / name / f"{name}.onnx",
-                           costs_of_module and (lambda: costs_of_module(build(net.block, **settings), shape)))
+                with_costs(net_jobs, out_dir / name / f"{name}.onnx",
+                           lambda: module_costs(build(net.block, **settings), shape))
                 jobs += net_jobs
     stage("measuring")
     result = measure(jobs, rounds=rounds, timing=timing, threads=[threads], device=device, on_progress=on_progress)
@@ -155,18 +155,17 @@ def study_guidelines(runtimes: list[str], out_dir: str | Path, *, export: Export
             "warnings": result["limits_warnings"]}
 
 
-def study_zoo(models: list[str], runtimes: list[str], out_dir: str | Path, *, export: ExportFn, macs_of: ModuleMacs,
+def study_zoo(models: list[str], runtimes: list[str], out_dir: str | Path, *, export: ExportFn,
               batches: list[int] = (1,), threads: int = 2, device: str = "cpu", rounds: int = 3,
               timing: dict | None = None, plot: str | Path | None = None, plain: bool = True,
-              costs_of_file: FileCosts | None = None, costs_of_module: ModuleCosts | None = None,
               plain_export: PlainFn | None = None, on_stage: Stage | None = None,
               on_progress: Progress | None = None) -> dict:
     """Every model on every runtime: rank correlation of latency with MACs, memory access and the
-    roofline bound, inversions at matched MACs, GMAC/s, Table 8, a plot. ``export``, ``macs_of``,
-    ``costs_of_file`` and ``plain_export`` (the pipeline, the profilers, the runtimes' own converters)
-    are passed in by the CLI; with ``plain`` and ``plain_export`` each model's plain files are measured
-    beside cnnexport's."""
+    roofline bound, inversions at matched MACs, GMAC/s, Table 8, a plot. ``export`` and ``plain_export``
+    (the pipeline and the runtimes' own converters) are passed in by the CLI; with ``plain`` and
+    ``plain_export`` each model's plain files are measured beside cnnexport's."""
     from ..models import create_model, model_info
+    from ..profile.torch_profile import module_costs, module_macs
 
     stage = on_stage or (lambda _s: None)
     out_dir = Path(out_dir)
@@ -176,7 +175,7 @@ def study_zoo(models: list[str], runtimes: list[str], out_dir: str | Path, *, ex
     for name in models:
         shape = (1, *model_info(name).input_size)
         module = create_model(name)
-        macs = macs_of(module, shape)
+        macs = module_macs(module, shape)
         stage(f"exporting {name}")
         model_jobs: list[Job] = []
         onnx_path = out_dir / name / f"{name}.onnx"
@@ -196,8 +195,7 @@ def study_zoo(models: list[str], runtimes: list[str], out_dir: str | Path, *, ex
         if set(MODULE_RUNTIMES) & set(runtimes):
             model_jobs += torch_jobs(name, shape, list(batches), [threads], device=device, macs=macs,
                                      runtimes=tuple(runtimes))
-        with_costs(model_jobs, costs_of_file, onnx_path,
-                   costs_of_module and (lambda: costs_of_module(module, shape)))
+        with_costs(model_jobs, onnx_path, lambda: module_costs(module, shape))
         jobs += model_jobs
     stage("measuring")
     measured = measure(jobs, rounds=rounds, timing=timing, threads=[threads], device=device,

@@ -21,7 +21,7 @@ def bench_table(rows: list[dict], wide: bool = False, width: int | None = None):
     from rich.console import Console
     from rich.table import Table
 
-    from ...costs import clever_format
+    from ...profile.costs import clever_format
 
     heads = {"precision": "prec", "threads": "thr", "median_ms": "median ms", "p90_ms": "p90 ms", "p99_ms": "p99 ms",
              "min_ms": "min ms", "spread": "spread", "images_per_s": "img/s", "gmacs_per_s": "GMAC/s",

@@ -10,7 +10,7 @@ from .console import out_console
 
 
 def print_profile(model: str, result: dict, per_layer: bool, as_json: bool, as_csv: bool) -> None:
-    from ...costs import clever_format
+    from ...profile.costs import clever_format
 
     if as_json:
         click.echo(json.dumps(result, indent=2))
@@ -83,7 +83,7 @@ def print_profile(model: str, result: dict, per_layer: bool, as_json: bool, as_c
 def print_models(infos: list) -> None:
     from rich.table import Table
 
-    from ...costs import clever_format
+    from ...profile.costs import clever_format
 
     table = Table(title=f"cnnexport models ({len(infos)})")
     for col in ("name", "family", "input", "classes", "params", "MACs", "source", "paper", "arXiv"):
@@ -104,7 +104,7 @@ def print_roofline(result: dict, per_layer: bool, as_json: bool) -> None:
         return
     from rich.table import Table
 
-    from ...costs import clever_format
+    from ...profile.costs import clever_format
 
     console = out_console()
     timed = result.get("runtime") is not None
