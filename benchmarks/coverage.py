@@ -28,11 +28,9 @@ import torch
 
 from cnnexport.exporter.formats import ALWAYS, FORMATS, ConvertSource
 from cnnexport.exporter.onnx_export import to_onnx_auto
-from cnnexport.exporter.pipeline import _fold_onnx as fold_onnx, first_tensor, verify_artifact
+from cnnexport.exporter.pipeline import convert_and_verify, fold_onnx, reference_of
 from cnnexport.exporter.prepare import prepare
-from cnnexport.exporter.prepare_check import rounding_floor
 from cnnexport.exporter.simplify import simplify
-from cnnexport.exporter.verify import FP16_RTOL, fp16_verdict, make_inputs, reference_outputs
 from cnnexport.exporter.report_fields import versions
 from cnnexport.models import create_model, list_models, model_info
 
@@ -146,10 +144,7 @@ def cover(name: str, formats: list[str], precision: str = "fp32", model=None, sh
         torch.manual_seed(0)
         model = create_model(name)
     prepared = prepare(model)
-    inputs = make_inputs(shape, dynamic_batch=True)
-    with torch.no_grad():
-        refs = reference_outputs(lambda b: first_tensor(model(torch.from_numpy(b))).numpy(), inputs)
-        floor = rounding_floor(model, inputs, refs, lambda m, x: first_tensor(m(x))) if precision == "fp32" else None
+    reference = reference_of(model, shape, floor=precision == "fp32")
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         d = Path(tmp)
@@ -170,18 +165,15 @@ def cover(name: str, formats: list[str], precision: str = "fp32", model=None, sh
                 rows.append({**row, "error": f"made from the ONNX file, which could not be exported: {onnx_error}"})
                 continue
             t0 = time.perf_counter()
-            try:
-                module = FORMATS[fmt].module()
-                artifact = module.convert(source, d / FORMATS[fmt].file_name(name))
-                if precision == "fp16":
-                    fp32_bytes = sum(f.stat().st_size for f in artifact.files)
-                    artifact = module.half(source, artifact, d / FORMATS[fmt].file_name(name, "fp16"))
-                    row["size_ratio"] = sum(f.stat().st_size for f in artifact.files) / fp32_bytes
+            try:  # the export's own convert and verify steps, one format at a time
+                (checked,) = convert_and_verify(source, reference, d, name, [fmt], precision=precision)
+                if checked.fp32 is not None:
+                    row["size_ratio"] = (sum(f.stat().st_size for f in checked.artifact.files)
+                                         / sum(f.stat().st_size for f in checked.fp32.files))
                 row["converts"] = True
                 row["convert_s"] = round(onnx_s + time.perf_counter() - t0 if fmt == ALWAYS  # ONNX: the export itself
-                                         else time.perf_counter() - t0, 2)
-                checked = verify_artifact(artifact, refs, inputs, None, FP16_RTOL if precision == "fp16" else 1e-4, floor)
-                eq = fp16_verdict(checked) if precision == "fp16" else checked.as_dict()
+                                         else time.perf_counter() - t0, 2)  # conversion and its check
+                eq = checked.entry
                 row.update(verifies=eq["passed"], max_rel=eq["max_rel"], cosine=eq["cosine"],
                            top1_agreement=eq["top1_agreement"])
                 if precision == "fp16":

@@ -25,10 +25,10 @@ from cnnexport.bench.rows import paired
 from cnnexport.bench.schedule import measure
 from cnnexport.calib import Preprocess, sample_photos
 from cnnexport.exporter.formats import FORMATS as FORMATS_TABLE, Artifact, ConvertSource
-from cnnexport.exporter.pipeline import verify_artifact
+from cnnexport.exporter.pipeline import Reference, convert_and_verify
 from cnnexport.exporter.prepare import prepare
 from cnnexport.profile.torch_profile import profile_module
-from cnnexport.exporter.verify import FP16_RTOL, fp16_verdict, load_reference
+from cnnexport.exporter.verify import load_reference
 from cnnexport.exporter.report_fields import versions
 from cnnexport.models import create_model, model_info
 
@@ -56,11 +56,10 @@ def export_model(name: str, folder: Path) -> tuple[dict, list[tuple[Path, str]]]
     source = ConvertSource(prepare(model), folder / FORMATS_TABLE["onnx"].file_name(name), shape)
     inputs, refs, _ = load_reference(folder / "reference.npz")
     files, figures = [], {}
+    made = {c.fp32.format: c for c in convert_and_verify(source, Reference(inputs, refs), folder, name,
+                                                         [a["format"] for a in report["artifacts"]], precision="fp16")}
     for a in report["artifacts"]:
-        fmt = FORMATS_TABLE[a["format"]]
-        fp32 = Artifact(a["format"], [folder / f for f in a["files"]], a["runtime"], layout=a["layout"])
-        half = fmt.module().half(source, fp32, folder / fmt.file_name(name, "fp16"))
-        check = fp16_verdict(verify_artifact(half, refs, inputs, None, FP16_RTOL))
+        fp32, half, check = made[a["format"]].fp32, made[a["format"]].artifact, made[a["format"]].entry
         figures[a["runtime"]] = {
             "fp32_bytes": size(fp32), "fp16_bytes": size(half), "ratio": size(half) / size(fp32),
             "weights_ratio": half.files[-1].stat().st_size / fp32.files[-1].stat().st_size,  # an IR's .bin

@@ -56,6 +56,31 @@ class UsageError(CnnexportError):
     exit_code = 2
 
 
+class ParameterError(UsageError):
+    """A bad value of a library parameter. The message names each parameter as ``{name}``: ``str()`` gives
+    the Python name (``atol must be ...``, what an API caller passed), ``with_names`` another spelling
+    (the CLI's flag, ``--atol must be ...``)."""
+
+    exit_code = 2
+
+    def __init__(self, template: str):
+        self.template = template
+        super().__init__(self.with_names(lambda name: name))
+
+    @staticmethod
+    def literal(text: object) -> str:
+        """``text`` (a value the caller gave) safe inside a template: its braces are not parameters."""
+        return str(text).replace("{", "{{").replace("}", "}}")
+
+    @property
+    def parameters(self) -> list[str]:
+        return re.findall(r"(?<!{){(\w+)}(?!})", self.template)
+
+    def with_names(self, spell) -> str:
+        """The message with each parameter spelled by ``spell(name)``."""
+        return self.template.format(**{name: spell(name) for name in self.parameters})
+
+
 class UnknownModelError(UsageError):
     """A model name that is neither registered nor an importable ``module:callable``."""
 

@@ -167,6 +167,53 @@ def test_bad_inputs_raise_usage_errors(small_net, tmp_path):
     assert not (tmp_path / "x").exists()
 
 
+def test_export_options_are_checked_once_and_errors_name_the_parameter(small_net, tmp_path):
+    """An API caller reads the parameter's name, the CLI its flag; options and keywords combine."""
+    from cnnexport.cli.app import flag_of
+    from cnnexport.errors import ParameterError
+    from cnnexport.exporter.options import ExportOptions
+
+    with pytest.raises(ParameterError, match=r"^atol must be a finite number >= 0, got -1") as caught:
+        cnnexport.export(small_net, (1, 3, 32, 32), tmp_path / "x", atol=-1.0)
+    assert caught.value.with_names(flag_of).startswith("--atol must be")
+    with pytest.raises(ParameterError) as caught:
+        cnnexport.export(small_net, (1, 3, 32, 32), tmp_path / "x", engine_max_batch=8)
+    assert str(caught.value) == "engine_max_batch takes 1..4096 and applies to tensorrt"
+    assert caught.value.with_names(flag_of) == "--tensorrt-max-batch takes 1..4096 and applies to --tensorrt"
+    with pytest.raises(ParameterError, match="unknown exporter '{tf}'"):  # a caller's braces are not parameters
+        ExportOptions.of(exporter="{tf}")
+    with pytest.raises(TypeError, match="unexpected keyword argument.*colour"):
+        cnnexport.export(small_net, (1, 3, 32, 32), tmp_path / "x", colour="red")
+    assert not (tmp_path / "x").exists()
+    base = ExportOptions(formats=("onnx",), atol=0.5)
+    report = cnnexport.export(small_net, (1, 3, 32, 32), tmp_path / "y", options=base, simplify=False)
+    assert report["equivalence"][0]["tolerance"] == 0.5 and report["graph"]["simplifier"] == "none"
+
+
+def test_convert_and_verify_is_the_exports_own_step(tmp_path):
+    """The public step scripts call: each format written and checked as the export does it, fp16 by fp16's
+    rule with the fp32 file it was made from."""
+    from cnnexport.exporter.pipeline import convert_and_verify, reference_of
+    from cnnexport.exporter.prepare import prepare
+    from cnnexport.exporter.onnx_export import to_onnx
+    from cnnexport.exporter.formats import ConvertSource
+
+    torch.manual_seed(0)
+    model, shape = create_model("lenet5"), (1, 1, 32, 32)
+    reference = reference_of(model, shape)
+    assert reference.floor is not None and reference.scale > 0 and reference_of(model, shape, floor=False).floor is None
+    prepared = prepare(model)
+    onnx_path = tmp_path / "lenet5.onnx"
+    to_onnx(prepared, onnx_path, shape)
+    source = ConvertSource(prepared, onnx_path, shape)
+    fp32 = convert_and_verify(source, reference, tmp_path, "lenet5", ["onnx", "openvino"])
+    assert [c.artifact.files[0].name for c in fp32] == ["lenet5.onnx", "lenet5.xml"]
+    assert all(c.entry["passed"] and c.fp32 is None and c.entry["max_rel"] < 1e-5 for c in fp32)
+    (half,) = convert_and_verify(source, reference, tmp_path, "lenet5", ["openvino"], precision="fp16")
+    assert half.artifact.precision == "fp16" and half.fp32.files[0].name == "lenet5.xml"
+    assert half.entry["passed"] and "fp16_check" in half.entry
+
+
 def test_unwritable_output_dir(small_net, tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("not a folder")

@@ -14,11 +14,19 @@ from pathlib import Path
 import click
 
 from .. import __version__
-from ..errors import CnnexportError, UsageError
+from ..errors import CnnexportError, ParameterError, UsageError
 from .signals import Terminated, first_signal, install, interrupted
 
 
 _GROUP_FLAGS = ("--help", "-h", "--version")
+#: A library parameter's flag where it is not --<name with dashes> (a ParameterError names parameters)
+PARAMETER_FLAGS = {"engine_max_batch": "--tensorrt-max-batch", "eval_source": "--eval", "formats": "the format flags",
+                   "input_shape": "--input-size", "dynamic_batch": "--batch"}
+
+
+def flag_of(parameter: str) -> str:
+    """The CLI flag that sets a library parameter."""
+    return PARAMETER_FLAGS.get(parameter, "--" + parameter.replace("_", "-"))
 
 
 def _one_line(message: str) -> str:
@@ -90,6 +98,8 @@ def _failure(exc: BaseException) -> tuple[str, int]:
         return interrupted(signal.SIGINT)
     if isinstance(exc, Terminated):
         return interrupted(signal.SIGTERM)
+    if isinstance(exc, ParameterError):
+        return exc.with_names(flag_of).replace("\n", " "), exc.exit_code
     if isinstance(exc, CnnexportError):
         return str(exc).replace("\n", " "), exc.exit_code
     if isinstance(exc, ModuleNotFoundError) and (exc.name or "").split(".")[0] == "torch":

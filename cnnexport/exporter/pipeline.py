@@ -11,6 +11,7 @@ import contextlib
 import os
 import re
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
@@ -20,14 +21,15 @@ from torch import nn
 
 from .._atomic import StagingDir, write_json
 from .._onnx_safety import load_structure
-from ..errors import OutputError, UsageError, VerificationError, disk_full, first_line
+from ..errors import OutputError, ParameterError, UsageError, VerificationError, disk_full, first_line
 from ..profile import graph as graph_mod
 from ..runtimes import NOT_YET_RUN_ON_GPU, run_nchw
 from .formats import ALWAYS, FORMATS, Artifact, ConvertSource, Int8Options
 from .int8 import check_drop, check_int8, heldout_batches, load_artifact, quantize_artifacts, split_data
 from .onnx_fold import count_affine_after_conv
-from .onnx_export import AUTO, DEFAULT_OPSET, EXPORTERS, to_onnx_auto
-from .prepare import prepare_with_summary
+from .onnx_export import to_onnx_auto
+from .options import ExportOptions
+from .prepare import PrepareSummary, prepare_with_summary
 from .report_fields import ONNX_GRAPH_FOLD, new_report
 from .simplify import simplify as simplify_onnx
 from .prepare_check import FLOOR_WARN_RELATIVE, check_prepared, rounding_floor
@@ -86,41 +88,12 @@ def _safe_name(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("._") or "model"
 
 
-def export(
-    module: nn.Module,
-    input_shape: Iterable[int] = (1, 3, 224, 224),
-    output_dir: str | os.PathLike | None = None,
-    *,
-    name: str | None = None,
-    fold_bn: bool = True,
-    reparameterize: bool = True,
-    formats: Iterable[str] = ("onnx",),
-    exporter: str = AUTO,
-    opset: int = DEFAULT_OPSET,
-    dynamic_batch: bool = True,
-    simplify: bool = True,
-    atol: float | None = None,
-    rtol: float = DEFAULT_RTOL,
-    photos: bool = True,
-    tflite_layout: str = "nhwc",
-    executorch_max_batch: int | None = None,
-    fp16: bool = False,
-    fp16_io: bool = False,
-    bf16: bool = False,
-    engine_max_batch: int | None = None,
-    aoti_max_batch: int | None = None,
-    int8: bool = False,
-    calib: str | np.ndarray | None = None,
-    calib_count: int = 200,
-    int8_min_cosine: float = 0.98,
-    calib_method: str = "minmax",
-    keep_float: tuple[str, ...] = (),
-    eval_source: str | None = None,
-    eval_count: int | None = 1000,
-    int8_max_drop: float | None = None,
-    on_stage: StageCallback | None = None,
-) -> dict:
-    """Export any ``nn.Module``; return the report (also written as ``report.json``).
+def export(module: nn.Module, input_shape: Iterable[int] = (1, 3, 224, 224),
+           output_dir: str | os.PathLike | None = None, *, options: ExportOptions | None = None,
+           on_stage: StageCallback | None = None, **choices) -> dict:
+    """Export any ``nn.Module``; return the report (also written as ``report.json``). The choices come as
+    ``options`` (an ``ExportOptions``) and/or keyword arguments that replace its fields; they are checked
+    once, before any work, and a bad one raises ``ParameterError`` naming the parameter.
 
     ``formats``: any names of ``exporter.formats.FORMATS`` (onnx, openvino, tflite, ncnn, executorch;
     ONNX is always written: the others start from it or are checked beside it). ``input_shape``
@@ -147,60 +120,115 @@ def export(
     top-1 fp32 -> int8, and ``int8_max_drop`` refuses a larger drop in points. Raises a ``cnnexport.errors.CnnexportError`` subclass on bad input
     or when an artifact does not match PyTorch (then nothing is written).
     """
-    formats = tuple(dict.fromkeys(formats))
-    unknown = [f for f in formats if f not in FORMATS]
-    if unknown or not formats:
-        raise UsageError(f"unknown format(s) {', '.join(unknown) or '(none)'}; available: {', '.join(FORMATS)}")
-    if exporter not in (AUTO, *EXPORTERS):
-        raise UsageError(f"unknown exporter '{exporter}'; choose one of {AUTO}, {', '.join(EXPORTERS)}")
-    if atol is not None and not (atol >= 0 and np.isfinite(atol)):
-        raise UsageError(f"--atol must be a finite number >= 0, got {atol}")
+    opts = ExportOptions.of(options, **choices)
     shape = _check_shape(input_shape)
-    if int8 and calib is None:
-        raise UsageError("--int8 needs calibration data: --calib samples, digits, an image folder or a .npy/.npz file")
-    if keep_float and not int8:
-        raise UsageError("--keep-float applies to int8 files: add --int8 --calib ...")
-    if executorch_max_batch is not None and not (2 <= executorch_max_batch <= 4096 and "executorch" in formats):
-        raise UsageError("--executorch-max-batch takes 2..4096 and applies to --executorch")
-    if aoti_max_batch is not None and not (2 <= aoti_max_batch <= 4096 and "aoti" in formats):
-        raise UsageError("--aoti-max-batch takes 2..4096 and applies to --aoti")
-    if fp16_io and not fp16:
-        raise UsageError("--fp16-io applies to the fp16 ONNX file: add --fp16")
-    if bf16:
-        with_bf16 = [FORMATS[f] for f in formats if FORMATS[f].bf16]
-        if not with_bf16:
-            raise UsageError("--bf16 applies to " + ", ".join(f"--{f.name}" for f in FORMATS.values() if f.bf16))
-        for fmt in with_bf16:
-            fmt.module().bf16_preflight()
-    if engine_max_batch is not None and not (1 <= engine_max_batch <= 4096 and any(FORMATS[f].needs_cuda
-                                                                                   for f in formats)):
-        raise UsageError("--tensorrt-max-batch takes 1..4096 and applies to --tensorrt")
-    for fmt in (FORMATS[f] for f in formats if FORMATS[f].needs_cuda):
-        fmt.module().preflight()  # before any work: an engine is built for this machine's GPU
-    if (eval_source or int8_max_drop is not None) and not int8:
-        raise UsageError("--eval and --int8-max-drop apply to int8 files: add --int8 --calib ...")
-    if eval_count is not None and eval_count < 1:
-        raise UsageError(f"--eval-count must be at least 1, got {eval_count}")
-    if int8_max_drop is not None and not 0 <= int8_max_drop <= 100:
-        raise UsageError(f"--int8-max-drop takes points of top-1 accuracy, 0..100, got {int8_max_drop}")
-    if calib_method != "minmax" and not int8:
-        raise UsageError("--calib-method applies to int8 files: add --int8 --calib ...")
-    name = _safe_name(name or getattr(module, "cnnexport_name", None) or type(module).__name__.lower())
+    name = _safe_name(opts.name or getattr(module, "cnnexport_name", None) or type(module).__name__.lower())
     stage = on_stage or (lambda _s: None)
+    report = _start_report(module, shape, name, opts)
+    prepared, summary, reference = _prepare_stage(module, shape, opts, report, stage)
+    staging = StagingDir(output_dir if output_dir is not None else Path("exports") / name)
+    try:
+        onnx_path = _export_onnx(prepared, summary, staging.file(FORMATS[ALWAYS].file_name(name)), shape, report,
+                                 stage, opts)
+        source = opts.convert_source(prepared, onnx_path, shape)
+        artifacts = _convert_stage(source, staging, name, opts, report, stage)
+        int8_artifacts, heldout, labels = [], None, None
+        if opts.int8:
+            stage("quantize")
+            t0 = time.perf_counter()
+            options = Int8Options(method=opts.calib_method, keep_float=opts.keep_float,
+                                  min_cosine=opts.int8_min_cosine, max_drop=opts.int8_max_drop)
+            int8_artifacts, heldout, labels = _quantize(staging, name, shape, artifacts, source, opts.calib,
+                                                        opts.calib_count, report, options, opts.eval_source,
+                                                        opts.eval_count)
+            report["timings_s"]["quantize"] = round(time.perf_counter() - t0, 3)
+        held = _verify_stage(module, artifacts, int8_artifacts, heldout, labels, reference, shape, opts, report, stage)
+        _write_stage(staging, name, artifacts + int8_artifacts, reference, held, labels, opts, report, stage)
+    except OSError as exc:
+        staging.discard()
+        raise (disk_full(exc) or OutputError(f"cannot write to '{staging.output_dir}': "
+                                             f"{exc.strerror or first_line(exc)}; choose a writable folder")) from None
+    except BaseException:
+        staging.discard()
+        raise
+    return report
+
+
+@dataclass
+class Reference:
+    """What every file is checked against: the verification inputs, PyTorch fp32's outputs on them, and
+    the model's fp32 rounding floor (its outputs against float64's; None when not measured)."""
+
+    inputs: list
+    outputs: list[np.ndarray]
+    floor: float | None = None
+
+    @property
+    def scale(self) -> float:
+        """max |output|: the default tolerance is a fraction of it."""
+        return float(max(np.abs(r).max() for r in self.outputs))
+
+
+def reference_of(module: nn.Module, shape: tuple[int, ...], *, dynamic_batch: bool = True, photos: bool = True,
+                 floor: bool = True) -> Reference:
+    """PyTorch's outputs of ``module`` on the verification inputs for ``shape`` (random batches, and the
+    sample photographs where they fit), with the rounding floor unless ``floor`` is False."""
+    inputs = make_inputs(shape, dynamic_batch=dynamic_batch, photos=photos)
+    with eval_mode(module), torch.no_grad():
+        refs = reference_outputs(lambda b: first_tensor(module(torch.from_numpy(b))).numpy(), inputs)
+        measured = rounding_floor(module, inputs, refs, _forward) if floor else None
+    return Reference(inputs, refs, measured)
+
+
+@dataclass
+class Checked:
+    """One converted file and its equivalence entry; ``fp32``: the fp32 file an fp16 or bf16 one was made from."""
+
+    artifact: Artifact
+    entry: dict
+    fp32: Artifact | None = None
+
+
+def convert_and_verify(source: ConvertSource, reference: Reference, folder: str | os.PathLike, name: str,
+                       formats: Iterable[str], *, precision: str = "fp32", atol: float | None = None,
+                       rtol: float = DEFAULT_RTOL) -> list[Checked]:
+    """Each of ``formats`` written from ``source`` into ``folder`` (at ``precision``: fp32, or the fp16 or
+    bf16 file made from the fp32 one, as the export does) and checked against ``reference`` by its
+    precision's rule. A converter's failure raises; a file that does not match is returned with
+    ``entry["passed"]`` False. The export's own convert and verify steps."""
+    folder = Path(folder)
+    out = []
+    for fmt in formats:
+        writer = FORMATS[fmt].module()
+        target = source.onnx_path if fmt == ALWAYS else folder / FORMATS[fmt].file_name(name)
+        fp32 = writer.convert(source, target)
+        artifact = fp32 if precision == "fp32" else getattr(writer, {"fp16": "half", "bf16": "bf16"}[precision])(
+            source, fp32, folder / FORMATS[fmt].file_name(name, precision))
+        out.append(Checked(artifact, checked_entry(artifact, reference.outputs, reference.inputs, atol, rtol,
+                                                   reference.floor), fp32 if artifact is not fp32 else None))
+    return out
+
+
+def _start_report(module: nn.Module, shape: tuple[int, ...], name: str, opts: ExportOptions) -> dict:
     report = new_report(name, sum(p.numel() for p in module.parameters()), shape)
-    report.update(dynamic_batch=dynamic_batch, exporter=exporter, opset=opset, fold_bn=fold_bn,
-                  reparameterize=reparameterize)
-    report["warnings"] += [NOT_YET_RUN_ON_GPU[FORMATS[f].runtime] for f in formats
+    report.update(dynamic_batch=opts.dynamic_batch, exporter=opts.exporter, opset=opts.opset, fold_bn=opts.fold_bn,
+                  reparameterize=opts.reparameterize)
+    report["warnings"] += [NOT_YET_RUN_ON_GPU[FORMATS[f].runtime] for f in opts.formats
                            if FORMATS[f].needs_cuda and FORMATS[f].runtime in NOT_YET_RUN_ON_GPU]
     preprocess = model_preprocess(module, shape)
     if preprocess is not None:
         report["preprocess"] = preprocess.as_dict()
-    timings = report["timings_s"]
+    return report
 
+
+def _prepare_stage(module: nn.Module, shape: tuple[int, ...], opts: ExportOptions, report: dict,
+                   stage: StageCallback) -> tuple[nn.Module, PrepareSummary, Reference]:
+    """The prepared (folded) copy and what preparing did, PyTorch's reference outputs and rounding floor,
+    and the check that the prepared copy still computes what the module does."""
     stage("prepare")
     t0 = time.perf_counter()
     _check_protobuf_limit(module)
-    prepared, summary = prepare_with_summary(module, fold_bn=fold_bn, reparameterize=reparameterize)
+    prepared, summary = prepare_with_summary(module, fold_bn=opts.fold_bn, reparameterize=opts.reparameterize)
     report["prepare"] = summary.as_dict()
     report["params"] -= summary.aux_params  # the deployed model's parameters
     report["warnings"].extend(summary.warnings)
@@ -211,13 +239,10 @@ def export(
             raise
         except Exception as exc:
             msg = first_line(exc, 200)
-            raise UsageError(f"the model cannot take input shape {'x'.join(map(str, shape))} ({msg}); "
-                             "pass the size it expects with --input-size") from None
-    inputs = make_inputs(shape, dynamic_batch=dynamic_batch, photos=photos)
-    with eval_mode(module), torch.no_grad():
-        refs = reference_outputs(lambda b: first_tensor(module(torch.from_numpy(b))).numpy(), inputs)
-        floor = rounding_floor(module, inputs, refs, _forward)
-    scale = float(max(np.abs(r).max() for r in refs))
+            raise ParameterError(f"the model cannot take input shape {'x'.join(map(str, shape))} "
+                                 f"({ParameterError.literal(msg)}); pass the size it expects as {{input_shape}}") from None
+    reference = reference_of(module, shape, dynamic_batch=opts.dynamic_batch, photos=opts.photos)
+    scale, floor = reference.scale, reference.floor
     if floor is not None and floor > FLOOR_WARN_RELATIVE * (scale or 1.0):
         report["warnings"].append(
             f"the model's fp32 outputs are {floor / scale:.1%} of their scale away from float64's on the same inputs: "
@@ -227,88 +252,76 @@ def export(
                                 "factor": FLOOR_FACTOR, "how": "PyTorch fp32 against the same model in float64, "
                                                                "on the verification inputs"}
     report["prepare"]["check"] = check_prepared(
-        prepared, refs, inputs, tolerance(rtol, scale, floor)[0], _forward,
-        lambda k: prepare_with_summary(module, fold_bn=fold_bn, reparameterize=reparameterize, limit=k)[0],
+        prepared, reference.outputs, reference.inputs, tolerance(opts.rtol, scale, floor)[0], _forward,
+        lambda k: prepare_with_summary(module, fold_bn=opts.fold_bn, reparameterize=opts.reparameterize, limit=k)[0],
         summary.changes, floor)
-    timings["prepare"] = round(time.perf_counter() - t0, 3)
+    report["timings_s"]["prepare"] = round(time.perf_counter() - t0, 3)
+    return prepared, summary, reference
 
-    staging = StagingDir(output_dir if output_dir is not None else Path("exports") / name)
-    try:
-        onnx_path = _export_onnx(prepared, summary, staging.file(FORMATS[ALWAYS].file_name(name)), shape, report,
-                                 stage, exporter=exporter, opset=opset, dynamic_batch=dynamic_batch,
-                                 simplify=simplify, fold_bn=fold_bn)
-        source = ConvertSource(prepared, onnx_path, shape, tflite_layout, executorch_max_batch, fp16_io,
-                               engine_max_batch, aoti_max_batch)
-        artifacts = []
-        for fmt in (ALWAYS, *(f for f in formats if f != ALWAYS)):  # every other format is checked beside ONNX
-            converts = fmt != ALWAYS or fp16  # ONNX's fp32 file is the export itself
-            if converts:
-                stage(f"convert {fmt}")
-            t0 = time.perf_counter()
-            writer = FORMATS[fmt].module()
-            fp32 = writer.convert(source, onnx_path if fmt == ALWAYS else staging.file(FORMATS[fmt].file_name(name)))
-            artifacts.append(fp32)
-            if fp16 and FORMATS[fmt].fp16:
-                artifacts.append(writer.half(source, fp32, staging.file(FORMATS[fmt].file_name(name, "fp16"))))
-            if bf16 and FORMATS[fmt].bf16:
-                artifacts.append(writer.bf16(source, fp32, staging.file(FORMATS[fmt].file_name(name, "bf16"))))
-            if converts:
-                timings[f"convert_{fmt}"] = round(time.perf_counter() - t0, 3)
 
-        int8_artifacts, heldout, labels = [], None, None
-        if int8:
-            stage("quantize")
-            t0 = time.perf_counter()
-            options = Int8Options(method=calib_method, keep_float=tuple(keep_float), min_cosine=int8_min_cosine,
-                                  max_drop=int8_max_drop)
-            int8_artifacts, heldout, labels = _quantize(staging, name, shape, artifacts, source, calib, calib_count,
-                                                        report, options, eval_source, eval_count)
-            timings["quantize"] = round(time.perf_counter() - t0, 3)
-
-        stage("verify")
+def _convert_stage(source: ConvertSource, staging: StagingDir, name: str, opts: ExportOptions, report: dict,
+                   stage: StageCallback) -> list[Artifact]:
+    """Every requested format's fp32 file (ONNX's is the export itself), and its fp16 and bf16 files."""
+    artifacts = []
+    for fmt in (ALWAYS, *(f for f in opts.formats if f != ALWAYS)):  # every other format is checked beside ONNX
+        converts = fmt != ALWAYS or opts.fp16  # ONNX's fp32 file is the export itself
+        if converts:
+            stage(f"convert {fmt}")
         t0 = time.perf_counter()
-        if photos and not any(s.name == "photos" for s in inputs):
-            report["warnings"].append(
-                f"verified on random inputs only: the sample photographs do not fit input {'x'.join(map(str, shape))}"
-                if len(shape) == 4 else "verified on random inputs only: the input is not an image (N, C, H, W)")
-        with eval_mode(module), torch.no_grad():
-            held_refs = reference_outputs(lambda b: first_tensor(module(torch.from_numpy(b))).numpy(),
-                                          heldout) if heldout else None
-        report["equivalence"] = [checked_entry(a, refs, inputs, atol, rtol, floor) for a in artifacts]
-        if report["equivalence"] and (warning := near_zero_warning(report["equivalence"][0]["output_scale"])):
-            report["warnings"].append(warning)
-        report["equivalence"] += [check_int8(a, held_refs[0], heldout[0].batches, int8_min_cosine, labels,
-                                             int8_max_drop) for a in int8_artifacts]
-        artifacts += int8_artifacts
-        timings["verify"] = round(time.perf_counter() - t0, 3)
-        failed = [e for e in report["equivalence"] if not e["passed"]]
-        if failed:
-            raise VerificationError(
-                "; ".join(_failure_line(e, floor) for e in failed)
-                + "; nothing was written",
-                report=report,
-            )
-        stage("write")
-        save_reference(staging.file("reference.npz"), inputs, refs,
-                       {"model": name, "input_layout": "NCHW", "rtol": rtol, "atol": atol, "rounding_floor": floor,
-                        "files": [f.name for a in artifacts for f in a.files],
-                        **({"preprocess": report["preprocess"]} if "preprocess" in report else {})},
-                       Int8Reference(heldout[0].batches, held_refs[0], labels, int8_min_cosine, int8_max_drop)
-                       if int8_artifacts else None)
-        final_dir = staging.output_dir
-        report["artifacts"] = [a.entry(final_dir) for a in artifacts]
-        written = [f.name for a in artifacts for f in a.files] + ["reference.npz", "report.json"]
-        report["removed_earlier_files"] = earlier_export_files(final_dir, name, keep=written)
-        write_json(staging.file("report.json"), report)
-        staging.commit(written, remove=report["removed_earlier_files"])
-    except OSError as exc:
-        staging.discard()
-        raise (disk_full(exc) or OutputError(f"cannot write to '{staging.output_dir}': "
-                                             f"{exc.strerror or first_line(exc)}; choose a writable folder")) from None
-    except BaseException:
-        staging.discard()
-        raise
-    return report
+        writer = FORMATS[fmt].module()
+        fp32 = writer.convert(source, source.onnx_path if fmt == ALWAYS else staging.file(FORMATS[fmt].file_name(name)))
+        artifacts.append(fp32)
+        if opts.fp16 and FORMATS[fmt].fp16:
+            artifacts.append(writer.half(source, fp32, staging.file(FORMATS[fmt].file_name(name, "fp16"))))
+        if opts.bf16 and FORMATS[fmt].bf16:
+            artifacts.append(writer.bf16(source, fp32, staging.file(FORMATS[fmt].file_name(name, "bf16"))))
+        if converts:
+            report["timings_s"][f"convert_{fmt}"] = round(time.perf_counter() - t0, 3)
+    return artifacts
+
+
+def _verify_stage(module, artifacts, int8_artifacts, heldout, labels, reference: Reference, shape, opts: ExportOptions,
+                  report: dict, stage: StageCallback):
+    """Every file against PyTorch; raises ``VerificationError`` (nothing written) when one fails. Returns
+    PyTorch's outputs on the int8 check's held-out samples (None without int8)."""
+    stage("verify")
+    t0 = time.perf_counter()
+    if opts.photos and not any(s.name == "photos" for s in reference.inputs):
+        report["warnings"].append(
+            f"verified on random inputs only: the sample photographs do not fit input {'x'.join(map(str, shape))}"
+            if len(shape) == 4 else "verified on random inputs only: the input is not an image (N, C, H, W)")
+    with eval_mode(module), torch.no_grad():
+        held_refs = reference_outputs(lambda b: first_tensor(module(torch.from_numpy(b))).numpy(),
+                                      heldout) if heldout else None
+    report["equivalence"] = [checked_entry(a, reference.outputs, reference.inputs, opts.atol, opts.rtol,
+                                           reference.floor) for a in artifacts]
+    if report["equivalence"] and (warning := near_zero_warning(report["equivalence"][0]["output_scale"])):
+        report["warnings"].append(warning)
+    report["equivalence"] += [check_int8(a, held_refs[0], heldout[0].batches, opts.int8_min_cosine, labels,
+                                         opts.int8_max_drop) for a in int8_artifacts]
+    report["timings_s"]["verify"] = round(time.perf_counter() - t0, 3)
+    failed = [e for e in report["equivalence"] if not e["passed"]]
+    if failed:
+        raise VerificationError("; ".join(_failure_line(e, reference.floor) for e in failed) + "; nothing was written",
+                                report=report)
+    return (heldout[0].batches, held_refs[0]) if heldout else None
+
+
+def _write_stage(staging: StagingDir, name: str, artifacts: list[Artifact], reference: Reference, held, labels,
+                 opts: ExportOptions, report: dict, stage: StageCallback) -> None:
+    """reference.npz and report.json beside the files, then every staged file moved to its final name."""
+    stage("write")
+    save_reference(staging.file("reference.npz"), reference.inputs, reference.outputs,
+                   {"model": name, "input_layout": "NCHW", "rtol": opts.rtol, "atol": opts.atol,
+                    "rounding_floor": reference.floor, "files": [f.name for a in artifacts for f in a.files],
+                    **({"preprocess": report["preprocess"]} if "preprocess" in report else {})},
+                   Int8Reference(held[0], held[1], labels, opts.int8_min_cosine, opts.int8_max_drop) if held else None)
+    final_dir = staging.output_dir
+    report["artifacts"] = [a.entry(final_dir) for a in artifacts]
+    written = [f.name for a in artifacts for f in a.files] + ["reference.npz", "report.json"]
+    report["removed_earlier_files"] = earlier_export_files(final_dir, name, keep=written)
+    write_json(staging.file("report.json"), report)
+    staging.commit(written, remove=report["removed_earlier_files"])
 
 
 def earlier_export_files(folder: Path, name: str, keep: list[str]) -> list[str]:
@@ -327,25 +340,24 @@ def earlier_export_files(folder: Path, name: str, keep: list[str]) -> list[str]:
             and (folder / f).is_file()]
 
 
-def _export_onnx(prepared, summary, onnx_path: Path, shape, report, stage, *, exporter, opset, dynamic_batch,
-                 simplify, fold_bn) -> Path:
+def _export_onnx(prepared, summary, onnx_path: Path, shape, report, stage, opts: ExportOptions) -> Path:
     """Write, check and simplify the ONNX file; its graph facts go into the report."""
     timings = report["timings_s"]
     stage("export")
     t0 = time.perf_counter()
-    used, warns = to_onnx_auto(prepared, onnx_path, shape, exporter=exporter, opset=opset,
-                               dynamic_batch=dynamic_batch, keep_batchnorm=not fold_bn)
+    used, warns = to_onnx_auto(prepared, onnx_path, shape, exporter=opts.exporter, opset=opts.opset,
+                               dynamic_batch=opts.dynamic_batch, keep_batchnorm=not opts.fold_bn)
     report["warnings"].extend(warns)
-    report.update(exporter=used, exporter_requested=exporter)
-    onnx_folded, onnx_removed = _fold_onnx(onnx_path) if fold_bn else ([], {})
+    report.update(exporter=used, exporter_requested=opts.exporter)
+    onnx_folded, onnx_removed = fold_onnx(onnx_path) if opts.fold_bn else ([], {})
     timings["export"] = round(time.perf_counter() - t0, 3)
     facts = graph_mod.check(onnx_path)
     nodes_before = facts.nodes
     stage("simplify")
     t0 = time.perf_counter()
     simplifier, simplified = "none", None
-    if simplify:
-        simplifier, warns, simplified = simplify_onnx(onnx_path, onnx_path, keep_batchnorm=not fold_bn)
+    if opts.simplify:
+        simplifier, warns, simplified = simplify_onnx(onnx_path, onnx_path, keep_batchnorm=not opts.fold_bn)
         report["warnings"].extend(warns)
         facts = graph_mod.check(onnx_path, model=simplified)
     timings["simplify"] = round(time.perf_counter() - t0, 3)
@@ -368,7 +380,7 @@ def _export_onnx(prepared, summary, onnx_path: Path, shape, report, stage, *, ex
     return onnx_path
 
 
-def _fold_onnx(path: Path) -> tuple[list[dict], dict[str, int]]:
+def fold_onnx(path: Path) -> tuple[list[dict], dict[str, int]]:
     """The last line of defence behind ``prepare``: fold what is left in the written file (a
     BatchNormalization, a per-channel Mul/Add after a Conv, e.g. behind a conv fx could not trace;
     weights computed from weights at run time). Returns the folds and the removed nodes' counts."""
