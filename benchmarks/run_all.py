@@ -13,7 +13,8 @@ defaults, config file and bf16 files on a bf16 CPU), eval (`cnnexport eval` on t
 guidelines (with the G1/G2 alignment factor), zoo, plain_recheck (the zoo's pairs called slower than plain, re-measured
 with more rounds), roofline_layers (the three target models' layers
 against their roofline bounds, timed by ONNX Runtime's and OpenVINO's profilers), ncnn_winograd (why ncnn's
-VGG rows beat the bound: Winograd on and off), coverage (slow:
+VGG rows beat the bound: Winograd on and off), arm_emulated (the two mobile targets' files verified on emulated
+ARM kernels; needs root for scripts/arm_env.sh), coverage (slow:
 converts every model to every format), cross_machine (`cnnexport report` over every machine's rows in
 results/ and results/machines/, into benchmarks/cross_machine/), report.
 """
@@ -29,7 +30,7 @@ HERE = Path(__file__).parent
 RESULTS = HERE / "results"
 STEPS = ("headline", "int8_speed", "int8_accuracy", "graph_changes", "targets", "executorch", "mnn", "fp16", "bf16",
          "eval",
-         "guidelines", "zoo", "plain_recheck", "roofline_layers", "ncnn_winograd", "coverage", "cross_machine", "report")
+         "guidelines", "zoo", "plain_recheck", "roofline_layers", "ncnn_winograd", "arm_emulated", "coverage", "cross_machine", "report")
 TARGET_MODELS = ("resnet50", "mobilenet_v2", "shufflenet_v2_x1_0")
 
 
@@ -55,6 +56,7 @@ def commands(runtime: str, threads: int, rounds: int) -> dict[str, list[list[str
         "plain_recheck": [py, str(HERE / "plain_recheck.py"), "--threads", str(threads), "--rounds", str(max(rounds, 7))],
         "roofline_layers": [py, str(HERE / "roofline_layers.py"), "--threads", str(threads)],
         "ncnn_winograd": [py, str(HERE / "ncnn_winograd.py")],
+        "arm_emulated": [py, str(HERE / "arm_emulated.py")],
         "coverage": [py, str(HERE / "coverage.py")],
         "cross_machine": [*cli, "report", *sorted(map(str, RESULTS.glob("*.json"))),
                           *sorted(map(str, RESULTS.glob("machines/*/*.json"))), "-o", str(HERE / "cross_machine")],

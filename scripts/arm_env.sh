@@ -36,8 +36,9 @@ binfmt() {  # aarch64 ELF files run through qemu, also inside the chroot (flag F
 }
 
 stamp() {  # what the environment is made of
-    { cat "$0" "$here/requirements-deploy.txt"; (cd "$here" && git ls-files -s cnnexport pyproject.toml 2>/dev/null) \
-        || find "$here/cnnexport" -name '*.py' -exec cat {} +; } | sha256sum | cut -c1-16
+    # the files' contents as they are now (an index hash would miss an uncommitted edit)
+    { cat "$0" "$here/requirements-deploy.txt"; (cd "$here" && git ls-files -z -co --exclude-standard cnnexport pyproject.toml 2>/dev/null \
+        | xargs -0 cat) || find "$here/cnnexport" -name '*.py' -exec cat {} +; } | sha256sum | cut -c1-16
 }
 
 build() {
@@ -72,6 +73,7 @@ run() {  # run [--cpu CPU] -- COMMAND...: COMMAND from /opt/venv/bin, in /work (
     [ "${1:-}" = "--" ] && shift
     [ -f "$root/.cnnexport-stamp" ] || { echo "no arm64 environment: run scripts/arm_env.sh build" >&2; exit 1; }
     mkdir -p "$root/work" "$root/proc"
+    while mountpoint -q "$root/work"; do umount "$root/work"; done  # one left by a run that was killed
     mount --bind "$PWD" "$root/work"
     # /proc, not /sys: with the host's /sys, cpuinfo (inside ONNX Runtime) reads x86 CPU registers and the
     # aarch64 process crashes on import; without it ONNX Runtime warns and takes the features from the

@@ -133,7 +133,9 @@ def test_verify_and_bench_commands(small_export):
     for name in ("small.onnx", "small.xml", "small.tflite", "small.ncnn.param"):
         result = runner.invoke(cli, ["verify", str(out / name), "--reference", str(out / "reference.npz"), "--json"])
         assert result.exit_code == 0, result.output
-        assert json.loads(result.stdout)["passed"]
+        figures = json.loads(result.stdout)
+        assert figures["passed"] and figures["machine"]["machine"] == __import__("platform").machine()
+        assert figures["machine"]["emulated"] is None and "isa" in figures["machine"]  # where it ran, on what
     result = runner.invoke(cli, ["bench", str(out / "small.onnx"), str(out / "small.tflite"), "--threads", "1,2",
                                  "--runs", "5", "--min-time", "0", "--warmup", "1", "--rounds", "1", "--json"])
     assert result.exit_code == 0, result.output

@@ -42,7 +42,7 @@ def protocol_section(results: list) -> list[str]:
             "the fp32 ONNX graph's layer groups (a convolution or matrix product with the element-wise ops a "
             "runtime fuses into it: activation, residual add) of max(2 x MACs / ceiling, bytes / bandwidth of "
             "the smallest level that holds the group's working set), bytes = the group's inputs, weights, "
-            "residual and one output at the row's precision; on ncnn and MNN, which compute dense 3x3 "
+            "residual and one output at the row's precision; on ncnn, which computes dense 3x3 "
             "stride-1 convolutions with Winograd, those layers are charged F(6x6,3x3)'s multiplications (5.06x "
             "fewer than MACs). `of_roofline` = bound / median; a row faster than its bound by more than its "
             "round spread is flagged (`beats_bound`). The memory access column stays ShuffleNetV2's cost: every "

@@ -109,7 +109,7 @@ def bound_check_lines(zoo: dict, summary: dict) -> list[str]:
     out = ["", "Is the roofline a bound? A layer group (a convolution or matrix product with the element-wise ops "
            "runtimes fuse into it) is charged its bytes (inputs, weights, residual and one output at the row's "
            "precision) at the bandwidth of the memory level that holds them, or its MACs at the compute ceiling, "
-           f"whichever is slower ({limits_line(zoo)}); on ncnn and MNN a dense 3x3 stride-1 convolution is charged "
+           f"whichever is slower ({limits_line(zoo)}); on ncnn a dense 3x3 stride-1 convolution is charged "
            "Winograd F(6x6,3x3)'s multiplications. A row beats its bound when bound / latency exceeds 1 "
            "by more than the row's own round spread; the DRAM-only column charges every byte at DRAM bandwidth, as "
            "the first bound did."]

@@ -29,7 +29,9 @@ def verify_cmd(artifact, reference, runtime, atol, as_json):
     loaded = read_reference(reference)  # a missing or foreign reference is named before the file is loaded
     eq = check_file(artifact, reference, loaded, load_artifact(artifact, runtime), atol)
     if as_json:
-        click.echo(json.dumps(eq, indent=2))
+        from ..machine import cpu_facts
+
+        click.echo(json.dumps({**eq, "machine": cpu_facts()}, indent=2))  # arch, ISA features, emulated
     else:
         print_verify(eq)
     if not eq["passed"]:

@@ -14,8 +14,9 @@ made small networks beat their "bound" threefold.
 A layer is a fused group, as runtimes run it: a convolution or matrix product with the element-wise ops
 that follow it (activation, residual add) reads its inputs, weights and the residual, and writes one
 output; the intermediate maps never reach memory. On a runtime that computes dense 3x3 stride-1
-convolutions with Winograd (ncnn, MNN), those layers are charged F(6x6, 3x3)'s multiplications, 5.06x
-fewer than the direct MACs (the transforms' cost is left out: a bound may only err low).
+convolutions with Winograd (ncnn, as cnnexport runs it), those layers are charged F(6x6, 3x3)'s
+multiplications, 5.06x fewer than the direct MACs (the transforms' cost is left out: a bound may only
+err low).
 """
 
 from __future__ import annotations
