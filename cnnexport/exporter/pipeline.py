@@ -143,7 +143,8 @@ def export(module: nn.Module, input_shape: Iterable[int] = (1, 3, 224, 224),
                                                         opts.eval_count)
             report["timings_s"]["quantize"] = round(time.perf_counter() - t0, 3)
         held = _verify_stage(module, artifacts, int8_artifacts, heldout, labels, reference, shape, opts, report, stage)
-        _write_stage(staging, name, artifacts + int8_artifacts, reference, held, labels, opts, report, stage)
+        _write_stage(staging, name, artifacts + int8_artifacts, reference, held if int8_artifacts else None, labels,
+                     opts, report, stage)
     except OSError as exc:
         staging.discard()
         raise (disk_full(exc) or OutputError(f"cannot write to '{staging.output_dir}': "
