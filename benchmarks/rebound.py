@@ -101,7 +101,7 @@ def main() -> None:
         if result.get("study") == "zoo":
             result["summary"] = {f"batch{b}": zoo_summary(result["rows"], b) for b in result["batches"]}
         result["bound_recomputed"] = {"date": datetime.date.today().isoformat(), "change": CHANGE,
-                                      "rows_changed": changed, "models_left_alone": sorted(skipped)}
+                                      "models_left_alone": sorted(skipped)}
         write_json(path, result)
         print(f"{path.name}: {changed} rows re-bounded; {sum(bool(r.get('beats_bound')) for r in rows)} beat their "
               f"bound; left alone (graph differs): {sorted(skipped) or 'none'}")

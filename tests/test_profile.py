@@ -257,12 +257,13 @@ def test_unknown_costs_make_the_profile_a_lower_bound_and_bench_leaves_gmacs_emp
 def test_a_scalar_is_a_known_shape_not_a_hole_in_the_profile(tmp_path):
     """A rank-0 tensor (a Gather of one dimension of Shape, as an LRN or a plain export's reshape makes)
     has the known shape []: the profile stays complete and counts its one element."""
+    import numpy as np
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
     from cnnexport.profile.onnx_profile import profile_onnx
 
-    index = numpy_helper.from_array(__import__("numpy").array(1, "int64"), "i")
+    index = numpy_helper.from_array(np.array(1, "int64"), "i")
     graph = helper.make_graph(
         [helper.make_node("Shape", ["x"], ["s"], name="shape"),
          helper.make_node("Gather", ["s", "i"], ["c"], name="channels"),
