@@ -10,7 +10,8 @@ graph_changes, targets (the three target models on every CPU runtime, ncnn inclu
 eager), executorch (ExecuTorch beside LiteRT and the others: delegation, int8 accuracy, latency), mnn (MNN
 beside the other CPU runtimes), fp16 (fp16 files against fp32 on the CPU: size and latency), bf16 (OpenVINO's
 defaults, config file and bf16 files on a bf16 CPU), eval (`cnnexport eval` on the digits PNG folder and its throughput against bench),
-guidelines (with the G1/G2 alignment factor), zoo, plain_recheck (the zoo's pairs called slower than plain, re-measured
+guidelines (with the G1/G2 alignment factor), zoo, zoo_int8 (the zoo's int8 files on every CPU runtime
+that has them, against the int8 roofline), plain_recheck (the zoo's pairs called slower than plain, re-measured
 with more rounds), roofline_layers (the three target models' layers
 against their roofline bounds, timed by ONNX Runtime's and OpenVINO's profilers), ncnn_winograd (why ncnn's
 VGG rows beat the bound: Winograd on and off), arm_emulated (the two mobile targets' files verified on emulated
@@ -30,8 +31,9 @@ HERE = Path(__file__).parent
 RESULTS = HERE / "results"
 STEPS = ("headline", "int8_speed", "int8_accuracy", "graph_changes", "targets", "executorch", "mnn", "fp16", "bf16",
          "eval",
-         "guidelines", "zoo", "plain_recheck", "roofline_layers", "ncnn_winograd", "arm_emulated", "coverage", "cross_machine", "report")
+         "guidelines", "zoo", "zoo_int8", "plain_recheck", "roofline_layers", "ncnn_winograd", "arm_emulated", "coverage", "cross_machine", "report")
 TARGET_MODELS = ("resnet50", "mobilenet_v2", "shufflenet_v2_x1_0")
+INT8_RUNTIMES = "ort,openvino,tflite,mnn"  # the zoo study's CPU runtimes with int8 files (ncnn and PyTorch have none)
 
 
 def commands(runtime: str, threads: int, rounds: int) -> dict[str, list[list[str]]]:
@@ -53,6 +55,9 @@ def commands(runtime: str, threads: int, rounds: int) -> dict[str, list[list[str
         "guidelines": [*cli, "study", "guidelines", *common, "--save", str(RESULTS / "guidelines.json")],
         "zoo": [*cli, "study", "zoo", *common, "--plot", str(HERE / "latency_vs_macs.png"),
                 "--save", str(RESULTS / "zoo.json")],
+        "zoo_int8": [*cli, "study", "zoo", "--precision", "int8", "--runtime", INT8_RUNTIMES, "--threads", str(threads),
+                     "--rounds", str(rounds), "--plot", str(HERE / "latency_vs_macs_int8.png"),
+                     "--save", str(RESULTS / "zoo_int8.json")],
         "plain_recheck": [py, str(HERE / "plain_recheck.py"), "--threads", str(threads), "--rounds", str(max(rounds, 7))],
         "roofline_layers": [py, str(HERE / "roofline_layers.py"), "--threads", str(threads)],
         "ncnn_winograd": [py, str(HERE / "ncnn_winograd.py")],

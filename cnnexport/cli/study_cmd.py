@@ -54,10 +54,13 @@ def _run_study(fn, output_dir, save, as_json, **kwargs) -> dict:
     folder moved there once the whole study has run: an interrupted study leaves nothing)."""
     import tempfile
 
-    from .._atomic import StagingDir
+    from .._atomic import StagingDir, check_output_file
     from ..bench.schedule import refuse_emulation
 
     refuse_emulation()
+    for path, option in ((save, "--save"), (kwargs.get("plot"), "--plot")):
+        if path:  # before the study's minutes of work, not after them
+            check_output_file(path, option)
 
     with tempfile.TemporaryDirectory(prefix="cnnexport-study-") as tmp, \
             ProgressBar(as_json, "exporting") as (on_stage, on_progress):
@@ -113,13 +116,16 @@ def study_guidelines_cmd(which, widths, batch, align, runtime, threads, device, 
               help="Where the log-log plot of latency against MACs goes.")
 @click.option("--no-plain", is_flag=True, help="Skip measuring each runtime's own plain export beside cnnexport's "
               "files.")
+@click.option("--precision", type=click.Choice(["fp32", "int8"]), default="fp32", show_default=True,
+              help="Measure each runtime's fp32 files, or its int8 files (calibrated on the sample photographs; "
+                   "rows named onnxruntime-int8, ..., against the int8 roofline; no PyTorch or plain rows).")
 @_study_common
-def study_zoo_cmd(models, batch, plot, no_plain, runtime, threads, device, rounds, runs, min_time, max_time, output_dir,
+def study_zoo_cmd(models, batch, plot, no_plain, precision, runtime, threads, device, rounds, runs, min_time, max_time, output_dir,
                   save, as_json):
     """Every zoo model on every runtime: latency against MACs (Spearman, log-log plot, GMAC/s, Table 8)."""
     from ..bench.plan import parse_runtimes
     from ..models import list_models
-    from ..study.run import study_zoo
+    from ..study.run import check_precision, study_zoo
 
     names = sorted({n for pattern in models.split(",") if pattern.strip() for n in list_models(pattern.strip())})
     if not names:
@@ -132,10 +138,11 @@ def study_zoo_cmd(models, batch, plot, no_plain, runtime, threads, device, round
 
             raise MissingDependencyError("the latency plot needs matplotlib: pip install 'cnnexport[study]'") from None
     runtimes, batches = parse_runtimes(runtime), int_list(batch, "--batch")
+    check_precision(precision, runtimes)
     timing = _check_study_args(threads, rounds, runs, min_time, max_time, device)
     result = _run_study(study_zoo, output_dir, save, as_json, export=export_fn(), models=names,
                         runtimes=runtimes, batches=batches, threads=threads, device=device, rounds=rounds,
-                        timing=timing, plot=plot, plain=not no_plain,
-                        plain_export=None if no_plain else plain_export_fn())
+                        timing=timing, plot=plot, plain=not no_plain and precision == "fp32", precision=precision,
+                        plain_export=None if no_plain or precision != "fp32" else plain_export_fn())
     if not as_json:
         print_zoo(result)

@@ -291,13 +291,13 @@ def budget_agreement(rows: list[dict]) -> dict:
     return out
 
 
-def zoo_summary(rows: list[dict], batch: int = 1) -> dict:
-    """Per runtime at ``batch``: Spearman(MACs, latency) over every model with MACs; MACs against memory
+def zoo_summary(rows: list[dict], batch: int = 1, precision: str = "fp32") -> dict:
+    """Per runtime at ``batch`` (its ``precision`` rows): Spearman(MACs, latency) over every model with MACs; MACs against memory
     access and the roofline bound on the whole zoo and on the depthwise-heavy subset; the pairwise
     inversion rate at matched MACs; the rank agreement inside each Table-8 budget; GMAC/s per model."""
     out = {}
     for runtime in sorted({r["runtime"] for r in rows}):
-        sel = [r for r in rows if r["runtime"] == runtime and r["batch"] == batch and r["precision"] == "fp32"
+        sel = [r for r in rows if r["runtime"] == runtime and r["batch"] == batch and r["precision"] == precision
                and r.get("macs")]
         out[runtime] = {
             "models": len(sel),
@@ -312,14 +312,14 @@ def zoo_summary(rows: list[dict], batch: int = 1) -> dict:
     return out
 
 
-def table8(rows: list[dict], batch: int = 1) -> list[dict]:
+def table8(rows: list[dict], batch: int = 1, precision: str = "fp32") -> list[dict]:
     """Table-8-style comparison: the four families at about 40, 150, 300 and 600 MMACs, per runtime,
     our latency beside the paper's MFLOPs and top-1 error."""
     out = []
     for budget, entries in TABLE8.items():
         for e in entries:
             ours = {r["runtime"]: r["median_ms"] for r in rows
-                    if r["model"] == e.model and r["batch"] == batch and r["precision"] == "fp32"}
+                    if r["model"] == e.model and r["batch"] == batch and r["precision"] == precision}
             macs = next((r["macs"] for r in rows if r["model"] == e.model and r.get("macs")), None)
             out.append({"budget_mflops": budget, "model": e.model, "paper_name": e.paper_name,
                         "paper_mflops": e.mflops, "paper_top1_err": e.top1_err,
@@ -327,19 +327,19 @@ def table8(rows: list[dict], batch: int = 1) -> list[dict]:
     return out
 
 
-def plot_latency_vs_macs(rows: list[dict], path: str | os.PathLike, batch: int = 1) -> Path:
+def plot_latency_vs_macs(rows: list[dict], path: str | os.PathLike, batch: int = 1, precision: str = "fp32") -> Path:
     """Log-log scatter of latency against MACs, one panel per runtime, each network coloured by kind
     (dense, group, depthwise); only the Table-8 networks are labelled (PNG)."""
     plt = _pyplot()
-    runtimes = sorted({r["runtime"] for r in rows if r["batch"] == batch})
+    runtimes = sorted({r["runtime"] for r in rows if r["batch"] == batch and r["precision"] == precision})
     cols = min(2, len(runtimes)) or 1
     n_rows = math.ceil(len(runtimes) / cols) or 1
     fig, axes = plt.subplots(n_rows, cols, figsize=(8 * cols, 6.5 * n_rows), squeeze=False)
-    summary = zoo_summary(rows, batch)
+    summary = zoo_summary(rows, batch, precision)
     labelled = {e.model for entries in TABLE8.values() for e in entries}
     for ax, runtime in zip(axes.flat, runtimes):
         sel = [r for r in rows if r["runtime"] == runtime and r["batch"] == batch and r.get("macs")
-               and r["precision"] == "fp32"]
+               and r["precision"] == precision]
         for kind, colour in zip(KINDS, KIND_COLOURS):
             part = [r for r in sel if kind_of(r["model"]) == kind]
             ax.scatter([r["macs"] / 1e6 for r in part], [r["median_ms"] for r in part], s=16, color=colour,

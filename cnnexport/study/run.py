@@ -15,9 +15,9 @@ from ..bench.jobs import Job, file_jobs, jobs_from_report, torch_jobs
 from ..bench.rows import against_plain
 from ..bench.schedule import measure
 from ..bench.plan import ExportFn, PlainFn, formats_for, with_costs
-from ..errors import CnnexportError
+from ..errors import CnnexportError, UsageError
 from ..listopt import parse_list
-from ..exporter.formats import ALWAYS, by_runtime
+from ..exporter.formats import ALWAYS, by_runtime, int8_formats
 from ..runtimes import MODULE_RUNTIMES
 from .analysis import (alignment_effect, guideline_table, micronet_macs, micronet_name, micronet_predictors,
                        plot_latency_vs_macs, table8, zoo_summary)
@@ -28,26 +28,33 @@ Stage = Callable[[str], None]
 MICRONET_BUILDER = "cnnexport.study.micronets:build"
 
 
-def _export(export: ExportFn, module, shape, out_dir: Path, name: str, runtimes: list[str], device: str) -> dict:
+#: what the zoo study's int8 files are calibrated on: the sample photographs (the zoo's weights are random,
+#: so the int8 files are measured for their speed, and their check against PyTorch is reported, not required)
+INT8_CHOICES = {"int8": True, "calib": "samples", "calib_count": 64, "int8_min_cosine": 0.0}
+PRECISIONS = ("fp32", "int8")
+
+
+def _export(export: ExportFn, module, shape, out_dir: Path, name: str, runtimes: list[str], device: str,
+            precision: str = "fp32") -> dict:
     formats = formats_for(runtimes) or [ALWAYS]
     return export(module, shape, out_dir / name, name=name, formats=formats, photos=False,
-                  fp16=_fp16_engines(runtimes, device))
+                  fp16=_fp16_engines(runtimes, device), **(INT8_CHOICES if precision == "int8" else {}))
 
 
 def _export_each(export: ExportFn, module, shape, out_dir: Path, name: str, runtimes: list[str], device: str,
-                 ) -> tuple[list[tuple[dict, list[str]]], list[str]]:
+                 precision: str = "fp32") -> tuple[list[tuple[dict, list[str]]], list[str]]:
     """Every runtime's files in one export; where that fails (one runtime's file does not verify and the
     export writes nothing), one export per runtime, so that one runtime's failure costs the study that
     runtime's row, not the model. Returns (report, runtimes) pairs and the failures, one line each."""
     try:
-        return [(_export(export, module, shape, out_dir, name, runtimes, device), runtimes)], []
+        return [(_export(export, module, shape, out_dir, name, runtimes, device, precision), runtimes)], []
     except CnnexportError:
         if len(runtimes) == 1:
             raise
     done, failed = [], []
     for rt in runtimes:
         try:
-            done.append((_export(export, module, shape, out_dir / rt, name, [rt], device), [rt]))
+            done.append((_export(export, module, shape, out_dir / rt, name, [rt], device, precision), [rt]))
         except CnnexportError as exc:
             failed.append(f"{name} on {rt}: {exc}")
     return done, failed
@@ -65,8 +72,11 @@ def _fp16_engines(runtimes: list[str], device: str) -> bool:
 
 
 def _file_jobs(report: dict, folder: Path, name: str, runtimes: list[str], batches: list[int], threads: int,
-               device: str, macs: float | None) -> list[Job]:
-    """fp32 files on every runtime, and the GPU precision of ``_gpu_precision``."""
+               device: str, macs: float | None, precision: str = "fp32") -> list[Job]:
+    """fp32 files on every runtime, and the GPU precision of ``_gpu_precision``; with ``precision``
+    int8, the int8 files only."""
+    if precision == "int8":
+        return jobs_from_report(report, folder, name, runtimes, ["int8"], batches, [threads], device, macs)
     jobs = jobs_from_report(report, folder, name, runtimes, ["fp32", "fp16"], batches, [threads], device, macs)
     return [j for j in jobs if j.precision == "fp32" or j.precision == _gpu_precision(j.runtime, device)]
 
@@ -158,15 +168,19 @@ def study_guidelines(runtimes: list[str], out_dir: str | Path, *, export: Export
 def study_zoo(models: list[str], runtimes: list[str], out_dir: str | Path, *, export: ExportFn,
               batches: list[int] = (1,), threads: int = 2, device: str = "cpu", rounds: int = 3,
               timing: dict | None = None, plot: str | Path | None = None, plain: bool = True,
-              plain_export: PlainFn | None = None, on_stage: Stage | None = None,
+              plain_export: PlainFn | None = None, precision: str = "fp32", on_stage: Stage | None = None,
               on_progress: Progress | None = None) -> dict:
     """Every model on every runtime: rank correlation of latency with MACs, memory access and the
     roofline bound, inversions at matched MACs, GMAC/s, Table 8, a plot. ``export`` and ``plain_export``
     (the pipeline and the runtimes' own converters) are passed in by the CLI; with ``plain`` and
-    ``plain_export`` each model's plain files are measured beside cnnexport's."""
+    ``plain_export`` each model's plain files are measured beside cnnexport's. With ``precision``
+    int8, each runtime's int8 file is measured instead of its fp32 one (rows ``onnxruntime-int8``...),
+    against the int8 roofline; PyTorch and the plain files have no int8 and are refused."""
     from ..models import create_model, model_info
     from ..profile.torch_profile import module_costs, module_macs
 
+    check_precision(precision, runtimes)
+    plain = plain and precision == "fp32"
     stage = on_stage or (lambda _s: None)
     out_dir = Path(out_dir)
     jobs: list[Job] = []
@@ -180,11 +194,11 @@ def study_zoo(models: list[str], runtimes: list[str], out_dir: str | Path, *, ex
         model_jobs: list[Job] = []
         onnx_path = out_dir / name / f"{name}.onnx"
         if artifact_runtimes:
-            exported, failed = _export_each(export, module, shape, out_dir, name, artifact_runtimes, device)
+            exported, failed = _export_each(export, module, shape, out_dir, name, artifact_runtimes, device, precision)
             export_failures += failed
             for report, rts in exported:
                 folder = out_dir / name if rts == artifact_runtimes else out_dir / rts[0] / name
-                model_jobs += _file_jobs(report, folder, name, rts, list(batches), threads, device, macs)
+                model_jobs += _file_jobs(report, folder, name, rts, list(batches), threads, device, macs, precision)
                 onnx_path = onnx_path if onnx_path.is_file() else folder / f"{name}.onnx"
         if plain and plain_export is not None and artifact_runtimes:
             for rt, path in plain_export(module, shape, out_dir / name, name, artifact_runtimes).items():
@@ -202,17 +216,29 @@ def study_zoo(models: list[str], runtimes: list[str], out_dir: str | Path, *, ex
                        baseline="torch" if "torch" in runtimes else None, on_progress=on_progress)
     rows = [r for r in _label_precisions(measured["rows"]) if not r["plain"]]
     plain_rows = [r for r in measured["rows"] if r["plain"]]
-    result = {"study": "zoo", "threads": threads, "device": device, "rounds": rounds, "batches": list(batches),
+    result = {"study": "zoo", "precision": precision, "threads": threads, "device": device, "rounds": rounds, "batches": list(batches),
               "ceiling_gflops": measured["ceilings_gflops"].get(threads),
               "bandwidth_gbs": measured["bandwidths_gbs"].get(threads),
               "memory_roofs": measured.get("memory_roofs", {}).get(threads), "machine": measured["machine"],
-              "summary": {f"batch{b}": zoo_summary(rows, b) for b in batches},
-              "table8": table8(rows), "plain_export": plain_comparison(measured["rows"]), "rows": rows,
+              "summary": {f"batch{b}": zoo_summary(rows, b, precision) for b in batches},
+              "table8": table8(rows, precision=precision), "plain_export": plain_comparison(measured["rows"]), "rows": rows,
               "plain_rows": plain_rows, "failures": export_failures + measured["failures"], "limits": measured["limits"],
               "warnings": measured["limits_warnings"]}
     if plot and rows:
-        result["plot"] = str(plot_latency_vs_macs(rows, plot))
+        result["plot"] = str(plot_latency_vs_macs(rows, plot, precision=precision))
     return result
+
+
+def check_precision(precision: str, runtimes: list[str]) -> None:
+    """The zoo study's ``precision``: fp32, or int8 on runtimes that all have int8 files."""
+    if precision not in PRECISIONS:
+        raise UsageError(f"bad precision '{precision}': use {' or '.join(PRECISIONS)}")
+    if precision == "int8":
+        without = [r for r in runtimes if not (fmt := by_runtime(r)) or "int8" not in fmt.precisions]
+        if without:
+            with_int8 = [f.runtime for f in int8_formats() if not f.needs_cuda]
+            raise UsageError(f"{', '.join(without)} {'has' if len(without) == 1 else 'have'} no int8 files: "
+                             f"give --runtime from {','.join(with_int8)} with --precision int8")
 
 
 def plain_comparison(rows: list[dict]) -> list[dict]:
