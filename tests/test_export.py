@@ -320,6 +320,50 @@ def test_rounding_floor_is_measured_and_raises_the_tolerance_only_above_the_fixe
     assert eq["tolerance"] == pytest.approx(4 * floor) and eq["tolerance_rule"].startswith("4 x the model's fp32")
 
 
+def test_approximation_floors_follow_the_functions_the_model_calls():
+    from cnnexport.exporter.pipeline import _forward
+    from cnnexport.exporter.prepare_check import approximation_floors
+    from cnnexport.exporter.verify import FLOOR_NAME, floor_for, make_inputs
+
+    torch.manual_seed(0)
+    tanh_net = nn.Sequential(nn.Conv2d(1, 4, 3), nn.Tanh(), nn.Flatten(), nn.Linear(144, 3)).eval()
+    relu_net = nn.Sequential(nn.Conv2d(1, 4, 3), nn.ReLU(), nn.Flatten(), nn.Linear(144, 3)).eval()
+    inputs = make_inputs((1, 1, 8, 8), dynamic_batch=False, photos=False)
+    tables = {"a": {"tanh": 1e-6}, "b": {"gelu": 1e-3}, "c": {"tanh": 1e-4}}
+    floors = approximation_floors(tanh_net, inputs, _forward, tables)
+    assert set(floors) == {"a", "c"}  # b approximates only a function the model never calls
+    assert 0 < floors["a"] < 1e-4 and floors["c"] == pytest.approx(100 * floors["a"], rel=1e-6)  # seeded, linear
+    assert floors == approximation_floors(tanh_net, inputs, _forward, tables)
+    assert approximation_floors(relu_net, inputs, _forward, tables) == {}
+    assert floor_for(1e-9, {"ncnn": 1e-7}, "ncnn") == (1e-7, "the model's floor under ncnn's approximate tanh")
+    assert floor_for(1e-6, {"ncnn": 1e-7}, "ncnn") == (1e-6, FLOOR_NAME)   # the larger floor holds
+    assert floor_for(1e-9, {"ncnn": 1e-7}, "onnxruntime") == (1e-9, FLOOR_NAME)
+
+
+@pytest.mark.parametrize("fmt", ["ncnn", "mnn"])
+def test_an_untrained_tanh_network_passes_on_runtimes_that_approximate_tanh(fmt, tmp_path):
+    """Random-init LeNet-5: outputs ~1e-4, so ncnn's and MNN's tanh (off by ~1e-7 near zero, where PyTorch's
+    is exact) missed 1e-4 x max |output| and read "wrong, not rounding". A wrong file still fails."""
+    torch.manual_seed(0)
+    report = cnnexport.export(create_model("lenet5"), (1, 1, 32, 32), tmp_path / "l5", name="lenet5", formats=(fmt,))
+    eq = {e["artifact"]: e for e in report["equivalence"]}
+    checked = next(e for name, e in eq.items() if name != "lenet5.onnx")
+    assert checked["passed"] and checked["tolerance_rule"].startswith(f"4 x the model's floor under {fmt}'s approximate")
+    assert eq["lenet5.onnx"]["tolerance_rule"] == "1e-04 x max |output|"  # ONNX Runtime's tanh is exact enough
+    assert checked["tolerance"] < 0.05 * checked["output_scale"]
+    assert checked["tolerance"] == pytest.approx(4 * report["approximation_floors"][fmt]["max_abs"])
+    torch.manual_seed(1)  # another network's reference: the file is wrong for it and must still fail
+    other = cnnexport.export(create_model("lenet5"), (1, 1, 32, 32), tmp_path / "other", name="lenet5",
+                             formats=("onnx",))
+    from click.testing import CliRunner
+    from cnnexport.cli import cli
+
+    result = CliRunner().invoke(cli, ["verify", str(tmp_path / "l5" / checked["artifact"]), "--reference",
+                                      str(tmp_path / "other" / "reference.npz")])
+    assert result.exit_code == 5 and "does not match" in result.stderr, result.output
+    assert other["equivalence"][0]["output_scale"] > 0
+
+
 def test_failure_diagnosis_tells_rounding_from_wrong():
     from cnnexport.exporter.verify import diagnosis, tolerance
 

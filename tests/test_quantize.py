@@ -152,6 +152,26 @@ def test_resnet18_int8_on_real_photographs(tmp_path):
     assert out["sizes_bytes"]["int8"] < 0.4 * out["sizes_bytes"]["fp32"]
 
 
+def test_keep_float_depthwise_leaves_exactly_the_depthwise_convolutions_in_float(tmp_path):
+    from cnnexport.exporter.quantize_ort import depthwise_convs
+
+    cnnexport.export(create_model("mobilenet_v1_0_25"), (1, 3, 64, 64), tmp_path, name="m", photos=False)
+    graph = onnx.load(str(tmp_path / "m.onnx")).graph
+    groups = {n.name: next((a.i for a in n.attribute if a.name == "group"), 1) for n in graph.node if n.op_type == "Conv"}
+    dw = depthwise_convs(onnx.load(str(tmp_path / "m.onnx")))
+    assert len(dw) == 13 and all(groups[n] > 1 for n in dw)  # MobileNetV1: 13 depthwise, 14 dense convolutions
+    assert sum(g == 1 for g in groups.values()) == 14
+    out_path = tmp_path / "m.dw.onnx"
+    result = CliRunner().invoke(cli, ["quantize", str(tmp_path / "m.onnx"), "--calib", "samples", "--calib-count", "16",
+                                      "--keep-float", "depthwise", "-o", str(out_path), "--json"])
+    assert result.exit_code == 0, result.output
+    q = onnx.load(str(out_path)).graph
+    produced_by = {o: n.op_type for n in q.node for o in n.output}
+    float_weights = {n.name for n in q.node if n.op_type == "Conv" and produced_by.get(n.input[1]) != "DequantizeLinear"}
+    assert float_weights == set(dw)  # the 14 dense ones take int8 weights
+    assert set(json.loads(result.stdout)["quantization"]["excluded_nodes"]) == set(dw)
+
+
 def test_calibration_errors(tmp_path, photo_folder):
     cnnexport.export(create_model("lenet5"), (1, 1, 32, 32), tmp_path, name="m", photos=False)
     model = str(tmp_path / "m.onnx")

@@ -420,3 +420,31 @@ def test_external_data_inside_the_folder_is_read(tmp_path):
     path = _model_with_external(tmp_path, "w.bin")
     out = load(path).run(np.ones((1, 4), np.float32))[0]
     np.testing.assert_allclose(out, np.full((1, 4), 4.0))
+
+
+@pytest.mark.parametrize("runtime", ["ncnn", "mnn"])
+def test_declared_approximate_functions_bound_the_runtimes_own_error(runtime, tmp_path):
+    """``approximate_ops`` in RUNTIME_TABLE: each function alone, over [-12, 12] and near zero, stays
+    within the declared absolute error, and somewhere (tanh: near zero) is further from PyTorch than fp32
+    rounding (else there is nothing to declare). The model's first op works in place on the input blob: ncnn crashed
+    on that until the adapter gave it its own copy of the input."""
+    from torch import nn
+
+    from cnnexport.runtimes import RUNTIME_TABLE
+
+    functions = {"tanh": nn.Tanh(), "gelu": nn.GELU()}
+    ramp = np.linspace(-12, 12, 3 * 32 * 32)
+    tiny = np.logspace(-6, -1, 3 * 32 * 32 // 2)
+    x = np.concatenate([ramp[: len(ramp) // 2], tiny, -tiny[: len(ramp) - len(ramp) // 2 - len(tiny)]])
+    x = x[: 3 * 32 * 32].astype(np.float32).reshape(1, 3, 32, 32)
+    for name, bound in RUNTIME_TABLE[runtime].approximate_ops:
+        folder = tmp_path / name
+        cnnexport.export(functions[name], (1, 3, 32, 32), folder, name=name, formats=(runtime,), atol=1.0,
+                         photos=False)
+        out = run_nchw(load(next(p for p in folder.iterdir() if p.name.startswith(f"{name}.")
+                                 and p.suffix in (".param", ".mnn"))), x)
+        exact = functions[name](torch.from_numpy(x).double()).numpy()
+        error = np.abs(out.reshape(exact.shape) - exact)
+        assert error.max() <= bound, f"{runtime} {name}: {error.max():.3g} > declared {bound:.3g}"
+        relative = error / np.maximum(np.abs(exact), 1e-3)  # fp32 rounding alone: ~6e-8
+        assert relative.max() > 1e-5, f"{runtime} {name} is as exact as fp32 rounding: no approximation to declare"

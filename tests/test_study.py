@@ -169,6 +169,22 @@ def test_quick_zoo_study_writes_tables_and_plot(tmp_path):
     assert data["bandwidth_gbs"] > 0 and all(r["of_roofline"] > 0 for r in data["rows"])
 
 
+def test_an_int8_zoo_study_measures_the_int8_files_against_the_int8_roofline(tmp_path):
+    result = CliRunner().invoke(cli, ["study", "zoo", "--models", "mobilenet_v1_0_25,resnet20", "--runtime", "ort",
+                                      "--precision", "int8", "--rounds", "2", "--runs", "3", "--min-time", "0",
+                                      "--max-time", "0.2", "--plot", str(tmp_path / "int8.png"), "--json"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert data["precision"] == "int8" and not data["plain_rows"] and not data["plain_export"]
+    assert {(r["runtime"], r["precision"]) for r in data["rows"]} == {("onnxruntime-int8", "int8")}
+    assert sorted(Path(r["artifact"]).name for r in data["rows"]) == ["mobilenet_v1_0_25.int8.onnx",
+                                                                      "resnet20.int8.onnx"]
+    s = data["summary"]["batch1"]["onnxruntime-int8"]
+    assert s["models"] == 2 and s["bound"]["rows"] == 2
+    assert all(r["of_roofline"] > 0 and r["roofline_ms"] > 0 for r in data["rows"])
+    assert [r["latency_ms"] for r in data["table8"] if r["model"] == "mobilenet_v1_0_25"][0]["onnxruntime-int8"] > 0
+
+
 def test_quick_aligned_guideline(tmp_path):
     result = CliRunner().invoke(cli, ["study", "guidelines", "--guidelines", "G2", "--runtime", "ort", "--widths", "1",
                                       "--align", "16", "--rounds", "2", "--runs", "3", "--min-time", "0",
@@ -190,6 +206,11 @@ def test_study_bad_input():
     assert result.exit_code == 2 and "no model matches" in result.stderr
     result = CliRunner().invoke(cli, ["study", "guidelines", "--align", "8,x"])
     assert result.exit_code == 2 and "bad --align" in result.stderr
+    result = CliRunner().invoke(cli, ["study", "zoo", "--models", "lenet5", "--runtime", "ort,ncnn,torch",
+                                      "--precision", "int8"])
+    assert result.exit_code == 2 and "ncnn, torch have no int8 files" in result.stderr
+    result = CliRunner().invoke(cli, ["study", "zoo", "--models", "lenet5", "--plot", "/nonexistent-dir/zoo.png"])
+    assert result.exit_code == 4 and "--plot" in result.stderr and result.stderr.count("\n") == 1
 
 
 def test_micronet_predictors_split_by_width_and_leave_aligned_nets_out():

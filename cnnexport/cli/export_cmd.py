@@ -46,7 +46,7 @@ from .options import (BF16_HELP, CALIB_METHODS, FP16_HELP, INT8_HELP, format_fla
 @click.option("--calib-method", type=click.Choice(CALIB_METHODS), default="minmax",
               show_default=True, help="ONNX Runtime int8 calibration method.")
 @click.option("--keep-float", default="", metavar="LIST",
-              help="ONNX Runtime int8: nodes left in float: first, last, node-name globs ('/layer1/*'), or auto "
+              help="ONNX Runtime int8: nodes left in float: first, last, depthwise, node-name globs ('/layer1/*'), or auto "
                    "(the fewest modules that reach --int8-min-cosine on the calibration samples).")
 @click.option("--fold-bn/--no-fold-bn", default=True, show_default=True,
               help="Fold BatchNorm into the preceding conv before export.")

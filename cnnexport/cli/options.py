@@ -88,7 +88,7 @@ def refuse_unused_options(needs: dict[str, tuple[str, bool]]) -> None:
 
 
 def keep_float_list(value: str) -> tuple[str, ...]:
-    return tuple(parse_list(value, "--keep-float", "give node names or auto, comma-separated")) if value.strip() else ()
+    return tuple(parse_list(value, "--keep-float", "give first, last, depthwise, auto or node-name globs, comma-separated")) if value.strip() else ()
 
 
 def int_list(text: str, option: str) -> list[int]:

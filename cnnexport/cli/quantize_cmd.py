@@ -29,7 +29,7 @@ from .options import CALIB_METHODS, keep_float_list, refuse_unused_options
               help="; ".join(f.int8_help for f in file_int8_formats()) + " (default: by the input's extension).")
 @click.option("--calib-method", type=click.Choice(CALIB_METHODS), default="minmax", show_default=True)
 @click.option("--keep-float", default="", metavar="LIST",
-              help="ONNX Runtime: nodes left in float: first, last, node-name globs ('/layer1/*'), or auto "
+              help="ONNX Runtime: nodes left in float: first, last, depthwise, node-name globs ('/layer1/*'), or auto "
                    "(the fewest modules that reach --min-cosine on the calibration samples).")
 @click.option("--min-cosine", type=click.FloatRange(-1, 1), default=0.99, show_default=True,
               help="Target of --keep-float auto: mean logits cosine with the float model.")

@@ -11,7 +11,7 @@ import contextlib
 import os
 import re
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
@@ -32,9 +32,9 @@ from .options import ExportOptions
 from .prepare import PrepareSummary, prepare_with_summary
 from .report_fields import ONNX_GRAPH_FOLD, new_report
 from .simplify import simplify as simplify_onnx
-from .prepare_check import FLOOR_WARN_RELATIVE, check_prepared, rounding_floor
-from .verify import (DEFAULT_RTOL, FLOOR_FACTOR, REDUCED_RULES, TIE_MARGIN, Int8Reference, compare, diagnosis,
-                     make_inputs, near_zero_warning, reduced_verdict, reference_outputs, save_reference, tolerance)
+from .prepare_check import FLOOR_WARN_RELATIVE, approximation_floors, check_prepared, rounding_floor
+from .verify import (DEFAULT_RTOL, FLOOR_FACTOR, FLOOR_NAME, REDUCED_RULES, TIE_MARGIN, Int8Reference, compare,
+                     diagnosis, floor_for, make_inputs, near_zero_warning, reduced_verdict, reference_outputs, save_reference, tolerance)
 
 StageCallback = Callable[[str], None]
 
@@ -163,11 +163,17 @@ class Reference:
     inputs: list
     outputs: list[np.ndarray]
     floor: float | None = None
+    # per runtime whose approximate functions the model calls: what they move its outputs by (prepare_check)
+    approximation_floors: dict[str, float] = field(default_factory=dict)
 
     @property
     def scale(self) -> float:
         """max |output|: the default tolerance is a fraction of it."""
         return float(max(np.abs(r).max() for r in self.outputs))
+
+    def floor_for(self, runtime: str) -> tuple[float | None, str]:
+        """The floor a file on ``runtime`` is held to, and its name in the tolerance rule."""
+        return floor_for(self.floor, self.approximation_floors, runtime)
 
 
 def reference_of(module: nn.Module, shape: tuple[int, ...], *, dynamic_batch: bool = True, photos: bool = True,
@@ -178,7 +184,8 @@ def reference_of(module: nn.Module, shape: tuple[int, ...], *, dynamic_batch: bo
     with eval_mode(module), torch.no_grad():
         refs = reference_outputs(lambda b: first_tensor(module(torch.from_numpy(b))).numpy(), inputs)
         measured = rounding_floor(module, inputs, refs, _forward) if floor else None
-    return Reference(inputs, refs, measured)
+        approximated = approximation_floors(module, inputs, _forward) if measured is not None else {}
+    return Reference(inputs, refs, measured, approximated)
 
 
 @dataclass
@@ -206,7 +213,8 @@ def convert_and_verify(source: ConvertSource, reference: Reference, folder: str 
         artifact = fp32 if precision == "fp32" else getattr(writer, {"fp16": "half", "bf16": "bf16"}[precision])(
             source, fp32, folder / FORMATS[fmt].file_name(name, precision))
         out.append(Checked(artifact, checked_entry(artifact, reference.outputs, reference.inputs, atol, rtol,
-                                                   reference.floor), fp32 if artifact is not fp32 else None))
+                                                   *reference.floor_for(artifact.runtime)),
+                           fp32 if artifact is not fp32 else None))
     return out
 
 
@@ -252,6 +260,11 @@ def _prepare_stage(module: nn.Module, shape: tuple[int, ...], opts: ExportOption
     report["rounding_floor"] = {"max_abs": floor, "relative": floor / scale if floor is not None and scale else None,
                                 "factor": FLOOR_FACTOR, "how": "PyTorch fp32 against the same model in float64, "
                                                                "on the verification inputs"}
+    if reference.approximation_floors:
+        report["approximation_floors"] = {
+            runtime: {"max_abs": v, "how": "float64, with the functions this runtime approximates moved by up to "
+                                          "their error (runtimes' approximate_ops)"}
+            for runtime, v in reference.approximation_floors.items()}
     report["prepare"]["check"] = check_prepared(
         prepared, reference.outputs, reference.inputs, tolerance(opts.rtol, scale, floor)[0], _forward,
         lambda k: prepare_with_summary(module, fold_bn=opts.fold_bn, reparameterize=opts.reparameterize, limit=k)[0],
@@ -295,7 +308,7 @@ def _verify_stage(module, artifacts, int8_artifacts, heldout, labels, reference:
         held_refs = reference_outputs(lambda b: first_tensor(module(torch.from_numpy(b))).numpy(),
                                       heldout) if heldout else None
     report["equivalence"] = [checked_entry(a, reference.outputs, reference.inputs, opts.atol, opts.rtol,
-                                           reference.floor) for a in artifacts]
+                                           *reference.floor_for(a.runtime)) for a in artifacts]
     if report["equivalence"] and (warning := near_zero_warning(report["equivalence"][0]["output_scale"])):
         report["warnings"].append(warning)
     report["equivalence"] += [check_int8(a, held_refs[0], heldout[0].batches, opts.int8_min_cosine, labels,
@@ -303,8 +316,9 @@ def _verify_stage(module, artifacts, int8_artifacts, heldout, labels, reference:
     report["timings_s"]["verify"] = round(time.perf_counter() - t0, 3)
     failed = [e for e in report["equivalence"] if not e["passed"]]
     if failed:
-        raise VerificationError("; ".join(_failure_line(e, reference.floor) for e in failed) + "; nothing was written",
-                                report=report)
+        runtime_of = {a.files[0].name: a.runtime for a in artifacts}
+        raise VerificationError("; ".join(_failure_line(e, reference.floor_for(runtime_of.get(e["artifact"], ""))[0])
+                                          for e in failed) + "; nothing was written", report=report)
     return (heldout[0].batches, held_refs[0]) if heldout else None
 
 
@@ -314,7 +328,8 @@ def _write_stage(staging: StagingDir, name: str, artifacts: list[Artifact], refe
     stage("write")
     save_reference(staging.file("reference.npz"), reference.inputs, reference.outputs,
                    {"model": name, "input_layout": "NCHW", "rtol": opts.rtol, "atol": opts.atol,
-                    "rounding_floor": reference.floor, "files": [f.name for a in artifacts for f in a.files],
+                    "rounding_floor": reference.floor, "approximation_floors": reference.approximation_floors,
+                    "files": [f.name for a in artifacts for f in a.files],
                     **({"preprocess": report["preprocess"]} if "preprocess" in report else {})},
                    Int8Reference(held[0], held[1], labels, opts.int8_min_cosine, opts.int8_max_drop) if held else None)
     final_dir = staging.output_dir
@@ -436,23 +451,23 @@ def model_preprocess(module, shape: tuple[int, ...]):
 
 
 def verify_artifact(artifact: Artifact, refs: list[np.ndarray], inputs: list, atol: float | None, rtol: float,
-                    floor: float | None = None, tie_margin: float = TIE_MARGIN):
+                    floor: float | None = None, tie_margin: float = TIE_MARGIN, floor_name: str = FLOOR_NAME):
     """``artifact`` run on ``inputs`` (InputSets) through its runtime, compared with PyTorch's ``refs``
-    (``floor``: the model's rounding floor, which the default tolerance respects)."""
+    (``floor``: the rounding floor, which the default tolerance respects; ``floor_name`` names it)."""
     first = inputs[0].batches
     model = load_artifact(artifact, (sum(len(b) for b in first), *first[0].shape[1:]))  # ncnn's whole first set
     return compare(artifact.files[0].name, refs, lambda b: run_nchw(model, b), inputs, atol=atol, rtol=rtol,
-                   floor=floor, tie_margin=tie_margin)
+                   floor=floor, tie_margin=tie_margin, floor_name=floor_name)
 
 
 def checked_entry(artifact: Artifact, refs: list[np.ndarray], inputs: list, atol: float | None, rtol: float,
-                  floor: float | None = None) -> dict:
+                  floor: float | None = None, floor_name: str = FLOOR_NAME) -> dict:
     """An fp32 artifact's report entry by the fp32 rule; an fp16 or bf16 one's by its precision's rule."""
     rule = REDUCED_RULES.get(artifact.precision)
     if rule is None:
-        return verify_artifact(artifact, refs, inputs, atol, rtol, floor).as_dict()
-    return reduced_verdict(verify_artifact(artifact, refs, inputs, atol, rule.rtol, floor, rule.tie_margin),
-                           rule.precision)
+        return verify_artifact(artifact, refs, inputs, atol, rtol, floor, floor_name=floor_name).as_dict()
+    return reduced_verdict(verify_artifact(artifact, refs, inputs, atol, rule.rtol, floor, rule.tie_margin,
+                                           floor_name), rule.precision)
 
 
 def _failure_line(e: dict, floor: float | None) -> str:

@@ -1,9 +1,12 @@
-"""Two facts measured in PyTorch before anything is exported.
+"""Facts measured in PyTorch before anything is exported.
 
 * The model's own rounding floor: its fp32 outputs against the same model run in float64 on the
   same inputs. A correct export of a model whose fp32 result is already 8e-4 away from the exact one
   cannot be held to 1e-4; the tolerance takes the larger of the fixed rule and a small multiple of
   this floor, and a failure says which side of it the error lies.
+* What a runtime's approximate functions (ncnn's and MNN's tanh, MNN's GELU: ``RUNTIME_TABLE``'s
+  ``approximate_ops``) do to the model's outputs: float64 with those functions' results moved by up
+  to their error, against float64 without. A file on that runtime is held to that floor as well.
 * Whether ``prepare`` kept what the model computes: the prepared module against the original. When
   it did not, the changes are bisected (``prepare_with_summary(limit=k)``) to name the first one that
   broke it.
@@ -19,12 +22,70 @@ import torch
 from torch import nn
 
 from ..errors import PrepareError
+from ..runtimes import RUNTIME_TABLE
 from .verify import InputSet, compare, diagnosis
 
 
 # fp32 rounding usually moves a deep network's outputs by 1e-7 to 1e-3 of their scale; past this, the
 # report warns that fp32 cannot represent the model well (untrained weights, extreme BN statistics).
 FLOOR_WARN_RELATIVE = 1e-2
+
+
+def _approximable() -> dict:
+    """PyTorch's functions a runtime may approximate, by the name ``approximate_ops`` gives them."""
+    import torch.nn.functional as F
+
+    return {torch.tanh: "tanh", torch.Tensor.tanh: "tanh", F.gelu: "gelu"}
+
+
+class _Approximated(torch.overrides.TorchFunctionMode):
+    """Records which approximable functions run (``seen``), and adds to their results uniform noise of
+    up to ``errors[name]`` (seeded: the same floor every time)."""
+
+    def __init__(self, errors: dict[str, float] | None = None, seed: int = 0):
+        super().__init__()
+        self.errors, self.names, self.seen = errors or {}, _approximable(), set()
+        self.generator = torch.Generator().manual_seed(seed)
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        name = self.names.get(func)
+        if name is not None and isinstance(out, torch.Tensor):
+            self.seen.add(name)
+            if name in self.errors:
+                noise = torch.rand(out.shape, generator=self.generator, dtype=torch.float64).to(out.dtype)
+                out = out + self.errors[name] * (2 * noise - 1)
+        return out
+
+
+def _float64_outputs(double: nn.Module, inputs: list[InputSet], forward, mode: _Approximated) -> list[np.ndarray]:
+    with torch.no_grad(), mode:
+        return [np.concatenate([forward(double, torch.from_numpy(b).double()).numpy() for b in s.batches])
+                for s in inputs]
+
+
+def approximation_floors(module: nn.Module, inputs: list[InputSet],
+                         forward: Callable[[nn.Module, torch.Tensor], torch.Tensor],
+                         runtimes: dict[str, dict[str, float]] | None = None) -> dict[str, float]:
+    """Per runtime of ``runtimes`` (runtime -> {function: absolute error}; default: ``RUNTIME_TABLE``'s
+    ``approximate_ops``) whose approximate functions ``module`` calls: max |float64 outputs with those
+    functions' results moved by up to their error - float64 outputs|, over ``inputs``. {} when the model
+    calls none of them or does not run in float64."""
+    if runtimes is None:
+        runtimes = {r.name: dict(r.approximate_ops) for r in RUNTIME_TABLE.values() if r.approximate_ops}
+    try:
+        double = copy.deepcopy(module).eval().double()
+        exact_mode = _Approximated()
+        exact = _float64_outputs(double, inputs, forward, exact_mode)
+        floors = {}
+        for runtime, errors in runtimes.items():
+            used = {k: v for k, v in errors.items() if k in exact_mode.seen}
+            if used:
+                moved = _float64_outputs(double, inputs, forward, _Approximated(used))
+                floors[runtime] = max(float(np.abs(m - e).max()) for m, e in zip(moved, exact))
+        return floors
+    except Exception:  # an op without a float64 kernel, a dtype the model hard-codes
+        return {}
 
 
 def rounding_floor(module: nn.Module, inputs: list[InputSet], refs: list[np.ndarray],

@@ -46,7 +46,7 @@ def _entropy_ranges(model_path: Path, calibration: np.ndarray, input_name: str, 
 
     calibrator.collect_data(OrtCalibrationReader(calibration, input_name))
     save_tensors_data(calibrator.compute_data(), cache, smooth_quant=False)
-KEEP_FLOAT = ("first", "last", "auto")
+KEEP_FLOAT = ("first", "last", "depthwise", "auto")
 
 
 def decide_reduce_range(isa: dict, machine: str = "x86_64") -> tuple[bool, str]:
@@ -81,6 +81,18 @@ def _first_and_last(model) -> dict[str, str]:
     return {"first": compute[0].name, "last": compute[-1].name}
 
 
+def depthwise_convs(model) -> list[str]:
+    """The depthwise convolutions' node names: group > 1 and one input channel per group (weight C x 1 x k x k)."""
+    weights = {t.name: list(t.dims) for t in model.graph.initializer}
+    out = []
+    for node in model.graph.node:
+        group = next((a.i for a in node.attribute if a.name == "group"), 1)
+        dims = weights.get(node.input[1]) if node.op_type == "Conv" and len(node.input) > 1 else None
+        if group > 1 and dims and len(dims) >= 2 and dims[1] == 1 and dims[0] == group:
+            out.append(node.name)
+    return out
+
+
 def _ensure_names(model) -> None:
     for i, node in enumerate(model.graph.node):
         if not node.name:
@@ -95,7 +107,7 @@ def quantize_onnx(src: str | os.PathLike, dst: str | os.PathLike, calibration: n
     """Write the int8 QDQ model ``dst``; returns what was done (for the report).
 
     ``keep_float`` leaves nodes in float: ``first`` / ``last`` (the first and last Conv/Gemm/MatMul),
-    node-name globs (``/layer1/*``), or ``auto``: the fewest modules, found by measuring, that bring
+    ``depthwise`` (every depthwise convolution), node-name globs (``/layer1/*``), or ``auto``: the fewest modules, found by measuring, that bring
     the mean logits cosine with the float model on the calibration samples to ``min_cosine``; with
     ``max_drop`` and the calibration samples' ``labels``, the fewest that keep their top-1 accuracy
     within ``max_drop`` points of the float model's."""
@@ -136,7 +148,7 @@ def quantize_onnx(src: str | os.PathLike, dst: str | os.PathLike, calibration: n
         onnx.save(model, str(named))
         ends = _first_and_last(model)
         names = [n.name for n in model.graph.node]
-        exclude = [ends[k] for k in keep_float if k in ends]
+        exclude = [ends[k] for k in keep_float if k in ends] + (depthwise_convs(model) if "depthwise" in keep_float else [])
         patterns = [k for k in keep_float if k not in KEEP_FLOAT]
         if patterns:
             exclude = list(dict.fromkeys(exclude + match_nodes(patterns, names)))

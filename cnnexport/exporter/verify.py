@@ -58,12 +58,28 @@ FLOOR_FACTOR = 4
 ROUNDING_LIMIT = 20
 
 
-def tolerance(rtol: float, scale: float, floor: float | None) -> tuple[float, str]:
+FLOOR_NAME = "the model's fp32 rounding floor"
+
+
+def floor_for(floor: float | None, approximation_floors: dict[str, float] | None, runtime: str,
+              ) -> tuple[float | None, str]:
+    """The floor a file on ``runtime`` is held to: the model's rounding floor, or, where larger, what that
+    runtime's approximate functions move the outputs by (``approximation_floors``); and its name."""
+    from ..runtimes import RUNTIME_TABLE
+
+    approx = (approximation_floors or {}).get(runtime)
+    if approx is None or floor is None or floor >= approx:
+        return floor, FLOOR_NAME
+    ops = "/".join(name for name, _ in RUNTIME_TABLE[runtime].approximate_ops) if runtime in RUNTIME_TABLE else "?"
+    return approx, f"the model's floor under {runtime}'s approximate {ops}"
+
+
+def tolerance(rtol: float, scale: float, floor: float | None, floor_name: str = FLOOR_NAME) -> tuple[float, str]:
     """The default tolerance and its rule: the larger of ``rtol`` x max |output| and FLOOR_FACTOR x
-    the model's rounding floor (None: not measured)."""
+    the model's rounding floor (None: not measured; ``floor_name`` says which floor it is)."""
     fixed = rtol * (scale or 1.0)
     if floor is not None and FLOOR_FACTOR * floor > fixed:
-        return FLOOR_FACTOR * floor, (f"{FLOOR_FACTOR} x the model's fp32 rounding floor {floor:.3g} "
+        return FLOOR_FACTOR * floor, (f"{FLOOR_FACTOR} x {floor_name} {floor:.3g} "
                                       f"({rtol:.0e} x max |output| would be {fixed:.3g})")
     return fixed, f"{rtol:.0e} x max |output|" if scale else f"{rtol:.0e} (outputs all 0)"
 
@@ -166,7 +182,7 @@ def reference_outputs(reference_fn: Callable[[np.ndarray], np.ndarray], inputs: 
 def compare(artifact: str, reference: Callable[[np.ndarray], np.ndarray] | list[np.ndarray],
             candidate_fn: Callable[[np.ndarray], np.ndarray], inputs: list[InputSet],
             *, atol: float | None = None, rtol: float = DEFAULT_RTOL, floor: float | None = None,
-            tie_margin: float = TIE_MARGIN) -> Equivalence:
+            tie_margin: float = TIE_MARGIN, floor_name: str = FLOOR_NAME) -> Equivalence:
     """Run every batch through the candidate and compare with the reference (a function, or its
     outputs from ``reference_outputs``). The tolerance is ``atol`` when given, else the larger of
     ``rtol * max |reference output|`` and FLOOR_FACTOR x ``floor`` (the model's rounding floor)."""
@@ -182,7 +198,7 @@ def compare(artifact: str, reference: Callable[[np.ndarray], np.ndarray] | list[
     out = np.concatenate(outs)
     figures = _figures(ref, out, tie_margin)
     scale = float(np.abs(ref).max())
-    tol, rule = (atol, "--atol") if atol is not None else tolerance(rtol, scale, floor)
+    tol, rule = (atol, "--atol") if atol is not None else tolerance(rtol, scale, floor, floor_name)
     return Equivalence(artifact=artifact, passed=bool(figures["max_abs"] <= tol), tolerance=tol,
                        samples=len(ref), per_input=per_input, output_scale=scale, tolerance_rule=rule, **figures)
 

@@ -38,7 +38,7 @@ def check_file(artifact: str, reference: str, loaded_reference: tuple, model, at
     runtime's own defaults, where they compute at another precision)."""
     from ..runtimes import run_nchw
     from ..runtimes.base import dims_text
-    from .verify import REDUCED_RULES, TIE_MARGIN, compare, reduced_verdict
+    from .verify import REDUCED_RULES, TIE_MARGIN, compare, floor_for, reduced_verdict
 
     inputs, refs, meta = loaded_reference
     chw = model.inputs[0].chw
@@ -53,9 +53,10 @@ def check_file(artifact: str, reference: str, loaded_reference: tuple, model, at
         if precision == "int8":
             return _check_int8(artifact, reference, loaded, atol)
         rule = REDUCED_RULES.get(precision)
+        floor, floor_name = floor_for(meta.get("rounding_floor"), meta.get("approximation_floors"), loaded.runtime)
         checked = compare(Path(artifact).name, refs, lambda b: run_nchw(loaded, b), inputs, atol=atol,
-                          rtol=rule.rtol if rule else meta.get("rtol", 1e-4), floor=meta.get("rounding_floor"),
-                          tie_margin=rule.tie_margin if rule else TIE_MARGIN)
+                          rtol=rule.rtol if rule else meta.get("rtol", 1e-4), floor=floor,
+                          tie_margin=rule.tie_margin if rule else TIE_MARGIN, floor_name=floor_name)
         return reduced_verdict(checked, precision) if rule else checked.as_dict()
 
     eq = check(model)

@@ -74,9 +74,10 @@ class NcnnModel(RuntimeModel):
         results: list[list[np.ndarray]] = [[] for _ in self._outputs]
         for i in range(len(arrays[0])):
             ex = self.net.create_extractor()
-            # ncnn.Mat wraps the numpy buffer: own C-ordered copies, kept alive until extraction is done
-            owned = [np.array(array[i], dtype=np.float32, order="C", copy=True) for array in arrays]
-            mats = [ncnn.Mat(a) for a in owned]
+            # ncnn.Mat(a) wraps the numpy buffer without owning it, and a graph whose first layer works in place
+            # on the input blob (an activation, x * 2 - 1) then crashes the process: clone into ncnn's own memory
+            owned = [np.ascontiguousarray(array[i], dtype=np.float32) for array in arrays]
+            mats = [ncnn.Mat(a).clone() for a in owned]
             for spec, mat in zip(self._inputs, mats):
                 ex.input(spec.name, mat)
             for k, spec in enumerate(self._outputs):
