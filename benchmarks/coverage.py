@@ -158,7 +158,7 @@ def cover(name: str, formats: list[str], precision: str = "fp32", model=None, sh
         except Exception as exc:  # the formats made from the module still run
             onnx_error = _error(exc)
         onnx_s = time.perf_counter() - t0
-        source = ConvertSource(prepared, onnx_path, shape, tflite_layout="nhwc")
+        source = ConvertSource(prepared, onnx_path, shape)
         for fmt in formats:
             row = {"model": name, "format": fmt, "converts": False, "verifies": False}
             if onnx_error and (fmt == ALWAYS or FORMATS[fmt].source == "onnx"):

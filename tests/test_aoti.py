@@ -84,7 +84,7 @@ def test_a_dynamic_batch_package_runs_any_batch_up_to_its_bound(tmp_path):
     torch.manual_seed(0)
     module = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 5))
     module.eval()
-    artifact = aoti.convert(ConvertSource(module, tmp_path / "unused.onnx", (1, 3, 12, 12), aoti_max_batch=4),
+    artifact = aoti.convert(ConvertSource(module, tmp_path / "unused.onnx", (1, 3, 12, 12), {"aoti_max_batch": 4}),
                             tmp_path / "m.pt2")
     assert artifact.details["max_batch"] == 4 and "static_batch" not in artifact.details
     model = load(tmp_path / "m.pt2")

@@ -168,7 +168,7 @@ def test_local_response_norm_loads_and_matches(tmp_path):
 def test_a_dynamic_batch_program_runs_any_batch_up_to_its_bound(tmp_path):
     torch.manual_seed(0)
     module = _SplitsAndMeans().eval()
-    artifact = et.convert(ConvertSource(module, tmp_path / "unused.onnx", (1, 3, 16, 16), max_batch=4),
+    artifact = et.convert(ConvertSource(module, tmp_path / "unused.onnx", (1, 3, 16, 16), {"executorch_max_batch": 4}),
                           tmp_path / "m.pte")
     assert artifact.details["max_batch"] == 4 and "static_batch" not in artifact.details
     model = load(tmp_path / "m.pte")

@@ -77,26 +77,67 @@ def test_the_cli_flags_and_choices_come_from_the_table():
     assert all(p in bench_help.split("--precision", 1)[1].split("--", 1)[0] for p in PRECISIONS)  # fp16 was missing
 
 
-def test_no_format_specific_branch_in_the_commands():
-    # DESIGN.md: the CLI reads the table; it never branches on a format's or a runtime's name
-    for path in (Path(__file__).parents[1] / "cnnexport" / "cli").glob("*.py"):
-        source = path.read_text()
-        for fmt in FORMATS.values():
-            for needle in (f'== "{fmt.name}"', f'!= "{fmt.name}"', f'== "{fmt.runtime}"', f'!= "{fmt.runtime}"',
-                           f'want_{fmt.name}'):
-                assert needle not in source, f"{path.name}: {needle}"
+def test_no_format_or_runtime_named_outside_their_modules():
+    """DESIGN.md: a format is one module and one row. Outside exporter/formats/ and runtimes/, no code names a
+    format or a file runtime in a string (a branch, a table keyed by it, a default): what the rest of the
+    package asks of one is a column of FORMATS or RUNTIME_TABLE. The hub is exempt: the ONNX file every export
+    writes and ONNX Runtime, which checks it (ALWAYS, by design); and PyTorch's module runtimes, which bench
+    runs itself."""
+    import ast
 
+    from cnnexport.runtimes import RUNTIME_TABLE
 
-def test_no_format_or_runtime_branch_in_bench_and_the_study():
-    # what bench and the study ask of a file's runtime or format is a column of RUNTIME_TABLE or FORMATS (bench runs
-    # PyTorch's module runtimes itself: torch_jobs picks eager or compiled by name)
-    names = {f.name for f in FORMATS.values()} | (set(RUNTIMES) - set(MODULE_RUNTIMES))
+    hub = {ALWAYS, FORMATS[ALWAYS].runtime, *RUNTIME_TABLE[FORMATS[ALWAYS].runtime].aliases}
+    names = {n for f in FORMATS.values() for n in (f.name, f.runtime)} | {
+        a for r in RUNTIME_TABLE.values() if r.adapter for a in (r.name, *r.aliases)}
+    names -= hub
     package = Path(__file__).parents[1] / "cnnexport"
-    for path in [*(package / "bench").glob("*.py"), *(package / "study").glob("*.py")]:
-        source = path.read_text().replace('ep == "tensorrt"', "")  # an execution provider's name, not a runtime's
-        for name in names:
-            for needle in (f'== "{name}"', f'!= "{name}"', f'"{name}" in ', f'"{name}" not in '):
-                assert needle not in source, f"{path.name}: {needle}"
+    hits = []
+    for path in sorted(package.rglob("*.py")):
+        rel = path.relative_to(package)
+        if rel.parts[0] == "runtimes" or rel.parts[:2] == ("exporter", "formats"):
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Constant) and isinstance(node.value, str) and node.value.lower() in names:
+                hits.append(f"{rel}:{node.lineno} {node.value!r}")
+    assert not hits, hits
+    assert {"tflite", "ncnn", "openvino", "mnn", "tensorrt", "executorch", "aoti", "litert", "trt"} <= names
+
+
+def test_format_options_are_declared_in_their_rows_and_read_from_there(tmp_path):
+    """A format's own options: the CLI's flags, export()'s keywords and ConvertSource.option all come from the
+    row's FormatOption; each applies only with its format (and precision)."""
+    from cnnexport.errors import ParameterError
+    from cnnexport.exporter.formats import FORMAT_OPTIONS, ConvertSource
+    from cnnexport.exporter.options import ExportOptions
+    from cnnexport.cli.app import flag_of
+
+    assert set(FORMAT_OPTIONS) == {"fp16_io", "tflite_layout", "executorch_max_batch", "aoti_max_batch",
+                                   "engine_max_batch"}
+    export_help = " ".join(CliRunner().invoke(cli, ["export", "--help"]).output.split())
+    source = ConvertSource(None, tmp_path / "m.onnx", (1, 3, 8, 8), {"tflite_layout": "nchw"})
+    assert source.option("tflite_layout") == "nchw" and source.option("executorch_max_batch") is None
+    for name, (fmt, option) in FORMAT_OPTIONS.items():
+        assert f"{option.cli_flag} " in export_help and flag_of(name) == option.cli_flag
+        assert option in fmt.options and option.takes(option.default)
+        given = {"choice": (option.choices or ("",))[-1], "int": option.high, "flag": True}[option.kind]
+        assert option.takes(given) and given != option.default
+        formats = [ALWAYS] if fmt.name == ALWAYS else [ALWAYS, "openvino"]
+        if fmt.name != ALWAYS:  # without its format: refused, naming both
+            with pytest.raises(ParameterError) as caught:
+                ExportOptions.of(formats=formats, **{name: given})
+            assert f"{{{name}}}" in caught.value.template and f"{{{fmt.name}}}" in caught.value.template
+        if option.needs:  # its format chosen, its precision not
+            with pytest.raises(ParameterError, match=option.needs):
+                ExportOptions.of(formats=formats, **{name: given})
+        if option.kind == "int":  # a value outside its range
+            with pytest.raises(ParameterError, match=f"{option.low}..{option.high}"):
+                ExportOptions.of(formats=[ALWAYS, fmt.name], **{name: option.high + 1})
+    chosen = ExportOptions.of(formats=[ALWAYS, "tflite", "executorch"], tflite_layout="nchw", executorch_max_batch=8)
+    assert chosen.convert_source(None, tmp_path / "m.onnx", (1, 3, 8, 8)).options == {
+        "tflite_layout": "nchw", "executorch_max_batch": 8}
+    assert ExportOptions.of(chosen, fp16=True, fp16_io=True).format_options == {
+        "tflite_layout": "nchw", "executorch_max_batch": 8, "fp16_io": True}  # added to what was chosen
 
 
 def test_the_runtime_table_answers_what_bench_asks():

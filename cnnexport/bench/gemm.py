@@ -38,48 +38,25 @@ def _numpy_fp32(a, b, threads):
     return lambda: np.matmul(a, b, out=out)
 
 
-def _ort_session(op: str, a, b, threads):
-    import onnxruntime as ort
-    from onnx import TensorProto, helper, numpy_helper
+def _runtime_gemm(adapter_module: str, precision: str):
+    """The timed-call builder of a runtime's own GEMM (its adapter module's ``gemm_call``)."""
+    def build(a, b, threads):
+        from importlib import import_module
 
-    elem = {np.float32: TensorProto.FLOAT, np.uint8: TensorProto.UINT8}[a.dtype.type]
-    out = TensorProto.FLOAT if op == "MatMul" else TensorProto.INT32
-    graph = helper.make_graph([helper.make_node(op, ["a", "b"], ["y"])], "gemm",
-                              [helper.make_tensor_value_info("a", elem, list(a.shape))],
-                              [helper.make_tensor_value_info("y", out, [a.shape[0], b.shape[1]])],
-                              [numpy_helper.from_array(b, "b")])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    options = ort.SessionOptions()
-    options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
-    session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
-    return lambda: session.run(None, {"a": a})
+        return import_module(f"cnnexport.runtimes.{adapter_module}").gemm_call(precision, a, b, threads)
+    return build
 
 
-def _ort_fp32(a, b, threads):
-    return _ort_session("MatMul", a, b, threads)
+def engines() -> dict[tuple[str, str], Callable]:
+    """(engine, precision) -> builder of the timed call from (a, b, threads): numpy's, and every runtime's
+    that declares ``gemm_precisions`` in RUNTIME_TABLE."""
+    from ..runtimes import RUNTIME_TABLE
 
-
-def _ort_int8(a, b, threads):
-    return _ort_session("MatMulInteger", a, b, threads)
-
-
-def _openvino_fp32(a, b, threads):
-    import openvino as ov
-    from openvino import opset13 as ops
-
-    p = ops.parameter(list(a.shape), np.float32)
-    model = ov.Model([ops.matmul(p, ops.constant(b), False, False)], [p])
-    compiled = ov.Core().compile_model(model, "CPU", {"INFERENCE_PRECISION_HINT": "f32",
-                                                      "INFERENCE_NUM_THREADS": threads})
-    request = compiled.create_infer_request()
-    return lambda: request.infer({0: a})
-
-
-#: (engine, precision) -> builder of the timed call from (a, b, threads)
-ENGINES: dict[tuple[str, str], Callable] = {
-    ("numpy", "fp32"): _numpy_fp32, ("onnxruntime", "fp32"): _ort_fp32, ("openvino", "fp32"): _openvino_fp32,
-    ("onnxruntime", "int8"): _ort_int8,
-}
+    out: dict[tuple[str, str], Callable] = {("numpy", "fp32"): _numpy_fp32}
+    for runtime in RUNTIME_TABLE.values():
+        for precision in runtime.gemm_precisions:
+            out[(runtime.name, precision)] = _runtime_gemm(runtime.adapter.split(":")[0], precision)
+    return out
 
 
 #: (M, K, N) of the GEMMs the ceiling is the best of: a square one, and the 1x1 convolutions of resnet50's
@@ -104,7 +81,7 @@ def measure_gemms(precision: str, threads: int, n: int | None = None, min_time_s
     for m, k, cols in ((n, n, n),) if n else shapes:
         a, b = _operands(precision, m, k, cols)
         label = f"{m}x{k}x{cols}"
-        for (engine, prec), build in ENGINES.items():
+        for (engine, prec), build in engines().items():
             if prec != precision:
                 continue
             try:

@@ -59,8 +59,10 @@ def artifact_job(path: str | Path, runtime: str, batch: int, threads: int, *, mo
 
 
 def runtime_label(runtime: str, ep: str | None) -> str:
-    """How rows name a runtime: ONNX Runtime on its TensorRT EP is a runtime of its own (onnxruntime-trt)."""
-    return f"{runtime}-trt" if ep == "tensorrt" else runtime
+    """How rows name a runtime: ONNX Runtime on its TensorRT EP is a runtime of its own (onnxruntime-trt;
+    the table's ``ep_labels``)."""
+    suffix = dict(RUNTIME_TABLE[runtime].ep_labels).get(ep) if runtime in RUNTIME_TABLE and ep else None
+    return f"{runtime}-{suffix}" if suffix else runtime
 
 
 def file_jobs(path: str | Path, runtime: str, batch: int, threads: int, **kw) -> list[Job]:

@@ -9,6 +9,7 @@ import math
 import statistics
 from pathlib import Path
 
+from ..runtimes.cuda import GPU_FACTS
 from .jobs import Job
 from .latency import summarize
 
@@ -24,8 +25,6 @@ ROW_FIELDS = ("model", "artifact", "runtime", "version", "precision", "device", 
               "memory_access_bytes", "roofline_ms", "of_roofline", "roofline_dram_ms", "beats_bound", "baseline",
               "speedup", "int8_speedup", "rounds", "round_medians_ms", "statistics", "spread", "limits_noisy",
               "protocol", "plain", "machine", "gpu", "gpu_facts")
-#: What a GPU row records beside the GPU's name (None on a CPU row).
-GPU_FACTS = ("compute_capability", "cuda_driver", "cuda_runtime", "tensorrt")
 
 
 def bound_warnings(rows: list[dict]) -> list[str]:

@@ -15,13 +15,15 @@ import click
 
 from .. import __version__
 from ..errors import CnnexportError, ParameterError, UsageError
+from ..exporter.formats import FORMAT_OPTIONS
 from .signals import Terminated, first_signal, install, interrupted
 
 
 _GROUP_FLAGS = ("--help", "-h", "--version")
 #: A library parameter's flag where it is not --<name with dashes> (a ParameterError names parameters)
-PARAMETER_FLAGS = {"engine_max_batch": "--tensorrt-max-batch", "eval_source": "--eval", "formats": "the format flags",
-                   "input_shape": "--input-size", "dynamic_batch": "--batch"}
+PARAMETER_FLAGS = {"eval_source": "--eval", "formats": "the format flags", "input_shape": "--input-size",
+                   "dynamic_batch": "--batch",
+                   **{name: option.flag for name, (_, option) in FORMAT_OPTIONS.items() if option.flag}}
 
 
 def flag_of(parameter: str) -> str:

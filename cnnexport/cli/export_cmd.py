@@ -6,29 +6,19 @@ import json
 
 import click
 
-from ..exporter.formats import FORMATS
 from ..errors import UsageError
 from .render import StageStatus, print_export_summary
 from .app import cli
-from .options import (BF16_HELP, CALIB_METHODS, FP16_HELP, INT8_HELP, format_flags, keep_float_list, parse_input_size, refuse_unused_options)
+from .options import (BF16_HELP, CALIB_METHODS, FP16_HELP, INT8_HELP, format_flags, format_options, keep_float_list,
+                      parse_input_size, refuse_unused_format_options, refuse_unused_options)
 
 
 @cli.command("export")
 @click.argument("model")
 @format_flags
-@click.option("--tflite-layout", type=click.Choice(["nhwc", "nchw"]), default="nhwc", show_default=True,
-              help="Input layout of the .tflite file.")
-@click.option("--executorch-max-batch", type=click.IntRange(2, 4096), default=None, metavar="N",
-              help="A dynamic batch 1..N for the .pte program (default: the export's batch, static).")
-@click.option("--aoti-max-batch", type=click.IntRange(2, 4096), default=None, metavar="N",
-              help="A dynamic batch 1..N for the .pt2 package (default: the export's batch, static).")
-@click.option("--tensorrt-max-batch", "engine_max_batch", type=click.IntRange(1, 4096), default=None, metavar="N",
-              help="The TensorRT engine's largest batch (optimisation profile 1..N, tuned for the export's batch; "
-                   "default 64).")
+@format_options
 @click.option("--fp16", "want_fp16", is_flag=True, help=FP16_HELP)
 @click.option("--bf16", "want_bf16", is_flag=True, help=BF16_HELP)
-@click.option("--fp16-io", is_flag=True, help="The fp16 ONNX file takes and returns fp16 too (default: fp32 I/O, "
-              "so callers need not change).")
 @click.option("--int8", "want_int8", is_flag=True, help=INT8_HELP)
 @click.option("--calib", default=None, help="Calibration data for --int8: samples, digits, a folder, .npy/.npz.")
 @click.option("--calib-count", type=click.IntRange(min=2), default=200, show_default=True,
@@ -68,18 +58,13 @@ from .options import (BF16_HELP, CALIB_METHODS, FP16_HELP, INT8_HELP, format_fla
 @click.option("--atol", type=click.FloatRange(min=0), default=None,
               help="Max abs error allowed (default: 1e-4 x max |reference output|).")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON on stdout, nothing else.")
-def export_cmd(model, formats, tflite_layout, executorch_max_batch, aoti_max_batch, engine_max_batch, want_fp16,
-               want_bf16, fp16_io, want_int8,
-               calib, calib_count, int8_min_cosine, eval_source, eval_count, int8_max_drop, calib_method, keep_float,
+def export_cmd(model, formats, format_options, want_fp16, want_bf16, want_int8, calib, calib_count, int8_min_cosine, eval_source, eval_count, int8_max_drop, calib_method, keep_float,
                fold_bn, reparameterize, exporter, opset, batch, input_size, num_classes, weights, output_dir, simplify,
                atol, as_json):
     """Prepare MODEL (a registry name, timm:NAME or package.module:callable), export it and prove it matches PyTorch."""
     int8_needs = ("--int8", want_int8)
-    refuse_unused_options({"tflite_layout": ("--tflite", "tflite" in formats),
-                           "executorch_max_batch": ("--executorch", "executorch" in formats),
-                           "aoti_max_batch": ("--aoti", "aoti" in formats),
-                           "engine_max_batch": ("--tensorrt", any(FORMATS[f].needs_cuda for f in formats)),
-                           "fp16_io": ("--fp16", want_fp16), "calib": int8_needs, "calib_count": int8_needs,
+    refuse_unused_format_options(format_options, formats, {"fp16": want_fp16, "bf16": want_bf16, "int8": want_int8})
+    refuse_unused_options({"calib": int8_needs, "calib_count": int8_needs,
                            "int8_min_cosine": int8_needs, "eval_source": int8_needs, "eval_count": int8_needs,
                            "int8_max_drop": int8_needs, "calib_method": int8_needs, "keep_float": int8_needs})
     if batch is not None and not 1 <= batch <= 4096:
@@ -103,10 +88,7 @@ def export_cmd(model, formats, tflite_layout, executorch_max_batch, aoti_max_bat
         report = export(module, (batch or 1, *chw), output_dir, name=name, fold_bn=fold_bn,
                         reparameterize=reparameterize, exporter=exporter,
                         opset=opset, dynamic_batch=batch is None, simplify=simplify, atol=atol, formats=formats,
-                        tflite_layout=tflite_layout, executorch_max_batch=executorch_max_batch, fp16=want_fp16,
-                        bf16=want_bf16,
-                        fp16_io=fp16_io, engine_max_batch=engine_max_batch, aoti_max_batch=aoti_max_batch,
-                        int8=want_int8,
+                        fp16=want_fp16, bf16=want_bf16, int8=want_int8, **format_options,
                         calib=calib, calib_count=calib_count, int8_min_cosine=int8_min_cosine,
                         calib_method=calib_method, keep_float=keep_float_list(keep_float), eval_source=eval_source,
                         eval_count=eval_count, int8_max_drop=int8_max_drop, on_stage=on_stage)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import click
 
-from ..exporter.formats import ALWAYS, FORMATS, bf16_formats, fp16_formats, int8_formats
+from ..exporter.formats import ALWAYS, FORMAT_OPTIONS, FORMATS, bf16_formats, fp16_formats, int8_formats
 from ..errors import OutputError, UsageError
 from ..listopt import parse_list
 
@@ -51,6 +51,49 @@ def format_flags(command):
     for fmt in reversed(FORMATS.values()):
         gather = click.option(f"--{fmt.name}", f"want_{fmt.name}", is_flag=True, help=fmt.flag_help)(gather)
     return gather
+
+
+def format_options(command):
+    """One option per ``FormatOption`` of the table (--tflite-layout, --executorch-max-batch, ...), gathered
+    into ``format_options``: the ones typed on the command line, as ``export()`` takes them. Each applies
+    only with its format's flag (and its precision flag, where it names one): typed without, it is refused
+    (``refuse_unused_format_options``)."""
+    def gather(**kwargs):
+        from click.core import ParameterSource
+
+        ctx = click.get_current_context()
+        given = {}
+        for name in FORMAT_OPTIONS:
+            value = kwargs.pop(name)
+            if ctx.get_parameter_source(name) in (ParameterSource.COMMANDLINE, ParameterSource.ENVIRONMENT):
+                given[name] = value
+        return command(format_options=given, **kwargs)
+
+    gather = functools.update_wrapper(gather, command)
+    for _fmt, option in reversed(FORMAT_OPTIONS.values()):
+        if option.kind == "flag":
+            gather = click.option(option.cli_flag, option.name, is_flag=True, help=option.help)(gather)
+        else:
+            kind = click.Choice(option.choices) if option.kind == "choice" else click.IntRange(option.low, option.high)
+            gather = click.option(option.cli_flag, option.name, type=kind, default=option.default,
+                                  show_default=option.default is not None, metavar=option.metavar,
+                                  help=option.help)(gather)
+    return gather
+
+
+def refuse_unused_format_options(given: dict, formats: list[str], precisions: dict[str, bool]) -> None:
+    """A format option typed without its format's flag, or without the precision flag it needs
+    (``precisions``: fp16/bf16/int8 -> given), is refused in one line: silently ignored, the user would
+    believe it applied."""
+    for name in given:
+        fmt, option = FORMAT_OPTIONS[name]
+        if fmt.name not in formats:
+            needed = f"--{fmt.name}"
+        elif option.needs and not precisions.get(option.needs):
+            needed = f"--{option.needs}"
+        else:
+            continue
+        raise UsageError(f"{option.cli_flag} applies only with {needed}: add {needed}, or leave {option.cli_flag} out")
 
 
 # onnxruntime may be written ort; the runtimes table (cnnexport.runtimes) is not imported for --help: it

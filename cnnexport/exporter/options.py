@@ -4,11 +4,11 @@ name the parameters (``ParameterError``): an API caller reads ``atol``, the CLI 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
 from ..errors import ParameterError
-from .formats import FORMATS, ConvertSource
+from .formats import ALWAYS, FORMAT_OPTIONS, FORMATS, ConvertSource
 from .onnx_export import AUTO, DEFAULT_OPSET, EXPORTERS
 from .verify import DEFAULT_RTOL
 
@@ -21,7 +21,7 @@ class ExportOptions:
     always written). The rest as ``pipeline.export`` documents them."""
 
     name: str | None = None
-    formats: tuple[str, ...] = ("onnx",)
+    formats: tuple[str, ...] = (ALWAYS,)
     fold_bn: bool = True
     reparameterize: bool = True
     exporter: str = AUTO
@@ -31,14 +31,10 @@ class ExportOptions:
     atol: float | None = None
     rtol: float = DEFAULT_RTOL
     photos: bool = True
-    # the per-format options
-    tflite_layout: str = "nhwc"
-    executorch_max_batch: int | None = None
-    aoti_max_batch: int | None = None
-    engine_max_batch: int | None = None
+    # the formats' own options that were given (FORMAT_OPTIONS: tflite_layout, executorch_max_batch, ...)
+    format_options: dict = field(default_factory=dict)
     # reduced precisions
     fp16: bool = False
-    fp16_io: bool = False
     bf16: bool = False
     int8: bool = False
     calib: object = None          # 'samples', 'digits', a folder, an array file or an NCHW array
@@ -53,9 +49,13 @@ class ExportOptions:
     @classmethod
     def of(cls, options: "ExportOptions | None" = None, **choices) -> "ExportOptions":
         """``options`` (default: the defaults) with ``choices`` replaced, checked."""
-        unknown = sorted(set(choices) - {f.name for f in fields(cls)})
+        given = {k: choices.pop(k) for k in list(choices) if k in FORMAT_OPTIONS}
+        unknown = sorted(set(choices) - {f.name for f in fields(cls)} - {"format_options"})
         if unknown:
             raise TypeError(f"export() got unexpected keyword argument(s): {', '.join(unknown)}")
+        if given:
+            choices["format_options"] = {**(options.format_options if options else {}),
+                                         **choices.get("format_options", {}), **given}
         if "formats" in choices:
             choices["formats"] = tuple(dict.fromkeys(choices["formats"]))
         if "keep_float" in choices:
@@ -80,13 +80,7 @@ class ExportOptions:
                                  ".npy/.npz file")
         if self.keep_float and not self.int8:
             raise ParameterError("{keep_float} applies to int8 files: add {int8} {calib} ...")
-        if self.executorch_max_batch is not None and not (2 <= self.executorch_max_batch <= 4096
-                                                          and "executorch" in self.formats):
-            raise ParameterError("{executorch_max_batch} takes 2..4096 and applies to {executorch}")
-        if self.aoti_max_batch is not None and not (2 <= self.aoti_max_batch <= 4096 and "aoti" in self.formats):
-            raise ParameterError("{aoti_max_batch} takes 2..4096 and applies to {aoti}")
-        if self.fp16_io and not self.fp16:
-            raise ParameterError("{fp16_io} applies to the fp16 ONNX file: add {fp16}")
+        self._check_format_options()
         if self.bf16:
             with_bf16 = [FORMATS[f] for f in self.formats if FORMATS[f].bf16]
             if not with_bf16:
@@ -94,9 +88,6 @@ class ExportOptions:
                                                                       if f.bf16))
             for fmt in with_bf16:
                 fmt.module().bf16_preflight()
-        if self.engine_max_batch is not None and not (1 <= self.engine_max_batch <= 4096
-                                                      and any(FORMATS[f].needs_cuda for f in self.formats)):
-            raise ParameterError("{engine_max_batch} takes 1..4096 and applies to {tensorrt}")
         for fmt in (FORMATS[f] for f in self.formats if FORMATS[f].needs_cuda):
             fmt.module().preflight()  # before any work: an engine is built for this machine's GPU
         if (self.eval_source or self.int8_max_drop is not None) and not self.int8:
@@ -108,7 +99,20 @@ class ExportOptions:
         if self.calib_method != "minmax" and not self.int8:
             raise ParameterError("{calib_method} applies to int8 files: add {int8} {calib} ...")
 
+    def _check_format_options(self) -> None:
+        """Each format option given: a value it takes, and its format (and precision) chosen."""
+        for name, value in self.format_options.items():
+            if name not in FORMAT_OPTIONS:
+                raise TypeError(f"export() got an unexpected format option: {name}")
+            fmt, option = FORMAT_OPTIONS[name]
+            if value == option.default and option.takes(value):
+                continue  # left as it is: applies to nothing, refuses nothing
+            if not option.takes(value) or fmt.name not in (ALWAYS, *self.formats):
+                raise ParameterError(f"{{{name}}} takes {option.values_text()} and applies to {{{fmt.name}}}"
+                                     if option.kind != "flag" else f"{{{name}}} applies to {{{fmt.name}}}")
+            if option.needs and not getattr(self, option.needs):
+                raise ParameterError(f"{{{name}}} applies to the {option.needs} {fmt.label} file: add {{{option.needs}}}")
+
     def convert_source(self, prepared, onnx_path: Path, shape: tuple[int, ...]) -> ConvertSource:
-        """What every format's converter reads: the prepared module, the ONNX file and the per-format options."""
-        return ConvertSource(prepared, onnx_path, shape, self.tflite_layout, self.executorch_max_batch, self.fp16_io,
-                             self.engine_max_batch, self.aoti_max_batch)
+        """What every format's converter reads: the prepared module, the ONNX file and the format options."""
+        return ConvertSource(prepared, onnx_path, shape, dict(self.format_options))

@@ -95,25 +95,19 @@ def export(module: nn.Module, input_shape: Iterable[int] = (1, 3, 224, 224),
     ``options`` (an ``ExportOptions``) and/or keyword arguments that replace its fields; they are checked
     once, before any work, and a bad one raises ``ParameterError`` naming the parameter.
 
-    ``formats``: any names of ``exporter.formats.FORMATS`` (onnx, openvino, tflite, ncnn, executorch;
-    ONNX is always written: the others start from it or are checked beside it). ``input_shape``
-    includes the batch; with ``dynamic_batch`` the ONNX/OpenVINO batch axis is dynamic whatever that
-    batch is (TFLite, ncnn and ExecuTorch take the given batch). ``int8`` adds the int8 file of every
-    requested format that has one (``<name>.int8.onnx`` with ONNX Runtime QDQ, ``.int8.xml`` with
-    NNCF, ``.int8.tflite`` full integer, ``.int8.pte`` with PT2E), calibrated on ``calib``
+    ``formats``: any names of ``exporter.formats.FORMATS`` (ONNX is always written: the others start
+    from it or are checked beside it). ``input_shape`` includes the batch; with ``dynamic_batch`` the
+    batch axis of the formats that can carry one is dynamic whatever that batch is. ``int8`` adds the
+    int8 file of every requested format that has one (its row's ``int8_from``), calibrated on ``calib``
     ('samples', 'digits', a folder, an array file or an NCHW array) and checked on held-out samples
     (mean cosine >= ``int8_min_cosine`` with PyTorch). ``calib_method`` (minmax, entropy, percentile)
-    calibrates the ONNX Runtime int8 file; ``keep_float`` leaves nodes of the ONNX Runtime int8 file
-    in float (see ``quantize_onnx``; with ``auto``, the fewest modules that reach ``int8_min_cosine``
-    on the calibration samples). ``executorch_max_batch`` gives the .pte program a dynamic batch
-    1..N (default: the shape's batch, static), ``aoti_max_batch`` the .pt2 package; ``engine_max_batch``
-    is the largest batch of a TensorRT engine's optimisation profile (default 64; the engine needs a CUDA
-    GPU). ``fp16`` adds the fp16 file
-    of every requested format that has one (``<name>.fp16.onnx``, ``.fp16.xml``, ``.fp16.tflite``,
-    ``.fp16.mnn``, ``.fp16.engine``; ``fp16_io``: the ONNX file takes and gives fp16 too), verified by
-    fp16's own rule (``verify.fp16_verdict``). ``bf16`` adds the bf16 file of every requested format that
-    has one (``<name>.bf16.xml``: OpenVINO computing in bf16 on purpose), verified by bf16's rule; it needs
-    a CPU with bf16 arithmetic.
+    and ``keep_float`` apply to the quantizers that have them (a row's ``int8_extras``; ``keep_float``:
+    see ``quantize_onnx``; with ``auto``, the fewest modules that reach ``int8_min_cosine`` on the
+    calibration samples). ``fp16`` adds the fp16 file of every requested format that has one, verified
+    by fp16's own rule (``verify.fp16_verdict``); ``bf16`` the bf16 file (computed in bf16 on purpose),
+    verified by bf16's rule; it needs a CPU with bf16 arithmetic. A format's own options (its row's
+    ``options``: ``FORMAT_OPTIONS``, e.g. ``tflite_layout``, a dynamic batch 1..N for a static-batch
+    format) are keywords too; each applies only with its format.
     ``eval_source`` is the int8 check's held-out data (its
     first ``eval_count`` samples; default: the digits test split for 'digits', else half of ``calib``);
     when it is labelled (digits, a folder with class subfolders, an .npz with ``y``) the check measures

@@ -45,12 +45,18 @@ class Runtime:
     # measures what the approximation does to the model's outputs (prepare_check.approximation_floors) and
     # the file's tolerance respects it, as it respects the model's own rounding floor.
     approximate_ops: tuple[tuple[str, float], ...] = ()
+    # precisions of its own GEMM that the roofline's compute ceilings measure (its adapter module's gemm_call)
+    gemm_precisions: tuple[str, ...] = ()
+    # on --device cuda: execution provider -> the suffix of its rows' runtime label (onnxruntime-trt)
+    ep_labels: tuple[tuple[str, str], ...] = ()
 
 
 RUNTIME_TABLE: dict[str, Runtime] = {r.name: r for r in (
     Runtime("onnxruntime", "ort:OnnxRuntimeModel", ".onnx", ("ort",), fixes_batch=True, devices=("cpu", "cuda"),
-            gpu_options={"ep": "cuda"}, cuda_eps=("cuda", "tensorrt")),
-    Runtime("openvino", "openvino:OpenVinoModel", ".xml", ("ov",), fixes_batch=True, input_shape="fill"),
+            gpu_options={"ep": "cuda"}, cuda_eps=("cuda", "tensorrt"), ep_labels=(("tensorrt", "trt"),),
+            gemm_precisions=("fp32", "int8")),
+    Runtime("openvino", "openvino:OpenVinoModel", ".xml", ("ov",), fixes_batch=True, input_shape="fill",
+            gemm_precisions=("fp32",)),
     Runtime("tflite", "tflite:TfliteModel", ".tflite", ("litert",)),
     Runtime("ncnn", "ncnn:NcnnModel", ".param", input_shape="full", winograd=True,
             approximate_ops=(("tanh", 3e-7),)),

@@ -5,6 +5,10 @@ from __future__ import annotations
 
 from ..errors import MissingDependencyError, UsageError
 
+#: What a GPU bench row records beside the GPU's name (None on a CPU row): the worker's facts, and the version of
+#: TensorRT where its runtime ran the row.
+GPU_FACTS = ("compute_capability", "cuda_driver", "cuda_runtime", "tensorrt")
+
 
 def import_cudart():
     """cuda-python's runtime bindings (``cuda.bindings.runtime``; ``cuda.cudart`` before 12.6)."""

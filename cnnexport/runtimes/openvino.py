@@ -157,3 +157,18 @@ def _fill_dynamic_dims(ov, model, input_shape: tuple[int | None, ...], name: str
     if any(d.is_dynamic for d in dims):
         model.reshape({port: ov.PartialShape([d if d.is_static else s if s is not None else -1
                                               for d, s in zip(dims, input_shape)])})
+
+
+def gemm_call(precision: str, a: np.ndarray, b: np.ndarray, threads: int):
+    """A timed call of OpenVINO's own fp32 GEMM (a MatMul model, f32 hint) on ``threads``, for the roofline's
+    compute ceiling."""
+    import openvino as ov
+    from openvino import opset13 as ops
+
+    p = ops.parameter(list(a.shape), np.float32)
+    model = ov.Model([ops.matmul(p, ops.constant(b), False, False)], [p])
+    compiled = ov.Core().compile_model(model, "CPU", {"INFERENCE_PRECISION_HINT": "f32",
+                                                      "INFERENCE_NUM_THREADS": threads})
+    request = compiled.create_infer_request()
+    return lambda: request.infer({0: a})
+

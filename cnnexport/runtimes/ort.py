@@ -162,3 +162,24 @@ def gpu_providers(ep: str, path: str | os.PathLike) -> list:
                "trt_engine_cache_enable": True, "trt_engine_cache_path": cache, "trt_timing_cache_enable": True,
                "trt_timing_cache_path": cache}
     return [("TensorrtExecutionProvider", options), "CUDAExecutionProvider"]
+
+
+def gemm_call(precision: str, a: np.ndarray, b: np.ndarray, threads: int):
+    """A timed call of ONNX Runtime's own GEMM on ``threads``: fp32 ``MatMul``, or int8 u8 x s8
+    ``MatMulInteger`` (the kernel its QDQ convolutions run), for the roofline's compute ceilings."""
+    import onnxruntime as ort
+    from onnx import TensorProto, helper, numpy_helper
+
+    op = "MatMulInteger" if precision == "int8" else "MatMul"
+    elem = {np.float32: TensorProto.FLOAT, np.uint8: TensorProto.UINT8}[a.dtype.type]
+    out = TensorProto.FLOAT if op == "MatMul" else TensorProto.INT32
+    graph = helper.make_graph([helper.make_node(op, ["a", "b"], ["y"])], "gemm",
+                              [helper.make_tensor_value_info("a", elem, list(a.shape))],
+                              [helper.make_tensor_value_info("y", out, [a.shape[0], b.shape[1]])],
+                              [numpy_helper.from_array(b, "b")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    options = ort.SessionOptions()
+    options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
+    session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    return lambda: session.run(None, {"a": a})
+

@@ -2,7 +2,9 @@
 
 Every other part reads this table: the pipeline (what to convert, quantize and how to load it for
 verification), ``bench`` and the study (which runtime measures which file), the CLI (its per-format
-flags, choices and help text) and the coverage benchmark. None of them branches on a format's name.
+flags, options, choices and help text) and the coverage benchmark. A format's own options (TFLite's
+layout, ExecuTorch's dynamic batch) are ``FormatOption`` entries of its row: ``export()``'s keywords,
+the CLI's flags and ``ConvertSource.option`` all come from them. None of them branches on a format's name.
 
 Each format module holds the same functions:
 
@@ -19,6 +21,8 @@ Each format module holds the same functions:
 - ``bf16(source: ConvertSource, fp32: Artifact, dst: Path) -> Artifact`` and ``bf16_preflight() -> None``:
   only where ``Format.bf16``: the file computed in bf16 on purpose, and the check, before any work, that
   this machine can compute (and so verify) it;
+- ``plain(module, x, path) -> None``: optional: the file a user gets from the runtime's own converter with its
+  defaults, for ``bench --plain`` (``exporter.plain``);
 - ``runtime_options(artifact, batch_shape) -> dict``: the options its runtime adapter needs to load
   the file for verification (TFLite's layout, ncnn's input shape);
 - ``preflight() -> None``: only where ``Format.needs_cuda``: raises before any work when the format
@@ -37,6 +41,39 @@ from importlib import import_module
 from pathlib import Path
 from types import ModuleType
 from typing import Any
+
+
+@dataclass(frozen=True)
+class FormatOption:
+    """An option only one format has (its row's ``options``). ``export()`` takes it as the keyword ``name``,
+    the CLI as ``cli_flag``, and the format's converter reads it with ``ConvertSource.option(name)``."""
+    name: str
+    kind: str               # "choice", "int" (low..high, or None: not set) or "flag"
+    default: Any
+    help: str
+    flag: str = ""          # the CLI's spelling where it is not --<name with dashes>
+    choices: tuple[str, ...] = ()
+    low: int | None = None
+    high: int | None = None
+    needs: str = ""         # a precision it applies to beside its format (fp16_io: "fp16")
+    metavar: str | None = None
+
+    @property
+    def cli_flag(self) -> str:
+        return self.flag or "--" + self.name.replace("_", "-")
+
+    def takes(self, value) -> bool:
+        """Whether ``value`` is one this option takes."""
+        if self.kind == "choice":
+            return value in self.choices
+        if self.kind == "int":
+            return value is None or (isinstance(value, int) and not isinstance(value, bool)
+                                     and self.low <= value <= self.high)
+        return isinstance(value, bool)
+
+    def values_text(self) -> str:
+        """What it takes, in words: ``2..4096``, ``nhwc or nchw``."""
+        return f"{self.low}..{self.high}" if self.kind == "int" else " or ".join(self.choices) or "on or off"
 
 
 @dataclass(frozen=True)
@@ -61,6 +98,7 @@ class Format:
     gpu_study_precision: str | None = None
     # the code that loads a file as it was verified, where the runtime's own default may compute otherwise
     load_as_verified: str = ""
+    options: tuple[FormatOption, ...] = ()  # options only this format has (export(), the CLI, ConvertSource)
 
     @property
     def precisions(self) -> tuple[str, ...]:
@@ -80,7 +118,9 @@ FORMATS: dict[str, Format] = {f.name: f for f in (
     Format("onnx", "ONNX", "onnxruntime", "ONNX Runtime", (".onnx",), "onnx",
            "Write <model>.onnx (always written).",
            int8_from="onnx", int8_inputs=(".onnx",), int8_help="onnxruntime: QDQ .int8.onnx",
-           int8_extras=("keep_float", "per_layer"), fp16=True),
+           int8_extras=("keep_float", "per_layer"), fp16=True,
+           options=(FormatOption("fp16_io", "flag", False, "The fp16 ONNX file takes and returns fp16 too (default: "
+                                 "fp32 I/O, so callers need not change).", needs="fp16"),)),
     Format("openvino", "OpenVINO", "openvino", "OpenVINO", (".xml", ".bin", ".config.json"), "onnx",
            "Also write OpenVINO IR (<model>.xml + .bin, and .config.json: the CPU precision it was verified at).",
            int8_from="onnx", int8_inputs=(".onnx", ".xml"), int8_help="openvino: NNCF .int8.xml + .bin", fp16=True,
@@ -88,22 +128,34 @@ FORMATS: dict[str, Format] = {f.name: f for f in (
            load_as_verified='core.compile_model(path, "CPU", {"INFERENCE_PRECISION_HINT": "f32"})'),
     Format("tflite", "TFLite", "tflite", "TFLite", (".tflite",), "module",
            "Also write <model>.tflite (litert-torch).",
-           int8_from="self", int8_inputs=(".tflite",), int8_help="tflite: full-integer .int8.tflite", fp16=True),
+           int8_from="self", int8_inputs=(".tflite",), int8_help="tflite: full-integer .int8.tflite", fp16=True,
+           options=(FormatOption("tflite_layout", "choice", "nhwc", "Input layout of the .tflite file.",
+                                 choices=("nhwc", "nchw")),)),
     Format("ncnn", "ncnn", "ncnn", "ncnn", (".ncnn.param", ".ncnn.bin"), "module",
            "Also write <model>.ncnn.param + .bin (pnnx)."),
     Format("executorch", "ExecuTorch", "executorch", "ExecuTorch", (".pte",), "module",
            "Also write <model>.pte (ExecuTorch, XNNPACK-delegated; static batch).",
-           int8_from="module"),
+           int8_from="module",
+           options=(FormatOption("executorch_max_batch", "int", None, "A dynamic batch 1..N for the .pte program "
+                                 "(default: the export's batch, static).", low=2, high=4096, metavar="N"),)),
     Format("mnn", "MNN", "mnn", "MNN", (".mnn",), "onnx",
            "Also write <model>.mnn (MNN's converter).",
            int8_from="self", int8_inputs=(".mnn",), int8_help="mnn: MNN int8 .int8.mnn", fp16=True),
     Format("aoti", "AOTInductor", "aoti", "AOTInductor", (".pt2",), "module",
            "Also write <model>.pt2 (torch.export + AOTInductor: compiled C++ kernels and the weights in one "
-           "package, loaded by PyTorch without the model's code; CPU; needs a C++ compiler; static batch)."),
+           "package, loaded by PyTorch without the model's code; CPU; needs a C++ compiler; static batch).",
+           options=(FormatOption("aoti_max_batch", "int", None, "A dynamic batch 1..N for the .pt2 package "
+                                 "(default: the export's batch, static).", low=2, high=4096, metavar="N"),)),
     Format("tensorrt", "TensorRT", "tensorrt", "TensorRT", (".engine", ".engine.json"), "onnx",
            "Also write <model>.engine (TensorRT; needs an NVIDIA GPU, and runs only on its GPU model).",
-           int8_from="onnx_int8", fp16=True, needs_cuda=True, gpu_study_precision="fp16"),
+           int8_from="onnx_int8", fp16=True, needs_cuda=True, gpu_study_precision="fp16",
+           options=(FormatOption("engine_max_batch", "int", None, "The TensorRT engine's largest batch (optimisation "
+                                 "profile 1..N, tuned for the export's batch; default 64).", flag="--tensorrt-max-batch",
+                                 low=1, high=4096, metavar="N"),)),
 )}
+
+#: option name -> (its format, the option)
+FORMAT_OPTIONS: dict[str, tuple[Format, FormatOption]] = {o.name: (f, o) for f in FORMATS.values() for o in f.options}
 
 
 ALWAYS = "onnx"  # every export writes it: the other formats start from it or are checked beside it
@@ -175,11 +227,11 @@ class ConvertSource:
     prepared: Any           # torch.nn.Module, eval, BatchNorm folded
     onnx_path: Path
     shape: tuple[int, ...]  # NCHW, with the batch
-    tflite_layout: str = "nhwc"
-    max_batch: int | None = None  # ExecuTorch: a dynamic batch 1..max_batch (None: the shape's batch, static)
-    fp16_io: bool = False   # fp16 ONNX: fp16 inputs and outputs too (default: fp32, so callers need not change)
-    engine_max_batch: int | None = None  # TensorRT: the optimisation profile's largest batch
-    aoti_max_batch: int | None = None  # AOTInductor: a dynamic batch 1..aoti_max_batch (None: static)
+    options: dict = field(default_factory=dict)  # the formats' own options (FORMAT_OPTIONS) that were given
+
+    def option(self, name: str):
+        """A format option's value: as given, else its row's default."""
+        return self.options[name] if name in self.options else FORMAT_OPTIONS[name][1].default
 
 
 @dataclass(frozen=True)

@@ -32,7 +32,7 @@ def convert(source: ConvertSource, dst: Path) -> Artifact:
     import torch
 
     compiler = cpp_compiler()
-    max_batch = source.aoti_max_batch
+    max_batch = source.option("aoti_max_batch")
     exported = _capture(source.prepared, source.shape, max_batch)
     with torch.no_grad():
         out_shape = tuple(exported.module()(torch.zeros(_example_shape(source.shape, max_batch))).shape)

@@ -34,9 +34,9 @@ def convert(source: ConvertSource, dst: Path) -> Artifact:
     from ..xnnpack_rewrites import for_executorch
 
     module, changes = for_executorch(source.prepared)
+    max_batch = source.option("executorch_max_batch")
     with _quiet():
-        artifact = _write(_capture(module, source.shape, source.max_batch), dst, "fp32", source.shape,
-                          source.max_batch)
+        artifact = _write(_capture(module, source.shape, max_batch), dst, "fp32", source.shape, max_batch)
     artifact.graph_changes = changes
     return artifact
 
@@ -57,7 +57,7 @@ def quantize(src: ConvertSource, dst: Path, calibration: np.ndarray, options: In
 
         shape = src.shape
         module, changes = for_executorch(src.prepared)
-        graph = _capture(module, shape, src.max_batch).module()
+        graph = _capture(module, shape, src.option("executorch_max_batch")).module()
         quantizer = _quantizer()
         try:
             observed = prepare_pt2e(graph, quantizer)
@@ -73,8 +73,8 @@ def quantize(src: ConvertSource, dst: Path, calibration: np.ndarray, options: In
             raise
         except Exception as exc:
             raise ExportError(f"ExecuTorch PT2E quantization failed: {cause_line(exc)}") from None
-        program = _capture(quantized, shape, src.max_batch)
-        artifact = _write(program, dst, "int8", shape, src.max_batch)
+        program = _capture(quantized, shape, src.option("executorch_max_batch"))
+        artifact = _write(program, dst, "int8", shape, src.option("executorch_max_batch"))
     return {"runtime": "executorch", "format": "PT2E (XNNPACK quantizer)",
             "method": "XNNPACK quantizer: symmetric per-channel int8 weights, per-tensor affine int8 activations "
                       "(histogram observer); ReLU6 fused into its convolution's output",
@@ -198,3 +198,16 @@ def delegation_report(graph_module) -> dict:
 def _quiet():
     """torch.export, the edge passes and the quantizer warn and log at length; the report says what matters."""
     return quiet_logs(("executorch", "torch._export", "torch.export", "torch._dynamo", "torchao", "root"))
+
+
+def plain(module, x, path: Path) -> None:
+    """``bench --plain``: ``to_edge_transform_and_lower(torch.export.export(module, (x,)),
+    partitioner=[XnnpackPartitioner()]).to_executorch()``."""
+    import torch
+    from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
+    from executorch.exir import to_edge_transform_and_lower
+
+    program = to_edge_transform_and_lower(torch.export.export(module, (x,)),
+                                          partitioner=[XnnpackPartitioner()]).to_executorch()
+    with atomic_path(path) as tmp:
+        Path(tmp).write_bytes(program.buffer)

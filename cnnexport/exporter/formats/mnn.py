@@ -106,3 +106,10 @@ def _raise_if_failed(code: int, lines: list[str], what: str) -> None:
 def _last(lines: list[str]) -> str:
     useful = [ln.strip() for ln in lines if ln.strip() and not ln.startswith("The device supports")]
     return useful[-1] if useful else "no message"
+
+
+def plain(module, x, path: Path) -> None:
+    """``bench --plain``: MNN's converter on the plain ONNX file."""
+    from ..plain import plain_onnx
+
+    to_mnn(plain_onnx(module, x, path), path, tuple(x.shape))

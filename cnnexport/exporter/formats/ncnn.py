@@ -50,3 +50,16 @@ def to_ncnn(module, param_path: str | os.PathLike, input_shape: tuple[int, ...])
         shutil.move(str(t / "m.ncnn.param"), param_path)
         shutil.move(str(t / "m.ncnn.bin"), bin_path)
     return [param_path, bin_path]
+
+
+def plain(module, x, path: Path) -> None:
+    """``bench --plain``: ``pnnx.export(module, path, (x,))`` with its defaults."""
+    import pnnx
+
+    with tempfile.TemporaryDirectory(prefix="cnnexport-plain-ncnn-") as tmp:
+        t = Path(tmp)
+        pnnx.export(module, str(t / "m.pt"), (x,), ncnnparam=str(t / "m.ncnn.param"), ncnnbin=str(t / "m.ncnn.bin"),
+                    pnnxparam=str(t / "m.pnnx.param"), pnnxbin=str(t / "m.pnnx.bin"), pnnxpy=str(t / "m_pnnx.py"),
+                    pnnxonnx=str(t / "m.pnnx.onnx"), ncnnpy=str(t / "m_ncnn.py"))
+        shutil.move(str(t / "m.ncnn.bin"), str(path.with_name(path.name.replace(".param", ".bin"))))
+        shutil.move(str(t / "m.ncnn.param"), str(path))

@@ -17,10 +17,10 @@ def convert(source: ConvertSource, dst: Path) -> Artifact:
 
 
 def half(source: ConvertSource, fp32: Artifact, dst: Path) -> Artifact:
-    """Weights and activations in fp16, the overflow-prone ops in fp32; fp32 I/O unless ``source.fp16_io``."""
+    """Weights and activations in fp16, the overflow-prone ops in fp32; fp32 I/O unless the ``fp16_io`` option."""
     from ..onnx_fp16 import fp32_scopes, to_fp16_onnx
 
-    info = to_fp16_onnx(fp32.files[0], dst, fp16_io=source.fp16_io, scopes=fp32_scopes(source.prepared))
+    info = to_fp16_onnx(fp32.files[0], dst, fp16_io=source.option("fp16_io"), scopes=fp32_scopes(source.prepared))
     return Artifact("onnx", [Path(dst)], "onnxruntime", precision="fp16", details={"fp16": info})
 
 
@@ -47,3 +47,13 @@ def per_layer_sqnr(src: Path, dst: Path, samples: np.ndarray) -> list[dict]:
     from ..quantize_ort import per_layer_sqnr as sqnr
 
     return sqnr(src, dst, samples)
+
+
+def plain(module, x, path: Path) -> None:
+    """``bench --plain``: ``torch.onnx.export(module, x, path, opset_version=18, dynamo=False)``."""
+    import torch
+
+    from ..._atomic import atomic_path
+
+    with atomic_path(path) as tmp, torch.no_grad():
+        torch.onnx.export(module, x, str(tmp), opset_version=18, dynamo=False)

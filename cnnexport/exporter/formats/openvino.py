@@ -143,3 +143,11 @@ def quantize_openvino(src: str | os.PathLike, dst_xml: str | os.PathLike, calibr
             "overflow_fix": overflow.value, "overflow_fix_reason": reason, "fake_quantize_nodes": fq,
             "calibration_samples": int(len(calibration)),
             "files": [dst_xml.name, dst_xml.with_suffix(".bin").name, config_path(dst_xml).name]}
+
+
+def plain(module, x, path: Path) -> None:
+    """``bench --plain``: ``ov.save_model(ov.convert_model(module, example_input=x, input=shape), path)``, its
+    default fp16 weight compression included."""
+    ov = import_openvino()
+    model = ov.convert_model(module, example_input=x, input=[tuple(x.shape)])
+    ov.save_model(model, str(path))

@@ -2,7 +2,7 @@
 API: fp32; ``half`` with fp16 kernels allowed (``BuilderFlag.FP16``); int8 from the QDQ ONNX file the
 int8 flow writes for ONNX Runtime (explicit quantization: TensorRT takes the scales in the file, so the
 calibration is the same one). An optimisation profile covers the dynamic batch axis (min 1, opt the
-export's batch, max ``ConvertSource.engine_max_batch`` or ``DEFAULT_MAX_BATCH``); a timing cache shared by
+export's batch, max the ``engine_max_batch`` option or ``DEFAULT_MAX_BATCH``); a timing cache shared by
 builds on the same GPU and TensorRT version makes rebuilds fast.
 
 An engine runs only on the GPU model it was built on: its build facts (TensorRT version, GPU, compute
@@ -27,17 +27,19 @@ WORKSPACE_BYTES = 4 << 30
 
 
 def convert(source: ConvertSource, dst: Path) -> Artifact:
-    return _artifact(build_engine(source.onnx_path, dst, source.shape, "fp32", source.engine_max_batch), dst, "fp32")
+    return _artifact(build_engine(source.onnx_path, dst, source.shape, "fp32", source.option("engine_max_batch")), dst,
+                     "fp32")
 
 
 def half(source: ConvertSource, fp32: Artifact, dst: Path) -> Artifact:
     """fp16 kernels allowed wherever TensorRT finds them faster (fp32 I/O)."""
-    return _artifact(build_engine(source.onnx_path, dst, source.shape, "fp16", source.engine_max_batch), dst, "fp16")
+    return _artifact(build_engine(source.onnx_path, dst, source.shape, "fp16", source.option("engine_max_batch")), dst,
+                     "fp16")
 
 
 def quantize(src: ConvertSource, dst: Path, calibration: np.ndarray, options: Int8Options, layout: str) -> dict:
     """``src.onnx_path`` is the QDQ ONNX file (``Format.int8_from == "onnx_int8"``): its scales are used."""
-    facts = build_engine(src.onnx_path, dst, src.shape, "int8", src.engine_max_batch)
+    facts = build_engine(src.onnx_path, dst, src.shape, "int8", src.option("engine_max_batch"))
     return {"runtime": "tensorrt", "format": "engine (explicit int8 from QDQ)", "method": "the ONNX Runtime QDQ file's scales",
             "calibration_samples": int(len(calibration)), "artifact_details": {"engine": facts}}
 
@@ -131,3 +133,11 @@ def preflight() -> None:
         return
     raise UsageError(f"--tensorrt builds an engine for the NVIDIA GPU it will run on, and none is usable here "
                      f"({reason}): leave out --tensorrt, or export on that GPU machine") from None
+
+
+def plain(module, x, path: Path) -> None:
+    """``bench --plain``: TensorRT's builder on the plain ONNX file with its defaults (fp32, the file's static
+    shape), as ``trtexec --onnx`` builds it."""
+    from ..plain import plain_onnx
+
+    build_engine(plain_onnx(module, x, path), path, tuple(x.shape), "fp32")

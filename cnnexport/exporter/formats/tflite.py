@@ -30,8 +30,9 @@ from . import Artifact, ConvertSource, Int8Options
 def convert(source: ConvertSource, dst: Path) -> Artifact:
     """The .tflite file of the prepared module. (``xnnpack_rewrites.zero_pad_maxpool_after_relu`` is not
     applied: measured in paired rounds, it was not faster, benchmarks/graph_changes.py.)"""
-    path = to_tflite(source.prepared, dst, source.shape, layout=source.tflite_layout)
-    layout = source.tflite_layout.upper() if len(source.shape) == 4 else "NCHW"
+    layout = source.option("tflite_layout")
+    path = to_tflite(source.prepared, dst, source.shape, layout=layout)
+    layout = layout.upper() if len(source.shape) == 4 else "NCHW"
     return Artifact("tflite", [path], "tflite", layout=layout)
 
 
@@ -160,3 +161,10 @@ def _save(result, dst: str | os.PathLike) -> None:
         result.export_model(str(staged))
         with atomic_path(dst) as out:
             out.write_bytes(staged.read_bytes())
+
+
+def plain(module, x, path: Path) -> None:
+    """``bench --plain``: ``litert_torch.convert(module, (x,)).export(path)`` (NCHW, as the module takes it)."""
+    litert_torch = import_litert_torch()
+    with atomic_path(path) as tmp:
+        litert_torch.convert(module, (x,)).export(str(tmp))
