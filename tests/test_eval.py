@@ -213,7 +213,7 @@ def test_eval_with_a_cache_reports_the_same_figures_and_its_hits(digits_folder, 
 def test_decode_workers_and_runtime_threads_share_the_cores(monkeypatch):
     """Workers take the cores the runtime leaves; by default the runtime takes the cores the workers
     leave (its own default, every core, competed with the decoders: 112 against 3,144 images/s)."""
-    from cnnexport.cli.eval_cmd import eval_threads
+    from cnnexport.exporter.evaluate import eval_threads
 
     monkeypatch.setattr("os.cpu_count", lambda: 2)
     assert eval_threads(None, 2) == (1, 2) and eval_threads(None, 1) == (1, 1) and eval_threads(None, None) == (1, 1)

@@ -82,7 +82,7 @@ def eval_cmd(artifacts, data, classes_file, model_spec, weights, num_classes, re
         raise UsageError("--batch must be 1..4096, --limit, --workers and --threads >= 1, --crop-fraction in (0, 1]")
     shard_kn = _parse_shard(shard)
     threads_chosen = threads is None
-    workers, threads = eval_threads(workers, threads)
+    workers, threads = ev.eval_threads(workers, threads)
     models, describe = {}, {}
     for path in artifacts:
         name = Path(path).name
@@ -92,9 +92,9 @@ def eval_cmd(artifacts, data, classes_file, model_spec, weights, num_classes, re
         m = load_artifact(path, None, threads, batch)
         models[name] = m
         describe[name] = {"path": str(path), "runtime": m.runtime, "precision": precision_of(path)}
-    meta = _eval_reference(reference, artifacts)
+    meta = ev.reference_meta(reference, artifacts)
     pre_fields = dict(meta.get("preprocess") or {})
-    chw = _eval_input_size(models, meta, input_size)
+    chw = ev.input_size_of(models, meta, parse_input_size(input_size, None) if input_size else None)
     if model_spec:
         module, model_pre, model_chw = _eval_torch_model(model_spec, weights, num_classes)
         chw = chw or model_chw
@@ -107,23 +107,14 @@ def eval_cmd(artifacts, data, classes_file, model_spec, weights, num_classes, re
 
         models = {"pytorch": TorchModel(module, (1, *chw), threads=threads), **models}
         describe["pytorch"] = {"runtime": "torch", "precision": "fp32", "path": model_spec}
-    from ..calib import Preprocess
     from ..calib.labelled import load_labelled
     from ..calib.pixel_cache import PixelCache
 
     cache = PixelCache(cache_dir) if cache_dir else None
     source = load_labelled(data, classes_file, size=tuple(chw[1:]), channels=chw[0], cache=cache)
     source.check_channels(chw[0])
-    pre = Preprocess(**{k: (tuple(v) if isinstance(v, list) else v) for k, v in pre_fields.items()
-                        if k in ("crop_fraction", "mean", "std")}).at(chw[1:], chw[0])
-    if source.preprocess is not None:  # the data's own (the digits')
-        pre = source.preprocess
-    overrides = {k: v for k, v in (("mean", float_list(mean, "--mean")), ("std", float_list(std, "--std")),
-                                   ("crop_fraction", crop_fraction)) if v is not None}
-    if overrides:
-        import dataclasses
-
-        pre = dataclasses.replace(pre, **overrides)
+    pre = ev.preprocess_for(pre_fields, chw, source.preprocess, mean=float_list(mean, "--mean"),
+                            std=float_list(std, "--std"), crop_fraction=crop_fraction)
     source = source.select(limit, shard_kn)
     for name, m in models.items():
         describe[name]["describe"] = m.describe()
@@ -142,54 +133,6 @@ def eval_cmd(artifacts, data, classes_file, model_spec, weights, num_classes, re
     print_eval(result, as_json)
     if evaluation.partial:
         fail(*interrupted(first_signal() or signal.SIGINT))
-
-
-def eval_threads(workers: int | None, threads: int | None) -> tuple[int, int]:
-    """Decoding workers and runtime threads that share the cores. Workers: the cores ``threads`` leaves
-    free, else half the cores (1..8; on 2 cores a second decoder competing with 2 runtime threads is
-    slower than one). Threads: the cores the workers leave, at least 1 (a runtime's own default takes
-    every core: PyTorch ran the digits LeNet-5 at 112 images/s so, at 3,144 with one thread)."""
-    cores = os.cpu_count() or 1
-    workers = workers or max(1, min(8, cores - threads if threads else cores // 2))
-    return workers, threads or max(1, cores - workers)
-
-
-def _eval_reference(reference: str | None, artifacts) -> dict:
-    """The metadata of ``--reference``, or of the reference.npz beside the first file when it lists it."""
-    from ..exporter.verify import load_reference
-
-    path = Path(reference) if reference else (Path(artifacts[0]).with_name("reference.npz") if artifacts else None)
-    if path is None or not path.is_file():
-        if reference:
-            raise UsageError(f"reference file '{reference}' does not exist (the export writes reference.npz)")
-        return {}
-    try:
-        meta = load_reference(path)[2]
-    except Exception as exc:
-        raise UsageError(f"'{path}' is not a cnnexport reference.npz ({type(exc).__name__})") from None
-    if not reference and Path(artifacts[0]).name not in meta.get("files", []):
-        return {}
-    return meta
-
-
-def _eval_input_size(models: dict, meta: dict, input_size: str | None) -> tuple[int, int, int] | None:
-    """C, H, W: --input-size, else the files' own (all alike), else the reference's."""
-    sizes = {tuple(m.inputs[0].chw) for m in models.values()}
-    if len(sizes) > 1:
-        from ..runtimes.base import dims_text
-
-        raise UsageError(f"the files take different inputs ({', '.join(dims_text(s) for s in sorted(sizes, key=str))}): "
-                         "evaluate files of one model together")
-    fixed = next(iter(sizes)) if sizes else None
-    if input_size:
-        chw = parse_input_size(input_size, fixed[0] if fixed and fixed[0] else 3)
-        return (chw[0] or 3, chw[1], chw[2])
-    if fixed and len(fixed) == 3 and all(fixed):
-        return tuple(int(d) for d in fixed)
-    pre = meta.get("preprocess")
-    if pre:
-        return (int(pre["channels"]), *map(int, pre["size"]))
-    return None
 
 
 def _eval_torch_model(spec: str, weights: str | None, num_classes: int | None):

@@ -109,95 +109,44 @@ def profile_cmd(model, input_size, batch, num_classes, weights, per_layer, again
 
 def _roofline(target, input_size, batch, num_classes, weights, per_layer, runtime, threads, precision, ceiling,
               bandwidth) -> dict:
-    """``profile --roofline``: the graph's costs, the machine's limits (measured unless given), and with
-    ``per_layer`` the runtime profiler's timings of the file."""
+    """``profile --roofline``: a file's own graph, or a model exported to a temporary ONNX file, handed to
+    ``bench.roofline_run``."""
     import tempfile
 
-    from ..bench import plan, schedule
-    from ..exporter.formats import precision_of
-    from ..profile.graph import check
-    from ..profile.onnx_profile import costs_graph
-    from ..profile.roofline_profile import roofline_profile
-    from ..runtimes import WINOGRAD_RUNTIMES, runtime_for
-    from ..runtimes.profiling import PROFILED_RUNTIMES, layer_times, profiled_file
+    from ..bench import plan, roofline_run
+    from ..exporter.formats import ALWAYS, FORMATS
 
-    if not 1 <= threads <= 4096 or (ceiling is not None and ceiling <= 0) or (bandwidth is not None and bandwidth <= 0):
-        raise UsageError("--threads must be 1..4096, --ceiling and --bandwidth positive")
     chosen = plan.parse_runtimes(runtime)[0] if runtime else None
-    if chosen and chosen not in PROFILED_RUNTIMES:
-        raise UsageError(f"per-layer timings come from ONNX Runtime's or OpenVINO's profiler, not {chosen}; "
-                         "choose --runtime ort or openvino")
+    roofline_run.check_choices(chosen, threads, ceiling, bandwidth)  # before a model is loaded and exported
+    given = parse_input_size(input_size, None) if input_size else None
     with tempfile.TemporaryDirectory(prefix="cnnexport-roofline-") as tmp:
         path = Path(target)
         if path.suffix:
-            from ..runtimes import check_model_file
+            from ..runtimes import check_model_file, runtime_for
 
             check_model_file(target)
-            graph = costs_graph(path)
-            if graph is None:
-                raise UsageError(f"--roofline reads the layer costs from the fp32 ONNX file beside '{path.name}' "
-                                 f"('{path.name.split('.')[0]}.onnx'), which is not there: export with the onnx "
-                                 "format too")
-            dims = check(graph, full_check=False).inputs[0]["shape"]
-            chw = tuple(d if isinstance(d, int) else None for d in dims[1:])
-            if input_size:
-                chw = parse_input_size(input_size, chw[0] if chw and chw[0] else 3)
-            if None in chw:
-                raise UsageError(f"'{graph.name}' leaves its input size open ({dims}): pass --input-size")
-            shape = (batch, *chw)
+            graph = roofline_run.costs_graph_of(path)
+            shape = roofline_run.file_input_shape(graph, batch, given)
             own = runtime_for(path)
         else:
-            from ..exporter.onnx_export import to_onnx
-            from ..exporter.prepare import prepare
-            from ..exporter.simplify import simplify
+            from ..exporter.pipeline import prepared_onnx
             from ..models import is_registered, load_model, model_info
 
             chw = model_info(target).input_size if is_registered(target) else (3, 224, 224)
-            if input_size:
-                chw = parse_input_size(input_size, chw[0])
+            chw = (given[0] or chw[0], *given[1:]) if given else chw
             shape = (batch, *chw)
-            graph = path = Path(tmp) / f"{target.replace(':', '_')}.onnx"
-            to_onnx(prepare(load_model(target, num_classes=num_classes, weights=weights)), graph, (1, *chw))
-            simplify(graph, graph)
-            own = "onnxruntime"
-        chosen = chosen or own
-        times = None
-        if per_layer:
-            if chosen not in PROFILED_RUNTIMES:
-                raise UsageError(f"'{path.name}' runs on {chosen}, which has no per-layer profiler here; --per-layer "
-                                 "times the ONNX or OpenVINO file beside it: pass it, or --runtime ort")
-            times = layer_times(profiled_file(chosen, path, graph), chosen, threads=threads, input_shape=shape)
-        precision = precision or precision_of(path)
-        # int8: its own GEMM ceiling (VNNI, AMX); fp16 files widen to fp32 on these CPUs: the fp32 one
-        measured = None if ceiling else schedule.compute_ceiling(threads, "int8" if precision == "int8" else "fp32")
-        limits = {"ceiling_gflops": ceiling or measured["gflops"],
-                  "bandwidth_gbs": bandwidth or schedule.bandwidth(threads)["gbs"]}
-        from ..profile.roofline import memory_roofs_from
-
-        # a given --bandwidth is the one roof; measured, each cache level gets its own
-        roofs = () if bandwidth else memory_roofs_from(schedule.memory_roofs(threads, limits["bandwidth_gbs"]))
-        result = roofline_profile(path, costs_path=graph, input_shape=shape, times=times, precision=precision,
-                                  roofs=roofs, winograd=chosen in WINOGRAD_RUNTIMES, **limits)
-    result["limits_measured"] = {"ceiling": ceiling is None, "bandwidth": bandwidth is None, "threads": threads}
-    if measured:
-        result["ceiling_set_by"] = measured["set_by"]
-        result["ceiling_measurements"] = measured["measurements"]
-    from ..machine import cpu_facts
-
-    result["machine"] = cpu_facts()
-    return result
+            graph = path = prepared_onnx(load_model(target, num_classes=num_classes, weights=weights), (1, *chw),
+                                         Path(tmp) / f"{target.replace(':', '_')}.onnx")
+            own = FORMATS[ALWAYS].runtime
+        return roofline_run.roofline(path, graph, shape, runtime=chosen or own, per_layer=per_layer, threads=threads,
+                                     precision=precision, ceiling=ceiling, bandwidth=bandwidth)
 
 
 def _profile_against_onnx(module, shape, prof) -> dict:
     import tempfile
 
-    from ..exporter.onnx_export import to_onnx
-    from ..exporter.prepare import prepare
+    from ..exporter.pipeline import prepared_onnx
     from ..profile.onnx_profile import compare, profile_onnx
-    from ..exporter.simplify import simplify
 
     with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "model.onnx"
-        to_onnx(prepare(module), path, shape)
-        simplify(path, path)
-        return compare(prof, profile_onnx(path, shape))
+        return compare(prof, profile_onnx(prepared_onnx(module, shape, Path(tmp) / "model.onnx"), shape))

@@ -7,6 +7,7 @@ exactly the result of the whole set."""
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass, field
 from typing import Callable
@@ -219,3 +220,71 @@ def _merged_cache(caches: list[dict | None]) -> dict | None:
         return None
     return {"path": sorted({c["path"] for c in used}), "hits": sum(c["hits"] for c in used),
             "misses": sum(c["misses"] for c in used)}
+
+
+def eval_threads(workers: int | None, threads: int | None) -> tuple[int, int]:
+    """Decoding workers and runtime threads that share the cores. Workers: the cores ``threads`` leaves
+    free, else half the cores (1..8; on 2 cores a second decoder competing with 2 runtime threads is
+    slower than one). Threads: the cores the workers leave, at least 1 (a runtime's own default takes
+    every core: PyTorch ran the digits LeNet-5 at 112 images/s so, at 3,144 with one thread)."""
+    cores = os.cpu_count() or 1
+    workers = workers or max(1, min(8, cores - threads if threads else cores // 2))
+    return workers, threads or max(1, cores - workers)
+
+
+def reference_meta(reference: str | None, artifacts) -> dict:
+    """The metadata of ``reference`` (``--reference``), or of the reference.npz beside the first file when it
+    lists it ({} otherwise)."""
+    from pathlib import Path
+
+    from .verify import load_reference
+
+    path = Path(reference) if reference else (Path(artifacts[0]).with_name("reference.npz") if artifacts else None)
+    if path is None or not path.is_file():
+        if reference:
+            raise UsageError(f"reference file '{reference}' does not exist (the export writes reference.npz)")
+        return {}
+    try:
+        meta = load_reference(path)[2]
+    except Exception as exc:
+        raise UsageError(f"'{path}' is not a cnnexport reference.npz ({type(exc).__name__})") from None
+    if not reference and Path(artifacts[0]).name not in meta.get("files", []):
+        return {}
+    return meta
+
+
+def input_size_of(models: dict, meta: dict, given: tuple | None = None) -> tuple[int, int, int] | None:
+    """C, H, W: ``given`` (--input-size: C may be None, then the files' own or 3), else the files' own (all
+    alike), else the reference's (``meta``: ``reference_meta``); None when none of them fixes it."""
+    sizes = {tuple(m.inputs[0].chw) for m in models.values()}
+    if len(sizes) > 1:
+        from ..runtimes.base import dims_text
+
+        raise UsageError(f"the files take different inputs ({', '.join(dims_text(s) for s in sorted(sizes, key=str))}): "
+                         "evaluate files of one model together")
+    fixed = next(iter(sizes)) if sizes else None
+    if given:
+        channels = given[0] or (fixed[0] if fixed and fixed[0] else 3)
+        return (channels, given[1], given[2])
+    if fixed and len(fixed) == 3 and all(fixed):
+        return tuple(int(d) for d in fixed)
+    pre = meta.get("preprocess")
+    if pre:
+        return (int(pre["channels"]), *map(int, pre["size"]))
+    return None
+
+
+def preprocess_for(fields: dict, chw: tuple[int, int, int], data_own: Preprocess | None = None, *,
+                   mean: tuple | None = None, std: tuple | None = None, crop_fraction: float | None = None,
+                   ) -> Preprocess:
+    """The preprocessing at ``chw``: the data's own where it has one (the digits'), else the recorded
+    ``fields`` (the export's, the model's: crop_fraction, mean, std); ``mean``, ``std`` and
+    ``crop_fraction`` (the user's) replace their fields."""
+    import dataclasses
+
+    pre = Preprocess(**{k: (tuple(v) if isinstance(v, list) else v) for k, v in fields.items()
+                        if k in ("crop_fraction", "mean", "std")}).at(chw[1:], chw[0])
+    if data_own is not None:
+        pre = data_own
+    overrides = {k: v for k, v in (("mean", mean), ("std", std), ("crop_fraction", crop_fraction)) if v is not None}
+    return dataclasses.replace(pre, **overrides) if overrides else pre

@@ -27,9 +27,9 @@ from ..runtimes import NOT_YET_RUN_ON_GPU, run_nchw
 from .formats import ALWAYS, FORMATS, Artifact, ConvertSource, Int8Options
 from .int8 import check_drop, check_int8, heldout_batches, load_artifact, quantize_artifacts, split_data
 from .onnx_fold import count_affine_after_conv
-from .onnx_export import to_onnx_auto
+from .onnx_export import to_onnx, to_onnx_auto
 from .options import ExportOptions
-from .prepare import PrepareSummary, prepare_with_summary
+from .prepare import PrepareSummary, prepare, prepare_with_summary
 from .report_fields import ONNX_GRAPH_FOLD, new_report
 from .simplify import simplify as simplify_onnx
 from .prepare_check import FLOOR_WARN_RELATIVE, approximation_floors, check_prepared, rounding_floor
@@ -168,6 +168,14 @@ class Reference:
     def floor_for(self, runtime: str) -> tuple[float | None, str]:
         """The floor a file on ``runtime`` is held to, and its name in the tolerance rule."""
         return floor_for(self.floor, self.approximation_floors, runtime)
+
+
+def prepared_onnx(module: nn.Module, shape: tuple[int, ...], path: str | os.PathLike) -> Path:
+    """The prepared (folded) module's simplified ONNX graph written to ``path``, unverified: the layer costs
+    ``profile --roofline`` and ``--against-onnx`` read for a model given by name."""
+    to_onnx(prepare(module), path, shape)
+    simplify_onnx(path, path)
+    return Path(path)
 
 
 def reference_of(module: nn.Module, shape: tuple[int, ...], *, dynamic_batch: bool = True, photos: bool = True,
