@@ -41,7 +41,7 @@ from cnnexport.exporter.formats.tflite import to_tflite
 from cnnexport.exporter.onnx_export import to_onnx
 from cnnexport.exporter.prepare import prepare
 from cnnexport.exporter.report_fields import versions
-from cnnexport.exporter.xnnpack_rewrites import zero_pad_maxpool_after_relu
+from cnnexport.exporter.formats.xnnpack_rewrites import zero_pad_maxpool_after_relu
 from cnnexport.models import create_model, shufflenet
 from cnnexport.models.layers import channel_shuffle
 

@@ -224,7 +224,7 @@ def test_unwritable_output_dir(small_net, tmp_path):
 
 def test_tflite_maxpool_padding_becomes_a_zero_pad_only_after_relu():
     from cnnexport.exporter.prepare import prepare
-    from cnnexport.exporter.xnnpack_rewrites import zero_pad_maxpool_after_relu
+    from cnnexport.exporter.formats.xnnpack_rewrites import zero_pad_maxpool_after_relu
 
     model = prepare(create_model("resnet18"))
     rewritten, changes = zero_pad_maxpool_after_relu(model)

@@ -146,14 +146,14 @@ def test_no_module_imports_itself_through_others():
 def test_the_scan_sees_relative_and_function_level_imports(tmp_path):
     probe = PACKAGE / "exporter" / "prepare.py"
     assert "cnnexport.models.layers" not in _imports(probe)  # prepare reads `inference_scale` instead
-    assert "cnnexport.machine" in _imports(PACKAGE / "exporter" / "quantize_ort.py")  # inside a function
+    assert "cnnexport.machine" in _imports(PACKAGE / "exporter" / "formats" / "quantize_ort.py")  # inside a function
     assert "cnnexport.models" in _imports(PACKAGE / "bench" / "plan.py")  # inside a function
     assert ("study/analysis.py", "study", "profile") in _edges()
     assert ("bench/plan.py", "bench", "formats") in _edges()  # the table, not the exporter
     assert ("exporter/pipeline.py", "exporter", "formats") in _edges()
     assert _part("cnnexport.exporter.formats.tflite") == "exporter"  # a format's module is the exporter's
     assert "cnnexport.bench.worker" in _imports(PACKAGE / "bench" / "schedule.py")  # `python -m` in a child
-    assert "cnnexport.exporter.mnn_tool" in _imports(PACKAGE / "exporter" / "formats" / "mnn.py")
+    assert "cnnexport.exporter.formats.mnn_tool" in _imports(PACKAGE / "exporter" / "formats" / "mnn.py")
 
 
 def test_the_deploy_side_never_loads_torch():

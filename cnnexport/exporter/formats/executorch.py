@@ -31,7 +31,7 @@ _NOT_OPERATORS = ("getitem",)
 
 def convert(source: ConvertSource, dst: Path) -> Artifact:
     """The fp32 program, XNNPACK-delegated, at the export's batch (static) or 1..``max_batch``."""
-    from ..xnnpack_rewrites import for_executorch
+    from .xnnpack_rewrites import for_executorch
 
     module, changes = for_executorch(source.prepared)
     max_batch = source.option("executorch_max_batch")
@@ -53,7 +53,7 @@ def quantize(src: ConvertSource, dst: Path, calibration: np.ndarray, options: In
             from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
         except ImportError:
             raise MissingDependencyError(INSTALL) from None
-        from ..xnnpack_rewrites import for_executorch
+        from .xnnpack_rewrites import for_executorch
 
         shape = src.shape
         module, changes = for_executorch(src.prepared)

@@ -2,7 +2,7 @@
 fp16 weights (MNN's ``--fp16``: the file stores them in half precision, the CPU computes in fp32);
 int8 with MNN's quantization module (``nn.compress.train_quant``: int8 weights per channel, per-tensor
 activation scales from the calibration samples), starting from the fp32 ``.mnn`` file. Converter and
-quantizer run in a child process (``exporter.mnn_tool``): MNN reports an unsupported operator only
+quantizer run in a child process (``exporter.formats.mnn_tool``): MNN reports an unsupported operator only
 in its output, and crashes outright on some graphs."""
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ def to_mnn(onnx_path: Path, dst: Path, shape: tuple[int, ...], fp16: bool = Fals
     """``dst`` from ``onnx_path`` with MNN's converter, run at ``shape`` (and batches 2, 3) by MNN's runtime in
     the child process (it crashes on some converted graphs); an operator MNN lacks is named, nothing is
     written."""
-    from ..mnn_tool import RUN_CHECK
+    from .mnn_tool import RUN_CHECK
 
     with atomic_path(Path(dst)) as tmp:
         code, out = _run_tool("convert", str(onnx_path), str(tmp), ",".join(map(str, shape)),
@@ -83,12 +83,12 @@ def runtime_options(artifact: Artifact, batch_shape: tuple[int, ...]) -> dict:
 
 
 def _run_tool(*args: str) -> tuple[int, list[str]]:
-    """Run ``exporter.mnn_tool`` in a child process: its exit status and output lines."""
+    """Run ``exporter.formats.mnn_tool`` in a child process: its exit status and output lines."""
     import importlib.util
 
     if importlib.util.find_spec("_tools") is None:  # MNN's converter extension, shipped in the mnn wheel
         raise MissingDependencyError(INSTALL)
-    proc = subprocess.run([sys.executable, "-m", "cnnexport.exporter.mnn_tool", *args], capture_output=True,
+    proc = subprocess.run([sys.executable, "-m", "cnnexport.exporter.formats.mnn_tool", *args], capture_output=True,
                           text=True, errors="replace")
     return proc.returncode, (proc.stdout + proc.stderr).splitlines()
 

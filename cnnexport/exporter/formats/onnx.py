@@ -18,14 +18,14 @@ def convert(source: ConvertSource, dst: Path) -> Artifact:
 
 def half(source: ConvertSource, fp32: Artifact, dst: Path) -> Artifact:
     """Weights and activations in fp16, the overflow-prone ops in fp32; fp32 I/O unless the ``fp16_io`` option."""
-    from ..onnx_fp16 import fp32_scopes, to_fp16_onnx
+    from .onnx_fp16 import fp32_scopes, to_fp16_onnx
 
     info = to_fp16_onnx(fp32.files[0], dst, fp16_io=source.option("fp16_io"), scopes=fp32_scopes(source.prepared))
     return Artifact("onnx", [Path(dst)], "onnxruntime", precision="fp16", details={"fp16": info})
 
 
 def quantize(src: Path, dst: Path, calibration: np.ndarray, options: Int8Options, layout: str) -> dict:
-    from ..quantize_ort import quantize_onnx
+    from .quantize_ort import quantize_onnx
 
     return quantize_onnx(src, dst, calibration, method=options.method, per_channel=options.per_channel,
                          reduce_range=options.reduce_range, keep_float=tuple(options.keep_float),
@@ -44,7 +44,7 @@ def runtime_options(artifact: Artifact, batch_shape: tuple[int, ...]) -> dict:
 
 def per_layer_sqnr(src: Path, dst: Path, samples: np.ndarray) -> list[dict]:
     """The ``per_layer`` extra: SQNR of every tensor of the QDQ file against the float one, worst first."""
-    from ..quantize_ort import per_layer_sqnr as sqnr
+    from .quantize_ort import per_layer_sqnr as sqnr
 
     return sqnr(src, dst, samples)
 

@@ -40,7 +40,7 @@ def zero_pad_maxpool_after_relu(module: nn.Module) -> tuple[nn.Module, list[str]
     """A copy of ``module`` whose padded ``nn.MaxPool2d`` layers that follow a ReLU pad with zeros
     in a separate ``nn.ZeroPad2d``; the module itself when there is nothing to change. Returns the
     module and one line per change."""
-    from .prepare import _Tracer, _set_submodule
+    from ..prepare import _Tracer, _set_submodule
 
     try:
         graph = _Tracer().trace(module)
@@ -148,7 +148,7 @@ def for_executorch(module: nn.Module) -> tuple[nn.Module, list[str]]:
     their dims, so ExecuTorch's XNNPACK partitioner delegates them, and whose LocalResponseNorm layers
     use ops the portable kernels have; the module itself when there is nothing to change. Returns the
     module and what changed."""
-    from .prepare import _Tracer
+    from ..prepare import _Tracer
 
     try:
         tracer = _Tracer()
