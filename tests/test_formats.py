@@ -136,6 +136,10 @@ def test_format_options_are_declared_in_their_rows_and_read_from_there(tmp_path)
     chosen = ExportOptions.of(formats=[ALWAYS, "tflite", "executorch"], tflite_layout="nchw", executorch_max_batch=8)
     assert chosen.convert_source(None, tmp_path / "m.onnx", (1, 3, 8, 8)).options == {
         "tflite_layout": "nchw", "executorch_max_batch": 8}
+    from cnnexport.cli.render.bench import _max_batch_flags
+
+    # bench's note on static-batch files names the options that give one a dynamic batch
+    assert _max_batch_flags() == "--executorch-max-batch, --aoti-max-batch"
     assert ExportOptions.of(chosen, fp16=True, fp16_io=True).format_options == {
         "tflite_layout": "nchw", "executorch_max_batch": 8, "fp16_io": True}  # added to what was chosen
 

@@ -127,7 +127,7 @@ def print_bench(result: dict, as_json: bool, as_csv: bool, wide: bool = False) -
                   + (f"; memory bandwidth {bw}" if bw else ""))
     if any(r.get("calls_per_batch", 1) > 1 for r in rows):
         console.print("batch N (K calls): the file has a static batch, so N images ran as K consecutive calls, not "
-                      "as one batch; export with a dynamic batch (or --executorch-max-batch) to measure a batch")
+                      "as one batch; export with a dynamic batch (" + _max_batch_flags() + ") to measure a batch")
     if not wide:
         console.print("more columns (p90, p99, min, MACs, GMAC/s, % of the compute ceiling, roofline ms): --wide, "
                       "--json or --save")
@@ -164,3 +164,11 @@ def print_bench(result: dict, as_json: bool, as_csv: bool, wide: bool = False) -
         console.print(f"[yellow]note:[/] {note}")
     for warning in result.get("warnings", []):
         console.print(f"[yellow]warning:[/] {warning}")
+
+
+def _max_batch_flags() -> str:
+    """The format options that give a static-batch format a dynamic batch (--executorch-max-batch, ...)."""
+    from ...exporter.formats import FORMAT_OPTIONS
+
+    return ", ".join(o.cli_flag for _, o in FORMAT_OPTIONS.values() if o.dynamic_batch)
+

@@ -57,6 +57,7 @@ class FormatOption:
     high: int | None = None
     needs: str = ""         # a precision it applies to beside its format (fp16_io: "fp16")
     metavar: str | None = None
+    dynamic_batch: bool = False  # it gives a static-batch format a dynamic batch 1..N
 
     @property
     def cli_flag(self) -> str:
@@ -137,7 +138,8 @@ FORMATS: dict[str, Format] = {f.name: f for f in (
            "Also write <model>.pte (ExecuTorch, XNNPACK-delegated; static batch).",
            int8_from="module",
            options=(FormatOption("executorch_max_batch", "int", None, "A dynamic batch 1..N for the .pte program "
-                                 "(default: the export's batch, static).", low=2, high=4096, metavar="N"),)),
+                                 "(default: the export's batch, static).", low=2, high=4096, metavar="N",
+                                 dynamic_batch=True),)),
     Format("mnn", "MNN", "mnn", "MNN", (".mnn",), "onnx",
            "Also write <model>.mnn (MNN's converter).",
            int8_from="self", int8_inputs=(".mnn",), int8_help="mnn: MNN int8 .int8.mnn", fp16=True),
@@ -145,7 +147,8 @@ FORMATS: dict[str, Format] = {f.name: f for f in (
            "Also write <model>.pt2 (torch.export + AOTInductor: compiled C++ kernels and the weights in one "
            "package, loaded by PyTorch without the model's code; CPU; needs a C++ compiler; static batch).",
            options=(FormatOption("aoti_max_batch", "int", None, "A dynamic batch 1..N for the .pt2 package "
-                                 "(default: the export's batch, static).", low=2, high=4096, metavar="N"),)),
+                                 "(default: the export's batch, static).", low=2, high=4096, metavar="N",
+                                 dynamic_batch=True),)),
     Format("tensorrt", "TensorRT", "tensorrt", "TensorRT", (".engine", ".engine.json"), "onnx",
            "Also write <model>.engine (TensorRT; needs an NVIDIA GPU, and runs only on its GPU model).",
            int8_from="onnx_int8", fp16=True, needs_cuda=True, gpu_study_precision="fp16",
