@@ -14,7 +14,7 @@ from sections.common import HERE, TARGET_MODELS, load  # noqa: E402
 from sections.machine import machine_section, protocol_section  # noqa: E402
 from sections.targets import targets_section, targets_bench_section  # noqa: E402
 from sections.guidelines import guidelines_section  # noqa: E402
-from sections.zoo import zoo_section  # noqa: E402
+from sections.zoo import zoo_int8_section, zoo_section  # noqa: E402
 from sections.roofline import roofline_section  # noqa: E402
 from sections.gpu import gpu_section  # noqa: E402
 from sections.int8 import int8_section  # noqa: E402
@@ -29,7 +29,7 @@ from sections.arm import arm_section  # noqa: E402
 
 
 def main() -> None:
-    names = ("zoo", "guidelines", "guidelines_cuda", "zoo_cuda", "int8_speed", "int8_accuracy", "graph_changes",
+    names = ("zoo", "zoo_int8", "guidelines", "guidelines_cuda", "zoo_cuda", "int8_speed", "int8_accuracy", "graph_changes",
              "headline_export", "coverage", "executorch", "mnn", "eval", "roofline_layers", "fp16_cpu", "openvino_bf16", "arm_emulated")
     data = {n: load(n) for n in names}
     lines = ["# Benchmark report", "",
@@ -42,6 +42,7 @@ def main() -> None:
     lines += targets_bench_section({m: load(f"targets_{m}") for m in TARGET_MODELS})
     lines += guidelines_section(data["guidelines"])
     lines += zoo_section(data["zoo"])
+    lines += zoo_int8_section(data["zoo_int8"])
     lines += roofline_section(data["roofline_layers"], data["zoo"], {m: load(f"targets_{m}") for m in TARGET_MODELS})
     lines += gpu_section(data["guidelines_cuda"], data["zoo_cuda"])
     lines += graph_changes_section(data["graph_changes"])

@@ -87,18 +87,50 @@ def zoo_section(zoo: dict | None, plot: str = "latency_vs_macs.png") -> list[str
 
 
 def limits_line(result: dict) -> str:
-    """The limits a study's bounds were drawn from: the compute ceiling (and what set it) and each memory
-    level's roof, with the spread of their measurements."""
+    """The limits a study's bounds were drawn from: the compute ceiling at the study's precision (and what
+    set it) and each memory level's roof, with the spread of their measurements."""
     threads = str(result["threads"])
     lim = (result.get("limits") or {}).get(threads) or (result.get("limits") or {}).get(result["threads"]) or {}
-    ceiling = lim.get("fp32 ceiling") or {}
-    parts = [f"fp32 compute ceiling {fmt(result.get('ceiling_gflops'), '{:.0f}')} GFLOP/s"
+    precision = result.get("precision", "fp32")
+    ceiling = lim.get(f"{precision} ceiling") or {}
+    value = result.get("ceiling_gflops") if precision == "fp32" else max(ceiling.get("values") or [0]) or None
+    unit = "GFLOP/s" if precision == "fp32" else "GOP/s"
+    parts = [f"{precision} compute ceiling {fmt(value, '{:.0f}')} {unit}"
              + (f" (set by {ceiling['set_by']}, spread {ceiling['spread']:.0%})" if ceiling.get("set_by") else "")]
     roofs = result.get("memory_roofs") or []
     if roofs:
         parts.append("memory roofs " + ", ".join(f"{r['level']} {r['gbs']:.0f}" for r in roofs) + " GB/s"
                      + (f" (DRAM spread {lim['memory bandwidth']['spread']:.0%})" if lim.get("memory bandwidth") else ""))
     return "; ".join(parts)
+
+
+def zoo_int8_section(zoo8: dict | None) -> list[str]:
+    """The zoo's int8 files against the int8 roofline (`cnnexport study zoo --precision int8`)."""
+    if not zoo8:
+        return []
+    from cnnexport.study.analysis import zoo_summary
+
+    models = len({r["model"] for r in zoo8["rows"]})
+    out = ["## The zoo's int8 files against the int8 roofline", "",
+           f"`cnnexport study zoo --precision int8` ({models} models, {zoo8['threads']} threads, {zoo8['rounds']} "
+           f"rounds{measured_on(zoo8)}): each runtime's int8 file, calibrated on the sample photographs (the zoo's "
+           "weights are random: these files are measured for their speed, and their check against PyTorch is "
+           "reported, not required), charged one byte per element and its MACs at the int8 compute ceiling "
+           "(the best int8 GEMM measured).", ""]
+    summary = zoo_summary(zoo8["rows"], 1, "int8")
+    out += table(["runtime", "models", "Spearman: MACs", "memory", "roofline", "DRAM-only bound", "dw models",
+                  "dw MACs", "dw memory", "dw roofline"],
+                 [[rt, str(p["zoo"]["models"]), fmt(p["zoo"]["macs"]), fmt(p["zoo"]["memory_access"]),
+                   fmt(p["zoo"]["roofline"]), fmt(p["zoo"].get("roofline_dram")), str(p["depthwise_heavy"]["models"]),
+                   fmt(p["depthwise_heavy"]["macs"]), fmt(p["depthwise_heavy"]["memory_access"]),
+                   fmt(p["depthwise_heavy"]["roofline"])]
+                  for rt, s in summary.items() for p in [s["predictors"]]])
+    out += bound_check_lines(zoo8, summary)
+    failures = zoo8.get("failures") or []
+    if failures:
+        out += ["", f"Not measured ({len(failures)}): " + "; ".join(f.split(":")[0] for f in failures[:12])
+                + (f", and {len(failures) - 12} more" if len(failures) > 12 else "") + "."]
+    return out + [""]
 
 
 def bound_check_lines(zoo: dict, summary: dict) -> list[str]:

@@ -218,6 +218,7 @@ def study_zoo(models: list[str], runtimes: list[str], out_dir: str | Path, *, ex
     plain_rows = [r for r in measured["rows"] if r["plain"]]
     result = {"study": "zoo", "precision": precision, "threads": threads, "device": device, "rounds": rounds, "batches": list(batches),
               "ceiling_gflops": measured["ceilings_gflops"].get(threads),
+              "ceilings_by_precision": measured.get("ceilings_by_precision", {}).get(threads),
               "bandwidth_gbs": measured["bandwidths_gbs"].get(threads),
               "memory_roofs": measured.get("memory_roofs", {}).get(threads), "machine": measured["machine"],
               "summary": {f"batch{b}": zoo_summary(rows, b, precision) for b in batches},
