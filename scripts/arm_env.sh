@@ -104,10 +104,16 @@ sys.exit(0 if all(m['top1'] > 0.98 and m['images'] == 450 for m in r['models']) 
     echo "arm64 (emulated, -cpu max and cortex-a53): every LeNet-5 file verified and evaluated"
 }
 
+requirements() {  # what a real board (Raspberry Pi, Jetson) installs beside cnnexport's wheel: the same list as here
+    grep -v '^#' "$here/requirements-deploy.txt"
+    printf '%s\n' "${runtimes[@]}"
+}
+
 case "${1:-}" in
+    requirements) requirements ;;
     build) build ;;
     run) shift; run "$@" ;;
     check) shift; build; check "$@" ;;
-    *) echo "usage: scripts/arm_env.sh build | run [--cpu max|cortex-a53] -- COMMAND... | check DIR" >&2
+    *) echo "usage: scripts/arm_env.sh build | run [--cpu max|cortex-a53] -- COMMAND... | check DIR | requirements" >&2
        exit 2 ;;
 esac

@@ -448,3 +448,16 @@ def test_declared_approximate_functions_bound_the_runtimes_own_error(runtime, tm
         assert error.max() <= bound, f"{runtime} {name}: {error.max():.3g} > declared {bound:.3g}"
         relative = error / np.maximum(np.abs(exact), 1e-3)  # fp32 rounding alone: ~6e-8
         assert relative.max() > 1e-5, f"{runtime} {name} is as exact as fp32 rounding: no approximation to declare"
+
+
+def test_a_boards_requirements_are_the_emulated_environments():
+    """scripts/arm_env.sh requirements: what a Raspberry Pi or Jetson installs beside the wheel, the same list
+    the emulated arm64 environment installs: the deploy side and a wheel for every torch-free runtime."""
+    root = Path(__file__).parents[1]
+    out = subprocess.run(["bash", str(root / "scripts" / "arm_env.sh"), "requirements"], capture_output=True,
+                         text=True, check=True).stdout.split()
+    deploy = [line for line in (root / "requirements-deploy.txt").read_text().split() if not line.startswith("#")
+              and ">=" in line]
+    assert out[:len(deploy)] == deploy
+    names = {line.split("=")[0].split(">")[0].split("<")[0] for line in out}
+    assert {"onnxruntime", "openvino", "ai-edge-litert", "ncnn", "mnn"} <= names and "torch" not in names
