@@ -23,7 +23,7 @@ from .._atomic import StagingDir, write_json
 from .._onnx_safety import load_structure
 from ..errors import OutputError, ParameterError, UsageError, VerificationError, disk_full, first_line
 from ..profile import graph as graph_mod
-from ..runtimes import NOT_YET_RUN_ON_GPU, run_nchw
+from ..runtimes import NOT_YET_RUN_ON_GPU, RUNTIME_TABLE, run_nchw
 from .formats import ALWAYS, FORMATS, Artifact, ConvertSource, Int8Options
 from .int8 import check_drop, check_int8, heldout_batches, load_artifact, quantize_artifacts, split_data
 from .onnx_fold import count_affine_after_conv
@@ -179,14 +179,18 @@ def prepared_onnx(module: nn.Module, shape: tuple[int, ...], path: str | os.Path
 
 
 def reference_of(module: nn.Module, shape: tuple[int, ...], *, dynamic_batch: bool = True, photos: bool = True,
-                 floor: bool = True) -> Reference:
+                 floor: bool = True, runtimes: Iterable[str] | None = None) -> Reference:
     """PyTorch's outputs of ``module`` on the verification inputs for ``shape`` (random batches, and the
-    sample photographs where they fit), with the rounding floor unless ``floor`` is False."""
+    sample photographs where they fit), with the rounding floor unless ``floor`` is False, and the floors
+    of the approximate functions of ``runtimes`` (default: every runtime that declares some)."""
     inputs = make_inputs(shape, dynamic_batch=dynamic_batch, photos=photos)
     with eval_mode(module), torch.no_grad():
         refs = reference_outputs(lambda b: first_tensor(module(torch.from_numpy(b))).numpy(), inputs)
         measured = rounding_floor(module, inputs, refs, _forward) if floor else None
-        approximated = approximation_floors(module, inputs, _forward) if measured is not None else {}
+        declared = {r.name: dict(r.approximate_ops) for r in RUNTIME_TABLE.values() if r.approximate_ops
+                    and (runtimes is None or r.name in runtimes)}
+        approximated = (approximation_floors(module, inputs, _forward, declared) if measured is not None and declared
+                        else {})
     return Reference(inputs, refs, measured, approximated)
 
 
@@ -252,7 +256,8 @@ def _prepare_stage(module: nn.Module, shape: tuple[int, ...], opts: ExportOption
             msg = first_line(exc, 200)
             raise ParameterError(f"the model cannot take input shape {'x'.join(map(str, shape))} "
                                  f"({ParameterError.literal(msg)}); pass the size it expects as {{input_shape}}") from None
-    reference = reference_of(module, shape, dynamic_batch=opts.dynamic_batch, photos=opts.photos)
+    reference = reference_of(module, shape, dynamic_batch=opts.dynamic_batch, photos=opts.photos,
+                             runtimes={FORMATS[f].runtime for f in opts.formats})
     scale, floor = reference.scale, reference.floor
     if floor is not None and floor > FLOOR_WARN_RELATIVE * (scale or 1.0):
         report["warnings"].append(
