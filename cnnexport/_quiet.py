@@ -19,6 +19,7 @@ def quiet_fds() -> Iterator[list[str]]:
     for stream in (sys.stdout, sys.stderr):
         with contextlib.suppress(Exception):
             stream.flush()
+    _flush_c_stdio()
     saved = [os.dup(1), os.dup(2)]
     with tempfile.TemporaryFile(mode="w+b") as sink:
         os.dup2(sink.fileno(), 1)
@@ -37,6 +38,7 @@ def quiet_fds() -> Iterator[list[str]]:
             for stream in (sys.stdout, sys.stderr):
                 with contextlib.suppress(Exception):
                     stream.flush()
+            _flush_c_stdio()  # a library's printf to a pipe sits in C's buffer until exit, past the JSON we print
             os.dup2(saved[0], 1)
             os.dup2(saved[1], 2)
             for fd in saved:
@@ -63,3 +65,10 @@ def quiet_logs(names: tuple[str, ...]) -> Iterator[None]:
     finally:
         for lg, level in zip(loggers, levels):
             lg.setLevel(level)
+
+
+def _flush_c_stdio() -> None:
+    with contextlib.suppress(Exception):
+        import ctypes
+
+        ctypes.CDLL(None).fflush(None)

@@ -6,6 +6,7 @@
 #   scripts/arm_env.sh build                       # or rebuild, when its inputs changed
 #   scripts/arm_env.sh run [--cpu max|cortex-a53] -- cnnexport verify FILE --reference reference.npz
 #   scripts/arm_env.sh check DIR      # CI: the digits LeNet-5 files in DIR (and DIR/digits) on both CPUs
+#   scripts/arm_env.sh ready          # exit 0 when a built, up-to-date environment can run here; else why not
 #
 # --cpu max emulates a current phone core (fp16 arithmetic, int8 dot product, i8mm, bf16); cortex-a53 a
 # plain ARMv8.0 one (NEON only), so both kernel families run. The current folder is visible as /work.
@@ -57,11 +58,13 @@ build() {
     python3 -m pip download -q --only-binary=:all: "${plat[@]}" --python-version 3.11 --implementation cp \
         -c "$here/constraints.txt" -d "$root/wheels" -r "$here/requirements-deploy.txt" "${runtimes[@]}"
     python3 -m pip wheel -q --no-deps -w "$root/wheels" "$here"
-    chroot "$root" python3 -m venv /opt/venv
+    # the host's pip settings (PIP_FIND_LINKS and the like name host folders) stay outside the chroot
+    local clean=(env -i PATH=/usr/bin:/bin HOME=/root)
+    chroot "$root" "${clean[@]}" python3 -m venv /opt/venv
     local whl; whl=$(cd "$root/wheels" && ls cnnexport-*.whl)
-    chroot "$root" /opt/venv/bin/pip install -q --no-index --no-deps "/wheels/$whl"
+    chroot "$root" "${clean[@]}" /opt/venv/bin/pip install -q --no-index --no-deps "/wheels/$whl"
     { grep -v '^#' "$here/requirements-deploy.txt"; printf '%s\n' "${runtimes[@]}"; } > "$root/wheels/requirements.txt"
-    chroot "$root" /opt/venv/bin/pip install -q --no-index --find-links /wheels -r /wheels/requirements.txt
+    chroot "$root" "${clean[@]}" /opt/venv/bin/pip install -q --no-index --find-links /wheels -r /wheels/requirements.txt
     echo "$want" > "$root/.cnnexport-stamp"
     echo "arm64 environment built: $root"
 }
@@ -104,6 +107,14 @@ sys.exit(0 if all(m['top1'] > 0.98 and m['images'] == 450 for m in r['models']) 
     echo "arm64 (emulated, -cpu max and cortex-a53): every LeNet-5 file verified and evaluated"
 }
 
+ready() {  # whether run can start now, without building anything (the tests ask this before they emulate)
+    [ "$(id -u)" = 0 ] || { echo "not root: chroot and binfmt_misc need it"; return 1; }
+    command -v qemu-aarch64-static >/dev/null || { echo "no qemu-aarch64-static: apt install qemu-user-static"; return 1; }
+    [ -f "$root/.cnnexport-stamp" ] && [ "$(cat "$root/.cnnexport-stamp")" = "$(stamp)" ] \
+        || { echo "no up-to-date arm64 environment in $root: run scripts/arm_env.sh build"; return 1; }
+    echo "arm64 environment ready: $root"
+}
+
 requirements() {  # what a real board (Raspberry Pi, Jetson) installs beside cnnexport's wheel: the same list as here
     grep -v '^#' "$here/requirements-deploy.txt"
     printf '%s\n' "${runtimes[@]}"
@@ -111,9 +122,10 @@ requirements() {  # what a real board (Raspberry Pi, Jetson) installs beside cnn
 
 case "${1:-}" in
     requirements) requirements ;;
+    ready) ready ;;
     build) build ;;
     run) shift; run "$@" ;;
     check) shift; build; check "$@" ;;
-    *) echo "usage: scripts/arm_env.sh build | run [--cpu max|cortex-a53] -- COMMAND... | check DIR | requirements" >&2
+    *) echo "usage: scripts/arm_env.sh build | run [--cpu max|cortex-a53] -- COMMAND... | check DIR | ready | requirements" >&2
        exit 2 ;;
 esac

@@ -1,6 +1,7 @@
 """Runtime adapters, conversion to every format, NHWC handling, the torch-free deploy side."""
 
 import json
+import os
 import subprocess
 import sys
 import textwrap
@@ -461,3 +462,34 @@ def test_a_boards_requirements_are_the_emulated_environments():
     assert out[:len(deploy)] == deploy
     names = {line.split("=")[0].split(">")[0].split("<")[0] for line in out}
     assert {"onnxruntime", "openvino", "ai-edge-litert", "ncnn", "mnn"} <= names and "torch" not in names
+
+
+def test_fp32_files_verify_on_an_emulated_phone_core(tmp_path):
+    """scripts/arm_env.sh run: the digits LeNet-5's fp32 files verified by aarch64 kernels under qemu (-cpu max:
+    fp16 arithmetic, where ncnn and MNN would compute in fp16 by default), and the rows say so."""
+    script = Path(__file__).parents[1] / "scripts" / "arm_env.sh"
+    ready = subprocess.run(["bash", str(script), "ready"], capture_output=True, text=True)
+    if ready.returncode != 0:
+        pytest.skip(f"no emulated arm64 environment: {ready.stdout.strip() or ready.stderr.strip()}")
+    export = run_cli("lenet5", "--weights", "digits", "--ncnn", "--mnn", "-o", str(tmp_path))
+    assert export.returncode == 0, export.stderr
+    for name in ("lenet5.onnx", "lenet5.ncnn.param", "lenet5.mnn"):
+        out = subprocess.run(["bash", str(script), "run", "--cpu", "max", "--", "cnnexport", "verify", name,
+                              "--reference", "reference.npz", "--json"], cwd=tmp_path, capture_output=True,
+                             text=True, timeout=300)
+        assert out.returncode == 0, f"{name} on emulated aarch64: {out.stderr[-500:]}"
+        result = json.loads(out.stdout)
+        assert result["passed"] and result["max_rel"] < 1e-4, name  # fp16 arithmetic would be ~1e-3
+        assert result["machine"]["machine"] == "aarch64" and result["machine"]["emulated"] == "qemu-aarch64 -cpu max"
+
+
+def test_what_a_native_library_prints_while_quiet_never_reaches_stdout_later():
+    """A C library's printf into a pipe waits in C's buffer; unflushed, it came out at exit, after verify's
+    JSON (MNN's "The device supports: ..." on ARM). quiet_fds flushes it into its own capture."""
+    code = ("import ctypes\nfrom cnnexport._quiet import quiet_fds\n"
+            "with quiet_fds() as log:\n    ctypes.CDLL(None).printf(b'native line\\n')\n"
+            "print('{}')\nimport sys; print(log, file=sys.stderr)")
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}  # which would unbuffer C's stdio too
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env)
+    assert out.stdout == "{}\n"
+    assert "native line" in out.stderr
