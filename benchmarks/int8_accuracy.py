@@ -28,7 +28,7 @@ import cnnexport
 from cnnexport.machine import cpu_facts
 from cnnexport.calib import Preprocess, sample_photos, split
 from cnnexport.calib.digits import load_digits
-from cnnexport.exporter.formats.quantize_ort import per_layer_sqnr, quantize_onnx
+from cnnexport.exporter.formats.onnx.quantize_ort import per_layer_sqnr, quantize_onnx
 from cnnexport.exporter.verify import int8_figures
 from cnnexport.exporter.report_fields import versions
 from cnnexport.models import BUNDLED_WEIGHTS, create_model

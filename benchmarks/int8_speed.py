@@ -33,7 +33,7 @@ from cnnexport.bench.jobs import artifact_job
 from cnnexport.bench.schedule import raise_if_all_failed, run_jobs
 from cnnexport.machine import cpu_facts
 from cnnexport.calib import Preprocess, load_samples, sample_photos, split
-from cnnexport.exporter.formats.quantize_ort import quantize_onnx
+from cnnexport.exporter.formats.onnx.quantize_ort import quantize_onnx
 from cnnexport.exporter.verify import int8_figures
 from cnnexport.exporter.report_fields import versions
 from cnnexport.models import create_model

@@ -28,7 +28,7 @@ from cnnexport.bench.jobs import artifact_job
 from cnnexport.bench.rows import paired, rows_from
 from cnnexport.bench.schedule import run_jobs
 from cnnexport.calib import Preprocess, sample_photos
-from cnnexport.exporter.formats.quantize_ort import quantize_onnx
+from cnnexport.exporter.formats.onnx.quantize_ort import quantize_onnx
 from cnnexport.exporter.report_fields import versions
 from cnnexport.exporter.verify import cosines
 from cnnexport.machine import cpu_facts

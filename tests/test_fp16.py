@@ -16,7 +16,7 @@ pytest.importorskip("openvino", reason="OpenVINO is not installed (pip install '
 pytest.importorskip("ai_edge_quantizer", reason="the TFLite converter is not installed (pip install 'cnnexport[tflite]')")
 
 from cnnexport.cli import cli  # noqa: E402
-from cnnexport.exporter.formats.onnx_fp16 import KEEP_FP32_MODULES  # noqa: E402
+from cnnexport.exporter.formats.onnx.onnx_fp16 import KEEP_FP32_MODULES  # noqa: E402
 from cnnexport.exporter.verify import FP16_MIN_COSINE, Equivalence, fp16_verdict, tie_flips  # noqa: E402
 from cnnexport.runtimes import load, run_nchw  # noqa: E402
 

@@ -42,8 +42,9 @@ def _part(module: str) -> str:
     parts = module.split(".")
     if len(parts) == 1:
         return "root"
-    if parts[1:3] == ["exporter", "formats"] and (len(parts) == 3 or not (FORMATS_TABLE / f"{parts[3]}.py").is_file()):
-        return "formats"  # the table itself, or a name defined in it (a format's module is the exporter's)
+    if parts[1:3] == ["exporter", "formats"] and (len(parts) == 3 or not ((FORMATS_TABLE / f"{parts[3]}.py").is_file()
+                                                                        or (FORMATS_TABLE / parts[3]).is_dir())):
+        return "formats"  # the table itself, or a name defined in it (a format's module or package is the exporter's)
     return parts[1] if (PACKAGE / parts[1]).is_dir() or (PACKAGE / f"{parts[1]}.py").is_file() else "root"
 
 
@@ -146,14 +147,15 @@ def test_no_module_imports_itself_through_others():
 def test_the_scan_sees_relative_and_function_level_imports(tmp_path):
     probe = PACKAGE / "exporter" / "prepare.py"
     assert "cnnexport.models.layers" not in _imports(probe)  # prepare reads `inference_scale` instead
-    assert "cnnexport.machine" in _imports(PACKAGE / "exporter" / "formats" / "quantize_ort.py")  # inside a function
+    assert "cnnexport.machine" in _imports(PACKAGE / "exporter" / "formats" / "onnx" / "quantize_ort.py")  # inside a function
     assert "cnnexport.models" in _imports(PACKAGE / "bench" / "plan.py")  # inside a function
     assert ("study/analysis.py", "study", "profile") in _edges()
     assert ("bench/plan.py", "bench", "formats") in _edges()  # the table, not the exporter
     assert ("exporter/pipeline.py", "exporter", "formats") in _edges()
     assert _part("cnnexport.exporter.formats.tflite") == "exporter"  # a format's module is the exporter's
+    assert _part("cnnexport.exporter.formats.onnx.quantize_ort") == "exporter"  # a format package's helper too
     assert "cnnexport.bench.worker" in _imports(PACKAGE / "bench" / "schedule.py")  # `python -m` in a child
-    assert "cnnexport.exporter.formats.mnn_tool" in _imports(PACKAGE / "exporter" / "formats" / "mnn.py")
+    assert "cnnexport.exporter.formats.mnn.mnn_tool" in _imports(PACKAGE / "exporter" / "formats" / "mnn" / "__init__.py")
 
 
 def test_the_deploy_side_never_loads_torch():

@@ -11,8 +11,8 @@ import cnnexport
 from cnnexport.calib import Preprocess, load_samples
 from cnnexport.cli import cli
 from cnnexport.errors import UsageError
-from cnnexport.exporter.formats.mixed_precision import match_nodes, module_groups, module_of, search_float_groups
-from cnnexport.exporter.formats.quantize_ort import AUTO_MARGIN, AUTO_TUNE_SAMPLES, auto_aim, quantize_onnx
+from cnnexport.exporter.formats.onnx.mixed_precision import match_nodes, module_groups, module_of, search_float_groups
+from cnnexport.exporter.formats.onnx.quantize_ort import AUTO_MARGIN, AUTO_TUNE_SAMPLES, auto_aim, quantize_onnx
 from cnnexport.exporter.verify import int8_figures
 from cnnexport.models import create_model
 from cnnexport.runtimes import load
@@ -163,7 +163,7 @@ def test_keep_float_warnings():
 def test_per_layer_own_quantization_sqnr_of_a_relu_is_not_its_negative_half(resnet18_small, tmp_path):
     """ONNX Runtime's QDQ graph drops a ReLU before a uint8 Q; its debug tool then records the pre-ReLU
     tensor as the ReLU's 'before QDQ' value, which would put every ReLU at ~3 dB."""
-    from cnnexport.exporter.formats.quantize_ort import per_layer_sqnr
+    from cnnexport.exporter.formats.onnx.quantize_ort import per_layer_sqnr
 
     src, x = resnet18_small
     quantize_onnx(src, tmp_path / "q.onnx", x)
@@ -187,7 +187,7 @@ def test_export_takes_the_calibration_method(tmp_path):
 
 def test_per_layer_own_quantization_sqnr_of_a_relu6_clip_is_clamped_too(tmp_path):
     """mobilenet_v2's ReLU6 is a Clip(0, 6), dropped before a Q in the same way."""
-    from cnnexport.exporter.formats.quantize_ort import per_layer_sqnr
+    from cnnexport.exporter.formats.onnx.quantize_ort import per_layer_sqnr
 
     cnnexport.export(create_model("mobilenet_v2"), (1, 3, 64, 64), tmp_path, name="m", photos=False)
     x = load_samples("samples", Preprocess(size=(64, 64)), 16)

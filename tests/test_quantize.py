@@ -15,7 +15,7 @@ from cnnexport.calib import (OrtCalibrationReader, Preprocess, check_disjoint, i
                              representative_dataset, sample_image_paths, split)
 from cnnexport.cli import cli
 from cnnexport.errors import CalibrationError
-from cnnexport.exporter.formats.quantize_ort import decide_reduce_range, quantize_onnx
+from cnnexport.exporter.formats.onnx.quantize_ort import decide_reduce_range, quantize_onnx
 from cnnexport.exporter.verify import int8_figures, sqnr_db
 from cnnexport.models import create_model
 from cnnexport.runtimes import load
@@ -78,7 +78,7 @@ def test_reduce_range_follows_the_cpu_flags(flags, expected):
 
 
 def test_activation_type_follows_the_architecture(tmp_path):
-    from cnnexport.exporter.formats.quantize_ort import decide_activation_type
+    from cnnexport.exporter.formats.onnx.quantize_ort import decide_activation_type
 
     assert decide_activation_type("x86_64")[0] == "uint8" and decide_activation_type("aarch64")[0] == "int8"
     cnnexport.export(create_model("lenet5", weights="digits"), (1, 1, 32, 32), tmp_path, name="lenet5", photos=False)
@@ -153,7 +153,7 @@ def test_resnet18_int8_on_real_photographs(tmp_path):
 
 
 def test_keep_float_depthwise_leaves_exactly_the_depthwise_convolutions_in_float(tmp_path):
-    from cnnexport.exporter.formats.quantize_ort import depthwise_convs
+    from cnnexport.exporter.formats.onnx.quantize_ort import depthwise_convs
 
     cnnexport.export(create_model("mobilenet_v1_0_25"), (1, 3, 64, 64), tmp_path, name="m", photos=False)
     graph = onnx.load(str(tmp_path / "m.onnx")).graph

@@ -19,7 +19,7 @@ import numpy as np
 from ...errors import CalibrationError, ExportError, MissingDependencyError, disk_full, cause_line
 from ..._atomic import write_json
 from ...runtimes.openvino import config_path, import_openvino
-from .quantize_ort import decide_reduce_range
+from .onnx.quantize_ort import decide_reduce_range
 from . import Artifact, ConvertSource, Int8Options
 
 

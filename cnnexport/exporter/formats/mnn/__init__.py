@@ -2,7 +2,7 @@
 fp16 weights (MNN's ``--fp16``: the file stores them in half precision, the CPU computes in fp32);
 int8 with MNN's quantization module (``nn.compress.train_quant``: int8 weights per channel, per-tensor
 activation scales from the calibration samples), starting from the fp32 ``.mnn`` file. Converter and
-quantizer run in a child process (``exporter.formats.mnn_tool``): MNN reports an unsupported operator only
+quantizer run in a child process (``exporter.formats.mnn.mnn_tool``): MNN reports an unsupported operator only
 in its output, and crashes outright on some graphs."""
 
 from __future__ import annotations
@@ -15,9 +15,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ..._atomic import atomic_path
-from ...errors import CalibrationError, ExportError, MissingDependencyError, disk_full
-from . import Artifact, ConvertSource, Int8Options
+from ...._atomic import atomic_path
+from ....errors import CalibrationError, ExportError, MissingDependencyError, disk_full
+from .. import Artifact, ConvertSource, Int8Options
 
 INSTALL = "MNN is not installed: pip install 'cnnexport[mnn]'"
 _UNSUPPORTED = re.compile(r"These Op Not Support:\s*(.+)")
@@ -83,12 +83,12 @@ def runtime_options(artifact: Artifact, batch_shape: tuple[int, ...]) -> dict:
 
 
 def _run_tool(*args: str) -> tuple[int, list[str]]:
-    """Run ``exporter.formats.mnn_tool`` in a child process: its exit status and output lines."""
+    """Run ``exporter.formats.mnn.mnn_tool`` in a child process: its exit status and output lines."""
     import importlib.util
 
     if importlib.util.find_spec("_tools") is None:  # MNN's converter extension, shipped in the mnn wheel
         raise MissingDependencyError(INSTALL)
-    proc = subprocess.run([sys.executable, "-m", "cnnexport.exporter.formats.mnn_tool", *args], capture_output=True,
+    proc = subprocess.run([sys.executable, "-m", "cnnexport.exporter.formats.mnn.mnn_tool", *args], capture_output=True,
                           text=True, errors="replace")
     return proc.returncode, (proc.stdout + proc.stderr).splitlines()
 
@@ -110,6 +110,6 @@ def _last(lines: list[str]) -> str:
 
 def plain(module, x, path: Path) -> None:
     """``bench --plain``: MNN's converter on the plain ONNX file."""
-    from ..plain import plain_onnx
+    from ...plain import plain_onnx
 
     to_mnn(plain_onnx(module, x, path), path, tuple(x.shape))

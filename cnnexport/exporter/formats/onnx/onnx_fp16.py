@@ -13,8 +13,8 @@ from __future__ import annotations
 import warnings
 from pathlib import Path
 
-from ..._atomic import atomic_path
-from ...errors import ExportError, MissingDependencyError, cause_line
+from ...._atomic import atomic_path
+from ....errors import ExportError, MissingDependencyError, cause_line
 
 FP16_MAX = 65504.0
 _SQUARES = "sums squares of activations: an activation above 256 squares past fp16's largest value, 65504"

@@ -1,7 +1,7 @@
 """MNN's converter and quantizer, run in a child process by ``formats.mnn``:
 
-    python -m cnnexport.exporter.formats.mnn_tool convert SRC.onnx DST.mnn N,C,H,W [--fp16]
-    python -m cnnexport.exporter.formats.mnn_tool quantize SRC.mnn DST.mnn CALIBRATION.npy SCALE_UPDATE
+    python -m cnnexport.exporter.formats.mnn.mnn_tool convert SRC.onnx DST.mnn N,C,H,W [--fp16]
+    python -m cnnexport.exporter.formats.mnn.mnn_tool quantize SRC.mnn DST.mnn CALIBRATION.npy SCALE_UPDATE
 
 A child process because MNN's converter reports an unsupported operator only on stdout (and still
 returns success), crashes outright on some graphs, its runtime crashes on some converted files (LRN),

@@ -16,7 +16,7 @@ from __future__ import annotations
 import fnmatch
 from typing import Callable, Sequence
 
-from ...errors import UsageError
+from ....errors import UsageError
 
 COMPUTE_OPS = ("Conv", "ConvTranspose", "Gemm", "MatMul")
 

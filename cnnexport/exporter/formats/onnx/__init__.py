@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import Artifact, ConvertSource, Int8Options
+from .. import Artifact, ConvertSource, Int8Options
 
 
 def convert(source: ConvertSource, dst: Path) -> Artifact:
@@ -53,7 +53,7 @@ def plain(module, x, path: Path) -> None:
     """``bench --plain``: ``torch.onnx.export(module, x, path, opset_version=18, dynamo=False)``."""
     import torch
 
-    from ..._atomic import atomic_path
+    from ...._atomic import atomic_path
 
     with atomic_path(path) as tmp, torch.no_grad():
         torch.onnx.export(module, x, str(tmp), opset_version=18, dynamo=False)

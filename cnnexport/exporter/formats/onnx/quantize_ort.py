@@ -17,9 +17,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ..._atomic import atomic_path
-from ...errors import CalibrationError, ExportError, UsageError, disk_full, first_line
-from ..verify import int8_figures
+from ...._atomic import atomic_path
+from ....errors import CalibrationError, ExportError, UsageError, disk_full, first_line
+from ...verify import int8_figures
 from .mixed_precision import COMPUTE_OPS, match_nodes, module_groups, search_float_groups
 
 METHODS = ("minmax", "entropy", "percentile")
@@ -42,7 +42,7 @@ def _entropy_ranges(model_path: Path, calibration: np.ndarray, input_name: str, 
                                    calibrate_method=CalibrationMethod.Entropy,
                                    extra_options={"num_bins": ENTROPY_BINS, "num_quantized_bins": ENTROPY_QUANTIZED_BINS,
                                                   "symmetric": False})
-    from ...calib.readers import OrtCalibrationReader
+    from ....calib.readers import OrtCalibrationReader
 
     calibrator.collect_data(OrtCalibrationReader(calibration, input_name))
     save_tensors_data(calibrator.compute_data(), cache, smooth_quant=False)
@@ -115,8 +115,8 @@ def quantize_onnx(src: str | os.PathLike, dst: str | os.PathLike, calibration: n
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
-    from ...machine import cpu_facts
-    from ...calib.readers import OrtCalibrationReader
+    from ....machine import cpu_facts
+    from ....calib.readers import OrtCalibrationReader
 
     if method not in METHODS:
         raise UsageError(f"unknown calibration method '{method}'; choose one of {', '.join(METHODS)}")
@@ -217,7 +217,7 @@ def _search_keep_float(named: Path, model, calibration: np.ndarray, quantize, fi
     """``--keep-float auto``: modules kept in float, chosen by measuring int8 models on calibration samples
     (never on the evaluation samples, which stay held out). With ``max_drop`` and labels it measures the
     top-1 drop on every calibration sample (a cosine needs fewer), else the mean cosine on 64."""
-    from ...runtimes.ort import OnnxRuntimeModel
+    from ....runtimes.ort import OnnxRuntimeModel
 
     by_accuracy = max_drop is not None and labels is not None
     tune = calibration if by_accuracy else calibration[:AUTO_TUNE_SAMPLES]
@@ -294,7 +294,7 @@ def per_layer_sqnr(float_model: str | os.PathLike, qdq_model: str | os.PathLike,
                                                          create_activation_matching,
                                                          modify_model_output_intermediate_tensors)
 
-    from ...calib.readers import OrtCalibrationReader
+    from ....calib.readers import OrtCalibrationReader
 
     graph = onnx.load(str(float_model), load_external_data=False).graph
     input_name = graph.input[0].name
