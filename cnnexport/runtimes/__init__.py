@@ -56,7 +56,7 @@ RUNTIME_TABLE: dict[str, Runtime] = {r.name: r for r in (
             gpu_options={"ep": "cuda"}, cuda_eps=("cuda", "tensorrt"), ep_labels=(("tensorrt", "trt"),),
             gemm_precisions=("fp32", "int8")),
     Runtime("openvino", "openvino:OpenVinoModel", ".xml", ("ov",), fixes_batch=True, input_shape="fill",
-            gemm_precisions=("fp32",)),
+            gemm_precisions=("fp32", "int8")),
     Runtime("tflite", "tflite:TfliteModel", ".tflite", ("litert",)),
     Runtime("ncnn", "ncnn:NcnnModel", ".param", input_shape="full", winograd=True,
             approximate_ops=(("tanh", 3e-7),)),

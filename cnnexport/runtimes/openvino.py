@@ -160,15 +160,67 @@ def _fill_dynamic_dims(ov, model, input_shape: tuple[int | None, ...], name: str
 
 
 def gemm_call(precision: str, a: np.ndarray, b: np.ndarray, threads: int):
-    """A timed call of OpenVINO's own fp32 GEMM (a MatMul model, f32 hint) on ``threads``, for the roofline's
-    compute ceiling."""
+    """A timed call of OpenVINO's own GEMM on ``threads``, for the roofline's compute ceilings: fp32, a MatMul
+    model (f32 hint); int8, ``INT8_CHAIN`` int8 convolutions in a row, as its int8 models run them (u8
+    activations stay u8 between layers; one layer alone spends most of its call converting fp32 in and out).
+    The call's ``gemms`` says how many M x K x N GEMMs one call computes."""
     import openvino as ov
     from openvino import opset13 as ops
 
-    p = ops.parameter(list(a.shape), np.float32)
-    model = ov.Model([ops.matmul(p, ops.constant(b), False, False)], [p])
+    if precision == "int8":
+        model, a = _int8_conv_chain(a, b)
+    else:
+        p = ops.parameter(list(a.shape), np.float32)
+        model = ov.Model([ops.matmul(p, ops.constant(b), False, False)], [p])
     compiled = ov.Core().compile_model(model, "CPU", {"INFERENCE_PRECISION_HINT": "f32",
                                                       "INFERENCE_NUM_THREADS": threads})
     request = compiled.create_infer_request()
-    return lambda: request.infer({0: a})
+
+    def call():
+        return request.infer({0: a})
+    call.gemms = INT8_CHAIN if precision == "int8" else 1
+    return call
+
+
+#: int8 layers in the timed chain of OpenVINO's int8 GEMM
+INT8_CHAIN = 8
+
+
+def _int8_conv_chain(a: np.ndarray, b: np.ndarray):
+    """The M x K x N GEMM as OpenVINO's int8 kernels run it, ``INT8_CHAIN`` times in a row: a 3x3 convolution of
+    N channels over M pixels where K = 9 N (VGG's layers), else 1x1 convolutions K -> N and back (the second
+    with a weight of its own, the same MACs); fake-quantized as NNCF writes int8 models. The model and its
+    input (``a``'s values, pixels last)."""
+    import math
+
+    import openvino as ov
+    from openvino import opset13 as ops
+
+    m, k = a.shape
+    n = b.shape[1]
+    side = math.isqrt(m)
+    pixels = [side, side] if side * side == m else [1, m]
+    three = k == 9 * n and side * side == m
+    channels = n if three else k
+
+    def const(v):
+        return ops.constant(np.array(v, np.float32))
+
+    def fake_quantize(x):
+        return ops.fake_quantize(x, const(0), const(255), const(0), const(255), 256)
+
+    p = ops.parameter([1, channels, *pixels], np.float32)
+    x = fake_quantize(p)
+    rng = np.random.default_rng(1)
+    for i in range(INT8_CHAIN):
+        if three:  # K = 9 N: b's rows are (input channel, ky, kx)
+            w = b.T.reshape(n, n, 3, 3)
+        else:
+            w = (b.T if i % 2 == 0 else rng.integers(-127, 128, (k, n), dtype=np.int8))[:, :, None, None]
+        weight = ops.multiply(ops.convert(ops.constant(np.ascontiguousarray(w)), np.float32), const(1e-3))
+        pad = [1, 1] if three else [0, 0]
+        x = fake_quantize(ops.relu(ops.convolution(x, weight, [1, 1], pad, pad, [1, 1])))
+    # C order: a transposed view stays strided through astype, and OpenVINO then copies it on every call
+    image = np.ascontiguousarray((a[:, :channels] if three else a).T.reshape(1, channels, *pixels), np.float32)
+    return ov.Model([x], [p]), image
 
