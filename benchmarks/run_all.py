@@ -13,7 +13,8 @@ defaults, config file and bf16 files on a bf16 CPU), eval (`cnnexport eval` on t
 guidelines (with the G1/G2 alignment factor), zoo, zoo_int8 (the zoo's int8 files on every CPU runtime
 that has them, against the int8 roofline), plain_recheck (the zoo's pairs called slower than plain, re-measured
 with more rounds), roofline_layers (the three target models' layers
-against their roofline bounds, timed by ONNX Runtime's and OpenVINO's profilers), ncnn_winograd (why ncnn's
+against their roofline bounds, timed by ONNX Runtime's and OpenVINO's profilers), keep_float (the depthwise convolutions
+left in float in the int8 file, against all-int8, paired), ncnn_winograd (why ncnn's
 VGG rows beat the bound: Winograd on and off), arm_emulated (the two mobile targets' files verified on emulated
 ARM kernels; needs root for scripts/arm_env.sh), coverage (slow:
 converts every model to every format), cross_machine (`cnnexport report` over every machine's rows in
@@ -31,7 +32,7 @@ HERE = Path(__file__).parent
 RESULTS = HERE / "results"
 STEPS = ("headline", "int8_speed", "int8_accuracy", "graph_changes", "targets", "executorch", "mnn", "fp16", "bf16",
          "eval",
-         "guidelines", "zoo", "zoo_int8", "plain_recheck", "roofline_layers", "ncnn_winograd", "arm_emulated", "coverage", "cross_machine", "report")
+         "guidelines", "zoo", "zoo_int8", "plain_recheck", "roofline_layers", "keep_float", "ncnn_winograd", "arm_emulated", "coverage", "cross_machine", "report")
 TARGET_MODELS = ("resnet50", "mobilenet_v2", "shufflenet_v2_x1_0")
 INT8_RUNTIMES = "ort,openvino,tflite,mnn"  # the zoo study's CPU runtimes with int8 files (ncnn and PyTorch have none)
 
@@ -60,6 +61,7 @@ def commands(runtime: str, threads: int, rounds: int) -> dict[str, list[list[str
                      "--save", str(RESULTS / "zoo_int8.json")],
         "plain_recheck": [py, str(HERE / "plain_recheck.py"), "--threads", str(threads), "--rounds", str(max(rounds, 7))],
         "roofline_layers": [py, str(HERE / "roofline_layers.py"), "--threads", str(threads)],
+        "keep_float": [py, str(HERE / "keep_float_speed.py"), "--threads", str(threads)],
         "ncnn_winograd": [py, str(HERE / "ncnn_winograd.py")],
         "arm_emulated": [py, str(HERE / "arm_emulated.py")],
         "coverage": [py, str(HERE / "coverage.py")],

@@ -66,3 +66,27 @@ def int8_section(speed: dict | None, acc: dict | None) -> list[str]:
                        + ", ".join(f"{op} {v['ms_per_run']:.2f} ms ({v['nodes']})" for op, v in top) + ".")
         out.append("")
     return out
+
+
+def keep_float_section(kf: dict | None) -> list[str]:
+    """Per-layer keep-float where int8 loses: the depthwise convolutions left in float (`keep_float_speed.py`)."""
+    if not kf:
+        return []
+    out = ["### Keeping the depthwise convolutions in float", "",
+           f"`benchmarks/keep_float_speed.py` ({kf['runtime']}, batch 1, {kf['threads']} threads, {kf['rounds']} "
+           f"interleaved rounds{measured_on(kf)}): the int8 picks of the depthwise targets sit furthest from their "
+           "bound in their depthwise layers, so the same calibration was quantized with `--keep-float depthwise` "
+           "(those layers in float) and without. A change is kept only when the paired rounds call it faster.", ""]
+    body = []
+    for model, m in kf["models"].items():
+        files, paired = m["files"], m["paired"]
+        kept = files["int8, depthwise in float"]
+        body.append([model, f"{files['fp32']['median_ms']:.2f}", f"{files['int8']['median_ms']:.2f}",
+                     f"{kept['median_ms']:.2f} ({kept['float_compute_nodes']} of {kept['compute_nodes']} in float)",
+                     f"{m['speedup']:.2f}x, {paired['call'] or 'a tie'} ({paired['faster_rounds']} of "
+                     f"{paired['rounds']} rounds faster)",
+                     f"{files['int8']['cosine_mean']:.4f} -> {kept['cosine_mean']:.4f}",
+                     "kept" if m["kept"] else "not kept"])
+    out += table(["model", "fp32 ms", "int8 ms", "depthwise in float ms", "against all-int8", "cosine with fp32",
+                  "verdict"], body)
+    return out + [""]
