@@ -2,8 +2,8 @@
 ONNX Runtime's MLAS, OpenVINO's oneDNN; int8: ONNX Runtime's u8 x s8 ``MatMulInteger``, the kernel its
 QDQ convolutions run, and OpenVINO's int8 convolutions in a chain, as its int8 models run them), over a
 square shape and layer-shaped ones, on the worker's threads, and the peak the ISA allows at the clock the
-OS reports as a cross-check. No torch; the runtimes are imported lazily and a
-missing one is skipped, not fatal.
+OS reports as a cross-check. No torch; the runtimes are imported lazily and a missing one is skipped, not
+fatal.
 
 The runtimes' own GEMMs beat numpy's by 15-30% here (ONNX Runtime 193 GFLOP/s against numpy's 150
 on one AVX-512 core), so a ceiling from numpy alone was beaten by the models it bounded."""
@@ -79,7 +79,8 @@ def measure_gemms(precision: str, threads: int, n: int | None = None, min_time_s
                   shapes: tuple[tuple[int, int, int], ...] = GEMM_SHAPES) -> list[dict]:
     """Every engine's GEMM at ``precision`` over ``shapes`` (M, K, N; ``n``: one n x n x n instead):
     ``{"engine", "precision", "shape", "gflops"}`` (2 M K N operations per GEMM, and a call computes its
-    ``gemms``, 1 unless it says more; for int8, integer operations), or ``{"engine", ..., "skipped": why}`` where the runtime is not installed or fails."""
+    ``gemms``, 1 unless it says more; for int8, integer operations), or ``{"engine", ..., "skipped": why}``
+    where the runtime is not installed or fails."""
     out = []
     for m, k, cols in ((n, n, n),) if n else shapes:
         a, b = _operands(precision, m, k, cols)
