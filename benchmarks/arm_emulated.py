@@ -6,9 +6,6 @@ phone core (`-cpu max`: fp16 arithmetic, int8 dot product, i8mm, bf16) and on an
 (`cortex-a53`, NEON only).
 
     sudo python benchmarks/arm_emulated.py [--models mobilenet_v2,shufflenet_v2_x1_0] [--timeout 1200]
-    sudo python benchmarks/arm_emulated.py --formats executorch   # ExecuTorch's .pte files (torch on ARM too)
-
-A run over some formats replaces those formats' rows in the results file and keeps the others.
 
 Needs root (scripts/arm_env.sh builds and enters the arm64 root). No timing: an emulator's times are not
 the CPU's. Writes benchmarks/results/arm_emulated.json (REPORT.md's ARM section is made from it).
@@ -31,8 +28,6 @@ CLI = [sys.executable, "-m", "cnnexport"]
 CPUS = ("max", "cortex-a53")
 #: the formats checked under emulation (ONNX is always written)
 FORMATS = ("onnx", "tflite", "ncnn", "mnn")
-#: checked on request: ExecuTorch's binding needs torch in the arm64 root (scripts/arm_env.sh executorch)
-EXTRA_FORMATS = ("executorch",)
 FIGURES = ("passed", "max_abs", "max_rel", "cosine", "top1_agreement", "tolerance")
 
 
@@ -56,7 +51,7 @@ def verify(command: list[str], cwd: Path, timeout: int) -> dict:
     return out
 
 
-def export(name: str, folder: Path, formats: tuple[str, ...]) -> list[str]:
+def export(name: str, folder: Path) -> list[str]:
     """fp32, fp16 and int8 files of ``name`` with BatchNorm statistics from photographs (random weights with
     default statistics give logits near 1e-9, which fp16 cannot even represent); the files' names. The fp32
     and int8 files come from the export (int8 gated at a mean cosine of 0.9: random weights); the fp16 files
@@ -78,11 +73,11 @@ def export(name: str, folder: Path, formats: tuple[str, ...]) -> list[str]:
     model = create_model(name)
     reestimate_bn(model, sample_photos(Preprocess(), 64, seed=1))
     shape = (1, *model_info(name).input_size)
-    report = cnnexport.export(model, shape, folder, name=name, formats=formats, int8=True, calib="samples",
+    report = cnnexport.export(model, shape, folder, name=name, formats=FORMATS, int8=True, calib="samples",
                               int8_min_cosine=0.9)
     inputs, refs, _ = load_reference(folder / "reference.npz")
     source = ExportOptions().convert_source(prepare(model), folder / TABLE["onnx"].file_name(name), shape)
-    halves = convert_and_verify(source, Reference(inputs, refs), folder, name, [f for f in formats if TABLE[f].fp16],
+    halves = convert_and_verify(source, Reference(inputs, refs), folder, name, [f for f in FORMATS if TABLE[f].fp16],
                                 precision="fp16")
     files = [Path(a["path"]).name for a in report["artifacts"]]
     return files + [c.artifact.files[0].name for c in halves]
@@ -92,32 +87,19 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--models", default="mobilenet_v2,shufflenet_v2_x1_0")
     parser.add_argument("--timeout", type=int, default=1200, help="seconds per emulated verify")
-    parser.add_argument("--formats", default=",".join(FORMATS),
-                        help=f"formats to check (also: {', '.join(EXTRA_FORMATS)}); their rows replace the file's")
     args = parser.parse_args()
-    formats = tuple(args.formats.split(","))
-    unknown = set(formats) - set(FORMATS) - set(EXTRA_FORMATS)
-    if unknown:
-        parser.error(f"unknown formats: {', '.join(sorted(unknown))}")
-    subprocess.run(["bash", str(ROOT / "scripts" / "arm_env.sh"),
-                    "executorch" if "executorch" in formats else "build"], check=True)
-    from cnnexport.exporter.formats import FORMATS as TABLE
+    subprocess.run(["bash", str(ROOT / "scripts" / "arm_env.sh"), "build"], check=True)
     from cnnexport.exporter.formats import precision_of
     from cnnexport.exporter.report_fields import versions
     from cnnexport.machine import cpu_facts
     from cnnexport.runtimes import runtime_for
 
-    runtimes = {TABLE[f].runtime for f in formats}
-    kept = [r for r in json.loads(RESULTS.read_text())["rows"] if r["runtime"] not in runtimes] \
-        if RESULTS.exists() else []
     rows = []
     # under the checkout, where the arm64 root sees it
     with tempfile.TemporaryDirectory(prefix="arm-", dir=ROOT, ignore_cleanup_errors=True) as tmp:
         for model in args.models.split(","):
             folder = Path(tmp) / model
-            for name in export(model, folder, tuple(f for f in formats if f != "onnx") + ("onnx",)):
-                if runtime_for(name) not in runtimes:  # the ONNX file every export writes
-                    continue
+            for name in export(model, folder):
                 row = {"model": model, "file": name, "runtime": runtime_for(name), "precision": precision_of(name)}
                 command = ["cnnexport", "verify", name, "--reference", "reference.npz", "--json"]
                 row["x86"] = verify([*CLI, *command[1:]], folder, args.timeout)
@@ -131,8 +113,7 @@ def main() -> None:
         RESULTS.write_text(json.dumps({
             "benchmark": "arm_emulated", "machine": cpu_facts(), "cpus": list(CPUS),
             "emulator": "qemu-aarch64 (qemu-user-static, Debian bookworm), scripts/arm_env.sh",
-            "versions": versions("ai-edge-litert", "ncnn", "mnn", "executorch"),
-            "rows": kept + rows}, indent=1) + "\n")
+            "versions": versions("onnxruntime", "ai-edge-litert", "ncnn", "mnn"), "rows": rows}, indent=1) + "\n")
 
 
 if __name__ == "__main__":

@@ -6,7 +6,6 @@
 #   scripts/arm_env.sh build                       # or rebuild, when its inputs changed
 #   scripts/arm_env.sh run [--cpu max|cortex-a53] -- cnnexport verify FILE --reference reference.npz
 #   scripts/arm_env.sh check DIR      # CI: the digits LeNet-5 files in DIR (and DIR/digits) on both CPUs
-#   scripts/arm_env.sh executorch     # also ExecuTorch's runtime and the torch its binding needs (~430 MB)
 #   scripts/arm_env.sh ready          # exit 0 when a built, up-to-date environment can run here; else why not
 #
 # --cpu max emulates a current phone core (fp16 arithmetic, int8 dot product, i8mm, bf16); cortex-a53 a
@@ -70,22 +69,6 @@ build() {
     echo "arm64 environment built: $root"
 }
 
-executorch() {  # ExecuTorch beside the deploy side: its Python binding needs torch, so it is not in the base list
-    build
-    [ -f "$root/.cnnexport-executorch" ] && [ "$(cat "$root/.cnnexport-executorch")" = "$(cat "$root/.cnnexport-stamp")" ] \
-        && { echo "ExecuTorch in the arm64 environment: up to date"; return; }
-    # from PyPI inside the root, so that the wheels' markers are read as aarch64 (a download here reads them as
-    # x86_64 and asks for coremltools); the versions are the project's pins
-    local torch_pin et_pin
-    torch_pin=$(grep -m1 '^torch==' "$here/constraints.txt")
-    et_pin=$(grep -o -m1 'executorch==[0-9.]*' "$here/pyproject.toml")
-    cp /etc/ssl/certs/ca-certificates.crt "$root/wheels/ca.crt"
-    chroot "$root" env -i PATH=/usr/bin:/bin HOME=/root /opt/venv/bin/pip install -q --no-compile \
-        --cert /wheels/ca.crt "$torch_pin" "$et_pin"
-    cp "$root/.cnnexport-stamp" "$root/.cnnexport-executorch"
-    echo "ExecuTorch ($et_pin, $torch_pin) installed in the arm64 environment"
-}
-
 run() {  # run [--cpu CPU] -- COMMAND...: COMMAND from /opt/venv/bin, in /work (the current folder)
     need_root; binfmt
     local cpu=max
@@ -140,10 +123,9 @@ requirements() {  # what a real board (Raspberry Pi, Jetson) installs beside cnn
 case "${1:-}" in
     requirements) requirements ;;
     ready) ready ;;
-    executorch) executorch ;;
     build) build ;;
     run) shift; run "$@" ;;
     check) shift; build; check "$@" ;;
-    *) echo "usage: scripts/arm_env.sh build | run [--cpu max|cortex-a53] -- COMMAND... | check DIR | executorch | ready | requirements" >&2
+    *) echo "usage: scripts/arm_env.sh build | run [--cpu max|cortex-a53] -- COMMAND... | check DIR | ready | requirements" >&2
        exit 2 ;;
 esac
