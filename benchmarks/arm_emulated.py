@@ -1,9 +1,9 @@
 """The deploy side on 64-bit ARM kernels, emulated: mobilenet_v2 and shufflenet_v2_x1_0 exported here (x86) in
-fp32, fp16 and int8 for every runtime whose aarch64 wheel loads under qemu-user (ONNX Runtime, LiteRT, ncnn,
-MNN; OpenVINO's CPU plugin does not finish loading an IR under qemu-user), then each file checked with
-`cnnexport verify` against the export's reference.npz three times: on this machine, on an emulated current
-phone core (`-cpu max`: fp16 arithmetic, int8 dot product, i8mm, bf16) and on an emulated ARMv8.0 core
-(`cortex-a53`, NEON only).
+fp32, fp16 and int8 for every runtime whose aarch64 wheel loads under qemu-user (ONNX Runtime, OpenVINO, LiteRT,
+ncnn, MNN), then each file checked with `cnnexport verify` against the export's reference.npz on this machine
+and on three emulated cores, side by side: a current phone core (`cortex-a710`, ARMv9.0: fp16 arithmetic, int8
+dot product, i8mm, bf16, SVE2), everything qemu emulates (`max`: SME and SME2 too, what the newest cores add)
+and an ARMv8.0 core (`cortex-a53`, NEON only).
 
     sudo python benchmarks/arm_emulated.py [--models mobilenet_v2,shufflenet_v2_x1_0] [--timeout 1200]
 
@@ -19,15 +19,16 @@ import subprocess
 import sys
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 HERE = Path(__file__).parent
 ROOT = HERE.parent
 RESULTS = HERE / "results" / "arm_emulated.json"
 CLI = [sys.executable, "-m", "cnnexport"]
-CPUS = ("max", "cortex-a53")
+CPUS = ("cortex-a710", "max", "cortex-a53")
 #: the formats checked under emulation (ONNX is always written)
-FORMATS = ("onnx", "tflite", "ncnn", "mnn")
+FORMATS = ("onnx", "openvino", "tflite", "ncnn", "mnn")
 FIGURES = ("passed", "max_abs", "max_rel", "cosine", "top1_agreement", "tolerance")
 
 
@@ -43,6 +44,8 @@ def verify(command: list[str], cwd: Path, timeout: int) -> dict:
         figures, _ = json.JSONDecoder().raw_decode(proc.stdout[proc.stdout.index("{"):])
         out.update({k: figures.get(k) for k in FIGURES}, precision_rule=figures.get("fp16_check") or
                    figures.get("int8_check"), machine=figures.get("machine"))
+        if figures.get("runtime_default"):  # what the runtime's own defaults compute on this core
+            out["runtime_default"] = figures["runtime_default"]
     except ValueError:
         out["passed"] = False
     errors = [ln for ln in proc.stderr.splitlines() if ln.startswith("error:")]
@@ -89,6 +92,7 @@ def main() -> None:
     parser.add_argument("--timeout", type=int, default=1200, help="seconds per emulated verify")
     args = parser.parse_args()
     subprocess.run(["bash", str(ROOT / "scripts" / "arm_env.sh"), "build"], check=True)
+    emulator = subprocess.run(["qemu-aarch64-static", "--version"], capture_output=True, text=True).stdout.splitlines()[0]
     from cnnexport.exporter.formats import precision_of
     from cnnexport.exporter.report_fields import versions
     from cnnexport.machine import cpu_facts
@@ -103,17 +107,19 @@ def main() -> None:
                 row = {"model": model, "file": name, "runtime": runtime_for(name), "precision": precision_of(name)}
                 command = ["cnnexport", "verify", name, "--reference", "reference.npz", "--json"]
                 row["x86"] = verify([*CLI, *command[1:]], folder, args.timeout)
-                for cpu in CPUS:
-                    row[f"arm_{cpu}"] = verify(["bash", str(ROOT / "scripts" / "arm_env.sh"), "run", "--cpu", cpu,
-                                                "--", *command], folder, args.timeout)
+                with ThreadPoolExecutor(len(CPUS)) as pool:  # each emulated run in its own mount namespace
+                    arm = pool.map(lambda cpu: verify(["bash", str(ROOT / "scripts" / "arm_env.sh"), "run", "--cpu", cpu,
+                                                       "--", *command], folder, args.timeout), CPUS)
+                    row.update({f"arm_{cpu}": r for cpu, r in zip(CPUS, arm)})
                 rows.append(row)
                 print(f"{model} {name}: x86 {row['x86'].get('passed')}, "
                       + ", ".join(f"{cpu} {row[f'arm_{cpu}'].get('passed')} ({row[f'arm_{cpu}'].get('max_rel')})"
                                   for cpu in CPUS), flush=True)
         RESULTS.write_text(json.dumps({
             "benchmark": "arm_emulated", "machine": cpu_facts(), "cpus": list(CPUS),
-            "emulator": "qemu-aarch64 (qemu-user-static, Debian bookworm), scripts/arm_env.sh",
-            "versions": versions("onnxruntime", "ai-edge-litert", "ncnn", "mnn"), "rows": rows}, indent=1) + "\n")
+            "emulator": f"{emulator}, scripts/arm_env.sh",
+            "versions": versions("onnxruntime", "openvino", "ai-edge-litert", "ncnn", "mnn"), "rows": rows},
+            indent=1) + "\n")
 
 
 if __name__ == "__main__":

@@ -4,12 +4,14 @@
 # qemu-aarch64-static through binfmt_misc. Needs root (debootstrap, chroot, binfmt_misc) and apt.
 #
 #   scripts/arm_env.sh build                       # or rebuild, when its inputs changed
-#   scripts/arm_env.sh run [--cpu max|cortex-a53] -- cnnexport verify FILE --reference reference.npz
-#   scripts/arm_env.sh check DIR      # CI: the digits LeNet-5 files in DIR (and DIR/digits) on both CPUs
+#   scripts/arm_env.sh run [--cpu cortex-a710|max|cortex-a53] -- cnnexport verify FILE --reference reference.npz
+#   scripts/arm_env.sh check DIR      # CI: the digits LeNet-5 files in DIR (and DIR/digits), cortex-a710 and a53
 #   scripts/arm_env.sh ready          # exit 0 when a built, up-to-date environment can run here; else why not
 #
-# --cpu max emulates a current phone core (fp16 arithmetic, int8 dot product, i8mm, bf16); cortex-a53 a
-# plain ARMv8.0 one (NEON only), so both kernel families run. The current folder is visible as /work.
+# --cpu cortex-a710 emulates a current phone core (ARMv9.0: fp16 arithmetic, int8 dot product, i8mm, bf16, SVE2);
+# max everything qemu emulates (SME and SME2 too: what the newest cores add; the runtimes' SME kernels run
+# 3-7x slower under qemu, so CI uses cortex-a710); cortex-a53 a plain ARMv8.0 core (NEON only): the kernel
+# families a phone runs. The current folder is visible as /work. Needs qemu 10 or later (build installs it).
 # Processes run with CNNEXPORT_EMULATED set: cnnexport records it in every row and refuses to time an
 # emulator (bench, study). The root is cached in $CNNEXPORT_ARM_ROOT (default ~/.cache/cnnexport/arm64)
 # and rebuilt when this script, requirements-deploy.txt or the checkout's package change.
@@ -25,10 +27,27 @@ platforms=(manylinux2014_aarch64 manylinux_2_17_aarch64 manylinux_2_24_aarch64 m
 
 need_root() { [ "$(id -u)" = 0 ] || { echo "arm_env.sh needs root (debootstrap, chroot, binfmt_misc)" >&2; exit 1; }; }
 
+qemu_major() { qemu-aarch64-static --version 2>/dev/null | sed -n 's/.*version \([0-9]*\)\..*/\1/p' | head -n1; }
+
 host_tools() {
-    command -v qemu-aarch64-static >/dev/null && command -v debootstrap >/dev/null && return
-    (apt-get update -q && apt-get install -y -q qemu-user-static debootstrap) >/dev/null \
-        || { echo "could not install qemu-user-static and debootstrap with apt" >&2; exit 1; }
+    command -v debootstrap >/dev/null || (apt-get update -q && apt-get install -y -q debootstrap) >/dev/null \
+        || { echo "could not install debootstrap with apt" >&2; exit 1; }
+    [ "$(qemu_major)" -ge 10 ] 2>/dev/null && return
+    # qemu 10 or later: bookworm's qemu 7.2 emulates an SVE int8 instruction wrongly on -cpu max (OpenVINO's
+    # int8 LeNet-5 gave 52% top-1 there, 97.6% under qemu 10 and on every other emulated core); Debian's
+    # backports of the host's release carry qemu 10
+    local codename; codename=$(. /etc/os-release && echo "${VERSION_CODENAME:-}")
+    if [ -n "$codename" ] && ! apt-cache policy qemu-user-static 2>/dev/null | grep -q "${codename}-backports"; then
+        printf 'Types: deb\nURIs: http://deb.debian.org/debian\nSuites: %s-backports\nComponents: main\nSigned-By: /usr/share/keyrings/debian-archive-keyring.gpg\n' \
+            "$codename" > /etc/apt/sources.list.d/cnnexport-backports.sources
+    fi
+    (apt-get update -q && { apt-get install -y -q -t "${codename}-backports" qemu-user-static \
+        || apt-get install -y -q qemu-user-static; }) >/dev/null 2>&1
+    [ "$(qemu_major)" -ge 10 ] 2>/dev/null \
+        || { echo "arm_env.sh needs qemu-user-static 10 or later (found: $(qemu-aarch64-static --version 2>/dev/null | head -n1 || echo none)); apt could not install it from ${codename}-backports" >&2; exit 1; }
+    # a registration made with the old emulator holds it open (flag F): register the new one
+    [ -e /proc/sys/fs/binfmt_misc/qemu-aarch64 ] && echo -1 > /proc/sys/fs/binfmt_misc/qemu-aarch64
+    return 0
 }
 
 binfmt() {  # aarch64 ELF files run through qemu, also inside the chroot (flag F: the interpreter is held open)
@@ -53,7 +72,7 @@ build() {
         debootstrap --arch=arm64 --variant=minbase --include=python3,python3-venv,libgomp1 "$suite" "$root" \
             http://deb.debian.org/debian >/dev/null
     fi
-    rm -rf "$root/wheels" "$root/opt/venv"; mkdir -p "$root/wheels"
+    rm -rf "$root/wheels" "$root/opt/venv" "$root/fake-sys"; mkdir -p "$root/wheels"
     local plat=(); for p in "${platforms[@]}"; do plat+=(--platform "$p"); done
     python3 -m pip download -q --only-binary=:all: "${plat[@]}" --python-version 3.11 --implementation cp \
         -c "$here/constraints.txt" -d "$root/wheels" -r "$here/requirements-deploy.txt" "${runtimes[@]}"
@@ -69,47 +88,72 @@ build() {
     echo "arm64 environment built: $root"
 }
 
+sysfs() {  # sysfs CPU: the part of /sys the runtimes read to find cores and the CPU's identity, for CPU
+    # qemu-user has no /sys of its own, and the host's describes x86 (ONNX Runtime's cpuinfo, reading it,
+    # crashed on import). Without one, OpenVINO's CPU plugin (hwloc, oneDNN's xbyak_aarch64) crashed or hung
+    # compiling a model. So each emulated CPU gets a small one: n cores in one package, and the core's MIDR_EL1
+    # (cortex-a53: the A53's; cortex-a710 and max: the A710's).
+    local cpu=$1 n i last d midr tmp
+    [ -d "$root/fake-sys/$cpu" ] && return
+    case "$cpu" in cortex-a53) midr=0x00000000410fd034 ;; *) midr=0x00000000410fd470 ;; esac
+    n=$(nproc); last=$((n - 1))
+    mkdir -p "$root/fake-sys"; tmp=$(mktemp -d "$root/fake-sys/.new-XXXXXX")
+    d=$tmp/devices/system/cpu; mkdir -p "$d"
+    for f in possible present online; do echo "0-$last" > "$d/$f"; done
+    for i in $(seq 0 "$last"); do
+        mkdir -p "$d/cpu$i/topology" "$d/cpu$i/regs/identification"
+        echo "$midr" > "$d/cpu$i/regs/identification/midr_el1"
+        echo 0 > "$d/cpu$i/regs/identification/revidr_el1"
+        echo 1 > "$d/cpu$i/online"
+        echo "$i" > "$d/cpu$i/topology/core_id"; echo 0 > "$d/cpu$i/topology/physical_package_id"
+        for f in thread_siblings core_cpus; do printf '%x\n' $((1 << i)) > "$d/cpu$i/topology/$f"; echo "$i" > "$d/cpu$i/topology/${f}_list"; done
+        for f in core_siblings package_cpus; do printf '%x\n' $(((1 << n) - 1)) > "$d/cpu$i/topology/$f"; echo "0-$last" > "$d/cpu$i/topology/${f}_list"; done
+    done
+    chmod 755 "$tmp"; mv -T "$tmp" "$root/fake-sys/$cpu" 2>/dev/null || rm -rf "$tmp"  # another run made it first
+}
+
 run() {  # run [--cpu CPU] -- COMMAND...: COMMAND from /opt/venv/bin, in /work (the current folder)
     need_root; binfmt
-    local cpu=max
+    local cpu=cortex-a710
     [ "${1:-}" = "--cpu" ] && { cpu=$2; shift 2; }
     [ "${1:-}" = "--" ] && shift
     [ -f "$root/.cnnexport-stamp" ] || { echo "no arm64 environment: run scripts/arm_env.sh build" >&2; exit 1; }
-    mkdir -p "$root/work" "$root/proc"
-    while mountpoint -q "$root/work"; do umount "$root/work"; done  # one left by a run that was killed
-    mount --bind "$PWD" "$root/work"
-    # /proc, not /sys: with the host's /sys, cpuinfo (inside ONNX Runtime) reads x86 CPU registers and the
-    # aarch64 process crashes on import; without it ONNX Runtime warns and takes the features from the
-    # kernel's hwcaps (what MLAS, its kernel library, reads)
-    mountpoint -q "$root/proc" || mount -t proc proc "$root/proc"
-    local status=0
-    chroot "$root" /usr/bin/env -i PATH=/opt/venv/bin:/usr/bin:/bin HOME=/root QEMU_CPU="$cpu" \
-        CNNEXPORT_EMULATED="qemu-aarch64 -cpu $cpu" /bin/sh -c 'cd /work && exec "$@"' sh "$@" || status=$?
-    umount "$root/work"; umount "$root/proc" 2>/dev/null || true
-    return $status
+    mkdir -p "$root/work" "$root/proc" "$root/sys"
+    sysfs "$cpu"
+    # its own mount namespace: the mounts go when COMMAND ends, and runs on both CPUs can go side by side.
+    # /proc for the kernel's hwcaps (what ONNX Runtime's MLAS reads), the CPU's small /sys, the current folder
+    unshare --mount --propagation private /bin/sh -c 'root=$1; cpu=$2; shift 2
+        mount --bind "$PWD" "$root/work" && mount -t proc proc "$root/proc" && mount --bind "$root/fake-sys/$cpu" "$root/sys" \
+        && exec chroot "$root" /usr/bin/env -i PATH=/opt/venv/bin:/usr/bin:/bin HOME=/root QEMU_CPU="$cpu" \
+            CNNEXPORT_EMULATED="qemu-aarch64 -cpu $cpu" /bin/sh -c '"'"'cd /work && exec "$@"'"'"' sh "$@"' sh "$root" "$cpu" "$@"
 }
 
-check() {  # check DIR: the digits LeNet-5 files in DIR verified, and evaluated on DIR/digits, on both CPUs
-    local cpu f
-    cd "$1"
-    # OpenVINO's CPU plugin did not finish loading lenet5.xml in 8 CPU-minutes under qemu-user: left out here
-    local files=(lenet5.onnx lenet5.tflite lenet5.ncnn.param lenet5.mnn lenet5.fp16.onnx lenet5.fp16.tflite
-                 lenet5.fp16.mnn lenet5.int8.onnx lenet5.int8.tflite lenet5.int8.mnn)
-    for cpu in max cortex-a53; do
-        for f in "${files[@]}"; do
-            run --cpu "$cpu" -- cnnexport verify "$f" --reference reference.npz
-        done
-        run --cpu "$cpu" -- cnnexport eval lenet5.onnx lenet5.tflite lenet5.ncnn.param lenet5.mnn --data ./digits \
-            --save "eval_arm_$cpu.json"
-        run --cpu "$cpu" -- python -c "import json, sys; r = json.load(open('eval_arm_$cpu.json')); \
-sys.exit(0 if all(m['top1'] > 0.98 and m['images'] == 450 for m in r['models']) else 'eval on ARM: wrong accuracy')"
+check_cpu() {  # check_cpu CPU: the digits LeNet-5 files in the current folder, verified and evaluated on CPU
+    local cpu=$1 f
+    local files=(lenet5.onnx lenet5.xml lenet5.tflite lenet5.ncnn.param lenet5.mnn lenet5.fp16.onnx lenet5.fp16.xml
+                 lenet5.fp16.tflite lenet5.fp16.mnn lenet5.int8.onnx lenet5.int8.xml lenet5.int8.tflite lenet5.int8.mnn)
+    for f in "${files[@]}"; do
+        run --cpu "$cpu" -- cnnexport verify "$f" --reference reference.npz || return 1
     done
-    echo "arm64 (emulated, -cpu max and cortex-a53): every LeNet-5 file verified and evaluated"
+    run --cpu "$cpu" -- cnnexport eval lenet5.onnx lenet5.xml lenet5.tflite lenet5.ncnn.param lenet5.mnn --data ./digits \
+        --save "eval_arm_$cpu.json" || return 1
+    run --cpu "$cpu" -- python -c "import json, sys; r = json.load(open('eval_arm_$cpu.json')); \
+sys.exit(0 if all(m['top1'] > 0.98 and m['images'] == 450 for m in r['models']) else 'eval on ARM: wrong accuracy')"
+}
+
+check() {  # check DIR: the digits LeNet-5 files in DIR verified, and evaluated on DIR/digits, on two CPUs side by side
+    local cpu status=0
+    cd "$1"
+    for cpu in cortex-a710 cortex-a53; do (check_cpu "$cpu" > "arm_check_$cpu.log" 2>&1) & done
+    for cpu in cortex-a710 cortex-a53; do wait -n || status=1; done
+    for cpu in cortex-a710 cortex-a53; do echo "== arm64 -cpu $cpu"; cat "arm_check_$cpu.log"; done
+    [ $status = 0 ] || { echo "arm64 check failed (above)" >&2; return 1; }
+    echo "arm64 (emulated, -cpu cortex-a710 and cortex-a53): every LeNet-5 file verified and evaluated"
 }
 
 ready() {  # whether run can start now, without building anything (the tests ask this before they emulate)
     [ "$(id -u)" = 0 ] || { echo "not root: chroot and binfmt_misc need it"; return 1; }
-    command -v qemu-aarch64-static >/dev/null || { echo "no qemu-aarch64-static: apt install qemu-user-static"; return 1; }
+    [ "$(qemu_major)" -ge 10 ] 2>/dev/null || { echo "no qemu-aarch64-static 10 or later: run scripts/arm_env.sh build"; return 1; }
     [ -f "$root/.cnnexport-stamp" ] && [ "$(cat "$root/.cnnexport-stamp")" = "$(stamp)" ] \
         || { echo "no up-to-date arm64 environment in $root: run scripts/arm_env.sh build"; return 1; }
     echo "arm64 environment ready: $root"
@@ -126,6 +170,6 @@ case "${1:-}" in
     build) build ;;
     run) shift; run "$@" ;;
     check) shift; build; check "$@" ;;
-    *) echo "usage: scripts/arm_env.sh build | run [--cpu max|cortex-a53] -- COMMAND... | check DIR | ready | requirements" >&2
+    *) echo "usage: scripts/arm_env.sh build | run [--cpu cortex-a710|max|cortex-a53] -- COMMAND... | check DIR | ready | requirements" >&2
        exit 2 ;;
 esac
