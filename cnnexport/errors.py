@@ -41,7 +41,9 @@ def cause_line(exc: BaseException, limit: int = 300) -> str:
         return shorten(summary.group(1).strip(), limit)
     lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
     causes = [ln for ln in lines if not any(p.match(ln) for p in _WHERE_LINES)]
-    return shorten((causes or lines or [type(exc).__name__])[0], limit)
+    # with no cause line after them, the innermost failed check names the cause better than the outermost frame
+    checks = [ln for ln in lines if _WHERE_LINES[1].match(ln)][-1:]
+    return shorten((causes or checks or lines or [type(exc).__name__])[0], limit)
 
 
 class CnnexportError(Exception):

@@ -17,7 +17,7 @@ from torch import nn
 
 import cnnexport
 from cnnexport.cli import cli
-from cnnexport.errors import EXIT_CODES
+from cnnexport.errors import EXIT_CODES, cause_line
 from conftest import run_cli, run_cli_without
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -187,3 +187,14 @@ def whole_message(path):
     except Exception as exc:
         return " ".join(str(exc).split())
     return ""
+
+
+def test_a_library_error_without_a_cause_line_is_named_by_its_failed_check():
+    """OpenVINO's ARM plugin refused shufflenet_v2_x1_0.int8.xml with where-lines only: the one line is the check
+    that failed, not the outermost "Exception from ..." frame; a cause line, where one follows, still wins."""
+    where_only = RuntimeError("Exception from src/inference/src/cpp/core.cpp:117:\n"
+                              "Exception from src/inference/src/dev/plugin.cpp:54:\n"
+                              "Check 'any_of(scale.size(), OC, 1U)' failed at src/plugins/intel_cpu/src/x.cpp:526\n\n")
+    assert cause_line(where_only) == "Check 'any_of(scale.size(), OC, 1U)' failed at src/plugins/intel_cpu/src/x.cpp:526"
+    with_cause = RuntimeError("Exception from a.cpp:1:\nCheck 'x' failed at b.cpp:2:\nUnsupported operation Foo\n")
+    assert cause_line(with_cause) == "Unsupported operation Foo"

@@ -202,6 +202,31 @@ def test_the_runtime_default_line_on_fixed_facts():
         runtime_default_text("openvino", int8)
 
 
+def test_a_file_the_runtime_loads_but_cannot_run_is_named_not_called_a_bug():
+    """OpenVINO's ARM plugin compiled mobilenet_v2.int8.xml on a Cortex-A53 and then refused to run it; the
+    runtime's own words in one line (exit 8), where the CLI would otherwise report an internal error."""
+    from cnnexport.runtimes.base import RuntimeModel, TensorSpec
+
+    class Refusing(RuntimeModel):
+        runtime = "openvino"
+        path = "/files/mobilenet_v2.int8.xml"
+        _inputs = [TensorSpec("input", (1, 3, 4, 4), "float32", "NCHW")]
+        _outputs = [TensorSpec("output", (1, 10), "float32", "NC")]
+
+        def _run(self, arrays):
+            raise RuntimeError("Exception from src/inference/src/cpp/infer_request.cpp:224:\n"
+                               "[CPU] Convolution node with name 'conv' object is not initialized\n")
+
+        def describe(self):
+            return {}
+
+    with pytest.raises(InvalidModelFileError) as err:
+        Refusing().run(np.zeros((1, 3, 4, 4), np.float32))
+    assert str(err.value) == ("openvino failed running 'mobilenet_v2.int8.xml': [CPU] Convolution node with name "
+                              "'conv' object is not initialized")
+    assert err.value.exit_code == 8
+
+
 def test_verify_fails_on_a_different_model(small_export, tmp_path):
     out, _, _ = small_export
     other = randomize_bn_stats(SmallNet(), seed=7).eval()

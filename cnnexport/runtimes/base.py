@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import os
 from abc import ABC, abstractmethod
 from dataclasses import asdict, dataclass
 from typing import Callable, Sequence
 
 import numpy as np
 
-from ..errors import MissingDependencyError, UsageError
+from ..errors import InvalidModelFileError, MissingDependencyError, UsageError, cause_line
 
 
 def require(module: str, install_hint: str):
@@ -98,7 +99,12 @@ class RuntimeModel(ABC):
         arrays = self._as_input_types(arrays)
         for spec, array in zip(self.inputs, arrays):
             spec.check(array)
-        return self._run(arrays)
+        try:
+            return self._run(arrays)
+        except RuntimeError as exc:  # a file the runtime loaded and cannot run here (OpenVINO 2026.4 on ARMv8.0:
+            # "[CPU] Convolution node ... is not initialized" for an int8 IR): its words, not an internal error
+            name = os.path.basename(str(getattr(self, "path", ""))) or "the model"
+            raise InvalidModelFileError(f"{self.runtime} failed running '{name}': {cause_line(exc)}") from None
 
     def _as_input_types(self, arrays: Sequence[np.ndarray]) -> list[np.ndarray]:
         return [a.astype(np.float16) if spec.dtype == "float16" and a.dtype == np.float32 else a
