@@ -3,7 +3,7 @@ fp32, fp16 and int8 for every runtime whose aarch64 wheel loads under qemu-user 
 ncnn, MNN), then each file checked with `cnnexport verify` against the export's reference.npz on this machine
 and on emulated cores, side by side: a current phone core (`cortex-a710`, ARMv9.0: fp16 arithmetic, int8 dot
 product, i8mm, bf16, SVE2) and an ARMv8.0 core (`cortex-a53`, NEON only); `--cpus` adds `max` (everything qemu
-emulates, SME and SME2 too: the runtimes' SME kernels run 3-7x slower under qemu, an hour more here).
+emulates, SME and SME2 too: the runtimes ran 3-17x slower there under qemu, an hour more here).
 
     sudo python benchmarks/arm_emulated.py [--models mobilenet_v2,shufflenet_v2_x1_0] [--cpus cortex-a710,cortex-a53]
                                            [--timeout 1200]

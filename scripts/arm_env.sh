@@ -9,8 +9,8 @@
 #   scripts/arm_env.sh ready          # exit 0 when a built, up-to-date environment can run here; else why not
 #
 # --cpu cortex-a710 emulates a current phone core (ARMv9.0: fp16 arithmetic, int8 dot product, i8mm, bf16, SVE2);
-# max everything qemu emulates (SME and SME2 too: what the newest cores add; the runtimes' SME kernels run
-# 3-7x slower under qemu, so CI uses cortex-a710); cortex-a53 a plain ARMv8.0 core (NEON only): the kernel
+# max everything qemu emulates (SME and SME2 too: what the newest cores add; the runtimes ran 3-17x slower
+# there under qemu than on cortex-a710, so CI uses cortex-a710); cortex-a53 a plain ARMv8.0 core (NEON only): the kernel
 # families a phone runs. The current folder is visible as /work. Needs qemu 10 or later (build installs it).
 # Processes run with CNNEXPORT_EMULATED set: cnnexport records it in every row and refuses to time an
 # emulator (bench, study). The root is cached in $CNNEXPORT_ARM_ROOT (default ~/.cache/cnnexport/arm64)
