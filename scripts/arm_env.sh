@@ -142,13 +142,13 @@ sys.exit(0 if all(m['top1'] > 0.98 and m['images'] == 450 for m in r['models']) 
 }
 
 check() {  # check DIR: the digits LeNet-5 files in DIR verified, and evaluated on DIR/digits, on two CPUs side by side
-    local cpu status=0
+    local cpus=(cortex-a710 cortex-a53) cpu status=0
     cd "$1"
-    for cpu in cortex-a710 cortex-a53; do (check_cpu "$cpu" > "arm_check_$cpu.log" 2>&1) & done
-    for cpu in cortex-a710 cortex-a53; do wait -n || status=1; done
-    for cpu in cortex-a710 cortex-a53; do echo "== arm64 -cpu $cpu"; cat "arm_check_$cpu.log"; done
+    for cpu in "${cpus[@]}"; do (check_cpu "$cpu" > "arm_check_$cpu.log" 2>&1) & done
+    for cpu in "${cpus[@]}"; do wait -n || status=1; done
+    for cpu in "${cpus[@]}"; do echo "== arm64 -cpu $cpu"; cat "arm_check_$cpu.log"; done
     [ $status = 0 ] || { echo "arm64 check failed (above)" >&2; return 1; }
-    echo "arm64 (emulated, -cpu cortex-a710 and cortex-a53): every LeNet-5 file verified and evaluated"
+    echo "arm64 (emulated, -cpu ${cpus[*]}): every LeNet-5 file verified and evaluated"
 }
 
 ready() {  # whether run can start now, without building anything (the tests ask this before they emulate)
