@@ -1,6 +1,8 @@
-"""AOTInductor: --aoti through the CLI (verified, then verify, bench and eval on the .pt2 package), a
-dynamic batch, and the refusals: a model torch.export cannot capture, no C++ compiler, a corrupt or
-foreign package."""
+"""AOTInductor: --aoti through the CLI (fp32, fp16 and bf16 packages verified, then verify, bench and eval
+on the .pt2 package), a dynamic batch, and the refusals: a model torch.export cannot capture, no C++
+compiler, a corrupt or foreign package, --device cuda without a GPU. On a GPU machine (marker ``gpu``, run by
+benchmarks/run_gpu.sh): CUDA packages at the three precisions exported, verified and benchmarked, and
+torch.compile with CUDA graphs."""
 
 import json
 from pathlib import Path
@@ -23,7 +25,8 @@ pytestmark = pytest.mark.skipif(not any(__import__("shutil").which(c) for c in (
 
 @pytest.fixture(scope="session")
 def lenet_package(tmp_path_factory, worker_id):
-    """One CLI export of the digits LeNet-5 with --aoti per test run, shared by the xdist workers."""
+    """One CLI export of the digits LeNet-5 with --aoti (fp32, fp16, bf16) per test run, shared by the xdist
+    workers."""
     from filelock import FileLock
 
     base = tmp_path_factory.getbasetemp()
@@ -31,7 +34,8 @@ def lenet_package(tmp_path_factory, worker_id):
     out = root / "aoti-lenet5"
     with FileLock(str(root / "aoti-lenet5.lock")):
         if not (out / "report.json").is_file():
-            result = CliRunner().invoke(cli, ["lenet5", "--weights", "digits", "--aoti", "-o", str(out), "--json"])
+            result = CliRunner().invoke(cli, ["lenet5", "--weights", "digits", "--aoti", "--fp16", "--bf16", "-o",
+                                              str(out), "--json"])
             assert result.exit_code == 0, result.output
     return out, json.loads((out / "report.json").read_text())
 
@@ -44,6 +48,23 @@ def test_export_writes_a_verified_package(lenet_package):
     eq = next(e for e in report["equivalence"] if e["artifact"] == "lenet5.pt2")
     assert eq["passed"] and eq["max_rel"] < 1e-5 and eq["top1_agreement"] == 1.0
     assert runtime_for(out / "lenet5.pt2") == "aoti"
+
+
+def test_fp16_and_bf16_packages_compute_in_their_type_and_pass_their_own_rule(lenet_package):
+    out, report = lenet_package
+    arts = {a["precision"]: a for a in report["artifacts"] if a["format"] == "aoti"}
+    assert set(arts) == {"fp32", "fp16", "bf16"}
+    assert Path(arts["fp16"]["path"]).name == "lenet5.fp16.pt2" and Path(arts["bf16"]["path"]).name == "lenet5.bf16.pt2"
+    eqs = {e["artifact"]: e for e in report["equivalence"]}
+    errors = {p: eqs[Path(arts[p]["path"]).name]["max_rel"] for p in arts}
+    assert all(eqs[Path(a["path"]).name]["passed"] for a in arts.values())
+    # each computes in its own type: fp16 (10-bit mantissa) well above fp32's error, bf16 (7-bit) above fp16's
+    assert errors["fp32"] < 1e-5 < errors["fp16"] < errors["bf16"] < 0.05
+    for precision in ("fp16", "bf16"):  # fp32 in and out: callers need not change
+        model = load(out / f"lenet5.{precision}.pt2")
+        assert model.inputs[0].dtype == "float32" and model.describe()["precision"] == precision
+        x = np.zeros((1, 1, 32, 32), np.float32)
+        assert model.run(x)[0].dtype == np.float32
 
 
 def test_the_adapter_reads_the_shapes_from_the_package(lenet_package):
@@ -123,3 +144,71 @@ def test_a_corrupt_package_is_one_line_naming_the_file(lenet_package, tmp_path):
     assert result.exit_code not in (0, 1) and "Traceback" not in result.output
     lines = [ln for ln in result.stderr.splitlines() if ln.strip()]
     assert len(lines) == 1 and "broken.pt2" in lines[0] and "AOTInductor package" in lines[0], lines
+
+
+def test_device_cuda_without_a_gpu_is_one_line_and_nothing_is_written(tmp_path):
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a CUDA GPU: the refusal is for machines without one")
+    result = CliRunner().invoke(cli, ["lenet5", "--aoti", "--device", "cuda", "-o", str(tmp_path / "out")])
+    assert result.exit_code == 6, result.output
+    lines = [ln for ln in result.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and "--device cuda" in lines[0] and "sees none here" in lines[0], lines
+    assert not (tmp_path / "out").exists()
+    alone = CliRunner().invoke(cli, ["lenet5", "--device", "cuda", "-o", str(tmp_path / "out")])
+    assert alone.exit_code == 2 and "--device" in alone.stderr and "--aoti" in alone.stderr
+
+
+def test_a_package_runs_only_on_the_device_it_was_compiled_for(lenet_package):
+    from cnnexport.errors import UsageError
+    from cnnexport.runtimes.aoti import compiled_device
+
+    out, _ = lenet_package
+    assert compiled_device(out / "lenet5.pt2") == "cpu" and compiled_device(out / "reference.npz") is None
+    with pytest.raises(UsageError, match="compiled for cpu, not cuda"):
+        load(out / "lenet5.pt2", device="cuda")  # bench --device cuda on a CPU package: refused, not timed on the CPU
+    assert load(out / "lenet5.pt2", device="cpu").describe()["device"] == "cpu"
+
+
+needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (benchmarks/run_gpu.sh)")
+
+
+@pytest.mark.gpu
+@needs_cuda
+def test_cuda_packages_at_three_precisions_verify_and_bench_on_the_gpu(tmp_path):
+    out = tmp_path / "out"
+    result = CliRunner().invoke(cli, ["lenet5", "--weights", "digits", "--aoti", "--device", "cuda", "--fp16", "--bf16",
+                                      "--aoti-max-batch", "8", "-o", str(out), "--json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads((out / "report.json").read_text())
+    arts = {a["precision"]: a for a in report["artifacts"] if a["format"] == "aoti"}
+    assert set(arts) == {"fp32", "fp16", "bf16"}
+    assert all(a["device"] == "cuda" and a["gpu"] and a["max_batch"] == 8 for a in arts.values())
+    assert "allow_tf32" in arts["fp32"]["load_as_verified"]  # fp32 verified with TF32 off, and the report says so
+    eqs = {e["artifact"]: e for e in report["equivalence"]}
+    assert all(eqs[Path(a["path"]).name]["passed"] for a in arts.values())
+    assert eqs["lenet5.pt2"]["max_rel"] < 1e-5  # fp32's rule: not TF32's error
+    files = [str(out / Path(a["path"]).name) for a in arts.values()]
+    bench = CliRunner().invoke(cli, ["bench", *files, "--device", "cuda", "--batch", "1,8", "--rounds", "1", "--runs",
+                                     "5", "--min-time", "0", "--save", str(tmp_path / "rows.json")])
+    assert bench.exit_code == 0, bench.output
+    data = json.loads((tmp_path / "rows.json").read_text())
+    rows = data["rows"]
+    assert {(r["precision"], r["batch"]) for r in rows} == {(p, b) for p in arts for b in (1, 8)}
+    assert all(r["device"] == "cuda" and r["runtime"] == "aoti" and r["calls_per_batch"] == 1 for r in rows)
+    assert set(data["ceilings_by_precision"]["1"]) >= {"fp32", "fp16", "bf16"}
+
+
+@pytest.mark.gpu
+@needs_cuda
+def test_torch_compile_with_cuda_graphs_and_the_package_beside_eager_on_the_gpu(tmp_path):
+    result = CliRunner().invoke(cli, ["bench", "lenet5", "--runtime", "torch,torch-compile,aoti", "--device", "cuda",
+                                      "--precision", "fp32,fp16", "--batch", "1,4", "--rounds", "1", "--runs", "5",
+                                      "--min-time", "0", "--save", str(tmp_path / "rows.json")])
+    assert result.exit_code == 0, result.output
+    rows = json.loads((tmp_path / "rows.json").read_text())["rows"]
+    got = {(r["runtime"], r["precision"], r["batch"]) for r in rows}
+    assert {(rt, "fp32", b) for rt in ("torch", "torch-cudagraph", "torch-compile", "aoti") for b in (1, 4)} <= got
+    assert {("aoti", "fp16", 1), ("aoti", "fp16", 4)} <= got
+    compiled = next(r for r in rows if r["runtime"] == "torch-compile")
+    assert compiled["device"] == "cuda" and compiled["median_ms"] > 0
+    assert all(r["calls_per_batch"] == 1 for r in rows if r["runtime"] == "aoti")  # a dynamic batch up to 4

@@ -285,6 +285,14 @@ def test_a_folder_is_named_as_a_folder_and_paths_as_typed(lenet_files, tmp_path,
         assert str(tmp_path) not in result.stderr
 
 
+def test_a_pick_with_one_candidate_says_so(lenet_files):
+    """--pick over one file per precision (the GPU script's fp16 .pt2 alone): no runner-up to compare with."""
+    result = CliRunner().invoke(cli, ["bench", str(lenet_files / "lenet5.onnx"), "--pick", "--rounds", "1", "--runs",
+                                      "2", "--min-time", "0", "--warmup", "0", "--no-ceiling"])
+    assert result.exit_code == 0, result.output
+    assert "pick fp32 batch 1 threads 1: lenet5.onnx on onnxruntime: the only candidate" in " ".join(result.stdout.split())
+
+
 def test_off_a_terminal_bench_prints_a_line_per_finished_measurement(lenet_files):
     """`bench ... > log 2> err` showed nothing for 15 minutes: off a terminal, a plain line per job."""
     result = CliRunner().invoke(cli, ["bench", str(lenet_files / "lenet5.onnx"), "--batch", "1,2", "--rounds", "1",
@@ -404,14 +412,27 @@ def test_bench_a_model_on_torch_compile_and_its_aoti_package(tmp_path):
     pytest.importorskip("torch")
     if not any(__import__("shutil").which(c) for c in ("g++", "c++", "clang++")):
         pytest.skip("torch.compile and AOTInductor compile C++: no C++ compiler here")
+    out = tmp_path / "out"
     result = CliRunner().invoke(cli, ["bench", "lenet5", "--runtime", "torch-compile,aoti", "--runs", "3",
-                                      "--min-time", "0", "--save", str(tmp_path / "rows.json")])
+                                      "--min-time", "0", "-o", str(out), "--save", str(tmp_path / "rows.json")])
     assert result.exit_code == 0, result.output
     rows = {r["runtime"]: r for r in json.loads((tmp_path / "rows.json").read_text())["rows"]}
     assert set(rows) == {"torch-compile", "aoti"}
     assert rows["torch-compile"]["compile_mode"] == "max-autotune-no-cudagraphs"
     assert rows["aoti"]["artifact"] == "lenet5.pt2"
     assert all(r["median_ms"] > 0 and r["macs"] > 0 for r in rows.values())
+    # --reuse: the files of that export measured again, not exported again
+    written = (out / "lenet5.pt2").stat().st_mtime_ns
+    again = CliRunner().invoke(cli, ["bench", "lenet5", "--runtime", "aoti,onnxruntime", "--reuse", "-o", str(out),
+                                     "--runs", "3", "--min-time", "0", "--rounds", "1", "--no-ceiling", "--json"])
+    assert again.exit_code == 0, again.output
+    assert {r["artifact"] for r in json.loads(again.stdout)["rows"]} == {"lenet5.pt2", "lenet5.onnx"}
+    assert (out / "lenet5.pt2").stat().st_mtime_ns == written
+    missing = CliRunner().invoke(cli, ["bench", "lenet5", "--runtime", "aoti", "--precision", "fp32,fp16", "--reuse",
+                                       "-o", str(out)])
+    assert missing.exit_code == 2 and "holds no lenet5.fp16.pt2 for cpu" in missing.stderr, missing.output
+    other = CliRunner().invoke(cli, ["bench", "mobilenet_v2", "--runtime", "aoti", "--reuse", "-o", str(out)])
+    assert other.exit_code == 2 and "the export of 'lenet5', not mobilenet_v2" in other.stderr, other.output
 
 
 def test_bench_and_the_studies_refuse_to_time_an_emulator(tmp_path, monkeypatch):
@@ -450,3 +471,13 @@ def test_bench_measures_files_whose_input_size_is_dynamic(small_net, tmp_path):
     assert onnx_row["macs"] == profile_module(small_net, (1, 3, 32, 32)).macs  # profiled at the size given
     wrong = run_cli("bench", files[1], "--input-size", "1,32,32", *quick)
     assert wrong.returncode == 2 and "does not fit" in wrong.stderr
+
+
+def test_bench_on_cuda_compiles_device_formats_for_the_gpu_with_a_batch_up_to_the_largest():
+    from cnnexport.bench.plan import device_options
+
+    # on cuda: AOTInductor's package for the GPU, one batch of 64 rather than 64 calls of the export's batch
+    assert device_options(["onnx", "aoti", "openvino"], "cuda", [1, 8, 64]) == {"aoti_device": "cuda",
+                                                                                "aoti_max_batch": 64}
+    assert device_options(["aoti"], "cuda", [1]) == {"aoti_device": "cuda"}  # batch 1 only: static, as exported
+    assert device_options(["aoti", "executorch"], "cpu", [1, 8]) == {}  # the CPU: the export's own defaults

@@ -37,7 +37,9 @@ def test_every_format_module_has_the_same_functions(name):
     assert hasattr(module, "half") == fmt.fp16 == ("fp16" in fmt.precisions)
     if fmt.fp16:
         assert list(inspect.signature(module.half).parameters) == ["source", "fp32", "dst"]
-    assert hasattr(module, "preflight") == fmt.needs_cuda
+    assert hasattr(module, "preflight") == (fmt.needs_cuda or fmt.device_option() is not None)
+    if fmt.device_option() is not None:  # its device option names the CPU by default, and CUDA
+        assert fmt.device_option().default == "cpu" and "cuda" in fmt.device_option().choices
     assert hasattr(module, "bf16") == hasattr(module, "bf16_preflight") == fmt.bf16 == ("bf16" in fmt.precisions)
 
 
@@ -113,7 +115,7 @@ def test_format_options_are_declared_in_their_rows_and_read_from_there(tmp_path)
     from cnnexport.cli.app import flag_of
 
     assert set(FORMAT_OPTIONS) == {"fp16_io", "tflite_layout", "executorch_max_batch", "aoti_max_batch",
-                                   "engine_max_batch"}
+                                   "aoti_device", "engine_max_batch"}
     export_help = " ".join(CliRunner().invoke(cli, ["export", "--help"]).output.split())
     source = ConvertSource(None, tmp_path / "m.onnx", (1, 3, 8, 8), {"tflite_layout": "nchw"})
     assert source.option("tflite_layout") == "nchw" and source.option("executorch_max_batch") is None
@@ -148,7 +150,8 @@ def test_the_runtime_table_answers_what_bench_asks():
     from cnnexport.runtimes import CUDA_RUNTIMES, FIXES_BATCH, RUNTIME_TABLE
 
     assert set(FIXES_BATCH) == {"onnxruntime", "openvino", "tensorrt"}
-    assert set(CUDA_RUNTIMES) == {"onnxruntime", "tensorrt", "torch", "torch-compile"}
+    assert set(CUDA_RUNTIMES) == {"onnxruntime", "tensorrt", "torch", "torch-compile", "aoti"}
+    assert [r.name for r in RUNTIME_TABLE.values() if r.takes_device] == ["aoti"]
     assert RUNTIME_TABLE["tensorrt"].devices == ("cuda",) and RUNTIME_TABLE["onnxruntime"].cuda_eps == ("cuda", "tensorrt")
     assert {r.input_shape for r in RUNTIME_TABLE.values()} == {None, "fill", "full"}
     for runtime in RUNTIME_TABLE.values():  # every adapter the table names exists and is that runtime's

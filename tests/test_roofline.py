@@ -300,6 +300,35 @@ def test_profile_roofline_bad_input(tmp_path):
     assert result.exit_code == 0 and __import__("json").loads(result.stdout)["precision"] == "int8"
 
 
+def test_a_gpus_fp32_bound_holds_for_tf32_convolutions_and_half_types_have_their_own():
+    from cnnexport.bench.schedule import gpu_ceilings_by_precision
+
+    h100 = {"gflops": 51e3, "gflops_tf32": 370e3, "gflops_fp16": 740e3, "gflops_bf16": 760e3}
+    # PyTorch's default fp32 convolutions run on TF32 tensor cores: a bound at plain fp32's rate would not hold
+    assert gpu_ceilings_by_precision(h100) == {"fp32": 370e3, "fp16": 740e3, "bf16": 760e3}
+    # no bf16 arithmetic (before sm 8.0): no bf16 ceiling, never fp32's in its place
+    assert gpu_ceilings_by_precision({"gflops": 14e3, "gflops_tf32": None, "gflops_fp16": 110e3,
+                                      "gflops_bf16": None}) == {"fp32": 14e3, "fp16": 110e3}
+
+
+def test_the_gpus_limits_measured_once_are_read_from_their_file(tmp_path, monkeypatch):
+    import json
+
+    from cnnexport.bench.schedule import GPU_LIMITS_ENV, saved_gpu_limits
+    from cnnexport.errors import UsageError
+
+    monkeypatch.delenv(GPU_LIMITS_ENV, raising=False)
+    assert saved_gpu_limits() is None  # unset: measured as usual
+    path = tmp_path / "gpu_limits.json"
+    path.write_text(json.dumps({"gflops": 51e3, "gflops_fp16": 740e3, "gbs": 3000.0, "values": [51e3]}))
+    monkeypatch.setenv(GPU_LIMITS_ENV, str(path))
+    assert saved_gpu_limits() == {"gflops": 51e3, "gflops_fp16": 740e3, "gbs": 3000.0, "values": [51e3],
+                                  "from_file": str(path)}
+    path.write_text("{\"gflops\": 51000}")  # no bandwidth: refused, not silently measured again
+    with pytest.raises(UsageError, match="not a file of the GPU's limits"):
+        saved_gpu_limits()
+
+
 def test_cuda_limits_on_a_gpu():
     import torch
 
@@ -307,8 +336,14 @@ def test_cuda_limits_on_a_gpu():
         pytest.skip("needs a CUDA device")
     from cnnexport.bench.schedule import cuda_limits
 
+    from cnnexport.bench.schedule import gpu_ceilings_by_precision
+
     limits = cuda_limits()
     assert limits["gflops"] > 1000 and limits["gbs"] > 100
+    # tensor cores: TF32 and the half types beat plain fp32 on every GPU cnnexport's GPU rows run on (sm 8.0+)
+    assert limits["gflops_fp16"] > 2 * limits["gflops"] and limits["gflops_tf32"] > limits["gflops"]
+    ceilings = gpu_ceilings_by_precision(limits)
+    assert ceilings["fp32"] == limits["gflops_tf32"] and ceilings["fp16"] == limits["gflops_fp16"]
 
 
 def test_layer_groups_that_beat_their_bound_are_named_with_the_assumption_that_broke():

@@ -302,6 +302,17 @@ def test_torch_eager_baseline_adapter():
         rt.run(x.astype(np.float16))
 
 
+def test_torch_compile_takes_its_mode_from_the_environment_and_says_which(monkeypatch):
+    from cnnexport.runtimes.torch_eager import COMPILE_MODE_ENV, TorchModel
+
+    model = SmallNet().eval()
+    assert TorchModel(model, (1, 3, 32, 32), compiled=True).describe()["compile_mode"] == "max-autotune-no-cudagraphs"
+    monkeypatch.setenv(COMPILE_MODE_ENV, "reduce-overhead")
+    rt = TorchModel(model, (1, 3, 32, 32), compiled=True)
+    assert rt.describe()["compile_mode"] == "reduce-overhead" and rt.runtime == "torch-compile"
+    assert "compile_mode" not in TorchModel(model, (1, 3, 32, 32)).describe()  # eager: no mode
+
+
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 def test_torch_eager_cuda():

@@ -87,8 +87,8 @@ def torch_job(model: str, input_shape: tuple[int, ...], batch: int, threads: int
 def jobs_from_report(report: dict, folder: str | Path, model: str, runtimes: list[str], precisions: list[str],
                      batches: list[int], threads: list[int], device: str, macs: float | None) -> list[Job]:
     """One job per artifact of an export ``report`` (files in ``folder``) whose runtime and precision
-    are selected, at every thread count and batch; on cuda only ONNX Runtime (both its GPU execution
-    providers) and TensorRT measure files."""
+    are selected, at every thread count and batch; on cuda only the runtimes that run there (``CUDA_RUNTIMES``:
+    ONNX Runtime with both its GPU execution providers, TensorRT, AOTInductor's CUDA packages) measure files."""
     jobs = []
     for t in threads:
         for b in batches:

@@ -9,7 +9,7 @@ from typing import Callable
 
 from ..errors import UsageError
 from ..listopt import parse_list
-from ..exporter.formats import bf16_formats, by_runtime, fp16_formats, int8_formats
+from ..exporter.formats import FORMATS, bf16_formats, by_runtime, fp16_formats, int8_formats
 from ..runtimes import ALIASES, CUDA_RUNTIMES, MODULE_RUNTIMES, RUNTIMES, check_model_file, runtime_for
 from ..profile.roofline import ModelCosts
 from .jobs import PRECISIONS, Job, file_jobs, jobs_from_report, torch_jobs
@@ -26,6 +26,23 @@ RUNTIME_NAMES = ", ".join(RUNTIMES)
 def formats_for(runtimes: list[str]) -> list[str]:
     """The formats to export so that each of ``runtimes`` has a file (from ``FORMATS``)."""
     return [f.name for r in runtimes if (f := by_runtime(r))]
+
+
+def device_options(formats: list[str], device: str, batches: list[int]) -> dict:
+    """The format options that make ``formats``' files for ``device`` (``bench --device cuda``: AOTInductor's
+    package compiled for the GPU), each such file with a dynamic batch up to the largest of ``batches``, so that
+    a GPU row at batch 64 is one batch of 64, not 64 calls of the export's batch."""
+    options: dict = {}
+    if device == "cpu":
+        return options
+    for fmt in (FORMATS[f] for f in formats):
+        if (on := fmt.device_option()) is None or device not in on.choices:
+            continue
+        options[on.name] = device
+        dynamic = next((o for o in fmt.options if o.dynamic_batch), None)
+        if dynamic is not None and max(batches) >= dynamic.low:
+            options[dynamic.name] = max(batches)
+    return options
 
 
 def parse_runtimes(text: str | None) -> list[str]:
@@ -68,11 +85,13 @@ def artifact_jobs(paths: list[str], runtimes: list[str], batches: list[int], thr
 def model_jobs(model: str, runtimes: list[str], precisions: list[str], batches: list[int], threads: list[int],
                device: str, out_dir: str | Path, *, export: ExportFn,
                on_stage: Callable[[str], None] | None = None, input_size: tuple[int, ...] | None = None,
-               calib: str = "samples", plain_export: PlainFn | None = None) -> tuple[list[Job], list[str], dict]:
+               calib: str = "samples", plain_export: PlainFn | None = None,
+               reuse: bool = False) -> tuple[list[Job], list[str], dict]:
     """Export ``model`` into ``out_dir`` for the selected runtimes with ``export`` (the pipeline, passed
     in by the CLI); jobs, notes and the export report. Every job's roofline uses the exported ONNX
     graph's layer costs; ``plain_export`` also writes each runtime's plain-tool file, measured as fp32
-    jobs marked ``plain``."""
+    jobs marked ``plain``. ``reuse``: measure the files an earlier export of ``model`` left in ``out_dir``
+    (its report.json) instead of exporting again; every selected runtime and precision must be there."""
     from ..models import create_model, model_info
     from ..profile.torch_profile import module_macs
 
@@ -96,10 +115,12 @@ def model_jobs(model: str, runtimes: list[str], precisions: list[str], batches: 
     module = create_model(model)
     macs = module_macs(module, shape)
     report = {}
-    if formats:
+    if formats and reuse:
+        report = reused_report(model, out_dir, formats, [p for p in precisions if p == "fp32" or wanted.get(p)], device)
+    elif formats:
         report = export(module, shape, out_dir, name=model, formats=formats, int8=wanted["int8"],
                         fp16=wanted["fp16"], bf16=wanted["bf16"], calib=calib,
-                        int8_min_cosine=0.0, on_stage=on_stage)
+                        int8_min_cosine=0.0, on_stage=on_stage, **device_options(formats, device, batches))
     jobs: list[Job] = []
     if set(MODULE_RUNTIMES) & set(runtimes) and "fp32" in precisions:
         jobs += torch_jobs(model, shape, batches, threads, device=device, macs=macs, runtimes=tuple(runtimes))
@@ -121,6 +142,36 @@ def model_jobs(model: str, runtimes: list[str], precisions: list[str], batches: 
         if dropped:
             notes.append(f"--device cuda measures {' and '.join(CUDA_RUNTIMES)} only; {', '.join(dropped)} left out")
     return jobs, notes, report
+
+
+def reused_report(model: str, out_dir: str | Path, formats: list[str], precisions: list[str], device: str) -> dict:
+    """The report.json of an earlier export of ``model`` in ``out_dir``, checked to hold every one of ``formats``
+    at each of ``precisions`` (compiled for ``device`` where the format is compiled for one); raises naming
+    what is missing."""
+    import json
+
+    path = Path(out_dir) / "report.json"
+    try:
+        report = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise UsageError(f"--reuse measures an earlier export in {out_dir}, and its report.json cannot be read "
+                         f"({type(exc).__name__}): export {model} there first (cnnexport {model} ... -o {out_dir})") from None
+    if report.get("model") != model:
+        raise UsageError(f"--reuse: {path} is the export of {report.get('model')!r}, not {model}")
+    have = {(a["format"], a["precision"]): a for a in report.get("artifacts", [])
+            if (Path(out_dir) / Path(a["path"]).name).is_file()}
+    missing = []
+    for name in formats:
+        fmt = FORMATS[name]
+        on = fmt.device_option()
+        for precision in (p for p in dict.fromkeys(precisions) if p in fmt.precisions):
+            art = have.get((name, precision))
+            if art is None or (on is not None and art.get("device", on.default) != device):
+                missing.append(fmt.file_name(model, precision) + (f" for {device}" if on is not None else ""))
+    if missing:
+        raise UsageError(f"--reuse: {out_dir} holds no {', '.join(missing)}: export them there first, or leave out "
+                         "--reuse")
+    return report
 
 
 def with_costs(jobs: list[Job], onnx_path: Path, module_costs: Callable[[], "ModelCosts | None"] | None = None) -> None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 from typing import Callable
 
 from ..errors import CnnexportError, MissingDependencyError, UsageError
@@ -116,15 +117,50 @@ def ceilings_by_precision(limits: dict[str, dict]) -> dict[str, float]:
     return out
 
 
+#: A file of the GPU's limits (``stable_limit(cuda_limits, "gflops")`` as JSON) that --device cuda runs use instead
+#: of measuring them again: benchmarks/run_gpu.sh measures them once for its many commands on one dedicated GPU.
+GPU_LIMITS_ENV = "CNNEXPORT_GPU_LIMITS"
+
+
+def saved_gpu_limits() -> dict | None:
+    """The GPU's limits from the file ``CNNEXPORT_GPU_LIMITS`` names (None where unset); a file that cannot be
+    read as such is an error, not a silent re-measurement."""
+    import os
+
+    path = os.environ.get(GPU_LIMITS_ENV)
+    if not path:
+        return None
+    try:
+        gpu = json.loads(Path(path).read_text())
+        float(gpu["gflops"]), float(gpu["gbs"])
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise UsageError(f"{GPU_LIMITS_ENV}={path} is not a file of the GPU's limits ({type(exc).__name__}): unset it "
+                         "to measure them") from None
+    return {**gpu, "from_file": path}
+
+
+def gpu_ceilings_by_precision(gpu: dict) -> dict[str, float]:
+    """Each precision's ceiling on a CUDA device (``cuda_limits``): fp32 at the TF32 tensor cores' matmul rate where
+    it was measured (PyTorch's default convolutions compute fp32 in TF32, so a bound at plain fp32's rate would not
+    hold for them), fp16 and bf16 at their own; int8 has no GPU row."""
+    out = {"fp32": max(gpu["gflops"], gpu.get("gflops_tf32") or 0.0)}
+    for precision in ("fp16", "bf16"):
+        if gpu.get(f"gflops_{precision}"):
+            out[precision] = gpu[f"gflops_{precision}"]
+    return out
+
+
 def bandwidth(threads: int) -> dict:
     """The machine's memory bandwidth (GB/s of a streaming add) with ``threads`` threads, measured
     until stable (``stable_limit``)."""
     return stable_limit(lambda: _limit({"kind": "bandwidth", "threads": threads}, "the memory bandwidth"), "gbs")
 
 
-#: What a result keeps of each limit: its readings and, for a compute ceiling, which GEMM set it and every one
+#: What a result keeps of each limit: its readings and, for a compute ceiling, which GEMM set it and every one;
+#: for a GPU's, every precision's matmul rate, the bandwidth and the device
 LIMIT_FIELDS = ("values", "spread", "stable", "noisy", "set_by", "measurements", "isa_peak", "of_isa_peak",
-                "isa_note")
+                "isa_note", "gflops", "gflops_tf32", "gflops_fp16", "gflops_bf16", "gbs", "gpu", "compute_capability",
+                "torch", "cuda_runtime", "from_file")
 
 
 def limits_warnings(limits: dict[int, dict]) -> list[str]:
@@ -141,7 +177,7 @@ def limits_warnings(limits: dict[int, dict]) -> list[str]:
 
 
 def cuda_limits() -> dict:
-    """The CUDA device's float32 matmul GFLOP/s and memory bandwidth (GB/s)."""
+    """The CUDA device's matmul GFLOP/s (fp32, TF32, fp16, bf16) and memory bandwidth (GB/s)."""
     return _limit({"kind": "cuda_limits", "threads": 1}, "the GPU's limits")
 
 
@@ -252,9 +288,10 @@ def measure(jobs: list[Job], *, rounds: int, timing: dict | None, threads: list[
         bandwidths = {t: lim["memory bandwidth"]["gbs"] for t, lim in limits.items()}
         roofs = {t: memory_roofs(t, bandwidths[t]) for t in threads}
     elif ceiling and measured and device == "cuda":
-        gpu = stable_limit(cuda_limits, "gflops")  # the device's, whatever the host threads
+        gpu = saved_gpu_limits() or stable_limit(cuda_limits, "gflops")  # the device's, whatever the host threads
         limits = {t: {"GPU's matmul ceiling": gpu} for t in threads}
-        ceilings, bandwidths = {t: gpu["gflops"] for t in threads}, {t: gpu["gbs"] for t in threads}
+        by_precision = {t: gpu_ceilings_by_precision(gpu) for t in threads}
+        ceilings, bandwidths = {t: by_precision[t]["fp32"] for t in threads}, {t: gpu["gbs"] for t in threads}
     noisy = {t for t, lim in limits.items() if any(v["noisy"] for v in lim.values())}
     machine = cpu_facts()
     rows = rows_from(jobs, machine=machine, ceilings=ceilings, bandwidths=bandwidths, baseline=baseline,

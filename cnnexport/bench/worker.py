@@ -9,7 +9,8 @@ Job kinds (``job["kind"]``):
 - ``gemm``: the compute ceiling at ``precision`` (fp32, int8): the best GEMM of numpy and the runtimes;
 - ``bandwidth``: the machine's memory bandwidth (a streaming add) with ``threads`` threads;
 - ``memory_roofs``: the copy bandwidth at working sets that fit each cache level, with ``threads`` threads;
-- ``cuda_limits``: the same two on the CUDA device (a float32 matmul and a device-to-device copy);
+- ``cuda_limits``: the same two on the CUDA device (fp32, TF32, fp16 and bf16 matmuls and a device-to-device
+  copy);
 - ``cuda_probe``: whether PyTorch sees a CUDA device;
 - ``many``: a list of jobs of one runtime run one after the other in this process.
 """
@@ -50,6 +51,8 @@ def run_artifact(job: dict) -> dict:
         on = [r.name for r in RUNTIME_TABLE.values() if device in r.devices]
         raise UsageError(f"--device {device} is supported for {', '.join(on)}, not {runtime.name}" if device != "cpu"
                          else f"{runtime.name} runs on a GPU only: add --device cuda")
+    if runtime.takes_device:
+        options["device"] = device  # a file compiled for another device is refused, not timed there
     if device == "cuda":
         options.update(runtime.gpu_options)  # e.g. ONNX Runtime's execution provider (CUDA or TensorRT)
         if job.get("ep"):
@@ -183,35 +186,46 @@ def run_memory_roofs(job: dict) -> dict:
 
 
 def run_cuda_limits(job: dict) -> dict:
-    """The CUDA device's float32 matmul GFLOP/s (TF32 off: what an fp32 kernel may count on) and its
-    device memory bandwidth (a copy between two 1 GiB buffers: 2 GiB moved per copy)."""
+    """The CUDA device's matmul GFLOP/s at each precision a GPU row computes in (``gflops``: float32 with TF32
+    off, what an fp32 kernel may count on; ``gflops_tf32``: float32 inputs on TF32 tensor cores, what PyTorch's
+    default convolutions use; ``gflops_fp16``, ``gflops_bf16``: the tensor cores' half types) and its device
+    memory bandwidth (a copy between two 1 GiB buffers: 2 GiB moved per copy)."""
     import torch
 
     from .latency import measure
 
     dev = "cuda"
     n = job.get("n", 8192)
-    previous = torch.backends.cuda.matmul.allow_tf32
-    torch.backends.cuda.matmul.allow_tf32 = False
-    try:
-        a = torch.randn(n, n, device=dev)
-        b = torch.randn(n, n, device=dev)
 
-        def mm():
-            torch.matmul(a, b)
-            torch.cuda.synchronize()
-        gemm = measure(mm, warmup=3, min_runs=10, min_time_s=1.0, max_time_s=5.0)
-    finally:
-        torch.backends.cuda.matmul.allow_tf32 = previous
+    def matmul_gflops(dtype, tf32: bool) -> float:
+        saved = torch.backends.cuda.matmul.allow_tf32
+        torch.backends.cuda.matmul.allow_tf32 = tf32
+        try:
+            a = torch.randn(n, n, device=dev, dtype=dtype)
+            b = torch.randn(n, n, device=dev, dtype=dtype)
+
+            def mm():
+                torch.matmul(a, b)
+                torch.cuda.synchronize()
+            timing = measure(mm, warmup=3, min_runs=10, min_time_s=0.3, max_time_s=2.0)
+            del a, b
+        finally:
+            torch.backends.cuda.matmul.allow_tf32 = saved
+        return 2 * n ** 3 / (timing.median_ms / 1e3) / 1e9
+
+    out = {"gflops": matmul_gflops(torch.float32, False), "gflops_tf32": matmul_gflops(torch.float32, True),
+           "gflops_fp16": matmul_gflops(torch.float16, False)}
+    out["gflops_bf16"] = matmul_gflops(torch.bfloat16, False) if torch.cuda.is_bf16_supported() else None
     elems = job.get("mib", 1024) * (1 << 20) // 4
     src, dst = torch.ones(elems, device=dev), torch.empty(elems, device=dev)
 
     def copy():
         dst.copy_(src)
         torch.cuda.synchronize()
-    bw = measure(copy, warmup=3, min_runs=20, min_time_s=1.0, max_time_s=5.0)
-    return {"gflops": 2 * n ** 3 / (gemm.median_ms / 1e3) / 1e9,
-            "gbs": 2 * elems * 4 / (bw.median_ms / 1e3) / 1e9, "gpu": torch.cuda.get_device_name()}
+    bw = measure(copy, warmup=3, min_runs=20, min_time_s=0.5, max_time_s=3.0)
+    major, minor = torch.cuda.get_device_capability()
+    return {**out, "gbs": 2 * elems * 4 / (bw.median_ms / 1e3) / 1e9, "gpu": torch.cuda.get_device_name(),
+            "compute_capability": f"{major}.{minor}", "torch": torch.__version__, "cuda_runtime": torch.version.cuda}
 
 
 def run_cuda_probe(job: dict) -> dict:

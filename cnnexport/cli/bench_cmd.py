@@ -42,13 +42,15 @@ from .options import RUNTIME_HELP, export_fn, int_list, parse_input_size, plain_
               "rounds, ours against plain by the paired test.")
 @click.option("-o", "--output-dir", type=click.Path(file_okay=False), default=None,
               help="For a model name: where the exported files go (default: a temporary folder).")
+@click.option("--reuse", is_flag=True, help="For a model name: measure the files an earlier export left in "
+              "--output-dir (its report.json) instead of exporting again.")
 @click.option("--save", type=click.Path(dir_okay=False), default=None, help="Also write the JSON rows to this file.")
 @click.option("--wide", is_flag=True, help="Show every column (p90, p99, min, MACs, GMAC/s, %% of the compute "
               "ceiling, roofline ms); the default set fits 100 columns.")
 @click.option("--json", "as_json", is_flag=True, help="Print the JSON rows on stdout, nothing else.")
 @click.option("--csv", "as_csv", is_flag=True, help="Print CSV rows on stdout.")
 def bench_cmd(targets, runtime, precision, batch, threads, input_size, device, baseline, rounds, warmup, runs,
-              min_time, max_time, no_ceiling, pick, plain, output_dir, save, wide, as_json, as_csv):
+              min_time, max_time, no_ceiling, pick, plain, output_dir, reuse, save, wide, as_json, as_csv):
     """Latency of a zoo MODEL (exported first) or of exported files, across runtimes, precisions, batches
     and threads. Each measurement runs in its own process; rounds are interleaved. Files need no torch."""
     import tempfile
@@ -65,6 +67,9 @@ def bench_cmd(targets, runtime, precision, batch, threads, input_size, device, b
     if plain and not is_model:
         raise UsageError("--plain exports a model name with each runtime's own converter; give a zoo model name, "
                          "not files")
+    if reuse and not (is_model and output_dir):
+        raise UsageError("--reuse measures a model name's earlier export: give the model name and the --output-dir "
+                         "it was exported to")
     size = None
     if input_size:
         channels = None
@@ -81,7 +86,7 @@ def bench_cmd(targets, runtime, precision, batch, threads, input_size, device, b
             with StageStatus(f"exporting {targets[0]}") as on_stage:
                 jobs, notes, _ = plan.model_jobs(targets[0], runtimes, precisions, batches, thread_counts, device,
                                                  out, export=export_fn(), on_stage=on_stage, input_size=size,
-                                                 plain_export=plain_export_fn() if plain else None)
+                                                 plain_export=plain_export_fn() if plain else None, reuse=reuse)
         else:
             jobs = plan.artifact_jobs(list(targets), runtimes or [], batches, thread_counts, device, input_size=size)
         if not jobs:

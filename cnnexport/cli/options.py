@@ -113,7 +113,7 @@ FP16_HELP = ("Also write the fp16 file of every format that has one (" + ", ".jo
 
 BF16_HELP = ("Also write the bf16 file of every format that has one (" + ", ".join(
     f"{f.file_name('<model>', 'bf16')} with --{f.name}" for f in bf16_formats())
-    + ": computed in bf16 on CPUs with AVX512-BF16 or AMX-BF16), checked by bf16's own rule.")
+    + ": computed in bf16; OpenVINO's needs a CPU with AVX512-BF16 or AMX-BF16), checked by bf16's own rule.")
 
 
 def refuse_unused_options(needs: dict[str, tuple[str, bool]]) -> None:

@@ -88,8 +88,8 @@ class ExportOptions:
                                                                       if f.bf16))
             for fmt in with_bf16:
                 fmt.module().bf16_preflight()
-        for fmt in (FORMATS[f] for f in self.formats if FORMATS[f].needs_cuda):
-            fmt.module().preflight()  # before any work: an engine is built for this machine's GPU
+        for fmt in (FORMATS[f] for f in self.formats if FORMATS[f].on_cuda(self.format_options)):
+            fmt.module().preflight()  # before any work: the file is built for this machine's GPU
         if (self.eval_source or self.int8_max_drop is not None) and not self.int8:
             raise ParameterError("{eval_source} and {int8_max_drop} apply to int8 files: add {int8} {calib} ...")
         if self.eval_count is not None and self.eval_count < 1:

@@ -229,7 +229,7 @@ def _start_report(module: nn.Module, shape: tuple[int, ...], name: str, opts: Ex
     report.update(dynamic_batch=opts.dynamic_batch, exporter=opts.exporter, opset=opts.opset, fold_bn=opts.fold_bn,
                   reparameterize=opts.reparameterize)
     report["warnings"] += [NOT_YET_RUN_ON_GPU[FORMATS[f].runtime] for f in opts.formats
-                           if FORMATS[f].needs_cuda and FORMATS[f].runtime in NOT_YET_RUN_ON_GPU]
+                           if FORMATS[f].on_cuda(opts.format_options) and FORMATS[f].runtime in NOT_YET_RUN_ON_GPU]
     preprocess = model_preprocess(module, shape)
     if preprocess is not None:
         report["preprocess"] = preprocess.as_dict()

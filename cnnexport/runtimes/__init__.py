@@ -29,6 +29,7 @@ class Runtime:
     # "full" (the file records no shape at all: ncnn), None (the file's own)
     input_shape: str | None = None
     devices: tuple[str, ...] = ("cpu",)
+    takes_device: bool = False  # its adapter takes ``device=`` (bench's --device): a file compiled for one device
     gpu_options: dict = field(default_factory=dict)  # what its adapter takes on --device cuda
     # on --device cuda, one bench row per execution provider: how its users run it (ONNX Runtime's CUDA and
     # TensorRT providers); the rows of the second are labelled <name>-trt
@@ -62,7 +63,7 @@ RUNTIME_TABLE: dict[str, Runtime] = {r.name: r for r in (
             approximate_ops=(("tanh", 3e-7),)),
     Runtime("executorch", "executorch:ExecuTorchModel", ".pte", ("et",)),
     Runtime("mnn", "mnn:MnnModel", ".mnn", approximate_ops=(("tanh", 3e-7), ("gelu", 6e-4))),
-    Runtime("aoti", "aoti:AotiModel", ".pt2", ("aotinductor", "pt2")),
+    Runtime("aoti", "aoti:AotiModel", ".pt2", ("aotinductor", "pt2"), devices=("cpu", "cuda"), takes_device=True),
     Runtime("tensorrt", "tensorrt:TensorRtModel", ".engine", ("trt",), fixes_batch=True, devices=("cuda",)),
     Runtime("torch", None, aliases=("pytorch",), devices=("cpu", "cuda")),
     Runtime("torch-compile", None, aliases=("compile", "torch.compile"), devices=("cpu", "cuda")),
@@ -137,6 +138,8 @@ NOT_YET_RUN_ON_GPU = {
                 "one): trust the verification line of this machine, and report a failure",
     "onnxruntime": "ONNX Runtime's CUDA and TensorRT execution providers have not yet run on a GPU in cnnexport's "
                    "own tests (written and checked without one): trust the rows' verification, and report a failure",
+    "aoti": "AOTInductor's CUDA packages (--aoti --device cuda) have not yet run on a GPU in cnnexport's own tests "
+            "(written and checked without one): trust the verification line of this machine, and report a failure",
 }
 
 

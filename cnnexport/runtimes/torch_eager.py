@@ -1,8 +1,12 @@
 """PyTorch as the baseline runtime (CPU or CUDA): eager, or compiled with ``torch.compile`` (Inductor;
 ``max-autotune-no-cudagraphs`` on the CPU, ``max-autotune`` with CUDA graphs on a GPU), PyTorch at its
-best. Imports torch lazily."""
+best. ``CNNEXPORT_COMPILE_MODE`` names another mode (``reduce-overhead``: CUDA graphs without max-autotune's
+search over kernels, far less compiling); rows record the mode.
+Imports torch lazily."""
 
 from __future__ import annotations
+
+import os
 
 from typing import Sequence
 
@@ -10,6 +14,8 @@ import numpy as np
 
 from ..errors import MissingDependencyError
 from .base import RuntimeModel, TensorSpec
+
+COMPILE_MODE_ENV = "CNNEXPORT_COMPILE_MODE"  # torch.compile's mode for the torch-compile runtime, where not the default
 
 
 class TorchModel(RuntimeModel):
@@ -29,7 +35,8 @@ class TorchModel(RuntimeModel):
         self.module = module.eval().to(device)
         self.compile_mode = None
         if compiled:
-            self.compile_mode = "max-autotune" if device.startswith("cuda") else "max-autotune-no-cudagraphs"
+            self.compile_mode = os.environ.get(COMPILE_MODE_ENV) or (
+                "max-autotune" if device.startswith("cuda") else "max-autotune-no-cudagraphs")
             self.module = torch.compile(self.module, mode=self.compile_mode)
             self.runtime = "torch-compile"
         self._inputs = [TensorSpec("input", (None, *input_shape[1:]), "float32", "NCHW")]

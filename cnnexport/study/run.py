@@ -14,7 +14,7 @@ from typing import Callable
 from ..bench.jobs import Job, file_jobs, jobs_from_report, torch_jobs
 from ..bench.rows import against_plain
 from ..bench.schedule import measure
-from ..bench.plan import ExportFn, PlainFn, formats_for, with_costs
+from ..bench.plan import ExportFn, PlainFn, device_options, formats_for, with_costs
 from ..errors import CnnexportError, UsageError
 from ..listopt import parse_list
 from ..exporter.formats import ALWAYS, by_runtime, int8_formats
@@ -35,26 +35,27 @@ PRECISIONS = ("fp32", "int8")
 
 
 def _export(export: ExportFn, module, shape, out_dir: Path, name: str, runtimes: list[str], device: str,
-            precision: str = "fp32") -> dict:
+            precision: str = "fp32", batches: list[int] = (1,)) -> dict:
     formats = formats_for(runtimes) or [ALWAYS]
     return export(module, shape, out_dir / name, name=name, formats=formats, photos=False,
-                  fp16=_fp16_engines(runtimes, device), **(INT8_CHOICES if precision == "int8" else {}))
+                  fp16=_fp16_engines(runtimes, device), **(INT8_CHOICES if precision == "int8" else {}),
+                  **device_options(formats, device, list(batches)))
 
 
 def _export_each(export: ExportFn, module, shape, out_dir: Path, name: str, runtimes: list[str], device: str,
-                 precision: str = "fp32") -> tuple[list[tuple[dict, list[str]]], list[str]]:
+                 precision: str = "fp32", batches: list[int] = (1,)) -> tuple[list[tuple[dict, list[str]]], list[str]]:
     """Every runtime's files in one export; where that fails (one runtime's file does not verify and the
     export writes nothing), one export per runtime, so that one runtime's failure costs the study that
     runtime's row, not the model. Returns (report, runtimes) pairs and the failures, one line each."""
     try:
-        return [(_export(export, module, shape, out_dir, name, runtimes, device, precision), runtimes)], []
+        return [(_export(export, module, shape, out_dir, name, runtimes, device, precision, batches), runtimes)], []
     except CnnexportError:
         if len(runtimes) == 1:
             raise
     done, failed = [], []
     for rt in runtimes:
         try:
-            done.append((_export(export, module, shape, out_dir / rt, name, [rt], device, precision), [rt]))
+            done.append((_export(export, module, shape, out_dir / rt, name, [rt], device, precision, batches), [rt]))
         except CnnexportError as exc:
             failed.append(f"{name} on {rt}: {exc}")
     return done, failed
@@ -135,7 +136,7 @@ def study_guidelines(runtimes: list[str], out_dir: str | Path, *, export: Export
                 artifact_runtimes = [r for r in runtimes if r not in MODULE_RUNTIMES]
                 if artifact_runtimes:
                     report = _export(export, build(net.block, **settings), shape, out_dir, name, artifact_runtimes,
-                                     device)
+                                     device, batches=[batch])
                     net_jobs += _file_jobs(report, out_dir / name, name, artifact_runtimes, [batch], threads, device,
                                            macs)
                 if set(MODULE_RUNTIMES) & set(runtimes):
@@ -194,7 +195,8 @@ def study_zoo(models: list[str], runtimes: list[str], out_dir: str | Path, *, ex
         model_jobs: list[Job] = []
         onnx_path = out_dir / name / f"{name}.onnx"
         if artifact_runtimes:
-            exported, failed = _export_each(export, module, shape, out_dir, name, artifact_runtimes, device, precision)
+            exported, failed = _export_each(export, module, shape, out_dir, name, artifact_runtimes, device, precision,
+                                            list(batches))
             export_failures += failed
             for report, rts in exported:
                 folder = out_dir / name if rts == artifact_runtimes else out_dir / rts[0] / name

@@ -133,7 +133,7 @@ def print_bench(result: dict, as_json: bool, as_csv: bool, wide: bool = False) -
                       "--json or --save")
     for p in result.get("pick", []):
         several = len(p.get("thread_counts") or [p["threads"]]) > 1
-        runner = p["runner_up"] + (f" at {p['runner_up_threads']} threads" if several and p["runner_up"] else "")
+        runner = (p["runner_up"] or "") + (f" at {p['runner_up_threads']} threads" if several and p["runner_up"] else "")
         evidence = (f"{p['median_ms']:.2f} ms vs {runner} {p['runner_up_median_ms']:.2f} ms "
                     f"({p['margin']:.2f}x; " + ("faster round by round: the paired test)" if p["beyond_noise"]
                                                  else "one round, no spread measured: use --rounds 3)"

@@ -25,8 +25,8 @@ Each format module holds the same functions:
   defaults, for ``bench --plain`` (``exporter.plain``);
 - ``runtime_options(artifact, batch_shape) -> dict``: the options its runtime adapter needs to load
   the file for verification (TFLite's layout, ncnn's input shape);
-- ``preflight() -> None``: only where ``Format.needs_cuda``: raises before any work when the format
-  cannot be written on this machine.
+- ``preflight() -> None``: only where ``Format.needs_cuda`` or its device option (``FormatOption.device``) can
+  name cuda: raises before any work when the format cannot be written on this machine (``Format.on_cuda``).
 
 This module is pure data (no torch, no numpy): ``bench`` and the CLI's ``--help`` read it. The
 format modules import their converters, and torch where needed, only when called.
@@ -58,6 +58,7 @@ class FormatOption:
     needs: str = ""         # a precision it applies to beside its format (fp16_io: "fp16")
     metavar: str | None = None
     dynamic_batch: bool = False  # it gives a static-batch format a dynamic batch 1..N
+    device: bool = False    # it names the device the file is compiled for (cpu or cuda): bench --device sets it
 
     @property
     def cli_flag(self) -> str:
@@ -110,6 +111,15 @@ class Format:
         """``resnet50`` -> ``resnet50.xml``, ``resnet50.int8.xml``, ``resnet50.fp16.mnn``."""
         return f"{stem}{'' if precision == 'fp32' else '.' + precision}{self.suffixes[0]}"
 
+    def device_option(self) -> FormatOption | None:
+        """Its option naming the device the file is compiled for, if it has one (AOTInductor's --device)."""
+        return next((o for o in self.options if o.device), None)
+
+    def on_cuda(self, options: dict) -> bool:
+        """Whether a file of this format, with the format ``options`` given, is built on (and for) a CUDA GPU."""
+        option = self.device_option()
+        return self.needs_cuda or (option is not None and options.get(option.name, option.default) == "cuda")
+
     def module(self) -> ModuleType:
         """The format's module (imported on first use: it may import torch and its converter)."""
         return import_module(f"{__name__}.{self.name}")
@@ -144,11 +154,16 @@ FORMATS: dict[str, Format] = {f.name: f for f in (
            "Also write <model>.mnn (MNN's converter).",
            int8_from="self", int8_inputs=(".mnn",), int8_help="mnn: MNN int8 .int8.mnn", fp16=True),
     Format("aoti", "AOTInductor", "aoti", "AOTInductor", (".pt2",), "module",
-           "Also write <model>.pt2 (torch.export + AOTInductor: compiled C++ kernels and the weights in one "
-           "package, loaded by PyTorch without the model's code; CPU; needs a C++ compiler; static batch).",
+           "Also write <model>.pt2 (torch.export + AOTInductor: compiled kernels and the weights in one "
+           "package, loaded by PyTorch without the model's code; the CPU's C++ or, with --device cuda, the GPU's "
+           "Triton kernels; needs a C++ compiler; static batch).",
+           fp16=True, bf16=True,
            options=(FormatOption("aoti_max_batch", "int", None, "A dynamic batch 1..N for the .pt2 package "
                                  "(default: the export's batch, static).", low=2, high=4096, metavar="N",
-                                 dynamic_batch=True),)),
+                                 dynamic_batch=True),
+                    FormatOption("aoti_device", "choice", "cpu", "The device the .pt2 package is compiled for and "
+                                 "runs on (cuda: an NVIDIA GPU, PyTorch with CUDA).", flag="--device",
+                                 choices=("cpu", "cuda"), device=True))),
     Format("tensorrt", "TensorRT", "tensorrt", "TensorRT", (".engine", ".engine.json"), "onnx",
            "Also write <model>.engine (TensorRT; needs an NVIDIA GPU, and runs only on its GPU model).",
            int8_from="onnx_int8", fp16=True, needs_cuda=True, gpu_study_precision="fp16",
