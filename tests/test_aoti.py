@@ -184,6 +184,9 @@ def test_cuda_packages_at_three_precisions_verify_and_bench_on_the_gpu(tmp_path)
     assert set(arts) == {"fp32", "fp16", "bf16"}
     assert all(a["device"] == "cuda" and a["gpu"] and a["max_batch"] == 8 for a in arts.values())
     assert "allow_tf32" in arts["fp32"]["load_as_verified"]  # fp32 verified with TF32 off, and the report says so
+    from cnnexport.runtimes.aoti import compiled_device
+
+    assert compiled_device(out / "lenet5.pt2") == "cuda"
     eqs = {e["artifact"]: e for e in report["equivalence"]}
     assert all(eqs[Path(a["path"]).name]["passed"] for a in arts.values())
     assert eqs["lenet5.pt2"]["max_rel"] < 1e-5  # fp32's rule: not TF32's error

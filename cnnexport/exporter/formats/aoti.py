@@ -82,8 +82,7 @@ def _package(source: ConvertSource, dst: Path, precision: str) -> Artifact:
     module = _in_precision(source.prepared, precision, device)
     exported = _capture(module, source.shape, max_batch, device,
                         getattr(source.prepared, "cnnexport_name", None) or type(source.prepared).__name__)
-    with torch.no_grad():
-        out_shape = tuple(exported.module()(torch.zeros(_example_shape(source.shape, max_batch), device=device)).shape)
+    out_shape = _output_shape(exported)
     batch = "-1" if max_batch else str(source.shape[0])
     metadata = {INPUT_SHAPE: ",".join([batch, *map(str, source.shape[1:])]),
                 OUTPUT_SHAPE: ",".join([batch, *map(str, out_shape[1:])]),
@@ -180,6 +179,14 @@ def _capture(module, shape: tuple[int, ...], max_batch: int | None, device: str,
         raise UsageError(f"torch.export cannot capture {name} for AOTInductor ({cause_line(exc, 220)}); make its "
                          "forward free of data-dependent control flow (torch.cond, or branch on shapes only), or "
                          "leave out --aoti") from None
+
+
+def _output_shape(exported) -> tuple:
+    """The first output's shape as ``torch.export`` traced it (the batch may be symbolic), without running the
+    module: eager PyTorch lacks some fp16 CPU kernels (LocalResponseNorm's avg_pool3d) that Inductor generates."""
+    output = next(n for n in exported.graph.nodes if n.op == "output").args[0]
+    first = output[0] if isinstance(output, (list, tuple)) else output
+    return tuple(first.meta["val"].shape)
 
 
 def _quiet():
