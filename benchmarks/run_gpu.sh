@@ -96,7 +96,17 @@ step() {  # step NAME SECONDS_NEEDED STDOUT_FILE|- command...: runs it if the bu
     say "done: $name (exit $rc$([ $rc -eq 124 ] && echo ': out of time'))"
 }
 
-# 3, started first: each model's packages, exported in the background (compiling is CPU work, the GPU idles)
+# 1. the device's limits, first, on a quiet GPU
+if [ "$device" = cuda ]; then
+    # measured until stable (fresh workers), once: every later command reads them (CNNEXPORT_GPU_LIMITS)
+    step "limits" 60 "$out/gpu_limits.json" python3 -c 'import json; from cnnexport.bench.schedule import cuda_limits, \
+stable_limit; print(json.dumps(stable_limit(cuda_limits, "gflops"), indent=1))'
+    [ -s "$out/gpu_limits.json" ] && export CNNEXPORT_GPU_LIMITS="$out/gpu_limits.json"
+fi
+
+# In the background while the tests run: each model's packages, and torch.compile's kernels compiled once so that
+# the timed runs' fresh workers find them in Inductor's caches (compiling is mostly CPU work). Nothing is timed
+# until all of it has finished.
 export_model() {  # the model's packages: fp32 with fp16 and bf16, or with those of them that verify
     local m=$1 dir=/tmp/gpu-export/$1 flags f precisions
     for flags in "--fp16 --bf16" "--bf16" "--fp16" ""; do
@@ -114,6 +124,20 @@ export_model() {  # the model's packages: fp32 with fp16 and bf16, or with those
     done
     return 1
 }
+warm=(--rounds 1 --runs 1 --min-time 0 --max-time 0.1)
+warm_compiled() {  # one untimed pass of every torch.compile configuration the benches and studies time
+    local m
+    for m in "${models[@]}"; do
+        timeout "$budget" python3 -m cnnexport bench "$m" --device "$device" --runtime torch-compile --batch "$batches" \
+            "${warm[@]}" --warmup 1 --no-ceiling --json > /dev/null 2>> /tmp/gpu-export/warm.err
+    done
+    timeout "$budget" python3 -m cnnexport study zoo --device "$device" --runtime torch-compile --batch "$study_batch" \
+        "${warm[@]}" --models "$study_models" --no-plain --plot /tmp/gpu-export/warm.png \
+        --save /tmp/gpu-export/warm_zoo.json > /dev/null 2>> /tmp/gpu-export/warm.err
+    timeout "$budget" python3 -m cnnexport study guidelines --device "$device" --runtime torch-compile \
+        --batch "$study_batch" "${guide_args[@]}" "${warm[@]}" --save /tmp/gpu-export/warm_guidelines.json \
+        > /dev/null 2>> /tmp/gpu-export/warm.err
+}
 mkdir -p /tmp/gpu-export
 exports=()
 for m in "${models[@]}"; do
@@ -121,37 +145,35 @@ for m in "${models[@]}"; do
     export_model "$m" &
     exports+=($!)
 done
-say "exporting ${models[*]} in the background"
+warm_compiled &
+warming=$!
+say "exporting ${models[*]} and compiling torch.compile's kernels in the background"
 
-# 1. the device's limits
-if [ "$device" = cuda ]; then
-    # measured until stable (fresh workers), once: every later command reads them (CNNEXPORT_GPU_LIMITS)
-    step "limits" 60 "$out/gpu_limits.json" python3 -c 'import json; from cnnexport.bench.schedule import cuda_limits, \
-stable_limit; print(json.dumps(stable_limit(cuda_limits, "gflops"), indent=1))'
-    [ -s "$out/gpu_limits.json" ] && export CNNEXPORT_GPU_LIMITS="$out/gpu_limits.json"
-fi
-# 2. the GPU tests
+# 2. the GPU tests (their timings are not results: they run beside the background work)
 step "GPU tests" 60 "$out/gpu_tests.log" python3 -m pytest -q -rs -m gpu -n 0 -p no:cacheprovider tests/test_aoti.py \
     tests/test_runtimes.py tests/test_roofline.py tests/test_tensorrt.py
 
 # 3. the three models: their packages beside eager, CUDA graphs and torch.compile, paired by round
+failed_exports=()
 for i in "${!models[@]}"; do
     m=${models[$i]}
-    wait "${exports[$i]}"
-    rc=$?
+    wait "${exports[$i]}" || failed_exports+=("$m")
     if [ -s "/tmp/gpu-export/$m.failed" ]; then
         while read -r line; do say "export of $m $line"; done < "/tmp/gpu-export/$m.failed"
         status=1
     fi
-    if [ $rc -ne 0 ]; then
+done
+wait "$warming" || say "the torch.compile warm-up did not finish cleanly: $(tail -n 1 /tmp/gpu-export/warm.err 2>/dev/null)"
+say "background work done"
+for m in "${models[@]}"; do
+    if [[ " ${failed_exports[*]} " == *" $m "* ]]; then
         say "no package of $m verified: nothing to bench"
         continue
     fi
     say "exported $m: $(python3 -c "import json,sys; r=json.load(open(sys.argv[1])); print(', '.join(f\"{e['artifact']} {'passed' if e['passed'] else 'FAILED'} (max rel {e['max_rel']:.2g})\" for e in r['equivalence'] if e['artifact'].endswith('.pt2')))" "/tmp/gpu-export/$m/report.json")"
     step "bench $m" 45 - python3 -m cnnexport bench "$m" --reuse -o "/tmp/gpu-export/$m" --device "$device" \
         --runtime torch,torch-compile,aoti --precision "$(cat "/tmp/gpu-export/$m.precisions")" --batch "$batches" \
-        "${timing[@]}" --pick \
-        --save "$out/bench_cuda_$m.json"
+        "${timing[@]}" --pick --save "$out/bench_cuda_$m.json"
 done
 
 # 4-5. the studies with the compiled runtime beside eager
