@@ -112,12 +112,12 @@ def model_jobs(model: str, runtimes: list[str], precisions: list[str], batches: 
         except UsageError as exc:  # this CPU cannot compute bf16: the other precisions are still measured
             notes.append(f"{fmt.runtime}: no bf16 rows: {exc}")
             wanted["bf16"] = False
+    report = {}
+    if formats and reuse:  # checked before the model is built: a wrong folder fails at once
+        report = reused_report(model, out_dir, formats, [p for p in precisions if p == "fp32" or wanted.get(p)], device)
     module = create_model(model)
     macs = module_macs(module, shape)
-    report = {}
-    if formats and reuse:
-        report = reused_report(model, out_dir, formats, [p for p in precisions if p == "fp32" or wanted.get(p)], device)
-    elif formats:
+    if formats and not reuse:
         report = export(module, shape, out_dir, name=model, formats=formats, int8=wanted["int8"],
                         fp16=wanted["fp16"], bf16=wanted["bf16"], calib=calib,
                         int8_min_cosine=0.0, on_stage=on_stage, **device_options(formats, device, batches))
