@@ -9,13 +9,15 @@
 #   1. the device's limits: fp32 / TF32 / fp16 / bf16 matmul peaks and memory bandwidth (gpu_limits.json), measured
 #      until stable once, and read by every later command (CNNEXPORT_GPU_LIMITS) rather than measured again;
 #   2. the GPU tests (pytest -m gpu: AOTInductor CUDA packages, torch.compile with CUDA graphs, eager, TensorRT
-#      where importable) (gpu_tests.log);
+#      where importable), their output in run_gpu.log;
 #   3. resnet50, mobilenet_v2 and shufflenet_v2_x1_0: .pt2 packages fp32 / fp16 / bf16 (one dynamic batch 1..64
 #      each), PyTorch eager, CUDA graphs and torch.compile at batch 1, 8 and 64, paired by round
 #      (bench_cuda_<model>.json). The nine packages are exported in the background from the start, three
 #      models side by side, while steps 1-2 run; with random weights a precision can fail its rule (mobilenet_v2's
 #      default init has outputs near 2e-9, below fp16's range): its verdict is logged, the model exported again
-#      without it, and benched at the precisions that verified;
+#      without it, and benched at the precisions that verified; then resnet50 at batch 1 again with static batch-1
+#      packages (fp32, fp16), beside eager and CUDA graphs: the headline pair as a batch-1 deployment compiles it
+#      (bench_cuda_resnet50_b1.json);
 #   4. the Table-8 study (its 14 models) and 5. the guidelines study (G1-G4 on the paper's x1 micro-networks),
 #      eager, CUDA graphs and compiled, batch 8 as the paper's GPU figures (zoo_cuda_compiled.json,
 #      guidelines_cuda_compiled.json; zoo_cuda.json and guidelines_cuda.json hold the earlier eager-only runs).
@@ -77,7 +79,8 @@ if ! python3 -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else
     guide_args=(--guidelines G1 --widths 1 --align none)
 fi
 status=0
-step() {  # step NAME SECONDS_NEEDED STDOUT_FILE|- command...: runs it if the budget allows, logs how it went
+step() {  # step NAME SECONDS_NEEDED STDOUT_FILE|+FILE (appended, stderr too)|- command...: runs it if the budget
+          # allows, logs how it went
     local name=$1 need=$2 to=$3 rc
     shift 3
     if [ "$(left)" -lt "$need" ]; then
@@ -88,6 +91,8 @@ step() {  # step NAME SECONDS_NEEDED STDOUT_FILE|- command...: runs it if the bu
     say "start: $name"
     if [ "$to" = - ]; then
         timeout "$(left)" "$@"
+    elif [ "${to:0:1}" = + ]; then
+        timeout "$(left)" "$@" >> "${to:1}" 2>&1
     else
         timeout "$(left)" "$@" > "$to" 2>> "$log"
     fi
@@ -107,13 +112,19 @@ fi
 # In the background while the tests run: each model's packages, and torch.compile's kernels compiled once so that
 # the timed runs' fresh workers find them in Inductor's caches (compiling is mostly CPU work). Nothing is timed
 # until all of it has finished.
-export_model() {  # the model's packages: fp32 with fp16 and bf16, or with those of them that verify
-    local m=$1 dir=/tmp/gpu-export/$1 flags f precisions
-    for flags in "--fp16 --bf16" "--bf16" "--fp16" ""; do
+export_model() {  # MODEL DIR PRECISION_FLAGS... [-- EXPORT_FLAGS...]: the model's packages with the reduced
+                  # precisions given, or with those of them that verify
+    local m=$1 dir=$2 flags f precisions
+    shift 2
+    local tries=() extra=()
+    while [ $# -gt 0 ] && [ "$1" != -- ]; do tries+=("$1"); shift; done
+    [ $# -gt 0 ] && shift && extra=("$@")
+    tries+=("")
+    for flags in "${tries[@]}"; do
         rm -rf "$dir"
         # shellcheck disable=SC2086
-        if timeout "$budget" python3 -m cnnexport "$m" --aoti --device "$device" $flags \
-            --aoti-max-batch "${batches##*,}" -o "$dir" --json > "$dir.json" 2> "$dir.err"; then
+        if timeout "$budget" python3 -m cnnexport "$m" --aoti --device "$device" $flags "${extra[@]}" \
+            -o "$dir" --json > "$dir.json" 2> "$dir.err"; then
             precisions=fp32
             for f in $flags; do precisions="$precisions,${f#--}"; done
             echo "$precisions" > "$dir.precisions"
@@ -142,15 +153,20 @@ mkdir -p /tmp/gpu-export
 exports=()
 for m in "${models[@]}"; do
     rm -f "/tmp/gpu-export/$m.failed"
-    export_model "$m" &
+    export_model "$m" "/tmp/gpu-export/$m" "--fp16 --bf16" "--bf16" "--fp16" -- --aoti-max-batch "${batches##*,}" &
     exports+=($!)
 done
+# the first model's headline pair at batch 1, as a batch-1 deployment compiles it: static packages, fp32 and fp16
+b1=${models[0]}
+rm -f "/tmp/gpu-export/b1.failed"
+export_model "$b1" /tmp/gpu-export/b1 "--fp16" &
+export_b1=$!
 warm_compiled &
 warming=$!
 say "exporting ${models[*]} and compiling torch.compile's kernels in the background"
 
 # 2. the GPU tests (their timings are not results: they run beside the background work)
-step "GPU tests" 60 "$out/gpu_tests.log" python3 -m pytest -q -rs -m gpu -n 0 -p no:cacheprovider tests/test_aoti.py \
+step "GPU tests" 60 "+$log" python3 -m pytest -q -rs -m gpu -n 0 -p no:cacheprovider tests/test_aoti.py \
     tests/test_runtimes.py tests/test_roofline.py tests/test_tensorrt.py
 
 # 3. the three models: their packages beside eager, CUDA graphs and torch.compile, paired by round
@@ -163,6 +179,8 @@ for i in "${!models[@]}"; do
         status=1
     fi
 done
+wait "$export_b1" || failed_exports+=(b1)
+[ -s /tmp/gpu-export/b1.failed ] && while read -r line; do say "export of $b1 at batch 1 $line"; done < /tmp/gpu-export/b1.failed
 wait "$warming" || say "the torch.compile warm-up did not finish cleanly: $(tail -n 1 /tmp/gpu-export/warm.err 2>/dev/null)"
 say "background work done"
 for m in "${models[@]}"; do
@@ -175,6 +193,12 @@ for m in "${models[@]}"; do
         --runtime torch,torch-compile,aoti --precision "$(cat "/tmp/gpu-export/$m.precisions")" --batch "$batches" \
         "${timing[@]}" --pick --save "$out/bench_cuda_$m.json"
 done
+
+if [[ " ${failed_exports[*]} " != *" b1 "* ]]; then
+    step "bench $b1 at batch 1, static packages" 40 - python3 -m cnnexport bench "$b1" --reuse -o /tmp/gpu-export/b1 \
+        --device "$device" --runtime torch,aoti --precision "$(cat /tmp/gpu-export/b1.precisions)" --batch 1 \
+        "${timing[@]}" --pick --save "$out/bench_cuda_${b1}_b1.json"
+fi
 
 # 4-5. the studies with the compiled runtime beside eager
 step "Table-8 study" 90 - python3 -m cnnexport study zoo --device "$device" --runtime torch,torch-compile \
