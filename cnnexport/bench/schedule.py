@@ -5,6 +5,7 @@ command and the study share (jobs -> rows with the ceilings and the machine fact
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -125,8 +126,6 @@ GPU_LIMITS_ENV = "CNNEXPORT_GPU_LIMITS"
 def saved_gpu_limits() -> dict | None:
     """The GPU's limits from the file ``CNNEXPORT_GPU_LIMITS`` names (None where unset); a file that cannot be
     read as such is an error, not a silent re-measurement."""
-    import os
-
     path = os.environ.get(GPU_LIMITS_ENV)
     if not path:
         return None
@@ -253,8 +252,6 @@ def raise_if_any_failed(jobs: list[Job]) -> None:
 
 def refuse_emulation() -> None:
     """Raise where this process runs under an emulator (scripts/arm_env.sh says so in the environment)."""
-    import os
-
     from ..machine import EMULATED_ENV
 
     if os.environ.get(EMULATED_ENV):

@@ -16,7 +16,7 @@ import numpy as np
 from ..errors import InvalidModelFileError, MissingDependencyError, UsageError, cause_line
 from .base import RuntimeModel, TensorSpec
 
-# as exporter/formats/aoti.py writes them
+# the metadata keys cnnexport writes into a package (exporter/formats/aoti.py) and this adapter reads
 INPUT_SHAPE, OUTPUT_SHAPE, MAX_BATCH, DEVICE, PRECISION = (
     "cnnexport.input_shape", "cnnexport.output_shape", "cnnexport.max_batch", "cnnexport.device",
     "cnnexport.precision")

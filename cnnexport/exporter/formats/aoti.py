@@ -23,14 +23,12 @@ from pathlib import Path
 from ..._atomic import atomic_path
 from ..._quiet import quiet_logs
 from ...errors import ExportError, MissingDependencyError, UsageError, cause_line, disk_full
+# the metadata keys the runtime adapter reads
+from ...runtimes.aoti import DEVICE, INPUT_SHAPE, MAX_BATCH, OUTPUT_SHAPE, PRECISION
 from . import Artifact, ConvertSource
 
 quantize = None  # no int8 package yet (PT2E int8 through Inductor is the way to one)
 describe_int8 = None
-# the metadata keys the runtime adapter reads (runtimes/aoti.py keeps the same names)
-INPUT_SHAPE, OUTPUT_SHAPE, MAX_BATCH, DEVICE, PRECISION = (
-    "cnnexport.input_shape", "cnnexport.output_shape", "cnnexport.max_batch", "cnnexport.device",
-    "cnnexport.precision")
 # PyTorch's default computes CUDA convolutions in TF32 (10-bit mantissa): an fp32 package is verified, and
 # run by cnnexport, with TF32 off; a caller who leaves it on gets TF32's error, not fp32's
 CUDA_FP32_LOAD = ("torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False; "
