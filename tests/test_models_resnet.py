@@ -63,6 +63,33 @@ def test_checkpoint_dicts_are_unwrapped(tmp_path, wrap):
     assert set(read_state_dict(path)) == set(src.state_dict())
 
 
+@pytest.mark.parametrize("prefix", ["_orig_mod.", "module._orig_mod."])
+def test_wrapper_prefixes_are_stripped(tmp_path, prefix):
+    src = create_model("resnet18")  # torch.compile's module, inside DDP's for the second
+    path = tmp_path / "ckpt.pth"
+    torch.save({"state_dict": {prefix + k: v for k, v in src.state_dict().items()}}, path)
+    assert set(read_state_dict(path)) == set(src.state_dict())
+
+
+def test_a_prefix_that_fits_the_model_is_taken(tmp_path):
+    src = create_model("resnet18", num_classes=10).eval()
+    path = tmp_path / "lightning.ckpt"  # a LightningModule holding the network as self.model
+    torch.save({"epoch": 3, "state_dict": {f"model.{k}": v for k, v in src.state_dict().items()}}, path)
+    model = create_model("resnet18", num_classes=10, weights=path)
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        assert torch.equal(model(x), src(x))
+
+
+def test_two_prefixes_that_fit_are_named_not_guessed(tmp_path):
+    sd = create_model("resnet18").state_dict()
+    path = tmp_path / "ema.ckpt"
+    torch.save({"state_dict": {**{f"model.{k}": v for k, v in sd.items()},
+                               **{f"model_ema.{k}": v for k, v in sd.items()}}}, path)
+    with pytest.raises(WeightsError, match=r"the keys under 'model\.' and 'model_ema\.' fit it"):
+        create_model("resnet18", weights=path)
+
+
 def test_mismatch_names_the_keys_and_shapes(tmp_path):
     path = tmp_path / "w.pt"
     torch.save(create_model("resnet18", num_classes=10).state_dict(), path)

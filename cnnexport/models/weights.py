@@ -15,14 +15,16 @@ from torch import nn
 from ..errors import WeightsError, first_line
 
 _WRAPPER_KEYS = ("state_dict", "model", "model_state_dict", "net", "module")
+# Prefixes wrappers add to every key: DataParallel / DistributedDataParallel, and torch.compile's module.
+_WRAPPER_PREFIXES = ("module.", "_orig_mod.")
 MAX_LISTED = 3
 
 
 def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     """Read a state_dict from .pt/.pth/.bin (torch, weights only) or .safetensors.
 
-    A checkpoint dict holding ``state_dict`` or ``model`` is unwrapped, and a ``module.``
-    prefix (DataParallel) is stripped.
+    A checkpoint dict holding ``state_dict`` or ``model`` is unwrapped, and the prefixes wrappers add
+    to every key are stripped: ``module.`` (DataParallel, DDP) and ``_orig_mod.`` (torch.compile).
     """
     path = Path(path)
     if not path.is_file():
@@ -71,8 +73,13 @@ def _unwrap(obj: object, path: Path) -> dict[str, torch.Tensor]:
             f"'{path}' holds no state_dict (expected a dict of tensors, or a checkpoint with a 'state_dict' or 'model' entry)"
         )
     sd = dict(obj)
-    if all(k.startswith("module.") for k in sd):
-        sd = {k[len("module."):]: v for k, v in sd.items()}
+    stripped = True
+    while stripped:
+        stripped = False
+        for prefix in _WRAPPER_PREFIXES:
+            if all(k.startswith(prefix) for k in sd):
+                sd = {k[len(prefix):]: v for k, v in sd.items()}
+                stripped = True
     return sd
 
 
@@ -81,8 +88,14 @@ def _is_state_dict(obj: Mapping) -> bool:
 
 
 def load_weights(model: nn.Module, state_dict: Mapping[str, torch.Tensor], *, source: str = "weights") -> None:
-    """Load ``state_dict`` strictly; a mismatch raises naming the first differing keys and shapes."""
+    """Load ``state_dict`` strictly; a mismatch raises naming the first differing keys and shapes.
+
+    A file whose every key carries one prefix that the model lacks (a LightningModule saves its network
+    as ``model.``...) loads when the keys without it fit the model exactly, names and shapes."""
     own = model.state_dict()
+    fitting = _fitting_prefixes(own, state_dict)
+    if len(fitting) == 1 and all(k.startswith(fitting[0]) for k in state_dict):
+        state_dict = {k[len(fitting[0]):]: v for k, v in state_dict.items()}
     shape_diff = [
         f"{k} (file {list(v.shape)} vs model {list(own[k].shape)})"
         for k, v in state_dict.items()
@@ -101,8 +114,25 @@ def load_weights(model: nn.Module, state_dict: Mapping[str, torch.Tensor], *, so
         hint = ""
         if any(d.startswith(("fc.", "classifier", "head")) for d in shape_diff):
             hint = "; if only the classifier differs, pass --num-classes to match the checkpoint"
+        elif fitting:
+            hint = (f"; the keys under {' and '.join(repr(p) for p in fitting)} fit it: save the network you want "
+                    f"as its own state_dict (torch.save(module.state_dict(), path))")
         raise WeightsError(f"{source} do not fit the model: " + "; ".join(parts) + hint)
     model.load_state_dict(state_dict, strict=True)
+
+
+def _fitting_prefixes(own: Mapping[str, torch.Tensor], state_dict: Mapping[str, torch.Tensor]) -> list[str]:
+    """The first key components ``p.`` of ``state_dict`` whose keys, without ``p.``, are exactly ``own``'s,
+    each with ``own``'s shape ([] when the file fits as it is)."""
+    if set(state_dict) == set(own):
+        return []
+    groups: dict[str, dict[str, torch.Tensor]] = {}
+    for k, v in state_dict.items():
+        head, dot, rest = k.partition(".")
+        if dot:
+            groups.setdefault(head + ".", {})[rest] = v
+    return sorted(p for p, sd in groups.items()
+                  if set(sd) == set(own) and all(tuple(sd[k].shape) == tuple(own[k].shape) for k in own))
 
 
 def _more(items: list) -> str:
