@@ -43,6 +43,52 @@ def test_image_folder_reads_every_image_recursively(photo_folder):
     assert gray.shape[1:] == (1, 32, 32)
 
 
+def test_a_folder_with_loose_images_is_one_unlabelled_tree(tmp_path, photo_folder):
+    """Images beside subfolders are not a class layout: calibration reads them all (an earlier version took the
+    one subfolder as the only class and dropped the rest), and eval refuses to leave them out of its accuracy."""
+    from cnnexport.calib.labelled import ImageFolder, is_labelled
+    from cnnexport.calib.sources import load_labelled_samples
+    from cnnexport.errors import CalibrationError
+
+    paths = sample_image_paths()
+    (tmp_path / "sub").mkdir()
+    for i, path in enumerate(paths):
+        with Image.open(path) as img:
+            img.convert("RGB").save(tmp_path / ("sub" if i == 0 else ".") / f"img{i}.png")
+    assert is_labelled(str(photo_folder)) and not is_labelled(str(tmp_path))
+    x, labels = load_labelled_samples(str(tmp_path), Preprocess(size=(32, 32)))
+    assert labels is None and len(x) == len(paths)
+    with pytest.raises(CalibrationError, match=f"{len(paths) - 1} image\\(s\\) of .* lie in the folder itself"):
+        ImageFolder(tmp_path)
+
+
+def test_unreadable_calibration_images_are_named(tmp_path, photo_folder):
+    from cnnexport.exporter.int8 import split_data
+
+    (tmp_path / "pool").mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(3):  # images of their own: the evaluation folder below holds the photographs
+        Image.fromarray(rng.integers(0, 256, (40, 40, 3), dtype=np.uint8)).save(tmp_path / "pool" / f"img{i}.png")
+    (tmp_path / "pool" / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not a jpeg")
+    data = split_data(str(tmp_path / "pool"), (1, 3, 32, 32))
+    assert len(data.calibration) + len(data.evaluation) == 3
+    assert any("1 calibration image(s) could not be read" in w and "broken.jpg" in w for w in data.warnings)
+    (photo_folder / "a" / "broken.png").write_bytes(b"not a png")  # a labelled folder's too
+    try:
+        data = split_data(str(tmp_path / "pool"), (1, 3, 32, 32), eval_source=str(photo_folder))
+        assert any("1 evaluation image(s)" in w and "broken.png" in w for w in data.warnings), data.warnings
+    finally:
+        (photo_folder / "a" / "broken.png").unlink()
+
+
+def test_one_sample_cannot_be_split():
+    from cnnexport.calib.sources import split_order
+    from cnnexport.errors import CalibrationError
+
+    with pytest.raises(CalibrationError, match="1 sample\\(s\\) cannot be split.*--eval"):
+        split_order(1)
+
+
 def test_readers_feed_every_sample():
     x = load_samples("samples", Preprocess(size=(32, 32)), 20)
     assert len(x) == 20 and len({s.tobytes() for s in x}) == 20  # crops beyond the 6 photos are distinct

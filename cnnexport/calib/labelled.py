@@ -122,11 +122,14 @@ class ImageFolder(LabelledSource):
         if not root.is_dir():
             raise CalibrationError(f"data folder '{root}' does not exist; give a folder with one subfolder per "
                                    "class, 'digits', or a .npz file with x and y")
-        folders = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+        folders, loose = _class_folders(root), _loose_images(root)
         if not folders:
-            loose = any(p.suffix.lower() in IMAGE_SUFFIXES for p in root.iterdir())
             raise CalibrationError(f"'{root}' has no class subfolders" + (" (its images lie in the folder itself)"
                                    if loose else "") + f"; put each class's images in '{root}/<class name>/'")
+        if loose:  # they would be left out of the accuracy without a word
+            raise CalibrationError(f"{len(loose)} image(s) of '{root}' lie in the folder itself, outside its class "
+                                   f"subfolders (e.g. {loose[0].name}); move each into '{root}/<class name>/', or "
+                                   "out of the folder")
         classes = read_classes(classes_file) if classes_file else folders
         if classes_file:
             unknown = [f for f in folders if f not in set(classes)]
@@ -247,7 +250,16 @@ def is_labelled(source: str) -> bool:
                 return "y" in data.files
         except Exception:
             return False
-    return path.is_dir() and any(p.is_dir() and not p.name.startswith(".") for p in path.iterdir())
+    return path.is_dir() and bool(_class_folders(path)) and not _loose_images(path)
+
+
+def _class_folders(root: Path) -> list[str]:
+    return sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+
+
+def _loose_images(root: Path) -> list[Path]:
+    """Images in ``root`` itself, outside any class subfolder."""
+    return sorted(p for p in root.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
 
 
 def load_labelled(source: str, classes_file: str | os.PathLike | None = None,

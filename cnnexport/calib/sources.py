@@ -15,8 +15,10 @@ from .images import IMAGE_SUFFIXES, PHOTOS_DIR, Preprocess, load_image, sample_i
 RECOMMENDED_MIN = 100  # NNCF and Ultralytics warn below 300; int8 ranges from fewer than 100 samples are noisy
 
 
-def image_folder(root: str | os.PathLike, preprocess: Preprocess, limit: int | None = None) -> np.ndarray:
-    """Every jpg/png/bmp under ``root`` (recursively, sorted), preprocessed: NCHW float32."""
+def image_folder(root: str | os.PathLike, preprocess: Preprocess, limit: int | None = None,
+                 skipped: list[str] | None = None) -> np.ndarray:
+    """Every jpg/png/bmp under ``root`` (recursively, sorted), preprocessed: NCHW float32. The images
+    that cannot be read are left out, and their paths under ``root`` appended to ``skipped``."""
     root = Path(root)
     if not root.is_dir():
         raise CalibrationError(f"calibration folder '{root}' does not exist")
@@ -28,9 +30,11 @@ def image_folder(root: str | os.PathLike, preprocess: Preprocess, limit: int | N
         try:
             images.append(load_image(p, preprocess))
         except Exception:
-            bad.append(p.name)
+            bad.append(str(p.relative_to(root)))
     if not images:
         raise CalibrationError(f"no image in '{root}' could be read (e.g. {bad[0]}); are they real images?")
+    if skipped is not None:
+        skipped.extend(bad)
     return np.stack(images)
 
 
@@ -77,8 +81,10 @@ def array_file(path: str | os.PathLike) -> np.ndarray:
         raise CalibrationError(f"'{path}' is not a readable .npy/.npz file ({type(exc).__name__})") from None
 
 
-def load_samples(source: str, preprocess: Preprocess, count: int | None = None) -> np.ndarray:
-    """``samples`` (bundled photographs), ``digits`` (scikit-learn's, training split), a folder, or an array file."""
+def load_samples(source: str, preprocess: Preprocess, count: int | None = None,
+                 skipped: list[str] | None = None) -> np.ndarray:
+    """``samples`` (bundled photographs), ``digits`` (scikit-learn's, training split), a folder, or an array
+    file; a folder's unreadable images are named in ``skipped``."""
     if source == "samples":
         return sample_photos(preprocess, count)
     if source == "digits":
@@ -88,22 +94,26 @@ def load_samples(source: str, preprocess: Preprocess, count: int | None = None) 
     path = Path(source)
     if path.suffix in (".npy", ".npz"):
         return array_file(path)[:count]
-    return image_folder(path, preprocess, count)
+    return image_folder(path, preprocess, count, skipped)
 
 
 def load_labelled_samples(source: str, preprocess: Preprocess, count: int | None = None,
-                          classes_file: str | None = None) -> tuple[np.ndarray, np.ndarray | None]:
+                          classes_file: str | None = None, skipped: list[str] | None = None,
+                          ) -> tuple[np.ndarray, np.ndarray | None]:
     """Samples and their labels from a labelled source (digits, a folder with class subfolders, an .npz
     with ``y``: the first ``count`` of its fixed shuffled order, so every class is represented), or the
-    samples of any other source with labels None. ``digits`` here is the training split."""
+    samples of any other source with labels None. ``digits`` here is the training split. A folder's
+    unreadable images are left out and named in ``skipped``."""
     from .labelled import is_labelled, load_labelled
 
     if not is_labelled(source):
-        return load_samples(source, preprocess, count), None
+        return load_samples(source, preprocess, count, skipped), None
     source = "digits:train" if source == "digits" else source
     data = load_labelled(source, classes_file, size=preprocess.size, channels=preprocess.channels)
     data.check_channels(preprocess.channels)
-    x, y, _ = data.select(count).arrays(data.preprocess or preprocess)
+    x, y, bad = data.select(count).arrays(data.preprocess or preprocess)
+    if skipped is not None:
+        skipped.extend(bad)
     return x, y
 
 
@@ -117,7 +127,9 @@ def check_fits(samples: np.ndarray, input_shape: tuple[int, ...], what: str = "c
 def split_order(count: int, calib_fraction: float = 0.5, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """Indices of the calibration and evaluation parts of a pool of ``count`` samples (a fixed permutation)."""
     if count < 2:
-        raise CalibrationError("need at least 2 samples to split into calibration and evaluation sets")
+        raise CalibrationError(f"{count} sample(s) cannot be split into calibration and evaluation sets; give at "
+                               f"least 2 (int8 ranges want {RECOMMENDED_MIN} or more), or evaluation data of its "
+                               "own with --eval")
     order = np.random.default_rng(seed).permutation(count)
     cut = min(max(1, int(round(count * calib_fraction))), count - 1)
     return order[:cut], order[cut:]

@@ -40,10 +40,11 @@ def split_data(calib: str | np.ndarray, shape: tuple[int, ...], calib_count: int
     from ..calib.sources import RECOMMENDED_MIN, load_labelled_samples, split_order
 
     pre = preprocess or (Preprocess(size=(shape[2], shape[3]), channels=shape[1]) if len(shape) == 4 else Preprocess())
+    skipped = {"calibration": [], "evaluation": []}
     if isinstance(calib, np.ndarray):
         pool, pool_labels = calib, None
     else:
-        pool, pool_labels = load_labelled_samples(calib, pre, calib_count)
+        pool, pool_labels = load_labelled_samples(calib, pre, calib_count, skipped=skipped["calibration"])
     check_fits(pool, shape)
     calibration_labels = pool_labels
     if eval_source:
@@ -54,7 +55,7 @@ def split_data(calib: str | np.ndarray, shape: tuple[int, ...], calib_count: int
             test = load_digits(size=shape[2], channels=shape[1])
             evaluation, labels = test.x_test[:eval_count], test.y_test[:eval_count]
         else:
-            evaluation, labels = load_labelled_samples(eval_source, pre, eval_count)
+            evaluation, labels = load_labelled_samples(eval_source, pre, eval_count, skipped=skipped["evaluation"])
         check_fits(evaluation, shape, "evaluation")
     elif isinstance(calib, str) and calib == "digits":
         from ..calib.digits import load_digits
@@ -68,7 +69,8 @@ def split_data(calib: str | np.ndarray, shape: tuple[int, ...], calib_count: int
         if pool_labels is not None:
             calibration_labels, labels = pool_labels[calibration_part], pool_labels[evaluation_part]
     check_disjoint(calibration, evaluation)
-    warnings = []
+    warnings = [f"{len(bad)} {what} image(s) could not be read and were left out: {', '.join(bad[:3])}"
+                f"{' ...' if len(bad) > 3 else ''}" for what, bad in skipped.items() if bad]
     if len(calibration) < RECOMMENDED_MIN:
         warnings.append(f"only {len(calibration)} calibration samples (fewer than {RECOMMENDED_MIN}): int8 ranges "
                         "may not cover real inputs; NNCF and Ultralytics recommend 300")
