@@ -500,3 +500,17 @@ def test_killed_export_leaves_no_artifact_and_keeps_the_earlier_one(tmp_path, si
     subprocess.run(cmd, check=True, capture_output=True, timeout=600)
     assert not list(out.glob(".cnnexport-staging-*"))  # a killed run's staging folder is removed by the next run
     assert set(p.name for p in out.iterdir()) == set(before)
+
+
+def test_verify_finds_the_reference_beside_the_file(tmp_path):
+    """`verify FILE` without --reference reads the reference.npz the export wrote beside FILE."""
+    import cnnexport
+
+    cnnexport.export(create_model("lenet5"), (1, 1, 32, 32), tmp_path, name="lenet5", photos=False)
+    result = run("verify", str(tmp_path / "lenet5.onnx"), "--json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["passed"] is True
+    (tmp_path / "elsewhere").mkdir()
+    shutil.copy(tmp_path / "lenet5.onnx", tmp_path / "elsewhere" / "lenet5.onnx")
+    line = assert_one_line_error(run("verify", str(tmp_path / "elsewhere" / "lenet5.onnx")), 2)
+    assert "no reference.npz beside" in line and "--reference" in line

@@ -1,4 +1,4 @@
-"""``cnnexport verify ARTIFACT --reference``: the file against the outputs saved at export."""
+"""``cnnexport verify ARTIFACT [--reference]``: the file against the outputs saved at export."""
 
 from __future__ import annotations
 
@@ -15,8 +15,9 @@ from .options import load_artifact
 
 @cli.command("verify")
 @click.argument("artifact", type=click.Path(dir_okay=False))
-@click.option("--reference", "reference", type=click.Path(dir_okay=False), required=True,
-              help="reference.npz written by the export (inputs and PyTorch's outputs).")
+@click.option("--reference", "reference", type=click.Path(dir_okay=False), default=None,
+              help="reference.npz written by the export (inputs and PyTorch's outputs); default: the one "
+                   "beside ARTIFACT.")
 @click.option("--runtime", default=None,
               help=f"{', '.join(f.runtime for f in FORMATS.values())} (default: by extension).")
 @click.option("--atol", type=click.FloatRange(min=0), default=None,
@@ -24,8 +25,10 @@ from .options import load_artifact
 @click.option("--json", "as_json", is_flag=True, help="Print the figures as JSON on stdout, nothing else.")
 def verify_cmd(artifact, reference, runtime, atol, as_json):
     """Check ARTIFACT against the reference outputs saved at export time. Needs no torch."""
-    from ..exporter.verify_file import check_file, failure_reason, read_reference
+    from ..exporter.verify_file import check_file, failure_reason, read_reference, reference_beside
 
+    if reference is None:
+        reference = reference_beside(artifact)
     loaded = read_reference(reference)  # a missing or foreign reference is named before the file is loaded
     eq = check_file(artifact, reference, loaded, load_artifact(artifact, runtime), atol)
     if as_json:

@@ -23,6 +23,15 @@ def read_reference(reference: str) -> tuple[list, list, dict]:
         raise UsageError(f"'{reference}' is not a cnnexport reference.npz ({type(exc).__name__})") from None
 
 
+def reference_beside(artifact: str) -> str:
+    """The reference.npz the export wrote beside ``artifact``, or UsageError saying to name one."""
+    path = Path(artifact).with_name("reference.npz")
+    if not path.is_file():
+        raise UsageError(f"no reference.npz beside '{artifact}' (the export writes one beside its files); pass the "
+                         "export's reference.npz with --reference")
+    return str(path)
+
+
 def made_for(meta: dict) -> str:
     """' for model 'lenet5' (lenet5.onnx, ...)' from a reference.npz's metadata, or ''."""
     if not meta.get("model"):
