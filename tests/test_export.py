@@ -125,6 +125,32 @@ def test_training_mode_model_exports_eval_graph_and_says_so(tmp_path):
     assert model.training  # and the caller's module was left as it was
 
 
+class FeaturesToo(nn.Module):
+    """Returns its logits and its features, as a dict or a tuple (retrieval and distillation models do)."""
+
+    def __init__(self, as_dict: bool):
+        super().__init__()
+        self.net, self.as_dict = randomize_bn_stats(SmallNet()).eval(), as_dict
+
+    def forward(self, x):
+        logits = self.net(x)
+        features = self.net.features(x).mean((2, 3))
+        return {"logits": logits, "features": features} if self.as_dict else (logits, features)
+
+
+@pytest.mark.parametrize("as_dict", [True, False])
+def test_a_model_with_several_outputs_exports_the_one_verified(tmp_path, as_dict):
+    """pnnx refused a dict at the output; every file now holds the first output, the one checked."""
+    pytest.importorskip("pnnx", reason="the ncnn extra (pnnx) is not installed")
+    model = FeaturesToo(as_dict)
+    report = cnnexport.export(model, (1, 3, 32, 32), tmp_path, name="m", formats=("onnx", "ncnn"), photos=False)
+    assert report["prepare"]["outputs"] == ({"returned": "a dict of 2 outputs (logits, features)", "kept": "'logits'"}
+                                            if as_dict else {"returned": "a tuple of 2 outputs", "kept": "#0"})
+    assert any("the files hold its first output" in w for w in report["warnings"])
+    assert [o.name for o in onnx.load(tmp_path / "m.onnx").graph.output] == ["output"]
+    assert all(e["passed"] for e in report["equivalence"]) and len(report["equivalence"]) == 2
+
+
 class TraceUnsafe(nn.Module):
     """Its output changes from call to call; a traced export freezes one call."""
 

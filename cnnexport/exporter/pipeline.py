@@ -61,6 +61,27 @@ def first_tensor(out) -> torch.Tensor:
     raise UsageError(f"the model returned {type(out).__name__}; cnnexport exports models that return a tensor")
 
 
+class FirstOutput(nn.Module):
+    """A model that returns several tensors (a tuple, a list, a dict), reduced to its first: the output
+    cnnexport verifies and benchmarks, so that every file holds that one (converters such as pnnx refuse
+    a dict, and an output nobody checked would travel unverified)."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return first_tensor(self.model(x))
+
+
+def describe_outputs(out) -> tuple[str, str]:
+    """What a model that returns several tensors returned, and which one ``first_tensor`` keeps."""
+    if isinstance(out, dict):
+        names = list(out)
+        return f"a dict of {len(names)} outputs ({', '.join(map(str, names[:5]))})", repr(names[0])
+    return f"a {type(out).__name__} of {len(out)} outputs", "#0"
+
+
 def _check_shape(input_shape: Iterable[int]) -> tuple[int, ...]:
     try:
         shape = tuple(int(d) for d in input_shape)
@@ -249,13 +270,20 @@ def _prepare_stage(module: nn.Module, shape: tuple[int, ...], opts: ExportOption
     report["warnings"].extend(summary.warnings)
     with torch.no_grad():
         try:
-            first_tensor(prepared(torch.zeros(shape)))
+            out = prepared(torch.zeros(shape))
+            first_tensor(out)
         except UsageError:
             raise
         except Exception as exc:
             msg = first_line(exc, 200)
             raise ParameterError(f"the model cannot take input shape {'x'.join(map(str, shape))} "
                                  f"({ParameterError.literal(msg)}); pass the size it expects as {{input_shape}}") from None
+    if not isinstance(out, torch.Tensor):
+        returned, kept = describe_outputs(out)
+        prepared = FirstOutput(prepared)
+        report["prepare"]["outputs"] = {"returned": returned, "kept": kept}
+        report["warnings"].append(f"the model returns {returned}; the files hold its first output, {kept}, the one "
+                                  "cnnexport verifies")
     reference = reference_of(module, shape, dynamic_batch=opts.dynamic_batch, photos=opts.photos,
                              runtimes={FORMATS[f].runtime for f in opts.formats})
     scale, floor = reference.scale, reference.floor
