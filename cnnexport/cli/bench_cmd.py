@@ -45,7 +45,7 @@ from .options import RUNTIME_HELP, export_fn, int_list, parse_input_size, plain_
 @click.option("--reuse", is_flag=True, help="For a model name: measure the files an earlier export left in "
               "--output-dir (its report.json) instead of exporting again.")
 @click.option("--save", type=click.Path(dir_okay=False), default=None, help="Also write the JSON rows to this file.")
-@click.option("--wide", is_flag=True, help="Show every column (p90, p99, min, MACs, GMAC/s, %% of the compute "
+@click.option("--wide", is_flag=True, help="Show every column (p90, p99, min, MACs, GMAC/s, % of the compute "
               "ceiling, roofline ms); the default set fits 100 columns.")
 @click.option("--json", "as_json", is_flag=True, help="Print the JSON rows on stdout, nothing else.")
 @click.option("--csv", "as_csv", is_flag=True, help="Print CSV rows on stdout.")
