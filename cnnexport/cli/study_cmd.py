@@ -114,13 +114,14 @@ def study_guidelines_cmd(which, widths, batch, align, runtime, threads, device, 
 @click.option("--batch", default="1", show_default=True, help="Batch sizes, e.g. 1,8.")
 @click.option("--plot", type=click.Path(dir_okay=False), default="latency_vs_macs.png", show_default=True,
               help="Where the log-log plot of latency against MACs goes.")
+@click.option("--no-plot", is_flag=True, help="No plot (no matplotlib needed): the tables and Spearman only.")
 @click.option("--no-plain", is_flag=True, help="Skip measuring each runtime's own plain export beside cnnexport's "
               "files.")
 @click.option("--precision", type=click.Choice(["fp32", "int8"]), default="fp32", show_default=True,
               help="Measure each runtime's fp32 files, or its int8 files (calibrated on the sample photographs; "
                    "rows named onnxruntime-int8, ..., against the int8 roofline; no PyTorch or plain rows).")
 @_study_common
-def study_zoo_cmd(models, batch, plot, no_plain, precision, runtime, threads, device, rounds, runs, min_time, max_time, output_dir,
+def study_zoo_cmd(models, batch, plot, no_plot, no_plain, precision, runtime, threads, device, rounds, runs, min_time, max_time, output_dir,
                   save, as_json):
     """Every zoo model on every runtime: latency against MACs (Spearman, log-log plot, GMAC/s, Table 8)."""
     from ..bench.plan import parse_runtimes
@@ -130,13 +131,15 @@ def study_zoo_cmd(models, batch, plot, no_plain, precision, runtime, threads, de
     names = sorted({n for pattern in models.split(",") if pattern.strip() for n in list_models(pattern.strip())})
     if not names:
         raise UsageError(f"no model matches '{models}' (see cnnexport list)")
+    plot = None if no_plot else plot
     if plot:  # before the measurements, not after
         try:
             import matplotlib  # noqa: F401
         except ImportError:
             from ..errors import MissingDependencyError
 
-            raise MissingDependencyError("the latency plot needs matplotlib: pip install 'cnnexport[study]'") from None
+            raise MissingDependencyError("the latency plot needs matplotlib: pip install 'cnnexport[study]', or pass "
+                                         "--no-plot") from None
     runtimes, batches = parse_runtimes(runtime), int_list(batch, "--batch")
     check_precision(precision, runtimes)
     timing = _check_study_args(threads, rounds, runs, min_time, max_time, device)
