@@ -425,6 +425,37 @@ def test_auto_exporter_falls_back_to_dynamo_where_torchscript_has_no_conversion(
     assert plain["exporter"] == "torchscript"  # auto keeps TorchScript wherever it works
 
 
+class BatchStatistics(nn.Module):
+    """A BatchNorm that normalises by each batch's own statistics, in eval mode too: the TorchScript exporter
+    fails on it with a dynamic batch (and printed its whole graph to stderr), the dynamo exporter writes it."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv, self.bn, self.fc = nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4, track_running_stats=False), nn.Linear(4, 2)
+
+    def forward(self, x):
+        return self.fc(self.bn(self.conv(x)).mean((2, 3)))
+
+
+def test_auto_exporter_falls_back_on_any_torchscript_failure_and_names_both_causes(tmp_path, capfd):
+    report = cnnexport.export(BatchStatistics().eval(), (1, 3, 8, 8), tmp_path / "auto", photos=False)
+    assert report["exporter"] == "dynamo" and report["equivalence"][0]["passed"]
+    assert any("TorchScript exporter cannot write this model (batch_size and channel_size" in w
+               for w in report["warnings"])
+    assert "Torch IR graph" not in capfd.readouterr().err
+    with pytest.raises(ExportError, match=r"^the torchscript exporter failed: .*linalg_svdvals.*; then the dynamo "
+                                          r"exporter failed: .*_linalg_svd"):
+        cnnexport.export(SingularValues().eval(), (1, 3, 4, 4), tmp_path / "both", photos=False)
+    assert not (tmp_path / "both").exists() or not any((tmp_path / "both").iterdir())
+
+
+class SingularValues(nn.Module):
+    """An operator neither exporter has a conversion for."""
+
+    def forward(self, x):
+        return torch.linalg.svdvals(x.flatten(2)).flatten(1)
+
+
 def test_photo_check_runs_without_scikit_image(tmp_path):
     """The quick start's `pip install .` has no scikit-image: the real-photograph check must still run."""
     assert len(sample_image_paths()) == 6

@@ -44,8 +44,8 @@ from .options import (BF16_HELP, CALIB_METHODS, FP16_HELP, INT8_HELP, format_fla
               help="Apply the deploy-time conversions blocks offer (reparameterize(), switch_to_deploy(), fuse(): "
                    "RepVGG, MobileOne branches become one conv).")
 @click.option("--exporter", type=click.Choice(["auto", "torchscript", "dynamo"]), default="auto", show_default=True,
-              help="auto: TorchScript, and the dynamo exporter where TorchScript has no conversion for an operator "
-                   "(the report's 'exporter' says which wrote the file).")
+              help="auto: TorchScript, and the dynamo exporter where TorchScript fails (an operator it has no "
+                   "conversion for; the report's 'exporter' says which wrote the file).")
 @click.option("--opset", type=int, default=18, show_default=True, help="ONNX opset.")
 @click.option("--batch", type=int, default=None, help="Static batch size (default: dynamic batch axis).")
 @click.option("--input-size", default=None, help="H, HxW or C,H,W (default: the model's own).")

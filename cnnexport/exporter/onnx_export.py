@@ -13,12 +13,11 @@ import torch
 from torch import nn
 
 from .._atomic import atomic_path
+from .._quiet import quiet_fds
 from ..errors import ExportError, UsageError, disk_full, cause_line
 
 EXPORTERS = ("torchscript", "dynamo")
-AUTO = "auto"  # TorchScript, then dynamo where TorchScript has no conversion for an operator
-# what the TorchScript exporter says when it has no conversion for an operator (or for its arguments)
-_NO_CONVERSION = "Unsupported: ONNX export of operator"
+AUTO = "auto"  # TorchScript, then dynamo where TorchScript fails
 DEFAULT_OPSET = 18
 INPUT_NAME, OUTPUT_NAME = "input", "output"
 _TWO_GB = 2**31
@@ -52,7 +51,8 @@ def to_onnx(
         warnings.simplefilter("always")
         try:
             if exporter == "torchscript":
-                _export_torchscript(module, example, tmp, opset, dynamic_batch, keep_batchnorm)
+                with quiet_fds():  # on a failure, its C++ side prints the whole TorchScript graph to stderr
+                    _export_torchscript(module, example, tmp, opset, dynamic_batch, keep_batchnorm)
             else:
                 _export_dynamo(module, example, tmp, opset, dynamic_batch, keep_batchnorm)
         except (ExportError, UsageError):
@@ -66,18 +66,22 @@ def to_onnx(
 
 def to_onnx_auto(module: nn.Module, path: str | os.PathLike, input_shape: tuple[int, ...], *,
                  exporter: str = AUTO, **options) -> tuple[str, list[str]]:
-    """``to_onnx`` with ``exporter`` ``auto``: TorchScript, and the dynamo exporter where TorchScript has no
-    conversion for one of the model's operators (e.g. an adaptive pool whose output size does not divide
-    its input). Returns the exporter that wrote the file and the warnings."""
+    """``to_onnx`` with ``exporter`` ``auto``: TorchScript, and the dynamo exporter where TorchScript fails
+    (no conversion for one of the model's operators, e.g. an adaptive pool whose output size does not
+    divide its input; a BatchNorm that normalises by the batch's own statistics). Returns the exporter
+    that wrote the file and the warnings; where both fail, one error with both causes."""
     if exporter != AUTO:
         return exporter, to_onnx(module, path, input_shape, exporter=exporter, **options)
     try:
         return "torchscript", to_onnx(module, path, input_shape, exporter="torchscript", **options)
     except ExportError as exc:
-        if _NO_CONVERSION not in str(exc):
-            raise
-        cause = str(exc).split(": ", 1)[-1].split("; try --exporter")[0]
-    warnings_ = to_onnx(module, path, input_shape, exporter="dynamo", **options)
+        torchscript_failure = str(exc).rsplit("; try --exporter", 1)[0]
+    try:
+        warnings_ = to_onnx(module, path, input_shape, exporter="dynamo", **options)
+    except ExportError as exc:
+        dynamo_failure = str(exc).rsplit("; try --exporter", 1)[0].rsplit(", or try --exporter", 1)[0]
+        raise ExportError(f"{torchscript_failure}; then {dynamo_failure}") from None
+    cause = torchscript_failure.split(": ", 1)[-1]
     return "dynamo", [*warnings_, f"the TorchScript exporter cannot write this model ({cause[:160]}); "
                                   "the dynamo exporter wrote it"]
 
