@@ -228,6 +228,39 @@ def test_batchnorm_subclass_with_its_own_forward_keeps_its_activation():
     assert not any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in prepared.modules())
 
 
+class FrozenBatchNorm2d(nn.Module):
+    """torchvision's FrozenBatchNorm2d (detection backbones; timm's freeze_batch_norm_2d makes it): buffers, and
+    the arithmetic in its own forward."""
+
+    def __init__(self, c: int, eps: float = 1e-5, scale_only: bool = False):
+        super().__init__()
+        for name, value in (("weight", torch.rand(c) + 0.5), ("bias", torch.randn(c)), ("running_mean", torch.randn(c)),
+                            ("running_var", torch.rand(c) + 0.5)):
+            self.register_buffer(name, value)
+        self.eps, self.scale_only = eps, scale_only
+
+    def forward(self, x):
+        scale = self.weight.reshape(1, -1, 1, 1) * (self.running_var.reshape(1, -1, 1, 1) + self.eps).rsqrt()
+        if self.scale_only:  # a class of the same name that computes something else
+            return x * scale
+        return x * scale + (self.bias - self.running_mean * scale.flatten()).reshape(1, -1, 1, 1)
+
+
+def test_a_frozen_batchnorm_folds_and_an_impostor_is_left_alone():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 6, 3), FrozenBatchNorm2d(6), nn.ReLU(), nn.Conv2d(6, 4, 3),
+                          FrozenBatchNorm2d(4, scale_only=True)).eval()
+    prepared, summary = prepare_with_summary(model)
+    assert summary.frozen_batchnorms == [{"module": "1", "type": "FrozenBatchNorm2d"}]
+    assert [f["into"] for f in summary.folded] == ["0"]
+    assert isinstance(prepared[4], FrozenBatchNorm2d) and not isinstance(prepared[1], FrozenBatchNorm2d)
+    x = torch.randn(2, 3, 9, 9)
+    with torch.no_grad():
+        assert torch.allclose(prepared(x), model(x), atol=1e-5)
+    unfolded, kept = prepare_with_summary(model, fold_bn=False)
+    assert kept.frozen_batchnorms == [] and isinstance(unfolded[1], FrozenBatchNorm2d)
+
+
 def test_conv_norm_act_functional_bn_and_reparameterisation_fold_exactly():
     model = foreign_net()
     prepared, summary = prepare_with_summary(model)

@@ -56,3 +56,39 @@ def test_unknown_timm_name_is_one_line(tmp_path):
     assert result.exit_code == 2 and "not a timm architecture" in result.output
     assert "mobilenetv3_large_100" in result.output and "Traceback" not in result.output
     assert not (tmp_path / "x").exists()
+
+
+@pytest.mark.parametrize("name", ["resnet18", "mobilenetv3_small_100"])
+def test_frozen_batchnorms_fold_like_batchnorms(name):
+    """timm's freeze_batch_norm_2d makes BatchNorm2d torchvision's FrozenBatchNorm2d and BatchNormAct2d
+    FrozenBatchNormAct2d (buffers, their own arithmetic: no batch_norm call to fold); prepare folds them."""
+    from cnnexport.exporter.prepare import prepare_with_summary
+    from timm.layers import freeze_batch_norm_2d
+
+    model = trained_bn_stats(timm.create_model(name, num_classes=10), (1, 3, 64, 64)).eval()
+    norms = sum(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in model.modules())
+    frozen = freeze_batch_norm_2d(model).eval()
+    assert not any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in frozen.modules())
+    prepared, summary = prepare_with_summary(frozen)
+    assert len(summary.frozen_batchnorms) == len(summary.folded) == norms
+    assert {f["type"] for f in summary.frozen_batchnorms} <= {"FrozenBatchNorm2d", "FrozenBatchNormAct2d"}
+    assert not any("BatchNorm" in type(m).__name__ for m in prepared.modules())
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        expected = frozen(x)
+        assert (prepared(x) - expected).abs().max() <= 1e-5 * expected.abs().max()
+
+
+def test_user_code_that_imports_timm_exports(tmp_path):
+    """A user's module importing timm failed as an internal error ('torchvision::nms does not exist':
+    PyPI's torchvision beside the CPU torch); the export now makes torchvision importable and retries."""
+    from conftest import run_cli
+
+    (tmp_path / "mynet.py").write_text(
+        "import timm\nfrom timm.layers import ConvNormAct\nfrom torch import nn\n\n"
+        "def build():\n"
+        "    return nn.Sequential(ConvNormAct(3, 8, 3), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 4))\n")
+    proc = run_cli("mynet:build", "--input-size", "3,32,32", "-o", "out", "--json", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(proc.stdout)
+    assert report["equivalence"][0]["passed"] and len(report["prepare"]["folded"]) == 1

@@ -58,6 +58,48 @@ _KEPT_NORMS = {
 }
 
 
+_FROZEN_BN_TENSORS = ("weight", "bias", "running_mean", "running_var")
+
+
+def frozen_batchnorm_equivalent(m: nn.Module) -> nn.Module | None:
+    """For a frozen BatchNorm (torchvision's and timm's ``FrozenBatchNorm2d``, timm's ``FrozenBatchNormAct2d``,
+    detectron2's: statistics and affine held as buffers, the arithmetic in its own forward, which no
+    ``batch_norm`` call shows), the ``nn.BatchNorm2d`` in eval mode, followed by the module's ``drop`` and
+    ``act`` where it has them, that computes the same; checked on a probe. None for any other module."""
+    if isinstance(m, (nn.modules.batchnorm._BatchNorm, nn.modules.instancenorm._InstanceNorm)) \
+            or "batchnorm" not in type(m).__name__.lower():
+        return None
+    tensors = [getattr(m, n, None) for n in _FROZEN_BN_TENSORS]
+    eps = getattr(m, "eps", None)
+    if not isinstance(eps, float) or not all(isinstance(t, torch.Tensor) and t.dim() == 1 for t in tensors) \
+            or len({t.numel() for t in tensors}) != 1:
+        return None
+    weight, bias, mean, var = (t.detach() for t in tensors)
+    bn = nn.BatchNorm2d(weight.numel(), eps=eps).to(weight.dtype).eval()
+    with torch.no_grad():
+        for dst, src in ((bn.weight, weight), (bn.bias, bias), (bn.running_mean, mean), (bn.running_var, var)):
+            dst.copy_(src)
+    bn.requires_grad_(False)
+    tail = [t for t in (getattr(m, "drop", None), getattr(m, "act", None)) if isinstance(t, nn.Module)]
+    new = nn.Sequential(bn, *tail) if tail else bn
+    probe = torch.randn(2, weight.numel(), 3, 3, generator=torch.Generator().manual_seed(0)).to(weight.dtype)
+    try:
+        with torch.no_grad():
+            same = torch.allclose(m(probe), new(probe), rtol=1e-5, atol=1e-6)
+    except Exception:  # not an NCHW per-channel map after all
+        return None
+    return new if same else None
+
+
+def _thaw_frozen_batchnorms(model: nn.Module, summary: PrepareSummary, budget: Budget) -> None:
+    """Each frozen BatchNorm module replaced by its ``nn.BatchNorm2d`` equivalent, which the fold then takes."""
+    for name, mod in list(model.named_modules()):
+        new = frozen_batchnorm_equivalent(mod) if name else None
+        if new is not None and budget.take(f"frozen BatchNorm '{name}' as nn.BatchNorm2d"):
+            _set_submodule(model, name, new)
+            summary.frozen_batchnorms.append({"module": name, "type": type(mod).__name__})
+
+
 def _inference_scale(m: nn.Module) -> float | None:
     """The factor a module declares its eval mode multiplies by (``inference_scale``: traditional
     dropout's 1 - p, e.g. ``models.layers.TraditionalDropout``), or None."""
@@ -102,6 +144,7 @@ class PrepareSummary:
     aux_removed: list[str] = field(default_factory=list)
     aux_params: int = 0
     reparameterized: list[dict] = field(default_factory=list)
+    frozen_batchnorms: list[dict] = field(default_factory=list)
     changes: list[str] = field(default_factory=list)  # every change, in the order made
     warnings: list[str] = field(default_factory=list)
 
@@ -118,6 +161,7 @@ class PrepareSummary:
             "weight_norm_removed": self.weight_norm_removed,
             "aux_removed": self.aux_removed,
             "reparameterized": self.reparameterized,
+            "frozen_batchnorms": self.frozen_batchnorms,
             "changes": len(self.changes),
         }
 
@@ -148,6 +192,8 @@ def prepare_with_summary(module: nn.Module, *, fold_bn: bool = True, reparameter
         p.requires_grad_(False)
     if reparameterize:
         summary.reparameterized = reparameterize_blocks(prepared, budget)
+    if fold_bn:
+        _thaw_frozen_batchnorms(prepared, summary, budget)
     scopes, untraced = trace_scopes(prepared, extra_leaf=lambda m: _inference_scale(m) is not None)
     if untraced:
         where = ", ".join(f"'{p}' ({why})" for p, why in untraced[:3]) + (" ..." if len(untraced) > 3 else "")

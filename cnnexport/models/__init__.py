@@ -17,7 +17,7 @@ from torch import nn
 # Importing a family's file registers its builders.
 from . import alexnet, densenet, inception, lenet, mobilenet, resnet, shufflenet, squeezenet, vgg  # noqa: F401
 from ..errors import CnnexportError, UnknownModelError, WeightsError, first_line
-from .timm_source import create_timm_model, is_timm_spec
+from .timm_source import create_timm_model, is_timm_spec, retry_with_torchvision
 from .registry import ModelInfo, is_registered, list_models, model_info, register_model
 from .weights import load_weights, read_state_dict
 
@@ -120,7 +120,7 @@ def call_factory(spec: str, factory, kwargs: dict):
     except ValueError:
         pass  # no signature to check (a builtin): the call says
     try:
-        return factory(**kwargs)
+        return retry_with_torchvision(lambda: factory(**kwargs))
     except CnnexportError:
         raise
     except Exception as exc:
@@ -132,7 +132,7 @@ def import_callable(spec: str):
     """The object ``package.module:name`` names (a builder function or class, or a module instance)."""
     module_name, _, attr = spec.partition(":")
     try:
-        return getattr(_import_from_cwd(module_name), attr)
+        return getattr(retry_with_torchvision(lambda: _import_from_cwd(module_name)), attr)
     except ModuleNotFoundError as exc:
         top = module_name.split(".")[0]
         if exc.name and exc.name.split(".")[0] == top:

@@ -50,6 +50,18 @@ def import_torchvision():
     return importlib.import_module("torchvision")
 
 
+def retry_with_torchvision(fn):
+    """``fn()``; where it fails because torchvision's compiled ops do not load beside this torch (user code
+    that imports timm or torchvision), once more with torchvision importable (``import_torchvision``)."""
+    try:
+        return fn()
+    except RuntimeError as exc:
+        if "torchvision::" not in str(exc):
+            raise
+    import_torchvision()
+    return fn()
+
+
 def _has_schema(name: str) -> bool:
     import torch
 
