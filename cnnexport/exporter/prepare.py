@@ -7,7 +7,8 @@ What ``prepare`` does, in order:
 3. folds each ``inference_scale`` a module declares (traditional dropout's 1 - p) into the next linear layer's
    weights (through ReLU, pooling and reshapes, which commute with a positive factor), or into
    the previous one's; replaces every other dropout by the identity;
-4. applies the deploy-time reparameterisation blocks offer (``reparameterize.py``), then folds each
+4. applies the deploy-time reparameterisation blocks offer (``reparameterize.py``), makes each frozen
+   BatchNorm module the ``nn.BatchNorm2d`` it equals, then folds each
    BatchNorm (and InstanceNorm with running statistics, which eval-mode computes the same way)
    into the conv, linear or transposed conv before it, wherever the call sits (``fold_graph.py``):
    w' = w * g / sqrt(v + eps),  b' = (b - m) * g / sqrt(v + eps) + beta;
