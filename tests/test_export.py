@@ -151,6 +151,26 @@ def test_a_model_with_several_outputs_exports_the_one_verified(tmp_path, as_dict
     assert all(e["passed"] for e in report["equivalence"]) and len(report["equivalence"]) == 2
 
 
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float64])
+def test_a_model_held_in_another_float_type_exports_from_an_fp32_copy(tmp_path, dtype):
+    """A half model failed as 'cannot take input shape ... pass the size it expects'."""
+    model = randomize_bn_stats(SmallNet()).eval().to(dtype)
+    report = _export(model, tmp_path)
+    assert report["equivalence"][0]["passed"]
+    assert any(f"weights are {str(dtype)[6:]}: it was exported from an fp32 copy" in w for w in report["warnings"])
+    assert next(model.parameters()).dtype == dtype  # the caller's model untouched
+
+
+def test_torch_compile_wrapper_is_taken_off_and_torchscript_refused(tmp_path):
+    model = randomize_bn_stats(SmallNet()).eval()
+    report = cnnexport.export(torch.compile(model), (1, 3, 16, 16), tmp_path / "c", photos=False)
+    assert report["model"] == "smallnet" and report["equivalence"][0]["passed"]
+    assert any("wrapped by torch.compile" in w for w in report["warnings"])
+    with pytest.raises(UsageError, match="TorchScript module.*pass the nn.Module it was made from"):
+        cnnexport.export(torch.jit.script(model), (1, 3, 16, 16), tmp_path / "s", photos=False)
+    assert not (tmp_path / "s").exists()
+
+
 class TraceUnsafe(nn.Module):
     """Its output changes from call to call; a traced export freezes one call."""
 

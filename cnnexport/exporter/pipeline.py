@@ -8,6 +8,7 @@ leaves nothing new behind and never touches files of an earlier run.
 from __future__ import annotations
 
 import contextlib
+import copy
 import os
 import re
 import time
@@ -105,6 +106,28 @@ def _check_protobuf_limit(module: nn.Module) -> None:
                          "torch.onnx.export(..., external_data=True), or shrink it (fp16, pruning)")
 
 
+def exportable(module: nn.Module) -> tuple[nn.Module, list[str]]:
+    """The module cnnexport prepares, and what was done to get it: torch.compile's wrapper taken off, and
+    an fp32 copy of a model held in another float type (fp16, bf16, float64: the reference is fp32). A
+    TorchScript module, which has no Python forward to prepare, is refused."""
+    if isinstance(module, torch.jit.ScriptModule):
+        raise UsageError("the model is a TorchScript module (torch.jit.script or trace): cnnexport prepares the "
+                         "Python nn.Module (folds, checks it against float64); pass the nn.Module it was made from, "
+                         "or export the TorchScript file to ONNX yourself and fold it with `cnnexport fold`")
+    notes = []
+    inner = getattr(module, "_orig_mod", None)
+    if type(module).__name__ == "OptimizedModule" and isinstance(inner, nn.Module):
+        module = inner
+        notes.append("the model came wrapped by torch.compile: the module it compiles was exported")
+    dtypes = sorted({str(t.dtype).replace("torch.", "") for t in (*module.parameters(), *module.buffers())
+                     if t.is_floating_point() and t.dtype != torch.float32})
+    if dtypes:
+        module = copy.deepcopy(module).float()
+        notes.append(f"the model's weights are {'/'.join(dtypes)}: it was exported from an fp32 copy (the files are "
+                     "fp32; --fp16 or --bf16 add reduced-precision files, each checked by its rule)")
+    return module, notes
+
+
 def _safe_name(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("._") or "model"
 
@@ -137,9 +160,11 @@ def export(module: nn.Module, input_shape: Iterable[int] = (1, 3, 224, 224),
     """
     opts = ExportOptions.of(options, **choices)
     shape = _check_shape(input_shape)
+    module, notes = exportable(module)
     name = _safe_name(opts.name or getattr(module, "cnnexport_name", None) or type(module).__name__.lower())
     stage = on_stage or (lambda _s: None)
     report = _start_report(module, shape, name, opts)
+    report["warnings"] += notes
     prepared, summary, reference = _prepare_stage(module, shape, opts, report, stage)
     staging = StagingDir(output_dir if output_dir is not None else Path("exports") / name)
     try:
