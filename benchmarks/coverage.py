@@ -119,6 +119,7 @@ def export_row(name: str, model, shape) -> dict:
         if simplified:
             row.update(converts=True, verifies=eq["passed"], max_rel=eq["max_rel"], cosine=eq["cosine"],
                        top1_agreement=eq["top1_agreement"], tolerance_rule=eq["tolerance_rule"],
+                       conclusive=eq.get("conclusive", True),
                        convert_s=round(time.perf_counter() - t0, 2),
                        rounding_floor_rel=report["rounding_floor"]["relative"],
                        folded={lv: sum(f["count"] for f in report["graph"]["folded"]
@@ -175,7 +176,7 @@ def cover(name: str, formats: list[str], precision: str = "fp32", model=None, sh
                                          else time.perf_counter() - t0, 2)  # conversion and its check
                 eq = checked.entry
                 row.update(verifies=eq["passed"], max_rel=eq["max_rel"], cosine=eq["cosine"],
-                           top1_agreement=eq["top1_agreement"])
+                           top1_agreement=eq["top1_agreement"], conclusive=eq.get("conclusive", True))
                 if precision == "fp16":
                     row["fp16_check"] = eq["fp16_check"]
                 if not eq["passed"]:

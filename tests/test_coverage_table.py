@@ -53,3 +53,21 @@ def test_readme_timm_table_is_generated_from_the_committed_results():
     for r in onnx_rows:  # what the table says of a file, the row measured on it
         if r["verifies"]:
             assert {"bn_nodes", "foldable_affine", "no_simplify_bn_nodes", "folded"} <= set(r)
+
+
+def test_a_check_the_floor_makes_inconclusive_is_not_shown_as_a_plain_yes():
+    """efficientnetv2_rw_t passed at 5e-1 relative error under a floor of 5e-1: the table said 'yes'."""
+    mod = _table_module()
+    data = json.loads(mod.RESULTS_TIMM.read_text())
+    wide = {r["model"] for r in data["rows"] if r["format"] == "onnx"
+            and (r.get("rounding_floor_rel") or 0) > mod.INCONCLUSIVE_FLOOR}
+    assert wide  # the committed run has such models (random weights)
+    table = mod.render_timm(data)
+    for line in table.splitlines():
+        model = line.split(" | ")[0].lstrip("| ").split(" (")[0]
+        if model in wide:
+            assert "yes (" not in line and "inconclusive (" in line, line
+    assert f"Inconclusive: {', '.join(sorted(wide))}." in table
+    from cnnexport.exporter.verify import INCONCLUSIVE_FLOOR
+
+    assert mod.INCONCLUSIVE_FLOOR == INCONCLUSIVE_FLOOR

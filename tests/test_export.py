@@ -364,6 +364,28 @@ def test_rounding_floor_is_measured_and_raises_the_tolerance_only_above_the_fixe
     eq, floor = out["equivalence"][0], out["rounding_floor"]["max_abs"]
     assert eq["passed"] and floor > 1e-4 * eq["output_scale"]  # the fixed rule alone could not hold it
     assert eq["tolerance"] == pytest.approx(4 * floor) and eq["tolerance_rule"].startswith("4 x the model's fp32")
+    assert eq["conclusive"] and floor < 1e-2 * eq["output_scale"]
+
+
+def test_a_floor_too_wide_to_tell_makes_the_check_inconclusive(tmp_path):
+    """fp32 that cannot represent the model (its floor past 1e-2 of the scale) gives a tolerance a wrong file
+    would meet too: the check passes, and says it is inconclusive, rather than a plain 'passed'."""
+    class Offset(nn.Module):  # adds and removes 1e8: fp32 keeps no decimal of the result (its step is 8)
+        def __init__(self):
+            super().__init__()
+            torch.manual_seed(0)
+            self.fc = nn.Linear(64, 10)
+
+        def forward(self, x):
+            return (self.fc(x.flatten(1)) * 100 + 1e8) - 1e8
+
+    out = cnnexport.export(Offset(), (1, 1, 8, 8), tmp_path / "o", name="offset", photos=False)
+    eq = out["equivalence"][0]
+    assert out["rounding_floor"]["relative"] > 1e-2
+    assert eq["passed"] and not eq["conclusive"] and "inconclusive" in eq["tolerance_rule"]
+    assert any("checks are inconclusive" in w for w in out["warnings"])
+    chosen = cnnexport.export(Offset(), (1, 1, 8, 8), tmp_path / "a", name="offset", photos=False, atol=1e3)
+    assert chosen["equivalence"][0]["conclusive"]  # the caller's own tolerance is the caller's rule
 
 
 def test_approximation_floors_follow_the_functions_the_model_calls():

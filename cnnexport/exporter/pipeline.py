@@ -33,9 +33,10 @@ from .options import ExportOptions
 from .prepare import PrepareSummary, prepare, prepare_with_summary
 from .report_fields import ONNX_GRAPH_FOLD, new_report
 from .simplify import simplify as simplify_onnx
-from .prepare_check import FLOOR_WARN_RELATIVE, approximation_floors, check_prepared, rounding_floor
-from .verify import (DEFAULT_RTOL, FLOOR_FACTOR, FLOOR_NAME, REDUCED_RULES, TIE_MARGIN, Int8Reference, compare,
-                     diagnosis, floor_for, make_inputs, near_zero_warning, reduced_verdict, reference_outputs, save_reference, tolerance)
+from .prepare_check import approximation_floors, check_prepared, rounding_floor
+from .verify import (DEFAULT_RTOL, FLOOR_FACTOR, FLOOR_NAME, INCONCLUSIVE_FLOOR, REDUCED_RULES, TIE_MARGIN,
+                     Int8Reference, compare, diagnosis, floor_for, make_inputs, near_zero_warning, reduced_verdict,
+                     reference_outputs, save_reference, tolerance)
 
 StageCallback = Callable[[str], None]
 
@@ -312,11 +313,12 @@ def _prepare_stage(module: nn.Module, shape: tuple[int, ...], opts: ExportOption
     reference = reference_of(module, shape, dynamic_batch=opts.dynamic_batch, photos=opts.photos,
                              runtimes={FORMATS[f].runtime for f in opts.formats})
     scale, floor = reference.scale, reference.floor
-    if floor is not None and floor > FLOOR_WARN_RELATIVE * (scale or 1.0):
+    if floor is not None and floor > INCONCLUSIVE_FLOOR * (scale or 1.0):
         report["warnings"].append(
             f"the model's fp32 outputs are {floor / scale:.1%} of their scale away from float64's on the same inputs: "
             "fp32 cannot represent this model well (untrained weights or extreme BatchNorm statistics?); the "
-            "tolerance follows that floor")
+            "tolerance follows that floor, so the files' checks are inconclusive (a wrong file could pass): "
+            "export trained weights (--weights) for a conclusive check")
     report["rounding_floor"] = {"max_abs": floor, "relative": floor / scale if floor is not None and scale else None,
                                 "factor": FLOOR_FACTOR, "how": "PyTorch fp32 against the same model in float64, "
                                                                "on the verification inputs"}

@@ -26,9 +26,6 @@ from ..runtimes import RUNTIME_TABLE
 from .verify import InputSet, compare, diagnosis
 
 
-# fp32 rounding usually moves a deep network's outputs by 1e-7 to 1e-3 of their scale; past this, the
-# report warns that fp32 cannot represent the model well (untrained weights, extreme BN statistics).
-FLOOR_WARN_RELATIVE = 1e-2
 
 
 def _approximable() -> dict:

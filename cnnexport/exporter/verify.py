@@ -56,6 +56,10 @@ REDUCED_RULES = {"fp16": ReducedRule("fp16", FP16_RTOL, FP16_MIN_COSINE, TIE_MAR
 FLOOR_FACTOR = 4
 # Past this many floors, or with a changed direction of the logits, an error is not rounding.
 ROUNDING_LIMIT = 20
+# fp32 rounding usually moves a deep network's outputs by 1e-7 to 1e-3 of their scale. A floor past this
+# fraction of the scale (untrained weights, extreme BatchNorm statistics: fp32 cannot represent the model)
+# sets a tolerance so wide that a wrong file would pass too: such a check is reported inconclusive.
+INCONCLUSIVE_FLOOR = 1e-2
 
 
 FLOOR_NAME = "the model's fp32 rounding floor"
@@ -115,6 +119,7 @@ class Equivalence:
     output_scale: float = 0.0  # max |reference output|: the default tolerance is rtol times it
     tolerance_rule: str = ""   # how ``tolerance`` was set, e.g. "1e-04 x max |output|" or "--atol"
     tie_flips: int = 0         # top-1 changes between two classes PyTorch scores within TIE_MARGIN
+    conclusive: bool = True    # False: the tolerance follows a rounding floor past INCONCLUSIVE_FLOOR x the scale
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -199,8 +204,14 @@ def compare(artifact: str, reference: Callable[[np.ndarray], np.ndarray] | list[
     figures = _figures(ref, out, tie_margin)
     scale = float(np.abs(ref).max())
     tol, rule = (atol, "--atol") if atol is not None else tolerance(rtol, scale, floor, floor_name)
+    conclusive = not (atol is None and floor is not None and FLOOR_FACTOR * floor > rtol * (scale or 1.0)
+                      and floor > INCONCLUSIVE_FLOOR * (scale or 1.0))
+    if not conclusive:
+        rule += (f"; inconclusive: that floor is {floor / scale:.0%} of the output scale, so a wrong file could pass "
+                 "too (trained weights give a conclusive check)")
     return Equivalence(artifact=artifact, passed=bool(figures["max_abs"] <= tol), tolerance=tol,
-                       samples=len(ref), per_input=per_input, output_scale=scale, tolerance_rule=rule, **figures)
+                       samples=len(ref), per_input=per_input, output_scale=scale, tolerance_rule=rule,
+                       conclusive=conclusive, **figures)
 
 
 def fp16_verdict(eq: Equivalence) -> dict:

@@ -72,7 +72,7 @@ def print_export_summary(report: dict) -> None:
         rows["accuracy (labels)"].append(
             f"fp32 {e['accuracy_fp32']:.2%} -> int8 {e['accuracy_int8']:.2%}" if "accuracy_int8" in e else "")
         rows["top-1 agreement"].append(f"{e.get('top1_agreement', 0):.0%} of {e.get('samples', 0)}")
-        rows["check"].append(("[green]passed[/]" if e.get("passed") else "[red]FAILED[/]")
+        rows["check"].append(verdict_text(e)
                              + (f" ({tol})" if isinstance(tol, str) else "")
                              + (f" ({fp16_text(e)})" if reduced_check(e) else ""))
     for label, cells in rows.items():
@@ -118,8 +118,15 @@ def print_export_summary(report: dict) -> None:
                       f"{', '.join(report['removed_earlier_files'])}")
 
 
+def verdict_text(e: dict) -> str:
+    """passed, FAILED, or passed but inconclusive (the tolerance follows a rounding floor too wide to tell)."""
+    if not e.get("passed"):
+        return "[red]FAILED[/]"
+    return "[green]passed[/]" if e.get("conclusive", True) else "[yellow]passed, inconclusive[/]"
+
+
 def print_verify(eq: dict) -> None:
-    status = "[green]passed[/]" if eq["passed"] else "[red]FAILED[/]"
+    status = verdict_text(eq)
     if eq.get("precision") == "int8":  # int8's rule: the mean cosine (and top-1 drop) on held-out samples
         accuracy = (f", accuracy fp32 {eq['accuracy_fp32']:.2%} -> int8 {eq['accuracy_int8']:.2%}"
                     if "accuracy_int8" in eq else "")
