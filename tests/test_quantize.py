@@ -62,6 +62,18 @@ def test_a_folder_with_loose_images_is_one_unlabelled_tree(tmp_path, photo_folde
         ImageFolder(tmp_path)
 
 
+def test_a_limit_takes_images_from_the_whole_tree(tmp_path):
+    """--calib-count N took the first N sorted paths: every one from the first subfolders of a nested tree."""
+    for folder in ("a", "b", "c", "d"):
+        (tmp_path / folder).mkdir()
+        for i in range(10):
+            value = {"a": 0, "b": 80, "c": 160, "d": 240}[folder]
+            Image.fromarray(np.full((8, 8, 3), value, np.uint8)).save(tmp_path / folder / f"{i}.png")
+    x = image_folder(tmp_path, Preprocess(size=(8, 8)), limit=8)
+    assert len(x) == 8 and len(np.unique(x[:, 0, 0, 0])) == 4  # every subfolder represented
+    assert np.array_equal(x, image_folder(tmp_path, Preprocess(size=(8, 8)), limit=8))  # the same choice each time
+
+
 def test_unreadable_calibration_images_are_named(tmp_path, photo_folder):
     from cnnexport.exporter.int8 import split_data
 

@@ -17,12 +17,16 @@ RECOMMENDED_MIN = 100  # NNCF and Ultralytics warn below 300; int8 ranges from f
 
 def image_folder(root: str | os.PathLike, preprocess: Preprocess, limit: int | None = None,
                  skipped: list[str] | None = None) -> np.ndarray:
-    """Every jpg/png/bmp under ``root`` (recursively, sorted), preprocessed: NCHW float32. The images
-    that cannot be read are left out, and their paths under ``root`` appended to ``skipped``."""
+    """Every jpg/png/bmp under ``root`` (recursively, sorted), preprocessed: NCHW float32; with ``limit``,
+    that many of them evenly spaced through the sorted list, so every part of the tree gives its share
+    (the first ones would all come from the first subfolders). The images that cannot be read are left
+    out, and their paths under ``root`` appended to ``skipped``."""
     root = Path(root)
     if not root.is_dir():
         raise CalibrationError(f"calibration folder '{root}' does not exist")
-    paths = sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())[:limit]
+    paths = sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    if limit is not None and limit < len(paths):
+        paths = [paths[i] for i in np.linspace(0, len(paths) - 1, limit).round().astype(int)]
     if not paths:
         raise CalibrationError(f"calibration folder '{root}' holds no .jpg/.png/.bmp images")
     images, bad = [], []
