@@ -173,6 +173,19 @@ def test_profile_bad_input(tmp_path):
     assert CliRunner().invoke(cli, ["profile", str(tmp_path / "x.onnx")]).exit_code == 8
 
 
+def test_an_onnx_file_with_an_open_image_size_needs_input_size(tmp_path):
+    """profile set every dynamic dimension to 1: a 3x?x? resnet18 was profiled at 1x1 (11.7M MACs for 1.8G)."""
+    model = prepare(create_model("resnet18"))
+    path = tmp_path / "hw.onnx"
+    torch.onnx.export(model, (torch.randn(1, 3, 64, 64),), str(path), dynamo=False, input_names=["x"],
+                      dynamic_axes={"x": {0: "n", 2: "h", 3: "w"}})
+    result = CliRunner().invoke(cli, ["profile", str(path)])
+    assert result.exit_code == 2 and "'hw.onnx' does not fix its input size (3x?x?): pass --input-size" in result.stderr
+    sized = CliRunner().invoke(cli, ["profile", str(path), "--input-size", "224", "--json"])
+    assert sized.exit_code == 0, sized.output
+    assert json.loads(sized.stdout)["macs"] == pytest.approx(1.814e9, rel=0.01)
+
+
 @pytest.mark.parametrize("name", ["mobilenet_v2.xml", "m.int8.tflite", "m.mnn", "m.ncnn.param"])
 def test_profile_of_an_exported_non_onnx_file_points_to_the_roofline(name):
     """It said "unknown model": the file is known, and profile --roofline reads it."""

@@ -74,8 +74,10 @@ def _constant_nodes(model) -> dict:
     return out
 
 
-def _fix_inputs(model, input_shape: tuple[int, ...] | None) -> list[int]:
-    """Give every graph input concrete dimensions: ``input_shape`` if given, else 1 for each dynamic one."""
+def _fix_inputs(model, input_shape: tuple[int, ...] | None, name: str = "the ONNX file") -> list[int]:
+    """Give every graph input concrete dimensions: ``input_shape`` if given, else the batch 1 where it is
+    dynamic; any other dynamic dimension (the image size) needs ``input_shape``: costs at a guessed size
+    would be wrong figures."""
     inits = {i.name for i in model.graph.initializer}
     inputs = [i for i in model.graph.input if i.name not in inits]
     if len(inputs) != 1:
@@ -86,6 +88,9 @@ def _fix_inputs(model, input_shape: tuple[int, ...] | None) -> list[int]:
                                                  for d, s in zip(dims, input_shape)):
             fixed = [d.dim_value if d.HasField("dim_value") else None for d in dims]
             raise UsageError(f"input size {list(input_shape)} does not fit the model's input {fixed}")
+    if input_shape is None and any(not d.HasField("dim_value") for d in dims[1:]):
+        fixed = "x".join(str(d.dim_value) if d.HasField("dim_value") else "?" for d in dims[1:])
+        raise UsageError(f"{name} does not fix its input size ({fixed}): pass --input-size (H, HxW or C,H,W)")
     shape = list(input_shape) if input_shape is not None else [d.dim_value if d.HasField("dim_value") else 1
                                                                    for d in dims]
     for d, s in zip(dims, shape):
@@ -198,7 +203,7 @@ def profile_onnx(path: str | os.PathLike, input_shape: tuple[int, ...] | None = 
 
     check(path)
     model = onnx.load(str(path))
-    shape = _fix_inputs(model, input_shape)
+    shape = _fix_inputs(model, input_shape, f"'{Path(path).name}'")
     shapes = _shapes(model)
     unresolved = [o for n in model.graph.node if n.op_type != "Constant" for o in n.output if o and o not in shapes]
     if unresolved:
