@@ -90,6 +90,25 @@ def test_two_prefixes_that_fit_are_named_not_guessed(tmp_path):
         create_model("resnet18", weights=path)
 
 
+def test_a_training_scripts_checkpoint_loads_and_a_pickled_model_is_named(tmp_path):
+    """timm's train.py stores its argparse.Namespace beside the weights, many scripts a numpy best accuracy:
+    both were refused as 'Python objects beyond tensors'. A whole pickled model still is, and is named."""
+    import argparse
+
+    import numpy as np
+
+    src = create_model("resnet18", num_classes=10)
+    path = tmp_path / "checkpoint-3.pth.tar"
+    torch.save({"epoch": 3, "arch": "resnet18", "state_dict": src.state_dict(), "version": 2,
+                "args": argparse.Namespace(lr=0.1, model="resnet18"), "best_acc1": np.float64(71.2),
+                "steps": np.int64(300)}, path)
+    model = create_model("resnet18", num_classes=10, weights=path)
+    assert torch.equal(model.fc.weight, src.fc.weight)
+    torch.save(src, tmp_path / "whole.pt")
+    with pytest.raises(WeightsError, match=r"beyond tensors \(cnnexport\.models\.resnet\.ResNet\)"):
+        read_state_dict(tmp_path / "whole.pt")
+
+
 def test_mismatch_names_the_keys_and_shapes(tmp_path):
     path = tmp_path / "w.pt"
     torch.save(create_model("resnet18", num_classes=10).state_dict(), path)

@@ -6,6 +6,7 @@ Only ``torch.load(weights_only=True)`` (no arbitrary unpickling) and safetensors
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Mapping
 
@@ -48,17 +49,33 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
                                "pickle: corrupt, or another format); pass a state_dict saved with torch.save, or "
                                "a .safetensors file")
         try:
-            obj = torch.load(path, map_location="cpu", weights_only=True)
+            with torch.serialization.safe_globals(_harmless_globals()):
+                obj = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as exc:
             msg = first_line(exc, 160)
             if "weights_only" in msg or "Unsupported global" in msg or "Unpickl" in type(exc).__name__:
+                found = re.search(r"GLOBAL ([\w.]+)", str(exc))
                 raise WeightsError(
-                    f"refusing to load '{path}': it holds Python objects beyond tensors, and unpickling them could run "
+                    f"refusing to load '{path}': it holds Python objects beyond tensors"
+                    + (f" ({found.group(1)})" if found else "") + ", and unpickling them could run "
                     "code; save only the state_dict (torch.save(model.state_dict(), path)) or use .safetensors"
                 ) from None
             raise WeightsError(f"weights file '{path}' is corrupt or not a PyTorch checkpoint ({msg})") from None
     return _unwrap(obj, path)
 
+
+
+def _harmless_globals() -> list:
+    """Classes training scripts store beside the weights that unpickle without running code: timm's
+    train.py keeps its argparse.Namespace under ``args``, many scripts numpy scalars (a best accuracy)."""
+    import argparse
+
+    import numpy as np
+
+    core = getattr(np, "_core", None) or np.core
+    return [argparse.Namespace, np.dtype, core.multiarray.scalar,
+            *(getattr(np.dtypes, n) for n in ("Float64DType", "Float32DType", "Int64DType", "Int32DType", "BoolDType")
+              if hasattr(np, "dtypes") and hasattr(np.dtypes, n))]
 
 
 def _unwrap(obj: object, path: Path) -> dict[str, torch.Tensor]:
