@@ -1,7 +1,6 @@
 """Every documented exit code, produced by a real bad input, with its one-line message; and the
 README documents exactly the codes the CLI uses."""
 
-import json
 import os
 import re
 import shutil
@@ -156,10 +155,9 @@ def test_missing_optional_extras_exit_6_and_samples_need_none(tmp_path):
     plot = run_cli_without("matplotlib", "study", "zoo", "--models", "lenet5")
     assert plot.returncode == 6 and "matplotlib" in plot.stderr and "--no-plot" in plot.stderr
     assert "Traceback" not in plot.stderr
-    tables = run_cli_without("matplotlib", "study", "zoo", "--models", "lenet5", "--no-plot", "--runtime", "onnxruntime",
-                             "--no-plain", "--rounds", "1", "--runs", "3", "--min-time", "0", "--json", cwd=tmp_path)
-    assert tables.returncode == 0, tables.stderr
-    assert "plot" not in json.loads(tables.stdout) and not list(tmp_path.glob("*.png"))
+    # --no-plot skips that check: the run goes on to the next one (a runtime name, here a wrong one, for speed)
+    tables = run_cli_without("matplotlib", "study", "zoo", "--models", "lenet5", "--no-plot", "--runtime", "nosuch")
+    assert tables.returncode == 2 and "nosuch" in tables.stderr and "matplotlib" not in tables.stderr, tables.stderr
 
 
 def test_weights_that_are_no_checkpoint_or_another_models_bundle(tmp_path):
