@@ -173,6 +173,16 @@ def test_profile_bad_input(tmp_path):
     assert CliRunner().invoke(cli, ["profile", str(tmp_path / "x.onnx")]).exit_code == 8
 
 
+def test_a_half_precision_model_is_profiled_from_its_fp32_copy(tmp_path, monkeypatch):
+    """It failed as 'cannot take input shape ... pass --input-size' (an fp32 probe into fp16 weights)."""
+    (tmp_path / "halfnet_profile.py").write_text(
+        "from torch import nn\n\ndef build():\n    return nn.Sequential(nn.Conv2d(3, 8, 3), nn.ReLU()).half()\n")
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(cli, ["profile", "halfnet_profile:build", "--input-size", "3,16,16", "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["macs"] == 8 * 3 * 9 * 14 * 14
+
+
 def test_an_onnx_file_with_an_open_image_size_needs_input_size(tmp_path):
     """profile set every dynamic dimension to 1: a 3x?x? resnet18 was profiled at 1x1 (11.7M MACs for 1.8G)."""
     model = prepare(create_model("resnet18"))

@@ -137,9 +137,10 @@ def eval_cmd(artifacts, data, classes_file, model_spec, weights, num_classes, re
 
 def _eval_torch_model(spec: str, weights: str | None, num_classes: int | None):
     """The PyTorch model of --model, its preprocessing fields and its input size."""
+    from ..exporter.pipeline import exportable
     from ..models import bundled_input_size, is_registered, load_model, model_info
 
-    module = load_model(spec, num_classes=num_classes, weights=weights)
+    module = exportable(load_model(spec, num_classes=num_classes, weights=weights))[0]  # fp32, uncompiled
     chw = None
     if is_registered(spec):
         chw = tuple(bundled_input_size(spec, weights) or model_info(spec).input_size)

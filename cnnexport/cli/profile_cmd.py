@@ -77,6 +77,7 @@ def profile_cmd(model, input_size, batch, num_classes, weights, per_layer, again
         if for_file(model) is not None:  # .xml, .tflite, .mnn, ...: only the roofline reads them
             raise UsageError(f"'{model}' is a {for_file(model).label} file: profile reads .onnx files and PyTorch "
                              "models; for any exported file use profile --roofline")
+        from ..exporter.pipeline import exportable
         from ..profile.torch_profile import profile_module
         from ..models import is_registered, load_model, model_info
 
@@ -86,7 +87,7 @@ def profile_cmd(model, input_size, batch, num_classes, weights, per_layer, again
         if is_registered(model):
             info = model_info(model)
             published = {"params": info.params, "macs": info.macs, "source": info.source}
-        module = load_model(model, num_classes=num_classes, weights=weights)
+        module = exportable(load_model(model, num_classes=num_classes, weights=weights))[0]  # fp32, uncompiled
         shape = (batch, *chw)
         try:
             prof = profile_module(module, shape)

@@ -220,7 +220,7 @@ class Reference:
 def prepared_onnx(module: nn.Module, shape: tuple[int, ...], path: str | os.PathLike) -> Path:
     """The prepared (folded) module's simplified ONNX graph written to ``path``, unverified: the layer costs
     ``profile --roofline`` and ``--against-onnx`` read for a model given by name."""
-    to_onnx(prepare(module), path, shape)
+    to_onnx(prepare(exportable(module)[0]), path, shape)
     simplify_onnx(path, path)
     return Path(path)
 
