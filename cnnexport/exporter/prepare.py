@@ -63,7 +63,7 @@ _FROZEN_BN_TENSORS = ("weight", "bias", "running_mean", "running_var")
 
 
 def frozen_batchnorm_equivalent(m: nn.Module) -> nn.Module | None:
-    """For a frozen BatchNorm (torchvision's and timm's ``FrozenBatchNorm2d``, timm's ``FrozenBatchNormAct2d``,
+    """For a frozen BatchNorm (torchvision's ``FrozenBatchNorm2d``, timm's ``FrozenBatchNormAct2d``,
     and the like: statistics and affine held as buffers, the arithmetic in its own forward, which no
     ``batch_norm`` call shows), the ``nn.BatchNorm2d`` in eval mode, followed by the module's ``drop`` and
     ``act`` where it has them, that computes the same; checked on a probe. None for any other module."""
