@@ -12,6 +12,7 @@ import re
 from pathlib import Path
 
 from cnnexport.exporter.formats import FORMATS
+from cnnexport.exporter.verify import INCONCLUSIVE_FLOOR  # a floor past it: a check a wrong file passes too
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results" / "coverage.json"
@@ -22,9 +23,6 @@ README = ROOT / "README.md"
 START, END = "<!-- coverage:start -->", "<!-- coverage:end -->"
 START_FP16, END_FP16 = "<!-- coverage-fp16:start -->", "<!-- coverage-fp16:end -->"
 COLUMNS = tuple((f.name, f.runtime_label) for f in FORMATS.values())
-
-
-INCONCLUSIVE_FLOOR = 1e-2  # cnnexport.exporter.verify's: a floor past it sets a tolerance a wrong file meets too
 
 
 def _cell(model: str, row: dict | None, runtime: str, failures: list[str], inconclusive: bool = False) -> str:

@@ -237,9 +237,9 @@ def reference_meta(reference: str | None, artifacts) -> dict:
     lists it ({} otherwise)."""
     from pathlib import Path
 
-    from .verify import load_reference
+    from .verify import load_reference, reference_path
 
-    path = Path(reference) if reference else (Path(artifacts[0]).with_name("reference.npz") if artifacts else None)
+    path = Path(reference) if reference else (reference_path(artifacts[0]) if artifacts else None)
     if path is None or not path.is_file():
         if reference:
             raise UsageError(f"reference file '{reference}' does not exist (the export writes reference.npz)")

@@ -262,9 +262,9 @@ def recorded_preprocess(src: Path, shape: tuple[int, ...]):
     """The preprocessing the export recorded in the reference.npz beside ``src`` (when it lists ``src``),
     at ``shape``'s size; None otherwise."""
     from ..calib import Preprocess
-    from .verify import load_reference
+    from .verify import load_reference, reference_path
 
-    ref = src.with_name("reference.npz")
+    ref = reference_path(src)
     if len(shape) != 4 or not ref.is_file():
         return None
     try:

@@ -34,9 +34,9 @@ from .prepare import PrepareSummary, prepare, prepare_with_summary
 from .report_fields import ONNX_GRAPH_FOLD, new_report
 from .simplify import simplify as simplify_onnx
 from .prepare_check import approximation_floors, check_prepared, rounding_floor
-from .verify import (DEFAULT_RTOL, FLOOR_FACTOR, FLOOR_NAME, INCONCLUSIVE_FLOOR, REDUCED_RULES, TIE_MARGIN,
-                     Int8Reference, compare, diagnosis, floor_for, make_inputs, near_zero_warning, reduced_verdict,
-                     reference_outputs, save_reference, tolerance)
+from .verify import (DEFAULT_RTOL, FLOOR_FACTOR, FLOOR_NAME, INCONCLUSIVE_FLOOR, REDUCED_RULES, REFERENCE_FILE,
+                     TIE_MARGIN, Int8Reference, compare, diagnosis, floor_for, make_inputs, near_zero_warning,
+                     reduced_verdict, reference_outputs, save_reference, tolerance)
 
 StageCallback = Callable[[str], None]
 
@@ -388,7 +388,7 @@ def _write_stage(staging: StagingDir, name: str, artifacts: list[Artifact], refe
                  opts: ExportOptions, report: dict, stage: StageCallback) -> None:
     """reference.npz and report.json beside the files, then every staged file moved to its final name."""
     stage("write")
-    save_reference(staging.file("reference.npz"), reference.inputs, reference.outputs,
+    save_reference(staging.file(REFERENCE_FILE), reference.inputs, reference.outputs,
                    {"model": name, "input_layout": "NCHW", "rtol": opts.rtol, "atol": opts.atol,
                     "rounding_floor": reference.floor, "approximation_floors": reference.approximation_floors,
                     "files": [f.name for a in artifacts for f in a.files],
@@ -396,7 +396,7 @@ def _write_stage(staging: StagingDir, name: str, artifacts: list[Artifact], refe
                    Int8Reference(held[0], held[1], labels, opts.int8_min_cosine, opts.int8_max_drop) if held else None)
     final_dir = staging.output_dir
     report["artifacts"] = [a.entry(final_dir) for a in artifacts]
-    written = [f.name for a in artifacts for f in a.files] + ["reference.npz", "report.json"]
+    written = [f.name for a in artifacts for f in a.files] + [REFERENCE_FILE, "report.json"]
     report["removed_earlier_files"] = earlier_export_files(final_dir, name, keep=written)
     write_json(staging.file("report.json"), report)
     staging.commit(written, remove=report["removed_earlier_files"])

@@ -8,6 +8,7 @@ max magnitude), the lowest per-sample cosine similarity, and top-1 agreement.
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from dataclasses import asdict, dataclass, field
 from typing import Callable
 
@@ -264,6 +265,14 @@ def near_zero_warning(scale: float) -> str | None:
         return None
     return (f"PyTorch's outputs are near zero (max |output| {scale:.1e}): the tolerance scales with them, so "
             "float rounding decides the check; is the model untrained or randomly initialised? (--weights)")
+
+
+REFERENCE_FILE = "reference.npz"  # what every export writes beside its files
+
+
+def reference_path(artifact) -> Path:
+    """Where the export that wrote ``artifact`` put its reference.npz: beside it."""
+    return Path(artifact).with_name(REFERENCE_FILE)
 
 
 def save_reference(path, inputs: list[InputSet], refs: list[np.ndarray], meta: dict,

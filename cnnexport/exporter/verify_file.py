@@ -25,7 +25,9 @@ def read_reference(reference: str) -> tuple[list, list, dict]:
 
 def reference_beside(artifact: str) -> str:
     """The reference.npz the export wrote beside ``artifact``, or UsageError saying to name one."""
-    path = Path(artifact).with_name("reference.npz")
+    from .verify import reference_path
+
+    path = reference_path(artifact)
     if not path.is_file():
         raise UsageError(f"no reference.npz beside '{artifact}' (the export writes one beside its files); pass the "
                          "export's reference.npz with --reference")
