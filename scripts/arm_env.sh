@@ -4,7 +4,7 @@
 # qemu-aarch64-static through binfmt_misc. Needs root (debootstrap, chroot, binfmt_misc) and apt.
 #
 #   scripts/arm_env.sh build                       # or rebuild, when its inputs changed
-#   scripts/arm_env.sh run [--cpu cortex-a710|max|cortex-a53] -- cnnexport verify FILE --reference reference.npz
+#   scripts/arm_env.sh run [--cpu cortex-a710|max|cortex-a53] -- cnnexport verify FILE... --reference reference.npz
 #   scripts/arm_env.sh check DIR      # CI: the digits LeNet-5 files in DIR (and DIR/digits), cortex-a710 and a53
 #   scripts/arm_env.sh ready          # exit 0 when a built, up-to-date environment can run here; else why not
 #
@@ -132,12 +132,11 @@ check_cpu() {  # check_cpu CPU: the digits LeNet-5 files in the current folder, 
     local cpu=$1 f
     local files=(lenet5.onnx lenet5.xml lenet5.tflite lenet5.ncnn.param lenet5.mnn lenet5.fp16.onnx lenet5.fp16.xml
                  lenet5.fp16.tflite lenet5.fp16.mnn lenet5.int8.onnx lenet5.int8.xml lenet5.int8.tflite lenet5.int8.mnn)
-    for f in "${files[@]}"; do
-        run --cpu "$cpu" -- cnnexport verify "$f" --reference reference.npz || return 1
-    done
+    # one emulated process for all the files: a Python start with numpy and the runtimes costs seconds under qemu
+    run --cpu "$cpu" -- cnnexport verify "${files[@]}" --reference reference.npz || return 1
     run --cpu "$cpu" -- cnnexport eval lenet5.onnx lenet5.xml lenet5.tflite lenet5.ncnn.param lenet5.mnn --data ./digits \
         --save "eval_arm_$cpu.json" || return 1
-    run --cpu "$cpu" -- python -c "import json, sys; r = json.load(open('eval_arm_$cpu.json')); \
+    python3 -c "import json, sys; r = json.load(open('eval_arm_$cpu.json')); \
 sys.exit(0 if all(m['top1'] > 0.98 and m['images'] == 450 for m in r['models']) else 'eval on ARM: wrong accuracy')"
 }
 

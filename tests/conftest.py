@@ -11,6 +11,27 @@ from torch import nn
 DATA = Path(__file__).parent / "data"
 
 
+def pytest_configure(config):
+    """One file of this CPU's limits for the whole run (``CNNEXPORT_CPU_LIMITS``): the first bench, study or
+    roofline that needs a limit measures it, the others read it (each measurement is ~25 s of fresh workers).
+    Set before xdist starts its workers, which inherit it; the tests of the measurement itself unset it."""
+    import os
+    import tempfile
+
+    if not hasattr(config, "workerinput") and "CNNEXPORT_CPU_LIMITS" not in os.environ:
+        folder = tempfile.mkdtemp(prefix="cnnexport-limits-")
+        os.environ["CNNEXPORT_CPU_LIMITS"] = str(Path(folder) / "cpu_limits.json")
+        config._cnnexport_limits_dir = folder
+
+
+def pytest_unconfigure(config):
+    import shutil
+
+    folder = getattr(config, "_cnnexport_limits_dir", None)
+    if folder:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
 @pytest.fixture(scope="session")
 def torchvision_reference() -> dict:
     """torchvision's own state_dict names/shapes and param counts (copied from shared/reference)."""

@@ -40,6 +40,7 @@ def lenet_package(tmp_path_factory, worker_id):
     return out, json.loads((out / "report.json").read_text())
 
 
+@pytest.mark.xdist_group("aoti-lenet")  # on one worker: another would wait on the build
 def test_export_writes_a_verified_package(lenet_package):
     out, report = lenet_package
     art = next(a for a in report["artifacts"] if a["format"] == "aoti")
@@ -50,6 +51,7 @@ def test_export_writes_a_verified_package(lenet_package):
     assert runtime_for(out / "lenet5.pt2") == "aoti"
 
 
+@pytest.mark.xdist_group("aoti-lenet")  # on one worker: another would wait on the build
 def test_fp16_and_bf16_packages_compute_in_their_type_and_pass_their_own_rule(lenet_package):
     out, report = lenet_package
     arts = {a["precision"]: a for a in report["artifacts"] if a["format"] == "aoti"}
@@ -67,6 +69,7 @@ def test_fp16_and_bf16_packages_compute_in_their_type_and_pass_their_own_rule(le
         assert model.run(x)[0].dtype == np.float32
 
 
+@pytest.mark.xdist_group("aoti-lenet")  # on one worker: another would wait on the build
 def test_the_adapter_reads_the_shapes_from_the_package(lenet_package):
     out, _ = lenet_package
     model = load(out / "lenet5.pt2", threads=1)
@@ -80,6 +83,7 @@ def test_the_adapter_reads_the_shapes_from_the_package(lenet_package):
     assert model.calls_per_batch(3) == 3
 
 
+@pytest.mark.xdist_group("aoti-lenet")  # on one worker: another would wait on the build
 def test_verify_bench_and_eval_read_a_package(lenet_package, tmp_path):
     out, _ = lenet_package
     runner = CliRunner()
@@ -136,6 +140,7 @@ def test_no_cpp_compiler_is_one_line_and_nothing_is_written(tmp_path, monkeypatc
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
 
 
+@pytest.mark.xdist_group("aoti-lenet")  # on one worker: another would wait on the build
 def test_a_corrupt_package_is_one_line_naming_the_file(lenet_package, tmp_path):
     out, _ = lenet_package
     bad = tmp_path / "broken.pt2"
@@ -158,6 +163,7 @@ def test_device_cuda_without_a_gpu_is_one_line_and_nothing_is_written(tmp_path):
     assert alone.exit_code == 2 and "--device" in alone.stderr and "--aoti" in alone.stderr
 
 
+@pytest.mark.xdist_group("aoti-lenet")  # on one worker: another would wait on the build
 def test_a_package_runs_only_on_the_device_it_was_compiled_for(lenet_package):
     from cnnexport.errors import UsageError
     from cnnexport.runtimes.aoti import compiled_device

@@ -111,6 +111,39 @@ def test_a_limit_is_measured_until_stable_and_a_noisy_one_is_flagged():
     assert [r["limits_noisy"] for r in rows] == [False, True]
 
 
+def test_a_limits_file_is_measured_once_per_cpu_and_threads_and_read_after(tmp_path, monkeypatch):
+    """CNNEXPORT_CPU_LIMITS: a limit the file lacks is measured and added; one it holds for this CPU is read
+    (marked from_file); another CPU's file is measured again and replaced; a file that is not one is refused."""
+    from cnnexport.bench.limits_file import CPU_LIMITS_ENV, cached_limit
+    from cnnexport.bench.schedule import bandwidth
+    from cnnexport.errors import UsageError
+
+    path = tmp_path / "limits.json"
+    monkeypatch.setenv(CPU_LIMITS_ENV, str(path))
+    calls = []
+
+    def measure(value):
+        return lambda: calls.append(value) or {"gflops": value}
+
+    assert cached_limit(1, "fp32 ceiling", measure(100.0)) == {"gflops": 100.0}
+    assert cached_limit(1, "fp32 ceiling", measure(5.0)) == {"gflops": 100.0, "from_file": str(path)}
+    assert cached_limit(2, "fp32 ceiling", measure(180.0))["gflops"] == 180.0  # another thread count: measured
+    assert calls == [100.0, 180.0]
+    first = bandwidth(1)  # a real measurement, then the same figures from the file
+    assert "from_file" not in first and bandwidth(1) == {**first, "from_file": str(path)}
+    saved = json.loads(path.read_text())
+    assert set(saved["threads"]) == {"1", "2"} and saved["machine"]["logical_cores"] >= 1
+    saved["machine"]["cpu"] = "another CPU"
+    path.write_text(json.dumps(saved))
+    assert cached_limit(1, "fp32 ceiling", measure(90.0)) == {"gflops": 90.0}  # not another CPU's figure
+    assert set(json.loads(path.read_text())["threads"]) == {"1"}  # the other CPU's entries are gone
+    path.write_text("not json")
+    with pytest.raises(UsageError, match="CNNEXPORT_CPU_LIMITS=.* is not a file of this CPU's limits"):
+        cached_limit(1, "fp32 ceiling", measure(1.0))
+    monkeypatch.delenv(CPU_LIMITS_ENV)
+    assert cached_limit(1, "fp32 ceiling", measure(7.0)) == {"gflops": 7.0}  # unset: always measured
+
+
 def test_pick_ranks_by_the_paired_rounds():
     a, b, c = _job("onnxruntime", "fp32", [10, 11, 12]), _job("openvino", "fp32", [13, 14, 15]), \
         _job("tflite", "fp32", [11.5, 10.5, 13.5])
@@ -414,7 +447,8 @@ def test_bench_a_model_on_torch_compile_and_its_aoti_package(tmp_path):
         pytest.skip("torch.compile and AOTInductor compile C++: no C++ compiler here")
     out = tmp_path / "out"
     result = CliRunner().invoke(cli, ["bench", "lenet5", "--runtime", "torch-compile,aoti", "--runs", "3",
-                                      "--min-time", "0", "-o", str(out), "--save", str(tmp_path / "rows.json")])
+                                      "--rounds", "2", "--min-time", "0", "-o", str(out), "--save",
+                                      str(tmp_path / "rows.json")])
     assert result.exit_code == 0, result.output
     rows = {r["runtime"]: r for r in json.loads((tmp_path / "rows.json").read_text())["rows"]}
     assert set(rows) == {"torch-compile", "aoti"}

@@ -468,23 +468,39 @@ def _wait_for_staged(out, proc, pattern: str, timeout: float = 600.0) -> bool:
     return False
 
 
+def _killed_export_command(out) -> list[str]:
+    exe = shutil.which("cnnexport", path=str(Path(sys.executable).parent)) or "cnnexport"
+    return [exe, "resnet18", "--input-size", "96", "--openvino", "-o", str(out), "--exporter", "dynamo"]
+
+
+@pytest.fixture(scope="session")
+def earlier_export(tmp_path_factory, worker_id):
+    """The earlier run's files that each killed run must leave as they are: made once per test run (shared by
+    the xdist workers), copied into each test's own folder."""
+    from filelock import FileLock
+
+    base = tmp_path_factory.getbasetemp()
+    root = base if worker_id == "master" else base.parent
+    out = root / "earlier-resnet18"
+    with FileLock(str(root / "earlier-resnet18.lock")):
+        if not (out / "report.json").is_file():
+            subprocess.run(_killed_export_command(out), check=True, capture_output=True, timeout=600)
+    return out
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("sig,staged", [("SIGTERM", ""), ("SIGINT", "resnet18.onnx"), ("SIGKILL", "resnet18.xml")])
-def test_killed_export_leaves_no_artifact_and_keeps_the_earlier_one(tmp_path, sig, staged, foreground_signals):
+def test_killed_export_leaves_no_artifact_and_keeps_the_earlier_one(tmp_path, sig, staged, foreground_signals,
+                                                                     earlier_export):
     """Kill a real `cnnexport` process at several points (as the ONNX export starts, once the ONNX file is
     staged, once the OpenVINO file is staged and verification runs): no new file under a final name, the
     earlier run's files byte-identical, and a re-run succeeds. The kill waits for the staged file rather than
     a fraction of a timed run: a warm second run is faster than the first."""
-    import shutil
     import signal
-    import subprocess
-    import sys
-    from pathlib import Path
 
-    exe = shutil.which("cnnexport", path=str(Path(sys.executable).parent)) or "cnnexport"
     out = tmp_path / "out"
-    cmd = [exe, "resnet18", "--input-size", "96", "--openvino", "-o", str(out), "--exporter", "dynamo"]
-    subprocess.run(cmd, check=True, capture_output=True, timeout=600)
+    cmd = _killed_export_command(out)
+    shutil.copytree(earlier_export, out)
     before = {p.name: p.read_bytes() for p in out.iterdir()}
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, preexec_fn=foreground_signals)
     assert _wait_for_staged(out, proc, staged), "the run ended before the kill point"

@@ -38,6 +38,7 @@ def lenet_export(tmp_path_factory, worker_id):
     return out, json.loads((out / "report.json").read_text())
 
 
+@pytest.mark.xdist_group("executorch-lenet")  # on one worker: another would wait on the build
 def test_export_writes_verified_fp32_and_int8_programs(lenet_export):
     out, report = lenet_export
     arts = {Path(a["path"]).name: a for a in report["artifacts"]}
@@ -57,6 +58,7 @@ def test_export_writes_verified_fp32_and_int8_programs(lenet_export):
     assert quant["calibration_samples"] > 0 and "artifact_details" not in quant
 
 
+@pytest.mark.xdist_group("executorch-lenet")  # on one worker: another would wait on the build
 def test_verify_and_bench_read_a_pte_file(lenet_export):
     out, _ = lenet_export
     runner = CliRunner()
@@ -79,6 +81,7 @@ def test_verify_and_bench_read_a_pte_file(lenet_export):
     assert {p["precision"] for p in result["pick"]} == {"fp32", "int8"}
 
 
+@pytest.mark.xdist_group("executorch-lenet")  # on one worker: another would wait on the build
 def test_the_adapter_describes_the_program(lenet_export):
     out, _ = lenet_export
     model = load(out / "lenet5.pte", threads=1)
@@ -89,6 +92,7 @@ def test_the_adapter_describes_the_program(lenet_export):
     assert model.run_batches(x).shape == (3, 10)  # a static batch of 1, fed three times
 
 
+@pytest.mark.xdist_group("executorch-lenet")  # on one worker: another would wait on the build
 def test_quantize_on_a_pte_file_says_how_to_make_its_int8_file(lenet_export):
     out, _ = lenet_export
     result = CliRunner().invoke(cli, ["quantize", str(out / "lenet5.pte"), "--calib", "samples"])
@@ -180,6 +184,7 @@ def test_a_dynamic_batch_program_runs_any_batch_up_to_its_bound(tmp_path):
     np.testing.assert_allclose(model.run(x[:3].numpy())[0], expected[:3], atol=1e-5)
 
 
+@pytest.mark.xdist_group("executorch-lenet")  # on one worker: another would wait on the build
 def test_a_corrupt_pte_file_is_one_line_naming_the_file(lenet_export, tmp_path):
     out, _ = lenet_export
     bad = tmp_path / "broken.pte"

@@ -236,6 +236,24 @@ def test_verify_fails_on_a_different_model(small_export, tmp_path):
     assert result.exit_code == 5 and "does not match the reference" in result.stderr
 
 
+def test_verify_checks_several_files_in_one_run(small_export, tmp_path):
+    """`verify A B C`: one line per file, each by its own reference; one failure fails the run, naming it."""
+    out, _, _ = small_export
+    files = [str(out / f) for f in ("small.onnx", "small.xml", "small.tflite")]
+    result = CliRunner().invoke(cli, ["verify", *files, "--json"])
+    assert result.exit_code == 0, result.output
+    body = json.loads(result.stdout)
+    assert [Path(f["artifact"]).name for f in body["files"]] == ["small.onnx", "small.xml", "small.tflite"]
+    assert all(f["passed"] for f in body["files"]) and "machine" in body
+    other = randomize_bn_stats(SmallNet(), seed=7).eval()
+    cnnexport.export(other, (1, 3, 32, 32), tmp_path, name="other", photos=False)
+    result = CliRunner().invoke(cli, ["verify", files[0], str(tmp_path / "other.onnx"), files[1],
+                                      "--reference", str(out / "reference.npz")])
+    assert result.exit_code == 5
+    assert [line.split(" on ")[0] for line in result.stdout.splitlines()] == ["small.onnx", "other.onnx", "small.xml"]
+    assert "1 of 3 files failed: other.onnx does not match the reference" in result.stderr
+
+
 BLOCK = textwrap.dedent("""
     import sys
     class Block:

@@ -37,8 +37,10 @@ def compare(name, transform_input=False):
         kwargs.update(aux_logits=True, init_weights=True)
     theirs = getattr(tvm, name)(**kwargs).eval()
     randomize(theirs, 1)
-    ours = create_model(name, **({"transform_input": True} if transform_input else {}))
-    ours.load_state_dict(theirs.state_dict(), strict=True)
+    with torch.device("meta"):  # no initialisation of weights the load replaces (VGG's cost seconds)
+        ours = create_model(name, **({"transform_input": True} if transform_input else {}))
+    ours.load_state_dict(theirs.state_dict(), strict=True, assign=True)
+    assert not any(t.is_meta for t in [*ours.parameters(), *ours.buffers()]), name
     c, h, w = model_info(name).input_size
     x = torch.randn(2, c, h, w, generator=torch.Generator().manual_seed(2))
     with torch.no_grad():

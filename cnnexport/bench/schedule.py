@@ -14,6 +14,7 @@ from typing import Callable
 from ..errors import CnnexportError, MissingDependencyError, UsageError
 from ..machine import cpu_facts
 from .jobs import Job
+from .limits_file import cached_limit
 from .limits import no_roof_below_the_next
 from .rows import bound_warnings, rows_from
 from .worker import worker_env
@@ -84,8 +85,11 @@ def compute_ceiling(threads: int, precision: str = "fp32", n: int | None = None)
     GEMM of numpy and each installed runtime over ``bench.gemm.GEMM_SHAPES`` (``n``: one square shape;
     ``set_by`` names the best, ``measurements`` holds them all, ``isa_peak`` the cross-check), measured
     until stable (``stable_limit``)."""
-    return stable_limit(lambda: _limit({"kind": "gemm", "threads": threads, "precision": precision, "n": n},
-                                       f"the {precision} compute ceiling"), "gflops")
+    def measure_it() -> dict:
+        return stable_limit(lambda: _limit({"kind": "gemm", "threads": threads, "precision": precision, "n": n},
+                                           f"the {precision} compute ceiling"), "gflops")
+
+    return measure_it() if n else cached_limit(threads, f"{precision} ceiling", measure_it)
 
 
 #: Cache-level copies are measured this many times (each in a fresh worker); each level keeps its best.
@@ -96,13 +100,14 @@ def memory_roofs(threads: int, dram_gbs: float) -> list[dict]:
     """The memory roofs at ``threads`` threads: each cache level's copy bandwidth, the best of
     ROOF_REPEATS workers (``values``: every reading), then DRAM at ``dram_gbs``; a level never below
     the one behind it (``bench.limits.memory_roofs``)."""
-    readings = [_limit({"kind": "memory_roofs", "threads": threads}, "the cache bandwidths")["roofs"]
-                for _ in range(ROOF_REPEATS)]
-    roofs = []
-    for i, first in enumerate(readings[0]):
-        values = [r[i]["measured_gbs"] for r in readings]
-        roofs.append({"level": first["level"], "capacity_bytes": first["capacity_bytes"],
-                      "measured_gbs": max(values), "values": values})
+    def measure_it() -> list[dict]:
+        readings = [_limit({"kind": "memory_roofs", "threads": threads}, "the cache bandwidths")["roofs"]
+                    for _ in range(ROOF_REPEATS)]
+        return [{"level": first["level"], "capacity_bytes": first["capacity_bytes"],
+                 "measured_gbs": max(r[i]["measured_gbs"] for r in readings),
+                 "values": [r[i]["measured_gbs"] for r in readings]} for i, first in enumerate(readings[0])]
+
+    roofs = [dict(level) for level in cached_limit(threads, "cache roofs", measure_it)]
     roofs.append({"level": "DRAM", "capacity_bytes": None, "measured_gbs": dram_gbs, "values": [dram_gbs]})
     return no_roof_below_the_next(roofs)
 
@@ -152,7 +157,8 @@ def gpu_ceilings_by_precision(gpu: dict) -> dict[str, float]:
 def bandwidth(threads: int) -> dict:
     """The machine's memory bandwidth (GB/s of a streaming add) with ``threads`` threads, measured
     until stable (``stable_limit``)."""
-    return stable_limit(lambda: _limit({"kind": "bandwidth", "threads": threads}, "the memory bandwidth"), "gbs")
+    return cached_limit(threads, "memory bandwidth", lambda: stable_limit(
+        lambda: _limit({"kind": "bandwidth", "threads": threads}, "the memory bandwidth"), "gbs"))
 
 
 #: What a result keeps of each limit: its readings and, for a compute ceiling, which GEMM set it and every one;

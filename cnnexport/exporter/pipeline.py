@@ -181,7 +181,7 @@ def export(module: nn.Module, input_shape: Iterable[int] = (1, 3, 224, 224),
                                   min_cosine=opts.int8_min_cosine, max_drop=opts.int8_max_drop)
             int8_artifacts, heldout, labels = _quantize(staging, name, shape, artifacts, source, opts.calib,
                                                         opts.calib_count, report, options, opts.eval_source,
-                                                        opts.eval_count)
+                                                        opts.eval_count, opts.dynamic_batch)
             report["timings_s"]["quantize"] = round(time.perf_counter() - t0, 3)
         held = _verify_stage(module, artifacts, int8_artifacts, heldout, labels, reference, shape, opts, report, stage)
         _write_stage(staging, name, artifacts + int8_artifacts, reference, held if int8_artifacts else None, labels,
@@ -484,7 +484,8 @@ def _onnx_fold_counts(folded: list[dict]) -> list[dict]:
 
 
 def _quantize(staging, name, shape, artifacts, source, calib, calib_count, report, options: Int8Options,
-              eval_source: str | None, eval_count: int | None) -> tuple[list[Artifact], list, np.ndarray | None]:
+              eval_source: str | None, eval_count: int | None,
+              dynamic_batch: bool) -> tuple[list[Artifact], list, np.ndarray | None]:
     """int8 files for every artifact whose format has a quantizer, the held-out inputs and their labels
     when the calibration source has them (digits)."""
     from .verify import InputSet
@@ -497,7 +498,7 @@ def _quantize(staging, name, shape, artifacts, source, calib, calib_count, repor
     out, report["quantization"], warnings = quantize_artifacts(
         artifacts, source, data, options, lambda fmt: staging.file(fmt.file_name(name, "int8")))
     report["warnings"].extend(warnings)
-    batches, labels = heldout_batches(data.evaluation, data.labels, shape[0])
+    batches, labels = heldout_batches(data.evaluation, data.labels, None if dynamic_batch else shape[0])
     return out, [InputSet("heldout", batches)], labels
 
 
