@@ -81,9 +81,9 @@ build() {
     local clean=(env -i PATH=/usr/bin:/bin HOME=/root)
     chroot "$root" "${clean[@]}" python3 -m venv /opt/venv
     local whl; whl=$(cd "$root/wheels" && ls cnnexport-*.whl)
-    chroot "$root" "${clean[@]}" /opt/venv/bin/pip install -q --no-index --no-deps "/wheels/$whl"
+    chroot "$root" "${clean[@]}" /opt/venv/bin/pip install -q --no-compile --no-index --no-deps "/wheels/$whl"
     { grep -v '^#' "$here/requirements-deploy.txt"; printf '%s\n' "${runtimes[@]}"; } > "$root/wheels/requirements.txt"
-    chroot "$root" "${clean[@]}" /opt/venv/bin/pip install -q --no-index --find-links /wheels -r /wheels/requirements.txt
+    chroot "$root" "${clean[@]}" /opt/venv/bin/pip install -q --no-compile --no-index --find-links /wheels -r /wheels/requirements.txt
     echo "$want" > "$root/.cnnexport-stamp"
     echo "arm64 environment built: $root"
 }

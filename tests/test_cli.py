@@ -518,6 +518,29 @@ def test_killed_export_leaves_no_artifact_and_keeps_the_earlier_one(tmp_path, si
     assert set(p.name for p in out.iterdir()) == set(before)
 
 
+def test_export_use_ema_exports_the_ema_weights_and_without_it_says_they_are_there(tmp_path):
+    """`--use-ema`: the files compute the checkpoint's EMA weights (the reference is theirs); without it, a
+    warning names them; --use-ema without --weights is one line."""
+    import numpy as np
+
+    src, ema = create_model("lenet5"), create_model("lenet5")
+    ckpt = tmp_path / "last.pth"
+    torch.save({"state_dict": src.state_dict(), "state_dict_ema": ema.state_dict()}, ckpt)
+    for use_ema, expected in ((False, src), (True, ema)):
+        out = tmp_path / f"ema-{use_ema}"
+        result = run("lenet5", "--weights", str(ckpt), *(["--use-ema"] if use_ema else []), "-o", str(out), "--json")
+        assert result.exit_code == 0, result.output
+        warned = [w for w in json.loads(result.stdout)["warnings"] if "EMA weights" in w]
+        assert bool(warned) != use_ema, warned
+        with np.load(out / "reference.npz") as ref:
+            x, y = ref["input__random_b1"], ref["output__random_b1"]
+        with torch.no_grad():
+            assert np.allclose(expected(torch.from_numpy(x)).numpy(), y, atol=1e-5)
+    line = assert_one_line_error(run("lenet5", "--use-ema", "-o", str(tmp_path / "none")), 2)
+    assert "--use-ema" in line and "--weights" in line
+    assert not (tmp_path / "none").exists()
+
+
 def test_verify_finds_the_reference_beside_the_file(tmp_path):
     """`verify FILE` without --reference reads the reference.npz the export wrote beside FILE."""
     import cnnexport

@@ -109,6 +109,30 @@ def test_a_training_scripts_checkpoint_loads_and_a_pickled_model_is_named(tmp_pa
         read_state_dict(tmp_path / "whole.pt")
 
 
+def test_a_checkpoints_ema_weights_load_with_use_ema_and_are_noted_without(tmp_path):
+    """timm's train.py keeps state_dict and state_dict_ema: the first by default (a note says the EMA weights
+    are there), the EMA ones with use_ema, as timm's --use-ema; use_ema on a file without them is refused."""
+    src, ema = create_model("resnet18", num_classes=10), create_model("resnet18", num_classes=10)
+    path = tmp_path / "model_best.pth.tar"
+    torch.save({"epoch": 9, "state_dict": src.state_dict(), "state_dict_ema": ema.state_dict()}, path)
+    notes = []
+    assert torch.equal(read_state_dict(path, notes=notes)["fc.weight"], src.fc.weight)
+    assert len(notes) == 1 and "state_dict_ema" in notes[0] and "--use-ema" in notes[0]
+    model = create_model("resnet18", num_classes=10, weights=path)
+    assert torch.equal(model.fc.weight, src.fc.weight) and model.cnnexport_notes == notes
+    model = create_model("resnet18", num_classes=10, weights=path, use_ema=True)
+    assert torch.equal(model.fc.weight, ema.fc.weight) and not hasattr(model, "cnnexport_notes")
+    torch.save({"model": src.state_dict(), "model_ema": {"module." + k: v for k, v in ema.state_dict().items()}},
+               tmp_path / "other.pt")  # another script's names, the EMA module wrapped
+    assert torch.equal(read_state_dict(tmp_path / "other.pt", use_ema=True)["fc.weight"], ema.fc.weight)
+    torch.save(src.state_dict(), tmp_path / "plain.pt")
+    with pytest.raises(WeightsError, match="holds no EMA weights .*drop --use-ema"):
+        read_state_dict(tmp_path / "plain.pt", use_ema=True)
+    notes = []
+    read_state_dict(tmp_path / "plain.pt", notes=notes)
+    assert notes == []
+
+
 def test_mismatch_names_the_keys_and_shapes(tmp_path):
     path = tmp_path / "w.pt"
     torch.save(create_model("resnet18", num_classes=10).state_dict(), path)

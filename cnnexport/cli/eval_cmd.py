@@ -39,6 +39,7 @@ def _parse_shard(text: str | None) -> tuple[int, int] | None:
               help="The PyTorch model, for its accuracy and each file's agreement with it: a zoo name or "
                    "package.module:callable (needs torch).")
 @click.option("--weights", default=None, help="Weights of --model: a state_dict file, or a shipped tag (digits).")
+@click.option("--use-ema", is_flag=True, help="The --weights checkpoint's EMA weights (timm's state_dict_ema).")
 @click.option("--num-classes", type=int, default=None, help="Classifier outputs of --model.")
 @click.option("--reference", type=click.Path(dir_okay=False), default=None,
               help="reference.npz written by the export: the model's input size and preprocessing (default: the "
@@ -61,7 +62,7 @@ def _parse_shard(text: str | None) -> tuple[int, int] | None:
 @click.option("--merge", "merge_files", is_flag=True, help="ARTIFACTS are JSON results of --shard runs: merge them.")
 @click.option("--save", type=click.Path(dir_okay=False), default=None, help="Also write the JSON result to this file.")
 @click.option("--json", "as_json", is_flag=True, help="Print the JSON result on stdout, nothing else.")
-def eval_cmd(artifacts, data, classes_file, model_spec, weights, num_classes, reference, limit, batch, shard, workers,
+def eval_cmd(artifacts, data, classes_file, model_spec, weights, use_ema, num_classes, reference, limit, batch, shard, workers,
              threads, cache_dir, input_size, mean, std, crop_fraction, merge_files, save, as_json):
     """Top-1 and top-5 accuracy of model files on labelled images, beside PyTorch's with --model.
     Files alone need no torch."""
@@ -96,7 +97,7 @@ def eval_cmd(artifacts, data, classes_file, model_spec, weights, num_classes, re
     pre_fields = dict(meta.get("preprocess") or {})
     chw = ev.input_size_of(models, meta, parse_input_size(input_size, None) if input_size else None)
     if model_spec:
-        module, model_pre, model_chw = _eval_torch_model(model_spec, weights, num_classes)
+        module, model_pre, model_chw = _eval_torch_model(model_spec, weights, num_classes, use_ema)
         chw = chw or model_chw
         pre_fields.update(model_pre)
     if chw is None:
@@ -135,12 +136,12 @@ def eval_cmd(artifacts, data, classes_file, model_spec, weights, num_classes, re
         fail(*interrupted(first_signal() or signal.SIGINT))
 
 
-def _eval_torch_model(spec: str, weights: str | None, num_classes: int | None):
+def _eval_torch_model(spec: str, weights: str | None, num_classes: int | None, use_ema: bool = False):
     """The PyTorch model of --model, its preprocessing fields and its input size."""
     from ..exporter.pipeline import exportable
     from ..models import bundled_input_size, is_registered, load_model, model_info
 
-    module = exportable(load_model(spec, num_classes=num_classes, weights=weights))[0]  # fp32, uncompiled
+    module = exportable(load_model(spec, num_classes=num_classes, weights=weights, use_ema=use_ema))[0]  # fp32
     chw = None
     if is_registered(spec):
         chw = tuple(bundled_input_size(spec, weights) or model_info(spec).input_size)

@@ -52,6 +52,7 @@ from .options import (BF16_HELP, CALIB_METHODS, FP16_HELP, INT8_HELP, format_fla
 @click.option("--num-classes", type=int, default=None, help="Classifier outputs (default: the model's own).")
 @click.option("--weights", type=click.Path(dir_okay=False), default=None,
               help="state_dict file: .pt/.pth (weights only) or .safetensors.")
+@click.option("--use-ema", is_flag=True, help="The checkpoint's EMA weights (timm's state_dict_ema, model_ema).")
 @click.option("-o", "--output-dir", type=click.Path(file_okay=False), default=None,
               help="Output folder (default: exports/<model>/).")
 @click.option("--simplify/--no-simplify", default=True, show_default=True, help="Simplify with onnxsim.")
@@ -59,7 +60,7 @@ from .options import (BF16_HELP, CALIB_METHODS, FP16_HELP, INT8_HELP, format_fla
               help="Max abs error allowed (default: 1e-4 x max |reference output|).")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON on stdout, nothing else.")
 def export_cmd(model, formats, format_options, want_fp16, want_bf16, want_int8, calib, calib_count, int8_min_cosine, eval_source, eval_count, int8_max_drop, calib_method, keep_float,
-               fold_bn, reparameterize, exporter, opset, batch, input_size, num_classes, weights, output_dir, simplify,
+               fold_bn, reparameterize, exporter, opset, batch, input_size, num_classes, weights, use_ema, output_dir, simplify,
                atol, as_json):
     """Prepare MODEL (a registry name, timm:NAME or package.module:callable), export it and prove it matches PyTorch."""
     int8_needs = ("--int8", want_int8)
@@ -82,7 +83,7 @@ def export_cmd(model, formats, format_options, want_fp16, want_bf16, want_int8, 
         default_size = (3, 224, 224)
         if is_registered(model):
             default_size = bundled_input_size(model, weights) or model_info(model).input_size
-        module = load_model(model, num_classes=num_classes, weights=weights)
+        module = load_model(model, num_classes=num_classes, weights=weights, use_ema=use_ema)
         default_size = getattr(module, "cnnexport_input_size", None) or default_size  # timm's pretrained_cfg
         chw = parse_input_size(input_size, default_size[0]) if input_size else default_size
         report = export(module, (batch or 1, *chw), output_dir, name=name, fold_bn=fold_bn,

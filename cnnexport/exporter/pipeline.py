@@ -161,11 +161,12 @@ def export(module: nn.Module, input_shape: Iterable[int] = (1, 3, 224, 224),
     """
     opts = ExportOptions.of(options, **choices)
     shape = _check_shape(input_shape)
+    loaded_notes = list(getattr(module, "cnnexport_notes", ()))  # what loading its weights noted (EMA weights)
     module, notes = exportable(module)
     name = _safe_name(opts.name or getattr(module, "cnnexport_name", None) or type(module).__name__.lower())
     stage = on_stage or (lambda _s: None)
     report = _start_report(module, shape, name, opts)
-    report["warnings"] += notes
+    report["warnings"] += loaded_notes + notes
     prepared, summary, reference = _prepare_stage(module, shape, opts, report, stage)
     staging = StagingDir(output_dir if output_dir is not None else Path("exports") / name)
     try:

@@ -16,7 +16,7 @@ from torch import nn
 
 # Importing a family's file registers its builders.
 from . import alexnet, densenet, inception, lenet, mobilenet, resnet, shufflenet, squeezenet, vgg  # noqa: F401
-from ..errors import CnnexportError, UnknownModelError, WeightsError, first_line
+from ..errors import CnnexportError, UnknownModelError, UsageError, WeightsError, first_line
 from .timm_source import create_timm_model, is_timm_spec, retry_with_torchvision
 from .registry import ModelInfo, is_registered, list_models, model_info, register_model
 from .weights import load_weights, read_state_dict
@@ -59,11 +59,12 @@ def bundled_input_size(name: str, weights) -> tuple[int, int, int] | None:
 
 
 def create_model(name: str, num_classes: int | None = None, weights: str | os.PathLike | Mapping | None = None,
-                 **kwargs) -> nn.Module:
+                 use_ema: bool = False, **kwargs) -> nn.Module:
     """Build a registered model in eval mode, optionally loading weights: a state_dict mapping, a
     .pt/.pth/.safetensors path, or the tag of weights shipped with cnnexport (``bundled_weights(name)``).
     The model carries its registry name as ``cnnexport_name``, and shipped weights the preprocessing
-    they were trained with as ``cnnexport_preprocess`` (normalisation fields; ImageNet's otherwise)."""
+    they were trained with as ``cnnexport_preprocess`` (normalisation fields; ImageNet's otherwise).
+    ``use_ema``: a checkpoint's EMA weights (``read_state_dict``); what loading noted is ``cnnexport_notes``."""
     info = model_info(name)
     preprocess = {}
     if isinstance(weights, str) and (name, weights) in BUNDLED_WEIGHTS:
@@ -77,24 +78,31 @@ def create_model(name: str, num_classes: int | None = None, weights: str | os.Pa
     if weights is not None:
         kwargs = {**info.weights_kwargs, **kwargs}
     model = info.builder(num_classes=num_classes or info.num_classes, **kwargs)
+    notes: list[str] = []
     if weights is not None:
-        sd = weights if isinstance(weights, Mapping) else read_state_dict(weights)
+        sd = weights if isinstance(weights, Mapping) else read_state_dict(weights, use_ema=use_ema, notes=notes)
         load_weights(model, sd, source=f"weights for {name}")
+    if notes:
+        model.cnnexport_notes = notes
     model.cnnexport_name = name  # export() names the files after it: resnet50.onnx, not resnet.onnx
     if preprocess:
         model.cnnexport_preprocess = preprocess
     return model.eval()
 
 
-def load_model(spec: str, num_classes: int | None = None, weights: str | os.PathLike | None = None) -> nn.Module:
+def load_model(spec: str, num_classes: int | None = None, weights: str | os.PathLike | None = None,
+               use_ema: bool = False) -> nn.Module:
     """A registry name (in eval mode), ``timm:NAME`` (timm's architecture, random weights unless
     ``weights``), or ``package.module:callable`` returning an ``nn.Module``, in
     the mode the callable returned it (``prepare`` records it and exports in eval mode). The
-    current folder is on the import path for ``package.module``, as with ``python -m``."""
+    current folder is on the import path for ``package.module``, as with ``python -m``. ``use_ema``: the
+    checkpoint's EMA weights (``read_state_dict``)."""
+    if use_ema and weights is None:
+        raise UsageError("--use-ema picks a checkpoint's EMA weights: pass the checkpoint with --weights")
     if is_registered(spec) or ":" not in spec:
-        return create_model(spec, num_classes=num_classes, weights=weights)
+        return create_model(spec, num_classes=num_classes, weights=weights, use_ema=use_ema)
     if is_timm_spec(spec):
-        return create_timm_model(spec, num_classes=num_classes, weights=weights)
+        return create_timm_model(spec, num_classes=num_classes, weights=weights, use_ema=use_ema)
     factory = import_callable(spec)
     kwargs = {"num_classes": num_classes} if num_classes is not None else {}
     model = call_factory(spec, factory, kwargs) if callable(factory) and not isinstance(factory, nn.Module) \
@@ -102,7 +110,10 @@ def load_model(spec: str, num_classes: int | None = None, weights: str | os.Path
     if not isinstance(model, nn.Module):
         raise UnknownModelError(f"'{spec}' returned {type(model).__name__}, not a torch.nn.Module")
     if weights is not None:
-        load_weights(model, read_state_dict(weights), source=f"weights for {spec}")
+        notes: list[str] = []
+        load_weights(model, read_state_dict(weights, use_ema=use_ema, notes=notes), source=f"weights for {spec}")
+        if notes:
+            model.cnnexport_notes = notes
     return model
 
 

@@ -87,7 +87,7 @@ def is_timm_spec(spec: str) -> bool:
 
 
 def create_timm_model(spec: str, num_classes: int | None = None,
-                      weights: str | os.PathLike | None = None) -> nn.Module:
+                      weights: str | os.PathLike | None = None, use_ema: bool = False) -> nn.Module:
     """``timm:NAME`` built by timm (random weights; ``weights``: a local state_dict), in eval mode."""
     from .weights import load_weights, read_state_dict
 
@@ -101,7 +101,10 @@ def create_timm_model(spec: str, num_classes: int | None = None,
     kwargs = {"num_classes": num_classes} if num_classes is not None else {}
     model = timm.create_model(name, pretrained=False, **kwargs)
     if weights is not None:
-        load_weights(model, read_state_dict(weights), source=f"weights for {spec}")
+        notes: list[str] = []
+        load_weights(model, read_state_dict(weights, use_ema=use_ema, notes=notes), source=f"weights for {spec}")
+        if notes:
+            model.cnnexport_notes = notes
     model.cnnexport_name = name
     cfg = getattr(model, "pretrained_cfg", None) or {}
     if cfg.get("mean") and cfg.get("std"):

@@ -16,16 +16,23 @@ from torch import nn
 from ..errors import WeightsError, first_line
 
 _WRAPPER_KEYS = ("state_dict", "model", "model_state_dict", "net", "module")
+# Where training scripts keep the exponential moving average of the weights: timm's train.py (state_dict_ema),
+# timm's and others' model_ema, and EMA callbacks' ema_state_dict.
+_EMA_KEYS = ("state_dict_ema", "model_ema", "ema_state_dict")
 # Prefixes wrappers add to every key: DataParallel / DistributedDataParallel, and torch.compile's module.
 _WRAPPER_PREFIXES = ("module.", "_orig_mod.")
 MAX_LISTED = 3
 
 
-def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
+def read_state_dict(path: str | os.PathLike, *, use_ema: bool = False,
+                    notes: list[str] | None = None) -> dict[str, torch.Tensor]:
     """Read a state_dict from .pt/.pth/.bin (torch, weights only) or .safetensors.
 
     A checkpoint dict holding ``state_dict`` or ``model`` is unwrapped, and the prefixes wrappers add
     to every key are stripped: ``module.`` (DataParallel, DDP) and ``_orig_mod.`` (torch.compile).
+    ``use_ema``: the checkpoint's EMA weights (``state_dict_ema``, ``model_ema``, ``ema_state_dict``), as
+    timm's ``--use-ema``; without it, a checkpoint that holds them beside the weights adds a line saying so to
+    ``notes``.
     """
     path = Path(path)
     if not path.is_file():
@@ -61,6 +68,18 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
                     "code; save only the state_dict (torch.save(model.state_dict(), path)) or use .safetensors"
                 ) from None
             raise WeightsError(f"weights file '{path}' is corrupt or not a PyTorch checkpoint ({msg})") from None
+    if isinstance(obj, Mapping):
+        ema = next((k for k in _EMA_KEYS if isinstance(obj.get(k), Mapping) and obj[k]), None)
+        if use_ema and ema is None:
+            raise WeightsError(f"'{path}' holds no EMA weights (no {', '.join(_EMA_KEYS)} entry); drop --use-ema to "
+                               "load its weights")
+        if use_ema:
+            return _unwrap(obj[ema], path)
+        if ema is not None and notes is not None:
+            notes.append(f"'{path.name}' also holds EMA weights ({ema}), often the more accurate ones; these files "
+                         "hold its other weights: pass --use-ema for the EMA weights")
+    elif use_ema:
+        raise WeightsError(f"'{path}' holds no EMA weights (a bare state_dict); drop --use-ema to load its weights")
     return _unwrap(obj, path)
 
 
