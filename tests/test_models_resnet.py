@@ -82,11 +82,13 @@ def test_a_prefix_that_fits_the_model_is_taken(tmp_path):
 
 
 def test_two_prefixes_that_fit_are_named_not_guessed(tmp_path):
+    """Two networks that both fit (a distillation's student and teacher) are named; an EMA copy beside the
+    network is no such guess: the plain weights load (with a note), its own with --use-ema."""
     sd = create_model("resnet18").state_dict()
-    path = tmp_path / "ema.ckpt"
-    torch.save({"state_dict": {**{f"model.{k}": v for k, v in sd.items()},
-                               **{f"model_ema.{k}": v for k, v in sd.items()}}}, path)
-    with pytest.raises(WeightsError, match=r"the keys under 'model\.' and 'model_ema\.' fit it"):
+    path = tmp_path / "distill.ckpt"
+    torch.save({"state_dict": {**{f"student.{k}": v for k, v in sd.items()},
+                               **{f"teacher.{k}": v for k, v in sd.items()}}}, path)
+    with pytest.raises(WeightsError, match=r"the keys under 'student\.' and 'teacher\.' fit it"):
         create_model("resnet18", weights=path)
 
 
@@ -125,6 +127,14 @@ def test_a_checkpoints_ema_weights_load_with_use_ema_and_are_noted_without(tmp_p
     torch.save({"model": src.state_dict(), "model_ema": {"module." + k: v for k, v in ema.state_dict().items()}},
                tmp_path / "other.pt")  # another script's names, the EMA module wrapped
     assert torch.equal(read_state_dict(tmp_path / "other.pt", use_ema=True)["fc.weight"], ema.fc.weight)
+    lightning = {**{"model." + k: v for k, v in src.state_dict().items()},
+                 **{"model_ema.module." + k: v for k, v in ema.state_dict().items()}}  # an EMA submodule beside
+    torch.save({"state_dict": lightning, "epoch": 3}, tmp_path / "epoch=3.ckpt")
+    notes = []
+    model = create_model("resnet18", num_classes=10, weights=tmp_path / "epoch=3.ckpt")  # model.: the one fitting
+    assert torch.equal(model.fc.weight, src.fc.weight) and "the keys under 'model_ema.'" in model.cnnexport_notes[0]
+    model = create_model("resnet18", num_classes=10, weights=tmp_path / "epoch=3.ckpt", use_ema=True)
+    assert torch.equal(model.fc.weight, ema.fc.weight)
     torch.save(src.state_dict(), tmp_path / "plain.pt")
     with pytest.raises(WeightsError, match="holds no EMA weights .*drop --use-ema"):
         read_state_dict(tmp_path / "plain.pt", use_ema=True)

@@ -27,7 +27,7 @@ from .options import load_artifact
 def verify_cmd(artifacts, reference, runtime, atol, as_json):
     """Check each ARTIFACT against the reference outputs saved at export time. Needs no torch.
 
-    Several files are checked in one run (one line each; the exit code is 1 if any fails), which
+    Several files are checked in one run (one line each; exit 5 if any fails, naming each), which
     saves a process start per file where that is slow (an emulated ARM board)."""
     from ..exporter.verify_file import check_file, failure_reason, read_reference, reference_beside
 

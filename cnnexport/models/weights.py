@@ -19,6 +19,8 @@ _WRAPPER_KEYS = ("state_dict", "model", "model_state_dict", "net", "module")
 # Where training scripts keep the exponential moving average of the weights: timm's train.py (state_dict_ema),
 # timm's and others' model_ema, and EMA callbacks' ema_state_dict.
 _EMA_KEYS = ("state_dict_ema", "model_ema", "ema_state_dict")
+# ... and the key prefix of an EMA copy held as a submodule beside the network (a LightningModule's model_ema)
+_EMA_PREFIXES = ("model_ema.", "ema_model.", "ema.")
 # Prefixes wrappers add to every key: DataParallel / DistributedDataParallel, and torch.compile's module.
 _WRAPPER_PREFIXES = ("module.", "_orig_mod.")
 MAX_LISTED = 3
@@ -70,17 +72,29 @@ def read_state_dict(path: str | os.PathLike, *, use_ema: bool = False,
             raise WeightsError(f"weights file '{path}' is corrupt or not a PyTorch checkpoint ({msg})") from None
     if isinstance(obj, Mapping):
         ema = next((k for k in _EMA_KEYS if isinstance(obj.get(k), Mapping) and obj[k]), None)
-        if use_ema and ema is None:
-            raise WeightsError(f"'{path}' holds no EMA weights (no {', '.join(_EMA_KEYS)} entry); drop --use-ema to "
-                               "load its weights")
-        if use_ema:
+        if ema is not None and use_ema:
             return _unwrap(obj[ema], path)
-        if ema is not None and notes is not None:
-            notes.append(f"'{path.name}' also holds EMA weights ({ema}), often the more accurate ones; these files "
-                         "hold its other weights: pass --use-ema for the EMA weights")
-    elif use_ema:
-        raise WeightsError(f"'{path}' holds no EMA weights (a bare state_dict); drop --use-ema to load its weights")
-    return _unwrap(obj, path)
+        if ema is not None:
+            _note_ema(notes, path, ema)
+            return _unwrap(obj, path)
+    sd = _unwrap(obj, path)
+    prefix = next((p for p in _EMA_PREFIXES if any(k.startswith(p) for k in sd)), None)
+    if use_ema and prefix is None:
+        raise WeightsError(f"'{path}' holds no EMA weights (no {', '.join(_EMA_KEYS)} entry, no key under "
+                           f"{', '.join(_EMA_PREFIXES)}); drop --use-ema to load its weights")
+    if use_ema:  # the EMA submodule's keys, without its prefix
+        return _unwrap({k[len(prefix):]: v for k, v in sd.items() if k.startswith(prefix)}, path)
+    rest = {k: v for k, v in sd.items() if not k.startswith(prefix)} if prefix else sd
+    if rest is not sd and rest:  # the network beside the EMA copy loads, as with an EMA entry of its own
+        _note_ema(notes, path, f"the keys under '{prefix}'")
+        return rest
+    return sd
+
+
+def _note_ema(notes: list[str] | None, path: Path, where: str) -> None:
+    if notes is not None:
+        notes.append(f"'{path.name}' also holds EMA weights ({where}), often the more accurate ones; these files "
+                     "hold its other weights: pass --use-ema for the EMA weights")
 
 
 
