@@ -24,6 +24,11 @@ def pytest_configure(config):
         config._cnnexport_limits_dir = folder
 
 
+def pytest_collection_modifyitems(config, items):
+    """Tests marked ``last`` go to the end of the run (xdist hands tests out in this order)."""
+    items.sort(key=lambda item: item.get_closest_marker("last") is not None)
+
+
 def pytest_unconfigure(config):
     import shutil
 

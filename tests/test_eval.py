@@ -46,6 +46,22 @@ def _top1_count(path: Path, x: np.ndarray, y: np.ndarray) -> int:
     return int((run_nchw(load(path), x).argmax(1) == y).sum())
 
 
+def test_eval_model_use_ema_scores_the_checkpoints_ema_weights(digits_folder, tmp_path):
+    """`eval --model NAME --weights CKPT --use-ema`: PyTorch's accuracy is the EMA weights' (here the trained
+    digits weights, beside untrained plain ones), not the plain weights'."""
+    import torch
+
+    trained, untrained = create_model("lenet5", weights="digits"), create_model("lenet5", num_classes=10)
+    ckpt = tmp_path / "ckpt.pth"
+    torch.save({"state_dict": untrained.state_dict(), "state_dict_ema": trained.state_dict()}, ckpt)
+    test = load_digits()
+    for use_ema, model in ((True, trained), (False, untrained)):
+        result = _eval("--data", digits_folder, "--model", "lenet5", "--weights", ckpt, "--num-classes", "10",
+                       "--mean", "0.5", "--std", "0.5", "--crop-fraction", "1", *(["--use-ema"] if use_ema else []))
+        (scored,) = result["models"]
+        assert scored["top1_correct"] == round(accuracy(model, test.x_test, test.y_test) * 450)
+
+
 def test_the_png_folder_gives_the_digits_arrays_exactly(digits_folder):
     folder = ImageFolder(digits_folder)
     assert folder.classes == [str(d) for d in range(10)] and len(folder) == 450
