@@ -129,7 +129,7 @@ run() {  # run [--cpu CPU] -- COMMAND...: COMMAND from /opt/venv/bin, in /work (
 }
 
 check_cpu() {  # check_cpu CPU: the digits LeNet-5 files in the current folder, verified and evaluated on CPU
-    local cpu=$1 f
+    local cpu=$1
     local files=(lenet5.onnx lenet5.xml lenet5.tflite lenet5.ncnn.param lenet5.mnn lenet5.fp16.onnx lenet5.fp16.xml
                  lenet5.fp16.tflite lenet5.fp16.mnn lenet5.int8.onnx lenet5.int8.xml lenet5.int8.tflite lenet5.int8.mnn)
     # one emulated process for all the files: a Python start with numpy and the runtimes costs seconds under qemu

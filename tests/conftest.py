@@ -14,7 +14,7 @@ DATA = Path(__file__).parent / "data"
 def pytest_configure(config):
     """One file of this CPU's limits for the whole run (``CNNEXPORT_CPU_LIMITS``): the first bench, study or
     roofline that needs a limit measures it, the others read it (each measurement is ~25 s of fresh workers).
-    Set before xdist starts its workers, which inherit it; the tests of the measurement itself unset it."""
+    Set before xdist starts its workers, which inherit it; the test of the file itself names its own."""
     import os
     import tempfile
 
