@@ -37,6 +37,20 @@ def pytest_unconfigure(config):
         shutil.rmtree(folder, ignore_errors=True)
 
 
+def shared_build(tmp_path_factory, worker_id: str, name: str, build) -> Path:
+    """The folder ``name`` made once per test run and shared by the xdist workers (a lock in the run's common
+    temporary folder): ``build(folder)`` runs where no worker has written ``folder/report.json`` yet."""
+    from filelock import FileLock
+
+    base = tmp_path_factory.getbasetemp()
+    root = base if worker_id == "master" else base.parent  # the parent is this run's, shared by its workers
+    out = root / name
+    with FileLock(str(root / f"{name}.lock")):
+        if not (out / "report.json").is_file():
+            build(out)
+    return out
+
+
 @pytest.fixture(scope="session")
 def torchvision_reference() -> dict:
     """torchvision's own state_dict names/shapes and param counts (copied from shared/reference)."""

@@ -17,7 +17,7 @@ from cnnexport.cli import cli
 from cnnexport.exporter.formats import ConvertSource
 from cnnexport.exporter.formats import aoti
 from cnnexport.runtimes import load, runtime_for
-from conftest import export_uncapturable
+from conftest import export_uncapturable, shared_build
 
 pytestmark = pytest.mark.skipif(not any(__import__("shutil").which(c) for c in ("g++", "c++", "clang++")),
                                 reason="AOTInductor compiles C++: no C++ compiler here")
@@ -27,16 +27,12 @@ pytestmark = pytest.mark.skipif(not any(__import__("shutil").which(c) for c in (
 def lenet_package(tmp_path_factory, worker_id):
     """One CLI export of the digits LeNet-5 with --aoti (fp32, fp16, bf16) per test run, shared by the xdist
     workers."""
-    from filelock import FileLock
+    def build(out):
+        result = CliRunner().invoke(cli, ["lenet5", "--weights", "digits", "--aoti", "--fp16", "--bf16", "-o",
+                                          str(out), "--json"])
+        assert result.exit_code == 0, result.output
 
-    base = tmp_path_factory.getbasetemp()
-    root = base if worker_id == "master" else base.parent
-    out = root / "aoti-lenet5"
-    with FileLock(str(root / "aoti-lenet5.lock")):
-        if not (out / "report.json").is_file():
-            result = CliRunner().invoke(cli, ["lenet5", "--weights", "digits", "--aoti", "--fp16", "--bf16", "-o",
-                                              str(out), "--json"])
-            assert result.exit_code == 0, result.output
+    out = shared_build(tmp_path_factory, worker_id, "aoti-lenet5", build)
     return out, json.loads((out / "report.json").read_text())
 
 

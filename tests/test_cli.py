@@ -15,7 +15,7 @@ from click.testing import CliRunner
 from cnnexport.cli import cli
 from cnnexport.errors import EXIT_CODES
 from cnnexport.models import create_model
-from conftest import CNNEXPORT, run_cli, run_cli_without
+from conftest import CNNEXPORT, run_cli, run_cli_without, shared_build
 
 
 def run(*args, cwd=None):
@@ -477,15 +477,8 @@ def _killed_export_command(out) -> list[str]:
 def earlier_export(tmp_path_factory, worker_id):
     """The earlier run's files that each killed run must leave as they are: made once per test run (shared by
     the xdist workers), copied into each test's own folder."""
-    from filelock import FileLock
-
-    base = tmp_path_factory.getbasetemp()
-    root = base if worker_id == "master" else base.parent
-    out = root / "earlier-resnet18"
-    with FileLock(str(root / "earlier-resnet18.lock")):
-        if not (out / "report.json").is_file():
-            subprocess.run(_killed_export_command(out), check=True, capture_output=True, timeout=600)
-    return out
+    return shared_build(tmp_path_factory, worker_id, "earlier-resnet18", lambda out: subprocess.run(
+        _killed_export_command(out), check=True, capture_output=True, timeout=600))
 
 
 @pytest.mark.slow

@@ -17,7 +17,7 @@ from cnnexport.cli import cli  # noqa: E402
 from cnnexport.exporter.formats import ConvertSource  # noqa: E402
 from cnnexport.exporter.formats import executorch as et  # noqa: E402
 from cnnexport.runtimes import load  # noqa: E402
-from conftest import export_uncapturable  # noqa: E402
+from conftest import export_uncapturable, shared_build  # noqa: E402
 
 
 
@@ -25,16 +25,12 @@ from conftest import export_uncapturable  # noqa: E402
 def lenet_export(tmp_path_factory, worker_id):
     """One CLI export (fp32 + int8 .pte of the digits LeNet-5) per test run, shared by the xdist workers
     through a lock in the run's common temporary folder."""
-    from filelock import FileLock
+    def build(out):
+        result = CliRunner().invoke(cli, ["lenet5", "--weights", "digits", "--executorch", "--int8", "--calib",
+                                          "digits", "--calib-count", "64", "-o", str(out), "--json"])
+        assert result.exit_code == 0, result.output
 
-    base = tmp_path_factory.getbasetemp()
-    root = base if worker_id == "master" else base.parent  # the parent is this run's, shared by its workers
-    out = root / "executorch-lenet5"
-    with FileLock(str(root / "executorch-lenet5.lock")):
-        if not (out / "report.json").is_file():
-            result = CliRunner().invoke(cli, ["lenet5", "--weights", "digits", "--executorch", "--int8", "--calib",
-                                              "digits", "--calib-count", "64", "-o", str(out), "--json"])
-            assert result.exit_code == 0, result.output
+    out = shared_build(tmp_path_factory, worker_id, "executorch-lenet5", build)
     return out, json.loads((out / "report.json").read_text())
 
 

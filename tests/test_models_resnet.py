@@ -130,7 +130,6 @@ def test_a_checkpoints_ema_weights_load_with_use_ema_and_are_noted_without(tmp_p
     lightning = {**{"model." + k: v for k, v in src.state_dict().items()},
                  **{"model_ema.module." + k: v for k, v in ema.state_dict().items()}}  # an EMA submodule beside
     torch.save({"state_dict": lightning, "epoch": 3}, tmp_path / "epoch=3.ckpt")
-    notes = []
     model = create_model("resnet18", num_classes=10, weights=tmp_path / "epoch=3.ckpt")  # model.: the one fitting
     assert torch.equal(model.fc.weight, src.fc.weight) and "the keys under 'model_ema.'" in model.cnnexport_notes[0]
     model = create_model("resnet18", num_classes=10, weights=tmp_path / "epoch=3.ckpt", use_ema=True)
