@@ -251,7 +251,8 @@ def test_eval_prints_the_threads_it_chose(lenet_files, digits_folder):
                                                    "cores": cores, "chosen": False}
 
 
-@pytest.mark.parametrize("case", ["empty", "loose", "mismatch", "duplicates", "channels", "missing", "merge", "cache"])
+@pytest.mark.parametrize("case", ["empty", "loose", "mismatch", "duplicates", "channels", "missing", "merge", "cache",
+                                  "weights"])
 def test_bad_data_is_one_line_exit_2_and_nothing_written(case, digits_folder, lenet_files, tmp_path):
     onnx = lenet_files / "lenet5.onnx"
     save = tmp_path / "out.json"
@@ -279,6 +280,8 @@ def test_bad_data_is_one_line_exit_2_and_nothing_written(case, digits_folder, le
     elif case == "cache":  # a file where the cache folder should go
         (tmp_path / "cache").write_text("")
         args += ["--data", str(digits_folder), "--cache", str(tmp_path / "cache")]
+    elif case == "weights":  # --weights is --model's: without --model it would be ignored
+        args += ["--data", str(digits_folder), "--weights", "digits", "--use-ema"]
     else:
         (tmp_path / "a.json").write_text(json.dumps({"data": {"classes": ["a"]}, "models": []}))
         (tmp_path / "b.json").write_text(json.dumps({"data": {"classes": ["b"]}, "models": []}))
@@ -288,6 +291,8 @@ def test_bad_data_is_one_line_exit_2_and_nothing_written(case, digits_folder, le
     lines = result.output.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and "Traceback" not in result.output
     assert not save.exists()
+    if case == "weights":
+        assert "--weights, --use-ema" in lines[0] and "--model" in lines[0]
 
 
 def test_the_int8_drop_gate_refuses_and_writes_nothing(tmp_path, lenet_files):

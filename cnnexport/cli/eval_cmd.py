@@ -78,6 +78,11 @@ def eval_cmd(artifacts, data, classes_file, model_spec, weights, use_ema, num_cl
         raise UsageError("--data is required: a folder with one subfolder per class, digits, or a .npz with x and y")
     if not artifacts and not model_spec:
         raise UsageError("nothing to evaluate: give model files, --model NAME, or both")
+    if not model_spec:
+        given = [o for o, v in (("--weights", weights), ("--use-ema", use_ema), ("--num-classes", num_classes)) if v]
+        if given:
+            raise UsageError(f"{', '.join(given)} describe{'s' if len(given) == 1 else ''} --model's PyTorch model: "
+                             "give --model NAME with it, or leave it out (a file carries its own weights)")
     if batch < 1 or batch > 4096 or (limit is not None and limit < 1) or (workers is not None and workers < 1) or \
             (threads is not None and threads < 1) or (crop_fraction is not None and not 0 < crop_fraction <= 1):
         raise UsageError("--batch must be 1..4096, --limit, --workers and --threads >= 1, --crop-fraction in (0, 1]")
