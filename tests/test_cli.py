@@ -542,6 +542,8 @@ def test_verify_finds_the_reference_beside_the_file(tmp_path):
     result = run("verify", str(tmp_path / "lenet5.onnx"), "--json")
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["passed"] is True
+    threads = run("verify", str(tmp_path / "lenet5.onnx"), "--threads", "3", "--json")  # the runtime's threads
+    assert json.loads(threads.stdout)["runtime"]["threads"] == 3, threads.output
     (tmp_path / "elsewhere").mkdir()
     shutil.copy(tmp_path / "lenet5.onnx", tmp_path / "elsewhere" / "lenet5.onnx")
     line = assert_one_line_error(run("verify", str(tmp_path / "elsewhere" / "lenet5.onnx")), 2)

@@ -22,9 +22,15 @@ from .options import load_artifact
               help=f"{', '.join(f.runtime for f in FORMATS.values())} (default: by extension).")
 @click.option("--atol", type=click.FloatRange(min=0), default=None,
               help="Max abs error allowed (default: 1e-4 x max |reference|).")
+@click.option("--threads", type=click.IntRange(min=1), default=None,
+              help="Threads of each runtime (default: the runtime's own, usually every core).")
+@click.option("--runtime-default/--no-runtime-default", "runtime_default", default=True, show_default=True,
+              help="Where the runtime's own default computes at another precision on this CPU (OpenVINO: bf16 "
+                   "on AMX, f16 on ARM), also check the file as the defaults load it (reported, not enforced); "
+                   "--no-runtime-default names that precision without the second run (a slow board).")
 @click.option("--json", "as_json", is_flag=True,
               help="Print the figures as JSON on stdout, nothing else (several files: {\"files\": [...]}).")
-def verify_cmd(artifacts, reference, runtime, atol, as_json):
+def verify_cmd(artifacts, reference, runtime, atol, threads, runtime_default, as_json):
     """Check each ARTIFACT against the reference outputs saved at export time. Needs no torch.
 
     Several files are checked in one run (one line each; exit 5 if any fails, naming each), which
@@ -37,7 +43,8 @@ def verify_cmd(artifacts, reference, runtime, atol, as_json):
         ref = reference if reference is not None else reference_beside(artifact)
         if ref not in references:  # a missing or foreign reference is named before the file is loaded
             references[ref] = read_reference(ref)
-        eq = check_file(artifact, ref, references[ref], load_artifact(artifact, runtime), atol)
+        eq = check_file(artifact, ref, references[ref], load_artifact(artifact, runtime, threads), atol,
+                        runtime_default)
         results.append(eq)
         if not as_json:
             print_verify(eq)

@@ -42,11 +42,13 @@ def made_for(meta: dict) -> str:
     return f" for model '{meta['model']}'" + (f" ({', '.join(files[:4])})" if files else "")
 
 
-def check_file(artifact: str, reference: str, loaded_reference: tuple, model, atol: float | None) -> dict:
+def check_file(artifact: str, reference: str, loaded_reference: tuple, model, atol: float | None,
+               runtime_default: bool = True) -> dict:
     """The figures of ``artifact`` (loaded as ``model``, a runtime adapter) against ``reference``
     (``loaded_reference``: what ``read_reference`` returned for it), by the rule of the file's precision,
     with ``runtime`` (the adapter's description) and ``runtime_default`` (the same check with the
-    runtime's own defaults, where they compute at another precision)."""
+    runtime's own defaults, where they compute at another precision; named but not run when
+    ``runtime_default`` is False)."""
     from ..runtimes import run_nchw
     from ..runtimes.base import dims_text
     from .verify import REDUCED_RULES, TIE_MARGIN, compare, floor_for, reduced_verdict
@@ -72,7 +74,7 @@ def check_file(artifact: str, reference: str, loaded_reference: tuple, model, at
 
     eq = check(model)
     eq["runtime"] = model.describe()
-    eq["runtime_default"] = _runtime_default_check(model, check)
+    eq["runtime_default"] = _runtime_default_check(model, check, runtime_default)
     return eq
 
 
@@ -93,16 +95,20 @@ def failure_reason(eq: dict, artifact: str, meta: dict) -> str:
                   "written beside this file" if other else "")
 
 
-def _runtime_default_check(model, check) -> dict | None:
+def _runtime_default_check(model, check, run: bool = True) -> dict | None:
     """Where the runtime's own default on this CPU computes at another precision than the one verified
-    (OpenVINO: bf16 on AMX/AVX512-BF16 CPUs), the same ``check`` on the file loaded with the defaults:
-    what a user who follows the runtime's documentation gets. Reported, not enforced."""
+    (OpenVINO: bf16 on AMX/AVX512-BF16 CPUs, f16 on ARM), the same ``check`` on the file loaded with the
+    defaults: what a user who follows the runtime's documentation gets. Reported, not enforced; with
+    ``run`` False only named (``checked``: false)."""
     default = model.runtime_default()
     if default is None:
         return None
+    named = {"precision": default.precision, "verified_at": default.verified, "how": default.how}
+    if not run:
+        return {**named, "checked": False}
     eq = check(default.load())
     figures = {k: eq[k] for k in ("max_rel", "cosine", "cosine_mean", "top1_agreement", "passed") if k in eq}
-    return {"precision": default.precision, "verified_at": default.verified, "how": default.how, **figures}
+    return {**named, "checked": True, **figures}
 
 
 def _check_int8(artifact: str, reference: str, model, atol: float | None) -> dict:

@@ -152,10 +152,13 @@ def runtime_default_text(runtime: str, d: dict) -> str:
         figures = (f"max rel error {d['max_rel']:.1e}, cosine {d['cosine']:.6f}, "
                    f"top-1 agreement {d['top1_agreement']:.0%}")
     else:
-        figures = "not checked"
-    verdict = "it would pass this check too" if d.get("passed") else "it would NOT pass this check"
+        figures = None
+    if figures is None:  # --no-runtime-default
+        outcome = "not checked"
+    else:
+        outcome = f"{figures} ({'it would pass this check too' if d.get('passed') else 'it would NOT pass this check'})"
     return (f"note: {runtime}'s own default on this CPU computes in {d['precision']}, not the {d['verified_at']} "
-            f"verified here: {figures} ({verdict}); to run what was verified: {d['how']}")
+            f"verified here: {outcome}; to run what was verified: {d['how']}")
 
 
 def print_quantize(result: dict, how: str) -> None:
