@@ -447,7 +447,7 @@ def test_bench_a_model_on_torch_compile_and_its_aoti_package(tmp_path):
         pytest.skip("torch.compile and AOTInductor compile C++: no C++ compiler here")
     out = tmp_path / "out"
     result = CliRunner().invoke(cli, ["bench", "lenet5", "--runtime", "torch-compile,aoti", "--runs", "3",
-                                      "--rounds", "2", "--min-time", "0", "-o", str(out), "--save",
+                                      "--rounds", "1", "--min-time", "0", "-o", str(out), "--save",
                                       str(tmp_path / "rows.json")])
     assert result.exit_code == 0, result.output
     rows = {r["runtime"]: r for r in json.loads((tmp_path / "rows.json").read_text())["rows"]}

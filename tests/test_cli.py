@@ -74,6 +74,17 @@ def test_the_export_tables_heading_is_one_line_however_narrow_the_table(tmp_path
     assert first.startswith("lenet5: ") and first.endswith("(dynamic batch)"), first
 
 
+def test_a_long_line_stays_one_line_off_a_terminal(capsys):
+    """Off a terminal (a pipe, a log), a line of text longer than the console's 200 columns is printed whole:
+    verify's OpenVINO note ran past 200 columns and broke in two, and a script's grep found half of it."""
+    from cnnexport.cli.render import out_console
+
+    line = "note: " + " ".join(f"word{i}" for i in range(60))
+    assert len(line) > 300
+    out_console().print(line, markup=False, highlight=False)
+    assert capsys.readouterr().out == line + "\n"
+
+
 def test_no_fold_bn_dynamo_static_batch(tmp_path):
     result = run("resnet18", "--no-fold-bn", "--exporter", "dynamo", "--batch", "2", "--input-size", "64",
                  "--num-classes", "7", "-o", str(tmp_path), "--json")

@@ -29,10 +29,11 @@ def live_console():
 
 
 def out_console():
-    """stdout console; wide when piped so tables are not squeezed to 80 columns."""
+    """stdout console; when piped, wide (tables are not squeezed to 80 columns) and with lines of text never
+    broken (a script's grep finds a whole line)."""
     from rich.console import Console
 
-    return Console() if sys.stdout.isatty() else Console(width=200)
+    return Console() if sys.stdout.isatty() else Console(width=200, soft_wrap=True)
 
 
 class StageStatus:

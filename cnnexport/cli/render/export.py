@@ -126,23 +126,23 @@ def verdict_text(e: dict) -> str:
 
 
 def print_verify(eq: dict) -> None:
-    """One line per file, and one for the runtime's own default where it differs: never wrapped (grep, scripts)."""
+    """One line per file, and one for the runtime's own default where it differs (not broken off a terminal)."""
     status = verdict_text(eq)
     if eq.get("precision") == "int8":  # int8's rule: the mean cosine (and top-1 drop) on held-out samples
         accuracy = (f", accuracy fp32 {eq['accuracy_fp32']:.2%} -> int8 {eq['accuracy_int8']:.2%}"
                     if "accuracy_int8" in eq else "")
         out_console().print(f"{eq['artifact']} on {eq['runtime']['runtime']} {eq['runtime']['version']}: int8 mean "
                             f"cosine {eq['cosine_mean']:.4f} (min {eq['cosine_min']:.4f}; {eq['tolerance']}), top-1 "
-                            f"agreement {eq['top1_agreement']:.0%} of {eq['samples']}{accuracy} {status}", soft_wrap=True)
+                            f"agreement {eq['top1_agreement']:.0%} of {eq['samples']}{accuracy} {status}")
     else:
         out_console().print(f"{eq['artifact']} on {eq['runtime']['runtime']} {eq['runtime']['version']}: "
                             f"max abs error {eq['max_abs']:.2e} ({tolerance_text(eq)}), max rel "
                             f"{eq['max_rel']:.2e}, cosine {eq['cosine']:.7f}, top-1 agreement "
                             f"{eq['top1_agreement']:.0%} of {eq['samples']}"
-                            + (f"; {fp16_text(eq)}" if reduced_check(eq) else "") + f" {status}", soft_wrap=True)
+                            + (f"; {fp16_text(eq)}" if reduced_check(eq) else "") + f" {status}")
     if eq.get("runtime_default"):
         out_console().print(runtime_default_text(eq["runtime"]["runtime"], eq["runtime_default"]), markup=False,
-                            highlight=False, soft_wrap=True)
+                            highlight=False)
 
 
 def runtime_default_text(runtime: str, d: dict) -> str:
