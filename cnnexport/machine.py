@@ -7,9 +7,9 @@ import os
 import platform
 from pathlib import Path
 
-ISA_FLAGS = ("avx2", "fma", "avx512f", "avx512_vnni", "avx_vnni", "amx_tile", "avx512_bf16", "amx_bf16", "neon", "asimd",
-             "fphp", "asimddp", "i8mm", "bf16")
 # avx512_bf16 / amx_bf16: where OpenVINO's CPU plugin computes in bf16 by default (verify's runtime_default note)
+ISA_FLAGS = ("avx2", "fma", "avx512f", "avx512_vnni", "avx_vnni", "amx_tile", "avx512_bf16", "amx_bf16", "neon",
+             "asimd", "fphp", "asimddp", "i8mm", "bf16")
 # 64-bit ARM features as the kernel hands them to the process (getauxval): (AT_HWCAP or AT_HWCAP2, bit).
 # fphp: fp16 arithmetic (ARMv8.2), asimddp: int8 dot product, i8mm: int8 matrix multiply, bf16.
 ARM_HWCAPS = {"asimd": (16, 1), "fphp": (16, 9), "asimddp": (16, 20), "i8mm": (26, 13), "bf16": (26, 14)}

@@ -26,7 +26,7 @@ from .options import load_artifact
               help="Threads of each runtime (default: the runtime's own, usually every core).")
 @click.option("--runtime-default/--no-runtime-default", "runtime_default", default=True, show_default=True,
               help="Where the runtime's own default computes at another precision on this CPU (OpenVINO: bf16 "
-                   "on AMX, f16 on ARM), also check the file as the defaults load it (reported, not enforced); "
+                   "on AMX or AVX512-BF16, f16 on ARM), also check the file as the defaults load it (reported, not enforced); "
                    "--no-runtime-default names that precision without the second run (a slow board).")
 @click.option("--json", "as_json", is_flag=True,
               help="Print the figures as JSON on stdout, nothing else (several files: {\"files\": [...]}).")

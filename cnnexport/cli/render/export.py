@@ -152,12 +152,10 @@ def runtime_default_text(runtime: str, d: dict) -> str:
     elif "max_rel" in d:
         figures = (f"max rel error {d['max_rel']:.1e}, cosine {d['cosine']:.6f}, "
                    f"top-1 agreement {d['top1_agreement']:.0%}")
-    else:
+    else:  # verify --no-runtime-default: named, not run
         figures = None
-    if figures is None:  # --no-runtime-default
-        outcome = "not checked"
-    else:
-        outcome = f"{figures} ({'it would pass this check too' if d.get('passed') else 'it would NOT pass this check'})"
+    outcome = "not checked" if figures is None else \
+        f"{figures} ({'it would pass this check too' if d.get('passed') else 'it would NOT pass this check'})"
     return (f"note: {runtime}'s own default on this CPU computes in {d['precision']}, not the {d['verified_at']} "
             f"verified here: {outcome}; to run what was verified: {d['how']}")
 
