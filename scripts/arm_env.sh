@@ -62,10 +62,10 @@ stamp() {  # what the environment is made of
 }
 
 rootfs() {  # the arm64 Debian root: debootstrap's first stage, then every package extracted natively
-    # debootstrap's second stage runs dpkg and the packages' scripts under qemu: 330 s of CPU, most of the
-    # environment's build from nothing. Python, its venv and the runtimes' wheels need only the packages' files
-    # (the libraries lie in the paths ld.so searches without a cache; no service, user or alternative is set up),
-    # so the packages the first stage downloaded are extracted here as it extracted its own (25 s in all)
+    # debootstrap's second stage runs dpkg and the packages' scripts under qemu: the full debootstrap took 327 s of
+    # CPU, most of the environment's build from nothing. Python, its venv and the runtimes' wheels need only the
+    # packages' files (the libraries lie in the paths ld.so searches without a cache; no service, user or
+    # alternative is set up), so the packages the first stage downloaded are extracted here as it extracted its own
     local new="$root.partial" deb
     rm -rf "$root" "$new"; mkdir -p "$new"
     debootstrap --foreign --arch=arm64 --variant=minbase --include=python3,python3-venv,libgomp1 "$suite" "$new" \

@@ -95,7 +95,7 @@ def failure_reason(eq: dict, artifact: str, meta: dict) -> str:
                   "written beside this file" if other else "")
 
 
-def _runtime_default_check(model, check, run: bool = True) -> dict | None:
+def _runtime_default_check(model, check, run: bool) -> dict | None:
     """Where the runtime's own default on this CPU computes at another precision than the one verified
     (OpenVINO: bf16 on AMX/AVX512-BF16 CPUs, f16 on ARM), the same ``check`` on the file loaded with the
     defaults: what a user who follows the runtime's documentation gets. Reported, not enforced; with
