@@ -7,7 +7,7 @@ all 3 rounds agree. For two files of equal speed each round's sign is a coin tos
 happen by chance in 1 pair of 8 in each direction: about 23 of the study's 186 pairs. This script takes
 every pair the committed study (results/zoo.json) called slower and measures it again with
 `cnnexport bench MODEL --plain` over --rounds rounds (ours and the plain file interleaved, as in the
-study), where the paired test needs every round, or all but one, to agree.
+study), where the paired test calls a split no likelier by chance than 3 of 3 (`rows.call_for`).
 
 Writes benchmarks/results/plain_recheck.json.
 """

@@ -2,6 +2,7 @@
 on real exported files and on a zoo model name."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,7 +14,7 @@ from hypothesis import strategies as st
 
 from cnnexport.bench.latency import measure, summarize
 from cnnexport.bench.jobs import Job
-from cnnexport.bench.rows import ROW_FIELDS, paired, pick, rows_from, spread
+from cnnexport.bench.rows import ROW_FIELDS, call_for, chance_of_call, paired, pick, rows_from, spread
 from cnnexport.bench.schedule import run_jobs
 from cnnexport.cli import cli
 from cnnexport.models import create_model
@@ -172,18 +173,51 @@ def test_paired_test_sees_a_small_gap_through_a_known_drift():
     assert test["median_ratio"] == pytest.approx(1 / 1.05, rel=0.02)
     assert test["min_ratio"] <= test["median_ratio"] <= test["max_ratio"]
     assert paired(b, a)["call"] == "slower"
-    # one round of five against: still called; two against: a tie
+    # one round of five against: a tie (equal speeds split 4 to 1 three times in eight)
     flipped = list(a)
     flipped[2] = b[2] * 1.01
-    assert paired(flipped, b)["call"] == "faster" and paired(flipped, b)["slower_rounds"] == 1
-    flipped[3] = b[3] * 1.01
-    assert paired(flipped, b)["call"] is None
-    # with fewer than 5 rounds every round must agree
-    assert paired(flipped[:4], b[:4])["call"] is None and paired(a[:1], b[:1])["call"] is None
+    assert paired(flipped, b)["call"] is None and paired(flipped, b)["slower_rounds"] == 1
+    # one of six against is called (p 0.22, below 3 of 3's 0.25), two of six are not
+    assert paired([*flipped, a[0]], [*b, b[0]])["call"] == "faster"
+    assert paired([*flipped, b[0] * 1.01], [*b, b[0]])["call"] is None
+    # two rounds never call, however they split; a single round neither
+    assert paired(a[:2], b[:2])["call"] is None and paired(a[:1], b[:1])["call"] is None
     # the sign test: how often equal speeds split the rounds this unevenly by chance
     assert test["p_value"] == pytest.approx(2 / 32) and paired(a[:3], b[:3])["p_value"] == pytest.approx(0.25)
+    assert paired(flipped, b)["p_value"] == pytest.approx(2 * 6 / 32)  # 4 of 5
+    flipped[3] = b[3] * 1.01
     assert paired(flipped, b)["p_value"] == pytest.approx(2 * 16 / 32)  # 3 of 5: no evidence either way
     assert paired(a, a)["p_value"] == 1.0
+
+
+def test_the_paired_rule_never_calls_noise_more_often_than_three_unanimous_rounds():
+    # whatever --rounds a user picks, equal speeds are called in one direction at most 1 time in 8
+    assert chance_of_call(3) == pytest.approx(1 / 8)
+    assert all(chance_of_call(n) <= 1 / 8 for n in range(2, 41))
+    assert chance_of_call(2) == 0  # two rounds never call
+    assert call_for(7, 2) == "slower" and call_for(2, 7) == "faster" and call_for(6, 3) is None
+
+
+def test_committed_results_carry_todays_calls():
+    """A stored call is what the rule says of its rounds (after a change to the rule: benchmarks/recall.py)."""
+    stale = []
+
+    def walk(node, where):
+        if isinstance(node, dict):
+            if {"slower_rounds", "faster_rounds", "call"} <= node.keys() \
+                    and call_for(node["slower_rounds"], node["faster_rounds"]) != node["call"]:
+                stale.append(where)
+            for key, value in node.items():
+                walk(value, f"{where}.{key}")
+        elif isinstance(node, list):
+            for i, value in enumerate(node):
+                walk(value, f"{where}[{i}]")
+
+    results = Path(__file__).resolve().parents[1] / "benchmarks" / "results"
+    files = sorted(results.glob("**/*.json"))
+    for path in files:
+        walk(json.loads(path.read_text()), path.name)
+    assert files and not stale
 
 
 def _fake_worker(log, fail=()):

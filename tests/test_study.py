@@ -134,6 +134,9 @@ def test_inversions_at_matched_macs_use_the_paired_rounds():
     assert "a (0 MMACs) slower than b" in inv["examples"][0]
     # the bound orders a-b right (3 > 1) and a-c wrong (3 < 4); b-c is a tie, not counted
     assert inv["roofline_called"] == 2 and inv["roofline_right"] == 1 and inv["roofline_rate"] == 0.5
+    # two rounds cannot call a pair (p 0.5 at best): no counts, rather than "0 inverted"
+    two = inversions([{**r, "round_medians_ms": r["round_medians_ms"][:2]} for r in rows])
+    assert two["pairs"] == 3 and two["inverted"] is None and two["inversion_rate"] is None and not two["examples"]
 
 
 def test_zoo_summary_compares_three_predictors_on_the_same_rows():

@@ -52,6 +52,13 @@ def measured_on(result: dict) -> str:
     return f", measured on {m['cpu']} ({isa_text(m)})" if m else ""
 
 
+def recalled(*results: dict) -> str:
+    """' The calls were re-judged ...' for results whose paired calls `benchmarks/recall.py` re-judged."""
+    dates = sorted({r["calls_recomputed"]["date"] for r in results if r.get("calls_recomputed")})
+    return (f" The calls were re-judged on {', '.join(dates)} by today's rule (`benchmarks/recall.py`); the rounds "
+            "are as measured." if dates else "")
+
+
 def isa_text(machine: dict) -> str:
     """The vector extensions a result's machine has, e.g. 'avx2, avx512f, avx512_vnni'."""
     return ", ".join(k for k in ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "amx_tile")

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 
-from .common import fmt, table, isa_text, beyond_spread
+from cnnexport.bench.rows import CALL_RULE
+
+from .common import fmt, table, isa_text, beyond_spread, recalled
 
 
 def fp16_section(e: dict | None) -> list[str]:
@@ -15,9 +17,9 @@ def fp16_section(e: dict | None) -> list[str]:
     out = ["## fp16 files on the CPU", "",
            f"`python benchmarks/fp16_cpu.py`, measured on {m['cpu']} ({isa_text(m)}), {m['logical_cores']} logical "
            f"cores. Batch 1, {e['threads']} threads, {e['rounds']} rounds interleaved, one process per configuration "
-           "and round; fp16 against fp32 of the same runtime by the paired test (per-round ratio; a call needs every "
-           "round, or all but one of at least 5). Versions: "
-           + ", ".join(f"{k} {v}" for k, v in e["versions"].items() if v) + ".", "",
+           "and round; fp16 against fp32 of the same runtime by the paired test (per-round ratio; a call needs "
+           + CALL_RULE + "). Versions: "
+           + ", ".join(f"{k} {v}" for k, v in e["versions"].items() if v) + "." + recalled(e), "",
            f"Target: the OpenVINO and TFLite fp16 files at most {target:.0%} of the fp32 file's size (all files of "
            "the artifact: OpenVINO's .xml with its .bin) and not slower than fp32 beyond the spread (the difference "
            "of the medians against the larger of the two rows' spreads, the range of their round medians); the "

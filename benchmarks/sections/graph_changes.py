@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 
-from .common import fmt, table, measured_on
+from .common import fmt, table, measured_on, recalled
 
 
 #: What the export does with each change, by its measured call (kept only when paired rounds show it faster)
@@ -21,7 +21,8 @@ def graph_changes_section(gc: dict | None) -> list[str]:
         return []
     out = ["## Graph-level changes, each measured", "",
            f"`benchmarks/graph_changes.py`, batch 1, {gc['threads']} threads, {gc['rounds']} rounds{measured_on(gc)}. "
-           "A change the exporter controls is kept only when the paired test calls it faster on this CPU.",
+           "A change the exporter controls is kept only when the paired test calls it faster on this CPU."
+           + recalled(gc),
            ""]
     paired_test = all("paired" in c for c in gc["changes"])
     out += table(["change", "model", "runtime", "before ms", "after ms", "speed-up",

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 
-from .common import TARGET_MODELS, RUNTIME_ORDER, fmt, table, _order, fp32_roofline
+from cnnexport.bench.rows import CALL_RULE
+
+from .common import TARGET_MODELS, RUNTIME_ORDER, fmt, table, _order, fp32_roofline, recalled
 
 
 def targets_section(zoo: dict | None) -> list[str]:
@@ -68,7 +70,7 @@ def targets_bench_section(benches: dict[str, dict | None]) -> list[str]:
                        + ("faster by the paired test" if p["beyond_noise"] else "a tie by the paired test") + ").")
     if has_plain:
         out += ["", "cnnexport's file against the plain export of the same runtime, paired by round (ours / plain "
-                "per round: median and range; a call needs every round, or all but one of 5+):", ""]
+                "per round: median and range; a call needs " + CALL_RULE + ")." + recalled(*benches.values()), ""]
         out += table(["model", "runtime", "ours ms", "plain ms", "ours / plain", "range", "rounds faster / slower",
                       "verdict"],
                      [[c["model"], c["runtime"], fmt(c["median_ms"]), fmt(c["plain_median_ms"]),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from cnnexport.bench.rows import CALL_RULE, chance_of_call, sign_test
 
 from .common import HERE, RUNTIME_ORDER, load, fmt, table, _gpu, measured_on
 
@@ -32,17 +33,19 @@ def zoo_section(zoo: dict | None, plot: str = "latency_vs_macs.png") -> list[str
                           for rt, s in summary.items() for p in [s["predictors"]]])
             out += bound_check_lines(zoo, summary)
             out += ["", "At matched FLOPs: of the pairs of networks within 25% of each other's MACs, how often the "
-                    "one with fewer MACs is the slower in every round (the paired test), and of the pairs the test "
+                    "one with fewer MACs is the slower by the paired test, and of the pairs the test "
                     "calls, how many the roofline bound orders right. Inside each Table-8 budget: the Spearman of "
                     "latency with MACs / with the roofline bound (the fastest network in brackets).", ""]
             budgets = list(next(iter(summary.values()))["table8_budgets"])
             out += table(["runtime", "pairs", "fewer MACs, slower", "fewer MACs, faster", "ties", "roofline right",
                           *[f"~{b}M" for b in budgets]],
                          [[rt, str(s["matched_macs"]["pairs"]),
-                           f"{s['matched_macs']['inverted']} ({fmt(s['matched_macs']['inversion_rate'], '{:.0%}')})",
-                           str(s["matched_macs"]["in_order"]), str(s["matched_macs"]["ties"]),
+                           f"{s['matched_macs']['inverted']} ({fmt(s['matched_macs']['inversion_rate'], '{:.0%}')})"
+                           if s["matched_macs"]["inverted"] is not None else "- (too few rounds to call)",
+                           fmt(s["matched_macs"]["in_order"], "{}"), fmt(s["matched_macs"]["ties"], "{}"),
                            f"{s['matched_macs']['roofline_right']} of {s['matched_macs']['roofline_called']} "
-                           f"({fmt(s['matched_macs']['roofline_rate'], '{:.0%}')})",
+                           f"({fmt(s['matched_macs']['roofline_rate'], '{:.0%}')})"
+                           if s["matched_macs"]["roofline_called"] is not None else "-",
                            *[f"{fmt(s['table8_budgets'][b]['spearman_macs'])} / "
                              f"{fmt(s['table8_budgets'][b]['spearman_roofline'])} ({s['table8_budgets'][b]['fastest']})"
                              for b in budgets]] for rt, s in summary.items()])
@@ -73,7 +76,7 @@ def zoo_section(zoo: dict | None, plot: str = "latency_vs_macs.png") -> list[str
         labels = sorted({p["plain_runtime"] for p in plain})
         out += ["", "### cnnexport's files against plain exports", "",
                 f"Plain files: {', '.join(labels)}. {len(plain) - len(slower)} of {len(plain)} model/runtime pairs are "
-                f"not slower by the paired test (slower in every round, or all but one of 5+); {len(faster)} are "
+                f"not slower by the paired test (a call needs {CALL_RULE}); {len(faster)} are "
                 f"faster. Ours / plain, median per-round ratio from {ratios[0]:.2f} to {ratios[-1]:.2f} (median "
                 f"{ratios[len(ratios) // 2]:.2f})."]
         if slower:
@@ -175,24 +178,14 @@ def bound_check_lines(zoo: dict, summary: dict) -> list[str]:
     return out
 
 
-def chance_of_call(rounds: int) -> float:
-    """How often the paired rule calls one direction for two configurations of equal speed."""
-    from math import comb
-
-    needed = rounds - 1 if rounds >= 5 else rounds
-    return sum(comb(rounds, k) for k in range(needed, rounds + 1)) / 2 ** rounds
-
-
 def recheck_lines(recheck: dict | None, study_rounds: int) -> list[str]:
     """The study's slower calls measured again with more rounds (`benchmarks/plain_recheck.py`)."""
     if not recheck:
         return []
     pairs = recheck["pairs"]
     calls = {c: [p for p in pairs if p["call"] == c] for c in ("slower", "faster", None)}
-    from cnnexport.bench.rows import sign_test
-
     chance = chance_of_call(study_rounds)
-    out = ["", f"With {study_rounds} rounds, two files of equal speed agree in every round by chance"
+    out = ["", f"With {study_rounds} rounds, two files of equal speed are called by chance"
            + f" in {chance:.1%} of pairs in each direction (about {chance * recheck['study_pairs']:.0f} of "
            f"{recheck['study_pairs']} pairs). `python benchmarks/plain_recheck.py` "
            f"measured the {recheck['study_slower']} pairs called slower again, {recheck['rounds']} interleaved "

@@ -136,21 +136,42 @@ def rows_from(jobs: list[Job], *, machine: dict, ceilings: dict[int, float] | No
 def paired(a_ms: list[float], b_ms: list[float]) -> dict:
     """``a`` against ``b`` round by round (rounds are interleaved, so round i of each ran adjacent in
     time and a drift between rounds cancels in their ratio): the median, lowest and highest of the
-    per-round ratios a/b, how many rounds put ``a`` slower and how many faster, and the call:
-    ``"slower"`` or ``"faster"`` only when every round agrees, or all but one of at least 5;
-    otherwise None (a tie within the rounds' noise). ``p_value``: how often two configurations of
-    equal speed split their rounds at least this unevenly (the two-sided sign test); with 3 rounds a
-    unanimous call still happens by chance one time in four."""
+    per-round ratios a/b, how many rounds put ``a`` slower and how many faster, and the call
+    (:func:`call_for`: ``"slower"``, ``"faster"`` or None, a tie within the rounds' noise).
+    ``p_value``: how often two configurations of equal speed split their rounds at least this
+    unevenly (the two-sided sign test)."""
     ratios = [a / b for a, b in zip(a_ms, b_ms) if a > 0 and b > 0]
     if not ratios:
         return {"rounds": 0, "median_ratio": None, "min_ratio": None, "max_ratio": None, "slower_rounds": 0,
                 "faster_rounds": 0, "call": None, "p_value": None}
     n, slower, faster = len(ratios), sum(r > 1 for r in ratios), sum(r < 1 for r in ratios)
-    needed = n - 1 if n >= 5 else n
-    call = "slower" if n >= 2 and slower >= needed else "faster" if n >= 2 and faster >= needed else None
+    call = call_for(slower, faster)
     return {"rounds": n, "median_ratio": statistics.median(ratios), "min_ratio": min(ratios),
             "max_ratio": max(ratios), "slower_rounds": slower, "faster_rounds": faster, "call": call,
             "p_value": sign_test(slower, faster)}
+
+
+#: The paired test calls a difference when its split of rounds is no likelier by chance than 3 agreeing
+#: rounds of 3 (the default ``--rounds``): the two-sided sign test's p at most this.
+CALL_P = 0.25
+#: The rule in words, for reports and help texts.
+CALL_RULE = ("a split of rounds that equal speeds would show by chance at most one time in four (sign test p <= "
+             "0.25, as 3 of 3): every round of 3 to 5, all but one of 6 to 8, all but two of 9 or 10")
+
+
+def call_for(slower: int, faster: int) -> str | None:
+    """``"slower"`` or ``"faster"`` when the rounds split that way no more likely by chance than
+    :data:`CALL_P` (two rounds never suffice: their best split has p 0.5); otherwise None, a tie.
+    A rule by the sign test's p keeps the chance of a false call the same at any number of rounds,
+    where "all but one of at least 5" called 4 of 5 (p 0.375)."""
+    if slower == faster or sign_test(slower, faster) > CALL_P:
+        return None
+    return "slower" if slower > faster else "faster"
+
+
+def chance_of_call(rounds: int) -> float:
+    """How often :func:`call_for` calls one given direction for two configurations of equal speed."""
+    return sum(math.comb(rounds, k) for k in range(rounds + 1) if call_for(k, rounds - k) == "slower") / 2 ** rounds
 
 
 def sign_test(up: int, down: int) -> float:
@@ -171,8 +192,8 @@ def faster_beyond_noise(a_ms: list[float], b_ms: list[float]) -> bool:
 def pick(rows: list[dict]) -> list[dict]:
     """The fastest row per (model, precision, batch, device), over every runtime and thread count
     measured (``threads`` says which count won: the setting a deployment needs beside the file), with
-    the runner-up as evidence and whether the ranking holds by the paired test (``paired``: every round,
-    or all but one of 5+)."""
+    the runner-up as evidence and whether the ranking holds by the paired test (``paired``, called by
+    :func:`call_for`)."""
     groups: dict[tuple, list[dict]] = {}
     for row in rows:
         if not row.get("plain"):  # the pick is among cnnexport's files; plain files are its yardstick

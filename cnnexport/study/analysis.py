@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..bench.rows import faster_beyond_noise, paired
+from ..bench.rows import chance_of_call, faster_beyond_noise, paired
 from ..errors import MissingDependencyError
 from .paper import BLOCKS, CLAIMS, GUIDELINES, SPATIAL, TABLE8, MicroNet
 
@@ -243,10 +243,12 @@ def micronet_predictors(rows: list[dict], widths: list[int]) -> dict:
 
 def inversions(rows: list[dict], within: float = MATCHED_MACS) -> dict:
     """Pairs of networks within ``within`` of each other's MACs: how often the one with fewer MACs is
-    the slower by the paired test (every round agrees, or all but one of 5 or more), how often it
+    the slower by the paired test (``rows.call_for``: every round of 3 to 5, all but one of 6 to 8), how often it
     is the faster, and the rest (ties within the rounds' noise); of the pairs the test calls, how
-    many the roofline bound orders as latency does (where both rows have one)."""
+    many the roofline bound orders as latency does (where both rows have one). Counts are None
+    where the rows have too few rounds for the test to call anything (2 or fewer)."""
     sel = sorted((r for r in rows if r.get("macs") and r.get("round_medians_ms")), key=lambda r: r["macs"])
+    callable_ = bool(sel) and chance_of_call(min(len(r["round_medians_ms"]) for r in sel)) > 0
     pairs, inverted, ordered, examples = 0, 0, 0, []
     roofline_called, roofline_right = 0, 0
     for i, low in enumerate(sel):
@@ -266,6 +268,9 @@ def inversions(rows: list[dict], within: float = MATCHED_MACS) -> dict:
             if call and low.get("roofline_ms") and high.get("roofline_ms"):
                 roofline_called += 1
                 roofline_right += (low["roofline_ms"] > high["roofline_ms"]) == (call == "slower")
+    if not callable_:  # "0 inverted" would read as a finding; with 2 rounds it is only the rule
+        return {"pairs": pairs, "inverted": None, "in_order": None, "ties": None, "inversion_rate": None,
+                "examples": [], "roofline_called": None, "roofline_right": None, "roofline_rate": None}
     return {"pairs": pairs, "inverted": inverted, "in_order": ordered, "ties": pairs - inverted - ordered,
             "inversion_rate": inverted / pairs if pairs else None, "examples": examples[:8],
             "roofline_called": roofline_called, "roofline_right": roofline_right,
