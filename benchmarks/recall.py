@@ -20,7 +20,7 @@ HERE = Path(__file__).parent
 
 def recall(node, path: str = "") -> list[str]:
     """Re-judge every comparison under ``node`` in place; the changes, one line each."""
-    from cnnexport.bench.rows import call_for
+    from cnnexport.bench.rows import call_for, ranking_holds
 
     changes = []
     if isinstance(node, dict):
@@ -35,7 +35,7 @@ def recall(node, path: str = "") -> list[str]:
         test = node.get("paired")
         if isinstance(test, dict) and "call" in test:
             if "beyond_noise" in node:  # a pick against its runner-up (rows.pick)
-                node["beyond_noise"] = test["call"] == "faster" if test["rounds"] > 1 else None
+                node["beyond_noise"] = ranking_holds(test)
             if "verdict" in node:  # ours against the plain file (rows.against_plain)
                 node["verdict"] = test["call"] or "tie"
     elif isinstance(node, list):

@@ -154,6 +154,10 @@ def test_pick_ranks_by_the_paired_rounds():
     assert p["paired"]["call"] == "faster" and p["paired"]["faster_rounds"] == 3
     (p,) = pick(rows_from([a, c], machine={}, baseline=None))
     assert p["runtime"] == "onnxruntime" and p["beyond_noise"] is False  # round 2: 11 > 10.5, the rounds disagree
+    # two rounds that agree cannot confirm a ranking (p 0.5): unconfirmed, not a tie
+    (p,) = pick(rows_from([_job("onnxruntime", "fp32", [10, 11]), _job("openvino", "fp32", [13, 14])], machine={},
+                          baseline=None))
+    assert p["runtime"] == "onnxruntime" and p["beyond_noise"] is None and p["paired"]["faster_rounds"] == 2
 
     # over thread counts: the pick names the runtime and the count that won, the runner-up its own
     one, two = _job("openvino", "fp32", [9, 9.5, 9.2], threads=1), _job("openvino", "fp32", [12, 12, 12], threads=2)

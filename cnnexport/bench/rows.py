@@ -174,6 +174,12 @@ def chance_of_call(rounds: int) -> float:
     return sum(math.comb(rounds, k) for k in range(rounds + 1) if call_for(k, rounds - k) == "slower") / 2 ** rounds
 
 
+def ranking_holds(test: dict) -> bool | None:
+    """Whether :func:`paired`'s ``test`` of the faster against the slower calls it faster; None where its
+    rounds are too few for any call (1 or 2), so the ranking is unconfirmed rather than a tie."""
+    return test["call"] == "faster" if chance_of_call(test["rounds"]) > 0 else None
+
+
 def sign_test(up: int, down: int) -> float:
     """Two-sided sign test: the chance of a split at least as uneven as ``up`` against ``down`` when
     either is equally likely in every round (ties left out)."""
@@ -213,8 +219,7 @@ def pick(rows: list[dict]) -> list[dict]:
             "runner_up_median_ms": runner["median_ms"] if runner else None,
             "margin": runner["median_ms"] / best["median_ms"] if runner else None,
             "paired": test,
-            # None: a single round measures no spread, so the ranking is unconfirmed.
-            "beyond_noise": (test["call"] == "faster" if test["rounds"] > 1 else None) if runner else True,
+            "beyond_noise": ranking_holds(test) if runner else True,
         })
     return picks
 

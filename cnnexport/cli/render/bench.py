@@ -136,7 +136,8 @@ def print_bench(result: dict, as_json: bool, as_csv: bool, wide: bool = False) -
         runner = (p["runner_up"] or "") + (f" at {p['runner_up_threads']} threads" if several and p["runner_up"] else "")
         evidence = (f"{p['median_ms']:.2f} ms vs {runner} {p['runner_up_median_ms']:.2f} ms "
                     f"({p['margin']:.2f}x; " + ("faster round by round: the paired test)" if p["beyond_noise"]
-                                                 else "one round, no spread measured: use --rounds 3)"
+                                                 else f"{p['paired']['rounds']} round(s) cannot call a difference: "
+                                                      "use --rounds 3 or more)"
                                                  if p["beyond_noise"] is None
                                                  else "the rounds disagree: a tie here)")
                     if p["runner_up"] else "the only candidate")
