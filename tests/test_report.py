@@ -61,6 +61,25 @@ def test_merging_rows_of_two_machines_skips_and_names_bad_rows(two_machines):
     assert len(again.machines[0].rows) == 4 + len(ZOO) and "already read" in again.skipped[-1]
 
 
+def test_a_flag_older_rows_did_not_record_does_not_split_a_machine(two_machines, tmp_path):
+    """Rows gained avx512_bf16 on 2026-12-07: older rows of the same CPU lack the key, and are the same machine;
+    a flag both recorded that differs still keeps machines apart."""
+    newer = tmp_path / "newer.json"
+    bf16 = {**AVX512, "isa": {**AVX512["isa"], "avx512_bf16": True}}
+    newer.write_text(json.dumps({"rows": _zoo_rows(bf16, 1.1)}))
+    merged = merge_rows([*two_machines, newer])
+    assert [m.label for m in merged.machines] == ["AMD EPYC avx2", "Intel Xeon avx512"]
+    xeon = merged.machines[1]
+    assert len(xeon.rows) == 4 + 2 * len(ZOO) and "avx512_bf16" in xeon.isa
+    assert xeon.unrecorded == {"avx512_bf16": 4 + len(ZOO)}
+    write_report(merged, tmp_path / "out", plots=False)
+    assert f"avx512_bf16 (unrecorded in {4 + len(ZOO)} of {4 + 2 * len(ZOO)} rows)" in (
+        tmp_path / "out" / "REPORT.md").read_text()
+    other = tmp_path / "other.json"  # the same CPU name without AVX-512: another machine
+    other.write_text(json.dumps({"rows": _zoo_rows({**AVX512, "isa": {"avx2": True, "avx512f": False}}, 3.0)}))
+    assert len(merge_rows([*two_machines, other]).machines) == 3
+
+
 def test_report_tables_from_fixed_rows(two_machines, tmp_path):
     merged = merge_rows(list(two_machines))
     verdicts = {(v["machine"], v["guideline"]): v for v in guideline_verdicts(merged)}

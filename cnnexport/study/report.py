@@ -34,6 +34,9 @@ class Machine:
     gpu: str | None
     files: set[str] = field(default_factory=set)
     rows: list[dict] = field(default_factory=list)
+    #: every ISA flag some row recorded, and how many rows did not record it (a flag rows gained later)
+    flags: dict[str, bool] = field(default_factory=dict)
+    unrecorded: dict[str, int] = field(default_factory=dict)
 
 
 def _identity(row: dict) -> tuple:
@@ -52,6 +55,27 @@ def machine_key(row: dict) -> tuple:
     isa = tuple(sorted(k for k, v in (m.get("isa") or {}).items() if v))
     gpu = row.get("gpu") if row.get("device") == "cuda" else None
     return (m.get("cpu"), isa, m.get("logical_cores"), gpu)
+
+
+def _machine_of(row: dict, machines: list[Machine]) -> Machine:
+    """The machine ``row`` ran on: the same CPU model, cores and GPU, and no ISA flag that both recorded
+    differs. A flag missing from a row is unknown, not absent: rows from before a flag was recorded
+    (``avx512_bf16`` from 2026-12-07) join the machine that later rows describe in full."""
+    cpu, _, cores, gpu = machine_key(row)
+    flags = {k: bool(v) for k, v in (row["machine"].get("isa") or {}).items()}
+    for m in machines:
+        if (m.cpu, m.cores, m.gpu) == (cpu, cores, gpu) and all(m.flags.get(k, v) == v for k, v in flags.items()):
+            break
+    else:
+        m = Machine(machine_key(row), "", cpu, [], cores, gpu)
+        machines.append(m)
+    for k in m.flags.keys() - flags.keys():
+        m.unrecorded[k] = m.unrecorded.get(k, 0) + 1
+    for k in flags.keys() - m.flags.keys() if m.rows else ():
+        m.unrecorded[k] = len(m.rows)  # every row read before this one lacked it
+    m.flags.update(flags)
+    m.isa = sorted(k for k, v in m.flags.items() if v)
+    return m
 
 
 def _rows_of(data) -> list[dict]:
@@ -80,7 +104,7 @@ def merge_rows(paths: list[str | os.PathLike]) -> Merged:
     version are skipped, with the reason and the count per file."""
     if not paths:
         raise UsageError("give one or more JSON files of rows (bench --save, study --save)")
-    machines: dict[tuple, Machine] = {}
+    machines: list[Machine] = []
     skipped: list[str] = []
     seen: set[tuple] = set()
     for p in paths:
@@ -103,21 +127,17 @@ def merge_rows(paths: list[str | os.PathLike]) -> Merged:
             if why:
                 reasons[why] = reasons.get(why, 0) + 1
                 continue
-            key = machine_key(row)
-            if (key, _identity(row)) in seen:
+            if (row["machine"].get("cpu"), _identity(row)) in seen:
                 duplicates += 1  # the same measurement saved in two files
                 continue
-            seen.add((key, _identity(row)))
-            m = machines.get(key)
-            if m is None:
-                cpu, isa, cores, gpu = key
-                m = machines[key] = Machine(key, "", cpu, list(isa), cores, gpu)
+            seen.add((row["machine"].get("cpu"), _identity(row)))
+            m = _machine_of(row, machines)
             m.files.add(path.name)
             m.rows.append({**row, "spread": spread(row["round_medians_ms"]), "source": path.name})
         skipped += [f"{path.name}: {n} row(s) skipped: {why}" for why, n in reasons.items()]
         if duplicates:
             skipped.append(f"{path.name}: {duplicates} row(s) already read from another file")
-    ordered = sorted(machines.values(), key=lambda m: (m.gpu is not None, m.cpu or "", m.isa))
+    ordered = sorted(machines, key=lambda m: (m.gpu is not None, m.cpu or "", m.isa))
     for m in ordered:
         m.label = _label(m, ordered)
     return Merged(ordered, skipped)
@@ -137,6 +157,12 @@ def _label(m: Machine, all_machines: list[Machine]) -> str:
 
 def _label_base(m: Machine) -> tuple:
     return (m.cpu, "avx512_vnni" in m.isa, "avx512f" in m.isa, "avx2" in m.isa)
+
+
+def _isa_cell(m: Machine) -> str:
+    """The machine's ISA flags; a flag some of its rows did not record says how many."""
+    return ", ".join(f"{k} (unrecorded in {m.unrecorded[k]} of {len(m.rows)} rows)" if m.unrecorded.get(k) else k
+                     for k in m.isa) or "-"
 
 
 def _limits_cell(m: Machine, field_: str, f: str) -> str:
@@ -327,7 +353,7 @@ def write_report(merged: Merged, out_dir: str | os.PathLike, *, plots: bool = Tr
              "## Machines", ""]
     lines += _md_table(["machine", "CPU", "ISA", "cores", "GPU", "rows", "fp32 ceiling GFLOP/s", "bandwidth GB/s",
                         "files"],
-                       [[m.label, m.cpu or "-", ", ".join(m.isa) or "-", str(m.cores or "-"), m.gpu or "-",
+                       [[m.label, m.cpu or "-", _isa_cell(m), str(m.cores or "-"), m.gpu or "-",
                          str(len(m.rows)), _limits_cell(m, "ceiling_gflops", "{:.0f}"),
                          _limits_cell(m, "bandwidth_gbs", "{:.1f}"), ", ".join(sorted(m.files))]
                         for m in merged.machines])
