@@ -264,6 +264,33 @@ def test_script_help_and_error_in_subprocess(tmp_path):
     assert "Traceback" not in proc.stderr
 
 
+class _ConvBn(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv, self.bn = torch.nn.Conv2d(3, 4, 3), torch.nn.BatchNorm2d(4)
+
+    def forward(self, x):
+        return self.bn(self.conv(x))
+
+
+def test_a_file_given_as_model_is_named_for_what_it_is(tmp_path):
+    """`cnnexport model.pt --onnx`: a TorchScript archive, a checkpoint or an exported file as MODEL gets a line
+    saying what it is and what to give instead, not "unknown model"."""
+    torch.jit.script(_ConvBn().eval()).save(str(tmp_path / "scripted.pt"))
+    torch.jit.trace(_ConvBn().eval(), torch.randn(1, 3, 8, 8)).save(str(tmp_path / "traced.pt"))
+    torch.save(_ConvBn().state_dict(), tmp_path / "weights.pth")
+    expected = {"scripted.pt": "is a TorchScript archive: it has no Python forward",
+                "traced.pt": "is a TorchScript archive: it has no Python forward",
+                "weights.pth": "names a file, not a model: MODEL names the architecture",
+                "net.onnx": "names an exported file (onnxruntime), not a model to export"}
+    for name, message in expected.items():
+        result = CliRunner().invoke(cli, [str(tmp_path / name), "--onnx", "-o", str(tmp_path / "out")])
+        assert result.exit_code == 2 and message in result.stderr, (name, result.output)
+        assert len(result.stderr.strip().splitlines()) == 1
+        assert ("--weights" in result.stderr) == (name != "net.onnx")  # the fix for a PyTorch file: its weights
+    assert not (tmp_path / "out").exists()
+
+
 def test_help_does_not_import_torch():
     code = ("import sys\nfrom click.testing import CliRunner\nfrom cnnexport.cli import cli\n"
             "r = CliRunner().invoke(cli, ['--help'])\nassert r.exit_code == 0\n"

@@ -100,6 +100,8 @@ def load_model(spec: str, num_classes: int | None = None, weights: str | os.Path
     if use_ema and weights is None:
         raise UsageError("--use-ema picks a checkpoint's EMA weights: pass the checkpoint with --weights")
     if is_registered(spec) or ":" not in spec:
+        if not is_registered(spec):
+            refuse_a_file(spec)
         return create_model(spec, num_classes=num_classes, weights=weights, use_ema=use_ema)
     if is_timm_spec(spec):
         return create_timm_model(spec, num_classes=num_classes, weights=weights, use_ema=use_ema)
@@ -115,6 +117,44 @@ def load_model(spec: str, num_classes: int | None = None, weights: str | os.Path
         if notes:
             model.cnnexport_notes = notes
     return model
+
+
+#: What checkpoints are called: given as MODEL, they are named as such rather than as an unknown model.
+CHECKPOINT_SUFFIXES = (".pt", ".pth", ".ckpt", ".tar", ".bin", ".safetensors", ".pkl")
+
+
+def refuse_a_file(spec: str) -> None:
+    """MODEL given a file (an exported file, a checkpoint, a TorchScript archive): one line saying what it
+    is and what to give instead, where "unknown model" would leave the user guessing."""
+    from ..runtimes import runtime_for
+
+    path = Path(spec)
+    runtime = runtime_for(path)
+    if runtime:
+        raise UnknownModelError(f"'{spec}' names an exported file ({runtime}), not a model to export: verify, bench, eval "
+                                "and quantize take files (cnnexport verify FILE); MODEL names the PyTorch model, a "
+                                "registry name, timm:NAME or package.module:callable")
+    if not (path.is_file() or path.suffix.lower() in CHECKPOINT_SUFFIXES):
+        return
+    if _is_torchscript(path):
+        raise UnknownModelError(f"'{spec}' is a TorchScript archive: it has no Python forward for cnnexport to prepare "
+                                "(fold BatchNorm, drop dropout); save its weights (torch.save(torch.jit.load(f)."
+                                "state_dict(), 'weights.pt')) and give the model's code as MODEL with --weights "
+                                "weights.pt")
+    raise UnknownModelError(f"'{spec}' names a file, not a model: MODEL names the architecture (a registry name, "
+                            "timm:NAME or package.module:callable) and --weights takes the checkpoint, e.g. "
+                            f"cnnexport resnet50 --weights {spec}")
+
+
+def _is_torchscript(path: Path) -> bool:
+    """A torch.jit.save archive: a zip whose records hold the scripted code (``<archive>/code/``)."""
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return any(name.split("/", 1)[-1].startswith("code/") for name in archive.namelist())
+    except (OSError, zipfile.BadZipFile):
+        return False
 
 
 def call_factory(spec: str, factory, kwargs: dict):
