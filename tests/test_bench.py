@@ -364,6 +364,14 @@ def test_a_pick_with_one_candidate_says_so(lenet_files):
     assert "pick fp32 batch 1 threads 1: lenet5.onnx on onnxruntime: the only candidate" in " ".join(result.stdout.split())
 
 
+def test_a_pick_from_two_rounds_is_unconfirmed_not_a_tie(lenet_files):
+    files = [str(lenet_files / f) for f in ("lenet5.onnx", "lenet5.tflite")]
+    result = CliRunner().invoke(cli, ["bench", *files, "--pick", "--rounds", "2", "--runs", "2", "--min-time", "0",
+                                      "--warmup", "0", "--no-ceiling"])
+    assert result.exit_code == 0, result.output
+    assert "2 rounds cannot call a difference: use --rounds 3 or more)" in " ".join(result.stdout.split())
+
+
 def test_off_a_terminal_bench_prints_a_line_per_finished_measurement(lenet_files):
     """`bench ... > log 2> err` showed nothing for 15 minutes: off a terminal, a plain line per job."""
     result = CliRunner().invoke(cli, ["bench", str(lenet_files / "lenet5.onnx"), "--batch", "1,2", "--rounds", "1",

@@ -140,7 +140,8 @@ def refuse_a_file(spec: str) -> None:
         raise UnknownModelError(f"'{spec}' is a TorchScript archive: it has no Python forward for cnnexport to prepare "
                                 "(fold BatchNorm, drop dropout); save its weights (torch.save(torch.jit.load(f)."
                                 "state_dict(), 'weights.pt')) and give the model's code as MODEL with --weights "
-                                "weights.pt")
+                                "weights.pt, or export it to ONNX yourself (torch.onnx.export) and fold that file with "
+                                "`cnnexport fold`")
     raise UnknownModelError(f"'{spec}' names a file, not a model: MODEL names the architecture (a registry name, "
                             "timm:NAME or package.module:callable) and --weights takes the checkpoint, e.g. "
                             f"cnnexport resnet50 --weights {spec}")

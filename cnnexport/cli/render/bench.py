@@ -135,12 +135,7 @@ def print_bench(result: dict, as_json: bool, as_csv: bool, wide: bool = False) -
         several = len(p.get("thread_counts") or [p["threads"]]) > 1
         runner = (p["runner_up"] or "") + (f" at {p['runner_up_threads']} threads" if several and p["runner_up"] else "")
         evidence = (f"{p['median_ms']:.2f} ms vs {runner} {p['runner_up_median_ms']:.2f} ms "
-                    f"({p['margin']:.2f}x; " + ("faster round by round: the paired test)" if p["beyond_noise"]
-                                                 else f"{p['paired']['rounds']} round(s) cannot call a difference: "
-                                                      "use --rounds 3 or more)"
-                                                 if p["beyond_noise"] is None
-                                                 else "the rounds disagree: a tie here)")
-                    if p["runner_up"] else "the only candidate")
+                    f"({p['margin']:.2f}x; {_ranking(p)})" if p["runner_up"] else "the only candidate")
         where = (f"batch {p['batch']}: [bold]{p['artifact']}[/] on {p['runtime']} at {p['threads']} threads "
                  f"(of {', '.join(map(str, p['thread_counts']))})" if several else
                  f"batch {p['batch']} threads {p['threads']}: [bold]{p['artifact']}[/] on {p['runtime']}")
@@ -165,6 +160,16 @@ def print_bench(result: dict, as_json: bool, as_csv: bool, wide: bool = False) -
         console.print(f"[yellow]note:[/] {note}")
     for warning in result.get("warnings", []):
         console.print(f"[yellow]warning:[/] {warning}")
+
+
+def _ranking(p: dict) -> str:
+    """What the paired test says of a pick against its runner-up."""
+    if p["beyond_noise"]:
+        return "faster round by round: the paired test"
+    if p["beyond_noise"] is None:  # too few rounds for any call
+        few = "one round measures no spread" if p["paired"]["rounds"] < 2 else "2 rounds cannot call a difference"
+        return f"{few}: use --rounds 3 or more"
+    return "the rounds disagree: a tie here"
 
 
 def _max_batch_flags() -> str:
