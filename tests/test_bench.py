@@ -354,6 +354,12 @@ def test_a_folder_is_named_as_a_folder_and_paths_as_typed(lenet_files, tmp_path,
         result = CliRunner().invoke(cli, args)
         assert result.exit_code == 8 and "'sub/broken.onnx'" in result.stderr, (args, result.stderr)
         assert str(tmp_path) not in result.stderr
+    # a file no runtime reads: bench and eval name the extensions they do read, in the same words
+    (tmp_path / "model.pt").write_bytes(b"PK")
+    for args in (["bench", "model.pt", "--no-ceiling"], ["eval", "model.pt", "--data", "digits"]):
+        result = CliRunner().invoke(cli, args)
+        assert result.exit_code == 2 and "no runtime reads '.pt' files ('model.pt'): give a .onnx" in result.stderr, \
+            (args, result.stderr)
 
 
 def test_a_pick_with_one_candidate_says_so(lenet_files):

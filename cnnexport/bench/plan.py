@@ -10,7 +10,7 @@ from typing import Callable
 from ..errors import UsageError
 from ..listopt import parse_list
 from ..exporter.formats import FORMATS, bf16_formats, by_runtime, fp16_formats, int8_formats
-from ..runtimes import ALIASES, CUDA_RUNTIMES, MODULE_RUNTIMES, RUNTIMES, check_model_file, runtime_for
+from ..runtimes import ALIASES, CUDA_RUNTIMES, MODULE_RUNTIMES, RUNTIMES, check_model_file, no_runtime_for, runtime_for
 from ..profile.roofline import ModelCosts
 from .jobs import PRECISIONS, Job, file_jobs, jobs_from_report, torch_jobs
 
@@ -70,7 +70,7 @@ def artifact_jobs(paths: list[str], runtimes: list[str], batches: list[int], thr
         own = runtime_for(path)
         chosen = [r for r in runtimes if r not in MODULE_RUNTIMES] or ([own] if own else [])
         if not chosen:
-            raise UsageError(f"no runtime for '{path}': give --runtime")
+            raise no_runtime_for(path)
         costs = file_costs(path, input_size)
         for runtime in chosen:
             for t in threads:

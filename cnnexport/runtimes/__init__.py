@@ -86,6 +86,13 @@ def runtime_for(path: str | os.PathLike) -> str | None:
     return _BY_SUFFIX.get(Path(path).suffix.lower())
 
 
+def no_runtime_for(path: str | os.PathLike) -> UsageError:
+    """The error for a file no runtime reads by its extension: the extensions they read, and --runtime."""
+    return UsageError(f"no runtime reads '{Path(path).suffix or Path(path).name}' files ('{path}'): give a "
+                      f"{', '.join(_BY_SUFFIX)} file, or choose a runtime with --runtime "
+                      f"({', '.join(r for r in RUNTIMES if r not in MODULE_RUNTIMES)})")
+
+
 def check_model_file(path: str | os.PathLike) -> None:
     """A model file must exist and be a file: a folder is named as one, with the model files inside it."""
     from ..errors import InvalidModelFileError
@@ -108,9 +115,7 @@ def load(path: str | os.PathLike, runtime: str | None = None, **options) -> Runt
         module, cls_name = entry.adapter.split(":")
         cls = getattr(import_module(f".{module}", __name__), cls_name)
     elif runtime is None:
-        raise UsageError(f"no runtime reads '{Path(path).suffix or Path(path).name}' files ('{path}'): give a "
-                         f"{', '.join(_BY_SUFFIX)} file, or choose a runtime with --runtime "
-                         f"({', '.join(r for r in RUNTIMES if r not in MODULE_RUNTIMES)})")
+        raise no_runtime_for(path)
     else:
         raise UsageError(f"unknown runtime '{runtime}' for '{path}'; choose one of "
                          f"{', '.join(r for r in RUNTIMES if r not in MODULE_RUNTIMES)}")
