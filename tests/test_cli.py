@@ -289,6 +289,10 @@ def test_a_file_given_as_model_is_named_for_what_it_is(tmp_path):
         assert len(result.stderr.strip().splitlines()) == 1
         assert ("--weights" in result.stderr) == (name != "net.onnx")  # the fix for a PyTorch file: its weights
     assert not (tmp_path / "out").exists()
+    result = CliRunner().invoke(cli, ["eval", "--model", str(tmp_path / "scripted.pt"), "--data", "digits"])
+    assert result.exit_code == 2 and "is a TorchScript archive" in result.stderr, result.output
+    result = CliRunner().invoke(cli, ["eval", "--model", "net.onnx", "--data", "digits"])
+    assert result.exit_code == 2 and "names an exported file (onnxruntime)" in result.stderr, result.output
 
 
 def test_help_does_not_import_torch():

@@ -13,7 +13,7 @@ from ..errors import UsageError
 from .render import EvalProgress, print_eval
 from .signals import first_signal, interrupted
 from .app import cli, fail
-from .options import float_list, load_artifact, parse_input_size, read_json, save_json
+from .options import float_list, load_artifact, parse_input_size, read_json, refuse_exported_file, save_json
 
 
 def _parse_shard(text: str | None) -> tuple[int, int] | None:
@@ -146,6 +146,7 @@ def _eval_torch_model(spec: str, weights: str | None, num_classes: int | None, u
     from ..exporter.pipeline import exportable
     from ..models import bundled_input_size, is_registered, load_model, model_info
 
+    refuse_exported_file(spec)
     module = exportable(load_model(spec, num_classes=num_classes, weights=weights, use_ema=use_ema))[0]  # fp32
     chw = None
     if is_registered(spec):

@@ -10,7 +10,7 @@ from ..errors import UsageError
 from .render import StageStatus, print_export_summary
 from .app import cli
 from .options import (BF16_HELP, CALIB_METHODS, FP16_HELP, INT8_HELP, format_flags, format_options, keep_float_list,
-                      parse_input_size, refuse_unused_format_options, refuse_unused_options)
+                      parse_input_size, refuse_exported_file, refuse_unused_format_options, refuse_unused_options)
 
 
 @cli.command("export")
@@ -81,6 +81,7 @@ def export_cmd(model, formats, format_options, want_fp16, want_bf16, want_int8, 
         from ..models import bundled_input_size, is_registered, load_model, model_info
 
         default_size = (3, 224, 224)
+        refuse_exported_file(model)
         if is_registered(model):
             default_size = bundled_input_size(model, weights) or model_info(model).input_size
         module = load_model(model, num_classes=num_classes, weights=weights, use_ema=use_ema)

@@ -10,7 +10,7 @@ from pathlib import Path
 import click
 
 from ..exporter.formats import ALWAYS, FORMAT_OPTIONS, FORMATS, bf16_formats, fp16_formats, int8_formats
-from ..errors import OutputError, UsageError
+from ..errors import OutputError, UnknownModelError, UsageError
 from ..listopt import parse_list
 
 
@@ -190,3 +190,14 @@ def read_json(path: str) -> dict:
     if not isinstance(result, dict) or not {"models", "data"} <= set(result):
         raise UsageError(f"'{path}' is not a cnnexport eval JSON result (cnnexport eval --save writes one)")
     return result
+
+
+def refuse_exported_file(spec: str) -> None:
+    """MODEL (or --model) given an exported file, model.onnx: one line naming the commands that take files."""
+    from ..runtimes import runtime_for
+
+    runtime = runtime_for(spec)
+    if runtime:
+        raise UnknownModelError(f"'{spec}' names an exported file ({runtime}), not a model to export: verify, bench, "
+                                "eval and quantize take files (cnnexport verify FILE); MODEL names the PyTorch model, "
+                                "a registry name, timm:NAME or package.module:callable")

@@ -124,16 +124,10 @@ CHECKPOINT_SUFFIXES = (".pt", ".pth", ".ckpt", ".tar", ".bin", ".safetensors", "
 
 
 def refuse_a_file(spec: str) -> None:
-    """MODEL given a file (an exported file, a checkpoint, a TorchScript archive): one line saying what it
-    is and what to give instead, where "unknown model" would leave the user guessing."""
-    from ..runtimes import runtime_for
-
+    """MODEL given a file (a checkpoint, a TorchScript archive): one line saying what it is and what to give
+    instead, where "unknown model" would leave the user guessing. (An exported file, which only the runtimes
+    know by its extension, is the CLI's to name: ``cli.options.refuse_exported_file``.)"""
     path = Path(spec)
-    runtime = runtime_for(path)
-    if runtime:
-        raise UnknownModelError(f"'{spec}' names an exported file ({runtime}), not a model to export: verify, bench, eval "
-                                "and quantize take files (cnnexport verify FILE); MODEL names the PyTorch model, a "
-                                "registry name, timm:NAME or package.module:callable")
     if not (path.is_file() or path.suffix.lower() in CHECKPOINT_SUFFIXES):
         return
     if _is_torchscript(path):

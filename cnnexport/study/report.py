@@ -399,7 +399,8 @@ def write_report(merged: Merged, out_dir: str | os.PathLike, *, plots: bool = Tr
         lines += ["## Latency against MACs, memory access and the roofline bound", "",
                   "Spearman rank correlation over the zoo (fp32) and over its depthwise-heavy part (MobileNet, "
                   "ShuffleNet); inversions: pairs within 25% of each other's MACs where the one with fewer MACs is "
-                  "slower by the paired test (every round of 3 to 5, all but one of 6 to 8); roofline right: of the pairs the paired test calls, "
+                  "slower by the paired test (every round of 3 to 5, all but one of 6 to 8); roofline right: of the "
+                  "pairs the paired test calls, "
                   "the share the roofline bound orders as latency does. Empty: the rows carry no roofline (older "
                   "rows, or no bandwidth measured), or, for inversions, too few rounds for the test to call a pair "
                   "(2 rounds split 2 to 0 one time in two by chance).", ""]
