@@ -170,6 +170,9 @@ def test_quick_zoo_study_writes_tables_and_plot(tmp_path):
     assert len(data["plain_export"]) == 3 and all(p["plain_ms"] > 0 for p in data["plain_export"])
     assert s["predictors"]["zoo"]["models"] == 3 and -1 <= s["predictors"]["zoo"]["roofline"] <= 1
     assert data["bandwidth_gbs"] > 0 and all(r["of_roofline"] > 0 for r in data["rows"])
+    # 2 rounds call no pair: said, rather than printed as "3 of 3 not slower"
+    assert any("with 2 rounds the paired test calls no pair" in w for w in data["warnings"])
+    assert s["matched_macs"]["inverted"] is None
 
 
 def test_an_int8_zoo_study_measures_the_int8_files_against_the_int8_roofline(tmp_path):
