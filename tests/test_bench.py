@@ -521,6 +521,19 @@ def test_bench_a_model_on_torch_compile_and_its_aoti_package(tmp_path):
     assert other.exit_code == 2 and "the export of 'lenet5', not mobilenet_v2" in other.stderr, other.output
 
 
+def test_bench_plain_measures_each_runtimes_own_conversion_beside_ours(tmp_path):
+    result = CliRunner().invoke(cli, ["bench", "lenet5", "--runtime", "onnxruntime", "--plain", "--rounds", "2",
+                                      "--runs", "3", "--min-time", "0", "--warmup", "1", "--no-ceiling", "-o",
+                                      str(tmp_path / "o"), "--json"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert {(r["artifact"], r["plain"]) for r in data["rows"]} == {("lenet5.onnx", False), ("lenet5.plain.onnx", True)}
+    (c,) = data["plain"]
+    assert (c["artifact"], c["plain_artifact"], c["paired"]["rounds"]) == ("lenet5.onnx", "lenet5.plain.onnx", 2)
+    assert c["verdict"] == "tie"  # 2 rounds call nothing, and the notes say so
+    assert any("with 2 rounds the paired test calls no pair" in n for n in data["notes"])
+
+
 def test_bench_and_the_studies_refuse_to_time_an_emulator(tmp_path, monkeypatch):
     from cnnexport.machine import EMULATED_ENV, cpu_facts
 

@@ -174,6 +174,15 @@ def chance_of_call(rounds: int) -> float:
     return sum(math.comb(rounds, k) for k in range(rounds + 1) if call_for(k, rounds - k) == "slower") / 2 ** rounds
 
 
+def uncallable(rounds: int, what: str) -> list[str]:
+    """A line for results whose ``rounds`` are too few for the paired test to call anything (``what``: the
+    comparisons left tied), or none."""
+    if chance_of_call(rounds) > 0:
+        return []
+    return [f"with {rounds} round{'s' if rounds > 1 else ''} the paired test calls no pair (2 rounds agree by "
+            f"chance one time in two): {what}; use --rounds 3 or more"]
+
+
 def ranking_holds(test: dict) -> bool | None:
     """Whether :func:`paired`'s ``test`` of the faster against the slower calls it faster; None where its
     rounds are too few for any call (1 or 2), so the ranking is unconfirmed rather than a tie."""

@@ -111,6 +111,7 @@ def bench_cmd(targets, runtime, precision, batch, threads, input_size, device, b
         result["pick"] = rows.pick(result["rows"])
     if plain:
         result["plain"] = rows.against_plain(result["rows"])
+        result["notes"] += rows.uncallable(rounds, "every file against its plain one is a tie")
     if save:
         save_json(save, result)
     print_bench(result, as_json, as_csv, wide)

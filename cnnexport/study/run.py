@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Callable
 
 from ..bench.jobs import Job, file_jobs, jobs_from_report, torch_jobs
-from ..bench.rows import against_plain, chance_of_call
+from ..bench.rows import against_plain, uncallable
 from ..bench.schedule import measure
 from ..bench.plan import ExportFn, PlainFn, device_options, formats_for, with_costs
 from ..errors import CnnexportError, UsageError
@@ -226,19 +226,11 @@ def study_zoo(models: list[str], runtimes: list[str], out_dir: str | Path, *, ex
               "summary": {f"batch{b}": zoo_summary(rows, b, precision) for b in batches},
               "table8": table8(rows, precision=precision), "plain_export": plain_comparison(measured["rows"]), "rows": rows,
               "plain_rows": plain_rows, "failures": export_failures + measured["failures"], "limits": measured["limits"],
-              "warnings": measured["limits_warnings"] + _uncallable(rounds)}
+              "warnings": measured["limits_warnings"] + uncallable(rounds, "the inversions at matched MACs are left "
+                                                                                 "empty, the plain files' verdicts tied")}
     if plot and rows:
         result["plot"] = str(plot_latency_vs_macs(rows, plot, precision=precision))
     return result
-
-
-def _uncallable(rounds: int) -> list[str]:
-    """The warning for too few rounds for the paired test to call any pair."""
-    if chance_of_call(rounds) > 0:
-        return []
-    return [f"with {rounds} round{'s' if rounds > 1 else ''} the paired test calls no pair (2 rounds agree by chance "
-            "one time in two): the inversions at matched MACs and the verdicts on plain files are left empty or "
-            "tied; use --rounds 3 or more"]
 
 
 def check_precision(precision: str, runtimes: list[str]) -> None:
