@@ -26,7 +26,8 @@ from .options import RUNTIME_HELP, export_fn, int_list, parse_input_size, plain_
 @click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True)
 @click.option("--baseline", default=None, help="Runtime the speed-up column divides by (default: torch if measured).")
 @click.option("--rounds", type=click.IntRange(1, 100), default=3, show_default=True,
-              help="Rounds, interleaved across configurations.")
+              help="Rounds, interleaved across configurations; the paired test (--pick, --plain) calls a "
+                   "difference from 3 (use 7 for small ones).")
 @click.option("--warmup", type=click.IntRange(min=0), default=10, show_default=True)
 @click.option("--runs", type=click.IntRange(min=1), default=50, show_default=True, help="Minimum timed runs per round.")
 @click.option("--min-time", type=click.FloatRange(min=0), default=1.0, show_default=True,

@@ -24,7 +24,7 @@ def _study_common(fn):
         click.option("--threads", type=click.IntRange(min=1), default=2, show_default=True),
         click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True),
         click.option("--rounds", type=click.IntRange(1, 100), default=3, show_default=True,
-                     help="Rounds, interleaved across runtimes."),
+                     help="Rounds, interleaved across runtimes; the paired test calls a difference from 3."),
         click.option("--runs", type=click.IntRange(min=1), default=30, show_default=True,
                      help="Minimum timed runs per round."),
         click.option("--min-time", type=click.FloatRange(min=0), default=0.5, show_default=True),
