@@ -17,6 +17,7 @@ from cnnexport.bench.jobs import Job
 from cnnexport.bench.rows import ROW_FIELDS, call_for, chance_of_call, paired, pick, rows_from, spread
 from cnnexport.bench.schedule import run_jobs
 from cnnexport.cli import cli
+from cnnexport.cli.render.bench import _ranking
 from cnnexport.models import create_model
 from conftest import run_cli
 
@@ -152,8 +153,10 @@ def test_pick_ranks_by_the_paired_rounds():
     (p,) = pick(rows)
     assert p["runtime"] == "onnxruntime" and p["beyond_noise"] and p["margin"] == pytest.approx(14 / 11)
     assert p["paired"]["call"] == "faster" and p["paired"]["faster_rounds"] == 3
+    assert _ranking(p) == "faster in 3 of 3 paired rounds, p 0.25"  # what bench prints, with its evidence
     (p,) = pick(rows_from([a, c], machine={}, baseline=None))
     assert p["runtime"] == "onnxruntime" and p["beyond_noise"] is False  # round 2: 11 > 10.5, the rounds disagree
+    assert _ranking(p) == "faster in 2 of 3 paired rounds, p 1: a tie here"
     # two rounds that agree cannot confirm a ranking (p 0.5): unconfirmed, not a tie
     (p,) = pick(rows_from([_job("onnxruntime", "fp32", [10, 11]), _job("openvino", "fp32", [13, 14])], machine={},
                           baseline=None))

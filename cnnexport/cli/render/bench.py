@@ -163,13 +163,14 @@ def print_bench(result: dict, as_json: bool, as_csv: bool, wide: bool = False) -
 
 
 def _ranking(p: dict) -> str:
-    """What the paired test says of a pick against its runner-up."""
+    """What the paired test says of a pick against its runner-up, with its evidence (rounds, sign-test p)."""
+    t = p["paired"]
     if p["beyond_noise"]:
-        return "faster round by round: the paired test"
+        return f"faster in {t['faster_rounds']} of {t['rounds']} paired rounds, p {t['p_value']:.2g}"
     if p["beyond_noise"] is None:  # too few rounds for any call
-        few = "one round measures no spread" if p["paired"]["rounds"] < 2 else "2 rounds cannot call a difference"
+        few = "one round measures no spread" if t["rounds"] < 2 else "2 rounds cannot call a difference"
         return f"{few}: use --rounds 3 or more"
-    return "the rounds disagree: a tie here"
+    return f"faster in {t['faster_rounds']} of {t['rounds']} paired rounds, p {t['p_value']:.2g}: a tie here"
 
 
 def _max_batch_flags() -> str:
