@@ -67,7 +67,9 @@ def targets_bench_section(benches: dict[str, dict | None]) -> list[str]:
         for p in b.get("pick") or []:
             out.append(f"- {model}, fastest {p['precision']}: {p['artifact']} on {p['runtime']}, {p['median_ms']:.2f} ms; "
                        f"runner-up {p['runner_up']} {p['runner_up_median_ms']:.2f} ms ({p['margin']:.2f}x, "
-                       + ("faster by the paired test" if p["beyond_noise"] else "a tie by the paired test") + ").")
+                       + ("faster by the paired test" if p["beyond_noise"] else "a tie by the paired test")
+                       + f": faster in {p['paired']['faster_rounds']} of {p['paired']['rounds']} rounds, "
+                       f"p {p['paired']['p_value']:.2g}).")
     if has_plain:
         out += ["", "cnnexport's file against the plain export of the same runtime, paired by round (ours / plain "
                 "per round: median and range; a call needs " + CALL_RULE + ")." + recalled(*benches.values()), ""]
