@@ -16,6 +16,8 @@ _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 _WHERE_LINES = (re.compile(r"^Exception from \S+:\d+:?$"), re.compile(r"^Check '.*' failed at \S+:\d+:?$"))
 # torch.onnx's dynamo exporter puts its own banner first and the real cause under this heading.
 _SUMMARY = re.compile(r"## Exception summary\s+(?:<class '[\w.]+'>:\s*)?(.+)")
+# A TorchScript module's error: two tracebacks of its code first, the exception itself on the last line.
+_TORCHSCRIPT = re.compile(r"^The following operation failed in the TorchScript interpreter\.(?:.*\n)*(\w+: .+)\s*\Z")
 
 
 def shorten(text: str, limit: int = 300) -> str:
@@ -36,7 +38,7 @@ def cause_line(exc: BaseException, limit: int = 300) -> str:
     """The line of a multi-line library error that names the cause: colour codes stripped, the
     dynamo exporter's banner and a runtime's "where it failed" lines skipped."""
     text = _ANSI.sub("", str(exc))
-    summary = _SUMMARY.search(text)
+    summary = _SUMMARY.search(text) or _TORCHSCRIPT.search(text)
     if summary:
         return shorten(summary.group(1).strip(), limit)
     lines = [ln.strip() for ln in text.splitlines() if ln.strip()]

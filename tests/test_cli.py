@@ -274,25 +274,55 @@ class _ConvBn(torch.nn.Module):
 
 
 def test_a_file_given_as_model_is_named_for_what_it_is(tmp_path):
-    """`cnnexport model.pt --onnx`: a TorchScript archive, a checkpoint or an exported file as MODEL gets a line
-    saying what it is and what to give instead, not "unknown model"."""
-    torch.jit.script(_ConvBn().eval()).save(str(tmp_path / "scripted.pt"))
-    torch.jit.trace(_ConvBn().eval(), torch.randn(1, 3, 8, 8)).save(str(tmp_path / "traced.pt"))
+    """`cnnexport model.pth --onnx`: a checkpoint or an exported file as MODEL gets a line saying what it is and
+    what to give instead, not "unknown model"."""
     torch.save(_ConvBn().state_dict(), tmp_path / "weights.pth")
-    expected = {"scripted.pt": "is a TorchScript archive: it has no Python forward",
-                "traced.pt": "is a TorchScript archive: it has no Python forward",
-                "weights.pth": "names a file, not a model: MODEL names the architecture",
+    (tmp_path / "damaged.pt").write_bytes(b"")
+    expected = {"weights.pth": "is no model file cnnexport reads (a TorchScript archive is one): MODEL names",
+                "damaged.pt": "is no model file cnnexport reads",
                 "net.onnx": "names an exported file (onnxruntime), not a model to export"}
     for name, message in expected.items():
         result = CliRunner().invoke(cli, [str(tmp_path / name), "--onnx", "-o", str(tmp_path / "out")])
         assert result.exit_code == 2 and message in result.stderr, (name, result.output)
         assert len(result.stderr.strip().splitlines()) == 1
-        assert ("--weights" in result.stderr) == (name != "net.onnx")  # the fix for a PyTorch file: its weights
+        assert ("--weights" in result.stderr) == (name != "net.onnx")  # the fix for a checkpoint: --weights
     assert not (tmp_path / "out").exists()
-    result = CliRunner().invoke(cli, ["eval", "--model", str(tmp_path / "scripted.pt"), "--data", "digits"])
-    assert result.exit_code == 2 and "is a TorchScript archive" in result.stderr, result.output
     result = CliRunner().invoke(cli, ["eval", "--model", "net.onnx", "--data", "digits"])
     assert result.exit_code == 2 and "names an exported file (onnxruntime)" in result.stderr, result.output
+
+
+@pytest.mark.parametrize("capture", ["script", "trace"])
+def test_a_torchscript_file_exports_through_onnx(tmp_path, capture):
+    """`cnnexport model.pt --openvino` for a torch.jit.save archive: the ONNX-converted formats, named after the
+    file, verified against the TorchScript module; what needs the Python module is one line, nothing written."""
+    module = _ConvBn().eval()
+    module.bn.running_var.uniform_(0.5, 2)
+    scripted = torch.jit.script(module) if capture == "script" else torch.jit.trace(module, torch.randn(1, 3, 8, 8))
+    scripted.save(str(tmp_path / "net.pt"))
+    out = tmp_path / "out"
+    result = CliRunner().invoke(cli, [str(tmp_path / "net.pt"), "--input-size", "16", "--openvino", "-o", str(out),
+                                      "--json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["model"] == "net" and report["prepare"]["torchscript"] and report["graph"]["batchnorm_nodes"] == 0
+    assert [e["artifact"] for e in report["equivalence"]] == ["net.onnx", "net.xml"]
+    assert all(e["passed"] for e in report["equivalence"])
+    refused = {("--tflite",): "--tflite converts the Python module, which a TorchScript file does not hold",
+               ("--weights", str(tmp_path / "w.pth")): "is a TorchScript file: its weights and classes are inside",
+               ("--input-size", "1,16,16"): "cannot take input shape 1x1x16x16 (RuntimeError: Given groups=1"}
+    for args, message in refused.items():
+        result = CliRunner().invoke(cli, [str(tmp_path / "net.pt"), *args, "-o", str(tmp_path / "no")])
+        assert result.exit_code == 2 and message in result.stderr, (args, result.output)
+    assert not (tmp_path / "no").exists()
+    result = CliRunner().invoke(cli, ["profile", str(tmp_path / "net.pt")])
+    assert result.exit_code == 2 and "profile its ONNX file" in result.stderr, result.output
+    import zipfile
+
+    with zipfile.ZipFile(tmp_path / "broken.pt", "w") as archive:  # TorchScript's layout, nothing loadable in it
+        archive.writestr("broken/code/__torch__.py", "not python")
+    result = CliRunner().invoke(cli, [str(tmp_path / "broken.pt"), "-o", str(tmp_path / "no")])
+    assert result.exit_code == 3 and "cannot load TorchScript file" in result.stderr, result.output
+    assert len(result.stderr.strip().splitlines()) == 1 and not (tmp_path / "no").exists()
 
 
 def test_help_does_not_import_torch():

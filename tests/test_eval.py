@@ -62,6 +62,19 @@ def test_eval_model_use_ema_scores_the_checkpoints_ema_weights(digits_folder, tm
         assert scored["top1_correct"] == round(accuracy(model, test.x_test, test.y_test) * 450)
 
 
+def test_eval_model_takes_a_torchscript_file(digits_folder, tmp_path):
+    """`eval --model model.pt` for a torch.jit.save archive scores what the traced network computes."""
+    import torch
+
+    model = create_model("lenet5", weights="digits")
+    torch.jit.trace(model, torch.zeros(1, 1, 32, 32)).save(str(tmp_path / "lenet.pt"))
+    result = _eval("--data", digits_folder, "--model", tmp_path / "lenet.pt", "--input-size", "1,32,32",
+                   "--mean", "0.5", "--std", "0.5", "--crop-fraction", "1")
+    (scored,) = result["models"]
+    test = load_digits()
+    assert scored["top1_correct"] == round(accuracy(model, test.x_test, test.y_test) * 450)
+
+
 def test_the_png_folder_gives_the_digits_arrays_exactly(digits_folder):
     folder = ImageFolder(digits_folder)
     assert folder.classes == [str(d) for d in range(10)] and len(folder) == 450

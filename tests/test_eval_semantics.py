@@ -366,6 +366,40 @@ def test_user_module_mixing_every_layer_kind(tmp_path, exporter):
     assert report["equivalence"][0]["passed"] and report["equivalence"][0]["cosine"] > 0.99999
 
 
+def test_fold_writes_a_batchnorm_nothing_absorbs_as_one_mul_and_one_add(tmp_path):
+    """A BN after a concatenation (and one on a flattened (N, C) tensor) has no conv to fold into: as in
+    prepare, it becomes its eval-mode scale and shift, so the file holds no BatchNormalization."""
+    from cnnexport.exporter.onnx_fold_file import fold_file
+
+    class AfterConcat(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv, self.bn, self.bn1d = nn.Conv2d(3, 4, 3), nn.BatchNorm2d(8), nn.BatchNorm1d(8)
+
+        def forward(self, x):
+            y = self.conv(x)
+            return self.bn1d(self.bn(torch.cat([y, y * 0.5], 1)).mean((2, 3)))
+
+    model = AfterConcat().eval()
+    for bn in (model.bn, model.bn1d):
+        bn.running_mean.uniform_(-1, 1), bn.running_var.uniform_(0.5, 2), bn.weight.data.uniform_(0.5, 2)
+    src = tmp_path / "cat.onnx"
+    torch.onnx.export(model, torch.randn(1, 3, 8, 8), str(src), dynamo=False, opset_version=18,
+                      do_constant_folding=False, dynamic_axes={"input": {0: "N"}}, input_names=["input"])
+    assert ops(src)["BatchNormalization"] == 2
+    result = fold_file(src, tmp_path / "folded.onnx")
+    assert result.equivalence["passed"] and result.equivalence["max_rel"] < 1e-5
+    assert [f["kind"] for f in result.folded] == ["scale_shift", "scale_shift"]
+    after = ops(tmp_path / "folded.onnx")
+    assert "BatchNormalization" not in after and after["Mul"] == ops(src)["Mul"] + 2 and after["Add"] == 2
+    x = np.random.default_rng(0).standard_normal((3, 3, 8, 8)).astype(np.float32)
+    import onnxruntime as ort
+
+    got = ort.InferenceSession(str(tmp_path / "folded.onnx")).run(None, {"input": x})[0]
+    with torch.no_grad():
+        np.testing.assert_allclose(got, model(torch.from_numpy(x)).numpy(), rtol=1e-5, atol=1e-5)
+
+
 def test_fold_takes_a_per_channel_mul_and_add_after_a_conv(tmp_path):
     """What an unfolded BN leaves when it is exported as arithmetic: Conv -> Mul -> Add by per-channel
     constants. The ONNX-level fold (the export's last line of defence) puts both into the conv."""

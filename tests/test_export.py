@@ -161,14 +161,36 @@ def test_a_model_held_in_another_float_type_exports_from_an_fp32_copy(tmp_path, 
     assert next(model.parameters()).dtype == dtype  # the caller's model untouched
 
 
-def test_torch_compile_wrapper_is_taken_off_and_torchscript_refused(tmp_path):
+def test_torch_compile_wrapper_is_taken_off(tmp_path):
     model = randomize_bn_stats(SmallNet()).eval()
     report = cnnexport.export(torch.compile(model), (1, 3, 16, 16), tmp_path / "c", photos=False)
     assert report["model"] == "smallnet" and report["equivalence"][0]["passed"]
     assert any("wrapped by torch.compile" in w for w in report["warnings"])
-    with pytest.raises(UsageError, match="TorchScript module.*pass the nn.Module it was made from"):
-        cnnexport.export(torch.jit.script(model), (1, 3, 16, 16), tmp_path / "s", photos=False)
-    assert not (tmp_path / "s").exists()
+
+
+@pytest.mark.parametrize("capture", ["script", "trace"])
+def test_a_torchscript_module_exports_through_onnx_unprepared(tmp_path, capture):
+    """No Python forward to prepare: exported as it is, its BatchNorms folded in the ONNX graph, verified against
+    the module itself; the formats converted from the Python module are refused before any work."""
+    model = randomize_bn_stats(SmallNet()).eval()
+    scripted = torch.jit.script(model) if capture == "script" else torch.jit.trace(model, torch.randn(1, 3, 16, 16))
+    report = cnnexport.export(scripted, (1, 3, 16, 16), tmp_path / "s", formats=("onnx", "openvino"),
+                              photos=False)
+    assert report["model"] == "smallnet" and report["prepare"]["torchscript"] and not report["prepare"]["folded"]
+    assert report["graph"]["batchnorm_nodes"] == 0 and report["graph"]["dropout_nodes"] == 0
+    assert len(report["equivalence"]) == 2 and all(e["passed"] for e in report["equivalence"])
+    assert any("TorchScript module has no Python forward" in w for w in report["warnings"])
+    from cnnexport.runtimes import load
+
+    with torch.no_grad():  # the file computes what the module does (eval mode: dropout off)
+        x = torch.randn(2, 3, 16, 16)
+        (got,) = load(tmp_path / "s" / "smallnet.onnx").run(x.numpy())
+        assert np.allclose(got, model(x).numpy(), atol=1e-4)
+    with pytest.raises(UsageError, match="--tflite converts the Python module, which a TorchScript file does not"):
+        cnnexport.export(scripted, (1, 3, 16, 16), tmp_path / "t", formats=("tflite",), photos=False)
+    with pytest.raises(UsageError, match="the dynamo exporter traces Python code"):
+        cnnexport.export(scripted, (1, 3, 16, 16), tmp_path / "t", exporter="dynamo", photos=False)
+    assert not (tmp_path / "t").exists()
 
 
 class TraceUnsafe(nn.Module):

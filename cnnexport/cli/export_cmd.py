@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import click
 
@@ -74,7 +75,8 @@ def export_cmd(model, formats, format_options, want_fp16, want_bf16, want_int8, 
         raise UsageError(f"bad --num-classes {num_classes}: must be at least 1")
     from rich.markup import escape
 
-    name = model.rpartition(":")[2]  # a registry name, or the callable of package.module:callable
+    # a registry name, the callable of package.module:callable, or a TorchScript file's name without .pt
+    name = Path(model).stem if Path(model).is_file() else model.rpartition(":")[2]
     with StageStatus(f"[bold]{escape(name)}[/]") as on_stage:
         on_stage("load")  # importing torch and building the model take seconds
         from ..exporter.pipeline import export

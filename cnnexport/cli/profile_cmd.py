@@ -77,7 +77,7 @@ def profile_cmd(model, input_size, batch, num_classes, weights, per_layer, again
         if for_file(model) is not None:  # .xml, .tflite, .mnn, ...: only the roofline reads them
             raise UsageError(f"'{model}' is a {for_file(model).label} file: profile reads .onnx files and PyTorch "
                              "models; for any exported file use profile --roofline")
-        from ..exporter.pipeline import exportable
+        from ..exporter.pipeline import exportable, is_torchscript
         from ..profile.torch_profile import profile_module
         from ..models import is_registered, load_model, model_info
 
@@ -88,6 +88,11 @@ def profile_cmd(model, input_size, batch, num_classes, weights, per_layer, again
             info = model_info(model)
             published = {"params": info.params, "macs": info.macs, "source": info.source}
         module = exportable(load_model(model, num_classes=num_classes, weights=weights))[0]  # fp32, uncompiled
+        if is_torchscript(module):
+            stem = Path(model).stem
+            raise UsageError(f"profile counts a model's layers with forward hooks, which a TorchScript module does "
+                             f"not run: profile its ONNX file (cnnexport {model} --onnx -o out, then cnnexport "
+                             f"profile out/{stem}.onnx)")
         shape = (batch, *chw)
         try:
             prof = profile_module(module, shape)

@@ -1,8 +1,10 @@
 """Folding inside ONNX graphs made elsewhere: Dropout and Identity nodes removed; nodes that read
 only constants computed once (e.g. weight standardisation, a layer scale reshaped at run time);
 BatchNormalization into the Conv, ConvTranspose or Gemm before it, a per-channel Mul/Add by
-constants into the Conv before it. The export runs it too, as the last line of defence behind
-``prepare``; ``fold_file`` (``cnnexport fold``) applies it to a file. numpy and onnx only (no torch)."""
+constants into the Conv before it, and a BatchNormalization nothing absorbs into one Mul and one
+Add by constants (its eval-mode scale and shift, as ``prepare`` writes it). The export runs it too,
+as the last line of defence behind ``prepare`` (and as the only fold of a TorchScript module);
+``fold_file`` (``cnnexport fold``) applies it to a file. numpy and onnx only (no torch)."""
 
 from __future__ import annotations
 
@@ -11,6 +13,7 @@ from collections import Counter
 import numpy as np
 
 _PRODUCERS = ("Conv", "ConvTranspose", "Gemm")
+SCALE_SHIFT = "Mul+Add (scale and shift)"  # what a BatchNormalization nothing absorbs becomes
 
 
 class _Graph:
@@ -138,6 +141,53 @@ def _fold_bn(g: _Graph, bn) -> dict | None:
     prod.output[0] = bn.output[0]
     g.graph.node.remove(bn)
     return {"batchnorm": bn.name or bn.output[0], "into": prod.name or old_out, "into_type": prod.op_type}
+
+
+def _batchnorms_to_scale_shift(g: _Graph, ranks: dict[str, int]) -> list[dict]:
+    """Each BatchNormalization no producer absorbed (after a concatenation, an addition, the input), in
+    inference mode with constant statistics and an input of known rank, as one Mul and one Add by
+    per-channel constants in its place; the graph's node list is rebuilt once, in the same order."""
+    from onnx import helper
+
+    def rewritable(node) -> bool:
+        return (node.op_type == "BatchNormalization" and ranks.get(node.input[0], 0) >= 2
+                and len([o for o in node.output if o]) == 1 and not _attr(node, "training_mode", 0)
+                and all(g.const(i) is not None for i in node.input[1:5]))
+
+    nodes, folded = [], []
+    for node in g.graph.node:
+        if not rewritable(node):
+            nodes.append(node)
+            continue
+        rank = ranks[node.input[0]]
+        gamma, beta, mean, var = (g.const(i).astype(np.float64) for i in node.input[1:5])
+        scale = gamma / np.sqrt(var + _attr(node, "epsilon", 1e-5))
+        shape = (-1, *([1] * (rank - 2)))  # broadcasts over (N, C, ...) from the channel axis on
+        dtype, out, name = g.const(node.input[1]).dtype, node.output[0], node.name or node.output[0]
+        s = g.add_const(f"{out}_bn_scale", scale.reshape(shape).astype(dtype))
+        t = g.add_const(f"{out}_bn_shift", (beta - mean * scale).reshape(shape).astype(dtype))
+        nodes += [helper.make_node("Mul", [node.input[0], s], [f"{out}_bn_scaled"], name=f"{name}_scale"),
+                  helper.make_node("Add", [f"{out}_bn_scaled", t], [out], name=f"{name}_shift")]
+        folded.append({"batchnorm": name, "into": f"{name}_scale", "into_type": SCALE_SHIFT, "kind": "scale_shift"})
+    if folded:
+        kept = [type(n)() for n in nodes]  # copies: the graph's own nodes go when its list is cleared
+        for copy, n in zip(kept, nodes):
+            copy.CopyFrom(n)
+        del g.graph.node[:]
+        g.graph.node.extend(kept)
+    return folded
+
+
+def _ranks(model) -> dict[str, int]:
+    """The rank of every value shape inference can tell (the graph's inputs included)."""
+    from onnx import shape_inference
+
+    try:
+        inferred = shape_inference.infer_shapes(model)
+    except Exception:  # a graph the checker cannot type: no rank known, so no scale-and-shift rewrite
+        return {}
+    return {v.name: len(v.type.tensor_type.shape.dim) for v in (*inferred.graph.input, *inferred.graph.value_info)
+            if v.type.tensor_type.HasField("shape")}
 
 
 def _constant(g: _Graph, name: str) -> np.ndarray | None:
@@ -288,5 +338,7 @@ def fold_model(model) -> tuple[object, list[dict], dict[str, int]]:
     folded = [f for bn in [n for n in g.graph.node if n.op_type == "BatchNormalization"]
               if (f := _fold_bn(g, bn)) is not None]
     folded += [f for conv in [n for n in g.graph.node if n.op_type == "Conv"] for f in _fold_affine(g, conv)]
+    if any(n.op_type == "BatchNormalization" for n in g.graph.node):
+        folded += _batchnorms_to_scale_shift(g, _ranks(model))
     g.prune_initializers()
     return model, folded, dict(removed)

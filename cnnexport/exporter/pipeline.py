@@ -22,7 +22,7 @@ from torch import nn
 
 from .._atomic import StagingDir, write_json
 from .._onnx_safety import load_structure
-from ..errors import OutputError, ParameterError, UsageError, VerificationError, disk_full, first_line
+from ..errors import OutputError, ParameterError, UsageError, VerificationError, cause_line, disk_full, first_line
 from ..profile import graph as graph_mod
 from ..runtimes import NOT_YET_RUN_ON_GPU, RUNTIME_TABLE, run_nchw
 from .formats import ALWAYS, FORMATS, Artifact, ConvertSource, Int8Options
@@ -107,15 +107,21 @@ def _check_protobuf_limit(module: nn.Module) -> None:
                          "torch.onnx.export(..., external_data=True), or shrink it (fp16, pruning)")
 
 
+#: What an export of a TorchScript module says it did differently.
+TORCHSCRIPT_NOTE = ("a TorchScript module has no Python forward to prepare: it was exported as it is, its BatchNorms "
+                    "folded in the ONNX graph, and only the formats converted from ONNX are written from it")
+
+
+def is_torchscript(module: nn.Module) -> bool:
+    """A ``torch.jit.script``/``trace`` module (or ``torch.jit.load``'s): exported as it is, not prepared."""
+    return isinstance(module, torch.jit.ScriptModule)
+
+
 def exportable(module: nn.Module) -> tuple[nn.Module, list[str]]:
     """The module cnnexport prepares, and what was done to get it: torch.compile's wrapper taken off, and
     an fp32 copy of a model held in another float type (fp16, bf16, float64: the reference is fp32). A
-    TorchScript module, which has no Python forward to prepare, is refused."""
-    if isinstance(module, torch.jit.ScriptModule):
-        raise UsageError("the model is a TorchScript module (torch.jit.script or trace): cnnexport prepares the "
-                         "Python nn.Module (folds, checks it against float64); pass the nn.Module it was made from, "
-                         "or export the TorchScript file to ONNX yourself and fold it with `cnnexport fold`")
-    notes = []
+    TorchScript module is taken as it is (``TORCHSCRIPT_NOTE``)."""
+    notes = [TORCHSCRIPT_NOTE] if is_torchscript(module) else []
     inner = getattr(module, "_orig_mod", None)
     if type(module).__name__ == "OptimizedModule" and isinstance(inner, nn.Module):
         module = inner
@@ -127,6 +133,21 @@ def exportable(module: nn.Module) -> tuple[nn.Module, list[str]]:
         notes.append(f"the model's weights are {'/'.join(dtypes)}: it was exported from an fp32 copy (the files are "
                      "fp32; --fp16 or --bf16 add reduced-precision files, each checked by its rule)")
     return module, notes
+
+
+def _check_torchscript_choices(opts: ExportOptions) -> None:
+    """A TorchScript module goes through ONNX only: formats converted from the Python module, and the dynamo
+    exporter (which traces Python), are refused before any work."""
+    module_formats = [f for f in opts.formats if FORMATS[f].source != "onnx"]
+    if module_formats:
+        flags = ", ".join(f"--{f}" for f in module_formats)
+        raise UsageError(f"{flags} convert{'s' if len(module_formats) == 1 else ''} the Python module, which a "
+                         f"TorchScript file does not hold: leave out {flags} (from TorchScript cnnexport writes "
+                         f"{', '.join(f.label for f in FORMATS.values() if f.source == 'onnx')}), or export the "
+                         "model's code with its weights (MODEL package.module:callable --weights)")
+    if opts.exporter == "dynamo":
+        raise UsageError("the dynamo exporter traces Python code, which a TorchScript module does not hold: use "
+                         "--exporter torchscript (or auto)")
 
 
 def _safe_name(name: str) -> str:
@@ -163,7 +184,10 @@ def export(module: nn.Module, input_shape: Iterable[int] = (1, 3, 224, 224),
     shape = _check_shape(input_shape)
     loaded_notes = list(getattr(module, "cnnexport_notes", ()))  # what loading its weights noted (EMA weights)
     module, notes = exportable(module)
-    name = _safe_name(opts.name or getattr(module, "cnnexport_name", None) or type(module).__name__.lower())
+    if is_torchscript(module):
+        _check_torchscript_choices(opts)
+    default = (getattr(module, "original_name", None) if is_torchscript(module) else None) or type(module).__name__
+    name = _safe_name(opts.name or getattr(module, "cnnexport_name", None) or default.lower())
     stage = on_stage or (lambda _s: None)
     report = _start_report(module, shape, name, opts)
     report["warnings"] += loaded_notes + notes
@@ -291,8 +315,10 @@ def _prepare_stage(module: nn.Module, shape: tuple[int, ...], opts: ExportOption
     stage("prepare")
     t0 = time.perf_counter()
     _check_protobuf_limit(module)
-    prepared, summary = prepare_with_summary(module, fold_bn=opts.fold_bn, reparameterize=opts.reparameterize)
-    report["prepare"] = summary.as_dict()
+    scripted = is_torchscript(module)
+    prepared, summary = (module, PrepareSummary()) if scripted else \
+        prepare_with_summary(module, fold_bn=opts.fold_bn, reparameterize=opts.reparameterize)
+    report["prepare"] = {**summary.as_dict(), "torchscript": scripted}
     report["params"] -= summary.aux_params  # the deployed model's parameters
     report["warnings"].extend(summary.warnings)
     with torch.no_grad():
@@ -302,7 +328,7 @@ def _prepare_stage(module: nn.Module, shape: tuple[int, ...], opts: ExportOption
         except UsageError:
             raise
         except Exception as exc:
-            msg = first_line(exc, 200)
+            msg = cause_line(exc, 200)
             raise ParameterError(f"the model cannot take input shape {'x'.join(map(str, shape))} "
                                  f"({ParameterError.literal(msg)}); pass the size it expects as {{input_shape}}") from None
     if not isinstance(out, torch.Tensor):
@@ -328,10 +354,12 @@ def _prepare_stage(module: nn.Module, shape: tuple[int, ...], opts: ExportOption
             runtime: {"max_abs": v, "how": "float64, with the functions this runtime approximates moved by up to "
                                           "their error (runtimes' approximate_ops)"}
             for runtime, v in reference.approximation_floors.items()}
-    report["prepare"]["check"] = check_prepared(
-        prepared, reference.outputs, reference.inputs, tolerance(opts.rtol, scale, floor)[0], _forward,
-        lambda k: prepare_with_summary(module, fold_bn=opts.fold_bn, reparameterize=opts.reparameterize, limit=k)[0],
-        summary.changes, floor)
+    report["prepare"]["check"] = {"passed": None, "skipped": "a TorchScript module is exported unchanged"} \
+        if scripted else check_prepared(
+            prepared, reference.outputs, reference.inputs, tolerance(opts.rtol, scale, floor)[0], _forward,
+            lambda k: prepare_with_summary(module, fold_bn=opts.fold_bn, reparameterize=opts.reparameterize,
+                                           limit=k)[0],
+            summary.changes, floor)
     report["timings_s"]["prepare"] = round(time.perf_counter() - t0, 3)
     return prepared, summary, reference
 
@@ -479,9 +507,10 @@ def fold_onnx(path: Path) -> tuple[list[dict], dict[str, int]]:
 def _onnx_fold_counts(folded: list[dict]) -> list[dict]:
     from collections import Counter
 
-    rows = Counter(f.get("what", "BatchNormalization") for f in folded)
-    return [{"what": what, "into": "Conv", "kind": "previous", "level": ONNX_GRAPH_FOLD, "count": n}
-            for what, n in sorted(rows.items())]
+    rows = Counter((f.get("what", "BatchNormalization"), f.get("into_type", "Conv"), f.get("kind", "previous"))
+                   for f in folded)
+    return [{"what": what, "into": into, "kind": kind, "level": ONNX_GRAPH_FOLD, "count": n}
+            for (what, into, kind), n in sorted(rows.items())]
 
 
 def _quantize(staging, name, shape, artifacts, source, calib, calib_count, report, options: Int8Options,

@@ -93,14 +93,17 @@ def create_model(name: str, num_classes: int | None = None, weights: str | os.Pa
 def load_model(spec: str, num_classes: int | None = None, weights: str | os.PathLike | None = None,
                use_ema: bool = False) -> nn.Module:
     """A registry name (in eval mode), ``timm:NAME`` (timm's architecture, random weights unless
-    ``weights``), or ``package.module:callable`` returning an ``nn.Module``, in
-    the mode the callable returned it (``prepare`` records it and exports in eval mode). The
-    current folder is on the import path for ``package.module``, as with ``python -m``. ``use_ema``: the
-    checkpoint's EMA weights (``read_state_dict``)."""
+    ``weights``), ``package.module:callable`` returning an ``nn.Module``, in
+    the mode the callable returned it (``prepare`` records it and exports in eval mode), or a
+    TorchScript file (``torch.jit.save``; its weights inside it). The current folder is on the import
+    path for ``package.module``, as with ``python -m``. ``use_ema``: the checkpoint's EMA weights
+    (``read_state_dict``)."""
     if use_ema and weights is None:
         raise UsageError("--use-ema picks a checkpoint's EMA weights: pass the checkpoint with --weights")
     if is_registered(spec) or ":" not in spec:
         if not is_registered(spec):
+            if _is_torchscript(Path(spec)):
+                return load_torchscript(spec, num_classes=num_classes, weights=weights)
             refuse_a_file(spec)
         return create_model(spec, num_classes=num_classes, weights=weights, use_ema=use_ema)
     if is_timm_spec(spec):
@@ -123,22 +126,35 @@ def load_model(spec: str, num_classes: int | None = None, weights: str | os.Path
 CHECKPOINT_SUFFIXES = (".pt", ".pth", ".ckpt", ".tar", ".bin", ".safetensors", ".pkl")
 
 
+def load_torchscript(path: str | os.PathLike, num_classes: int | None = None,
+                     weights: str | os.PathLike | None = None) -> nn.Module:
+    """A ``torch.jit.save`` archive, on the CPU, in eval mode, named after its file. Its weights are inside
+    it, so ``num_classes`` and ``weights`` are refused."""
+    import torch
+
+    given = [flag for flag, v in (("--weights", weights), ("--num-classes", num_classes)) if v is not None]
+    if given:
+        raise UsageError(f"'{path}' is a TorchScript file: its weights and classes are inside it; leave out "
+                         f"{' and '.join(given)}")
+    try:
+        module = torch.jit.load(str(path), map_location="cpu")
+    except Exception as exc:  # a damaged archive, or one saved by a newer torch
+        raise WeightsError(f"cannot load TorchScript file '{path}': {first_line(exc)}; is it complete, and saved by "
+                           f"torch {torch.__version__.split('+')[0]} or older?") from None
+    module.cnnexport_name = Path(path).stem  # the files are named after it: model.onnx for model.pt
+    return module.eval()
+
+
 def refuse_a_file(spec: str) -> None:
-    """MODEL given a file (a checkpoint, a TorchScript archive): one line saying what it is and what to give
-    instead, where "unknown model" would leave the user guessing. (An exported file, which only the runtimes
-    know by its extension, is the CLI's to name: ``cli.options.refuse_exported_file``.)"""
+    """MODEL given a file that is no model (a checkpoint): one line saying what to give instead, where
+    "unknown model" would leave the user guessing. (An exported file, which only the runtimes know by its
+    extension, is the CLI's to name: ``cli.options.refuse_exported_file``.)"""
     path = Path(spec)
     if not (path.is_file() or path.suffix.lower() in CHECKPOINT_SUFFIXES):
         return
-    if _is_torchscript(path):
-        raise UnknownModelError(f"'{spec}' is a TorchScript archive: it has no Python forward for cnnexport to prepare "
-                                "(fold BatchNorm, drop dropout); save its weights (torch.save(torch.jit.load(f)."
-                                "state_dict(), 'weights.pt')) and give the model's code as MODEL with --weights "
-                                "weights.pt, or export it to ONNX yourself (torch.onnx.export) and fold that file with "
-                                "`cnnexport fold`")
-    raise UnknownModelError(f"'{spec}' names a file, not a model: MODEL names the architecture (a registry name, "
-                            "timm:NAME or package.module:callable) and --weights takes the checkpoint, e.g. "
-                            f"cnnexport resnet50 --weights {spec}")
+    raise UnknownModelError(f"'{spec}' is no model file cnnexport reads (a TorchScript archive is one): MODEL names "
+                            "the architecture (a registry name, timm:NAME or package.module:callable) and --weights "
+                            f"takes the checkpoint, e.g. cnnexport resnet50 --weights {spec}")
 
 
 def _is_torchscript(path: Path) -> bool:

@@ -89,7 +89,9 @@ def print_export_summary(report: dict) -> None:
     inside = sum(1 for f in p["folded"] if f.get("level") == "graph")
     from ...exporter.report_fields import ONNX_GRAPH_FOLD
 
-    in_onnx = sum(f["count"] for f in g.get("folded", []) if f.get("level") == ONNX_GRAPH_FOLD)
+    onnx_folds = [f for f in g.get("folded", []) if f.get("level") == ONNX_GRAPH_FOLD]
+    in_onnx = sum(f["count"] for f in onnx_folds if f["kind"] != "scale_shift")
+    scale_shift = len(p["scale_shift"]) + sum(f["count"] for f in onnx_folds if f["kind"] == "scale_shift")
     console.print(f"graph: {g['nodes_before_simplify']} -> {g['nodes_after_simplify']} nodes ({g['simplifier']}), "
                   f"{g['batchnorm_nodes']} BatchNormalization, {g['dropout_nodes']} Dropout; "
                   f"folded {len(p['folded'])} BN into convs"
@@ -97,7 +99,7 @@ def print_export_summary(report: dict) -> None:
                   + (f", {in_onnx} more in the ONNX file" if in_onnx else "")
                   + (f", {g['precomputed_constant_nodes']} nodes computed from weights only precomputed"
                      if g.get("precomputed_constant_nodes") else "")
-                  + f", {len(p['scale_shift'])} as scale+shift, "
+                  + f", {scale_shift} as scale+shift, "
                   + (f"reparameterised {len(p['reparameterized'])} blocks, " if p.get("reparameterized") else "")
                   + f"removed {p['dropout_removed']} train-only random ops"
                   + (" (" + ", ".join(f"{t} x{n}" for t, n in p["train_only_removed"].items()) + ")"
@@ -229,7 +231,10 @@ def print_fold(result: dict, src_name: str, dst_name: str) -> None:
     eq = result["equivalence"]
     removed = {("nodes computed from constants only (precomputed)" if op == "constant" else op): n
                for op, n in result["removed"].items()}
-    console.print(f"folded {len(result['folded'])} BatchNormalization; removed "
+    as_affine = sum(f.get("kind") == "scale_shift" for f in result["folded"])
+    console.print(f"folded {len(result['folded']) - as_affine} BatchNormalization (or per-channel Mul/Add) into the "
+                  f"node before" + (f", {as_affine} as one Mul and one Add (nothing before could absorb them)"
+                                    if as_affine else "") + "; removed "
                   + (", ".join(f"{n} {op}" for op, n in removed.items()) or "nothing else")
                   + f"; verified on {eq['samples']} random inputs: max abs error {eq['max_abs']:.2e}, cosine "
                   f"{eq['cosine']:.7f} [green]passed[/]")
