@@ -316,6 +316,8 @@ def test_a_torchscript_file_exports_through_onnx(tmp_path, capture):
     assert not (tmp_path / "no").exists()
     result = CliRunner().invoke(cli, ["profile", str(tmp_path / "net.pt")])
     assert result.exit_code == 2 and "profile its ONNX file" in result.stderr, result.output
+    result = CliRunner().invoke(cli, ["bench", str(tmp_path / "net.pt")])
+    assert result.exit_code == 2 and "is a TorchScript file: bench measures exported files" in result.stderr
     import zipfile
 
     with zipfile.ZipFile(tmp_path / "broken.pt", "w") as archive:  # TorchScript's layout, nothing loadable in it

@@ -89,6 +89,7 @@ def bench_cmd(targets, runtime, precision, batch, threads, input_size, device, b
                                                  out, export=export_fn(), on_stage=on_stage, input_size=size,
                                                  plain_export=plain_export_fn() if plain else None, reuse=reuse)
         else:
+            _refuse_torchscript_files(targets)
             jobs = plan.artifact_jobs(list(targets), runtimes or [], batches, thread_counts, device, input_size=size)
         if not jobs:
             raise UsageError("nothing to measure: check --runtime and --precision")
@@ -117,3 +118,20 @@ def bench_cmd(targets, runtime, precision, batch, threads, input_size, device, b
         save_json(save, result)
     print_bench(result, as_json, as_csv, wide)
     schedule.raise_if_any_failed(jobs)
+
+
+def _refuse_torchscript_files(targets) -> None:
+    """A TorchScript file among the files: bench measures exported files, so export it first (one line)."""
+    from ..runtimes import runtime_for
+
+    unread = [t for t in targets if runtime_for(t) is None and Path(t).is_file()]
+    if not unread:
+        return
+    from ..models import is_torchscript_file  # imports torch: only for a file no runtime reads
+
+    for target in unread:
+        if is_torchscript_file(target):
+            stem = Path(target).stem
+            raise UsageError(f"'{target}' is a TorchScript file: bench measures exported files; export it first "
+                             f"(cnnexport {target} --openvino -o out), then cnnexport bench out/{stem}.onnx "
+                             f"out/{stem}.xml")

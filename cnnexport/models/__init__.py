@@ -102,7 +102,7 @@ def load_model(spec: str, num_classes: int | None = None, weights: str | os.Path
         raise UsageError("--use-ema picks a checkpoint's EMA weights: pass the checkpoint with --weights")
     if is_registered(spec) or ":" not in spec:
         if not is_registered(spec):
-            if _is_torchscript(Path(spec)):
+            if is_torchscript_file(spec):
                 return load_torchscript(spec, num_classes=num_classes, weights=weights)
             refuse_a_file(spec)
         return create_model(spec, num_classes=num_classes, weights=weights, use_ema=use_ema)
@@ -157,7 +157,7 @@ def refuse_a_file(spec: str) -> None:
                             f"takes the checkpoint, e.g. cnnexport resnet50 --weights {spec}")
 
 
-def _is_torchscript(path: Path) -> bool:
+def is_torchscript_file(path: str | os.PathLike) -> bool:
     """A torch.jit.save archive: a zip whose records hold the scripted code (``<archive>/code/``)."""
     import zipfile
 
