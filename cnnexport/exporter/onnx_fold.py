@@ -149,21 +149,18 @@ def _batchnorms_to_scale_shift(g: _Graph, ranks: dict[str, int]) -> list[dict]:
     per-channel constants in its place; the graph's node list is rebuilt once, in the same order."""
     from onnx import helper
 
-    def rewritable(node) -> bool:
-        return (node.op_type == "BatchNormalization" and ranks.get(node.input[0], 0) >= 2
-                and len([o for o in node.output if o]) == 1 and not _attr(node, "training_mode", 0)
-                and all(g.const(i) is not None for i in node.input[1:5]))
-
     nodes, folded = [], []
     for node in g.graph.node:
-        if not rewritable(node):
+        params = [g.const(i) for i in node.input[1:5]] if node.op_type == "BatchNormalization" else [None]
+        rank = ranks.get(node.input[0], 0) if node.input else 0
+        if any(p is None for p in params) or rank < 2 or len([o for o in node.output if o]) != 1 \
+                or _attr(node, "training_mode", 0):
             nodes.append(node)
             continue
-        rank = ranks[node.input[0]]
-        gamma, beta, mean, var = (g.const(i).astype(np.float64) for i in node.input[1:5])
+        gamma, beta, mean, var = (p.astype(np.float64) for p in params)
         scale = gamma / np.sqrt(var + _attr(node, "epsilon", 1e-5))
         shape = (-1, *([1] * (rank - 2)))  # broadcasts over (N, C, ...) from the channel axis on
-        dtype, out, name = g.const(node.input[1]).dtype, node.output[0], node.name or node.output[0]
+        dtype, out, name = params[0].dtype, node.output[0], node.name or node.output[0]
         s = g.add_const(f"{out}_bn_scale", scale.reshape(shape).astype(dtype))
         t = g.add_const(f"{out}_bn_shift", (beta - mean * scale).reshape(shape).astype(dtype))
         nodes += [helper.make_node("Mul", [node.input[0], s], [f"{out}_bn_scaled"], name=f"{name}_scale"),

@@ -184,9 +184,10 @@ def export(module: nn.Module, input_shape: Iterable[int] = (1, 3, 224, 224),
     shape = _check_shape(input_shape)
     loaded_notes = list(getattr(module, "cnnexport_notes", ()))  # what loading its weights noted (EMA weights)
     module, notes = exportable(module)
-    if is_torchscript(module):
+    scripted = is_torchscript(module)
+    if scripted:
         _check_torchscript_choices(opts)
-    default = (getattr(module, "original_name", None) if is_torchscript(module) else None) or type(module).__name__
+    default = (getattr(module, "original_name", None) if scripted else None) or type(module).__name__
     name = _safe_name(opts.name or getattr(module, "cnnexport_name", None) or default.lower())
     stage = on_stage or (lambda _s: None)
     report = _start_report(module, shape, name, opts)
@@ -354,8 +355,10 @@ def _prepare_stage(module: nn.Module, shape: tuple[int, ...], opts: ExportOption
             runtime: {"max_abs": v, "how": "float64, with the functions this runtime approximates moved by up to "
                                           "their error (runtimes' approximate_ops)"}
             for runtime, v in reference.approximation_floors.items()}
-    report["prepare"]["check"] = {"passed": None, "skipped": "a TorchScript module is exported unchanged"} \
-        if scripted else check_prepared(
+    if scripted:
+        report["prepare"]["check"] = {"passed": None, "skipped": "a TorchScript module is exported unchanged"}
+    else:
+        report["prepare"]["check"] = check_prepared(
             prepared, reference.outputs, reference.inputs, tolerance(opts.rtol, scale, floor)[0], _forward,
             lambda k: prepare_with_summary(module, fold_bn=opts.fold_bn, reparameterize=opts.reparameterize,
                                            limit=k)[0],

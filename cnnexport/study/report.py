@@ -69,10 +69,11 @@ def _machine_of(row: dict, machines: list[Machine]) -> Machine:
     else:
         m = Machine(machine_key(row), "", cpu, [], cores, gpu)
         machines.append(m)
-    for k in m.flags.keys() - flags.keys():
+    for k in m.flags.keys() - flags.keys():  # this row lacks it
         m.unrecorded[k] = m.unrecorded.get(k, 0) + 1
-    for k in flags.keys() - m.flags.keys() if m.rows else ():
-        m.unrecorded[k] = len(m.rows)  # every row read before this one lacked it
+    for k in flags.keys() - m.flags.keys():  # every row read before this one lacked it
+        if m.rows:
+            m.unrecorded[k] = len(m.rows)
     m.flags.update(flags)
     m.isa = sorted(k for k, v in m.flags.items() if v)
     return m
