@@ -1,11 +1,12 @@
 """Re-judge the paired calls of committed results after a change to the paired test's rule (not to any
 measurement): each stored comparison's call from its own counts of slower and faster rounds, and what
-follows from the call (a pick's ``beyond_noise``, ours-against-plain ``verdict``). Round medians,
+follows from the call (a pick's ``beyond_noise``, ours-against-plain ``verdict``); a guidelines study's
+G1-G4 verdicts from their tables' round medians (``study.analysis.verdict``). Round medians,
 ratios and p-values stay as measured.
 
     python benchmarks/recall.py [results/targets_resnet50.json ...]   (default: every file in results/)
 
-A file whose calls change records ``calls_recomputed`` (when, the rule, and each change).
+A file that changes records ``calls_recomputed`` (when, the rule, each change, and any earlier record).
 """
 
 from __future__ import annotations
@@ -44,6 +45,26 @@ def recall(node, path: str = "") -> list[str]:
     return changes
 
 
+def recall_guidelines(result: dict) -> list[str]:
+    """Re-judge a guidelines study's verdicts (each table's, the index by runtime, the alignment table's) from
+    the round medians its tables hold; the verdicts that change, one line each."""
+    from cnnexport.study.analysis import alignment_effect, verdict, verdict_index
+
+    if result.get("study") != "guidelines":
+        return []
+    changes = []
+    for t in result["tables"]:
+        new = verdict(t["guideline"], t["rows"])
+        if new["verdict"] != t["verdict"]["verdict"]:
+            changes.append(f"{t['guideline']} x{t['width']}{'@' + str(t['align']) if t.get('align', 1) > 1 else ''} "
+                           f"on {t['runtime']}: {t['verdict']['verdict']} -> {new['verdict']} ({new['detail']})")
+        t["verdict"] = new
+    result["verdicts"] = verdict_index(result["tables"])
+    if "alignment" in result:
+        result["alignment"] = alignment_effect(result["tables"])
+    return changes
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("files", nargs="*", type=Path,
@@ -55,15 +76,17 @@ def main() -> None:
     for path in args.files:
         text = path.read_text()
         result = json.loads(text)
-        changes = recall(result)
-        if changes:
-            result["calls_recomputed"] = {"date": datetime.date.today().isoformat(), "rule": CALL_RULE,
-                                          "changes": changes}
+        before = json.dumps(result, sort_keys=True)
+        changes = recall(result) + recall_guidelines(result)
+        if json.dumps(result, sort_keys=True) != before:  # a guideline's evidence can change beside its word
+            record = {"date": datetime.date.today().isoformat(), "rule": CALL_RULE, "changes": changes}
+            if result.get("calls_recomputed"):
+                record["earlier"] = result["calls_recomputed"]
+            result["calls_recomputed"] = record
             second = text.split("\n", 2)[1]
             with atomic_path(path) as tmp:  # the file's own indent, so that the diff shows only the calls
                 tmp.write_text(json.dumps(result, indent=len(second) - len(second.lstrip())) + "\n")
         print(f"{path}: {len(changes)} calls changed" + "".join(f"\n  {c}" for c in changes))
-
 
 if __name__ == "__main__":
     main()

@@ -12,7 +12,7 @@ from cnnexport.cli import cli
 from cnnexport.profile.torch_profile import profile_module
 from cnnexport.study.analysis import (alignment_effect, block_macs, bound_check, inversions, kind_of, micronet_macs,
                                       micronet_memory_access, micronet_name, micronet_predictors, spearman, verdict,
-                                      zoo_summary)
+                                      verdict_index, zoo_summary)
 from cnnexport.study.micronets import build, input_shape
 from cnnexport.study.paper import BLOCKS, GUIDELINES, SPATIAL, WIDTHS
 
@@ -60,17 +60,42 @@ def _row(config, medians):
             "spread": (max(medians) - min(medians)) / sorted(medians)[1]}
 
 
-def test_verdicts_rank_only_beyond_the_spread():
+def test_verdicts_are_called_by_the_paired_test():
     holds = [_row("g=1", [1.0, 1.1, 1.05]), _row("g=2", [1.2, 1.3, 1.25]), _row("g=8", [2.0, 2.1, 2.05])]
     assert verdict("G2", holds)["verdict"] == "holds"
+    assert "slower in 3 of 3 paired rounds, p 0.25" in verdict("G2", holds)["detail"]
     reverse = [_row("g=1", [2.0, 2.1, 2.05]), _row("g=8", [1.0, 1.1, 1.05])]
     assert verdict("G2", reverse)["verdict"] == "does not hold"
-    overlap = [_row("g=1", [1.0, 1.5, 1.2]), _row("g=8", [1.1, 1.6, 1.3])]
-    assert verdict("G2", overlap)["verdict"] == "inconclusive"
-    # one round measures no spread: nothing is ranked beyond it
+    # the ranges overlap, but round by round g=8 is slower every time: a drift between rounds cancels
+    drift = [_row("g=1", [1.0, 1.5, 1.2]), _row("g=8", [1.1, 1.6, 1.3])]
+    assert verdict("G2", drift)["verdict"] == "holds"
+    split = [_row("g=1", [1.0, 1.5, 1.2]), _row("g=8", [1.1, 1.4, 1.3])]  # 2 of 3: a tie
+    assert verdict("G2", split)["verdict"] == "inconclusive"
+    assert "a tie by the paired test" in verdict("G2", split)["detail"]
+    # the worst is slower than the expected-best, but another configuration is the fastest: not the claim
+    other = [_row("g=1", [1.5, 1.6, 1.55]), _row("g=2", [1.0, 1.1, 1.05]), _row("g=8", [2.0, 2.1, 2.05])]
+    assert verdict("G2", other)["verdict"] == "inconclusive" and "not the fastest measured); fastest: g=2" in verdict("G2", other)["detail"]
+    # two rounds call nothing, however far apart (their best split happens by chance one time in two)
+    two = [{"config": c, "median_ms": m, "round_medians_ms": [m, m * 1.01], "spread": 0.01}
+           for c, m in (("g=1", 1.0), ("g=8", 4.0))]
+    assert verdict("G2", two)["verdict"] == "inconclusive"
+    assert "2 rounds cannot call a difference" in verdict("G2", two)["detail"]
     one_round = [{"config": c, "median_ms": m, "round_medians_ms": [m], "spread": 0.0} for c, m in (("g=1", 1.0),
                                                                                                   ("g=8", 2.0))]
     assert verdict("G2", one_round)["verdict"] == "inconclusive"
+
+
+def test_committed_guideline_verdicts_are_todays():
+    """Every committed guidelines study states what :func:`verdict` says of its own round medians (after a change
+    to the rule: benchmarks/recall.py), in its tables and in its index by runtime."""
+    results = Path(__file__).resolve().parents[1] / "benchmarks" / "results"
+    studies = [(path, json.loads(path.read_text())) for path in sorted(results.glob("**/*.json"))]
+    studies = [(path, data) for path, data in studies if data.get("study") == "guidelines"]
+    assert studies
+    for path, data in studies:
+        for t in data["tables"]:
+            assert t["verdict"] == verdict(t["guideline"], t["rows"]), (path.name, t["guideline"], t["width"])
+        assert data["verdicts"] == verdict_index(data["tables"]), path.name
 
 
 def test_quick_guidelines_study_prints_every_table(tmp_path):
@@ -83,9 +108,11 @@ def test_quick_guidelines_study_prints_every_table(tmp_path):
     assert {(t["guideline"], t["width"]) for t in data["tables"]} == {(g, 1) for g in GUIDELINES}
     for t in data["tables"]:
         assert all(r["median_ms"] > 0 and r["ratio"] > 0 and r["paper_gpu_ratio"] > 0 for r in t["rows"])
-        assert t["verdict"]["verdict"] in ("holds", "does not hold", "inconclusive")
+        # 2 rounds call nothing: every verdict waits for a third
+        assert t["verdict"]["verdict"] == "inconclusive" and "2 rounds cannot call" in t["verdict"]["detail"]
         assert f"{t['guideline']} x1 on onnxruntime" in result.stdout
     assert set(data["verdicts"]["onnxruntime"]) == set(GUIDELINES)
+    assert "every guideline's verdict is inconclusive; use --rounds 3 or more" in " ".join(result.output.split())
     rows = data["rows"]
     assert all(r["roofline_ms"] > 0 and r["bandwidth_gbs"] > 0 and r["memory_access_bytes"] > 0 for r in rows)
 

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 
-from .common import RUNTIME_ORDER, fmt, table, _gpu, measured_on
+from cnnexport.bench.rows import CALL_RULE
+
+from .common import RUNTIME_ORDER, fmt, table, _gpu, measured_on, recalled
 
 
 def guidelines_section(g: dict | None) -> list[str]:
@@ -14,7 +16,10 @@ def guidelines_section(g: dict | None) -> list[str]:
            f"`cnnexport study guidelines` ({g['threads']} threads, batch {g.get('batch', 1)}, {g['rounds']} rounds, widths "
            f"{', '.join('x' + str(w) for w in g['widths'])}{measured_on(g)}). "
            "Ratios are speed relative to each table's first row "
-           "(higher is faster), ours beside the paper's (x1 width: GPU = GTX 1080Ti, ARM = Snapdragon 810).", ""]
+           "(higher is faster), ours beside the paper's (x1 width: GPU = GTX 1080Ti, ARM = Snapdragon 810). "
+           "A verdict compares the paper's expected-fastest configuration with its expected-slowest round by round, "
+           "by the paired test every comparison here uses (a call needs " + CALL_RULE + "); \"holds\" also needs "
+           "the expected-fastest to be the fastest measured." + recalled(g), ""]
     runtimes = sorted({t["runtime"] for t in g["tables"]}, key=lambda r: RUNTIME_ORDER.index(r)
                       if r in RUNTIME_ORDER else 99)
     for guideline in dict.fromkeys(t["guideline"] for t in g["tables"]):

@@ -199,11 +199,6 @@ def sign_test(up: int, down: int) -> float:
     return min(1.0, 2 * tail)
 
 
-def faster_beyond_noise(a_ms: list[float], b_ms: list[float]) -> bool:
-    """True when round medians ``a_ms`` are all below ``b_ms``: the two ranges do not overlap."""
-    return max(a_ms) < min(b_ms)
-
-
 def pick(rows: list[dict]) -> list[dict]:
     """The fastest row per (model, precision, batch, device), over every runtime and thread count
     measured (``threads`` says which count won: the setting a deployment needs beside the file), with

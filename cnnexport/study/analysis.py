@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..bench.rows import chance_of_call, faster_beyond_noise, paired
+from ..bench.rows import chance_of_call, paired
 from ..errors import MissingDependencyError
 from .paper import BLOCKS, CLAIMS, GUIDELINES, SPATIAL, TABLE8, MicroNet
 
@@ -97,6 +97,15 @@ def guideline_table(guideline: str, width: int, rows: list[dict], runtime: str, 
             "verdict": verdict(guideline, out)}
 
 
+def verdict_index(tables: list[dict]) -> dict:
+    """The tables' verdicts by runtime, guideline and width (``x2``; ``x1@16`` for channels aligned to 16)."""
+    out: dict = {}
+    for t in tables:
+        key = f"x{t['width']}" + (f"@{t['align']}" if t.get("align", 1) > 1 else "")
+        out.setdefault(t["runtime"], {}).setdefault(t["guideline"], {})[key] = t["verdict"]
+    return out
+
+
 MIN_EFFECT = 0.05  # a guideline's slowdown under 5% leaves nothing for alignment to explain
 
 
@@ -129,7 +138,9 @@ def alignment_effect(tables: list[dict]) -> list[dict]:
 
 def verdict(guideline: str, table_rows: list[dict]) -> dict:
     """holds / does not hold / inconclusive: the paper's expected-fastest configuration against its
-    expected-slowest, ranked only when their round medians (two rounds at least) do not overlap."""
+    expected-slowest, round by round, called by the paired test every other comparison uses
+    (:func:`~cnnexport.bench.rows.call_for`: every round of 3 to 5, all but one of 6 to 8, ...). "holds"
+    also needs the expected-fastest to be the fastest configuration measured; 1 or 2 rounds call nothing."""
     best_label, worst_label = EXPECTED[guideline]
     by = {r["config"]: r for r in table_rows}
     best, worst = by.get(best_label), by.get(worst_label)
@@ -139,18 +150,23 @@ def verdict(guideline: str, table_rows: list[dict]) -> dict:
     fastest = min(measured, key=lambda r: r["median_ms"])["config"]
     spread = max(r["spread"] for r in measured)
     ratio = worst["median_ms"] / best["median_ms"]
-    if min(len(best["round_medians_ms"]), len(worst["round_medians_ms"])) < 2:
-        word = "inconclusive"  # one round measures no spread: nothing is ranked beyond it
-    elif fastest == best_label and faster_beyond_noise(best["round_medians_ms"], worst["round_medians_ms"]):
-        word = "holds"
-    elif faster_beyond_noise(worst["round_medians_ms"], best["round_medians_ms"]):
-        word = "does not hold"
+    test = paired(worst["round_medians_ms"], best["round_medians_ms"])  # "slower": the worst is, as expected
+    if chance_of_call(test["rounds"]) == 0:
+        word, why = "inconclusive", f"{test['rounds']} round{'s' * (test['rounds'] != 1)} cannot call a difference"
+    elif test["call"] == "slower" and fastest == best_label:
+        word, why = "holds", None
+    elif test["call"] == "faster":
+        word, why = "does not hold", None
+    elif test["call"] == "slower":
+        word, why = "inconclusive", "but the expected-fastest is not the fastest measured"
     else:
-        word = "inconclusive"
+        word, why = "inconclusive", "a tie by the paired test"
+    split = (f"slower in {test['slower_rounds']} of {test['rounds']} paired rounds, p {test['p_value']:.2g}"
+             if test["rounds"] else "no paired rounds")
     return {"verdict": word, "claim": CLAIMS[guideline], "fastest": fastest,
-            "expected_slowdown": ratio, "max_spread": spread,
-            "detail": f"{worst_label} takes {ratio:.2f}x the time of {best_label}; fastest: {fastest}; "
-                      f"round spread up to {spread:.0%}"}
+            "expected_slowdown": ratio, "max_spread": spread, "paired": test,
+            "detail": f"{worst_label} takes {ratio:.2f}x the time of {best_label} ({split}"
+                      f"{'; ' + why if why else ''}); fastest: {fastest}; round spread up to {spread:.0%}"}
 
 
 def spearman(x: list[float], y: list[float]) -> float:

@@ -20,7 +20,7 @@ from ..listopt import parse_list
 from ..exporter.formats import ALWAYS, by_runtime, int8_formats
 from ..runtimes import MODULE_RUNTIMES
 from .analysis import (alignment_effect, guideline_table, micronet_macs, micronet_name, micronet_predictors,
-                       plot_latency_vs_macs, table8, zoo_summary)
+                       plot_latency_vs_macs, table8, verdict_index, zoo_summary)
 from .paper import ALIGNABLE, ALIGNMENTS, GUIDELINES, WIDTHS
 
 Progress = Callable[[int, int, str], None]
@@ -151,19 +151,16 @@ def study_guidelines(runtimes: list[str], out_dir: str | Path, *, export: Export
     rows, ceiling = _label_precisions(result["rows"]), result["ceilings_gflops"].get(threads)
     measured = sorted({r["runtime"] for r in rows})
     tables = [guideline_table(g, w, rows, rt, a) for rt in measured for g, a in variants for w in widths]
-    verdicts = {rt: {g: {f"x{t['width']}" + (f"@{t['align']}" if t["align"] > 1 else ""): t["verdict"]
-                         for t in tables if t["runtime"] == rt and t["guideline"] == g}
-                     for g in selected} for rt in measured}
     return {"study": "guidelines", "threads": threads, "device": device, "batch": batch, "rounds": rounds,
             "widths": list(widths), "aligns": [a for a in aligns if any(g in ALIGNABLE for g in selected)],
             "ceiling_gflops": ceiling, "bandwidth_gbs": result["bandwidths_gbs"].get(threads),
             "memory_roofs": result.get("memory_roofs", {}).get(threads),
-            "machine": result["machine"], "tables": tables, "verdicts": verdicts,
+            "machine": result["machine"], "tables": tables, "verdicts": verdict_index(tables),
             "alignment": alignment_effect(tables),
             "predictors": {rt: micronet_predictors([r for r in rows if r["runtime"] == rt], list(widths))
                            for rt in measured},
             "rows": rows, "failures": result["failures"], "limits": result["limits"],
-            "warnings": result["limits_warnings"]}
+            "warnings": result["limits_warnings"] + uncallable(rounds, "every guideline's verdict is inconclusive")}
 
 
 def study_zoo(models: list[str], runtimes: list[str], out_dir: str | Path, *, export: ExportFn,
