@@ -177,6 +177,8 @@ def cover(name: str, formats: list[str], precision: str = "fp32", model=None, sh
                 eq = checked.entry
                 row.update(verifies=eq["passed"], max_rel=eq["max_rel"], cosine=eq["cosine"],
                            top1_agreement=eq["top1_agreement"], conclusive=eq.get("conclusive", True))
+                if checked.artifact.graph_changes:  # what a converter needed rewritten (or a runtime's kernels)
+                    row["graph_changes"] = checked.artifact.graph_changes
                 if precision == "fp16":
                     row["fp16_check"] = eq["fp16_check"]
                 if not eq["passed"]:

@@ -110,6 +110,11 @@ def print_export_summary(report: dict) -> None:
         kept = describe_keep_float(report["quantization"][0])
         if kept:
             console.print(f"int8 ONNX Runtime {kept}")
+    for a in report["artifacts"]:
+        if a.get("graph_changes"):  # rewrites for one runtime's converter or kernels, beyond the ONNX graph's
+            more = len(a["graph_changes"]) - 1
+            console.print(f"{Path(a['path']).name} changed for its runtime: {a['graph_changes'][0]}"
+                          + (f" (+{more} more in report.json)" if more else ""), markup=False, highlight=False)
     for w in report["warnings"]:
         console.print(f"[yellow]warning:[/] {w}")
     files = [f for a in report["artifacts"] for f in a["files"]]

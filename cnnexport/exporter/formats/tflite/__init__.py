@@ -21,19 +21,19 @@ from pathlib import Path
 
 import numpy as np
 
-from ..._atomic import atomic_path
-from ..._quiet import quiet_fds
-from ...errors import CalibrationError, ExportError, MissingDependencyError, UsageError, disk_full, cause_line
-from . import Artifact, ConvertSource, Int8Options
+from ...._atomic import atomic_path
+from ...._quiet import quiet_fds
+from ....errors import CalibrationError, ExportError, MissingDependencyError, UsageError, disk_full, cause_line
+from .. import Artifact, ConvertSource, Int8Options
 
 
 def convert(source: ConvertSource, dst: Path) -> Artifact:
     """The .tflite file of the prepared module. (``xnnpack_rewrites.zero_pad_maxpool_after_relu`` is not
     applied: measured in paired rounds, it was not faster, benchmarks/graph_changes.py.)"""
     layout = source.option("tflite_layout")
-    path = to_tflite(source.prepared, dst, source.shape, layout=layout)
+    path, changes = tflite_file(source.prepared, dst, source.shape, layout=layout)
     layout = layout.upper() if len(source.shape) == 4 else "NCHW"
-    return Artifact("tflite", [path], "tflite", layout=layout)
+    return Artifact("tflite", [path], "tflite", layout=layout, graph_changes=changes)
 
 
 def half(source: ConvertSource, fp32: Artifact, dst: Path) -> Artifact:
@@ -70,14 +70,39 @@ def import_litert_torch():
 def to_tflite(module, path: str | os.PathLike, input_shape: tuple[int, ...], *,
               layout: str = "nhwc") -> Path:
     """Convert the (prepared, eval) module at a static ``input_shape`` (NCHW) and write ``path``."""
+    return tflite_file(module, path, input_shape, layout=layout)[0]
+
+
+def tflite_file(module, path: str | os.PathLike, input_shape: tuple[int, ...], *,
+                layout: str = "nhwc") -> tuple[Path, list[str]]:
+    """:func:`to_tflite`, and the graph changes it needed: where litert-torch fails, the model is converted
+    again with :mod:`.litert_rewrites`' changes (the same values; the file is checked as every file is)."""
     if layout not in LAYOUTS:
         raise UsageError(f"unknown TFLite layout '{layout}'; choose nhwc or nchw")
+    try:
+        return _litert_convert(module, path, input_shape, layout), []
+    except ExportError as failure:
+        import torch
+
+        from .litert_rewrites import for_litert
+
+        rewritten, changes = for_litert(module, torch.randn(*input_shape))
+        if not changes:
+            raise
+        try:
+            return _litert_convert(rewritten, path, input_shape, layout), changes
+        except ExportError:
+            raise failure from None
+
+
+def _litert_convert(module, path: str | os.PathLike, input_shape: tuple[int, ...], layout: str) -> Path:
     import torch
 
     litert_torch = import_litert_torch()
     example = torch.randn(*input_shape)
     if layout == "nhwc" and len(input_shape) == 4:
-        module = litert_torch.to_channel_last_io(module, args=[0]).eval()
+        module = litert_torch.to_channel_last_io(module, args=[0])
+        module.training = False  # the wrapper only: the model inside is eval already (an exported one refuses eval())
         example = example.permute(0, 2, 3, 1).contiguous()
     loggers = [logging.getLogger(n) for n in ("litert_torch", "torch._dynamo", "torch.export", "absl")]
     levels = [lg.level for lg in loggers]
@@ -132,8 +157,8 @@ def quantize_tflite(src: str | os.PathLike, dst: str | os.PathLike, calibration:
             from ai_edge_quantizer import quantizer, recipe
     except ImportError:
         raise MissingDependencyError("TFLite int8 needs ai-edge-quantizer: pip install 'cnnexport[tflite]'") from None
-    from ...calib.readers import representative_dataset
-    from ...runtimes.tflite import import_interpreter
+    from ....calib.readers import representative_dataset
+    from ....runtimes.tflite import import_interpreter
 
     if len(calibration) == 0:
         raise CalibrationError("the calibration set is empty")
