@@ -34,7 +34,8 @@ def protocol_section(results: list) -> list[str]:
             "(ONNX Runtime's spinning is off as well), rounds are interleaved across runtimes and their order "
             f"rotates, so no runtime slows another or always runs first. {statistics}. A row's spread is "
             "(max - min) / median of its round medians, and two configurations are ranked "
-            "only when the paired test calls it (round i of one against round i of the other: " + CALL_RULE + "). Every JSON row records runtime versions, CPU model, "
+            "only when the paired test calls it (round i of one against round i of the other: " + CALL_RULE
+            + "). Every JSON row records runtime versions, CPU model, "
             "ISA flags and the GPU name (none here). The compute ceiling of a precision is the best of several "
             "GEMMs measured in the same run with the same thread count (numpy's, and a MatMul model on ONNX Runtime "
             "and OpenVINO; int8 on the VNNI/AMX paths), repeated until stable, cross-checked against the ISA peak; "

@@ -376,9 +376,9 @@ def write_report(merged: Merged, out_dir: str | os.PathLike, *, plots: bool = Tr
         paper = paper_verdicts()
         lines += ["", "## G1-G4 verdicts per machine and runtime", "",
                   "Each cell: the verdict (the paper's expected-fastest configuration against its expected-slowest, "
-                  "called by the paired test, round against round: 3 rounds must agree, 2 never suffice) and the slowdown of the expected-slowest. The "
-                  "paper's columns read its x1 tables the same way (GTX 1080Ti at batch 8; Snapdragon 810 at "
-                  "batch 1).", ""]
+                  "called by the paired test, round against round: 3 rounds must agree, 2 never suffice) and the "
+                  "slowdown of the expected-slowest. The paper's columns read its x1 tables the same way (GTX 1080Ti "
+                  "at batch 8; Snapdragon 810 at batch 1).", ""]
         for w in WIDTHS:
             for a in (1, *ALIGNMENTS):
                 sel = [v for v in verdicts if v["width"] == w and v["align"] == a]
