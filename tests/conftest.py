@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 DATA = Path(__file__).parent / "data"
 
@@ -173,3 +174,84 @@ def run_cli_without(package, *args, cwd=None):
              "sys.meta_path.insert(0, Absent())\n"
              "from cnnexport.cli import main; sys.argv = ['cnnexport'] + sys.argv[1:]; main()\n")
     return subprocess.run([sys.executable, "-c", block, *args], capture_output=True, text=True, timeout=600, cwd=cwd)
+
+
+class SELayer(nn.Module):
+    """Squeeze-and-excitation as senet.pytorch writes it (and as users copy it): the gate expanded to x's shape."""
+
+    def __init__(self, channels: int, reduction: int = 4):
+        super().__init__()
+        self.avg_pool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Sequential(nn.Linear(channels, channels // reduction, bias=False), nn.ReLU(inplace=True),
+                                nn.Linear(channels // reduction, channels, bias=False), nn.Sigmoid())
+
+    def forward(self, x):
+        b, c, _, _ = x.size()
+        y = self.fc(self.avg_pool(x).view(b, c)).view(b, c, 1, 1)
+        return x * y.expand_as(x)
+
+
+class SEBottleneck(nn.Module):
+    def __init__(self, cin: int, planes: int, stride: int = 1):
+        super().__init__()
+        self.conv1, self.bn1 = nn.Conv2d(cin, planes, 1, bias=False), nn.BatchNorm2d(planes)
+        self.conv2, self.bn2 = nn.Conv2d(planes, planes, 3, stride, 1, bias=False), nn.BatchNorm2d(planes)
+        self.conv3, self.bn3 = nn.Conv2d(planes, planes * 4, 1, bias=False), nn.BatchNorm2d(planes * 4)
+        self.relu, self.se = nn.ReLU(inplace=True), SELayer(planes * 4)
+        self.downsample = nn.Sequential(nn.Conv2d(cin, planes * 4, 1, stride, bias=False), nn.BatchNorm2d(planes * 4))
+
+    def forward(self, x):
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.relu(self.bn2(self.conv2(out)))
+        out = self.se(self.bn3(self.conv3(out)))
+        out += self.downsample(x)
+        return self.relu(out)
+
+
+class GlobalContext(nn.Module):
+    """GCNet's context block as timm writes it: attention pooling by a matrix-vector product of 4-D tensors."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.attn = nn.Conv2d(channels, 1, 1)
+        self.transform = nn.Sequential(nn.Conv2d(channels, channels // 4, 1), nn.ReLU(),
+                                       nn.Conv2d(channels // 4, channels, 1))
+
+    def forward(self, x):
+        b, c, h, w = x.shape
+        attn = self.attn(x).reshape(b, 1, h * w).softmax(-1).unsqueeze(3)  # (B, 1, HW, 1)
+        context = (x.reshape(b, c, h * w).unsqueeze(1) @ attn).view(b, c, 1, 1)
+        return x + self.transform(context)
+
+
+class CBAM(nn.Module):
+    """CBAM as users write it: channel attention from average- and max-pooled planes, spatial attention from the
+    channels' mean and max."""
+
+    def __init__(self, channels: int, reduction: int = 4):
+        super().__init__()
+        self.mlp = nn.Sequential(nn.Conv2d(channels, channels // reduction, 1), nn.ReLU(),
+                                 nn.Conv2d(channels // reduction, channels, 1))
+        self.spatial = nn.Conv2d(2, 1, 7, padding=3)
+
+    def forward(self, x):
+        x = x * torch.sigmoid(self.mlp(F.adaptive_avg_pool2d(x, 1)) + self.mlp(F.adaptive_max_pool2d(x, 1)))
+        planes = torch.cat([x.mean(1, keepdim=True), x.max(1, keepdim=True)[0]], 1)
+        return x * torch.sigmoid(self.spatial(planes))
+
+
+class UsersNet(nn.Module):
+    """Blocks users write, as they write them: two SE bottlenecks (the second strided), a global-context block
+    and CBAM. Converters refuse each: litert-torch 0.10 the bottlenecks ('tfl.mul' op operands don't have
+    broadcast-compatible shapes; a single one converts), the context block ('tfl.batch_matmul' op found invalid
+    output rank) and CBAM's adaptive max-pool (no lowering); ExecuTorch CBAM's adaptive max-pool (not Core ATen)
+    and its max over the channels (XNNPACK takes H or W only)."""
+
+    def __init__(self):
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(3, 16, 3, 2, 1, bias=False), nn.BatchNorm2d(16), nn.ReLU(inplace=True))
+        self.blocks = nn.Sequential(SEBottleneck(16, 8), SEBottleneck(32, 16, 2), GlobalContext(64), CBAM(64))
+        self.head = nn.Linear(64, 10)
+
+    def forward(self, x):
+        return self.head(self.blocks(self.stem(x)).mean((2, 3)))

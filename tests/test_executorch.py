@@ -17,7 +17,7 @@ from cnnexport.cli import cli  # noqa: E402
 from cnnexport.exporter.formats import ConvertSource  # noqa: E402
 from cnnexport.exporter.formats import executorch as et  # noqa: E402
 from cnnexport.runtimes import load  # noqa: E402
-from conftest import export_uncapturable, shared_build  # noqa: E402
+from conftest import UsersNet, export_uncapturable, randomize_bn_stats, shared_build  # noqa: E402
 
 
 
@@ -160,6 +160,20 @@ def test_local_response_norm_loads_and_matches(tmp_path):
     artifact, module = _convert(module, tmp_path)
     assert any("LocalResponseNorm" in c for c in artifact.graph_changes)
     x = torch.randn(1, 3, 16, 16) * 4
+    with torch.no_grad():
+        expected = module(x).numpy()
+    np.testing.assert_allclose(load(tmp_path / "m.pte").run(x.numpy())[0], expected, rtol=1e-5, atol=1e-5)
+
+
+def test_cbam_converts_with_its_max_pools_and_channel_max_rewritten(tmp_path):
+    """CBAM's adaptive max-pool is not Core ATen and its max over the channels fails XNNPACK's lowering: both are
+    rewritten (a max-pool of kernel = stride, amax on the portable kernels) and the program matches PyTorch."""
+    torch.manual_seed(0)
+    artifact, module = _convert(randomize_bn_stats(UsersNet()), tmp_path)
+    assert any(c.startswith("1 adaptive max-pool") for c in artifact.graph_changes)
+    assert any(c.startswith("1 max over the channels done as amax") for c in artifact.graph_changes)
+    assert artifact.details["delegation"]["portable_by_op"].get("aten_amax_default") == 1
+    x = torch.randn(1, 3, 16, 16)
     with torch.no_grad():
         expected = module(x).numpy()
     np.testing.assert_allclose(load(tmp_path / "m.pte").run(x.numpy())[0], expected, rtol=1e-5, atol=1e-5)

@@ -13,7 +13,7 @@ from cnnexport.errors import ExportError, OutputError, UsageError, VerificationE
 from cnnexport.exporter import check
 from cnnexport.models import create_model
 from cnnexport.calib import sample_image_paths
-from conftest import SmallNet, randomize_bn_stats, run_cli_without
+from conftest import SmallNet, UsersNet, randomize_bn_stats, run_cli_without
 
 REPORT_KEYS = {"model", "params", "input_shape", "artifacts", "graph", "equivalence", "timings_s", "warnings",
                "versions"}
@@ -306,79 +306,17 @@ def test_tflite_maxpool_padding_becomes_a_zero_pad_only_after_relu():
     assert zero_pad_maxpool_after_relu(plain) == (plain, [])
 
 
-class SELayer(nn.Module):
-    """Squeeze-and-excitation as senet.pytorch writes it (and as users copy it): the gate expanded to x's shape."""
-
-    def __init__(self, channels: int, reduction: int = 4):
-        super().__init__()
-        self.avg_pool = nn.AdaptiveAvgPool2d(1)
-        self.fc = nn.Sequential(nn.Linear(channels, channels // reduction, bias=False), nn.ReLU(inplace=True),
-                                nn.Linear(channels // reduction, channels, bias=False), nn.Sigmoid())
-
-    def forward(self, x):
-        b, c, _, _ = x.size()
-        y = self.fc(self.avg_pool(x).view(b, c)).view(b, c, 1, 1)
-        return x * y.expand_as(x)
-
-
-class SEBottleneck(nn.Module):
-    def __init__(self, cin: int, planes: int, stride: int = 1):
-        super().__init__()
-        self.conv1, self.bn1 = nn.Conv2d(cin, planes, 1, bias=False), nn.BatchNorm2d(planes)
-        self.conv2, self.bn2 = nn.Conv2d(planes, planes, 3, stride, 1, bias=False), nn.BatchNorm2d(planes)
-        self.conv3, self.bn3 = nn.Conv2d(planes, planes * 4, 1, bias=False), nn.BatchNorm2d(planes * 4)
-        self.relu, self.se = nn.ReLU(inplace=True), SELayer(planes * 4)
-        self.downsample = nn.Sequential(nn.Conv2d(cin, planes * 4, 1, stride, bias=False), nn.BatchNorm2d(planes * 4))
-
-    def forward(self, x):
-        out = self.relu(self.bn1(self.conv1(x)))
-        out = self.relu(self.bn2(self.conv2(out)))
-        out = self.se(self.bn3(self.conv3(out)))
-        out += self.downsample(x)
-        return self.relu(out)
-
-
-class GlobalContext(nn.Module):
-    """GCNet's context block as timm writes it: attention pooling by a matrix-vector product of 4-D tensors."""
-
-    def __init__(self, channels: int):
-        super().__init__()
-        self.attn = nn.Conv2d(channels, 1, 1)
-        self.transform = nn.Sequential(nn.Conv2d(channels, channels // 4, 1), nn.ReLU(),
-                                       nn.Conv2d(channels // 4, channels, 1))
-
-    def forward(self, x):
-        b, c, h, w = x.shape
-        attn = self.attn(x).reshape(b, 1, h * w).softmax(-1).unsqueeze(3)  # (B, 1, HW, 1)
-        context = (x.reshape(b, c, h * w).unsqueeze(1) @ attn).view(b, c, 1, 1)
-        return x + self.transform(context)
-
-
-class SENet(nn.Module):
-    """A user's SE-ResNet: two SE bottlenecks, the second strided, then a global-context block. litert-torch 0.10
-    fails on the bottlenecks ('tfl.mul' op operands don't have broadcast-compatible shapes; a single one converts)
-    and on the context block ('tfl.batch_matmul' op found invalid output rank)."""
-
-    def __init__(self, context: bool = True):
-        super().__init__()
-        self.stem = nn.Sequential(nn.Conv2d(3, 16, 3, 2, 1, bias=False), nn.BatchNorm2d(16), nn.ReLU(inplace=True))
-        self.blocks = nn.Sequential(SEBottleneck(16, 8), SEBottleneck(32, 16, 2),
-                                    *([GlobalContext(64)] if context else []))
-        self.head = nn.Linear(64, 10)
-
-    def forward(self, x):
-        return self.head(self.blocks(self.stem(x)).mean((2, 3)))
-
-
 def test_litert_rewrites_compute_the_same_values():
     from cnnexport.exporter.formats.tflite.litert_rewrites import for_litert
 
-    model = randomize_bn_stats(SENet()).eval()
+    model = randomize_bn_stats(UsersNet()).eval()
     x = torch.randn(2, 3, 32, 32)
     rewritten, changes = for_litert(model, x)
-    assert changes[0].startswith("2 expands")  # one per SE gate
-    assert changes[1].startswith("1 batched matrix-vector product done as a product and a sum")
-    assert "expand" not in rewritten.code and "matmul" not in rewritten.code
+    assert [c.split(" (")[0].split(":")[0] for c in changes] == [
+        "2 expands before a broadcasting element-wise op dropped",  # one per SE gate
+        "1 adaptive max-pool done as a max-pool of kernel = stride",
+        "1 batched matrix-vector product done as a product and a sum"]
+    assert not any(op in rewritten.code for op in ("expand", "matmul", "adaptive_max_pool2d"))
     with torch.no_grad():
         assert torch.allclose(rewritten(x), model(x), atol=1e-6)
 
@@ -391,16 +329,14 @@ def test_litert_rewrites_compute_the_same_values():
     assert for_litert(kept, x) == (kept, [])
 
 
-def test_tflite_of_a_users_se_resnet(tmp_path):
-    """The classic SE block (x * y.expand_as(x)) and GCNet's context block convert: rewritten on litert-torch's
-    failure, the file verified against PyTorch, and the changes named in the report."""
-    report = cnnexport.export(randomize_bn_stats(SENet()), (1, 3, 32, 32), tmp_path, formats=("tflite",),
+def test_tflite_of_the_blocks_users_write(tmp_path):
+    """The classic SE block (x * y.expand_as(x)), GCNet's context block and CBAM convert: rewritten on
+    litert-torch's failure, the file verified against PyTorch, and the changes named in the report."""
+    report = cnnexport.export(randomize_bn_stats(UsersNet()), (1, 3, 32, 32), tmp_path, formats=("tflite",),
                               photos=False)
     entry = next(a for a in report["artifacts"] if a["format"] == "tflite")
-    assert [c.split(" (")[0].split(":")[0] for c in entry["graph_changes"]] == [
-        "2 expands before a broadcasting element-wise op dropped",
-        "1 batched matrix-vector product done as a product and a sum"]
-    assert all(e["passed"] for e in report["equivalence"])
+    assert len(entry["graph_changes"]) == 3
+    assert all(e["passed"] for e in report["equivalence"]) and len(report["equivalence"]) == 2
 
 
 def test_simplify_file_to_file_in_place_and_beside(small_net, tmp_path):

@@ -36,8 +36,9 @@ def convert(source: ConvertSource, dst: Path) -> Artifact:
     module, changes = for_executorch(source.prepared)
     max_batch = source.option("executorch_max_batch")
     with _quiet():
-        artifact = _write(_capture(module, source.shape, max_batch), dst, "fp32", source.shape, max_batch)
-    artifact.graph_changes = changes
+        exported, more = _capture(module, source.shape, max_batch)
+        artifact = _write(exported, dst, "fp32", source.shape, max_batch)
+    artifact.graph_changes = changes + more
     return artifact
 
 
@@ -57,7 +58,8 @@ def quantize(src: ConvertSource, dst: Path, calibration: np.ndarray, options: In
 
         shape = src.shape
         module, changes = for_executorch(src.prepared)
-        graph = _capture(module, shape, src.option("executorch_max_batch")).module()
+        exported, more = _capture(module, shape, src.option("executorch_max_batch"))
+        changes, graph = changes + more, exported.module()
         quantizer = _quantizer()
         try:
             observed = prepare_pt2e(graph, quantizer)
@@ -73,7 +75,7 @@ def quantize(src: ConvertSource, dst: Path, calibration: np.ndarray, options: In
             raise
         except Exception as exc:
             raise ExportError(f"ExecuTorch PT2E quantization failed: {cause_line(exc)}") from None
-        program = _capture(quantized, shape, src.option("executorch_max_batch"))
+        program, _ = _capture(quantized, shape, src.option("executorch_max_batch"))
         artifact = _write(program, dst, "int8", shape, src.option("executorch_max_batch"))
     return {"runtime": "executorch", "format": "PT2E (XNNPACK quantizer)",
             "method": "XNNPACK quantizer: symmetric per-channel int8 weights, per-tensor affine int8 activations "
@@ -136,9 +138,12 @@ def runtime_options(artifact: Artifact, batch_shape: tuple[int, ...]) -> dict:
 
 
 def _capture(module, shape: tuple[int, ...], max_batch: int | None = None):
-    """``torch.export`` at a static input shape, or with the batch 1..``max_batch``; a model it cannot
-    capture is the user's to fix."""
+    """``torch.export`` at a static input shape, or with the batch 1..``max_batch``, with the operators that
+    are not Core ATen rewritten where an equivalent is (``aten_rewrites``); the program and what changed. A
+    model it cannot capture is the user's to fix."""
     import torch
+
+    from .aten_rewrites import adaptive_max_pools_as_max, channel_maxes_as_amax, describe
 
     dynamic = None
     if max_batch:
@@ -147,7 +152,13 @@ def _capture(module, shape: tuple[int, ...], max_batch: int | None = None):
     example = (torch.zeros(shape),)
     try:
         with torch.no_grad():
-            return torch.export.export(module, example, dynamic_shapes=dynamic, strict=False)
+            program = torch.export.export(module, example, dynamic_shapes=dynamic, strict=False)
+            graph = program.graph_module.graph
+            changes = describe(adaptive_max_pools_as_max(graph), channel_maxes_as_amax(graph))
+            if changes:  # captured again from the rewritten graph, so that every node carries its metadata
+                program.graph_module.recompile()
+                program = torch.export.export(program.module(), example, dynamic_shapes=dynamic, strict=False)
+            return program, changes
     except Exception as exc:
         name = getattr(module, "cnnexport_name", None) or type(module).__name__
         raise UsageError(f"torch.export cannot capture {name} for ExecuTorch ({cause_line(exc, 220)}); make its "

@@ -8,10 +8,12 @@ networks, cannot broadcast it against an NHWC operand ("'tfl.mul' op operands do
 shapes"). And a batched matrix-vector product (``matmul``/``bmm`` of (..., M, K) by (..., K, 1)) becomes a
 product and a sum over K: litert-torch turns one whose result is reshaped to (B, C, 1, 1) into a BATCH_MATMUL
 of rank 4 that its converter refuses ("'tfl.batch_matmul' op found invalid output rank", timm's
-global-context attention).
+global-context attention). Also ``aten_rewrites``' adaptive max-pools, which litert-torch has no lowering for.
 """
 
 from __future__ import annotations
+
+from ..aten_rewrites import adaptive_max_pools_as_max, describe
 
 
 def for_litert(module, example) -> tuple[object, list[str]]:
@@ -30,6 +32,7 @@ def for_litert(module, example) -> tuple[object, list[str]]:
         changes.append(f"{expands} expand{'s' * (expands > 1)} before a broadcasting element-wise op dropped "
                        "(x * y.expand_as(x) computed as x * y): litert-torch's layout pass cannot broadcast an "
                        "expanded tensor against an NHWC one")
+    changes += describe(adaptive_max_pools_as_max(graph))
     products = matvecs_as_mul_sum(graph)
     if products:
         changes.append(f"{products} batched matrix-vector product{'s' * (products > 1)} done as a product and a "
