@@ -21,6 +21,25 @@ def _size(node) -> tuple:
     return tuple(node.meta["val"].shape)
 
 
+def _calls(graph, target) -> list:
+    """The graph's calls of ``target``, listed first so that rewriting them does not disturb the walk."""
+    return [n for n in graph.nodes if n.op == "call_function" and n.target is target]
+
+
+def _values_only(node) -> bool:
+    """Whether a (values, indices) op's indices go unused: its uses are getitems of the values, or of the
+    indices with nothing reading them."""
+    return all(u.target is operator.getitem and (u.args[1] == 0 or not u.users) for u in node.users)
+
+
+def _replace_values(graph, node, values) -> None:
+    """Route the uses of ``node``'s values to ``values``, and drop ``node`` with its getitems."""
+    for use in list(node.users):
+        use.replace_all_uses_with(values)
+        graph.erase_node(use)
+    graph.erase_node(node)
+
+
 def adaptive_max_pools_as_max(graph) -> int:
     """Rewrite, in place, each ``adaptive_max_pool2d`` whose indices go unused and whose output size divides
     its input (static sizes) as a ``max_pool2d`` of kernel = stride = input / output; how many."""
@@ -28,23 +47,15 @@ def adaptive_max_pools_as_max(graph) -> int:
 
     aten = torch.ops.aten
     rewritten = 0
-    for node in list(graph.nodes):
-        if node.op != "call_function" or node.target is not aten.adaptive_max_pool2d.default:
-            continue
+    for node in _calls(graph, aten.adaptive_max_pool2d.default):
         x, out = node.args[0], node.args[1]
         h, w = _size(x)[-2:]
         oh, ow = (out, out) if isinstance(out, int) else (out[0] or h, out[-1] or w)
-        uses = list(node.users)
-        if any(u.target is not operator.getitem or (u.args[1] != 0 and u.users) for u in uses) \
-                or not all(isinstance(d, int) for d in (h, w, oh, ow)) or h % oh or w % ow:
+        if not _values_only(node) or not all(isinstance(d, int) for d in (h, w, oh, ow)) or h % oh or w % ow:
             continue
         kernel = [h // oh, w // ow]
         with graph.inserting_before(node):  # (not amax over H, W: XNNPACK reduces one of them only)
-            pooled = graph.call_function(aten.max_pool2d.default, (x, kernel, kernel))
-        for use in uses:  # the values' getitem, and an indices' getitem nothing reads
-            use.replace_all_uses_with(pooled)
-            graph.erase_node(use)
-        graph.erase_node(node)
+            _replace_values(graph, node, graph.call_function(aten.max_pool2d.default, (x, kernel, kernel)))
         rewritten += 1
     return rewritten
 
@@ -65,21 +76,13 @@ def channel_maxes_as_amax(graph) -> int:
 
     aten = torch.ops.aten
     rewritten = 0
-    for node in list(graph.nodes):
-        if node.op != "call_function" or node.target is not aten.max.dim:
-            continue
+    for node in _calls(graph, aten.max.dim):
         x, dim = node.args[0], node.args[1]
         keepdim = node.args[2] if len(node.args) > 2 else node.kwargs.get("keepdim", False)
         rank = len(_size(x))
-        uses = list(node.users)
-        if rank != 4 or dim % rank in (2, 3) \
-                or any(u.target is not operator.getitem or (u.args[1] != 0 and u.users) for u in uses):
+        if rank != 4 or dim % rank in (2, 3) or not _values_only(node):
             continue
         with graph.inserting_before(node):
-            values = graph.call_function(aten.amax.default, (x, [dim], keepdim))
-        for use in uses:
-            use.replace_all_uses_with(values)
-            graph.erase_node(use)
-        graph.erase_node(node)
+            _replace_values(graph, node, graph.call_function(aten.amax.default, (x, [dim], keepdim)))
         rewritten += 1
     return rewritten
