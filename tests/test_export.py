@@ -339,6 +339,17 @@ def test_tflite_of_the_blocks_users_write(tmp_path):
     assert all(e["passed"] for e in report["equivalence"]) and len(report["equivalence"]) == 2
 
 
+def test_ncnn_of_a_bare_sequential_with_a_prelu(tmp_path):
+    """pnnx writes a PyTorch copy of the model beside the ncnn files and imports it; for a bare nn.Sequential with a
+    PReLU it names an attribute ``self.1...``, a syntax error, after the ncnn files are written. The files are
+    used and verified; the copy's failure is not the conversion's."""
+    pytest.importorskip("pnnx", reason="the ncnn converter is not installed (pip install 'cnnexport[ncnn]')")
+    model = nn.Sequential(nn.Conv2d(3, 8, 3), nn.PReLU(8), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 4))
+    report = cnnexport.export(model.eval(), (1, 3, 8, 8), tmp_path, formats=("ncnn",), photos=False)
+    assert [e["artifact"] for e in report["equivalence"]] == ["sequential.onnx", "sequential.ncnn.param"]
+    assert all(e["passed"] for e in report["equivalence"])
+
+
 def test_simplify_file_to_file_in_place_and_beside(small_net, tmp_path):
     """onnxsim reads and writes the files itself: the result is a checked graph with fewer nodes, the
     proto it returns is the file's, and no temporary file is left in the folder either way."""

@@ -102,3 +102,47 @@ def test_an_operator_mnn_lacks_is_one_line_exit_7_and_nothing_written(tmp_path):
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "IsNaN" in lines[0] and "--mnn" in lines[0]
     assert not out.exists()
+
+
+@pytest.mark.parametrize("keepdims", [0, 1])
+def test_the_reductions_mnn_misreads_are_rewritten_to_the_same_values(keepdims):
+    """ReduceL1, L2, LogSum, LogSumExp and SumSquare with their axes as an input (opset 18): rewritten as sums,
+    ONNX Runtime computes the same values either way."""
+    import onnx
+    import onnxruntime as ort
+    from onnx import TensorProto, helper, numpy_helper
+
+    from cnnexport.exporter.formats.mnn.onnx_reduces import REWRITTEN, rewrite_reduces
+
+    axes = numpy_helper.from_array(np.array([1], np.int64), "axes")
+    nodes = [helper.make_node(op, ["x", "axes"], [f"y{i}"], keepdims=keepdims) for i, op in enumerate(REWRITTEN)]
+    shape = [2, 1, 4, 4] if keepdims else [2, 4, 4]
+    graph = helper.make_graph(nodes, "reduces", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 3, 4, 4])],
+                              [helper.make_tensor_value_info(f"y{i}", TensorProto.FLOAT, shape) for i in range(5)],
+                              [axes])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+    x = np.random.default_rng(0).uniform(0.5, 3.0, (2, 3, 4, 4)).astype(np.float32)  # LogSum needs sums > 0
+    before = ort.InferenceSession(model.SerializeToString()).run(None, {"x": x})
+    assert rewrite_reduces(model) == len(REWRITTEN)
+    onnx.checker.check_model(model)
+    assert not {n.op_type for n in model.graph.node} & set(REWRITTEN)
+    after = ort.InferenceSession(model.SerializeToString()).run(None, {"x": x})
+    for b, a in zip(before, after):
+        assert a.shape == b.shape == tuple(shape)
+        np.testing.assert_allclose(a, b, rtol=1e-5)
+
+
+def test_an_l2_normalised_model_verifies_on_mnn(tmp_path):
+    """F.normalize over the channels exports as ReduceL2, which MNN's converter reduced over every axis."""
+    import cnnexport
+
+    model = nn.Sequential(nn.Conv2d(3, 8, 3), _Normalize()).eval()
+    report = cnnexport.export(model, (1, 3, 8, 8), tmp_path, formats=("mnn",), photos=False)
+    entry = next(a for a in report["artifacts"] if a["format"] == "mnn")
+    assert entry["graph_changes"] and entry["graph_changes"][0].startswith("1 ONNX reduction")
+    assert all(e["passed"] for e in report["equivalence"]) and len(report["equivalence"]) == 2
+
+
+class _Normalize(nn.Module):
+    def forward(self, x):
+        return nn.functional.normalize(x, dim=1)

@@ -43,13 +43,26 @@ def to_ncnn(module, param_path: str | os.PathLike, input_shape: tuple[int, ...])
                             pnnxpy=str(t / "m_pnnx.py"), pnnxonnx=str(t / "m.pnnx.onnx"),
                             ncnnparam=str(t / "m.ncnn.param"), ncnnbin=str(t / "m.ncnn.bin"), ncnnpy=str(t / "m_ncnn.py"))
         except Exception as exc:
-            first = cause_line(exc)
-            raise (disk_full(exc) or ExportError(f"ncnn conversion (pnnx) failed: {first}")) from None
+            if not _only_its_python_copy_failed(exc, t):
+                raise (disk_full(exc) or ExportError(f"ncnn conversion (pnnx) failed: {cause_line(exc)}")) from None
         if not (t / "m.ncnn.param").is_file():
             raise ExportError("ncnn conversion (pnnx) wrote no .ncnn.param file")
         shutil.move(str(t / "m.ncnn.param"), param_path)
         shutil.move(str(t / "m.ncnn.bin"), bin_path)
     return [param_path, bin_path]
+
+
+def _only_its_python_copy_failed(exc: Exception, folder: Path) -> bool:
+    """Whether pnnx wrote the ncnn files and then failed only to import the PyTorch copy of the model it also
+    writes (``m_pnnx.py``), which cnnexport does not use: pnnx names attributes after module paths, so a model
+    whose parameters sit directly in an ``nn.Sequential`` ("1.p") gets ``self.1_p``, a syntax error."""
+    import traceback
+
+    in_copy = (isinstance(exc, SyntaxError) and Path(exc.filename or "").name == "m_pnnx.py") or any(
+        Path(frame.filename).name == "m_pnnx.py" for frame in traceback.extract_tb(exc.__traceback__))
+    written = all((folder / name).is_file() and (folder / name).stat().st_size for name in ("m.ncnn.param",
+                                                                                              "m.ncnn.bin"))
+    return in_copy and written
 
 
 def plain(module, x, path: Path) -> None:

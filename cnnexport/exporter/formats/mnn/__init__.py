@@ -25,13 +25,34 @@ SCALE_UPDATE = "moving_average"  # MNN's default; min-max (maximum) scored no be
 
 
 def convert(source: ConvertSource, dst: Path) -> Artifact:
-    return Artifact("mnn", [to_mnn(source.onnx_path, dst, source.shape)], "mnn")
+    path, changes = _mnn_file(source.onnx_path, dst, source.shape)
+    return Artifact("mnn", [path], "mnn", graph_changes=changes)
 
 
 def half(source: ConvertSource, fp32: Artifact, dst: Path) -> Artifact:
     """fp16 weights (half the file); MNN's CPU backend computes in fp32."""
-    return Artifact("mnn", [to_mnn(source.onnx_path, dst, source.shape, fp16=True)], "mnn", precision="fp16",
+    path, changes = _mnn_file(source.onnx_path, dst, source.shape, fp16=True)
+    return Artifact("mnn", [path], "mnn", precision="fp16", graph_changes=changes,
                     details={"fp16": {"weights": "fp16", "compute": "fp32 on CPU"}})
+
+
+def _mnn_file(onnx_path: Path, dst: Path, shape: tuple[int, ...], fp16: bool = False) -> tuple[Path, list[str]]:
+    """:func:`to_mnn` of the ONNX file with the reductions MNN's converter misreads rewritten as sums
+    (``onnx_reduces``), and what changed."""
+    import onnx
+
+    from .onnx_reduces import rewrite_reduces
+
+    model = onnx.load(str(onnx_path))
+    count = rewrite_reduces(model)
+    if not count:
+        return to_mnn(onnx_path, dst, shape, fp16), []
+    with tempfile.TemporaryDirectory() as tmp:
+        rewritten = Path(tmp) / Path(onnx_path).name
+        onnx.save(model, str(rewritten))
+        path = to_mnn(rewritten, dst, shape, fp16)
+    return path, [f"{count} ONNX reduction{'s' * (count > 1)} (L1, L2, log-sum, log-sum-exp, sum of squares) "
+                  "written as sums: MNN's converter ignores their axes and reduces over every one"]
 
 
 def to_mnn(onnx_path: Path, dst: Path, shape: tuple[int, ...], fp16: bool = False) -> Path:
