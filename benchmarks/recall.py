@@ -88,5 +88,6 @@ def main() -> None:
                 tmp.write_text(json.dumps(result, indent=len(second) - len(second.lstrip())) + "\n")
         print(f"{path}: {len(changes)} calls changed" + "".join(f"\n  {c}" for c in changes))
 
+
 if __name__ == "__main__":
     main()

@@ -161,7 +161,8 @@ def render_timm(data: dict) -> str:
     rewritten = [f"- {r['model']} on {FORMATS[r['format']].runtime_label}: " + "; ".join(r["graph_changes"])
                  for r in sorted(data["rows"], key=lambda r: (r["format"], r["model"])) if r.get("graph_changes")]
     if rewritten:
-        text += ["Converted after a rewrite for the converter (the same values; the file checked as every file is):",
+        text += ["Rewritten for their converter or runtime (`graph_changes`: the same values; the file checked as "
+                 "every file is):",
                  "", *rewritten, ""]
     if failures:
         text += ["Failures, with the converter's, runtime's or check's words:", "", *failures, ""]

@@ -17,8 +17,11 @@ from __future__ import annotations
 import operator
 
 
-def _size(node) -> tuple:
-    return tuple(node.meta["val"].shape)
+def shape_of(arg) -> tuple:
+    """The static shape of a graph node's value; () for a Python number (a scalar operand)."""
+    import torch
+
+    return tuple(arg.meta["val"].shape) if isinstance(arg, torch.fx.Node) else ()
 
 
 def _calls(graph, target) -> list:
@@ -49,7 +52,7 @@ def adaptive_max_pools_as_max(graph) -> int:
     rewritten = 0
     for node in _calls(graph, aten.adaptive_max_pool2d.default):
         x, out = node.args[0], node.args[1]
-        h, w = _size(x)[-2:]
+        h, w = shape_of(x)[-2:]
         oh, ow = (out, out) if isinstance(out, int) else (out[0] or h, out[-1] or w)
         if not _values_only(node) or not all(isinstance(d, int) for d in (h, w, oh, ow)) or h % oh or w % ow:
             continue
@@ -79,7 +82,7 @@ def channel_maxes_as_amax(graph) -> int:
     for node in _calls(graph, aten.max.dim):
         x, dim = node.args[0], node.args[1]
         keepdim = node.args[2] if len(node.args) > 2 else node.kwargs.get("keepdim", False)
-        rank = len(_size(x))
+        rank = len(shape_of(x))
         if rank != 4 or dim % rank in (2, 3) or not _values_only(node):
             continue
         with graph.inserting_before(node):

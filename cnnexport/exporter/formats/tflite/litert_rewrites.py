@@ -13,7 +13,7 @@ global-context attention). Also ``aten_rewrites``' adaptive max-pools, which lit
 
 from __future__ import annotations
 
-from ..aten_rewrites import adaptive_max_pools_as_max, describe
+from ..aten_rewrites import adaptive_max_pools_as_max, describe, shape_of
 
 
 def for_litert(module, example) -> tuple[object, list[str]]:
@@ -43,12 +43,6 @@ def for_litert(module, example) -> tuple[object, list[str]]:
     return program.module(), changes
 
 
-def _shape(arg) -> tuple:
-    import torch
-
-    return tuple(arg.meta["val"].shape) if isinstance(arg, torch.fx.Node) else ()
-
-
 def drop_broadcast_expands(graph) -> int:
     """Remove, in place, each expand whose uses all broadcast to their own shape without it; how many."""
     import torch
@@ -59,8 +53,8 @@ def drop_broadcast_expands(graph) -> int:
     def redundant(use, expand) -> bool:
         if use.op != "call_function" or use.target not in broadcasting or len(use.args) < 2:
             return False
-        a, b = (_shape(expand.args[0] if arg is expand else arg) for arg in use.args[:2])
-        return torch.broadcast_shapes(a, b) == torch.Size(_shape(use))
+        a, b = (shape_of(expand.args[0] if arg is expand else arg) for arg in use.args[:2])
+        return torch.broadcast_shapes(a, b) == torch.Size(shape_of(use))
 
     removed = 0
     for node in list(graph.nodes):
@@ -84,7 +78,7 @@ def matvecs_as_mul_sum(graph) -> int:
                 or len(node.args) != 2:
             continue
         a, b = node.args
-        sa, sb = _shape(a), _shape(b)
+        sa, sb = shape_of(a), shape_of(b)
         if len(sa) < 3 or len(sa) != len(sb) or sb[-1] != 1 or sa[-1] != sb[-2]:
             continue
         with graph.inserting_before(node):
