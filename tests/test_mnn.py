@@ -146,3 +146,55 @@ def test_an_l2_normalised_model_verifies_on_mnn(tmp_path):
 class _Normalize(nn.Module):
     def forward(self, x):
         return nn.functional.normalize(x, dim=1)
+
+
+@pytest.mark.parametrize("opset", [11, 13, 18])
+def test_softmaxes_over_a_middle_axis_are_shifted_to_the_same_values(opset):
+    """A Softmax over any axis but the last gets its maximum subtracted first (MNN's kernel omits it); one over
+    the last axis is left alone; ONNX Runtime computes the same values either way, at logits up to +-200."""
+    import onnx
+    import onnxruntime as ort
+    from onnx import TensorProto, helper
+
+    from cnnexport.exporter.formats.mnn.onnx_softmax import stabilize_softmaxes
+
+    axes = [1, -2, -1, 3]
+    nodes = [helper.make_node("Softmax", ["x"], [f"y{i}"], axis=a) for i, a in enumerate(axes)]
+    graph = helper.make_graph(nodes, "softmaxes", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 3, 4, 5])],
+                              [helper.make_tensor_value_info(f"y{i}", TensorProto.FLOAT, [2, 3, 4, 5]) for i in range(4)])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+    x = np.random.default_rng(0).uniform(-200, 200, (2, 3, 4, 5)).astype(np.float32)
+    before = ort.InferenceSession(model.SerializeToString()).run(None, {"x": x})
+    assert stabilize_softmaxes(model) == 2  # axes 1 and -2; -1 and 3 are the last
+    onnx.checker.check_model(model)
+    assert sum(n.op_type == "ReduceMax" for n in model.graph.node) == 2
+    after = ort.InferenceSession(model.SerializeToString()).run(None, {"x": x})
+    for b, a in zip(before, after):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-30)
+
+
+class _RadixAttention(nn.Module):
+    """ResNeSt's split attention reduced to its softmax: channel logits as (N, radix, 1, C), normalised over
+    the radix axis; gain and offset put them beyond 87, as resnest14d's reached -125 and -93 on a photo."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 32, 3)
+
+    def forward(self, x):
+        logits = self.conv(x).mean((2, 3)).view(x.shape[0], 2, 1, 16) * 100 + 150
+        return torch.softmax(logits, dim=1).flatten(1)
+
+
+def test_a_softmax_over_the_radix_axis_verifies_on_mnn(tmp_path):
+    """Before the shift MNN's file gave 0.5 and 0.5 where 1 and 0 were due (resnest14d failed its check)."""
+    import cnnexport
+
+    torch.manual_seed(0)
+    model = _RadixAttention().eval()
+    logits = model.conv(torch.randn(16, 3, 8, 8)).mean((2, 3)) * 100 + 150
+    assert (logits.view(16, 2, 16).min(1).values > 87).float().mean() > 0.5  # both of a pair past Exp's range
+    report = cnnexport.export(model, (1, 3, 8, 8), tmp_path, formats=("mnn",), photos=False)
+    entry = next(a for a in report["artifacts"] if a["format"] == "mnn")
+    assert any(c.startswith("1 softmax over a middle axis") for c in entry["graph_changes"])
+    assert all(e["passed"] for e in report["equivalence"]) and len(report["equivalence"]) == 2

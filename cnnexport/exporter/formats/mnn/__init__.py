@@ -37,22 +37,30 @@ def half(source: ConvertSource, fp32: Artifact, dst: Path) -> Artifact:
 
 
 def _mnn_file(onnx_path: Path, dst: Path, shape: tuple[int, ...], fp16: bool = False) -> tuple[Path, list[str]]:
-    """:func:`to_mnn` of the ONNX file with the reductions MNN's converter misreads rewritten as sums
-    (``onnx_reduces``), and what changed."""
+    """:func:`to_mnn` of the ONNX file with what MNN gets wrong rewritten first (the same values): the
+    reductions its converter misreads as sums (``onnx_reduces``), and softmaxes over a middle axis shifted
+    by their maximum (``onnx_softmax``); and what changed."""
     import onnx
 
     from .onnx_reduces import rewrite_reduces
+    from .onnx_softmax import stabilize_softmaxes
 
     model = onnx.load(str(onnx_path))
-    count = rewrite_reduces(model)
-    if not count:
+    reduces, softmaxes = rewrite_reduces(model), stabilize_softmaxes(model)
+    if not reduces and not softmaxes:
         return to_mnn(onnx_path, dst, shape, fp16), []
     with tempfile.TemporaryDirectory() as tmp:
         rewritten = Path(tmp) / Path(onnx_path).name
         onnx.save(model, str(rewritten))
         path = to_mnn(rewritten, dst, shape, fp16)
-    return path, [f"{count} ONNX reduction{'s' * (count > 1)} (L1, L2, log-sum, log-sum-exp, sum of squares) "
-                  "written as sums: MNN's converter ignores their axes and reduces over every one"]
+    changes = []
+    if reduces:
+        changes.append(f"{reduces} ONNX reduction{'s' * (reduces > 1)} (L1, L2, log-sum, log-sum-exp, sum of "
+                       "squares) written as sums: MNN's converter ignores their axes and reduces over every one")
+    if softmaxes:
+        changes.append(f"{softmaxes} softmax{'es' * (softmaxes > 1)} over a middle axis shifted by their maximum "
+                       "first: MNN's kernel for them does not subtract it, and logits beyond +-87 saturate its Exp")
+    return path, changes
 
 
 def to_mnn(onnx_path: Path, dst: Path, shape: tuple[int, ...], fp16: bool = False) -> Path:
