@@ -339,6 +339,53 @@ def test_tflite_of_the_blocks_users_write(tmp_path):
     assert all(e["passed"] for e in report["equivalence"]) and len(report["equivalence"]) == 2
 
 
+class RelativePositionNet(nn.Module):
+    """BotNet's relative-position logits in small (timm's rel_logits_1d): a map tiled by ``expand`` and then
+    permuted, and one given a new leading axis by ``expand`` and then transposed; weighted by position, so
+    that a transpose left out changes the output."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 8, 3, padding=1)
+        self.tiled_weight = nn.Parameter(torch.randn(1, 8, 8, 8, 8))
+        self.stacked_weight = nn.Parameter(torch.randn(3, 8, 8, 8))
+
+    def forward(self, x):
+        y = self.conv(x)
+        tiled = y.reshape(-1, 8, 1, 8, 8).expand(-1, -1, 8, -1, -1).permute(0, 1, 3, 2, 4)
+        stacked = y.expand(3, -1, -1, -1, -1).transpose(0, 1)
+        return (tiled * self.tiled_weight).sum((2, 3, 4)) + (stacked * self.stacked_weight).sum((1, 3, 4))
+
+
+def test_permutes_of_an_expand_are_made_before_it_for_litert():
+    """Made before every conversion (litert-torch converts them wrongly without an error); nothing else is
+    changed unless litert-torch refused the model."""
+    from cnnexport.exporter.formats.tflite.litert_rewrites import for_litert
+
+    torch.manual_seed(0)
+    model, x = RelativePositionNet().eval(), torch.randn(1, 3, 8, 8)
+    rewritten, changes = for_litert(model, x, refused=False)
+    assert [c.split(" (")[0] for c in changes] == ["2 permutes of an expanded tensor done before the expand"]
+    graph = rewritten.graph
+    permuted = [n for n in graph.nodes if n.op == "call_function" and "permute" in str(n.target)]
+    assert len(permuted) == 2 and not any("expand" in str(n.args[0].target) for n in permuted)
+    with torch.no_grad():
+        assert torch.allclose(rewritten(x), model(x), atol=1e-5)
+    users = randomize_bn_stats(UsersNet()).eval()  # its expands feed a broadcasting op, not a permute
+    assert for_litert(users, torch.randn(1, 3, 32, 32), refused=False) == (users, [])
+
+
+def test_tflite_of_relative_position_logits(tmp_path):
+    """Before the change litert-torch wrote the tiled map's broadcast without its transpose: botnet26t_256 was
+    off by 0.23 of its output scale, this model by 0.66 (the stacked map, a new leading axis, it got right)."""
+    torch.manual_seed(0)
+    report = cnnexport.export(RelativePositionNet().eval(), (1, 3, 8, 8), tmp_path, formats=("tflite",),
+                              photos=False)
+    entry = next(a for a in report["artifacts"] if a["format"] == "tflite")
+    assert [c.split(" (")[0] for c in entry["graph_changes"]] == ["2 permutes of an expanded tensor done before the expand"]
+    assert all(e["passed"] for e in report["equivalence"]) and len(report["equivalence"]) == 2
+
+
 def test_ncnn_of_a_bare_sequential_with_a_prelu(tmp_path):
     """pnnx writes a PyTorch copy of the model beside the ncnn files and imports it; for a bare nn.Sequential with a
     PReLU it names an attribute ``self.1...``, a syntax error, after the ncnn files are written. The files are

@@ -75,22 +75,25 @@ def to_tflite(module, path: str | os.PathLike, input_shape: tuple[int, ...], *,
 
 def tflite_file(module, path: str | os.PathLike, input_shape: tuple[int, ...], *,
                 layout: str = "nhwc") -> tuple[Path, list[str]]:
-    """:func:`to_tflite`, and the graph changes it needed: where litert-torch fails, the model is converted
-    again with :mod:`.litert_rewrites`' changes (the same values; the file is checked as every file is)."""
+    """:func:`to_tflite`, and the graph changes it needed (:mod:`.litert_rewrites`, the same values; the file
+    is checked as every file is): those for what litert-torch converts wrongly always, and where it still
+    fails, the model is converted again with those for what it refuses too."""
     if layout not in LAYOUTS:
         raise UsageError(f"unknown TFLite layout '{layout}'; choose nhwc or nchw")
+    import torch
+
+    from .litert_rewrites import for_litert
+
+    example = torch.randn(*input_shape)
+    safe, changes = for_litert(module, example, refused=False)
     try:
-        return _litert_convert(module, path, input_shape, layout), []
+        return _litert_convert(safe, path, input_shape, layout), changes
     except ExportError as failure:
-        import torch
-
-        from .litert_rewrites import for_litert
-
-        rewritten, changes = for_litert(module, torch.randn(*input_shape))
-        if not changes:
+        rewritten, more = for_litert(module, example)
+        if more == changes:
             raise
         try:
-            return _litert_convert(rewritten, path, input_shape, layout), changes
+            return _litert_convert(rewritten, path, input_shape, layout), more
         except ExportError:
             raise failure from None
 
