@@ -8,7 +8,7 @@ import click
 
 from ..exporter.formats import FORMATS
 from ..errors import VerificationError
-from .render import print_verify
+from .render import print_locate, print_verify
 from .app import cli
 from .options import load_artifact
 
@@ -28,9 +28,15 @@ from .options import load_artifact
               help="Where the runtime's own default computes at another precision on this CPU (OpenVINO: bf16 "
                    "on AMX or AVX512-BF16, f16 on ARM), also check the file as the defaults load it (reported, not enforced); "
                    "--no-runtime-default names that precision without the second run (a slow board).")
+@click.option("--locate", is_flag=True,
+              help="Also find where each file first departs from the ONNX file it was converted from: the first "
+                   "tensor over 1e-4 of its scale whose inputs are within it, on the reference input it gets most "
+                   "wrong (MNN and OpenVINO files, which keep the ONNX tensor names).")
+@click.option("--onnx", "onnx_path", type=click.Path(dir_okay=False), default=None,
+              help="With --locate: the ONNX file the ARTIFACTs were converted from (default: <model>.onnx beside each).")
 @click.option("--json", "as_json", is_flag=True,
               help="Print the figures as JSON on stdout, nothing else (several files: {\"files\": [...]}).")
-def verify_cmd(artifacts, reference, runtime, atol, threads, runtime_default, as_json):
+def verify_cmd(artifacts, reference, runtime, atol, threads, runtime_default, locate, onnx_path, as_json):
     """Check each ARTIFACT against the reference outputs saved at export time. Needs no torch.
 
     Several files are checked in one run (one line each; exit 5 if any fails, naming each), which
@@ -43,11 +49,15 @@ def verify_cmd(artifacts, reference, runtime, atol, threads, runtime_default, as
         ref = reference if reference is not None else reference_beside(artifact)
         if ref not in references:  # a missing or foreign reference is named before the file is loaded
             references[ref] = read_reference(ref)
-        eq = check_file(artifact, ref, references[ref], load_artifact(artifact, runtime, threads), atol,
-                        runtime_default)
+        model = load_artifact(artifact, runtime, threads)
+        eq = check_file(artifact, ref, references[ref], model, atol, runtime_default)
+        if locate:
+            eq["locate"] = _locate(artifact, model, references[ref], onnx_path)
         results.append(eq)
         if not as_json:
             print_verify(eq)
+            if locate:
+                print_locate(eq["locate"], eq["artifact"])
         if not eq["passed"]:
             failures.append(failure_reason(eq, artifact, references[ref][2]))
     if as_json:
@@ -59,3 +69,12 @@ def verify_cmd(artifacts, reference, runtime, atol, threads, runtime_default, as
         raise VerificationError(failures[0])
     if failures:
         raise VerificationError(f"{len(failures)} of {len(artifacts)} files failed: " + "; ".join(failures))
+
+
+def _locate(artifact: str, model, loaded_reference: tuple, onnx_path: str | None) -> dict:
+    """``verify --locate`` of one file: :func:`exporter.locate.locate` on the reference input it gets most wrong."""
+    from ..exporter.locate import locate, onnx_beside, worst_input
+
+    inputs, refs, meta = loaded_reference
+    x, name = worst_input(model, inputs, refs)
+    return locate(onnx_path or onnx_beside(artifact, meta), model, x) | {"input": name}

@@ -128,6 +128,13 @@ class RuntimeModel(ABC):
         gets the verified one, and a loader of the file with the defaults. None when they agree."""
         return None
 
+    def intermediates(self, x: np.ndarray, names: Sequence[str]) -> dict[str, np.ndarray]:
+        """The values, for the NCHW batch ``x``, of those ``names`` (the ONNX file's tensor names) that this
+        file still holds, in the ONNX file's layout: what ``verify --locate`` compares. Only the runtimes of
+        files converted from the ONNX file with its names kept (MNN, OpenVINO) have them."""
+        raise UsageError(f"--locate compares the tensors of files converted from the ONNX file with its names "
+                         f"kept (.mnn, OpenVINO .xml); {self.runtime} names its tensors otherwise")
+
     def calls_per_batch(self, batch: int) -> int:
         """How many calls ``run_batches`` makes for ``batch`` images (1: one real batch; more: a static-batch
         file splits it into consecutive calls, which ``bench`` labels rather than presents as a batch)."""

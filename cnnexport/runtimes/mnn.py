@@ -77,6 +77,23 @@ class MnnModel(RuntimeModel):
             raise RuntimeError(f"MNN returned no output for '{Path(self.path).name}' (its output tensor has no backend)")
         return [np.array(self._out_view)]  # the one output copy: the view is reused by the next call
 
+    def intermediates(self, x: np.ndarray, names: Sequence[str]) -> dict[str, np.ndarray]:
+        """Through MNN's module API, which returns any named tensor of the file (its converter keeps the ONNX
+        names), with the session's thread count and Winograd setting."""
+        mnn = import_mnn()
+        expr, nn = mnn.expr, mnn.nn
+        with quiet_fds():
+            held = set(expr.load_as_dict(self.path))
+            wanted = [n for n in names if n in held]
+            if not wanted:
+                return {}
+            manager = nn.create_runtime_manager(({"backend": 0, "numThread": int(self.threads or os.cpu_count() or 1)},))
+            if not self.winograd:
+                manager.set_hint(WINOGRAD_MEMORY_LEVEL, 0)
+            module = nn.load_module_from_file(self.path, [self._inputs[0].name], wanted, runtime_manager=manager)
+            values = module.forward([expr.const(np.ascontiguousarray(x, np.float32), list(x.shape), expr.NCHW)])
+            return {n: np.array(expr.convert(v, expr.NCHW).read()).reshape(v.shape) for n, v in zip(wanted, values)}
+
     def _resize(self, shape: tuple[int, ...]) -> None:
         """Plan the session for ``shape`` and keep host tensors of that shape (their numpy views point into
         MNN's memory, valid while the tensors live)."""

@@ -115,6 +115,22 @@ class OpenVinoModel(RuntimeModel):
         result = self.request.infer([np.ascontiguousarray(a) for a in arrays])
         return [np.array(result[port]) for port in self.compiled.outputs]
 
+    def intermediates(self, x: np.ndarray, names: Sequence[str]) -> dict[str, np.ndarray]:
+        """The IR compiled again with the held names as extra outputs, at the verified precision (OpenVINO's
+        ONNX frontend keeps the ONNX names)."""
+        ov = import_openvino()
+        core = ov.Core()
+        model = core.read_model(self.path)
+        held = {n for op in model.get_ops() for port in op.outputs() for n in port.get_names()}
+        wanted = [n for n in names if n in held]
+        if not wanted:
+            return {}
+        model.add_outputs(wanted)
+        config = {"INFERENCE_PRECISION_HINT": self.precision} if self.device == "CPU" else {}
+        compiled = core.compile_model(model, self.device, config)
+        result = compiled.create_infer_request().infer([np.ascontiguousarray(x)])
+        return {n: np.array(result[compiled.output(n)]) for n in wanted}
+
     def runtime_default(self) -> RuntimeDefault | None:
         """OpenVINO's CPU plugin defaults to bf16 on CPUs with AMX-BF16 or AVX512-BF16: what
         ``core.compile_model(path, "CPU")`` runs there, while cnnexport compiles (and verifies) at f32."""

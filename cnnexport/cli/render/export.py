@@ -152,6 +152,29 @@ def print_verify(eq: dict) -> None:
                             highlight=False)
 
 
+def print_locate(found: dict, artifact: str) -> None:
+    """``verify --locate``: what was compared, and the first departure (or that none departs at once)."""
+    lines = [f"  locate: {found['compared']} of {found['onnx']}'s {found['tensors']} tensors compared (those {artifact} "
+             f"holds), on the reference input it gets most wrong ({found['input']})"]
+    first, grows = found["first_departure"], found["error_grows_from"]
+    if first:
+        inputs = ", ".join(f"'{i['tensor']}' {i['error']:.1e}" for i in first["inputs"]) or "none it holds"
+        fused = f" (with the {', '.join(first['fused'])} before it, which the file fused into it)" if first["fused"] else ""
+        alone = (f"; run alone on the file's own inputs, ONNX Runtime's differs from it by {first['on_its_inputs']:.1e}"
+                 if first["on_its_inputs"] is not None else "")
+        lines.append(f"  first departure: {first['op']}{fused} '{first['tensor']}' {'x'.join(map(str, first['shape']))}, "
+                     f"error {first['error']:.1e} of its scale; its inputs: {inputs}{alone}")
+    elif grows:
+        worst = found["worst"]
+        lines.append(f"  no operator computes wrongly on the file's own inputs: rounding, amplified. The error first "
+                     f"passes {found['threshold']:.0e} of a tensor's scale at {grows['op']} '{grows['tensor']}' "
+                     f"({grows['error']:.1e}); the largest is {worst['error']:.1e}, at {worst['op']} '{worst['tensor']}'")
+    else:
+        lines.append(f"  every tensor compared is within {found['threshold']:.0e} of its scale")
+    for line in lines:
+        out_console().print(line, markup=False, highlight=False)
+
+
 def runtime_default_text(runtime: str, d: dict) -> str:
     """One line on what the runtime's own defaults compute on this CPU, where that is not what was verified."""
     if "cosine_mean" in d:  # an int8 file: its rule's figures

@@ -1,0 +1,100 @@
+"""verify --locate: the operator where a converted file first departs from its ONNX file, found by comparing
+the tensors both hold, each suspect run alone on the file's own inputs."""
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from click.testing import CliRunner
+from torch import nn
+
+import cnnexport
+from cnnexport.cli import cli
+
+
+class RadixAttention(nn.Module):
+    """ResNeSt's split attention reduced to its softmax over the radix axis, with logits beyond 87: MNN's kernel
+    for a middle axis omits the shift by the maximum (test_mnn), so the file MNN's converter writes of the
+    plain ONNX file departs at the Softmax."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 32, 3)
+
+    def forward(self, x):
+        logits = self.conv(x).mean((2, 3)).view(x.shape[0], 2, 1, 16) * 100 + 150
+        return torch.softmax(logits, dim=1).flatten(1)
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    """The ONNX file and reference.npz of RadixAttention, as the export writes them."""
+    out = tmp_path_factory.mktemp("locate")
+    torch.manual_seed(0)
+    cnnexport.export(RadixAttention().eval(), (1, 3, 8, 8), out, name="radix", photos=False)
+    return out
+
+
+def test_locate_names_the_operator_mnn_computes_wrongly(exported, tmp_path):
+    pytest.importorskip("MNN", reason="MNN is not installed (pip install 'cnnexport[mnn]')")
+    from cnnexport.exporter.formats.mnn import to_mnn
+
+    mnn = exported / "radix.mnn"  # MNN's converter on the plain ONNX file: no shift added
+    to_mnn(exported / "radix.onnx", mnn, (1, 3, 8, 8))
+    try:
+        result = CliRunner().invoke(cli, ["verify", str(mnn), "--locate", "--json"])
+        assert result.exit_code == 5, result.output
+        found = json.loads(result.stdout)["locate"]
+        first = found["first_departure"]
+        assert first["op"] == "Softmax" and first["error"] > 0.1
+        assert first["on_its_inputs"] > 0.1  # ONNX Runtime's Softmax on MNN's own logits disagrees too
+        assert all(i["error"] < 1e-4 for i in first["inputs"])  # the logits reaching it were right
+        assert found["compared"] >= 3 and found["input"].startswith("random_b")
+        text = CliRunner().invoke(cli, ["verify", str(mnn), "--locate"]).stdout
+        assert "first departure: Softmax" in text and "run alone on the file's own inputs" in text
+    finally:
+        mnn.unlink()
+
+
+def test_locate_finds_no_departure_in_a_right_file(exported, tmp_path):
+    """The file the export writes (the softmax shifted first) holds every tensor it compares within 1e-4, or
+    passes on its inputs' rounding: no operator is blamed."""
+    pytest.importorskip("MNN", reason="MNN is not installed (pip install 'cnnexport[mnn]')")
+    torch.manual_seed(0)
+    cnnexport.export(RadixAttention().eval(), (1, 3, 8, 8), tmp_path, name="radix", formats=("mnn",), photos=False)
+    result = CliRunner().invoke(cli, ["verify", str(tmp_path / "radix.mnn"), "--locate", "--json"])
+    assert result.exit_code == 0, result.output
+    found = json.loads(result.stdout)["locate"]
+    assert found["first_departure"] is None and found["compared"] >= 3
+
+
+def test_locate_on_openvino(exported, tmp_path):
+    pytest.importorskip("openvino", reason="OpenVINO is not installed")
+    torch.manual_seed(0)
+    cnnexport.export(RadixAttention().eval(), (1, 3, 8, 8), tmp_path, name="radix", formats=("openvino",),
+                     photos=False)
+    result = CliRunner().invoke(cli, ["verify", str(tmp_path / "radix.xml"), "--locate", "--json"])
+    assert result.exit_code == 0, result.output
+    found = json.loads(result.stdout)["locate"]
+    assert found["first_departure"] is None and found["compared"] >= 3 and found["onnx"] == "radix.onnx"
+
+
+def test_locate_refuses_what_it_cannot_compare(exported, tmp_path):
+    """A runtime that does not keep the ONNX names, and a file whose ONNX file is not beside it: one line
+    each, naming what to do."""
+    result = CliRunner().invoke(cli, ["verify", str(exported / "radix.onnx"), "--locate"])
+    assert result.exit_code == 2 and len(result.stderr.strip().splitlines()) == 1
+    assert "--locate" in result.stderr and ".mnn" in result.stderr
+    pytest.importorskip("MNN", reason="MNN is not installed (pip install 'cnnexport[mnn]')")
+    from cnnexport.exporter.formats.mnn import to_mnn
+
+    alone = tmp_path / "radix.mnn"
+    to_mnn(exported / "radix.onnx", alone, (1, 3, 8, 8))
+    result = CliRunner().invoke(cli, ["verify", str(alone), "--reference", str(exported / "reference.npz"),
+                                      "--locate"])
+    assert result.exit_code == 2 and "--onnx" in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    result = CliRunner().invoke(cli, ["verify", str(alone), "--reference", str(exported / "reference.npz"),
+                                      "--locate", "--onnx", str(exported / "radix.onnx")])
+    assert result.exit_code == 5 and "first departure: Softmax" in result.stdout
+    assert Path(exported / "radix.onnx").is_file()
