@@ -397,6 +397,39 @@ def test_ncnn_of_a_bare_sequential_with_a_prelu(tmp_path):
     assert all(e["passed"] for e in report["equivalence"])
 
 
+class StackedSum(nn.Module):
+    """Branches fused by ``torch.stack(..., 0).sum(0)``: ncnn's runtime dies of SIGFPE running what pnnx makes."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 8, 1)
+
+    def forward(self, x):
+        y = self.conv(x)
+        return torch.stack([y, y * 2], 0).sum(0).mean((2, 3))
+
+
+def make_stacked_sum(num_classes: int = 8) -> nn.Module:
+    torch.manual_seed(0)
+    return StackedSum().eval()
+
+
+def test_ncnn_runtime_crash_is_one_line_and_writes_nothing(tmp_path):
+    """The converted file is run first in a child process: the crash is named, exit 7, nothing written (the
+    crash used to take the export down with it: 'Floating point exception', its staging folder left)."""
+    pytest.importorskip("pnnx", reason="the ncnn converter is not installed (pip install 'cnnexport[ncnn]')")
+    from click.testing import CliRunner
+
+    from cnnexport.cli import cli
+
+    out = tmp_path / "out"
+    result = CliRunner().invoke(cli, ["test_export:make_stacked_sum", "--input-size", "3,8,8", "--ncnn", "-o", str(out)])
+    assert result.exit_code == 7, result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "ncnn's runtime crashed (SIGFPE)" in lines[0] and "--ncnn" in lines[0]
+    assert not out.exists()
+
+
 def test_simplify_file_to_file_in_place_and_beside(small_net, tmp_path):
     """onnxsim reads and writes the files itself: the result is a checked graph with fewer nodes, the
     proto it returns is the file's, and no temporary file is left in the folder either way."""

@@ -16,7 +16,19 @@ describe_int8 = None
 
 
 def convert(source: ConvertSource, dst: Path) -> Artifact:
-    return Artifact("ncnn", to_ncnn(source.prepared, dst, source.shape), "ncnn")
+    """The ncnn files of the prepared module, run once in a child process first (at the export's shape and at
+    batch 3, as the check runs them): ncnn's runtime crashes the process outright on some converted graphs
+    (SIGFPE), which would take the export down with it, its staging folder left behind."""
+    from ...runtimes.smoke import crash_of
+
+    files = to_ncnn(source.prepared, dst, source.shape)
+    crash = crash_of("ncnn", str(files[0]), sorted({source.shape, (3, *source.shape[1:])}))
+    if crash:
+        for f in files:
+            f.unlink(missing_ok=True)
+        raise ExportError(f"ncnn's runtime {crash} running the converted file: ncnn cannot run this model "
+                          "(leave out --ncnn)")
+    return Artifact("ncnn", files, "ncnn")
 
 
 def runtime_options(artifact: Artifact, batch_shape: tuple[int, ...]) -> dict:
