@@ -31,6 +31,7 @@ from cnnexport.exporter.onnx_export import to_onnx_auto
 from cnnexport.exporter.pipeline import convert_and_verify, fold_onnx, reference_of
 from cnnexport.exporter.prepare import prepare
 from cnnexport.exporter.simplify import simplify
+from cnnexport.exporter.verify import diagnosis
 from cnnexport.exporter.report_fields import versions
 from cnnexport.models import create_model, list_models, model_info
 
@@ -181,8 +182,10 @@ def cover(name: str, formats: list[str], precision: str = "fp32", model=None, sh
                     row["graph_changes"] = checked.artifact.graph_changes
                 if precision == "fp16":
                     row["fp16_check"] = eq["fp16_check"]
-                if not eq["passed"]:
-                    row["error"] = eq.get("failure") or f"max rel error {eq['max_rel']:.2e} over tolerance"
+                if not eq["passed"]:  # rounding or wrong, as the export's own failure line says
+                    row["error"] = eq.get("failure") or (
+                        f"max rel error {eq['max_rel']:.2e} over tolerance: "
+                        + diagnosis(eq["max_abs"], eq["cosine"], eq["top1_agreement"], reference.floor))
             except Exception as exc:  # recorded, not raised: the table lists failures with the error
                 row["error"] = _error(exc)
                 row["trace_tail"] = traceback.format_exc().splitlines()[-1][:300]

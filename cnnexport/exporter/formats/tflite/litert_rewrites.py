@@ -28,10 +28,14 @@ def for_litert(module, example, refused: bool = True) -> tuple[object, list[str]
     line per kind of change made; the module itself and no lines where it does not export or needs none.
     ``refused``: litert-torch refused the model, so the changes for that are made too; without it, only
     those for what it converts wrongly."""
+    import warnings
+
     import torch
 
     try:
-        program = torch.export.export(module, (example,), strict=False)
+        with warnings.catch_warnings():  # torch.export's notes on the model's code: litert-torch's own are hidden too
+            warnings.simplefilter("ignore")
+            program = torch.export.export(module, (example,), strict=False)
     except Exception:  # the converter's own error stands
         return module, []
     graph = program.graph_module.graph
