@@ -29,9 +29,10 @@ from .options import load_artifact
                    "on AMX or AVX512-BF16, f16 on ARM), also check the file as the defaults load it (reported, not enforced); "
                    "--no-runtime-default names that precision without the second run (a slow board).")
 @click.option("--locate", is_flag=True,
-              help="Also find where each file first departs from the ONNX file it was converted from: the first "
-                   "tensor over 1e-4 of its scale whose inputs are within it, on the reference input it gets most "
-                   "wrong (MNN and OpenVINO files, which keep the ONNX tensor names).")
+              help="Also find where each file first departs from the ONNX file it was converted from, on the "
+                   "reference input it gets most wrong: the first operator whose output, run alone by ONNX Runtime "
+                   "on the file's own inputs, still differs by over 1e-4 of its scale (MNN and OpenVINO files, "
+                   "which keep the ONNX tensor names).")
 @click.option("--onnx", "onnx_path", type=click.Path(dir_okay=False), default=None,
               help="With --locate: the ONNX file the ARTIFACTs were converted from (default: <model>.onnx beside each).")
 @click.option("--json", "as_json", is_flag=True,

@@ -71,4 +71,3 @@ def _ranks(model) -> dict[str, int]:
     infos = [*graph.input, *graph.value_info, *graph.output]
     return {v.name: len(v.type.tensor_type.shape.dim) for v in infos
             if v.type.HasField("tensor_type") and v.type.tensor_type.HasField("shape")}
-
