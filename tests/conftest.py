@@ -255,3 +255,32 @@ class UsersNet(nn.Module):
 
     def forward(self, x):
         return self.head(self.blocks(self.stem(x)).mean((2, 3)))
+
+
+class RadixAttention(nn.Module):
+    """ResNeSt's split attention reduced to its softmax over the radix axis: channel logits as (N, radix, 1, C),
+    gain and offset putting them beyond 87, as resnest14d's reached -125 and -93 on a photo. MNN's kernel for a
+    softmax over a middle axis omits the shift by the maximum, so MNN's converter alone writes a wrong file."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 32, 3)
+
+    def forward(self, x):
+        logits = self.conv(x).mean((2, 3)).view(x.shape[0], 2, 1, 16) * 100 + 150
+        return torch.softmax(logits, dim=1).flatten(1)
+
+
+def one_line_export_failure(factory: str, flag: str, out: Path, code: int = 7) -> str:
+    """Export ``factory`` ('module:function') with ``flag`` into ``out`` through the CLI, expecting exit ``code``,
+    one line on stderr and nothing written; that line."""
+    from click.testing import CliRunner
+
+    from cnnexport.cli import cli
+
+    result = CliRunner().invoke(cli, [factory, "--input-size", "3,8,8", flag, "-o", str(out)])
+    assert result.exit_code == code, result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and flag in lines[0], lines
+    assert not out.exists()
+    return lines[0]

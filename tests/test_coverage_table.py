@@ -1,4 +1,4 @@
-"""The README's coverage tables (fp32, fp16) are the ones the committed results produce."""
+"""The README's coverage tables (fp32, fp16, timm, the blocks users write) are the ones the committed results\nproduce."""
 
 import importlib.util
 import json
@@ -53,6 +53,21 @@ def test_readme_timm_table_is_generated_from_the_committed_results():
     for r in onnx_rows:  # what the table says of a file, the row measured on it
         if r["verifies"]:
             assert {"bn_nodes", "foldable_affine", "no_simplify_bn_nodes", "folded"} <= set(r)
+
+
+def test_readme_user_blocks_table_is_generated_from_the_committed_results():
+    mod = _table_module()
+    data = json.loads(mod.RESULTS_BLOCKS.read_text())
+    assert _readme_block(mod.START_BLOCKS, mod.END_BLOCKS) == mod.render_user_blocks(data).strip()
+    import re
+
+    source = (ROOT / "benchmarks" / "user_blocks.py").read_text()
+    blocks = re.findall(r'"(\w+)": \w+', source.split("BLOCKS = {", 1)[1].split("}", 1)[0])
+    from cnnexport.exporter.formats import FORMATS
+
+    # every block through every format a CPU machine writes
+    assert {(r["model"], r["format"]) for r in data["rows"]} == {
+        (b, f) for b in blocks for f in FORMATS if not FORMATS[f].needs_cuda}
 
 
 def test_a_check_the_floor_makes_inconclusive_is_not_shown_as_a_plain_yes():

@@ -13,7 +13,7 @@ from cnnexport.errors import ExportError, OutputError, UsageError, VerificationE
 from cnnexport.exporter import check
 from cnnexport.models import create_model
 from cnnexport.calib import sample_image_paths
-from conftest import SmallNet, UsersNet, randomize_bn_stats, run_cli_without
+from conftest import SmallNet, UsersNet, one_line_export_failure, randomize_bn_stats, run_cli_without
 
 REPORT_KEYS = {"model", "params", "input_shape", "artifacts", "graph", "equivalence", "timings_s", "warnings",
                "versions"}
@@ -418,16 +418,8 @@ def test_ncnn_runtime_crash_is_one_line_and_writes_nothing(tmp_path):
     """The converted file is run first in a child process: the crash is named, exit 7, nothing written (the
     crash used to take the export down with it: 'Floating point exception', its staging folder left)."""
     pytest.importorskip("pnnx", reason="the ncnn converter is not installed (pip install 'cnnexport[ncnn]')")
-    from click.testing import CliRunner
-
-    from cnnexport.cli import cli
-
-    out = tmp_path / "out"
-    result = CliRunner().invoke(cli, ["test_export:make_stacked_sum", "--input-size", "3,8,8", "--ncnn", "-o", str(out)])
-    assert result.exit_code == 7, result.output
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and "ncnn's runtime crashed (SIGFPE)" in lines[0] and "--ncnn" in lines[0]
-    assert not out.exists()
+    line = one_line_export_failure("test_export:make_stacked_sum", "--ncnn", tmp_path / "out")
+    assert "ncnn's runtime crashed (SIGFPE)" in line
 
 
 def test_simplify_file_to_file_in_place_and_beside(small_net, tmp_path):

@@ -7,29 +7,16 @@ from pathlib import Path
 import pytest
 import torch
 from click.testing import CliRunner
-from torch import nn
 
 import cnnexport
 from cnnexport.cli import cli
-
-
-class RadixAttention(nn.Module):
-    """ResNeSt's split attention reduced to its softmax over the radix axis, with logits beyond 87: MNN's kernel
-    for a middle axis omits the shift by the maximum (test_mnn), so the file MNN's converter writes of the
-    plain ONNX file departs at the Softmax."""
-
-    def __init__(self):
-        super().__init__()
-        self.conv = nn.Conv2d(3, 32, 3)
-
-    def forward(self, x):
-        logits = self.conv(x).mean((2, 3)).view(x.shape[0], 2, 1, 16) * 100 + 150
-        return torch.softmax(logits, dim=1).flatten(1)
+from conftest import RadixAttention
 
 
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory):
-    """The ONNX file and reference.npz of RadixAttention, as the export writes them."""
+    """The ONNX file and reference.npz of RadixAttention, as the export writes them; MNN's converter alone
+    writes a file of it that departs at the Softmax (test_mnn)."""
     out = tmp_path_factory.mktemp("locate")
     torch.manual_seed(0)
     cnnexport.export(RadixAttention().eval(), (1, 3, 8, 8), out, name="radix", photos=False)

@@ -14,6 +14,7 @@ pytest.importorskip("MNN", reason="MNN is not installed (pip install 'cnnexport[
 
 from cnnexport.cli import cli  # noqa: E402
 from cnnexport.runtimes import load, run_nchw  # noqa: E402
+from conftest import RadixAttention, one_line_export_failure  # noqa: E402
 
 
 class NanGuardNet(nn.Module):
@@ -96,12 +97,7 @@ def test_verify_bench_quantize_and_eval_read_mnn_files(lenet_mnn, tmp_path):
 
 
 def test_an_operator_mnn_lacks_is_one_line_exit_7_and_nothing_written(tmp_path):
-    out = tmp_path / "out"
-    result = CliRunner().invoke(cli, ["test_mnn:make_nan_guard_net", "--input-size", "3,8,8", "--mnn", "-o", str(out)])
-    assert result.exit_code == 7, result.output
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and "IsNaN" in lines[0] and "--mnn" in lines[0]
-    assert not out.exists()
+    assert "IsNaN" in one_line_export_failure("test_mnn:make_nan_guard_net", "--mnn", tmp_path / "out")
 
 
 @pytest.mark.parametrize("keepdims", [0, 1])
@@ -173,25 +169,12 @@ def test_softmaxes_over_a_middle_axis_are_shifted_to_the_same_values(opset):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-30)
 
 
-class _RadixAttention(nn.Module):
-    """ResNeSt's split attention reduced to its softmax: channel logits as (N, radix, 1, C), normalised over
-    the radix axis; gain and offset put them beyond 87, as resnest14d's reached -125 and -93 on a photo."""
-
-    def __init__(self):
-        super().__init__()
-        self.conv = nn.Conv2d(3, 32, 3)
-
-    def forward(self, x):
-        logits = self.conv(x).mean((2, 3)).view(x.shape[0], 2, 1, 16) * 100 + 150
-        return torch.softmax(logits, dim=1).flatten(1)
-
-
 def test_a_softmax_over_the_radix_axis_verifies_on_mnn(tmp_path):
     """Before the shift MNN's file gave 0.5 and 0.5 where 1 and 0 were due (resnest14d failed its check)."""
     import cnnexport
 
     torch.manual_seed(0)
-    model = _RadixAttention().eval()
+    model = RadixAttention().eval()
     logits = model.conv(torch.randn(16, 3, 8, 8)).mean((2, 3)) * 100 + 150
     assert (logits.view(16, 2, 16).min(1).values > 87).float().mean() > 0.5  # both of a pair past Exp's range
     report = cnnexport.export(model, (1, 3, 8, 8), tmp_path, formats=("mnn",), photos=False)
