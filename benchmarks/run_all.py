@@ -17,7 +17,8 @@ against their roofline bounds, timed by ONNX Runtime's and OpenVINO's profilers)
 left in float in the int8 file, against all-int8, paired), ncnn_winograd (why ncnn's
 VGG rows beat the bound: Winograd on and off), arm_emulated (the two mobile targets' files verified on emulated
 ARM kernels; needs root for scripts/arm_env.sh), coverage (slow:
-converts every model to every format), cross_machine (`cnnexport report` over every machine's rows in
+converts every model to every format), user_blocks (slow: the blocks users write through every format),
+cross_machine (`cnnexport report` over every machine's rows in
 results/ and results/machines/, into benchmarks/cross_machine/), report.
 """
 
@@ -32,7 +33,7 @@ HERE = Path(__file__).parent
 RESULTS = HERE / "results"
 STEPS = ("headline", "int8_speed", "int8_accuracy", "graph_changes", "targets", "executorch", "mnn", "fp16", "bf16",
          "eval",
-         "guidelines", "zoo", "zoo_int8", "plain_recheck", "roofline_layers", "keep_float", "ncnn_winograd", "arm_emulated", "coverage", "cross_machine", "report")
+         "guidelines", "zoo", "zoo_int8", "plain_recheck", "roofline_layers", "keep_float", "ncnn_winograd", "arm_emulated", "coverage", "user_blocks", "cross_machine", "report")
 TARGET_MODELS = ("resnet50", "mobilenet_v2", "shufflenet_v2_x1_0")
 INT8_RUNTIMES = "ort,openvino,tflite,mnn"  # the zoo study's CPU runtimes with int8 files (ncnn and PyTorch have none)
 
@@ -65,6 +66,7 @@ def commands(runtime: str, threads: int, rounds: int) -> dict[str, list[list[str
         "ncnn_winograd": [py, str(HERE / "ncnn_winograd.py")],
         "arm_emulated": [py, str(HERE / "arm_emulated.py")],
         "coverage": [py, str(HERE / "coverage.py")],
+        "user_blocks": [py, str(HERE / "user_blocks.py"), "--redo"],
         "cross_machine": [*cli, "report", *sorted(map(str, RESULTS.glob("*.json"))),
                           *sorted(map(str, RESULTS.glob("machines/*/*.json"))), "-o", str(HERE / "cross_machine")],
         "report": [py, str(HERE / "report.py")],
@@ -74,8 +76,8 @@ def commands(runtime: str, threads: int, rounds: int) -> dict[str, list[list[str
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--only", default=",".join(s for s in STEPS if s != "coverage"),
-                        help=f"comma-separated steps from {', '.join(STEPS)} (coverage only when named)")
+    parser.add_argument("--only", default=",".join(s for s in STEPS if s not in ("coverage", "user_blocks")),
+                        help=f"comma-separated steps from {', '.join(STEPS)} (coverage and user_blocks only when named)")
     parser.add_argument("--runtime", default="ort,openvino,tflite,ncnn,mnn,torch")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--rounds", type=int, default=3)
