@@ -85,3 +85,21 @@ def test_locate_refuses_what_it_cannot_compare(exported, tmp_path):
                                       "--locate", "--onnx", str(exported / "radix.onnx")])
     assert result.exit_code == 5 and "first departure: Softmax" in result.stdout
     assert Path(exported / "radix.onnx").is_file()
+
+
+def test_a_failed_export_says_where_its_file_departs(tmp_path, monkeypatch):
+    """The failed export writes nothing, so verify --locate has no file to read: the failure line says where
+    the MNN file departs itself (here the softmax left unshifted, as MNN's converter alone leaves it)."""
+    pytest.importorskip("MNN", reason="MNN is not installed (pip install 'cnnexport[mnn]')")
+    from cnnexport.errors import VerificationError
+
+    monkeypatch.setattr("cnnexport.exporter.formats.mnn.onnx_softmax.stabilize_softmaxes", lambda model: 0)
+    torch.manual_seed(0)
+    with pytest.raises(VerificationError) as failure:
+        cnnexport.export(RadixAttention().eval(), (1, 3, 8, 8), tmp_path / "out", name="radix", formats=("mnn",),
+                         photos=False)
+    assert "radix.mnn does not match PyTorch" in str(failure.value)
+    assert "it first departs from radix.onnx at Softmax" in str(failure.value)
+    entry = next(e for e in failure.value.report["equivalence"] if e["artifact"] == "radix.mnn")
+    assert entry["locate"]["first_departure"]["on_its_inputs"] > 0.1
+    assert not (tmp_path / "out").exists()

@@ -140,6 +140,38 @@ def _alone(graph, group: list, output: str, frontier: list[str], values: dict, i
         return None
 
 
+def located(artifact_path, model, onnx_path, inputs: list, refs: list) -> dict | None:
+    """:func:`locate` on the reference input the file gets most wrong, where its runtime holds the ONNX names
+    (``model.intermediates``); None where it cannot (another runtime, or any error: a diagnosis must never hide
+    the failure it explains)."""
+    from ..runtimes.base import RuntimeModel
+
+    if type(model).intermediates is RuntimeModel.intermediates:
+        return None
+    try:
+        x, name = worst_input(model, inputs, refs)
+        return locate(onnx_path, model, x) | {"input": name}
+    except Exception:
+        return None
+
+
+def departure_text(found: dict) -> str:
+    """One clause for a failure line: where the file first departs from the ONNX file, or that no operator
+    computes wrongly (rounding, amplified)."""
+    first, grows = found["first_departure"], found["error_grows_from"]
+    if first:
+        alone = (f"; run alone on its own inputs, ONNX Runtime's differs by {first['on_its_inputs']:.1e}"
+                 if first["on_its_inputs"] is not None else "")
+        inputs = max((i["error"] for i in first["inputs"]), default=None)
+        return (f"it first departs from {found['onnx']} at {first['op']} '{first['tensor']}' (error "
+                f"{first['error']:.1e} of its scale" + (f", its inputs within {inputs:.1e}" if inputs is not None
+                                                        else "") + f"{alone})")
+    if grows:
+        return (f"no operator of it computes wrongly on its own inputs: rounding, amplified (past "
+                f"{found['threshold']:.0e} first at {grows['op']} '{grows['tensor']}')")
+    return f"every tensor it holds is within {found['threshold']:.0e} of {found['onnx']}'s"
+
+
 def onnx_beside(artifact: str | Path, meta: dict) -> Path:
     """The ONNX file the export wrote beside ``artifact`` (``<model>.onnx``, the model named by its reference),
     or UsageError saying to name it."""

@@ -410,6 +410,7 @@ def _verify_stage(module, artifacts, int8_artifacts, heldout, labels, reference:
     report["timings_s"]["verify"] = round(time.perf_counter() - t0, 3)
     failed = [e for e in report["equivalence"] if not e["passed"]]
     if failed:
+        _locate_failures(failed, artifacts, reference)
         runtime_of = {a.files[0].name: a.runtime for a in artifacts}
         raise VerificationError("; ".join(_failure_line(e, reference.floor_for(runtime_of.get(e["artifact"], ""))[0])
                                           for e in failed) + "; nothing was written", report=report)
@@ -566,17 +567,40 @@ def checked_entry(artifact: Artifact, refs: list[np.ndarray], inputs: list, atol
                                            floor_name), rule.precision)
 
 
+def _locate_failures(failed: list[dict], artifacts: list[Artifact], reference: Reference) -> None:
+    """Each failed fp32 file made from the ONNX file, on a runtime that keeps the ONNX names (MNN, OpenVINO),
+    given ``locate``: where it first departs from the ONNX file (``verify --locate``, which cannot run on a
+    file the failed export did not write)."""
+    from .locate import located
+
+    by_name = {a.files[0].name: a for a in artifacts}
+    onnx = next((a.files[0] for a in artifacts if a.format == ALWAYS), None)
+    for e in failed:
+        artifact = by_name.get(e["artifact"])
+        if onnx is None or artifact is None or artifact.precision != "fp32" or FORMATS[artifact.format].source != "onnx":
+            continue
+        first = reference.inputs[0].batches
+        model = load_artifact(artifact, (sum(len(b) for b in first), *first[0].shape[1:]))
+        found = located(artifact.files[0], model, onnx, reference.inputs, reference.outputs)
+        if found is not None:
+            e["locate"] = found
+
+
 def _failure_line(e: dict, floor: float | None) -> str:
-    """One artifact's failure, with what it means: rounding or wrong (fp32), or the int8 gate it missed."""
+    """One artifact's failure, with what it means: rounding or wrong (fp32), or the int8 gate it missed; and where
+    it departs from the ONNX file, where that was located."""
+    from .locate import departure_text
+
+    where = f"; {departure_text(e['locate'])}" if e.get("locate") else ""
     if "failure" in e:
-        return f"{e['artifact']}: {e['failure']}"
+        return f"{e['artifact']}: {e['failure']}{where}"
     if e.get("precision") == "int8":
         return (f"{e['artifact']} does not match PyTorch: int8 mean cosine {e['cosine_mean']:.4f} misses "
                 f"{e['tolerance']} (lower "
                 "--int8-min-cosine, or calibrate on more or better samples, if this is expected)")
     return (f"{e['artifact']} does not match PyTorch: max abs error {e['max_abs']:.3g} vs tolerance "
             f"{e['tolerance']:.3g} (max rel {e['max_rel']:.3g}): "
-            f"{diagnosis(e['max_abs'], e['cosine'], e['top1_agreement'], floor)}")
+            f"{diagnosis(e['max_abs'], e['cosine'], e['top1_agreement'], floor)}{where}")
 
 
 def _forward(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
