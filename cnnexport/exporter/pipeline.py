@@ -580,7 +580,10 @@ def _locate_failures(failed: list[dict], artifacts: list[Artifact], reference: R
         if onnx is None or artifact is None or artifact.precision != "fp32" or FORMATS[artifact.format].source != "onnx":
             continue
         first = reference.inputs[0].batches
-        model = load_artifact(artifact, (sum(len(b) for b in first), *first[0].shape[1:]))
+        try:
+            model = load_artifact(artifact, (sum(len(b) for b in first), *first[0].shape[1:]))
+        except Exception:  # the check loaded it; a diagnosis must never hide the failure it explains
+            continue
         found = located(artifact.files[0], model, onnx, reference.inputs, reference.outputs)
         if found is not None:
             e["locate"] = found
