@@ -140,7 +140,7 @@ def _alone(graph, group: list, output: str, frontier: list[str], values: dict, i
         return None
 
 
-def located(artifact_path, model, onnx_path, inputs: list, refs: list) -> dict | None:
+def located(model, onnx_path, inputs: list, refs: list) -> dict | None:
     """:func:`locate` on the reference input the file gets most wrong, where its runtime holds the ONNX names
     (``model.intermediates``); None where it cannot (another runtime, or any error: a diagnosis must never hide
     the failure it explains)."""

@@ -584,7 +584,7 @@ def _locate_failures(failed: list[dict], artifacts: list[Artifact], reference: R
             model = load_artifact(artifact, (sum(len(b) for b in first), *first[0].shape[1:]))
         except Exception:  # the check loaded it; a diagnosis must never hide the failure it explains
             continue
-        found = located(artifact.files[0], model, onnx, reference.inputs, reference.outputs)
+        found = located(model, onnx, reference.inputs, reference.outputs)
         if found is not None:
             e["locate"] = found
 
