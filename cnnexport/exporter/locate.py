@@ -43,8 +43,6 @@ def locate(onnx_path: str | Path, model, x: np.ndarray, threshold: float = THRES
     """Compare the tensors ``model`` (a runtime adapter with ``intermediates``) holds with ONNX Runtime's on
     ``onnx_path`` for the NCHW batch ``x``: the first operator that computes wrongly (or None), where the error
     first passes ``threshold``, the worst tensor and the counts."""
-    import onnx
-
     graph = _load_onnx(onnx_path)
     nodes = list(graph.graph.node)
     names = [o for n in nodes for o in n.output if o]
@@ -53,9 +51,11 @@ def locate(onnx_path: str | Path, model, x: np.ndarray, threshold: float = THRES
     if not held:
         raise UsageError(f"'{Path(getattr(model, 'path', 'the file')).name}' holds none of the tensor names of "
                          f"'{Path(onnx_path).name}': pass the ONNX file it was converted from with --onnx")
-    del graph.graph.output[:]
-    graph.graph.output.extend(onnx.helper.make_empty_tensor_value_info(n) for n in names)
-    ours = _run(graph, {_first_input(graph): x}, names)
+    feeds = {_first_input(graph): x}
+    try:
+        ours = _run(graph, feeds, names)
+    except Exception:  # a value ONNX Runtime cannot return as an output (a sequence): the held ones only
+        ours = _run(graph, feeds, held)
     errors = {n: e for n in held for e in [_relative(ours[n], theirs[n])] if e is not None}
     own = {n: theirs[n].astype(ours[n].dtype).reshape(ours[n].shape) for n in errors}  # the file's own values
     producer = {o: n for n in nodes for o in n.output}
@@ -69,7 +69,7 @@ def locate(onnx_path: str | Path, model, x: np.ndarray, threshold: float = THRES
         grows = grows or {"op": node.op_type, "tensor": name, "error": errors[name]}
         # the op (with those the file fused into it) on the file's own inputs
         alone = _alone(graph, sorted(group, key=lambda n: order[id(n)]), name, frontier,
-                       {**own, _first_input(graph): x}, initializers)
+                       {**own, **feeds}, initializers)
         op_error = _relative(alone, theirs[name]) if alone is not None else None
         if (op_error or 0.0) > threshold or op_error is None and inputs and all(
                 i["error"] <= threshold for i in inputs):
@@ -102,10 +102,12 @@ def _group(node, producer: dict, held: dict, initializers: dict) -> tuple[list, 
 
 
 def _run(graph, feeds: dict, names: list[str]) -> dict:
-    """ONNX Runtime's values of ``names`` in ``graph`` (a ModelProto whose outputs are those names)."""
+    """ONNX Runtime's values of ``names`` in ``graph`` (a ModelProto; its outputs become those names)."""
     import onnx
     import onnxruntime as ort
 
+    del graph.graph.output[:]
+    graph.graph.output.extend(onnx.helper.make_empty_tensor_value_info(n) for n in names)
     with tempfile.TemporaryDirectory() as tmp:  # a file, not bytes: a model over 2 GB cannot be serialised
         path = Path(tmp) / "all_outputs.onnx"
         onnx.save(graph, str(path), save_as_external_data=graph.ByteSize() > 2**31 - 2**20)
