@@ -23,7 +23,7 @@ def exported(tmp_path_factory):
     return out
 
 
-def test_locate_names_the_operator_mnn_computes_wrongly(exported, tmp_path):
+def test_locate_names_the_operator_mnn_computes_wrongly(exported):
     pytest.importorskip("MNN", reason="MNN is not installed (pip install 'cnnexport[mnn]')")
     from cnnexport.exporter.formats.mnn import to_mnn
 
@@ -44,7 +44,7 @@ def test_locate_names_the_operator_mnn_computes_wrongly(exported, tmp_path):
         mnn.unlink()
 
 
-def test_locate_finds_no_departure_in_a_right_file(exported, tmp_path):
+def test_locate_finds_no_departure_in_a_right_file(tmp_path):
     """The file the export writes (the softmax shifted first) holds every tensor it compares within 1e-4, or
     passes on its inputs' rounding: no operator is blamed."""
     pytest.importorskip("MNN", reason="MNN is not installed (pip install 'cnnexport[mnn]')")
@@ -56,7 +56,7 @@ def test_locate_finds_no_departure_in_a_right_file(exported, tmp_path):
     assert found["first_departure"] is None and found["compared"] >= 3
 
 
-def test_locate_on_openvino(exported, tmp_path):
+def test_locate_on_openvino(tmp_path):
     pytest.importorskip("openvino", reason="OpenVINO is not installed")
     torch.manual_seed(0)
     cnnexport.export(RadixAttention().eval(), (1, 3, 8, 8), tmp_path, name="radix", formats=("openvino",),

@@ -551,10 +551,15 @@ def verify_artifact(artifact: Artifact, refs: list[np.ndarray], inputs: list, at
                     floor: float | None = None, tie_margin: float = TIE_MARGIN, floor_name: str = FLOOR_NAME):
     """``artifact`` run on ``inputs`` (InputSets) through its runtime, compared with PyTorch's ``refs``
     (``floor``: the rounding floor, which the default tolerance respects; ``floor_name`` names it)."""
-    first = inputs[0].batches
-    model = load_artifact(artifact, (sum(len(b) for b in first), *first[0].shape[1:]))  # ncnn's whole first set
+    model = _load_for(artifact, inputs)
     return compare(artifact.files[0].name, refs, lambda b: run_nchw(model, b), inputs, atol=atol, rtol=rtol,
                    floor=floor, tie_margin=tie_margin, floor_name=floor_name)
+
+
+def _load_for(artifact: Artifact, inputs: list):
+    """``artifact`` loaded to run ``inputs`` (ncnn's adapter is sized for the whole first set)."""
+    first = inputs[0].batches
+    return load_artifact(artifact, (sum(len(b) for b in first), *first[0].shape[1:]))
 
 
 def checked_entry(artifact: Artifact, refs: list[np.ndarray], inputs: list, atol: float | None, rtol: float,
@@ -579,9 +584,8 @@ def _locate_failures(failed: list[dict], artifacts: list[Artifact], reference: R
         artifact = by_name.get(e["artifact"])
         if onnx is None or artifact is None or artifact.precision != "fp32" or FORMATS[artifact.format].source != "onnx":
             continue
-        first = reference.inputs[0].batches
         try:
-            model = load_artifact(artifact, (sum(len(b) for b in first), *first[0].shape[1:]))
+            model = _load_for(artifact, reference.inputs)
         except Exception:  # the check loaded it; a diagnosis must never hide the failure it explains
             continue
         found = located(model, onnx, reference.inputs, reference.outputs)
