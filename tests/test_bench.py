@@ -575,6 +575,41 @@ def test_bench_measures_files_whose_input_size_is_dynamic(small_net, tmp_path):
     assert wrong.returncode == 2 and "does not fit" in wrong.stderr
 
 
+_USERS_NET = """
+import torch.nn as nn
+
+
+class Net(nn.Module):
+    def __init__(self, num_classes=4):
+        super().__init__()
+        self.body = nn.Sequential(nn.Conv2d(1, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(),
+                                  nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, num_classes))
+
+    def forward(self, x):
+        return self.body(x)
+"""
+
+
+def test_bench_a_users_model_by_its_file(tmp_path):
+    """`bench path/net.py:Net`: exported (files named after the callable) and PyTorch's row built from the
+    user's code in each worker; --reuse measures that export again."""
+    (tmp_path / "net.py").write_text(_USERS_NET)
+    quick = ["--runs", "3", "--min-time", "0", "--warmup", "1", "--rounds", "1", "--no-ceiling", "--json"]
+    proc = run_cli("bench", "net.py:Net", "--input-size", "1,16,16", "--runtime", "torch,onnxruntime", "-o", "out",
+                   *quick, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    rows = {r["runtime"]: r for r in json.loads(proc.stdout)["rows"]}
+    assert set(rows) == {"torch", "onnxruntime"} and {r["model"] for r in rows.values()} == {"Net"}
+    assert rows["onnxruntime"]["artifact"] == "Net.onnx" and rows["torch"]["macs"] == rows["onnxruntime"]["macs"] > 0
+    written = (tmp_path / "out" / "Net.onnx").stat().st_mtime_ns
+    again = run_cli("bench", "net.py:Net", "--input-size", "1,16,16", "--runtime", "onnxruntime", "--reuse", "-o",
+                    "out", *quick, cwd=tmp_path)
+    assert again.returncode == 0, again.stderr
+    assert (tmp_path / "out" / "Net.onnx").stat().st_mtime_ns == written
+    missing = run_cli("bench", "nets.py:Net", cwd=tmp_path)
+    assert missing.returncode == 2 and "no file 'nets.py'" in missing.stderr and "Traceback" not in missing.stderr
+
+
 def test_bench_on_cuda_compiles_device_formats_for_the_gpu_with_a_batch_up_to_the_largest():
     from cnnexport.bench.plan import device_options
 

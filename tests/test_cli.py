@@ -437,6 +437,72 @@ def test_a_module_that_cannot_be_imported_names_the_fix(tmp_path):
     assert proc.returncode != 0 and "has no 'no_such_builder'" in proc.stderr
 
 
+_SIBLING_BLOCKS = """
+import torch.nn as nn
+
+
+class Block(nn.Sequential):
+    def __init__(self, c_in, c_out):
+        super().__init__(nn.Conv2d(c_in, c_out, 3, padding=1), nn.BatchNorm2d(c_out), nn.ReLU())
+"""
+_NET_BESIDE_ITS_BLOCKS = """
+import torch.nn as nn
+from blocks import Block  # a sibling module, as `python nets/net.py` finds it
+
+
+class Net(nn.Module):
+    def __init__(self, num_classes=3):
+        super().__init__()
+        self.body = nn.Sequential(Block(3, 8), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, num_classes))
+
+    def forward(self, x):
+        return self.body(x)
+"""
+
+
+def test_export_from_a_python_file_by_its_path(tmp_path):
+    """`cnnexport nets/net.py:Net`: the file imported as `python nets/net.py` runs it (its sibling imports
+    work), from a relative path and from another folder by its absolute path; the file alone names its classes."""
+    (tmp_path / "nets").mkdir()
+    (tmp_path / "nets" / "blocks.py").write_text(_SIBLING_BLOCKS)
+    (tmp_path / "nets" / "net.py").write_text(_NET_BESIDE_ITS_BLOCKS)
+    proc = run_cli("nets/net.py:Net", "--input-size", "16", "-o", str(tmp_path / "out"), "--json", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(proc.stdout)
+    assert report["equivalence"][0]["passed"] and report["graph"]["batchnorm_nodes"] == 0
+    assert report["graph"]["folded"][0]["what"] == "BatchNorm2d" and report["graph"]["folded"][0]["count"] == 1
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    proc = run_cli(f"{tmp_path}/nets/net.py:Net", "--input-size", "16", "-o", str(elsewhere / "out"), cwd=elsewhere)
+    assert proc.returncode == 0, proc.stderr
+    assert (elsewhere / "out" / "Net.onnx").is_file()
+    proc = run_cli("nets/net.py", "-o", str(tmp_path / "o2"), cwd=tmp_path)
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and "nets/net.py:Net" in proc.stderr
+    proc = run_cli("nets/net.py:net", "-o", str(tmp_path / "o2"), cwd=tmp_path)
+    assert proc.returncode == 2 and "did you mean 'nets/net.py:Net'" in proc.stderr
+    proc = run_cli("nets/none.py:Net", "-o", str(tmp_path / "o2"), cwd=tmp_path)
+    assert proc.returncode == 2 and "no file 'nets/none.py'" in proc.stderr
+    assert not (tmp_path / "o2").exists()
+
+
+def test_user_code_that_fails_while_imported_is_the_users_error(tmp_path):
+    """A module that raises or does not parse is named with its cause, exit 2, not called a cnnexport bug;
+    CNNEXPORT_DEBUG=1 shows where in the user's file it raised."""
+    (tmp_path / "broken.py").write_text("import torch\nraise RuntimeError('no GPU here')\n")
+    (tmp_path / "typo.py").write_text("import torch\n\ndef build(:\n    pass\n")
+    for spec, words in (("broken:Net", ["'broken' raised RuntimeError while being imported", "no GPU here"]),
+                        ("broken.py:Net", ["'broken.py' raised RuntimeError", "no GPU here"]),
+                        ("typo:build", ["'typo' has a syntax error", "typo.py, line 3"])):
+        proc = run_cli(spec, "-o", str(tmp_path / "out"), cwd=tmp_path)
+        assert proc.returncode == 2 and len(proc.stderr.splitlines()) == 1, (spec, proc.stderr)
+        assert all(w in proc.stderr for w in words) and "internal error" not in proc.stderr, (spec, proc.stderr)
+    env = {**os.environ, "CNNEXPORT_DEBUG": "1"}
+    proc = run_cli("broken:Net", "-o", str(tmp_path / "out"), cwd=tmp_path, env=env)
+    assert proc.returncode == 2 and "Traceback" in proc.stderr and 'broken.py", line 2' in proc.stderr
+    assert proc.stderr.splitlines()[-1].startswith("error: 'broken' raised RuntimeError")
+    assert not (tmp_path / "out").exists()
+
+
 def test_no_arguments_print_the_help():
     proc = run_cli()
     assert proc.returncode == 0 and proc.stderr == ""

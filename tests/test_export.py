@@ -235,6 +235,32 @@ def test_bad_inputs_raise_usage_errors(small_net, tmp_path):
     assert not (tmp_path / "x").exists()
 
 
+def test_a_forward_that_needs_two_inputs_is_refused_with_their_names(small_net, tmp_path):
+    """No input size fits forward(x, mask): the refusal names the arguments and the fix, not --input-size."""
+
+    class TwoInputs(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.net = small_net
+
+        def forward(self, x, mask, scale=1.0):
+            return self.net(x * mask) * scale
+
+    with pytest.raises(UsageError, match=r"forward needs 2 inputs \(x, mask\).*wrap it") as info:
+        cnnexport.export(TwoInputs(), (1, 3, 32, 32), tmp_path / "x")
+    assert "--input-size" not in str(info.value) and not (tmp_path / "x").exists()
+
+    class Wrapped(nn.Module):  # the fix the message gives, and a forward(*args) passes the check
+        def __init__(self):
+            super().__init__()
+            self.inner = TwoInputs()
+
+        def forward(self, *args):
+            return self.inner(args[0], torch.ones_like(args[0]))
+
+    assert _export(Wrapped(), tmp_path)["equivalence"][0]["passed"]
+
+
 def test_export_options_are_checked_once_and_errors_name_the_parameter(small_net, tmp_path):
     """An API caller reads the parameter's name, the CLI its flag; options and keywords combine."""
     from cnnexport.cli.app import flag_of

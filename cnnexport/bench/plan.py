@@ -92,11 +92,14 @@ def model_jobs(model: str, runtimes: list[str], precisions: list[str], batches: 
     graph's layer costs; ``plain_export`` also writes each runtime's plain-tool file, measured as fp32
     jobs marked ``plain``. ``reuse``: measure the files an earlier export of ``model`` left in ``out_dir``
     (its report.json) instead of exporting again; every selected runtime and precision must be there."""
-    from ..models import create_model, model_info
+    from ..models import create_model, is_registered, load_model, model_input_size
     from ..profile.torch_profile import module_macs
 
-    info = model_info(model)
-    shape = (1, *(input_size or info.input_size))
+    spec, module = model, None
+    if not is_registered(model):  # timm:NAME, package.module:callable or path/to/file.py:callable
+        module = load_model(spec)
+        model = spec.rpartition(":")[2]  # its files are named after the callable, as export names them
+    shape = (1, *(input_size or model_input_size(spec, module)))
     notes: list[str] = []
     formats = formats_for(runtimes)
     wanted = {}
@@ -115,7 +118,7 @@ def model_jobs(model: str, runtimes: list[str], precisions: list[str], batches: 
     report = {}
     if formats and reuse:  # checked before the model is built: a wrong folder fails at once
         report = reused_report(model, out_dir, formats, [p for p in precisions if p == "fp32" or wanted.get(p)], device)
-    module = create_model(model)
+    module = module if module is not None else create_model(model)
     macs = module_macs(module, shape)
     if formats and not reuse:
         report = export(module, shape, out_dir, name=model, formats=formats, int8=wanted["int8"],
@@ -123,7 +126,8 @@ def model_jobs(model: str, runtimes: list[str], precisions: list[str], batches: 
                         int8_min_cosine=0.0, on_stage=on_stage, **device_options(formats, device, batches))
     jobs: list[Job] = []
     if set(MODULE_RUNTIMES) & set(runtimes) and "fp32" in precisions:
-        jobs += torch_jobs(model, shape, batches, threads, device=device, macs=macs, runtimes=tuple(runtimes))
+        jobs += torch_jobs(spec, shape, batches, threads, device=device, macs=macs, name=model,
+                           runtimes=tuple(runtimes))
     jobs += jobs_from_report(report, out_dir, model, runtimes, precisions, batches, threads, device, macs)
     if plain_export is not None and "fp32" in precisions:
         if on_stage:

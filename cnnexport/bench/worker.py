@@ -112,16 +112,17 @@ def nchw_input_size(spec, size: list | None, path: str) -> list[int]:
 def run_torch(job: dict) -> dict:
     import torch
 
-    from ..models import create_model
+    from ..models import create_model, import_callable, is_registered, load_model
     from ..runtimes.torch_eager import TorchModel
     from .latency import measure
 
-    if ":" in job["model"]:  # package.module:builder, e.g. the study's micro-networks
-        from ..models import import_callable
-
-        module = import_callable(job["model"])(**job.get("model_kwargs", {}))
-    else:
-        module = create_model(job["model"], **job.get("model_kwargs", {}))
+    kwargs = job.get("model_kwargs", {})
+    if is_registered(job["model"]):
+        module = create_model(job["model"], **kwargs)
+    elif kwargs:  # package.module:builder and its arguments: the study's micro-networks
+        module = import_callable(job["model"])(**kwargs)
+    else:  # the user's model: timm:NAME, package.module:callable or path/to/file.py:callable
+        module = load_model(job["model"])
     shape = [job["batch"], *job["input_shape"][1:]]
     model = TorchModel(module, tuple(shape), device=job.get("device", "cpu"), threads=job["threads"],
                        compiled=job.get("compiled", False))

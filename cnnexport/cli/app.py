@@ -9,6 +9,7 @@ import difflib
 import os
 import signal
 import sys
+import traceback
 from pathlib import Path
 
 import click
@@ -76,8 +77,11 @@ class DefaultExportGroup(click.Group):
         except BaseException as exc:
             if first_signal():  # also when a library turned the signal's exception into its own (OpenVINO does)
                 fail(*interrupted(first_signal()))
-            if os.environ.get("CNNEXPORT_DEBUG") and _is_internal(exc):
-                raise
+            if os.environ.get("CNNEXPORT_DEBUG"):
+                if _is_internal(exc):
+                    raise
+                if exc.__cause__ is not None:  # e.g. the user's model code that raised: where it did
+                    traceback.print_exception(exc.__cause__)
             fail(*_failure(exc))
         if first_signal():  # the signal's exception was swallowed inside a library and the run went on
             fail(*interrupted(first_signal()))

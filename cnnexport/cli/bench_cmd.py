@@ -52,8 +52,9 @@ from .options import RUNTIME_HELP, export_fn, int_list, parse_input_size, plain_
 @click.option("--csv", "as_csv", is_flag=True, help="Print CSV rows on stdout.")
 def bench_cmd(targets, runtime, precision, batch, threads, input_size, device, baseline, rounds, warmup, runs,
               min_time, max_time, no_ceiling, pick, plain, output_dir, reuse, save, wide, as_json, as_csv):
-    """Latency of a zoo MODEL (exported first) or of exported files, across runtimes, precisions, batches
-    and threads. Each measurement runs in its own process; rounds are interleaved. Files need no torch."""
+    """Latency of a MODEL (a zoo name, timm:NAME or module:callable; exported first) or of exported files,
+    across runtimes, precisions, batches and threads. Each measurement runs in its own process; rounds are
+    interleaved. Files need no torch."""
     import tempfile
 
     from ..bench import plan, rows, schedule
@@ -64,10 +65,12 @@ def bench_cmd(targets, runtime, precision, batch, threads, input_size, device, b
     precisions = plan.parse_precisions(precision)
     runtimes = plan.parse_runtimes(runtime) if runtime is not None else None
     check_device(device)
-    is_model = len(targets) == 1 and not Path(targets[0]).exists() and Path(targets[0]).suffix == ""
+    # a zoo name, timm:NAME, package.module:callable or path/to/file.py:callable
+    is_model = len(targets) == 1 and not Path(targets[0]).exists() and (
+        Path(targets[0]).suffix == "" or ":" in targets[0])
     if plain and not is_model:
-        raise UsageError("--plain exports a model name with each runtime's own converter; give a zoo model name, "
-                         "not files")
+        raise UsageError("--plain exports a model with each runtime's own converter; give a model (a zoo name, "
+                         "timm:NAME or module:callable), not files")
     if reuse and not (is_model and output_dir):
         raise UsageError("--reuse measures a model name's earlier export: give the model name and the --output-dir "
                          "it was exported to")

@@ -36,8 +36,8 @@ def _parse_shard(text: str | None) -> tuple[int, int] | None:
 @click.option("--classes", "classes_file", type=click.Path(dir_okay=False), default=None,
               help="Class names in the model's output order, one per line (default: the folders sorted by name).")
 @click.option("--model", "model_spec", default=None,
-              help="The PyTorch model, for its accuracy and each file's agreement with it: a zoo name or "
-                   "package.module:callable (needs torch).")
+              help="The PyTorch model, for its accuracy and each file's agreement with it: a zoo name, timm:NAME, "
+                   "package.module:callable or path/to/net.py:callable (needs torch).")
 @click.option("--weights", default=None, help="Weights of --model: a state_dict file, or a shipped tag (digits).")
 @click.option("--use-ema", is_flag=True, help="The --weights checkpoint's EMA weights (timm's state_dict_ema).")
 @click.option("--num-classes", type=int, default=None, help="Classifier outputs of --model.")

@@ -63,7 +63,8 @@ from .options import (BF16_HELP, CALIB_METHODS, FP16_HELP, INT8_HELP, format_fla
 def export_cmd(model, formats, format_options, want_fp16, want_bf16, want_int8, calib, calib_count, int8_min_cosine, eval_source, eval_count, int8_max_drop, calib_method, keep_float,
                fold_bn, reparameterize, exporter, opset, batch, input_size, num_classes, weights, use_ema, output_dir, simplify,
                atol, as_json):
-    """Prepare MODEL (a registry name, timm:NAME or package.module:callable), export it and prove it matches PyTorch."""
+    """Prepare MODEL (a registry name, timm:NAME, package.module:callable or path/to/net.py:callable), export it
+    and prove it matches PyTorch."""
     int8_needs = ("--int8", want_int8)
     refuse_unused_format_options(format_options, formats, {"fp16": want_fp16, "bf16": want_bf16, "int8": want_int8})
     refuse_unused_options({"calib": int8_needs, "calib_count": int8_needs,
@@ -80,14 +81,11 @@ def export_cmd(model, formats, format_options, want_fp16, want_bf16, want_int8, 
     with StageStatus(f"[bold]{escape(name)}[/]") as on_stage:
         on_stage("load")  # importing torch and building the model take seconds
         from ..exporter.pipeline import export
-        from ..models import bundled_input_size, is_registered, load_model, model_info
+        from ..models import load_model, model_input_size
 
-        default_size = (3, 224, 224)
         refuse_exported_file(model)
-        if is_registered(model):
-            default_size = bundled_input_size(model, weights) or model_info(model).input_size
         module = load_model(model, num_classes=num_classes, weights=weights, use_ema=use_ema)
-        default_size = getattr(module, "cnnexport_input_size", None) or default_size  # timm's pretrained_cfg
+        default_size = model_input_size(model, module, weights)
         chw = parse_input_size(input_size, default_size[0]) if input_size else default_size
         report = export(module, (batch or 1, *chw), output_dir, name=name, fold_bn=fold_bn,
                         reparameterize=reparameterize, exporter=exporter,

@@ -79,15 +79,16 @@ def profile_cmd(model, input_size, batch, num_classes, weights, per_layer, again
                              "models; for any exported file use profile --roofline")
         from ..exporter.pipeline import exportable, is_torchscript
         from ..profile.torch_profile import profile_module
-        from ..models import is_registered, load_model, model_info
+        from ..models import is_registered, load_model, model_info, model_input_size
 
-        chw = model_info(model).input_size if is_registered(model) else (3, 224, 224)
+        loaded = load_model(model, num_classes=num_classes, weights=weights)
+        chw = model_input_size(model, loaded, weights)
         if input_size:
             chw = parse_input_size(input_size, chw[0])
         if is_registered(model):
             info = model_info(model)
             published = {"params": info.params, "macs": info.macs, "source": info.source}
-        module = exportable(load_model(model, num_classes=num_classes, weights=weights))[0]  # fp32, uncompiled
+        module = exportable(loaded)[0]  # fp32, uncompiled
         if is_torchscript(module):
             stem = Path(model).stem
             raise UsageError(f"profile counts a model's layers with forward hooks, which a TorchScript module does "
@@ -127,7 +128,7 @@ def _roofline(target, input_size, batch, num_classes, weights, per_layer, runtim
     given = parse_input_size(input_size, None) if input_size else None
     with tempfile.TemporaryDirectory(prefix="cnnexport-roofline-") as tmp:
         path = Path(target)
-        if path.suffix:
+        if path.suffix and ":" not in target:  # a file; else a model (module:callable, path/net.py:callable)
             from ..runtimes import check_model_file, runtime_for
 
             check_model_file(target)
@@ -136,13 +137,14 @@ def _roofline(target, input_size, batch, num_classes, weights, per_layer, runtim
             own = runtime_for(path)
         else:
             from ..exporter.pipeline import prepared_onnx
-            from ..models import is_registered, load_model, model_info
+            from ..models import load_model, model_input_size
 
-            chw = model_info(target).input_size if is_registered(target) else (3, 224, 224)
+            module = load_model(target, num_classes=num_classes, weights=weights)
+            chw = model_input_size(target, module, weights)
             chw = (given[0] or chw[0], *given[1:]) if given else chw
             shape = (batch, *chw)
-            graph = path = prepared_onnx(load_model(target, num_classes=num_classes, weights=weights), (1, *chw),
-                                         Path(tmp) / f"{target.replace(':', '_')}.onnx")
+            stem = Path(target.rpartition(":")[2]).name or "model"  # module:callable, or a TorchScript file
+            graph = path = prepared_onnx(module, (1, *chw), Path(tmp) / f"{stem}.onnx")
             own = FORMATS[ALWAYS].runtime
         return roofline_run.roofline(path, graph, shape, runtime=chosen or own, per_layer=per_layer, threads=threads,
                                      precision=precision, ceiling=ceiling, bandwidth=bandwidth)

@@ -150,6 +150,23 @@ def _check_torchscript_choices(opts: ExportOptions) -> None:
                          "--exporter torchscript (or auto)")
 
 
+def _refuse_several_inputs(module: nn.Module) -> None:
+    """A forward that needs more than the image (``forward(self, x, y)``) is refused with its arguments named:
+    no --input-size can fit it."""
+    import inspect
+
+    try:
+        params = inspect.signature(module.forward).parameters.values()
+    except (TypeError, ValueError):  # no Python signature (a TorchScript module): the trial call says
+        return
+    needed = [p.name for p in params if p.default is p.empty
+              and p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+    if len(needed) > 1:
+        raise UsageError(f"the model's forward needs {len(needed)} inputs ({', '.join(needed)}); cnnexport exports "
+                         "models that take one image batch: wrap it in a module whose forward(x) supplies the "
+                         "others, and export that")
+
+
 def _safe_name(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("._") or "model"
 
@@ -322,6 +339,7 @@ def _prepare_stage(module: nn.Module, shape: tuple[int, ...], opts: ExportOption
     report["prepare"] = {**summary.as_dict(), "torchscript": scripted}
     report["params"] -= summary.aux_params  # the deployed model's parameters
     report["warnings"].extend(summary.warnings)
+    _refuse_several_inputs(prepared)
     with torch.no_grad():
         try:
             out = prepared(torch.zeros(shape))

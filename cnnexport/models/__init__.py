@@ -21,8 +21,8 @@ from .timm_source import create_timm_model, is_timm_spec, retry_with_torchvision
 from .registry import ModelInfo, is_registered, list_models, model_info, register_model
 from .weights import load_weights, read_state_dict
 
-__all__ = ["create_model", "bundled_weights", "bundled_input_size", "list_models", "model_info", "register_model",
-           "ModelInfo", "load_model", "import_callable", "read_state_dict", "load_weights"]
+__all__ = ["create_model", "bundled_weights", "bundled_input_size", "model_input_size", "list_models", "model_info",
+           "register_model", "ModelInfo", "load_model", "import_callable", "read_state_dict", "load_weights"]
 
 
 @dataclass(frozen=True)
@@ -56,6 +56,14 @@ def bundled_input_size(name: str, weights) -> tuple[int, int, int] | None:
     """The input size the shipped weights ``weights`` of ``name`` were trained at, if they are shipped."""
     entry = BUNDLED_WEIGHTS.get((name, weights)) if isinstance(weights, str) else None
     return entry.input_size if entry else None
+
+
+def model_input_size(spec: str, module: nn.Module | None = None, weights=None) -> tuple[int, ...]:
+    """The input (C, H, W) ``spec`` takes unless told otherwise: its shipped weights' size or the registry's for
+    a zoo name; timm's config (``cnnexport_input_size``, set by ``load_model``) for timm:NAME; else 3x224x224."""
+    if is_registered(spec):
+        return bundled_input_size(spec, weights) or model_info(spec).input_size
+    return tuple(getattr(module, "cnnexport_input_size", None) or (3, 224, 224))
 
 
 def create_model(name: str, num_classes: int | None = None, weights: str | os.PathLike | Mapping | None = None,
@@ -150,11 +158,30 @@ def refuse_a_file(spec: str) -> None:
     "unknown model" would leave the user guessing. (An exported file, which only the runtimes know by its
     extension, is the CLI's to name: ``cli.options.refuse_exported_file``.)"""
     path = Path(spec)
+    if path.suffix.lower() == ".py":
+        builders = _builders_in(path)
+        example = f"{spec}:{builders[0] if builders else 'build_net'}"
+        found = f" (it defines {', '.join(builders[:5])})" if builders else ""
+        raise UnknownModelError(f"'{spec}' is Python source: name the function or class in it that builds the "
+                                f"model{found}, e.g. cnnexport {example}")
     if not (path.is_file() or path.suffix.lower() in CHECKPOINT_SUFFIXES):
         return
     raise UnknownModelError(f"'{spec}' is no model file cnnexport reads (a TorchScript archive is one): MODEL names "
                             "the architecture (a registry name, timm:NAME or package.module:callable) and --weights "
                             f"takes the checkpoint, e.g. cnnexport resnet50 --weights {spec}")
+
+
+def _builders_in(path: Path) -> list[str]:
+    """Top-level classes and functions of a Python file, read without running it (classes first)."""
+    import ast
+
+    try:
+        tree = ast.parse(path.read_text(encoding="utf-8", errors="replace"))
+    except (OSError, SyntaxError, ValueError):
+        return []
+    classes = [n.name for n in tree.body if isinstance(n, ast.ClassDef)]
+    functions = [n.name for n in tree.body if isinstance(n, ast.FunctionDef) and not n.name.startswith("_")]
+    return classes + functions
 
 
 def is_torchscript_file(path: str | os.PathLike) -> bool:
@@ -191,26 +218,83 @@ def call_factory(spec: str, factory, kwargs: dict):
 
 
 def import_callable(spec: str):
-    """The object ``package.module:name`` names (a builder function or class, or a module instance)."""
+    """The object ``package.module:name`` or ``path/to/file.py:name`` names (a builder function or class, or a
+    module instance). A file is imported as ``python path/to/file.py`` would run it: its folder first on the
+    import path, so its own sibling imports work. Code that fails while importing is the user's: one line."""
     module_name, _, attr = spec.partition(":")
+    is_file = is_source_file(module_name)
     try:
-        return getattr(retry_with_torchvision(lambda: _import_from_cwd(module_name)), attr)
+        module = retry_with_torchvision(
+            lambda: _import_file(module_name) if is_file else _import_from_cwd(module_name))
     except ModuleNotFoundError as exc:
         top = module_name.split(".")[0]
-        if exc.name and exc.name.split(".")[0] == top:
+        if not is_file and exc.name and exc.name.split(".")[0] == top:
             raise UnknownModelError(
                 f"cannot import '{spec}': no module named '{exc.name}' in the current folder or on the import path; "
-                f"run from the folder that holds '{top}', set PYTHONPATH to it, or install your project "
-                "(pip install -e .)") from None
+                f"run from the folder that holds '{top}', set PYTHONPATH to it, install your project "
+                f"(pip install -e .), or give the file's path (path/to/{top}.py:{attr or 'build'})") from None
         raise UnknownModelError(f"'{module_name}' was found but its import failed: {exc}; install what it needs "
                                 "(pip install ...) and retry") from None
-    except AttributeError:
-        raise UnknownModelError(f"'{module_name}' has no '{attr}'; name a function or class that returns an "
-                                "nn.Module, e.g. 'package.module:build_net'") from None
     except ImportError as exc:
         raise UnknownModelError(
             f"cannot import '{spec}' ({exc}); use a registry name or an importable 'package.module:callable'"
         ) from None
+    except CnnexportError:
+        raise
+    except SyntaxError as exc:
+        where = f"{exc.filename}, line {exc.lineno}" if exc.filename else module_name
+        raise UnknownModelError(f"'{module_name}' has a syntax error ({where}): {exc.msg}; fix it in your code"
+                                ) from None
+    except Exception as exc:  # the module's own code raised while it was imported
+        raise UnknownModelError(f"'{module_name}' raised {type(exc).__name__} while being imported: "
+                                f"{first_line(exc)}; fix it in your code (CNNEXPORT_DEBUG=1 shows where)") from exc
+    if not attr or not hasattr(module, attr):
+        import difflib
+
+        defined = [name for name, value in vars(module).items() if not name.startswith("_") and callable(value)
+                   and getattr(value, "__module__", None) == module.__name__]
+        close = difflib.get_close_matches(attr, defined, n=1)
+        hint = (f"did you mean '{module_name}:{close[0]}'?" if close else
+                f"it defines {', '.join(defined[:5])}" if defined else
+                "name a function or class that returns an nn.Module, e.g. 'package.module:build_net'")
+        raise UnknownModelError(f"'{module_name}' has no '{attr}'; {hint}")
+    return getattr(module, attr)
+
+
+def is_source_file(module_name: str) -> bool:
+    """``path/to/file.py`` (or any path with a folder in it), as opposed to a dotted module name."""
+    return module_name.lower().endswith(".py") or "/" in module_name or os.sep in module_name
+
+
+def _import_file(path: str):
+    """The Python file at ``path`` as a module named after it, its folder first on ``sys.path``."""
+    import importlib.util
+    import sys
+    import zlib
+
+    file = Path(path).expanduser().resolve()
+    if not file.is_file():
+        raise UnknownModelError(f"no file '{path}' (from {os.getcwd()}); give the path of the .py file that "
+                                "defines the model, e.g. models/net.py:Net")
+    folder = str(file.parent)
+    if folder not in sys.path:
+        sys.path.insert(0, folder)
+    name = file.stem
+    loaded = sys.modules.get(name)
+    if loaded is not None and getattr(loaded, "__file__", None) and Path(loaded.__file__).resolve() == file:
+        return loaded
+    if loaded is not None or not name.isidentifier():  # the name is another module's: keep both
+        name = f"cnnexport_user_{zlib.crc32(str(file).encode()):08x}_" + "".join(
+            c if c.isalnum() else "_" for c in file.stem)
+    spec = importlib.util.spec_from_file_location(name, file)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # dataclasses and pickling look the module up by name
+    try:
+        spec.loader.exec_module(module)
+    except BaseException:
+        del sys.modules[name]
+        raise
+    return module
 
 
 def _import_from_cwd(module_name: str):
