@@ -168,6 +168,16 @@ def test_torch_compile_wrapper_is_taken_off(tmp_path):
     assert any("wrapped by torch.compile" in w for w in report["warnings"])
 
 
+def test_data_parallel_wrappers_are_taken_off_in_any_order(tmp_path):
+    """A training script's DataParallel (under torch.compile too) failed in both ONNX exporters."""
+    model = randomize_bn_stats(SmallNet()).eval()
+    report = cnnexport.export(torch.compile(nn.DataParallel(model)), (1, 3, 16, 16), tmp_path / "d", photos=False)
+    assert report["model"] == "smallnet" and report["equivalence"][0]["passed"]
+    assert report["graph"]["batchnorm_nodes"] == 0
+    wrapped = [w for w in report["warnings"] if "came wrapped by" in w]
+    assert len(wrapped) == 2 and "DataParallel" in wrapped[1]
+
+
 @pytest.mark.parametrize("capture", ["script", "trace"])
 def test_a_torchscript_module_exports_through_onnx_unprepared(tmp_path, capture):
     """No Python forward to prepare: exported as it is, its BatchNorms folded in the ONNX graph, verified against

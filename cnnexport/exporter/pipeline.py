@@ -118,14 +118,21 @@ def is_torchscript(module: nn.Module) -> bool:
 
 
 def exportable(module: nn.Module) -> tuple[nn.Module, list[str]]:
-    """The module cnnexport prepares, and what was done to get it: torch.compile's wrapper taken off, and
-    an fp32 copy of a model held in another float type (fp16, bf16, float64: the reference is fp32). A
-    TorchScript module is taken as it is (``TORCHSCRIPT_NOTE``)."""
+    """The module cnnexport prepares, and what was done to get it: torch.compile's and (Distributed)DataParallel's
+    wrappers taken off, and an fp32 copy of a model held in another float type (fp16, bf16, float64: the
+    reference is fp32). A TorchScript module is taken as it is (``TORCHSCRIPT_NOTE``)."""
     notes = [TORCHSCRIPT_NOTE] if is_torchscript(module) else []
-    inner = getattr(module, "_orig_mod", None)
-    if type(module).__name__ == "OptimizedModule" and isinstance(inner, nn.Module):
-        module = inner
-        notes.append("the model came wrapped by torch.compile: the module it compiles was exported")
+    while True:  # wrappers in any order, e.g. torch.compile(DataParallel(net))
+        inner = getattr(module, "_orig_mod", None)
+        if type(module).__name__ == "OptimizedModule" and isinstance(inner, nn.Module):
+            module = inner
+            notes.append("the model came wrapped by torch.compile: the module it compiles was exported")
+        elif isinstance(module, (nn.DataParallel, nn.parallel.DistributedDataParallel)):
+            notes.append(f"the model came wrapped by {type(module).__name__}: the module it wraps "
+                         "(its .module) was exported")
+            module = module.module
+        else:
+            break
     dtypes = sorted({str(t.dtype).replace("torch.", "") for t in (*module.parameters(), *module.buffers())
                      if t.is_floating_point() and t.dtype != torch.float32})
     if dtypes:
