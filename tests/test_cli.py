@@ -517,6 +517,33 @@ def _invoke(*args):
     return CliRunner().invoke(cli, list(args))
 
 
+def test_other_tools_option_names_get_ours():
+    """--half, --imgsz, --format (Ultralytics), --checkpoint (timm), ORT's --calibrate_method: the equivalent
+    here in one line, where click guessed by spelling (--half: did you mean --atol?). Every flag a hint names is
+    an option of its command."""
+    import re
+
+    from cnnexport.cli import cli
+    from cnnexport.cli.foreign_options import FOREIGN_OPTIONS
+
+    for option, (_, equivalents) in FOREIGN_OPTIONS.items():
+        for command, text in equivalents.items():
+            params = cli.commands[command].params
+            have = {o for p in params for o in (*p.opts, *p.secondary_opts)}
+            assert set(re.findall(r"(?<![\w-])-{1,2}[a-z][a-z0-9-]*", text)) <= have, (option, command, text)
+    for args, words in ((["export", "lenet5", "--half"], ["'--half' (Ultralytics' name)", "export: --fp16"]),
+                        (["lenet5", "--imgsz=64"], ["'--imgsz'", "--input-size"]),
+                        (["export", "lenet5", "--format", "onnx"], ["--openvino --tflite"]),
+                        (["bench", "lenet5", "--half"], ["bench: --precision fp16"]),
+                        (["quantize", "x.onnx", "--calibrate_method", "entropy"], ["quantize: --calib-method"]),
+                        (["export", "lenet5", "--checkpoint", "w.pth"], ["(timm's name)", "--weights"])):
+        result = _invoke(*args)
+        assert result.exit_code == 2 and len(result.stderr.splitlines()) == 1, (args, result.stderr)
+        assert all(w in result.stderr for w in words) and "Did you mean" not in result.stderr, (args, result.stderr)
+    plain = _invoke("export", "lenet5", "--halff")  # no other tool's: click's own message
+    assert plain.exit_code == 2 and "No such option '--halff'" in plain.stderr
+
+
 def test_a_mistyped_command_is_not_read_as_a_model_name():
     for typo, command in (("verfy", "verify"), ("lsit", "list"), ("benhc", "bench"), ("profil", "profile")):
         result = _invoke(typo, "x.onnx")

@@ -1,4 +1,5 @@
-"""The README's coverage tables (fp32, fp16, timm, the blocks users write) are the ones the committed results\nproduce."""
+"""The README's coverage tables (fp32, fp16, timm, the blocks users write) are the ones the committed results
+produce; every Markdown table of the documents renders as one table."""
 
 import importlib.util
 import json
@@ -86,3 +87,34 @@ def test_a_check_the_floor_makes_inconclusive_is_not_shown_as_a_plain_yes():
     from cnnexport.exporter.verify import INCONCLUSIVE_FLOOR
 
     assert mod.INCONCLUSIVE_FLOOR == INCONCLUSIVE_FLOOR
+
+
+def _cells(row: str) -> int:
+    import re
+
+    return len(re.findall(r"(?<!\\)\|", row)) - 1  # a pipe in a cell is escaped, in code spans too (GFM)
+
+
+def test_every_markdown_table_renders_whole():
+    """A blank line inside a table ended it (the README's --mnn to --bf16 rows rendered as paragraphs), and an
+    unescaped pipe in a cell split it (`max |reference output|`): each block of rows has its header and
+    delimiter, and as many cells in every row."""
+    import re
+
+    for doc in ("README.md", "DESIGN.md", "benchmarks/REPORT.md"):
+        lines = (ROOT / doc).read_text().split("\n")
+        fence = False
+        i = 0
+        while i < len(lines):
+            fence ^= lines[i].startswith("```")
+            if fence or not lines[i].startswith("|"):
+                i += 1
+                continue
+            assert i + 1 < len(lines) and re.fullmatch(r"\|(\s*:?-+:?\s*\|)+", lines[i + 1].strip()), \
+                f"{doc}:{i + 1}: a table row without a header and delimiter row above it"
+            width = _cells(lines[i])
+            j = i + 1
+            while j < len(lines) and lines[j].startswith("|"):
+                assert _cells(lines[j]) == width, f"{doc}:{j + 1}: {_cells(lines[j])} cells, the header has {width}"
+                j += 1
+            i = j

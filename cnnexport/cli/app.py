@@ -95,6 +95,12 @@ def _is_internal(exc: BaseException) -> bool:
 
 def _failure(exc: BaseException) -> tuple[str, int]:
     """The one-line message and exit code for an exception that escaped a command."""
+    if isinstance(exc, click.NoSuchOption) and exc.ctx is not None:
+        from .foreign_options import foreign_option_hint
+
+        line = foreign_option_hint(exc.option_name, exc.ctx.command.name)
+        if line:
+            return f"{line} (see '{exc.ctx.command_path} --help')", 2
     if isinstance(exc, click.UsageError):
         hint = f" (see '{exc.ctx.command_path} --help')" if exc.ctx else ""
         return exc.format_message().replace("\n", " ") + hint, 2
