@@ -43,6 +43,31 @@ def test_image_folder_reads_every_image_recursively(photo_folder):
     assert gray.shape[1:] == (1, 32, 32)
 
 
+def test_16_bit_images_and_every_imagefolder_format_read_as_their_8_bit_twin(tmp_path):
+    """A 16-bit PNG or TIFF (microscopy, medical, industrial cameras) read as white: PIL's conversion to 8 bits
+    clips every sample over 255. Now scaled, it gives the 8-bit image's inputs; ppm, pgm, tiff and webp files,
+    which torchvision's ImageFolder reads, are read too (an earlier version took jpg, png and bmp only)."""
+    with Image.open(sample_image_paths()[0]) as photo:
+        rgb = photo.convert("RGB").resize((96, 80))
+    gray = rgb.convert("L")
+    deep = np.asarray(gray, np.uint16) * 257  # the same picture in 16 bits: 255 -> 65535
+    rgb.save(tmp_path / "0_rgb.png")
+    gray.save(tmp_path / "1_gray.png")
+    Image.fromarray(deep).save(tmp_path / "2_deep.png")
+    Image.fromarray(deep).save(tmp_path / "3_deep.tif")
+    rgb.save(tmp_path / "4_rgb.ppm")
+    gray.save(tmp_path / "5_gray.pgm")
+    rgb.save(tmp_path / "6_rgb.webp", lossless=True)
+    assert Image.open(tmp_path / "2_deep.png").mode.startswith("I")  # 16 bits as PIL opens them
+    for channels in (3, 1):
+        x = image_folder(tmp_path, Preprocess(size=(48, 48), channels=channels))
+        assert x.shape == (7, channels, 48, 48)
+        for i in (2, 3, 5):  # the 16-bit and pgm files against the 8-bit grayscale png
+            assert np.abs(x[i] - x[1]).max() < 1e-5, i
+        for i in (4, 6):  # ppm and lossless webp against the colour png
+            assert np.abs(x[i] - x[0]).max() < 1e-5, i
+
+
 def test_a_folder_with_loose_images_is_one_unlabelled_tree(tmp_path, photo_folder):
     """Images beside subfolders are not a class layout: calibration reads them all (an earlier version took the
     one subfolder as the only class and dropped the rest), and eval refuses to leave them out of its accuracy."""
@@ -237,7 +262,7 @@ def test_calibration_errors(tmp_path, photo_folder):
     (tmp_path / "junk").mkdir()
     (tmp_path / "junk" / "a.png").write_bytes(b"not a png")
     np.save(tmp_path / "rgb.npy", np.zeros((10, 3, 32, 32), np.float32))
-    cases = [(str(tmp_path / "empty"), "holds no .jpg/.png/.bmp"), (str(tmp_path / "junk"), "could be read"),
+    cases = [(str(tmp_path / "empty"), "holds no images (jpg/jpeg/png"), (str(tmp_path / "junk"), "could be read"),
              (str(tmp_path / "nope"), "does not exist"), (str(tmp_path / "rgb.npy"), "wrong channel count")]
     for source, message in cases:
         result = CliRunner().invoke(cli, ["quantize", model, "--calib", source])

@@ -12,8 +12,10 @@ import numpy as np
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
-#: The image files a folder source reads (calibration and labelled folders alike).
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
+#: The image files a folder source reads (calibration and labelled folders alike): torchvision's ImageFolder's.
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
+#: The same, as messages name them.
+IMAGE_KINDS = "/".join(suffix[1:] for suffix in IMAGE_SUFFIXES)
 
 PHOTOS_DIR = Path(__file__).parent / "photos"
 # Natural colour photographs shipped with the package (licences in photos/README.md).
@@ -25,7 +27,8 @@ class Preprocess:
     """Resize the shorter side to ``size / crop_fraction``, centre-crop ``size``, scale to [0, 1],
     normalise per channel. ``channels=1`` converts to grayscale (LeNet-style inputs). A grayscale
     image (or any image for a one-channel model) is resized in float, without rounding to 8 bits,
-    and repeated to the model's channel count."""
+    and repeated to the model's channel count. 16-bit images (PNG, TIFF) are scaled to 8 bits' range
+    (65535 -> 255): PIL's own conversion would clip them to white."""
 
     size: tuple[int, int] = (224, 224)
     channels: int = 3
@@ -42,8 +45,11 @@ class Preprocess:
         resized in float). What an evaluation cache stores: ``normalize`` of it is ``self(image)``."""
         from PIL import Image
 
-        gray = self.channels == 1 or image.mode in ("L", "LA", "1")
-        if gray:
+        deep = image.mode == "I" or image.mode.startswith("I;16")  # 16-bit samples (PNG, TIFF)
+        gray = self.channels == 1 or deep or image.mode in ("L", "LA", "1", "F")
+        if deep:  # to 8 bits' range in float: convert("RGB") or ("L") would clip every value over 255 to white
+            image = Image.fromarray(np.asarray(image, np.float32) / 257.0, "F")
+        elif gray:
             image = image.convert("F")
         elif image.mode != "RGB":
             image = image.convert("RGB")

@@ -19,7 +19,7 @@ from typing import Iterator
 import numpy as np
 
 from ..errors import CalibrationError
-from .images import IMAGE_SUFFIXES, Preprocess
+from .images import IMAGE_KINDS, IMAGE_SUFFIXES, Preprocess
 from .pixel_cache import PixelCache
 
 ORDER_SEED = 0
@@ -143,7 +143,7 @@ class ImageFolder(LabelledSource):
             paths += files
             labels += [position[name]] * len(files)
         if not paths:
-            raise CalibrationError(f"the class folders of '{root}' hold no .jpg/.png/.bmp images")
+            raise CalibrationError(f"the class folders of '{root}' hold no images ({IMAGE_KINDS})")
         super().__init__(str(root), classes, np.asarray(labels))
         self.root, self.paths, self.cache = root, paths, cache
 

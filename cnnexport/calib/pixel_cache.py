@@ -20,7 +20,8 @@ import numpy as np
 
 from ..errors import UsageError
 
-CACHE_VERSION = 1
+# 2: 16-bit images scaled to 8 bits' range (version 1 cached them clipped to white)
+CACHE_VERSION = 2
 
 
 class PixelCache:

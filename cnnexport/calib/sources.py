@@ -10,14 +10,14 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import CalibrationError
-from .images import IMAGE_SUFFIXES, PHOTOS_DIR, Preprocess, load_image, sample_image_paths
+from .images import IMAGE_KINDS, IMAGE_SUFFIXES, PHOTOS_DIR, Preprocess, load_image, sample_image_paths
 
 RECOMMENDED_MIN = 100  # NNCF and Ultralytics warn below 300; int8 ranges from fewer than 100 samples are noisy
 
 
 def image_folder(root: str | os.PathLike, preprocess: Preprocess, limit: int | None = None,
                  skipped: list[str] | None = None) -> np.ndarray:
-    """Every jpg/png/bmp under ``root`` (recursively, sorted), preprocessed: NCHW float32; with ``limit``,
+    """Every image (``IMAGE_SUFFIXES``) under ``root`` (recursively, sorted), preprocessed: NCHW float32; with ``limit``,
     that many of them evenly spaced through the sorted list, so every part of the tree gives its share
     (the first ones would all come from the first subfolders). The images that cannot be read are left
     out, and their paths under ``root`` appended to ``skipped``."""
@@ -28,7 +28,7 @@ def image_folder(root: str | os.PathLike, preprocess: Preprocess, limit: int | N
     if limit is not None and limit < len(paths):
         paths = [paths[i] for i in np.linspace(0, len(paths) - 1, limit).round().astype(int)]
     if not paths:
-        raise CalibrationError(f"calibration folder '{root}' holds no .jpg/.png/.bmp images")
+        raise CalibrationError(f"calibration folder '{root}' holds no images ({IMAGE_KINDS})")
     images, bad = [], []
     for p in paths:
         try:
