@@ -54,6 +54,34 @@ def test_saved_state_dict_loads_back_strictly(tmp_path, suffix):
     assert torch.equal(src.eval()(x), dst(x))
 
 
+def test_a_hub_snapshot_folder_loads_its_weights_file(tmp_path):
+    """A Hugging Face Hub snapshot (model.safetensors beside config.json, maybe pytorch_model.bin) or a folder
+    with one checkpoint: its file is read and named; an empty folder or several candidates are refused."""
+    from safetensors.torch import save_file
+
+    torch.manual_seed(1)
+    src = create_model("resnet18")
+    hub = tmp_path / "resnet18.tv_in1k"
+    hub.mkdir()
+    save_file(src.state_dict(), str(hub / "model.safetensors"))
+    torch.save(create_model("resnet18").state_dict(), hub / "pytorch_model.bin")  # other weights: not read
+    (hub / "config.json").write_text("{}")
+    notes = []
+    sd = read_state_dict(hub, notes=notes)
+    assert all(torch.equal(v, sd[k]) for k, v in src.state_dict().items())
+    assert notes == [f"weights read from {hub / 'model.safetensors'}"]
+    one = tmp_path / "one"
+    one.mkdir()
+    torch.save(src.state_dict(), one / "best.pth")
+    assert torch.equal(read_state_dict(one)["fc.weight"], src.fc.weight)
+    torch.save(src.state_dict(), one / "last.pth")
+    with pytest.raises(WeightsError, match=r"holds 2 weights files \(best.pth, last.pth\); pass the one"):
+        read_state_dict(one)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(WeightsError, match="holds no weights file"):
+        read_state_dict(tmp_path / "empty")
+
+
 @pytest.mark.parametrize("wrap", ["state_dict", "model"])
 def test_checkpoint_dicts_are_unwrapped(tmp_path, wrap):
     src = create_model("resnet18")

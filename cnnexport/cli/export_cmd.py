@@ -51,8 +51,9 @@ from .options import (BF16_HELP, CALIB_METHODS, FP16_HELP, INT8_HELP, format_fla
 @click.option("--batch", type=int, default=None, help="Static batch size (default: dynamic batch axis).")
 @click.option("--input-size", default=None, help="H, HxW or C,H,W (default: the model's own).")
 @click.option("--num-classes", type=int, default=None, help="Classifier outputs (default: the model's own).")
-@click.option("--weights", type=click.Path(dir_okay=False), default=None,
-              help="state_dict file: .pt/.pth (weights only) or .safetensors.")
+@click.option("--weights", type=click.Path(), default=None,
+              help="state_dict file: .pt/.pth (weights only) or .safetensors, or a folder holding one (a Hugging "
+                   "Face Hub snapshot: its model.safetensors).")
 @click.option("--use-ema", is_flag=True, help="The checkpoint's EMA weights (timm's state_dict_ema, model_ema).")
 @click.option("-o", "--output-dir", type=click.Path(file_okay=False), default=None,
               help="Output folder (default: exports/<model>/).")

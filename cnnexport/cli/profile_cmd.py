@@ -17,7 +17,7 @@ from .options import parse_input_size
 @click.option("--input-size", default=None, help="H, HxW or C,H,W (default: the model's own).")
 @click.option("--batch", type=int, default=1, show_default=True)
 @click.option("--num-classes", type=int, default=None)
-@click.option("--weights", type=click.Path(dir_okay=False), default=None)
+@click.option("--weights", type=click.Path(), default=None)
 @click.option("--per-layer", is_flag=True, help="Show every layer.")
 @click.option("--against-onnx", is_flag=True, help="Also export the model and profile the ONNX file; compare.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON on stdout, nothing else.")

@@ -26,9 +26,35 @@ _WRAPPER_PREFIXES = ("module.", "_orig_mod.")
 MAX_LISTED = 3
 
 
+#: The weights file of a Hugging Face Hub snapshot (timm's models on the Hub), in the order transformers prefers.
+HUB_WEIGHTS = ("model.safetensors", "pytorch_model.bin")
+WEIGHT_SUFFIXES = (".safetensors", ".pt", ".pth", ".bin", ".ckpt")
+
+
+def weights_in_folder(folder: Path, notes: list[str] | None = None) -> Path:
+    """The weights file in ``folder``: a Hub snapshot's ``model.safetensors`` (else ``pytorch_model.bin``), or the
+    folder's only checkpoint file; several candidates are named, not guessed."""
+    for name in HUB_WEIGHTS:
+        if (folder / name).is_file():
+            if notes is not None:
+                notes.append(f"weights read from {folder / name}")
+            return folder / name
+    found = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in WEIGHT_SUFFIXES)
+    if len(found) == 1:
+        if notes is not None:
+            notes.append(f"weights read from {found[0]}")
+        return found[0]
+    if not found:
+        raise WeightsError(f"folder '{folder}' holds no weights file ({', '.join(WEIGHT_SUFFIXES)}); pass the "
+                           "state_dict file itself to --weights")
+    raise WeightsError(f"folder '{folder}' holds {len(found)} weights files ({', '.join(p.name for p in found[:4])}"
+                       f"{', ...' if len(found) > 4 else ''}); pass the one to load to --weights")
+
+
 def read_state_dict(path: str | os.PathLike, *, use_ema: bool = False,
                     notes: list[str] | None = None) -> dict[str, torch.Tensor]:
-    """Read a state_dict from .pt/.pth/.bin (torch, weights only) or .safetensors.
+    """Read a state_dict from .pt/.pth/.bin (torch, weights only) or .safetensors, or from a folder that holds
+    one (a Hugging Face Hub snapshot's ``model.safetensors``: ``weights_in_folder``).
 
     A checkpoint dict holding ``state_dict`` or ``model`` is unwrapped, and the prefixes wrappers add
     to every key are stripped: ``module.`` (DataParallel, DDP) and ``_orig_mod.`` (torch.compile).
@@ -37,6 +63,8 @@ def read_state_dict(path: str | os.PathLike, *, use_ema: bool = False,
     ``notes``.
     """
     path = Path(path)
+    if path.is_dir():
+        path = weights_in_folder(path, notes)
     if not path.is_file():
         raise WeightsError(f"weights file '{path}' does not exist; pass a .pt/.pth/.safetensors state_dict to --weights")
     if path.suffix == ".safetensors":
