@@ -199,6 +199,51 @@ def test_weight_norm_is_removed_before_export(tmp_path, api):
     assert report["equivalence"][0]["passed"]
 
 
+@pytest.mark.parametrize("api", ["parametrizations", "legacy"])
+def test_spectral_norm_and_other_parametrizations_are_baked(tmp_path, api):
+    """Spectral norm (both APIs: the legacy hook made the copy fail, the parametrization an internal error),
+    an orthogonal map (no ONNX conversion for its Householder product) and a user's own parametrization: each
+    weight baked as eval mode computes it, after training-mode steps moved the singular vectors, and listed."""
+    from torch.nn.utils import parametrizations, parametrize
+
+    class Doubled(nn.Module):
+        def forward(self, w):
+            return 2 * w
+
+    sn = parametrizations.spectral_norm if api == "parametrizations" else torch.nn.utils.spectral_norm
+    torch.manual_seed(0)
+    model = nn.Sequential(sn(nn.Conv2d(3, 4, 3)), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 6 * 6, 6), nn.Tanh(),
+                          nn.Linear(6, 3))
+    parametrizations.orthogonal(model[3])
+    parametrize.register_parametrization(model[5], "weight", Doubled())
+    model.train()(torch.randn(2, 3, 8, 8))  # power iterations: the stored vectors are what eval mode uses
+    report = export(model.eval(), (1, 3, 8, 8), tmp_path)
+    baked = {b["tensor"]: b["parametrizations"] for b in report["prepare"]["parametrizations_baked"]}
+    spectral = ["_SpectralNorm"] if api == "parametrizations" else ["SpectralNorm"]
+    assert baked == {"0.weight": spectral, "3.weight": ["_Orthogonal"], "5.weight": ["Doubled"]}
+    assert set(ops(tmp_path / "m.onnx")) <= {"Conv", "Relu", "Flatten", "Gemm", "Tanh", "Reshape"}
+    assert report["equivalence"][0]["passed"]
+
+
+def test_pruned_weights_are_made_permanent(tmp_path):
+    """torch.nn.utils.prune (unstructured and structured, after a forward pass) made deepcopy fail inside
+    prepare, an internal error: the masks are applied for good, the zeros counted, the caller's model untouched."""
+    from torch.nn.utils import prune
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 8, 3), nn.BatchNorm2d(8), nn.ReLU(), nn.Flatten(), nn.Linear(8 * 6 * 6, 3))
+    prune.l1_unstructured(model[0], "weight", amount=0.5)
+    prune.ln_structured(model[4], "weight", amount=1 / 3, n=2, dim=0)
+    model.eval()(torch.randn(1, 3, 8, 8))
+    report = export(model, (1, 3, 8, 8), tmp_path)
+    pruned = {p["tensor"]: p for p in report["prepare"]["pruning_made_permanent"]}
+    assert set(pruned) == {"0.weight", "4.weight"} and pruned["0.weight"]["method"] == "L1Unstructured"
+    assert pruned["0.weight"]["zeros"] == 0.5 and pruned["4.weight"]["zeros"] == pytest.approx(1 / 3, abs=1e-4)
+    assert any("pruned tensor(s)" in w and "zeros densely" in w for w in report["warnings"])
+    assert report["graph"]["batchnorm_nodes"] == 0 and report["equivalence"][0]["passed"]
+    assert hasattr(model[0], "weight_orig") and prune.is_pruned(model)  # the caller's model as it was
+
+
 # --- 4. per-sample normalisations -------------------------------------------------------------------
 
 class PerSampleNorms(nn.Module):

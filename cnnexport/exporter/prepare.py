@@ -141,6 +141,9 @@ class PrepareSummary:
     dropout_types: list[str] = field(default_factory=list)  # the class of each, in the same order
     dropout_folded: list[dict] = field(default_factory=list)
     weight_norm_removed: list[str] = field(default_factory=list)
+    # other reparametrisations of a weight baked into it: spectral norm, orthogonal, a user's parametrization
+    parametrizations_baked: list[dict] = field(default_factory=list)
+    pruning_made_permanent: list[dict] = field(default_factory=list)  # torch.nn.utils.prune's masks applied
     kept_normalizations: list[dict] = field(default_factory=list)
     aux_removed: list[str] = field(default_factory=list)
     aux_params: int = 0
@@ -160,6 +163,8 @@ class PrepareSummary:
             "train_only_modules": [{"module": n, "type": t} for n, t in zip(self.dropout_removed, self.dropout_types)],
             "dropout_folded": self.dropout_folded,
             "weight_norm_removed": self.weight_norm_removed,
+            "parametrizations_baked": self.parametrizations_baked,
+            "pruning_made_permanent": self.pruning_made_permanent,
             "aux_removed": self.aux_removed,
             "reparameterized": self.reparameterized,
             "frozen_batchnorms": self.frozen_batchnorms,
@@ -189,6 +194,7 @@ def prepare_with_summary(module: nn.Module, *, fold_bn: bool = True, reparameter
     prepared = _deepcopy(module).eval()
     _remove_aux_heads(prepared, summary, budget)
     _remove_weight_norm(prepared, summary, budget)
+    _make_pruning_permanent(prepared, summary, budget)
     for p in prepared.parameters():
         p.requires_grad_(False)
     if reparameterize:
@@ -228,16 +234,34 @@ class Budget:
 
 # --- helpers ---------------------------------------------------------------------------------------
 
+def _hooked_tensor(hook) -> str | None:
+    """The tensor a forward pre-hook recomputes before every call: legacy ``weight_norm``'s and ``spectral_norm``'s
+    ``name``, a ``torch.nn.utils.prune`` method's ``_tensor_name``; None for other hooks."""
+    if type(hook).__name__ in ("WeightNorm", "SpectralNorm"):
+        return getattr(hook, "name", None)
+    if _is_pruning(hook):
+        return getattr(hook, "_tensor_name", None)
+    return None
+
+
+def _is_pruning(hook) -> bool:
+    from torch.nn.utils import prune
+
+    return isinstance(hook, prune.BasePruningMethod)
+
+
 def _deepcopy(module: nn.Module) -> nn.Module:
-    """``copy.deepcopy``, also for modules with legacy ``weight_norm``: after a forward pass their
-    ``weight`` is a non-leaf tensor, which deepcopy refuses; a detached stand-in is used meanwhile."""
+    """``copy.deepcopy``, also for modules with legacy ``weight_norm`` or ``spectral_norm`` or pruned by
+    ``torch.nn.utils.prune``: after a forward pass their ``weight`` is a non-leaf tensor, which deepcopy refuses;
+    a detached stand-in is used meanwhile."""
     stash = []
     for m in module.modules():
         for hook in m._forward_pre_hooks.values():
-            value = getattr(m, getattr(hook, "name", ""), None) if type(hook).__name__ == "WeightNorm" else None
+            name = _hooked_tensor(hook)
+            value = getattr(m, name, None) if name else None
             if isinstance(value, torch.Tensor) and not value.is_leaf:
-                stash.append((m, hook.name, value))
-                setattr(m, hook.name, value.detach())
+                stash.append((m, name, value))
+                setattr(m, name, value.detach())
     try:
         return copy.deepcopy(module)
     finally:
@@ -301,21 +325,60 @@ def _remove_aux_heads(model: nn.Module, summary: PrepareSummary, budget: Budget)
 
 
 def _remove_weight_norm(model: nn.Module, summary: PrepareSummary, budget: Budget) -> None:
-    """Both APIs: ``parametrizations.weight_norm`` and the legacy ``utils.weight_norm`` hook."""
+    """Weight norm in both APIs (``parametrizations.weight_norm``, the legacy ``utils.weight_norm`` hook), and
+    every other parametrization (spectral norm in both APIs, orthogonal, a user's own): each weight baked as the
+    eval-mode module computes it (spectral norm's stored singular vectors, no power iteration), so the exporters
+    see a plain tensor (the ONNX exporters have no conversion for an orthogonal map's Householder product)."""
     from torch.nn.utils import parametrize
 
     for name, mod in list(model.named_modules()):
         if parametrize.is_parametrized(mod):
             kinds = {p: [type(f).__name__ for f in mod.parametrizations[p]] for p in mod.parametrizations.keys()}
-            if all(k == ["_WeightNorm"] for k in kinds.values()) and budget.take(f"remove weight norm of '{name}'"):
+            if budget.take(f"bake the parametrizations of '{name}'"):
                 _set_submodule(model, name, _unparametrized(mod, list(kinds)))
-                summary.weight_norm_removed += [f"{name}.{p}" if name else p for p in kinds]
-            else:
-                summary.warnings.append(f"'{name}' has parametrizations other than weight norm; left in place")
+                for tensor, chain in kinds.items():
+                    qualified = f"{name}.{tensor}" if name else tensor
+                    if chain == ["_WeightNorm"]:
+                        summary.weight_norm_removed.append(qualified)
+                    else:
+                        summary.parametrizations_baked.append({"tensor": qualified, "parametrizations": chain})
         for hook in list(mod._forward_pre_hooks.values()):
-            if type(hook).__name__ == "WeightNorm" and budget.take(f"remove weight norm of '{name}'"):
-                torch.nn.utils.remove_weight_norm(mod, hook.name)
-                summary.weight_norm_removed.append(f"{name}.{hook.name}" if name else hook.name)
+            kind = type(hook).__name__
+            if kind in ("WeightNorm", "SpectralNorm") and budget.take(f"remove {kind} of '{name}'"):
+                qualified = f"{name}.{hook.name}" if name else hook.name
+                if kind == "WeightNorm":
+                    torch.nn.utils.remove_weight_norm(mod, hook.name)
+                    summary.weight_norm_removed.append(qualified)
+                else:  # eval mode: the weight with the stored singular vectors
+                    torch.nn.utils.remove_spectral_norm(mod, hook.name)
+                    summary.parametrizations_baked.append({"tensor": qualified, "parametrizations": ["SpectralNorm"]})
+
+
+def _make_pruning_permanent(model: nn.Module, summary: PrepareSummary, budget: Budget) -> None:
+    """``torch.nn.utils.prune``'s masks applied for good (``prune.remove``): the weight becomes ``weight_orig *
+    weight_mask``, one plain parameter, and the forward pre-hook that recomputed it goes. The zeros stay dense
+    in the files: the runtimes here do not skip them."""
+    from torch.nn.utils import prune
+
+    elements = zeros = 0
+    for name, mod in list(model.named_modules()):
+        for hook in [h for h in mod._forward_pre_hooks.values() if _is_pruning(h)]:
+            tensor = hook._tensor_name
+            if not budget.take(f"make the pruning of '{name}.{tensor}' permanent"):
+                continue
+            if not isinstance(getattr(mod, tensor, None), torch.Tensor):  # never run: the hook sets it
+                setattr(mod, tensor, hook.apply_mask(mod))
+            prune.remove(mod, tensor)
+            weight = getattr(mod, tensor)
+            elements, zeros = elements + weight.numel(), zeros + int((weight == 0).sum())
+            summary.pruning_made_permanent.append({
+                "tensor": f"{name}.{tensor}" if name else tensor, "method": type(hook).__name__,
+                "zeros": round(float((weight == 0).float().mean()), 4)})
+    if summary.pruning_made_permanent:
+        summary.warnings.append(
+            f"{len(summary.pruning_made_permanent)} pruned tensor(s) (torch.nn.utils.prune) made permanent, "
+            f"{zeros / elements:.0%} of their weights zero: the files hold the zeros densely, so the pruning makes "
+            "them no smaller or faster here (remove whole channels for that)")
 
 
 def _unparametrized(mod: nn.Module, names: list[str]) -> nn.Module:
