@@ -271,6 +271,28 @@ def test_a_forward_that_needs_two_inputs_is_refused_with_their_names(small_net, 
     assert _export(Wrapped(), tmp_path)["equivalence"][0]["passed"]
 
 
+def test_models_quantized_or_prepared_by_torch_ao_are_refused_naming_it(tmp_path):
+    """quantize_dynamic's model failed in both exporters; a QAT-prepared one was called 'not the same outputs
+    twice' (its observers update in eval mode). Each is named with the fix; fuse_modules' float modules export."""
+    from torch.ao import quantization as tq
+
+    def net():
+        torch.manual_seed(0)
+        return nn.Sequential(nn.Conv2d(3, 8, 3), nn.BatchNorm2d(8), nn.ReLU(), nn.Flatten(), nn.Linear(8 * 14 * 14, 3))
+
+    dynamic = tq.quantize_dynamic(net().eval(), {nn.Linear}, dtype=torch.qint8)
+    qat = net().train()
+    qat.qconfig = tq.get_default_qat_qconfig("x86")
+    qat = tq.prepare_qat(qat)
+    for model, words in ((dynamic, "torch.ao's quantized modules"), (qat, "QAT's fake-quantize modules")):
+        with pytest.raises(UsageError, match=f"the model holds {words}.*--int8 --calib"):
+            cnnexport.export(model, (1, 3, 16, 16), tmp_path / "x")
+    assert not (tmp_path / "x").exists()
+    fused = tq.fuse_modules(net().eval(), [["0", "1", "2"]])  # torch.ao.nn.intrinsic's float ConvReLU2d
+    assert type(fused[0]).__module__.startswith("torch.ao.nn.intrinsic")
+    assert cnnexport.export(fused, (1, 3, 16, 16), tmp_path / "f")["equivalence"][0]["passed"]
+
+
 def test_export_options_are_checked_once_and_errors_name_the_parameter(small_net, tmp_path):
     """An API caller reads the parameter's name, the CLI its flag; options and keywords combine."""
     from cnnexport.cli.app import flag_of

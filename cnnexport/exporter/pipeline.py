@@ -174,6 +174,23 @@ def _refuse_several_inputs(module: nn.Module) -> None:
                          "others, and export that")
 
 
+def _refuse_torch_quantization(module: nn.Module) -> None:
+    """A model quantized or prepared for quantization by ``torch.ao.quantization`` (its quantized modules, or
+    QAT's fake-quantize modules, whose observers keep updating in eval mode) is refused naming what it holds:
+    the exporters cannot write the first, and a copy of the second does not compute what it does."""
+    paths = {type(m).__module__ for m in module.modules() if type(m).__module__.startswith("torch.ao.")}
+    fake = any(".qat" in p or p.startswith(("torch.ao.quantization.fake_quantize", "torch.ao.quantization.observer"))
+               for p in paths)
+    quantized = any(".quantized" in p for p in paths)
+    if not (fake or quantized):  # torch.ao.nn.intrinsic's float fused modules (fuse_modules) export as they are
+        return
+    what = ("QAT's fake-quantize modules (torch.ao.quantization.prepare_qat)" if fake
+            else "torch.ao's quantized modules (quantize_dynamic or convert)")
+    raise UsageError(f"the model holds {what}; cnnexport quantizes with its own calibration: export the float "
+                     "model (the same architecture without torch.ao's modules, your trained weights loaded) and "
+                     "add --int8 --calib with your images")
+
+
 def _safe_name(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("._") or "model"
 
@@ -347,6 +364,7 @@ def _prepare_stage(module: nn.Module, shape: tuple[int, ...], opts: ExportOption
     report["params"] -= summary.aux_params  # the deployed model's parameters
     report["warnings"].extend(summary.warnings)
     _refuse_several_inputs(prepared)
+    _refuse_torch_quantization(module)
     with torch.no_grad():
         try:
             out = prepared(torch.zeros(shape))
