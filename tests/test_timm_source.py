@@ -58,6 +58,20 @@ def test_unknown_timm_name_is_one_line(tmp_path):
     assert not (tmp_path / "x").exists()
 
 
+def test_list_timm_pattern_lists_timms_architectures_with_the_size_an_export_uses():
+    """As timm.list_models: every match, named as cnnexport takes it, with the input size an export of it uses."""
+    result = CliRunner().invoke(cli, ["list", "timm:*mobilenetv4_conv_*", "--json"])
+    assert result.exit_code == 0, result.output
+    rows = {r["name"]: r for r in json.loads(result.stdout)}
+    assert set(rows) == {f"timm:{n}" for n in timm.list_models("*mobilenetv4_conv_*")} and len(rows) > 3
+    built = timm_source.create_timm_model("timm:mobilenetv4_conv_large")
+    assert tuple(rows["timm:mobilenetv4_conv_large"]["input_size"]) == built.cnnexport_input_size != (3, 224, 224)
+    table = CliRunner().invoke(cli, ["list", "timm:mobilenetv4_conv_small"])
+    assert table.exit_code == 0 and "timm:mobilenetv4_conv_small" in table.stdout and "3x224x224" in table.stdout
+    none = CliRunner().invoke(cli, ["list", "timm:MobileNet*"])
+    assert none.exit_code == 2 and "no timm architecture matches" in none.stderr
+
+
 @pytest.mark.parametrize("name", ["resnet18", "mobilenetv3_small_100"])
 def test_frozen_batchnorms_fold_like_batchnorms(name):
     """timm's freeze_batch_norm_2d makes BatchNorm2d torchvision's FrozenBatchNorm2d and BatchNormAct2d

@@ -193,7 +193,7 @@ def prepare_with_summary(module: nn.Module, *, fold_bn: bool = True, reparameter
     budget = Budget(limit)
     prepared = _deepcopy(module).eval()
     _remove_aux_heads(prepared, summary, budget)
-    _remove_weight_norm(prepared, summary, budget)
+    _bake_weight_parametrizations(prepared, summary, budget)
     _make_pruning_permanent(prepared, summary, budget)
     for p in prepared.parameters():
         p.requires_grad_(False)
@@ -324,7 +324,7 @@ def _remove_aux_heads(model: nn.Module, summary: PrepareSummary, budget: Budget)
             mod.aux_logits = False
 
 
-def _remove_weight_norm(model: nn.Module, summary: PrepareSummary, budget: Budget) -> None:
+def _bake_weight_parametrizations(model: nn.Module, summary: PrepareSummary, budget: Budget) -> None:
     """Weight norm in both APIs (``parametrizations.weight_norm``, the legacy ``utils.weight_norm`` hook), and
     every other parametrization (spectral norm in both APIs, orthogonal, a user's own): each weight baked as the
     eval-mode module computes it (spectral norm's stored singular vectors, no power iteration), so the exporters

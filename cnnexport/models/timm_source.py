@@ -82,6 +82,22 @@ def import_timm():
                                 "pip install -c constraints.txt 'cnnexport[timm]'") from None
 
 
+def timm_catalog(pattern: str = "*") -> list[dict]:
+    """timm's architectures matching ``pattern`` (timm.list_models' wildcard), each as cnnexport takes it
+    (``timm:NAME``) with its default pretrained config's input size, classes and normalisation: what an export
+    uses unless told otherwise. No model is built."""
+    timm = import_timm()
+    from timm.models import get_pretrained_cfg
+
+    rows = []
+    for name in timm.list_models(pattern):
+        cfg = get_pretrained_cfg(name)
+        rows.append({"name": f"{PREFIX}{name}", "input_size": list(cfg.input_size) if cfg else None,
+                     "num_classes": cfg.num_classes if cfg else None, "mean": list(cfg.mean) if cfg else None,
+                     "std": list(cfg.std) if cfg else None, "pretrained_tag": getattr(cfg, "tag", None) if cfg else None})
+    return rows
+
+
 def is_timm_spec(spec: str) -> bool:
     return spec.startswith(PREFIX)
 

@@ -96,6 +96,19 @@ def print_models(infos: list) -> None:
     out_console().print(table)
 
 
+def print_timm_models(rows: list[dict], pattern: str) -> None:
+    """``list timm:PATTERN``: timm's architectures with their default input and classes."""
+    from rich.table import Table
+
+    table = Table(title=f"timm architectures matching '{pattern}' ({len(rows)}): cnnexport timm:NAME [--weights ...]")
+    for col in ("name", "input", "classes", "pretrained tag"):
+        table.add_column(col, justify="right" if col == "classes" else "left", no_wrap=col == "name")
+    for r in rows:
+        table.add_row(r["name"], "x".join(map(str, r["input_size"])) if r["input_size"] else "-",
+                      str(r["num_classes"]) if r["num_classes"] is not None else "-", r["pretrained_tag"] or "-")
+    out_console().print(table)
+
+
 def print_roofline(result: dict, per_layer: bool, as_json: bool) -> None:
     """``profile --roofline``: the limits, the bound per layer kind, then the layers (every one with
     --per-layer, else the ten with the largest bound), measured beside the bound when timed."""
