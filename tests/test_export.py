@@ -6,6 +6,7 @@ import numpy as np
 import onnx
 import pytest
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 import cnnexport
@@ -478,6 +479,37 @@ def test_ncnn_runtime_crash_is_one_line_and_writes_nothing(tmp_path):
     pytest.importorskip("pnnx", reason="the ncnn converter is not installed (pip install 'cnnexport[ncnn]')")
     line = one_line_export_failure("test_export:make_stacked_sum", "--ncnn", tmp_path / "out")
     assert "ncnn's runtime crashed (SIGFPE)" in line
+
+
+class GeMGate(nn.Module):
+    """Generalised-mean pooling gating the map, as users write it: pnnx's TorchScript route writes layers ncnn has
+    no kernel for (pnnx.Expression, aten::avg_pool2d), its ONNX route plain Pooling and BinaryOp pow."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 8, 3, 2, 1)
+        self.p = nn.Parameter(torch.ones(1) * 3)
+        self.fc = nn.Linear(8, 4)
+
+    def forward(self, x):
+        x = self.conv(x)
+        pooled = F.avg_pool2d(x.clamp(min=1e-6).pow(self.p), (x.size(-2), x.size(-1))).pow(1.0 / self.p)
+        return self.fc((pooled.expand_as(x) * x).mean((2, 3)))
+
+
+def test_ncnn_converts_from_the_onnx_file_where_the_modules_route_fails(tmp_path):
+    """The ncnn file from pnnx's ONNX route, verified, where the module's route wrote layers ncnn cannot load;
+    the report says which route wrote it and why the first failed (ncnn failed to load the file before)."""
+    pytest.importorskip("pnnx", reason="the ncnn converter is not installed (pip install 'cnnexport[ncnn]')")
+    torch.manual_seed(0)
+    report = cnnexport.export(GeMGate().eval(), (1, 3, 32, 32), tmp_path / "g", formats=("onnx", "ncnn"))
+    (art,) = [a for a in report["artifacts"] if a["format"] == "ncnn"]
+    assert art["converted_from"] == "onnx" and "ncnn has no kernel for" in art["module_route_failed"]
+    assert "pnnx.Expression" in art["module_route_failed"]
+    assert all(e["passed"] for e in report["equivalence"]) and len(report["equivalence"]) == 2
+    ordinary = cnnexport.export(randomize_bn_stats(SmallNet()).eval(), (1, 3, 16, 16), tmp_path / "s",
+                                formats=("onnx", "ncnn"), photos=False)
+    assert [a["converted_from"] for a in ordinary["artifacts"] if a["format"] == "ncnn"] == ["module"]
 
 
 def test_simplify_file_to_file_in_place_and_beside(small_net, tmp_path):

@@ -1,4 +1,5 @@
-"""ncnn (.ncnn.param + .ncnn.bin): converted from the prepared module through pnnx, fp32 weights; no int8."""
+"""ncnn (.ncnn.param + .ncnn.bin): converted by pnnx from the prepared module, or from the verified ONNX file
+where that route fails; fp32 weights; no int8."""
 
 from __future__ import annotations
 
@@ -16,19 +17,47 @@ describe_int8 = None
 
 
 def convert(source: ConvertSource, dst: Path) -> Artifact:
-    """The ncnn files of the prepared module, run once in a child process first (at the export's shape and at
-    batch 3, as the check runs them): ncnn's runtime crashes the process outright on some converted graphs
-    (SIGFPE), which would take the export down with it, its staging folder left behind."""
-    from ...runtimes.smoke import crash_of
-
-    files = to_ncnn(source.prepared, dst, source.shape)
-    crash = crash_of("ncnn", str(files[0]), sorted({source.shape, (3, *source.shape[1:])}))
-    if crash:
+    """The ncnn files of the prepared module through pnnx's TorchScript route; where that fails, writes layers
+    ncnn has no kernel for (pnnx.Expression, Tensor.reshape, ...) or a file ncnn's runtime crashes on, pnnx once
+    more from the verified ONNX file, whose ops pnnx maps otherwise (GeM's clamp-pow-pool, scaled dot-product
+    attention). Each candidate is run once in a child process first (at the export's shape and at batch 3, as
+    the check runs them): ncnn's runtime crashes the process outright on some converted graphs (SIGFPE), which
+    would take the export down with it, its staging folder left behind."""
+    failures = []
+    for route in ("module", "onnx"):
+        try:
+            files = (to_ncnn(source.prepared, dst, source.shape) if route == "module"
+                     else onnx_to_ncnn(source.onnx_path, dst, source.shape))
+        except ExportError as exc:
+            failures.append((route, str(exc)))
+            continue
+        problem = _unusable(files[0], source.shape)
+        if problem is None:
+            details = {"converted_from": "module" if route == "module" else "onnx"}
+            if failures:
+                details["module_route_failed"] = failures[0][1]
+            return Artifact("ncnn", files, "ncnn", details=details)
         for f in files:
             f.unlink(missing_ok=True)
-        raise ExportError(f"ncnn's runtime {crash} running the converted file: ncnn cannot run this model "
-                          "(leave out --ncnn)")
-    return Artifact("ncnn", files, "ncnn")
+        failures.append((route, problem))
+    raise ExportError("; ".join(f"{'from the module' if r == 'module' else 'from the ONNX file'}: {why}"
+                                for r, why in failures) + ": ncnn cannot run this model (leave out --ncnn)")
+
+
+def _unusable(param: Path, shape: tuple[int, ...]) -> str | None:
+    """Why ncnn cannot run the converted file: layer types it has no kernel for (read from the .param, as
+    ``load_param`` would refuse them), or how its runtime crashed in a child process; None when it runs."""
+    from ...runtimes.ncnn import import_ncnn
+    from ...runtimes.smoke import crash_of
+
+    ncnn = import_ncnn()
+    lines = param.read_text(errors="replace").splitlines()[2:]  # magic, then the layer and blob counts
+    known = getattr(ncnn, "layer_to_index", None)  # -1 for a type no kernel is registered under
+    unknown = sorted({ln.split()[0] for ln in lines if ln.strip() and known and known(ln.split()[0]) < 0})
+    if unknown:
+        return f"pnnx wrote layers ncnn has no kernel for ({', '.join(unknown)})"
+    crash = crash_of("ncnn", str(param), sorted({shape, (3, *shape[1:])}))
+    return f"ncnn's runtime {crash} running the converted file" if crash else None
 
 
 def runtime_options(artifact: Artifact, batch_shape: tuple[int, ...]) -> dict:
@@ -37,23 +66,50 @@ def runtime_options(artifact: Artifact, batch_shape: tuple[int, ...]) -> dict:
 
 
 def to_ncnn(module, param_path: str | os.PathLike, input_shape: tuple[int, ...]) -> list[Path]:
-    """Write ``<name>.ncnn.param`` and ``<name>.ncnn.bin``; pnnx's own intermediates stay in a temp folder."""
+    """Write ``<name>.ncnn.param`` and ``<name>.ncnn.bin`` from a module (pnnx traces it with TorchScript);
+    pnnx's own intermediates stay in a temp folder."""
     import torch
 
+    pnnx = _import_pnnx()
+    return _with_pnnx(lambda t: pnnx.export(module, str(t / "m.pt"), (torch.randn(*input_shape),), fp16=False,
+                                            **_outputs(t)), param_path)
+
+
+def onnx_to_ncnn(onnx_path: str | os.PathLike, param_path: str | os.PathLike,
+                 input_shape: tuple[int, ...]) -> list[Path]:
+    """The same from an ONNX file: pnnx reads ONNX too, and maps some graphs otherwise. (The example input, not
+    ``input_shapes``: pnnx 20261020's ``convert`` passes ``fp16=False`` on only with ``inputs``, and wrote fp16
+    weights otherwise, 2e-4 off.)"""
+    import torch
+
+    pnnx = _import_pnnx()
+    return _with_pnnx(lambda t: pnnx.convert(str(onnx_path), inputs=[torch.zeros(*input_shape)], fp16=False,
+                                             **_outputs(t)), param_path)
+
+
+def _import_pnnx():
     try:
         import pnnx
     except ImportError:
         raise MissingDependencyError("the ncnn converter is not installed: pip install 'cnnexport[ncnn]'") from None
+    return pnnx
+
+
+def _outputs(t: Path) -> dict:
+    return {"pnnxparam": str(t / "m.pnnx.param"), "pnnxbin": str(t / "m.pnnx.bin"), "pnnxpy": str(t / "m_pnnx.py"),
+            "pnnxonnx": str(t / "m.pnnx.onnx"), "ncnnparam": str(t / "m.ncnn.param"),
+            "ncnnbin": str(t / "m.ncnn.bin"), "ncnnpy": str(t / "m_ncnn.py")}
+
+
+def _with_pnnx(run, param_path: str | os.PathLike) -> list[Path]:
+    """``run(folder)`` writes pnnx's files into a temp folder beside ``param_path``; the two ncnn files move out."""
     param_path = Path(param_path)
     bin_path = param_path.with_suffix(".bin")
     with tempfile.TemporaryDirectory(dir=param_path.parent) as tmp:
         t = Path(tmp)
         try:
             with quiet_fds():
-                pnnx.export(module, str(t / "m.pt"), (torch.randn(*input_shape),), fp16=False,
-                            pnnxparam=str(t / "m.pnnx.param"), pnnxbin=str(t / "m.pnnx.bin"),
-                            pnnxpy=str(t / "m_pnnx.py"), pnnxonnx=str(t / "m.pnnx.onnx"),
-                            ncnnparam=str(t / "m.ncnn.param"), ncnnbin=str(t / "m.ncnn.bin"), ncnnpy=str(t / "m_ncnn.py"))
+                run(t)
         except Exception as exc:
             if not _only_its_python_copy_failed(exc, t):
                 raise (disk_full(exc) or ExportError(f"ncnn conversion (pnnx) failed: {cause_line(exc)}")) from None
@@ -83,8 +139,6 @@ def plain(module, x, path: Path) -> None:
 
     with tempfile.TemporaryDirectory(prefix="cnnexport-plain-ncnn-") as tmp:
         t = Path(tmp)
-        pnnx.export(module, str(t / "m.pt"), (x,), ncnnparam=str(t / "m.ncnn.param"), ncnnbin=str(t / "m.ncnn.bin"),
-                    pnnxparam=str(t / "m.pnnx.param"), pnnxbin=str(t / "m.pnnx.bin"), pnnxpy=str(t / "m_pnnx.py"),
-                    pnnxonnx=str(t / "m.pnnx.onnx"), ncnnpy=str(t / "m_ncnn.py"))
+        pnnx.export(module, str(t / "m.pt"), (x,), **_outputs(t))
         shutil.move(str(t / "m.ncnn.bin"), str(path.with_name(path.name.replace(".param", ".bin"))))
         shutil.move(str(t / "m.ncnn.param"), str(path))
