@@ -80,6 +80,12 @@ def test_a_hub_snapshot_folder_loads_its_weights_file(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(WeightsError, match="holds no weights file"):
         read_state_dict(tmp_path / "empty")
+    run = tmp_path / "train" / "20261207-resnet18"  # timm's train.py output folder: its best checkpoint is read
+    run.mkdir(parents=True)
+    for name in ("last.pth.tar", "checkpoint-3.pth.tar"):
+        torch.save({"state_dict": create_model("resnet18").state_dict(), "epoch": 3}, run / name)
+    torch.save({"state_dict": src.state_dict(), "epoch": 2}, run / "model_best.pth.tar")
+    assert torch.equal(read_state_dict(run)["fc.weight"], src.fc.weight)
 
 
 @pytest.mark.parametrize("wrap", ["state_dict", "model"])

@@ -26,14 +26,17 @@ _WRAPPER_PREFIXES = ("module.", "_orig_mod.")
 MAX_LISTED = 3
 
 
-#: The weights file of a Hugging Face Hub snapshot (timm's models on the Hub), in the order transformers prefers.
-HUB_WEIGHTS = ("model.safetensors", "pytorch_model.bin")
-WEIGHT_SUFFIXES = (".safetensors", ".pt", ".pth", ".bin", ".ckpt")
+#: The weights file a folder is known to hold: a Hugging Face Hub snapshot's (timm's models on the Hub), in the
+#: order transformers prefers, then the best checkpoint of a timm train.py output folder (beside last.pth.tar and
+#: checkpoint-N.pth.tar).
+HUB_WEIGHTS = ("model.safetensors", "pytorch_model.bin", "model_best.pth.tar")
+WEIGHT_SUFFIXES = (".safetensors", ".pt", ".pth", ".bin", ".ckpt", ".tar")
 
 
 def weights_in_folder(folder: Path, notes: list[str] | None = None) -> Path:
-    """The weights file in ``folder``: a Hub snapshot's ``model.safetensors`` (else ``pytorch_model.bin``), or the
-    folder's only checkpoint file; several candidates are named, not guessed."""
+    """The weights file in ``folder``: a Hub snapshot's ``model.safetensors`` (else ``pytorch_model.bin``), a timm
+    training run's ``model_best.pth.tar``, or the folder's only checkpoint file; several candidates are named, not
+    guessed."""
     for name in HUB_WEIGHTS:
         if (folder / name).is_file():
             if notes is not None:
