@@ -15,7 +15,8 @@ version=${1:-2.11.0}
 [ $# -gt 0 ] && shift
 here=$(cd "$(dirname "$0")/.." && pwd)
 venv=${TORCH_COMPAT_VENV:-/tmp/cnnexport-torch-$version}
-if ! "$venv/bin/python" -c "import torch, sys; sys.exit(torch.__version__.split('+')[0] != '$version')" 2>/dev/null; then
+installed() { "$venv/bin/python" -c "import torch, sys; sys.exit(torch.__version__.split('+')[0] != '$version')"; }
+if ! installed 2>/dev/null; then
     rm -rf "$venv"
     python3 -m venv "$venv"
     "$venv/bin/python" -m pip install -q --upgrade pip
@@ -25,6 +26,6 @@ if ! "$venv/bin/python" -c "import torch, sys; sys.exit(torch.__version__.split(
     PIP_CONSTRAINT= "$venv/bin/pip" install -q -c "$constraints" "torch==$version" -e "$here[test]"
     rm -f "$constraints"
 fi
-"$venv/bin/python" -c "import torch, torchvision; print('torch', torch.__version__, '| torchvision', torchvision.__version__)"
+"$venv/bin/python" -c "import torch, torchvision as tv; print('torch', torch.__version__, '| torchvision', tv.__version__)"
 cd "$here"
 "$venv/bin/python" -m pytest -q -p no:cacheprovider --ignore tests/test_executorch.py "$@"

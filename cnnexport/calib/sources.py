@@ -17,8 +17,8 @@ RECOMMENDED_MIN = 100  # NNCF and Ultralytics warn below 300; int8 ranges from f
 
 def image_folder(root: str | os.PathLike, preprocess: Preprocess, limit: int | None = None,
                  skipped: list[str] | None = None) -> np.ndarray:
-    """Every image (``IMAGE_SUFFIXES``) under ``root`` (recursively, sorted), preprocessed: NCHW float32; with ``limit``,
-    that many of them evenly spaced through the sorted list, so every part of the tree gives its share
+    """Every image (``IMAGE_SUFFIXES``) under ``root`` (recursively, sorted), preprocessed: NCHW float32; with
+    ``limit``, that many of them evenly spaced through the sorted list, so every part of the tree gives its share
     (the first ones would all come from the first subfolders). The images that cannot be read are left
     out, and their paths under ``root`` appended to ``skipped``."""
     root = Path(root)

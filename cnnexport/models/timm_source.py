@@ -94,7 +94,8 @@ def timm_catalog(pattern: str = "*") -> list[dict]:
         cfg = get_pretrained_cfg(name)
         rows.append({"name": f"{PREFIX}{name}", "input_size": list(cfg.input_size) if cfg else None,
                      "num_classes": cfg.num_classes if cfg else None, "mean": list(cfg.mean) if cfg else None,
-                     "std": list(cfg.std) if cfg else None, "pretrained_tag": getattr(cfg, "tag", None) if cfg else None})
+                     "std": list(cfg.std) if cfg else None,
+                     "pretrained_tag": getattr(cfg, "tag", None) if cfg else None})
     return rows
 
 

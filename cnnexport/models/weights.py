@@ -29,7 +29,7 @@ MAX_LISTED = 3
 #: The weights file a folder is known to hold: a Hugging Face Hub snapshot's (timm's models on the Hub), in the
 #: order transformers prefers, then the best checkpoint of a timm train.py output folder (beside last.pth.tar and
 #: checkpoint-N.pth.tar).
-HUB_WEIGHTS = ("model.safetensors", "pytorch_model.bin", "model_best.pth.tar")
+KNOWN_WEIGHTS = ("model.safetensors", "pytorch_model.bin", "model_best.pth.tar")
 WEIGHT_SUFFIXES = (".safetensors", ".pt", ".pth", ".bin", ".ckpt", ".tar")
 
 
@@ -37,7 +37,7 @@ def weights_in_folder(folder: Path, notes: list[str] | None = None) -> Path:
     """The weights file in ``folder``: a Hub snapshot's ``model.safetensors`` (else ``pytorch_model.bin``), a timm
     training run's ``model_best.pth.tar``, or the folder's only checkpoint file; several candidates are named, not
     guessed."""
-    for name in HUB_WEIGHTS:
+    for name in KNOWN_WEIGHTS:
         if (folder / name).is_file():
             if notes is not None:
                 notes.append(f"weights read from {folder / name}")

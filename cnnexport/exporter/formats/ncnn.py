@@ -33,7 +33,7 @@ def convert(source: ConvertSource, dst: Path) -> Artifact:
             continue
         problem = _unusable(files[0], source.shape)
         if problem is None:
-            details = {"converted_from": "module" if route == "module" else "onnx"}
+            details = {"converted_from": route}
             if failures:
                 details["module_route_failed"] = failures[0][1]
             return Artifact("ncnn", files, "ncnn", details=details)
@@ -72,7 +72,7 @@ def to_ncnn(module, param_path: str | os.PathLike, input_shape: tuple[int, ...])
 
     pnnx = _import_pnnx()
     return _with_pnnx(lambda t: pnnx.export(module, str(t / "m.pt"), (torch.randn(*input_shape),), fp16=False,
-                                            **_outputs(t)), param_path)
+                                            **_pnnx_outputs(t)), param_path)
 
 
 def onnx_to_ncnn(onnx_path: str | os.PathLike, param_path: str | os.PathLike,
@@ -84,7 +84,7 @@ def onnx_to_ncnn(onnx_path: str | os.PathLike, param_path: str | os.PathLike,
 
     pnnx = _import_pnnx()
     return _with_pnnx(lambda t: pnnx.convert(str(onnx_path), inputs=[torch.zeros(*input_shape)], fp16=False,
-                                             **_outputs(t)), param_path)
+                                             **_pnnx_outputs(t)), param_path)
 
 
 def _import_pnnx():
@@ -95,7 +95,8 @@ def _import_pnnx():
     return pnnx
 
 
-def _outputs(t: Path) -> dict:
+def _pnnx_outputs(t: Path) -> dict:
+    """Where pnnx writes each of its files in the folder ``t`` (each named: it writes beside its input otherwise)."""
     return {"pnnxparam": str(t / "m.pnnx.param"), "pnnxbin": str(t / "m.pnnx.bin"), "pnnxpy": str(t / "m_pnnx.py"),
             "pnnxonnx": str(t / "m.pnnx.onnx"), "ncnnparam": str(t / "m.ncnn.param"),
             "ncnnbin": str(t / "m.ncnn.bin"), "ncnnpy": str(t / "m_ncnn.py")}
@@ -139,6 +140,6 @@ def plain(module, x, path: Path) -> None:
 
     with tempfile.TemporaryDirectory(prefix="cnnexport-plain-ncnn-") as tmp:
         t = Path(tmp)
-        pnnx.export(module, str(t / "m.pt"), (x,), **_outputs(t))
+        pnnx.export(module, str(t / "m.pt"), (x,), **_pnnx_outputs(t))
         shutil.move(str(t / "m.ncnn.bin"), str(path.with_name(path.name.replace(".param", ".bin"))))
         shutil.move(str(t / "m.ncnn.param"), str(path))
