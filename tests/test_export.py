@@ -512,6 +512,54 @@ def test_ncnn_converts_from_the_onnx_file_where_the_modules_route_fails(tmp_path
     assert [a["converted_from"] for a in ordinary["artifacts"] if a["format"] == "ncnn"] == ["module"]
 
 
+class FocusStem(nn.Module):
+    """YOLOv5's Focus: space to depth by strided slicing, which pnnx leaves to ncnn as Tensor.slice."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(12, 8, 3, padding=1)
+        self.fc = nn.Linear(8, 4)
+
+    def forward(self, x):
+        y = torch.cat([x[..., ::2, ::2], x[..., 1::2, ::2], x[..., ::2, 1::2], x[..., 1::2, 1::2]], 1)
+        return self.fc(self.conv(y).mean((2, 3)))
+
+
+def test_strided_slices_become_a_slice_and_a_one_by_one_max_pool_that_picks_the_same_elements(tmp_path):
+    """Each slice with a step over height or width, odd lengths, offsets, ends and negative bounds among them,
+    computes the same values after the rewrite (ONNX Runtime, exactly); a step over the channels is left."""
+    import onnxruntime as ort
+
+    from cnnexport.exporter.formats.ncnn.onnx_slices import strided_slices_as_pools
+
+    class Slices(nn.Module):
+        def forward(self, x):
+            parts = [x[..., ::2, ::2], x[..., 1::2, :], x[:, :, 1:6:3, ::2], x[..., -5::2, 2:-1:2], x[:, ::2]]
+            return torch.cat([p.flatten(1) for p in parts], 1)
+
+    x = torch.randn(2, 4, 11, 9)
+    torch.onnx.export(Slices(), (x,), str(tmp_path / "s.onnx"), dynamo=False, opset_version=18)
+    model = onnx.load(str(tmp_path / "s.onnx"))
+    # the TorchScript exporter writes one Slice per axis: 2 + 1 + 2 + 2, and not x[:, ::2] (over the channels)
+    assert strided_slices_as_pools(model) == 7
+    assert sum(n.op_type == "MaxPool" for n in model.graph.node) == 7
+    onnx.checker.check_model(model)
+    feed = {model.graph.input[0].name: x.numpy()}
+    before = ort.InferenceSession(str(tmp_path / "s.onnx")).run(None, feed)[0]
+    after = ort.InferenceSession(model.SerializeToString()).run(None, feed)[0]
+    assert np.array_equal(before, after) and np.array_equal(after, Slices()(x).numpy())
+
+
+def test_ncnn_runs_a_focus_stem_through_the_onnx_route_and_its_slice_rewrite(tmp_path):
+    pytest.importorskip("pnnx", reason="the ncnn converter is not installed (pip install 'cnnexport[ncnn]')")
+    torch.manual_seed(0)
+    report = cnnexport.export(FocusStem().eval(), (1, 3, 32, 32), tmp_path / "f", formats=("onnx", "ncnn"))
+    (art,) = [a for a in report["artifacts"] if a["format"] == "ncnn"]
+    assert art["converted_from"] == "onnx" and "Tensor.slice" in art["module_route_failed"]
+    assert art["graph_changes"] and art["graph_changes"][0].startswith("4 strided slice(s)")
+    assert all(e["passed"] for e in report["equivalence"]) and len(report["equivalence"]) == 2
+
+
 def test_simplify_file_to_file_in_place_and_beside(small_net, tmp_path):
     """onnxsim reads and writes the files itself: the result is a checked graph with fewer nodes, the
     proto it returns is the file's, and no temporary file is left in the folder either way."""

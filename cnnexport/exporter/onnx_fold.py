@@ -175,16 +175,17 @@ def _batchnorms_to_scale_shift(g: _Graph, ranks: dict[str, int]) -> list[dict]:
     return folded
 
 
-def _ranks(model) -> dict[str, int]:
-    """The rank of every value shape inference can tell (the graph's inputs included)."""
+def value_ranks(model) -> dict[str, int]:
+    """The rank of every value shape inference can tell (the graph's inputs and outputs included); none where it
+    fails (a graph the checker cannot type, past protobuf's 2 GB): callers then rewrite nothing that needs one."""
     from onnx import shape_inference
 
     try:
-        inferred = shape_inference.infer_shapes(model)
-    except Exception:  # a graph the checker cannot type: no rank known, so no scale-and-shift rewrite
+        graph = shape_inference.infer_shapes(model, strict_mode=False).graph
+    except Exception:
         return {}
-    return {v.name: len(v.type.tensor_type.shape.dim) for v in (*inferred.graph.input, *inferred.graph.value_info)
-            if v.type.tensor_type.HasField("shape")}
+    return {v.name: len(v.type.tensor_type.shape.dim) for v in (*graph.input, *graph.value_info, *graph.output)
+            if v.type.HasField("tensor_type") and v.type.tensor_type.HasField("shape")}
 
 
 def _constant(g: _Graph, name: str) -> np.ndarray | None:
@@ -336,6 +337,6 @@ def fold_model(model) -> tuple[object, list[dict], dict[str, int]]:
               if (f := _fold_bn(g, bn)) is not None]
     folded += [f for conv in [n for n in g.graph.node if n.op_type == "Conv"] for f in _fold_affine(g, conv)]
     if any(n.op_type == "BatchNormalization" for n in g.graph.node):
-        folded += _batchnorms_to_scale_shift(g, _ranks(model))
+        folded += _batchnorms_to_scale_shift(g, value_ranks(model))
     g.prune_initializers()
     return model, folded, dict(removed)

@@ -21,11 +21,13 @@ def stabilize_softmaxes(model) -> int:
     import numpy as np
     from onnx import helper, numpy_helper
 
+    from ...onnx_fold import value_ranks
+
     opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 1)
     candidates = [n for n in model.graph.node if n.op_type == "Softmax" and _axis(n, opset) != -1]
     if not candidates:
         return 0
-    ranks = _ranks(model)
+    ranks = value_ranks(model)
     nodes, rewritten = [], 0
     for node in model.graph.node:
         rank = ranks.get(node.input[0]) if node.op_type == "Softmax" else None
@@ -58,16 +60,3 @@ def stabilize_softmaxes(model) -> int:
 def _axis(node, opset: int) -> int:
     """The Softmax's axis attribute (its opset's default where absent)."""
     return next((a.i for a in node.attribute if a.name == "axis"), -1 if opset >= 13 else 1)
-
-
-def _ranks(model) -> dict[str, int]:
-    """Each value's rank, where shape inference knows it (none where it fails, e.g. past protobuf's 2 GB)."""
-    from onnx import shape_inference
-
-    try:
-        graph = shape_inference.infer_shapes(model, strict_mode=False).graph
-    except Exception:
-        return {}
-    infos = [*graph.input, *graph.value_info, *graph.output]
-    return {v.name: len(v.type.tensor_type.shape.dim) for v in infos
-            if v.type.HasField("tensor_type") and v.type.tensor_type.HasField("shape")}

@@ -8,9 +8,9 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from ..._quiet import quiet_fds
-from ...errors import ExportError, MissingDependencyError, disk_full, cause_line
-from . import Artifact, ConvertSource
+from ...._quiet import quiet_fds
+from ....errors import ExportError, MissingDependencyError, disk_full, cause_line
+from .. import Artifact, ConvertSource
 
 quantize = None  # cnnexport writes no ncnn int8 file (ncnn's own ncnn2int8 tool does)
 describe_int8 = None
@@ -26,8 +26,8 @@ def convert(source: ConvertSource, dst: Path) -> Artifact:
     failures = []
     for route in ("module", "onnx"):
         try:
-            files = (to_ncnn(source.prepared, dst, source.shape) if route == "module"
-                     else onnx_to_ncnn(source.onnx_path, dst, source.shape))
+            files, changes = ((to_ncnn(source.prepared, dst, source.shape), []) if route == "module"
+                              else onnx_to_ncnn(source.onnx_path, dst, source.shape))
         except ExportError as exc:
             failures.append((route, str(exc)))
             continue
@@ -36,7 +36,7 @@ def convert(source: ConvertSource, dst: Path) -> Artifact:
             details = {"converted_from": route}
             if failures:
                 details["module_route_failed"] = failures[0][1]
-            return Artifact("ncnn", files, "ncnn", details=details)
+            return Artifact("ncnn", files, "ncnn", graph_changes=changes, details=details)
         for f in files:
             f.unlink(missing_ok=True)
         failures.append((route, problem))
@@ -47,8 +47,8 @@ def convert(source: ConvertSource, dst: Path) -> Artifact:
 def _unusable(param: Path, shape: tuple[int, ...]) -> str | None:
     """Why ncnn cannot run the converted file: layer types it has no kernel for (read from the .param, as
     ``load_param`` would refuse them), or how its runtime crashed in a child process; None when it runs."""
-    from ...runtimes.ncnn import import_ncnn
-    from ...runtimes.smoke import crash_of
+    from ....runtimes.ncnn import import_ncnn
+    from ....runtimes.smoke import crash_of
 
     ncnn = import_ncnn()
     lines = param.read_text(errors="replace").splitlines()[2:]  # magic, then the layer and blob counts
@@ -76,15 +76,29 @@ def to_ncnn(module, param_path: str | os.PathLike, input_shape: tuple[int, ...])
 
 
 def onnx_to_ncnn(onnx_path: str | os.PathLike, param_path: str | os.PathLike,
-                 input_shape: tuple[int, ...]) -> list[Path]:
-    """The same from an ONNX file: pnnx reads ONNX too, and maps some graphs otherwise. (The example input, not
-    ``input_shapes``: pnnx 20261020's ``convert`` passes ``fp16=False`` on only with ``inputs``, and wrote fp16
-    weights otherwise, 2e-4 off.)"""
+                 input_shape: tuple[int, ...]) -> tuple[list[Path], list[str]]:
+    """The same from an ONNX file, and the rewrites made to a copy of it first (``onnx_slices``): pnnx reads ONNX
+    too, and maps some graphs otherwise. (The example input, not ``input_shapes``: pnnx 20261020's ``convert``
+    passes ``fp16=False`` on only with ``inputs``, and wrote fp16 weights otherwise, 2e-4 off.)"""
+    import onnx
     import torch
 
+    from .onnx_slices import strided_slices_as_pools
+
     pnnx = _import_pnnx()
-    return _with_pnnx(lambda t: pnnx.convert(str(onnx_path), inputs=[torch.zeros(*input_shape)], fp16=False,
-                                             **_pnnx_outputs(t)), param_path)
+    model = onnx.load(str(onnx_path))
+    picked = strided_slices_as_pools(model)
+    changes = [f"{picked} strided slice(s) of height or width as a slice and a 1x1 max pool with that stride "
+               "(ncnn's Crop takes no step)"] if picked else []
+
+    def run(t: Path) -> None:
+        read = onnx_path
+        if picked:
+            read = t / "m.onnx"
+            onnx.save(model, str(read))
+        pnnx.convert(str(read), inputs=[torch.zeros(*input_shape)], fp16=False, **_pnnx_outputs(t))
+
+    return _with_pnnx(run, param_path), changes
 
 
 def _import_pnnx():
