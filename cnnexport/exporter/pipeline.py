@@ -357,14 +357,14 @@ def _prepare_stage(module: nn.Module, shape: tuple[int, ...], opts: ExportOption
     stage("prepare")
     t0 = time.perf_counter()
     _check_protobuf_limit(module)
+    _refuse_several_inputs(module)  # before preparing: neither is a model prepare could make exportable
+    _refuse_torch_quantization(module)
     scripted = is_torchscript(module)
     prepared, summary = (module, PrepareSummary()) if scripted else \
         prepare_with_summary(module, fold_bn=opts.fold_bn, reparameterize=opts.reparameterize)
     report["prepare"] = {**summary.as_dict(), "torchscript": scripted}
     report["params"] -= summary.aux_params  # the deployed model's parameters
     report["warnings"].extend(summary.warnings)
-    _refuse_several_inputs(prepared)
-    _refuse_torch_quantization(module)
     with torch.no_grad():
         try:
             out = prepared(torch.zeros(shape))
