@@ -58,8 +58,9 @@ def test_unknown_timm_name_is_one_line(tmp_path):
     assert not (tmp_path / "x").exists()
 
 
-def test_list_timm_pattern_lists_timms_architectures_with_the_size_an_export_uses():
-    """As timm.list_models: every match, named as cnnexport takes it, with the input size an export of it uses."""
+def test_list_timm_pattern_lists_timms_architectures_with_the_size_each_command_uses():
+    """As timm.list_models: every match, named as cnnexport takes it, with the input size export, eval and profile
+    use for it."""
     result = CliRunner().invoke(cli, ["list", "timm:*mobilenetv4_conv_*", "--json"])
     assert result.exit_code == 0, result.output
     rows = {r["name"]: r for r in json.loads(result.stdout)}
@@ -70,6 +71,14 @@ def test_list_timm_pattern_lists_timms_architectures_with_the_size_an_export_use
     assert table.exit_code == 0 and "timm:mobilenetv4_conv_small" in table.stdout and "3x224x224" in table.stdout
     none = CliRunner().invoke(cli, ["list", "timm:MobileNet*"])
     assert none.exit_code == 2 and "no timm architecture matches" in none.stderr
+    # eval --model and profile take that size too (eval fixed none for a timm model, profile took 224)
+    scored = CliRunner().invoke(cli, ["eval", "--model", "timm:mobilenetv4_conv_medium", "--num-classes", "10",
+                                      "--data", "digits", "--limit", "4", "--json"])
+    assert scored.exit_code == 0, scored.output
+    assert json.loads(scored.stdout)["preprocess"]["size"] == [256, 256]
+    profiled = CliRunner().invoke(cli, ["profile", "timm:mobilenetv4_conv_medium", "--json"])
+    assert profiled.exit_code == 0, profiled.output
+    assert json.loads(profiled.stdout)["input_shape"][2:] == [256, 256]
 
 
 @pytest.mark.parametrize("name", ["resnet18", "mobilenetv3_small_100"])

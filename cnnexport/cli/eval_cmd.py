@@ -144,11 +144,11 @@ def eval_cmd(artifacts, data, classes_file, model_spec, weights, use_ema, num_cl
 def _eval_torch_model(spec: str, weights: str | None, num_classes: int | None, use_ema: bool = False):
     """The PyTorch model of --model, its preprocessing fields and its input size."""
     from ..exporter.pipeline import exportable
-    from ..models import bundled_input_size, is_registered, load_model, model_info
+    from ..models import is_registered, load_model, model_input_size
 
     refuse_exported_file(spec)
     module = exportable(load_model(spec, num_classes=num_classes, weights=weights, use_ema=use_ema))[0]  # fp32
-    chw = None
-    if is_registered(spec):
-        chw = tuple(bundled_input_size(spec, weights) or model_info(spec).input_size)
+    # a zoo model's size, or timm's config's; the user's own code fixes none (the files or --input-size do)
+    known = is_registered(spec) or hasattr(module, "cnnexport_input_size")
+    chw = tuple(model_input_size(spec, module, weights)) if known else None
     return module, dict(getattr(module, "cnnexport_preprocess", {})), chw
