@@ -116,7 +116,7 @@ def model_jobs(model: str, runtimes: list[str], precisions: list[str], batches: 
             notes.append(f"{fmt.runtime}: no bf16 rows: {exc}")
             wanted["bf16"] = False
     report = {}
-    if formats and reuse:  # checked before the model is built: a wrong folder fails at once
+    if formats and reuse:  # checked before a zoo model is built (a user's was, for its size)
         report = reused_report(model, out_dir, formats, [p for p in precisions if p == "fp32" or wanted.get(p)], device)
     module = module if module is not None else create_model(model)
     macs = module_macs(module, shape)

@@ -370,10 +370,11 @@ def _make_pruning_permanent(model: nn.Module, summary: PrepareSummary, budget: B
                 setattr(mod, tensor, hook.apply_mask(mod))
             prune.remove(mod, tensor)
             weight = getattr(mod, tensor)
-            elements, zeros = elements + weight.numel(), zeros + int((weight == 0).sum())
+            zero = int((weight == 0).sum())
+            elements, zeros = elements + weight.numel(), zeros + zero
             summary.pruning_made_permanent.append({
                 "tensor": f"{name}.{tensor}" if name else tensor, "method": type(hook).__name__,
-                "zeros": round(float((weight == 0).float().mean()), 4)})
+                "zeros": round(zero / weight.numel(), 4)})
     if summary.pruning_made_permanent:
         summary.warnings.append(
             f"{len(summary.pruning_made_permanent)} pruned tensor(s) (torch.nn.utils.prune) made permanent, "

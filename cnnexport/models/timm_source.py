@@ -92,10 +92,12 @@ def timm_catalog(pattern: str = "*") -> list[dict]:
     rows = []
     for name in timm.list_models(pattern):
         cfg = get_pretrained_cfg(name)
-        rows.append({"name": f"{PREFIX}{name}", "input_size": list(cfg.input_size) if cfg else None,
-                     "num_classes": cfg.num_classes if cfg else None, "mean": list(cfg.mean) if cfg else None,
-                     "std": list(cfg.std) if cfg else None,
-                     "pretrained_tag": getattr(cfg, "tag", None) if cfg else None})
+        row = {"name": f"{PREFIX}{name}", "input_size": None, "num_classes": None, "mean": None, "std": None,
+               "pretrained_tag": None}
+        if cfg is not None:
+            row.update(input_size=list(cfg.input_size), num_classes=cfg.num_classes, mean=list(cfg.mean),
+                       std=list(cfg.std), pretrained_tag=getattr(cfg, "tag", None))
+        rows.append(row)
     return rows
 
 

@@ -37,12 +37,8 @@ def weights_in_folder(folder: Path, notes: list[str] | None = None) -> Path:
     """The weights file in ``folder``: a Hub snapshot's ``model.safetensors`` (else ``pytorch_model.bin``), a timm
     training run's ``model_best.pth.tar``, or the folder's only checkpoint file; several candidates are named, not
     guessed."""
-    for name in KNOWN_WEIGHTS:
-        if (folder / name).is_file():
-            if notes is not None:
-                notes.append(f"weights read from {folder / name}")
-            return folder / name
-    found = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in WEIGHT_SUFFIXES)
+    known = [folder / name for name in KNOWN_WEIGHTS if (folder / name).is_file()]
+    found = known[:1] or sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in WEIGHT_SUFFIXES)
     if len(found) == 1:
         if notes is not None:
             notes.append(f"weights read from {found[0]}")
