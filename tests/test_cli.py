@@ -485,6 +485,60 @@ def test_export_from_a_python_file_by_its_path(tmp_path):
     assert not (tmp_path / "o2").exists()
 
 
+_NETS_OF_OTHER_INPUTS = """
+import torch.nn as nn
+
+
+class Gray(nn.Sequential):
+    def __init__(self):
+        super().__init__(nn.Conv2d(1, 8, 3), nn.BatchNorm2d(8), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 4))
+
+
+class Audio(nn.Sequential):
+    def __init__(self):
+        super().__init__(nn.Conv1d(1, 8, 9, stride=4), nn.ReLU(), nn.AdaptiveAvgPool1d(1), nn.Flatten(),
+                         nn.Linear(8, 4))
+
+
+class Lazy(nn.Sequential):
+    def __init__(self):
+        super().__init__(nn.LazyConv2d(8, 3), nn.LazyBatchNorm2d(), nn.ReLU(), nn.Flatten(), nn.LazyLinear(4))
+"""
+
+
+def test_a_users_model_is_given_the_input_its_layers_take(tmp_path):
+    """A grayscale model is exported at its first convolution's one channel (no --input-size needed);
+    a 1-D model is refused in one line naming its Conv1d; lazy layers get their shapes from the input
+    size, and loaded lazy weights are folded like any others."""
+    (tmp_path / "other_inputs.py").write_text(_NETS_OF_OTHER_INPUTS)
+    result = run("other_inputs.py:Gray", "--input-size", "20", "-o", str(tmp_path / "gray"), "--json", cwd=tmp_path)
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.output)
+    assert report["input_shape"] == [1, 1, 20, 20] and report["equivalence"][0]["passed"]
+    line = assert_one_line_error(run("other_inputs.py:Audio", "-o", str(tmp_path / "audio"), cwd=tmp_path), 2)
+    assert "Conv1d" in line and "N x C x H x W" in line and not (tmp_path / "audio").exists()
+
+    result = run("other_inputs.py:Lazy", "--input-size", "12", "-o", str(tmp_path / "lazy"), "--json", cwd=tmp_path)
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.output)
+    assert report["input_shape"] == [1, 3, 12, 12] and report["equivalence"][0]["passed"]
+    assert any("lazy layers (LazyBatchNorm2d, LazyConv2d, LazyLinear)" in w for w in report["warnings"])
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("other_inputs_copy", tmp_path / "other_inputs.py")
+    nets = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(nets)
+    trained = nets.Lazy()
+    trained(torch.zeros(1, 3, 12, 12))
+    torch.save(trained.state_dict(), tmp_path / "lazy.pt")
+    result = run("other_inputs.py:Lazy", "--input-size", "12", "--weights", str(tmp_path / "lazy.pt"),
+                 "-o", str(tmp_path / "loaded"), "--json", cwd=tmp_path)
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.output)
+    assert report["graph"]["batchnorm_nodes"] == 0 and report["graph"]["folded"][0]["count"] == 1
+    assert not any("lazy layers" in w or "could not trace" in w for w in report["warnings"])
+
+
 def test_user_code_that_fails_while_imported_is_the_users_error(tmp_path):
     """A module that raises or does not parse is named with its cause, exit 2, not called a cnnexport bug;
     CNNEXPORT_DEBUG=1 shows where in the user's file it raised."""

@@ -99,7 +99,8 @@ def model_jobs(model: str, runtimes: list[str], precisions: list[str], batches: 
     if not is_registered(model):  # timm:NAME, package.module:callable or path/to/file.py:callable
         module = load_model(spec)
         model = spec.rpartition(":")[2]  # its files are named after the callable, as export names them
-    shape = (1, *(input_size or model_input_size(spec, module)))
+    default = model_input_size(spec, module)
+    shape = (1, input_size[0] or default[0], *input_size[1:]) if input_size else (1, *default)
     notes: list[str] = []
     formats = formats_for(runtimes)
     wanted = {}

@@ -76,11 +76,11 @@ def bench_cmd(targets, runtime, precision, batch, threads, input_size, device, b
                          "it was exported to")
     size = None
     if input_size:
-        channels = None
+        channels = None  # a file's, or a user's model's (its first convolution's: plan.model_jobs)
         if is_model:
             from ..models import is_registered, model_info
 
-            channels = model_info(targets[0]).input_size[0] if is_registered(targets[0]) else 3
+            channels = model_info(targets[0]).input_size[0] if is_registered(targets[0]) else None
         size = parse_input_size(input_size, channels)
     notes: list[str] = []
     with tempfile.TemporaryDirectory(prefix="cnnexport-bench-") as tmp:

@@ -77,7 +77,7 @@ def profile_cmd(model, input_size, batch, num_classes, weights, per_layer, again
         if for_file(model) is not None:  # .xml, .tflite, .mnn, ...: only the roofline reads them
             raise UsageError(f"'{model}' is a {for_file(model).label} file: profile reads .onnx files and PyTorch "
                              "models; for any exported file use profile --roofline")
-        from ..exporter.pipeline import exportable, is_torchscript
+        from ..exporter.pipeline import exportable, is_torchscript, materialize_lazy
         from ..profile.torch_profile import profile_module
         from ..models import is_registered, load_model, model_info, model_input_size
 
@@ -95,6 +95,7 @@ def profile_cmd(model, input_size, batch, num_classes, weights, per_layer, again
                              f"not run: profile its ONNX file (cnnexport {model} --onnx -o out, then cnnexport "
                              f"profile out/{stem}.onnx)")
         shape = (batch, *chw)
+        materialize_lazy(module, shape)
         try:
             prof = profile_module(module, shape)
         except RuntimeError as exc:

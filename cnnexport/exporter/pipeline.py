@@ -53,6 +53,30 @@ def eval_mode(module: nn.Module) -> Iterator[nn.Module]:
             m.training = training
 
 
+def materialize_lazy(module: nn.Module, shape: tuple[int, ...]) -> list[str]:
+    """Make the module's lazy layers (``nn.LazyConv2d``, ``nn.LazyLinear``, ...) the stock layers they stand
+    for by one forward of zeros at ``shape`` in eval mode, as PyTorch asks before they are used; return the
+    lazy classes whose parameters had no shape until then (none when a checkpoint's loading gave them theirs)."""
+    from torch.nn.modules.lazy import LazyModuleMixin
+
+    lazies = [m for m in module.modules() if isinstance(m, LazyModuleMixin)]
+    lazy = sorted({type(m).__name__ for m in lazies if m.has_uninitialized_params()})
+    if lazies:  # loaded ones too: the forward makes each the stock layer it stands for, which torch.fx traces
+        with torch.no_grad(), eval_mode(module):
+            try:
+                module(torch.zeros(shape))
+            except Exception as exc:
+                raise shape_error(shape, exc) from None
+    return lazy
+
+
+def shape_error(shape: tuple[int, ...], exc: Exception) -> ParameterError:
+    """The one line for a model whose forward fails at ``shape``."""
+    return ParameterError(f"the model cannot take input shape {'x'.join(map(str, shape))} "
+                          f"({ParameterError.literal(cause_line(exc, 200))}); pass the size it expects as "
+                          "{input_shape}")
+
+
 def first_tensor(out) -> torch.Tensor:
     if isinstance(out, torch.Tensor):
         return out
@@ -231,6 +255,10 @@ def export(module: nn.Module, input_shape: Iterable[int] = (1, 3, 224, 224),
     default = (getattr(module, "original_name", None) if scripted else None) or type(module).__name__
     name = _safe_name(opts.name or getattr(module, "cnnexport_name", None) or default.lower())
     stage = on_stage or (lambda _s: None)
+    lazy = materialize_lazy(module, shape)
+    if lazy:
+        notes.append(f"the model's lazy layers ({', '.join(lazy)}) took their shapes from one forward at "
+                     f"{'x'.join(map(str, shape))}, with fresh random weights: pass --weights for trained ones")
     report = _start_report(module, shape, name, opts)
     report["warnings"] += loaded_notes + notes
     prepared, summary, reference = _prepare_stage(module, shape, opts, report, stage)
@@ -287,7 +315,9 @@ class Reference:
 def prepared_onnx(module: nn.Module, shape: tuple[int, ...], path: str | os.PathLike) -> Path:
     """The prepared (folded) module's simplified ONNX graph written to ``path``, unverified: the layer costs
     ``profile --roofline`` and ``--against-onnx`` read for a model given by name."""
-    to_onnx(prepare(exportable(module)[0]), path, shape)
+    module = exportable(module)[0]
+    materialize_lazy(module, shape)
+    to_onnx(prepare(module), path, shape)
     simplify_onnx(path, path)
     return Path(path)
 
@@ -372,9 +402,7 @@ def _prepare_stage(module: nn.Module, shape: tuple[int, ...], opts: ExportOption
         except UsageError:
             raise
         except Exception as exc:
-            msg = cause_line(exc, 200)
-            raise ParameterError(f"the model cannot take input shape {'x'.join(map(str, shape))} "
-                                 f"({ParameterError.literal(msg)}); pass the size it expects as {{input_shape}}") from None
+            raise shape_error(shape, exc) from None
     if not isinstance(out, torch.Tensor):
         returned, kept = describe_outputs(out)
         prepared = FirstOutput(prepared)

@@ -60,10 +60,27 @@ def bundled_input_size(name: str, weights) -> tuple[int, int, int] | None:
 
 def model_input_size(spec: str, module: nn.Module | None = None, weights=None) -> tuple[int, ...]:
     """The input (C, H, W) ``spec`` takes unless told otherwise: its shipped weights' size or the registry's for
-    a zoo name; timm's config (``cnnexport_input_size``, set by ``load_model``) for timm:NAME; else 3x224x224."""
+    a zoo name; timm's config (``cnnexport_input_size``, set by ``load_model``) for timm:NAME; else 224x224
+    with the channels of the model's first convolution (3 when it has none)."""
     if is_registered(spec):
         return bundled_input_size(spec, weights) or model_info(spec).input_size
-    return tuple(getattr(module, "cnnexport_input_size", None) or (3, 224, 224))
+    given = getattr(module, "cnnexport_input_size", None)
+    if given:
+        return tuple(given)
+    return (_input_channels(spec, module) if module is not None else 3, 224, 224)
+
+
+def _input_channels(spec: str, module: nn.Module) -> int:
+    """The channels a user's model takes: its first convolution's input channels (a grayscale or
+    multispectral model), else 3. A model with only 1-D or 3-D convolutions is refused: its input is no image."""
+    convs = [m for m in module.modules() if isinstance(m, (nn.Conv1d, nn.Conv2d, nn.Conv3d))]
+    planar = [m for m in convs if isinstance(m, nn.Conv2d)]
+    if convs and not planar:
+        kind = type(convs[0]).__name__
+        raise UsageError(f"'{spec}' convolves in {kind[-2]}-D ({kind}, no Conv2d): cnnexport exports image "
+                         "classifiers, whose input is N x C x H x W; export a 1-D or 3-D model with "
+                         "torch.onnx.export directly")
+    return planar[0].in_channels if planar and planar[0].in_channels > 0 else 3  # a lazy conv's is 0
 
 
 def create_model(name: str, num_classes: int | None = None, weights: str | os.PathLike | Mapping | None = None,

@@ -12,6 +12,7 @@ from typing import Mapping
 
 import torch
 from torch import nn
+from torch.nn.parameter import is_lazy
 
 from ..errors import WeightsError, first_line
 
@@ -176,7 +177,7 @@ def load_weights(model: nn.Module, state_dict: Mapping[str, torch.Tensor], *, so
     shape_diff = [
         f"{k} (file {list(v.shape)} vs model {list(own[k].shape)})"
         for k, v in state_dict.items()
-        if k in own and tuple(v.shape) != tuple(own[k].shape)
+        if k in own and not _fits(v, own[k])
     ]
     missing = [k for k in own if k not in state_dict]
     unexpected = [k for k in state_dict if k not in own]
@@ -209,7 +210,12 @@ def _fitting_prefixes(own: Mapping[str, torch.Tensor], state_dict: Mapping[str, 
         if dot:
             groups.setdefault(head + ".", {})[rest] = v
     return sorted(p for p, sd in groups.items()
-                  if set(sd) == set(own) and all(tuple(sd[k].shape) == tuple(own[k].shape) for k in own))
+                  if set(sd) == set(own) and all(_fits(sd[k], own[k]) for k in own))
+
+
+def _fits(tensor: torch.Tensor, own: torch.Tensor) -> bool:
+    """``tensor`` has ``own``'s shape, or ``own`` is a lazy layer's uninitialised one, which loading shapes."""
+    return is_lazy(own) or tuple(tensor.shape) == tuple(own.shape)
 
 
 def _more(items: list) -> str:
