@@ -332,6 +332,42 @@ def test_bench_files_json_rows_carry_every_field(lenet_files):
     assert all(len(v["values"]) >= 3 for v in data["limits"]["1"].values())  # measured until stable
 
 
+def test_bench_with_data_puts_each_files_accuracy_in_its_rows(lenet_files, tmp_path):
+    """`bench ... --data`: every row carries its own file's top-1 on the labelled data (a file of untrained
+    weights measured beside the trained ones scores its own), and every file its size on disk."""
+    cnnexport.export(create_model("lenet5"), (1, 1, 32, 32), tmp_path, name="untrained", photos=False)
+    files = [str(lenet_files / "lenet5.onnx"), str(lenet_files / "lenet5.tflite"), str(tmp_path / "untrained.onnx")]
+    result = CliRunner().invoke(cli, ["bench", *files, "--data", "digits", "--data-count", "120", "--rounds", "1",
+                                      "--runs", "3", "--min-time", "0", "--warmup", "1", "--no-ceiling", "--json"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    rows = {r["artifact"]: r for r in data["rows"]}
+    assert rows["lenet5.onnx"]["top1"] > 0.9 and rows["lenet5.tflite"]["top1"] > 0.9
+    assert rows["untrained.onnx"]["top1"] < 0.5
+    assert {r["eval_images"] for r in rows.values()} == {120} and data["accuracy"][0]["data"]["images"] == 120
+    assert rows["lenet5.onnx"]["file_mb"] == pytest.approx((lenet_files / "lenet5.onnx").stat().st_size / 1e6)
+
+
+def test_bench_a_model_name_with_its_weights_and_data(tmp_path):
+    """A model name's --weights reach the export and PyTorch's rows: PyTorch and the files score the trained
+    digits network's top-1, and each file agrees with PyTorch's top-1; options that would be ignored are refused."""
+    quick = ["--runs", "3", "--min-time", "0", "--warmup", "1", "--rounds", "1", "--no-ceiling", "--json"]
+    result = CliRunner().invoke(cli, ["bench", "lenet5", "--weights", "digits", "--data", "digits", "--calib", "digits",
+                                      "--data-count", "100", "--runtime", "torch,onnxruntime", "--precision",
+                                      "fp32,int8", "-o", str(tmp_path / "out"), *quick])
+    assert result.exit_code == 0, result.output
+    rows = {(r["runtime"], r["precision"]): r for r in json.loads(result.stdout)["rows"]}
+    assert set(rows) == {("torch", "fp32"), ("onnxruntime", "fp32"), ("onnxruntime", "int8")}
+    assert rows["torch", "fp32"]["top1"] > 0.9 and rows["torch", "fp32"]["file_mb"] is None
+    assert rows["onnxruntime", "fp32"]["top1"] == rows["torch", "fp32"]["top1"]
+    assert rows["onnxruntime", "fp32"]["agreement"] == 1.0 and rows["onnxruntime", "int8"]["agreement"] > 0.9
+    for args, words in ((["lenet5.onnx", "--weights", "digits"], "--weights describes a model name's export"),
+                        (["lenet5", "--data-count", "5"], "--data-count apply only with --data"),
+                        (["lenet5", "--use-ema"], "--use-ema picks a checkpoint's EMA weights")):
+        refused = CliRunner().invoke(cli, ["bench", *args])
+        assert refused.exit_code == 2 and words in refused.output, refused.output
+
+
 def test_bench_measures_the_good_files_and_fails_on_a_corrupt_one(lenet_files, tmp_path):
     """One corrupt file among good ones: the good ones are measured and shown, then exit 8 naming it."""
     (tmp_path / "broken.onnx").write_bytes(b"not a model")

@@ -65,6 +65,19 @@ def test_file_names_and_lookups():
     assert ALWAYS in FORMATS and "int8" in FORMATS[ALWAYS].precisions
 
 
+def test_an_artifacts_files_are_the_ones_its_format_makes_it_of(tmp_path):
+    """What bench's MB column adds up: an IR's .xml and .bin, an ncnn model's .param and .bin, one file
+    elsewhere; only files that exist, and never another precision's."""
+    from cnnexport.exporter.formats import artifact_files
+
+    for name in ("m.int8.xml", "m.int8.bin", "m.xml", "m.ncnn.param", "m.ncnn.bin", "m.onnx", "m.int8.onnx"):
+        (tmp_path / name).write_bytes(b"x")
+    names = lambda p: [f.name for f in artifact_files(tmp_path / p)]  # noqa: E731
+    assert names("m.int8.xml") == ["m.int8.xml", "m.int8.bin"] and names("m.xml") == ["m.xml"]
+    assert names("m.ncnn.param") == ["m.ncnn.param", "m.ncnn.bin"] and names("m.onnx") == ["m.onnx"]
+    assert names("m.tflite") == [] and names("notes.txt") == []
+
+
 def test_the_cli_flags_and_choices_come_from_the_table():
     runner = CliRunner()
     export_help = runner.invoke(cli, ["export", "--help"]).output

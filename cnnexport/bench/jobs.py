@@ -75,12 +75,14 @@ def file_jobs(path: str | Path, runtime: str, batch: int, threads: int, **kw) ->
 
 def torch_job(model: str, input_shape: tuple[int, ...], batch: int, threads: int, *, device: str = "cpu",
               cuda_graph: bool = False, macs: float | None = None, model_kwargs: dict | None = None,
-              compiled: bool = False) -> Job:
+              compiled: bool = False, weights: dict | None = None) -> Job:
+    """``model_kwargs``: a builder's arguments (the study's micro-networks); ``weights``: ``load_model``'s
+    weights, num_classes and use_ema (bench --weights)."""
     runtime = "torch-compile" if compiled else "torch-cudagraph" if cuda_graph else "torch"
     return Job(model, runtime, "fp32", batch, threads,
                {"kind": "torch", "model": model, "input_shape": list(input_shape), "batch": batch,
                 "threads": threads, "device": device, "cuda_graph": cuda_graph, "compiled": compiled,
-                "model_kwargs": model_kwargs or {}},
+                "model_kwargs": model_kwargs or {}, "weights": weights or {}},
                device=device, macs=macs)
 
 
@@ -105,7 +107,8 @@ def jobs_from_report(report: dict, folder: str | Path, model: str, runtimes: lis
 
 def torch_jobs(model: str, input_shape: tuple[int, ...], batches: list[int], threads: list[int], *,
                device: str = "cpu", macs: float | None = None, model_kwargs: dict | None = None,
-               name: str | None = None, runtimes: tuple[str, ...] = ("torch",)) -> list[Job]:
+               name: str | None = None, runtimes: tuple[str, ...] = ("torch",),
+               weights: dict | None = None) -> list[Job]:
     """PyTorch at every thread count and batch, for each of ``runtimes`` (``MODULE_RUNTIMES``): eager
     (on cuda also captured in a CUDA graph) and torch.compile; ``name`` labels the rows when ``model``
     is a builder (``module:callable``)."""
@@ -116,7 +119,7 @@ def torch_jobs(model: str, input_shape: tuple[int, ...], batches: list[int], thr
         for b in batches:
             for graph, compiled in variants:
                 job = torch_job(model, input_shape, b, t, device=device, cuda_graph=graph, macs=macs,
-                                model_kwargs=model_kwargs, compiled=compiled)
+                                model_kwargs=model_kwargs, compiled=compiled, weights=weights)
                 job.model = name or model
                 jobs.append(job)
     return jobs

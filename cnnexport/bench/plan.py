@@ -86,20 +86,21 @@ def model_jobs(model: str, runtimes: list[str], precisions: list[str], batches: 
                device: str, out_dir: str | Path, *, export: ExportFn,
                on_stage: Callable[[str], None] | None = None, input_size: tuple[int, ...] | None = None,
                calib: str = "samples", plain_export: PlainFn | None = None,
-               reuse: bool = False) -> tuple[list[Job], list[str], dict]:
+               reuse: bool = False, weights: dict | None = None) -> tuple[list[Job], list[str], dict]:
     """Export ``model`` into ``out_dir`` for the selected runtimes with ``export`` (the pipeline, passed
     in by the CLI); jobs, notes and the export report. Every job's roofline uses the exported ONNX
     graph's layer costs; ``plain_export`` also writes each runtime's plain-tool file, measured as fp32
     jobs marked ``plain``. ``reuse``: measure the files an earlier export of ``model`` left in ``out_dir``
-    (its report.json) instead of exporting again; every selected runtime and precision must be there."""
+    (its report.json) instead of exporting again; every selected runtime and precision must be there.
+    ``weights``: ``load_model``'s weights, num_classes and use_ema, for the export and PyTorch's rows."""
     from ..models import create_model, is_registered, load_model, model_input_size
     from ..profile.torch_profile import module_macs
 
-    spec, module = model, None
+    spec, module, weights = model, None, weights or {}
     if not is_registered(model):  # timm:NAME, package.module:callable or path/to/file.py:callable
-        module = load_model(spec)
+        module = load_model(spec, **weights)
         model = spec.rpartition(":")[2]  # its files are named after the callable, as export names them
-    default = model_input_size(spec, module)
+    default = model_input_size(spec, module, weights.get("weights"))
     shape = (1, input_size[0] or default[0], *input_size[1:]) if input_size else (1, *default)
     notes: list[str] = []
     formats = formats_for(runtimes)
@@ -119,7 +120,7 @@ def model_jobs(model: str, runtimes: list[str], precisions: list[str], batches: 
     report = {}
     if formats and reuse:  # checked before a zoo model is built (a user's was, for its size)
         report = reused_report(model, out_dir, formats, [p for p in precisions if p == "fp32" or wanted.get(p)], device)
-    module = module if module is not None else create_model(model)
+    module = module if module is not None else create_model(model, **weights)
     macs = module_macs(module, shape)
     if formats and not reuse:
         report = export(module, shape, out_dir, name=model, formats=formats, int8=wanted["int8"],
@@ -128,7 +129,7 @@ def model_jobs(model: str, runtimes: list[str], precisions: list[str], batches: 
     jobs: list[Job] = []
     if set(MODULE_RUNTIMES) & set(runtimes) and "fp32" in precisions:
         jobs += torch_jobs(spec, shape, batches, threads, device=device, macs=macs, name=model,
-                           runtimes=tuple(runtimes))
+                           runtimes=tuple(runtimes), weights=weights)
     jobs += jobs_from_report(report, out_dir, model, runtimes, precisions, batches, threads, device, macs)
     if plain_export is not None and "fp32" in precisions:
         if on_stage:

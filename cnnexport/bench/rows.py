@@ -9,6 +9,7 @@ import math
 import statistics
 from pathlib import Path
 
+from ..exporter.formats import artifact_files
 from ..runtimes.cuda import GPU_FACTS
 from .jobs import Job
 from .latency import summarize
@@ -19,7 +20,7 @@ from .latency import summarize
 PROTOCOL = 1
 
 #: Fields every JSON row carries (machine facts included), in table order.
-ROW_FIELDS = ("model", "artifact", "runtime", "version", "precision", "device", "batch", "calls_per_batch",
+ROW_FIELDS = ("model", "artifact", "file_mb", "runtime", "version", "precision", "device", "batch", "calls_per_batch",
               "threads", "first_ms", "runs", "median_ms", "p90_ms", "p99_ms", "min_ms", "mean_ms", "std_ms",
               "images_per_s", "macs", "gmacs_per_s", "ceiling_gflops", "ceiling_fraction", "bandwidth_gbs",
               "memory_access_bytes", "roofline_ms", "of_roofline", "roofline_dram_ms", "beats_bound", "baseline",
@@ -66,6 +67,12 @@ def bound_fields(costs, *, runtime: str, device: str, batch: int, precision: str
             "beats_bound": bound / median_ms > 1 + spread(round_medians_ms) if bound else None}
 
 
+def _megabytes(path: str) -> float | None:
+    """The size on disk of the artifact ``path`` loads, all its files (an IR's .xml and .bin), in MB."""
+    files = artifact_files(path)
+    return sum(f.stat().st_size for f in files) / 1e6 if files else None
+
+
 def rows_from(jobs: list[Job], *, machine: dict, ceilings: dict[int, float] | None = None,
               bandwidths: dict[int, float] | None = None, baseline: str | None = None,
               noisy_limits: set[int] = frozenset(),
@@ -96,6 +103,7 @@ def rows_from(jobs: list[Job], *, machine: dict, ceilings: dict[int, float] | No
         bandwidth = (bandwidths or {}).get(job.threads)
         row = {
             "model": job.model, "artifact": Path(job.worker_job["path"]).name if "path" in job.worker_job else None,
+            "file_mb": _megabytes(job.worker_job["path"]) if "path" in job.worker_job else None,
             "runtime": res.get("runtime", job.runtime), "version": res.get("version"), "precision": job.precision,
             "device": job.device, "batch": job.batch, "calls_per_batch": res.get("calls_per_batch", 1),
             "threads": job.threads,

@@ -116,13 +116,13 @@ def run_torch(job: dict) -> dict:
     from ..runtimes.torch_eager import TorchModel
     from .latency import measure
 
-    kwargs = job.get("model_kwargs", {})
+    kwargs, weights = job.get("model_kwargs", {}), job.get("weights", {})
     if is_registered(job["model"]):
-        module = create_model(job["model"], **kwargs)
+        module = create_model(job["model"], **kwargs, **weights)
     elif kwargs:  # package.module:builder and its arguments: the study's micro-networks
         module = import_callable(job["model"])(**kwargs)
     else:  # the user's model: timm:NAME, package.module:callable or path/to/file.py:callable
-        module = load_model(job["model"])
+        module = load_model(job["model"], **weights)
     shape = [job["batch"], *job["input_shape"][1:]]
     model = TorchModel(module, tuple(shape), device=job.get("device", "cpu"), threads=job["threads"],
                        compiled=job.get("compiled", False))

@@ -45,13 +45,27 @@ from .options import RUNTIME_HELP, export_fn, int_list, parse_input_size, plain_
               help="For a model name: where the exported files go (default: a temporary folder).")
 @click.option("--reuse", is_flag=True, help="For a model name: measure the files an earlier export left in "
               "--output-dir (its report.json) instead of exporting again.")
+@click.option("--weights", default=None, help="For a model name: its weights (a state_dict file or folder, or a "
+              "shipped tag: digits), for the export and PyTorch's rows.")
+@click.option("--num-classes", type=int, default=None, help="For a model name: its classifier outputs.")
+@click.option("--use-ema", is_flag=True, help="For a model name: the --weights checkpoint's EMA weights.")
+@click.option("--calib", default="samples", show_default=True,
+              help="For a model name: the int8 files' calibration data (samples, digits, a folder, .npy/.npz).")
+@click.option("--data", default=None, help="Labelled images (a folder with one subfolder per class, digits, .npz "
+              "with x, y): each file's top-1 and top-5 in its rows, and its agreement with PyTorch's.")
+@click.option("--data-count", type=click.IntRange(min=1), default=None,
+              help="Evaluate the first N images of --data's fixed shuffled order (default: all).")
+@click.option("--classes", "classes_file", type=click.Path(dir_okay=False), default=None,
+              help="With --data: class names in the model's output order, one per line (default: the folders "
+                   "sorted by name).")
 @click.option("--save", type=click.Path(dir_okay=False), default=None, help="Also write the JSON rows to this file.")
 @click.option("--wide", is_flag=True, help="Show every column (p90, p99, min, MACs, GMAC/s, % of the compute "
-              "ceiling, roofline ms); the default set fits 100 columns.")
+              "ceiling, roofline ms, MB); the default set fits 100 columns.")
 @click.option("--json", "as_json", is_flag=True, help="Print the JSON rows on stdout, nothing else.")
 @click.option("--csv", "as_csv", is_flag=True, help="Print CSV rows on stdout.")
 def bench_cmd(targets, runtime, precision, batch, threads, input_size, device, baseline, rounds, warmup, runs,
-              min_time, max_time, no_ceiling, pick, plain, output_dir, reuse, save, wide, as_json, as_csv):
+              min_time, max_time, no_ceiling, pick, plain, output_dir, reuse, weights, num_classes, use_ema, calib,
+              data, data_count, classes_file, save, wide, as_json, as_csv):
     """Latency of a MODEL (a zoo name, timm:NAME or module:callable; exported first) or of exported files,
     across runtimes, precisions, batches and threads. Each measurement runs in its own process; rounds are
     interleaved. Files need no torch."""
@@ -71,6 +85,8 @@ def bench_cmd(targets, runtime, precision, batch, threads, input_size, device, b
     if plain and not is_model:
         raise UsageError("--plain exports a model with each runtime's own converter; give a model (a zoo name, "
                          "timm:NAME or module:callable), not files")
+    _refuse_unused(is_model, device, data, data_count, classes_file, weights, num_classes, use_ema, calib)
+    load = {k: v for k, v in (("weights", weights), ("num_classes", num_classes), ("use_ema", use_ema)) if v}
     if reuse and not (is_model and output_dir):
         raise UsageError("--reuse measures a model name's earlier export: give the model name and the --output-dir "
                          "it was exported to")
@@ -90,7 +106,8 @@ def bench_cmd(targets, runtime, precision, batch, threads, input_size, device, b
             with StageStatus(f"exporting {targets[0]}") as on_stage:
                 jobs, notes, _ = plan.model_jobs(targets[0], runtimes, precisions, batches, thread_counts, device,
                                                  out, export=export_fn(), on_stage=on_stage, input_size=size,
-                                                 plain_export=plain_export_fn() if plain else None, reuse=reuse)
+                                                 plain_export=plain_export_fn() if plain else None, reuse=reuse,
+                                                 weights=load, calib=calib)
         else:
             _refuse_torchscript_files(targets)
             jobs = plan.artifact_jobs(list(targets), runtimes or [], batches, thread_counts, device, input_size=size)
@@ -102,7 +119,9 @@ def bench_cmd(targets, runtime, precision, batch, threads, input_size, device, b
         with ProgressBar(as_json or as_csv) as (_, on_progress):
             measured = schedule.measure(jobs, rounds=rounds, timing=timing, threads=thread_counts, device=device,
                                         ceiling=not no_ceiling, baseline=baseline, on_progress=on_progress)
-    schedule.raise_if_all_failed(jobs)
+        schedule.raise_if_all_failed(jobs)
+        accuracy = _accuracy(jobs, measured["rows"], data, data_count, classes_file, targets[0] if is_model else None,
+                             load, size, quiet=as_json or as_csv) if data else None
     from ..runtimes import default_precision_notes, not_yet_run_notes
 
     notes = notes + default_precision_notes({r["runtime"] for r in measured["rows"] if r["device"] == "cpu"})
@@ -112,6 +131,11 @@ def bench_cmd(targets, runtime, precision, batch, threads, input_size, device, b
               "memory_roofs": measured.get("memory_roofs", {}),
               "bandwidths_gbs": measured["bandwidths_gbs"], "limits": measured["limits"],
               "notes": notes + measured["failures"], "warnings": measured["limits_warnings"]}
+    if accuracy is not None:
+        result["accuracy"] = accuracy
+        if any(r["runtime"] == "torch-compile" for r in result["rows"]):
+            result["notes"].append("torch-compile: top-1 not measured (compiling for the data's batch takes "
+                                   "minutes); it computes what PyTorch's eager row does, to rounding")
     if pick:
         result["pick"] = rows.pick(result["rows"])
     if plain:
@@ -121,6 +145,55 @@ def bench_cmd(targets, runtime, precision, batch, threads, input_size, device, b
         save_json(save, result)
     print_bench(result, as_json, as_csv, wide)
     schedule.raise_if_any_failed(jobs)
+
+
+def _refuse_unused(is_model, device, data, data_count, classes_file, weights, num_classes, use_ema, calib) -> None:
+    """Options that would be ignored are refused: the model's own with files, --data's without it."""
+    if not is_model:
+        given = [o for o, v in (("--weights", weights), ("--num-classes", num_classes), ("--use-ema", use_ema),
+                                ("--calib", calib != "samples")) if v]
+        if given:
+            raise UsageError(f"{', '.join(given)} describe{'s' if len(given) == 1 else ''} a model name's export: "
+                             "files carry their own weights and int8 scales; leave it out")
+    if use_ema and not weights:
+        raise UsageError("--use-ema picks a checkpoint's EMA weights: pass the checkpoint with --weights")
+    if not data:
+        given = [o for o, v in (("--data-count", data_count), ("--classes", classes_file)) if v]
+        if given:
+            raise UsageError(f"{' and '.join(given)} apply only with --data (labelled images)")
+    elif device != "cpu":
+        raise UsageError("--data measures accuracy on the CPU; measure the GPU's latency without it, and each file's "
+                         "accuracy with cnnexport eval FILES --data DATA")
+
+
+def _accuracy(jobs, rows, data, count, classes_file, model, load, size, quiet) -> list[dict]:
+    """``--data``: every measured file's top-1 and top-5 (and PyTorch's, for a model name) on the data, added to
+    the rows; the evaluations' results (``cnnexport eval``'s, one per input size)."""
+    from ..bench import accuracy
+    from ..exporter import evaluate as ev
+    from .render import EvalProgress
+
+    workers, threads = ev.eval_threads(None, None)
+    candidates = accuracy.file_candidates(jobs, threads)
+    if model and any(r["runtime"] == "torch" and r["device"] == "cpu" for r in rows):
+        from ..exporter.pipeline import exportable
+        from ..models import load_model, model_input_size
+        from ..runtimes.torch_eager import TorchModel
+
+        module = exportable(load_model(model, **load))[0]
+        default = model_input_size(model, module, load.get("weights"))
+        chw = (size[0] or default[0], *size[1:]) if size else default
+        fields = dict(next(iter(candidates.values())).preprocess) if candidates else {}
+        fields.update(getattr(module, "cnnexport_preprocess", {}))
+        candidates = {accuracy.PYTORCH: accuracy.Candidate(TorchModel(module, (1, *chw), threads=threads), fields),
+                      **candidates}
+    if not candidates:
+        raise UsageError("--data: no measured row runs a file or PyTorch's eager model on the CPU")
+    with EvalProgress(quiet, count or 0) as on_progress:
+        results = accuracy.measure(candidates, data, count=count, given=size, classes_file=classes_file,
+                                   workers=workers, on_progress=on_progress)
+    accuracy.add_to_rows(rows, jobs, results)
+    return results
 
 
 def _refuse_torchscript_files(targets) -> None:

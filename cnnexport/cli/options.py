@@ -141,13 +141,9 @@ def int_list(text: str, option: str) -> list[int]:
 
 def load_artifact(path: str, runtime: str | None, threads: int | None = None, batch: int | None = None):
     """``batch``: compile a dynamic batch axis static at it (ONNX Runtime, OpenVINO), as bench does."""
-    from ..runtimes import FIXES_BATCH, load, runtime_for
+    from ..runtimes import load_at_batch
 
-    runtime = runtime or runtime_for(path)
-    options = {"threads": threads} if threads else {}
-    if batch and runtime in FIXES_BATCH:
-        options["batch"] = batch
-    return load(path, runtime, **options)
+    return load_at_batch(path, runtime, threads, batch)
 
 
 def save_json(path: str, result: dict) -> None:

@@ -106,6 +106,17 @@ def check_model_file(path: str | os.PathLike) -> None:
         raise InvalidModelFileError(f"model file '{path}' does not exist")
 
 
+def load_at_batch(path: str | os.PathLike, runtime: str | None, threads: int | None = None,
+                  batch: int | None = None) -> RuntimeModel:
+    """``load`` with ``threads``, a dynamic batch axis compiled static at ``batch`` where the runtime fixes
+    one (ONNX Runtime, OpenVINO), as bench measures it."""
+    runtime = runtime or runtime_for(path)
+    options = {"threads": threads} if threads else {}
+    if batch and runtime in FIXES_BATCH:
+        options["batch"] = batch
+    return load(path, runtime, **options)
+
+
 def load(path: str | os.PathLike, runtime: str | None = None, **options) -> RuntimeModel:
     """Load a model file with ``runtime`` (default: chosen by the file's extension)."""
     runtime = ALIASES.get(runtime, runtime) or runtime_for(path)

@@ -10,7 +10,7 @@ from .console import out_console
 
 
 #: Default columns dropped first, last to first, when the terminal is narrower than their natural width.
-_BENCH_DROP_ORDER = ("of_roofline", "int8_speedup", "speedup", "spread", "images_per_s")
+_BENCH_DROP_ORDER = ("file_mb", "of_roofline", "int8_speedup", "speedup", "spread", "images_per_s")
 
 
 def bench_table(rows: list[dict], wide: bool = False, width: int | None = None):
@@ -27,7 +27,7 @@ def bench_table(rows: list[dict], wide: bool = False, width: int | None = None):
              "min_ms": "min ms", "spread": "spread", "images_per_s": "img/s", "gmacs_per_s": "GMAC/s",
              "ceiling_fraction": "of ceiling", "roofline_ms": "roofline ms", "of_roofline": "of roofline",
              "speedup": f"x {rows[0]['baseline']}" if rows[0]["baseline"] else "speed-up", "int8_speedup": "x fp32",
-             "artifact": "file"}
+             "artifact": "file", "file_mb": "MB", "top1": "top-1"}
 
     def cell(r: dict, c: str) -> str:
         v = r.get(c)
@@ -37,6 +37,8 @@ def bench_table(rows: list[dict], wide: bool = False, width: int | None = None):
             return f"{v} ({r['calls_per_batch']} calls)"  # a static-batch file: consecutive calls, not a batch
         if c == "macs":
             return clever_format(v, "%.2f")
+        if c == "top1":
+            return f"{v:.1%}"
         if c in ("ceiling_fraction", "of_roofline"):
             return f"{v:.0%}" + ("?" if r.get("limits_noisy") else "")  # against a limit that varied
         if c == "spread":
@@ -80,14 +82,14 @@ def _ceiling_limit(result: dict, threads, precision: str) -> dict | None:
     return lim if lim and lim.get("set_by") else None
 
 
-BENCH_COLUMNS = ("model", "artifact", "runtime", "precision", "batch", "threads", "median_ms", "p90_ms", "p99_ms",
-                 "min_ms", "spread", "images_per_s", "macs", "gmacs_per_s", "ceiling_fraction", "roofline_ms",
-                 "of_roofline", "speedup", "int8_speedup")
+BENCH_COLUMNS = ("model", "artifact", "runtime", "precision", "batch", "threads", "file_mb", "median_ms", "p90_ms",
+                 "p99_ms", "min_ms", "spread", "images_per_s", "top1", "macs", "gmacs_per_s", "ceiling_fraction",
+                 "roofline_ms", "of_roofline", "speedup", "int8_speedup")
 
 
 #: The columns bench shows by default: they fit 100 columns; the rest behind --wide, in --json and --save.
-BENCH_DEFAULT_COLUMNS = ("model", "artifact", "runtime", "precision", "batch", "threads", "median_ms", "spread",
-                         "images_per_s", "of_roofline", "speedup", "int8_speedup")
+BENCH_DEFAULT_COLUMNS = ("model", "artifact", "runtime", "precision", "batch", "threads", "file_mb", "median_ms",
+                         "spread", "images_per_s", "top1", "of_roofline", "speedup", "int8_speedup")
 
 
 #: Never cut: a row means nothing without them.
@@ -106,7 +108,8 @@ def print_bench(result: dict, as_json: bool, as_csv: bool, wide: bool = False) -
         buf = io.StringIO()
         fields = [f for f in BENCH_COLUMNS] + ["calls_per_batch", "version", "first_ms", "runs", "mean_ms", "std_ms",
                                                 "rounds", "ceiling_gflops", "bandwidth_gbs", "memory_access_bytes",
-                                                "baseline", "limits_noisy", "device"]
+                                                "baseline", "limits_noisy", "device", "top5", "agreement",
+                                                "eval_images"]
         writer = csv.DictWriter(buf, fieldnames=fields, extrasaction="ignore")
         writer.writeheader()
         writer.writerows(rows)
@@ -128,6 +131,11 @@ def print_bench(result: dict, as_json: bool, as_csv: bool, wide: bool = False) -
     if any(r.get("calls_per_batch", 1) > 1 for r in rows):
         console.print("batch N (K calls): the file has a static batch, so N images ran as K consecutive calls, not "
                       "as one batch; export with a dynamic batch (" + _max_batch_flags() + ") to measure a batch")
+    for acc in result.get("accuracy") or []:
+        ref = "; agreement with PyTorch's top-1 and top-5: --json or --save" if acc["reference"] else \
+            "; top-5: --json or --save"
+        console.print(f"top-1 on {acc['data']['source']}: {acc['data']['images']} images"
+                      + (f", {acc['data']['skipped']} unreadable skipped" if acc["data"]["skipped"] else "") + ref)
     if not wide:
         console.print("more columns (p90, p99, min, MACs, GMAC/s, % of the compute ceiling, roofline ms): --wide, "
                       "--json or --save")

@@ -190,6 +190,15 @@ def for_file(path: str | Path) -> Format | None:
     return next((f for f in FORMATS.values() if name.endswith(f.suffixes[0])), None)
 
 
+def artifact_files(path: str | Path) -> list[Path]:
+    """The files of the artifact ``path`` loads that exist (``m.int8.xml`` -> m.int8.xml, m.int8.bin), it first."""
+    path, fmt = Path(path), for_file(path)
+    if fmt is None:
+        return [path] if path.is_file() else []
+    stem = path.name[:len(path.name) - len(fmt.suffixes[0])]
+    return [p for p in (path.with_name(stem + s) for s in fmt.suffixes) if p.is_file()]
+
+
 def precision_of(path: str | Path) -> str:
     """fp32, fp16, bf16 or int8, from a cnnexport file name (``m.int8.onnx``, ``m.int8-auto.onnx``,
     ``m.fp16.mnn``, ``m.bf16.xml``)."""
