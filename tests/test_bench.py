@@ -354,9 +354,12 @@ def test_bench_a_model_name_with_its_weights_and_data(tmp_path):
     quick = ["--runs", "3", "--min-time", "0", "--warmup", "1", "--rounds", "1", "--no-ceiling", "--json"]
     result = CliRunner().invoke(cli, ["bench", "lenet5", "--weights", "digits", "--data", "digits", "--calib", "digits",
                                       "--data-count", "100", "--runtime", "torch,onnxruntime", "--precision",
-                                      "fp32,int8", "-o", str(tmp_path / "out"), *quick])
+                                      "fp32,int8", "-o", str(tmp_path / "out"), "--pick", *quick])
     assert result.exit_code == 0, result.output
-    rows = {(r["runtime"], r["precision"]): r for r in json.loads(result.stdout)["rows"]}
+    data = json.loads(result.stdout)
+    rows = {(r["runtime"], r["precision"]): r for r in data["rows"]}
+    assert {p["precision"] for p in data["pick"]} == {"fp32", "int8"}
+    assert all(p["top1"] == rows[p["runtime"], p["precision"]]["top1"] for p in data["pick"])
     assert set(rows) == {("torch", "fp32"), ("onnxruntime", "fp32"), ("onnxruntime", "int8")}
     assert rows["torch", "fp32"]["top1"] > 0.9 and rows["torch", "fp32"]["file_mb"] is None
     assert rows["onnxruntime", "fp32"]["top1"] == rows["torch", "fp32"]["top1"]
@@ -623,6 +626,14 @@ class Net(nn.Module):
 
     def forward(self, x):
         return self.body(x)
+
+
+class Heads(Net):
+    def __init__(self):
+        super().__init__(num_classes=10)
+
+    def forward(self, x):
+        return {"logits": self.body(x), "features": self.body[:-1](x)}
 """
 
 
@@ -644,6 +655,20 @@ def test_bench_a_users_model_by_its_file(tmp_path):
     assert (tmp_path / "out" / "Net.onnx").stat().st_mtime_ns == written
     missing = run_cli("bench", "nets.py:Net", cwd=tmp_path)
     assert missing.returncode == 2 and "no file 'nets.py'" in missing.stderr and "Traceback" not in missing.stderr
+
+
+def test_bench_data_scores_pytorch_on_the_module_it_exported(tmp_path):
+    """A user's model without --weights has random weights: PyTorch's top-1 is the exported module's (the
+    same as its file's, agreeing on every image), not a fresh random copy's; a dict output is scored on its
+    first entry, and PyTorch's latency rows run it too."""
+    (tmp_path / "net.py").write_text(_USERS_NET)
+    proc = run_cli("bench", "net.py:Heads", "--input-size", "32", "--runtime", "torch,onnxruntime", "--data", "digits",
+                   "--data-count", "60", "--runs", "3", "--min-time", "0", "--warmup", "1", "--rounds", "1",
+                   "--no-ceiling", "--json", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    rows = {r["runtime"]: r for r in json.loads(proc.stdout)["rows"]}
+    assert rows["torch"]["top1"] == rows["onnxruntime"]["top1"] and rows["onnxruntime"]["agreement"] == 1.0
+    assert rows["torch"]["eval_images"] == 60 and rows["torch"]["median_ms"] > 0
 
 
 def test_bench_on_cuda_compiles_device_formats_for_the_gpu_with_a_batch_up_to_the_largest():

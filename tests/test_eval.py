@@ -75,6 +75,34 @@ def test_eval_model_takes_a_torchscript_file(digits_folder, tmp_path):
     assert scored["top1_correct"] == round(accuracy(model, test.x_test, test.y_test) * 450)
 
 
+_TWO_HEADS = """
+from cnnexport.models import create_model
+import torch.nn as nn
+
+
+class TwoHeads(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.net = create_model("lenet5", weights="digits")
+
+    def forward(self, x):
+        return {"logits": self.net(x), "scaled": 2 * self.net(x)}
+"""
+
+
+def test_eval_model_that_returns_a_dict_is_scored_on_its_first_output(digits_folder, tmp_path, monkeypatch):
+    """A model returning several outputs is scored on the first, the one its files hold (it was an
+    internal error: the dict has no .float())."""
+    (tmp_path / "two_heads.py").write_text(_TWO_HEADS)
+    monkeypatch.chdir(tmp_path)
+    result = _eval("--data", digits_folder, "--model", "two_heads.py:TwoHeads", "--input-size", "1,32,32",
+                   "--mean", "0.5", "--std", "0.5", "--crop-fraction", "1")
+    (scored,) = result["models"]
+    test = load_digits()
+    assert scored["top1_correct"] == round(accuracy(create_model("lenet5", weights="digits"), test.x_test,
+                                                    test.y_test) * 450)
+
+
 def test_the_png_folder_gives_the_digits_arrays_exactly(digits_folder):
     folder = ImageFolder(digits_folder)
     assert folder.classes == [str(d) for d in range(10)] and len(folder) == 450

@@ -86,9 +86,9 @@ def model_jobs(model: str, runtimes: list[str], precisions: list[str], batches: 
                device: str, out_dir: str | Path, *, export: ExportFn,
                on_stage: Callable[[str], None] | None = None, input_size: tuple[int, ...] | None = None,
                calib: str = "samples", plain_export: PlainFn | None = None,
-               reuse: bool = False, weights: dict | None = None) -> tuple[list[Job], list[str], dict]:
+               reuse: bool = False, weights: dict | None = None) -> tuple[list[Job], list[str], dict, object]:
     """Export ``model`` into ``out_dir`` for the selected runtimes with ``export`` (the pipeline, passed
-    in by the CLI); jobs, notes and the export report. Every job's roofline uses the exported ONNX
+    in by the CLI); jobs, notes, the export report and the module exported (its weights are the files'). Every job's roofline uses the exported ONNX
     graph's layer costs; ``plain_export`` also writes each runtime's plain-tool file, measured as fp32
     jobs marked ``plain``. ``reuse``: measure the files an earlier export of ``model`` left in ``out_dir``
     (its report.json) instead of exporting again; every selected runtime and precision must be there.
@@ -147,7 +147,7 @@ def model_jobs(model: str, runtimes: list[str], precisions: list[str], batches: 
         dropped = [r for r in runtimes if r not in CUDA_RUNTIMES]
         if dropped:
             notes.append(f"--device cuda measures {' and '.join(CUDA_RUNTIMES)} only; {', '.join(dropped)} left out")
-    return jobs, notes, report
+    return jobs, notes, report, module
 
 
 def reused_report(model: str, out_dir: str | Path, formats: list[str], precisions: list[str], device: str) -> dict:

@@ -232,6 +232,7 @@ def pick(rows: list[dict]) -> list[dict]:
             "margin": runner["median_ms"] / best["median_ms"] if runner else None,
             "paired": test,
             "beyond_noise": ranking_holds(test) if runner else True,
+            "top1": best.get("top1"),  # bench --data: the pick's accuracy beside its speed
         })
     return picks
 

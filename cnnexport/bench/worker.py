@@ -113,6 +113,7 @@ def run_torch(job: dict) -> dict:
     import torch
 
     from ..models import create_model, import_callable, is_registered, load_model
+    from ..models.outputs import FirstOutput
     from ..runtimes.torch_eager import TorchModel
     from .latency import measure
 
@@ -124,7 +125,7 @@ def run_torch(job: dict) -> dict:
     else:  # the user's model: timm:NAME, package.module:callable or path/to/file.py:callable
         module = load_model(job["model"], **weights)
     shape = [job["batch"], *job["input_shape"][1:]]
-    model = TorchModel(module, tuple(shape), device=job.get("device", "cpu"), threads=job["threads"],
+    model = TorchModel(FirstOutput(module), tuple(shape), device=job.get("device", "cpu"), threads=job["threads"],
                        compiled=job.get("compiled", False))
     x = _input(shape)
     fn = lambda: model.run(x)  # noqa: E731

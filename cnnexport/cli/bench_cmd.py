@@ -99,12 +99,13 @@ def bench_cmd(targets, runtime, precision, batch, threads, input_size, device, b
             channels = model_info(targets[0]).input_size[0] if is_registered(targets[0]) else None
         size = parse_input_size(input_size, channels)
     notes: list[str] = []
+    module = None  # a model name's, as exported
     with tempfile.TemporaryDirectory(prefix="cnnexport-bench-") as tmp:
         if is_model:
             runtimes = runtimes or ["onnxruntime", "torch"]
             out = Path(output_dir) if output_dir else Path(tmp)
             with StageStatus(f"exporting {targets[0]}") as on_stage:
-                jobs, notes, _ = plan.model_jobs(targets[0], runtimes, precisions, batches, thread_counts, device,
+                jobs, notes, _, module = plan.model_jobs(targets[0], runtimes, precisions, batches, thread_counts, device,
                                                  out, export=export_fn(), on_stage=on_stage, input_size=size,
                                                  plain_export=plain_export_fn() if plain else None, reuse=reuse,
                                                  weights=load, calib=calib)
@@ -120,8 +121,8 @@ def bench_cmd(targets, runtime, precision, batch, threads, input_size, device, b
             measured = schedule.measure(jobs, rounds=rounds, timing=timing, threads=thread_counts, device=device,
                                         ceiling=not no_ceiling, baseline=baseline, on_progress=on_progress)
         schedule.raise_if_all_failed(jobs)
-        accuracy = _accuracy(jobs, measured["rows"], data, data_count, classes_file, targets[0] if is_model else None,
-                             load, size, quiet=as_json or as_csv) if data else None
+        accuracy = _accuracy(jobs, measured["rows"], data, data_count, classes_file, module, size,
+                             quiet=as_json or as_csv) if data else None
     from ..runtimes import default_precision_notes, not_yet_run_notes
 
     notes = notes + default_precision_notes({r["runtime"] for r in measured["rows"] if r["device"] == "cpu"})
@@ -166,32 +167,37 @@ def _refuse_unused(is_model, device, data, data_count, classes_file, weights, nu
                          "accuracy with cnnexport eval FILES --data DATA")
 
 
-def _accuracy(jobs, rows, data, count, classes_file, model, load, size, quiet) -> list[dict]:
-    """``--data``: every measured file's top-1 and top-5 (and PyTorch's, for a model name) on the data, added to
-    the rows; the evaluations' results (``cnnexport eval``'s, one per input size)."""
+def _accuracy(jobs, rows, data, count, classes_file, module, size, quiet) -> list[dict]:
+    """``--data``: every measured file's top-1 and top-5 (and PyTorch's, for a model name: ``module``, the one
+    exported, whose weights the files hold) on the data, added to the rows; the evaluations' results
+    (``cnnexport eval``'s, one per input size)."""
     from ..bench import accuracy
     from ..exporter import evaluate as ev
+    from ..runtimes import load_at_batch
     from .render import EvalProgress
 
+    batch = 32  # eval's default
     workers, threads = ev.eval_threads(None, None)
-    candidates = accuracy.file_candidates(jobs, threads)
-    if model and any(r["runtime"] == "torch" and r["device"] == "cpu" for r in rows):
+    candidates = {key: ev.Candidate(load_at_batch(path, runtime, threads, batch),
+                                    dict(ev.reference_meta(None, [path]).get("preprocess") or {}))
+                  for key, (path, runtime) in accuracy.measured_files(jobs).items()}
+    if module is not None and any(r["runtime"] == "torch" and r["device"] == "cpu" for r in rows):
         from ..exporter.pipeline import exportable
-        from ..models import load_model, model_input_size
+        from ..models.outputs import FirstOutput
         from ..runtimes.torch_eager import TorchModel
 
-        module = exportable(load_model(model, **load))[0]
-        default = model_input_size(model, module, load.get("weights"))
-        chw = (size[0] or default[0], *size[1:]) if size else default
+        chw = next(tuple(j.worker_job["input_shape"][1:]) for j in jobs if j.worker_job.get("kind") == "torch")
+        module = exportable(module)[0]
         fields = dict(next(iter(candidates.values())).preprocess) if candidates else {}
         fields.update(getattr(module, "cnnexport_preprocess", {}))
-        candidates = {accuracy.PYTORCH: accuracy.Candidate(TorchModel(module, (1, *chw), threads=threads), fields),
-                      **candidates}
+        torch_model = TorchModel(FirstOutput(module), (1, *chw), threads=threads)
+        candidates = {accuracy.PYTORCH: ev.Candidate(torch_model, fields), **candidates}
     if not candidates:
         raise UsageError("--data: no measured row runs a file or PyTorch's eager model on the CPU")
     with EvalProgress(quiet, count or 0) as on_progress:
-        results = accuracy.measure(candidates, data, count=count, given=size, classes_file=classes_file,
-                                   workers=workers, on_progress=on_progress)
+        results = ev.evaluate_by_input_size(candidates, data, count=count, given=size, classes_file=classes_file,
+                                            reference=accuracy.PYTORCH, batch=batch, workers=workers,
+                                            on_progress=on_progress)
     accuracy.add_to_rows(rows, jobs, results)
     return results
 

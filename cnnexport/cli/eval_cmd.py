@@ -145,10 +145,12 @@ def _eval_torch_model(spec: str, weights: str | None, num_classes: int | None, u
     """The PyTorch model of --model, its preprocessing fields and its input size."""
     from ..exporter.pipeline import exportable
     from ..models import is_registered, load_model, model_input_size
+    from ..models.outputs import FirstOutput
 
     refuse_exported_file(spec)
     module = exportable(load_model(spec, num_classes=num_classes, weights=weights, use_ema=use_ema))[0]  # fp32
     # a zoo model's size, or timm's config's; the user's own code fixes none (the files or --input-size do)
     known = is_registered(spec) or hasattr(module, "cnnexport_input_size")
     chw = tuple(model_input_size(spec, module, weights)) if known else None
-    return module, dict(getattr(module, "cnnexport_preprocess", {})), chw
+    # scored on its first output, as its files hold it (a model returning a dict or tuple)
+    return FirstOutput(module), dict(getattr(module, "cnnexport_preprocess", {})), chw

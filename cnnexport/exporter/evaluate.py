@@ -288,3 +288,44 @@ def preprocess_for(fields: dict, chw: tuple[int, int, int], data_own: Preprocess
         pre = data_own
     overrides = {k: v for k, v in (("mean", mean), ("std", std), ("crop_fraction", crop_fraction)) if v is not None}
     return dataclasses.replace(pre, **overrides) if overrides else pre
+
+
+@dataclass
+class Candidate:
+    """A model to evaluate beside others: a runtime adapter and the preprocessing fields recorded for it (its
+    export's reference.npz, the model's own)."""
+    model: object
+    preprocess: dict = field(default_factory=dict)
+
+
+def evaluate_by_input_size(candidates: dict[str, Candidate], data: str, *, count: int | None = None,
+                           given: tuple | None = None, classes_file: str | None = None, reference: str | None = None,
+                           batch: int = 32, workers: int = 1,
+                           on_progress: Callable[[int, int, float], None] | None = None) -> list[dict]:
+    """Top-1/top-5 of models that may take different input sizes (files of several models) on the first
+    ``count`` images of ``data``: one ``report`` per input size, each with the preprocessing of its first
+    candidate (``reference``'s where it is in the group; the others' agreement is measured against it).
+    ``given``: --input-size (C may be None), for files that leave it open."""
+    from ..calib.labelled import load_labelled
+
+    groups: dict[tuple, dict[str, Candidate]] = {}
+    for name, cand in candidates.items():
+        chw = input_size_of({name: cand.model}, {}, given)
+        if chw is None:
+            raise UsageError(f"'{name}' leaves its input size open: give --input-size")
+        groups.setdefault(chw, {})[name] = cand
+    results = []
+    for chw, group in groups.items():
+        source = load_labelled(data, classes_file, size=tuple(chw[1:]), channels=chw[0])
+        source.check_channels(chw[0])
+        source = source.select(count)
+        ref = reference if reference in group else None
+        pre = preprocess_for((group[ref] if ref else next(iter(group.values()))).preprocess, chw, source.preprocess)
+        models = {name: cand.model for name, cand in group.items()}
+        evaluation = evaluate(models, source, pre, batch=batch, workers=workers, reference=ref,
+                              on_progress=on_progress)
+        if evaluation.partial:
+            raise KeyboardInterrupt
+        results.append(report(evaluation, source, pre, batch=batch, reference=ref,
+                              describe={name: {} for name in models}, limit=count, workers=workers))
+    return results

@@ -24,6 +24,7 @@ from .._atomic import StagingDir, write_json
 from .._onnx_safety import load_structure
 from ..errors import OutputError, ParameterError, UsageError, VerificationError, cause_line, disk_full, first_line
 from ..profile import graph as graph_mod
+from ..models.outputs import FirstOutput, first_tensor
 from ..runtimes import NOT_YET_RUN_ON_GPU, RUNTIME_TABLE, run_nchw
 from .formats import ALWAYS, FORMATS, Artifact, ConvertSource, Int8Options
 from .int8 import check_drop, check_int8, heldout_batches, load_artifact, quantize_artifacts, split_data
@@ -75,29 +76,6 @@ def shape_error(shape: tuple[int, ...], exc: Exception) -> ParameterError:
     return ParameterError(f"the model cannot take input shape {'x'.join(map(str, shape))} "
                           f"({ParameterError.literal(cause_line(exc, 200))}); pass the size it expects as "
                           "{input_shape}")
-
-
-def first_tensor(out) -> torch.Tensor:
-    if isinstance(out, torch.Tensor):
-        return out
-    if isinstance(out, (tuple, list)) and out and isinstance(out[0], torch.Tensor):
-        return out[0]
-    if isinstance(out, dict) and out:
-        return next(iter(out.values()))
-    raise UsageError(f"the model returned {type(out).__name__}; cnnexport exports models that return a tensor")
-
-
-class FirstOutput(nn.Module):
-    """A model that returns several tensors (a tuple, a list, a dict), reduced to its first: the output
-    cnnexport verifies and benchmarks, so that every file holds that one (converters such as pnnx refuse
-    a dict, and an output nobody checked would travel unverified)."""
-
-    def __init__(self, model: nn.Module):
-        super().__init__()
-        self.model = model
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return first_tensor(self.model(x))
 
 
 def describe_outputs(out) -> tuple[str, str]:

@@ -39,6 +39,8 @@ def bench_table(rows: list[dict], wide: bool = False, width: int | None = None):
             return clever_format(v, "%.2f")
         if c == "top1":
             return f"{v:.1%}"
+        if c == "file_mb":
+            return f"{v:.0f}" if v >= 100 else f"{v:.3g}"  # 97.7, 0.26, 0.0031
         if c in ("ceiling_fraction", "of_roofline"):
             return f"{v:.0%}" + ("?" if r.get("limits_noisy") else "")  # against a limit that varied
         if c == "spread":
@@ -147,7 +149,8 @@ def print_bench(result: dict, as_json: bool, as_csv: bool, wide: bool = False) -
         where = (f"batch {p['batch']}: [bold]{p['artifact']}[/] on {p['runtime']} at {p['threads']} threads "
                  f"(of {', '.join(map(str, p['thread_counts']))})" if several else
                  f"batch {p['batch']} threads {p['threads']}: [bold]{p['artifact']}[/] on {p['runtime']}")
-        console.print(f"pick {p['precision']} {where}: {evidence}")
+        accuracy = f", top-1 {p['top1']:.1%}" if p.get("top1") is not None else ""
+        console.print(f"pick {p['precision']} {where}{accuracy}: {evidence}")
     if result.get("plain"):
         from rich.table import Table
 
