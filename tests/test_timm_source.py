@@ -115,3 +115,47 @@ def test_user_code_that_imports_timm_exports(tmp_path):
     assert proc.returncode == 0, proc.stderr
     report = json.loads(proc.stdout)
     assert report["equivalence"][0]["passed"] and len(report["prepare"]["folded"]) == 1
+
+
+def _hub_folder(folder, arch="test_resnet", num_classes=5):
+    """A timm model folder as push_to_hub/save_for_hf writes it, with a fine-tuned model's own classes,
+    input size and normalisation."""
+    timm = timm_source.import_timm()
+    from timm.models import save_for_hf
+
+    model = timm.create_model(arch, num_classes=num_classes)
+    trained_bn_stats(model, (2, 3, 64, 64))
+    model.pretrained_cfg = dict(model.pretrained_cfg, input_size=(3, 64, 64), crop_pct=1.0, mean=(0.5, 0.5, 0.5),
+                                std=(0.25, 0.25, 0.25))
+    save_for_hf(model, folder)
+    return model
+
+
+def test_a_timm_model_folder_is_a_model_with_its_classes_size_and_preprocessing(tmp_path):
+    """`cnnexport path/to/folder` (a Hub snapshot of a timm model): its architecture, classes, weights, input
+    size and normalisation come from config.json, as timm's local-dir: builds it; `timm:NAME --weights folder`
+    takes the same; a folder of another architecture, or of no model, is refused in one line."""
+    model = _hub_folder(tmp_path / "snapshot")
+    result = CliRunner().invoke(cli, [str(tmp_path / "snapshot"), "-o", str(tmp_path / "out"), "--json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.output)
+    assert report["model"] == "test_resnet" and report["input_shape"] == [1, 3, 64, 64]
+    assert report["preprocess"]["mean"] == [0.5] * 3 and report["preprocess"]["std"] == [0.25] * 3
+    assert report["preprocess"]["crop_fraction"] == 1.0 and report["equivalence"][0]["passed"]
+    graph = onnx.load(str(tmp_path / "out" / "test_resnet.onnx")).graph
+    assert graph.output[0].type.tensor_type.shape.dim[1].dim_value == 5
+    x = torch.randn(1, 3, 64, 64)
+    loaded = timm_source.create_timm_from_folder(tmp_path / "snapshot")
+    with torch.no_grad():
+        assert torch.equal(loaded(x), model.eval()(x))  # the folder's weights, not random ones
+    again = CliRunner().invoke(cli, ["timm:test_resnet", "--weights", str(tmp_path / "snapshot"), "-o",
+                                     str(tmp_path / "out2"), "--json"])
+    assert again.exit_code == 0, again.output
+    assert json.loads(again.output)["input_shape"] == [1, 3, 64, 64]
+    for args, code, words in ((["timm:test_byobnet", "--weights", str(tmp_path / "snapshot")], 3,
+                               "holds a test_resnet (config.json), not a test_byobnet"),
+                              ([str(tmp_path)], 2, "is no timm model folder"),
+                              ([str(tmp_path / "snapshot"), "--weights", "w.pt"], 2, "its weights are inside it")):
+        refused = CliRunner().invoke(cli, [*args, "-o", str(tmp_path / "refused")])
+        assert refused.exit_code == code and words in refused.output, refused.output
+        assert len(refused.output.strip().splitlines()) == 1 and not (tmp_path / "refused").exists()

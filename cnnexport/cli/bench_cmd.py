@@ -80,8 +80,8 @@ def bench_cmd(targets, runtime, precision, batch, threads, input_size, device, b
     runtimes = plan.parse_runtimes(runtime) if runtime is not None else None
     check_device(device)
     # a zoo name, timm:NAME, package.module:callable or path/to/file.py:callable
-    is_model = len(targets) == 1 and not Path(targets[0]).exists() and (
-        Path(targets[0]).suffix == "" or ":" in targets[0])
+    is_model = len(targets) == 1 and (not Path(targets[0]).exists() and (
+        Path(targets[0]).suffix == "" or ":" in targets[0]) or (Path(targets[0]) / "config.json").is_file())
     if plain and not is_model:
         raise UsageError("--plain exports a model with each runtime's own converter; give a model (a zoo name, "
                          "timm:NAME or module:callable), not files")

@@ -129,7 +129,7 @@ def _roofline(target, input_size, batch, num_classes, weights, per_layer, runtim
     given = parse_input_size(input_size, None) if input_size else None
     with tempfile.TemporaryDirectory(prefix="cnnexport-roofline-") as tmp:
         path = Path(target)
-        if path.suffix and ":" not in target:  # a file; else a model (module:callable, path/net.py:callable)
+        if path.suffix and ":" not in target and not path.is_dir():  # a file; else a model (module:callable, ...)
             from ..runtimes import check_model_file, runtime_for
 
             check_model_file(target)

@@ -17,7 +17,8 @@ from torch import nn
 # Importing a family's file registers its builders.
 from . import alexnet, densenet, inception, lenet, mobilenet, resnet, shufflenet, squeezenet, vgg  # noqa: F401
 from ..errors import CnnexportError, UnknownModelError, UsageError, WeightsError, first_line
-from .timm_source import create_timm_model, is_timm_spec, retry_with_torchvision
+from .timm_source import (HUB_CONFIG, create_timm_from_folder, create_timm_model, hub_config, is_timm_spec,
+                          retry_with_torchvision)
 from .registry import ModelInfo, is_registered, list_models, model_info, register_model
 from .weights import load_weights, read_state_dict
 
@@ -118,11 +119,16 @@ def create_model(name: str, num_classes: int | None = None, weights: str | os.Pa
 def load_model(spec: str, num_classes: int | None = None, weights: str | os.PathLike | None = None,
                use_ema: bool = False) -> nn.Module:
     """A registry name (in eval mode), ``timm:NAME`` (timm's architecture, random weights unless
-    ``weights``), ``package.module:callable`` returning an ``nn.Module``, in
+    ``weights``), a timm model folder (config.json and its weights: a Hugging Face Hub snapshot),
+    ``package.module:callable`` returning an ``nn.Module``, in
     the mode the callable returned it (``prepare`` records it and exports in eval mode), or a
     TorchScript file (``torch.jit.save``; its weights inside it). The current folder is on the import
     path for ``package.module``, as with ``python -m``. ``use_ema``: the checkpoint's EMA weights
     (``read_state_dict``)."""
+    if not is_registered(spec) and Path(spec).is_dir() and hub_config(spec) is not None:
+        if weights is not None:
+            raise UsageError(f"'{spec}' is a timm model folder: its weights are inside it; leave out --weights")
+        return create_timm_from_folder(spec, num_classes=num_classes, use_ema=use_ema)
     if use_ema and weights is None:
         raise UsageError("--use-ema picks a checkpoint's EMA weights: pass the checkpoint with --weights")
     if is_registered(spec) or ":" not in spec:
@@ -175,6 +181,10 @@ def refuse_a_file(spec: str) -> None:
     "unknown model" would leave the user guessing. (An exported file, which only the runtimes know by its
     extension, is the CLI's to name: ``cli.options.refuse_exported_file``.)"""
     path = Path(spec)
+    if path.is_dir():
+        raise UnknownModelError(f"folder '{spec}' is no timm model folder (no {HUB_CONFIG} naming an architecture): "
+                                "give the architecture as MODEL and the folder to --weights, e.g. cnnexport "
+                                f"timm:resnet50 --weights {spec}")
     if path.suffix.lower() == ".py":
         builders = _builders_in(path)
         example = f"{spec}:{builders[0] if builders else 'build_net'}"

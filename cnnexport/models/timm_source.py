@@ -1,19 +1,25 @@
 """timm's architectures as a model source: ``cnnexport timm:NAME`` (the ``timm`` extra).
 
 Nothing is downloaded: the architecture is built by name with random weights, and ``--weights``
-loads a local checkpoint (timm's own state_dict names).
+loads a local checkpoint (timm's own state_dict names). A timm model's Hugging Face Hub folder (what
+``push_to_hub``/``save_for_hf`` write and a Hub download holds: ``config.json`` naming the architecture,
+its classes, builder arguments and preprocessing, beside ``model.safetensors``) is a model of its own:
+``cnnexport path/to/folder``, as ``timm.create_model('local-dir:path/to/folder')`` builds it.
 """
 
 from __future__ import annotations
 
 import importlib
+import json
 import os
+from pathlib import Path
 
 from torch import nn
 
-from ..errors import UnknownModelError
+from ..errors import UnknownModelError, WeightsError
 
 PREFIX = "timm:"
+HUB_CONFIG = "config.json"  # a timm model folder's: architecture, num_classes, model_args, pretrained_cfg
 
 # PyPI's torchvision for x86_64 Linux is built against CUDA torch: beside the CPU torch its compiled
 # ops (_C.so) do not load, and its Python side then fails at import while it registers fake kernels
@@ -105,9 +111,34 @@ def is_timm_spec(spec: str) -> bool:
     return spec.startswith(PREFIX)
 
 
+def hub_config(folder: str | os.PathLike) -> dict | None:
+    """The config.json of a timm model folder, None when ``folder`` holds none naming an architecture."""
+    path = Path(folder) / HUB_CONFIG
+    if not path.is_file():
+        return None
+    try:
+        config = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise WeightsError(f"cannot read '{path}' ({type(exc).__name__}): is the model folder complete?") from None
+    return config if isinstance(config, dict) and isinstance(config.get("architecture"), str) else None
+
+
+def create_timm_from_folder(folder: str | os.PathLike, num_classes: int | None = None,
+                            use_ema: bool = False) -> nn.Module:
+    """A timm model folder (``hub_config``): its architecture with its builder arguments, classes, weights
+    and preprocessing, in eval mode."""
+    config = hub_config(folder)
+    if config is None:
+        raise UnknownModelError(f"folder '{folder}' is no timm model folder (no {HUB_CONFIG} naming an "
+                                "architecture): give the architecture as MODEL and the folder to --weights")
+    return create_timm_model(PREFIX + config["architecture"], num_classes=num_classes, weights=folder,
+                             use_ema=use_ema)
+
+
 def create_timm_model(spec: str, num_classes: int | None = None,
                       weights: str | os.PathLike | None = None, use_ema: bool = False) -> nn.Module:
-    """``timm:NAME`` built by timm (random weights; ``weights``: a local state_dict), in eval mode."""
+    """``timm:NAME`` built by timm (random weights; ``weights``: a local state_dict, or a timm model folder,
+    whose config.json also gives the classes, builder arguments and preprocessing), in eval mode."""
     from .weights import load_weights, read_state_dict
 
     name = spec[len(PREFIX):]
@@ -117,7 +148,10 @@ def create_timm_model(spec: str, num_classes: int | None = None,
         hint = f"; close names: {', '.join(close)}" if close else "; list them with: python -c \"import timm; " \
                                                                   "print(timm.list_models('*net*'))\""
         raise UnknownModelError(f"'{name}' is not a timm architecture{hint}")
-    kwargs = {"num_classes": num_classes} if num_classes is not None else {}
+    config = hub_config(weights) if weights is not None and Path(weights).is_dir() else None
+    kwargs = _folder_kwargs(name, config, weights) if config else {}
+    if num_classes is not None:
+        kwargs["num_classes"] = num_classes
     model = timm.create_model(name, pretrained=False, **kwargs)
     if weights is not None:
         notes: list[str] = []
@@ -125,10 +159,23 @@ def create_timm_model(spec: str, num_classes: int | None = None,
         if notes:
             model.cnnexport_notes = notes
     model.cnnexport_name = name
-    cfg = getattr(model, "pretrained_cfg", None) or {}
+    cfg = {**(getattr(model, "pretrained_cfg", None) or {}), **((config or {}).get("pretrained_cfg") or {})}
     if cfg.get("mean") and cfg.get("std"):
         model.cnnexport_preprocess = {"mean": tuple(cfg["mean"]), "std": tuple(cfg["std"]),
                                       **({"crop_fraction": float(cfg["crop_pct"])} if cfg.get("crop_pct") else {})}
     if cfg.get("input_size"):
         model.cnnexport_input_size = tuple(cfg["input_size"])
     return model.eval()
+
+
+def _folder_kwargs(name: str, config: dict, folder) -> dict:
+    """timm's builder arguments from a model folder's config.json (its classes among them), checked to be for
+    the architecture ``name``."""
+    arch = config["architecture"]
+    if arch.split(".")[0] != name.split(".")[0]:
+        raise WeightsError(f"'{folder}' holds a {arch} ({HUB_CONFIG}), not a {name}: give MODEL timm:{arch}, or the "
+                           "folder alone as MODEL")
+    kwargs = dict(config.get("model_args") or {})
+    if config.get("num_classes") is not None:
+        kwargs.setdefault("num_classes", config["num_classes"])
+    return kwargs
