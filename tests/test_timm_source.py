@@ -117,17 +117,20 @@ def test_user_code_that_imports_timm_exports(tmp_path):
     assert report["equivalence"][0]["passed"] and len(report["prepare"]["folded"]) == 1
 
 
-def _hub_folder(folder, arch="test_resnet", num_classes=5):
-    """A timm model folder as push_to_hub/save_for_hf writes it, with a fine-tuned model's own classes,
+_LABELS = ["tulip", "oak", "fern", "moss", "ivy"]  # the model's output order, not sorted
+
+
+def _hub_folder(folder, arch="test_resnet"):
+    """A timm model folder as push_to_hub/save_for_hf writes it, with a fine-tuned model's own classes (named),
     input size and normalisation."""
     timm = timm_source.import_timm()
     from timm.models import save_for_hf
 
-    model = timm.create_model(arch, num_classes=num_classes)
+    model = timm.create_model(arch, num_classes=len(_LABELS))
     trained_bn_stats(model, (2, 3, 64, 64))
     model.pretrained_cfg = dict(model.pretrained_cfg, input_size=(3, 64, 64), crop_pct=1.0, mean=(0.5, 0.5, 0.5),
                                 std=(0.25, 0.25, 0.25))
-    save_for_hf(model, folder)
+    save_for_hf(model, folder, model_config={"label_names": _LABELS})
     return model
 
 
@@ -159,3 +162,28 @@ def test_a_timm_model_folder_is_a_model_with_its_classes_size_and_preprocessing(
         refused = CliRunner().invoke(cli, [*args, "-o", str(tmp_path / "refused")])
         assert refused.exit_code == code and words in refused.output, refused.output
         assert len(refused.output.strip().splitlines()) == 1 and not (tmp_path / "refused").exists()
+
+
+def test_a_timm_model_folders_class_names_map_the_data_folders(tmp_path):
+    """A folder's label_names travel with its export (report, reference.npz): eval of the model or its file maps
+    an image folder's class subfolders to the outputs by name, not by sorted order (which would score the
+    wrong classes), and refuses a subfolder that names no class."""
+    from PIL import Image
+
+    _hub_folder(tmp_path / "snapshot")
+    data = tmp_path / "data"
+    for k, name in enumerate(sorted(_LABELS)):
+        (data / name).mkdir(parents=True)
+        Image.new("RGB", (64, 64), (40 * k, 90, 200 - 30 * k)).save(data / name / "a.png")
+    out = tmp_path / "out"
+    export = CliRunner().invoke(cli, [str(tmp_path / "snapshot"), "-o", str(out), "--json"])
+    assert export.exit_code == 0, export.output
+    assert json.loads(export.output)["classes"] == _LABELS
+    for args in (["--model", str(tmp_path / "snapshot")], [str(out / "test_resnet.onnx")]):
+        result = CliRunner().invoke(cli, ["eval", *args, "--data", str(data), "--json"])
+        assert result.exit_code == 0, result.output
+        assert json.loads(result.output)["data"]["classes"] == _LABELS
+    (data / "rose").mkdir()
+    Image.new("RGB", (64, 64)).save(data / "rose" / "a.png")
+    refused = CliRunner().invoke(cli, ["eval", str(out / "test_resnet.onnx"), "--data", str(data)])
+    assert refused.exit_code == 2 and "rose" in refused.output and "label_names" in refused.output, refused.output

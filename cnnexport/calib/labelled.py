@@ -114,10 +114,11 @@ class LabelledSource:
 
 class ImageFolder(LabelledSource):
     """``root/<class>/<image>``: classes sorted by name, or in the order of a ``classes`` file (one name
-    per line, the checkpoint's output order). Unreadable images are skipped and counted."""
+    per line, the checkpoint's output order), else of ``model_classes`` (the model's own names in output
+    order: a timm model folder's label_names). Unreadable images are skipped and counted."""
 
     def __init__(self, root: str | os.PathLike, classes_file: str | os.PathLike | None = None,
-                 cache: PixelCache | None = None):
+                 cache: PixelCache | None = None, model_classes: list[str] | None = None):
         root = Path(root)
         if not root.is_dir():
             raise CalibrationError(f"data folder '{root}' does not exist; give a folder with one subfolder per "
@@ -130,12 +131,16 @@ class ImageFolder(LabelledSource):
             raise CalibrationError(f"{len(loose)} image(s) of '{root}' lie in the folder itself, outside its class "
                                    f"subfolders (e.g. {loose[0].name}); move each into '{root}/<class name>/', or "
                                    "out of the folder")
-        classes = read_classes(classes_file) if classes_file else folders
-        if classes_file:
-            unknown = [f for f in folders if f not in set(classes)]
-            if unknown:
-                raise CalibrationError(f"class folder(s) {', '.join(unknown[:5])} of '{root}' are not in "
-                                       f"'{classes_file}'; add them to it, or remove those folders")
+        classes = read_classes(classes_file) if classes_file else list(model_classes or folders)
+        unknown = [f for f in folders if f not in set(classes)]
+        if unknown and classes_file:
+            raise CalibrationError(f"class folder(s) {', '.join(unknown[:5])} of '{root}' are not in "
+                                   f"'{classes_file}'; add them to it, or remove those folders")
+        if unknown:
+            raise CalibrationError(f"class folder(s) {', '.join(unknown[:5])} of '{root}' are not among the model's "
+                                   f"{len(classes)} class names ({', '.join(classes[:4])}, ...: its label_names); "
+                                   "name the folders after them, or give --classes listing the model's classes "
+                                   "in output order")
         position = {c: k for k, c in enumerate(classes)}
         paths, labels = [], []
         for name in folders:
@@ -263,11 +268,14 @@ def _loose_images(root: Path) -> list[Path]:
 
 
 def load_labelled(source: str, classes_file: str | os.PathLike | None = None,
-                  size: tuple[int, int] = (32, 32), channels: int = 1, cache: PixelCache | None = None) -> LabelledSource:
+                  size: tuple[int, int] = (32, 32), channels: int = 1, cache: PixelCache | None = None,
+                  model_classes: list[str] | None = None) -> LabelledSource:
     """``digits`` (the 450 test images; ``digits:train``, ``digits:all``), an image folder with one
     subfolder per class, or an ``.npz`` file with ``x`` and ``y``. ``size`` and ``channels`` are the
     model's, for a source with its own preprocessing (the digits). ``cache`` keeps an image folder's
-    decoded crops for the next run (the other sources have nothing to decode)."""
+    decoded crops for the next run (the other sources have nothing to decode). ``model_classes``: the
+    model's class names in output order, where it carries them; an image folder's subfolders are matched
+    to them by name (``classes_file`` comes first)."""
     if source == "digits" or source.startswith("digits:"):
         from . import digits
 
@@ -281,7 +289,7 @@ def load_labelled(source: str, classes_file: str | os.PathLike | None = None,
     path = Path(source)
     if path.suffix.lower() == ".npz":
         arrays = npz_file(path)
-        if classes_file:
-            arrays.classes = read_classes(classes_file)
+        if classes_file or model_classes:
+            arrays.classes = read_classes(classes_file) if classes_file else list(model_classes)
         return arrays
-    return ImageFolder(path, classes_file, cache)
+    return ImageFolder(path, classes_file, cache, model_classes)

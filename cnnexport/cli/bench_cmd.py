@@ -178,9 +178,11 @@ def _accuracy(jobs, rows, data, count, classes_file, module, size, quiet) -> lis
 
     batch = 32  # eval's default
     workers, threads = ev.eval_threads(None, None)
-    candidates = {key: ev.Candidate(load_at_batch(path, runtime, threads, batch),
-                                    dict(ev.reference_meta(None, [path]).get("preprocess") or {}))
-                  for key, (path, runtime) in accuracy.measured_files(jobs).items()}
+    candidates = {}
+    for key, (path, runtime) in accuracy.measured_files(jobs).items():
+        meta = ev.reference_meta(None, [path])
+        candidates[key] = ev.Candidate(load_at_batch(path, runtime, threads, batch),
+                                       dict(meta.get("preprocess") or {}), meta.get("classes"))
     if module is not None and any(r["runtime"] == "torch" and r["device"] == "cpu" for r in rows):
         from ..exporter.pipeline import exportable
         from ..models.outputs import FirstOutput
@@ -191,7 +193,8 @@ def _accuracy(jobs, rows, data, count, classes_file, module, size, quiet) -> lis
         fields = dict(next(iter(candidates.values())).preprocess) if candidates else {}
         fields.update(getattr(module, "cnnexport_preprocess", {}))
         torch_model = TorchModel(FirstOutput(module), (1, *chw), threads=threads)
-        candidates = {accuracy.PYTORCH: ev.Candidate(torch_model, fields), **candidates}
+        classes = getattr(module, "cnnexport_classes", None)
+        candidates = {accuracy.PYTORCH: ev.Candidate(torch_model, fields, classes), **candidates}
     if not candidates:
         raise UsageError("--data: no measured row runs a file or PyTorch's eager model on the CPU")
     with EvalProgress(quiet, count or 0) as on_progress:

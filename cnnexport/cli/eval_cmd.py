@@ -101,10 +101,12 @@ def eval_cmd(artifacts, data, classes_file, model_spec, weights, use_ema, num_cl
     meta = ev.reference_meta(reference, artifacts)
     pre_fields = dict(meta.get("preprocess") or {})
     chw = ev.input_size_of(models, meta, parse_input_size(input_size, None) if input_size else None)
+    model_classes = meta.get("classes")  # the model's own class names, where its export recorded them
     if model_spec:
         module, model_pre, model_chw = _eval_torch_model(model_spec, weights, num_classes, use_ema)
         chw = chw or model_chw
         pre_fields.update(model_pre)
+        model_classes = model_classes or getattr(module.model, "cnnexport_classes", None)
     if chw is None:
         raise UsageError("the input size is unknown (the files leave it dynamic): give --input-size, --model, "
                          "or --reference with the export's reference.npz")
@@ -117,7 +119,8 @@ def eval_cmd(artifacts, data, classes_file, model_spec, weights, use_ema, num_cl
     from ..calib.pixel_cache import PixelCache
 
     cache = PixelCache(cache_dir) if cache_dir else None
-    source = load_labelled(data, classes_file, size=tuple(chw[1:]), channels=chw[0], cache=cache)
+    source = load_labelled(data, classes_file, size=tuple(chw[1:]), channels=chw[0], cache=cache,
+                           model_classes=model_classes)
     source.check_channels(chw[0])
     pre = ev.preprocess_for(pre_fields, chw, source.preprocess, mean=float_list(mean, "--mean"),
                             std=float_list(std, "--std"), crop_fraction=crop_fraction)

@@ -296,6 +296,7 @@ class Candidate:
     export's reference.npz, the model's own)."""
     model: object
     preprocess: dict = field(default_factory=dict)
+    classes: list[str] | None = None  # its class names in output order, where it carries them
 
 
 def evaluate_by_input_size(candidates: dict[str, Candidate], data: str, *, count: int | None = None,
@@ -303,8 +304,8 @@ def evaluate_by_input_size(candidates: dict[str, Candidate], data: str, *, count
                            batch: int = 32, workers: int = 1,
                            on_progress: Callable[[int, int, float], None] | None = None) -> list[dict]:
     """Top-1/top-5 of models that may take different input sizes (files of several models) on the first
-    ``count`` images of ``data``: one ``report`` per input size, each with the preprocessing of its first
-    candidate (``reference``'s where it is in the group; the others' agreement is measured against it).
+    ``count`` images of ``data``: one ``report`` per input size, each with the preprocessing and class names of
+    its first candidate (``reference``'s where it is in the group; the others' agreement is measured against it).
     ``given``: --input-size (C may be None), for files that leave it open."""
     from ..calib.labelled import load_labelled
 
@@ -316,11 +317,12 @@ def evaluate_by_input_size(candidates: dict[str, Candidate], data: str, *, count
         groups.setdefault(chw, {})[name] = cand
     results = []
     for chw, group in groups.items():
-        source = load_labelled(data, classes_file, size=tuple(chw[1:]), channels=chw[0])
+        ref = reference if reference in group else None
+        first = group[ref] if ref else next(iter(group.values()))
+        source = load_labelled(data, classes_file, size=tuple(chw[1:]), channels=chw[0], model_classes=first.classes)
         source.check_channels(chw[0])
         source = source.select(count)
-        ref = reference if reference in group else None
-        pre = preprocess_for((group[ref] if ref else next(iter(group.values()))).preprocess, chw, source.preprocess)
+        pre = preprocess_for(first.preprocess, chw, source.preprocess)
         models = {name: cand.model for name, cand in group.items()}
         evaluation = evaluate(models, source, pre, batch=batch, workers=workers, reference=ref,
                               on_progress=on_progress)

@@ -355,6 +355,8 @@ def _start_report(module: nn.Module, shape: tuple[int, ...], name: str, opts: Ex
     preprocess = model_preprocess(module, shape)
     if preprocess is not None:
         report["preprocess"] = preprocess.as_dict()
+    if getattr(module, "cnnexport_classes", None):  # its class names in output order (a timm folder's label_names)
+        report["classes"] = list(module.cnnexport_classes)
     return report
 
 
@@ -381,6 +383,11 @@ def _prepare_stage(module: nn.Module, shape: tuple[int, ...], opts: ExportOption
             raise
         except Exception as exc:
             raise shape_error(shape, exc) from None
+    width = first_tensor(out).shape[-1] if first_tensor(out).dim() else None
+    if report.get("classes") and width != len(report["classes"]):
+        report["warnings"].append(f"the model names {len(report['classes'])} classes (label_names) but gives {width} "
+                                  "outputs: the names are left out; eval takes the classes from --classes")
+        del report["classes"]
     if not isinstance(out, torch.Tensor):
         returned, kept = describe_outputs(out)
         prepared = FirstOutput(prepared)
@@ -474,7 +481,8 @@ def _write_stage(staging: StagingDir, name: str, artifacts: list[Artifact], refe
                    {"model": name, "input_layout": "NCHW", "rtol": opts.rtol, "atol": opts.atol,
                     "rounding_floor": reference.floor, "approximation_floors": reference.approximation_floors,
                     "files": [f.name for a in artifacts for f in a.files],
-                    **({"preprocess": report["preprocess"]} if "preprocess" in report else {})},
+                    **({"preprocess": report["preprocess"]} if "preprocess" in report else {}),
+                    **({"classes": report["classes"]} if "classes" in report else {})},
                    Int8Reference(held[0], held[1], labels, opts.int8_min_cosine, opts.int8_max_drop) if held else None)
     final_dir = staging.output_dir
     report["artifacts"] = [a.entry(final_dir) for a in artifacts]

@@ -159,12 +159,17 @@ def create_timm_model(spec: str, num_classes: int | None = None,
         if notes:
             model.cnnexport_notes = notes
     model.cnnexport_name = name
-    cfg = {**(getattr(model, "pretrained_cfg", None) or {}), **((config or {}).get("pretrained_cfg") or {})}
+    # the folder's preprocessing: its pretrained_cfg, or the whole config in timm's older single-dict form
+    folder_cfg = ((config.get("pretrained_cfg") if "pretrained_cfg" in config else config) or {}) if config else {}
+    cfg = {**(getattr(model, "pretrained_cfg", None) or {}), **folder_cfg}
     if cfg.get("mean") and cfg.get("std"):
         model.cnnexport_preprocess = {"mean": tuple(cfg["mean"]), "std": tuple(cfg["std"]),
                                       **({"crop_fraction": float(cfg["crop_pct"])} if cfg.get("crop_pct") else {})}
     if cfg.get("input_size"):
         model.cnnexport_input_size = tuple(cfg["input_size"])
+    labels = (config or {}).get("label_names") or folder_cfg.get("label_names") or folder_cfg.get("labels")
+    if isinstance(labels, list) and labels and all(isinstance(n, str) for n in labels):
+        model.cnnexport_classes = labels  # the folder's class names, in output order
     return model.eval()
 
 
