@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
@@ -15,7 +16,7 @@ from click.testing import CliRunner
 from cnnexport.cli import cli
 from cnnexport.errors import EXIT_CODES
 from cnnexport.models import create_model
-from conftest import CNNEXPORT, run_cli, run_cli_without, shared_build
+from conftest import CNNEXPORT, randomize_bn_stats, run_cli, run_cli_without, shared_build
 
 
 def run(*args, cwd=None):
@@ -214,6 +215,64 @@ def test_pickle_that_would_run_code_is_refused(tmp_path):
     line = assert_one_line_error(run("resnet18", "--weights", str(tmp_path / "evil.pt")), 3)
     assert "refusing to load" in line
     assert not _Payload.marker.exists()
+    assert "--trust-pickle" in line  # the way to load it, for a file the user trusts
+
+
+_PICKLED_NET = """
+import torch.nn as nn
+
+
+class PickledNet(nn.Sequential):
+    def __init__(self):
+        super().__init__(nn.Conv2d(1, 6, 3), nn.BatchNorm2d(6), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+                         nn.Linear(6, 3))
+"""
+
+
+def test_a_whole_pickled_model_loads_with_trust_pickle(tmp_path, monkeypatch):
+    """torch.save(model) and an Ultralytics-style checkpoint ({'model': fp16 module, 'ema': None, ...}) are
+    models with --trust-pickle (named after the file, their classes imported from beside it), and their
+    weights load into the architecture with --weights; without it they are refused naming the flag, and a
+    pickle whose class cannot be imported is named in one line."""
+    import importlib.util
+
+    (tmp_path / "pickled_net.py").write_text(_PICKLED_NET)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    spec = importlib.util.spec_from_file_location("pickled_net", tmp_path / "pickled_net.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    monkeypatch.setitem(sys.modules, "pickled_net", module)
+    net = module.PickledNet()
+    randomize_bn_stats(net)
+    torch.save(net, tmp_path / "whole.pt")
+    torch.save({"epoch": 9, "model": module.PickledNet().half(), "ema": None, "train_args": {"imgsz": 16}},
+               tmp_path / "best.pt")
+    line = assert_one_line_error(run(str(tmp_path / "whole.pt"), "-o", str(tmp_path / "no")), 2)
+    assert "--trust-pickle" in line and not (tmp_path / "no").exists()
+    result = run(str(tmp_path / "whole.pt"), "--trust-pickle", "--input-size", "16", "-o", str(tmp_path / "a"),
+                 "--json")
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.output)
+    assert report["model"] == "whole" and report["input_shape"] == [1, 1, 16, 16]
+    assert report["equivalence"][0]["passed"] and report["graph"]["batchnorm_nodes"] == 0
+    from cnnexport.exporter.verify import load_reference
+
+    sets, refs, _ = load_reference(tmp_path / "a" / "reference.npz")
+    with torch.no_grad():  # the file's weights, not a fresh model's
+        got = net.eval()(torch.from_numpy(np.concatenate(sets[0].batches))).numpy()
+    assert np.allclose(got, refs[0], atol=1e-5)
+    result = run(str(tmp_path / "best.pt"), "--trust-pickle", "--input-size", "16", "-o", str(tmp_path / "b"),
+                 "--json")
+    assert result.exit_code == 0, result.output
+    assert any("float16" in w for w in json.loads(result.output)["warnings"])
+    result = run("pickled_net:PickledNet", "--weights", str(tmp_path / "whole.pt"), "--trust-pickle",
+                 "--input-size", "16", "-o", str(tmp_path / "c"), "--json", cwd=tmp_path)
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output)["equivalence"][0]["passed"]
+    (tmp_path / "pickled_net.py").unlink()
+    monkeypatch.delitem(sys.modules, "pickled_net")
+    line = assert_one_line_error(run(str(tmp_path / "whole.pt"), "--trust-pickle", "-o", str(tmp_path / "d")), 3)
+    assert "module 'pickled_net'" in line and not (tmp_path / "d").exists()
 
 
 def test_weights_that_do_not_fit(tmp_path):

@@ -9,7 +9,8 @@ import click
 from ..errors import UsageError
 from .render import ProgressBar, StageStatus, print_bench
 from .app import cli
-from .options import RUNTIME_HELP, export_fn, int_list, parse_input_size, plain_export_fn, save_json
+from .options import (RUNTIME_HELP, export_fn, int_list, parse_input_size, plain_export_fn, save_json,
+                      trust_pickle_option)
 
 
 @cli.command("bench")
@@ -49,6 +50,7 @@ from .options import RUNTIME_HELP, export_fn, int_list, parse_input_size, plain_
               "shipped tag: digits), for the export and PyTorch's rows.")
 @click.option("--num-classes", type=int, default=None, help="For a model name: its classifier outputs.")
 @click.option("--use-ema", is_flag=True, help="For a model name: the --weights checkpoint's EMA weights.")
+@trust_pickle_option
 @click.option("--calib", default="samples", show_default=True,
               help="For a model name: the int8 files' calibration data (samples, digits, a folder, .npy/.npz).")
 @click.option("--data", default=None, help="Labelled images (a folder with one subfolder per class, digits, .npz "
@@ -64,7 +66,8 @@ from .options import RUNTIME_HELP, export_fn, int_list, parse_input_size, plain_
 @click.option("--json", "as_json", is_flag=True, help="Print the JSON rows on stdout, nothing else.")
 @click.option("--csv", "as_csv", is_flag=True, help="Print CSV rows on stdout.")
 def bench_cmd(targets, runtime, precision, batch, threads, input_size, device, baseline, rounds, warmup, runs,
-              min_time, max_time, no_ceiling, pick, plain, output_dir, reuse, weights, num_classes, use_ema, calib,
+              min_time, max_time, no_ceiling, pick, plain, output_dir, reuse, weights, num_classes, use_ema,
+              trust_pickle, calib,
               data, data_count, classes_file, save, wide, as_json, as_csv):
     """Latency of a MODEL (a zoo name, timm:NAME or module:callable; exported first) or of exported files,
     across runtimes, precisions, batches and threads. Each measurement runs in its own process; rounds are
@@ -80,13 +83,19 @@ def bench_cmd(targets, runtime, precision, batch, threads, input_size, device, b
     runtimes = plan.parse_runtimes(runtime) if runtime is not None else None
     check_device(device)
     # a zoo name, timm:NAME, package.module:callable or path/to/file.py:callable
-    is_model = len(targets) == 1 and (not Path(targets[0]).exists() and (
-        Path(targets[0]).suffix == "" or ":" in targets[0]) or (Path(targets[0]) / "config.json").is_file())
+    from ..runtimes import runtime_for
+
+    target = Path(targets[0])
+    is_model = len(targets) == 1 and (not target.exists() and (target.suffix == "" or ":" in targets[0])
+                                      or (target / "config.json").is_file()  # a timm model folder
+                                      or trust_pickle and target.is_file() and runtime_for(target) is None)
     if plain and not is_model:
         raise UsageError("--plain exports a model with each runtime's own converter; give a model (a zoo name, "
                          "timm:NAME or module:callable), not files")
-    _refuse_unused(is_model, device, data, data_count, classes_file, weights, num_classes, use_ema, calib)
-    load = {k: v for k, v in (("weights", weights), ("num_classes", num_classes), ("use_ema", use_ema)) if v}
+    _refuse_unused(is_model, device, data, data_count, classes_file, weights, num_classes, use_ema, trust_pickle,
+                   calib)
+    load = {k: v for k, v in (("weights", weights), ("num_classes", num_classes), ("use_ema", use_ema),
+                              ("trust_pickle", trust_pickle)) if v}
     if reuse and not (is_model and output_dir):
         raise UsageError("--reuse measures a model name's earlier export: give the model name and the --output-dir "
                          "it was exported to")
@@ -148,11 +157,12 @@ def bench_cmd(targets, runtime, precision, batch, threads, input_size, device, b
     schedule.raise_if_any_failed(jobs)
 
 
-def _refuse_unused(is_model, device, data, data_count, classes_file, weights, num_classes, use_ema, calib) -> None:
+def _refuse_unused(is_model, device, data, data_count, classes_file, weights, num_classes, use_ema, trust_pickle,
+                   calib) -> None:
     """Options that would be ignored are refused: the model's own with files, --data's without it."""
     if not is_model:
         given = [o for o, v in (("--weights", weights), ("--num-classes", num_classes), ("--use-ema", use_ema),
-                                ("--calib", calib != "samples")) if v]
+                                ("--trust-pickle", trust_pickle), ("--calib", calib != "samples")) if v]
         if given:
             raise UsageError(f"{', '.join(given)} describe{'s' if len(given) == 1 else ''} a model name's export: "
                              "files carry their own weights and int8 scales; leave it out")

@@ -13,7 +13,8 @@ from ..errors import UsageError
 from .render import EvalProgress, print_eval
 from .signals import first_signal, interrupted
 from .app import cli, fail
-from .options import float_list, load_artifact, parse_input_size, read_json, refuse_exported_file, save_json
+from .options import (float_list, load_artifact, parse_input_size, read_json, refuse_exported_file, save_json,
+                      trust_pickle_option)
 
 
 def _parse_shard(text: str | None) -> tuple[int, int] | None:
@@ -40,6 +41,7 @@ def _parse_shard(text: str | None) -> tuple[int, int] | None:
                    "package.module:callable or path/to/net.py:callable (needs torch).")
 @click.option("--weights", default=None, help="Weights of --model: a state_dict file, or a shipped tag (digits).")
 @click.option("--use-ema", is_flag=True, help="The --weights checkpoint's EMA weights (timm's state_dict_ema).")
+@trust_pickle_option
 @click.option("--num-classes", type=int, default=None, help="Classifier outputs of --model.")
 @click.option("--reference", type=click.Path(dir_okay=False), default=None,
               help="reference.npz written by the export: the model's input size and preprocessing (default: the "
@@ -62,7 +64,7 @@ def _parse_shard(text: str | None) -> tuple[int, int] | None:
 @click.option("--merge", "merge_files", is_flag=True, help="ARTIFACTS are JSON results of --shard runs: merge them.")
 @click.option("--save", type=click.Path(dir_okay=False), default=None, help="Also write the JSON result to this file.")
 @click.option("--json", "as_json", is_flag=True, help="Print the JSON result on stdout, nothing else.")
-def eval_cmd(artifacts, data, classes_file, model_spec, weights, use_ema, num_classes, reference, limit, batch, shard,
+def eval_cmd(artifacts, data, classes_file, model_spec, weights, use_ema, trust_pickle, num_classes, reference, limit, batch, shard,
              workers, threads, cache_dir, input_size, mean, std, crop_fraction, merge_files, save, as_json):
     """Top-1 and top-5 accuracy of model files on labelled images, beside PyTorch's with --model.
     Files alone need no torch."""
@@ -79,7 +81,8 @@ def eval_cmd(artifacts, data, classes_file, model_spec, weights, use_ema, num_cl
     if not artifacts and not model_spec:
         raise UsageError("nothing to evaluate: give model files, --model NAME, or both")
     if not model_spec:
-        given = [o for o, v in (("--weights", weights), ("--use-ema", use_ema), ("--num-classes", num_classes)) if v]
+        given = [o for o, v in (("--weights", weights), ("--use-ema", use_ema), ("--num-classes", num_classes),
+                                ("--trust-pickle", trust_pickle)) if v]
         if given:
             raise UsageError(f"{', '.join(given)} describe{'s' if len(given) == 1 else ''} --model's PyTorch model: "
                              "give --model NAME with it, or leave it out (a file carries its own weights)")
@@ -100,10 +103,15 @@ def eval_cmd(artifacts, data, classes_file, model_spec, weights, use_ema, num_cl
         describe[name] = {"path": str(path), "runtime": m.runtime, "precision": precision_of(path)}
     meta = ev.reference_meta(reference, artifacts)
     pre_fields = dict(meta.get("preprocess") or {})
-    chw = ev.input_size_of(models, meta, parse_input_size(input_size, None) if input_size else None)
+    given = parse_input_size(input_size, None) if input_size else None
     model_classes = meta.get("classes")  # the model's own class names, where its export recorded them
     if model_spec:
-        module, model_pre, model_chw = _eval_torch_model(model_spec, weights, num_classes, use_ema)
+        module, model_pre, model_chw, model_channels = _eval_torch_model(model_spec, weights, num_classes, use_ema,
+                                                                         trust_pickle)
+        if given and given[0] is None and not models:  # --input-size H: the model's channels (the files' first)
+            given = (model_channels, *given[1:])
+    chw = ev.input_size_of(models, meta, given)
+    if model_spec:
         chw = chw or model_chw
         pre_fields.update(model_pre)
         model_classes = model_classes or getattr(module.model, "cnnexport_classes", None)
@@ -144,16 +152,19 @@ def eval_cmd(artifacts, data, classes_file, model_spec, weights, use_ema, num_cl
         fail(*interrupted(first_signal() or signal.SIGINT))
 
 
-def _eval_torch_model(spec: str, weights: str | None, num_classes: int | None, use_ema: bool = False):
-    """The PyTorch model of --model, its preprocessing fields and its input size."""
+def _eval_torch_model(spec: str, weights: str | None, num_classes: int | None, use_ema: bool = False,
+                     trust_pickle: bool = False):
+    """The PyTorch model of --model, its preprocessing fields, its input size (None where its code fixes none)
+    and its channels (its first convolution's, for a user's model)."""
     from ..exporter.pipeline import exportable
     from ..models import is_registered, load_model, model_input_size
     from ..models.outputs import FirstOutput
 
     refuse_exported_file(spec)
-    module = exportable(load_model(spec, num_classes=num_classes, weights=weights, use_ema=use_ema))[0]  # fp32
+    module = exportable(load_model(spec, num_classes=num_classes, weights=weights, use_ema=use_ema,
+                                   trust_pickle=trust_pickle))[0]  # fp32
     # a zoo model's size, or timm's config's; the user's own code fixes none (the files or --input-size do)
     known = is_registered(spec) or hasattr(module, "cnnexport_input_size")
-    chw = tuple(model_input_size(spec, module, weights)) if known else None
+    own = tuple(model_input_size(spec, module, weights))
     # scored on its first output, as its files hold it (a model returning a dict or tuple)
-    return FirstOutput(module), dict(getattr(module, "cnnexport_preprocess", {})), chw
+    return FirstOutput(module), dict(getattr(module, "cnnexport_preprocess", {})), own if known else None, own[0]

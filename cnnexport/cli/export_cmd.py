@@ -11,7 +11,8 @@ from ..errors import UsageError
 from .render import StageStatus, print_export_summary
 from .app import cli
 from .options import (BF16_HELP, CALIB_METHODS, FP16_HELP, INT8_HELP, format_flags, format_options, keep_float_list,
-                      parse_input_size, refuse_exported_file, refuse_unused_format_options, refuse_unused_options)
+                      parse_input_size, refuse_exported_file, refuse_unused_format_options, refuse_unused_options,
+                      trust_pickle_option)
 
 
 @cli.command("export")
@@ -55,6 +56,7 @@ from .options import (BF16_HELP, CALIB_METHODS, FP16_HELP, INT8_HELP, format_fla
               help="state_dict file: .pt/.pth (weights only) or .safetensors, or a folder holding one (a Hugging "
                    "Face Hub snapshot: its model.safetensors).")
 @click.option("--use-ema", is_flag=True, help="The checkpoint's EMA weights (timm's state_dict_ema, model_ema).")
+@trust_pickle_option
 @click.option("-o", "--output-dir", type=click.Path(file_okay=False), default=None,
               help="Output folder (default: exports/<model>/).")
 @click.option("--simplify/--no-simplify", default=True, show_default=True, help="Simplify with onnxsim.")
@@ -62,7 +64,7 @@ from .options import (BF16_HELP, CALIB_METHODS, FP16_HELP, INT8_HELP, format_fla
               help="Max abs error allowed (default: 1e-4 x max |reference output|).")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON on stdout, nothing else.")
 def export_cmd(model, formats, format_options, want_fp16, want_bf16, want_int8, calib, calib_count, int8_min_cosine, eval_source, eval_count, int8_max_drop, calib_method, keep_float,
-               fold_bn, reparameterize, exporter, opset, batch, input_size, num_classes, weights, use_ema, output_dir, simplify,
+               fold_bn, reparameterize, exporter, opset, batch, input_size, num_classes, weights, use_ema, trust_pickle, output_dir, simplify,
                atol, as_json):
     """Prepare MODEL (a registry name, timm:NAME, package.module:callable or path/to/net.py:callable), export it
     and prove it matches PyTorch."""
@@ -85,7 +87,7 @@ def export_cmd(model, formats, format_options, want_fp16, want_bf16, want_int8, 
         from ..models import load_model, model_input_size
 
         refuse_exported_file(model)
-        module = load_model(model, num_classes=num_classes, weights=weights, use_ema=use_ema)
+        module = load_model(model, num_classes=num_classes, weights=weights, use_ema=use_ema, trust_pickle=trust_pickle)
         name = getattr(module, "cnnexport_name", None) or name  # a timm model folder's: its architecture
         default_size = model_input_size(model, module, weights)
         chw = parse_input_size(input_size, default_size[0]) if input_size else default_size

@@ -20,6 +20,12 @@ CALIB_METHODS = ("minmax", "entropy", "percentile")
 
 MAX_INPUT_DIM = 16384
 
+#: --trust-pickle, on every command that loads a model
+trust_pickle_option = click.option(
+    "--trust-pickle", is_flag=True,
+    help="Unpickle a MODEL or --weights file that holds Python objects (a whole torch.save(model), Ultralytics' "
+         ".pt): it runs the code the file names, so only for files you trust.")
+
 
 def parse_input_size(text: str, channels: int | None) -> tuple[int | None, int, int]:
     """'224' -> (C, 224, 224); '224,192' or '224x192' -> (C, 224, 192); '1,32,32' -> (1, 32, 32).

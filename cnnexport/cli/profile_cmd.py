@@ -9,7 +9,7 @@ import click
 from ..errors import UsageError
 from .render import print_profile, print_roofline
 from .app import cli
-from .options import parse_input_size
+from .options import parse_input_size, trust_pickle_option
 
 
 @cli.command("profile")
@@ -17,7 +17,8 @@ from .options import parse_input_size
 @click.option("--input-size", default=None, help="H, HxW or C,H,W (default: the model's own).")
 @click.option("--batch", type=int, default=1, show_default=True)
 @click.option("--num-classes", type=int, default=None)
-@click.option("--weights", type=click.Path(), default=None)
+@click.option("--weights", type=click.Path(), default=None, help="MODEL's weights: a state_dict file or folder.")
+@trust_pickle_option
 @click.option("--per-layer", is_flag=True, help="Show every layer.")
 @click.option("--against-onnx", is_flag=True, help="Also export the model and profile the ONNX file; compare.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON on stdout, nothing else.")
@@ -38,7 +39,7 @@ from .options import parse_input_size
 @click.option("--bandwidth", type=click.FloatRange(min=0, min_open=True), default=None,
               help="--roofline: memory bandwidth in GB/s instead of "
               "measuring it.")
-def profile_cmd(model, input_size, batch, num_classes, weights, per_layer, against_onnx, as_json, as_csv, tb_dir,
+def profile_cmd(model, input_size, batch, num_classes, weights, trust_pickle, per_layer, against_onnx, as_json, as_csv, tb_dir,
                 roofline, runtime, threads, precision, ceiling, bandwidth):
     """Params, MACs, memory access cost (ShuffleNetV2's MAC) and activation memory of MODEL or an .onnx file;
     with --roofline, each layer's bound from them and this machine's limits (any exported file)."""
@@ -49,16 +50,17 @@ def profile_cmd(model, input_size, batch, num_classes, weights, per_layer, again
     if roofline:
         if against_onnx or tb_dir or as_csv:
             raise UsageError("--roofline does not combine with --against-onnx, --tensorboard or --csv")
-        result = _roofline(model, input_size, batch, num_classes, weights, per_layer, runtime, threads, precision,
-                           ceiling, bandwidth)
+        result = _roofline(model, input_size, batch, num_classes, weights, trust_pickle, per_layer, runtime, threads,
+                           precision, ceiling, bandwidth)
         print_roofline(result, per_layer, as_json)
         return
     if runtime or ceiling or bandwidth or precision:
         raise UsageError("--runtime, --precision, --ceiling and --bandwidth go with --roofline")
     published = None
     if model.endswith(".onnx"):
-        if against_onnx or tb_dir or weights:
-            raise UsageError("--against-onnx, --tensorboard and --weights need a PyTorch model, not an .onnx file")
+        if against_onnx or tb_dir or weights or trust_pickle:
+            raise UsageError("--against-onnx, --tensorboard, --weights and --trust-pickle need a PyTorch model, not an "
+                             ".onnx file")
         from ..profile.onnx_profile import profile_onnx
 
         shape = None
@@ -81,7 +83,7 @@ def profile_cmd(model, input_size, batch, num_classes, weights, per_layer, again
         from ..profile.torch_profile import profile_module
         from ..models import is_registered, load_model, model_info, model_input_size
 
-        loaded = load_model(model, num_classes=num_classes, weights=weights)
+        loaded = load_model(model, num_classes=num_classes, weights=weights, trust_pickle=trust_pickle)
         chw = model_input_size(model, loaded, weights)
         if input_size:
             chw = parse_input_size(input_size, chw[0])
@@ -115,8 +117,8 @@ def profile_cmd(model, input_size, batch, num_classes, weights, per_layer, again
     print_profile(model, result, per_layer, as_json, as_csv)
 
 
-def _roofline(target, input_size, batch, num_classes, weights, per_layer, runtime, threads, precision, ceiling,
-              bandwidth) -> dict:
+def _roofline(target, input_size, batch, num_classes, weights, trust_pickle, per_layer, runtime, threads, precision,
+              ceiling, bandwidth) -> dict:
     """``profile --roofline``: a file's own graph, or a model exported to a temporary ONNX file, handed to
     ``bench.roofline_run``."""
     import tempfile
@@ -124,12 +126,15 @@ def _roofline(target, input_size, batch, num_classes, weights, per_layer, runtim
     from ..bench import plan, roofline_run
     from ..exporter.formats import ALWAYS, FORMATS
 
+    from ..runtimes import runtime_for as runtime_for_file
+
     chosen = plan.parse_runtimes(runtime)[0] if runtime else None
     roofline_run.check_choices(chosen, threads, ceiling, bandwidth)  # before a model is loaded and exported
     given = parse_input_size(input_size, None) if input_size else None
     with tempfile.TemporaryDirectory(prefix="cnnexport-roofline-") as tmp:
         path = Path(target)
-        if path.suffix and ":" not in target and not path.is_dir():  # a file; else a model (module:callable, ...)
+        pickled = trust_pickle and runtime_for_file(target) is None  # a whole pickled model, no exported file
+        if path.suffix and ":" not in target and not path.is_dir() and not pickled:  # a file; else a model
             from ..runtimes import check_model_file, runtime_for
 
             check_model_file(target)
@@ -140,7 +145,7 @@ def _roofline(target, input_size, batch, num_classes, weights, per_layer, runtim
             from ..exporter.pipeline import prepared_onnx
             from ..models import load_model, model_input_size
 
-            module = load_model(target, num_classes=num_classes, weights=weights)
+            module = load_model(target, num_classes=num_classes, weights=weights, trust_pickle=trust_pickle)
             chw = model_input_size(target, module, weights)
             chw = (given[0] or chw[0], *given[1:]) if given else chw
             shape = (batch, *chw)

@@ -20,7 +20,7 @@ from ..errors import CnnexportError, UnknownModelError, UsageError, WeightsError
 from .timm_source import (HUB_CONFIG, create_timm_from_folder, create_timm_model, hub_config, is_timm_spec,
                           retry_with_torchvision)
 from .registry import ModelInfo, is_registered, list_models, model_info, register_model
-from .weights import load_weights, read_state_dict
+from .weights import load_weights, read_state_dict, unpickle_trusted
 
 __all__ = ["create_model", "bundled_weights", "bundled_input_size", "model_input_size", "list_models", "model_info",
            "register_model", "ModelInfo", "load_model", "import_callable", "read_state_dict", "load_weights"]
@@ -85,12 +85,13 @@ def _input_channels(spec: str, module: nn.Module) -> int:
 
 
 def create_model(name: str, num_classes: int | None = None, weights: str | os.PathLike | Mapping | None = None,
-                 use_ema: bool = False, **kwargs) -> nn.Module:
+                 use_ema: bool = False, trust_pickle: bool = False, **kwargs) -> nn.Module:
     """Build a registered model in eval mode, optionally loading weights: a state_dict mapping, a
     .pt/.pth/.safetensors path, or the tag of weights shipped with cnnexport (``bundled_weights(name)``).
     The model carries its registry name as ``cnnexport_name``, and shipped weights the preprocessing
     they were trained with as ``cnnexport_preprocess`` (normalisation fields; ImageNet's otherwise).
-    ``use_ema``: a checkpoint's EMA weights (``read_state_dict``); what loading noted is ``cnnexport_notes``."""
+    ``use_ema``: a checkpoint's EMA weights (``read_state_dict``); what loading noted is ``cnnexport_notes``.
+    ``trust_pickle``: a checkpoint that pickles Python objects is unpickled (``read_state_dict``)."""
     info = model_info(name)
     preprocess = {}
     if isinstance(weights, str) and (name, weights) in BUNDLED_WEIGHTS:
@@ -106,7 +107,8 @@ def create_model(name: str, num_classes: int | None = None, weights: str | os.Pa
     model = info.builder(num_classes=num_classes or info.num_classes, **kwargs)
     notes: list[str] = []
     if weights is not None:
-        sd = weights if isinstance(weights, Mapping) else read_state_dict(weights, use_ema=use_ema, notes=notes)
+        sd = weights if isinstance(weights, Mapping) else read_state_dict(weights, use_ema=use_ema, notes=notes,
+                                                                          trust_pickle=trust_pickle)
         load_weights(model, sd, source=f"weights for {name}")
     if notes:
         model.cnnexport_notes = notes
@@ -117,28 +119,33 @@ def create_model(name: str, num_classes: int | None = None, weights: str | os.Pa
 
 
 def load_model(spec: str, num_classes: int | None = None, weights: str | os.PathLike | None = None,
-               use_ema: bool = False) -> nn.Module:
+               use_ema: bool = False, trust_pickle: bool = False) -> nn.Module:
     """A registry name (in eval mode), ``timm:NAME`` (timm's architecture, random weights unless
     ``weights``), a timm model folder (config.json and its weights: a Hugging Face Hub snapshot),
     ``package.module:callable`` returning an ``nn.Module``, in
     the mode the callable returned it (``prepare`` records it and exports in eval mode), or a
     TorchScript file (``torch.jit.save``; its weights inside it). The current folder is on the import
     path for ``package.module``, as with ``python -m``. ``use_ema``: the checkpoint's EMA weights
-    (``read_state_dict``)."""
+    (``read_state_dict``). ``trust_pickle``: a file that pickles a whole model (``torch.save(model)``,
+    Ultralytics' checkpoints) is a model too, and a checkpoint that pickles Python objects is read; both
+    run the code the file names."""
     if not is_registered(spec) and Path(spec).is_dir() and hub_config(spec) is not None:
         if weights is not None:
             raise UsageError(f"'{spec}' is a timm model folder: its weights are inside it; leave out --weights")
-        return create_timm_from_folder(spec, num_classes=num_classes, use_ema=use_ema)
+        return create_timm_from_folder(spec, num_classes=num_classes, use_ema=use_ema, trust_pickle=trust_pickle)
     if use_ema and weights is None:
         raise UsageError("--use-ema picks a checkpoint's EMA weights: pass the checkpoint with --weights")
     if is_registered(spec) or ":" not in spec:
         if not is_registered(spec):
             if is_torchscript_file(spec):
                 return load_torchscript(spec, num_classes=num_classes, weights=weights)
+            if trust_pickle and Path(spec).is_file():
+                return load_pickled_model(spec, num_classes=num_classes, weights=weights, use_ema=use_ema)
             refuse_a_file(spec)
-        return create_model(spec, num_classes=num_classes, weights=weights, use_ema=use_ema)
+        return create_model(spec, num_classes=num_classes, weights=weights, use_ema=use_ema, trust_pickle=trust_pickle)
     if is_timm_spec(spec):
-        return create_timm_model(spec, num_classes=num_classes, weights=weights, use_ema=use_ema)
+        return create_timm_model(spec, num_classes=num_classes, weights=weights, use_ema=use_ema,
+                                 trust_pickle=trust_pickle)
     factory = import_callable(spec)
     kwargs = {"num_classes": num_classes} if num_classes is not None else {}
     model = call_factory(spec, factory, kwargs) if callable(factory) and not isinstance(factory, nn.Module) \
@@ -147,10 +154,31 @@ def load_model(spec: str, num_classes: int | None = None, weights: str | os.Path
         raise UnknownModelError(f"'{spec}' returned {type(model).__name__}, not a torch.nn.Module")
     if weights is not None:
         notes: list[str] = []
-        load_weights(model, read_state_dict(weights, use_ema=use_ema, notes=notes), source=f"weights for {spec}")
+        load_weights(model, read_state_dict(weights, use_ema=use_ema, notes=notes, trust_pickle=trust_pickle),
+                     source=f"weights for {spec}")
         if notes:
             model.cnnexport_notes = notes
     return model
+
+
+def load_pickled_model(path: str | os.PathLike, num_classes: int | None = None,
+                       weights: str | os.PathLike | None = None, use_ema: bool = False) -> nn.Module:
+    """A whole model pickled by ``torch.save(model)``, or the module a checkpoint dict holds (``model``,
+    Ultralytics' ``ema`` with ``use_ema``), unpickled with its code run (--trust-pickle), named after its file."""
+    given = [flag for flag, v in (("--weights", weights), ("--num-classes", num_classes)) if v is not None]
+    if given:
+        raise UsageError(f"'{path}' pickles a whole model: its weights and classes are inside it; leave out "
+                         f"{' and '.join(given)}")
+    obj = unpickle_trusted(Path(path))
+    keys = ("ema", "model_ema") if use_ema else ("model", "module", "net", "ema", "model_ema")
+    if isinstance(obj, Mapping):
+        obj = next((obj[k] for k in keys if isinstance(obj.get(k), nn.Module)), obj)
+    if not isinstance(obj, nn.Module):
+        what = "EMA model (an 'ema' or 'model_ema' module)" if use_ema else "model"
+        raise UnknownModelError(f"'{path}' holds no pickled {what} ({type(obj).__name__}): give its architecture "
+                                "as MODEL and the file to --weights")
+    obj.cnnexport_name = Path(path).stem  # the files are named after it: best.onnx for best.pt
+    return obj
 
 
 #: What checkpoints are called: given as MODEL, they are named as such rather than as an unknown model.
@@ -195,7 +223,8 @@ def refuse_a_file(spec: str) -> None:
         return
     raise UnknownModelError(f"'{spec}' is no model file cnnexport reads (a TorchScript archive is one): MODEL names "
                             "the architecture (a registry name, timm:NAME or package.module:callable) and --weights "
-                            f"takes the checkpoint, e.g. cnnexport resnet50 --weights {spec}")
+                            f"takes the checkpoint, e.g. cnnexport resnet50 --weights {spec}; a whole pickled model "
+                            "(torch.save(model)) loads with --trust-pickle, if you trust the file")
 
 
 def _builders_in(path: Path) -> list[str]:

@@ -124,7 +124,7 @@ def hub_config(folder: str | os.PathLike) -> dict | None:
 
 
 def create_timm_from_folder(folder: str | os.PathLike, num_classes: int | None = None,
-                            use_ema: bool = False) -> nn.Module:
+                            use_ema: bool = False, trust_pickle: bool = False) -> nn.Module:
     """A timm model folder (``hub_config``): its architecture with its builder arguments, classes, weights
     and preprocessing, in eval mode."""
     config = hub_config(folder)
@@ -132,11 +132,11 @@ def create_timm_from_folder(folder: str | os.PathLike, num_classes: int | None =
         raise UnknownModelError(f"folder '{folder}' is no timm model folder (no {HUB_CONFIG} naming an "
                                 "architecture): give the architecture as MODEL and the folder to --weights")
     return create_timm_model(PREFIX + config["architecture"], num_classes=num_classes, weights=folder,
-                             use_ema=use_ema)
+                             use_ema=use_ema, trust_pickle=trust_pickle)
 
 
-def create_timm_model(spec: str, num_classes: int | None = None,
-                      weights: str | os.PathLike | None = None, use_ema: bool = False) -> nn.Module:
+def create_timm_model(spec: str, num_classes: int | None = None, weights: str | os.PathLike | None = None,
+                      use_ema: bool = False, trust_pickle: bool = False) -> nn.Module:
     """``timm:NAME`` built by timm (random weights; ``weights``: a local state_dict, or a timm model folder,
     whose config.json also gives the classes, builder arguments and preprocessing), in eval mode."""
     from .weights import load_weights, read_state_dict
@@ -155,7 +155,8 @@ def create_timm_model(spec: str, num_classes: int | None = None,
     model = timm.create_model(name, pretrained=False, **kwargs)
     if weights is not None:
         notes: list[str] = []
-        load_weights(model, read_state_dict(weights, use_ema=use_ema, notes=notes), source=f"weights for {spec}")
+        load_weights(model, read_state_dict(weights, use_ema=use_ema, notes=notes, trust_pickle=trust_pickle),
+                     source=f"weights for {spec}")
         if notes:
             model.cnnexport_notes = notes
     model.cnnexport_name = name

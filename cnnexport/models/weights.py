@@ -19,7 +19,7 @@ from ..errors import WeightsError, first_line
 _WRAPPER_KEYS = ("state_dict", "model", "model_state_dict", "net", "module")
 # Where training scripts keep the exponential moving average of the weights: timm's train.py (state_dict_ema),
 # timm's and others' model_ema, and EMA callbacks' ema_state_dict.
-_EMA_KEYS = ("state_dict_ema", "model_ema", "ema_state_dict")
+_EMA_KEYS = ("state_dict_ema", "model_ema", "ema_state_dict", "ema")  # ema: Ultralytics' EMA module (--trust-pickle)
 # ... and the key prefix of an EMA copy held as a submodule beside the network (a LightningModule's model_ema)
 _EMA_PREFIXES = ("model_ema.", "ema_model.", "ema.")
 # Prefixes wrappers add to every key: DataParallel / DistributedDataParallel, and torch.compile's module.
@@ -51,8 +51,8 @@ def weights_in_folder(folder: Path, notes: list[str] | None = None) -> Path:
                        f"{', ...' if len(found) > 4 else ''}); pass the one to load to --weights")
 
 
-def read_state_dict(path: str | os.PathLike, *, use_ema: bool = False,
-                    notes: list[str] | None = None) -> dict[str, torch.Tensor]:
+def read_state_dict(path: str | os.PathLike, *, use_ema: bool = False, notes: list[str] | None = None,
+                    trust_pickle: bool = False) -> dict[str, torch.Tensor]:
     """Read a state_dict from .pt/.pth/.bin (torch, weights only) or .safetensors, or from a folder that holds
     one (a Hugging Face Hub snapshot's ``model.safetensors``: ``weights_in_folder``).
 
@@ -60,7 +60,8 @@ def read_state_dict(path: str | os.PathLike, *, use_ema: bool = False,
     to every key are stripped: ``module.`` (DataParallel, DDP) and ``_orig_mod.`` (torch.compile).
     ``use_ema``: the checkpoint's EMA weights (``state_dict_ema``, ``model_ema``, ``ema_state_dict``), as
     timm's ``--use-ema``; without it, a checkpoint that holds them beside the weights adds a line saying so to
-    ``notes``.
+    ``notes``. ``trust_pickle``: a checkpoint that pickles Python objects (a whole ``torch.save(model)``,
+    Ultralytics' checkpoints) is unpickled, running the code it names, and its modules' weights are read.
     """
     path = Path(path)
     if path.is_dir():
@@ -90,14 +91,17 @@ def read_state_dict(path: str | os.PathLike, *, use_ema: bool = False,
                 obj = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as exc:
             msg = first_line(exc, 160)
-            if "weights_only" in msg or "Unsupported global" in msg or "Unpickl" in type(exc).__name__:
+            if not ("weights_only" in msg or "Unsupported global" in msg or "Unpickl" in type(exc).__name__):
+                raise WeightsError(f"weights file '{path}' is corrupt or not a PyTorch checkpoint ({msg})") from None
+            if not trust_pickle:
                 found = re.search(r"GLOBAL ([\w.]+)", str(exc))
                 raise WeightsError(
                     f"refusing to load '{path}': it holds Python objects beyond tensors"
                     + (f" ({found.group(1)})" if found else "") + ", and unpickling them could run "
-                    "code; save only the state_dict (torch.save(model.state_dict(), path)) or use .safetensors"
+                    "code; save only the state_dict (torch.save(model.state_dict(), path)), use .safetensors, "
+                    "or pass --trust-pickle if you trust the file"
                 ) from None
-            raise WeightsError(f"weights file '{path}' is corrupt or not a PyTorch checkpoint ({msg})") from None
+            obj = _modules_as_state_dicts(unpickle_trusted(path))
     if isinstance(obj, Mapping):
         ema = next((k for k in _EMA_KEYS if isinstance(obj.get(k), Mapping) and obj[k]), None)
         if ema is not None and use_ema:
@@ -137,6 +141,37 @@ def _harmless_globals() -> list:
     return [argparse.Namespace, np.dtype, core.multiarray.scalar,
             *(getattr(np.dtypes, n) for n in ("Float64DType", "Float32DType", "Int64DType", "Int32DType", "BoolDType")
               if hasattr(np, "dtypes") and hasattr(np.dtypes, n))]
+
+
+def unpickle_trusted(path: Path):
+    """``torch.load`` without ``weights_only``: the pickled objects' classes imported (the current folder and
+    the file's first on the import path, as for a model given by its file), their code run. Only for a file
+    the user said they trust (--trust-pickle)."""
+    import sys
+
+    for folder in (str(Path(path).resolve().parent), os.getcwd()):
+        if folder not in sys.path:
+            sys.path.insert(0, folder)
+    try:
+        return torch.load(path, map_location="cpu", weights_only=False)
+    except ModuleNotFoundError as exc:
+        raise WeightsError(f"'{path}' pickles objects of module '{exc.name}', which is not importable here: run "
+                           f"from the folder that holds it, or install its package") from None
+    except AttributeError as exc:  # a class the module no longer defines
+        raise WeightsError(f"'{path}' pickles an object its module no longer defines ({first_line(exc, 120)}): "
+                           "load it with the code it was saved with") from None
+    except Exception as exc:
+        raise WeightsError(f"cannot unpickle '{path}' ({type(exc).__name__}: {first_line(exc, 120)})") from None
+
+
+def _modules_as_state_dicts(obj):
+    """A whole pickled module, or a checkpoint dict holding some (Ultralytics' ``model`` and ``ema``), with each
+    module replaced by its state_dict."""
+    if isinstance(obj, nn.Module):
+        return obj.state_dict()
+    if isinstance(obj, Mapping):
+        return {k: v.state_dict() if isinstance(v, nn.Module) else v for k, v in obj.items()}
+    return obj
 
 
 def _unwrap(obj: object, path: Path) -> dict[str, torch.Tensor]:
