@@ -88,11 +88,12 @@ def model_jobs(model: str, runtimes: list[str], precisions: list[str], batches: 
                calib: str = "samples", plain_export: PlainFn | None = None,
                reuse: bool = False, weights: dict | None = None) -> tuple[list[Job], list[str], dict, object]:
     """Export ``model`` into ``out_dir`` for the selected runtimes with ``export`` (the pipeline, passed
-    in by the CLI); jobs, notes, the export report and the module exported (its weights are the files'). Every job's roofline uses the exported ONNX
-    graph's layer costs; ``plain_export`` also writes each runtime's plain-tool file, measured as fp32
-    jobs marked ``plain``. ``reuse``: measure the files an earlier export of ``model`` left in ``out_dir``
+    in by the CLI); jobs, notes, the export report and the module exported (its weights are the files').
+    Every job's roofline uses the exported ONNX graph's layer costs; ``plain_export`` also writes each
+    runtime's plain-tool file, measured as fp32 jobs marked ``plain``. ``reuse``: measure the files an earlier export of ``model`` left in ``out_dir``
     (its report.json) instead of exporting again; every selected runtime and precision must be there.
-    ``weights``: ``load_model``'s weights, num_classes and use_ema, for the export and PyTorch's rows."""
+    ``weights``: ``load_model``'s weights, num_classes, use_ema and trust_pickle, for the export and PyTorch's
+    rows."""
     from ..models import create_model, is_registered, load_model, model_input_size
     from ..profile.torch_profile import module_macs
 

@@ -67,8 +67,7 @@ from .options import (RUNTIME_HELP, export_fn, int_list, parse_input_size, plain
 @click.option("--csv", "as_csv", is_flag=True, help="Print CSV rows on stdout.")
 def bench_cmd(targets, runtime, precision, batch, threads, input_size, device, baseline, rounds, warmup, runs,
               min_time, max_time, no_ceiling, pick, plain, output_dir, reuse, weights, num_classes, use_ema,
-              trust_pickle, calib,
-              data, data_count, classes_file, save, wide, as_json, as_csv):
+              trust_pickle, calib, data, data_count, classes_file, save, wide, as_json, as_csv):
     """Latency of a MODEL (a zoo name, timm:NAME or module:callable; exported first) or of exported files,
     across runtimes, precisions, batches and threads. Each measurement runs in its own process; rounds are
     interleaved. Files need no torch."""
@@ -114,10 +113,10 @@ def bench_cmd(targets, runtime, precision, batch, threads, input_size, device, b
             runtimes = runtimes or ["onnxruntime", "torch"]
             out = Path(output_dir) if output_dir else Path(tmp)
             with StageStatus(f"exporting {targets[0]}") as on_stage:
-                jobs, notes, _, module = plan.model_jobs(targets[0], runtimes, precisions, batches, thread_counts, device,
-                                                 out, export=export_fn(), on_stage=on_stage, input_size=size,
-                                                 plain_export=plain_export_fn() if plain else None, reuse=reuse,
-                                                 weights=load, calib=calib)
+                jobs, notes, _, module = plan.model_jobs(
+                    targets[0], runtimes, precisions, batches, thread_counts, device, out, export=export_fn(),
+                    on_stage=on_stage, input_size=size, plain_export=plain_export_fn() if plain else None,
+                    reuse=reuse, weights=load, calib=calib)
         else:
             _refuse_torchscript_files(targets)
             jobs = plan.artifact_jobs(list(targets), runtimes or [], batches, thread_counts, device, input_size=size)
@@ -166,8 +165,6 @@ def _refuse_unused(is_model, device, data, data_count, classes_file, weights, nu
         if given:
             raise UsageError(f"{', '.join(given)} describe{'s' if len(given) == 1 else ''} a model name's export: "
                              "files carry their own weights and int8 scales; leave it out")
-    if use_ema and not weights:
-        raise UsageError("--use-ema picks a checkpoint's EMA weights: pass the checkpoint with --weights")
     if not data:
         given = [o for o, v in (("--data-count", data_count), ("--classes", classes_file)) if v]
         if given:

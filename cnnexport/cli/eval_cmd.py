@@ -64,8 +64,8 @@ def _parse_shard(text: str | None) -> tuple[int, int] | None:
 @click.option("--merge", "merge_files", is_flag=True, help="ARTIFACTS are JSON results of --shard runs: merge them.")
 @click.option("--save", type=click.Path(dir_okay=False), default=None, help="Also write the JSON result to this file.")
 @click.option("--json", "as_json", is_flag=True, help="Print the JSON result on stdout, nothing else.")
-def eval_cmd(artifacts, data, classes_file, model_spec, weights, use_ema, trust_pickle, num_classes, reference, limit, batch, shard,
-             workers, threads, cache_dir, input_size, mean, std, crop_fraction, merge_files, save, as_json):
+def eval_cmd(artifacts, data, classes_file, model_spec, weights, use_ema, trust_pickle, num_classes, reference, limit,
+             batch, shard, workers, threads, cache_dir, input_size, mean, std, crop_fraction, merge_files, save, as_json):
     """Top-1 and top-5 accuracy of model files on labelled images, beside PyTorch's with --model.
     Files alone need no torch."""
     from ..exporter import evaluate as ev

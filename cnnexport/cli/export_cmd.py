@@ -64,8 +64,8 @@ from .options import (BF16_HELP, CALIB_METHODS, FP16_HELP, INT8_HELP, format_fla
               help="Max abs error allowed (default: 1e-4 x max |reference output|).")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON on stdout, nothing else.")
 def export_cmd(model, formats, format_options, want_fp16, want_bf16, want_int8, calib, calib_count, int8_min_cosine, eval_source, eval_count, int8_max_drop, calib_method, keep_float,
-               fold_bn, reparameterize, exporter, opset, batch, input_size, num_classes, weights, use_ema, trust_pickle, output_dir, simplify,
-               atol, as_json):
+               fold_bn, reparameterize, exporter, opset, batch, input_size, num_classes, weights, use_ema, trust_pickle,
+               output_dir, simplify, atol, as_json):
     """Prepare MODEL (a registry name, timm:NAME, package.module:callable or path/to/net.py:callable), export it
     and prove it matches PyTorch."""
     int8_needs = ("--int8", want_int8)

@@ -39,8 +39,8 @@ from .options import parse_input_size, trust_pickle_option
 @click.option("--bandwidth", type=click.FloatRange(min=0, min_open=True), default=None,
               help="--roofline: memory bandwidth in GB/s instead of "
               "measuring it.")
-def profile_cmd(model, input_size, batch, num_classes, weights, trust_pickle, per_layer, against_onnx, as_json, as_csv, tb_dir,
-                roofline, runtime, threads, precision, ceiling, bandwidth):
+def profile_cmd(model, input_size, batch, num_classes, weights, trust_pickle, per_layer, against_onnx, as_json, as_csv,
+                tb_dir, roofline, runtime, threads, precision, ceiling, bandwidth):
     """Params, MACs, memory access cost (ShuffleNetV2's MAC) and activation memory of MODEL or an .onnx file;
     with --roofline, each layer's bound from them and this machine's limits (any exported file)."""
     if as_json and as_csv:

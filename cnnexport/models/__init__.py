@@ -133,7 +133,7 @@ def load_model(spec: str, num_classes: int | None = None, weights: str | os.Path
         if weights is not None:
             raise UsageError(f"'{spec}' is a timm model folder: its weights are inside it; leave out --weights")
         return create_timm_from_folder(spec, num_classes=num_classes, use_ema=use_ema, trust_pickle=trust_pickle)
-    if use_ema and weights is None:
+    if use_ema and weights is None and not (trust_pickle and Path(spec).is_file()):  # a pickled model's own 'ema'
         raise UsageError("--use-ema picks a checkpoint's EMA weights: pass the checkpoint with --weights")
     if is_registered(spec) or ":" not in spec:
         if not is_registered(spec):
