@@ -40,7 +40,7 @@ def bench_table(rows: list[dict], wide: bool = False, width: int | None = None):
         if c == "top1":
             return f"{v:.1%}"
         if c == "file_mb":
-            return f"{v:.0f}" if v >= 100 else f"{v:.3g}"  # 97.7, 0.26, 0.0031
+            return f"{v:.0f}" if v >= 100 else f"{v:.2f}" if v >= 0.1 else f"{v:.2g}"  # 102, 97.70, 0.26, 0.0031
         if c in ("ceiling_fraction", "of_roofline"):
             return f"{v:.0%}" + ("?" if r.get("limits_noisy") else "")  # against a limit that varied
         if c == "spread":
