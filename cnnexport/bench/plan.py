@@ -100,8 +100,9 @@ def model_jobs(model: str, runtimes: list[str], precisions: list[str], batches: 
     spec, module, weights = model, None, weights or {}
     if not is_registered(model):  # timm:NAME, package.module:callable or path/to/file.py:callable
         module = load_model(spec, **weights)
-        # its files are named after the callable (a timm model folder's after its architecture), as export names them
-        model = getattr(module, "cnnexport_name", None) or spec.rpartition(":")[2]
+        # its files are named after the callable (a timm model folder's after its architecture, a pickled model's
+        # after its file), as export names them
+        model = module.cnnexport_name if Path(spec).exists() else spec.rpartition(":")[2]
     default = model_input_size(spec, module, weights.get("weights"))
     shape = (1, input_size[0] or default[0], *input_size[1:]) if input_size else (1, *default)
     notes: list[str] = []

@@ -112,6 +112,10 @@ class LabelledSource:
         raise NotImplementedError
 
 
+class UnknownClassesError(CalibrationError):
+    """An image folder whose class subfolders the model's own class names do not all name."""
+
+
 class ImageFolder(LabelledSource):
     """``root/<class>/<image>``: classes sorted by name, or in the order of a ``classes`` file (one name
     per line, the checkpoint's output order), else of ``model_classes`` (the model's own names in output
@@ -137,10 +141,10 @@ class ImageFolder(LabelledSource):
             raise CalibrationError(f"class folder(s) {', '.join(unknown[:5])} of '{root}' are not in "
                                    f"'{classes_file}'; add them to it, or remove those folders")
         if unknown:
-            raise CalibrationError(f"class folder(s) {', '.join(unknown[:5])} of '{root}' are not among the model's "
-                                   f"{len(classes)} class names ({', '.join(classes[:4])}, ...: its label_names); "
-                                   "name the folders after them, or give --classes listing the model's classes "
-                                   "in output order")
+            raise UnknownClassesError(f"class folder(s) {', '.join(unknown[:5])} of '{root}' are not among the "
+                                      f"model's {len(classes)} class names ({', '.join(classes[:4])}, ...: its "
+                                      "label_names); name the folders after them, or give --classes listing the "
+                                      "model's classes in output order")
         position = {c: k for k, c in enumerate(classes)}
         paths, labels = [], []
         for name in folders:

@@ -103,17 +103,19 @@ def load_samples(source: str, preprocess: Preprocess, count: int | None = None,
 
 def load_labelled_samples(source: str, preprocess: Preprocess, count: int | None = None,
                           classes_file: str | None = None, skipped: list[str] | None = None,
-                          ) -> tuple[np.ndarray, np.ndarray | None]:
+                          model_classes: list[str] | None = None) -> tuple[np.ndarray, np.ndarray | None]:
     """Samples and their labels from a labelled source (digits, a folder with class subfolders, an .npz
     with ``y``: the first ``count`` of its fixed shuffled order, so every class is represented), or the
     samples of any other source with labels None. ``digits`` here is the training split. A folder's
-    unreadable images are left out and named in ``skipped``."""
+    unreadable images are left out and named in ``skipped``. ``model_classes``: the model's class names in
+    output order, which a folder's subfolders are matched to (``load_labelled``)."""
     from .labelled import is_labelled, load_labelled
 
     if not is_labelled(source):
         return load_samples(source, preprocess, count, skipped), None
     source = "digits:train" if source == "digits" else source
-    data = load_labelled(source, classes_file, size=preprocess.size, channels=preprocess.channels)
+    data = load_labelled(source, classes_file, size=preprocess.size, channels=preprocess.channels,
+                         model_classes=model_classes)
     data.check_channels(preprocess.channels)
     x, y, bad = data.select(count).arrays(data.preprocess or preprocess)
     if skipped is not None:

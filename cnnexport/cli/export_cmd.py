@@ -88,7 +88,8 @@ def export_cmd(model, formats, format_options, want_fp16, want_bf16, want_int8, 
 
         refuse_exported_file(model)
         module = load_model(model, num_classes=num_classes, weights=weights, use_ema=use_ema, trust_pickle=trust_pickle)
-        name = getattr(module, "cnnexport_name", None) or name  # a timm model folder's: its architecture
+        if Path(model).is_dir():  # a timm model folder: named after its architecture
+            name = module.cnnexport_name
         default_size = model_input_size(model, module, weights)
         chw = parse_input_size(input_size, default_size[0]) if input_size else default_size
         report = export(module, (batch or 1, *chw), output_dir, name=name, fold_bn=fold_bn,

@@ -30,13 +30,16 @@ class Int8Data:
 
 
 def split_data(calib: str | np.ndarray, shape: tuple[int, ...], calib_count: int | None = 200,
-               eval_source: str | None = None, preprocess=None, eval_count: int | None = None) -> Int8Data:
+               eval_source: str | None = None, preprocess=None, eval_count: int | None = None,
+               classes: list[str] | None = None) -> Int8Data:
     """Calibration samples from ``calib`` ('samples', 'digits', a folder, an array file, or an NCHW
     array), and evaluation samples calibration never saw: ``eval_source`` (its first ``eval_count``),
     else the digits test split for 'digits', else the held-out half of the pool. Labelled sources (the
     digits, a folder with class subfolders, an .npz with ``y``) keep their labels, and the int8 check
-    then measures accuracy. ``preprocess``: the model's (default: ImageNet's at the input's size)."""
+    then measures accuracy. ``preprocess``: the model's (default: ImageNet's at the input's size);
+    ``classes``: the model's class names in output order, which a folder's subfolders are matched to."""
     from ..calib import Preprocess, check_disjoint, check_fits
+    from ..calib.labelled import UnknownClassesError
     from ..calib.sources import RECOMMENDED_MIN, load_labelled_samples, split_order
 
     pre = preprocess or (Preprocess(size=(shape[2], shape[3]), channels=shape[1]) if len(shape) == 4 else Preprocess())
@@ -44,7 +47,13 @@ def split_data(calib: str | np.ndarray, shape: tuple[int, ...], calib_count: int
     if isinstance(calib, np.ndarray):
         pool, pool_labels = calib, None
     else:
-        pool, pool_labels = load_labelled_samples(calib, pre, calib_count, skipped=skipped["calibration"])
+        try:
+            pool, pool_labels = load_labelled_samples(calib, pre, calib_count, skipped=skipped["calibration"],
+                                                      model_classes=classes)
+        except UnknownClassesError:  # calibration needs no labels: the folder's images still calibrate
+            skipped["calibration"].clear()
+            pool, _ = load_labelled_samples(calib, pre, calib_count, skipped=skipped["calibration"])
+            pool_labels = None
     check_fits(pool, shape)
     calibration_labels = pool_labels
     if eval_source:
@@ -55,7 +64,8 @@ def split_data(calib: str | np.ndarray, shape: tuple[int, ...], calib_count: int
             test = load_digits(size=shape[2], channels=shape[1])
             evaluation, labels = test.x_test[:eval_count], test.y_test[:eval_count]
         else:
-            evaluation, labels = load_labelled_samples(eval_source, pre, eval_count, skipped=skipped["evaluation"])
+            evaluation, labels = load_labelled_samples(eval_source, pre, eval_count, skipped=skipped["evaluation"],
+                                                       model_classes=classes)
         check_fits(evaluation, shape, "evaluation")
     elif isinstance(calib, str) and calib == "digits":
         from ..calib.digits import load_digits

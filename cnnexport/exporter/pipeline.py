@@ -383,7 +383,8 @@ def _prepare_stage(module: nn.Module, shape: tuple[int, ...], opts: ExportOption
             raise
         except Exception as exc:
             raise shape_error(shape, exc) from None
-    width = first_tensor(out).shape[-1] if first_tensor(out).dim() else None
+    logits = first_tensor(out)
+    width = logits.shape[-1] if logits.dim() else None
     if report.get("classes") and width != len(report["classes"]):
         report["warnings"].append(f"the model names {len(report['classes'])} classes (label_names) but gives {width} "
                                   "outputs: the names are left out; eval takes the classes from --classes")
@@ -583,7 +584,8 @@ def _quantize(staging, name, shape, artifacts, source, calib, calib_count, repor
 
     if len(shape) != 4:
         raise UsageError("--int8 supports image models (N, C, H, W inputs)")
-    data = split_data(calib, shape, calib_count, eval_source, model_preprocess(source.prepared, shape), eval_count)
+    data = split_data(calib, shape, calib_count, eval_source, model_preprocess(source.prepared, shape), eval_count,
+                      report.get("classes"))
     check_drop(options, data)
     report["warnings"].extend(data.warnings)
     out, report["quantization"], warnings = quantize_artifacts(
