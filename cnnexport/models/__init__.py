@@ -84,6 +84,10 @@ def _input_channels(spec: str, module: nn.Module) -> int:
     return planar[0].in_channels if planar and planar[0].in_channels > 0 else 3  # a lazy conv's is 0
 
 
+def _ema_without_weights() -> UsageError:
+    return UsageError("--use-ema picks a checkpoint's EMA weights: pass the checkpoint with --weights")
+
+
 def create_model(name: str, num_classes: int | None = None, weights: str | os.PathLike | Mapping | None = None,
                  use_ema: bool = False, trust_pickle: bool = False, **kwargs) -> nn.Module:
     """Build a registered model in eval mode, optionally loading weights: a state_dict mapping, a
@@ -92,6 +96,8 @@ def create_model(name: str, num_classes: int | None = None, weights: str | os.Pa
     they were trained with as ``cnnexport_preprocess`` (normalisation fields; ImageNet's otherwise).
     ``use_ema``: a checkpoint's EMA weights (``read_state_dict``); what loading noted is ``cnnexport_notes``.
     ``trust_pickle``: a checkpoint that pickles Python objects is unpickled (``read_state_dict``)."""
+    if use_ema and weights is None:
+        raise _ema_without_weights()
     info = model_info(name)
     preprocess = {}
     if isinstance(weights, str) and (name, weights) in BUNDLED_WEIGHTS:
@@ -134,7 +140,7 @@ def load_model(spec: str, num_classes: int | None = None, weights: str | os.Path
             raise UsageError(f"'{spec}' is a timm model folder: its weights are inside it; leave out --weights")
         return create_timm_from_folder(spec, num_classes=num_classes, use_ema=use_ema, trust_pickle=trust_pickle)
     if use_ema and weights is None and not (trust_pickle and Path(spec).is_file()):  # a pickled model's own 'ema'
-        raise UsageError("--use-ema picks a checkpoint's EMA weights: pass the checkpoint with --weights")
+        raise _ema_without_weights()
     if is_registered(spec) or ":" not in spec:
         if not is_registered(spec):
             if is_torchscript_file(spec):
