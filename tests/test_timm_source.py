@@ -183,8 +183,8 @@ def test_a_timm_model_folders_class_names_map_the_data_folders(tmp_path):
         result = CliRunner().invoke(cli, ["eval", *args, "--data", str(data), "--json"])
         assert result.exit_code == 0, result.output
         assert json.loads(result.output)["data"]["classes"] == _LABELS
-    quantized = CliRunner().invoke(cli, [str(tmp_path / "snapshot"), "--int8", "--calib", str(data), "-o",
-                                         str(tmp_path / "int8"), "--json"])
+    int8_args = ["--int8", "--calib", str(data), "--int8-min-cosine", "0", "--json"]  # random weights: any cosine
+    quantized = CliRunner().invoke(cli, [str(tmp_path / "snapshot"), *int8_args, "-o", str(tmp_path / "int8")])
     assert quantized.exit_code == 0, quantized.output
     (int8,) = [e for e in json.loads(quantized.output)["equivalence"] if e.get("precision") == "int8"]
     assert int8["accuracy_fp32"] is not None  # the held-out half's labels, by the model's class names
@@ -193,8 +193,7 @@ def test_a_timm_model_folders_class_names_map_the_data_folders(tmp_path):
     refused = CliRunner().invoke(cli, ["eval", str(out / "test_resnet.onnx"), "--data", str(data)])
     assert refused.exit_code == 2 and "rose" in refused.output and "label_names" in refused.output, refused.output
     # calibration needs no labels: a folder of other classes still calibrates, its top-1 left unmeasured
-    quantized = CliRunner().invoke(cli, [str(tmp_path / "snapshot"), "--int8", "--calib", str(data), "-o",
-                                         str(tmp_path / "int8b"), "--json"])
+    quantized = CliRunner().invoke(cli, [str(tmp_path / "snapshot"), *int8_args, "-o", str(tmp_path / "int8b")])
     assert quantized.exit_code == 0, quantized.output
     (int8,) = [e for e in json.loads(quantized.output)["equivalence"] if e.get("precision") == "int8"]
     assert int8.get("accuracy_fp32") is None and int8["passed"]
