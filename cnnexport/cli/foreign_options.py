@@ -22,7 +22,7 @@ FOREIGN_OPTIONS: dict[str, tuple[str, dict[str, str]]] = {
     "--data": ("Ultralytics'", {"export": "--calib (int8 calibration images) and --eval (the held-out check)",
                                 "quantize": "--calib (calibration images) and --eval (the held-out check)"}),
     "--quantize": ("timm's", {"export": "--int8 (calibrated with --calib)"}),
-    "--checkpoint": ("timm's", {c: "--weights" for c in ("export", "eval", "profile")}),
+    "--checkpoint": ("timm's", {c: "--weights" for c in ("export", "eval", "profile", "bench")}),
     "--batch-size": ("timm's", {"export": "--batch (a static batch; dynamic without it)", "bench": "--batch",
                                 "eval": "--batch", "profile": "--batch"}),
     "--output": ("timm's", {"export": "-o / --output-dir", "bench": "-o / --output-dir"}),
