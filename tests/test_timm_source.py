@@ -197,3 +197,6 @@ def test_a_timm_model_folders_class_names_map_the_data_folders(tmp_path):
     assert quantized.exit_code == 0, quantized.output
     (int8,) = [e for e in json.loads(quantized.output)["equivalence"] if e.get("precision") == "int8"]
     assert int8.get("accuracy_fp32") is None and int8["passed"]
+    quantized = CliRunner().invoke(cli, ["quantize", str(out / "test_resnet.onnx"), "--calib", str(data), "--json"])
+    assert quantized.exit_code == 0, quantized.output  # the file's reference.npz names its classes too
+    assert json.loads(quantized.output)["evaluation"].get("accuracy_fp32") is None

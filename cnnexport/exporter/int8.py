@@ -248,7 +248,8 @@ def quantize_file(src: str | os.PathLike, calib: str, *, runtime: str | None = N
     fp32 = load(src)
     spec = fp32.inputs[0]
     shape = (1, *(d or 1 for d in spec.chw))
-    data = split_data(calib, shape, calib_count, eval_source, recorded_preprocess(src, shape), eval_count)
+    data = split_data(calib, shape, calib_count, eval_source, recorded_preprocess(src, shape), eval_count,
+                      _recorded_meta(src).get("classes"))
     check_drop(options, data)
     staging = StagingDir(dst.parent)
     try:
@@ -280,18 +281,22 @@ def recorded_preprocess(src: Path, shape: tuple[int, ...]):
     """The preprocessing the export recorded in the reference.npz beside ``src`` (when it lists ``src``),
     at ``shape``'s size; None otherwise."""
     from ..calib import Preprocess
-    from .verify import load_reference, reference_path
 
-    ref = reference_path(src)
-    if len(shape) != 4 or not ref.is_file():
-        return None
-    try:
-        meta = load_reference(ref)[2]
-    except Exception:
-        return None
-    if src.name not in meta.get("files", []) or "preprocess" not in meta:
+    meta = _recorded_meta(src)
+    if len(shape) != 4 or "preprocess" not in meta:
         return None
     return Preprocess.from_dict(meta["preprocess"]).at(shape[2:], shape[1])
+
+
+def _recorded_meta(src: Path) -> dict:
+    """The metadata of the reference.npz beside ``src`` when it lists ``src`` (its preprocessing, its class
+    names), else {}."""
+    from .evaluate import reference_meta
+
+    try:
+        return reference_meta(None, [src])
+    except UsageError:  # not a reference.npz of ours: the file is quantized without it
+        return {}
 
 
 def describe(info: dict) -> str:
