@@ -566,7 +566,7 @@ class Lazy(nn.Sequential):
 
 
 def test_a_users_model_is_given_the_input_its_layers_take(tmp_path):
-    """A grayscale model is exported at its first convolution's one channel (no --input-size needed);
+    """A grayscale model is exported at its first convolution's one channel (--input-size gives H and W only);
     a 1-D model is refused in one line naming its Conv1d; lazy layers get their shapes from the input
     size, and loaded lazy weights are folded like any others."""
     (tmp_path / "other_inputs.py").write_text(_NETS_OF_OTHER_INPUTS)

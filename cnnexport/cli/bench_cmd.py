@@ -62,7 +62,7 @@ from .options import (RUNTIME_HELP, export_fn, int_list, parse_input_size, plain
                    "sorted by name).")
 @click.option("--save", type=click.Path(dir_okay=False), default=None, help="Also write the JSON rows to this file.")
 @click.option("--wide", is_flag=True, help="Show every column (p90, p99, min, MACs, GMAC/s, % of the compute "
-              "ceiling, roofline ms, MB); the default set fits 100 columns.")
+              "ceiling, roofline ms); the default set fits 100 columns.")
 @click.option("--json", "as_json", is_flag=True, help="Print the JSON rows on stdout, nothing else.")
 @click.option("--csv", "as_csv", is_flag=True, help="Print CSV rows on stdout.")
 def bench_cmd(targets, runtime, precision, batch, threads, input_size, device, baseline, rounds, warmup, runs,
