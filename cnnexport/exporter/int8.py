@@ -248,8 +248,9 @@ def quantize_file(src: str | os.PathLike, calib: str, *, runtime: str | None = N
     fp32 = load(src)
     spec = fp32.inputs[0]
     shape = (1, *(d or 1 for d in spec.chw))
-    data = split_data(calib, shape, calib_count, eval_source, recorded_preprocess(src, shape), eval_count,
-                      _recorded_meta(src).get("classes"))
+    meta = _recorded_meta(src)
+    data = split_data(calib, shape, calib_count, eval_source, recorded_preprocess(meta, shape), eval_count,
+                      meta.get("classes"))
     check_drop(options, data)
     staging = StagingDir(dst.parent)
     try:
@@ -277,12 +278,11 @@ def quantize_file(src: str | os.PathLike, calib: str, *, runtime: str | None = N
     return result
 
 
-def recorded_preprocess(src: Path, shape: tuple[int, ...]):
-    """The preprocessing the export recorded in the reference.npz beside ``src`` (when it lists ``src``),
-    at ``shape``'s size; None otherwise."""
+def recorded_preprocess(meta: dict, shape: tuple[int, ...]):
+    """The preprocessing the export recorded (``meta``: ``_recorded_meta``'s) at ``shape``'s size; None where
+    it recorded none."""
     from ..calib import Preprocess
 
-    meta = _recorded_meta(src)
     if len(shape) != 4 or "preprocess" not in meta:
         return None
     return Preprocess.from_dict(meta["preprocess"]).at(shape[2:], shape[1])

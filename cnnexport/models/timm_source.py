@@ -160,8 +160,9 @@ def create_timm_model(spec: str, num_classes: int | None = None, weights: str | 
         if notes:
             model.cnnexport_notes = notes
     model.cnnexport_name = name
-    # the folder's preprocessing: its pretrained_cfg, or the whole config in timm's older single-dict form
-    folder_cfg = ((config.get("pretrained_cfg") if "pretrained_cfg" in config else config) or {}) if config else {}
+    folder_cfg = {}  # the folder's preprocessing: its pretrained_cfg, or the whole config in timm's older form
+    if config:
+        folder_cfg = (config["pretrained_cfg"] if "pretrained_cfg" in config else config) or {}
     cfg = {**(getattr(model, "pretrained_cfg", None) or {}), **folder_cfg}
     if cfg.get("mean") and cfg.get("std"):
         model.cnnexport_preprocess = {"mean": tuple(cfg["mean"]), "std": tuple(cfg["std"]),
