@@ -271,6 +271,25 @@ class RadixAttention(nn.Module):
         return torch.softmax(logits, dim=1).flatten(1)
 
 
+class NanGuardNet(nn.Module):
+    """A conv whose NaN outputs are zeroed: torch.isnan exports ONNX's IsNaN, which neither MNN's converter nor
+    ncnn has (every other format converts it)."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv, self.fc = nn.Conv2d(3, 4, 3), nn.Linear(4, 2)
+
+    def forward(self, x):
+        y = self.conv(x)
+        y = torch.where(torch.isnan(y), torch.zeros_like(y), y)
+        return self.fc(y.mean((2, 3)))
+
+
+def make_nan_guard_net(num_classes: int = 2) -> nn.Module:
+    torch.manual_seed(0)
+    return NanGuardNet().eval()
+
+
 def one_line_export_failure(factory: str, flag: str, out: Path, code: int = 7) -> str:
     """Export ``factory`` ('module:function') with ``flag`` into ``out`` through the CLI, expecting exit ``code``,
     one line on stderr and nothing written; that line."""

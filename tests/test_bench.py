@@ -679,3 +679,45 @@ def test_bench_on_cuda_compiles_device_formats_for_the_gpu_with_a_batch_up_to_th
                                                                                 "aoti_max_batch": 64}
     assert device_options(["aoti"], "cuda", [1]) == {"aoti_device": "cuda"}  # batch 1 only: static, as exported
     assert device_options(["aoti", "executorch"], "cpu", [1, 8]) == {}  # the CPU: the export's own defaults
+
+
+NAN_GUARD = f"{Path(__file__).parent / 'conftest.py'}:make_nan_guard_net"  # IsNaN: no MNN or ncnn file
+QUICK = ["--runs", "3", "--min-time", "0", "--warmup", "1", "--rounds", "1", "--no-ceiling", "--json"]
+
+
+def test_bench_runtime_all_measures_every_installed_runtime_and_names_the_formats_it_cannot_make(tmp_path):
+    """As Ultralytics' benchmark runs every format: each installed runtime's file is exported, verified and
+    measured; a format the model cannot be exported to is named with why, and does not fail the run."""
+    from cnnexport.runtimes import installed_runtimes
+
+    if not any(__import__("shutil").which(c) for c in ("g++", "c++", "clang++")):
+        pytest.skip("torch.compile and AOTInductor compile C++: no C++ compiler here")
+    installed = installed_runtimes("cpu")[0]
+    proc = run_cli("bench", NAN_GUARD, "--input-size", "16", "--runtime", "all", "-o", str(tmp_path / "out"), *QUICK)
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout)
+    assert {r["runtime"] for r in result["rows"]} == set(installed) - {"mnn", "ncnn"}
+    assert all(r["median_ms"] > 0 for r in result["rows"])
+    unmade = [r for r in ("mnn", "ncnn") if r in installed]
+    assert sorted((f["runtime"], f["precision"], f["stage"]) for f in result["left_out"]) == [
+        (r, "fp32", "convert") for r in unmade]
+    notes = [n for n in result["notes"] if "not exported" in n]
+    assert sorted(n.split()[0] for n in notes) == sorted(f["file"] for f in result["left_out"])
+    assert any("IsNaN" in n for n in notes)
+    written = {p.name for p in (tmp_path / "out").iterdir()}
+    assert not {"make_nan_guard_net.mnn", "make_nan_guard_net.ncnn.param"} & written  # nothing of a failed format
+
+
+def test_bench_measures_the_runtimes_a_model_converts_to_and_fails_on_the_one_it_cannot(tmp_path):
+    pytest.importorskip("MNN", reason="MNN is not installed (pip install 'cnnexport[mnn]')")
+    proc = run_cli("bench", NAN_GUARD, "--input-size", "16", "--runtime", "onnxruntime,mnn", *QUICK)
+    assert proc.returncode == 7, proc.stderr  # ExportError's code, after the rows that could be measured
+    assert [r["runtime"] for r in json.loads(proc.stdout)["rows"]] == ["onnxruntime"]
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "1 of 2 configuration(s) could not be measured" in lines[0], lines
+    assert "make_nan_guard_net.mnn" in lines[0] and "IsNaN" in lines[0]
+
+
+def test_runtime_all_applies_to_a_model_not_to_files(lenet_files):
+    result = CliRunner().invoke(cli, ["bench", str(lenet_files / "lenet5.onnx"), "--runtime", "all"])
+    assert result.exit_code == 2 and "--runtime all exports a model" in result.stderr, result.output

@@ -831,3 +831,26 @@ def test_verify_finds_the_reference_beside_the_file(tmp_path):
     shutil.copy(tmp_path / "lenet5.onnx", tmp_path / "elsewhere" / "lenet5.onnx")
     line = assert_one_line_error(run("verify", str(tmp_path / "elsewhere" / "lenet5.onnx")), 2)
     assert "no reference.npz beside" in line and "--reference" in line
+
+
+def test_export_keep_going_writes_what_converts_names_what_does_not_and_exits_with_its_code(tmp_path):
+    """MNN has no IsNaN: --keep-going writes the ONNX and OpenVINO files (fp32 and int8), names the MNN files it
+    left out (the int8 one because its fp32 file was) and exits 7 with one line; the files it wrote verify."""
+    pytest.importorskip("MNN", reason="MNN is not installed (pip install 'cnnexport[mnn]')")
+    out = tmp_path / "out"
+    result = CliRunner().invoke(cli, ["conftest:make_nan_guard_net", "--input-size", "3,16,16", "--openvino", "--mnn",
+                                      "--int8", "--calib", "samples", "--keep-going", "-o", str(out)])
+    assert result.exit_code == 7, result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: 2 file(s) left out (the others are written), first "
+                                                   "make_nan_guard_net.mnn: MNN's converter"), lines
+    assert "left out: make_nan_guard_net.mnn (fp32, convert failed)" in result.stdout
+    assert "left out: make_nan_guard_net.int8.mnn (int8, quantize failed): not made: it starts from " \
+           "make_nan_guard_net.mnn" in result.stdout
+    written = sorted(p.name for p in out.iterdir() if p.suffix in (".onnx", ".xml", ".mnn"))
+    assert written == ["make_nan_guard_net.int8.onnx", "make_nan_guard_net.int8.xml", "make_nan_guard_net.onnx",
+                       "make_nan_guard_net.xml"]
+    assert [f["file"] for f in json.loads((out / "report.json").read_text())["failed"]] == [
+        "make_nan_guard_net.mnn", "make_nan_guard_net.int8.mnn"]
+    check = CliRunner().invoke(cli, ["verify", *(str(out / n) for n in written)])
+    assert check.exit_code == 0, check.output

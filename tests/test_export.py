@@ -943,3 +943,45 @@ def test_reflect_padding_exports_without_the_exporters_folding_note(tmp_path):
     report = cnnexport.export(model, (1, 3, 8, 8), tmp_path)
     assert report["equivalence"][0]["passed"]
     assert not any("constant folded" in w or "Constant folding" in w for w in report["warnings"]), report["warnings"]
+
+
+def test_keep_going_leaves_out_a_format_that_cannot_be_made_and_writes_the_rest(tmp_path, monkeypatch):
+    """AOTInductor without a C++ compiler: by default the export stops and writes nothing; with keep_going the
+    ONNX and OpenVINO files are written and verified, and the package is named in ``failed`` with why."""
+    from cnnexport.errors import MissingDependencyError
+    from cnnexport.exporter.verify import load_reference
+
+    monkeypatch.delenv("CXX", raising=False)
+    monkeypatch.setenv("PATH", str(tmp_path / "no-compiler"))
+    model, shape = create_model("lenet5", weights="digits"), (1, 1, 32, 32)
+    with pytest.raises(MissingDependencyError, match="no C\\+\\+ compiler"):
+        cnnexport.export(model, shape, tmp_path / "strict", formats=("openvino", "aoti"), photos=False)
+    assert not (tmp_path / "strict").exists()
+    report = cnnexport.export(model, shape, tmp_path / "out", formats=("openvino", "aoti"), photos=False,
+                              keep_going=True)
+    [failed] = report["failed"]
+    assert failed["file"] == "lenet5.pt2" and failed["stage"] == "convert" and failed["runtime"] == "aoti"
+    assert failed["error_type"] == "MissingDependencyError" and "no C++ compiler" in failed["error"]
+    assert [a["format"] for a in report["artifacts"]] == ["onnx", "openvino"]
+    assert all(e["passed"] for e in report["equivalence"]) and len(report["equivalence"]) == 2
+    written = {p.name for p in (tmp_path / "out").iterdir()}
+    assert "lenet5.pt2" not in written and {"lenet5.onnx", "lenet5.xml", "report.json"} <= written
+    assert "lenet5.pt2" not in load_reference(tmp_path / "out" / "reference.npz")[2]["files"]
+
+
+def test_keep_going_leaves_out_a_file_that_fails_its_check(tmp_path):
+    """int8 files held to a mean cosine of 1.0 all fail it: with keep_going they are left out with their check,
+    the fp32 files are written; the ONNX fp32 file failing would still stop the export (every file starts
+    from it)."""
+    model, shape = create_model("lenet5", weights="digits"), (1, 1, 32, 32)
+    report = cnnexport.export(model, shape, tmp_path / "out", formats=("openvino",), int8=True, calib="digits",
+                              calib_count=50, eval_count=50, int8_min_cosine=1.0, photos=False, keep_going=True)
+    assert sorted(f["file"] for f in report["failed"]) == ["lenet5.int8.onnx", "lenet5.int8.xml"]
+    assert all(f["stage"] == "verify" and f["error_type"] == "VerificationError" and not f["check"]["passed"]
+               and "mean cosine" in f["error"] for f in report["failed"])
+    assert [(a["format"], a["precision"]) for a in report["artifacts"]] == [("onnx", "fp32"), ("openvino", "fp32")]
+    assert not list((tmp_path / "out").glob("*.int8.*"))
+    with pytest.raises(VerificationError, match="nothing was written"):
+        cnnexport.export(model, shape, tmp_path / "tight", formats=("openvino",), atol=0.0, rtol=0.0, photos=False,
+                         keep_going=True)
+    assert not (tmp_path / "tight").exists()

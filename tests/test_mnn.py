@@ -17,24 +17,6 @@ from cnnexport.runtimes import load, run_nchw  # noqa: E402
 from conftest import RadixAttention, one_line_export_failure  # noqa: E402
 
 
-class NanGuardNet(nn.Module):
-    """A conv whose NaN outputs are zeroed: torch.isnan exports ONNX's IsNaN, which MNN's converter lacks."""
-
-    def __init__(self):
-        super().__init__()
-        self.conv, self.fc = nn.Conv2d(3, 4, 3), nn.Linear(4, 2)
-
-    def forward(self, x):
-        y = self.conv(x)
-        y = torch.where(torch.isnan(y), torch.zeros_like(y), y)
-        return self.fc(y.mean((2, 3)))
-
-
-def make_nan_guard_net(num_classes: int = 2) -> nn.Module:
-    torch.manual_seed(0)
-    return NanGuardNet().eval()
-
-
 @pytest.fixture(scope="module")
 def lenet_mnn(tmp_path_factory):
     out = tmp_path_factory.mktemp("mnn")
@@ -97,7 +79,7 @@ def test_verify_bench_quantize_and_eval_read_mnn_files(lenet_mnn, tmp_path):
 
 
 def test_an_operator_mnn_lacks_is_one_line_exit_7_and_nothing_written(tmp_path):
-    assert "IsNaN" in one_line_export_failure("test_mnn:make_nan_guard_net", "--mnn", tmp_path / "out")
+    assert "IsNaN" in one_line_export_failure("conftest:make_nan_guard_net", "--mnn", tmp_path / "out")
 
 
 @pytest.mark.parametrize("keepdims", [0, 1])

@@ -34,6 +34,8 @@ class Job:
     result: dict | None = None  # the latest round's answer (runtime, version, device facts)
     error: str | None = None
     error_type: str | None = None
+    # bench --runtime all: a file this model could not be exported to is reported, not a failure of the run
+    optional: bool = False
 
     @property
     def label(self) -> str:
@@ -102,6 +104,24 @@ def jobs_from_report(report: dict, folder: str | Path, model: str, runtimes: lis
                     continue
                 jobs += file_jobs(Path(folder) / Path(art["path"]).name, runtime, b, t, model=model, device=device,
                                   macs=macs)
+    return jobs
+
+
+def left_out_jobs(report: dict, folder: str | Path, model: str, runtimes: list[str], precisions: list[str],
+                  batch: int, threads: int, device: str, optional: bool = False) -> list[Job]:
+    """One job per file of the selected runtimes and precisions that the export left out (``export(keep_going=True)``:
+    the report's ``failed`` entries), failed before it runs, its error saying why; ``optional``: a failure that
+    does not fail the run (``bench --runtime all``)."""
+    jobs = []
+    for entry in report.get("failed", []):
+        if entry["runtime"] not in runtimes or entry["precision"] not in precisions:
+            continue
+        if device == "cuda" and entry["runtime"] not in CUDA_RUNTIMES:
+            continue
+        job = artifact_job(Path(folder) / entry["file"], entry["runtime"], batch, threads, model=model, device=device)
+        job.error, job.error_type = f"not exported ({entry['stage']} failed): {entry['error']}", entry["error_type"]
+        job.optional = optional
+        jobs.append(job)
     return jobs
 
 

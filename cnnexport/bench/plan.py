@@ -12,7 +12,7 @@ from ..listopt import parse_list
 from ..exporter.formats import FORMATS, bf16_formats, by_runtime, fp16_formats, int8_formats
 from ..runtimes import ALIASES, CUDA_RUNTIMES, MODULE_RUNTIMES, RUNTIMES, check_model_file, no_runtime_for, runtime_for
 from ..profile.roofline import ModelCosts
-from .jobs import PRECISIONS, Job, file_jobs, jobs_from_report, torch_jobs
+from .jobs import PRECISIONS, Job, file_jobs, jobs_from_report, left_out_jobs, torch_jobs
 
 # What the CLI passes in, so that bench never imports the exporter (DESIGN.md): the export pipeline
 # (the profilers it reads from ``profile``, below it).
@@ -86,14 +86,16 @@ def model_jobs(model: str, runtimes: list[str], precisions: list[str], batches: 
                device: str, out_dir: str | Path, *, export: ExportFn,
                on_stage: Callable[[str], None] | None = None, input_size: tuple[int, ...] | None = None,
                calib: str = "samples", plain_export: PlainFn | None = None,
-               reuse: bool = False, weights: dict | None = None) -> tuple[list[Job], list[str], dict, object]:
+               reuse: bool = False, weights: dict | None = None,
+               every_runtime: bool = False) -> tuple[list[Job], list[str], dict, object]:
     """Export ``model`` into ``out_dir`` for the selected runtimes with ``export`` (the pipeline, passed
     in by the CLI); jobs, notes, the export report and the module exported (its weights are the files').
     Every job's roofline uses the exported ONNX graph's layer costs; ``plain_export`` also writes each
     runtime's plain-tool file, measured as fp32 jobs marked ``plain``. ``reuse``: measure the files an earlier export of ``model`` left in ``out_dir``
     (its report.json) instead of exporting again; every selected runtime and precision must be there.
     ``weights``: ``load_model``'s weights, num_classes, use_ema and trust_pickle, for the export and PyTorch's
-    rows."""
+    rows. A format the model cannot be exported to (its converter fails, or its file fails its check) leaves out
+    only its own jobs: each is reported with why, and fails the run unless ``every_runtime`` (``--runtime all``)."""
     from ..models import create_model, is_registered, load_model, model_input_size
     from ..profile.torch_profile import module_macs
 
@@ -128,12 +130,15 @@ def model_jobs(model: str, runtimes: list[str], precisions: list[str], batches: 
     if formats and not reuse:
         report = export(module, shape, out_dir, name=model, formats=formats, int8=wanted["int8"],
                         fp16=wanted["fp16"], bf16=wanted["bf16"], calib=calib,
-                        int8_min_cosine=0.0, on_stage=on_stage, **device_options(formats, device, batches))
+                        int8_min_cosine=0.0, keep_going=True, on_stage=on_stage,
+                        **device_options(formats, device, batches))
     jobs: list[Job] = []
     if set(MODULE_RUNTIMES) & set(runtimes) and "fp32" in precisions:
         jobs += torch_jobs(spec, shape, batches, threads, device=device, macs=macs, name=model,
                            runtimes=tuple(runtimes), weights=weights)
     jobs += jobs_from_report(report, out_dir, model, runtimes, precisions, batches, threads, device, macs)
+    jobs += left_out_jobs(report, out_dir, model, runtimes, precisions, batches[0], threads[0], device,
+                          optional=every_runtime)
     if plain_export is not None and "fp32" in precisions:
         if on_stage:
             on_stage(f"exporting {model} with each runtime's own converter (--plain)")
@@ -170,11 +175,14 @@ def reused_report(model: str, out_dir: str | Path, formats: list[str], precision
     have = {(a["format"], a["precision"]): a for a in report.get("artifacts", [])
             if (Path(out_dir) / Path(a["path"]).name).is_file()}
     missing = []
+    left_out = {(f["format"], f["precision"]) for f in report.get("failed", [])}  # measured as such, with why
     for name in formats:
         fmt = FORMATS[name]
         on = fmt.device_option()
         for precision in (p for p in dict.fromkeys(precisions) if p in fmt.precisions):
             art = have.get((name, precision))
+            if art is None and (name, precision) in left_out:
+                continue
             if art is None or (on is not None and art.get("device", on.default) != device):
                 missing.append(fmt.file_name(model, precision) + (f" for {device}" if on is not None else ""))
     if missing:

@@ -248,9 +248,10 @@ def raise_if_all_failed(jobs: list[Job]) -> None:
 
 
 def raise_if_any_failed(jobs: list[Job]) -> None:
-    """After the rows are shown: a configuration that failed (not one skipped by design) makes the run fail,
-    as its own error class, so a script sees it."""
-    failed = [job for job in jobs if job.result is None and job.error and not job.error.startswith("skipped")]
+    """After the rows are shown: a configuration that failed (not one skipped by design, nor a file ``--runtime
+    all`` could not export: ``Job.optional``) makes the run fail, as its own error class, so a script sees it."""
+    failed = [job for job in jobs if job.result is None and job.error and not job.error.startswith("skipped")
+              and not job.optional]
     if failed:
         raise _error_class(failed[0])(f"{len(failed)} of {len(jobs)} configuration(s) could not be measured (the "
                                       f"others are above), first {failed[0].label}: {failed[0].error}")

@@ -16,7 +16,8 @@ from .options import (RUNTIME_HELP, export_fn, int_list, parse_input_size, plain
 @cli.command("bench")
 @click.argument("targets", nargs=-1, required=True)
 @click.option("--runtime", default=None,
-              help=f"Runtimes: {RUNTIME_HELP} (default: a file's own; for a model: ort,torch).")
+              help=f"Runtimes: {RUNTIME_HELP} (default: a file's own; for a model: ort,torch), or all: for a model, "
+                   "every runtime installed here, a format it cannot be exported to reported but not failing the run.")
 @click.option("--precision", default="fp32", show_default=True,
               help="fp32, fp16, bf16 or int8, comma-separated (fp32,fp16,int8), for a model name; a file has its "
                    "own.")
@@ -79,7 +80,8 @@ def bench_cmd(targets, runtime, precision, batch, threads, input_size, device, b
     schedule.refuse_emulation()  # before any export
     batches, thread_counts = int_list(batch, "--batch"), int_list(threads, "--threads")
     precisions = plan.parse_precisions(precision)
-    runtimes = plan.parse_runtimes(runtime) if runtime is not None else None
+    every_runtime = runtime is not None and runtime.strip().lower() == "all"
+    runtimes = plan.parse_runtimes(runtime) if runtime is not None and not every_runtime else None
     check_device(device)
     # a zoo name, timm:NAME, package.module:callable or path/to/file.py:callable
     from ..runtimes import runtime_for
@@ -88,6 +90,9 @@ def bench_cmd(targets, runtime, precision, batch, threads, input_size, device, b
     is_model = len(targets) == 1 and (not target.exists() and (target.suffix == "" or ":" in targets[0])
                                       or (target / "config.json").is_file()  # a timm model folder
                                       or trust_pickle and target.is_file() and runtime_for(target) is None)
+    if every_runtime and not is_model:
+        raise UsageError("--runtime all exports a model to every installed runtime's format; files run on their own "
+                         "runtime: leave --runtime out, or name the runtimes")
     if plain and not is_model:
         raise UsageError("--plain exports a model with each runtime's own converter; give a model (a zoo name, "
                          "timm:NAME or module:callable), not files")
@@ -108,15 +113,22 @@ def bench_cmd(targets, runtime, precision, batch, threads, input_size, device, b
         size = parse_input_size(input_size, channels)
     notes: list[str] = []
     module = None  # a model name's, as exported
+    left_out: list[dict] = []  # the files a model name's export could not make (its report's "failed")
     with tempfile.TemporaryDirectory(prefix="cnnexport-bench-") as tmp:
         if is_model:
+            if every_runtime:
+                from ..runtimes import installed_runtimes
+
+                runtimes, notes = installed_runtimes(device)
             runtimes = runtimes or ["onnxruntime", "torch"]
             out = Path(output_dir) if output_dir else Path(tmp)
             with StageStatus(f"exporting {targets[0]}") as on_stage:
-                jobs, notes, _, module = plan.model_jobs(
+                jobs, export_notes, report, module = plan.model_jobs(
                     targets[0], runtimes, precisions, batches, thread_counts, device, out, export=export_fn(),
                     on_stage=on_stage, input_size=size, plain_export=plain_export_fn() if plain else None,
-                    reuse=reuse, weights=load, calib=calib)
+                    reuse=reuse, weights=load, calib=calib, every_runtime=every_runtime)
+            notes += export_notes
+            left_out = report.get("failed", [])
         else:
             _refuse_torchscript_files(targets)
             jobs = plan.artifact_jobs(list(targets), runtimes or [], batches, thread_counts, device, input_size=size)
@@ -140,6 +152,8 @@ def bench_cmd(targets, runtime, precision, batch, threads, input_size, device, b
               "memory_roofs": measured.get("memory_roofs", {}),
               "bandwidths_gbs": measured["bandwidths_gbs"], "limits": measured["limits"],
               "notes": notes + measured["failures"], "warnings": measured["limits_warnings"]}
+    if left_out:
+        result["left_out"] = left_out
     if accuracy is not None:
         result["accuracy"] = accuracy
         if any(r["runtime"] == "torch-compile" for r in result["rows"]):

@@ -62,10 +62,13 @@ from .options import (BF16_HELP, CALIB_METHODS, FP16_HELP, INT8_HELP, format_fla
 @click.option("--simplify/--no-simplify", default=True, show_default=True, help="Simplify with onnxsim.")
 @click.option("--atol", type=click.FloatRange(min=0), default=None,
               help="Max abs error allowed (default: 1e-4 x max |reference output|).")
+@click.option("--keep-going", is_flag=True, help="Write the files that convert and pass their check even when "
+              "another format's do not; those left out are named (report.json's 'failed'), and the exit code is the "
+              "first one's. The ONNX file is never left out: every other file starts from it.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON on stdout, nothing else.")
 def export_cmd(model, formats, format_options, want_fp16, want_bf16, want_int8, calib, calib_count, int8_min_cosine, eval_source, eval_count, int8_max_drop, calib_method, keep_float,
                fold_bn, reparameterize, exporter, opset, batch, input_size, num_classes, weights, use_ema, trust_pickle,
-               output_dir, simplify, atol, as_json):
+               output_dir, simplify, atol, keep_going, as_json):
     """Prepare MODEL (a registry name, timm:NAME, package.module:callable or path/to/net.py:callable), export it
     and prove it matches PyTorch."""
     int8_needs = ("--int8", want_int8)
@@ -98,8 +101,22 @@ def export_cmd(model, formats, format_options, want_fp16, want_bf16, want_int8, 
                         fp16=want_fp16, bf16=want_bf16, int8=want_int8, **format_options,
                         calib=calib, calib_count=calib_count, int8_min_cosine=int8_min_cosine,
                         calib_method=calib_method, keep_float=keep_float_list(keep_float), eval_source=eval_source,
-                        eval_count=eval_count, int8_max_drop=int8_max_drop, on_stage=on_stage)
+                        eval_count=eval_count, int8_max_drop=int8_max_drop, keep_going=keep_going,
+                        on_stage=on_stage)
     if as_json:
         click.echo(json.dumps(report, indent=2))
     else:
         print_export_summary(report)
+    raise_if_left_out(report)
+
+
+def raise_if_left_out(report: dict) -> None:
+    """After the written files are shown: a file ``--keep-going`` left out makes the run fail as its own error
+    class (an ExportError's exit code, a VerificationError's), so a script sees it."""
+    from .. import errors
+
+    failed = report.get("failed") or []
+    if failed:
+        first = failed[0]
+        cls = getattr(errors, first["error_type"], errors.ExportError)
+        raise cls(f"{len(failed)} file(s) left out (the others are written), first {first['file']}: {first['error']}")

@@ -9,11 +9,13 @@ import dataclasses
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Iterable
 
 import numpy as np
 
 from .._atomic import StagingDir, check_output_file
 from ..errors import UsageError, VerificationError
+from .failures import Failures
 from .formats import (ALWAYS, FORMATS, Artifact, Format, Int8Options, by_runtime, file_int8_formats, for_file,
                       int8_formats)
 from .verify import compare, int8_figures
@@ -122,24 +124,36 @@ def int8_files(fmt: Format, main: Path) -> list[Path]:
 
 
 def quantize_artifacts(fp32: list[Artifact], source, data: Int8Data, options: Int8Options,
-                       dst_of) -> tuple[list[Artifact], list[dict], list[str]]:
+                       dst_of, failures: Failures | None = None,
+                       wanted: Iterable[str] = ()) -> tuple[list[Artifact], list[dict], list[str]]:
     """int8 artifacts for every fp32 artifact whose format has a quantizer (in ``FORMATS`` order), each
     written to ``dst_of(format)``; with what each quantizer did and its warnings. Each quantizer starts
     from what its row's ``int8_from`` says: the ONNX file, its own fp32 file, ``source`` (the
-    ``ConvertSource`` with the prepared module) or ``source`` with the int8 ONNX file."""
+    ``ConvertSource`` with the prepared module) or ``source`` with the int8 ONNX file. ``failures`` (an
+    export's, with ``keep_going``) leaves out a quantizer that fails, and names the int8 files of ``wanted``
+    formats that were not made because their fp32 file was left out."""
     onnx_file = source.onnx_path
+    failures = failures or Failures(keep_going=False, name="")
     out, infos, warnings = [], [], []
     for fmt in int8_formats():
         art = next((a for a in fp32 if a.format == fmt.name and a.precision == "fp32"), None)
         if art is None:
+            if fmt.name in wanted:
+                failures.without_source(fmt.name, "int8", fmt.file_name(failures.name))
             continue
         if fmt.int8_from == "onnx_int8":  # the QDQ ONNX file written just before (ONNX comes first)
-            qdq = next(a.files[0] for a in out if a.format == ALWAYS)
+            qdq = next((a.files[0] for a in out if a.format == ALWAYS), None)
+            if qdq is None:
+                failures.without_source(fmt.name, "int8", FORMATS[ALWAYS].file_name(failures.name, "int8"))
+                continue
             src = dataclasses.replace(source, onnx_path=qdq)
         else:
             src = {"onnx": onnx_file, "self": art.files[0], "module": source}[fmt.int8_from]
         dst = dst_of(fmt)
-        info = fmt.module().quantize(src, dst, data.calibration, with_labels(options, data), art.layout)
+        info = failures.attempt(fmt.name, "int8", "quantize", lambda: fmt.module().quantize(
+            src, dst, data.calibration, with_labels(options, data), art.layout))
+        if info is None:
+            continue
         infos.append(info)
         if warning := keep_float_warning(info):
             warnings.append(warning)

@@ -45,6 +45,8 @@ class ExportOptions:
     eval_source: str | None = None
     eval_count: int | None = 1000
     int8_max_drop: float | None = None
+    # a format whose file cannot be made or fails its check is left out (report["failed"]) and the others written
+    keep_going: bool = False
 
     @classmethod
     def of(cls, options: "ExportOptions | None" = None, **choices) -> "ExportOptions":

@@ -26,6 +26,7 @@ from ..errors import OutputError, ParameterError, UsageError, VerificationError,
 from ..profile import graph as graph_mod
 from ..models.outputs import FirstOutput, first_tensor
 from ..runtimes import NOT_YET_RUN_ON_GPU, RUNTIME_TABLE, run_nchw
+from .failures import Failures
 from .formats import ALWAYS, FORMATS, Artifact, ConvertSource, Int8Options
 from .int8 import check_drop, check_int8, heldout_batches, load_artifact, quantize_artifacts, split_data
 from .onnx_fold import count_affine_after_conv
@@ -221,7 +222,9 @@ def export(module: nn.Module, input_shape: Iterable[int] = (1, 3, 224, 224),
     first ``eval_count`` samples; default: the digits test split for 'digits', else half of ``calib``);
     when it is labelled (digits, a folder with class subfolders, an .npz with ``y``) the check measures
     top-1 fp32 -> int8, and ``int8_max_drop`` refuses a larger drop in points. Raises a ``cnnexport.errors.CnnexportError`` subclass on bad input
-    or when an artifact does not match PyTorch (then nothing is written).
+    or when an artifact does not match PyTorch (then nothing is written). ``keep_going``: a format whose file
+    cannot be made or does not match is left out instead, named in the report's ``failed`` entries, and the other
+    files are written (the ONNX fp32 file still raises: every other file starts from it).
     """
     opts = ExportOptions.of(options, **choices)
     shape = _check_shape(input_shape)
@@ -238,6 +241,7 @@ def export(module: nn.Module, input_shape: Iterable[int] = (1, 3, 224, 224),
         notes.append(f"the model's lazy layers ({', '.join(lazy)}) took their shapes from one forward at "
                      f"{'x'.join(map(str, shape))}, with fresh random weights: pass --weights for trained ones")
     report = _start_report(module, shape, name, opts)
+    failures = Failures(opts.keep_going, name)
     report["warnings"] += loaded_notes + notes
     prepared, summary, reference = _prepare_stage(module, shape, opts, report, stage)
     staging = StagingDir(output_dir if output_dir is not None else Path("exports") / name)
@@ -245,7 +249,7 @@ def export(module: nn.Module, input_shape: Iterable[int] = (1, 3, 224, 224),
         onnx_path = _export_onnx(prepared, summary, staging.file(FORMATS[ALWAYS].file_name(name)), shape, report,
                                  stage, opts)
         source = opts.convert_source(prepared, onnx_path, shape)
-        artifacts = _convert_stage(source, staging, name, opts, report, stage)
+        artifacts = _convert_stage(source, staging, name, opts, report, stage, failures)
         int8_artifacts, heldout, labels = [], None, None
         if opts.int8:
             stage("quantize")
@@ -254,9 +258,11 @@ def export(module: nn.Module, input_shape: Iterable[int] = (1, 3, 224, 224),
                                   min_cosine=opts.int8_min_cosine, max_drop=opts.int8_max_drop)
             int8_artifacts, heldout, labels = _quantize(staging, name, shape, artifacts, source, opts.calib,
                                                         opts.calib_count, report, options, opts.eval_source,
-                                                        opts.eval_count, opts.dynamic_batch)
+                                                        opts.eval_count, opts.dynamic_batch, failures, opts.formats)
             report["timings_s"]["quantize"] = round(time.perf_counter() - t0, 3)
-        held = _verify_stage(module, artifacts, int8_artifacts, heldout, labels, reference, shape, opts, report, stage)
+        held, artifacts, int8_artifacts = _verify_stage(module, artifacts, int8_artifacts, heldout, labels, reference,
+                                                        shape, opts, report, stage, failures)
+        report["failed"] = failures.entries
         _write_stage(staging, name, artifacts + int8_artifacts, reference, held if int8_artifacts else None, labels,
                      opts, report, stage)
     except OSError as exc:
@@ -425,8 +431,9 @@ def _prepare_stage(module: nn.Module, shape: tuple[int, ...], opts: ExportOption
 
 
 def _convert_stage(source: ConvertSource, staging: StagingDir, name: str, opts: ExportOptions, report: dict,
-                   stage: StageCallback) -> list[Artifact]:
-    """Every requested format's fp32 file (ONNX's is the export itself), and its fp16 and bf16 files."""
+                   stage: StageCallback, failures: Failures) -> list[Artifact]:
+    """Every requested format's fp32 file (ONNX's is the export itself), and its fp16 and bf16 files; with
+    ``keep_going``, those that cannot be made are left out (``failures``)."""
     artifacts = []
     for fmt in (ALWAYS, *(f for f in opts.formats if f != ALWAYS)):  # every other format is checked beside ONNX
         converts = fmt != ALWAYS or opts.fp16  # ONNX's fp32 file is the export itself
@@ -434,21 +441,28 @@ def _convert_stage(source: ConvertSource, staging: StagingDir, name: str, opts: 
             stage(f"convert {fmt}")
         t0 = time.perf_counter()
         writer = FORMATS[fmt].module()
-        fp32 = writer.convert(source, source.onnx_path if fmt == ALWAYS else staging.file(FORMATS[fmt].file_name(name)))
-        artifacts.append(fp32)
-        if opts.fp16 and FORMATS[fmt].fp16:
-            artifacts.append(writer.half(source, fp32, staging.file(FORMATS[fmt].file_name(name, "fp16"))))
-        if opts.bf16 and FORMATS[fmt].bf16:
-            artifacts.append(writer.bf16(source, fp32, staging.file(FORMATS[fmt].file_name(name, "bf16"))))
+        fp32 = failures.attempt(fmt, "fp32", "convert", lambda: writer.convert(
+            source, source.onnx_path if fmt == ALWAYS else staging.file(FORMATS[fmt].file_name(name))))
+        artifacts += [fp32] if fp32 is not None else []
+        for precision, writes in (("fp16", "half"), ("bf16", "bf16")):
+            if not (getattr(opts, precision) and getattr(FORMATS[fmt], precision)):
+                continue
+            if fp32 is None:
+                failures.without_source(fmt, precision, FORMATS[fmt].file_name(name))
+                continue
+            reduced = failures.attempt(fmt, precision, "convert", lambda: getattr(writer, writes)(
+                source, fp32, staging.file(FORMATS[fmt].file_name(name, precision))))
+            artifacts += [reduced] if reduced is not None else []
         if converts:
             report["timings_s"][f"convert_{fmt}"] = round(time.perf_counter() - t0, 3)
     return artifacts
 
 
 def _verify_stage(module, artifacts, int8_artifacts, heldout, labels, reference: Reference, shape, opts: ExportOptions,
-                  report: dict, stage: StageCallback):
-    """Every file against PyTorch; raises ``VerificationError`` (nothing written) when one fails. Returns
-    PyTorch's outputs on the int8 check's held-out samples (None without int8)."""
+                  report: dict, stage: StageCallback, failures: Failures):
+    """Every file against PyTorch; raises ``VerificationError`` (nothing written) when one fails, or with
+    ``keep_going`` leaves it out (``failures``) unless it is the ONNX fp32 file. Returns PyTorch's outputs on the
+    int8 check's held-out samples (None without int8), and the fp32/fp16/bf16 and int8 files that passed."""
     stage("verify")
     t0 = time.perf_counter()
     if opts.photos and not any(s.name == "photos" for s in reference.inputs):
@@ -458,20 +472,34 @@ def _verify_stage(module, artifacts, int8_artifacts, heldout, labels, reference:
     with eval_mode(module), torch.no_grad():
         held_refs = reference_outputs(lambda b: first_tensor(module(torch.from_numpy(b))).numpy(),
                                       heldout) if heldout else None
-    report["equivalence"] = [checked_entry(a, reference.outputs, reference.inputs, opts.atol, opts.rtol,
-                                           *reference.floor_for(a.runtime)) for a in artifacts]
-    if report["equivalence"] and (warning := near_zero_warning(report["equivalence"][0]["output_scale"])):
+    checked = []
+    for a in artifacts:
+        entry = failures.attempt(a.format, a.precision, "verify", lambda: checked_entry(
+            a, reference.outputs, reference.inputs, opts.atol, opts.rtol, *reference.floor_for(a.runtime)))
+        checked += [(a, entry)] if entry is not None else []
+    if checked and (warning := near_zero_warning(checked[0][1]["output_scale"])):
         report["warnings"].append(warning)
-    report["equivalence"] += [check_int8(a, held_refs[0], heldout[0].batches, opts.int8_min_cosine, labels,
-                                         opts.int8_max_drop) for a in int8_artifacts]
+    for a in int8_artifacts:
+        entry = failures.attempt(a.format, a.precision, "verify", lambda: check_int8(
+            a, held_refs[0], heldout[0].batches, opts.int8_min_cosine, labels, opts.int8_max_drop))
+        checked += [(a, entry)] if entry is not None else []
+    report["equivalence"] = [e for _, e in checked]
     report["timings_s"]["verify"] = round(time.perf_counter() - t0, 3)
-    failed = [e for e in report["equivalence"] if not e["passed"]]
+    failed = [(a, e) for a, e in checked if not e["passed"]]
     if failed:
-        _locate_failures(failed, artifacts, reference)
-        runtime_of = {a.files[0].name: a.runtime for a in artifacts}
-        raise VerificationError("; ".join(_failure_line(e, reference.floor_for(runtime_of.get(e["artifact"], ""))[0])
-                                          for e in failed) + "; nothing was written", report=report)
-    return (heldout[0].batches, held_refs[0]) if heldout else None
+        _locate_failures([e for _, e in failed], artifacts, reference)
+        lines = {id(e): _failure_line(e, reference.floor_for(a.runtime)[0]) for a, e in failed}
+        if not all(failures.skips(a.format, a.precision) for a, _ in failed):
+            raise VerificationError("; ".join(lines.values()) + "; nothing was written", report=report)
+        for a, e in failed:
+            failures.add(a.format, a.precision, "verify", lines[id(e)], "VerificationError", check=e)
+        left_out = {id(a) for a, _ in failed}
+        report["equivalence"] = [e for a, e in checked if id(a) not in left_out]
+        artifacts = [a for a in artifacts if id(a) not in left_out]
+        int8_artifacts = [a for a in int8_artifacts if id(a) not in left_out]
+    verified = {id(a) for a, _ in checked}
+    return ((heldout[0].batches, held_refs[0]) if heldout else None,
+            [a for a in artifacts if id(a) in verified], [a for a in int8_artifacts if id(a) in verified])
 
 
 def _write_stage(staging: StagingDir, name: str, artifacts: list[Artifact], reference: Reference, held, labels,
@@ -576,10 +604,11 @@ def _onnx_fold_counts(folded: list[dict]) -> list[dict]:
 
 
 def _quantize(staging, name, shape, artifacts, source, calib, calib_count, report, options: Int8Options,
-              eval_source: str | None, eval_count: int | None,
-              dynamic_batch: bool) -> tuple[list[Artifact], list, np.ndarray | None]:
-    """int8 files for every artifact whose format has a quantizer, the held-out inputs and their labels
-    when the calibration source has them (digits)."""
+              eval_source: str | None, eval_count: int | None, dynamic_batch: bool,
+              failures: Failures, formats: Iterable[str]) -> tuple[list[Artifact], list, np.ndarray | None]:
+    """int8 files for every artifact whose format has a quantizer (those that cannot be made left out with
+    ``keep_going``: ``failures``), the held-out inputs and their labels when the calibration source has them
+    (digits)."""
     from .verify import InputSet
 
     if len(shape) != 4:
@@ -589,7 +618,7 @@ def _quantize(staging, name, shape, artifacts, source, calib, calib_count, repor
     check_drop(options, data)
     report["warnings"].extend(data.warnings)
     out, report["quantization"], warnings = quantize_artifacts(
-        artifacts, source, data, options, lambda fmt: staging.file(fmt.file_name(name, "int8")))
+        artifacts, source, data, options, lambda fmt: staging.file(fmt.file_name(name, "int8")), failures, formats)
     report["warnings"].extend(warnings)
     batches, labels = heldout_batches(data.evaluation, data.labels, None if dynamic_batch else shape[0])
     return out, [InputSet("heldout", batches)], labels

@@ -36,6 +36,7 @@ def new_report(model: str, params: int, input_shape: tuple[int, ...]) -> dict:
         "prepare": {},
         "graph": {},
         "equivalence": [],
+        "failed": [],  # export(keep_going=True): the files left out, and why
         "timings_s": {},
         "warnings": [],
         "removed_earlier_files": [],

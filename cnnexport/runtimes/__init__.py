@@ -50,23 +50,36 @@ class Runtime:
     gemm_precisions: tuple[str, ...] = ()
     # on --device cuda: execution provider -> the suffix of its rows' runtime label (onnxruntime-trt)
     ep_labels: tuple[tuple[str, str], ...] = ()
+    # the import names its runtime and its converter need (bench --runtime all measures the runtimes that have
+    # them), the pip command that installs them, and on cuda the distribution its GPU build comes in
+    packages: tuple[str, ...] = ()
+    install: str = ""
+    cuda_distribution: str | None = None
 
 
 RUNTIME_TABLE: dict[str, Runtime] = {r.name: r for r in (
     Runtime("onnxruntime", "ort:OnnxRuntimeModel", ".onnx", ("ort",), fixes_batch=True, devices=("cpu", "cuda"),
             gpu_options={"ep": "cuda"}, cuda_eps=("cuda", "tensorrt"), ep_labels=(("tensorrt", "trt"),),
-            gemm_precisions=("fp32", "int8")),
+            gemm_precisions=("fp32", "int8"), packages=("onnxruntime",), install="pip install onnxruntime",
+            cuda_distribution="onnxruntime-gpu"),
     Runtime("openvino", "openvino:OpenVinoModel", ".xml", ("ov",), fixes_batch=True, input_shape="fill",
-            gemm_precisions=("fp32", "int8")),
-    Runtime("tflite", "tflite:TfliteModel", ".tflite", ("litert",)),
+            gemm_precisions=("fp32", "int8"), packages=("openvino",), install="pip install 'cnnexport[openvino]'"),
+    Runtime("tflite", "tflite:TfliteModel", ".tflite", ("litert",), packages=("ai_edge_litert", "litert_torch"),
+            install="pip install 'cnnexport[tflite]'"),
     Runtime("ncnn", "ncnn:NcnnModel", ".param", input_shape="full", winograd=True,
-            approximate_ops=(("tanh", 3e-7),)),
-    Runtime("executorch", "executorch:ExecuTorchModel", ".pte", ("et",)),
-    Runtime("mnn", "mnn:MnnModel", ".mnn", approximate_ops=(("tanh", 3e-7), ("gelu", 6e-4))),
-    Runtime("aoti", "aoti:AotiModel", ".pt2", ("aotinductor", "pt2"), devices=("cpu", "cuda"), takes_device=True),
-    Runtime("tensorrt", "tensorrt:TensorRtModel", ".engine", ("trt",), fixes_batch=True, devices=("cuda",)),
-    Runtime("torch", None, aliases=("pytorch",), devices=("cpu", "cuda")),
-    Runtime("torch-compile", None, aliases=("compile", "torch.compile"), devices=("cpu", "cuda")),
+            approximate_ops=(("tanh", 3e-7),), packages=("ncnn", "pnnx"), install="pip install 'cnnexport[ncnn]'"),
+    Runtime("executorch", "executorch:ExecuTorchModel", ".pte", ("et",), packages=("executorch",),
+            install="pip install 'cnnexport[executorch]'"),
+    Runtime("mnn", "mnn:MnnModel", ".mnn", approximate_ops=(("tanh", 3e-7), ("gelu", 6e-4)), packages=("MNN",),
+            install="pip install 'cnnexport[mnn]'"),
+    Runtime("aoti", "aoti:AotiModel", ".pt2", ("aotinductor", "pt2"), devices=("cpu", "cuda"), takes_device=True,
+            packages=("torch",), install="pip install torch"),
+    Runtime("tensorrt", "tensorrt:TensorRtModel", ".engine", ("trt",), fixes_batch=True, devices=("cuda",),
+            packages=("tensorrt",), install="pip install 'cnnexport[gpu]'"),
+    Runtime("torch", None, aliases=("pytorch",), devices=("cpu", "cuda"), packages=("torch",),
+            install="pip install torch"),
+    Runtime("torch-compile", None, aliases=("compile", "torch.compile"), devices=("cpu", "cuda"),
+            packages=("torch",), install="pip install torch"),
 )}
 
 RUNTIMES = tuple(RUNTIME_TABLE)
@@ -79,6 +92,35 @@ _BY_SUFFIX = {r.suffix: r.name for r in RUNTIME_TABLE.values() if r.suffix}
 WINOGRAD_RUNTIMES = tuple(r.name for r in RUNTIME_TABLE.values() if r.winograd)
 #: the runtimes bench measures on --device cuda
 CUDA_RUNTIMES = tuple(r.name for r in RUNTIME_TABLE.values() if "cuda" in r.devices)
+
+
+def installed_runtimes(device: str = "cpu") -> tuple[list[str], list[str]]:
+    """``bench --runtime all``: the runtimes that run on ``device`` and are installed here (their packages found,
+    not imported: ExecuTorch's import takes seconds), in the table's order; and one line per runtime left out
+    because it is not, with its pip command."""
+    from importlib.metadata import PackageNotFoundError, distribution
+    from importlib.util import find_spec
+
+    def has(runtime: Runtime) -> bool:
+        if not all(find_spec(p) is not None for p in runtime.packages):
+            return False
+        if device != "cuda" or runtime.cuda_distribution is None:
+            return True
+        try:
+            distribution(runtime.cuda_distribution)
+        except PackageNotFoundError:
+            return False
+        return True
+
+    present, notes = [], []
+    for runtime in (r for r in RUNTIME_TABLE.values() if device in r.devices):
+        if has(runtime):
+            present.append(runtime.name)
+        else:
+            package = runtime.cuda_distribution if device == "cuda" and runtime.cuda_distribution else None
+            notes.append(f"{runtime.name}: not installed here, left out of --runtime all "
+                         f"({f'pip install {package}' if package else runtime.install})")
+    return present, notes
 
 
 def runtime_for(path: str | os.PathLike) -> str | None:

@@ -41,6 +41,7 @@ def delegation_text(d: dict) -> str:
 
 
 def print_export_summary(report: dict) -> None:
+    from rich.markup import escape
     from rich.table import Table
 
     console = out_console()
@@ -117,6 +118,9 @@ def print_export_summary(report: dict) -> None:
                           + (f" (+{more} more in report.json)" if more else ""), markup=False, highlight=False)
     for w in report["warnings"]:
         console.print(f"[yellow]warning:[/] {w}")
+    for f in report.get("failed", []):  # export --keep-going
+        console.print(f"[red]left out:[/] {escape(f['file'])} ({f['precision']}, {f['stage']} failed): "
+                      f"{escape(f['error'])}")
     files = [f for a in report["artifacts"] for f in a["files"]]
     console.print(f"written: {Path(report['artifacts'][0]['path']).parent}/ ({', '.join(files)}, reference.npz, "
                   "report.json)")
