@@ -383,11 +383,16 @@ def test_bench_measures_the_good_files_and_fails_on_a_corrupt_one(lenet_files, t
     assert "1 of 2 configuration(s) could not be measured" in last and "broken.onnx" in last
 
 
-def test_a_folder_is_named_as_a_folder_and_paths_as_typed(lenet_files, tmp_path, monkeypatch):
-    """`bench DIR` said "does not exist"; load errors named one path three ways: the path as typed."""
-    folder = CliRunner().invoke(cli, ["bench", str(lenet_files)])
-    assert folder.exit_code == 8 and f"'{lenet_files}' is a folder, not a model file" in folder.stderr
-    assert "lenet5.onnx" in folder.stderr  # the model files in it
+def test_an_export_folder_is_its_files_and_paths_are_named_as_typed(lenet_files, tmp_path, monkeypatch):
+    """`bench DIR` measures the files its report.json lists (it said "does not exist", then named the folder);
+    a folder of no model files is named; load errors named one path three ways: the path as typed."""
+    folder = CliRunner().invoke(cli, ["bench", str(lenet_files), "--runs", "3", "--min-time", "0", "--warmup", "1",
+                                      "--rounds", "1", "--no-ceiling", "--json"])
+    assert folder.exit_code == 0, folder.output
+    assert [r["artifact"] for r in json.loads(folder.stdout)["rows"]] == ["lenet5.onnx", "lenet5.tflite",
+                                                                          "lenet5.ncnn.param"]
+    empty = CliRunner().invoke(cli, ["bench", str(tmp_path)])
+    assert empty.exit_code == 2 and f"'{tmp_path}' is a folder that holds no model file" in empty.stderr
     monkeypatch.chdir(tmp_path)
     (tmp_path / "sub").mkdir()
     (tmp_path / "sub" / "broken.onnx").write_bytes(b"not a model")

@@ -131,6 +131,13 @@ def test_eval_of_lenet5_files_equals_the_digits_path(digits_folder, lenet_files)
     assert models["lenet5.onnx"]["disagreements"] == 0  # the fp32 file computes what PyTorch computes
 
 
+def test_an_export_folder_is_evaluated_as_the_files_its_report_lists(lenet_files):
+    result = _eval(lenet_files, "--data", "digits", "--limit", "40")
+    assert [m["name"] for m in result["models"]] == ["lenet5.onnx", "lenet5.xml", "lenet5.int8.onnx",
+                                                     "lenet5.int8.xml"]
+    assert all(m["images"] == 40 for m in result["models"])
+
+
 def test_eval_of_the_depthwise_digits_network(digits_folder, tmp_path):
     cnnexport.export(create_model("shufflenet_v2_x0_5", weights="digits"), (1, 3, 64, 64), tmp_path)
     onnx = tmp_path / "shufflenet_v2_x0_5.onnx"

@@ -114,8 +114,10 @@ def model_jobs(model: str, runtimes: list[str], precisions: list[str], batches: 
         wanted[precision] = precision in precisions and any(f.runtime in runtimes for f in with_it)
         if precision in precisions:
             labels = [f.runtime_label for f in with_it]
-            notes += [f"{r}: no {precision} artifact (cnnexport writes {precision} for {', '.join(labels[:-1])} and "
-                      f"{labels[-1]})" for r in runtimes if (f := by_runtime(r)) and precision not in f.precisions]
+            without = [r for r in runtimes if (f := by_runtime(r)) and precision not in f.precisions]
+            if without:
+                notes.append(f"{', '.join(without)}: no {precision} artifact (cnnexport writes {precision} for "
+                             f"{', '.join(labels[:-1])} and {labels[-1]})")
     for fmt in (f for f in bf16_formats() if wanted["bf16"] and f.runtime in runtimes):
         try:
             fmt.module().bf16_preflight()

@@ -9,8 +9,8 @@ import click
 from ..errors import UsageError
 from .render import ProgressBar, StageStatus, print_bench
 from .app import cli
-from .options import (RUNTIME_HELP, export_fn, int_list, parse_input_size, plain_export_fn, save_json,
-                      trust_pickle_option)
+from .options import (RUNTIME_HELP, export_fn, files_of_folders, int_list, parse_input_size, plain_export_fn,
+                      save_json, trust_pickle_option)
 
 
 @cli.command("bench")
@@ -69,8 +69,8 @@ from .options import (RUNTIME_HELP, export_fn, int_list, parse_input_size, plain
 def bench_cmd(targets, runtime, precision, batch, threads, input_size, device, baseline, rounds, warmup, runs,
               min_time, max_time, no_ceiling, pick, plain, output_dir, reuse, weights, num_classes, use_ema,
               trust_pickle, calib, data, data_count, classes_file, save, wide, as_json, as_csv):
-    """Latency of a MODEL (a zoo name, timm:NAME or module:callable; exported first) or of exported files,
-    across runtimes, precisions, batches and threads. Each measurement runs in its own process; rounds are
+    """Latency of a MODEL (a zoo name, timm:NAME or module:callable; exported first) or of exported files (or an
+    export's folder: its files), across runtimes, precisions, batches and threads. Each measurement runs in its own process; rounds are
     interleaved. Files need no torch."""
     import tempfile
 
@@ -130,8 +130,9 @@ def bench_cmd(targets, runtime, precision, batch, threads, input_size, device, b
             notes += export_notes
             left_out = report.get("failed", [])
         else:
-            _refuse_torchscript_files(targets)
-            jobs = plan.artifact_jobs(list(targets), runtimes or [], batches, thread_counts, device, input_size=size)
+            files = files_of_folders(targets)
+            _refuse_torchscript_files(files)
+            jobs = plan.artifact_jobs(files, runtimes or [], batches, thread_counts, device, input_size=size)
         if not jobs:
             raise UsageError("nothing to measure: check --runtime and --precision")
         timing = {"warmup": warmup, "min_runs": runs, "min_time_s": min_time, "max_time_s": max_time}

@@ -13,8 +13,8 @@ from ..errors import UsageError
 from .render import EvalProgress, print_eval
 from .signals import first_signal, interrupted
 from .app import cli, fail
-from .options import (float_list, load_artifact, parse_input_size, read_json, refuse_exported_file, save_json,
-                      trust_pickle_option)
+from .options import (files_of_folders, float_list, load_artifact, parse_input_size, read_json, refuse_exported_file,
+                      save_json, trust_pickle_option)
 
 
 def _parse_shard(text: str | None) -> tuple[int, int] | None:
@@ -66,8 +66,8 @@ def _parse_shard(text: str | None) -> tuple[int, int] | None:
 @click.option("--json", "as_json", is_flag=True, help="Print the JSON result on stdout, nothing else.")
 def eval_cmd(artifacts, data, classes_file, model_spec, weights, use_ema, trust_pickle, num_classes, reference, limit,
              batch, shard, workers, threads, cache_dir, input_size, mean, std, crop_fraction, merge_files, save, as_json):
-    """Top-1 and top-5 accuracy of model files on labelled images, beside PyTorch's with --model.
-    Files alone need no torch."""
+    """Top-1 and top-5 accuracy of model files (or an export's folder: its files) on labelled images, beside
+    PyTorch's with --model. Files alone need no torch."""
     from ..exporter import evaluate as ev
 
     if merge_files:
@@ -76,6 +76,7 @@ def eval_cmd(artifacts, data, classes_file, model_spec, weights, use_ema, trust_
             save_json(save, result)
         print_eval(result, as_json)
         return
+    artifacts = files_of_folders(artifacts)
     if not data:
         raise UsageError("--data is required: a folder with one subfolder per class, digits, or a .npz with x and y")
     if not artifacts and not model_spec:

@@ -152,6 +152,31 @@ def load_artifact(path: str, runtime: str | None, threads: int | None = None, ba
     return load_at_batch(path, runtime, threads, batch)
 
 
+def files_of_folders(targets) -> list[str]:
+    """Each export folder among ``targets`` replaced by its model files: the ones its report.json lists that are
+    still there, else every file in it a runtime reads by its extension; a folder holding none is named. Files
+    are kept as typed."""
+    from ..runtimes import runtime_for
+
+    out = []
+    for target in targets:
+        folder = Path(target)
+        if not folder.is_dir():
+            out.append(target)
+            continue
+        try:
+            listed = [Path(a["path"]).name for a in json.loads((folder / "report.json").read_text())["artifacts"]]
+        except (OSError, ValueError, TypeError, KeyError):
+            listed = []
+        files = [str(folder / n) for n in listed if (folder / n).is_file()] or sorted(
+            str(p) for p in folder.iterdir() if p.is_file() and runtime_for(p))
+        if not files:
+            raise UsageError(f"'{target}' is a folder that holds no model file (none a runtime reads by its extension): "
+                             "give an export's folder, or the files")
+        out += files
+    return out
+
+
 def save_json(path: str, result: dict) -> None:
     """``--save``: the JSON result, written atomically."""
     from .._atomic import write_json

@@ -10,11 +10,11 @@ from ..exporter.formats import FORMATS
 from ..errors import VerificationError
 from .render import print_locate, print_verify
 from .app import cli
-from .options import load_artifact
+from .options import files_of_folders, load_artifact
 
 
 @cli.command("verify")
-@click.argument("artifacts", nargs=-1, required=True, type=click.Path(dir_okay=False), metavar="ARTIFACT...")
+@click.argument("artifacts", nargs=-1, required=True, type=click.Path(), metavar="ARTIFACT...")
 @click.option("--reference", "reference", type=click.Path(dir_okay=False), default=None,
               help="reference.npz written by the export (inputs and PyTorch's outputs); default: the one "
                    "beside each ARTIFACT.")
@@ -38,12 +38,14 @@ from .options import load_artifact
 @click.option("--json", "as_json", is_flag=True,
               help="Print the figures as JSON on stdout, nothing else (several files: {\"files\": [...]}).")
 def verify_cmd(artifacts, reference, runtime, atol, threads, runtime_default, locate, onnx_path, as_json):
-    """Check each ARTIFACT against the reference outputs saved at export time. Needs no torch.
+    """Check each ARTIFACT (a file, or an export's folder: its files) against the reference outputs saved at
+    export time. Needs no torch.
 
     Several files are checked in one run (one line each; exit 5 if any fails, naming each), which
     saves a process start per file where that is slow (an emulated ARM board)."""
     from ..exporter.verify_file import check_file, failure_reason, read_reference, reference_beside
 
+    artifacts = files_of_folders(artifacts)
     references = {}  # path -> what read_reference returned: one read per reference.npz
     results, failures = [], []
     for artifact in artifacts:
