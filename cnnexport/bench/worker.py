@@ -113,7 +113,7 @@ def run_torch(job: dict) -> dict:
     import torch
 
     from ..models import create_model, import_callable, is_registered, load_model
-    from ..models.outputs import FirstOutput
+    from ..models.outputs import tensor_output
     from ..runtimes.torch_eager import TorchModel
     from .latency import measure
 
@@ -125,7 +125,8 @@ def run_torch(job: dict) -> dict:
     else:  # the user's model: timm:NAME, package.module:callable or path/to/file.py:callable
         module = load_model(job["model"], **weights)
     shape = [job["batch"], *job["input_shape"][1:]]
-    model = TorchModel(FirstOutput(module), tuple(shape), device=job.get("device", "cpu"), threads=job["threads"],
+    module = tensor_output(module, torch.zeros(1, *shape[1:]))  # a dict or tuple output: timed as exported, its first
+    model = TorchModel(module, tuple(shape), device=job.get("device", "cpu"), threads=job["threads"],
                        compiled=job.get("compiled", False))
     x = _input(shape)
     fn = lambda: model.run(x)  # noqa: E731

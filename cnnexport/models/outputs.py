@@ -31,3 +31,12 @@ class FirstOutput(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return first_tensor(self.model(x))
+
+
+def tensor_output(model: nn.Module, sample: torch.Tensor) -> nn.Module:
+    """``model`` itself when it returns a tensor for ``sample`` (in eval mode), else ``FirstOutput(model)``:
+    a timed model that returns a tensor pays no wrapper's call (about 2 us a forward, a few percent of a small
+    network's)."""
+    with torch.inference_mode():
+        out = model.eval()(sample)
+    return model if isinstance(out, torch.Tensor) else FirstOutput(model)
