@@ -41,7 +41,8 @@ def is_stock(m: nn.Module) -> bool:
     if isinstance(m, (nn.Sequential, nn.ModuleList, nn.ModuleDict)) or has_hooks(m):
         return False
     forward = getattr(type(m), "forward", None)
-    return getattr(forward, "__module__", "").startswith(("torch.nn.", "torch.ao.nn."))
+    # a torch.fx GraphModule's generated forward has no module (None)
+    return (getattr(forward, "__module__", None) or "").startswith(("torch.nn.", "torch.ao.nn."))
 
 
 def has_hooks(m: nn.Module) -> bool:

@@ -163,6 +163,43 @@ def quantize_artifacts(fp32: list[Artifact], source, data: Int8Data, options: In
     return out, infos, warnings
 
 
+def qat_artifacts(fp32: list[Artifact], source, int8_twin, dst_of, failures: Failures,
+                  wanted: Iterable[str] = ()) -> tuple[list[Artifact], list[dict], list[str]]:
+    """A QAT model's int8 files, from its trained scales (``exporter.qat``): each format with a ``qat_int8``
+    writer (in ``FORMATS`` order: ONNX's QDQ file from ``int8_twin`` first, the formats that convert that file
+    after it), each written to ``dst_of(format)``; what each did, and a warning naming the formats of ``wanted``
+    whose quantizers would calibrate scales of their own instead."""
+    out, infos = [], []
+    calibrating = []
+    for fmt in int8_formats():
+        art = next((a for a in fp32 if a.format == fmt.name and a.precision == "fp32"), None)
+        if art is None:
+            if fmt.name in wanted:
+                failures.without_source(fmt.name, "int8", fmt.file_name(failures.name))
+            continue
+        if fmt.qat_int8 is None:
+            calibrating.append(fmt.label)
+            continue
+        if fmt.qat_int8 == "onnx_int8":
+            qdq = next((a.files[0] for a in out if a.format == ALWAYS), None)
+            if qdq is None:
+                failures.without_source(fmt.name, "int8", FORMATS[ALWAYS].file_name(failures.name, "int8"))
+                continue
+            src = dataclasses.replace(source, onnx_path=qdq)
+        else:
+            src = dataclasses.replace(source, prepared=int8_twin)
+        dst = dst_of(fmt)
+        info = failures.attempt(fmt.name, "int8", "quantize", lambda: fmt.module().qat_int8(src, dst))
+        if info is not None:
+            infos.append(info)
+            out.append(Artifact(fmt.name, int8_files(fmt, dst), fmt.runtime, precision="int8", layout=art.layout))
+    made = " and ".join(a.files[0].name for a in out)
+    warnings = [f"no int8 file for {', '.join(calibrating)}: a QAT model's trained scales go to "
+                f"{made or 'the ONNX Runtime and OpenVINO files'}; their quantizers would calibrate scales of "
+                "their own (export the float model with --int8 --calib for those)"] if calibrating else []
+    return out, infos, warnings
+
+
 def load_artifact(artifact: Artifact, batch_shape: tuple[int, ...]):
     """The artifact loaded with its runtime and the options its format asks for."""
     from ..runtimes import load

@@ -28,14 +28,16 @@ from ..models.outputs import FirstOutput, first_tensor
 from ..runtimes import NOT_YET_RUN_ON_GPU, RUNTIME_TABLE, run_nchw
 from .failures import Failures
 from .formats import ALWAYS, FORMATS, Artifact, ConvertSource, Int8Options
-from .int8 import check_drop, check_int8, heldout_batches, load_artifact, quantize_artifacts, split_data
+from .int8 import (check_drop, check_int8, heldout_batches, load_artifact, qat_artifacts, quantize_artifacts,
+                   split_data)
 from .onnx_fold import count_affine_after_conv
 from .onnx_export import to_onnx, to_onnx_auto
 from .options import ExportOptions
 from .prepare import PrepareSummary, prepare, prepare_with_summary
-from .report_fields import ONNX_GRAPH_FOLD, new_report
+from .report_fields import ONNX_GRAPH_FOLD, QAT_SCALES, new_report
 from .simplify import simplify as simplify_onnx
 from .prepare_check import approximation_floors, check_prepared, rounding_floor
+from .qat import QAT_HELDOUT, QatTwins, is_qat, qat_twins
 from .verify import (DEFAULT_RTOL, FLOOR_FACTOR, FLOOR_NAME, INCONCLUSIVE_FLOOR, REDUCED_RULES, REFERENCE_FILE,
                      TIE_MARGIN, Int8Reference, compare, diagnosis, floor_for, make_inputs, near_zero_warning,
                      reduced_verdict, reference_outputs, save_reference, tolerance)
@@ -178,20 +180,38 @@ def _refuse_several_inputs(module: nn.Module) -> None:
 
 
 def _refuse_torch_quantization(module: nn.Module) -> None:
-    """A model quantized or prepared for quantization by ``torch.ao.quantization`` (its quantized modules, or
-    QAT's fake-quantize modules, whose observers keep updating in eval mode) is refused naming what it holds:
-    the exporters cannot write the first, and a copy of the second does not compute what it does."""
-    paths = {type(m).__module__ for m in module.modules() if type(m).__module__.startswith("torch.ao.")}
-    fake = any(".qat" in p or p.startswith(("torch.ao.quantization.fake_quantize", "torch.ao.quantization.observer"))
-               for p in paths)
-    quantized = any(".quantized" in p for p in paths)
-    if not (fake or quantized):  # torch.ao.nn.intrinsic's float fused modules (fuse_modules) export as they are
+    """A model quantized by ``torch.ao.quantization`` (its quantized modules: quantize_dynamic, or convert after
+    calibration or QAT) is refused naming what it holds: the exporters cannot write it. (A QAT model before
+    convert is exported from its twins: ``exporter.qat``; FloatFunctional computes in float.)"""
+    quantized = [type(m).__name__ for m in module.modules() if ".quantized" in type(m).__module__
+                 and type(m).__name__ != "FloatFunctional"]
+    if not quantized:  # torch.ao.nn.intrinsic's float fused modules (fuse_modules) export as they are
         return
-    what = ("QAT's fake-quantize modules (torch.ao.quantization.prepare_qat)" if fake
-            else "torch.ao's quantized modules (quantize_dynamic or convert)")
-    raise UsageError(f"the model holds {what}; cnnexport quantizes with its own calibration: export the float "
-                     "model (the same architecture without torch.ao's modules, your trained weights loaded) and "
-                     "add --int8 --calib with your images")
+    raise UsageError(f"the model holds torch.ao's quantized modules ({quantized[0]}: quantize_dynamic or convert), "
+                     "which the exporters cannot write: export the float model (the same architecture without "
+                     "torch.ao's modules, your trained weights loaded) with --int8 --calib and your images, or the "
+                     "QAT model before convert, whose int8 files keep its trained scales")
+
+
+def _qat_choices(options: ExportOptions | None, choices: dict) -> dict:
+    """A QAT model's int8 files keep its trained scales, so its --int8 needs no calibration data: without any,
+    the int8 check's held-out images are the bundled photographs."""
+    int8 = choices.get("int8", options.int8 if options else False)
+    calib = choices.get("calib", options.calib if options else None)
+    return {**choices, "calib": QAT_HELDOUT} if int8 and calib is None else choices
+
+
+def _qat_note(qat: QatTwins, opts: ExportOptions) -> str:
+    layers = f"{qat.summary['layers']} quantized layers, {qat.summary['activations']} quantized activations"
+    widened = (f"; activations trained on {', '.join(qat.summary['widened_ranges'])} are written on ONNX's full "
+               "range at the same scale" if qat.summary["widened_ranges"] and opts.int8 else "")
+    if not opts.int8:
+        return (f"the model was trained with quantization (QAT: {layers}): the files hold its float weights with "
+                "BatchNorm folded, without the quantization it was trained for; --int8 writes int8 files from its "
+                "trained scales")
+    return (f"the model was trained with quantization (QAT: {layers}): its int8 files keep its trained scales (no "
+            f"calibration; --calib only draws the int8 check's held-out images){widened}; its fp32 files hold its "
+            "float weights with BatchNorm folded")
 
 
 def _safe_name(name: str) -> str:
@@ -226,10 +246,18 @@ def export(module: nn.Module, input_shape: Iterable[int] = (1, 3, 224, 224),
     cannot be made or does not match is left out instead, named in the report's ``failed`` entries, and the other
     files are written (the ONNX fp32 file still raises: every other file starts from it).
     """
-    opts = ExportOptions.of(options, **choices)
+    qat = is_qat(module)
+    opts = ExportOptions.of(options, **(_qat_choices(options, choices) if qat else choices))
     shape = _check_shape(input_shape)
     loaded_notes = list(getattr(module, "cnnexport_notes", ()))  # what loading its weights noted (EMA weights)
     module, notes = exportable(module)
+    if qat:  # the float twin goes through prepare and every fp32 file; the int8 twin makes the int8 files
+        if opts.keep_float or opts.calib_method != "minmax":
+            raise ParameterError("{keep_float} and {calib_method} choose how int8 is calibrated; a QAT model's int8 "
+                                 "files keep the scales it trained: leave them out")
+        qat = qat_twins(module)
+        module = qat.float
+        notes.append(_qat_note(qat, opts))
     scripted = is_torchscript(module)
     if scripted:
         _check_torchscript_choices(opts)
@@ -243,6 +271,8 @@ def export(module: nn.Module, input_shape: Iterable[int] = (1, 3, 224, 224),
     report = _start_report(module, shape, name, opts)
     failures = Failures(opts.keep_going, name)
     report["warnings"] += loaded_notes + notes
+    if qat:
+        report["qat"] = qat.summary
     prepared, summary, reference = _prepare_stage(module, shape, opts, report, stage)
     staging = StagingDir(output_dir if output_dir is not None else Path("exports") / name)
     try:
@@ -258,10 +288,12 @@ def export(module: nn.Module, input_shape: Iterable[int] = (1, 3, 224, 224),
                                   min_cosine=opts.int8_min_cosine, max_drop=opts.int8_max_drop)
             int8_artifacts, heldout, labels = _quantize(staging, name, shape, artifacts, source, opts.calib,
                                                         opts.calib_count, report, options, opts.eval_source,
-                                                        opts.eval_count, opts.dynamic_batch, failures, opts.formats)
+                                                        opts.eval_count, opts.dynamic_batch, failures, opts.formats,
+                                                        qat.int8 if qat else None)
             report["timings_s"]["quantize"] = round(time.perf_counter() - t0, 3)
         held, artifacts, int8_artifacts = _verify_stage(module, artifacts, int8_artifacts, heldout, labels, reference,
-                                                        shape, opts, report, stage, failures)
+                                                        shape, opts, report, stage, failures,
+                                                        qat.reference if qat else module)
         report["failed"] = failures.entries
         _write_stage(staging, name, artifacts + int8_artifacts, reference, held if int8_artifacts else None, labels,
                      opts, report, stage)
@@ -459,18 +491,19 @@ def _convert_stage(source: ConvertSource, staging: StagingDir, name: str, opts: 
 
 
 def _verify_stage(module, artifacts, int8_artifacts, heldout, labels, reference: Reference, shape, opts: ExportOptions,
-                  report: dict, stage: StageCallback, failures: Failures):
+                  report: dict, stage: StageCallback, failures: Failures, int8_reference: nn.Module):
     """Every file against PyTorch; raises ``VerificationError`` (nothing written) when one fails, or with
     ``keep_going`` leaves it out (``failures``) unless it is the ONNX fp32 file. Returns PyTorch's outputs on the
-    int8 check's held-out samples (None without int8), and the fp32/fp16/bf16 and int8 files that passed."""
+    int8 check's held-out samples (None without int8), and the fp32/fp16/bf16 and int8 files that passed. The int8
+    files are checked against ``int8_reference`` (the module, or a QAT model's own computation)."""
     stage("verify")
     t0 = time.perf_counter()
     if opts.photos and not any(s.name == "photos" for s in reference.inputs):
         report["warnings"].append(
             f"verified on random inputs only: the sample photographs do not fit input {'x'.join(map(str, shape))}"
             if len(shape) == 4 else "verified on random inputs only: the input is not an image (N, C, H, W)")
-    with eval_mode(module), torch.no_grad():
-        held_refs = reference_outputs(lambda b: first_tensor(module(torch.from_numpy(b))).numpy(),
+    with eval_mode(int8_reference), torch.no_grad():  # the module, or a QAT model itself (its observers off)
+        held_refs = reference_outputs(lambda b: first_tensor(int8_reference(torch.from_numpy(b))).numpy(),
                                       heldout) if heldout else None
     checked = []
     for a in artifacts:
@@ -482,6 +515,8 @@ def _verify_stage(module, artifacts, int8_artifacts, heldout, labels, reference:
     for a in int8_artifacts:
         entry = failures.attempt(a.format, a.precision, "verify", lambda: check_int8(
             a, held_refs[0], heldout[0].batches, opts.int8_min_cosine, labels, opts.int8_max_drop))
+        if entry is not None and int8_reference is not module:  # against a QAT model: its trained scales
+            entry["scales"] = QAT_SCALES
         checked += [(a, entry)] if entry is not None else []
     report["equivalence"] = [e for _, e in checked]
     report["timings_s"]["verify"] = round(time.perf_counter() - t0, 3)
@@ -605,7 +640,8 @@ def _onnx_fold_counts(folded: list[dict]) -> list[dict]:
 
 def _quantize(staging, name, shape, artifacts, source, calib, calib_count, report, options: Int8Options,
               eval_source: str | None, eval_count: int | None, dynamic_batch: bool,
-              failures: Failures, formats: Iterable[str]) -> tuple[list[Artifact], list, np.ndarray | None]:
+              failures: Failures, formats: Iterable[str],
+              qat_twin: nn.Module | None = None) -> tuple[list[Artifact], list, np.ndarray | None]:
     """int8 files for every artifact whose format has a quantizer (those that cannot be made left out with
     ``keep_going``: ``failures``), the held-out inputs and their labels when the calibration source has them
     (digits)."""
@@ -617,8 +653,12 @@ def _quantize(staging, name, shape, artifacts, source, calib, calib_count, repor
                       report.get("classes"))
     check_drop(options, data)
     report["warnings"].extend(data.warnings)
-    out, report["quantization"], warnings = quantize_artifacts(
-        artifacts, source, data, options, lambda fmt: staging.file(fmt.file_name(name, "int8")), failures, formats)
+    dst_of = lambda fmt: staging.file(fmt.file_name(name, "int8"))  # noqa: E731
+    if qat_twin is not None:  # a QAT model's trained scales: the calibration half of ``data`` is not used
+        out, report["quantization"], warnings = qat_artifacts(artifacts, source, qat_twin, dst_of, failures, formats)
+    else:
+        out, report["quantization"], warnings = quantize_artifacts(artifacts, source, data, options, dst_of, failures,
+                                                                   formats)
     report["warnings"].extend(warnings)
     batches, labels = heldout_batches(data.evaluation, data.labels, None if dynamic_batch else shape[0])
     return out, [InputSet("heldout", batches)], labels
@@ -689,6 +729,10 @@ def _failure_line(e: dict, floor: float | None) -> str:
     where = f"; {departure_text(e['locate'])}" if e.get("locate") else ""
     if "failure" in e:
         return f"{e['artifact']}: {e['failure']}{where}"
+    if e.get("precision") == "int8" and e.get("scales") == QAT_SCALES:
+        return (f"{e['artifact']} does not match the QAT model: int8 mean cosine {e['cosine_mean']:.4f} misses "
+                f"{e['tolerance']} (its trained scales, checked on images unlike its training data? give --eval with "
+                "images like them, or lower --int8-min-cosine)")
     if e.get("precision") == "int8":
         return (f"{e['artifact']} does not match PyTorch: int8 mean cosine {e['cosine_mean']:.4f} misses "
                 f"{e['tolerance']} (lower "

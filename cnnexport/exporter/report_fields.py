@@ -8,6 +8,9 @@ from importlib import metadata
 #: ``graph.folded[].level`` of a fold made on the exported ONNX graph (``onnx_fold``), beside "module"
 #: (prepare's, on the PyTorch modules) and "graph" (inside another module's forward, traced)
 ONNX_GRAPH_FOLD = "onnx"
+#: an int8 check entry's ``scales`` where the file keeps a QAT model's trained scales and was checked against the
+#: QAT model itself (its ``accuracy_fp32`` is that model's)
+QAT_SCALES = "trained (QAT)"
 
 
 def package_version(name: str) -> str | None:

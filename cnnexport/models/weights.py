@@ -209,10 +209,11 @@ def load_weights(model: nn.Module, state_dict: Mapping[str, torch.Tensor], *, so
     fitting = _fitting_prefixes(own, state_dict)
     if len(fitting) == 1 and all(k.startswith(fitting[0]) for k in state_dict):
         state_dict = {k[len(fitting[0]):]: v for k, v in state_dict.items()}
+    resized = _resized_on_load(model)
     shape_diff = [
         f"{k} (file {list(v.shape)} vs model {list(own[k].shape)})"
         for k, v in state_dict.items()
-        if k in own and not _fits(v, own[k])
+        if k in own and k not in resized and not _fits(v, own[k])
     ]
     missing = [k for k in own if k not in state_dict]
     unexpected = [k for k in state_dict if k not in own]
@@ -246,6 +247,17 @@ def _fitting_prefixes(own: Mapping[str, torch.Tensor], state_dict: Mapping[str, 
             groups.setdefault(head + ".", {})[rest] = v
     return sorted(p for p, sd in groups.items()
                   if set(sd) == set(own) and all(_fits(sd[k], own[k]) for k in own))
+
+
+def _resized_on_load(model: nn.Module) -> set[str]:
+    """The state_dict keys of torch.ao's fake-quantize and observer modules, which loading resizes: a QAT
+    checkpoint's per-channel scales and observed ranges load into a freshly prepared model, whose are empty."""
+    keys = set()
+    resizing = ("torch.ao.quantization.fake_quantize", "torch.ao.quantization.observer")
+    for name, module in model.named_modules():
+        if type(module).__module__.startswith(resizing):
+            keys |= {f"{name}.{b}" if name else b for b, _ in module.named_buffers(recurse=False)}
+    return keys
 
 
 def _fits(tensor: torch.Tensor, own: torch.Tensor) -> bool:

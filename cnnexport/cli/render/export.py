@@ -70,8 +70,8 @@ def print_export_summary(report: dict) -> None:
             rows["cosine"].append(f"mean {e['cosine_mean']:.4f} (min {e['cosine_min']:.4f})")
         else:
             rows["cosine"].append(f"min {e.get('cosine', float('nan')):.7f}")
-        rows["accuracy (labels)"].append(
-            f"fp32 {e['accuracy_fp32']:.2%} -> int8 {e['accuracy_int8']:.2%}" if "accuracy_int8" in e else "")
+        rows["accuracy (labels)"].append(f"{_int8_source(e)} {e['accuracy_fp32']:.2%} -> int8 {e['accuracy_int8']:.2%}"
+                                         if "accuracy_int8" in e else "")
         rows["top-1 agreement"].append(f"{e.get('top1_agreement', 0):.0%} of {e.get('samples', 0)}")
         rows["check"].append(verdict_text(e)
                              + (f" ({tol})" if isinstance(tol, str) else "")
@@ -129,6 +129,13 @@ def print_export_summary(report: dict) -> None:
                       f"{', '.join(report['removed_earlier_files'])}")
 
 
+def _int8_source(e: dict) -> str:
+    """What an int8 file's accuracy is compared with: the fp32 model, or the QAT model whose scales it keeps."""
+    from ...exporter.report_fields import QAT_SCALES
+
+    return "QAT model" if e.get("scales") == QAT_SCALES else "fp32"
+
+
 def verdict_text(e: dict) -> str:
     """passed, FAILED, or passed but inconclusive (the tolerance follows a rounding floor too wide to tell)."""
     if not e.get("passed"):
@@ -140,7 +147,7 @@ def print_verify(eq: dict) -> None:
     """One line per file, and one for the runtime's own default where it differs (not broken off a terminal)."""
     status = verdict_text(eq)
     if eq.get("precision") == "int8":  # int8's rule: the mean cosine (and top-1 drop) on held-out samples
-        accuracy = (f", accuracy fp32 {eq['accuracy_fp32']:.2%} -> int8 {eq['accuracy_int8']:.2%}"
+        accuracy = (f", accuracy {_int8_source(eq)} {eq['accuracy_fp32']:.2%} -> int8 {eq['accuracy_int8']:.2%}"
                     if "accuracy_int8" in eq else "")
         out_console().print(f"{eq['artifact']} on {eq['runtime']['runtime']} {eq['runtime']['version']}: int8 mean "
                             f"cosine {eq['cosine_mean']:.4f} (min {eq['cosine_min']:.4f}; {eq['tolerance']}), top-1 "

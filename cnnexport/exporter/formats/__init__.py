@@ -16,6 +16,8 @@ Each format module holds the same functions:
   ``artifact_details`` entry, if any, goes to the int8 file's report entry instead (ExecuTorch's
   delegation and graph changes); ``None`` when the format has no int8;
 - ``describe_int8(info) -> str``: one line on how the int8 file was made (``None`` with no int8);
+- ``qat_int8(source: ConvertSource, dst: Path) -> dict``: only where ``Format.qat_int8``: the int8 file of a
+  model trained with quantization (QAT), from its trained scales, returning what was done (``exporter.qat``);
 - ``half(source: ConvertSource, fp32: Artifact, dst: Path) -> Artifact``: the fp16 file, only where
   ``Format.fp16``, from the format's fp32 artifact or from ``source``;
 - ``bf16(source: ConvertSource, fp32: Artifact, dst: Path) -> Artifact`` and ``bf16_preflight() -> None``:
@@ -90,6 +92,10 @@ class Format:
     int8_from: str | None = None  # what its int8 quantizer starts from: "onnx", "self" (its fp32 file),
     #                               "module" (the prepared module; no `cnnexport quantize FILE`), "onnx_int8"
     #                               (the ConvertSource with the ONNX int8 file in place of the fp32 one), None
+    # how its int8 file comes from a QAT model's trained scales (the module's ``qat_int8``): "twin" (the
+    # ConvertSource's module is the QAT model's int8 twin, exporter.qat), "onnx_int8" (its onnx_path is the QAT
+    # model's QDQ ONNX file), None (its quantizer calibrates scales of its own: no int8 file from a QAT model)
+    qat_int8: str | None = None
     int8_inputs: tuple[str, ...] = ()  # the fp32 files `cnnexport quantize` takes for it
     int8_help: str = ""     # the quantize command's help for its --runtime choice
     int8_extras: tuple[str, ...] = ()  # options only its quantizer has: "keep_float", "per_layer" (SQNR table)
@@ -128,13 +134,14 @@ class Format:
 FORMATS: dict[str, Format] = {f.name: f for f in (
     Format("onnx", "ONNX", "onnxruntime", "ONNX Runtime", (".onnx",), "onnx",
            "Write <model>.onnx (always written).",
-           int8_from="onnx", int8_inputs=(".onnx",), int8_help="onnxruntime: QDQ .int8.onnx",
+           int8_from="onnx", qat_int8="twin", int8_inputs=(".onnx",), int8_help="onnxruntime: QDQ .int8.onnx",
            int8_extras=("keep_float", "per_layer"), fp16=True,
            options=(FormatOption("fp16_io", "flag", False, "The fp16 ONNX file takes and returns fp16 too (default: "
                                  "fp32 I/O, so callers need not change).", needs="fp16"),)),
     Format("openvino", "OpenVINO", "openvino", "OpenVINO", (".xml", ".bin", ".config.json"), "onnx",
            "Also write OpenVINO IR (<model>.xml + .bin, and .config.json: the CPU precision it was verified at).",
-           int8_from="onnx", int8_inputs=(".onnx", ".xml"), int8_help="openvino: NNCF .int8.xml + .bin", fp16=True,
+           int8_from="onnx", qat_int8="onnx_int8", int8_inputs=(".onnx", ".xml"),
+           int8_help="openvino: NNCF .int8.xml + .bin", fp16=True,
            bf16=True,
            load_as_verified='core.compile_model(path, "CPU", {"INFERENCE_PRECISION_HINT": "f32"})'),
     Format("tflite", "TFLite", "tflite", "TFLite", (".tflite",), "module",

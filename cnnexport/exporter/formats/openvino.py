@@ -102,6 +102,16 @@ def quantize(src: Path, dst: Path, calibration: np.ndarray, options: Int8Options
     return quantize_openvino(src, dst, calibration)
 
 
+def qat_int8(source: ConvertSource, dst: Path) -> dict:
+    """A QAT model's int8 IR: its QDQ ONNX file (``source.onnx_path``) converted, each QuantizeLinear +
+    DequantizeLinear pair a FakeQuantize that the CPU plugin runs as int8."""
+    files = to_openvino(source.onnx_path, dst)
+    ov = import_openvino()
+    fq = sum(1 for op in ov.Core().read_model(str(files[0])).get_ops() if op.get_type_name() == "FakeQuantize")
+    return {"runtime": "openvino", "format": "IR (FakeQuantize)", "method": "quantization-aware training (the "
+            "model's own scales, from its QDQ ONNX file)", "fake_quantize_nodes": fq}
+
+
 def describe_int8(info: dict) -> str:
     return f"OpenVINO int8 via NNCF (overflow fix {info['overflow_fix']}: {info['overflow_fix_reason']})"
 

@@ -33,6 +33,14 @@ def quantize(src: Path, dst: Path, calibration: np.ndarray, options: Int8Options
                          labels=options.calibration_labels)
 
 
+def qat_int8(source: ConvertSource, dst: Path) -> dict:
+    """A QAT model's QDQ file from its int8 twin (``source.prepared``), at the fp32 file's opset and batch axis."""
+    from .qat_qdq import file_facts, write_qat_onnx
+
+    opset, dynamic_batch = file_facts(source.onnx_path)
+    return write_qat_onnx(source.prepared, dst, source.shape, opset=opset, dynamic_batch=dynamic_batch)
+
+
 def describe_int8(info: dict) -> str:
     return (f"QDQ int8 ({info['method']}, {'per-channel' if info['per_channel'] else 'per-tensor'}, "
             f"reduce_range {'on' if info['reduce_range'] else 'off'}: {info['reduce_range_reason']})")
