@@ -136,17 +136,13 @@ def quantize_artifacts(fp32: list[Artifact], source, data: Int8Data, options: In
     failures = failures or Failures(keep_going=False, name="")
     out, infos, warnings = [], [], []
     for fmt in int8_formats():
-        art = next((a for a in fp32 if a.format == fmt.name and a.precision == "fp32"), None)
+        art = _fp32_of(fmt, fp32, failures, wanted)
         if art is None:
-            if fmt.name in wanted:
-                failures.without_source(fmt.name, "int8", fmt.file_name(failures.name))
             continue
-        if fmt.int8_from == "onnx_int8":  # the QDQ ONNX file written just before (ONNX comes first)
-            qdq = next((a.files[0] for a in out if a.format == ALWAYS), None)
-            if qdq is None:
-                failures.without_source(fmt.name, "int8", FORMATS[ALWAYS].file_name(failures.name, "int8"))
+        if fmt.int8_from == "onnx_int8":
+            src = _with_int8_onnx(source, fmt, out, failures)
+            if src is None:
                 continue
-            src = dataclasses.replace(source, onnx_path=qdq)
         else:
             src = {"onnx": onnx_file, "self": art.files[0], "module": source}[fmt.int8_from]
         dst = dst_of(fmt)
@@ -163,6 +159,24 @@ def quantize_artifacts(fp32: list[Artifact], source, data: Int8Data, options: In
     return out, infos, warnings
 
 
+def _fp32_of(fmt: Format, fp32: list[Artifact], failures: Failures, wanted: Iterable[str]) -> Artifact | None:
+    """The fp32 file ``fmt``'s int8 file starts from; None without one (named as not made where ``wanted``)."""
+    art = next((a for a in fp32 if a.format == fmt.name and a.precision == "fp32"), None)
+    if art is None and fmt.name in wanted:
+        failures.without_source(fmt.name, "int8", fmt.file_name(failures.name))
+    return art
+
+
+def _with_int8_onnx(source, fmt: Format, made: list[Artifact], failures: Failures):
+    """``source`` with the int8 ONNX file written just before (ONNX comes first) in place of the fp32 one; None
+    without it (``fmt``'s int8 file named as not made)."""
+    qdq = next((a.files[0] for a in made if a.format == ALWAYS), None)
+    if qdq is None:
+        failures.without_source(fmt.name, "int8", FORMATS[ALWAYS].file_name(failures.name, "int8"))
+        return None
+    return dataclasses.replace(source, onnx_path=qdq)
+
+
 def qat_artifacts(fp32: list[Artifact], source, int8_twin, dst_of, failures: Failures,
                   wanted: Iterable[str] = ()) -> tuple[list[Artifact], list[dict], list[str]]:
     """A QAT model's int8 files, from its trained scales (``exporter.qat``): each format with a ``qat_int8``
@@ -172,22 +186,16 @@ def qat_artifacts(fp32: list[Artifact], source, int8_twin, dst_of, failures: Fai
     out, infos = [], []
     calibrating = []
     for fmt in int8_formats():
-        art = next((a for a in fp32 if a.format == fmt.name and a.precision == "fp32"), None)
+        art = _fp32_of(fmt, fp32, failures, wanted)
         if art is None:
-            if fmt.name in wanted:
-                failures.without_source(fmt.name, "int8", fmt.file_name(failures.name))
             continue
         if fmt.qat_int8 is None:
             calibrating.append(fmt.label)
             continue
-        if fmt.qat_int8 == "onnx_int8":
-            qdq = next((a.files[0] for a in out if a.format == ALWAYS), None)
-            if qdq is None:
-                failures.without_source(fmt.name, "int8", FORMATS[ALWAYS].file_name(failures.name, "int8"))
-                continue
-            src = dataclasses.replace(source, onnx_path=qdq)
-        else:
-            src = dataclasses.replace(source, prepared=int8_twin)
+        src = (_with_int8_onnx(source, fmt, out, failures) if fmt.qat_int8 == "onnx_int8"
+               else dataclasses.replace(source, prepared=int8_twin))
+        if src is None:
+            continue
         dst = dst_of(fmt)
         info = failures.attempt(fmt.name, "int8", "quantize", lambda: fmt.module().qat_int8(src, dst))
         if info is not None:

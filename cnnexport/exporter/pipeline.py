@@ -546,7 +546,8 @@ def _write_stage(staging: StagingDir, name: str, artifacts: list[Artifact], refe
                     "rounding_floor": reference.floor, "approximation_floors": reference.approximation_floors,
                     "files": [f.name for a in artifacts for f in a.files],
                     **({"preprocess": report["preprocess"]} if "preprocess" in report else {}),
-                    **({"classes": report["classes"]} if "classes" in report else {})},
+                    **({"classes": report["classes"]} if "classes" in report else {}),
+                    **({"int8_scales": QAT_SCALES} if "qat" in report and held else {})},
                    Int8Reference(held[0], held[1], labels, opts.int8_min_cosine, opts.int8_max_drop) if held else None)
     final_dir = staging.output_dir
     report["artifacts"] = [a.entry(final_dir) for a in artifacts]

@@ -64,7 +64,10 @@ def check_file(artifact: str, reference: str, loaded_reference: tuple, model, at
 
     def check(loaded) -> dict:
         if precision == "int8":
-            return _check_int8(artifact, reference, loaded, atol)
+            entry = _check_int8(artifact, reference, loaded, atol)
+            if meta.get("int8_scales"):  # a QAT model's trained scales: checked against that model, as exported
+                entry["scales"] = meta["int8_scales"]
+            return entry
         rule = REDUCED_RULES.get(precision)
         floor, floor_name = floor_for(meta.get("rounding_floor"), meta.get("approximation_floors"), loaded.runtime)
         checked = compare(Path(artifact).name, refs, lambda b: run_nchw(loaded, b), inputs, atol=atol,
