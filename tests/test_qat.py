@@ -223,3 +223,30 @@ def test_without_int8_the_files_hold_the_float_weights_and_say_so(qat_model, tmp
     with pytest.raises(cnnexport.errors.ParameterError, match="keep_float and calib_method"):
         cnnexport.export(qat_model, (1, 1, 32, 32), tmp_path / "k", int8=True, keep_float=("first",))
     assert not (tmp_path / "k").exists()
+
+
+def test_eval_model_scores_a_qat_checkpoint_at_its_trained_scales(qat_model, tmp_path):
+    """torch.ao's fake-quantize modules observe in eval mode too: `eval --model` moved the checkpoint's scales with
+    every batch it scored. Loaded models have their observers off."""
+    from cnnexport.calib.digits import load_digits
+    from cnnexport.models import load_model
+
+    import copy
+
+    from torch.ao.quantization import enable_observer
+
+    torch.save(copy.deepcopy(qat_model).apply(enable_observer).state_dict(), tmp_path / "qat.pt")  # saved observing
+    spec = f"{__file__}:make_qat_untrained"
+    loaded = load_model(spec, weights=str(tmp_path / "qat.pt"))
+    assert all(int(m.observer_enabled) == 0 for m in loaded.modules() if hasattr(m, "observer_enabled"))
+    args = ["eval", "--model", spec, "--weights", str(tmp_path / "qat.pt"), "--data", "digits", "--json"]
+    unsized = CliRunner().invoke(cli, args)
+    assert unsized.exit_code == 2 and "its code does not fix one): give --input-size" in unsized.stderr
+    result = CliRunner().invoke(cli, [*args, "--input-size", "32"])
+    assert result.exit_code == 0, result.output
+    [scored] = json.loads(result.stdout)["models"]
+    digits = load_digits()
+    with torch.no_grad():
+        expected = (qat_twins(qat_model).reference(torch.from_numpy(digits.x_test)).argmax(1).numpy()
+                    == digits.y_test).sum()
+    assert scored["top1_correct"] == expected

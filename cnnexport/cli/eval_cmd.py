@@ -116,6 +116,9 @@ def eval_cmd(artifacts, data, classes_file, model_spec, weights, use_ema, trust_
         chw = chw or model_chw
         pre_fields.update(model_pre)
         model_classes = model_classes or getattr(module.model, "cnnexport_classes", None)
+    if chw is None and not models:  # --model alone: a user's code that fixes no input size
+        raise UsageError(f"the input size of '{model_spec}' is unknown (its code does not fix one): give --input-size "
+                         "(H, HxW or C,H,W)")
     if chw is None:
         raise UsageError("the input size is unknown (the files leave it dynamic): give --input-size, --model, "
                          "or --reference with the export's reference.npz")

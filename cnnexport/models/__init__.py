@@ -126,6 +126,19 @@ def create_model(name: str, num_classes: int | None = None, weights: str | os.Pa
 
 def load_model(spec: str, num_classes: int | None = None, weights: str | os.PathLike | None = None,
                use_ema: bool = False, trust_pickle: bool = False) -> nn.Module:
+    """``_load_model``'s model, a QAT model's observers switched off: cnnexport never trains, and an observer left
+    on moves the model's scales with every batch evaluated or timed (torch.ao's fake-quantize modules observe in
+    eval mode too)."""
+    model = _load_model(spec, num_classes, weights, use_ema, trust_pickle)
+    if any(type(m).__module__.startswith("torch.ao.quantization.fake_quantize") for m in model.modules()):
+        from torch.ao.quantization import disable_observer
+
+        model.apply(disable_observer)
+    return model
+
+
+def _load_model(spec: str, num_classes: int | None = None, weights: str | os.PathLike | None = None,
+                use_ema: bool = False, trust_pickle: bool = False) -> nn.Module:
     """A registry name (in eval mode), ``timm:NAME`` (timm's architecture, random weights unless
     ``weights``), a timm model folder (config.json and its weights: a Hugging Face Hub snapshot),
     ``package.module:callable`` returning an ``nn.Module``, in
