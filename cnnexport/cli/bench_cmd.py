@@ -70,8 +70,8 @@ def bench_cmd(targets, runtime, precision, batch, threads, input_size, device, b
               min_time, max_time, no_ceiling, pick, plain, output_dir, reuse, weights, num_classes, use_ema,
               trust_pickle, calib, data, data_count, classes_file, save, wide, as_json, as_csv):
     """Latency of a MODEL (a zoo name, timm:NAME or module:callable; exported first) or of exported files (or an
-    export's folder: its files), across runtimes, precisions, batches and threads. Each measurement runs in its own process; rounds are
-    interleaved. Files need no torch."""
+    export's folder: its files), across runtimes, precisions, batches and threads. Each measurement runs in its
+    own process; rounds are interleaved. Files need no torch."""
     import tempfile
 
     from ..bench import plan, rows, schedule
