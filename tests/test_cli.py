@@ -75,6 +75,29 @@ def test_the_export_tables_heading_is_one_line_however_narrow_the_table(tmp_path
     assert first.startswith("lenet5: ") and first.endswith("(dynamic batch)"), first
 
 
+def test_an_export_of_many_files_is_summarised_a_row_per_file_that_fits_120_columns(tmp_path, monkeypatch):
+    """Eleven files as eleven columns squeezed every cell to a few characters at a terminal's width: past four
+    files the summary has a row per file, each name whole."""
+    from rich.console import Console
+
+    from cnnexport.cli.render import export as render
+
+    result = run("lenet5", "--weights", "digits", "--openvino", "--tflite", "--ncnn", "--mnn", "-o", str(tmp_path),
+                 "--json")
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert len(report["artifacts"]) > render.FILES_AS_COLUMNS
+    console = Console(width=120, record=True)
+    monkeypatch.setattr(render, "out_console", lambda: console)
+    render.print_export_summary(report)
+    lines = console.export_text().splitlines()
+    for a in report["artifacts"]:
+        name = Path(a["path"]).name
+        [row] = [ln for ln in lines if ln.startswith(f"│ {name} ")]  # a row each, the name whole
+        assert "passed" in row and "fp32" in row
+    assert max(map(len, lines[:len(report["artifacts"]) + 4])) <= 120
+
+
 def test_a_long_line_stays_one_line_off_a_terminal(capsys):
     """Off a terminal (a pipe, a log), a line of text longer than the console's 200 columns is printed whole:
     verify's OpenVINO note ran past 200 columns and broke in two, and a script's grep found half of it."""

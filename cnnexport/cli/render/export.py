@@ -40,6 +40,9 @@ def delegation_text(d: dict) -> str:
     return text
 
 
+FILES_AS_COLUMNS = 4  # the export summary's files as columns up to this many, as rows beyond
+
+
 def print_export_summary(report: dict) -> None:
     from rich.markup import escape
     from rich.table import Table
@@ -50,13 +53,10 @@ def print_export_summary(report: dict) -> None:
     # a heading line, not the table's title: rich wraps a title to the table's width, mid-phrase
     heading = (f"{report['model']}: {report['params']:,} params, input {'x'.join(map(str, report['input_shape']))} "
                f"({'dynamic' if report['dynamic_batch'] else 'static'} batch)")
-    table = Table()
-    table.add_column("")
     rows = {"file": [], "format": [], "size": [], "batch": [], "delegation": [], "max abs error": [],
             "max rel error": [], "cosine": [], "top-1 agreement": [], "accuracy (labels)": [], "check": []}
     for a in report["artifacts"]:
         e = eq.get(Path(a["path"]).name, {})
-        table.add_column(a["format"], justify="right")
         rows["file"].append(Path(a["path"]).name)
         rows["format"].append(f"{a['format']} {a['precision']} {a['layout']}")
         rows["size"].append(f"{a['size_bytes'] / 1e6:.1f} MB")
@@ -76,11 +76,22 @@ def print_export_summary(report: dict) -> None:
         rows["check"].append(verdict_text(e)
                              + (f" ({tol})" if isinstance(tol, str) else "")
                              + (f" ({fp16_text(e)})" if reduced_check(e) else ""))
-    for label, cells in rows.items():
-        if any(cells):
+    rows = {label: cells for label, cells in rows.items() if any(cells)}
+    if len(report["artifacts"]) <= FILES_AS_COLUMNS:  # a column per file, its figures down the rows
+        table = Table()
+        table.add_column("")
+        for a in report["artifacts"]:
+            table.add_column(a["format"], justify="right")
+        for label, cells in rows.items():
             table.add_row(label, *cells)
+    else:  # many files (every format, --keep-going): a row per file, as Ultralytics' export lists them
+        table = _file_rows(report["artifacts"], eq)
     console.print(heading, style="bold", markup=False, highlight=False, soft_wrap=True)
     console.print(table)
+    if len(report["artifacts"]) > FILES_AS_COLUMNS:
+        for a in (a for a in report["artifacts"] if "delegation" in a):
+            console.print(f"{Path(a['path']).name}: {delegation_text(a['delegation'])}", markup=False,
+                          highlight=False)
     for how in dict.fromkeys(a["load_as_verified"] for a in report["artifacts"] if a.get("load_as_verified")):
         formats = ", ".join(sorted({Path(a["path"]).name for a in report["artifacts"]
                                     if a.get("load_as_verified") == how}))
@@ -127,6 +138,31 @@ def print_export_summary(report: dict) -> None:
     if report.get("removed_earlier_files"):
         console.print(f"removed the earlier export's files this one did not write again: "
                       f"{', '.join(report['removed_earlier_files'])}")
+
+
+def _file_rows(artifacts: list[dict], eq: dict):
+    """The export summary with a row per file, its figures shortened to fit 120 columns (report.json has all)."""
+    from rich.table import Table
+
+    table = Table()
+    names = [Path(a["path"]).name for a in artifacts]
+    table.add_column("file", no_wrap=True, min_width=max(map(len, names)))  # a file name cut short is no use
+    for label in ("precision", "MB", "max abs error", "cosine", "top-1 agreement"):
+        table.add_column(label, justify="right")
+    labelled = any("accuracy_int8" in eq.get(n, {}) for n in names)
+    if labelled:
+        table.add_column("accuracy (labels)", justify="right")
+    table.add_column("check")
+    for a, name in zip(artifacts, names):
+        e = eq.get(name, {})
+        tol = e.get("tolerance")
+        error = f"{e.get('max_abs', float('nan')):.1e}" + (f" (tol {tol:.1e})" if isinstance(tol, float) else "")
+        cosine = (f"mean {e['cosine_mean']:.4f}" if "cosine_mean" in e else f"min {e.get('cosine', float('nan')):.7f}")
+        accuracy = ([f"{e['accuracy_fp32']:.1%} -> {e['accuracy_int8']:.1%}" if "accuracy_int8" in e else ""]
+                    if labelled else [])
+        table.add_row(name, a["precision"], f"{a['size_bytes'] / 1e6:.1f}", error, cosine,
+                      f"{e.get('top1_agreement', 0):.0%} of {e.get('samples', 0)}", *accuracy, verdict_text(e))
+    return table
 
 
 def _int8_source(e: dict) -> str:
