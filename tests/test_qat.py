@@ -191,8 +191,14 @@ def test_an_fx_prepared_qat_model_exports_with_its_shared_observer(tmp_path):
     """prepare_qat_fx's GraphModule: its observers are graph nodes, one of them under two names (an add's input
     and output); it was an internal error (a GraphModule's forward has no __module__), then a file still holding
     the fused fake-quantize op ONNX cannot write."""
-    report = cnnexport.export(make_fx_qat_digits_net(), (1, 1, 32, 32), tmp_path, name="fxnet", int8=True,
-                              eval_source="digits", eval_count=200)
+    from torch.ao.quantization.fake_quantize import FakeQuantizeBase
+
+    model = make_fx_qat_digits_net()
+    observers = [m for _, m in model.named_children() if isinstance(m, FakeQuantizeBase)]  # each module once
+    assert len(observers) < len([n for n, m in model._modules.items() if isinstance(m, FakeQuantizeBase)])
+    report = cnnexport.export(model, (1, 1, 32, 32), tmp_path, name="fxnet", int8=True, eval_source="digits",
+                              eval_count=200)
+    assert report["qat"]["activations"] == len(observers)
     [int8] = [e for e in report["equivalence"] if e.get("precision") == "int8"]
     assert int8["passed"] and int8["cosine_mean"] > 0.99 and int8["accuracy_int8"] > 0.85
     assert report["qat"]["layers"] == 3 and report["quantization"][0]["int32_biases"] == 3

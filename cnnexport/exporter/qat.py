@@ -163,7 +163,8 @@ def _twin(module: nn.Module, *, quantize: bool, summary: dict) -> nn.Module:
     done: dict[int, nn.Module] = {}  # one replacement per module, registered under every name it has (FX shares
     for name, child in list(module._modules.items()):  # an observer between an add's inputs and output)
         if child is not None:
-            done.setdefault(id(child), replace(child))
+            if id(child) not in done:
+                done[id(child)] = replace(child)
             setattr(module, name, done[id(child)])
     return module
 
