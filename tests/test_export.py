@@ -991,3 +991,14 @@ def test_a_torch_fx_graph_module_exports_with_its_batchnorm_folded(tmp_path):
     report = cnnexport.export(randomize_bn_stats(model), (1, 3, 16, 16), tmp_path / "out", photos=False)
     assert report["equivalence"][0]["passed"] and report["graph"]["batchnorm_nodes"] == 0
     assert len(report["prepare"]["folded"]) == 1
+
+
+def test_a_torch_export_programs_module_is_refused_in_one_line(tmp_path):
+    """ExportedProgram.module() (and PT2E quantization's results, made the same way): torch disables its eval(),
+    and the export was an internal error (NotImplementedError) at the first call of it."""
+    model = nn.Sequential(nn.Conv2d(3, 8, 3), nn.ReLU(), nn.Flatten(), nn.Linear(8 * 14 * 14, 3)).eval()
+    exported = torch.export.export(model, (torch.randn(1, 3, 16, 16),)).module()
+    with pytest.raises(UsageError, match="torch.export program's module .*give cnnexport the nn.Module it was "
+                                         "captured from"):
+        cnnexport.export(exported, (1, 3, 16, 16), tmp_path / "out")
+    assert not (tmp_path / "out").exists()

@@ -126,7 +126,10 @@ def exportable(module: nn.Module) -> tuple[nn.Module, list[str]]:
     """The module cnnexport prepares, and what was done to get it: torch.compile's and (Distributed)DataParallel's
     wrappers taken off, and an fp32 copy of a model held in another float type (fp16, bf16, float64: the
     reference is fp32). A TorchScript module is taken as it is (``TORCHSCRIPT_NOTE``)."""
+    from ..models import refuse_exported_program
+
     notes = [TORCHSCRIPT_NOTE] if is_torchscript(module) else []
+    refuse_exported_program(module)
     while True:  # wrappers in any order, e.g. torch.compile(DataParallel(net))
         inner = getattr(module, "_orig_mod", None)
         if type(module).__name__ == "OptimizedModule" and isinstance(inner, nn.Module):

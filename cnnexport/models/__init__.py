@@ -130,6 +130,7 @@ def load_model(spec: str, num_classes: int | None = None, weights: str | os.Path
     on moves the model's scales with every batch evaluated or timed (torch.ao's fake-quantize modules observe in
     eval mode too)."""
     model = _load_model(spec, num_classes, weights, use_ema, trust_pickle)
+    refuse_exported_program(model)
     if any(type(m).__module__.startswith("torch.ao.quantization.fake_quantize") for m in model.modules()):
         from torch.ao.quantization import disable_observer
 
@@ -221,6 +222,18 @@ def load_torchscript(path: str | os.PathLike, num_classes: int | None = None,
                            f"torch {torch.__version__.split('+')[0]} or older?") from None
     module.cnnexport_name = Path(path).stem  # the files are named after it: model.onnx for model.pt
     return module.eval()
+
+
+def refuse_exported_program(model: nn.Module) -> None:
+    """A module made by torch.export (``ExportedProgram.module()``, and so PT2E quantization's ``prepare_pt2e`` /
+    ``convert_pt2e`` result) is refused in one line: torch replaces its ``eval()`` and ``train()`` with methods that
+    raise, and every step here runs the model in eval mode. (An ordinary module never holds either in its own
+    ``__dict__``.)"""
+    if "eval" in vars(model) or "train" in vars(model):
+        raise UsageError("the model is a torch.export program's module (ExportedProgram.module(), or PT2E "
+                         "quantization's prepare_pt2e/convert_pt2e result), whose eval() torch disables: give "
+                         "cnnexport the nn.Module it was captured from (for int8, that float model with --int8 "
+                         "--calib), or lower a PT2E-quantized program to ExecuTorch yourself")
 
 
 def refuse_a_file(spec: str) -> None:
