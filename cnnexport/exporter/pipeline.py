@@ -531,13 +531,10 @@ def _verify_stage(module, artifacts, int8_artifacts, heldout, labels, reference:
             raise VerificationError("; ".join(lines.values()) + "; nothing was written", report=report)
         for a, e in failed:
             failures.add(a.format, a.precision, "verify", lines[id(e)], "VerificationError", check=e)
-        left_out = {id(a) for a, _ in failed}
-        report["equivalence"] = [e for a, e in checked if id(a) not in left_out]
-        artifacts = [a for a in artifacts if id(a) not in left_out]
-        int8_artifacts = [a for a in int8_artifacts if id(a) not in left_out]
-    verified = {id(a) for a, _ in checked}
+        report["equivalence"] = [e for _, e in checked if e["passed"]]
+    passed = {id(a) for a, e in checked if e["passed"]}  # a file whose check could not run is not among them
     return ((heldout[0].batches, held_refs[0]) if heldout else None,
-            [a for a in artifacts if id(a) in verified], [a for a in int8_artifacts if id(a) in verified])
+            [a for a in artifacts if id(a) in passed], [a for a in int8_artifacts if id(a) in passed])
 
 
 def _write_stage(staging: StagingDir, name: str, artifacts: list[Artifact], reference: Reference, held, labels,

@@ -35,10 +35,11 @@ def quantize(src: Path, dst: Path, calibration: np.ndarray, options: Int8Options
 
 def qat_int8(source: ConvertSource, dst: Path) -> dict:
     """A QAT model's QDQ file from its int8 twin (``source.prepared``), at the fp32 file's opset and batch axis."""
-    from .qat_qdq import file_facts, write_qat_onnx
+    from ....profile.graph import check
+    from .qat_qdq import write_qat_onnx
 
-    opset, dynamic_batch = file_facts(source.onnx_path)
-    return write_qat_onnx(source.prepared, dst, source.shape, opset=opset, dynamic_batch=dynamic_batch)
+    facts = check(source.onnx_path, full_check=False)
+    return write_qat_onnx(source.prepared, dst, source.shape, opset=facts.opset, dynamic_batch=facts.dynamic_batch)
 
 
 def describe_int8(info: dict) -> str:

@@ -39,16 +39,6 @@ def write_qat_onnx(int8_twin, dst: Path, shape: tuple[int, ...], *, opset: int, 
             "quantize_nodes": ops.count("QuantizeLinear"), "dequantize_nodes": ops.count("DequantizeLinear")}
 
 
-def file_facts(path: Path) -> tuple[int, bool]:
-    """An ONNX file's default-domain opset and whether its first input's batch axis is dynamic."""
-    import onnx
-
-    model = onnx.load(str(path), load_external_data=False)
-    opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 13)
-    dims = model.graph.input[0].type.tensor_type.shape.dim
-    return opset, bool(dims) and not dims[0].HasField("dim_value")
-
-
 def _constants(graph) -> dict:
     """Every constant of ``graph`` by name: its initializers, its Constant nodes' values, and the Identity of one
     (the exporter shares equal constants so: two layers' all-zero zero points)."""
